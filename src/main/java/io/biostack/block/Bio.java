@@ -1,0 +1,458 @@
+package io.biostack.block;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+
+/**
+ * A block I/O request that carries its own memory and its own completion callback
+ * ({@code struct bio}, include/linux/blk_types.h).
+ *
+ * <h2>Shape</h2>
+ * An {@link Op}, {@link BioFlags}, a list of memory segments (the bio_vec table, immutable once
+ * the bio is submitted) and an {@link BioIter} that holds all progress: device offset, bytes left,
+ * current segment. Offsets and sizes are bytes. Segments may be native or heap memory; a layer
+ * that hands memory to the kernel bounces what the kernel can't take.
+ *
+ * <h2>Two counts</h2>
+ * As in the kernel: a <em>remaining</em> count for completion (starts at 1; {@link #chain}
+ * raises the parent's; {@link #endIo()} lowers it and completes at zero), and pooled lifetime:
+ * {@link #put()} returns the bio to the pool it came from.
+ *
+ * <h2>Ownership</h2>
+ * Whoever allocates a bio owns it until {@link BlockDevice#submit}; the device then owns it until
+ * it calls {@link #endIo()}, which runs the callback exactly once. During the callback and after
+ * it the bio belongs to whoever set the callback, who puts it back when done. A device may
+ * change the bio's iterator (remap, advance) before completion; after completion only
+ * {@link #status()} is meaningful. The memory behind the segments belongs to the bio's owner and
+ * must stay valid until completion.
+ *
+ * <p>Status: the first error wins. Completing a bio twice throws {@link IllegalStateException}.
+ */
+public final class Bio {
+    private static final VarHandle REMAINING;
+    private static final VarHandle STATUS;
+
+    static {
+        try {
+            MethodHandles.Lookup l = MethodHandles.lookup();
+            REMAINING = l.findVarHandle(Bio.class, "remaining", int.class);
+            STATUS = l.findVarHandle(Bio.class, "status", Status.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private static final MemorySegment[] NO_VECS = new MemorySegment[0];
+
+    private Op op = Op.READ;
+    private int flags;
+    private MemorySegment[] vecs;
+    private int vcnt;
+    private final BioIter iter = new BioIter();
+    private EndIo endIo;
+    private Object privateData;
+    private long privateLong;
+    private Bio chainParent;
+    private final BioPool pool;
+    private boolean inPool;
+    private volatile int remaining;
+    private volatile Status status = Status.OK;
+    private String detail;
+
+    /** Intrusive link for lock-free queues; owned by the queue that holds the bio. */
+    Bio next;
+
+    /** Creates a bio outside any pool (for tests and one-off requests). */
+    public Bio() {
+        this(null, 4);
+    }
+
+    Bio(BioPool pool, int vecCapacity) {
+        this.pool = pool;
+        this.vecs = vecCapacity == 0 ? NO_VECS : new MemorySegment[vecCapacity];
+        this.remaining = 1;
+    }
+
+    // ---- set-up (by the owner, before submit) ----------------------------------------------
+
+    /**
+     * Sets op, flags, offset and callback and clears segments, size and status: ready for
+     * {@link #addSegment}. Returns this bio.
+     */
+    public Bio init(Op op, int flags, long offset, EndIo endIo) {
+        this.op = op;
+        this.flags = flags;
+        this.endIo = endIo;
+        this.vcnt = 0;
+        this.iter.reset();
+        this.iter.offset = offset;
+        this.status = Status.OK;
+        this.detail = null;
+        this.chainParent = null;
+        this.privateData = null;
+        this.privateLong = 0;
+        REMAINING.setRelease(this, 1);
+        return this;
+    }
+
+    /**
+     * Appends a segment and grows the size by its length. The caller keeps owning the memory and
+     * must keep it valid until the bio completes. Only before submit.
+     */
+    public Bio addSegment(MemorySegment segment) {
+        if (vcnt == vecs.length) {
+            MemorySegment[] bigger = new MemorySegment[Math.max(4, vecs.length * 2)];
+            System.arraycopy(vecs, 0, bigger, 0, vcnt);
+            vecs = bigger;
+        }
+        vecs[vcnt++] = segment;
+        iter.size += segment.byteSize();
+        return this;
+    }
+
+    /** Sets the byte count of a bio without data (DISCARD, WRITE_ZEROES). Only before submit. */
+    public Bio setSize(long size) {
+        if (op.hasData()) {
+            throw new IllegalStateException("size of a " + op + " bio comes from its segments");
+        }
+        iter.size = size;
+        return this;
+    }
+
+    public Op op() {
+        return op;
+    }
+
+    public int flags() {
+        return flags;
+    }
+
+    public boolean hasFlag(int flag) {
+        return (flags & flag) != 0;
+    }
+
+    /** Replaces the flags (a layer may clear PREFLUSH once it has flushed, as blk-flush does). */
+    public void setFlags(int flags) {
+        this.flags = flags;
+    }
+
+    /** The device offset in bytes (shortcut for {@code iter().offset()}). */
+    public long offset() {
+        return iter.offset;
+    }
+
+    /** Bytes left to do (shortcut for {@code iter().size()}). */
+    public long size() {
+        return iter.size;
+    }
+
+    /** Moves the bio to another device offset: how remapping layers pass a bio down. */
+    public void setOffset(long offset) {
+        iter.offset = offset;
+    }
+
+    public BioIter iter() {
+        return iter;
+    }
+
+    /** Number of segments in the table (not only those the iterator still covers). */
+    public int segmentCount() {
+        return vcnt;
+    }
+
+    /** Segment {@code i} of the table. */
+    public MemorySegment segment(int i) {
+        if (i >= vcnt) {
+            throw new IndexOutOfBoundsException(i);
+        }
+        return vecs[i];
+    }
+
+    public EndIo endIoCallback() {
+        return endIo;
+    }
+
+    public void setEndIo(EndIo endIo) {
+        this.endIo = endIo;
+    }
+
+    /** A reference the callback's owner may keep in the bio ({@code bi_private}). */
+    public Object privateData() {
+        return privateData;
+    }
+
+    public void setPrivateData(Object privateData) {
+        this.privateData = privateData;
+    }
+
+    /** A primitive slot for the callback's owner (a tag, a start time) — no boxing. */
+    public long privateLong() {
+        return privateLong;
+    }
+
+    public void setPrivateLong(long value) {
+        this.privateLong = value;
+    }
+
+    // ---- status and completion -------------------------------------------------------------
+
+    public Status status() {
+        return status;
+    }
+
+    /** Text that says what went wrong (null when OK or when nobody said). */
+    public String detail() {
+        return detail;
+    }
+
+    /** Records an error; the first error wins, later ones are dropped. */
+    public void setStatus(Status s) {
+        setStatus(s, null);
+    }
+
+    /** Records an error with a message for humans; the first error wins. */
+    public void setStatus(Status s, String why) {
+        if (s == Status.OK) {
+            return;
+        }
+        if (STATUS.compareAndSet(this, Status.OK, s)) {
+            detail = why;
+        }
+    }
+
+    /** Records the error and completes the bio: {@code bio_io_error}. */
+    public void fail(Status s, String why) {
+        setStatus(s, why);
+        endIo();
+    }
+
+    /**
+     * Completes the bio ({@code bio_endio}): lowers the remaining count and, when it reaches
+     * zero, either completes the chain parent (passing the first error up) or runs the
+     * callback. Call exactly once per submit (plus once per chained child, which the child's
+     * own completion does).
+     */
+    public void endIo() {
+        Bio bio = this;
+        while (true) {
+            int left = (int) REMAINING.getAndAdd(bio, -1) - 1;
+            if (left > 0) {
+                return;
+            }
+            if (left < 0) {
+                throw new IllegalStateException("bio completed more than once: " + bio);
+            }
+            Bio parent = bio.chainParent;
+            if (parent == null) {
+                EndIo cb = bio.endIo;
+                if (cb != null) {
+                    cb.endIo(bio);
+                }
+                return;
+            }
+            // bio_chain_endio: pass the first error up, drop the child, go on with the parent.
+            Status s = bio.status;
+            if (s != Status.OK) {
+                parent.setStatus(s, bio.detail);
+            }
+            bio.chainParent = null;
+            bio.put();
+            bio = parent;
+        }
+    }
+
+    /**
+     * Makes {@code parent} complete only after this bio ({@code bio_chain}). This bio's callback
+     * is replaced: on completion it passes its status to the parent and is put back in its pool.
+     * Call before submitting this bio; the parent must not have completed yet.
+     */
+    public void chain(Bio parent) {
+        if (chainParent != null) {
+            throw new IllegalStateException("bio already chained");
+        }
+        this.chainParent = parent;
+        this.endIo = CHAINED;
+        REMAINING.getAndAdd(parent, 1);
+    }
+
+    /** Marker callback of chained bios: never called, the parent is completed instead. */
+    private static final EndIo CHAINED = b -> {
+        throw new IllegalStateException("chained bio completed without its parent");
+    };
+
+    /** Raises the remaining count: the bio completes after one more {@link #endIo()}. */
+    public void incRemaining() {
+        REMAINING.getAndAdd(this, 1);
+    }
+
+    // ---- split and clone -------------------------------------------------------------------
+
+    /**
+     * Splits off the first {@code bytes} ({@code bio_split}): returns a new bio from {@code pool}
+     * that shares this bio's segments and covers [offset, offset + bytes); this bio advances past
+     * them. The caller owns the returned bio (usually it chains it to this one and submits it);
+     * this bio's segments must outlive it. Bios without data split by range alone.
+     */
+    public Bio split(long bytes, BioPool pool) {
+        if (bytes <= 0 || bytes >= iter.size) {
+            throw new IllegalArgumentException("split of " + bytes + " bytes from a bio of " + iter.size);
+        }
+        Bio front = cloneShallow(pool);
+        front.iter.size = bytes;
+        advance(bytes);
+        return front;
+    }
+
+    /**
+     * A bio that shares this bio's segments and copies its op, flags and iterator
+     * ({@code bio_alloc_clone}). It has no callback and an OK status; the caller owns it. This
+     * bio's segments must outlive the clone.
+     */
+    public Bio cloneShallow(BioPool pool) {
+        Bio c = pool == null ? new Bio() : pool.get();
+        c.op = op;
+        c.flags = flags;
+        if (c.vecs.length < vcnt) {
+            c.vecs = new MemorySegment[vcnt];
+        }
+        System.arraycopy(vecs, 0, c.vecs, 0, vcnt);
+        c.vcnt = vcnt;
+        c.iter.copyFrom(iter);
+        c.endIo = null;
+        c.chainParent = null;
+        c.status = Status.OK;
+        c.detail = null;
+        c.privateData = null;
+        c.privateLong = 0;
+        REMAINING.setRelease(c, 1);
+        return c;
+    }
+
+    /** Advances the iterator by {@code bytes} ({@code bio_advance}). */
+    public void advance(long bytes) {
+        if (bytes > iter.size) {
+            throw new IllegalArgumentException("advance " + bytes + " past size " + iter.size);
+        }
+        iter.offset += bytes;
+        iter.size -= bytes;
+        if (!op.hasData()) {
+            return;
+        }
+        long left = bytes + iter.done;
+        int i = iter.idx;
+        while (i < vcnt && left >= vecs[i].byteSize() && left > 0) {
+            left -= vecs[i].byteSize();
+            i++;
+        }
+        iter.idx = i;
+        iter.done = left;
+    }
+
+    // ---- data movement over the iterator (does not advance) --------------------------------
+
+    /**
+     * Copies the bytes the iterator covers into {@code dst} (which must hold {@link #size()}
+     * bytes from its start). Used by memory-backed devices and bounce buffers.
+     */
+    public void copyTo(MemorySegment dst) {
+        long left = iter.size;
+        long pos = 0;
+        int i = iter.idx;
+        long skip = iter.done;
+        while (left > 0) {
+            MemorySegment v = vecs[i++];
+            long n = Math.min(v.byteSize() - skip, left);
+            MemorySegment.copy(v, skip, dst, pos, n);
+            pos += n;
+            left -= n;
+            skip = 0;
+        }
+    }
+
+    /** Copies {@link #size()} bytes from the start of {@code src} into the iterator's memory. */
+    public void copyFrom(MemorySegment src) {
+        long left = iter.size;
+        long pos = 0;
+        int i = iter.idx;
+        long skip = iter.done;
+        while (left > 0) {
+            MemorySegment v = vecs[i++];
+            long n = Math.min(v.byteSize() - skip, left);
+            MemorySegment.copy(src, pos, v, skip, n);
+            pos += n;
+            left -= n;
+            skip = 0;
+        }
+    }
+
+    /** Fills the iterator's memory with zeros (reads of holes). */
+    public void zeroFill() {
+        long left = iter.size;
+        int i = iter.idx;
+        long skip = iter.done;
+        while (left > 0) {
+            MemorySegment v = vecs[i++];
+            long n = Math.min(v.byteSize() - skip, left);
+            v.asSlice(skip, n).fill((byte) 0);
+            left -= n;
+            skip = 0;
+        }
+    }
+
+    /**
+     * Walks the memory the iterator covers without advancing it; calls {@code visitor} once per
+     * piece with the segment, the offset in it and the length. No allocation.
+     */
+    public void forEachSegment(SegmentVisitor visitor) {
+        long left = iter.size;
+        int i = iter.idx;
+        long skip = iter.done;
+        while (left > 0) {
+            MemorySegment v = vecs[i++];
+            long n = Math.min(v.byteSize() - skip, left);
+            visitor.visit(v, skip, n);
+            left -= n;
+            skip = 0;
+        }
+    }
+
+    /** Receives the pieces of a bio's memory, see {@link #forEachSegment}. */
+    @FunctionalInterface
+    public interface SegmentVisitor {
+        void visit(MemorySegment segment, long offset, long length);
+    }
+
+    // ---- pool ------------------------------------------------------------------------------
+
+    /**
+     * Returns the bio to the pool it came from ({@code bio_put}); a bio from no pool is left to
+     * the garbage collector. The caller gives up the bio and everything it references.
+     */
+    public void put() {
+        if (inPool) {
+            throw new IllegalStateException("bio put twice");
+        }
+        endIo = null;
+        privateData = null;
+        chainParent = null;
+        for (int i = 0; i < vcnt; i++) {
+            vecs[i] = null;
+        }
+        vcnt = 0;
+        if (pool != null) {
+            inPool = true;
+            pool.release(this);
+        }
+    }
+
+    void markTaken() {
+        inPool = false;
+    }
+
+    @Override
+    public String toString() {
+        return "Bio[" + op + " " + BioFlags.toString(flags) + " offset=" + iter.offset + " size=" + iter.size
+                + " segs=" + vcnt + " status=" + status + "]";
+    }
+}

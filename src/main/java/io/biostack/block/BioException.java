@@ -1,0 +1,17 @@
+package io.biostack.block;
+
+import java.io.IOException;
+
+/** A failed bio, as seen through the {@code CompletableFuture} conveniences. */
+public final class BioException extends IOException {
+    private final Status status;
+
+    public BioException(Status status, String message) {
+        super(message == null ? status.text() : message + " (" + status.text() + ")");
+        this.status = status;
+    }
+
+    public Status status() {
+        return status;
+    }
+}

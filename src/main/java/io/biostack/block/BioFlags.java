@@ -1,0 +1,41 @@
+package io.biostack.block;
+
+/**
+ * Flags of a bio, a bit set in an {@code int}, after the kernel's {@code REQ_*} flags
+ * (include/linux/blk_types.h).
+ */
+public final class BioFlags {
+    /** Forced unit access: this write is durable when it completes ({@code REQ_FUA}). */
+    public static final int FUA = 1;
+    /** Flush the volatile cache before this op ({@code REQ_PREFLUSH}). */
+    public static final int PREFLUSH = 1 << 1;
+    /** WRITE_ZEROES must leave the blocks allocated ({@code REQ_NOUNMAP}). */
+    public static final int NOUNMAP = 1 << 2;
+    /** Fail with {@link Status#AGAIN} rather than wait for resources ({@code REQ_NOWAIT}). */
+    public static final int NOWAIT = 1 << 3;
+
+    private BioFlags() {
+    }
+
+    /** Short text for logs: "FUA|PREFLUSH", or "-" when none. */
+    public static String toString(int flags) {
+        if (flags == 0) {
+            return "-";
+        }
+        StringBuilder sb = new StringBuilder();
+        append(sb, flags, FUA, "FUA");
+        append(sb, flags, PREFLUSH, "PREFLUSH");
+        append(sb, flags, NOUNMAP, "NOUNMAP");
+        append(sb, flags, NOWAIT, "NOWAIT");
+        return sb.toString();
+    }
+
+    private static void append(StringBuilder sb, int flags, int bit, String name) {
+        if ((flags & bit) != 0) {
+            if (!sb.isEmpty()) {
+                sb.append('|');
+            }
+            sb.append(name);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+package io.biostack.block;
+
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A device that takes bios: a ramdisk, a loop device, or a layer built on other devices.
+ *
+ * <p>{@link #submit(Bio)} is the whole contract; the {@code CompletableFuture} methods are
+ * conveniences built on it for callers who don't want bios (they allocate; the I/O path of the
+ * stack itself uses bare bios).
+ */
+public interface BlockDevice extends AutoCloseable {
+    /** A short name for messages ("loop0", "disk0p1"). */
+    String name();
+
+    /** Capacity in bytes. */
+    long size();
+
+    QueueLimits limits();
+
+    boolean isReadOnly();
+
+    /**
+     * Takes ownership of {@code bio} until it completes: the device calls {@link Bio#endIo()}
+     * exactly once, possibly before this method returns (errors, memory devices) or later on
+     * another thread. Never blocks on I/O. A bad bio (out of range, misaligned, a change to a
+     * read-only device) completes with a clear status and nothing is written.
+     */
+    void submit(Bio bio);
+
+    /**
+     * The allocation state of the bytes from {@code offset}: the first run, at most
+     * {@code maxLength} long. Devices that can't tell say "data". Not on the I/O path; may make
+     * a syscall.
+     */
+    default Extent extentAt(long offset, long maxLength) {
+        return Extent.data(maxLength);
+    }
+
+    /** Releases what the device holds. Bios must no longer be in flight. */
+    @Override
+    void close();
+
+    // ---- conveniences ------------------------------------------------------------------------
+
+    /** Reads {@code dst.count()} bytes at {@code offset} into the caller's memory. */
+    default CompletableFuture<Void> read(long offset, IoIter dst) {
+        return FutureBio.submit(this, Op.READ, 0, offset, dst, dst.count());
+    }
+
+    default CompletableFuture<Void> read(long offset, MemorySegment dst) {
+        return read(offset, IoIter.of(dst));
+    }
+
+    /** Writes the caller's memory at {@code offset}; {@code flags} may hold FUA. */
+    default CompletableFuture<Void> write(long offset, IoIter src, int flags) {
+        return FutureBio.submit(this, Op.WRITE, flags, offset, src, src.count());
+    }
+
+    default CompletableFuture<Void> write(long offset, MemorySegment src) {
+        return write(offset, IoIter.of(src), 0);
+    }
+
+    /** Makes every completed write durable. */
+    default CompletableFuture<Void> flush() {
+        return FutureBio.submit(this, Op.FLUSH, 0, 0, null, 0);
+    }
+
+    default CompletableFuture<Void> discard(long offset, long length) {
+        return FutureBio.submit(this, Op.DISCARD, 0, offset, null, length);
+    }
+
+    /** Zeroes the range; with {@code noUnmap} the blocks stay allocated. */
+    default CompletableFuture<Void> writeZeroes(long offset, long length, boolean noUnmap) {
+        return FutureBio.submit(this, Op.WRITE_ZEROES, noUnmap ? BioFlags.NOUNMAP : 0, offset, null, length);
+    }
+}

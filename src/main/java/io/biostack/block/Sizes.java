@@ -1,0 +1,68 @@
+package io.biostack.block;
+
+import java.util.Locale;
+
+/**
+ * Sizes as people write them ({@code 4k}, {@code 1M}, {@code 2G}, {@code 512}, {@code 1MiB}):
+ * powers of 1024, as losetup, fio and qemu-img read them.
+ */
+public final class Sizes {
+    private Sizes() {
+    }
+
+    /** Parses a size; throws {@link IllegalArgumentException} with a clear message when it can't. */
+    public static long parse(String text) {
+        if (text == null || text.isBlank()) {
+            throw new IllegalArgumentException("empty size");
+        }
+        String s = text.trim().toLowerCase(Locale.ROOT);
+        if (s.endsWith("ib")) {
+            s = s.substring(0, s.length() - 2);
+        } else if (s.endsWith("b") && s.length() > 1 && !Character.isDigit(s.charAt(s.length() - 2))) {
+            s = s.substring(0, s.length() - 1);
+        } else if (s.endsWith("b")) {
+            s = s.substring(0, s.length() - 1);
+        }
+        long mult = 1;
+        char last = s.isEmpty() ? ' ' : s.charAt(s.length() - 1);
+        switch (last) {
+            case 'k' -> mult = 1L << 10;
+            case 'm' -> mult = 1L << 20;
+            case 'g' -> mult = 1L << 30;
+            case 't' -> mult = 1L << 40;
+            case 'p' -> mult = 1L << 50;
+            default -> { }
+        }
+        if (mult != 1) {
+            s = s.substring(0, s.length() - 1);
+        }
+        long n;
+        try {
+            n = Long.parseLong(s);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("not a size: '" + text + "' (use e.g. 4096, 4k, 1M, 2G)");
+        }
+        if (n < 0) {
+            throw new IllegalArgumentException("negative size: '" + text + "'");
+        }
+        if (n > Long.MAX_VALUE / mult) {
+            throw new IllegalArgumentException("size too large: '" + text + "'");
+        }
+        return n * mult;
+    }
+
+    /** Human form: 4096 → "4 KiB", 1536 → "1.5 KiB". */
+    public static String human(long bytes) {
+        String[] units = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+        double v = bytes;
+        int u = 0;
+        while (v >= 1024 && u < units.length - 1) {
+            v /= 1024;
+            u++;
+        }
+        if (u == 0) {
+            return bytes + " B";
+        }
+        return (v == Math.rint(v) ? String.format(Locale.ROOT, "%.0f", v) : String.format(Locale.ROOT, "%.1f", v)) + " " + units[u];
+    }
+}
