@@ -54,6 +54,7 @@ public final class Bio {
     private Object privateData;
     private long privateLong;
     private Bio chainParent;
+    private Object driverData;
     private final BioPool pool;
     private boolean inPool;
     private volatile int remaining;
@@ -92,6 +93,7 @@ public final class Bio {
         this.chainParent = null;
         this.privateData = null;
         this.privateLong = 0;
+        this.driverData = null;
         REMAINING.setRelease(this, 1);
         return this;
     }
@@ -108,6 +110,18 @@ public final class Bio {
         }
         vecs[vcnt++] = segment;
         iter.size += segment.byteSize();
+        return this;
+    }
+
+    /**
+     * Shrinks the bio to its first {@code size} bytes ({@code bio_trim}): the segments stay, the
+     * iterator covers less. Lets a bio use part of a larger buffer without slicing it.
+     */
+    public Bio trim(long size) {
+        if (size < 0 || size > iter.size) {
+            throw new IllegalArgumentException("trim to " + size + " of a bio of " + iter.size);
+        }
+        iter.size = size;
         return this;
     }
 
@@ -184,6 +198,19 @@ public final class Bio {
 
     public void setPrivateData(Object privateData) {
         this.privateData = privateData;
+    }
+
+    /**
+     * A slot for the device at the bottom of the stack that holds the bio between submit and
+     * completion (the file engine keeps its backing file here). Layers that pass a bio down in
+     * place must not use it; layers that need per-bio state clone the bio.
+     */
+    public Object driverData() {
+        return driverData;
+    }
+
+    public void setDriverData(Object driverData) {
+        this.driverData = driverData;
     }
 
     /** A primitive slot for the callback's owner (a tag, a start time) — no boxing. */
@@ -325,6 +352,7 @@ public final class Bio {
         c.detail = null;
         c.privateData = null;
         c.privateLong = 0;
+        c.driverData = null;
         REMAINING.setRelease(c, 1);
         return c;
     }
@@ -435,6 +463,7 @@ public final class Bio {
         }
         endIo = null;
         privateData = null;
+        driverData = null;
         chainParent = null;
         for (int i = 0; i < vcnt; i++) {
             vecs[i] = null;

@@ -1,13 +1,119 @@
 package io.biostack.cli;
 
+import io.biostack.bench.BenchResult;
+import io.biostack.bench.LoadGenerator;
+import io.biostack.bench.Workload;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Sizes;
+import io.biostack.file.EngineKind;
+import io.biostack.loop.DirectIoMode;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
 
-/** Placeholder until the bench lands. */
-@Command(name = "bench", description = "(not built yet)")
-public final class BenchCommand implements java.util.concurrent.Callable<Integer> {
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code biostack bench}: an fio-like load generator in the same process as the stack.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = {"Measure a device of the stack with an fio-like load, in-process.",
+                "FILE is created sparse at --size when missing."})
+public final class BenchCommand implements Callable<Integer> {
+    @Parameters(index = "0", arity = "0..1", paramLabel = "FILE", description = "backing file of a loop device")
+    Path file;
+
+    @Option(names = "--rw", defaultValue = "randread", description = "read|write|randread|randwrite|randrw (default ${DEFAULT-VALUE})")
+    String rw;
+
+    @Option(names = "--bs", defaultValue = "4k", description = "block size (default ${DEFAULT-VALUE})")
+    SizeArg bs;
+
+    @Option(names = "--iodepth", defaultValue = "32", description = "I/Os in flight (default ${DEFAULT-VALUE})")
+    int iodepth;
+
+    @Option(names = "--runtime", defaultValue = "10", description = "seconds to run (default ${DEFAULT-VALUE})")
+    double runtime;
+
+    @Option(names = "--size", description = "file size when created (default 1G), and the range I/O falls in")
+    SizeArg size;
+
+    @Option(names = "--rwmixread", defaultValue = "50", description = "percentage of reads for randrw")
+    int rwmixread;
+
+    @Option(names = "--direct-io", defaultValue = "auto", description = "on|off|auto (default ${DEFAULT-VALUE})")
+    String directIo;
+
+    @Option(names = "--engine", defaultValue = "auto", description = "uring|threads|auto (default ${DEFAULT-VALUE})")
+    String engine;
+
+    @Option(names = "--sector-size", defaultValue = "512", description = "logical block size of the loop device")
+    int sectorSize;
+
+    @Option(names = "--offset", defaultValue = "0", description = "loop device offset in the file")
+    SizeArg offset;
+
+    @Option(names = "--seed", defaultValue = "1", description = "seed of random offsets")
+    long seed;
+
+    @Option(names = "--json", description = "print one JSON object")
+    boolean json;
+
     @Override
-    public Integer call() {
-        System.err.println("biostack bench: not built yet");
-        return 2;
+    public Integer call() throws Exception {
+        if (file == null) {
+            throw new IllegalArgumentException("give a FILE to measure (it is created at --size when missing)");
+        }
+        long createSize = size == null ? 1L << 30 : size.bytes();
+        LoopConfig cfg = LoopConfig.defaults()
+                .withDirectIo(DirectIoMode.parse(directIo))
+                .withEngine(EngineKind.parse(engine))
+                .withLogicalBlockSize(sectorSize)
+                .withOffset(offset.bytes())
+                .withCreateSize(createSize);
+        Workload w = new Workload(Workload.Pattern.parse(rw), Math.toIntExact(bs.bytes()), iodepth,
+                (long) (runtime * 1e9), size == null ? 0 : size.bytes(), rwmixread, seed);
+        try (LoopDevice dev = LoopDevice.open(file, cfg)) {
+            String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s direct-io=%s engine=%s",
+                    w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), dev.name() + " on " + file,
+                    dev.isDirectIo() ? "on" : "off", dev.backingFile().engineDescription());
+            BenchResult r = run(dev, w);
+            String extra = "\"device\":\"" + dev.name() + "\",\"direct_io\":" + dev.isDirectIo()
+                    + ",\"engine\":\"" + dev.backingFile().engineKind().name().toLowerCase(Locale.ROOT) + "\"";
+            System.out.print(json ? r.toJson(extra) + "\n" : r.toText(header));
+            return r.errors() == 0 ? 0 : 1;
+        }
+    }
+
+    /** Runs the load, with a progress line on a terminal. */
+    static BenchResult run(BlockDevice dev, Workload w) throws InterruptedException {
+        java.io.Console con = System.console();
+        boolean tty = con != null && con.isTerminal();
+        LoadGenerator gen = new LoadGenerator(dev, w);
+        BenchResult r = gen.run(tty ? (ios, ns) -> {
+            double secs = ns / 1e9;
+            double pct = Math.min(100, 100.0 * ns / w.runtimeNs());
+            long eta = Math.max(0, (w.runtimeNs() - ns) / 1_000_000_000L);
+            System.err.printf(Locale.ROOT, "\rJobs: 1 [%s] [%.0f%% done] [%.1fk IOPS] [%s/s] [eta %02d:%02d] ",
+                    w.rw().fioName(), pct, ios / secs / 1e3, binary(ios * (double) w.blockSize() / secs), eta / 60, eta % 60);
+        } : null);
+        if (tty) {
+            System.err.print("\r\033[K");
+        }
+        return r;
+    }
+
+    private static String binary(double bytes) {
+        String[] u = {"B", "KiB", "MiB", "GiB"};
+        int i = 0;
+        while (bytes >= 1024 && i < u.length - 1) {
+            bytes /= 1024;
+            i++;
+        }
+        return String.format(Locale.ROOT, "%.1f%s", bytes, u[i]);
     }
 }

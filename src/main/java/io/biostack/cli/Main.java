@@ -12,6 +12,10 @@ public final class Main implements Runnable {
     CommandLine.Model.CommandSpec spec;
 
     public static void main(String[] args) {
+        // One line per log record, "biostack: message" (java.util.logging's default takes two).
+        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            System.setProperty("java.util.logging.SimpleFormatter.format", "biostack: %5$s%6$s%n");
+        }
         System.exit(run(args));
     }
 

@@ -1,0 +1,247 @@
+package io.biostack.bench;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.EndIo;
+import io.biostack.block.Op;
+import org.HdrHistogram.Histogram;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * An fio-like load generator inside the process, so the stack can be measured with nothing in
+ * between. {@code ioDepth} slots each own one bio and one aligned buffer; a slot's end-io records
+ * the latency and resubmits at once from the completing thread (for io_uring, the worker itself,
+ * so the resubmissions of one pass go to the kernel in one {@code io_uring_enter}). The steady
+ * state allocates nothing: no object per I/O, histograms and counters per slot.
+ *
+ * <p>Not reusable: one generator, one run.
+ */
+public final class LoadGenerator {
+    private static final int IDLE = 0;
+    private static final int SUBMITTING = 1;
+    private static final int RESTART = 2;
+
+    private final BlockDevice dev;
+    private final Workload w;
+    private final Slot[] slots;
+    private final long blocks;
+    private final CountDownLatch finished;
+    private volatile boolean stop;
+    private volatile String firstError;
+
+    public LoadGenerator(BlockDevice dev, Workload w) {
+        this.dev = dev;
+        this.w = w;
+        long range = w.rangeBytes() == 0 ? dev.size() : Math.min(w.rangeBytes(), dev.size());
+        if (w.blockSize() % dev.limits().logicalBlockSize() != 0) {
+            throw new IllegalArgumentException("--bs " + w.blockSize() + " is not a multiple of the device's "
+                    + dev.limits().logicalBlockSize() + "-byte blocks");
+        }
+        this.blocks = range / w.blockSize();
+        if (blocks <= 0) {
+            throw new IllegalArgumentException("the device (" + range + " bytes) is smaller than one block of " + w.blockSize());
+        }
+        if (dev.isReadOnly() && w.rw().reads != 100) {
+            throw new IllegalArgumentException(dev.name() + " is read-only: use --rw read or randread");
+        }
+        this.slots = new Slot[w.ioDepth()];
+        this.finished = new CountDownLatch(w.ioDepth());
+    }
+
+    /** One bio in flight at a time: its buffer, its random state, its counters. */
+    private final class Slot implements EndIo {
+        final Bio bio = new Bio();
+        final MemorySegment buf;
+        final Histogram readLat = new Histogram(60_000_000_000L, 3);
+        final Histogram writeLat = new Histogram(60_000_000_000L, 3);
+        long rng;
+        long seqBlock;
+        volatile long ios;
+        long readIos;
+        long writeIos;
+        long errors;
+        final java.util.concurrent.atomic.AtomicInteger state = new java.util.concurrent.atomic.AtomicInteger();
+
+        Slot(MemorySegment buf, long seed, long startBlock) {
+            this.buf = buf;
+            this.rng = seed == 0 ? 0x9E3779B97F4A7C15L : seed;
+            this.seqBlock = startBlock;
+        }
+
+        /**
+         * Submits the slot's next I/O. A device may complete a bio before submit returns (a
+         * ramdisk, an error): the completion then only marks RESTART and this loop goes on, so
+         * the stack never grows.
+         */
+        void start() {
+            do {
+                state.set(SUBMITTING);
+                submitNext();
+            } while (!state.compareAndSet(SUBMITTING, IDLE));
+        }
+
+        private void submitNext() {
+            long block;
+            if (w.rw().random) {
+                long x = rng; // xorshift64*: no allocation, no shared state
+                x ^= x >>> 12;
+                x ^= x << 25;
+                x ^= x >>> 27;
+                rng = x;
+                block = Long.remainderUnsigned(x * 0x2545F4914F6CDD1DL, blocks);
+            } else {
+                block = seqBlock;
+                seqBlock += slots.length;
+                if (seqBlock >= blocks) {
+                    seqBlock %= blocks;
+                }
+            }
+            boolean read;
+            int reads = w.rw().reads;
+            if (reads == 100) {
+                read = true;
+            } else if (reads == 0) {
+                read = false;
+            } else {
+                read = Long.remainderUnsigned(rng >>> 7, 100) < w.readMixPercent();
+            }
+            bio.init(read ? Op.READ : Op.WRITE, 0, block * w.blockSize(), this);
+            bio.addSegment(buf);
+            bio.setPrivateLong(System.nanoTime());
+            dev.submit(bio);
+        }
+
+        @Override
+        public void endIo(Bio b) {
+            long lat = System.nanoTime() - b.privateLong();
+            if (b.status().isOk()) {
+                if (b.op() == Op.READ) {
+                    readLat.recordValue(lat);
+                    readIos++;
+                } else {
+                    writeLat.recordValue(lat);
+                    writeIos++;
+                }
+            } else {
+                errors++;
+                if (firstError == null) {
+                    firstError = b.status() + ": " + b.detail();
+                }
+            }
+            ios = ios + 1; // single writer: this slot's completions never overlap
+            if (stop) {
+                finished.countDown();
+                return;
+            }
+            if (state.compareAndSet(SUBMITTING, RESTART)) {
+                return; // completed inside submit: the submitting loop goes again
+            }
+            start();
+        }
+    }
+
+    /**
+     * Runs the workload; {@code progress} is called about once a second with the I/Os done so far
+     * and the elapsed nanoseconds (on the calling thread). Blocks until the last I/O completes.
+     */
+    public BenchResult run(ProgressListener progress) throws InterruptedException {
+        try (Arena arena = Arena.ofShared()) {
+            int align = Math.max(4096, dev.limits().dmaAlignment());
+            MemorySegment all = arena.allocate((long) w.blockSize() * slots.length, align);
+            java.util.SplittableRandom fill = new java.util.SplittableRandom(w.seed());
+            for (long i = 0; i < all.byteSize(); i += 8) {
+                all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, i, fill.nextLong());
+            }
+            long seedBase = w.seed() * 0x9E3779B97F4A7C15L;
+            for (int i = 0; i < slots.length; i++) {
+                slots[i] = new Slot(all.asSlice((long) i * w.blockSize(), w.blockSize()), seedBase + i * 0xBF58476D1CE4E5B9L + 1, i);
+            }
+            com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+            long self = Thread.currentThread().threadId();
+            long t0 = System.nanoTime();
+            for (Slot s : slots) {
+                s.start();
+            }
+            long deadline = t0 + w.runtimeNs();
+            // Allocation is measured over the middle of the run: after warm-up, before the drain.
+            long warm = t0 + Math.min(w.runtimeNs() / 4, 2_000_000_000L);
+            long allocStart = -1;
+            long iosStart = 0;
+            long allocEnd = -1;
+            long iosEnd = 0;
+            long next = t0 + 1_000_000_000L;
+            while (true) {
+                long now = System.nanoTime();
+                if (now >= deadline) {
+                    break;
+                }
+                if (allocStart < 0 && now >= warm) {
+                    allocStart = allocatedByOthers(mx, self);
+                    iosStart = totalIos();
+                }
+                long sleepUntil = Math.min(deadline, Math.min(next, allocStart < 0 ? warm : deadline));
+                TimeUnit.NANOSECONDS.sleep(Math.max(1, sleepUntil - now));
+                if (System.nanoTime() >= next) {
+                    if (progress != null) {
+                        progress.progress(totalIos(), System.nanoTime() - t0);
+                    }
+                    next += 1_000_000_000L;
+                }
+            }
+            if (allocStart >= 0) {
+                allocEnd = allocatedByOthers(mx, self);
+                iosEnd = totalIos();
+            }
+            stop = true;
+            long elapsed = System.nanoTime() - t0;
+            if (!finished.await(60, TimeUnit.SECONDS)) {
+                throw new IllegalStateException("I/Os did not complete within 60 s of the end of the run");
+            }
+            Histogram reads = new Histogram(60_000_000_000L, 3);
+            Histogram writes = new Histogram(60_000_000_000L, 3);
+            long r = 0, wr = 0, err = 0;
+            for (Slot s : slots) {
+                reads.add(s.readLat);
+                writes.add(s.writeLat);
+                r += s.readIos;
+                wr += s.writeIos;
+                err += s.errors;
+            }
+            double allocPerIo = allocStart >= 0 && iosEnd > iosStart
+                    ? (double) (allocEnd - allocStart) / (iosEnd - iosStart) : Double.NaN;
+            return new BenchResult(w, elapsed, r, wr, err, reads, writes, allocPerIo, firstError);
+        }
+    }
+
+    private long totalIos() {
+        long n = 0;
+        for (Slot s : slots) {
+            n += s.ios;
+        }
+        return n;
+    }
+
+    /** Bytes allocated so far by every live thread but the one that only reports. */
+    private static long allocatedByOthers(com.sun.management.ThreadMXBean mx, long self) {
+        long[] ids = mx.getAllThreadIds();
+        long[] bytes = mx.getThreadAllocatedBytes(ids);
+        long sum = 0;
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i] != self && bytes[i] > 0) {
+                sum += bytes[i];
+            }
+        }
+        return sum;
+    }
+
+    /** Called about once a second while the run goes on. */
+    @FunctionalInterface
+    public interface ProgressListener {
+        void progress(long ios, long elapsedNs);
+    }
+}

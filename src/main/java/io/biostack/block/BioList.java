@@ -1,0 +1,62 @@
+package io.biostack.block;
+
+/**
+ * A FIFO of bios linked through the bios themselves, for one thread (a worker's backlog). Adds
+ * and removes allocate nothing. While listed, a bio belongs to the list's owner.
+ */
+public final class BioList {
+    private Bio head;
+    private Bio tail;
+    private int size;
+
+    public void add(Bio bio) {
+        bio.next = null;
+        if (tail == null) {
+            head = bio;
+        } else {
+            tail.next = bio;
+        }
+        tail = bio;
+        size++;
+    }
+
+    /** Appends a chain from {@link BioQueue#takeAll()}. */
+    public void addAll(Bio first) {
+        while (first != null) {
+            Bio n = first.next;
+            add(first);
+            first = n;
+        }
+    }
+
+    /** Puts {@code bio} back at the front (it could not be started after all). */
+    public void addFirst(Bio bio) {
+        bio.next = head;
+        head = bio;
+        if (tail == null) {
+            tail = bio;
+        }
+        size++;
+    }
+
+    public Bio poll() {
+        Bio b = head;
+        if (b != null) {
+            head = b.next;
+            if (head == null) {
+                tail = null;
+            }
+            b.next = null;
+            size--;
+        }
+        return b;
+    }
+
+    public boolean isEmpty() {
+        return head == null;
+    }
+
+    public int size() {
+        return size;
+    }
+}

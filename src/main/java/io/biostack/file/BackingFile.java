@@ -1,0 +1,337 @@
+package io.biostack.file;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioPool;
+import io.biostack.block.BioSplitter;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+import io.biostack.sys.Errno;
+import io.biostack.sys.ErrnoException;
+import io.biostack.sys.Fcntl;
+import io.biostack.sys.Fs;
+import io.biostack.sys.Libc;
+import io.biostack.sys.Stat;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * A file that takes <em>file bios</em> ({@code ->submit_file_bio()} of the seed mail): bios
+ * whose offsets are file offsets. Phase two of direct I/O happens here: memory the kernel can't
+ * take as it is goes through {@link Bounce} buffers, bios are split to the file's limits, and
+ * the pieces go to a {@link FileEngine} (io_uring, or threads where io_uring can't run).
+ *
+ * <p>Thread-safe: any thread may submit. Completions run on engine threads and must not block.
+ * The file's descriptor and buffers live until {@link #close()}, which waits for bios in flight.
+ */
+public final class BackingFile implements AutoCloseable {
+    /** Largest file bio (bigger ones are split): 8 MiB keeps 1M bios whole and bounds latency. */
+    static final long MAX_BYTES = 8L << 20;
+    private static final int BOUNCE_BUFFERS = 64;
+
+    private final Path path;
+    private final int fd;
+    private final boolean direct;
+    private final boolean readOnly;
+    private final int dioOffsetAlign;
+    private final int dioMemAlign;
+    private final int blockSize;
+    private final QueueLimits limits;
+    private final QueueLimits bounceLimits;
+    private final FileEngine engine;
+    private final BioPool pool = new BioPool(1024);
+    private final Bounce bounce;
+    private final AtomicLong inflight = new AtomicLong();
+    private final Consumer<Bio> toEngine = this::toEngine;
+    private final Consumer<Bio> toBounce = this::toBounce;
+    private volatile boolean closed;
+
+    private BackingFile(Path path, int fd, boolean direct, boolean readOnly, Stat st, FileEngine engine) {
+        this.path = path;
+        this.fd = fd;
+        this.direct = direct;
+        this.readOnly = readOnly;
+        this.blockSize = Math.max(512, st.blksize());
+        this.dioOffsetAlign = st.hasDioAlignment() ? st.dioOffsetAlign() : blockSize;
+        this.dioMemAlign = st.hasDioAlignment() ? st.dioMemAlign() : blockSize;
+        this.engine = engine;
+        int lbs = direct ? Math.max(512, dioOffsetAlign) : 512;
+        this.limits = QueueLimits.builder()
+                .logicalBlockSize(lbs)
+                .physicalBlockSize(Math.max(lbs, blockSize))
+                .dmaAlignment(direct ? dioMemAlign : 1)
+                .maxBytes(MAX_BYTES)
+                .maxSegments(UringEngine.MAX_SEGMENTS)
+                .discardGranularity(blockSize)
+                .maxDiscardBytes(Long.MAX_VALUE / 2)
+                .maxWriteZeroesBytes(Long.MAX_VALUE / 2)
+                .ioMin(blockSize)
+                .writeCache(true)
+                .fua(true)
+                .build();
+        this.bounceLimits = limits.toBuilder().maxBytes(Bounce.BUFFER_SIZE).build();
+        this.bounce = new Bounce(BOUNCE_BUFFERS, Math.max(dioMemAlign, 4096), pool);
+    }
+
+    /**
+     * Opens {@code path} for file bios. With {@code direct} the file is opened O_DIRECT (no page
+     * cache). The engine is shared with other open files of the same kind.
+     *
+     * @throws IOException with the path and the errno's words when it can't be opened
+     */
+    public static BackingFile open(Path path, boolean direct, boolean readOnly, EngineKind engineKind)
+            throws IOException {
+        int flags = (readOnly ? Fcntl.O_RDONLY : Fcntl.O_RDWR) | Fcntl.O_CLOEXEC | (direct ? Fcntl.O_DIRECT : 0);
+        int fd = Libc.open(path.toString(), flags, 0);
+        if (fd < 0) {
+            throw new IOException("cannot open " + path + (direct ? " with O_DIRECT" : "") + ": "
+                    + Errno.describe(-fd) + " (" + Errno.name(-fd) + ")");
+        }
+        Stat st;
+        try {
+            st = Libc.fstatx(fd);
+        } catch (ErrnoException e) {
+            Libc.close(fd);
+            throw new IOException("cannot stat " + path + ": " + e.getMessage(), e);
+        }
+        if (!st.isRegularFile() && !st.isBlockDevice()) {
+            Libc.close(fd);
+            throw new IOException(path + " is not a regular file or block device");
+        }
+        FileEngine engine;
+        try {
+            engine = Engines.acquire(engineKind);
+        } catch (RuntimeException e) {
+            Libc.close(fd);
+            throw e;
+        }
+        return new BackingFile(path, fd, direct, readOnly, st, engine);
+    }
+
+    /** Creates {@code path} sparse at {@code size} bytes when it does not exist; true if created. */
+    public static boolean createSparse(Path path, long size) throws IOException {
+        int fd = Libc.open(path.toString(), Fcntl.O_RDWR | Fcntl.O_CREAT | Fcntl.O_EXCL | Fcntl.O_CLOEXEC, 0644);
+        if (fd == -Errno.EEXIST) {
+            return false;
+        }
+        if (fd < 0) {
+            throw new IOException("cannot create " + path + ": " + Errno.describe(-fd));
+        }
+        try {
+            int r = Libc.ftruncate(fd, size);
+            if (r < 0) {
+                throw new IOException("cannot size " + path + " to " + size + ": " + Errno.describe(-r));
+            }
+        } finally {
+            Libc.close(fd);
+        }
+        return true;
+    }
+
+    /** Alignment of file offsets and lengths for O_DIRECT (statx STATX_DIOALIGN, else the fs block size). */
+    public static int directIoAlignment(Path path) throws IOException {
+        int fd = Libc.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
+        if (fd < 0) {
+            throw new IOException("cannot open " + path + ": " + Errno.describe(-fd) + " (" + Errno.name(-fd) + ")");
+        }
+        try {
+            Stat st = Libc.fstatx(fd);
+            return st.hasDioAlignment() ? st.dioOffsetAlign() : Math.max(512, st.blksize());
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    /**
+     * Takes a file bio: offsets are file offsets. The file owns the bio until it completes it,
+     * exactly once, on an engine thread (or at once, on this thread, when the bio is bad).
+     * Memory that is on the heap, not alive, or misaligned for O_DIRECT is bounced; bios bigger
+     * than the file's limits are split and chained.
+     */
+    public void submitFileBio(Bio bio) {
+        if (closed) {
+            bio.fail(Status.CANCELLED, "backing file " + path + " is closed");
+            return;
+        }
+        if (readOnly && bio.op().changesData()) {
+            bio.fail(Status.READONLY, bio.op() + " on read-only file " + path);
+            return;
+        }
+        if (bio.op().hasData()) {
+            if (direct && ((bio.offset() | bio.size()) & (dioOffsetAlign - 1)) != 0) {
+                bio.fail(Status.INVAL, bio.op() + " of " + bio.size() + " bytes at file offset " + bio.offset()
+                        + " is not aligned to " + path + "'s direct-I/O alignment of " + dioOffsetAlign);
+                return;
+            }
+            String bad = unusableMemory(bio);
+            if (bad != null) {
+                bio.fail(Status.INVAL, bio.op() + " at file offset " + bio.offset() + ": " + bad);
+                return;
+            }
+            if (!kernelCanTake(bio)) {
+                BioSplitter.submitSplit(bio, bounceLimits, pool, toBounce);
+                return;
+            }
+        }
+        BioSplitter.submitSplit(bio, limits, pool, toEngine);
+    }
+
+    private void toEngine(Bio bio) {
+        bio.setDriverData(this);
+        inflight.incrementAndGet();
+        engine.submit(bio);
+    }
+
+    private void toBounce(Bio bio) {
+        bio.setDriverData(this);
+        toEngine(bounce.bounce(bio));
+    }
+
+    /** Called by the engine when a bio is done (status already set): completes it. */
+    void completed(Bio bio) {
+        inflight.decrementAndGet();
+        bio.endIo();
+    }
+
+    /** A never-started thread: memory it may access is memory any engine thread may access. */
+    private static final Thread ANY_THREAD = Thread.ofPlatform().unstarted(() -> { });
+
+    /**
+     * Why the bio's memory can't be used from an engine thread at all (closed, or confined to the
+     * submitting thread), or null when it can.
+     */
+    private static String unusableMemory(Bio bio) {
+        for (int i = bio.iter().index(); i < bio.segmentCount(); i++) {
+            MemorySegment v = bio.segment(i);
+            if (!v.scope().isAlive()) {
+                return "its memory was freed (closed arena)";
+            }
+            if (!v.isAccessibleBy(ANY_THREAD)) {
+                return "its memory is confined to one thread; asynchronous I/O needs shared memory "
+                        + "(Arena.ofShared, ofAuto or global)";
+            }
+        }
+        return null;
+    }
+
+    /** True when every piece of the bio's memory is native, alive and aligned for this file. */
+    private boolean kernelCanTake(Bio bio) {
+        long mask = direct ? dioMemAlign - 1 : 0;
+        long left = bio.size();
+        int i = bio.iter().index();
+        long skip = bio.iter().doneInSegment();
+        while (left > 0) {
+            MemorySegment v = bio.segment(i++);
+            if (!v.isNative()) {
+                return false;
+            }
+            long len = Math.min(v.byteSize() - skip, left);
+            if ((((v.address() + skip) | len) & mask) != 0) {
+                return false;
+            }
+            left -= len;
+            skip = 0;
+        }
+        return true;
+    }
+
+    /** The file's current size in bytes (a fresh statx: the file may have grown). */
+    public long size() throws IOException {
+        try {
+            Stat st = Libc.fstatx(fd);
+            return st.isBlockDevice() ? Libc.blockDeviceSize(fd) : st.size();
+        } catch (ErrnoException e) {
+            throw new IOException("cannot stat " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The next offset at or after {@code offset} that holds data (SEEK_DATA), or -1 when none
+     * (holes to the end of the file).
+     */
+    public long seekData(long offset) {
+        long r = Libc.lseek(fd, offset, Fs.SEEK_DATA);
+        return r < 0 ? -1 : r;
+    }
+
+    /** The next hole at or after {@code offset} (SEEK_HOLE); the end of the file counts as one. */
+    public long seekHole(long offset) {
+        long r = Libc.lseek(fd, offset, Fs.SEEK_HOLE);
+        return r < 0 ? -1 : r;
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    int fd() {
+        return fd;
+    }
+
+    public boolean isDirect() {
+        return direct;
+    }
+
+    public boolean isReadOnly() {
+        return readOnly;
+    }
+
+    /** O_DIRECT alignment of file offsets and lengths. */
+    public int directIoAlignment() {
+        return dioOffsetAlign;
+    }
+
+    /** O_DIRECT alignment of memory addresses. */
+    public int memoryAlignment() {
+        return dioMemAlign;
+    }
+
+    public QueueLimits limits() {
+        return limits;
+    }
+
+    /** "io_uring (SINGLE_ISSUER|...)" or "threads (8)". */
+    public String engineDescription() {
+        return engine.describe();
+    }
+
+    public EngineKind engineKind() {
+        return engine.kind();
+    }
+
+    /** Times the bounce pool ran dry (a buffer was allocated instead). */
+    public long bounceOverflows() {
+        return bounce.overflows();
+    }
+
+    /**
+     * Waits for bios in flight (up to 30 s), then releases the engine, the bounce buffers and the
+     * descriptor. Later submits fail with {@link Status#CANCELLED}. Idempotent.
+     */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while (inflight.get() > 0 && System.nanoTime() < deadline) {
+            Thread.onSpinWait();
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        boolean quiet = inflight.get() == 0;
+        Engines.release(engine);
+        if (quiet) {
+            bounce.close(); // never free memory the kernel may still write into
+        }
+        Libc.close(fd);
+    }
+}

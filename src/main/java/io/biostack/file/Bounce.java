@@ -1,0 +1,104 @@
+package io.biostack.file;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioPool;
+import io.biostack.block.EndIo;
+import io.biostack.block.MpmcRing;
+import io.biostack.block.Op;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Bounce buffers for memory the kernel can't take as it is: heap memory (the GC may move it) and
+ * memory not aligned for O_DIRECT. Phase one of direct I/O for such memory: a write is copied
+ * into an aligned native buffer before it goes down; a read lands in the buffer and is copied
+ * back into the caller's memory on completion.
+ *
+ * <p>Buffers come from one slab allocated when the pool is made and freed when it is closed;
+ * when all are taken, an extra buffer is allocated from an automatic arena (counted in
+ * {@link #overflows()}) so a bio never waits. Thread-safe.
+ */
+final class Bounce {
+    /** Size of one bounce buffer; bounced bios are split to it. */
+    static final int BUFFER_SIZE = 256 * 1024;
+
+    /** A buffer and the bio it currently stands in for; reused, so bouncing allocates nothing. */
+    private static final class Slot {
+        final MemorySegment buffer;
+        final boolean pooled;
+        Bio orig;
+
+        Slot(MemorySegment buffer, boolean pooled) {
+            this.buffer = buffer;
+            this.pooled = pooled;
+        }
+    }
+
+    private final Arena arena = Arena.ofShared();
+    private final MpmcRing<Slot> free;
+    private final BioPool bios;
+    private final AtomicLong overflows = new AtomicLong();
+    private final int align;
+    private final EndIo done = this::bounceDone;
+
+    Bounce(int count, int align, BioPool bios) {
+        this.align = Math.max(align, 4096);
+        this.free = new MpmcRing<>(count);
+        MemorySegment slab = arena.allocate((long) count * BUFFER_SIZE, this.align);
+        for (int i = 0; i < count; i++) {
+            free.offer(new Slot(slab.asSlice((long) i * BUFFER_SIZE, BUFFER_SIZE), true));
+        }
+        this.bios = bios;
+    }
+
+    /**
+     * Returns a bio over a bounce buffer that stands for {@code orig} (at most
+     * {@link #BUFFER_SIZE} bytes), to be submitted in its place; when it completes, {@code orig}
+     * completes with its status (reads copied back first). Writes are copied in now. The caller
+     * owns the returned bio until it submits it.
+     */
+    Bio bounce(Bio orig) {
+        Slot slot = free.poll();
+        if (slot == null) {
+            overflows.incrementAndGet();
+            slot = new Slot(Arena.ofAuto().allocate(BUFFER_SIZE, align), false);
+        }
+        slot.orig = orig;
+        if (orig.op() == Op.WRITE) {
+            orig.copyTo(slot.buffer);
+        }
+        Bio b = bios.get().init(orig.op(), orig.flags(), orig.offset(), done);
+        b.addSegment(slot.buffer).trim(orig.size());
+        b.setPrivateData(slot);
+        b.setDriverData(orig.driverData());
+        return b;
+    }
+
+    private void bounceDone(Bio b) {
+        Slot slot = (Slot) b.privateData();
+        Bio orig = slot.orig;
+        slot.orig = null;
+        if (!b.status().isOk()) {
+            orig.setStatus(b.status(), b.detail());
+        } else if (orig.op() == Op.READ) {
+            orig.copyFrom(slot.buffer);
+        }
+        b.put();
+        if (slot.pooled) {
+            free.offer(slot);
+        }
+        orig.endIo();
+    }
+
+    /** How many times the pool ran dry and a buffer was allocated instead. */
+    long overflows() {
+        return overflows.get();
+    }
+
+    /** Frees the slab; no bounced bio may be in flight. */
+    void close() {
+        arena.close();
+    }
+}

@@ -1,0 +1,65 @@
+package io.biostack.file;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioException;
+import io.biostack.block.EndIo;
+import io.biostack.block.IoIter;
+import io.biostack.block.Op;
+import io.biostack.block.Status;
+
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Direct I/O for library users, phase one: caller memory (any kind, through an {@link IoIter})
+ * becomes a file bio. Native memory aligned for the file goes to the kernel as it is (zero
+ * copy); heap or misaligned memory is bounced by {@link BackingFile#submitFileBio}; the bio is
+ * split to the file's limits there.
+ *
+ * <p>The caller keeps the memory alive and untouched until the future completes.
+ */
+public final class DirectIo {
+    private static final EndIo COMPLETE = bio -> {
+        @SuppressWarnings("unchecked")
+        CompletableFuture<Long> f = (CompletableFuture<Long>) bio.privateData();
+        long bytes = bio.privateLong();
+        Status s = bio.status();
+        if (s.isOk()) {
+            f.complete(bytes);
+        } else {
+            f.completeExceptionally(new BioException(s, bio.detail()));
+        }
+    };
+
+    private DirectIo() {
+    }
+
+    /** Reads {@code dst.count()} bytes at {@code position}; completes with the byte count. */
+    public static CompletableFuture<Long> read(BackingFile file, long position, IoIter dst) {
+        return submit(file, Op.READ, 0, position, dst);
+    }
+
+    /** Writes {@code src.count()} bytes at {@code position}; {@code flags} may hold FUA. */
+    public static CompletableFuture<Long> write(BackingFile file, long position, IoIter src, int flags) {
+        return submit(file, Op.WRITE, flags, position, src);
+    }
+
+    /** True when {@code mem} would go to the kernel without a bounce (native and aligned). */
+    public static boolean zeroCopy(BackingFile file, IoIter mem) {
+        return mem.kernelSafe() && (!file.isDirect() || mem.isAligned(file.memoryAlignment()));
+    }
+
+    private static CompletableFuture<Long> submit(BackingFile file, Op op, int flags, long pos, IoIter mem) {
+        CompletableFuture<Long> f = new CompletableFuture<>();
+        long n = mem.count();
+        Bio bio = new Bio().init(op, flags, pos, COMPLETE);
+        bio.setPrivateData(f);
+        bio.setPrivateLong(n);
+        mem.copy().addTo(bio, n);
+        if (n == 0) {
+            f.complete(0L);
+            return f;
+        }
+        file.submitFileBio(bio);
+        return f;
+    }
+}

@@ -1,0 +1,228 @@
+package io.biostack.loop;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Extent;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Sizes;
+import io.biostack.file.BackingFile;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A file as a block device (drivers/block/loop.c): device bios are checked against the device's
+ * size and blocks, shifted by the offset, and handed to the backing file's
+ * {@link BackingFile#submitFileBio}. No thread per request, no special async path: completion is
+ * each bio's own end-io, called from the file's engine.
+ *
+ * <p>Thread-safe. Owns its {@link BackingFile}, which {@link #close()} closes.
+ */
+public final class LoopDevice implements BlockDevice {
+    private static final System.Logger LOG = System.getLogger("biostack.loop");
+    private static final AtomicInteger NEXT_INDEX = new AtomicInteger();
+
+    private final String name;
+    private final BackingFile file;
+    private final LoopConfig config;
+    private final QueueLimits limits;
+    private volatile long size;
+
+    private LoopDevice(String name, BackingFile file, LoopConfig config, long size) {
+        this.name = name;
+        this.file = file;
+        this.config = config;
+        this.size = size;
+        QueueLimits fl = file.limits();
+        this.limits = QueueLimits.builder()
+                .logicalBlockSize(config.logicalBlockSize())
+                .physicalBlockSize(Math.max(config.logicalBlockSize(), fl.physicalBlockSize()))
+                .dmaAlignment(fl.dmaAlignment())
+                .maxBytes(fl.maxBytes())
+                .maxSegments(fl.maxSegments())
+                .discardGranularity(Math.max(config.logicalBlockSize(), fl.discardGranularity()))
+                .maxDiscardBytes(config.readOnly() ? 0 : fl.maxDiscardBytes())
+                .maxWriteZeroesBytes(config.readOnly() ? 0 : fl.maxWriteZeroesBytes())
+                .ioMin(Math.max(config.logicalBlockSize(), fl.ioMin()))
+                .writeCache(true)
+                .fua(true)
+                .build();
+    }
+
+    /** Opens a loop device named "loopN". */
+    public static LoopDevice open(Path file, LoopConfig config) throws IOException {
+        return open("loop" + NEXT_INDEX.getAndIncrement(), file, config);
+    }
+
+    /**
+     * Opens {@code file} as a block device ({@code losetup}). Refuses, with a message that says
+     * why, a block size other than 512/1024/2048/4096, an offset or size limit that isn't a
+     * multiple of it, direct I/O forced on where the file's alignment doesn't allow it, and a
+     * missing file unless {@link LoopConfig#createSize()} asks to create it.
+     */
+    public static LoopDevice open(String name, Path file, LoopConfig config) throws IOException {
+        int lbs = config.logicalBlockSize();
+        if (lbs != 512 && lbs != 1024 && lbs != 2048 && lbs != 4096) {
+            throw new IllegalArgumentException("sector size must be 512, 1024, 2048 or 4096, not " + lbs);
+        }
+        if (config.offset() < 0 || config.offset() % lbs != 0) {
+            throw new IllegalArgumentException("offset " + config.offset() + " is not a multiple of the "
+                    + lbs + "-byte sector size");
+        }
+        if (config.sizeLimit() < 0 || config.sizeLimit() % lbs != 0) {
+            throw new IllegalArgumentException("size limit " + config.sizeLimit() + " is not a multiple of the "
+                    + lbs + "-byte sector size");
+        }
+        if (!Files.exists(file)) {
+            if (config.createSize() <= 0) {
+                throw new IOException(file + ": no such file");
+            }
+            if (config.createSize() % lbs != 0) {
+                throw new IllegalArgumentException("size " + config.createSize() + " is not a multiple of the "
+                        + lbs + "-byte sector size");
+            }
+            BackingFile.createSparse(file, config.createSize());
+        }
+        boolean direct = decideDirect(file, config);
+        BackingFile bf = BackingFile.open(file, direct, config.readOnly(), config.engine());
+        try {
+            long size = deviceSize(bf.size(), config);
+            LoopDevice dev = new LoopDevice(name, bf, config, size);
+            LOG.log(System.Logger.Level.DEBUG, () -> name + ": " + file + " " + Sizes.human(size)
+                    + " direct-io=" + (direct ? "on" : "off") + " engine=" + bf.engineDescription());
+            return dev;
+        } catch (IOException | RuntimeException e) {
+            bf.close();
+            throw e;
+        }
+    }
+
+    /**
+     * loop.c's {@code lo_can_use_dio}: O_DIRECT only when the offset and the logical block size are
+     * multiples of the file's direct-I/O alignment.
+     */
+    private static boolean decideDirect(Path file, LoopConfig c) throws IOException {
+        if (c.directIo() == DirectIoMode.OFF) {
+            return false;
+        }
+        int align = BackingFile.directIoAlignment(file);
+        boolean fits = c.offset() % align == 0 && c.logicalBlockSize() % align == 0;
+        if (c.directIo() == DirectIoMode.ON && !fits) {
+            throw new IllegalArgumentException("direct I/O needs the offset (" + c.offset() + ") and sector size ("
+                    + c.logicalBlockSize() + ") to be multiples of " + file + "'s direct-I/O alignment (" + align
+                    + "); use --direct-io auto or off, or --sector-size " + align);
+        }
+        return fits;
+    }
+
+    private static long deviceSize(long fileSize, LoopConfig c) {
+        long avail = Math.max(0, fileSize - c.offset());
+        if (c.sizeLimit() > 0) {
+            avail = Math.min(avail, c.sizeLimit());
+        }
+        return avail / c.logicalBlockSize() * c.logicalBlockSize();
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public QueueLimits limits() {
+        return limits;
+    }
+
+    @Override
+    public boolean isReadOnly() {
+        return config.readOnly();
+    }
+
+    /** True when the backing file is open with O_DIRECT. */
+    public boolean isDirectIo() {
+        return file.isDirect();
+    }
+
+    public BackingFile backingFile() {
+        return file;
+    }
+
+    public LoopConfig config() {
+        return config;
+    }
+
+    /**
+     * Checks the bio against the device, shifts it by the offset and hands it to the file. The
+     * bio's offset is changed in place (as the kernel remaps partitions); it completes on the
+     * file's engine thread, or at once when it is bad.
+     */
+    @Override
+    public void submit(Bio bio) {
+        if (!BioChecks.admit(bio, name, size, limits, config.readOnly())) {
+            return;
+        }
+        if (bio.op() != Op.FLUSH) {
+            bio.setOffset(bio.offset() + config.offset());
+        }
+        file.submitFileBio(bio);
+    }
+
+    /**
+     * Re-reads the file's size ({@code losetup --set-capacity}, loop.c {@code loop_set_size}): a
+     * file that grew gives a bigger device. Returns the new size in bytes.
+     */
+    public long refreshCapacity() throws IOException {
+        size = deviceSize(file.size(), config);
+        return size;
+    }
+
+    /** Holes of the backing file, seen through the offset (SEEK_DATA / SEEK_HOLE). */
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        long len = Math.min(maxLength, size - offset);
+        if (len <= 0) {
+            return Extent.data(0);
+        }
+        long fileOff = offset + config.offset();
+        long fileEnd = fileOff + len;
+        long data = file.seekData(fileOff);
+        if (data < 0 || data >= fileEnd) {
+            return Extent.hole(len); // no data up to the end of the range (or of the file)
+        }
+        int b = config.logicalBlockSize();
+        long holeLen = (data - fileOff) / b * b;
+        if (holeLen > 0) {
+            return Extent.hole(holeLen); // whole blocks before the data are holes
+        }
+        long hole = file.seekHole(fileOff);
+        long end = hole < 0 ? fileEnd : Math.min(hole, fileEnd);
+        long run = Math.max(end - fileOff, b);
+        return Extent.data(Math.min(alignUp(run), len));
+    }
+
+    private long alignUp(long v) {
+        int b = config.logicalBlockSize();
+        return (v + b - 1) / b * b;
+    }
+
+    /** Waits for bios in flight, then closes the backing file. */
+    @Override
+    public void close() {
+        file.close();
+    }
+
+    @Override
+    public String toString() {
+        return name + " (" + file.path() + ", " + Sizes.human(size) + ", direct-io=" + (file.isDirect() ? "on" : "off")
+                + ", " + file.engineDescription() + ")";
+    }
+}
