@@ -246,7 +246,7 @@ public final class Errno {
      */
     public static String name(int errno) {
         int e = Math.abs(errno);
-        String n = e < TABLE_SIZE ? NAMES[e] : null;
+        String n = e >= 0 && e < TABLE_SIZE ? NAMES[e] : null;
         return n != null ? n : "errno " + e;
     }
 
@@ -256,7 +256,7 @@ public final class Errno {
      */
     public static String describe(int errno) {
         int e = Math.abs(errno);
-        String t = e < TABLE_SIZE ? TEXTS[e] : null;
+        String t = e >= 0 && e < TABLE_SIZE ? TEXTS[e] : null;
         return t != null ? t : "Unknown error " + e;
     }
 

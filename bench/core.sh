@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Core-stack benchmark: fio (io_uring, O_DIRECT) against `biostack bench` on the same file, in one
+# run, alternating, several rounds; prints each side's median and the ratio biostack/fio.
+#
+#   bench/core.sh [FILE] [--runtime S] [--rounds N] [--size 2G]
+#
+# The file is written in full first (a sparse file would measure holes, not the disk).
+# This machine's disk is shared and noisy: read the ratios, not the absolute figures, and
+# prefer more rounds (--rounds 5) when they disagree.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+file=${1:-/var/tmp/biostack-bench.img}
+[ $# -gt 0 ] && shift
+runtime=10; rounds=3; size=2G
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runtime) runtime=$2; shift 2;;
+    --rounds) rounds=$2; shift 2;;
+    --size) size=$2; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+command -v fio >/dev/null || { echo "fio is needed: apt-get install fio" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
+"$root/biostack" --version >/dev/null   # builds on first use
+
+want=$(numfmt --from=iec "$size")
+if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -lt "$want" ] || [ "$(du -B1 "$file" | cut -f1)" -lt "$want" ]; then
+  echo "laying out $file ($size, fully written)..." >&2
+  rm -f "$file"
+  fio --name=layout --filename="$file" --rw=write --bs=1M --size="$size" --direct=1 \
+      --ioengine=io_uring --iodepth=8 >/dev/null
+fi
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# name rw bs iodepth
+jobs=(
+  "randread-4k-qd32 randread 4k 32"
+  "seqread-1m-qd8 read 1M 8"
+  "randwrite-4k-qd32 randwrite 4k 32"
+  "randread-4k-qd1 randread 4k 1"
+)
+
+for r in $(seq 1 "$rounds"); do
+  for j in "${jobs[@]}"; do
+    set -- $j
+    name=$1 rw=$2 bs=$3 qd=$4
+    fio --name="$name" --filename="$file" --ioengine=io_uring --direct=1 --rw="$rw" --bs="$bs" \
+        --iodepth="$qd" --runtime="$runtime" --time_based --size="$size" --lat_percentiles=1 \
+        --output-format=json >"$out/fio-$name-$r.json" 2>/dev/null
+    "$root/biostack" bench "$file" --rw "$rw" --bs "$bs" --iodepth "$qd" --runtime "$runtime" \
+        --size "$size" --direct-io on --engine uring --json >"$out/bs-$name-$r.json" 2>/dev/null
+    echo "round $r: $name done" >&2
+  done
+done
+
+python3 - "$out" "$rounds" <<'PY'
+import json, os, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+names = ["randread-4k-qd32", "seqread-1m-qd8", "randwrite-4k-qd32", "randread-4k-qd1"]
+def fio(path):
+    j = json.load(open(path))["jobs"][0]
+    d = j["read"] if j["read"]["io_bytes"] > 0 else j["write"]
+    return d["iops"], d["bw_bytes"], d["lat_ns"]["percentile"]["50.000000"]
+def bs(path):
+    j = json.load(open(path))
+    return j["iops"], j["bw_bytes"], j["lat_ns"]["p50"], j.get("alloc_bytes_per_io")
+print(f"{'job':20} {'fio IOPS':>10} {'biostack':>10} {'ratio':>6}   {'fio p50us':>9} {'bs p50us':>9} {'ratio':>6}  alloc/io")
+for n in names:
+    f = [fio(f"{out}/fio-{n}-{r}.json") for r in range(1, rounds + 1)]
+    b = [bs(f"{out}/bs-{n}-{r}.json") for r in range(1, rounds + 1)]
+    fi = statistics.median(x[0] for x in f); bi = statistics.median(x[0] for x in b)
+    fl = statistics.median(x[2] for x in f) / 1e3; bl = statistics.median(x[2] for x in b) / 1e3
+    al = statistics.median(x[3] for x in b if x[3] is not None) if any(x[3] is not None for x in b) else float('nan')
+    print(f"{n:20} {fi:10.0f} {bi:10.0f} {bi/fi:6.2f}   {fl:9.1f} {bl:9.1f} {bl/fl:6.2f}  {al:.2f} B")
+    print(f"{'':20} rounds fio={[round(x[0]) for x in f]} biostack={[round(x[0]) for x in b]}")
+PY
