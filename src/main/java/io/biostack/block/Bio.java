@@ -384,7 +384,7 @@ public final class Bio {
      * bytes from its start). Used by memory-backed devices and bounce buffers.
      */
     public void copyTo(MemorySegment dst) {
-        long left = iter.size;
+        long left = op.hasData() ? iter.size : 0;
         long pos = 0;
         int i = iter.idx;
         long skip = iter.done;
@@ -400,7 +400,7 @@ public final class Bio {
 
     /** Copies {@link #size()} bytes from the start of {@code src} into the iterator's memory. */
     public void copyFrom(MemorySegment src) {
-        long left = iter.size;
+        long left = op.hasData() ? iter.size : 0;
         long pos = 0;
         int i = iter.idx;
         long skip = iter.done;
@@ -416,7 +416,7 @@ public final class Bio {
 
     /** Fills the iterator's memory with zeros (reads of holes). */
     public void zeroFill() {
-        long left = iter.size;
+        long left = op.hasData() ? iter.size : 0;
         int i = iter.idx;
         long skip = iter.done;
         while (left > 0) {
@@ -433,7 +433,7 @@ public final class Bio {
      * piece with the segment, the offset in it and the length. No allocation.
      */
     public void forEachSegment(SegmentVisitor visitor) {
-        long left = iter.size;
+        long left = op.hasData() ? iter.size : 0;
         int i = iter.idx;
         long skip = iter.done;
         while (left > 0) {

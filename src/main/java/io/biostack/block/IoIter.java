@@ -115,7 +115,8 @@ public final class IoIter {
         }
         count -= n;
         long left = n + done;
-        while (idx < segs.length && left > 0 && left >= segs[idx].byteSize()) {
+        // Step over every segment that is used up, empty ones too (else addTo would spin on them).
+        while (idx < segs.length && left >= segs[idx].byteSize() && (left > 0 || segs[idx].byteSize() == 0)) {
             left -= segs[idx].byteSize();
             idx++;
         }

@@ -134,7 +134,7 @@ public final class RamDisk implements BlockDevice {
             int c = (int) (dev / CHUNK);
             long in = dev % CHUNK;
             long k = Math.min(n, CHUNK - in);
-            if (in == 0 && k == CHUNK && unmap) {
+            if (in == 0 && (k == CHUNK || dev + k == size) && unmap) {
                 chunks.set(c, null);
             } else {
                 MemorySegment chunk = unmap ? chunks.get(c) : chunkForWrite(c);
@@ -162,7 +162,7 @@ public final class RamDisk implements BlockDevice {
 
     @Override
     public Extent extentAt(long offset, long maxLength) {
-        long end = Math.min(size, offset + maxLength);
+        long end = maxLength >= size - offset ? size : offset + maxLength;
         if (offset >= end) {
             return Extent.data(0);
         }

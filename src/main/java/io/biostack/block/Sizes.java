@@ -56,7 +56,8 @@ public final class Sizes {
         String[] units = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
         double v = bytes;
         int u = 0;
-        while (v >= 1024 && u < units.length - 1) {
+        // compare what will be printed (one decimal), so 1023.96 KiB shows as "1.0 MiB", not "1024.0 KiB"
+        while (Math.round(v * 10) >= 1024 * 10 && u < units.length - 1) {
             v /= 1024;
             u++;
         }

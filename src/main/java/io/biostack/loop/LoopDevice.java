@@ -110,13 +110,18 @@ public final class LoopDevice implements BlockDevice {
             return false;
         }
         int align = BackingFile.directIoAlignment(file);
-        boolean fits = c.offset() % align == 0 && c.logicalBlockSize() % align == 0;
+        boolean fits = directIoFits(c.offset(), c.logicalBlockSize(), align);
         if (c.directIo() == DirectIoMode.ON && !fits) {
             throw new IllegalArgumentException("direct I/O needs the offset (" + c.offset() + ") and sector size ("
                     + c.logicalBlockSize() + ") to be multiples of " + file + "'s direct-I/O alignment (" + align
                     + "); use --direct-io auto or off, or --sector-size " + align);
         }
         return fits;
+    }
+
+    /** True when O_DIRECT can serve a device at {@code offset} with blocks of {@code lbs}. */
+    static boolean directIoFits(long offset, int lbs, int align) {
+        return offset % align == 0 && lbs % align == 0;
     }
 
     private static long deviceSize(long fileSize, LoopConfig c) {

@@ -1,0 +1,79 @@
+package io.biostack.cli;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** {@code biostack bench} as a user runs it: sizes with suffixes, JSON and fio-like text. */
+class BenchCommandTest {
+    @TempDir
+    Path dir;
+
+    private record Run(int code, String out, String err) {
+    }
+
+    private static synchronized Run run(String... args) {
+        PrintStream oldOut = System.out;
+        PrintStream oldErr = System.err;
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+            int code = Main.run(args);
+            return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+        }
+    }
+
+    @Test
+    void jsonHasTheFieldsScriptsRead() throws Exception {
+        Path f = dir.resolve("b.img");
+        Run r = run("bench", f.toString(), "--rw", "randrw", "--bs", "4k", "--iodepth", "8", "--runtime", "1",
+                "--size", "8M", "--engine", "uring", "--json");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(Files.size(f)).isEqualTo(8L << 20);
+        String json = r.out().trim();
+        assertThat(json).startsWith("{").endsWith("}");
+        for (String key : new String[]{"\"iops\":", "\"bw_bytes\":", "\"lat_ns\":", "\"p50\":", "\"p99\":", "\"p999\":",
+                "\"ios\":", "\"errors\":0", "\"engine\":\"uring\"", "\"direct_io\":true"}) {
+            assertThat(json).contains(key);
+        }
+        Matcher m = Pattern.compile("\"ios\":(\\d+)").matcher(json);
+        assertThat(m.find()).isTrue();
+        assertThat(Long.parseLong(m.group(1))).isPositive();
+    }
+
+    @Test
+    void textOutputReadsLikeFios() {
+        Path f = dir.resolve("t.img");
+        Run r = run("bench", f.toString(), "--rw", "read", "--bs", "64k", "--iodepth", "4", "--runtime", "0.5",
+                "--size", "4M", "--engine", "threads", "--direct-io", "off");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("read: IOPS=", "BW=", "lat (usec):", "50.00th=", "errors=0", "direct-io=off", "threads");
+    }
+
+    @Test
+    void badOptionsGetAClearMessageAndANonZeroExit() {
+        Run r = run("bench", dir.resolve("x.img").toString(), "--bs", "4q", "--runtime", "1");
+        assertThat(r.code()).isNotZero();
+        assertThat(r.err()).contains("4q");
+        Run r2 = run("bench", dir.resolve("y.img").toString(), "--size", "1M", "--sector-size", "3000", "--runtime", "1");
+        assertThat(r2.code()).isNotZero();
+        assertThat(r2.err()).contains("512, 1024, 2048 or 4096");
+        Run r3 = run("bench", dir.resolve("z.img").toString(), "--size", "1M", "--rw", "diagonal", "--runtime", "1");
+        assertThat(r3.code()).isNotZero();
+        assertThat(r3.err()).contains("--rw");
+    }
+}
