@@ -173,7 +173,7 @@ public final class LoadGenerator {
             });
             long deadline = t0 + w.runtimeNs();
             // Allocation is measured over the middle of the run: after warm-up, before the drain.
-            long warm = t0 + Math.min(w.runtimeNs() / 4, 2_000_000_000L);
+            long warm = t0 + w.runtimeNs() / 2; // JIT warm-up: interpreted and C1 code allocate a little
             long allocStart = -1;
             long iosStart = 0;
             long allocEnd = -1;
@@ -236,9 +236,14 @@ public final class LoadGenerator {
         long[] ids = mx.getAllThreadIds();
         long[] bytes = mx.getThreadAllocatedBytes(ids);
         long sum = 0;
+        boolean debug = System.getenv("BIOSTACK_ALLOC_DEBUG") != null;
         for (int i = 0; i < ids.length; i++) {
             if (ids[i] != self && bytes[i] > 0) {
                 sum += bytes[i];
+                if (debug) {
+                    java.lang.management.ThreadInfo ti = mx.getThreadInfo(ids[i]);
+                    System.err.println("alloc " + (ti == null ? ids[i] : ti.getThreadName()) + " " + bytes[i]);
+                }
             }
         }
         return sum;

@@ -1,0 +1,120 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.Extent;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Holds bios back for a while before passing them down, per op (dm-delay,
+ * Documentation/admin-guide/device-mapper/delay.rst).
+ *
+ * <p>Table: {@code delay <dev> <offset> <delay ms> [<write dev> <write offset> <write delay ms>
+ * [<flush dev> <flush offset> <flush delay ms>]]}. Reads use the first triple; writes, discards
+ * and write-zeroes the second (the first when absent); flushes the third (else the second).
+ *
+ * <p>Bios wait on one shared scheduler thread (no thread per bio, no sleeping): each is handed to
+ * the scheduler and sent down, moved in place, when its time comes. A bio without delay goes
+ * straight down. Delayed bios count as in flight, so a suspend waits for them.
+ */
+public final class Delay implements Target {
+    /** One class of ops: where it goes and how long it waits. */
+    public record Path(Leg leg, long delayMillis) {
+    }
+
+    private static final ScheduledExecutorService TIMER = timer();
+
+    private final String name;
+    private final long length;
+    private final Linear read;
+    private final Linear write;
+    private final Linear flush;
+    private final Path[] paths;
+    private final QueueLimits limits;
+
+    /** {@code paths} holds 1 to 3 entries: read, write, flush, as the table's triples. */
+    public Delay(String name, long length, List<Path> paths) {
+        if (paths.isEmpty() || paths.size() > 3) {
+            throw new IllegalArgumentException(name + ": delay takes 1 to 3 <dev> <offset> <delay> triples");
+        }
+        for (Path p : paths) {
+            if (p.delayMillis() < 0) {
+                throw new IllegalArgumentException(name + ": negative delay " + p.delayMillis());
+            }
+        }
+        Path r = paths.get(0);
+        Path w = paths.size() > 1 ? paths.get(1) : r;
+        Path f = paths.size() > 2 ? paths.get(2) : w;
+        this.name = name;
+        this.length = length;
+        this.paths = new Path[] {r, w, f};
+        this.read = new Linear(name, r.leg().device(), r.leg().start(), length);
+        this.write = w == r ? read : new Linear(name, w.leg().device(), w.leg().start(), length);
+        this.flush = f == w ? write : new Linear(name, f.leg().device(), f.leg().start(), length);
+        QueueLimits l = QueueLimits.stack(read.limits(), write.limits());
+        this.limits = QueueLimits.stack(l, flush.limits());
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return length; }
+    @Override public QueueLimits limits() { return limits; }
+    @Override public boolean isReadOnly() { return write.isReadOnly(); }
+
+    @Override
+    public void submit(Bio bio) {
+        if (!BioChecks.admit(bio, name, length, limits, isReadOnly())) {
+            return;
+        }
+        Op op = bio.op();
+        int cls = op == Op.READ ? 0 : op == Op.FLUSH ? 2 : 1;
+        Linear to = cls == 0 ? read : cls == 1 ? write : flush;
+        long ms = paths[cls].delayMillis();
+        if (ms == 0) {
+            to.submit(bio);
+        } else {
+            TIMER.schedule(() -> to.submit(bio), ms, TimeUnit.MILLISECONDS);
+        }
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        return read.extentAt(offset, maxLength);
+    }
+
+    @Override
+    public String targetType() {
+        return "delay";
+    }
+
+    @Override
+    public String table() {
+        List<String> parts = new ArrayList<>();
+        int n = paths[2] != paths[1] ? 3 : paths[1] != paths[0] ? 2 : 1;
+        for (int i = 0; i < n; i++) {
+            parts.add(paths[i].leg().table() + " " + paths[i].delayMillis());
+        }
+        return String.join(" ", parts);
+    }
+
+    @Override
+    public void close() {
+        // The shared timer lives as long as the JVM; bios are drained by suspend before a swap.
+    }
+
+    private static ScheduledExecutorService timer() {
+        ScheduledThreadPoolExecutor t = new ScheduledThreadPoolExecutor(1, r -> {
+            Thread th = new Thread(r, "biostack-delay");
+            th.setDaemon(true);
+            return th;
+        });
+        t.setRemoveOnCancelPolicy(true);
+        return t;
+    }
+}

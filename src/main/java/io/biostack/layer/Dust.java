@@ -1,0 +1,180 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.Extent;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.stream.Collectors;
+
+/**
+ * A window of a device with a list of bad blocks that fail reads, as a disk with unreadable
+ * sectors does (dm-dust, Documentation/admin-guide/device-mapper/dm-dust.rst).
+ *
+ * <p>Table: {@code dust <dev> <offset> <block size in bytes>}. Starts in bypass mode; messages:
+ * {@code addbadblock N [write fail count]}, {@code removebadblock N}, {@code queryblock N},
+ * {@code enable} (fail reads of bad blocks), {@code disable} (bypass), {@code countbadblocks},
+ * {@code listbadblocks}, {@code clearbadblocks}, {@code quiet}. While enabled, a read touching a
+ * bad block fails with a medium error; a write to a bad block fails while its write fail count
+ * lasts, then clears the block from the list (the disk remapped it) and goes down.
+ */
+public final class Dust implements Target {
+    private final String name;
+    private final Linear window;
+    private final int blockSize;
+    private final long blocks;
+    /** Bad block → writes still to fail. */
+    private final ConcurrentSkipListMap<Long, Integer> bad = new ConcurrentSkipListMap<>();
+    private volatile boolean enabled;
+    private volatile boolean quiet;
+
+    public Dust(String name, Leg leg, long length, int blockSize) {
+        if (blockSize < 512 || Integer.bitCount(blockSize) != 1) {
+            throw new IllegalArgumentException(name + ": block size must be a power of two >= 512: " + blockSize);
+        }
+        if (length % blockSize != 0) {
+            throw new IllegalArgumentException(name + ": length " + length + " is not a multiple of the block size " + blockSize);
+        }
+        this.name = name;
+        this.window = new Linear(name, leg.device(), leg.start(), length);
+        this.blockSize = blockSize;
+        this.blocks = length / blockSize;
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return window.size(); }
+    @Override public QueueLimits limits() { return window.limits(); }
+    @Override public boolean isReadOnly() { return window.isReadOnly(); }
+
+    @Override
+    public void submit(Bio bio) {
+        if (!enabled || bad.isEmpty() || bio.op() == Op.FLUSH) {
+            window.submit(bio);
+            return;
+        }
+        if (!BioChecks.admit(bio, name, window.size(), window.limits(), window.isReadOnly())) {
+            return;
+        }
+        long first = bio.offset() / blockSize;
+        long last = (bio.offset() + bio.size() - 1) / blockSize;
+        Map<Long, Integer> hit = bad.subMap(first, true, last, true);
+        if (hit.isEmpty()) {
+            window.submit(bio);
+        } else if (bio.op() == Op.READ) {
+            bio.fail(Status.MEDIUM, "read of bad block " + hit.keySet().iterator().next() + " on " + name);
+        } else {
+            for (Map.Entry<Long, Integer> e : hit.entrySet()) {
+                if (e.getValue() > 0) {
+                    bad.computeIfPresent(e.getKey(), (k, v) -> v - 1);
+                    bio.fail(Status.IOERR, "write to bad block " + e.getKey() + " on " + name);
+                    return;
+                }
+            }
+            hit.clear();
+            window.submit(bio);
+        }
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        return window.extentAt(offset, maxLength);
+    }
+
+    @Override
+    public String message(List<String> argv) {
+        if (argv.isEmpty()) {
+            throw new IllegalArgumentException("dust: empty message");
+        }
+        String cmd = argv.getFirst();
+        switch (cmd) {
+            case "enable" -> { enabled = true; return ""; }
+            case "disable" -> { enabled = false; return ""; }
+            case "quiet" -> { quiet = !quiet; return ""; }
+            case "countbadblocks" -> { return "countbadblocks: " + bad.size() + " badblock(s) found"; }
+            case "listbadblocks" -> {
+                return bad.isEmpty() ? "No blocks in badblocklist"
+                        : bad.keySet().stream().map(String::valueOf).collect(Collectors.joining("\n"));
+            }
+            case "clearbadblocks" -> {
+                if (bad.isEmpty()) {
+                    return "dust_clear_badblocks: no badblocks found";
+                }
+                bad.clear();
+                return "dust_clear_badblocks: badblocks cleared";
+            }
+            case "addbadblock", "removebadblock", "queryblock" -> {
+                int max = cmd.equals("addbadblock") ? 3 : 2;
+                if (argv.size() < 2 || argv.size() > max) {
+                    throw new IllegalArgumentException(cmd + " takes a block number"
+                            + (max == 3 ? " and an optional write fail count" : ""));
+                }
+                long blk = number(argv.get(1), "block");
+                if (blk >= blocks) {
+                    throw new IllegalArgumentException(cmd + ": block " + blk + " is beyond the device's " + blocks + " blocks");
+                }
+                return block(cmd, blk, argv.size() == 3 ? (int) number(argv.get(2), "write fail count") : 0);
+            }
+            default -> throw new IllegalArgumentException("dust: unknown message '" + cmd
+                    + "' (addbadblock, removebadblock, queryblock, enable, disable, countbadblocks,"
+                    + " listbadblocks, clearbadblocks, quiet)");
+        }
+    }
+
+    private String block(String cmd, long blk, int writeFails) {
+        switch (cmd) {
+            case "addbadblock":
+                if (bad.putIfAbsent(blk, writeFails) != null) {
+                    throw new IllegalArgumentException("addbadblock: block " + blk + " already in badblocklist");
+                }
+                return "";
+            case "removebadblock":
+                if (bad.remove(blk) == null) {
+                    throw new IllegalArgumentException("removebadblock: block " + blk + " not found in badblocklist");
+                }
+                return "";
+            default:
+                return "dust_query_block: block " + blk + (bad.containsKey(blk) ? " found" : " not found") + " in badblocklist";
+        }
+    }
+
+    private static long number(String s, String what) {
+        try {
+            long v = Long.parseLong(s);
+            if (v < 0) {
+                throw new NumberFormatException();
+            }
+            return v;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("not a " + what + ": '" + s + "'");
+        }
+    }
+
+    /** True when reads of bad blocks fail (after {@code enable}). */
+    public boolean isEnabled() {
+        return enabled;
+    }
+
+    @Override
+    public String targetType() {
+        return "dust";
+    }
+
+    @Override
+    public String table() {
+        return window.table() + " " + blockSize;
+    }
+
+    @Override
+    public String status() {
+        return window.lower().name() + " " + (enabled ? "fail_read_on_bad_block" : "bypass") + " " + (quiet ? "quiet" : "verbose");
+    }
+
+    @Override
+    public void close() {
+    }
+}

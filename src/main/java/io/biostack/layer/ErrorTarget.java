@@ -1,0 +1,41 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+
+/**
+ * Fails every bio with an I/O error (dm-error, Documentation/admin-guide/device-mapper: "error"
+ * target; a table hole, or a device made to fail). Table: {@code error} (no arguments).
+ */
+public final class ErrorTarget implements Target {
+    private final String name;
+    private final long length;
+    private final QueueLimits limits = QueueLimits.builder()
+            .maxDiscardBytes(Long.MAX_VALUE).maxWriteZeroesBytes(Long.MAX_VALUE).build();
+
+    public ErrorTarget(String name, long lengthBytes) {
+        if (lengthBytes < 0 || lengthBytes % Layers.SECTOR != 0) {
+            throw new IllegalArgumentException(name + ": length must be whole sectors: " + lengthBytes);
+        }
+        this.name = name;
+        this.length = lengthBytes;
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return length; }
+    @Override public QueueLimits limits() { return limits; }
+    @Override public boolean isReadOnly() { return false; }
+
+    @Override
+    public void submit(Bio bio) {
+        if (BioChecks.admit(bio, name, length, limits, false)) {
+            bio.fail(Status.IOERR, bio.op() + " on error target " + name);
+        }
+    }
+
+    @Override public String targetType() { return "error"; }
+    @Override public String table() { return ""; }
+    @Override public void close() { }
+}

@@ -1,0 +1,259 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.EndIo;
+import io.biostack.block.Extent;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.function.LongSupplier;
+
+/**
+ * A window of a device that works for {@code up} seconds and then misbehaves for {@code down}
+ * seconds, over and over (dm-flakey, Documentation/admin-guide/device-mapper/dm-flakey.rst).
+ *
+ * <p>Table: {@code flakey <dev> <offset> <up interval> <down interval> [<#feature args>
+ * [<feature>...]]} with the features {@code error_reads}, {@code error_writes},
+ * {@code drop_writes} and {@code corrupt_bio_byte <Nth byte> <r|w> <value> <flags>}. While down
+ * and without features every bio fails; with features only what they name happens (reads or
+ * writes fail, writes are dropped yet reported done, or byte N of the data, counted from 1, is
+ * replaced by {@code value} in bios carrying all of {@code flags}; a write is corrupted in a copy,
+ * never in the caller's memory).
+ *
+ * <p>While up it is a {@link Linear}: bios are moved in place and passed down. While down with
+ * a corrupting read, the bio goes down as a clone so that its data can be changed on completion.
+ */
+public final class Flakey implements Target {
+    /** What the down interval does; null fields are features not asked for. */
+    public record Features(boolean errorReads, boolean errorWrites, boolean dropWrites,
+                           long corruptByte, char corruptDir, int corruptValue, int corruptFlags) {
+        /** No features: every bio fails while down. */
+        public static final Features NONE = new Features(false, false, false, 0, ' ', 0, 0);
+
+        boolean any() {
+            return errorReads || errorWrites || dropWrites || corruptByte > 0;
+        }
+
+        /** Parses the feature arguments after their count; throws saying what is wrong. */
+        public static Features parse(List<String> args) {
+            boolean er = false;
+            boolean ew = false;
+            boolean dw = false;
+            long cb = 0;
+            char cd = ' ';
+            int cv = 0;
+            int cf = 0;
+            for (int i = 0; i < args.size(); i++) {
+                String a = args.get(i);
+                switch (a) {
+                    case "error_reads" -> er = true;
+                    case "error_writes" -> ew = true;
+                    case "drop_writes" -> dw = true;
+                    case "corrupt_bio_byte" -> {
+                        if (i + 4 >= args.size()) {
+                            throw new IllegalArgumentException("corrupt_bio_byte takes <Nth byte> <r|w> <value> <flags>");
+                        }
+                        cb = Long.parseLong(args.get(i + 1));
+                        if (cb < 1) {
+                            throw new IllegalArgumentException("corrupt_bio_byte: byte number counts from 1: " + cb);
+                        }
+                        String d = args.get(i + 2);
+                        if (!d.equals("r") && !d.equals("w")) {
+                            throw new IllegalArgumentException("corrupt_bio_byte: direction must be r or w: " + d);
+                        }
+                        cd = d.charAt(0);
+                        cv = Integer.parseInt(args.get(i + 3));
+                        if (cv < 0 || cv > 255) {
+                            throw new IllegalArgumentException("corrupt_bio_byte: value must be 0..255: " + cv);
+                        }
+                        cf = Integer.parseInt(args.get(i + 4));
+                        i += 4;
+                    }
+                    default -> throw new IllegalArgumentException("unknown flakey feature '" + a
+                            + "' (error_reads, error_writes, drop_writes, corrupt_bio_byte)");
+                }
+            }
+            if (dw && ew) {
+                throw new IllegalArgumentException("drop_writes and error_writes are mutually exclusive");
+            }
+            return new Features(er, ew, dw, cb, cd, cv, cf);
+        }
+
+        List<String> args() {
+            List<String> out = new ArrayList<>();
+            if (errorReads) out.add("error_reads");
+            if (errorWrites) out.add("error_writes");
+            if (dropWrites) out.add("drop_writes");
+            if (corruptByte > 0) {
+                out.addAll(List.of("corrupt_bio_byte", Long.toString(corruptByte), String.valueOf(corruptDir),
+                        Integer.toString(corruptValue), Integer.toString(corruptFlags)));
+            }
+            return out;
+        }
+    }
+
+    private final String name;
+    private final Linear window;
+    private final long upNanos;
+    private final long downNanos;
+    private final Features features;
+    private final LongSupplier clock;
+    private final long startNanos;
+    private final EndIo corruptReadDone = this::corruptReadDone;
+
+    /** As dm-flakey: intervals in seconds, measured from now on {@link System#nanoTime()}. */
+    public Flakey(String name, Leg leg, long length, long upSeconds, long downSeconds, Features features) {
+        this(name, leg, length, upSeconds * 1_000_000_000L, downSeconds * 1_000_000_000L, features, System::nanoTime);
+    }
+
+    /** With intervals in nanoseconds and a clock of one's own (tests). */
+    public Flakey(String name, Leg leg, long length, long upNanos, long downNanos, Features features, LongSupplier clock) {
+        if (upNanos < 0 || downNanos < 0) {
+            throw new IllegalArgumentException(name + ": intervals must not be negative");
+        }
+        this.name = name;
+        this.window = new Linear(name, leg.device(), leg.start(), length);
+        this.upNanos = upNanos;
+        this.downNanos = downNanos;
+        this.features = features;
+        this.clock = clock;
+        this.startNanos = clock.getAsLong();
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return window.size(); }
+    @Override public QueueLimits limits() { return window.limits(); }
+    @Override public boolean isReadOnly() { return window.isReadOnly(); }
+
+    /** True while in the down interval. */
+    public boolean isDown() {
+        long period = upNanos + downNanos;
+        if (period == 0) {
+            return false;
+        }
+        return Math.floorMod(clock.getAsLong() - startNanos, period) >= upNanos;
+    }
+
+    @Override
+    public void submit(Bio bio) {
+        if (!isDown()) {
+            window.submit(bio);
+            return;
+        }
+        if (!BioChecks.admit(bio, name, window.size(), window.limits(), window.isReadOnly())) {
+            return;
+        }
+        Features f = features;
+        if (!f.any()) {
+            bio.fail(Status.IOERR, bio.op() + " on " + name + " while it is down");
+            return;
+        }
+        Op op = bio.op();
+        if (op == Op.READ) {
+            if (f.errorReads) {
+                bio.fail(Status.IOERR, "read on " + name + " while it is down (error_reads)");
+            } else if (corrupts(bio, 'r')) {
+                window.submit(Layers.cloneWith(bio, corruptReadDone));
+            } else {
+                window.submit(bio);
+            }
+            return;
+        }
+        if (op.changesData()) {
+            if (f.dropWrites) {
+                bio.endIo();
+            } else if (f.errorWrites) {
+                bio.fail(Status.IOERR, op + " on " + name + " while it is down (error_writes)");
+            } else if (op == Op.WRITE && corrupts(bio, 'w')) {
+                writeCorrupted(bio);
+            } else {
+                window.submit(bio);
+            }
+            return;
+        }
+        window.submit(bio);
+    }
+
+    private boolean corrupts(Bio bio, char dir) {
+        Features f = features;
+        return f.corruptByte > 0 && f.corruptDir == dir && bio.size() >= f.corruptByte
+                && (bio.flags() & f.corruptFlags) == f.corruptFlags;
+    }
+
+    private void corruptReadDone(Bio clone) {
+        Bio parent = (Bio) clone.privateData();
+        if (clone.status() == Status.OK) {
+            // The clone's iterator was moved by the layers below; the parent's still covers the data.
+            poke(parent, features.corruptByte - 1, (byte) features.corruptValue);
+        }
+        Layers.finishClone(clone);
+    }
+
+    /** Writes a corrupted copy of the data; the caller's memory stays as it was. */
+    private void writeCorrupted(Bio bio) {
+        MemorySegment copy = Arena.ofAuto().allocate(bio.size(), 4096);
+        bio.copyTo(copy);
+        copy.set(ValueLayout.JAVA_BYTE, features.corruptByte - 1, (byte) features.corruptValue);
+        Bio w = Layers.POOL.get().init(Op.WRITE, bio.flags(), bio.offset(), Layers::finishClone);
+        w.addSegment(copy);
+        w.setPrivateData(bio);
+        window.submit(w);
+    }
+
+    /** Sets byte {@code index} of the memory the bio's iterator covers. */
+    private static void poke(Bio bio, long index, byte value) {
+        long[] left = {index};
+        bio.forEachSegment((seg, off, len) -> {
+            if (left[0] >= 0 && left[0] < len) {
+                seg.set(ValueLayout.JAVA_BYTE, off + left[0], value);
+            }
+            left[0] -= len;
+        });
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        return window.extentAt(offset, maxLength);
+    }
+
+    @Override
+    public String targetType() {
+        return "flakey";
+    }
+
+    @Override
+    public String table() {
+        StringBuilder sb = new StringBuilder(window.table()).append(' ')
+                .append(seconds(upNanos)).append(' ').append(seconds(downNanos));
+        List<String> fa = features.args();
+        if (!fa.isEmpty()) {
+            sb.append(' ').append(fa.size());
+            for (String a : fa) {
+                sb.append(' ').append(a);
+            }
+        }
+        return sb.toString();
+    }
+
+    private static String seconds(long nanos) {
+        return nanos % 1_000_000_000L == 0 ? Long.toString(nanos / 1_000_000_000L)
+                : String.format(Locale.ROOT, "%.3f", nanos / 1e9);
+    }
+
+    @Override
+    public String status() {
+        return isDown() ? "down" : "up";
+    }
+
+    @Override
+    public void close() {
+    }
+}

@@ -1,0 +1,176 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioFlags;
+import io.biostack.block.BioPool;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.EndIo;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+
+import java.util.List;
+import java.util.function.Consumer;
+
+/**
+ * What every layer shares, so that a layer is only its own logic (nbdkit's filters; dm core's
+ * {@code __split_and_process_bio}, {@code __send_empty_flush}, {@code dm_set_device_limits}):
+ * window checks, limit stacking, splitting at boundaries, fan-out of clones with chained
+ * completion, and the table notation.
+ *
+ * <p>Ownership in every helper: the bio handed in belongs to the layer that calls the helper;
+ * the helper passes it (or clones of it, chained to it) on, and the bio completes exactly once.
+ */
+public final class Layers {
+    /** Bios cloned and split by layers come from here; a warm pool allocates nothing. */
+    public static final BioPool POOL = new BioPool(4096);
+
+    /** Table offsets and lengths are in 512-byte sectors, as dmsetup's. */
+    public static final int SECTOR = 512;
+
+    private Layers() {
+    }
+
+    // ---- construction checks -----------------------------------------------------------------
+
+    /**
+     * Checks that [start, start + length) lies inside {@code lower} and is aligned to its logical
+     * blocks; throws {@link IllegalArgumentException} saying what is wrong otherwise.
+     */
+    public static void checkWindow(String name, BlockDevice lower, long start, long length) {
+        int lbs = lower.limits().logicalBlockSize();
+        if (start < 0 || length < 0) {
+            throw new IllegalArgumentException(name + ": negative start or length");
+        }
+        if (start % lbs != 0 || length % lbs != 0) {
+            throw new IllegalArgumentException(name + ": start " + start + " and length " + length
+                    + " must be multiples of " + lower.name() + "'s " + lbs + "-byte logical blocks");
+        }
+        if (start > lower.size() || length > lower.size() - start) {
+            throw new IllegalArgumentException(name + ": " + length + " bytes at " + start
+                    + " go beyond the end of " + lower.name() + " (" + lower.size() + " bytes)");
+        }
+    }
+
+    /**
+     * Limits of a window that starts {@code start} bytes into a device with limits {@code lim}.
+     * A chunk boundary of the device below only carries up when the window starts on one (the
+     * device below splits at its own boundaries anyway).
+     */
+    public static QueueLimits shiftLimits(QueueLimits lim, long start) {
+        long chunk = lim.chunkBytes();
+        if (chunk == 0 || start % chunk == 0) {
+            return lim;
+        }
+        return lim.toBuilder().chunkBytes(0).build();
+    }
+
+    /** The limits of a device over all of {@code lowers}, stacked the kernel's way. */
+    public static QueueLimits stackAll(QueueLimits top, List<? extends BlockDevice> lowers) {
+        QueueLimits l = top;
+        for (BlockDevice d : lowers) {
+            l = QueueLimits.stack(l, d.limits());
+        }
+        return l;
+    }
+
+    // ---- bio helpers -------------------------------------------------------------------------
+
+    /** The length of the bio's op in a message: FLUSH bios have none. */
+    public static boolean isFlushOnly(Bio bio) {
+        return bio.op() == Op.FLUSH;
+    }
+
+    /** How many bytes from an offset to the next boundary a layer must split at. */
+    @FunctionalInterface
+    public interface Boundary {
+        long bytesToBoundary(long offset);
+    }
+
+    /**
+     * Sends {@code bio} to {@code next} in pieces that do not cross a boundary. Each front piece
+     * comes from {@link #POOL} and is chained to {@code bio}; the last piece is {@code bio}
+     * itself, so its callback runs once, after every piece, with the first error. Ownership of
+     * every piece passes to {@code next}.
+     */
+    public static void splitAt(Bio bio, Boundary boundary, Consumer<Bio> next) {
+        while (true) {
+            long n = boundary.bytesToBoundary(bio.offset());
+            if (n >= bio.size()) {
+                next.accept(bio);
+                return;
+            }
+            Bio front = bio.split(n, POOL);
+            front.chain(bio);
+            next.accept(front);
+        }
+    }
+
+    /**
+     * Sends a clone of {@code parent} (same op, flags, range and memory) to each device, chained
+     * to {@code parent}, then drops the caller's reference: {@code parent} completes after the
+     * last clone, with the first error. Used for FLUSH and for writes that every leg must see.
+     * With no devices the parent completes at once.
+     */
+    public static void fanOut(Bio parent, List<? extends BlockDevice> devices) {
+        for (BlockDevice d : devices) {
+            Bio c = parent.cloneShallow(POOL);
+            c.chain(parent);
+            d.submit(c);
+        }
+        parent.endIo();
+    }
+
+    /**
+     * A clone of {@code parent} with its own callback and {@code parent} as its private data:
+     * the way a layer keeps per-bio state without touching the caller's slots. The callback
+     * must end by completing the parent ({@link #finishClone}).
+     */
+    public static Bio cloneWith(Bio parent, EndIo endIo) {
+        Bio c = parent.cloneShallow(POOL);
+        c.setEndIo(endIo);
+        c.setPrivateData(parent);
+        return c;
+    }
+
+    /**
+     * Completes the parent of a clone made by {@link #cloneWith}: passes the clone's error up
+     * (first error wins), returns the clone to its pool and completes the parent. Returns the
+     * parent's status.
+     */
+    public static void finishClone(Bio clone) {
+        Bio parent = (Bio) clone.privateData();
+        Status s = clone.status();
+        if (s != Status.OK) {
+            parent.setStatus(s, clone.detail());
+        }
+        clone.put();
+        parent.endIo();
+    }
+
+    /**
+     * A write with PREFLUSH on a layer over several devices: every device gets an empty FLUSH
+     * chained to {@code bio} (writes completed before it become durable on all of them), and
+     * the PREFLUSH flag is dropped from {@code bio} itself, whose data goes only where it maps.
+     * Returns {@code bio}, still owned by the caller.
+     */
+    public static Bio preflushAll(Bio bio, List<? extends BlockDevice> devices) {
+        if (!bio.hasFlag(BioFlags.PREFLUSH)) {
+            return bio;
+        }
+        for (BlockDevice d : devices) {
+            Bio f = POOL.get().init(Op.FLUSH, 0, 0, null);
+            f.chain(bio);
+            d.submit(f);
+        }
+        bio.setFlags(bio.flags() & ~BioFlags.PREFLUSH);
+        return bio;
+    }
+
+    // ---- table notation ----------------------------------------------------------------------
+
+    /** Bytes as dmsetup's 512-byte sectors. */
+    public static String sectors(long bytes) {
+        return Long.toString(bytes / SECTOR);
+    }
+}

@@ -1,0 +1,93 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Extent;
+import io.biostack.block.QueueLimits;
+
+/**
+ * A window of another device: {@code length} bytes of {@code lower} from {@code start}
+ * (dm-linear, Documentation/admin-guide/device-mapper/linear.rst; also what a partition is).
+ *
+ * <p>Table: {@code linear <dev> <offset>} (offset in 512-byte sectors, or with a suffix).
+ *
+ * <p>A bio is checked against the window, moved by {@code start} in place and handed to
+ * {@code lower} ({@code blk_partition_remap}): no clone, no allocation. Ownership of the bio
+ * passes to {@code lower}, which completes it. FLUSH passes down unchanged. Closing a linear
+ * device does not close {@code lower}.
+ */
+public final class Linear implements Target {
+    private final String name;
+    private final BlockDevice lower;
+    private final long start;
+    private final long length;
+    private final QueueLimits limits;
+
+    /**
+     * A window of {@code lengthBytes} from {@code startBytes} of {@code lower}. Both must be
+     * multiples of the lower device's logical block size, and the window must lie inside it.
+     */
+    public Linear(String name, BlockDevice lower, long startBytes, long lengthBytes) {
+        QueueLimits ll = lower.limits();
+        Layers.checkWindow(name, lower, startBytes, lengthBytes);
+        this.name = name;
+        this.lower = lower;
+        this.start = startBytes;
+        this.length = lengthBytes;
+        this.limits = Layers.shiftLimits(ll, startBytes);
+    }
+
+    /** The whole of {@code lower} from {@code startBytes} to its end. */
+    public static Linear of(String name, BlockDevice lower, long startBytes) {
+        return new Linear(name, lower, startBytes, lower.size() - startBytes);
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return length; }
+    @Override public QueueLimits limits() { return limits; }
+    @Override public boolean isReadOnly() { return lower.isReadOnly(); }
+
+    /** The device below. */
+    public BlockDevice lower() {
+        return lower;
+    }
+
+    /** Where the window starts on {@link #lower()}, in bytes. */
+    public long start() {
+        return start;
+    }
+
+    @Override
+    public void submit(Bio bio) {
+        if (!BioChecks.admit(bio, name, length, limits, lower.isReadOnly())) {
+            return;
+        }
+        bio.setOffset(bio.offset() + start);
+        lower.submit(bio);
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        long n = Math.min(maxLength, length - offset);
+        if (n <= 0) {
+            return Extent.data(0);
+        }
+        return lower.extentAt(start + offset, n);
+    }
+
+    @Override
+    public String targetType() {
+        return "linear";
+    }
+
+    @Override
+    public String table() {
+        return lower.name() + " " + Layers.sectors(start);
+    }
+
+    @Override
+    public void close() {
+        // The lower device belongs to whoever opened it.
+    }
+}

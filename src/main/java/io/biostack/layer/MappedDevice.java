@@ -1,0 +1,460 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.BioFlags;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.EndIo;
+import io.biostack.block.Extent;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * A device made of a table of targets, as device-mapper's {@code struct mapped_device}
+ * (drivers/md/dm.c): segments laid end to end (a concatenation when there are several), a live
+ * table and an inactive one loaded by {@link #reload}, and a suspend gate.
+ *
+ * <h2>A bio's way through</h2>
+ * Each bio is cloned (from {@link Layers#POOL}; dm's {@code dm_io}) so the device can count it in
+ * flight without touching the caller's slots; the clone is split at segment boundaries, moved to
+ * its segment's offsets and handed to that segment's target. When the clone completes, the
+ * caller's bio completes with the first error. FLUSH goes to every target.
+ *
+ * <h2>Suspend, reload, resume</h2>
+ * {@link #suspend} stops new bios (they wait in a queue; NOWAIT bios fail with AGAIN) and waits
+ * until every bio in flight has completed. {@link #reload} loads an inactive table; {@link #resume}
+ * swaps it in (suspending first if needed), closes the old table's targets and sends the waiting
+ * bios to the new table. While the device runs, the submit path is lock-free: one atomic
+ * increment and one volatile read decide between the fast path and the queue (a Dekker pair with
+ * suspend's write of the state and read of the count; both are sequentially consistent).
+ *
+ * <p>Closing the device closes its tables' targets, not the devices they are built on.
+ */
+public final class MappedDevice implements BlockDevice {
+    /** One line of a table: {@code length} bytes from {@code start} mapped by {@code target}. */
+    public record Segment(long start, long length, Target target) {
+    }
+
+    /** An immutable table: segments from 0 with no gaps, and what they add up to. */
+    public static final class Table {
+        private final Segment[] segs;
+        private final long size;
+        private final QueueLimits limits;
+        private final boolean readOnly;
+        private final List<Target> targets;
+
+        /** Checks that the segments start at 0, leave no gaps and fit their targets. */
+        public Table(String device, List<Segment> segments) {
+            if (segments.isEmpty()) {
+                throw new IllegalArgumentException(device + ": a table needs at least one segment");
+            }
+            this.segs = segments.toArray(new Segment[0]);
+            long pos = 0;
+            List<Target> ts = new ArrayList<>();
+            QueueLimits lim = null;
+            boolean ro = false;
+            for (Segment s : segs) {
+                if (s.start() != pos) {
+                    throw new IllegalArgumentException(device + ": segment at sector " + s.start() / Layers.SECTOR
+                            + (s.start() < pos ? " overlaps the one before" : " leaves a gap after sector " + pos / Layers.SECTOR)
+                            + " (segments must follow each other from 0)");
+                }
+                if (s.length() <= 0) {
+                    throw new IllegalArgumentException(device + ": segment at sector " + s.start() / Layers.SECTOR + " is empty");
+                }
+                if (s.target().size() != s.length()) {
+                    throw new IllegalArgumentException(device + ": target " + s.target().targetType() + " is "
+                            + s.target().size() + " bytes, its segment " + s.length());
+                }
+                lim = lim == null ? s.target().limits() : QueueLimits.stack(lim, s.target().limits());
+                ro |= s.target().isReadOnly();
+                ts.add(s.target());
+                pos += s.length();
+            }
+            for (Segment s : segs) {
+                if (s.start() % lim.logicalBlockSize() != 0) {
+                    throw new IllegalArgumentException(device + ": segment at sector " + s.start() / Layers.SECTOR
+                            + " is not aligned to the table's " + lim.logicalBlockSize() + "-byte logical blocks");
+                }
+            }
+            if (segs.length > 1 && lim.chunkBytes() != 0) {
+                lim = lim.toBuilder().chunkBytes(0).build();
+            }
+            this.size = pos;
+            this.limits = lim;
+            this.readOnly = ro;
+            this.targets = List.copyOf(ts);
+        }
+
+        /** A table of one target over the whole device. */
+        public static Table of(String device, Target target) {
+            return new Table(device, List.of(new Segment(0, target.size(), target)));
+        }
+
+        public List<Segment> segments() {
+            return List.of(segs);
+        }
+
+        public long size() {
+            return size;
+        }
+
+        List<Target> targets() {
+            return targets;
+        }
+
+        int find(long offset) {
+            int lo = 0;
+            int hi = segs.length - 1;
+            while (lo < hi) {
+                int mid = (lo + hi + 1) >>> 1;
+                if (segs[mid].start() <= offset) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            return lo;
+        }
+
+        void close() {
+            for (Target t : targets) {
+                t.close();
+            }
+        }
+    }
+
+    /** The device's state ({@code DMF_SUSPENDED}, ...), an explicit machine as STYLE.md asks. */
+    public enum State { RUNNING, SUSPENDED, CLOSED }
+
+    private final String name;
+    private volatile Table live;
+    private Table inactive;                          // guarded by lock
+    private volatile State state = State.RUNNING;
+    private final AtomicLong inFlight = new AtomicLong();
+    private final ReentrantLock lock = new ReentrantLock();
+    private final ArrayDeque<Bio> waiting = new ArrayDeque<>(); // guarded by lock
+    private volatile CompletableFuture<Void> drained = CompletableFuture.completedFuture(null);
+    private final EndIo cloneDone = this::cloneDone;
+
+    /** A device whose live table is {@code table}; it takes ownership of the table's targets. */
+    public MappedDevice(String name, Table table) {
+        this.name = name;
+        this.live = table;
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return live.size; }
+    @Override public QueueLimits limits() { return live.limits; }
+    @Override public boolean isReadOnly() { return live.readOnly; }
+
+    public State state() {
+        return state;
+    }
+
+    /** The live table. */
+    public Table liveTable() {
+        return live;
+    }
+
+    /** True when a table has been loaded by {@link #reload} and not yet swapped in. */
+    public boolean hasInactiveTable() {
+        lock.lock();
+        try {
+            return inactive != null;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Bios handed to targets and not yet completed. */
+    public long inFlight() {
+        return inFlight.get();
+    }
+
+    /** Bios waiting for {@link #resume}. */
+    public int waiting() {
+        lock.lock();
+        try {
+            return waiting.size();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    // ---- I/O -------------------------------------------------------------------------------
+
+    /** Takes ownership of {@code bio}; see {@link BlockDevice#submit}. Never blocks. */
+    @Override
+    public void submit(Bio bio) {
+        while (true) {
+            inFlight.incrementAndGet();
+            if (state == State.RUNNING) {
+                dispatch(bio, live);
+                return;
+            }
+            dropInFlight();
+            if (queue(bio)) {
+                return;
+            }
+        }
+    }
+
+    /** Slow path: queues the bio while suspended; false when the device resumed meanwhile. */
+    private boolean queue(Bio bio) {
+        lock.lock();
+        try {
+            switch (state) {
+                case RUNNING:
+                    return false;
+                case CLOSED:
+                    break;
+                default:
+                    if (!bio.hasFlag(BioFlags.NOWAIT)) {
+                        waiting.add(bio);
+                        return true;
+                    }
+            }
+        } finally {
+            lock.unlock();
+        }
+        if (state == State.CLOSED) {
+            bio.fail(Status.IOERR, name + " is closed");
+        } else {
+            bio.fail(Status.AGAIN, name + " is suspended and the bio asked not to wait");
+        }
+        return true;
+    }
+
+    private void dispatch(Bio bio, Table t) {
+        if (!BioChecks.admit(bio, name, t.size, t.limits, t.readOnly)) {
+            dropInFlight();
+            return;
+        }
+        Bio clone = Layers.cloneWith(bio, cloneDone);
+        Segment[] segs = t.segs;
+        if (segs.length == 1) {
+            segs[0].target().submit(clone);
+            return;
+        }
+        if (clone.op() == Op.FLUSH) {
+            Layers.fanOut(clone, t.targets);
+            return;
+        }
+        Layers.preflushAll(clone, t.targets);
+        Layers.splitAt(clone, off -> {
+            Segment s = segs[t.find(off)];
+            return s.start() + s.length() - off;
+        }, piece -> {
+            Segment s = segs[t.find(piece.offset())];
+            piece.setOffset(piece.offset() - s.start());
+            s.target().submit(piece);
+        });
+    }
+
+    private void cloneDone(Bio clone) {
+        Layers.finishClone(clone);
+        dropInFlight();
+    }
+
+    private void dropInFlight() {
+        if (inFlight.decrementAndGet() == 0 && state != State.RUNNING) {
+            drained.complete(null);
+        }
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        Table t = live;
+        if (offset < 0 || offset >= t.size) {
+            return Extent.data(0);
+        }
+        Segment s = t.segs[t.find(offset)];
+        long n = Math.min(maxLength, s.start() + s.length() - offset);
+        return s.target().extentAt(offset - s.start(), n);
+    }
+
+    // ---- control ---------------------------------------------------------------------------
+
+    /**
+     * Stops new bios (they queue) and waits until every bio in flight has completed
+     * ({@code dm_suspend}). Suspending a suspended device does nothing. When bios are still in
+     * flight after {@code timeout}, throws {@link TimeoutException}; the device stays suspended.
+     */
+    public void suspend(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
+        CompletableFuture<Void> d;
+        lock.lock();
+        try {
+            if (state == State.CLOSED) {
+                throw new IllegalStateException(name + " is closed");
+            }
+            if (state == State.RUNNING) {
+                drained = new CompletableFuture<>();
+                state = State.SUSPENDED;
+            }
+            d = drained;
+        } finally {
+            lock.unlock();
+        }
+        if (inFlight.get() == 0) {
+            d.complete(null);
+        }
+        try {
+            d.get(timeout, unit);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e);
+        } catch (TimeoutException e) {
+            throw new TimeoutException(name + ": " + inFlight.get() + " bios still in flight after "
+                    + unit.toMillis(timeout) + " ms; the device stays suspended");
+        }
+    }
+
+    /**
+     * Loads {@code table} as the inactive table ({@code DM_TABLE_LOAD}); it goes live at the next
+     * {@link #resume}. A table loaded before and not yet resumed is closed and replaced.
+     */
+    public void reload(Table table) {
+        Table old;
+        lock.lock();
+        try {
+            if (state == State.CLOSED) {
+                throw new IllegalStateException(name + " is closed");
+            }
+            old = inactive;
+            inactive = table;
+        } finally {
+            lock.unlock();
+        }
+        if (old != null) {
+            old.close();
+        }
+    }
+
+    /** Drops a loaded, not yet resumed table ({@code dmsetup clear}). */
+    public void clear() {
+        reload(null);
+    }
+
+    /**
+     * Swaps in the inactive table, if there is one (suspending first, so that no bio runs on the
+     * table being replaced), and lets the waiting bios go on to the live table
+     * ({@code dm_resume}). Resuming a running device without a new table does nothing.
+     */
+    public void resume(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
+        boolean swap;
+        lock.lock();
+        try {
+            swap = inactive != null;
+        } finally {
+            lock.unlock();
+        }
+        if (swap) {
+            suspend(timeout, unit);
+        }
+        Table old = null;
+        List<Bio> go;
+        lock.lock();
+        try {
+            if (state == State.CLOSED) {
+                throw new IllegalStateException(name + " is closed");
+            }
+            if (inactive != null) {
+                old = live;
+                live = inactive;
+                inactive = null;
+            }
+            state = State.RUNNING;
+            go = new ArrayList<>(waiting);
+            waiting.clear();
+        } finally {
+            lock.unlock();
+        }
+        if (old != null) {
+            old.close();
+        }
+        for (Bio b : go) {
+            submit(b);
+        }
+    }
+
+    /** Lines of {@code dmsetup table}: "START LENGTH TARGET ARGS", in sectors. */
+    public List<String> table() {
+        List<String> out = new ArrayList<>();
+        for (Segment s : live.segs) {
+            out.add(Layers.sectors(s.start()) + " " + Layers.sectors(s.length()) + " "
+                    + s.target().targetType() + " " + s.target().table());
+        }
+        return out;
+    }
+
+    /** Lines of {@code dmsetup status}: "START LENGTH TARGET STATUS", in sectors. */
+    public List<String> status() {
+        List<String> out = new ArrayList<>();
+        for (Segment s : live.segs) {
+            String st = s.target().status();
+            out.add(Layers.sectors(s.start()) + " " + Layers.sectors(s.length()) + " "
+                    + s.target().targetType() + (st.isEmpty() ? "" : " " + st));
+        }
+        return out;
+    }
+
+    /**
+     * Sends a message to the target at byte {@code offset} ({@code dmsetup message DEV SECTOR
+     * MSG}); returns its answer.
+     */
+    public String message(long offset, List<String> argv) {
+        Table t = live;
+        if (offset < 0 || offset >= t.size) {
+            throw new IllegalArgumentException(name + ": no target at sector " + offset / Layers.SECTOR);
+        }
+        return t.segs[t.find(offset)].target().message(argv);
+    }
+
+    /**
+     * Closes the tables' targets. Bios still queued fail with IOERR; bios must no longer be in
+     * flight.
+     */
+    @Override
+    public void close() {
+        Table l;
+        Table in;
+        List<Bio> fail;
+        lock.lock();
+        try {
+            if (state == State.CLOSED) {
+                return;
+            }
+            state = State.CLOSED;
+            l = live;
+            in = inactive;
+            inactive = null;
+            fail = new ArrayList<>(waiting);
+            waiting.clear();
+        } finally {
+            lock.unlock();
+        }
+        for (Bio b : fail) {
+            b.fail(Status.IOERR, name + " closed while the bio waited for resume");
+        }
+        if (in != null) {
+            in.close();
+        }
+        l.close();
+    }
+
+    @Override
+    public String toString() {
+        return "MappedDevice[" + name + " " + state + " " + live.size + " bytes, " + live.segs.length + " segments]";
+    }
+}

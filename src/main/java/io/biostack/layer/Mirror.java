@@ -1,0 +1,627 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.EndIo;
+import io.biostack.block.Extent;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * RAID1: the same data on every leg (dm-raid1, Documentation/admin-guide/device-mapper; table
+ * {@code mirror core <#log args> <region size> [sync|nosync] <#legs> [<dev> <offset>]+
+ * [<#features> handle_errors]}).
+ *
+ * <h2>I/O</h2>
+ * Writes, discards, write-zeroes and flushes go to every leg that is in sync or being
+ * resynchronised, each as a clone; the caller's bio completes when the last leg has answered,
+ * and fails only when no leg took the write. Reads go to one in-sync leg, round robin; a read
+ * that fails is retried on another leg. A leg that fails any I/O is dropped (state FAILED, health
+ * 'D', 'R' or 'S' in {@link #status()}) and the device keeps serving from the others.
+ *
+ * <h2>Resynchronisation</h2>
+ * {@code message reinstate <leg>} (or a table without {@code nosync}) copies an in-sync leg to the
+ * leg region by region on a background thread while I/O goes on; progress is the
+ * {@code in-sync/total} region count of the status. To keep a region's copy from racing a
+ * write, the copier marks the region it is about to copy and waits until the writes in it have
+ * completed; writes that arrive for the marked region wait in a queue until its copy is done.
+ * Every write counts itself in the regions it touches (one atomic add) and reads the marked
+ * region (one volatile read): the lock is taken only when the two meet.
+ */
+public final class Mirror implements Target {
+    /** The state of a leg. */
+    public enum LegState { IN_SYNC, RESYNCING, FAILED }
+
+    /** Default region: the copy and write-tracking unit when the table does not say. */
+    public static final long DEFAULT_REGION = 512 * 1024;
+
+    private final String name;
+    private final Leg[] legs;
+    private final long length;
+    private final long region;
+    private final int regions;
+    private final boolean initialNosync;
+    private final QueueLimits limits;
+    private final LegState[] state;             // guarded by lock; read racily on the I/O path
+    private volatile long stateVersion;         // publishes state[] changes
+    private final char[] health;                // guarded by lock
+    private final AtomicIntegerArray regionWrites;
+    private volatile long window = -1;          // region being copied, -1 when none
+    private final ArrayDeque<Bio> deferred = new ArrayDeque<>(); // guarded by lock
+    private final ReentrantLock lock = new ReentrantLock();
+    private final AtomicInteger robin = new AtomicInteger();
+    private final AtomicLong syncedRegions = new AtomicLong();
+    private volatile boolean resyncRunning;
+    private volatile boolean closed;
+    private Thread worker;                       // guarded by lock
+
+    private final EndIo legWriteDone = this::legWriteDone;
+    private final EndIo writeDone = this::writeDone;
+    private final EndIo readDone = this::readDone;
+
+    /**
+     * A mirror of {@code lengthBytes} over {@code legs}. With {@code nosync} the legs are taken
+     * to hold the same data already; otherwise every leg after the first is copied from the
+     * first in the background.
+     */
+    public Mirror(String name, List<Leg> legs, long lengthBytes, long regionBytes, boolean nosync) {
+        if (legs.size() < 1 || legs.size() > 64) {
+            throw new IllegalArgumentException(name + ": a mirror takes 1 to 64 legs, not " + legs.size());
+        }
+        List<BlockDevice> devs = new ArrayList<>();
+        for (Leg l : legs) {
+            Layers.checkWindow(name, l.device(), l.start(), lengthBytes);
+            devs.add(l.device());
+        }
+        QueueLimits lim = Layers.stackAll(QueueLimits.builder().build(), devs);
+        if (regionBytes < lim.logicalBlockSize() || regionBytes % lim.logicalBlockSize() != 0) {
+            throw new IllegalArgumentException(name + ": region size " + regionBytes
+                    + " must be a positive multiple of the " + lim.logicalBlockSize() + "-byte logical block");
+        }
+        long nr = (lengthBytes + regionBytes - 1) / regionBytes;
+        if (nr > 1 << 26) {
+            throw new IllegalArgumentException(name + ": region size " + regionBytes + " is too small for "
+                    + lengthBytes + " bytes (more than 2^26 regions)");
+        }
+        this.name = name;
+        this.legs = legs.toArray(new Leg[0]);
+        this.length = lengthBytes;
+        this.region = regionBytes;
+        this.regions = (int) nr;
+        this.initialNosync = nosync;
+        this.limits = lim.toBuilder().chunkBytes(0).build();
+        this.state = new LegState[this.legs.length];
+        this.health = new char[this.legs.length];
+        this.regionWrites = new AtomicIntegerArray(Math.max(1, regions));
+        for (int i = 0; i < state.length; i++) {
+            state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
+            health[i] = 'A';
+        }
+        this.stateVersion = 1;
+        syncedRegions.set(nosync || this.legs.length == 1 ? regions : 0);
+        if (!nosync && this.legs.length > 1) {
+            startResync();
+        }
+    }
+
+    /** A mirror whose legs already hold the same data. */
+    public static Mirror inSync(String name, List<Leg> legs, long lengthBytes) {
+        return new Mirror(name, legs, lengthBytes, DEFAULT_REGION, true);
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return length; }
+    @Override public QueueLimits limits() { return limits; }
+
+    @Override
+    public boolean isReadOnly() {
+        for (Leg l : legs) {
+            if (l.device().isReadOnly()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The state of leg {@code i}. */
+    public LegState legState(int i) {
+        lock.lock();
+        try {
+            return state[i];
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** True while a background copy runs. */
+    public boolean isResyncing() {
+        return resyncRunning;
+    }
+
+    /** Regions copied so far of the current resync (all of them when none runs). */
+    public long syncedRegions() {
+        return syncedRegions.get();
+    }
+
+    public int regionCount() {
+        return regions;
+    }
+
+    // ---- I/O -------------------------------------------------------------------------------
+
+    @Override
+    public void submit(Bio bio) {
+        if (!BioChecks.admit(bio, name, length, limits, isReadOnly())) {
+            return;
+        }
+        if (bio.op() == Op.READ) {
+            read(bio, -1);
+        } else {
+            write(bio);
+        }
+    }
+
+    private long legMask(boolean forWrite) {
+        long v = stateVersion; // acquire the latest state[] writes
+        long m = 0;
+        for (int i = 0; i < state.length && v != 0; i++) {
+            LegState s = state[i];
+            if (s == LegState.IN_SYNC || forWrite && s == LegState.RESYNCING) {
+                m |= 1L << i;
+            }
+        }
+        return m;
+    }
+
+    private void read(Bio bio, int skipLeg) {
+        long m = legMask(false);
+        if (skipLeg >= 0) {
+            m &= ~(1L << skipLeg);
+        }
+        if (m == 0) {
+            bio.fail(Status.IOERR, "read on " + name + ": no leg is in sync");
+            return;
+        }
+        int n = Long.bitCount(m);
+        int pick = Math.floorMod(robin.getAndIncrement(), n);
+        int leg = -1;
+        for (int i = 0; i <= pick; i++) {
+            leg = Long.numberOfTrailingZeros(m);
+            m &= m - 1;
+        }
+        Bio c = Layers.cloneWith(bio, readDone);
+        c.setPrivateLong(leg);
+        c.setOffset(legs[leg].start() + bio.offset());
+        legs[leg].device().submit(c);
+    }
+
+    private void readDone(Bio c) {
+        if (c.status() != Status.OK) {
+            int leg = (int) c.privateLong();
+            legFailed(leg, 'R', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
+            if (legMask(false) != 0) {
+                Bio parent = (Bio) c.privateData();
+                c.put();
+                read(parent, leg);
+                return;
+            }
+        }
+        Layers.finishClone(c);
+    }
+
+    private void write(Bio bio) {
+        boolean ranged = bio.op() != Op.FLUSH;
+        if (ranged && !enterRegions(bio)) {
+            return; // deferred until the region's copy is done
+        }
+        long m = legMask(true);
+        Bio master = Layers.cloneWith(bio, writeDone);
+        master.setPrivateLong(m);
+        while (m != 0) {
+            int i = Long.numberOfTrailingZeros(m);
+            m &= m - 1;
+            Bio c = master.cloneShallow(Layers.POOL);
+            c.setEndIo(legWriteDone);
+            c.setPrivateData(master);
+            c.setPrivateLong(i);
+            if (ranged) {
+                c.setOffset(legs[i].start() + bio.offset());
+            }
+            master.incRemaining();
+            legs[i].device().submit(c);
+        }
+        master.endIo();
+    }
+
+    private void legWriteDone(Bio c) {
+        Bio master = (Bio) c.privateData();
+        if (c.status() != Status.OK) {
+            legFailed((int) c.privateLong(), 'D', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
+        }
+        c.put();
+        master.endIo();
+    }
+
+    private void writeDone(Bio master) {
+        Bio parent = (Bio) master.privateData();
+        long m = master.privateLong() & legMask(true);
+        master.put();
+        if (m == 0) {
+            parent.setStatus(Status.IOERR, parent.op() + " on " + name + " failed on every leg");
+        }
+        if (parent.op() != Op.FLUSH) {
+            leaveRegions(parent);
+        }
+        parent.endIo();
+    }
+
+    /** Counts the bio in its regions; false when it was queued behind the region being copied. */
+    private boolean enterRegions(Bio bio) {
+        long r0 = bio.offset() / region;
+        long r1 = (bio.offset() + bio.size() - 1) / region;
+        while (true) {
+            for (long r = r0; r <= r1; r++) {
+                regionWrites.incrementAndGet((int) r);
+            }
+            long w = window;
+            if (w < r0 || w > r1) {
+                return true;
+            }
+            leaveRegions(bio);
+            lock.lock();
+            try {
+                w = window;
+                if (w >= r0 && w <= r1) {
+                    deferred.add(bio);
+                    return false;
+                }
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
+    private void leaveRegions(Bio bio) {
+        long r0 = bio.offset() / region;
+        long r1 = (bio.offset() + bio.size() - 1) / region;
+        for (long r = r0; r <= r1; r++) {
+            regionWrites.decrementAndGet((int) r);
+        }
+    }
+
+    private void legFailed(int leg, char why, String detail) {
+        lock.lock();
+        try {
+            if (state[leg] == LegState.FAILED) {
+                return;
+            }
+            state[leg] = LegState.FAILED;
+            health[leg] = why;
+            stateVersion++;
+        } finally {
+            lock.unlock();
+        }
+        System.err.println("biostack: mirror " + name + ": leg " + leg + " (" + legs[leg].device().name()
+                + ") dropped after an error: " + detail);
+    }
+
+    // ---- resync ----------------------------------------------------------------------------
+
+    private void startResync() {
+        lock.lock();
+        try {
+            if (worker != null || closed) {
+                return; // a running worker looks for new targets before it stops
+            }
+            resyncRunning = true;
+            syncedRegions.set(0);
+            worker = Thread.ofPlatform().daemon().name("biostack-mirror-" + name).start(this::resync);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void resync() {
+        MemorySegment buf = Arena.ofAuto().allocate(Math.min(region, 1 << 20), 4096);
+        while (true) {
+            long targets;
+            lock.lock();
+            try {
+                targets = targetsLocked();
+                if (targets == 0 || closed) {
+                    worker = null;
+                    resyncRunning = false;
+                    syncedRegions.set(regions);
+                    return;
+                }
+            } finally {
+                lock.unlock();
+            }
+            int src = pickSource();
+            if (src < 0) {
+                failTargets(targets, "no leg in sync to copy from");
+                continue;
+            }
+            syncedRegions.set(0);
+            if (copyAll(src, targets, buf)) {
+                markInSync(targets);
+            }
+        }
+    }
+
+    /** Copies every region from leg {@code src}; false when the source failed or we closed. */
+    private boolean copyAll(int src, long targets, MemorySegment buf) {
+        for (int r = 0; r < regions && !closed; r++) {
+            holdWindow(r);
+            long start = (long) r * region;
+            long end = Math.min(length, start + region);
+            for (long pos = start; pos < end; pos += buf.byteSize()) {
+                int n = (int) Math.min(buf.byteSize(), end - pos);
+                MemorySegment piece = buf.asSlice(0, n);
+                if (!io(legs[src].device(), Op.READ, legs[src].start() + pos, piece)) {
+                    legFailed(src, 'S', "read failed while copying region " + r);
+                    releaseWindow();
+                    return false;
+                }
+                for (long m = targets; m != 0; m &= m - 1) {
+                    int t = Long.numberOfTrailingZeros(m);
+                    if (legState(t) == LegState.RESYNCING
+                            && !io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
+                        legFailed(t, 'S', "write failed while copying region " + r);
+                    }
+                }
+            }
+            releaseWindow();
+            syncedRegions.set(r + 1);
+        }
+        return !closed;
+    }
+
+    /** Marks region {@code r} as being copied and waits for the writes in it to finish. */
+    private void holdWindow(int r) {
+        window = r;
+        while (regionWrites.get(r) != 0 && !closed) {
+            LockSupport.parkNanos(20_000);
+        }
+    }
+
+    /** Ends the copy of the marked region and lets the writes that waited for it go. */
+    private void releaseWindow() {
+        List<Bio> go;
+        lock.lock();
+        try {
+            window = -1;
+            go = new ArrayList<>(deferred);
+            deferred.clear();
+        } finally {
+            lock.unlock();
+        }
+        for (Bio b : go) {
+            write(b);
+        }
+    }
+
+    private static boolean io(BlockDevice dev, Op op, long off, MemorySegment mem) {
+        try {
+            var f = op == Op.READ ? dev.read(off, mem) : dev.write(off, mem);
+            f.get(60, TimeUnit.SECONDS);
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        } catch (Exception e) {
+            return false;
+        }
+    }
+
+    private int pickSource() {
+        lock.lock();
+        try {
+            for (int i = 0; i < state.length; i++) {
+                if (state[i] == LegState.IN_SYNC) {
+                    return i;
+                }
+            }
+            return -1;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private long targetsLocked() {
+        long m = 0;
+        for (int i = 0; i < state.length; i++) {
+            if (state[i] == LegState.RESYNCING) {
+                m |= 1L << i;
+            }
+        }
+        return m;
+    }
+
+    private long targets() {
+        lock.lock();
+        try {
+            return targetsLocked();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void markInSync(long targets) {
+        lock.lock();
+        try {
+            for (long m = targets; m != 0; m &= m - 1) {
+                int t = Long.numberOfTrailingZeros(m);
+                if (state[t] == LegState.RESYNCING) {
+                    state[t] = LegState.IN_SYNC;
+                    health[t] = 'A';
+                }
+            }
+            stateVersion++;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void failTargets(long targets, String why) {
+        for (long m = targets; m != 0; m &= m - 1) {
+            legFailed(Long.numberOfTrailingZeros(m), 'S', why);
+        }
+    }
+
+    /** Waits until no resync runs (tests, orderly shutdown); false on timeout. */
+    public boolean awaitResync(long timeout, TimeUnit unit) throws InterruptedException {
+        long end = System.nanoTime() + unit.toNanos(timeout);
+        while (resyncRunning || !targetsEmpty()) {
+            if (System.nanoTime() > end) {
+                return false;
+            }
+            Thread.sleep(2);
+        }
+        return true;
+    }
+
+    private boolean targetsEmpty() {
+        return targets() == 0;
+    }
+
+    // ---- control ---------------------------------------------------------------------------
+
+    /**
+     * {@code fail <leg>} drops a leg; {@code reinstate <leg>} (or {@code add}) takes a dropped
+     * leg back and copies the data to it in the background. A leg is its index from 0 or its
+     * device's name.
+     */
+    @Override
+    public String message(List<String> argv) {
+        if (argv.size() != 2) {
+            throw new IllegalArgumentException("mirror messages: fail <leg>, reinstate <leg>");
+        }
+        int leg = legIndex(argv.get(1));
+        switch (argv.get(0)) {
+            case "fail" -> {
+                if (legState(leg) == LegState.FAILED) {
+                    throw new IllegalArgumentException("leg " + argv.get(1) + " has already failed");
+                }
+                legFailed(leg, 'D', "failed by message");
+                return "";
+            }
+            case "reinstate", "add" -> {
+                lock.lock();
+                try {
+                    if (state[leg] != LegState.FAILED) {
+                        throw new IllegalArgumentException("leg " + argv.get(1) + " is " + state[leg]
+                                + "; only a failed leg can be reinstated");
+                    }
+                    state[leg] = LegState.RESYNCING;
+                    health[leg] = 'A';
+                    stateVersion++;
+                } finally {
+                    lock.unlock();
+                }
+                startResync();
+                return "";
+            }
+            default -> throw new IllegalArgumentException("unknown mirror message '" + argv.get(0)
+                    + "' (fail <leg>, reinstate <leg>)");
+        }
+    }
+
+    private int legIndex(String s) {
+        for (int i = 0; i < legs.length; i++) {
+            if (legs[i].device().name().equals(s)) {
+                return i;
+            }
+        }
+        try {
+            int i = Integer.parseInt(s);
+            if (i >= 0 && i < legs.length) {
+                return i;
+            }
+        } catch (NumberFormatException e) {
+            // fall through
+        }
+        throw new IllegalArgumentException("no leg '" + s + "' in mirror " + name + " (0.." + (legs.length - 1) + " or a device name)");
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        long m = legMask(false);
+        if (m == 0) {
+            return Extent.data(Math.min(maxLength, length - offset));
+        }
+        Leg l = legs[Long.numberOfTrailingZeros(m)];
+        return l.device().extentAt(l.start() + offset, Math.min(maxLength, length - offset));
+    }
+
+    @Override
+    public String targetType() {
+        return "mirror";
+    }
+
+    @Override
+    public String table() {
+        StringBuilder sb = new StringBuilder("core ").append(initialNosync ? 2 : 1).append(' ')
+                .append(Layers.sectors(region));
+        if (initialNosync) {
+            sb.append(" nosync");
+        }
+        sb.append(' ').append(legs.length);
+        for (Leg l : legs) {
+            sb.append(' ').append(l.table());
+        }
+        return sb.append(" 1 handle_errors").toString();
+    }
+
+    /** {@code <#legs> <dev>... <in-sync>/<total> 1 <health> 1 core}, as dm-raid1 says it. */
+    @Override
+    public String status() {
+        StringBuilder sb = new StringBuilder().append(legs.length);
+        for (Leg l : legs) {
+            sb.append(' ').append(l.device().name());
+        }
+        String h;
+        lock.lock();
+        try {
+            h = new String(health);
+        } finally {
+            lock.unlock();
+        }
+        return sb.append(' ').append(syncedRegions.get()).append('/').append(regions)
+                .append(" 1 ").append(h).append(" 1 core").toString();
+    }
+
+    /** Stops a running resync; the legs' devices stay open. */
+    @Override
+    public void close() {
+        Thread w;
+        lock.lock();
+        try {
+            closed = true;
+            w = worker;
+        } finally {
+            lock.unlock();
+        }
+        if (w != null) {
+            try {
+                w.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+package io.biostack.layer.snapshot;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioChecks;
+import io.biostack.block.BioPool;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Op;
+import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
+import io.biostack.layer.Target;
+
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The origin of snapshots, as device-mapper's {@code snapshot-origin} target: reads pass through;
+ * a write first has every valid snapshot of the origin copy out the chunks it is about to change
+ * ({@link Snapshot#beforeOriginWrite}), then goes to the origin. Writes are split at the smallest
+ * chunk size of the snapshots, so each piece touches one chunk of each.
+ *
+ * <p>Snapshots find their origin handler through a registry keyed by the origin device's
+ * identity (dm's {@code _origins} table): {@link Snapshot#create} registers, closing or merging
+ * a snapshot unregisters. Bios written to the origin device around this handler are not copied
+ * out. DISCARD and WRITE_ZEROES pass through only while the origin has no snapshot.
+ */
+public final class SnapshotOrigin implements Target {
+    private static final Snapshot[] NONE = new Snapshot[0];
+    private static final Map<BlockDevice, Snapshot[]> REGISTRY = Collections.synchronizedMap(new IdentityHashMap<>());
+
+    private final String name;
+    private final BlockDevice origin;
+    private final BioPool pool = new BioPool(256);
+
+    private SnapshotOrigin(String name, BlockDevice origin) {
+        this.name = name;
+        this.origin = origin;
+    }
+
+    /** The handler through which {@code origin} must be written while it has snapshots. */
+    public static SnapshotOrigin of(String name, BlockDevice origin) {
+        return new SnapshotOrigin(name, origin);
+    }
+
+    static void register(BlockDevice origin, Snapshot s) {
+        REGISTRY.compute(origin, (k, v) -> {
+            Snapshot[] a = v == null ? NONE : v;
+            Snapshot[] b = java.util.Arrays.copyOf(a, a.length + 1);
+            b[a.length] = s;
+            return b;
+        });
+    }
+
+    static void unregister(BlockDevice origin, Snapshot s) {
+        REGISTRY.computeIfPresent(origin, (k, v) -> {
+            Snapshot[] b = java.util.Arrays.stream(v).filter(x -> x != s).toArray(Snapshot[]::new);
+            return b.length == 0 ? null : b;
+        });
+    }
+
+    /** The snapshots registered on {@code origin} now. */
+    static Snapshot[] snapshotsOf(BlockDevice origin) {
+        Snapshot[] a = REGISTRY.get(origin);
+        return a == null ? NONE : a;
+    }
+
+    @Override public String name() { return name; }
+    @Override public long size() { return origin.size(); }
+    @Override public QueueLimits limits() { return origin.limits(); }
+    @Override public boolean isReadOnly() { return origin.isReadOnly(); }
+    @Override public String targetType() { return "snapshot-origin"; }
+    @Override public String table() { return origin.name(); }
+
+    @Override
+    public String status() {
+        return snapshotsOf(origin).length + " snapshots";
+    }
+
+    @Override
+    public void submit(Bio bio) {
+        if (!BioChecks.admit(bio, name, origin.size(), origin.limits(), origin.isReadOnly())) {
+            return;
+        }
+        Snapshot[] snaps = snapshotsOf(origin);
+        if (bio.op() != Op.WRITE || snaps.length == 0) {
+            if ((bio.op() == Op.DISCARD || bio.op() == Op.WRITE_ZEROES) && snaps.length > 0) {
+                bio.fail(Status.NOTSUPP, bio.op() + " on " + name + " while it has snapshots");
+                return;
+            }
+            origin.submit(bio);
+            return;
+        }
+        long min = Long.MAX_VALUE;
+        for (Snapshot s : snaps) {
+            min = Math.min(min, s.chunkBytes());
+        }
+        while (true) {
+            long toBoundary = min - (bio.offset() & (min - 1));
+            if (toBoundary >= bio.size()) {
+                write(bio, snaps);
+                return;
+            }
+            Bio front = bio.split(toBoundary, pool);
+            front.chain(bio);
+            write(front, snaps);
+        }
+    }
+
+    /** One piece within one chunk of every snapshot: copy-outs first, then the write. */
+    private void write(Bio piece, Snapshot[] snaps) {
+        AtomicInteger left = new AtomicInteger(snaps.length);
+        Runnable go = () -> {
+            if (left.decrementAndGet() == 0) {
+                origin.submit(piece);
+            }
+        };
+        for (Snapshot s : snaps) {
+            s.beforeOriginWrite(piece.offset() / s.chunkBytes(), go);
+        }
+    }
+
+    /** The origin device stays open: it belongs to whoever opened it. */
+    @Override
+    public void close() {
+    }
+
+    @Override
+    public String toString() {
+        return "SnapshotOrigin[" + name + " over " + origin.name() + "]";
+    }
+}

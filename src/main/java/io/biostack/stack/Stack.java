@@ -1,0 +1,440 @@
+package io.biostack.stack;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Sizes;
+import io.biostack.layer.Layers;
+import io.biostack.layer.MappedDevice;
+import io.biostack.layer.Target;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * The devices of a stack file, opened in dependency order and closed in reverse; the owner of
+ * every device it opened.
+ *
+ * <h2>Use</h2>
+ * <pre>{@code
+ * try (Stack stack = Stack.open(Path.of("stack.conf"))) {          // parse, check, open all
+ *     BlockDevice dev = stack.device("both");                     // any device by name
+ *     try (ControlServer ctl = ControlServer.start(stack, Path.of("/run/biostack.ctl"))) {
+ *         ... serve dev ...                                       // `biostack dm --control` works now
+ *     }
+ * }                                                               // devices closed in reverse order
+ * }</pre>
+ * A stack file's mistakes (syntax, unknown targets or options, a device used before it is
+ * defined or not at all, a cycle) are refused with the line before anything opens; when a device
+ * fails to open, those opened before it are closed again. See {@link StackFile} for the syntax
+ * and {@link Targets} for the targets.
+ *
+ * <p>Leaves ({@code loop}, {@code ram}) and partitions are plain devices; every other line makes a
+ * {@link MappedDevice}, which {@code dm} can suspend, reload and resume. Devices built on a mapped
+ * device hold the device, not its table, so a reload reaches them.
+ *
+ * <p>Thread-safe: control requests are serialised; I/O does not take the stack's lock.
+ */
+public final class Stack implements AutoCloseable {
+    /** How long suspend waits for bios in flight before it gives up. */
+    public static final long SUSPEND_TIMEOUT_MS = 30_000;
+
+    private final String source;
+    private final LinkedHashMap<String, BlockDevice> devices = new LinkedHashMap<>();
+    private final Map<String, Set<String>> deps = new HashMap<>();
+    private final Map<String, Set<String>> pendingDeps = new HashMap<>();
+    private boolean closed;
+
+    private Stack(String source) {
+        this.source = source;
+    }
+
+    /** Reads, checks and opens the stack file at {@code file}. */
+    public static Stack open(Path file) throws IOException {
+        return open(Files.readString(file), file.toString());
+    }
+
+    /**
+     * Checks and opens the stack described by {@code text}; {@code source} names it in messages.
+     *
+     * @throws StackException naming the line when the text is wrong or a device fails to open
+     */
+    public static Stack open(String text, String source) throws IOException {
+        List<StackFile.Line> lines = StackFile.parse(text, source);
+        LinkedHashMap<String, List<StackFile.Line>> byName = new LinkedHashMap<>();
+        for (StackFile.Line l : lines) {
+            byName.computeIfAbsent(l.name(), k -> new ArrayList<>()).add(l);
+        }
+        Map<String, List<Targets.Spec>> specs = new HashMap<>();
+        Map<String, Set<String>> deps = new HashMap<>();
+        for (var e : byName.entrySet()) {
+            specs.put(e.getKey(), check(e.getKey(), e.getValue(), source, false));
+            Set<String> d = new HashSet<>();
+            specs.get(e.getKey()).forEach(s -> d.addAll(s.deps()));
+            deps.put(e.getKey(), d);
+        }
+        for (var e : byName.entrySet()) {
+            for (StackFile.Line l : e.getValue()) {
+                for (String d : specs.get(e.getKey()).get(e.getValue().indexOf(l)).deps()) {
+                    if (!byName.containsKey(d)) {
+                        throw new StackException(source, l.line(), e.getKey() + ": device '" + d + "' is not defined in this stack");
+                    }
+                }
+            }
+        }
+        List<String> order = order(byName, deps, source);
+        Stack s = new Stack(source);
+        try {
+            for (String name : order) {
+                List<StackFile.Line> ls = byName.get(name);
+                s.devices.put(name, s.build(name, ls, specs.get(name), source));
+                s.deps.put(name, deps.get(name));
+            }
+        } catch (RuntimeException | IOException e) {
+            s.close();
+            throw e;
+        }
+        return s;
+    }
+
+    /** Parses and checks the lines of one device; throws naming the line. */
+    private static List<Targets.Spec> check(String name, List<StackFile.Line> ls, String source, boolean reload) {
+        List<Targets.Spec> out = new ArrayList<>();
+        boolean whole = false;
+        for (StackFile.Line l : ls) {
+            Targets.Kind k = Targets.kind(l.target());
+            if (k == null) {
+                throw new StackException(source, l.line(), name + ": unknown target '" + l.target() + "' (known: "
+                        + String.join(", ", Targets.names()) + ")");
+            }
+            if (k.leaf() && (l.isSegment() || reload)) {
+                throw new StackException(source, l.line(), name + ": " + l.target() + " makes a device of its own; "
+                        + (reload ? "it can't be loaded into a mapped device's table" : "write '" + name + ": " + l.target() + " ...' without START LENGTH"));
+            }
+            if (!l.isSegment()) {
+                if (ls.size() > 1) {
+                    throw new StackException(source, l.line(), name + ": a whole-device line can't be mixed with other lines for the same device ("
+                            + ls.size() + " lines); use 'START LENGTH TARGET ...' segments");
+                }
+                whole = true;
+            }
+            try {
+                out.add(k.parse(l.args()));
+            } catch (IllegalArgumentException e) {
+                throw new StackException(source, l.line(), name + ": " + e.getMessage());
+            }
+        }
+        assert !whole || out.size() == 1;
+        return out;
+    }
+
+    /** Dependency order: every device after the devices it is built on; refuses cycles. */
+    private static List<String> order(LinkedHashMap<String, List<StackFile.Line>> byName, Map<String, Set<String>> deps, String source) {
+        List<String> out = new ArrayList<>();
+        Map<String, Integer> mark = new HashMap<>(); // 1 visiting, 2 done
+        for (String n : byName.keySet()) {
+            visit(n, byName, deps, mark, new ArrayList<>(), out, source);
+        }
+        return out;
+    }
+
+    private static void visit(String n, LinkedHashMap<String, List<StackFile.Line>> byName, Map<String, Set<String>> deps,
+                              Map<String, Integer> mark, List<String> path, List<String> out, String source) {
+        Integer m = mark.get(n);
+        if (m != null && m == 2) {
+            return;
+        }
+        path.add(n);
+        if (m != null) {
+            List<String> cycle = path.subList(path.indexOf(n), path.size());
+            throw new StackException(source, byName.get(n).getFirst().line(), "devices are built on each other in a cycle: "
+                    + String.join(" -> ", cycle));
+        }
+        mark.put(n, 1);
+        for (String d : deps.get(n).stream().sorted().toList()) {
+            visit(d, byName, deps, mark, path, out, source);
+        }
+        path.removeLast();
+        mark.put(n, 2);
+        out.add(n);
+    }
+
+    private BlockDevice build(String name, List<StackFile.Line> ls, List<Targets.Spec> specs, String src) throws IOException {
+        Targets.Kind k = Targets.kind(ls.getFirst().target());
+        if (k.leaf()) {
+            try {
+                return specs.getFirst().open(name, -1, this::device);
+            } catch (IllegalArgumentException | IllegalStateException e) {
+                throw new StackException(src, ls.getFirst().line(), name + ": " + e.getMessage());
+            } catch (IOException e) {
+                throw new StackException(src + ":" + ls.getFirst().line() + ": " + name + ": can't open: " + e.getMessage(), e);
+            }
+        }
+        return new MappedDevice(name, table(name, ls, specs, src));
+    }
+
+    /** Opens the targets of a table; closes those it opened when one fails. */
+    private MappedDevice.Table table(String name, List<StackFile.Line> ls, List<Targets.Spec> specs, String src) {
+        List<MappedDevice.Segment> segs = new ArrayList<>();
+        try {
+            long pos = 0;
+            for (int i = 0; i < ls.size(); i++) {
+                StackFile.Line l = ls.get(i);
+                Target t;
+                try {
+                    BlockDevice d = specs.get(i).open(name, l.isSegment() ? l.length() : -1, this::device);
+                    t = d instanceof Target tt ? tt : new Renamed(d, l.target(), String.join(" ", l.args()));
+                } catch (IllegalArgumentException | IllegalStateException e) {
+                    throw new StackException(src, l.line(), name + ": " + l.target() + ": " + e.getMessage());
+                } catch (IOException e) {
+                    throw new StackException(src + ":" + l.line() + ": " + name + ": " + l.target() + ": " + e.getMessage(), e);
+                }
+                long start = l.isSegment() ? l.start() : pos;
+                segs.add(new MappedDevice.Segment(start, t.size(), t));
+                if (l.isSegment() && l.length() != t.size()) {
+                    throw new StackException(src, l.line(), name + ": " + l.target() + " is " + t.size() / Layers.SECTOR
+                            + " sectors, the line says " + l.length() / Layers.SECTOR);
+                }
+                pos = start + t.size();
+            }
+            try {
+                return new MappedDevice.Table(name, segs);
+            } catch (IllegalArgumentException e) {
+                throw new StackException(src, ls.getFirst().line(), e.getMessage());
+            }
+        } catch (RuntimeException e) {
+            for (MappedDevice.Segment s : segs) {
+                s.target().close();
+            }
+            throw e;
+        }
+    }
+
+    // ---- lookup ----------------------------------------------------------------------------
+
+    /** The device called {@code name}; throws {@link IllegalArgumentException} when there is none. */
+    public synchronized BlockDevice device(String name) {
+        BlockDevice d = devices.get(name);
+        if (d == null) {
+            throw new IllegalArgumentException("no device '" + name + "' in the stack (devices: " + String.join(", ", devices.keySet()) + ")");
+        }
+        return d;
+    }
+
+    /** The names of the stack's devices, in the order they were opened. */
+    public synchronized List<String> names() {
+        return List.copyOf(devices.keySet());
+    }
+
+    /** The mapped device called {@code name}; throws when it is a leaf. */
+    public synchronized MappedDevice mapped(String name) {
+        if (device(name) instanceof MappedDevice m) {
+            return m;
+        }
+        throw new IllegalArgumentException(name + " is not a mapped device (it is a " + device(name).getClass().getSimpleName()
+                + "); only mapped devices have tables");
+    }
+
+    // ---- control (what dmsetup does) -------------------------------------------------------
+
+    /** One line per device: name, size in bytes, human size, kind and state. */
+    public synchronized List<String> ls() {
+        List<String> out = new ArrayList<>();
+        for (var e : devices.entrySet()) {
+            BlockDevice d = e.getValue();
+            String kind = d instanceof MappedDevice m ? "mapped " + m.state().name().toLowerCase(java.util.Locale.ROOT)
+                    + (m.hasInactiveTable() ? " (inactive table loaded)" : "")
+                    : d.getClass().getSimpleName().toLowerCase(java.util.Locale.ROOT);
+            out.add(e.getKey() + "\t" + d.size() + "\t" + Sizes.human(d.size()) + "\t" + kind);
+        }
+        return out;
+    }
+
+    public synchronized List<String> table(String name) {
+        return mapped(name).table();
+    }
+
+    public synchronized List<String> status(String name) {
+        return mapped(name).status();
+    }
+
+    public void suspend(String name) throws TimeoutException, InterruptedException {
+        MappedDevice m;
+        synchronized (this) {
+            m = mapped(name);
+        }
+        m.suspend(SUSPEND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    }
+
+    /** Resumes; a table loaded by {@link #reload} goes live first. */
+    public void resume(String name) throws TimeoutException, InterruptedException {
+        MappedDevice m;
+        synchronized (this) {
+            m = mapped(name);
+        }
+        m.resume(SUSPEND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        synchronized (this) {
+            Set<String> p = pendingDeps.remove(name);
+            if (p != null) {
+                deps.put(name, p);
+            }
+        }
+    }
+
+    /**
+     * Loads {@code table} (the device's lines without the {@code NAME:} prefix, separated by
+     * newlines or ';') as the inactive table of {@code name}; {@link #resume} makes it live.
+     * Refuses leaves, unknown devices and tables that would make a device depend on itself.
+     */
+    public synchronized void reload(String name, String table) throws IOException {
+        MappedDevice m = mapped(name);
+        String src = "reload " + name;
+        List<StackFile.Line> ls = StackFile.parseTable(table, src);
+        List<Targets.Spec> specs = check(name, ls, src, true);
+        Set<String> nd = new HashSet<>();
+        for (int i = 0; i < ls.size(); i++) {
+            for (String d : specs.get(i).deps()) {
+                if (!devices.containsKey(d)) {
+                    throw new StackException(src, ls.get(i).line(), "device '" + d + "' is not in the stack");
+                }
+                if (d.equals(name) || dependsOn(d, name, new HashSet<>())) {
+                    throw new StackException(src, ls.get(i).line(), name + " can't be built on " + d + ": "
+                            + (d.equals(name) ? "that is itself" : d + " is built on " + name));
+                }
+                nd.add(d);
+            }
+        }
+        m.reload(table(name, ls, specs, src));
+        pendingDeps.put(name, nd);
+    }
+
+    private boolean dependsOn(String dev, String on, Set<String> seen) {
+        if (!seen.add(dev)) {
+            return false;
+        }
+        Set<String> all = new HashSet<>(deps.getOrDefault(dev, Set.of()));
+        all.addAll(pendingDeps.getOrDefault(dev, Set.of()));
+        for (String d : all) {
+            if (d.equals(on) || dependsOn(d, on, seen)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Sends a message to a target ({@code dmsetup message NAME SECTOR MSG}); the sector may be
+     * left out when the message does not start with a number, and is 0 then.
+     */
+    public String message(String name, List<String> argv) {
+        MappedDevice m;
+        synchronized (this) {
+            m = mapped(name);
+        }
+        long sector = 0;
+        List<String> msg = argv;
+        if (argv.size() > 1 && argv.getFirst().chars().allMatch(Character::isDigit)) {
+            sector = Long.parseLong(argv.getFirst());
+            msg = argv.subList(1, argv.size());
+        }
+        if (msg.isEmpty()) {
+            throw new IllegalArgumentException("empty message");
+        }
+        return m.message(sector * Layers.SECTOR, msg);
+    }
+
+    /**
+     * Runs one control request, as {@code biostack dm} sends it: {@code ls}, {@code table NAME},
+     * {@code status NAME}, {@code suspend NAME}, {@code resume NAME}, {@code reload NAME TABLE},
+     * {@code clear NAME}, {@code message NAME [SECTOR] MSG...}. Returns the text to print;
+     * throws {@link IllegalArgumentException} or {@link StackException} saying what is wrong.
+     */
+    public String control(List<String> argv) throws IOException, TimeoutException, InterruptedException {
+        if (argv.isEmpty()) {
+            throw new IllegalArgumentException("no command (ls, table, status, suspend, resume, reload, clear, message)");
+        }
+        String cmd = argv.getFirst();
+        if (cmd.equals("ls")) {
+            return lines(ls());
+        }
+        if (argv.size() < 2) {
+            throw new IllegalArgumentException(cmd + " needs a device name");
+        }
+        String name = argv.get(1);
+        List<String> rest = argv.subList(2, argv.size());
+        switch (cmd) {
+            case "table":
+                return lines(table(name));
+            case "status":
+                return lines(status(name));
+            case "suspend":
+                suspend(name);
+                return "";
+            case "resume":
+                resume(name);
+                return "";
+            case "reload":
+                if (rest.isEmpty()) {
+                    throw new IllegalArgumentException("reload needs a table: reload NAME 'START LENGTH TARGET ARGS...'");
+                }
+                reload(name, String.join(" ", rest));
+                return "";
+            case "clear":
+                synchronized (this) {
+                    mapped(name).clear();
+                    pendingDeps.remove(name);
+                }
+                return "";
+            case "message":
+                List<String> msg = new ArrayList<>();
+                for (String r : rest) {
+                    msg.addAll(List.of(r.trim().split("\\s+")));
+                }
+                return message(name, msg);
+            default:
+                throw new IllegalArgumentException("unknown command '" + cmd + "' (ls, table, status, suspend, resume, reload, clear, message)");
+        }
+    }
+
+    private static String lines(List<String> ls) {
+        return ls.isEmpty() ? "" : String.join("\n", ls) + "\n";
+    }
+
+    /** Closes every device, in the reverse of the order they were opened. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        List<BlockDevice> ds = new ArrayList<>(devices.values());
+        Collections.reverse(ds);
+        RuntimeException first = null;
+        for (BlockDevice d : ds) {
+            try {
+                d.close();
+            } catch (RuntimeException e) {
+                if (first == null) {
+                    first = e;
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Stack[" + source + ": " + String.join(", ", devices.keySet()) + "]";
+    }
+}

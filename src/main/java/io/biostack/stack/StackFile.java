@@ -1,0 +1,138 @@
+package io.biostack.stack;
+
+import io.biostack.block.Sizes;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The stack file's syntax: one line per device or segment, dmsetup's table syntax with the
+ * device name in front.
+ *
+ * <pre>
+ * # comment                                 (also after a line's content)
+ * NAME: TARGET ARGS...                      a leaf or a whole-device layer
+ * NAME: START LENGTH TARGET ARGS...         a segment of a mapped device
+ * </pre>
+ *
+ * START and LENGTH are 512-byte sectors as dmsetup's, or sizes with a suffix (4k, 1M, 2G).
+ * Names are letters, digits, '_', '-' and '.'. This class only splits lines into fields; what
+ * the arguments mean is for the targets ({@link Targets}).
+ */
+public final class StackFile {
+    private StackFile() {
+    }
+
+    /**
+     * One line of a table.
+     *
+     * @param line   1-based line number in its source
+     * @param name   the device the line belongs to (null in a reload table, which has no names)
+     * @param start  byte offset of the segment, -1 for a whole-device line
+     * @param length bytes of the segment, -1 for a whole-device line
+     * @param target target name
+     * @param args   the target's arguments
+     */
+    public record Line(int line, String name, long start, long length, String target, List<String> args) {
+        public boolean isSegment() {
+            return start >= 0;
+        }
+    }
+
+    /** Splits a stack file into lines; throws {@link StackException} naming the line. */
+    public static List<Line> parse(String text, String source) {
+        List<Line> out = new ArrayList<>();
+        String[] lines = text.split("\r?\n", -1);
+        for (int i = 0; i < lines.length; i++) {
+            String l = stripComment(lines[i]);
+            if (l.isBlank()) {
+                continue;
+            }
+            int colon = l.indexOf(':');
+            if (colon < 0) {
+                throw new StackException(source, i + 1, "expected 'NAME: TARGET ARGS...' or 'NAME: START LENGTH TARGET ARGS...', got '" + l.trim() + "'");
+            }
+            String name = l.substring(0, colon).trim();
+            checkName(name, source, i + 1);
+            out.add(fields(l.substring(colon + 1), name, source, i + 1));
+        }
+        return out;
+    }
+
+    /**
+     * Splits a reload table (the device's lines without the {@code NAME:} prefix; lines
+     * separated by newlines or ';').
+     */
+    public static List<Line> parseTable(String text, String source) {
+        List<Line> out = new ArrayList<>();
+        String[] lines = text.split("\r?\n|;", -1);
+        for (int i = 0; i < lines.length; i++) {
+            String l = stripComment(lines[i]);
+            if (!l.isBlank()) {
+                out.add(fields(l, null, source, i + 1));
+            }
+        }
+        if (out.isEmpty()) {
+            throw new StackException(source, 0, "empty table");
+        }
+        return out;
+    }
+
+    private static Line fields(String rest, String name, String source, int lineNo) {
+        List<String> f = new ArrayList<>(Arrays.asList(rest.trim().split("\\s+")));
+        if (f.isEmpty() || f.getFirst().isEmpty()) {
+            throw new StackException(source, lineNo, (name == null ? "" : name + ": ") + "no target given");
+        }
+        long start = -1;
+        long length = -1;
+        if (Character.isDigit(f.getFirst().charAt(0))) {
+            if (f.size() < 3) {
+                throw new StackException(source, lineNo, "a segment needs START LENGTH TARGET, got '" + rest.trim() + "'");
+            }
+            start = sectorsOrSize(f.get(0), "START", source, lineNo);
+            length = sectorsOrSize(f.get(1), "LENGTH", source, lineNo);
+            if (length == 0) {
+                throw new StackException(source, lineNo, "LENGTH must not be 0");
+            }
+            f = f.subList(2, f.size());
+        }
+        String target = f.getFirst();
+        return new Line(lineNo, name, start, length, target, List.copyOf(f.subList(1, f.size())));
+    }
+
+    /** A number of 512-byte sectors, or a size with a suffix (4k, 1M, 2G) in bytes. */
+    public static long sectorsOrSize(String s, String what, String source, int line) {
+        try {
+            return parseSectorsOrSize(s);
+        } catch (IllegalArgumentException e) {
+            throw new StackException(source, line, what + " '" + s + "' is not a number of sectors or a size (4k, 1M, 2G)");
+        }
+    }
+
+    /** As {@link #sectorsOrSize}, throwing {@link IllegalArgumentException}. */
+    public static long parseSectorsOrSize(String s) {
+        if (!s.isEmpty() && s.chars().allMatch(Character::isDigit)) {
+            long n = Long.parseLong(s);
+            if (n > Long.MAX_VALUE / 512) {
+                throw new IllegalArgumentException("too large: " + s);
+            }
+            return n * 512;
+        }
+        return Sizes.parse(s);
+    }
+
+    private static String stripComment(String l) {
+        int h = l.indexOf('#');
+        return h < 0 ? l : l.substring(0, h);
+    }
+
+    static void checkName(String name, String source, int line) {
+        if (name.isEmpty()) {
+            throw new StackException(source, line, "a device name is missing before ':'");
+        }
+        if (!name.matches("[A-Za-z0-9_.-]+")) {
+            throw new StackException(source, line, "device name '" + name + "' may hold only letters, digits, '_', '-' and '.'");
+        }
+    }
+}

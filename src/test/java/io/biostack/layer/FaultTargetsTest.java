@@ -1,0 +1,202 @@
+package io.biostack.layer;
+
+import io.biostack.block.Op;
+import io.biostack.block.RamDisk;
+import io.biostack.block.Status;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static io.biostack.layer.TestDevices.*;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** error, zero, flakey, delay and dust. */
+class FaultTargetsTest {
+    final RamDisk disk = new RamDisk("disk", 1 << 20);
+
+    @Test
+    void errorFailsEveryOpButStillChecksRange() {
+        ErrorTarget e = new ErrorTarget("e", 1 << 20);
+        assertThat(statusOf(e.read(0, buffer(4096)))).isEqualTo(Status.IOERR);
+        assertThat(statusOf(e.write(0, pattern(4096, 1)))).isEqualTo(Status.IOERR);
+        assertThat(statusOf(e.flush())).isEqualTo(Status.IOERR);
+        assertThat(statusOf(e.read(1 << 20, buffer(4096)))).isEqualTo(Status.INVAL);
+    }
+
+    @Test
+    void zeroReadsZerosAndSwallowsWrites() {
+        Zero z = new Zero("z", 1 << 20);
+        MemorySegment m = pattern(4096, 2);
+        join(z.write(0, m));
+        join(z.read(0, m));
+        assertThat(bytes(m)).containsOnly(0);
+        assertThat(z.extentAt(0, 1 << 30).length()).isEqualTo(1 << 20);
+        assertThat(statusOf(z.write(1 << 20, pattern(512, 1)))).isEqualTo(Status.NOSPC);
+    }
+
+    // ---- flakey ----------------------------------------------------------------------------
+
+    private Flakey flakey(boolean down, Flakey.Features f) {
+        return new Flakey("f", new Leg(disk, 4096), 65536, down ? 0 : 1000, down ? 1000 : 0, f, () -> 0L);
+    }
+
+    @Test
+    void flakeyWhileUpIsALinearWindow() {
+        Flakey f = flakey(false, Flakey.Features.NONE);
+        MemorySegment d = pattern(4096, 3);
+        write(f, 0, d);
+        assertThat(read(disk, 4096, 4096)).isEqualTo(bytes(d));
+        assertThat(f.status()).isEqualTo("up");
+    }
+
+    @Test
+    void flakeyDownWithoutFeaturesFailsEverything() {
+        Flakey f = flakey(true, Flakey.Features.NONE);
+        assertThat(statusOf(f.read(0, buffer(512)))).isEqualTo(Status.IOERR);
+        assertThat(statusOf(f.write(0, pattern(512, 1)))).isEqualTo(Status.IOERR);
+        assertThat(read(disk, 4096, 512)).containsOnly(0);
+        assertThat(f.status()).isEqualTo("down");
+    }
+
+    @Test
+    void flakeyAlternatesBetweenIntervals() {
+        AtomicLong now = new AtomicLong();
+        Flakey f = new Flakey("f", new Leg(disk, 0), 65536, 10, 5, Flakey.Features.NONE, now::get);
+        assertThat(f.isDown()).isFalse();
+        now.set(12);
+        assertThat(f.isDown()).isTrue();
+        now.set(16);
+        assertThat(f.isDown()).isFalse();
+    }
+
+    @Test
+    void flakeyErrorReadsFailsReadsOnlyAndDropWritesDropsThem() {
+        Flakey f = flakey(true, Flakey.Features.parse(List.of("error_reads", "drop_writes")));
+        assertThat(statusOf(f.read(0, buffer(512)))).isEqualTo(Status.IOERR);
+        assertThat(statusOf(f.write(0, pattern(512, 4)))).isEqualTo(Status.OK);
+        assertThat(read(disk, 4096, 512)).containsOnly(0);
+    }
+
+    @Test
+    void flakeyErrorWritesFailsWritesAndLetsReadsThrough() {
+        write(disk, 4096, pattern(512, 5));
+        Flakey f = flakey(true, Flakey.Features.parse(List.of("error_writes")));
+        assertThat(statusOf(f.write(0, pattern(512, 6)))).isEqualTo(Status.IOERR);
+        assertThat(read(f, 0, 512)).isEqualTo(bytes(pattern(512, 5)));
+    }
+
+    @Test
+    void flakeyCorruptsTheNthByteOfReads() {
+        MemorySegment d = pattern(4096, 7);
+        write(disk, 4096, d);
+        Flakey f = flakey(true, Flakey.Features.parse(List.of("corrupt_bio_byte", "10", "r", "255", "0")));
+        byte[] got = read(f, 0, 4096);
+        byte[] want = bytes(d);
+        want[9] = (byte) 255;
+        assertThat(got).isEqualTo(want);
+        assertThat(read(disk, 4096, 4096)).isEqualTo(bytes(d));
+    }
+
+    @Test
+    void flakeyCorruptsWritesInACopyNotInTheCallersMemory() {
+        MemorySegment d = pattern(4096, 8);
+        byte[] before = bytes(d);
+        Flakey f = flakey(true, Flakey.Features.parse(List.of("corrupt_bio_byte", "1", "w", "0", "0")));
+        write(f, 0, d);
+        assertThat(bytes(d)).isEqualTo(before);
+        byte[] want = before.clone();
+        want[0] = 0;
+        assertThat(read(disk, 4096, 4096)).isEqualTo(want);
+    }
+
+    @Test
+    void flakeyFeatureErrorsSayWhatIsWrong() {
+        assertThatThrownBy(() -> Flakey.Features.parse(List.of("explode"))).hasMessageContaining("unknown flakey feature 'explode'");
+        assertThatThrownBy(() -> Flakey.Features.parse(List.of("corrupt_bio_byte", "1"))).hasMessageContaining("takes");
+        assertThatThrownBy(() -> Flakey.Features.parse(List.of("corrupt_bio_byte", "1", "x", "0", "0"))).hasMessageContaining("r or w");
+        assertThatThrownBy(() -> Flakey.Features.parse(List.of("drop_writes", "error_writes"))).hasMessageContaining("exclusive");
+    }
+
+    // ---- delay -----------------------------------------------------------------------------
+
+    @Test
+    void delayHoldsReadsAndLetsUndelayedWritesThrough() throws Exception {
+        Delay d = new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), 80), new Delay.Path(new Leg(disk, 0), 0)));
+        long t0 = System.nanoTime();
+        join(d.write(0, pattern(4096, 9)));
+        long w = System.nanoTime() - t0;
+        t0 = System.nanoTime();
+        List<CompletableFuture<Void>> fs = new ArrayList<>();
+        for (int i = 0; i < 200; i++) {
+            fs.add(d.read(0, buffer(4096)));
+        }
+        CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get();
+        long r = System.nanoTime() - t0;
+        assertThat(w).isLessThan(60_000_000L);
+        assertThat(r).isGreaterThanOrEqualTo(80_000_000L).isLessThan(2_000_000_000L);
+        assertThat(d.table()).isEqualTo("disk 0 80 disk 0 0");
+    }
+
+    @Test
+    void delayPerOpDevicesAndFlush() {
+        var probe = new TestDevices.Probe(disk);
+        Delay d = new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), 0),
+                new Delay.Path(new Leg(disk, 0), 0), new Delay.Path(new Leg(probe, 0), 20)));
+        join(d.flush());
+        assertThat(probe.count(Op.FLUSH)).isEqualTo(1);
+        assertThatThrownBy(() -> new Delay("d", 65536, List.of())).hasMessageContaining("1 to 3");
+        assertThatThrownBy(() -> new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), -1)))).hasMessageContaining("negative");
+    }
+
+    // ---- dust ------------------------------------------------------------------------------
+
+    @Test
+    void dustFailsReadsOfBadBlocksOnlyWhenEnabled() {
+        Dust d = new Dust("d", new Leg(disk, 0), 65536, 4096);
+        d.message(List.of("addbadblock", "2"));
+        assertThat(statusOf(d.read(8192, buffer(4096)))).isEqualTo(Status.OK);
+        d.message(List.of("enable"));
+        assertThat(statusOf(d.read(8192, buffer(8192)))).isEqualTo(Status.MEDIUM);
+        assertThat(statusOf(d.read(0, buffer(8192)))).isEqualTo(Status.OK);
+        assertThat(d.status()).isEqualTo("disk fail_read_on_bad_block verbose");
+        d.message(List.of("disable"));
+        assertThat(statusOf(d.read(8192, buffer(4096)))).isEqualTo(Status.OK);
+    }
+
+    @Test
+    void dustWriteToABadBlockClearsItAfterItsWriteFailures() {
+        Dust d = new Dust("d", new Leg(disk, 0), 65536, 4096);
+        d.message(List.of("enable"));
+        d.message(List.of("addbadblock", "1", "1"));
+        assertThat(statusOf(d.write(4096, pattern(4096, 1)))).isEqualTo(Status.IOERR);
+        assertThat(statusOf(d.write(4096, pattern(4096, 1)))).isEqualTo(Status.OK);
+        assertThat(d.message(List.of("countbadblocks"))).isEqualTo("countbadblocks: 0 badblock(s) found");
+        assertThat(statusOf(d.read(4096, buffer(4096)))).isEqualTo(Status.OK);
+    }
+
+    @Test
+    void dustMessagesListQueryAndRefuseBadInput() {
+        Dust d = new Dust("d", new Leg(disk, 0), 65536, 4096);
+        d.message(List.of("addbadblock", "3"));
+        d.message(List.of("addbadblock", "5"));
+        assertThat(d.message(List.of("listbadblocks"))).isEqualTo("3\n5");
+        assertThat(d.message(List.of("queryblock", "3"))).contains("found in badblocklist").doesNotContain("not");
+        d.message(List.of("removebadblock", "3"));
+        assertThat(d.message(List.of("queryblock", "3"))).contains("not found");
+        assertThatThrownBy(() -> d.message(List.of("addbadblock", "5"))).hasMessageContaining("already");
+        assertThatThrownBy(() -> d.message(List.of("removebadblock", "9"))).hasMessageContaining("not found");
+        assertThatThrownBy(() -> d.message(List.of("addbadblock", "16"))).hasMessageContaining("beyond");
+        assertThatThrownBy(() -> d.message(List.of("addbadblock", "x"))).hasMessageContaining("not a block");
+        assertThatThrownBy(() -> d.message(List.of("frobnicate"))).hasMessageContaining("unknown message");
+        assertThat(d.message(List.of("clearbadblocks"))).contains("cleared");
+        assertThat(d.message(List.of("listbadblocks"))).isEqualTo("No blocks in badblocklist");
+        assertThatThrownBy(() -> new Dust("d", new Leg(disk, 0), 65536, 1000)).hasMessageContaining("power of two");
+        assertThat(Collections.emptyList()).isEmpty();
+    }
+}

@@ -1,0 +1,185 @@
+package io.biostack.layer;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioFlags;
+import io.biostack.block.Op;
+import io.biostack.block.RamDisk;
+import io.biostack.block.Status;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static io.biostack.layer.TestDevices.*;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** The dm core: concatenation, suspend, reload, resume. */
+class MappedDeviceTest {
+    final RamDisk a = new RamDisk("a", 1 << 20);
+    final RamDisk b = new RamDisk("b", 1 << 20);
+
+    MappedDevice.Table concat() {
+        return new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(0, 65536, new Linear("c", a, 0, 65536)),
+                new MappedDevice.Segment(65536, 65536, new Linear("c", b, 4096, 65536))));
+    }
+
+    @Test
+    void aBioAcrossSegmentsIsSplitAndEachPieceRemapped() {
+        MappedDevice c = new MappedDevice("c", concat());
+        assertThat(c.size()).isEqualTo(131072);
+        MemorySegment d = pattern(16384, 1);
+        write(c, 65536 - 8192, d);
+        byte[] all = bytes(d);
+        assertThat(read(a, 65536 - 8192, 8192)).isEqualTo(Arrays.copyOfRange(all, 0, 8192));
+        assertThat(read(b, 4096, 8192)).isEqualTo(Arrays.copyOfRange(all, 8192, 16384));
+        assertThat(read(c, 65536 - 8192, 16384)).isEqualTo(all);
+        assertThat(c.table()).containsExactly("0 128 linear a 0", "128 128 linear b 8");
+        assertThat(statusOf(c.write(131072 - 512, pattern(1024, 2)))).isEqualTo(Status.NOSPC);
+    }
+
+    @Test
+    void flushGoesToEverySegmentsTarget() {
+        var pa = new TestDevices.Probe(a);
+        var pb = new TestDevices.Probe(b);
+        MappedDevice c = new MappedDevice("c", new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(0, 65536, new Linear("c", pa, 0, 65536)),
+                new MappedDevice.Segment(65536, 65536, new Linear("c", pb, 0, 65536)))));
+        join(c.flush());
+        assertThat(pa.count(Op.FLUSH)).isEqualTo(1);
+        assertThat(pb.count(Op.FLUSH)).isEqualTo(1);
+    }
+
+    @Test
+    void gapsOverlapsAndSizeMismatchesAreRefused() {
+        assertThatThrownBy(() -> new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(0, 4096, new Linear("c", a, 0, 4096)),
+                new MappedDevice.Segment(8192, 4096, new Linear("c", b, 0, 4096)))))
+                .hasMessageContaining("leaves a gap");
+        assertThatThrownBy(() -> new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(512, 4096, new Linear("c", a, 0, 4096)))))
+                .hasMessageContaining("segments must follow each other from 0");
+        assertThatThrownBy(() -> new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(0, 8192, new Linear("c", a, 0, 4096)))))
+                .hasMessageContaining("is 4096 bytes, its segment 8192");
+        assertThatThrownBy(() -> new MappedDevice.Table("c", List.of())).hasMessageContaining("at least one");
+    }
+
+    @Test
+    void suspendedDeviceQueuesBiosAndResumeSendsThemToTheNewTable() throws Exception {
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", new Linear("m", a, 0, 65536)));
+        m.suspend(1, TimeUnit.SECONDS);
+        var f = m.write(0, pattern(4096, 3));
+        assertThat(f).isNotDone();
+        assertThat(m.waiting()).isEqualTo(1);
+        m.reload(MappedDevice.Table.of("m", new Linear("m", b, 0, 65536)));
+        assertThat(m.hasInactiveTable()).isTrue();
+        assertThat(m.table()).containsExactly("0 128 linear a 0");
+        m.resume(1, TimeUnit.SECONDS);
+        join(f);
+        assertThat(read(b, 0, 4096)).isEqualTo(bytes(pattern(4096, 3)));
+        assertThat(read(a, 0, 4096)).containsOnly(0);
+        assertThat(m.table()).containsExactly("0 128 linear b 0");
+    }
+
+    @Test
+    void nowaitBiosFailWithAgainWhileSuspendedAndClosingFailsTheQueue() throws Exception {
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", new Zero("m", 65536)));
+        m.suspend(1, TimeUnit.SECONDS);
+        var f = m.write(0, io.biostack.block.IoIter.of(pattern(512, 1)), BioFlags.NOWAIT);
+        assertThat(statusOf(f)).isEqualTo(Status.AGAIN);
+        var g = m.read(0, buffer(512));
+        m.close();
+        assertThat(statusOf(g)).isEqualTo(Status.IOERR);
+        assertThat(statusOf(m.read(0, buffer(512)))).isEqualTo(Status.IOERR);
+    }
+
+    @Test
+    void suspendWaitsForBiosInFlightAndTimesOutClearly() throws Exception {
+        Delay slow = new Delay("m", 65536, List.of(new Delay.Path(new Leg(a, 0), 300)));
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", slow));
+        var f = m.read(0, buffer(512));
+        assertThatThrownBy(() -> m.suspend(20, TimeUnit.MILLISECONDS)).hasMessageContaining("1 bios still in flight");
+        m.suspend(5, TimeUnit.SECONDS);
+        assertThat(f).isDone();
+        m.resume(1, TimeUnit.SECONDS);
+    }
+
+    /**
+     * Four threads keep bios going while the table is swapped back and forth; each bio's
+     * callback counts itself, and every bio must complete exactly once with OK.
+     */
+    @Test
+    @org.junit.jupiter.api.Timeout(60)
+    void reloadUnderLoadLosesNoBioAndCompletesNoneTwice() throws Exception {
+        Delay d = new Delay("m", 1 << 20, List.of(new Delay.Path(new Leg(a, 0), 1)));
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", d));
+        int threads = 4;
+        int perThread = 20000;
+        AtomicIntegerArray done = new AtomicIntegerArray(threads * perThread);
+        AtomicLong errors = new AtomicLong();
+        AtomicLong twice = new AtomicLong();
+        AtomicLong completed = new AtomicLong();
+        AtomicBoolean stop = new AtomicBoolean();
+        MemorySegment page = buffer(4096);
+        CountDownLatch started = new CountDownLatch(threads);
+        Thread[] ts = new Thread[threads];
+        for (int t = 0; t < threads; t++) {
+            int base = t * perThread;
+            ts[t] = Thread.ofPlatform().daemon().start(() -> {
+                started.countDown();
+                java.util.concurrent.Semaphore window = new java.util.concurrent.Semaphore(64);
+                for (int i = 0; i < perThread; i++) {
+                    window.acquireUninterruptibly();
+                    int id = base + i;
+                    Bio bio = new Bio().init(i % 2 == 0 ? Op.READ : Op.WRITE, 0, (long) (id % 256) * 4096, x -> {
+                        if (done.getAndIncrement((int) x.privateLong()) != 0) {
+                            twice.incrementAndGet();
+                        }
+                        if (x.status() != Status.OK) {
+                            errors.incrementAndGet();
+                        }
+                        completed.incrementAndGet();
+                        window.release();
+                    });
+                    bio.addSegment(page);
+                    bio.setPrivateLong(id);
+                    m.submit(bio);
+                }
+            });
+        }
+        started.await();
+        int swaps = 0;
+        while (completed.get() < (long) threads * perThread && swaps < 200) {
+            RamDisk target = swaps % 2 == 0 ? b : a;
+            m.reload(MappedDevice.Table.of("m", new Delay("m", 1 << 20, List.of(new Delay.Path(new Leg(target, 0), swaps % 3)))));
+            m.suspend(5, TimeUnit.SECONDS);
+            Thread.sleep(1);
+            m.resume(5, TimeUnit.SECONDS);
+            swaps++;
+        }
+        for (Thread t : ts) {
+            t.join(30_000);
+        }
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (completed.get() < (long) threads * perThread && System.nanoTime() < end) {
+            Thread.sleep(5);
+        }
+        stop.set(true);
+        assertThat(completed.get()).isEqualTo((long) threads * perThread);
+        assertThat(twice.get()).isZero();
+        assertThat(errors.get()).isZero();
+        for (int i = 0; i < done.length(); i++) {
+            assertThat(done.get(i)).as("bio %d", i).isEqualTo(1);
+        }
+        assertThat(swaps).isGreaterThan(5);
+        m.close();
+    }
+}

@@ -1,0 +1,127 @@
+package io.biostack.layer;
+
+import io.biostack.block.Op;
+import io.biostack.block.RamDisk;
+import io.biostack.block.Status;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static io.biostack.layer.TestDevices.*;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class MirrorTest {
+    final TestDevices.Probe a = new TestDevices.Probe(new RamDisk("a", 4 << 20));
+    final TestDevices.Probe b = new TestDevices.Probe(new RamDisk("b", 4 << 20));
+
+    Mirror mirror(long len) {
+        return new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 65536)), len, 65536, true);
+    }
+
+    @Test
+    void writesGoToEveryLegAndReadsAreBalanced() {
+        Mirror m = mirror(1 << 20);
+        MemorySegment d = pattern(8192, 1);
+        write(m, 4096, d);
+        assertThat(read(a, 4096, 8192)).isEqualTo(bytes(d));
+        assertThat(read(b, 65536 + 4096, 8192)).isEqualTo(bytes(d));
+        long ra = a.count(Op.READ);
+        long rb = b.count(Op.READ);
+        for (int i = 0; i < 10; i++) {
+            assertThat(read(m, 4096, 8192)).isEqualTo(bytes(d));
+        }
+        assertThat(a.count(Op.READ) - ra).isEqualTo(5);
+        assertThat(b.count(Op.READ) - rb).isEqualTo(5);
+    }
+
+    @Test
+    void flushesReachEveryLeg() {
+        Mirror m = mirror(1 << 20);
+        join(m.flush());
+        assertThat(a.count(Op.FLUSH)).isEqualTo(1);
+        assertThat(b.count(Op.FLUSH)).isEqualTo(1);
+    }
+
+    @Test
+    void aFailingLegIsDroppedAndTheDeviceKeepsServing() {
+        Mirror m = mirror(1 << 20);
+        b.failing = true;
+        MemorySegment d = pattern(4096, 2);
+        assertThat(statusOf(m.write(0, d))).isEqualTo(Status.OK);
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+        assertThat(m.status()).isEqualTo("2 a b 16/16 1 AD 1 core");
+        for (int i = 0; i < 4; i++) {
+            assertThat(read(m, 0, 4096)).isEqualTo(bytes(d));
+        }
+    }
+
+    @Test
+    void aFailedReadIsRetriedOnAnotherLeg() {
+        Mirror m = mirror(1 << 20);
+        MemorySegment d = pattern(4096, 3);
+        write(m, 0, d);
+        a.failing = true;
+        for (int i = 0; i < 3; i++) {
+            assertThat(read(m, 0, 4096)).isEqualTo(bytes(d));
+        }
+        assertThat(m.status()).contains(" RA ");
+    }
+
+    @Test
+    void whenEveryLegFailsTheBioFails() {
+        Mirror m = mirror(1 << 20);
+        a.failing = true;
+        b.failing = true;
+        assertThat(statusOf(m.write(0, pattern(512, 4)))).isEqualTo(Status.IOERR);
+        assertThat(statusOf(m.read(0, buffer(512)))).isEqualTo(Status.IOERR);
+    }
+
+    @Test
+    void aReinstatedLegIsResynchronisedWhileWritesGoOn() throws Exception {
+        long len = 2 << 20;
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), len, 65536, true);
+        m.message(List.of("fail", "b"));
+        Random rnd = new Random(5);
+        for (int i = 0; i < 64; i++) {
+            write(m, (long) rnd.nextInt((int) (len / 4096)) * 4096, pattern(4096, rnd.nextLong()));
+        }
+        assertThat(read(a, 0, (int) len)).isNotEqualTo(read(b, 0, (int) len));
+        m.message(List.of("reinstate", "1"));
+        List<CompletableFuture<Void>> fs = new ArrayList<>();
+        for (int i = 0; i < 2000; i++) {
+            fs.add(m.write((long) rnd.nextInt((int) (len / 4096)) * 4096, pattern(4096, rnd.nextLong())));
+        }
+        CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get(20, TimeUnit.SECONDS);
+        assertThat(m.awaitResync(20, TimeUnit.SECONDS)).isTrue();
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+        assertThat(m.status()).isEqualTo("2 a b 32/32 1 AA 1 core");
+        assertThat(read(b, 0, (int) len)).isEqualTo(read(a, 0, (int) len));
+        m.close();
+    }
+
+    @Test
+    void withoutNosyncTheSecondLegIsCopiedFromTheFirst() throws Exception {
+        write(a, 0, pattern(1 << 20, 6));
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, 65536, false);
+        assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(read(b, 0, 1 << 20)).isEqualTo(bytes(pattern(1 << 20, 6)));
+        assertThat(m.table()).isEqualTo("core 1 128 2 a 0 b 0 1 handle_errors");
+        m.close();
+    }
+
+    @Test
+    void badMessagesAndTablesAreRefused() {
+        Mirror m = mirror(1 << 20);
+        assertThatThrownBy(() -> m.message(List.of("reinstate", "0"))).hasMessageContaining("only a failed leg");
+        assertThatThrownBy(() -> m.message(List.of("fail", "7"))).hasMessageContaining("no leg '7'");
+        assertThatThrownBy(() -> m.message(List.of("explode", "0"))).hasMessageContaining("unknown mirror message");
+        assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 8 << 20, 65536, true)).hasMessageContaining("beyond the end");
+        assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 1 << 20, 100, true)).hasMessageContaining("region size");
+    }
+}

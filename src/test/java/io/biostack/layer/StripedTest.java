@@ -1,0 +1,76 @@
+package io.biostack.layer;
+
+import io.biostack.block.Op;
+import io.biostack.block.RamDisk;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.List;
+
+import static io.biostack.layer.TestDevices.*;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class StripedTest {
+    static final int CHUNK = 8192;
+
+    @Test
+    void chunksGoRoundRobinOverTheStripes() {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        RamDisk b = new RamDisk("b", 1 << 20);
+        Striped s = new Striped("s", List.of(new Leg(a, 4096), new Leg(b, 0)), CHUNK, 4 * CHUNK);
+        MemorySegment data = pattern(4 * CHUNK, 5);
+        write(s, 0, data); // one bio across 4 chunks: split at every boundary
+        byte[] all = bytes(data);
+        assertThat(read(a, 4096, CHUNK)).isEqualTo(Arrays.copyOfRange(all, 0, CHUNK));
+        assertThat(read(b, 0, CHUNK)).isEqualTo(Arrays.copyOfRange(all, CHUNK, 2 * CHUNK));
+        assertThat(read(a, 4096 + CHUNK, CHUNK)).isEqualTo(Arrays.copyOfRange(all, 2 * CHUNK, 3 * CHUNK));
+        assertThat(read(b, CHUNK, CHUNK)).isEqualTo(Arrays.copyOfRange(all, 3 * CHUNK, 4 * CHUNK));
+        assertThat(read(s, 512, 3 * CHUNK)).isEqualTo(Arrays.copyOfRange(all, 512, 512 + 3 * CHUNK));
+    }
+
+    @Test
+    void publishesIoMinAndIoOptAsTheKernelDoes() {
+        Striped s = new Striped("s", List.of(new Leg(new RamDisk("a", 1 << 20), 0),
+                new Leg(new RamDisk("b", 1 << 20), 0), new Leg(new RamDisk("c", 1 << 20), 0)), 65536, 3 * 65536);
+        assertThat(s.limits().ioMin()).isEqualTo(65536);
+        assertThat(s.limits().ioOpt()).isEqualTo(3 * 65536);
+        assertThat(s.table()).isEqualTo("3 128 a 0 b 0 c 0");
+    }
+
+    @Test
+    void lengthsThatDoNotDivideAreRefused() {
+        List<Leg> legs = List.of(new Leg(new RamDisk("a", 1 << 20), 0), new Leg(new RamDisk("b", 1 << 20), 0));
+        assertThatThrownBy(() -> new Striped("s", legs, CHUNK, 3 * 512)).hasMessageContaining("does not divide by 2 stripes");
+        assertThatThrownBy(() -> new Striped("s", legs, CHUNK, 2 * 4096)).hasMessageContaining("chunk size");
+        assertThatThrownBy(() -> new Striped("s", legs, 100, 2 * 4096)).hasMessageContaining("multiple");
+        assertThatThrownBy(() -> new Striped("s", legs, CHUNK, 4 << 20)).hasMessageContaining("beyond the end");
+        assertThatThrownBy(() -> new Striped("s", List.of(), CHUNK, CHUNK)).hasMessageContaining("at least one");
+    }
+
+    @Test
+    void flushAndPreflushReachEveryStripe() {
+        var a = new TestDevices.Probe(new RamDisk("a", 1 << 20));
+        var b = new TestDevices.Probe(new RamDisk("b", 1 << 20));
+        Striped s = new Striped("s", List.of(new Leg(a, 0), new Leg(b, 0)), CHUNK, 1 << 20);
+        join(s.flush());
+        assertThat(a.count(Op.FLUSH)).isEqualTo(1);
+        assertThat(b.count(Op.FLUSH)).isEqualTo(1);
+        join(s.write(0, io.biostack.block.IoIter.of(pattern(4096, 6)), io.biostack.block.BioFlags.PREFLUSH));
+        assertThat(a.count(Op.FLUSH)).isEqualTo(2);
+        assertThat(b.count(Op.FLUSH)).isEqualTo(2);
+        assertThat(a.count(Op.WRITE)).isEqualTo(1);
+        assertThat(b.count(Op.WRITE)).isZero();
+    }
+
+    @Test
+    void anErrorOnOneStripeFailsTheBioThatTouchedIt() {
+        var a = new TestDevices.Probe(new RamDisk("a", 1 << 20));
+        var b = new TestDevices.Probe(new RamDisk("b", 1 << 20));
+        Striped s = new Striped("s", List.of(new Leg(a, 0), new Leg(b, 0)), CHUNK, 1 << 20);
+        b.failing = true;
+        assertThat(statusOf(s.write(0, pattern(2 * CHUNK, 7)))).isEqualTo(io.biostack.block.Status.IOERR);
+        assertThat(statusOf(s.write(2 * CHUNK, pattern(CHUNK, 7)))).isEqualTo(io.biostack.block.Status.OK);
+    }
+}

@@ -1,0 +1,189 @@
+package io.biostack.stack;
+
+import io.biostack.block.BioException;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.RamDisk;
+import io.biostack.layer.MappedDevice;
+import io.biostack.layer.Mirror;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class StackTest {
+    static MemorySegment fill(int size, int value) {
+        MemorySegment m = Arena.ofAuto().allocate(size, 4096);
+        m.fill((byte) value);
+        return m;
+    }
+
+    static byte[] read(BlockDevice d, long off, int len) throws Exception {
+        MemorySegment m = Arena.ofAuto().allocate(len, 4096);
+        d.read(off, m).get(5, TimeUnit.SECONDS);
+        return m.toArray(ValueLayout.JAVA_BYTE);
+    }
+
+    @Test
+    void opensDevicesInDependencyOrderWhateverTheFileOrder() throws Exception {
+        String text = """
+                # a stack defined top-down
+                both:  0 2M striped 2 64k r0 0 r1 0   # striped over two ramdisks
+                pair:  0 1M mirror r0 2M r1 2M
+                cat:   0 1024 linear r0 4M
+                cat:   1024 1M zero
+                r0: ram 8M
+                r1: ram 8M
+                lin: linear both 1M
+                """;
+        try (Stack s = Stack.open(text, "t.conf")) {
+            assertThat(s.names().indexOf("r0")).isLessThan(s.names().indexOf("both"));
+            assertThat(s.names().indexOf("both")).isLessThan(s.names().indexOf("lin"));
+            assertThat(s.device("both").size()).isEqualTo(2 << 20);
+            assertThat(s.device("both").limits().ioOpt()).isEqualTo(128 * 1024);
+            assertThat(s.device("cat").size()).isEqualTo(512 * 1024 + (1 << 20));
+            assertThat(s.device("lin").size()).isEqualTo(1 << 20);
+            assertThat(s.device("r0")).isInstanceOf(RamDisk.class);
+            assertThat(s.device("pair")).isInstanceOf(MappedDevice.class);
+            assertThat(s.table("both")).containsExactly("0 4096 striped 2 128 r0 0 r1 0");
+            assertThat(s.table("cat")).containsExactly("0 1024 linear r0 8192", "1024 2048 zero ");
+            assertThat(s.status("pair")).containsExactly("0 2048 mirror 2 r0 r1 2/2 1 AA 1 core");
+            s.device("lin").write(0, fill(4096, 7)).get();
+            // lin starts 1M into both = chunk 16 → stripe 0 (r0), chunk-in-stripe 8 → r0 at 512k
+            assertThat(read(s.device("r0"), 512 * 1024, 4096)).containsOnly(7);
+            assertThat(s.ls()).hasSize(6).anyMatch(l -> l.startsWith("pair\t1048576\t1 MiB\tmapped running"));
+        }
+    }
+
+    @Test
+    void wholeDeviceLayersTakeTheirNaturalSize() throws Exception {
+        try (Stack s = Stack.open("d: ram 1M\nw: linear d 256k\nm: mirror d 0 d 0\n", "t")) {
+            assertThat(s.device("w").size()).isEqualTo(768 * 1024);
+            assertThat(s.device("m").size()).isEqualTo(1 << 20);
+        }
+    }
+
+    @Test
+    void loopLeavesOpenFiles(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("a.img");
+        String text = "disk0: loop " + f + " size=4M direct-io=off\nlin: 0 2048 linear disk0 2048\n";
+        try (Stack s = Stack.open(text, "t")) {
+            s.device("lin").write(0, fill(4096, 9)).get(5, TimeUnit.SECONDS);
+            s.device("lin").flush().get(5, TimeUnit.SECONDS);
+        }
+        byte[] file = Files.readAllBytes(f);
+        assertThat(file.length).isEqualTo(4 << 20);
+        assertThat(file[1 << 20]).isEqualTo((byte) 9);
+        assertThat(file[(1 << 20) - 1]).isZero();
+    }
+
+    // ---- errors name the line --------------------------------------------------------------
+
+    private static void refused(String text, int line, String... words) {
+        assertThatThrownBy(() -> Stack.open(text, "t.conf"))
+                .isInstanceOf(StackException.class)
+                .satisfies(e -> assertThat(((StackException) e).line()).isEqualTo(line))
+                .hasMessageStartingWith("t.conf:" + line + ": ")
+                .hasMessageContainingAll(words);
+    }
+
+    @Test
+    void stackFileMistakesAreRefusedWithTheirLine() {
+        refused("a: ram 1M\n\nb linear a 0\n", 3, "expected 'NAME: TARGET ARGS");
+        refused("a: ram 1M\nb: frobnicate a\n", 2, "unknown target 'frobnicate'", "linear");
+        refused("a: ram 1M\nb: linear a\n", 2, "b: linear: missing OFFSET");
+        refused("a: ram 1M\nb: linear a 0 extra\n", 2, "unexpected argument 'extra'");
+        refused("a: ram 1M\nb: 0 x linear a 0\n", 2, "LENGTH 'x'");
+        refused("a: ram lots\n", 1, "SIZE");
+        refused("a: ram 1M\nb: striped 2 64k a 0\n", 2, "missing DEV of leg 2");
+        refused("a: ram 1M\nb: 0 1M ram 1M\n", 2, "makes a device of its own");
+        refused("a: ram 1M\nb: linear a 0\nb: 0 8 zero\n", 2, "can't be mixed");
+        refused("a: ram 1M\nb: flakey a 0 1 1 1 explode\n", 2, "unknown flakey feature 'explode'");
+        refused("a b: ram 1M\n", 1, "device name 'a b'");
+        refused("a: ram 1M\nb: error\n", 2, "needs a length");
+        refused("a: ram 1M\nb: mirror core 1 1k sometimes 2 a 0 a 0\n", 2, "number of legs 'sometimes' is not a number");
+        refused("a: ram 1M\nb: luks a secret\n", 2, "keyfile=PATH or passphrase=TEXT");
+        refused("a: loop /x direct-io=sometimes\n", 1, "direct-io must be on, off or auto");
+    }
+
+    @Test
+    void missingDevicesAndCyclesAreRefusedBeforeAnythingOpens(@TempDir Path dir) {
+        Path f = dir.resolve("never.img");
+        refused("d: loop " + f + " size=1M\nb: linear nosuch 0\n", 2, "device 'nosuch' is not defined");
+        refused("d: loop " + f + " size=1M\na: linear b 0\nb: linear c 0\nc: linear a 0\n", 2, "cycle", "a -> b -> c -> a");
+        refused("a: linear a 0\n", 1, "cycle", "a -> a");
+        assertThat(f).doesNotExist();
+    }
+
+    @Test
+    void aDeviceThatDoesNotFitIsRefusedWithItsLineAndTheOthersAreClosed() {
+        refused("a: ram 1M\nb: 0 4M linear a 0\n", 2, "beyond the end of a");
+        refused("a: ram 1M\nb: 0 1M linear a 0\nb: 4096 1k zero\n", 2, "leaves a gap");
+        refused("a: ram 1M\nb: 0 1M striped 2 64k a 0 a 512k\nc: 0 3 striped 2 1k a 0 a 0\n", 3, "does not divide by 2 stripes");
+    }
+
+    // ---- control ---------------------------------------------------------------------------
+
+    @Test
+    void reloadSwapsTheTableAtResumeAndDevicesAboveSeeIt() throws Exception {
+        try (Stack s = Stack.open("a: ram 1M\nb: ram 1M\nm: 0 1M linear a 0\ntop: linear m 0\n", "t")) {
+            s.control(List.of("reload", "m", "0 1M linear b 0"));
+            assertThat(s.ls()).anyMatch(l -> l.contains("inactive table loaded"));
+            assertThat(s.control(List.of("table", "m"))).isEqualTo("0 2048 linear a 0\n");
+            s.control(List.of("suspend", "m"));
+            var f = s.device("top").write(0, fill(512, 5));
+            assertThat(f).isNotDone();
+            s.control(List.of("resume", "m"));
+            f.get(5, TimeUnit.SECONDS);
+            assertThat(read(s.device("b"), 0, 512)).containsOnly(5);
+            assertThat(read(s.device("a"), 0, 512)).containsOnly(0);
+            assertThat(s.control(List.of("table", "m"))).isEqualTo("0 2048 linear b 0\n");
+        }
+    }
+
+    @Test
+    void reloadRefusesLeavesCyclesUnknownDevicesAndBadTables() throws Exception {
+        try (Stack s = Stack.open("a: ram 1M\nm: linear a 0\ntop: linear m 0\n", "t")) {
+            assertThatThrownBy(() -> s.reload("a", "0 1M zero")).hasMessageContaining("not a mapped device");
+            assertThatThrownBy(() -> s.reload("m", "linear top 0")).hasMessageContaining("top is built on m");
+            assertThatThrownBy(() -> s.reload("m", "linear m 0")).hasMessageContaining("itself");
+            assertThatThrownBy(() -> s.reload("m", "linear zz 0")).hasMessageContaining("'zz' is not in the stack");
+            assertThatThrownBy(() -> s.reload("m", "0 1M zero; 4M 1M zero")).hasMessageContaining("reload m:1").hasMessageContaining("gap");
+            assertThatThrownBy(() -> s.reload("m", "0 1M ram 1M")).hasMessageContaining("makes a device of its own");
+            assertThatThrownBy(() -> s.control(List.of("frob", "m"))).hasMessageContaining("unknown command");
+            assertThatThrownBy(() -> s.control(List.of("table", "nosuch"))).hasMessageContaining("no device 'nosuch'");
+            assertThat(s.table("m")).containsExactly("0 2048 linear a 0");
+            s.reload("m", "0 512k zero;512k 512k linear a 0");
+            s.resume("m");
+            assertThat(s.table("m")).containsExactly("0 1024 zero ", "1024 1024 linear a 0");
+        }
+    }
+
+    @Test
+    void messagesReachTargetsAndMirrorStatusShowsResync() throws Exception {
+        try (Stack s = Stack.open("a: ram 4M\nb: ram 4M\nd: dust a 0 512\nm: mirror core 1 128 2 a 0 b 0\n", "t")) {
+            s.control(List.of("message", "d", "addbadblock 3"));
+            s.control(List.of("message", "d", "0", "enable"));
+            assertThat(s.control(List.of("message", "d", "countbadblocks"))).isEqualTo("countbadblocks: 1 badblock(s) found");
+            var f = s.device("d").read(1024, fill(1024, 0));
+            assertThatThrownBy(f::get).hasCauseInstanceOf(BioException.class);
+            MappedDevice m = s.mapped("m");
+            Mirror mir = (Mirror) m.liveTable().segments().getFirst().target();
+            assertThat(mir.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            s.control(List.of("message", "m", "fail", "1"));
+            assertThat(s.control(List.of("status", "m"))).contains(" AD ");
+            s.control(List.of("message", "m", "reinstate b"));
+            assertThat(mir.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(s.control(List.of("status", "m"))).isEqualTo("0 8192 mirror 2 a b 64/64 1 AA 1 core\n");
+            assertThatThrownBy(() -> s.control(List.of("message", "d", "explode"))).hasMessageContaining("unknown message");
+        }
+    }
+}
