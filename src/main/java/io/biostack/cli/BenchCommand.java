@@ -63,10 +63,22 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "print one JSON object")
     boolean json;
 
+    @Option(names = "--stack", paramLabel = "FILE", description = "a stack file; measure its --device instead of FILE")
+    Path stack;
+
+    @Option(names = "--device", paramLabel = "NAME", description = "the device of --stack to measure")
+    String device;
+
     @Override
     public Integer call() throws Exception {
+        if (stack != null) {
+            return callStack();
+        }
+        if (device != null) {
+            throw new IllegalArgumentException("--device names a device of a --stack file");
+        }
         if (file == null) {
-            throw new IllegalArgumentException("give a FILE to measure (it is created at --size when missing)");
+            throw new IllegalArgumentException("give a FILE to measure (it is created at --size when missing), or --stack FILE --device NAME");
         }
         long createSize = size == null ? 1L << 30 : size.bytes();
         LoopConfig cfg = LoopConfig.defaults()
@@ -85,6 +97,28 @@ public final class BenchCommand implements Callable<Integer> {
             String extra = "\"device\":\"" + dev.name() + "\",\"direct_io\":" + dev.isDirectIo()
                     + ",\"engine\":\"" + dev.backingFile().engineKind().name().toLowerCase(Locale.ROOT) + "\"";
             System.out.print(json ? r.toJson(extra) + "\n" : r.toText(header));
+            return r.errors() == 0 ? 0 : 1;
+        }
+    }
+
+    private Integer callStack() throws Exception {
+        if (file != null) {
+            throw new IllegalArgumentException("give either FILE or --stack, not both");
+        }
+        if (device == null) {
+            throw new IllegalArgumentException("--stack needs --device NAME (the device to measure)");
+        }
+        Workload w = new Workload(Workload.Pattern.parse(rw), Math.toIntExact(bs.bytes()), iodepth,
+                (long) (runtime * 1e9), size == null ? 0 : size.bytes(), rwmixread, seed);
+        try (io.biostack.stack.Stack st = io.biostack.stack.Stack.open(stack)) {
+            BlockDevice dev = st.device(device);
+            if (dev == null) {
+                throw new IllegalArgumentException(stack + " has no device '" + device + "' (it has " + st.names() + ")");
+            }
+            String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s of %s (%s)",
+                    w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), device, stack, Sizes.human(dev.size()));
+            BenchResult r = run(dev, w);
+            System.out.print(json ? r.toJson("\"device\":\"" + device + "\"") + "\n" : r.toText(header));
             return r.errors() == 0 ? 0 : 1;
         }
     }

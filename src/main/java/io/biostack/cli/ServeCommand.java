@@ -1,13 +1,212 @@
 package io.biostack.cli;
 
-import picocli.CommandLine.Command;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.RamDisk;
+import io.biostack.block.Sizes;
+import io.biostack.file.EngineKind;
+import io.biostack.loop.DirectIoMode;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import io.biostack.nbd.NbdExport;
+import io.biostack.nbd.NbdServer;
 
-/** Placeholder until the serve command lands; prints what is missing. */
-@Command(name = "serve", description = "(not built yet)")
-public final class ServeCommand implements java.util.concurrent.Callable<Integer> {
+import java.io.PrintWriter;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code biostack serve}: exports a file (through a loop device) or a ramdisk over NBD, in the
+ * habits of qemu-nbd and nbdkit. With no arguments it serves {@code disk.img} in the current folder
+ * (created sparse at 1 GiB when missing) on 127.0.0.1:10809, prints how to connect and one line
+ * {@code ready}, and runs until SIGINT or SIGTERM, which answer what is in flight, flush, close the
+ * device and remove the socket file.
+ */
+@Command(name = "serve", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Serve a file or a ramdisk over NBD (qemu-img, qemu-io, nbdinfo, nbdcopy, nbdfuse, fio).",
+                "With no FILE, serves disk.img in the current folder (created sparse at 1 GiB if missing)."})
+public final class ServeCommand implements Callable<Integer> {
+    static final String DEFAULT_FILE = "disk.img";
+    static final long DEFAULT_CREATE_SIZE = 1L << 30;
+
+    @Spec
+    CommandSpec spec;
+
+    @Parameters(arity = "0..1", paramLabel = "FILE", description = "The file to serve (default: ./disk.img).")
+    Path file;
+
+    @Option(names = "--socket", paramLabel = "PATH", description = "Also listen on this unix socket.")
+    Path socket;
+
+    @Option(names = "--listen", paramLabel = "HOST:PORT",
+            description = "TCP address (default 127.0.0.1:10809 unless only --socket is given; 'none' to disable).")
+    String listen;
+
+    @Option(names = "--export", paramLabel = "NAME", defaultValue = "",
+            description = "Export name (the default export answers the empty name too).")
+    String exportName;
+
+    @Option(names = "--description", paramLabel = "TEXT", description = "Export description for NBD_OPT_LIST / nbdinfo.")
+    String description;
+
+    @Option(names = {"-r", "--read-only"}, description = "Refuse every change (EPERM).")
+    boolean readOnly;
+
+    @Option(names = "--size", paramLabel = "SIZE", description = "Create FILE sparse at this size when it is missing.")
+    SizeArg size;
+
+    @Option(names = {"-o", "--offset"}, paramLabel = "N", description = "Skip N bytes of the file.")
+    SizeArg offset;
+
+    @Option(names = "--sizelimit", paramLabel = "N", description = "Serve at most N bytes of the file.")
+    SizeArg sizeLimit;
+
+    @Option(names = "--sector-size", paramLabel = "N", defaultValue = "512",
+            description = "Logical block size: 512, 1024, 2048 or 4096 (default ${DEFAULT-VALUE}).")
+    int sectorSize;
+
+    @Option(names = "--direct-io", paramLabel = "on|off|auto", defaultValue = "auto",
+            description = "O_DIRECT on the file (default ${DEFAULT-VALUE}).")
+    String directIo;
+
+    @Option(names = "--engine", paramLabel = "uring|threads|auto", defaultValue = "auto",
+            description = "File I/O engine (default ${DEFAULT-VALUE}).")
+    String engine;
+
+    @Option(names = "--ram", paramLabel = "SIZE", description = "Serve a ramdisk of SIZE instead of a file.")
+    SizeArg ram;
+
+    @Option(names = "--max-connections", paramLabel = "N", defaultValue = "256",
+            description = "Most clients at once (default ${DEFAULT-VALUE}).")
+    int maxConnections;
+
     @Override
-    public Integer call() {
-        System.err.println("biostack serve: not built yet");
-        return 2;
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        if (ram != null && file != null) {
+            throw new IllegalArgumentException("give either FILE or --ram, not both");
+        }
+        BlockDevice device = ram != null ? ramDisk() : loopDevice();
+        String what = ram != null ? "ramdisk" : String.valueOf(file != null ? file : Path.of(DEFAULT_FILE));
+        NbdServer server;
+        try {
+            NbdServer.Builder b = NbdServer.builder()
+                    .export(new NbdExport(exportName, description, device, readOnly))
+                    .maxConnections(maxConnections);
+            InetSocketAddress tcp = tcpAddress();
+            if (tcp != null) {
+                b.tcp(tcp.getHostString(), tcp.getPort());
+            }
+            if (socket != null) {
+                b.unixSocket(socket.toAbsolutePath());
+            }
+            server = b.start();
+        } catch (Exception e) {
+            device.close();
+            throw e;
+        }
+        AtomicBoolean stopped = new AtomicBoolean();
+        Runnable stop = () -> {
+            if (stopped.compareAndSet(false, true)) {
+                server.close();
+                device.close();
+            }
+        };
+        Thread hook = Thread.ofPlatform().name("biostack-serve-stop").unstarted(() -> {
+            stop.run();
+            System.err.println("biostack serve: stopped");
+        });
+        Runtime.getRuntime().addShutdownHook(hook);
+        out.println("serving " + what + " (" + Sizes.human(device.size()) + (readOnly || device.isReadOnly() ? ", read-only" : "")
+                + ", " + device + ") as export '" + exportName + "'");
+        for (String uri : uris(server)) {
+            out.println("  " + uri);
+        }
+        out.println("try: nbdinfo " + uris(server).getFirst());
+        out.println("ready");
+        out.flush();
+        server.awaitClosed();
+        return 0;
+    }
+
+    private BlockDevice ramDisk() {
+        long n = ram.bytes();
+        if (n <= 0 || n % sectorSize != 0) {
+            throw new IllegalArgumentException("--ram " + n + " must be a positive multiple of the " + sectorSize
+                    + "-byte sector size");
+        }
+        return new RamDisk("ram0", n, sectorSize, readOnly);
+    }
+
+    private BlockDevice loopDevice() throws Exception {
+        Path f = file != null ? file : Path.of(DEFAULT_FILE);
+        long create = 0;
+        if (!Files.exists(f)) {
+            if (size != null) {
+                create = size.bytes();
+            } else if (file == null) {
+                create = DEFAULT_CREATE_SIZE;
+            } else {
+                throw new IllegalArgumentException(f + ": no such file (give --size SIZE to create it sparse)");
+            }
+        }
+        LoopConfig c = LoopConfig.defaults()
+                .withOffset(offset == null ? 0 : offset.bytes())
+                .withSizeLimit(sizeLimit == null ? 0 : sizeLimit.bytes())
+                .withLogicalBlockSize(sectorSize)
+                .withReadOnly(readOnly)
+                .withDirectIo(DirectIoMode.parse(directIo))
+                .withEngine(EngineKind.parse(engine))
+                .withCreateSize(create);
+        return LoopDevice.open(f, c);
+    }
+
+    /** --listen, or 127.0.0.1:10809 unless only a unix socket was asked for; null for none. */
+    private InetSocketAddress tcpAddress() {
+        if (listen == null) {
+            return socket != null ? null : new InetSocketAddress("127.0.0.1", 10809);
+        }
+        if (listen.equals("none")) {
+            return null;
+        }
+        int colon = listen.lastIndexOf(':');
+        String host = colon < 0 ? listen : listen.substring(0, colon);
+        String port = colon < 0 ? "10809" : listen.substring(colon + 1);
+        if (host.startsWith("[") && host.endsWith("]")) {
+            host = host.substring(1, host.length() - 1);
+        }
+        try {
+            return new InetSocketAddress(host.isEmpty() ? "127.0.0.1" : host, Integer.parseInt(port));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--listen wants HOST:PORT, not '" + listen + "'");
+        }
+    }
+
+    /** nbd:// URIs (the port left out when it is the NBD port, as qemu does) and nbd+unix://. */
+    private List<String> uris(NbdServer server) {
+        List<String> l = new ArrayList<>();
+        String path = "/" + exportName;
+        InetSocketAddress a = server.tcpAddress();
+        if (a != null) {
+            String host = a.getAddress().getHostAddress();
+            if (host.contains(":")) {
+                host = "[" + host + "]";
+            }
+            l.add("nbd://" + host + (a.getPort() == 10809 ? "" : ":" + a.getPort()) + (exportName.isEmpty() ? "" : path));
+        }
+        if (server.unixSocket() != null) {
+            l.add("nbd+unix://" + path + "?socket=" + server.unixSocket());
+        }
+        return l;
     }
 }

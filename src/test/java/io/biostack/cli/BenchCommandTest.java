@@ -76,4 +76,18 @@ class BenchCommandTest {
         assertThat(r3.code()).isNotZero();
         assertThat(r3.err()).contains("--rw");
     }
+
+    @Test
+    void stackDeviceIsMeasuredByName() throws Exception {
+        Path img = dir.resolve("s.img");
+        Path stack = dir.resolve("s.stack");
+        Files.writeString(stack, "disk0: loop " + img + " size=8M\nlin: linear disk0 1M\n");
+        Run r = run("bench", "--stack", stack.toString(), "--device", "lin", "--rw", "randwrite", "--runtime", "0.5",
+                "--iodepth", "4", "--json");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("\"device\":\"lin\"", "\"errors\":0");
+        Run missing = run("bench", "--stack", stack.toString(), "--device", "nope", "--runtime", "0.5");
+        assertThat(missing.code()).isNotZero();
+        assertThat(missing.err()).contains("nope");
+    }
 }

@@ -1,0 +1,83 @@
+package io.biostack.nbd;
+
+import io.biostack.block.Bio;
+import io.biostack.block.EndIo;
+import io.biostack.block.Status;
+
+/**
+ * One request of a connection in flight, from the header the reader parsed to the reply the writer
+ * sent. Pooled per connection: the reader takes it, a device completes it on any thread (the
+ * cached {@link #endIo} hands it to the writer, never blocking), the writer sends the reply and
+ * gives it back. Exactly one of them owns it at a time; the hand-offs go through the connection's
+ * lock-free queues, which publish the fields.
+ */
+final class NbdRequest {
+    /** Most runs a structured READ is split into by holes, or a BLOCK_STATUS reply describes. */
+    static final int MAX_RUNS = 32;
+
+    final NbdConnection conn;
+    /** Completion of this request's bio: records the status and queues the reply. Cached, no allocation. */
+    final EndIo endIo;
+
+    // ---- the request as sent (section "Request message") ----
+    long cookie;
+    int type;
+    int flags;
+    long offset;
+    long length;
+
+    // ---- what the reply needs ----
+    /** The payload buffer (WRITE data received, READ data to send), or null. */
+    BufferPool.Buf buf;
+    /** Bytes charged against the connection's in-flight budget. */
+    long charged;
+    /** NBD error (section "Error values"), 0 for success. */
+    int error;
+    /** Text for a structured error chunk, or null. */
+    String message;
+    /** Runs of a sparse READ or a BLOCK_STATUS reply: length at [2i], Extent flags at [2i+1]. */
+    final long[] runs = new long[2 * MAX_RUNS];
+    int nruns;
+
+    /** Link in the connection's reply queue or free list; owned by the list that holds it. */
+    NbdRequest next;
+
+    NbdRequest(NbdConnection conn) {
+        this.conn = conn;
+        this.endIo = this::complete;
+    }
+
+    void set(long cookie, int type, int flags, long offset, long length) {
+        this.cookie = cookie;
+        this.type = type;
+        this.flags = flags;
+        this.offset = offset;
+        this.length = length;
+        this.error = 0;
+        this.message = null;
+        this.nruns = 0;
+        this.buf = null;
+        this.charged = 0;
+    }
+
+    void fail(int nbdError, String why) {
+        this.error = nbdError;
+        this.message = why;
+    }
+
+    void addRun(long len, int extentFlags) {
+        runs[2 * nruns] = len;
+        runs[2 * nruns + 1] = extentFlags;
+        nruns++;
+    }
+
+    /** The bio's end-io: may run on a ring worker, so it only records and queues. */
+    private void complete(Bio bio) {
+        Status s = bio.status();
+        if (s != Status.OK) {
+            fail(NbdProtocol.errorOf(s), bio.detail() != null ? bio.detail() : s.text());
+        }
+        bio.put();
+        conn.writer.enqueue(this);
+    }
+}

@@ -1,0 +1,246 @@
+package io.biostack.nbd;
+
+import io.biostack.block.RamDisk;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Random;
+
+import static io.biostack.nbd.NbdProtocol.*;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The real clients against the server: qemu-io, qemu-img, nbdinfo, nbdcopy, fio's nbd engine and
+ * nbdfuse, over a unix socket, on a loop device over a sparse file (the whole stack down to
+ * io_uring) and on a ramdisk. Missing tools fail under CI=true and skip elsewhere.
+ */
+@Timeout(60)
+class NbdClientToolsTest {
+    static final long SIZE = 64L << 20;
+
+    @TempDir
+    Path dir;
+    Path sock;
+    Path file;
+    LoopDevice loop;
+    RamDisk ram;
+    NbdServer server;
+    String fileUri;
+    String ramUri;
+
+    @BeforeEach
+    void start() throws Exception {
+        sock = dir.resolve("nbd.sock");
+        file = dir.resolve("disk.img");
+        loop = LoopDevice.open(file, LoopConfig.defaults().withCreateSize(SIZE));
+        ram = new RamDisk("ram", SIZE);
+        server = NbdServer.builder()
+                .export(NbdExport.of("file", loop))
+                .export(NbdExport.of("ram", ram))
+                .unixSocket(sock)
+                .start();
+        fileUri = "nbd+unix:///file?socket=" + sock;
+        ramUri = "nbd+unix:///ram?socket=" + sock;
+    }
+
+    @AfterEach
+    void stop() {
+        server.close();
+        loop.close();
+        ram.close();
+    }
+
+    @Test
+    void qemuIoPatternsWithFuaZeroesDiscardAioAndTheLastBlock() throws Exception {
+        Tools.require("qemu-io");
+        long last = SIZE - 4096;
+        for (String uri : new String[] {fileUri, ramUri}) {
+            Tools.Result r = Tools.ok(30, "qemu-io", "-f", "raw",
+                    "-c", "write -P 0xa5 0 1M",
+                    "-c", "read -P 0xa5 0 1M",
+                    "-c", "write -f -P 0x5a 1M 64k",
+                    "-c", "read -P 0x5a 1M 64k",
+                    "-c", "write -z 0 64k",
+                    "-c", "read -P 0 0 64k",
+                    "-c", "read -P 0xa5 64k 960k",
+                    "-c", "write -z -u 2M 1M",
+                    "-c", "read -P 0 2M 1M",
+                    "-c", "write -P 0x11 4M 1M",
+                    "-c", "discard 4M 1M",
+                    "-c", "read -P 0 4M 1M",
+                    "-c", "write -P 0x77 " + last + " 4096",
+                    "-c", "read -P 0x77 " + last + " 4096",
+                    "-c", "aio_write -P 0x31 8M 64k",
+                    "-c", "aio_write -P 0x32 9M 1M",
+                    "-c", "aio_write -f -P 0x33 10M 4k",
+                    "-c", "aio_flush",
+                    "-c", "aio_read -P 0x31 8M 64k",
+                    "-c", "aio_read -P 0x32 9M 1M",
+                    "-c", "aio_read -P 0x33 10M 4k",
+                    "-c", "aio_flush",
+                    "-c", "flush",
+                    uri);
+            assertThat(r.all()).doesNotContainIgnoringCase("fail").doesNotContainIgnoringCase("error");
+            assertThat(r.out()).contains("read 4096/4096 bytes at offset " + last);
+        }
+        // The data went all the way down to the file.
+        try (FileChannel ch = FileChannel.open(file)) {
+            ByteBuffer b = ByteBuffer.allocate(4096);
+            ch.read(b, last);
+            assertThat(b.array()).containsOnly((byte) 0x77);
+        }
+    }
+
+    @Test
+    void qemuIoReadPastTheEndFails() throws Exception {
+        Tools.require("qemu-io");
+        Tools.Result r = Tools.run(30, "qemu-io", "-f", "raw", "-c", "read " + SIZE + " 4096", fileUri);
+        assertThat(r.all()).containsIgnoringCase("Input/output error").doesNotContain("read 4096/4096");
+    }
+
+    @Test
+    void qemuImgConvertBothWaysAndCompare() throws Exception {
+        Tools.require("qemu-img");
+        Path src = sparseImage(dir.resolve("src.img"));
+        Path back = dir.resolve("back.img");
+        Tools.ok(30, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src.toString(), fileUri);
+        Tools.ok(30, "qemu-img", "compare", "-f", "raw", "-F", "raw", src.toString(), fileUri);
+        Tools.ok(30, "qemu-img", "convert", "-f", "raw", "-O", "raw", fileUri, back.toString());
+        Tools.ok(30, "qemu-img", "compare", "-f", "raw", "-F", "raw", src.toString(), back.toString());
+        assertThat(Files.mismatch(src, back)).isEqualTo(-1);
+        Tools.Result info = Tools.ok(30, "qemu-img", "info", "-f", "raw", fileUri);
+        assertThat(info.out()).contains("virtual size: 64 MiB");
+    }
+
+    @Test
+    void nbdinfoShowsSizeFlagsBlockSizesAndMapShowsHoles() throws Exception {
+        Tools.require("nbdinfo", "qemu-io");
+        Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 1 1M 1M", "-c", "flush", fileUri);
+        Tools.Result r = Tools.ok(30, "nbdinfo", fileUri);
+        assertThat(r.out()).contains("export-size: " + SIZE, "can_flush: true", "can_fua: true", "can_trim: true",
+                "can_zero: true", "can_fast_zero: true", "can_multi_conn: true", "can_cache: true", "can_df: true",
+                "is_read_only: false", "block_size_minimum: 512", "block_size_preferred: 4096",
+                "block_size_maximum: 33554432", "base:allocation", "using structured packets");
+        Tools.Result map = Tools.ok(30, "nbdinfo", "--map", fileUri);
+        assertThat(map.out().lines().map(String::strip).toList()).containsExactly(
+                "0     1048576    3  hole,zero",
+                "1048576     1048576    0  data",
+                "2097152    65011712    3  hole,zero");
+        Tools.Result list = Tools.ok(30, "nbdinfo", "--list", "nbd+unix:///?socket=" + sock);
+        assertThat(list.out()).contains("export=\"file\"", "export=\"ram\"");
+    }
+
+    @Test
+    void nbdcopyBothWaysWithOneAndFourConnections() throws Exception {
+        Tools.require("nbdcopy");
+        Path src = sparseImage(dir.resolve("src.img"));
+        for (String conns : new String[] {"1", "4"}) {
+            Path back = dir.resolve("back" + conns + ".img");
+            Files.write(back, new byte[0]);
+            Tools.ok(30, "nbdcopy", "--connections=" + conns, "--flush", src.toString(), fileUri);
+            Tools.ok(30, "nbdcopy", "--connections=" + conns, fileUri, back.toString());
+            assertThat(Files.mismatch(src, back)).as("%s connections", conns).isEqualTo(-1);
+            Tools.ok(30, "nbdcopy", "--connections=" + conns, "--flush", src.toString(), ramUri);
+            Tools.ok(30, "nbdcopy", "--connections=" + conns, ramUri, back.toString());
+            assertThat(Files.mismatch(src, back)).isEqualTo(-1);
+        }
+    }
+
+    @Test
+    void fioNbdEngineWritesAndVerifiesWithCrc32c() throws Exception {
+        Tools.require("fio");
+        Tools.Result r = Tools.ok(60, "fio", "--name=verify", "--ioengine=nbd", "--uri=" + fileUri,
+                "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=16M", "--verify=crc32c",
+                "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--output-format=terse");
+        assertThat(r.all()).doesNotContain("verify: bad").doesNotContainIgnoringCase("error=");
+        Tools.ok(60, "fio", "--name=mixed", "--ioengine=nbd", "--uri=" + ramUri, "--rw=randrw", "--bs=4k-256k",
+                "--iodepth=16", "--size=32M", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0",
+                "--output-format=terse");
+    }
+
+    @Test
+    void writesAnsweredOnOneConnectionAreSeenAndFlushedFromAnother() throws Exception {
+        byte[] data = new byte[65536];
+        new Random(1).nextBytes(data);
+        try (RawNbdClient a = RawNbdClient.open(sock, "file", true, false);
+             RawNbdClient b = RawNbdClient.open(sock, "file", true, false)) {
+            assertThat(a.transmissionFlags & FLAG_CAN_MULTI_CONN).isNotZero();
+            assertThat(a.writeAndWait(1 << 20, data)).isZero();
+            assertThat(b.command(0, CMD_FLUSH, 0, 0)).isZero();
+            assertThat(b.read(1 << 20, data.length)).isEqualTo(data);
+        }
+        try (FileChannel ch = FileChannel.open(file)) {
+            ByteBuffer bb = ByteBuffer.allocate(data.length);
+            ch.read(bb, 1 << 20);
+            assertThat(bb.array()).isEqualTo(data);
+        }
+    }
+
+    @Test
+    void nbdfuseMountReadsAndWritesTheDevice() throws Exception {
+        Tools.require("nbdfuse", "fusermount3");
+        Path mnt = Files.createDirectory(dir.resolve("mnt"));
+        Process fuse = new ProcessBuilder("nbdfuse", mnt.toString(), fileUri).redirectErrorStream(true).start();
+        Path dev = mnt.resolve("nbd");
+        try {
+            long end = System.currentTimeMillis() + 10_000;
+            while (!Files.exists(dev) && System.currentTimeMillis() < end && fuse.isAlive()) {
+                Thread.sleep(50);
+            }
+            assertThat(Files.exists(dev)).as("nbdfuse mounted " + dev).isTrue();
+            assertThat(Files.size(dev)).isEqualTo(SIZE);
+            byte[] data = new byte[128 * 1024];
+            new Random(2).nextBytes(data);
+            try (FileChannel ch = FileChannel.open(dev, StandardOpenOption.WRITE)) {
+                ch.write(ByteBuffer.wrap(data), 3L << 20);
+                ch.force(true);
+            }
+            try (RawNbdClient c = RawNbdClient.open(sock, "file", true, false)) {
+                assertThat(c.read(3L << 20, data.length)).isEqualTo(data);
+                byte[] other = new byte[4096];
+                new Random(3).nextBytes(other);
+                assertThat(c.writeAndWait(SIZE - 4096, other)).isZero();
+                try (RandomAccessFile f = new RandomAccessFile(dev.toFile(), "r")) {
+                    byte[] got = new byte[4096];
+                    f.seek(SIZE - 4096);
+                    f.readFully(got);
+                    assertThat(got).isEqualTo(other);
+                }
+            }
+        } finally {
+            Tools.run(10, "fusermount3", "-u", mnt.toString());
+            if (!fuse.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+                fuse.destroyForcibly();
+            }
+        }
+    }
+
+    /** A 64 MiB file with random data in some places and holes elsewhere. */
+    static Path sparseImage(Path p) throws IOException {
+        Random rnd = new Random(42);
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            for (long off : new long[] {0, 5L << 20, 17L << 20, SIZE - (1 << 20)}) {
+                byte[] d = new byte[1 << 20];
+                rnd.nextBytes(d);
+                ch.write(ByteBuffer.wrap(d), off);
+            }
+            ch.truncate(SIZE);
+            if (ch.size() < SIZE) {
+                ch.write(ByteBuffer.allocate(1), SIZE - 1);
+            }
+        }
+        return p;
+    }
+}
