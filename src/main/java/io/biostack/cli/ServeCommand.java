@@ -23,6 +23,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
+import io.biostack.stack.ControlServer;
+import io.biostack.stack.Stack;
 import picocli.CommandLine.Spec;
 
 /**
@@ -52,9 +54,20 @@ public final class ServeCommand implements Callable<Integer> {
             description = "TCP address (default 127.0.0.1:10809 unless only --socket is given; 'none' to disable).")
     String listen;
 
-    @Option(names = "--export", paramLabel = "NAME", defaultValue = "",
-            description = "Export name (the default export answers the empty name too).")
-    String exportName;
+    @Option(names = "--export", paramLabel = "NAME",
+            description = {"Export name (the default export answers the empty name too).",
+                    "With --stack: a device of the stack to export under its own name; repeat for several."})
+    List<String> exportNames;
+
+    @Option(names = "--stack", paramLabel = "FILE", description = "Serve devices of this stack file (see --export).")
+    Path stackFile;
+
+    @Option(names = "--control", paramLabel = "PATH",
+            description = "With --stack: a control socket for 'biostack dm --control PATH ...'.")
+    Path control;
+
+    /** The single export name without --stack ("" unless --export gave one). */
+    private String exportName = "";
 
     @Option(names = "--description", paramLabel = "TEXT", description = "Export description for NBD_OPT_LIST / nbdinfo.")
     String description;
@@ -93,6 +106,16 @@ public final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
+        if (stackFile != null) {
+            return serveStack(out);
+        }
+        if (control != null) {
+            throw new IllegalArgumentException("--control works on a --stack");
+        }
+        if (exportNames != null && exportNames.size() > 1) {
+            throw new IllegalArgumentException("several --export names need a --stack (one device each)");
+        }
+        exportName = exportNames == null || exportNames.isEmpty() ? "" : exportNames.getFirst();
         if (ram != null && file != null) {
             throw new IllegalArgumentException("give either FILE or --ram, not both");
         }
@@ -132,6 +155,86 @@ public final class ServeCommand implements Callable<Integer> {
         for (String uri : uris(server)) {
             out.println("  " + uri);
         }
+        out.println("try: nbdinfo " + uris(server).getFirst());
+        out.println("ready");
+        out.flush();
+        server.awaitClosed();
+        return 0;
+    }
+
+    /**
+     * Serves devices of a stack file, each under its own export name (the first is also the
+     * default export), with an optional control socket; stops as the single-device form does:
+     * server first, then the control socket, then the stack.
+     */
+    private Integer serveStack(PrintWriter out) throws Exception {
+        if (file != null || ram != null) {
+            throw new IllegalArgumentException("give either FILE, --ram or --stack");
+        }
+        if (exportNames == null || exportNames.isEmpty()) {
+            throw new IllegalArgumentException("--stack needs at least one --export NAME (a device of the stack)");
+        }
+        Stack stack = Stack.open(stackFile);
+        NbdServer server;
+        ControlServer ctl = null;
+        try {
+            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections);
+            for (String name : exportNames) {
+                BlockDevice dev = stack.device(name);
+                if (dev == null) {
+                    throw new IllegalArgumentException(stackFile + " has no device '" + name + "' (it has "
+                            + String.join(", ", stack.names()) + ")");
+                }
+                b.export(new NbdExport(name, description, dev, readOnly));
+            }
+            InetSocketAddress tcp = tcpAddress();
+            if (tcp != null) {
+                b.tcp(tcp.getHostString(), tcp.getPort());
+            }
+            if (socket != null) {
+                b.unixSocket(socket.toAbsolutePath());
+            }
+            if (control != null) {
+                ctl = ControlServer.start(stack, control.toAbsolutePath());
+            }
+            server = b.start();
+        } catch (Exception e) {
+            if (ctl != null) {
+                ctl.close();
+            }
+            stack.close();
+            throw e;
+        }
+        ControlServer ctlServer = ctl;
+        AtomicBoolean stopped = new AtomicBoolean();
+        Thread hook = Thread.ofPlatform().name("biostack-serve-stop").unstarted(() -> {
+            if (stopped.compareAndSet(false, true)) {
+                server.close();
+                if (ctlServer != null) {
+                    try {
+                        ctlServer.close();
+                    } catch (java.io.IOException e) {
+                        System.err.println("biostack serve: closing the control socket: " + e.getMessage());
+                    }
+                }
+                stack.close();
+            }
+            System.err.println("biostack serve: stopped");
+        });
+        Runtime.getRuntime().addShutdownHook(hook);
+        out.println("serving " + exportNames.size() + " device(s) of " + stackFile + ":");
+        for (String name : exportNames) {
+            BlockDevice dev = stack.device(name);
+            out.println("  " + name + " (" + Sizes.human(dev.size()) + (readOnly || dev.isReadOnly() ? ", read-only" : "") + ")");
+            exportName = name;
+            for (String uri : uris(server)) {
+                out.println("    " + uri);
+            }
+        }
+        if (control != null) {
+            out.println("control: biostack dm --control " + control + " ls");
+        }
+        exportName = exportNames.getFirst();
         out.println("try: nbdinfo " + uris(server).getFirst());
         out.println("ready");
         out.flush();

@@ -188,4 +188,51 @@ class ServeCommandTest {
         assertThat(p.exitValue()).isNotZero();
         assertThat(err).contains("nope.img").contains("--size").doesNotContain("\tat ");
     }
+
+    @Test
+    @Timeout(120)
+    void stackDevicesAreServedByNameAndAReloadUnderFioLoadLosesNothing() throws Exception {
+        Tools.require("fio", "nbdinfo");
+        Path a = dir.resolve("a.img");
+        Path stack = dir.resolve("live.stack");
+        Path sock = dir.resolve("live.sock");
+        Path ctl = dir.resolve("live.ctl");
+        // vol's two tables map the same bytes (whole vs two halves), so whatever the reloads
+        // interleave with, fio's verify must read back exactly what it wrote.
+        Files.writeString(stack, "disk0: loop " + a + " size=64M\n"
+                + "vol: 0 32M linear disk0 0\n"
+                + "tail: linear disk0 32M\n");
+        Served s = serve("--stack", stack.toString(), "--export", "vol", "--export", "tail",
+                "--socket", sock.toString(), "--control", ctl.toString());
+        assertThat(s.lines()).anyMatch(l -> l.contains("nbd+unix:///vol?socket="))
+                .anyMatch(l -> l.contains("nbd+unix:///tail?socket="));
+        String vol = "nbd+unix:///vol?socket=" + sock;
+        assertThat(Tools.ok(30, "nbdinfo", "--size", vol).out().strip()).isEqualTo(String.valueOf(32L << 20));
+        assertThat(Tools.ok(30, "nbdinfo", "--size", "nbd+unix:///tail?socket=" + sock).out().strip())
+                .isEqualTo(String.valueOf(32L << 20));
+
+        Process fio = new ProcessBuilder("fio", "--name=live", "--ioengine=nbd", "--uri=" + vol, "--rw=randwrite",
+                "--bs=4k", "--iodepth=16", "--size=32M", "--time_based", "--runtime=6", "--verify=crc32c",
+                "--do_verify=1", "--verify_fatal=1", "--verify_backlog=256", "--verify_state_save=0",
+                "--output-format=terse").directory(dir.toFile()).redirectErrorStream(true).start();
+        String[] tables = {"0 16M linear disk0 0\n16M 16M linear disk0 16M", "0 32M linear disk0 0"};
+        int reloads = 0;
+        while (fio.isAlive() && reloads < 200) {
+            String table = tables[reloads % 2];
+            assertThat(Main.run("dm", "--control", ctl.toString(), "reload", "vol", table)).isZero();
+            assertThat(Main.run("dm", "--control", ctl.toString(), "suspend", "vol")).isZero();
+            assertThat(Main.run("dm", "--control", ctl.toString(), "resume", "vol")).isZero();
+            reloads++;
+            Thread.sleep(50);
+        }
+        assertThat(fio.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        String fioOut = new String(fio.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(fio.exitValue()).as(fioOut).isZero();
+        assertThat(fioOut).doesNotContain("verify: bad").doesNotContainIgnoringCase("error=");
+        assertThat(reloads).as("reloads done while fio ran").isGreaterThan(5);
+        int exit = s.stop();
+        assertThat(sock).doesNotExist();
+        assertThat(ctl).as("control socket removed").doesNotExist();
+        assertThat(s.stderrUntilExit()).as("exit %d", exit).contains("stopped").doesNotContain("Exception");
+    }
 }
