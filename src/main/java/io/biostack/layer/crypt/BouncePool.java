@@ -1,17 +1,16 @@
 package io.biostack.layer.crypt;
 
 import io.biostack.block.Bio;
+import io.biostack.block.MpmcRing;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicLongArray;
-import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
  * Native, page-aligned buffers that ciphertext is written from, so a write never encrypts the
- * caller's memory ({@code cc->page_pool} in dm-crypt). A bounded lock-free ring after Vyukov's
- * MPMC queue, as {@link io.biostack.block.BioPool}; when it is empty a new buffer is made rather
+ * caller's memory ({@code cc->page_pool} in dm-crypt). Idle buffers wait in an {@link MpmcRing},
+ * as bios do in {@link io.biostack.block.BioPool}; when it is empty a new buffer is made rather
  * than waiting (an end-io or a submitter must never block), and a buffer that does not fit back
  * is left to the GC ({@link Arena#ofAuto()} memory, so no arena is closed on the I/O path).
  *
@@ -19,22 +18,12 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  */
 final class BouncePool {
     private final int bufferBytes;
-    private final int mask;
-    private final AtomicReferenceArray<Bounce> slots;
-    private final AtomicLongArray seq;
-    private final AtomicLong enqueuePos = new AtomicLong();
-    private final AtomicLong dequeuePos = new AtomicLong();
+    private final MpmcRing<Bounce> idle;
     private final AtomicLong created = new AtomicLong();
 
     BouncePool(int bufferBytes, int capacity) {
-        int cap = Integer.highestOneBit(Math.max(2, capacity - 1)) << 1;
         this.bufferBytes = bufferBytes;
-        this.mask = cap - 1;
-        this.slots = new AtomicReferenceArray<>(cap);
-        this.seq = new AtomicLongArray(cap);
-        for (int i = 0; i < cap; i++) {
-            seq.set(i, i);
-        }
+        this.idle = new MpmcRing<>(capacity);
     }
 
     int bufferBytes() {
@@ -48,47 +37,18 @@ final class BouncePool {
 
     /** Takes a buffer; the caller owns it until {@link #put}. */
     Bounce get() {
-        long pos = dequeuePos.get();
-        while (true) {
-            int idx = (int) (pos & mask);
-            long dif = seq.getAcquire(idx) - (pos + 1);
-            if (dif == 0) {
-                if (dequeuePos.compareAndSet(pos, pos + 1)) {
-                    Bounce b = slots.getPlain(idx);
-                    slots.setPlain(idx, null);
-                    seq.setRelease(idx, pos + mask + 1);
-                    return b;
-                }
-                pos = dequeuePos.get();
-            } else if (dif < 0) {
-                created.incrementAndGet();
-                return new Bounce(Arena.ofAuto().allocate(bufferBytes, 4096));
-            } else {
-                pos = dequeuePos.get();
-            }
+        Bounce b = idle.poll();
+        if (b == null) {
+            created.incrementAndGet();
+            b = new Bounce(Arena.ofAuto().allocate(bufferBytes, 4096));
         }
+        return b;
     }
 
-    /** Gives a buffer back; the caller must not touch it again. */
+    /** Gives a buffer back; the caller must not touch it again. A full pool leaves it to the GC. */
     void put(Bounce b) {
         b.owner = null;
-        long pos = enqueuePos.get();
-        while (true) {
-            int idx = (int) (pos & mask);
-            long dif = seq.getAcquire(idx) - pos;
-            if (dif == 0) {
-                if (enqueuePos.compareAndSet(pos, pos + 1)) {
-                    slots.setPlain(idx, b);
-                    seq.setRelease(idx, pos + 1);
-                    return;
-                }
-                pos = enqueuePos.get();
-            } else if (dif < 0) {
-                return; // full: the GC takes it
-            } else {
-                pos = enqueuePos.get();
-            }
-        }
+        idle.offer(b);
     }
 
     /** A bounce buffer and the bio it serves while a write is in flight. */
