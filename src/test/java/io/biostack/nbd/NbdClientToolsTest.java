@@ -227,6 +227,52 @@ class NbdClientToolsTest {
         }
     }
 
+    @Test
+    void ext4MadeAndMountedThroughTheKernelLoopDriverOverNbdfuseLandsInTheBackingFile() throws Exception {
+        // The kernel's loop driver and a real file system, over nbdfuse, over NBD, over our loop
+        // device, over a file: what the file system writes must be in the file, intact.
+        Tools.require("nbdfuse", "fusermount3", "mkfs.ext4", "mount", "umount", "e2fsck");
+        Path mnt = Files.createDirectory(dir.resolve("fuse"));
+        Path fs = Files.createDirectory(dir.resolve("fs"));
+        Process fuse = new ProcessBuilder("nbdfuse", mnt.toString(), fileUri).redirectErrorStream(true).start();
+        Path dev = mnt.resolve("nbd");
+        byte[] data = new byte[3 << 20];
+        new Random(7).nextBytes(data);
+        try {
+            long end = System.currentTimeMillis() + 10_000;
+            while (!Files.exists(dev) && System.currentTimeMillis() < end && fuse.isAlive()) {
+                Thread.sleep(50);
+            }
+            assertThat(Files.exists(dev)).as("nbdfuse mounted " + dev).isTrue();
+            Tools.ok(60, "mkfs.ext4", "-q", "-F", "-b", "4096", dev.toString());
+            Tools.ok(30, "mount", "-o", "loop", dev.toString(), fs.toString());
+            try {
+                Files.write(fs.resolve("hello.bin"), data);
+                Tools.ok(30, "sync");
+            } finally {
+                Tools.ok(30, "umount", fs.toString());
+            }
+            Tools.ok(60, "e2fsck", "-f", "-n", dev.toString());
+            Tools.ok(30, "mount", "-o", "loop,ro", dev.toString(), fs.toString());
+            try {
+                assertThat(Files.readAllBytes(fs.resolve("hello.bin"))).isEqualTo(data);
+            } finally {
+                Tools.ok(30, "umount", fs.toString());
+            }
+        } finally {
+            Tools.run(10, "fusermount3", "-u", mnt.toString());
+            if (!fuse.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+                fuse.destroyForcibly();
+            }
+        }
+        // ext4's superblock magic 0xEF53 (fs/ext4/ext4.h, s_magic at 1024 + 0x38) is in the file.
+        try (FileChannel ch = FileChannel.open(file)) {
+            ByteBuffer magic = ByteBuffer.allocate(2).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            ch.read(magic, 1024 + 0x38);
+            assertThat(magic.getShort(0) & 0xffff).isEqualTo(0xEF53);
+        }
+    }
+
     /** A 64 MiB file with random data in some places and holes elsewhere. */
     static Path sparseImage(Path p) throws IOException {
         Random rnd = new Random(42);
