@@ -1,9 +1,10 @@
 package io.biostack.sys;
 
+import io.biostack.TestEnv;
+
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -110,7 +111,7 @@ class LibcTest {
             assertThat(st.isRegularFile()).isTrue();
             assertThat(st.isBlockDevice()).isFalse();
             assertThat(st.blksize()).isPositive();
-            assumeTrue(Files.getFileStore(dir).type().equals("ext4"), "dio alignment: ext4 only");
+            TestEnv.require(Files.getFileStore(dir).type().equals("ext4"), "an ext4 temp dir (dio alignment)");
             assertThat(st.dioOffsetAlign()).isPositive();
             assertThat(st.dioMemAlign()).isPositive();
             assertThat(Integer.bitCount(st.dioOffsetAlign())).isEqualTo(1);
@@ -212,7 +213,7 @@ class LibcTest {
 
     @Test
     void oDirectWriteOfMisalignedBufferFailsWithEinval() throws IOException {
-        assumeTrue(Files.getFileStore(dir).type().equals("ext4"), "O_DIRECT on ext4");
+        TestEnv.require(Files.getFileStore(dir).type().equals("ext4"), "an ext4 temp dir (O_DIRECT)");
         Path p = dir.resolve("direct");
         int fd = Libc.open(p.toString(), Fcntl.O_RDWR | Fcntl.O_CREAT | Fcntl.O_DIRECT, 0644);
         assertThat(fd).isGreaterThanOrEqualTo(0);

@@ -15,7 +15,6 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Assumptions;
 
 /**
  * Test helpers for image files made by outside tools: copy a file into a {@link RamDisk} and
@@ -77,12 +76,7 @@ public final class ImageFiles {
                 found |= Files.isExecutable(Path.of(dir, tool));
             }
         }
-        if (!found) {
-            if ("true".equalsIgnoreCase(System.getenv("CI"))) {
-                fail(tool + " is not installed, and CI=true: the CI image must provide it");
-            }
-            Assumptions.abort(tool + " is not installed");
-        }
+        io.biostack.TestEnv.require(found, tool);
     }
 
     /** Runs a command; returns its output (stdout and stderr); fails the test on a non-zero exit. */
