@@ -25,10 +25,20 @@ import java.util.concurrent.CountDownLatch;
  *
  * <p>Bios from the worker itself (end-io callbacks that submit more) go straight to its backlog;
  * bios from other threads go through a lock-free {@link BioQueue}, and the worker, when it sleeps
- * in {@code io_uring_enter}, is woken by an eventfd on which the ring keeps a read armed. Each
- * pass prepares every bio it can and hands them to the kernel in one {@code io_uring_enter} (the
- * block layer's plug). In-flight bios sit in a fixed slot table; each slot has its own iovec
- * array, so the steady state allocates nothing.
+ * in {@code io_uring_enter}, is woken by an eventfd on which the ring keeps a read armed.
+ * In-flight bios sit in a fixed slot table; each slot has its own iovec array, so the steady
+ * state allocates nothing.
+ *
+ * <p><b>Submission: no plug.</b> A pass does not gather every bio it prepares into one
+ * {@code io_uring_enter}. Each SQE goes to the kernel as soon as the next one is being prepared
+ * ({@link #SUBMIT_BATCH} SQEs per enter, default 1, as fio's default
+ * {@code iodepth_batch_submit=1}); only the last one rides on the enter that follows the pass
+ * (the wait, or the GETEVENTS that fetches deferred completions). Measured on a 2-vCPU
+ * virtio-blk VM, 4k randread QD32: one enter per pass made the queue run in convoys (the whole
+ * depth submitted together, ~32 I/Os per interrupt, device latency ~430 µs at a device depth of
+ * ~27, 60-65k IOPS), while an enter per SQE lets the device start on each request at once
+ * (~12 I/Os per interrupt, ~170 µs at a depth of ~15, 85-95k IOPS) for ~4 µs more worker CPU
+ * per I/O.
  */
 final class UringEngine implements FileEngine, CqeHandler, Runnable {
     private static final System.Logger LOG = System.getLogger("biostack.file");
@@ -39,6 +49,12 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     /** Iovecs per slot; {@link BackingFile} splits bios to this many segments. */
     static final int MAX_SEGMENTS = 64;
     private static final long EVENTFD_TAG = -1L;
+    /**
+     * SQEs handed to the kernel per {@code io_uring_enter} while a pass prepares them
+     * (system property {@code biostack.uring.submitBatch}, default 1; see the class comment).
+     * A large value gives back the one-enter-per-pass plug.
+     */
+    static final int SUBMIT_BATCH = Math.max(1, Integer.getInteger("biostack.uring.submitBatch", 1));
 
     private static final int PHASE_PREFLUSH = 1;
     private static final int PHASE_DATA = 2;
@@ -62,6 +78,8 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     private final int[] freeSlots = new int[SLOTS];
     private int freeTop;
     private int inflight;
+    /** SQEs prepared since the last io_uring_enter that submitted. */
+    private int unsubmitted;
     private String description = "io_uring";
 
     /** A value of 1 for eventfd writes; read-only, shared by every waking thread. */
@@ -134,10 +152,13 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         try {
             // With SINGLE_ISSUER the ring belongs to the thread that sets it up: this one.
             ring = IoUring.open(ENTRIES, ENTRIES * 2, IoUring.RECOMMENDED_SETUP_FLAGS);
+            // An enter per SQE (class comment): skip the ring fd lookup in each. Optional (5.18).
+            boolean regRing = ring.registerRingFd() == 0;
             arena = Arena.ofShared();
             iovecs = arena.allocate((long) SLOTS * MAX_SEGMENTS * Iovec.SIZE, 4096);
             eventBuf = arena.allocate(8, 8);
-            description = "io_uring (" + SetupFlagNames.describe(ring.setupFlags()) + ")";
+            description = "io_uring (" + SetupFlagNames.describe(ring.setupFlags())
+                    + (regRing ? ", registered ring fd" : "") + ")";
         } catch (Throwable t) {
             startError = t;
             started.countDown();
@@ -172,17 +193,20 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             if (stopping && inflight == 0 && backlog.isEmpty() && inbox.isEmpty()) {
                 return;
             }
+            if (unsubmitted > 0 && ring.cqReady() == 0) {
+                // The pass's last SQEs, and the deferred completions, in one enter.
+                enter(0);
+            }
             if (ring.reap(this) > 0) {
                 continue; // callbacks may have queued more: prepare them before entering
             }
             sleeping = true;
             if (!inbox.isEmpty() || stopping) {
                 sleeping = false;
-                ring.submit();
-                ring.submitAndWait(0);
+                enter(0);
                 continue;
             }
-            int r = ring.submitAndWait(1);
+            int r = enter(1);
             sleeping = false;
             if (r < 0 && r != -io.biostack.sys.Errno.EAGAIN && r != -io.biostack.sys.Errno.EBUSY
                     && r != -io.biostack.sys.Errno.ETIME) {
@@ -193,6 +217,13 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
 
     private void armEventFd() {
         ring.prepRead(eventFd, eventBuf.address(), 8, 0, EVENTFD_TAG);
+        unsubmitted++;
+    }
+
+    /** Submits what is prepared and waits for {@code waitNr} completions (GETEVENTS). */
+    private int enter(int waitNr) {
+        unsubmitted = 0;
+        return ring.submitAndWait(waitNr);
     }
 
     private void startBacklog() {
@@ -200,6 +231,11 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             Bio bio = backlog.poll();
             if (bio == null) {
                 return;
+            }
+            if (unsubmitted >= SUBMIT_BATCH) {
+                // There is another: let the device start on what is prepared (no plug).
+                unsubmitted = 0;
+                ring.submit();
             }
             int slot = freeSlots[--freeTop];
             slotBio[slot] = bio;
@@ -229,6 +265,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         if (!ok) {
             throw new IllegalStateException("SQ full with a free slot: ring accounting broken");
         }
+        unsubmitted++;
     }
 
     private boolean prepData(int slot, Bio bio, int fd) {

@@ -129,10 +129,19 @@ public final class IoUring implements AutoCloseable {
     private final boolean blindDeferred;
     private boolean reaping;
     private boolean closed;
+    /**
+     * The ring as io_uring_enter names it: the fd, or after {@link #registerRingFd()} the index
+     * of the registered ring (with IORING_ENTER_REGISTERED_RING in {@link #enterFlag}) for
+     * {@link #enterThread} only, since a registered ring is private to the task that registered it.
+     */
+    private int enterFd;
+    private int enterFlag;
+    private Thread enterThread;
 
     private IoUring(Arena arena, int ringFd, MemorySegment params) throws ErrnoException {
         this.arena = arena;
         this.ringFd = ringFd;
+        this.enterFd = ringFd;
         this.setupFlags = UringParams.flags(params);
         this.features = UringParams.features(params);
         this.sqEntries = UringParams.sqEntries(params);
@@ -571,7 +580,7 @@ public final class IoUring implements AutoCloseable {
         timespec.set(JAVA_LONG, 8, t % 1_000_000_000L);
         for (;;) {
             int toSubmit = flushSq();
-            int r = Libc.ioUringEnter(ringFd, toSubmit, waitNr,
+            int r = ioUringEnter(toSubmit, waitNr,
                     IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, extArg.address(),
                     GETEVENTS_ARG_SIZE);
             if (r != -Errno.EINTR) {
@@ -595,11 +604,19 @@ public final class IoUring implements AutoCloseable {
             if (toSubmit == 0 && flags == 0) {
                 return 0;
             }
-            int r = Libc.ioUringEnter(ringFd, toSubmit, waitNr, flags, 0, 0);
+            int r = ioUringEnter(toSubmit, waitNr, flags, 0, 0);
             if (r != -Errno.EINTR) {
                 return r;
             }
         }
+    }
+
+    /** io_uring_enter through the registered ring when this thread registered it. */
+    private int ioUringEnter(int toSubmit, int waitNr, int flags, long arg, long argSize) {
+        if (enterFlag != 0 && Thread.currentThread() == enterThread) {
+            return Libc.ioUringEnter(enterFd, toSubmit, waitNr, flags | enterFlag, arg, argSize);
+        }
+        return Libc.ioUringEnter(ringFd, toSubmit, waitNr, flags, arg, argSize);
     }
 
     // ---- CQ -----------------------------------------------------------------------------------
@@ -729,6 +746,65 @@ public final class IoUring implements AutoCloseable {
         return Libc.ioUringRegister(ringFd, IORING_UNREGISTER_FILES, 0, 0);
     }
 
+    /**
+     * IORING_REGISTER_RING_FDS (5.18): registers this ring with the calling thread, so that its
+     * io_uring_enter calls skip the fd lookup (fget/fput) that every enter otherwise pays, as
+     * liburing's io_uring_register_ring_fd does. Only the calling thread's enters use it (the
+     * registration is per task); other threads keep using the plain fd. Call it on the thread
+     * that drives the ring; {@link #close()} on that thread unregisters it (from another thread
+     * the kernel drops it when the registering thread exits). Cold path.
+     *
+     * @return 0 (also when already registered), or -errno (-EINVAL on kernels before 5.18:
+     *         the ring works as before)
+     */
+    public int registerRingFd() {
+        ensureOpen();
+        if (enterFlag != 0) {
+            return 0;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment up = rsrcUpdate(a, -1, ringFd); // offset -1: any free slot
+            int r = Libc.ioUringRegister(ringFd, IORING_REGISTER_RING_FDS, up.address(), 1);
+            if (r < 0) {
+                return r;
+            }
+            if (r != 1) {
+                return -Errno.EINVAL;
+            }
+            enterFd = up.get(JAVA_INT, 0);
+            enterThread = Thread.currentThread();
+            enterFlag = IORING_ENTER_REGISTERED_RING;
+            return 0;
+        }
+    }
+
+    /** True when this thread's io_uring_enter calls go through a registered ring fd. */
+    public boolean ringFdRegistered() {
+        return enterFlag != 0 && Thread.currentThread() == enterThread;
+    }
+
+    /** struct io_uring_rsrc_update { __u32 offset; __u32 resv; __aligned_u64 data; }. */
+    private static MemorySegment rsrcUpdate(Arena a, int offset, long data) {
+        MemorySegment up = a.allocate(16, 8);
+        up.set(JAVA_INT, 0, offset);
+        up.set(JAVA_INT, 4, 0);
+        up.set(JAVA_LONG, 8, data);
+        return up;
+    }
+
+    private void unregisterRingFd() {
+        if (enterFlag == 0 || Thread.currentThread() != enterThread) {
+            return;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment up = rsrcUpdate(a, enterFd, 0);
+            Libc.ioUringRegister(ringFd, IORING_UNREGISTER_RING_FDS, up.address(), 1);
+        }
+        enterFlag = 0;
+        enterFd = ringFd;
+        enterThread = null;
+    }
+
     /** IORING_REGISTER_EVENTFD: the kernel signals {@code eventFd} on each completion. */
     public int registerEventFd(int eventFd) {
         ensureOpen();
@@ -786,6 +862,7 @@ public final class IoUring implements AutoCloseable {
         if (closed) {
             return;
         }
+        unregisterRingFd();
         closed = true;
         Libc.munmap(sqes.address(), sqes.byteSize());
         if (cqRing != sqRing) {

@@ -141,6 +141,43 @@ class IoUringTest {
     }
 
     @Test
+    void registeredRingFdDrivesEveryKindOfEnterOnItsThreadAndOthersFallBackToTheFd()
+            throws Exception {
+        int r = ring.registerRingFd();
+        assumeTrue(r != -Errno.EINVAL, "IORING_REGISTER_RING_FDS needs Linux 5.18");
+        assertThat(r).as("register ring fd: %s", Errno.name(r)).isZero();
+        assertThat(ring.ringFdRegistered()).isTrue();
+        assertThat(ring.registerRingFd()).as("idempotent").isZero();
+        // submit, submitAndWait, timed wait and getEvents all go through the registered index.
+        assertThat(ring.prepNop(1)).isTrue();
+        assertThat(ring.submit()).isEqualTo(1);
+        assertThat(ring.prepNop(2)).isTrue();
+        assertThat(ring.submitAndWait(2)).isEqualTo(1);
+        assertThat(ring.getEvents()).isZero();
+        assertThat(ring.reap(collect)).isEqualTo(2);
+        assertThat(ring.submitAndWait(1, 1_000_000L)).isEqualTo(-Errno.ETIME);
+        assertThat(userData).containsExactly(1L, 2L);
+        // Another thread may not use this thread's registration: it reports false, and (without
+        // SINGLE_ISSUER) its enters use the plain fd.
+        boolean[] elsewhere = new boolean[1];
+        Thread t = Thread.ofPlatform().start(() -> elsewhere[0] = ring.ringFdRegistered());
+        t.join();
+        assertThat(elsewhere[0]).isFalse();
+        try (IoUring plain = IoUring.open(4, 0, 0)) {
+            assertThat(plain.registerRingFd()).isZero();
+            int[] got = new int[2];
+            Thread u = Thread.ofPlatform().start(() -> {
+                got[0] = plain.prepNop(9) ? 1 : 0;
+                got[1] = plain.submitAndWait(1);
+            });
+            u.join();
+            assertThat(got).containsExactly(1, 1);
+            assertThat(plain.reap(collect)).isEqualTo(1);
+        }
+        assertThat(userData).containsExactly(1L, 2L, 9L);
+    }
+
+    @Test
     void manyNopsBatchedInOneSubmitEachCompleteExactlyOnce() {
         for (int i = 0; i < 32; i++) {
             assertThat(ring.prepNop(1000 + i)).isTrue();
