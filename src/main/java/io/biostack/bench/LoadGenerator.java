@@ -151,8 +151,8 @@ public final class LoadGenerator {
      */
     public BenchResult run(ProgressListener progress) throws InterruptedException {
         try (Arena arena = Arena.ofShared()) {
-            int align = Math.max(4096, dev.limits().dmaAlignment());
-            MemorySegment all = arena.allocate((long) w.blockSize() * slots.length, align);
+            // Registered with the ring where the device can (a loop device over io_uring).
+            MemorySegment all = dev.allocateIoMemory((long) w.blockSize() * slots.length, arena);
             java.util.SplittableRandom fill = new java.util.SplittableRandom(w.seed());
             for (long i = 0; i < all.byteSize(); i += 8) {
                 all.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, i, fill.nextLong());

@@ -1,5 +1,6 @@
 package io.biostack.block;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.CompletableFuture;
 
@@ -36,6 +37,20 @@ public interface BlockDevice extends AutoCloseable {
      */
     default Extent extentAt(long offset, long maxLength) {
         return Extent.data(maxLength);
+    }
+
+    /**
+     * Native memory for bios to this device: {@code bytes}, aligned to 4096 and to
+     * {@link QueueLimits#dmaAlignment()}. A device may hand out memory it does I/O on more
+     * cheaply (a loop device over io_uring: buffers registered with the ring); by default it is
+     * plain {@code owner} memory. Layers need not forward it. Not on the I/O path (may wait).
+     *
+     * <p>Ownership: the memory belongs to {@code owner} (shared or automatic, as bios complete on
+     * other threads): closing owner frees it, and the caller closes it only after every bio over
+     * the memory has completed. It stays valid after the device is closed.
+     */
+    default MemorySegment allocateIoMemory(long bytes, Arena owner) {
+        return owner.allocate(bytes, Math.max(4096, limits().dmaAlignment()));
     }
 
     /** Releases what the device holds. Bios must no longer be in flight. */

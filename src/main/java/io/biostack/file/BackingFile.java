@@ -13,6 +13,7 @@ import io.biostack.sys.Libc;
 import io.biostack.sys.Stat;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicLong;
@@ -73,7 +74,7 @@ public final class BackingFile implements AutoCloseable {
                 .fua(true)
                 .build();
         this.bounceLimits = limits.toBuilder().maxBytes(Bounce.BUFFER_SIZE).build();
-        this.bounce = new Bounce(BOUNCE_BUFFERS, Math.max(dioMemAlign, 4096), pool);
+        this.bounce = new Bounce(BOUNCE_BUFFERS, Math.max(dioMemAlign, 4096), pool, engine);
     }
 
     /**
@@ -300,6 +301,32 @@ public final class BackingFile implements AutoCloseable {
 
     public EngineKind engineKind() {
         return engine.kind();
+    }
+
+    /**
+     * Memory for bios to this file that the engine can do I/O on most cheaply: {@code bytes} of
+     * native memory, aligned to 4096 and to {@link #memoryAlignment()}. With io_uring it is
+     * registered with the ring (a bio whose memory is one piece inside it goes down as
+     * READ_FIXED/WRITE_FIXED: no page pinning per I/O); otherwise, or when registration fails
+     * (RLIMIT_MEMLOCK, old kernel, table full), it is plain memory and works the same.
+     *
+     * <p>Ownership: the memory belongs to {@code owner} and is freed, and unregistered, when
+     * owner is closed; close it only after every bio over it has completed. It may outlive this
+     * file. Use a shared or automatic arena (engine threads access it). Cold path: may wait for
+     * the engine's thread; don't call it from an end-io callback.
+     */
+    public MemorySegment allocateIoBuffers(long bytes, Arena owner) {
+        return engine.allocateIoMemory(bytes, Math.max(4096, dioMemAlign), owner);
+    }
+
+    /** I/Os of this file's engine that used registered buffers (0 without io_uring). Tests. */
+    long fixedIos() {
+        return engine instanceof UringEngine u ? u.fixedIos() : 0;
+    }
+
+    /** True when the engine has a fixed-buffer table. Tests. */
+    boolean engineHasFixedBuffers() {
+        return engine instanceof UringEngine u && u.hasFixedBuffers();
     }
 
     /** Times the bounce pool ran dry (a buffer was allocated instead). */

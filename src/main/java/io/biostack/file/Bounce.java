@@ -16,7 +16,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * into an aligned native buffer before it goes down; a read lands in the buffer and is copied
  * back into the caller's memory on completion.
  *
- * <p>Buffers come from one slab allocated when the pool is made and freed when it is closed;
+ * <p>Buffers come from one slab allocated when the pool is made and freed when it is closed
+ * (asked of the engine, so that io_uring can register it as a fixed buffer);
  * when all are taken, an extra buffer is allocated from an automatic arena (counted in
  * {@link #overflows()}) so a bio never waits. Thread-safe.
  */
@@ -43,10 +44,10 @@ final class Bounce {
     private final int align;
     private final EndIo done = this::bounceDone;
 
-    Bounce(int count, int align, BioPool bios) {
+    Bounce(int count, int align, BioPool bios, FileEngine engine) {
         this.align = Math.max(align, 4096);
         this.free = new MpmcRing<>(count);
-        MemorySegment slab = arena.allocate((long) count * BUFFER_SIZE, this.align);
+        MemorySegment slab = engine.allocateIoMemory((long) count * BUFFER_SIZE, this.align, arena);
         for (int i = 0; i < count; i++) {
             free.offer(new Slot(slab.asSlice((long) i * BUFFER_SIZE, BUFFER_SIZE), true));
         }
@@ -97,7 +98,7 @@ final class Bounce {
         return overflows.get();
     }
 
-    /** Frees the slab; no bounced bio may be in flight. */
+    /** Frees the slab (and drops its registration); no bounced bio may be in flight. */
     void close() {
         arena.close();
     }

@@ -2,6 +2,9 @@ package io.biostack.file;
 
 import io.biostack.block.Bio;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
 /**
  * Phase two of direct I/O: does a file bio's I/O against its backing file and completes it.
  *
@@ -19,6 +22,17 @@ interface FileEngine {
 
     /** The kind actually running. */
     EngineKind kind();
+
+    /**
+     * Native memory for file bios, {@code bytes} long and aligned to {@code align} (at least
+     * 4096): the engine may make it cheaper to do I/O on (io_uring: registered with the ring as a
+     * fixed buffer). It belongs to {@code owner}, freed (and unregistered) when owner is closed,
+     * which the caller does only after every bio over it has completed. Cold path: may wait for
+     * the engine's thread. By default plain {@code owner} memory.
+     */
+    default MemorySegment allocateIoMemory(long bytes, long align, Arena owner) {
+        return owner.allocate(bytes, Math.max(4096, align));
+    }
 
     /** Finishes every bio in flight, then stops. */
     void shutdown();

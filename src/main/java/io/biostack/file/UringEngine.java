@@ -5,6 +5,7 @@ import io.biostack.block.BioList;
 import io.biostack.block.BioQueue;
 import io.biostack.block.Op;
 import io.biostack.block.Status;
+import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
 import io.biostack.sys.EventFd;
 import io.biostack.sys.Iovec;
@@ -17,6 +18,7 @@ import io.biostack.uring.SetupFlagNames;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayDeque;
 import java.util.concurrent.CountDownLatch;
 
 /**
@@ -39,6 +41,15 @@ import java.util.concurrent.CountDownLatch;
  * ~27, 60-65k IOPS), while an enter per SQE lets the device start on each request at once
  * (~12 I/Os per interrupt, ~170 µs at a depth of ~15, 85-95k IOPS) for ~4 µs more worker CPU
  * per I/O.
+ *
+ * <p><b>Registered buffers.</b> {@link #allocateIoMemory} hands out regions that the worker
+ * registers in a sparse fixed-buffer table (IORING_REGISTER_BUFFERS2 + BUFFERS_UPDATE, 5.19);
+ * a bio whose one piece of memory lies inside a region goes down as READ_FIXED/WRITE_FIXED,
+ * so the kernel does not pin and unpin its pages per I/O. Register calls must come from the
+ * ring's owner (SINGLE_ISSUER), so other threads queue a request, wake the worker through the
+ * eventfd and wait for its answer; the worker never waits. The lookup is a scan of a few
+ * longs, worker-only. When the kernel or RLIMIT_MEMLOCK says no, regions are plain memory
+ * (said once at DEBUG). System property {@code biostack.uring.fixedBuffers=false} turns it off.
  */
 final class UringEngine implements FileEngine, CqeHandler, Runnable {
     private static final System.Logger LOG = System.getLogger("biostack.file");
@@ -55,6 +66,11 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
      * A large value gives back the one-enter-per-pass plug.
      */
     static final int SUBMIT_BATCH = Math.max(1, Integer.getInteger("biostack.uring.submitBatch", 1));
+
+    /** Slots of the sparse fixed-buffer table; each registered region takes one. */
+    static final int BUFFER_SLOTS = 256;
+    /** Largest registered buffer (io_buffer_validate: SZ_1G). */
+    private static final long MAX_FIXED_BYTES = 1L << 30;
 
     private static final int PHASE_PREFLUSH = 1;
     private static final int PHASE_DATA = 2;
@@ -82,6 +98,37 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     private int unsubmitted;
     private String description = "io_uring";
 
+    // Registered buffers (class comment). Worker-thread state but fixedBuffers, set before start.
+    private final boolean fixedWanted;
+    private volatile boolean fixedBuffers;
+    private final long[] regStart = new long[BUFFER_SLOTS];
+    private final long[] regEnd = new long[BUFFER_SLOTS];
+    private final int[] regSlot = new int[BUFFER_SLOTS];
+    private final boolean[] slotUsed = new boolean[BUFFER_SLOTS];
+    private int regCount;
+    /** I/Os that went down as READ_FIXED/WRITE_FIXED (worker writes; read it after a completion). */
+    private long fixedIos;
+    private final Object regLock = new Object();
+    private final ArrayDeque<RegRequest> regQueue = new ArrayDeque<>(); // guarded by regLock
+    private boolean regClosed; // guarded by regLock
+    private volatile boolean regPending;
+    private volatile boolean regFailureLogged;
+
+    /** Register ({@code slot < 0}) or unregister ({@code slot}) a region; answered by the worker. */
+    private static final class RegRequest {
+        final long addr;
+        final long len;
+        final int slot;
+        int result;
+        final CountDownLatch done = new CountDownLatch(1);
+
+        RegRequest(long addr, long len, int slot) {
+            this.addr = addr;
+            this.len = len;
+            this.slot = slot;
+        }
+    }
+
     /** A value of 1 for eventfd writes; read-only, shared by every waking thread. */
     private final MemorySegment one;
 
@@ -97,6 +144,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             freeSlots[i] = SLOTS - 1 - i;
         }
         freeTop = SLOTS;
+        this.fixedWanted = Boolean.parseBoolean(System.getProperty("biostack.uring.fixedBuffers", "true"));
         this.thread = Thread.ofPlatform().name("biostack-uring").daemon(true).unstarted(this);
     }
 
@@ -157,8 +205,16 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             arena = Arena.ofShared();
             iovecs = arena.allocate((long) SLOTS * MAX_SEGMENTS * Iovec.SIZE, 4096);
             eventBuf = arena.allocate(8, 8);
+            if (fixedWanted) {
+                int r = ring.registerBuffersSparse(BUFFER_SLOTS); // 5.19; optional
+                fixedBuffers = r == 0;
+                if (r < 0) {
+                    LOG.log(System.Logger.Level.DEBUG, "io_uring: no fixed buffers (sparse buffer table: {0})",
+                            Errno.name(-r));
+                }
+            }
             description = "io_uring (" + SetupFlagNames.describe(ring.setupFlags())
-                    + (regRing ? ", registered ring fd" : "") + ")";
+                    + (regRing ? ", registered ring fd" : "") + (fixedBuffers ? ", fixed buffers" : "") + ")";
         } catch (Throwable t) {
             startError = t;
             started.countDown();
@@ -176,6 +232,16 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
                 b.fail(Status.CANCELLED, "file engine is shut down");
                 b = n;
             }
+            RegRequest[] left;
+            synchronized (regLock) {
+                regClosed = true; // later requests are answered on their own thread
+                left = regQueue.toArray(new RegRequest[0]);
+                regQueue.clear();
+                regPending = false;
+            }
+            for (RegRequest r : left) {
+                serve(r);
+            }
             ring.close();
             Libc.close(eventFd);
             arena.close();
@@ -188,6 +254,9 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             Bio taken = inbox.takeAll();
             if (taken != null) {
                 backlog.addAll(taken);
+            }
+            if (regPending) {
+                serveRequests();
             }
             startBacklog();
             if (stopping && inflight == 0 && backlog.isEmpty() && inbox.isEmpty()) {
@@ -277,6 +346,12 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         long size = bio.size();
         if (first.byteSize() - skip >= size) {
             long addr = first.address() + skip;
+            int buf = regCount == 0 ? -1 : fixedBuffer(addr, size);
+            if (buf >= 0) {
+                fixedIos++;
+                return read ? ring.prepReadFixed(fd, addr, (int) size, bio.offset(), buf, rw, slot)
+                        : ring.prepWriteFixed(fd, addr, (int) size, bio.offset(), buf, rw, slot);
+            }
             return ring.prepRw(read ? IoUringConstants.IORING_OP_READ : IoUringConstants.IORING_OP_WRITE,
                     fd, addr, (int) size, bio.offset(), rw, slot, 0, 0);
         }
@@ -294,6 +369,169 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         long iov = iovecs.address() + base;
         return read ? ring.prepReadv(fd, iov, n, bio.offset(), rw, slot)
                 : ring.prepWritev(fd, iov, n, bio.offset(), rw, slot);
+    }
+
+    /** The fixed-buffer slot whose region holds {@code addr..addr+len}, or -1. Worker only. */
+    private int fixedBuffer(long addr, long len) {
+        long end = addr + len;
+        for (int i = 0; i < regCount; i++) {
+            if (addr >= regStart[i] && end <= regEnd[i]) {
+                return regSlot[i];
+            }
+        }
+        return -1;
+    }
+
+    // ---- registered I/O memory (cold path) -------------------------------------------------------
+
+    /**
+     * A region registered with the ring as a fixed buffer when it can be, else plain memory; see
+     * {@link FileEngine#allocateIoMemory}. The region has its own arena, closed (after the worker
+     * dropped the registration and forgot the range) by the cleanup of {@code owner}: so a freed
+     * range is never taken for a registered one. Waits for the worker; never call it from there
+     * with bios of this engine blocked on the answer (it is answered at once on the worker).
+     */
+    @Override
+    public MemorySegment allocateIoMemory(long bytes, long align, Arena owner) {
+        long size = (bytes + 4095) & -4096L;
+        if (!fixedBuffers || bytes <= 0 || size > MAX_FIXED_BYTES) {
+            return FileEngine.super.allocateIoMemory(bytes, align, owner);
+        }
+        Arena region = Arena.ofShared();
+        MemorySegment mem;
+        try {
+            mem = region.allocate(size, Math.max(4096, align));
+        } catch (RuntimeException | OutOfMemoryError e) {
+            region.close();
+            throw e;
+        }
+        int slot = call(new RegRequest(mem.address(), size, -1));
+        if (slot < 0) {
+            region.close();
+            if (!regFailureLogged) {
+                regFailureLogged = true;
+                LOG.log(System.Logger.Level.DEBUG, "io_uring: registering " + size + " bytes of I/O memory failed ("
+                        + Errno.name(-slot) + "); using unregistered memory");
+            }
+            return FileEngine.super.allocateIoMemory(bytes, align, owner);
+        }
+        return mem.reinterpret(bytes, owner, s -> release(slot, region));
+    }
+
+    /** The owner's arena closed: drop the registration, then free the region. */
+    private void release(int slot, Arena region) {
+        try {
+            call(new RegRequest(0, 0, slot));
+        } finally {
+            region.close();
+        }
+    }
+
+    /** Has the worker answer {@code r}: at once on the worker, else through the queue. */
+    private int call(RegRequest r) {
+        if (Thread.currentThread() == thread) {
+            serve(r);
+            return r.result;
+        }
+        synchronized (regLock) {
+            if (regClosed) {
+                // The ring is gone, and with it every registration.
+                return r.slot >= 0 ? 0 : -Errno.ENXIO;
+            }
+            regQueue.add(r);
+            regPending = true;
+        }
+        Libc.write(eventFd, one.address(), 8); // the armed eventfd read ends any wait
+        boolean interrupted = false;
+        while (true) {
+            try {
+                r.done.await();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true; // the worker answers soon; the region must not leak
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        return r.result;
+    }
+
+    private void serveRequests() {
+        while (true) {
+            RegRequest r;
+            synchronized (regLock) {
+                r = regQueue.poll();
+                if (r == null) {
+                    regPending = false;
+                    return;
+                }
+            }
+            serve(r);
+        }
+    }
+
+    /** Worker: registers or unregisters one region, then answers. */
+    private void serve(RegRequest r) {
+        try {
+            r.result = r.slot >= 0 ? unregister(r.slot) : register(r.addr, r.len);
+        } catch (RuntimeException e) {
+            r.result = -Errno.EIO;
+            LOG.log(System.Logger.Level.WARNING, "io_uring buffer registration failed", e);
+        } finally {
+            r.done.countDown();
+        }
+    }
+
+    private int register(long addr, long len) {
+        if (!fixedBuffers || ring.isClosed()) {
+            return -Errno.ENXIO;
+        }
+        int slot = 0;
+        while (slot < BUFFER_SLOTS && slotUsed[slot]) {
+            slot++;
+        }
+        if (slot == BUFFER_SLOTS) {
+            return -Errno.ENOSPC;
+        }
+        int r = ring.updateBuffer(slot, addr, len);
+        if (r < 0) {
+            return r;
+        }
+        if (r != 1) {
+            return -Errno.EINVAL;
+        }
+        slotUsed[slot] = true;
+        regStart[regCount] = addr;
+        regEnd[regCount] = addr + len;
+        regSlot[regCount] = slot;
+        regCount++;
+        return slot;
+    }
+
+    private int unregister(int slot) {
+        for (int i = 0; i < regCount; i++) {
+            if (regSlot[i] == slot) {
+                regCount--;
+                regStart[i] = regStart[regCount];
+                regEnd[i] = regEnd[regCount];
+                regSlot[i] = regSlot[regCount];
+                break;
+            }
+        }
+        slotUsed[slot] = false;
+        // Bios in flight on the buffer keep it until they complete (the kernel refcounts it).
+        return ring.isClosed() ? 0 : Math.min(0, ring.updateBuffer(slot, 0, 0));
+    }
+
+    /** I/Os prepared as READ_FIXED/WRITE_FIXED so far; read after a completion you waited for. */
+    long fixedIos() {
+        return fixedIos;
+    }
+
+    /** True when the ring has a fixed-buffer table. */
+    boolean hasFixedBuffers() {
+        return fixedBuffers;
     }
 
     @Override

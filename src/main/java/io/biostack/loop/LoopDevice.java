@@ -10,6 +10,8 @@ import io.biostack.block.Sizes;
 import io.biostack.file.BackingFile;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -188,6 +190,14 @@ public final class LoopDevice implements BlockDevice {
     public long refreshCapacity() throws IOException {
         size = deviceSize(file.size(), config);
         return size;
+    }
+
+    /** Memory registered with the backing file's io_uring when it can be (see {@link BackingFile#allocateIoBuffers}). */
+    @Override
+    public MemorySegment allocateIoMemory(long bytes, Arena owner) {
+        long align = Math.max(4096, limits.dmaAlignment());
+        MemorySegment m = file.allocateIoBuffers(bytes, owner);
+        return (m.address() & (align - 1)) == 0 ? m : BlockDevice.super.allocateIoMemory(bytes, owner);
     }
 
     /** Holes of the backing file, seen through the offset (SEEK_DATA / SEEK_HOLE). */

@@ -728,6 +728,61 @@ public final class IoUring implements AutoCloseable {
     }
 
     /**
+     * IORING_REGISTER_BUFFERS2 with IORING_RSRC_REGISTER_SPARSE (5.19): registers an empty
+     * table of {@code slots} fixed buffers, to be filled one by one with
+     * {@link #updateBuffer}. Cold path.
+     *
+     * <p>include/uapi/linux/io_uring.h: {@code struct io_uring_rsrc_register { __u32 nr;
+     * __u32 flags; __u64 resv2; __aligned_u64 data; __aligned_u64 tags; }} (32 bytes), passed
+     * with its size as nr_args.
+     *
+     * @return 0 or -errno (-EINVAL on kernels without sparse tables, -EBUSY when buffers are
+     *         already registered, -EEXIST from a thread other than a SINGLE_ISSUER ring's owner)
+     */
+    public int registerBuffersSparse(int slots) {
+        ensureOpen();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment rr = a.allocate(RSRC_REGISTER_SIZE, 8); // zeroed: resv2, data, tags
+            rr.set(JAVA_INT, 0, slots);
+            rr.set(JAVA_INT, 4, IORING_RSRC_REGISTER_SPARSE);
+            return Libc.ioUringRegister(ringFd, IORING_REGISTER_BUFFERS2, rr.address(),
+                    (int) RSRC_REGISTER_SIZE);
+        }
+    }
+
+    /** sizeof(struct io_uring_rsrc_register) and sizeof(struct io_uring_rsrc_update2). */
+    private static final long RSRC_REGISTER_SIZE = 32;
+    private static final long RSRC_UPDATE2_SIZE = 32;
+
+    /**
+     * IORING_REGISTER_BUFFERS_UPDATE (5.13): puts buffer {@code addr..addr+len} in slot
+     * {@code index} of the fixed-buffer table ({@code addr == 0 && len == 0} empties the slot;
+     * requests already in flight keep the old buffer until they complete). The kernel pins the
+     * pages now; the memory must stay mapped while it is registered. Cold path.
+     *
+     * <p>include/uapi/linux/io_uring.h: {@code struct io_uring_rsrc_update2 { __u32 offset;
+     * __u32 resv; __aligned_u64 data; __aligned_u64 tags; __u32 nr; __u32 resv2; }} (32
+     * bytes; data points at {@code nr} iovecs), passed with its size as nr_args.
+     *
+     * @return 1 (slots updated) or -errno (-ENOMEM over RLIMIT_MEMLOCK, -EFAULT for a buffer
+     *         over 1 GiB or memory that can't be pinned, -EINVAL for a bad slot)
+     */
+    public int updateBuffer(int index, long addr, long len) {
+        ensureOpen();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment iov = a.allocate(16, 8);
+            iov.set(JAVA_LONG, 0, addr);
+            iov.set(JAVA_LONG, 8, len);
+            MemorySegment up = a.allocate(RSRC_UPDATE2_SIZE, 8); // zeroed: resv, tags, resv2
+            up.set(JAVA_INT, 0, index);
+            up.set(JAVA_LONG, 8, iov.address());
+            up.set(JAVA_INT, 24, 1);
+            return Libc.ioUringRegister(ringFd, IORING_REGISTER_BUFFERS_UPDATE, up.address(),
+                    (int) RSRC_UPDATE2_SIZE);
+        }
+    }
+
+    /**
      * IORING_REGISTER_FILES: afterwards SQEs with IOSQE_FIXED_FILE name a file by its index in
      * {@code fds}. Cold path (copies the array). 0 or -errno.
      */

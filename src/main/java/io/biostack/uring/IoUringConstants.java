@@ -394,6 +394,13 @@ public final class IoUringConstants {
     /** io_uring.h: IORING_REGISTER_FILE_ALLOC_RANGE 25. */
     public static final int IORING_REGISTER_FILE_ALLOC_RANGE = 25;
 
+    /**
+     * io_uring.h: IORING_RSRC_REGISTER_SPARSE (1U &lt;&lt; 0), in io_uring_rsrc_register.flags
+     * (5.19): registers an empty table of {@code nr} slots, filled later with
+     * IORING_REGISTER_BUFFERS_UPDATE / IORING_REGISTER_FILES_UPDATE2.
+     */
+    public static final int IORING_RSRC_REGISTER_SPARSE = 1 << 0;
+
     /** io_uring.h: IO_URING_OP_SUPPORTED (1 &lt;&lt; 0), in io_uring_probe_op.flags. */
     public static final int IO_URING_OP_SUPPORTED = 1 << 0;
 

@@ -67,6 +67,25 @@ class LoopDeviceTest {
 
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
+    void ioMemoryFromTheDeviceWritesAndReadsBack(EngineKind engine) throws Exception {
+        Path p = sparse(4 << 20);
+        byte[] data = pattern(16384, 11);
+        LoopConfig cfg = LoopConfig.defaults().withOffset(1 << 20).withEngine(engine).withDirectIo(DirectIoMode.ON);
+        try (LoopDevice dev = LoopDevice.open(p, cfg); Arena a = Arena.ofShared()) {
+            MemorySegment buf = dev.allocateIoMemory(data.length, a);
+            assertThat(buf.byteSize()).isEqualTo(data.length);
+            assertThat(buf.address() % Math.max(4096, dev.limits().dmaAlignment())).isZero();
+            MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, data.length);
+            dev.write(4096, buf).get(10, TimeUnit.SECONDS);
+            buf.fill((byte) 0);
+            dev.read(4096, buf).get(10, TimeUnit.SECONDS);
+            assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(data);
+        }
+        assertThat(fileBytes(p, (1 << 20) + 4096, data.length)).isEqualTo(data);
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void writeThroughOffsetLandsAtFileOffsetAndReadsBack(EngineKind engine) throws Exception {
         Path p = sparse(4 << 20);
         byte[] data = pattern(12288, 1);
