@@ -47,10 +47,10 @@ for r in $(seq 1 "$rounds"); do
   for j in "${jobs[@]}"; do
     set -- $j
     name=$1 rw=$2 bs=$3 qd=$4
-    fio --name="$name" --filename="$file" --ioengine=io_uring --direct=1 --rw="$rw" --bs="$bs" \
+    fio --name="$name" --ramp_time=2 --filename="$file" --ioengine=io_uring --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --runtime="$runtime" --time_based --size="$size" --lat_percentiles=1 \
         --output-format=json >"$out/fio-$name-$r.json" 2>/dev/null
-    "$root/biostack" bench "$file" --rw "$rw" --bs "$bs" --iodepth "$qd" --runtime "$runtime" \
+    "$root/biostack" bench "$file" --ramp 2 --rw "$rw" --bs "$bs" --iodepth "$qd" --runtime "$runtime" \
         --size "$size" --direct-io on --engine uring --json >"$out/bs-$name-$r.json" 2>/dev/null
     echo "round $r: $name done" >&2
   done

@@ -67,7 +67,7 @@ for j in "${jobs[@]}"; do
   name=$1; rw=$2; bs=$3; qd=$4
   for r in $(seq "$rounds"); do
     for dev in disk0 c0; do
-      "$root/biostack" bench --stack "$out/stack" --device "$dev" --rw "$rw" --bs "$bs" \
+      "$root/biostack" bench --stack "$out/stack" --device "$dev" --ramp 2 --rw "$rw" --bs "$bs" \
         --iodepth "$qd" --runtime "$runtime" --size "$size" --json > "$out/$name.$dev.$r.json"
     done
   done

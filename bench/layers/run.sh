@@ -4,6 +4,7 @@
 #
 #   bench/layers/run.sh [DIR] [--runtime S] [--rounds N] [--size 1G] [--rw randread|randwrite]
 #
+# Each run ramps 2 s before measuring (JIT warm-up; layered paths have more to compile).
 # Devices (one stack file, written to a temporary directory):
 #   disk0          loop over DIR/layers-a.img                     (the baseline)
 #   lin            0 SIZE-1M linear disk0 1M                      (dm-linear over it; as a dm device,
@@ -57,7 +58,7 @@ CONF
 devices=(disk0 lin both)
 for r in $(seq 1 "$rounds"); do
   for d in "${devices[@]}"; do
-    "$root/biostack" bench --stack "$stack" --device "$d" --rw "$rw" --bs 4k --iodepth 32 \
+    "$root/biostack" bench --stack "$stack" --device "$d" --ramp 2 --rw "$rw" --bs 4k --iodepth 32 \
         --runtime "$runtime" --json >"$out/$d-$r.json"
     echo "round $r: $d done" >&2
   done

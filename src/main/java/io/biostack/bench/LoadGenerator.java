@@ -32,6 +32,9 @@ public final class LoadGenerator {
     private final long blocks;
     private final CountDownLatch finished;
     private volatile boolean stop;
+    /** False during the ramp: I/O runs but is not measured (fio's ramp_time). */
+    private volatile boolean measuring = true;
+    private long rampNs;
     private volatile String firstError;
 
     public LoadGenerator(BlockDevice dev, Workload w) {
@@ -51,6 +54,18 @@ public final class LoadGenerator {
         }
         this.slots = new Slot[w.ioDepth()];
         this.finished = new CountDownLatch(w.ioDepth());
+    }
+
+    /**
+     * Runs the load for {@code ns} before measuring (fio's {@code ramp_time}): the JIT compiles
+     * the path and the device settles. Returns this generator.
+     */
+    public LoadGenerator ramp(long ns) {
+        if (ns < 0) {
+            throw new IllegalArgumentException("--ramp must not be negative");
+        }
+        this.rampNs = ns;
+        return this;
     }
 
     /** One bio in flight at a time: its buffer, its random state, its counters. */
@@ -119,7 +134,15 @@ public final class LoadGenerator {
         @Override
         public void endIo(Bio b) {
             long lat = System.nanoTime() - b.privateLong();
-            if (b.status().isOk()) {
+            if (!measuring) {
+                // ramp: warm the JIT and the device, count nothing but errors
+                if (!b.status().isOk()) {
+                    errors++;
+                    if (firstError == null) {
+                        firstError = b.status() + ": " + b.detail();
+                    }
+                }
+            } else if (b.status().isOk()) {
                 if (b.op() == Op.READ) {
                     readLat.recordValue(lat);
                     readIos++;
@@ -163,7 +186,7 @@ public final class LoadGenerator {
             }
             com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
             long self = Thread.currentThread().threadId();
-            long t0 = System.nanoTime();
+            measuring = rampNs == 0;
             // A device that completes inside submit (a ramdisk) keeps the starting thread busy
             // for the whole run, so slots start on their own thread and this one keeps time.
             Thread starter = Thread.ofPlatform().name("biostack-bench").start(() -> {
@@ -171,6 +194,11 @@ public final class LoadGenerator {
                     s.start();
                 }
             });
+            if (rampNs > 0) {
+                TimeUnit.NANOSECONDS.sleep(rampNs);
+                measuring = true; // slots see it at their next completion
+            }
+            long t0 = System.nanoTime();
             long deadline = t0 + w.runtimeNs();
             // Allocation is measured over the middle of the run: after warm-up, before the drain.
             long warm = t0 + w.runtimeNs() / 2; // JIT warm-up: interpreted and C1 code allocate a little

@@ -42,6 +42,10 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--size", description = "file size when created (default 1G), and the range I/O falls in")
     SizeArg size;
 
+    @Option(names = "--ramp", defaultValue = "0",
+            description = "seconds to run before measuring, as fio's ramp_time (default ${DEFAULT-VALUE})")
+    double ramp;
+
     @Option(names = "--rwmixread", defaultValue = "50", description = "percentage of reads for randrw")
     int rwmixread;
 
@@ -93,7 +97,7 @@ public final class BenchCommand implements Callable<Integer> {
             String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s direct-io=%s engine=%s",
                     w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), dev.name() + " on " + file,
                     dev.isDirectIo() ? "on" : "off", dev.backingFile().engineDescription());
-            BenchResult r = run(dev, w);
+            BenchResult r = run(dev, w, ramp);
             String extra = "\"device\":\"" + dev.name() + "\",\"direct_io\":" + dev.isDirectIo()
                     + ",\"engine\":\"" + dev.backingFile().engineKind().name().toLowerCase(Locale.ROOT) + "\"";
             System.out.print(json ? r.toJson(extra) + "\n" : r.toText(header));
@@ -117,17 +121,17 @@ public final class BenchCommand implements Callable<Integer> {
             }
             String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s of %s (%s)",
                     w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), device, stack, Sizes.human(dev.size()));
-            BenchResult r = run(dev, w);
+            BenchResult r = run(dev, w, ramp);
             System.out.print(json ? r.toJson("\"device\":\"" + device + "\"") + "\n" : r.toText(header));
             return r.errors() == 0 ? 0 : 1;
         }
     }
 
     /** Runs the load, with a progress line on a terminal. */
-    static BenchResult run(BlockDevice dev, Workload w) throws InterruptedException {
+    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds) throws InterruptedException {
         java.io.Console con = System.console();
         boolean tty = con != null && con.isTerminal();
-        LoadGenerator gen = new LoadGenerator(dev, w);
+        LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9));
         BenchResult r = gen.run(tty ? (ios, ns) -> {
             double secs = ns / 1e9;
             double pct = Math.min(100, 100.0 * ns / w.runtimeNs());

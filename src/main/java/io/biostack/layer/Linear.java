@@ -1,5 +1,7 @@
 package io.biostack.layer;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BlockDevice;
@@ -56,6 +58,12 @@ public final class Linear implements Target {
     /** Where the window starts on {@link #lower()}, in bytes. */
     public long start() {
         return start;
+    }
+
+    /** I/O memory of the device below: registered with its ring when it sits on a loop device. */
+    @Override
+    public MemorySegment allocateIoMemory(long bytes, Arena owner) {
+        return lower.allocateIoMemory(bytes, owner);
     }
 
     @Override

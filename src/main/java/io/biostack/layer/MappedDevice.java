@@ -1,5 +1,7 @@
 package io.biostack.layer;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BioFlags;
@@ -194,6 +196,12 @@ public final class MappedDevice implements BlockDevice {
     }
 
     // ---- I/O -------------------------------------------------------------------------------
+
+    /** I/O memory of the first segment's target: registered with its ring when it sits on a loop device. */
+    @Override
+    public MemorySegment allocateIoMemory(long bytes, Arena owner) {
+        return live.segs[0].target().allocateIoMemory(bytes, owner);
+    }
 
     /** Takes ownership of {@code bio}; see {@link BlockDevice#submit}. Never blocks. */
     @Override

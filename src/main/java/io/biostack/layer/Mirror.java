@@ -163,6 +163,15 @@ public final class Mirror implements Target {
 
     // ---- I/O -------------------------------------------------------------------------------
 
+    /**
+     * I/O memory of the first leg, registered with its ring when it sits on a loop device (the
+     * legs of one process share one file engine, so it serves them all).
+     */
+    @Override
+    public MemorySegment allocateIoMemory(long bytes, Arena owner) {
+        return legs[0].device().allocateIoMemory(bytes, owner);
+    }
+
     @Override
     public void submit(Bio bio) {
         if (!BioChecks.admit(bio, name, length, limits, isReadOnly())) {

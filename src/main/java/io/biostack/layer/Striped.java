@@ -1,5 +1,7 @@
 package io.biostack.layer;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BlockDevice;
@@ -89,6 +91,15 @@ public final class Striped implements Target {
 
     public long chunkBytes() {
         return chunk;
+    }
+
+    /**
+     * I/O memory of the first stripe, registered with its ring when it sits on a loop device (the
+     * stripes of one process share one file engine, so it serves them all).
+     */
+    @Override
+    public MemorySegment allocateIoMemory(long bytes, Arena owner) {
+        return legs[0].device().allocateIoMemory(bytes, owner);
     }
 
     @Override

@@ -1,5 +1,7 @@
 package io.biostack.file;
 
+import io.biostack.TestEnv;
+
 import io.biostack.block.IoIter;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -16,7 +18,6 @@ import java.util.Random;
 import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assumptions.assumeThat;
 
 /**
  * I/O memory registered with the io_uring engine (READ_FIXED/WRITE_FIXED), on a real file with
@@ -71,7 +72,7 @@ class RegisteredBuffersTest {
         Path p = file();
         byte[] data = pattern(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
-            assumeThat(f.engineHasFixedBuffers()).as("kernel with sparse fixed-buffer tables (5.19)").isTrue();
+            TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
             assertThat(f.engineDescription()).contains("fixed buffers");
             MemorySegment region = f.allocateIoBuffers(256 * 1024, a);
             assertThat(region.address() % 4096).isZero();
@@ -92,7 +93,7 @@ class RegisteredBuffersTest {
         byte[] data = pattern(128 * 1024, 2);
         channelWrite(p, 1 << 20, data);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
-            assumeThat(f.engineHasFixedBuffers()).isTrue();
+            TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
             MemorySegment buf = f.allocateIoBuffers(data.length, a);
             long before = f.fixedIos();
             read(f, 1 << 20, buf);
@@ -130,7 +131,7 @@ class RegisteredBuffersTest {
         Path p = file();
         byte[] data = pattern(4096, 4);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING)) {
-            assumeThat(f.engineHasFixedBuffers()).isTrue();
+            TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
             MemorySegment plain;
             try (Arena a = Arena.ofShared()) {
                 List<MemorySegment> regions = new ArrayList<>();
@@ -161,7 +162,7 @@ class RegisteredBuffersTest {
         byte[] data = pattern(64 * 1024, 5);
         String old = System.setProperty("biostack.uring.fixedBuffers", "false");
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
-            assumeThat(f.engineDescription()).doesNotContain("fixed buffers"); // no other file holds the engine
+            TestEnv.require(!f.engineDescription().contains("fixed buffers"), "a fresh engine (no other open file holds it)");
             MemorySegment buf = f.allocateIoBuffers(data.length, a);
             MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, data.length);
             write(f, 0, buf);

@@ -1,7 +1,8 @@
 package io.biostack.uring;
 
+import io.biostack.TestEnv;
+
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.sun.management.ThreadMXBean;
 import java.lang.management.ManagementFactory;
@@ -19,9 +20,9 @@ class AllocationTest {
 
     @Test
     void steadyStatePrepSubmitReapAllocatesNothingOnceCompiled() throws Exception {
-        assumeTrue(IoUring.isAvailable());
+        TestEnv.require(IoUring.isAvailable(), "io_uring");
         ThreadMXBean mx = (ThreadMXBean) ManagementFactory.getThreadMXBean();
-        assumeTrue(mx.isThreadAllocatedMemorySupported());
+        TestEnv.require(mx.isThreadAllocatedMemorySupported(), "per-thread allocation counters");
         long tid = Thread.currentThread().threadId();
         try (IoUring ring = IoUring.open(16, 0, IoUring.RECOMMENDED_SETUP_FLAGS)) {
             long perRound = Long.MAX_VALUE;

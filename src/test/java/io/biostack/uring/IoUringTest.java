@@ -1,10 +1,11 @@
 package io.biostack.uring;
 
+import io.biostack.TestEnv;
+
 import static io.biostack.uring.IoUringConstants.*;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
@@ -47,7 +48,7 @@ class IoUringTest {
 
     @BeforeAll
     static void requireIoUring() {
-        assumeTrue(IoUring.isAvailable(), () -> "io_uring: " + IoUring.unavailableReason());
+        TestEnv.require(IoUring.isAvailable(), "io_uring (" + IoUring.unavailableReason().orElse("?") + ")");
     }
 
     @BeforeEach
@@ -144,7 +145,7 @@ class IoUringTest {
     void registeredRingFdDrivesEveryKindOfEnterOnItsThreadAndOthersFallBackToTheFd()
             throws Exception {
         int r = ring.registerRingFd();
-        assumeTrue(r != -Errno.EINVAL, "IORING_REGISTER_RING_FDS needs Linux 5.18");
+        TestEnv.require(r != -Errno.EINVAL, "IORING_REGISTER_RING_FDS (Linux 5.18)");
         assertThat(r).as("register ring fd: %s", Errno.name(r)).isZero();
         assertThat(ring.ringFdRegistered()).isTrue();
         assertThat(ring.registerRingFd()).as("idempotent").isZero();
@@ -464,7 +465,7 @@ class IoUringTest {
 
     @Test
     void singleIssuerRingRefusesSubmissionFromAnotherThread() throws Exception {
-        assumeTrue(ring.hasSetupFlags(IORING_SETUP_SINGLE_ISSUER));
+        TestEnv.require(ring.hasSetupFlags(IORING_SETUP_SINGLE_ISSUER), "IORING_SETUP_SINGLE_ISSUER (Linux 6.0)");
         int[] r = new int[1];
         ring.prepNop(1);
         Thread t = Thread.ofPlatform().start(() -> r[0] = ring.submit());
