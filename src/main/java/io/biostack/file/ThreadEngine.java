@@ -17,7 +17,8 @@ import java.util.concurrent.TimeUnit;
  * seccomp, {@code kernel.io_uring_disabled}): a fixed pool of platform threads doing
  * {@code preadv2}/{@code pwritev2}/{@code fdatasync}/{@code fallocate}, with the same contract as
  * {@link UringEngine}. Slower (a thread hop per bio and a lock in the queue), but correct
- * everywhere. Each thread owns its iovec array.
+ * everywhere. Each thread owns its iovec array; nothing is allocated per bio (the queue is an
+ * array).
  */
 final class ThreadEngine implements FileEngine {
     private final BlockingQueue<Bio> queue = new ArrayBlockingQueue<>(4096);
@@ -92,17 +93,22 @@ final class ThreadEngine implements FileEngine {
     private static long doBio(BackingFile f, Bio bio, MemorySegment iov) {
         int fd = f.fd();
         if (bio.hasFlag(io.biostack.block.BioFlags.PREFLUSH) && bio.op() != Op.FLUSH) {
-            long r = retry(bio, () -> Libc.fdatasync(fd));
+            long r = fdatasync(bio, fd);
             if (r < 0) {
                 return r;
             }
         }
         switch (bio.op()) {
             case FLUSH:
-                return retry(bio, () -> Libc.fdatasync(fd));
+                return fdatasync(bio, fd);
             case DISCARD:
             case WRITE_ZEROES:
-                return retry(bio, () -> Libc.fallocate(fd, FileOps.fallocateMode(bio), bio.offset(), bio.size()));
+                while (true) {
+                    long r = Libc.fallocate(fd, FileOps.fallocateMode(bio), bio.offset(), bio.size());
+                    if (r >= 0 || !FileOps.retryable(bio, r)) {
+                        return r;
+                    }
+                }
             default:
                 break;
         }
@@ -132,13 +138,10 @@ final class ThreadEngine implements FileEngine {
         return 0;
     }
 
-    private interface Call {
-        long call();
-    }
-
-    private static long retry(Bio bio, Call c) {
+    /** fdatasync, again while it is interrupted; no lambda, so nothing is allocated per bio. */
+    private static long fdatasync(Bio bio, int fd) {
         while (true) {
-            long r = c.call();
+            long r = Libc.fdatasync(fd);
             if (r >= 0 || !FileOps.retryable(bio, r)) {
                 return r;
             }
