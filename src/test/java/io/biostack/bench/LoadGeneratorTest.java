@@ -107,8 +107,9 @@ class LoadGeneratorTest {
             BenchResult r = new LoadGenerator(counting, w(Workload.Pattern.RANDREAD, 4096, 4, 300))
                     .ramp(300_000_000L).run(null);
             assertThat(r.ios()).isPositive();
-            // As long a ramp as a run: at least a third of what went down was not measured.
-            assertThat(submitted.get()).isGreaterThan(r.ios() + r.ios() / 2);
+            // The ramp's I/Os went down but were not counted (even interpreted code does
+            // thousands in 300 ms on a ramdisk).
+            assertThat(submitted.get() - r.ios()).isGreaterThan(1000);
             assertThat(r.elapsedNs()).isLessThan(1_000_000_000L);
         }
     }
