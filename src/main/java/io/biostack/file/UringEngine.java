@@ -604,13 +604,4 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             Thread.currentThread().interrupt();
         }
     }
-
-    /** True when called on the worker thread (end-io callbacks run there). */
-    boolean onWorker() {
-        return Thread.currentThread() == thread;
-    }
-
-    long threadId() {
-        return thread.threadId();
-    }
 }
