@@ -91,17 +91,14 @@ public final class BenchCommand implements Callable<Integer> {
                 .withLogicalBlockSize(sectorSize)
                 .withOffset(offset.bytes())
                 .withCreateSize(createSize);
-        Workload w = new Workload(Workload.Pattern.parse(rw), Math.toIntExact(bs.bytes()), iodepth,
-                (long) (runtime * 1e9), size == null ? 0 : size.bytes(), rwmixread, seed);
+        Workload w = workload();
         try (LoopDevice dev = LoopDevice.open(file, cfg)) {
             String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s direct-io=%s engine=%s",
                     w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), dev.name() + " on " + file,
                     dev.isDirectIo() ? "on" : "off", dev.backingFile().engineDescription());
-            BenchResult r = run(dev, w, ramp);
             String extra = "\"device\":\"" + dev.name() + "\",\"direct_io\":" + dev.isDirectIo()
                     + ",\"engine\":\"" + dev.backingFile().engineKind().name().toLowerCase(Locale.ROOT) + "\"";
-            System.out.print(json ? r.toJson(extra) + "\n" : r.toText(header));
-            return r.errors() == 0 ? 0 : 1;
+            return measure(dev, w, header, extra);
         }
     }
 
@@ -112,8 +109,7 @@ public final class BenchCommand implements Callable<Integer> {
         if (device == null) {
             throw new IllegalArgumentException("--stack needs --device NAME (the device to measure)");
         }
-        Workload w = new Workload(Workload.Pattern.parse(rw), Math.toIntExact(bs.bytes()), iodepth,
-                (long) (runtime * 1e9), size == null ? 0 : size.bytes(), rwmixread, seed);
+        Workload w = workload();
         try (io.biostack.stack.Stack st = io.biostack.stack.Stack.open(stack)) {
             BlockDevice dev = st.device(device);
             if (dev == null) {
@@ -121,10 +117,20 @@ public final class BenchCommand implements Callable<Integer> {
             }
             String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s of %s (%s)",
                     w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), device, stack, Sizes.human(dev.size()));
-            BenchResult r = run(dev, w, ramp);
-            System.out.print(json ? r.toJson("\"device\":\"" + device + "\"") + "\n" : r.toText(header));
-            return r.errors() == 0 ? 0 : 1;
+            return measure(dev, w, header, "\"device\":\"" + device + "\"");
         }
+    }
+
+    private Workload workload() {
+        return new Workload(Workload.Pattern.parse(rw), Math.toIntExact(bs.bytes()), iodepth,
+                (long) (runtime * 1e9), size == null ? 0 : size.bytes(), rwmixread, seed);
+    }
+
+    /** Runs the load and prints the result; exit code 1 when any I/O failed. */
+    private int measure(BlockDevice dev, Workload w, String header, String jsonExtra) throws InterruptedException {
+        BenchResult r = run(dev, w, ramp);
+        System.out.print(json ? r.toJson(jsonExtra) + "\n" : r.toText(header));
+        return r.errors() == 0 ? 0 : 1;
     }
 
     /** Runs the load, with a progress line on a terminal. */

@@ -315,18 +315,7 @@ public final class Snapshot implements Target {
                     piece.fail(s, why);
                     return;
                 }
-                store.commit(c, fresh, cs -> {
-                    if (!cs.isOk()) {
-                        copyFailed(c, "committing an exception to " + cow.name());
-                        piece.fail(cs, "snapshot " + name + ": committing the exception failed");
-                        return;
-                    }
-                    synchronized (lock) {
-                        exceptions.put(c, fresh);
-                    }
-                    release(c);
-                    piece.endIo();
-                });
+                commitException(c, fresh, piece, piece::endIo);
             });
             cow.submit(clone);
             return;
@@ -337,18 +326,27 @@ public final class Snapshot implements Target {
                 piece.fail(Status.IOERR, "snapshot " + name + ": copy-out of chunk " + c + " failed");
                 return;
             }
-            store.commit(c, fresh, cs -> {
-                if (!cs.isOk()) {
-                    copyFailed(c, "committing an exception to " + cow.name());
-                    piece.fail(cs, "snapshot " + name + ": committing the exception failed");
-                    return;
-                }
-                synchronized (lock) {
-                    exceptions.put(c, fresh);
-                }
-                release(c); // the piece, among the waiters or not, now finds the exception
-                dispatch(piece);
-            });
+            commitException(c, fresh, piece, () -> dispatch(piece)); // the piece now finds the exception
+        });
+    }
+
+    /**
+     * Records chunk {@code c}'s new exception at {@code fresh} in the store, publishes it, wakes
+     * the bios waiting on the chunk and runs {@code then}; fails {@code piece} when the commit
+     * fails.
+     */
+    private void commitException(long c, long fresh, Bio piece, Runnable then) {
+        store.commit(c, fresh, cs -> {
+            if (!cs.isOk()) {
+                copyFailed(c, "committing an exception to " + cow.name());
+                piece.fail(cs, "snapshot " + name + ": committing the exception failed");
+                return;
+            }
+            synchronized (lock) {
+                exceptions.put(c, fresh);
+            }
+            release(c);
+            then.run();
         });
     }
 
