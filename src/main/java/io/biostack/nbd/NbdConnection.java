@@ -319,7 +319,12 @@ final class NbdConnection implements Runnable {
         r.buf = server.buffers().get(length);
         ByteBuffer dst = r.buf.bytes;
         dst.clear().limit(length);
-        receive(dst);
+        try {
+            receive(dst);
+        } catch (IOException e) {
+            recycle(r); // never became a bio: give it back, or drain() would wait for it
+            throw e;
+        }
         Bio bio = server.bios().get().init(Op.WRITE, fua(flags), offset, r.endIo);
         bio.addSegment(r.buf.slice(length));
         submit(bio);
