@@ -1,0 +1,65 @@
+package io.biostack.nbd.tls;
+
+import java.nio.ByteBuffer;
+
+/**
+ * One TLS connection as a state machine over buffers (in the manner of {@code SSLEngine} and of
+ * BouncyCastle's non-blocking {@code TlsProtocol}), so that it runs inside whatever loop owns the
+ * connection: a blocking thread, a selector, or an io_uring reactor. It never touches a socket.
+ *
+ * <p>The loop feeds every byte it received with {@link #offerInput}, sends whatever
+ * {@link #readOutput} gives (handshake messages and encrypted records alike), hands plaintext to
+ * {@link #writeApplication} and takes decrypted plaintext from {@link #readApplication}.
+ *
+ * <p>Threads: not thread-safe. Owned by the one thread that runs the connection's loop; every
+ * method is called on it. Memory: the session copies what it is given; no buffer passed in is
+ * kept after a call returns.
+ */
+public interface TlsSession extends AutoCloseable {
+    /**
+     * Consumes all of {@code net}'s remaining bytes (ciphertext from the peer); partial records are
+     * kept inside until the rest arrives.
+     *
+     * @throws TlsException when the peer is refused (bad certificate, unknown PSK identity, a name
+     *     not allowed) or sent something that is not TLS; the message says why, for one log line
+     */
+    void offerInput(ByteBuffer net) throws TlsException;
+
+    /** Bytes of ciphertext waiting to be sent to the peer. */
+    int pendingOutput();
+
+    /** Moves up to {@code dst.remaining()} bytes of ciphertext to send into {@code dst}; returns how many. */
+    int readOutput(ByteBuffer dst);
+
+    /** Bytes of decrypted plaintext ready for {@link #readApplication}. */
+    int availableApplication();
+
+    /** Moves up to {@code dst.remaining()} bytes of decrypted plaintext into {@code dst}; returns how many. */
+    int readApplication(ByteBuffer dst);
+
+    /**
+     * Encrypts all of {@code src}'s remaining bytes; the records become {@link #readOutput} bytes.
+     *
+     * @throws IllegalStateException before the handshake is complete
+     */
+    void writeApplication(ByteBuffer src) throws TlsException;
+
+    /** True once the handshake finished and the peer was accepted. */
+    boolean isHandshakeComplete();
+
+    /** True once the peer sent close_notify or the session failed. */
+    boolean isClosed();
+
+    /**
+     * Who the peer is, once the handshake is complete: the PSK identity, or the subject DN of the
+     * client certificate; null when the peer showed none.
+     */
+    String peerIdentity();
+
+    /** The negotiated protocol and cipher suite, such as {@code TLSv1.3 TLS_AES_256_GCM_SHA384}. */
+    String describe();
+
+    /** Queues close_notify (send {@link #readOutput} once more), then forgets the keys. */
+    @Override
+    void close();
+}
