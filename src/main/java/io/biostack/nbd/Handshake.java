@@ -1,17 +1,18 @@
 package io.biostack.nbd;
 
-import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 
 import static io.biostack.nbd.NbdProtocol.*;
 
 /**
- * The fixed newstyle handshake (doc/proto.md, "Fixed newstyle negotiation", "Option types") on a
- * blocking channel, from the server's greeting to the option that enters transmission. Not on
- * the I/O path: it allocates freely and reads options whole (up to {@link #MAX_OPTION} bytes).
+ * The fixed newstyle handshake (doc/proto.md, "Fixed newstyle negotiation", "Option types") as a
+ * state machine over buffers, independent of the transport: the connection's loop feeds it the
+ * plaintext bytes the client sent ({@link #feed}) and sends what it wrote to {@link #output()}.
+ * Not on the I/O path: it allocates freely and holds options whole (up to {@link #MAX_OPTION}
+ * bytes). It never consumes a byte past the option that enters transmission, so the bytes left
+ * in the buffer given to {@link #feed} are the first requests.
  *
  * <p>Unknown options get {@code NBD_REP_ERR_UNSUP} and the haggling goes on; malformed options
  * {@code NBD_REP_ERR_INVALID}; INFO/GO for an export that does not exist {@code NBD_REP_ERR_UNKNOWN}.
@@ -34,49 +35,127 @@ final class Handshake {
         }
     }
 
+    private static final int S_FLAGS = 0;
+    private static final int S_HEADER = 1;
+    private static final int S_DATA = 2;
+
     private final NbdServer server;
-    private final SocketChannel ch;
     private boolean structured;
     private boolean noZeroes;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
     private String metaExport;
 
-    Handshake(NbdServer server, SocketChannel ch) {
-        this.server = server;
-        this.ch = ch;
-    }
+    private int state = S_FLAGS;
+    /** Bytes of the current item (client flags, option header, option data) gathered so far. */
+    private ByteBuffer item = ByteBuffer.allocate(4);
+    private int option;
+    /** Replies not yet taken by the loop; grows as needed. */
+    private ByteBuffer out = ByteBuffer.allocate(256);
+    /** Bytes of client input taken so far (a byte-a-second trickler shows up here). */
+    private long consumed;
 
-    /** Runs the handshake; returns the session, or throws when the client left or was sent away. */
-    Session negotiate() throws IOException {
+    Handshake(NbdServer server) {
+        this.server = server;
         ByteBuffer hello = ByteBuffer.allocate(18);
         hello.putLong(NBDMAGIC).putLong(IHAVEOPT).putShort((short) (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)).flip();
         writeFully(hello);
-        int clientFlags = read(4).getInt();
-        if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) != 0) {
-            // Section "Client flags": the server MUST drop the connection on an unknown flag.
-            throw new Disconnect("unknown client flags 0x" + Integer.toHexString(clientFlags));
+    }
+
+    /** Replies not yet sent, as a new buffer ready to read (the caller owns it), or null. */
+    ByteBuffer takeOutput() {
+        if (out.position() == 0) {
+            return null;
         }
-        noZeroes = (clientFlags & FLAG_C_NO_ZEROES) != 0;
-        while (true) {
-            ByteBuffer h = read(16);
-            long magic = h.getLong();
-            int option = h.getInt();
-            long len = Integer.toUnsignedLong(h.getInt());
-            if (magic != IHAVEOPT) {
-                throw new Disconnect("bad option magic 0x" + Long.toHexString(magic));
+        ByteBuffer b = ByteBuffer.allocate(out.position());
+        b.put(out.flip()).flip();
+        out.clear();
+        return b;
+    }
+
+    /** Bytes still needed to finish the current item: the most a blocking caller should read. */
+    int need() {
+        return item.remaining();
+    }
+
+    /** Client bytes consumed so far. */
+    long consumed() {
+        return consumed;
+    }
+
+    /**
+     * Takes bytes from {@code in} (advancing its position) and answers the options they complete.
+     *
+     * @return the session once an option entered transmission (bytes after it stay in {@code in}),
+     *     else null (more input needed)
+     * @throws Disconnect when the client must be disconnected
+     */
+    Session feed(ByteBuffer in) throws Disconnect {
+        while (in.hasRemaining()) {
+            int n = Math.min(item.remaining(), in.remaining());
+            int lim = in.limit();
+            in.limit(in.position() + n);
+            item.put(in);
+            in.limit(lim);
+            consumed += n;
+            if (item.hasRemaining()) {
+                return null;
             }
-            if (len > MAX_OPTION) {
-                throw new Disconnect("option " + option + " of " + len + " bytes is too large");
-            }
-            ByteBuffer data = read((int) len);
-            Session s = option(option, data);
+            item.flip();
+            Session s = step();
             if (s != null) {
                 return s;
             }
         }
+        return null;
     }
 
-    private Session option(int option, ByteBuffer data) throws IOException {
+    private Session step() throws Disconnect {
+        switch (state) {
+            case S_FLAGS -> {
+                int clientFlags = item.getInt();
+                if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) != 0) {
+                    // Section "Client flags": the server MUST drop the connection on an unknown flag.
+                    throw new Disconnect("unknown client flags 0x" + Integer.toHexString(clientFlags));
+                }
+                noZeroes = (clientFlags & FLAG_C_NO_ZEROES) != 0;
+                expect(S_HEADER, 16);
+                return null;
+            }
+            case S_HEADER -> {
+                long magic = item.getLong();
+                option = item.getInt();
+                long len = Integer.toUnsignedLong(item.getInt());
+                if (magic != IHAVEOPT) {
+                    throw new Disconnect("bad option magic 0x" + Long.toHexString(magic));
+                }
+                if (len > MAX_OPTION) {
+                    throw new Disconnect("option " + option + " of " + len + " bytes is too large");
+                }
+                if (len == 0) {
+                    return done(option(option, ByteBuffer.allocate(0)));
+                }
+                expect(S_DATA, (int) len);
+                return null;
+            }
+            default -> {
+                return done(option(option, item));
+            }
+        }
+    }
+
+    private Session done(Session s) {
+        if (s == null) {
+            expect(S_HEADER, 16);
+        }
+        return s;
+    }
+
+    private void expect(int next, int bytes) {
+        state = next;
+        item = ByteBuffer.allocate(bytes);
+    }
+
+    private Session option(int option, ByteBuffer data) throws Disconnect {
         if (server.isClosing() && option != OPT_ABORT) {
             reply(option, REP_ERR_SHUTDOWN, "server is shutting down");
             return null;
@@ -107,7 +186,7 @@ final class Handshake {
         return null;
     }
 
-    private Session exportName(ByteBuffer data) throws IOException {
+    private Session exportName(ByteBuffer data) throws Disconnect {
         String name = StandardCharsets.UTF_8.decode(data).toString();
         NbdExport e = server.export(name);
         if (e == null) {
@@ -122,7 +201,7 @@ final class Handshake {
         return session(e, name, flags);
     }
 
-    private void list(ByteBuffer data) throws IOException {
+    private void list(ByteBuffer data) throws Disconnect {
         if (data.hasRemaining()) {
             reply(OPT_LIST, REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
             return;
@@ -137,7 +216,7 @@ final class Handshake {
         ack(OPT_LIST);
     }
 
-    private Session infoOrGo(int option, ByteBuffer data) throws IOException {
+    private Session infoOrGo(int option, ByteBuffer data) throws Disconnect {
         // Data: u32 name length, name, u16 count, count x u16 (section "NBD_OPT_INFO and NBD_OPT_GO").
         if (data.remaining() < 6) {
             reply(option, REP_ERR_INVALID, "option too short");
@@ -187,7 +266,7 @@ final class Handshake {
         return option == OPT_GO ? session(e, name, flags) : null;
     }
 
-    private void metaContext(int option, ByteBuffer data) throws IOException {
+    private void metaContext(int option, ByteBuffer data) throws Disconnect {
         boolean set = option == OPT_SET_META_CONTEXT;
         if (set) {
             metaExport = null; // replaced even when this request fails
@@ -273,11 +352,11 @@ final class Handshake {
         return new String(s, StandardCharsets.UTF_8);
     }
 
-    private void ack(int option) throws IOException {
+    private void ack(int option) throws Disconnect {
         reply(option, REP_ACK, (ByteBuffer) null);
     }
 
-    private void reply(int option, int type, String message) throws IOException {
+    private void reply(int option, int type, String message) throws Disconnect {
         ByteBuffer payload = null;
         if (message != null) {
             payload = ByteBuffer.wrap(message.getBytes(StandardCharsets.UTF_8));
@@ -286,7 +365,7 @@ final class Handshake {
     }
 
     /** An option reply (section "Fixed newstyle negotiation"): magic, option, type, length, data. */
-    private void reply(int option, int type, ByteBuffer payload) throws IOException {
+    private void reply(int option, int type, ByteBuffer payload) throws Disconnect {
         int n = payload == null ? 0 : payload.remaining();
         ByteBuffer b = ByteBuffer.allocate(20 + n);
         b.putLong(OPT_REPLY_MAGIC).putInt(option).putInt(type).putInt(n);
@@ -297,19 +376,13 @@ final class Handshake {
         writeFully(b);
     }
 
-    private ByteBuffer read(int n) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(n);
-        while (b.hasRemaining()) {
-            if (ch.read(b) < 0) {
-                throw new EOFException("client closed the connection during the handshake");
-            }
+    private void writeFully(ByteBuffer b) {
+        if (out.remaining() < b.remaining()) {
+            ByteBuffer bigger = ByteBuffer.allocate(Math.max(out.capacity() * 2, out.position() + b.remaining()));
+            out.flip();
+            bigger.put(out);
+            out = bigger;
         }
-        return b.flip();
-    }
-
-    private void writeFully(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            ch.write(b);
-        }
+        out.put(b);
     }
 }
