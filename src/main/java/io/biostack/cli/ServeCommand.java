@@ -103,6 +103,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Most clients at once (default ${DEFAULT-VALUE}).")
     int maxConnections;
 
+    @Option(names = "--threads", paramLabel = "N", defaultValue = "0",
+            description = "Reactor threads, each serving many connections (default: one per processor).")
+    int threads;
+
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
@@ -125,7 +129,8 @@ public final class ServeCommand implements Callable<Integer> {
         try {
             NbdServer.Builder b = NbdServer.builder()
                     .export(new NbdExport(exportName, description, device, readOnly))
-                    .maxConnections(maxConnections);
+                    .maxConnections(maxConnections)
+                    .threads(threads);
             InetSocketAddress tcp = tcpAddress();
             if (tcp != null) {
                 b.tcp(tcp.getHostString(), tcp.getPort());
@@ -178,7 +183,7 @@ public final class ServeCommand implements Callable<Integer> {
         NbdServer server;
         ControlServer ctl = null;
         try {
-            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections);
+            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections).threads(threads);
             for (String name : exportNames) {
                 BlockDevice dev = stack.device(name);
                 if (dev == null) {
