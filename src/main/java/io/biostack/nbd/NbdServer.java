@@ -58,7 +58,7 @@ import java.util.function.Consumer;
  * out round-robin.
  *
  * <h2>No lockout</h2>
- * Connections still in the handshake have their own budget ({@link Builder#maxHandshakes}) and
+ * Connections still in the handshake have their own budget ({@link Builder#handshakeBudget}) and
  * timeout ({@link Builder#handshakeTimeout}, default 10 s, counted from the connect, so a client
  * that trickles a byte a second is treated like an idle one); when the budget is full the oldest
  * unfinished handshake is dropped, never the newcomer. {@link Builder#maxConnections} counts the
@@ -77,7 +77,7 @@ public final class NbdServer implements AutoCloseable {
     private final Map<String, NbdExport> exports;
     private final NbdExport defaultExport;
     private final int maxConnections;
-    private final int maxHandshakes;
+    private final int handshakeBudget;
     private final int maxRequests;
     private final long maxInflightBytes;
     private final int maxPayload;
@@ -111,7 +111,7 @@ public final class NbdServer implements AutoCloseable {
         this.exports = new LinkedHashMap<>(b.exports);
         this.defaultExport = b.defaultExport == null ? null : exports.get(b.defaultExport);
         this.maxConnections = b.maxConnections;
-        this.maxHandshakes = b.maxHandshakes;
+        this.handshakeBudget = b.handshakeBudget;
         this.maxRequests = b.maxRequests;
         this.maxInflightBytes = b.maxInflightBytes;
         this.maxPayload = b.maxPayload;
@@ -328,17 +328,17 @@ public final class NbdServer implements AutoCloseable {
             LOG.log(Level.INFO, "nbd: refusing a connection from {0}: {1} clients already", peer, transmissions.get());
             return false;
         }
-        while (handshakes.get() >= maxHandshakes) {
+        while (handshakes.get() >= handshakeBudget) {
             NbdConnection old = handshakeOrder.pollFirst();
             if (old == null) {
                 break;
             }
             if (old.handshakeSlot.compareAndSet(true, false)) {
                 handshakes.decrementAndGet();
-                LOG.log(Level.DEBUG, "nbd: {0} handshakes open, dropping the oldest, {1}", maxHandshakes, old);
+                LOG.log(Level.DEBUG, "nbd: {0} handshakes open, dropping the oldest, {1}", handshakeBudget, old);
                 old.reactor.execute(() -> {
                     if (old.phase == NbdConnection.HANDSHAKE) {
-                        old.close("dropped: the oldest of " + maxHandshakes + " unfinished handshakes");
+                        old.close("dropped: the oldest of " + handshakeBudget + " unfinished handshakes");
                         old.reactor.service(old);
                     }
                 });
@@ -586,7 +586,7 @@ public final class NbdServer implements AutoCloseable {
         private InetSocketAddress tcp;
         private Path unix;
         private int maxConnections = 256;
-        private int maxHandshakes = 256;
+        private int handshakeBudget = 256;
         private int threads;
         private int maxRequests = 256;
         private long maxInflightBytes = 128L << 20;
@@ -643,11 +643,11 @@ public final class NbdServer implements AutoCloseable {
          * Most connections still in the handshake; when full, the oldest of them is dropped for
          * a newcomer (never the newcomer).
          */
-        public Builder maxHandshakes(int n) {
+        public Builder handshakeBudget(int n) {
             if (n < 1) {
-                throw new IllegalArgumentException("max handshakes must be at least 1");
+                throw new IllegalArgumentException("handshake budget must be at least 1");
             }
-            this.maxHandshakes = n;
+            this.handshakeBudget = n;
             return this;
         }
 
