@@ -66,7 +66,10 @@ class NbdManyConnectionsTest {
                 }
             }
             long threadsDuring = Thread.activeCount();
+            System.gc();
             long rssDuring = rssBytes();
+            System.err.printf("%d connections on %s: +%d threads, RSS +%d MiB%n", CLIENTS, server.describeLoop(),
+                    threadsDuring - threadsBefore, (rssDuring - rssBefore) >> 20);
             assertThat(threadsDuring - threadsBefore).as("threads added for %d connections", CLIENTS).isLessThan(10);
             assertThat(server.threads()).isEqualTo(2);
             assertThat(rssDuring - rssBefore).as("RSS growth (server and the test's own clients)")
