@@ -4,6 +4,8 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 
+import io.biostack.nbd.tls.TlsMode;
+
 import static io.biostack.nbd.NbdProtocol.*;
 
 /**
@@ -28,6 +30,13 @@ final class Handshake {
     record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags) {
     }
 
+    /**
+     * Returned by {@link #feed} when NBD_OPT_STARTTLS was acknowledged: once the ACK is sent, the
+     * bytes that follow (in the buffer given to feed and after) are TLS, and the haggling goes on
+     * through the TLS session's plaintext.
+     */
+    static final Session START_TLS = new Session(null, false, false, false, 0);
+
     /** Thrown to end the session without entering transmission. */
     static final class Disconnect extends IOException {
         Disconnect(String why) {
@@ -42,6 +51,8 @@ final class Handshake {
     private final NbdServer server;
     private boolean structured;
     private boolean noZeroes;
+    /** STARTTLS was acknowledged: the rest of the haggling is inside TLS. */
+    private boolean tlsActive;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
     private String metaExport;
 
@@ -144,7 +155,7 @@ final class Handshake {
     }
 
     private Session done(Session s) {
-        if (s == null) {
+        if (s == null || s == START_TLS) {
             expect(S_HEADER, 16);
         }
         return s;
@@ -158,6 +169,33 @@ final class Handshake {
     private Session option(int option, ByteBuffer data) throws Disconnect {
         if (server.isClosing() && option != OPT_ABORT) {
             reply(option, REP_ERR_SHUTDOWN, "server is shutting down");
+            return null;
+        }
+        // TLS (doc/proto.md, "TLS support"): what the option gets given the mode and whether TLS is up.
+        TlsMode mode = server.tlsMode();
+        if (option == OPT_STARTTLS) {
+            if (mode == TlsMode.OFF) {
+                reply(option, REP_ERR_POLICY, "TLS is not enabled on this server");
+            } else if (tlsActive || data.hasRemaining()) {
+                // "If the server receives NBD_OPT_STARTTLS when TLS has already been negotiated, it
+                // MUST reply with NBD_REP_ERR_INVALID."
+                reply(option, REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data and is allowed once");
+            } else {
+                ack(option);
+                // What was negotiated in plain text is forgotten (as qemu does): a man in the
+                // middle may have sent it.
+                tlsActive = true;
+                structured = false;
+                metaExport = null;
+                return START_TLS;
+            }
+            return null;
+        }
+        if (mode == TlsMode.REQUIRE && !tlsActive && option != OPT_ABORT) {
+            if (option == OPT_EXPORT_NAME) {
+                throw new Disconnect("NBD_OPT_EXPORT_NAME before TLS on a server that requires TLS");
+            }
+            reply(option, REP_ERR_TLS_REQD, "TLS is required: send NBD_OPT_STARTTLS first (nbds://, --tls)");
             return null;
         }
         switch (option) {
@@ -192,6 +230,9 @@ final class Handshake {
         if (e == null) {
             // Section "NBD_OPT_EXPORT_NAME": no way to report an error, the server MUST terminate.
             throw new Disconnect("no export named '" + name + "'");
+        }
+        if (!server.enterTransmission()) {
+            throw new Disconnect("the server has its maximum of " + server.maxConnections() + " clients");
         }
         int flags = transmissionFlags(e);
         ByteBuffer b = ByteBuffer.allocate(10 + (noZeroes ? 0 : 124));
@@ -243,6 +284,12 @@ final class Handshake {
         NbdExport e = server.export(name);
         if (e == null) {
             reply(option, REP_ERR_UNKNOWN, "no export named '" + name + "'");
+            return null;
+        }
+        if (option == OPT_GO && !server.enterTransmission()) {
+            // --max-connections counts clients in transmission; the client may try again later.
+            reply(option, REP_ERR_POLICY, "the server has its maximum of " + server.maxConnections()
+                    + " clients (--max-connections)");
             return null;
         }
         int flags = transmissionFlags(e);

@@ -7,6 +7,9 @@ import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 
+import io.biostack.nbd.tls.TlsException;
+import io.biostack.nbd.tls.TlsSession;
+
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
@@ -100,8 +103,22 @@ final class NbdConnection {
     /** Completed requests waiting for a batch, oldest first. */
     private NbdRequest doneHead;
     private NbdRequest doneTail;
-    /** The batch being sent, or null. */
+    /** The plaintext batch being sent, or null. */
     SendBatch sending;
+    /** What the transport is sending (the plaintext batch, or one of ciphertext), or null. */
+    SendBatch wireSending;
+
+    // ---- TLS (after NBD_OPT_STARTTLS) -------------------------------------------------------
+    /** Ciphertext received per RECV: a TLS record and then some. */
+    static final int CIPHER_IN = 32 * 1024;
+    /** Plaintext encrypted per send, so the ciphertext buffer stays small. */
+    static final long TLS_BATCH = 1 << 20;
+    private TlsSession tls;
+    /** STARTTLS was acknowledged; TLS starts once that ACK has been sent. */
+    private boolean tlsPending;
+    private ByteBuffer cipherIn;
+    private MemorySegment cipherInSeg;
+    private BufferPool.Buf cipherOut;
 
     // ---- reactor bookkeeping ---------------------------------------------------------------
     boolean dirty;
@@ -137,7 +154,7 @@ final class NbdConnection {
      * or null when the connection wants no input now (budget used up, draining, closed).
      */
     ByteBuffer recvTarget() {
-        if (phase != HANDSHAKE && phase != TRANSMISSION) {
+        if ((phase != HANDSHAKE && phase != TRANSMISSION) || tlsPending) {
             return null;
         }
         if (payloadFor != null && rStart == rEnd) {
@@ -236,8 +253,8 @@ final class NbdConnection {
 
     /** True when the transport should close the socket (once its own operations are done). */
     boolean finished() {
-        if (phase == DRAINING && outstanding == 0 && doneHead == null && sending == null
-                && (handshakeOut == null || !handshakeOut.hasRemaining())) {
+        if (phase == DRAINING && outstanding == 0 && doneHead == null && sending == null && wireSending == null
+                && (handshakeOut == null || !handshakeOut.hasRemaining()) && (tls == null || tls.pendingOutput() == 0)) {
             close(endReason);
         }
         return phase == CLOSED;
@@ -246,7 +263,7 @@ final class NbdConnection {
     /** Parses and dispatches what the receive buffer holds, as far as the budget allows. */
     void process() {
         if (phase == HANDSHAKE) {
-            if (rStart < rEnd) {
+            if (rStart < rEnd && !tlsPending) {
                 handshakeInput();
             }
         }
@@ -297,7 +314,9 @@ final class NbdConnection {
         }
         rStart = rb.position();
         queueHandshakeOutput();
-        if (s != null) {
+        if (s == Handshake.START_TLS) {
+            tlsPending = true; // TLS starts once the ACK is on the wire; what follows is TLS
+        } else if (s != null) {
             startTransmission(s);
         }
         reactor.markDirty(this);
@@ -319,13 +338,7 @@ final class NbdConnection {
 
     private void startTransmission(Handshake.Session s) {
         server.handshakeEnded(this);
-        if (!server.transmissionStarted(this)) {
-            endReason = "over the limit of clients in transmission";
-            phase = DRAINING;
-            handshake = null;
-            return;
-        }
-        countedInTransmission = true;
+        countedInTransmission = true; // the handshake took the slot (NbdServer.enterTransmission)
         handshake = null;
         export = s.export();
         device = export.device();
@@ -675,6 +688,11 @@ final class NbdConnection {
      * first) and makes it the batch in flight; false (and {@code b} untouched) when there is none.
      */
     boolean fill(SendBatch b) {
+        return fill(b, Long.MAX_VALUE);
+    }
+
+    /** {@link #fill(SendBatch)}, stopping once the batch holds {@code maxBytes} (at least one reply). */
+    private boolean fill(SendBatch b, long maxBytes) {
         if (!hasOutput()) {
             return false;
         }
@@ -687,7 +705,7 @@ final class NbdConnection {
             handshakeOut.limit(lim);
             b.headerWritten();
         }
-        while (doneHead != null && b.roomForReply(doneHead.nruns + 1)) {
+        while (doneHead != null && b.roomForReply(doneHead.nruns + 1) && (b.bytes < maxBytes || b.head == null)) {
             NbdRequest r = doneHead;
             doneHead = r.next;
             if (doneHead == null) {
@@ -714,7 +732,164 @@ final class NbdConnection {
 
     /** The peer can't be written to any more. */
     void sendFailed(SendBatch b, String why) {
-        sent(b);
+        wireSendFailed(b, why);
+    }
+
+    // ---- the wire: plaintext as it is, or TLS between the socket and the buffers above ------
+
+    /**
+     * Where the transport should receive the next bytes from the socket (a buffer whose
+     * [position, limit) is free room, its address in {@link #targetAddress}), or null when the
+     * connection wants none now. Without TLS the plaintext target itself; with TLS a ciphertext
+     * buffer, decrypted into the plaintext targets as they ask for it.
+     */
+    ByteBuffer wireTarget() {
+        if (tls == null) {
+            return recvTarget();
+        }
+        if (phase == CLOSED || phase == DRAINING || tls.isClosed() || tls.availableApplication() > 0) {
+            return null; // plaintext waiting for room (the budget): TCP back-pressure does the rest
+        }
+        cipherIn.clear();
+        targetAddress = cipherInSeg.address();
+        return cipherIn;
+    }
+
+    /** {@code n} bytes arrived in the last {@link #wireTarget()}. */
+    void wireReceived(int n) {
+        if (tls == null) {
+            received(n);
+            return;
+        }
+        cipherIn.limit(n).position(0);
+        try {
+            tls.offerInput(cipherIn);
+        } catch (TlsException e) {
+            tlsRefused(e);
+            return;
+        }
+        pullTls();
+    }
+
+    /** Continues after a pause: decrypted plaintext waiting, requests left in the buffer. */
+    void resume() {
+        if (tls != null && !tlsPending) {
+            pullTls();
+        }
+        process();
+    }
+
+    /** Moves decrypted plaintext into the targets the connection asks for, and parses it. */
+    private void pullTls() {
+        while (tls != null && tls.availableApplication() > 0) {
+            ByteBuffer t = recvTarget();
+            if (t == null) {
+                break;
+            }
+            int k = tls.readApplication(t);
+            if (k <= 0) {
+                break;
+            }
+            received(k);
+        }
+        if (tls != null && tls.isClosed() && tls.availableApplication() == 0 && phase != CLOSED) {
+            inputEnded("client ended TLS");
+        }
+        if (tls != null && tls.pendingOutput() > 0 && wireSending == null) {
+            reactor.markDirty(this); // a TLS handshake message waits to be sent
+        }
+    }
+
+    /** The STARTTLS ACK is on the wire: the TLS session starts, fed what already arrived. */
+    private void startTls() {
+        tlsPending = false;
+        if (tls != null) {
+            return;
+        }
+        try {
+            tls = server.tlsCredentials().newServerSession(peer);
+            cipherIn = ByteBuffer.allocateDirect(CIPHER_IN);
+            cipherInSeg = MemorySegment.ofBuffer(cipherIn);
+            if (rStart < rEnd) {
+                rb.limit(rEnd).position(rStart);
+                tls.offerInput(rb);
+            }
+            rStart = rEnd = 0;
+        } catch (TlsException e) {
+            tlsRefused(e);
+            return;
+        }
+        pullTls();
+    }
+
+    private void tlsRefused(TlsException e) {
+        // One line per refused client, no stack trace: who, and why.
+        LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
+        close("TLS refused: " + e.getMessage());
+    }
+
+    /** True when there is something to send and no send in flight. */
+    boolean wireHasOutput() {
+        if (tls == null) {
+            return hasOutput() && wireSending == null;
+        }
+        return wireSending == null && phase != CLOSED && (hasOutput() || tls.pendingOutput() > 0);
+    }
+
+    /**
+     * Fills {@code b} with what goes on the wire next and makes it the send in flight. With TLS,
+     * replies (at most {@link #TLS_BATCH} bytes of them at a time, so the ciphertext stays small)
+     * are encrypted, given back at once (the session copied them), and the ciphertext goes out of
+     * a pooled buffer.
+     */
+    void wireFill(SendBatch b) {
+        if (tls == null) {
+            fill(b);
+            wireSending = b;
+            return;
+        }
+        if (hasOutput()) {
+            SendBatch plain = reactor.takeBatch();
+            fill(plain, TLS_BATCH);
+            try {
+                for (int i = 0; i < plain.pieces; i++) {
+                    tls.writeApplication(plain.view(i));
+                }
+            } catch (TlsException | IllegalStateException e) {
+                sent(plain);
+                reactor.giveBatch(plain);
+                close("TLS failed: " + e.getMessage());
+                return;
+            }
+            sent(plain);
+            reactor.giveBatch(plain);
+        }
+        int n = tls.pendingOutput();
+        cipherOut = server.buffers().get(Math.max(n, 1));
+        ByteBuffer o = cipherOut.bytes;
+        o.clear().limit(n);
+        int got = tls.readOutput(o);
+        b.data(cipherOut, 0, got);
+        wireSending = b;
+    }
+
+    /** The send in flight went out in full. */
+    void wireSent(SendBatch b) {
+        wireSending = null;
+        if (tls == null) {
+            sent(b);
+        } else if (cipherOut != null) {
+            server.buffers().put(cipherOut);
+            cipherOut = null;
+        }
+        if (tlsPending && (handshakeOut == null || !handshakeOut.hasRemaining())) {
+            startTls();
+        }
+    }
+
+    /** The peer can't be written to any more. */
+    void wireSendFailed(SendBatch b, String why) {
+        wireSent(b);
         close(why);
     }
 

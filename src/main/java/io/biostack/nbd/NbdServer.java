@@ -3,6 +3,8 @@ package io.biostack.nbd;
 import io.biostack.block.Bio;
 import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
+import io.biostack.nbd.tls.TlsCredentials;
+import io.biostack.nbd.tls.TlsMode;
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
 import io.biostack.sys.Libc;
@@ -84,6 +86,8 @@ public final class NbdServer implements AutoCloseable {
     private final int holeProbeMin;
     private final Duration handshakeTimeout;
     private final Duration drainTimeout;
+    private final TlsMode tlsMode;
+    private final TlsCredentials tlsCredentials;
 
     private final BioPool bios = new BioPool(1024);
     private final BufferPool buffers;
@@ -118,6 +122,8 @@ public final class NbdServer implements AutoCloseable {
         this.holeProbeMin = b.holeProbeMin;
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
+        this.tlsMode = b.tlsMode;
+        this.tlsCredentials = b.tlsCredentials;
         this.buffers = new BufferPool(maxPayload, 16L << 20);
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
@@ -319,13 +325,12 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    /** False to refuse a newcomer; drops the oldest handshake when that budget is full. */
+    /**
+     * False to refuse a newcomer (only while closing); drops the oldest handshake when that budget
+     * is full. {@code --max-connections} is applied when a client asks to enter transmission.
+     */
     private boolean admit(String peer) {
         if (closing.get()) {
-            return false;
-        }
-        if (transmissions.get() >= maxConnections) {
-            LOG.log(Level.INFO, "nbd: refusing a connection from {0}: {1} clients already", peer, transmissions.get());
             return false;
         }
         while (handshakes.get() >= handshakeBudget) {
@@ -384,6 +389,18 @@ public final class NbdServer implements AutoCloseable {
         return maxPayload;
     }
 
+    TlsMode tlsMode() {
+        return tlsMode;
+    }
+
+    TlsCredentials tlsCredentials() {
+        return tlsCredentials;
+    }
+
+    int maxConnections() {
+        return maxConnections;
+    }
+
     int maxRequests() {
         return maxRequests;
     }
@@ -424,13 +441,20 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    /** True when the connection may enter transmission (the count of clients is under the limit). */
-    boolean transmissionStarted(NbdConnection c) {
-        if (transmissions.incrementAndGet() > maxConnections || closing.get()) {
-            transmissions.decrementAndGet();
-            return false;
+    /**
+     * Takes a transmission slot for a client about to enter transmission; false when
+     * {@code maxConnections} clients are already there. Given back by {@link #transmissionEnded}.
+     */
+    boolean enterTransmission() {
+        while (true) {
+            int n = transmissions.get();
+            if (n >= maxConnections) {
+                return false;
+            }
+            if (transmissions.compareAndSet(n, n + 1)) {
+                return true;
+            }
         }
-        return true;
     }
 
     void transmissionEnded(NbdConnection c) {
@@ -594,6 +618,8 @@ public final class NbdServer implements AutoCloseable {
         private int holeProbeMin = 64 * 1024;
         private Duration handshakeTimeout = Duration.ofSeconds(10);
         private Duration drainTimeout = Duration.ofSeconds(10);
+        private TlsMode tlsMode = TlsMode.OFF;
+        private TlsCredentials tlsCredentials;
 
         /** Adds an export; the first one added is also the default export (the empty name). */
         public Builder export(NbdExport e) {
@@ -694,6 +720,17 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * TLS (doc/proto.md "TLS support"): OFF answers STARTTLS with NBD_REP_ERR_POLICY; ON
+         * offers it; REQUIRE refuses every option but STARTTLS and ABORT until TLS is up.
+         * {@code credentials} make one session per connection; needed unless {@code mode} is OFF.
+         */
+        public Builder tls(TlsMode mode, TlsCredentials credentials) {
+            this.tlsMode = Objects.requireNonNull(mode, "mode");
+            this.tlsCredentials = credentials;
+            return this;
+        }
+
         /** How long close() waits for requests in flight before dropping them. */
         public Builder drainTimeout(Duration d) {
             this.drainTimeout = d;
@@ -712,6 +749,9 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("max payload must be >= 1 MiB and <= the in-flight budget");
             }
             Objects.requireNonNull(exports.get(defaultExport), "default export");
+            if (tlsMode != TlsMode.OFF && tlsCredentials == null) {
+                throw new IllegalArgumentException("TLS " + tlsMode + " needs credentials");
+            }
             NbdServer s = new NbdServer(this);
             try {
                 s.startReactors();

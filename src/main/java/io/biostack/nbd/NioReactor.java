@@ -187,7 +187,7 @@ final class NioReactor extends Reactor implements Runnable {
         }
         if (key.isReadable()) {
             for (int i = 0; i < READS_PER_TURN && !k.eof && !k.inputStopped; i++) {
-                ByteBuffer t = c.recvTarget();
+                ByteBuffer t = c.wireTarget();
                 if (t == null) {
                     break;
                 }
@@ -207,7 +207,7 @@ final class NioReactor extends Reactor implements Runnable {
                 if (n == 0) {
                     break;
                 }
-                c.received(n);
+                c.wireReceived(n);
                 pump(); // answer what completed inline before reading more
                 if (c.transport == null) {
                     return;
@@ -227,20 +227,25 @@ final class NioReactor extends Reactor implements Runnable {
             close(c, k);
             return;
         }
-        c.process(); // requests left in the receive buffer while the budget was spent
+        c.resume(); // requests left in the receive buffer while the budget was spent
         if (c.finished()) {
             close(c, k);
             return;
         }
         int interest = 0;
         while (true) {
-            SendBatch b = c.sending;
+            SendBatch b = c.wireSending;
             if (b == null) {
-                if (!c.hasOutput()) {
+                if (!c.wireHasOutput()) {
                     break;
                 }
                 b = takeBatch();
-                c.fill(b);
+                c.wireFill(b);
+                if (c.wireSending != b) { // the connection failed while encrypting
+                    giveBatch(b);
+                    close(c, k);
+                    return;
+                }
             }
             try {
                 if (!write(k, b)) {
@@ -248,19 +253,19 @@ final class NioReactor extends Reactor implements Runnable {
                     break;
                 }
             } catch (IOException e) {
-                c.sendFailed(b, "send failed: " + e.getMessage());
+                c.wireSendFailed(b, "send failed: " + e.getMessage());
                 giveBatch(b);
                 close(c, k);
                 return;
             }
-            c.sent(b);
+            c.wireSent(b);
             giveBatch(b);
             if (c.finished()) {
                 close(c, k);
                 return;
             }
         }
-        if (!k.eof && !k.inputStopped && c.recvTarget() != null) {
+        if (!k.eof && !k.inputStopped && c.wireTarget() != null) {
             interest |= SelectionKey.OP_READ;
         }
         if (k.key.isValid() && k.key.interestOps() != interest) {
@@ -319,6 +324,7 @@ final class NioReactor extends Reactor implements Runnable {
             Chan k = (Chan) c.transport;
             if (k != null && now - k.lingerSince > LINGER_NANOS) {
                 lingering.remove(i);
+                k.lingering = false;
                 k.eof = true;
                 close(c, k);
             }
@@ -337,7 +343,10 @@ final class NioReactor extends Reactor implements Runnable {
     }
 
     private void close(NbdConnection c, Chan k) {
-        if (!k.eof && !k.lingering && !server.isClosing() && k.key.isValid()) {
+        if (k.lingering) {
+            return; // linger() or endLingering() closes it
+        }
+        if (!k.eof && !server.isClosing() && k.key.isValid()) {
             k.lingering = true;
             k.lingerSince = System.nanoTime();
             try {

@@ -216,18 +216,23 @@ final class UringReactor extends Reactor implements CqeHandler {
             closeSock(s);
             return;
         }
-        c.process(); // requests left in the receive buffer while the budget was spent
+        c.resume(); // requests left in the receive buffer while the budget was spent
         if (c.phase == NbdConnection.CLOSED) {
             closeSock(s);
             return;
         }
-        if (!s.sendBusy && c.hasOutput()) {
+        if (!s.sendBusy && c.wireHasOutput()) {
             SendBatch b = takeBatch();
-            c.fill(b);
+            c.wireFill(b);
+            if (c.wireSending != b) { // the connection failed while encrypting
+                giveBatch(b);
+                closeSock(s);
+                return;
+            }
             send(s, b);
         }
         if (!s.recvBusy && !s.eof && !s.inputStopped) {
-            ByteBuffer t = c.recvTarget();
+            ByteBuffer t = c.wireTarget();
             if (t != null) {
                 loop.reserve(1);
                 loop.ring().prepRecv(s.fd, c.targetAddress, t.remaining(), 0, tag(s.slot, OP_RECV));
@@ -324,7 +329,7 @@ final class UringReactor extends Reactor implements CqeHandler {
                 return;
             }
             if (res > 0) {
-                c.received(res);
+                c.wireReceived(res);
             } else {
                 s.eof = true;
                 if (res == 0 || res == -Errno.ECONNRESET) {
@@ -335,19 +340,19 @@ final class UringReactor extends Reactor implements CqeHandler {
             }
         } else {
             s.sendBusy = false;
-            SendBatch b = c.sending;
+            SendBatch b = c.wireSending;
             if (res < 0) {
-                c.sendFailed(b, "send failed: " + Errno.name(-res));
+                c.wireSendFailed(b, "send failed: " + Errno.name(-res));
                 giveBatch(b);
             } else if (!b.sent(res)) {
                 if (!s.shut) {
                     send(s, b); // a short send: the rest
                     return;
                 }
-                c.sendFailed(b, "connection closed while sending");
+                c.wireSendFailed(b, "connection closed while sending");
                 giveBatch(b);
             } else {
-                c.sent(b);
+                c.wireSent(b);
                 giveBatch(b);
             }
             if (s.shut) {
