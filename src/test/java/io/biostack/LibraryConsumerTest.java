@@ -271,8 +271,11 @@ class LibraryConsumerTest {
         Map<String, String> env = pb.environment();
         env.put("JAVA_HOME", System.getProperty("java.home"));
         Process p = pb.start();
-        CompletableFuture<String> out = CompletableFuture.supplyAsync(() -> slurp(p.getInputStream()));
-        CompletableFuture<String> err = CompletableFuture.supplyAsync(() -> slurp(p.getErrorStream()));
+        // Own threads: on a small machine the common pool may have one worker, and both pipes must drain.
+        CompletableFuture<String> out = new CompletableFuture<>();
+        CompletableFuture<String> err = new CompletableFuture<>();
+        Thread.ofPlatform().daemon().start(() -> out.complete(slurp(p.getInputStream())));
+        Thread.ofPlatform().daemon().start(() -> err.complete(slurp(p.getErrorStream())));
         if (!p.waitFor(seconds, TimeUnit.SECONDS)) {
             p.destroyForcibly();
             fail(String.join(" ", cmd) + " did not finish in " + seconds + " s");
