@@ -6,11 +6,13 @@ import java.io.IOException;
 public final class BioException extends IOException {
     private final Status status;
 
+    /** A failed bio's status and the words that say why. */
     public BioException(Status status, String message) {
         super(message == null ? status.text() : message + " (" + status.text() + ")");
         this.status = status;
     }
 
+    /** The status the bio completed with. */
     public Status status() {
         return status;
     }
