@@ -4,6 +4,7 @@ import java.io.IOException;
 
 /** A failed bio, as seen through the {@code CompletableFuture} conveniences. */
 public final class BioException extends IOException {
+    /** The status the bio completed with. */
     private final Status status;
 
     /** A failed bio's status and the words that say why. */
