@@ -40,6 +40,8 @@ module io.biostack {
     requires org.bouncycastle.pkix;
     requires org.bouncycastle.provider;
     requires org.bouncycastle.util;
+    // TLS: --tls-allow matches certificate subjects as LDAP names (javax.naming.ldap.LdapName).
+    requires java.naming;
     // bench measures bytes allocated per I/O (com.sun.management.ThreadMXBean).
     requires java.management;
     requires jdk.management;
