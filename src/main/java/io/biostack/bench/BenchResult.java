@@ -17,14 +17,17 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
                           Histogram readLat, Histogram writeLat, double allocBytesPerIo, String firstError,
                           double cpuUsPerIo, int numJobs) {
 
+    /** Reads and writes measured. */
     public long ios() {
         return readIos + writeIos;
     }
 
+    /** I/Os per second over the measured time. */
     public double iops() {
         return ios() * 1e9 / elapsedNs;
     }
 
+    /** Bytes per second over the measured time. */
     public double bwBytes() {
         return (double) ios() * workload.blockSize() * 1e9 / elapsedNs;
     }
