@@ -235,16 +235,27 @@ final class UringReactor extends Reactor implements CqeHandler {
             ByteBuffer t = c.wireTarget();
             if (t != null) {
                 loop.reserve(1);
-                loop.ring().prepRecv(s.fd, c.targetAddress, t.remaining(), 0, tag(s.slot, OP_RECV));
-                s.recvBusy = true;
+                if (loop.ring().prepRecv(s.fd, c.targetAddress, t.remaining(), 0, tag(s.slot, OP_RECV))) {
+                    s.recvBusy = true;
+                } else {
+                    retry(c); // the kernel would not take SQEs just now (a CQ overflow): next pass
+                }
             }
         }
     }
 
     private void send(Sock s, SendBatch b) {
         loop.reserve(1);
-        loop.ring().prepSendmsg(s.fd, b.prepareMsghdr(), Sockets.MSG_NOSIGNAL, tag(s.slot, OP_SEND));
+        while (!loop.ring().prepSendmsg(s.fd, b.prepareMsghdr(), Sockets.MSG_NOSIGNAL, tag(s.slot, OP_SEND))) {
+            // The SQ is full and the kernel did not take it (a CQ overflow): reap, then again.
+            loop.ring().submitAndWait(0);
+        }
         s.sendBusy = true;
+    }
+
+    private void retry(NbdConnection c) {
+        markDirty(c);
+        loop.markBusy();
     }
 
     @Override
