@@ -27,6 +27,8 @@ abstract class Reactor {
     private int nconns;
     private volatile int count;
     private NbdConnection dirtyHead;
+    /** Connections to service on the next pass (cold: only when the SQ is full). */
+    private final java.util.ArrayList<NbdConnection> deferred = new java.util.ArrayList<>();
     private SendBatch freeBatches;
     private final Arena batchArena = Arena.ofAuto();
     private final AtomicReference<NbdRequest> remote = new AtomicReference<>();
@@ -86,8 +88,16 @@ abstract class Reactor {
         }
     }
 
+    /** Services {@code c} on the next pass, not this one (its SQE could not be queued now). */
+    final void deferToNextPass(NbdConnection c) {
+        deferred.add(c);
+    }
+
     /** Takes queued completions and services changed connections. Loop thread. */
     final void pump() {
+        for (int i = deferred.size() - 1; i >= 0; i--) {
+            markDirty(deferred.remove(i));
+        }
         NbdRequest h = remote.getAndSet(null);
         if (h != null) {
             NbdRequest prev = null; // oldest first
@@ -114,7 +124,7 @@ abstract class Reactor {
 
     /** True when connections wait to be serviced (the loop must not sleep). */
     final boolean hasWork() {
-        return dirtyHead != null || remote.get() != null;
+        return dirtyHead != null || remote.get() != null || !deferred.isEmpty();
     }
 
     // ---- batches ------------------------------------------------------------------------------

@@ -254,7 +254,7 @@ final class UringReactor extends Reactor implements CqeHandler {
     }
 
     private void retry(NbdConnection c) {
-        markDirty(c);
+        deferToNextPass(c);
         loop.markBusy();
     }
 
