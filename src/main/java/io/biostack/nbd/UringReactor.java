@@ -89,6 +89,8 @@ final class UringReactor extends Reactor implements CqeHandler {
                 FileRings.attach(l);
                 handler = l.register(this);
                 l.addPoller(this::poll);
+                l.addPendingCheck(this::hasWork); // completions queued by other threads
+
                 l.addTicker(this::tick);
                 l.addTicker(this::endLingering);
                 l.setIdleCheck(() -> FileRings.inflight(l) == 0); // a stopping loop finishes its file I/O

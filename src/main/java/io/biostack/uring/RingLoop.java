@@ -172,6 +172,29 @@ public final class RingLoop implements CqeHandler {
         tickers = n;
     }
 
+    /**
+     * Adds a check, run after the loop has said it is going to sleep, for work that other threads
+     * queue without {@link #execute} (they call {@link #wake()} after queueing): true keeps the loop
+     * from sleeping. Closes the race between a poller finding its queue empty and the wait.
+     */
+    public void addPendingCheck(java.util.function.BooleanSupplier pending) {
+        checkThread();
+        java.util.function.BooleanSupplier[] n = java.util.Arrays.copyOf(pendingChecks, pendingChecks.length + 1);
+        n[pendingChecks.length] = pending;
+        pendingChecks = n;
+    }
+
+    private java.util.function.BooleanSupplier[] pendingChecks = new java.util.function.BooleanSupplier[0];
+
+    private boolean pending() {
+        for (java.util.function.BooleanSupplier p : pendingChecks) {
+            if (p.getAsBoolean()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** Says the loop must not wait before it polls again (loop thread only). */
     public void markBusy() {
         busy = true;
@@ -312,7 +335,7 @@ public final class RingLoop implements CqeHandler {
                 continue;
             }
             sleeping = true;
-            if (!tasks.isEmpty()) {
+            if (!tasks.isEmpty() || pending()) {
                 sleeping = false;
                 continue;
             }
