@@ -162,7 +162,7 @@ final class Scratch implements AutoCloseable {
     }
 
     private Map<String, Object> stat() throws IOException {
-        Map<String, Object> m = Files.readAttributes(path, "unix:ctime,unix:lastModifiedTime,unix:size");
+        Map<String, Object> m = Files.readAttributes(path, "unix:ctime,lastModifiedTime,size");
         return Map.of("c", ((FileTime) m.get("ctime")).toInstant(), "m", ((FileTime) m.get("lastModifiedTime")).toInstant(),
                 "s", m.get("size"));
     }
