@@ -254,6 +254,7 @@ public final class Replayer {
 
     private void inOrder(int i) throws IOException, InterruptedException {
         scratch.reset();
+        scratch.seal();
         Checker.Result r = checker.run(scratch.path());
         scratch.afterChecker();
         if (!r.ok()) {
@@ -360,6 +361,7 @@ public final class Replayer {
                 next++;
             }
         }
+        scratch.seal();
         Checker.Result r = checker.run(scratch.path());
         scratch.afterChecker();
         cache.put((BitSet) persisted.clone(), r);

@@ -28,7 +28,7 @@ import java.util.Map;
  * <li><b>delta</b> elsewhere (ext4, tmpfs): one sparse copy of the image's data extents at the
  * start; after that only 64 KiB chunks known to differ are copied back from the image: chunks the
  * replay wrote to the image, chunks a crash state wrote to the scratch, and, when the checker
- * changed the file (its ctime, mtime or size moved), the chunks it changed, found by comparing
+ * changed the file (its mtime, set to a sentinel before each run, or its size moved), the chunks it changed, found by comparing
  * the two files over their data extents ({@code SEEK_DATA}/{@code SEEK_HOLE}): a read of what is
  * allocated, no writes, where the naive loop copies (and dirties) the whole image.</li>
  * </ul>
@@ -52,10 +52,13 @@ final class Scratch implements AutoCloseable {
     private final Arena arena = Arena.ofConfined();
     private final MemorySegment a;
     private final MemorySegment b;
+    private static final FileTime SEALED = FileTime.fromMillis(1000);
     private Map<String, Object> stamp;
     private boolean cloneNeeded;
     private long bytesCopied;
     private long bytesCompared;
+    private int checkerWrote;
+    private int checkerUntouched;
 
     Scratch(Path image, int imageFd, Path dir) throws IOException {
         this.image = image;
@@ -84,6 +87,9 @@ final class Scratch implements AutoCloseable {
     Mode mode() { return mode; }
     long bytesCopied() { return bytesCopied; }
     long bytesCompared() { return bytesCompared; }
+    /** Checker runs that wrote to the scratch (journal recovery) and runs that did not. */
+    int checkerWrote() { return checkerWrote; }
+    int checkerUntouched() { return checkerUntouched; }
 
     /** The image changed in [off, off + len): the scratch must catch up before the next check. */
     void imageChanged(long off, long len) {
@@ -133,8 +139,10 @@ final class Scratch implements AutoCloseable {
     /** Called after a checker ran on the scratch: finds what it changed so {@link #reset()} undoes it. */
     void afterChecker() throws IOException {
         if (stat().equals(stamp)) {
+            checkerUntouched++;
             return;
         }
+        checkerWrote++;
         cloneNeeded = true;
         if (mode == Mode.REFLINK) {
             return;
@@ -162,9 +170,18 @@ final class Scratch implements AutoCloseable {
     }
 
     private Map<String, Object> stat() throws IOException {
-        Map<String, Object> m = Files.readAttributes(path, "unix:ctime,lastModifiedTime,size");
-        return Map.of("c", ((FileTime) m.get("ctime")).toInstant(), "m", ((FileTime) m.get("lastModifiedTime")).toInstant(),
-                "s", m.get("size"));
+        Map<String, Object> m = Files.readAttributes(path, "lastModifiedTime,size");
+        return Map.of("m", ((FileTime) m.get("lastModifiedTime")).toInstant(), "s", m.get("size"));
+    }
+
+    /**
+     * Stamps the scratch just before a checker runs: its mtime is set one second after the epoch,
+     * so any write by the checker moves it to now. (Comparing "now" with "now" would miss a write
+     * in the same tick of the kernel's coarse clock, which is up to 4 ms.)
+     */
+    void seal() throws IOException {
+        Files.setLastModifiedTime(path, SEALED);
+        stamp = stat();
     }
 
     private void copyRange(long off, long len) throws IOException {
