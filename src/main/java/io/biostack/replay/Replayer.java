@@ -180,6 +180,7 @@ public final class Replayer {
         if (scratch != null) {
             report.scratchBytesCopied = scratch.bytesCopied();
             report.scratchBytesCompared = scratch.bytesCompared();
+            report.checkerWrote = scratch.checkerWrote();
             report.checks = checker.runs();
         }
         report.millis = (System.nanoTime() - t0) / 1_000_000;

@@ -38,6 +38,7 @@ public final class Report {
     String scratchMode = "none";
     long scratchBytesCopied;
     long scratchBytesCompared;
+    int checkerWrote;
     long millis;
     final List<Failure> failures = new ArrayList<>();
 
@@ -51,6 +52,8 @@ public final class Report {
     public String scratchMode() { return scratchMode; }
     public long scratchBytesCopied() { return scratchBytesCopied; }
     public long millis() { return millis; }
+    /** Checker runs that wrote to their copy (journal recovery, fsck repairs). */
+    public int checkerWrote() { return checkerWrote; }
 
     /** A few lines for a person. */
     public String toText() {
@@ -60,7 +63,7 @@ public final class Report {
         sb.append("checked ").append(points).append(" crash points (").append(sameStates).append(" unchanged, not re-run) and ")
                 .append(reorderedStates).append(" reordered states with ").append(checks).append(" checker runs in ")
                 .append(millis).append(" ms; scratch: ").append(scratchMode).append(", ").append(scratchBytesCopied)
-                .append(" bytes copied\n");
+                .append(" bytes copied; the checker wrote to its copy in ").append(checkerWrote).append(" runs\n");
         for (Failure f : failures) {
             sb.append("FAIL at entry ").append(f.entry()).append(f.mark() == null ? "" : " (after mark '" + f.mark() + "')")
                     .append(", ").append(f.kind()).append(": ").append(f.reason()).append('\n');
@@ -86,7 +89,7 @@ public final class Report {
                 .append(",\"reordered_states\":").append(reorderedStates).append(",\"checks\":").append(checks)
                 .append(",\"millis\":").append(millis).append(',');
         kv(sb, "scratch", scratchMode).append(",\"scratch_bytes_copied\":").append(scratchBytesCopied)
-                .append(",\"scratch_bytes_compared\":").append(scratchBytesCompared).append(",\"failures\":[");
+                .append(",\"scratch_bytes_compared\":").append(scratchBytesCompared).append(",\"checker_wrote\":").append(checkerWrote).append(",\"failures\":[");
         for (int i = 0; i < failures.size(); i++) {
             Failure f = failures.get(i);
             sb.append(i == 0 ? "{" : ",{").append("\"entry\":").append(f.entry()).append(',');
