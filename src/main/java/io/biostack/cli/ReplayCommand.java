@@ -70,6 +70,9 @@ public final class ReplayCommand implements Callable<Integer> {
     @Option(names = "--scratch-dir", paramLabel = "DIR", description = "where the scratch copy lives (default: IMAGE's directory)")
     Path scratchDir;
 
+    @Option(names = "--naive", description = "benchmark baseline: cp the whole image before every check and re-check unchanged points")
+    boolean naive;
+
     @Option(names = "--json", description = "print a machine-readable report")
     boolean json;
 
@@ -86,7 +89,8 @@ public final class ReplayCommand implements Callable<Integer> {
                     .check(check, parseDuration(checkTimeout))
                     .keepGoing(keepGoing)
                     .reorder(reorder, seed, torn)
-                    .scratchDir(scratchDir);
+                    .scratchDir(scratchDir)
+                    .naive(naive);
             if (reorder < 0) {
                 throw new ReplayException("--reorder must be 0 or more");
             }

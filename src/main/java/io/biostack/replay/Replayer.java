@@ -65,18 +65,20 @@ public final class Replayer {
     /** Every option of a replay; see {@code biostack replay --help}. */
     public record Options(Path log, Path image, long createSize, At at, String startMark, String endMark,
                           String check, Duration checkTimeout, boolean keepGoing, int reorder, long seed,
-                          boolean torn, Path scratchDir, Progress progress) {
+                          boolean torn, Path scratchDir, Progress progress, boolean naive) {
         public static Options of(Path log, Path image) {
-            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null);
+            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false);
         }
-        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress); }
-        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress); }
-        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress); }
-        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress); }
-        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress); }
-        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress); }
-        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress); }
-        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v); }
+        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
+        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
+        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
+        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
+        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive); }
+        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive); }
+        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive); }
+        /** The baseline for benchmarks: cp the whole image before every check, re-check unchanged points. */
+        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v); }
+        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive); }
     }
 
     /** Physical block a write is torn at with {@code --torn} (4 KiB, the common page and disk block). */
@@ -137,7 +139,7 @@ public final class Replayer {
         At at = o.at() == null && o.check() != null ? At.FLUSH : o.at();
         if (o.check() != null) {
             Path dir = o.scratchDir() != null ? o.scratchDir() : o.image().toAbsolutePath().getParent();
-            scratch = new Scratch(o.image(), imageFd, dir);
+            scratch = new Scratch(o.image(), imageFd, dir, o.naive());
             checker = new Checker(o.check(), o.checkTimeout(), dir);
             report.scratchMode = scratch.mode().name().toLowerCase();
         }
@@ -157,7 +159,7 @@ public final class Replayer {
             report.replayedTo = i;
             if (point && !stop) {
                 report.points++;
-                if (changedSinceCheck) {
+                if (changedSinceCheck || o.naive()) {
                     inOrder(i);
                     changedSinceCheck = false;
                 } else {

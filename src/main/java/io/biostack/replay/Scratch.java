@@ -31,6 +31,8 @@ import java.util.Map;
  * changed the file (its mtime, set to a sentinel before each run, or its size moved), the chunks it changed, found by comparing
  * the two files over their data extents ({@code SEEK_DATA}/{@code SEEK_HOLE}): a read of what is
  * allocated, no writes, where the naive loop copies (and dirties) the whole image.</li>
+ * <li><b>naive</b> only on request ({@code --naive}, for benchmarks): {@code cp IMAGE SCRATCH}
+ * before every check, the loop a script would write.</li>
  * </ul>
  *
  * <p>Single-threaded; owns the scratch file and deletes it on {@link #close()}.
@@ -40,7 +42,8 @@ final class Scratch implements AutoCloseable {
     /** {@code FICLONE = _IOW(0x94, 9, int)}, include/uapi/linux/fs.h. */
     static final long FICLONE = 0x40049409L;
 
-    enum Mode { REFLINK, DELTA }
+    /** How the scratch is made equal to the image; NAIVE is the baseline the others are measured against. */
+    enum Mode { REFLINK, DELTA, NAIVE }
 
     private final Path image;
     private final int imageFd;
@@ -60,7 +63,7 @@ final class Scratch implements AutoCloseable {
     private int checkerWrote;
     private int checkerUntouched;
 
-    Scratch(Path image, int imageFd, Path dir) throws IOException {
+    Scratch(Path image, int imageFd, Path dir, boolean naive) throws IOException {
         this.image = image;
         this.imageFd = imageFd;
         this.size = Files.size(image);
@@ -72,9 +75,9 @@ final class Scratch implements AutoCloseable {
         this.fd = f;
         this.a = arena.allocate(CHUNK, 4096);
         this.b = arena.allocate(CHUNK, 4096);
-        boolean clone = Libc.ioctl(fd, FICLONE, imageFd) == 0;
-        this.mode = clone ? Mode.REFLINK : Mode.DELTA;
-        if (!clone) {
+        boolean clone = !naive && Libc.ioctl(fd, FICLONE, imageFd) == 0;
+        this.mode = naive ? Mode.NAIVE : clone ? Mode.REFLINK : Mode.DELTA;
+        if (mode == Mode.DELTA) {
             check(Libc.ftruncate(fd, size), "ftruncate");
             for (long[] r : extents(imageFd, size)) {
                 copyRange(r[0], r[1]);
@@ -100,7 +103,10 @@ final class Scratch implements AutoCloseable {
 
     /** Makes the scratch equal to the image. */
     void reset() throws IOException {
-        if (mode == Mode.REFLINK) {
+        if (mode == Mode.NAIVE) {
+            copyWithCp();
+            dirty.clear();
+        } else if (mode == Mode.REFLINK) {
             if (cloneNeeded || !dirty.isEmpty()) {
                 check(Libc.ioctl(fd, FICLONE, imageFd), "ioctl FICLONE");
                 dirty.clear();
@@ -136,6 +142,20 @@ final class Scratch implements AutoCloseable {
         cloneNeeded = true;
     }
 
+    private void copyWithCp() throws IOException {
+        try {
+            Process p = new ProcessBuilder("cp", image.toString(), path.toString()).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            if (p.waitFor() != 0) {
+                throw new IOException("cp " + image + " " + path + ": " + out.trim());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while copying " + image);
+        }
+        bytesCopied += size;
+    }
+
     /** Called after a checker ran on the scratch: finds what it changed so {@link #reset()} undoes it. */
     void afterChecker() throws IOException {
         if (stat().equals(stamp)) {
@@ -144,7 +164,7 @@ final class Scratch implements AutoCloseable {
         }
         checkerWrote++;
         cloneNeeded = true;
-        if (mode == Mode.REFLINK) {
+        if (mode != Mode.DELTA) {
             return;
         }
         if (Files.size(path) != size) {
