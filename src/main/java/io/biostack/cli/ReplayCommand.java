@@ -70,6 +70,9 @@ public final class ReplayCommand implements Callable<Integer> {
     @Option(names = "--scratch-dir", paramLabel = "DIR", description = "where the scratch copy lives (default: IMAGE's directory)")
     Path scratchDir;
 
+    @Option(names = {"-j", "--jobs"}, paramLabel = "N", description = "checkers run at once on in-order points (default: one per CPU)")
+    Integer jobs;
+
     @Option(names = "--naive", description = "benchmark baseline: cp the whole image before every check and re-check unchanged points")
     boolean naive;
 
@@ -91,6 +94,12 @@ public final class ReplayCommand implements Callable<Integer> {
                     .reorder(reorder, seed, torn)
                     .scratchDir(scratchDir)
                     .naive(naive);
+            if (jobs != null) {
+                if (jobs < 1) {
+                    throw new ReplayException("--jobs must be 1 or more");
+                }
+                o = o.jobs(jobs);
+            }
             if (reorder < 0) {
                 throw new ReplayException("--reorder must be 0 or more");
             }

@@ -28,6 +28,7 @@ final class Checker {
     private final Duration timeout;
     private final Path outFile;
     private int runs;
+    private final java.util.List<Path> extra = new java.util.ArrayList<>();
 
     Checker(String command, Duration timeout, Path dir) throws IOException {
         this.command = command;
@@ -39,21 +40,46 @@ final class Checker {
         return runs;
     }
 
+    /** A checker started and not yet waited for; each one writes its own output file. */
+    final class Running {
+        final Process process;
+        final long deadline;
+        final Path out;
+
+        Running(Process process, long deadline, Path out) {
+            this.process = process;
+            this.deadline = deadline;
+            this.out = out;
+        }
+    }
+
+    /** Runs the checker on {@code state} and waits for it. */
     Result run(Path state) throws IOException, InterruptedException {
+        return finish(start(state, outFile));
+    }
+
+    /** Starts the checker on {@code state}, its output going to {@code out}; see {@link #finish}. */
+    Running start(Path state, Path out) throws IOException {
         runs++;
         String cmd = command.replace("{}", quote(state.toString()));
         Process p = new ProcessBuilder("/bin/sh", "-c", cmd)
                 .redirectErrorStream(true)
-                .redirectOutput(outFile.toFile())
+                .redirectOutput(out.toFile())
                 .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                 .start();
-        boolean done = p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
+        return new Running(p, System.nanoTime() + timeout.toNanos(), out);
+    }
+
+    /** Waits for a started checker until its deadline; kills it and its children past that. */
+    Result finish(Running r) throws IOException, InterruptedException {
+        Process p = r.process;
+        boolean done = p.waitFor(Math.max(0, r.deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
         if (!done) {
             p.descendants().forEach(ProcessHandle::destroyForcibly);
             p.destroyForcibly();
             p.waitFor(10, TimeUnit.SECONDS);
         }
-        String out = tail();
+        String out = tail(r.out);
         if (!done) {
             return new Result(false, -1, true, out + (out.isEmpty() || out.endsWith("\n") ? "" : "\n")
                     + "(killed after " + timeout.toMillis() + " ms)");
@@ -61,7 +87,14 @@ final class Checker {
         return new Result(p.exitValue() == 0, p.exitValue(), false, out);
     }
 
-    private String tail() throws IOException {
+    /** A fresh output file for a parallel slot, deleted by {@link #close()}. */
+    Path newOutFile() throws IOException {
+        Path p = Files.createTempFile(outFile.getParent(), "replay-check", ".out");
+        extra.add(p);
+        return p;
+    }
+
+    private static String tail(Path outFile) throws IOException {
         long n = Files.size(outFile);
         byte[] all;
         try (var ch = java.nio.channels.FileChannel.open(outFile)) {
@@ -80,5 +113,8 @@ final class Checker {
 
     void close() throws IOException {
         Files.deleteIfExists(outFile);
+        for (Path p : extra) {
+            Files.deleteIfExists(p);
+        }
     }
 }

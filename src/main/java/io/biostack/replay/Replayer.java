@@ -49,7 +49,13 @@ import java.util.SplittableRandom;
  * is shrunk by delta debugging (Zeller's ddmin): first the set of dropped pieces, then the set of
  * persisted ones that the failure needs; both are reported by entry number.
  *
- * <p>Single-threaded. Bad input (a log that is not one, truncated, out of range for the image, a
+ * <h2>Checkers in parallel</h2>
+ * In-order points are checked by up to {@code jobs} checkers at once (default: one per CPU), each
+ * on its own scratch copy, while the replay goes on; reordered states and their shrinking run one
+ * at a time on the first copy, after the running checkers are waited for. Without
+ * {@code --keep-going} only the earliest failure is reported, as a serial run would.
+ *
+ * <p>One thread drives the replay; checkers are processes. Bad input (a log that is not one, truncated, out of range for the image, a
  * mark that is not there) throws {@link ReplayException} before anything is checked.
  */
 public final class Replayer {
@@ -65,20 +71,22 @@ public final class Replayer {
     /** Every option of a replay; see {@code biostack replay --help}. */
     public record Options(Path log, Path image, long createSize, At at, String startMark, String endMark,
                           String check, Duration checkTimeout, boolean keepGoing, int reorder, long seed,
-                          boolean torn, Path scratchDir, Progress progress, boolean naive) {
+                          boolean torn, Path scratchDir, Progress progress, boolean naive, int jobs) {
         public static Options of(Path log, Path image) {
-            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false);
+            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false, Runtime.getRuntime().availableProcessors());
         }
-        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
-        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
-        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
-        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive); }
-        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive); }
-        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive); }
-        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive); }
+        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive, jobs); }
+        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive, jobs); }
         /** The baseline for benchmarks: cp the whole image before every check, re-check unchanged points. */
-        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v); }
-        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive); }
+        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v, jobs); }
+        /** Checkers run at once on in-order crash points, each on its own scratch copy. */
+        public Options jobs(int v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, v); }
+        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive, jobs); }
     }
 
     /** Physical block a write is torn at with {@code --torn} (4 KiB, the common page and disk block). */
@@ -92,6 +100,16 @@ public final class Replayer {
     private int imageFd = -1;
     private Scratch scratch;
     private Checker checker;
+    /** Scratch copies for checkers running at once on in-order points; slot 0's is {@link #scratch}. */
+    private final List<Slot> slots = new ArrayList<>();
+
+    private static final class Slot {
+        Scratch scratch;
+        Path out;
+        Checker.Running running;
+        int entry;
+        long started;
+    }
     private final Arena buf = Arena.ofConfined();
     private final MemorySegment zeros;
     // the window: entries with data since the last flush, and the bytes each one overwrote
@@ -139,8 +157,14 @@ public final class Replayer {
         At at = o.at() == null && o.check() != null ? At.FLUSH : o.at();
         if (o.check() != null) {
             Path dir = o.scratchDir() != null ? o.scratchDir() : o.image().toAbsolutePath().getParent();
-            scratch = new Scratch(o.image(), imageFd, dir, o.naive());
             checker = new Checker(o.check(), o.checkTimeout(), dir);
+            for (int k = 0; k < Math.max(1, o.jobs()); k++) {
+                Slot sl = new Slot();
+                sl.scratch = new Scratch(o.image(), imageFd, dir, o.naive());
+                sl.out = checker.newOutFile();
+                slots.add(sl);
+            }
+            scratch = slots.getFirst().scratch;
             report.scratchMode = scratch.mode().name().toLowerCase();
         }
         boolean changedSinceCheck = true;
@@ -178,11 +202,19 @@ public final class Replayer {
             report.points++;
             inOrder(last);
         }
+        drain();
+        report.failures.sort(java.util.Comparator.comparingInt(Report.Failure::entry));
+        if (!o.keepGoing() && report.failures.size() > 1) {
+            // checkers ran ahead in parallel: the first failure is the one a serial run stops at
+            report.failures.subList(1, report.failures.size()).clear();
+        }
         check(Libc.fdatasync(imageFd), "fdatasync " + o.image());
-        if (scratch != null) {
-            report.scratchBytesCopied = scratch.bytesCopied();
-            report.scratchBytesCompared = scratch.bytesCompared();
-            report.checkerWrote = scratch.checkerWrote();
+        for (Slot sl : slots) {
+            report.scratchBytesCopied += sl.scratch.bytesCopied();
+            report.scratchBytesCompared += sl.scratch.bytesCompared();
+            report.checkerWrote += sl.scratch.checkerWrote();
+        }
+        if (checker != null) {
             report.checks = checker.runs();
         }
         report.millis = (System.nanoTime() - t0) / 1_000_000;
@@ -243,8 +275,8 @@ public final class Replayer {
             MemorySegment d = log.data(i);
             Scratch.pwriteFully(imageFd, d, len, off);
         }
-        if (scratch != null) {
-            scratch.imageChanged(off, len);
+        for (Slot sl : slots) {
+            sl.scratch.imageChanged(off, len);
         }
     }
 
@@ -255,14 +287,57 @@ public final class Replayer {
         windowArena = Arena.ofConfined();
     }
 
+    /**
+     * Checks the in-order state at entry {@code i} on a free slot's scratch, without waiting for
+     * the checker: up to {@code jobs} run at once while the replay goes on. A failure found for
+     * an earlier point than others still running is the one reported (see {@link #drain()}).
+     */
     private void inOrder(int i) throws IOException, InterruptedException {
-        scratch.reset();
-        scratch.seal();
-        Checker.Result r = checker.run(scratch.path());
-        scratch.afterChecker();
+        Slot free = null;
+        for (Slot sl : slots) {
+            if (sl.running == null) {
+                free = sl;
+                break;
+            }
+        }
+        if (free == null) {
+            free = finishOldest();
+        }
+        if (stop) {
+            return;
+        }
+        free.scratch.reset();
+        free.scratch.seal();
+        free.running = checker.start(free.scratch.path(), free.out);
+        free.entry = i;
+        free.started = System.nanoTime();
+    }
+
+    private Slot finishOldest() throws IOException, InterruptedException {
+        Slot oldest = null;
+        for (Slot sl : slots) {
+            if (sl.running != null && (oldest == null || sl.started < oldest.started)) {
+                oldest = sl;
+            }
+        }
+        if (oldest == null) {
+            return slots.getFirst();
+        }
+        Checker.Result r = checker.finish(oldest.running);
+        oldest.running = null;
+        oldest.scratch.afterChecker();
         if (!r.ok()) {
-            report.failures.add(new Report.Failure(i, log.markBefore(i), "in-order", List.of(), List.of(), r.reason(), r.output()));
+            report.failures.add(new Report.Failure(oldest.entry, log.markBefore(oldest.entry), "in-order", List.of(), List.of(),
+                    r.reason(), r.output()));
             stop = !o.keepGoing();
+        }
+        return oldest;
+    }
+
+    /** Waits for every running checker. */
+    private void drain() throws IOException, InterruptedException {
+        for (int k = 0; k < slots.size(); k++) {
+            finishOldest();
         }
     }
 
@@ -288,6 +363,10 @@ public final class Replayer {
     }
 
     private void reordered(int point) throws IOException, InterruptedException {
+        drain();
+        if (stop) {
+            return;
+        }
         List<Report.Unit> us = units();
         int u = us.size();
         if (u == 0) {
@@ -495,8 +574,12 @@ public final class Replayer {
     }
 
     private void close() throws IOException {
-        if (scratch != null) {
-            scratch.close();
+        for (Slot sl : slots) {
+            if (sl.running != null) {
+                sl.running.process.descendants().forEach(ProcessHandle::destroyForcibly);
+                sl.running.process.destroyForcibly();
+            }
+            sl.scratch.close();
         }
         if (checker != null) {
             checker.close();

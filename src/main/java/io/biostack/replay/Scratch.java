@@ -115,7 +115,15 @@ final class Scratch implements AutoCloseable {
         } else {
             for (int c = dirty.nextSetBit(0); c >= 0; c = dirty.nextSetBit(c + 1)) {
                 long off = (long) c * CHUNK;
-                copyRange(off, Math.min(CHUNK, size - off));
+                long n = Math.min(CHUNK, size - off);
+                long d = Libc.lseek(imageFd, off, Fs.SEEK_DATA);
+                if ((d == -Errno.ENXIO || d >= off + n)
+                        && Libc.fallocate(fd, Falloc.FALLOC_FL_PUNCH_HOLE | Falloc.FALLOC_FL_KEEP_SIZE, off, n) == 0) {
+                    // a hole in the image stays a hole here: the scratch stays as sparse as the
+                    // image, and comparing after a checker reads only what is allocated
+                    continue;
+                }
+                copyRange(off, n);
             }
             dirty.clear();
         }

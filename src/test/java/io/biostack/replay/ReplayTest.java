@@ -130,6 +130,25 @@ class ReplayTest {
         assertThat(Arrays.copyOfRange(got, 1024, 64 << 10)).isEqualTo(new byte[(64 << 10) - 1024]);
     }
 
+    @Test
+    void parallelCheckersReportTheFirstFailureAsASerialRunWouldOrAllWithKeepGoing() throws Exception {
+        KernelLog k = new KernelLog(512)
+                .entry(0, 1, 0, null, fill(512, 1)).entry(0, 0, 1, null, null)
+                .entry(1, 1, 0, null, fill(512, 2)).entry(0, 0, 1, null, null)
+                .entry(2, 1, 0, null, fill(512, 3)).entry(0, 0, 1, null, null);
+        Path log = write("log", k.bytes());
+        Path zero = Files.write(dir.resolve("zero"), new byte[512]);
+        // inconsistent once sector 1 is written: from the flush at entry 3 on
+        String cmd = "sleep 0.2; dd if={} bs=512 skip=1 count=1 2>/dev/null | cmp - " + zero;
+        Report first = Replayer.run(Replayer.Options.of(log, dir.resolve("a")).createSize(4096)
+                .check(cmd, Duration.ofSeconds(10)).jobs(3));
+        assertThat(first.failures()).extracting(Report.Failure::entry).containsExactly(3);
+        Report all = Replayer.run(Replayer.Options.of(log, dir.resolve("b")).createSize(4096)
+                .check(cmd, Duration.ofSeconds(10)).jobs(3).keepGoing(true));
+        assertThat(all.failures()).extracting(Report.Failure::entry).containsExactly(3, 5);
+        assertThat(all.failures()).extracting(Report.Failure::mark).containsOnlyNulls();
+    }
+
     // ---- bad input ---------------------------------------------------------------------------
 
     @Test
