@@ -48,7 +48,9 @@ import java.util.logging.Logger;
  * End-io callbacks copy the data into a pooled, page-aligned log buffer with the entry sector in
  * front of it and push it on a lock-free (Treiber) stack; one logger thread per target (the
  * kernel's {@code log-write} kthread) takes the stack, puts it back in order, gives each record
- * its place in the log and submits one log bio per record to LOGDEV. Nothing blocks on the data
+ * its place in the log and gathers the records that are next to each other in the log into one
+ * log bio to LOGDEV (a segment per record, up to LOGDEV's limits): one sequential write for many
+ * records. Nothing blocks on the data
  * path and a warm pool allocates nothing. After a flush, FUA or mark entry the logger waits for
  * the log bios before it, then rewrites the super block with PREFLUSH|FUA, so a log read after a
  * crash is consistent up to its last flush, FUA or mark. A log bio that fails disables logging
@@ -86,6 +88,14 @@ public final class LogWrites implements Target {
     private volatile long loggedEntries;
     private volatile long nextByte;
     private final Object superLock = new Object();
+    private final long maxLogBio;
+    private final int maxLogSegs;
+    // the group of records gathered into the next log bio (logger thread only)
+    private Record groupFirst;
+    private Record groupLast;
+    private long groupAt;
+    private long groupBytes;
+    private int groupSegs;
 
     // callbacks cached once: the I/O path creates none
     private final EndIo writeDone = this::writeDone;
@@ -121,6 +131,8 @@ public final class LogWrites implements Target {
             pool[i] = new MpmcRing<>(i < 2 ? 256 : 32);
         }
         this.nextByte = sectorSize;
+        this.maxLogBio = logDev.limits().maxBytes();
+        this.maxLogSegs = Math.max(1, Math.min(logDev.limits().maxSegments(), 256));
         writeSuperNow(0);
         this.logger = Thread.ofPlatform().daemon().name("biostack-log-writes-" + name).start(this::loggerLoop);
     }
@@ -254,6 +266,7 @@ public final class LogWrites implements Target {
     }
 
     private void recycle(Record r) {
+        r.groupNext = null;
         r.parent = null;
         r.done = null;
         r.next = null;
@@ -284,6 +297,7 @@ public final class LogWrites implements Target {
             if (batch == null) {
                 Record taken = pushed.getAndSet(null);
                 if (taken == null) {
+                    submitGroup();
                     if (!running) {
                         return;
                     }
@@ -314,14 +328,21 @@ public final class LogWrites implements Target {
         return prev;
     }
 
-    /** Gives a record its place in the log and writes it; runs on the logger thread only. */
+    /**
+     * Gives a record its place in the log and adds it to the group of records being gathered
+     * into one log bio (they are contiguous in the log: one sequential write instead of one per
+     * record). Runs on the logger thread only.
+     */
     private void log(Record r) {
-        while (!r.ready) {
-            parked = true;
-            if (!r.ready) {
-                LockSupport.parkNanos(this, 10_000_000L);
+        if (!r.ready) {
+            submitGroup();
+            while (!r.ready) {
+                parked = true;
+                if (!r.ready) {
+                    LockSupport.parkNanos(this, 10_000_000L);
+                }
+                parked = false;
             }
-            parked = false;
         }
         CountDownLatch done = r.done;
         if (r.failed || !enabled) {
@@ -333,6 +354,7 @@ public final class LogWrites implements Target {
         }
         long at = nextByte;
         if (at + r.bytes > logSize) {
+            submitGroup();
             disable("ran out of space on the log device " + logDev.name());
             recycle(r);
             if (done != null) {
@@ -340,15 +362,22 @@ public final class LogWrites implements Target {
             }
             return;
         }
-        boolean super_ = (r.flags & (LogFormat.FLUSH | LogFormat.FUA | LogFormat.MARK)) != 0;
+        if (groupFirst != null && (groupBytes + r.bytes > maxLogBio || groupSegs == maxLogSegs)) {
+            submitGroup();
+        }
         nextByte = at + r.bytes;
         loggedEntries++;
-        inflight.incrementAndGet();
-        Bio b = Layers.POOL.get().init(Op.WRITE, 0, at, logDone);
-        b.addSegment(r.buf.asSlice(0, r.bytes));
-        b.setPrivateData(r);
-        logDev.submit(b);
-        if (super_) {
+        if (groupFirst == null) {
+            groupFirst = r;
+            groupAt = at;
+        } else {
+            groupLast.groupNext = r;
+        }
+        groupLast = r;
+        groupBytes += r.bytes;
+        groupSegs++;
+        if ((r.flags & (LogFormat.FLUSH | LogFormat.FUA | LogFormat.MARK)) != 0) {
+            submitGroup();
             awaitLogBios();
             if (enabled) {
                 writeSuperNow(loggedEntries);
@@ -359,13 +388,36 @@ public final class LogWrites implements Target {
         }
     }
 
+    /** Sends the gathered records to LOGDEV as one bio, a segment per record. */
+    private void submitGroup() {
+        Record first = groupFirst;
+        if (first == null) {
+            return;
+        }
+        inflight.incrementAndGet();
+        Bio b = Layers.POOL.get().init(Op.WRITE, 0, groupAt, logDone);
+        for (Record r = first; r != null; r = r.groupNext) {
+            b.addSegment(r.slice());
+        }
+        b.setPrivateData(first);
+        groupFirst = null;
+        groupLast = null;
+        groupBytes = 0;
+        groupSegs = 0;
+        logDev.submit(b);
+    }
+
     private void logDone(Bio b) {
         Record r = (Record) b.privateData();
         if (b.status() != Status.OK) {
             disable("log write failed: " + b.status() + (b.detail() == null ? "" : " (" + b.detail() + ")"));
         }
         b.put();
-        recycle(r);
+        while (r != null) {
+            Record n = r.groupNext;
+            recycle(r);
+            r = n;
+        }
         inflight.decrementAndGet();
         wakeLogger();
     }
@@ -492,10 +544,23 @@ public final class LogWrites implements Target {
         Bio parent;
         CountDownLatch done;
         Record next;
+        /** The next record in the same log bio (logger thread, then the log bio's end-io). */
+        Record groupNext;
+        private MemorySegment slice;
 
         Record(int cls, MemorySegment buf) {
             this.cls = cls;
             this.buf = buf;
+        }
+
+        /** The first {@code bytes} of the buffer; the last slice is kept, so same-size records allocate nothing. */
+        MemorySegment slice() {
+            MemorySegment s = slice;
+            if (s == null || s.byteSize() != bytes) {
+                s = buf.asSlice(0, bytes);
+                slice = s;
+            }
+            return s;
         }
     }
 }
