@@ -67,7 +67,7 @@ public final class ReplayCommand implements Callable<Integer> {
     @Option(names = "--torn", description = "with --reorder: writes longer than 4k may be torn at 4k boundaries")
     boolean torn;
 
-    @Option(names = "--scratch-dir", paramLabel = "DIR", description = "where the scratch copy lives (default: IMAGE's directory)")
+    @Option(names = "--scratch-dir", paramLabel = "DIR", description = "where the scratch copies live (default: /dev/shm when it has room, else IMAGE's directory)")
     Path scratchDir;
 
     @Option(names = {"-j", "--jobs"}, paramLabel = "N", description = "checkers run at once on in-order points (default: one per CPU)")

@@ -156,7 +156,7 @@ public final class Replayer {
         openImage(last);
         At at = o.at() == null && o.check() != null ? At.FLUSH : o.at();
         if (o.check() != null) {
-            Path dir = o.scratchDir() != null ? o.scratchDir() : o.image().toAbsolutePath().getParent();
+            Path dir = o.scratchDir() != null ? o.scratchDir() : scratchDir(o.image(), Math.max(1, o.jobs()), o.naive());
             checker = new Checker(o.check(), o.checkTimeout(), dir);
             for (int k = 0; k < Math.max(1, o.jobs()); k++) {
                 Slot sl = new Slot();
@@ -219,6 +219,25 @@ public final class Replayer {
         }
         report.millis = (System.nanoTime() - t0) / 1_000_000;
         return report;
+    }
+
+    /**
+     * Where scratch copies live unless {@code --scratch-dir} says: in memory ({@code /dev/shm},
+     * when it is a tmpfs with room for {@code jobs} copies of the whole image twice over), so a
+     * checker's fsync (journal recovery does one) costs nothing and no crash state is written to
+     * a disk; else beside the image. The naive baseline copies beside the image, as a script would.
+     */
+    static Path scratchDir(Path image, int jobs, boolean naive) throws IOException {
+        Path beside = image.toAbsolutePath().getParent();
+        Path shm = Path.of("/dev/shm");
+        if (naive || !Files.isDirectory(shm) || !Files.isWritable(shm)) {
+            return beside;
+        }
+        java.nio.file.FileStore fs = Files.getFileStore(shm);
+        if ("tmpfs".equals(fs.type()) && fs.getUsableSpace() / 2 > Files.size(image) * jobs) {
+            return shm;
+        }
+        return beside;
     }
 
     private boolean isPoint(At at, int i) {

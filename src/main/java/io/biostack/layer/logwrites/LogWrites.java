@@ -123,7 +123,8 @@ public final class LogWrites implements Target {
         }
         QueueLimits d = dev.limits();
         // A log bio is the entry sector plus the data: keep it within LOGDEV's and our buffers' limits.
-        long max = Math.min(Math.min(d.maxBytes(), MAX_DATA), logDev.limits().maxBytes() - sectorSize);
+        QueueLimits l = logDev.limits();
+        long max = Math.min(Math.min(d.maxBytes(), MAX_DATA), Math.min(l.maxBytes(), l.maxSegmentSize()) - sectorSize);
         max = Math.max(sectorSize, max / Math.max(sectorSize, d.physicalBlockSize()) * Math.max(sectorSize, d.physicalBlockSize()));
         this.limits = d.toBuilder().maxBytes(max).build();
         this.pool = new MpmcRing[CLASSES];
