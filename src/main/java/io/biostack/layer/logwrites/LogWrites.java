@@ -67,6 +67,8 @@ public final class LogWrites implements Target {
     public static final String END_MARK = "dm-log-writes-end";
     /** Largest write the log buffers take in one piece; bigger bios are split by the limits. */
     static final int MAX_DATA = 1 << 20;
+    /** Largest log bio the logger gathers records into (a few MiB: sequential, not a stall). */
+    static final long MAX_LOG_BIO = 4L << 20;
     /** Size classes of the buffer pool: 4 KiB, 8 KiB, ... up to MAX_DATA plus the entry sector. */
     private static final int CLASSES = 10;
 
@@ -122,18 +124,24 @@ public final class LogWrites implements Target {
             throw new IllegalArgumentException(name + ": the log device " + logDev.name() + " is too small");
         }
         QueueLimits d = dev.limits();
-        // A log bio is the entry sector plus the data: keep it within LOGDEV's and our buffers' limits.
         QueueLimits l = logDev.limits();
-        long max = Math.min(Math.min(d.maxBytes(), MAX_DATA), Math.min(l.maxBytes(), l.maxSegmentSize()) - sectorSize);
-        max = Math.max(sectorSize, max / Math.max(sectorSize, d.physicalBlockSize()) * Math.max(sectorSize, d.physicalBlockSize()));
+        // A log bio segment is the entry sector plus the data: keep it within LOGDEV's and our
+        // buffers' limits (0 in a limit means none, as in QueueLimits).
+        long logMax = unlimited(l.maxBytes());
+        if (l.maxSegmentSize() > 0) {
+            logMax = Math.min(logMax, l.maxSegmentSize());
+        }
+        long max = Math.min(Math.min(unlimited(d.maxBytes()), MAX_DATA), logMax - sectorSize);
+        int unit = Math.max(sectorSize, d.physicalBlockSize());
+        max = Math.max(sectorSize, max / unit * unit);
         this.limits = d.toBuilder().maxBytes(max).build();
         this.pool = new MpmcRing[CLASSES];
         for (int i = 0; i < CLASSES; i++) {
             pool[i] = new MpmcRing<>(i < 2 ? 256 : 32);
         }
         this.nextByte = sectorSize;
-        this.maxLogBio = logDev.limits().maxBytes();
-        this.maxLogSegs = Math.max(1, Math.min(logDev.limits().maxSegments(), 256));
+        this.maxLogBio = Math.min(unlimited(l.maxBytes()), MAX_LOG_BIO);
+        this.maxLogSegs = l.maxSegments() > 0 ? Math.min(l.maxSegments(), 256) : 256;
         writeSuperNow(0);
         this.logger = Thread.ofPlatform().daemon().name("biostack-log-writes-" + name).start(this::loggerLoop);
     }
@@ -253,6 +261,10 @@ public final class LogWrites implements Target {
             r = new Record(cls, Arena.ofAuto().allocate(4096L << cls, 4096));
         }
         return r;
+    }
+
+    private static long unlimited(long limit) {
+        return limit > 0 ? limit : Long.MAX_VALUE;
     }
 
     private static int classOf(long bytes) {

@@ -232,6 +232,16 @@ class LogWritesTest {
     }
 
     @Test
+    void limitsLetWholeWritesThroughAsTheDeviceBelowDoes() throws Exception {
+        // a write the device takes whole must reach the log whole: splitting it here would tear
+        // it in every replay (ext4's superblock, torn in 512-byte halves, does not survive that)
+        try (LogWrites lw = new LogWrites("lw", new RamDisk("dev", 4 << 20), new RamDisk("log", 8 << 20))) {
+            assertThat(lw.limits().maxBytes()).isGreaterThanOrEqualTo(512 << 10);
+            assertThat(lw.limits().logicalBlockSize()).isEqualTo(512);
+        }
+    }
+
+    @Test
     void badMessagesAndTablesAreRefusedWithAReason() throws Exception {
         try (LogWrites lw = new LogWrites("lw", new RamDisk("dev", 1 << 20), new RamDisk("log", 1 << 20))) {
             assertThatThrownBy(() -> lw.message(List.of("mark"))).hasMessageContaining("mark LABEL");
