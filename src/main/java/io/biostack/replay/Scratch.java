@@ -35,6 +35,13 @@ import java.util.Map;
  * before every check, the loop a script would write.</li>
  * </ul>
  *
+ * <p>Measured with {@code bench/crash/run.sh} (256 MiB ext4, 114 flush points, the
+ * journal-recovering e2fsck pair; a shared 2-core VM under load): delta with the scratch in
+ * /dev/shm and two checkers at once, 2281 points/min; the naive cp-then-check loop beside the
+ * image, 988/min (2.3x); the naive loop with its copy in /dev/shm, 2119/min. The checker itself
+ * (two e2fsck runs, about 15-20 ms) is most of the time: once the copy is gone, only more
+ * checkers at once (idle cores) make it faster.
+ *
  * <p>Single-threaded; owns the scratch file and deletes it on {@link #close()}.
  */
 final class Scratch implements AutoCloseable {
