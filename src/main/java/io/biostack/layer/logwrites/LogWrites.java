@@ -22,7 +22,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
-import java.util.logging.Logger;
 
 /**
  * Passes I/O to a device and records every write (with its data), discard, flush and FUA on a
@@ -62,7 +61,7 @@ import java.util.logging.Logger;
  * last mark {@code dm-log-writes-end} (as the kernel's destructor) and stops the logger.
  */
 public final class LogWrites implements Target {
-    private static final Logger LOG = Logger.getLogger(LogWrites.class.getName());
+    private static final System.Logger LOG = System.getLogger("biostack.layer.logwrites");
     /** The kernel's destructor logs this mark (log_writes_dtr). */
     public static final String END_MARK = "dm-log-writes-end";
     /** Largest write the log buffers take in one piece; bigger bios are split by the limits. */
@@ -449,7 +448,7 @@ public final class LogWrites implements Target {
         if (enabled) {
             enabled = false;
             disabledWhy = why;
-            LOG.warning(name + ": logging disabled: " + why);
+            LOG.log(System.Logger.Level.WARNING, name + ": logging disabled: " + why);
         }
     }
 
@@ -534,7 +533,7 @@ public final class LogWrites implements Target {
             try {
                 mark(END_MARK);
             } catch (RuntimeException e) {
-                LOG.warning(name + ": " + e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, name + ": " + e.getMessage());
             }
         }
         running = false;
