@@ -102,6 +102,8 @@ public final class LogWrites implements Target {
     private final EndIo writeDone = this::writeDone;
     private final EndIo flushDone = this::flushDone;
     private final EndIo logDone = this::logDone;
+    private final Layers.Boundary splitBoundary = off -> limits().maxBytes();
+    private final java.util.function.Consumer<Bio> logged = this::submitLogged;
 
     /** A log-writes device over {@code dev}, logging to {@code logDev} from its first byte. */
     @SuppressWarnings("unchecked")
@@ -174,6 +176,17 @@ public final class LogWrites implements Target {
             dev.submit(bio);
             return;
         }
+        if (op == Op.WRITE && bio.size() > limits.maxBytes()) {
+            // a caller that ignored our limits: log it in pieces that fit a log buffer (slow path)
+            Layers.splitAt(bio, splitBoundary, logged);
+            return;
+        }
+        submitLogged(bio);
+    }
+
+    /** A write, discard, write-zeroes or flush that fits the limits: pass it down, log it. */
+    private void submitLogged(Bio bio) {
+        Op op = bio.op();
         boolean preflush = op == Op.FLUSH || bio.hasFlag(BioFlags.PREFLUSH);
         Bio c = bio.cloneShallow(Layers.POOL);
         if (preflush) {

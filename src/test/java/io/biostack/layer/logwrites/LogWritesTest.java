@@ -242,6 +242,30 @@ class LogWritesTest {
     }
 
     @Test
+    void writeLargerThanTheLimitsIsLoggedInPiecesThatTogetherHoldItAll() throws Exception {
+        RamDisk dev = new RamDisk("dev", 8 << 20);
+        RamDisk logDev = new RamDisk("log", 16 << 20);
+        MemorySegment big = pattern(3 << 20, 5);
+        long[] sup = new long[4];
+        try (LogWrites lw = new LogWrites("lw", dev, logDev)) {
+            lw.write(4096, big).get(5, TimeUnit.SECONDS);
+            lw.flush().get(5, TimeUnit.SECONDS);
+        }
+        List<E> es = decode(logDev, sup);
+        java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
+        long next = 8;   // sector of byte 4096
+        for (E e : es.subList(0, es.size() - 2)) {
+            assertThat(e.sector()).isEqualTo(next);
+            assertThat(e.flags()).isZero();
+            next += e.nr();
+            all.write(e.data());
+        }
+        assertThat(es.size()).isGreaterThan(3);
+        assertThat(all.toByteArray()).isEqualTo(bytes(big));
+        assertThat(es.get(es.size() - 2).flags()).isEqualTo(1L);
+    }
+
+    @Test
     void badMessagesAndTablesAreRefusedWithAReason() throws Exception {
         try (LogWrites lw = new LogWrites("lw", new RamDisk("dev", 1 << 20), new RamDisk("log", 1 << 20))) {
             assertThatThrownBy(() -> lw.message(List.of("mark"))).hasMessageContaining("mark LABEL");
