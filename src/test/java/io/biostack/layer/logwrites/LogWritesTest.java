@@ -265,6 +265,70 @@ class LogWritesTest {
         assertThat(es.get(es.size() - 2).flags()).isEqualTo(1L);
     }
 
+    /** Fails every bio of one op with IOERR while {@code failing}; passes the rest to a ramdisk. */
+    static final class Failing implements BlockDevice {
+        final RamDisk lower;
+        final io.biostack.block.Op op;
+        volatile boolean failing;
+
+        Failing(RamDisk lower, io.biostack.block.Op op) {
+            this.lower = lower;
+            this.op = op;
+        }
+
+        @Override public String name() { return lower.name(); }
+        @Override public long size() { return lower.size(); }
+        @Override public QueueLimits limits() { return lower.limits(); }
+        @Override public boolean isReadOnly() { return false; }
+        @Override public void close() { }
+
+        @Override
+        public void submit(Bio bio) {
+            if (failing && bio.op() == op) {
+                bio.fail(io.biostack.block.Status.IOERR, "failing " + op);
+            } else {
+                lower.submit(bio);
+            }
+        }
+    }
+
+    @Test
+    void failingLogDeviceDisablesLoggingAndTheDataPathGoesOn() throws Exception {
+        RamDisk dev = new RamDisk("dev", 1 << 20);
+        Failing logDev = new Failing(new RamDisk("log", 4 << 20), io.biostack.block.Op.WRITE);
+        MemorySegment a = pattern(4096, 8);
+        try (LogWrites lw = new LogWrites("lw", dev, logDev)) {
+            logDev.failing = true;
+            lw.write(0, a).get(5, TimeUnit.SECONDS);
+            lw.flush().get(5, TimeUnit.SECONDS);
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (lw.loggingEnabled() && System.nanoTime() < end) {
+                Thread.sleep(10);
+            }
+            assertThat(lw.status()).endsWith("logging_disabled");
+            assertThatThrownBy(() -> lw.message(List.of("mark", "x"))).hasMessageContaining("log write failed");
+            lw.write(8192, a).get(5, TimeUnit.SECONDS);
+        }
+        MemorySegment back = Arena.ofAuto().allocate(4096, 4096);
+        dev.read(8192, back).get(5, TimeUnit.SECONDS);
+        assertThat(bytes(back)).isEqualTo(bytes(a));
+    }
+
+    @Test
+    void flushThatFailsOnTheDeviceFailsItsCallerAndIsNotLogged() throws Exception {
+        Failing dev = new Failing(new RamDisk("dev", 1 << 20), io.biostack.block.Op.FLUSH);
+        RamDisk logDev = new RamDisk("log", 4 << 20);
+        long[] sup = new long[4];
+        try (LogWrites lw = new LogWrites("lw", dev, logDev)) {
+            lw.write(0, pattern(512, 1)).get(5, TimeUnit.SECONDS);
+            dev.failing = true;
+            assertThatThrownBy(() -> lw.flush().get(5, TimeUnit.SECONDS)).hasMessageContaining("failing FLUSH");
+            dev.failing = false;
+            lw.flush().get(5, TimeUnit.SECONDS);
+        }
+        assertThat(decode(logDev, sup)).extracting(E::flags).containsExactly(0L, 1L, 8L);
+    }
+
     @Test
     void badMessagesAndTablesAreRefusedWithAReason() throws Exception {
         try (LogWrites lw = new LogWrites("lw", new RamDisk("dev", 1 << 20), new RamDisk("log", 1 << 20))) {
