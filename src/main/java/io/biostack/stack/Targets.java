@@ -114,6 +114,7 @@ public final class Targets {
         register("luks", false, Targets::luks);
         register("snapshot", false, Targets::snapshot);
         register("snapshot-origin", false, Targets::snapshotOrigin);
+        register("log-writes", false, LogWritesParser::parse);
     }
 
     private Targets() {
