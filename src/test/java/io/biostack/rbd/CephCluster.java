@@ -113,6 +113,13 @@ public final class CephCluster {
                 "mon data = " + dir.resolve("mon") + "/$id",
                 "osd data = " + dir.resolve("osd") + "/$id",
                 "keyring = " + dir.resolve("keyring"),
+                // librbd's default cache policy, writearound, completes a write only once the OSD
+                // has it, which would make FLUSH and FUA untestable. Writeback with a long dirty
+                // age is the case they exist for.
+                "[client]",
+                "rbd cache policy = writeback",
+                "rbd cache writethrough until flush = false",
+                "rbd cache max dirty age = 30",
                 ""));
         String keyring = dir.resolve("keyring").toString();
         ok(30, "ceph-authtool", "--create-keyring", keyring, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *");

@@ -122,9 +122,11 @@ class RbdDeviceTest {
         RbdOptions o = image("fua", 4L << 20);
         byte[] a = random(64 * 1024, 5);
         try (RbdDevice d = RbdDevice.open("vol", o)) {
+            d.write(0, IoIter.of(random(4096, 55)), 0).get(30, TimeUnit.SECONDS);
             d.write(8192, IoIter.of(a), BioFlags.FUA).get(30, TimeUnit.SECONDS);
-            // Still open, never flushed or closed: only the FUA's flush can have pushed the
-            // write out of librbd's writeback cache to the OSD that rbd export reads.
+            // Still open, never flushed or closed: only the FUA's flush can have pushed the write
+            // out of librbd's writeback cache (the fixture's dirty age is 30 s) to the OSD that
+            // rbd export reads.
             byte[] img = export(o);
             assertThat(Arrays.mismatch(Arrays.copyOfRange(img, 8192, 8192 + a.length), a)).isEqualTo(-1);
         }
