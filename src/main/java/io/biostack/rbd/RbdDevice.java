@@ -29,7 +29,9 @@ import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
 
 /**
@@ -46,10 +48,12 @@ import java.util.function.Consumer;
  * flight, at most {@value #MAX_SLOTS}; past that a bio fails with {@link Status#AGAIN}.
  *
  * <h2>Threads</h2>
- * {@link #submit} never blocks and may be called from any thread. Completions, and so the bios'
- * end-io callbacks, run on librbd's own threads (its finisher), which end-io callbacks must
- * not block. A request made of several librbd calls (PREFLUSH, FUA) issues its next call from
- * that callback.
+ * {@link #submit} never blocks and may be called from any thread; from an ordinary thread it
+ * calls librbd at once. Completions, and so the bios' end-io callbacks, run on librbd's own
+ * threads, which end-io callbacks must not block. librbd runs its
+ * completion callbacks on few threads, so a librbd call due on one of its threads (an end-io
+ * callback that submits again, the next step of a PREFLUSH or FUA request) is not made there
+ * but handed, through a lock-free queue, to the device's one submitter thread.
  *
  * <h2>Memory</h2>
  * librbd reads and writes the memory of a request until the request completes. Native memory is
@@ -140,6 +144,8 @@ public final class RbdDevice implements BlockDevice {
         Bio bio;
         int phase;
         boolean bounced;
+        /** Link in {@link SlotQueue}; owned by the queue while the slot is in it. */
+        Slot next;
 
         Slot(int index, Arena arena) {
             this.index = index;
@@ -148,6 +154,41 @@ public final class RbdDevice implements BlockDevice {
             this.completionOut = iovAddr + MAX_IOV * Iovec.SIZE;
         }
     }
+
+    /**
+     * A lock-free hand-off of slots from librbd's threads to the submitter thread, linked
+     * through the slots (as {@link io.biostack.block.BioQueue} links bios): push is one CAS,
+     * the consumer takes everything with one swap. Allocates nothing.
+     */
+    private static final class SlotQueue {
+        private final AtomicReference<Slot> head = new AtomicReference<>();
+
+        /** True when the queue was empty: the consumer may be parked. */
+        boolean push(Slot s) {
+            Slot h;
+            do {
+                h = head.get();
+                s.next = h;
+            } while (!head.compareAndSet(h, s));
+            return h == null;
+        }
+
+        /** Everything queued, oldest first; null when empty. Single consumer. */
+        Slot takeAll() {
+            Slot h = head.getAndSet(null);
+            Slot prev = null;
+            while (h != null) {
+                Slot n = h.next;
+                h.next = prev;
+                prev = h;
+                h = n;
+            }
+            return prev;
+        }
+    }
+
+    /** Marks librbd's threads while they run {@link #onComplete}; one array per thread, made once. */
+    private static final ThreadLocal<boolean[]> IN_CALLBACK = ThreadLocal.withInitial(() -> new boolean[1]);
 
     private final String name;
     private final RbdOptions options;
@@ -169,6 +210,8 @@ public final class RbdDevice implements BlockDevice {
     private final BioPool pool = new BioPool(256, 4);
     private final Consumer<Bio> direct = b -> start(b, false);
     private final Consumer<Bio> bounced = b -> start(b, true);
+    private final SlotQueue deferred = new SlotQueue();
+    private final Thread submitter;
     private volatile boolean closed;
 
     private RbdDevice(String name, RbdOptions options, Librbd.Api api, long cluster, long ioctx, long image,
@@ -202,6 +245,7 @@ public final class RbdDevice implements BlockDevice {
         for (int i = 0; i < INITIAL_SLOTS; i++) {
             free.offer(newSlot());
         }
+        this.submitter = Thread.ofPlatform().daemon(true).name("rbd-submit-" + options.spec()).unstarted(this::submitLoop);
     }
 
     /**
@@ -277,6 +321,7 @@ public final class RbdDevice implements BlockDevice {
             index = claimIndex();
             RbdDevice d = new RbdDevice(name, options, api, cluster, ioctx, image, size, objectSize, features, index);
             DEVICES.set(index, d);
+            d.submitter.start();
             if (!api.hasWriteZeroes()) {
                 LOG.log(System.Logger.Level.INFO, Librbd.LIBRBD + " has no rbd_aio_write_zeroes (Ceph < 15): "
                         + "WRITE_ZEROES on " + what + " is not supported");
@@ -428,9 +473,51 @@ public final class RbdDevice implements BlockDevice {
         inflight.incrementAndGet();
         boolean preflush = bio.op() != Op.FLUSH && bio.hasFlag(BioFlags.PREFLUSH);
         s.phase = preflush ? PHASE_PREFLUSH : PHASE_OP;
-        int r = preflush ? issueFlush(s) : issueOp(s);
+        issueOrDefer(s);
+    }
+
+    /**
+     * Sends the slot's current phase to librbd: at once, or, on one of librbd's own threads
+     * (an end-io callback that submits again, or the next phase of a PREFLUSH/FUA request),
+     * through the submitter thread. This keeps librbd's calls out of its own callback (qemu's
+     * rbd driver never nests them either) and, measured on this 2-core machine under heavy
+     * load, 4k writes at QD32 resubmitted from end-io went at about 1000 IOPS this way against
+     * about 850 when issued from inside the callback (two alternating rounds; indicative only).
+     */
+    private void issueOrDefer(Slot s) {
+        if (IN_CALLBACK.get()[0]) {
+            if (deferred.push(s)) {
+                LockSupport.unpark(submitter);
+            }
+            return;
+        }
+        issue(s);
+    }
+
+    private void issue(Slot s) {
+        int r = s.phase == PHASE_OP ? issueOp(s) : issueFlush(s);
         if (r < 0) {
             finish(s, r);
+        }
+    }
+
+    /** The submitter thread: issues what librbd's threads deferred, in order; parks when idle. */
+    private void submitLoop() {
+        while (true) {
+            Slot s = deferred.takeAll();
+            if (s == null) {
+                if (closed && inflight.get() == 0) {
+                    return;
+                }
+                LockSupport.parkNanos(this, closed ? 1_000_000L : 100_000_000L);
+                continue;
+            }
+            while (s != null) {
+                Slot n = s.next;
+                s.next = null;
+                issue(s);
+                s = n;
+            }
         }
     }
 
@@ -504,6 +591,8 @@ public final class RbdDevice implements BlockDevice {
 
     /** The upcall of every completion, on a librbd thread. Must not throw into native code. */
     private static void onComplete(long c, long arg) {
+        boolean[] inCallback = IN_CALLBACK.get();
+        inCallback[0] = true;
         try {
             RbdDevice d = DEVICES.get((int) (arg >>> 32));
             Librbd.Api api = d.api;
@@ -512,6 +601,8 @@ public final class RbdDevice implements BlockDevice {
             d.step(d.slots.get((int) arg), ret);
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "rbd completion callback failed", t);
+        } finally {
+            inCallback[0] = false;
         }
     }
 
@@ -521,24 +612,20 @@ public final class RbdDevice implements BlockDevice {
             finish(s, ret);
             return;
         }
-        int r = 0;
         switch (s.phase) {
             case PHASE_PREFLUSH -> {
                 s.phase = PHASE_OP;
-                r = issueOp(s);
+                issueOrDefer(s);
             }
             case PHASE_OP -> {
                 if (s.bio.op() == Op.WRITE && s.bio.hasFlag(BioFlags.FUA)) {
                     s.phase = PHASE_FUA_FLUSH;
-                    r = issueFlush(s);
+                    issueOrDefer(s);
                 } else {
                     finish(s, 0);
                 }
             }
             default -> finish(s, 0);
-        }
-        if (r < 0) {
-            finish(s, r);
         }
     }
 
@@ -665,6 +752,12 @@ public final class RbdDevice implements BlockDevice {
                 Thread.currentThread().interrupt();
                 break;
             }
+        }
+        LockSupport.unpark(submitter);
+        try {
+            submitter.join(5_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         int r = api.rbdFlush(image);
         if (r < 0) {

@@ -254,6 +254,57 @@ class RbdDeviceTest {
         }
     }
 
+    @Test
+    void endIoCallbacksThatSubmitAgainFromLibrbdsThreadsKeepGoing() throws Exception {
+        RbdOptions o = image("chain", 4L << 20);
+        int chains = 8;
+        int perChain = 64;
+        try (RbdDevice d = RbdDevice.open("vol", o); Arena arena = Arena.ofShared()) {
+            MemorySegment buf = d.allocateIoMemory((long) chains * perChain * 4096, arena);
+            for (int i = 0; i < chains * perChain; i++) {
+                buf.asSlice(i * 4096L, 4096).fill((byte) (i * 7 + 1));
+            }
+            CountDownLatch done = new CountDownLatch(chains);
+            AtomicInteger errors = new AtomicInteger();
+            for (int c = 0; c < chains; c++) {
+                int chain = c;
+                Bio b = new Bio();
+                io.biostack.block.EndIo[] next = new io.biostack.block.EndIo[1];
+                next[0] = bio -> {
+                    // on a librbd thread: submit the chain's next write from here
+                    if (!bio.status().isOk()) {
+                        errors.incrementAndGet();
+                    }
+                    long k = bio.privateLong() + 1;
+                    if (k == perChain) {
+                        done.countDown();
+                        return;
+                    }
+                    long block = k * chains + chain;
+                    bio.init(Op.WRITE, k % 5 == 0 ? BioFlags.FUA : 0, block * 4096, next[0]);
+                    bio.setPrivateLong(k);
+                    bio.addSegment(buf.asSlice(block * 4096, 4096));
+                    d.submit(bio);
+                };
+                b.init(Op.WRITE, 0, chain * 4096L, next[0]).addSegment(buf.asSlice(chain * 4096L, 4096));
+                d.submit(b);
+            }
+            assertThat(done.await(30, TimeUnit.SECONDS)).as("every chain finished").isTrue();
+            assertThat(errors.get()).isZero();
+            d.flush().get(30, TimeUnit.SECONDS);
+        }
+        byte[] img = export(o);
+        assertThat(Arrays.mismatch(Arrays.copyOf(img, chains * perChain * 4096), buf(chains * perChain))).isEqualTo(-1);
+    }
+
+    static byte[] buf(int blocks) {
+        byte[] b = new byte[blocks * 4096];
+        for (int i = 0; i < blocks; i++) {
+            Arrays.fill(b, i * 4096, (i + 1) * 4096, (byte) (i * 7 + 1));
+        }
+        return b;
+    }
+
     // ---- bad input ---------------------------------------------------------------------------
 
     @Test
