@@ -669,8 +669,10 @@ public final class RbdDevice implements BlockDevice {
 
     /**
      * The allocation state from {@code offset}, from {@code rbd_diff_iterate2} against the
-     * image's beginning (no snapshot), byte-exact ({@code whole_object} false; librbd uses the
-     * object map to skip objects that don't exist). Looks at most
+     * image's beginning (no snapshot), {@code whole_object} false, so at the precision librbd
+     * reports: objects never written are holes, and a written object is data from its start to
+     * the end of what was written in it (librbd 16 reports each object's extent, not the
+     * sparse runs inside it). Looks at most
      * {@value #EXTENT_WINDOW_OBJECTS} objects per call, so a run may be reported in pieces.
      * Where librbd can't tell, says "data". Blocks for RADOS round trips: not the I/O path.
      */

@@ -107,7 +107,7 @@ public final class CephCluster {
                 "osd objectstore = memstore",
                 "memstore device bytes = " + (2L << 30),
                 "run dir = " + dir.resolve("run"),
-                "admin socket = " + dir.resolve("run") + "/$name.asok",
+                "admin socket = " + dir.resolve("run") + "/$name.$pid.asok", // clients too: one each
                 "log file = " + dir.resolve("log") + "/$name.log",
                 "mon cluster log file = " + dir.resolve("log") + "/cluster.log",
                 "mon data = " + dir.resolve("mon") + "/$id",
