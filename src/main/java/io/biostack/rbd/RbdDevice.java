@@ -268,6 +268,13 @@ public final class RbdDevice implements BlockDevice {
             cluster = out.get(JAVA_LONG, 0);
             // A missing cluster would otherwise hang for librados' default of 300 s; the file may say more.
             check(api.radosConfSet(cluster, cstr(a, "client_mount_timeout"), cstr(a, "30")), what + ": rados_conf_set");
+            // librbd keeps its cache write-through until the first flush, to protect guests that
+            // never flush. This device says it has a volatile write cache and passes FLUSH and FUA
+            // on, so that guard only costs: writes wait for the OSDs until someone flushes (fio's
+            // and qemu's rbd clients and the rbd tool turn it off too). Set before the file is
+            // read, so a ceph.conf that says otherwise wins.
+            check(api.radosConfSet(cluster, cstr(a, "rbd_cache_writethrough_until_flush"), cstr(a, "false")),
+                    what + ": rados_conf_set");
             int r = api.radosConfReadFile(cluster, options.conf() == null ? 0 : cstr(a, options.conf().toString()));
             if (r < 0) {
                 throw new IOException(what + ": cannot read the Ceph configuration "
