@@ -281,6 +281,13 @@ public final class RbdDevice implements BlockDevice {
                         + (options.conf() == null ? "($CEPH_CONF, /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf; or give conf=PATH)"
                         : options.conf().toString()) + ": " + err(r));
             }
+            if (options.timeoutSeconds() > 0) {
+                // After the file: the stack line's timeout= wins over ceph.conf.
+                String t = Long.toString(options.timeoutSeconds());
+                for (String key : new String[] {"rados_osd_op_timeout", "rados_mon_op_timeout", "client_mount_timeout"}) {
+                    check(api.radosConfSet(cluster, cstr(a, key), cstr(a, t)), what + ": rados_conf_set " + key);
+                }
+            }
             if (options.keyring() != null) {
                 check(api.radosConfSet(cluster, cstr(a, "keyring"), cstr(a, options.keyring().toString())),
                         what + ": keyring " + options.keyring());

@@ -217,6 +217,19 @@ public final class CephCluster {
         }
     }
 
+    /**
+     * Freezes the OSD (SIGSTOP): the cluster stops answering I/O while every connection stays
+     * up, as a hung or partitioned OSD looks to a client. Undo with {@link #resumeOsd()} in a
+     * finally block: the cluster is shared by every RBD test.
+     */
+    public void pauseOsd() throws Exception {
+        ok(10, "kill", "-STOP", Long.toString(daemons.get(1).pid()));
+    }
+
+    public void resumeOsd() throws Exception {
+        ok(10, "kill", "-CONT", Long.toString(daemons.get(1).pid()));
+    }
+
     // ---- the Ceph tools ----------------------------------------------------------------------
 
     /** The result of a command. */

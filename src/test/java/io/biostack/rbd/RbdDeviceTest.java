@@ -395,6 +395,34 @@ class RbdDeviceTest {
     }
 
     @Test
+    void withTimeoutAnIoTheClusterDoesNotAnswerFailsWithTimeoutInsteadOfHanging() throws Exception {
+        RbdOptions o = new RbdOptions("rbd", ceph.newImage("timeout"), "admin", ceph.conf(), null, 4L << 20, 2);
+        byte[] a = random(4096, 14);
+        try (RbdDevice d = RbdDevice.open("vol", o)) {
+            d.write(0, IoIter.of(a), BioFlags.FUA).get(30, TimeUnit.SECONDS);
+            CompletableFuture<Void> read;
+            CompletableFuture<Void> fua;
+            long t0 = System.nanoTime();
+            ceph.pauseOsd();
+            try {
+                read = d.read(512 * 1024, IoIter.of(new byte[4096])); // never read: not in the cache
+                fua = d.write(8192, IoIter.of(a), BioFlags.FUA);
+                assertThat(status(read)).isEqualTo(Status.TIMEOUT);
+                assertThat(status(fua)).isEqualTo(Status.TIMEOUT);
+            } finally {
+                ceph.resumeOsd();
+            }
+            long waited = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+            assertThat(waited).as("failed after about timeout=2, not never").isBetween(1500L, 20_000L);
+            assertThat(rootMessage(read)).contains("rbd rbd/" + o.image()).contains("ETIMEDOUT");
+            // the OSD is back: the same device serves again
+            byte[] back = new byte[4096];
+            d.read(0, IoIter.of(back)).get(30, TimeUnit.SECONDS);
+            assertThat(back).isEqualTo(a);
+        }
+    }
+
+    @Test
     void aClosedDeviceCancelsNewBios() throws Exception {
         RbdDevice d = RbdDevice.open("vol", image("closed", 4L << 20));
         d.close();

@@ -24,9 +24,10 @@ class RbdOptionsTest {
     @Test
     void everyOptionIsRead() {
         RbdOptions o = RbdOptions.parse(List.of("pool-a/img.1", "id=libvirt", "conf=/etc/ceph/x.conf",
-                "keyring=/etc/ceph/k", "size=1G"));
+                "keyring=/etc/ceph/k", "size=1G", "timeout=2m"));
         assertThat(o).isEqualTo(new RbdOptions("pool-a", "img.1", "libvirt", Path.of("/etc/ceph/x.conf"),
-                Path.of("/etc/ceph/k"), 1L << 30));
+                Path.of("/etc/ceph/k"), 1L << 30, 120));
+        assertThat(RbdOptions.parse(List.of("p/i", "timeout=30s")).timeoutSeconds()).isEqualTo(30);
         assertThat(RbdOptions.parse(List.of("p/i", "id=client.bob")).entity()).isEqualTo("client.bob");
     }
 
@@ -41,6 +42,7 @@ class RbdOptionsTest {
         assertThatThrownBy(() -> RbdOptions.parse(List.of("rbd/v", "conf="))).hasMessageContaining("conf needs a value");
         assertThatThrownBy(() -> RbdOptions.parse(List.of("rbd/v", "size=12345"))).hasMessageContaining("multiple of 512");
         assertThatThrownBy(() -> RbdOptions.parse(List.of("rbd/v", "size=lots"))).hasMessageContaining("size");
+        assertThatThrownBy(() -> RbdOptions.parse(List.of("rbd/v", "timeout=soon"))).hasMessageContaining("whole seconds");
     }
 
     @Test
