@@ -78,14 +78,16 @@ def fio(path):
     return d["iops"], d["bw_bytes"], d["lat_ns"]["percentile"]["50.000000"] if "percentile" in d["lat_ns"] else d["clat_ns"]["percentile"]["50.000000"]
 def bs(path):
     j = json.load(open(path))
-    return j["iops"], j["bw_bytes"], j["lat_ns"]["p50"]
-print(f"{'job':18} {'fio-rbd IOPS':>12} {'biostack':>10} {'ratio':>6}   {'fio MiB/s':>9} {'bs MiB/s':>9}   {'fio p50us':>9} {'bs p50us':>9}")
+    return j["iops"], j["bw_bytes"], j["lat_ns"]["p50"], j.get("alloc_bytes_per_io")
+print(f"{'job':18} {'fio-rbd IOPS':>12} {'biostack':>10} {'ratio':>6}   {'fio MiB/s':>9} {'bs MiB/s':>9}   {'fio p50us':>9} {'bs p50us':>9}  alloc/io")
 for n in names:
     f = [fio(f"{out}/fio-{n}-{r}.json") for r in range(1, rounds + 1)]
     b = [bs(f"{out}/bs-{n}-{r}.json") for r in range(1, rounds + 1)]
     fi = statistics.median(x[0] for x in f); bi = statistics.median(x[0] for x in b)
     fb = statistics.median(x[1] for x in f) / 2**20; bb = statistics.median(x[1] for x in b) / 2**20
     fl = statistics.median(x[2] for x in f) / 1e3; bl = statistics.median(x[2] for x in b) / 1e3
-    print(f"{n:18} {fi:12.0f} {bi:10.0f} {bi/fi:6.2f}   {fb:9.1f} {bb:9.1f}   {fl:9.1f} {bl:9.1f}")
+    al = [x[3] for x in b if x[3] is not None]
+    al = statistics.median(al) if al else float("nan")
+    print(f"{n:18} {fi:12.0f} {bi:10.0f} {bi/fi:6.2f}   {fb:9.1f} {bb:9.1f}   {fl:9.1f} {bl:9.1f}  {al:.1f} B")
     print(f"{'':18} rounds fio={[round(x[0]) for x in f]} biostack={[round(x[0]) for x in b]}")
 PY
