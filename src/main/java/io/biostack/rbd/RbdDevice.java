@@ -343,7 +343,7 @@ public final class RbdDevice implements BlockDevice {
             return d;
         } catch (IOException | RuntimeException e) {
             if (index >= 0) {
-                DEVICES.set(index, null);
+                releaseIndex(index);
             }
             if (image != 0) {
                 api.rbdClose(image);
@@ -358,13 +358,22 @@ public final class RbdDevice implements BlockDevice {
         }
     }
 
+    /** Indices taken by open devices (or devices being opened); guarded by the class lock. */
+    private static final java.util.BitSet INDICES = new java.util.BitSet(MAX_DEVICES);
+
+    /** Reserves a device index until {@link #releaseIndex}; not on the I/O path. */
     private static synchronized int claimIndex() throws IOException {
-        for (int i = 0; i < MAX_DEVICES; i++) {
-            if (DEVICES.get(i) == null) {
-                return i;
-            }
+        int i = INDICES.nextClearBit(0);
+        if (i >= MAX_DEVICES) {
+            throw new IOException("more than " + MAX_DEVICES + " RBD images open in this process");
         }
-        throw new IOException("more than " + MAX_DEVICES + " RBD images open in this process");
+        INDICES.set(i);
+        return i;
+    }
+
+    private static synchronized void releaseIndex(int i) {
+        DEVICES.set(i, null);
+        INDICES.clear(i);
     }
 
     private static long cstr(Arena a, String s) {
@@ -782,7 +791,7 @@ public final class RbdDevice implements BlockDevice {
         api.rbdClose(image);
         api.radosIoctxDestroy(ioctx);
         api.radosShutdown(cluster);
-        DEVICES.set(index, null);
+        releaseIndex(index);
         if (inflight.get() == 0) {
             arena.close(); // never free memory librbd may still write into
         } else {
