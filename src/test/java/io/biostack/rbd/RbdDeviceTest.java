@@ -305,6 +305,25 @@ class RbdDeviceTest {
         return b;
     }
 
+    @Test
+    void aMirrorOfTwoImagesInOneStackWritesBothByteForByte() throws Exception {
+        String a = ceph.newImage("leg-a");
+        String b = ceph.newImage("leg-b");
+        String conf = " conf=" + ceph.conf() + " size=8M\n";
+        byte[] data = random(3 << 20, 15);
+        try (io.biostack.stack.Stack st = io.biostack.stack.Stack.open(
+                "a: rbd rbd/" + a + conf + "b: rbd rbd/" + b + conf + "m: mirror a 0 b 0\n", "two.stack")) {
+            io.biostack.block.BlockDevice m = st.device("m");
+            assertThat(m.size()).isEqualTo(8L << 20);
+            m.write(1L << 20, IoIter.of(data), 0).get(30, TimeUnit.SECONDS);
+            m.flush().get(30, TimeUnit.SECONDS);
+        }
+        byte[] expect = new byte[8 << 20];
+        System.arraycopy(data, 0, expect, 1 << 20, data.length);
+        assertThat(Arrays.mismatch(export(new RbdOptions("rbd", a, "admin", null, null, -1)), expect)).isEqualTo(-1);
+        assertThat(Arrays.mismatch(export(new RbdOptions("rbd", b, "admin", null, null, -1)), expect)).isEqualTo(-1);
+    }
+
     // ---- bad input ---------------------------------------------------------------------------
 
     @Test
