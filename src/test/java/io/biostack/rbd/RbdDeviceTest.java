@@ -360,7 +360,8 @@ class RbdDeviceTest {
             assertThat(d.size()).isEqualTo(8L << 20);
             d.write(0, IoIter.of(random(4096, 11)), BioFlags.FUA).get(30, TimeUnit.SECONDS);
         }
-        assertThat(ceph.rbd("info", o.spec()).out()).contains("size 8 MiB");
+        assertThat(ceph.rbd("info", o.spec()).out()).contains("size 8 MiB").contains("format: 2")
+                .contains("object-map");
         try (RbdDevice d = RbdDevice.open("vol", o.withSize(64L << 20))) {
             assertThat(d.size()).as("an existing image keeps its size").isEqualTo(8L << 20);
             byte[] back = new byte[4096];
