@@ -34,6 +34,7 @@ module io.biostack {
     exports io.biostack.nbd.tls;
     exports io.biostack.bench;
     exports io.biostack.replay;
+    exports io.biostack.rbd;
 
     // bench's BenchResult hands out HdrHistogram latencies, so its users read HdrHistogram too.
     requires transitive HdrHistogram;
