@@ -28,10 +28,13 @@ module io.biostack {
     exports io.biostack.layer.crypt;
     exports io.biostack.layer.part;
     exports io.biostack.layer.snapshot;
+    exports io.biostack.layer.logwrites;
     exports io.biostack.stack;
     exports io.biostack.nbd;
     exports io.biostack.nbd.tls;
     exports io.biostack.bench;
+    exports io.biostack.replay;
+    exports io.biostack.rbd;
 
     // bench's BenchResult hands out HdrHistogram latencies, so its users read HdrHistogram too.
     requires transitive HdrHistogram;
