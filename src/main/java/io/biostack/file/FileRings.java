@@ -53,10 +53,16 @@ public final class FileRings {
             loop.addPoller(this);
         }
 
-        /** A bio submitted on the loop thread: prepared before the loop next enters the kernel. */
+        /**
+         * A bio submitted on the loop thread: its SQE is prepared at once (the loop hands it to the
+         * kernel with its next enter, or at once when more follow: FileRing's no-plug rule).
+         */
         void submit(Bio bio) {
             files.add(bio);
-            loop.markBusy();
+            files.start();
+            if (files.hasBacklog()) {
+                loop.markBusy(); // out of slots or SQ room: the poller goes on with it
+            }
         }
 
         @Override
