@@ -5,6 +5,7 @@ import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.EndIo;
 import io.biostack.block.Extent;
+import io.biostack.block.IoAccounting;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
 
@@ -18,23 +19,27 @@ import java.lang.foreign.MemorySegment;
  * without any change to the devices themselves.
  *
  * <h2>A bio's way through</h2>
- * The caller's bio is cloned from a pool ({@code bio_alloc_clone}; no allocation once warm):
- * the clone carries the start time in its {@code privateLong} and the caller's bio in its
- * {@code privateData}, goes down in the caller's place, and its completion counts the I/O,
- * passes the status up and completes the caller's bio. The caller's own slots stay untouched.
- * Size and offset are taken from the caller's bio, which no one below changes.
+ * The bio goes down as it is: {@link Bio#startAccounting} notes the start time, offset and size
+ * in the bio's accounting slot, and the bio's completion calls {@link #ioDone} just before the
+ * caller's callback, wherever it completes. No clone, no allocation, no lock. Only when the
+ * slot is taken already (a counted device passed the bio down in place to this one, as a
+ * partition does to its disk) is the bio cloned from a pool ({@code bio_alloc_clone}) and the
+ * clone counted; its completion completes the caller's bio with the clone's status.
+ *
+ * <p>Measured with {@code bench/stats/run.sh}: the cost is dominated by the two
+ * {@link System#nanoTime} reads per I/O (start, completion) that latency needs.
  *
  * <p>Ownership is {@link BlockDevice#submit}'s: this device owns the caller's bio until it
  * completes it, on whatever thread the device underneath completes the clone. Closing closes
  * the device underneath.
  */
-public final class CountedDevice implements BlockDevice {
+public final class CountedDevice implements BlockDevice, IoAccounting {
     /** Enough idle clones for a deep queue; more in flight are allocated, as any BioPool does. */
     private static final BioPool POOL = new BioPool(4096);
 
     private final BlockDevice inner;
     private final DeviceStats stats;
-    private final EndIo done = this::done;
+    private final EndIo cloneDone = CountedDevice::cloneDone;
 
     /** Counts the I/O of {@code inner} in {@code stats}. */
     public CountedDevice(BlockDevice inner, DeviceStats stats) {
@@ -61,21 +66,29 @@ public final class CountedDevice implements BlockDevice {
     @Override public QueueLimits limits() { return inner.limits(); }
     @Override public boolean isReadOnly() { return inner.isReadOnly(); }
 
+    /** Counts the bio in and passes it down; see {@link BlockDevice#submit}. */
     @Override
     public void submit(Bio bio) {
         long now = System.nanoTime();
-        Bio c = bio.cloneShallow(POOL);
-        c.setEndIo(done);
-        c.setPrivateData(bio);
-        c.setPrivateLong(now);
+        if (!bio.startAccounting(this, now)) {
+            Bio c = bio.cloneShallow(POOL);
+            c.setEndIo(cloneDone);
+            c.setPrivateData(bio);
+            c.startAccounting(this, now);
+            bio = c;
+        }
         stats.start(bio.op(), now);
-        inner.submit(c);
+        inner.submit(bio);
     }
 
-    private void done(Bio c) {
-        long now = System.nanoTime();
+    /** Counts the bio out; called by {@link Bio#endIo()} on the completing thread. */
+    @Override
+    public void ioDone(Bio bio) {
+        stats.done(bio.op(), bio.accountingOffset(), bio.accountingSize(), bio.accountingStart(), System.nanoTime());
+    }
+
+    private static void cloneDone(Bio c) {
         Bio bio = (Bio) c.privateData();
-        stats.done(bio.op(), bio.offset(), bio.size(), c.privateLong(), now);
         Status s = c.status();
         if (s != Status.OK) {
             bio.setStatus(s, c.detail());

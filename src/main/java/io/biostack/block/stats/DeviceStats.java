@@ -72,6 +72,14 @@ public final class DeviceStats {
     private final long createdNs;
     private final long slowIoNs;
     private final ThreadLocal<Cells> local = ThreadLocal.withInitial(this::register);
+    /**
+     * A direct-mapped cache in front of {@link #local}: slot {@code threadId & MASK} holds the
+     * cells of the last thread that looked there. Checking its owner is cheaper than a
+     * ThreadLocal lookup; threads whose ids collide go on to the ThreadLocal.
+     */
+    private final Cells[] byThread = new Cells[SLOTS];
+    private static final int SLOTS = 64;
+    private static final int MASK = SLOTS - 1;
     private volatile Cells[] cells = new Cells[0];
     private final long[] retired = new long[GROUPS * FIELDS];                       // guarded by this
     private final long[] retiredHist = new long[GROUPS * LatencyBuckets.COUNT];     // guarded by this
@@ -130,6 +138,19 @@ public final class DeviceStats {
         }
     }
 
+    /** The calling thread's cells. */
+    private Cells cells() {
+        Thread t = Thread.currentThread();
+        int slot = (int) t.threadId() & MASK;
+        Cells c = byThread[slot]; // racy read of a safely published object: either ours or not
+        if (c != null && c.owner == t) {
+            return c;
+        }
+        c = local.get();
+        byThread[slot] = c;
+        return c;
+    }
+
     private static void add(long[] a, int i, long d) {
         LONGS.setRelease(a, i, a[i] + d); // single writer: a plain add, published
     }
@@ -142,7 +163,7 @@ public final class DeviceStats {
      */
     public void start(Op op, long nowNs) {
         updateIoTicks(nowNs, false);
-        Cells c = local.get();
+        Cells c = cells();
         add(c.c, PAD + StatGroup.of(op).ordinal() * FIELDS + ISSUED, 1);
     }
 
@@ -154,7 +175,7 @@ public final class DeviceStats {
     public void done(Op op, long offset, long bytes, long startNs, long endNs) {
         int g = StatGroup.of(op).ordinal();
         long lat = endNs - startNs;
-        Cells c = local.get();
+        Cells c = cells();
         int base = PAD + g * FIELDS;
         long[] a = c.c;
         add(a, base + IOS, 1);
