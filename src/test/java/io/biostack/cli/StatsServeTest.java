@@ -107,10 +107,37 @@ class StatsServeTest {
         }
     }
 
+    @Test
+    void withStatsOffDevicesAreServedUncountedAndDmStatsSaysSo() throws Exception {
+        Tools.require("qemu-io");
+        Path stack = dir.resolve("s.stack");
+        Path sock = dir.resolve("nbd.sock");
+        Path ctl = dir.resolve("ctl.sock");
+        Files.writeString(stack, "r0: ram 4M\n");
+        jvmOptions = List.of("-Dbiostack.stats=false");
+        start("--stack", stack.toString(), "--export", "r0", "--listen", "none", "--socket", sock.toString(),
+                "--control", ctl.toString());
+        Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 7 0 64k", "-c", "read -P 7 0 64k", "nbd+unix:///r0?socket=" + sock);
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream oldErr = System.err;
+        int code;
+        try {
+            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+            code = Main.run("dm", "--control", ctl.toString(), "stats");
+        } finally {
+            System.setErr(oldErr);
+        }
+        assertThat(code).isEqualTo(1);
+        assertThat(err.toString(StandardCharsets.UTF_8)).contains("statistics are off").contains("-Dbiostack.stats=false");
+    }
+
+    List<String> jvmOptions = List.of();
+
     private List<String> start(String... args) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                "io.biostack.cli.Main", "serve"));
+                "--enable-native-access=ALL-UNNAMED"));
+        cmd.addAll(jvmOptions);
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), "io.biostack.cli.Main", "serve"));
         cmd.addAll(List.of(args));
         serve = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
         LinkedBlockingQueue<String> q = new LinkedBlockingQueue<>();
