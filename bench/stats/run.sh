@@ -59,5 +59,5 @@ for qd in (1, 32):
         res[on] = (statistics.median(ns), statistics.median(p50), alloc)
     on, off = res["true"], res["false"]
     print(f"randread 4k QD{qd}: stats on {on[0]:.1f} ns/io (p50 {on[1]} ns), off {off[0]:.1f} ns/io (p50 {off[1]} ns); "
-          f"difference {on[0] - off[0]:+.1f} ns/io, p50 {on[1] - off[1]:+d} ns; alloc bytes/io on {on[2]}")
+          f"difference {on[0] - off[0]:+.1f} ns/io, p50 {on[1] - off[1]:+.0f} ns; alloc bytes/io on {on[2]}")
 PY
