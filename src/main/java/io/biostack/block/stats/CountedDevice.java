@@ -52,6 +52,7 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
         this(inner, new DeviceStats(inner.name()));
     }
 
+    /** The statistics this device counts in. */
     public DeviceStats stats() {
         return stats;
     }

@@ -25,14 +25,17 @@ import java.util.Locale;
 public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] ios, long[] sectors, long[] nsecs,
                              long inFlight, long busyNs, long[][] latency) {
 
+    /** Completed I/Os of group {@code g}. */
     public long ios(StatGroup g) {
         return ios[g.ordinal()];
     }
 
+    /** 512-byte sectors of group {@code g}. */
     public long sectors(StatGroup g) {
         return sectors[g.ordinal()];
     }
 
+    /** Total latency of group {@code g}, ns. */
     public long nsecs(StatGroup g) {
         return nsecs[g.ordinal()];
     }

@@ -100,6 +100,7 @@ public final class DeviceStats {
         this.stamp = createdNs >> TICK_SHIFT;
     }
 
+    /** The device's name. */
     public String name() {
         return name;
     }

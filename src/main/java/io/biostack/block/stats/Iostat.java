@@ -56,6 +56,7 @@ public record Iostat(String device, double seconds, double rps, double wps, doub
         return sb.toString();
     }
 
+    /** The row under {@link #tableHead()}: device and the columns, fixed width. */
     public String toTableRow() {
         return String.format(java.util.Locale.ROOT, "%-16s %10.2f %10.2f %10.2f %10.2f %10.3f %10.3f %10.2f %10.2f %10.3f %10.3f",
                 device, rps, wps, rkbps, wkbps, rAwait, wAwait, aquSz, util, p50, p99);

@@ -21,25 +21,31 @@ import jdk.jfr.Timespan;
 @Description("A remote leaf reconnected (or gave up)")
 @StackTrace(false)
 public final class LeafReconnectEvent extends jdk.jfr.Event {
+    /** Device (see the class comment). */
     @Label("Device")
     public String device;
 
+    /** Remote (see the class comment). */
     @Label("Remote")
     @Description("Where the leaf connects (nbd://..., rbd:pool/image)")
     public String remote;
 
+    /** Attempt (see the class comment). */
     @Label("Attempt")
     @Description("1 for the first try after the link was lost")
     public int attempt;
 
+    /** Retried bios (see the class comment). */
     @Label("Retried bios")
     @Description("Bios without an answer that were sent again")
     public long retried;
 
+    /** Outcome (see the class comment). */
     @Label("Outcome")
     @Description("connected, or why it gave up (the bios then fail with TIMEOUT)")
     public String outcome;
 
+    /** Took (see the class comment). */
     @Label("Took")
     @Timespan(Timespan.NANOSECONDS)
     public long took;

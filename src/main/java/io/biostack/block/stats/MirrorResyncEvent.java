@@ -22,21 +22,26 @@ import jdk.jfr.Timespan;
 @Description("A mirror brought a leg back into sync")
 @StackTrace(false)
 public final class MirrorResyncEvent extends jdk.jfr.Event {
+    /** Device (see the class comment). */
     @Label("Device")
     public String device;
 
+    /** Leg (see the class comment). */
     @Label("Leg")
     @Description("The leg that was resynced (its device name)")
     public String leg;
 
+    /** Bytes copied (see the class comment). */
     @Label("Bytes copied")
     @DataAmount
     public long bytes;
 
+    /** Outcome (see the class comment). */
     @Label("Outcome")
     @Description("ok, or what stopped the resync")
     public String outcome;
 
+    /** Took (see the class comment). */
     @Label("Took")
     @Timespan(Timespan.NANOSECONDS)
     public long took;

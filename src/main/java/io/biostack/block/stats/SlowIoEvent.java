@@ -21,21 +21,26 @@ import jdk.jfr.Timespan;
 @Description("An I/O on a device of the stack that took longer than -Dbiostack.slowIo")
 @StackTrace(false)
 public final class SlowIoEvent extends jdk.jfr.Event {
+    /** Device (see the class comment). */
     @Label("Device")
     public String device;
 
+    /** Operation (see the class comment). */
     @Label("Operation")
     @Description("read, write, discard, write_zeroes or flush")
     public String op;
 
+    /** Offset (see the class comment). */
     @Label("Offset")
     @DataAmount
     public long offset;
 
+    /** Length (see the class comment). */
     @Label("Length")
     @DataAmount
     public long length;
 
+    /** Latency (see the class comment). */
     @Label("Latency")
     @Timespan(Timespan.NANOSECONDS)
     public long latency;

@@ -22,24 +22,30 @@ import jdk.jfr.Timespan;
 @Description("A snapshot was merged into its origin")
 @StackTrace(false)
 public final class SnapshotMergeEvent extends jdk.jfr.Event {
+    /** Device (see the class comment). */
     @Label("Device")
     @Description("The snapshot (merge) device")
     public String device;
 
+    /** Origin (see the class comment). */
     @Label("Origin")
     public String origin;
 
+    /** Chunks merged (see the class comment). */
     @Label("Chunks merged")
     public long chunks;
 
+    /** Bytes merged (see the class comment). */
     @Label("Bytes merged")
     @DataAmount
     public long bytes;
 
+    /** Outcome (see the class comment). */
     @Label("Outcome")
     @Description("ok, or what stopped the merge")
     public String outcome;
 
+    /** Took (see the class comment). */
     @Label("Took")
     @Timespan(Timespan.NANOSECONDS)
     public long took;
