@@ -97,6 +97,38 @@ class CountedDeviceTest {
     }
 
     @Test
+    void threadsSubmittingAtOnceAreCountedExactly() throws Exception {
+        CountedDevice d = new CountedDevice(new RamDisk("ram0", 1 << 20));
+        int threads = 6;
+        int per = 20_000;
+        List<Thread> ts = new java.util.ArrayList<>();
+        for (int k = 0; k < threads; k++) {
+            int id = k;
+            ts.add(Thread.ofPlatform().start(() -> {
+                try (Arena a = Arena.ofConfined()) {
+                    MemorySegment buf = a.allocate(1024, 512);
+                    Bio bio = new Bio();
+                    EndIo cb = b -> { };
+                    for (int i = 0; i < per; i++) {
+                        Op op = (i + id) % 4 == 0 ? Op.READ : Op.WRITE;
+                        bio.init(op, 0, (i * 1024L) & ((1 << 20) - 1), cb).addSegment(buf);
+                        d.submit(bio);
+                    }
+                }
+            }));
+        }
+        for (Thread t : ts) {
+            t.join(30_000);
+        }
+        DeviceSnapshot s = d.stats().snapshot();
+        long total = (long) threads * per;
+        assertThat(s.ios(StatGroup.READ) + s.ios(StatGroup.WRITE)).isEqualTo(total);
+        assertThat(s.ios(StatGroup.READ)).isEqualTo(total / 4);
+        assertThat(s.sectors(StatGroup.READ) + s.sectors(StatGroup.WRITE)).isEqualTo(total * 2);
+        assertThat(s.inFlight()).isZero();
+    }
+
+    @Test
     void theCountingPathAllocatesNothingOnceCompiled() {
         var mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         TestEnv.require(mx.isThreadAllocatedMemorySupported(), "per-thread allocation counters");
