@@ -119,6 +119,18 @@ class DmStatsTest {
     }
 
     @Test
+    void onATerminalTheIntervalTableRefreshesInPlace() throws Exception {
+        io.biostack.nbd.Tools.require("script"); // util-linux: runs the command on a pseudo-terminal
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        String cmd = java + " -cp " + System.getProperty("java.class.path") + " io.biostack.cli.Main dm --control " + sock
+                + " stats --interval 0.1 --count 2";
+        io.biostack.nbd.Tools.Result r = io.biostack.nbd.Tools.ok(60, "script", "-qec", cmd, "/dev/null");
+        String out = r.out();
+        assertThat(out).as(out).contains("\033[H\033[2J").contains("r_await").doesNotContain("{\"time\"");
+        assertThat(out.split("\033\\[H\033\\[2J", -1)).as("cleared once per sample").hasSize(3);
+    }
+
+    @Test
     void mistakesAreRefusedWithAReason() {
         Run unknown = dm("stats", "nosuch");
         assertThat(unknown.code()).isEqualTo(1);
