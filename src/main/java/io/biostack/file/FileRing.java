@@ -230,11 +230,4 @@ final class FileRing {
             System.getLogger("biostack.file").log(System.Logger.Level.ERROR, "end-io callback threw for " + bio, e);
         }
     }
-
-    /** Fails every queued bio (the ring is going away). */
-    void cancelBacklog(String why) {
-        for (Bio b = backlog.poll(); b != null; b = backlog.poll()) {
-            b.fail(Status.CANCELLED, why);
-        }
-    }
 }

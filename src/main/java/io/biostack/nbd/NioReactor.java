@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
-import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
@@ -393,9 +392,5 @@ final class NioReactor extends Reactor implements Runnable {
         } catch (RuntimeException e) {
             // a channel of a closed selector
         }
-    }
-
-    static boolean isClosed(Throwable t) {
-        return t instanceof ClosedChannelException;
     }
 }
