@@ -3,8 +3,14 @@ package io.biostack.nbd;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.SocketChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
+
+import io.biostack.nbd.tls.TlsChannel;
+import io.biostack.nbd.tls.TlsException;
+import io.biostack.nbd.tls.TlsPolicy;
 
 import static io.biostack.nbd.NbdProtocol.*;
 
@@ -18,13 +24,25 @@ import static io.biostack.nbd.NbdProtocol.*;
  * A client that breaks a MUST (bad magic, unknown client flags, an option too large to be anything
  * but an attack) is hard-disconnected, as section "Termination of the session during option
  * haggling" allows.
+ *
+ * <p>TLS (section "TLS support"): {@link TlsPolicy} says what each option gets given the server's
+ * mode; after NBD_OPT_STARTTLS is acknowledged the TLS handshake runs on this thread and the rest
+ * of the haggling, and the transmission phase, go through the returned {@link TlsChannel}.
  */
 final class Handshake {
     /** Largest option we read: a name and queries of 4096 bytes each fit many times. */
     static final int MAX_OPTION = 64 * 1024;
 
-    /** What the client chose, when it entered transmission. */
-    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags) {
+    /** What the client chose, when it entered transmission; {@code tls} is null without TLS. */
+    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags,
+                   TlsChannel tls) {
+    }
+
+    /** Thrown when the TLS handshake refused the client: the message is the one log line. */
+    static final class TlsRefused extends IOException {
+        TlsRefused(String why) {
+            super(why);
+        }
     }
 
     /** Thrown to end the session without entering transmission. */
@@ -35,15 +53,23 @@ final class Handshake {
     }
 
     private final NbdServer server;
+    private final NbdConnection conn;
     private final SocketChannel ch;
+    /** Where the haggling reads and writes: the socket, then the TLS channel after STARTTLS. */
+    private ReadableByteChannel in;
+    private WritableByteChannel out;
+    private TlsChannel tls;
     private boolean structured;
     private boolean noZeroes;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
     private String metaExport;
 
-    Handshake(NbdServer server, SocketChannel ch) {
+    Handshake(NbdServer server, NbdConnection conn, SocketChannel ch) {
         this.server = server;
+        this.conn = conn;
         this.ch = ch;
+        this.in = ch;
+        this.out = ch;
     }
 
     /** Runs the handshake; returns the session, or throws when the client left or was sent away. */
@@ -80,6 +106,28 @@ final class Handshake {
         if (server.isClosing() && option != OPT_ABORT) {
             reply(option, REP_ERR_SHUTDOWN, "server is shutting down");
             return null;
+        }
+        TlsPolicy.Verdict v = TlsPolicy.check(server.tlsMode(), tls != null, option, data.remaining());
+        switch (v) {
+            case GO_ON -> { }
+            case START_TLS -> {
+                ack(option);
+                startTls();
+                return null;
+            }
+            case TLS_REQUIRED -> {
+                reply(option, REP_ERR_TLS_REQD, TlsPolicy.message(v));
+                return null;
+            }
+            case POLICY -> {
+                reply(option, REP_ERR_POLICY, TlsPolicy.message(v));
+                return null;
+            }
+            case INVALID -> {
+                reply(option, REP_ERR_INVALID, TlsPolicy.message(v));
+                return null;
+            }
+            case DISCONNECT -> throw new Disconnect(TlsPolicy.message(v));
         }
         switch (option) {
             case OPT_EXPORT_NAME -> {
@@ -243,10 +291,27 @@ final class Handshake {
         ack(option);
     }
 
+    /**
+     * The TLS handshake right after STARTTLS's ACK. What was negotiated in plain text is forgotten
+     * (as qemu does): a man in the middle may have sent it.
+     */
+    private void startTls() throws IOException {
+        try {
+            tls = TlsChannel.handshake(ch, server.tlsCredentials().newServerSession(conn.peer()));
+        } catch (TlsException e) {
+            throw new TlsRefused(e.getMessage());
+        }
+        in = tls;
+        out = tls;
+        structured = false;
+        metaExport = null;
+        conn.tlsUp(tls);
+    }
+
     private Session session(NbdExport e, String askedName, int flags) {
         boolean bs = structured && metaExport != null && server.export(metaExport) == e
                 && metaExport.equals(askedName);
-        return new Session(e, structured, noZeroes, bs, flags);
+        return new Session(e, structured, noZeroes, bs, flags, tls);
     }
 
     /** Transmission flags for {@code e} as negotiated so far (section "Transmission flags"). */
@@ -300,7 +365,7 @@ final class Handshake {
     private ByteBuffer read(int n) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(n);
         while (b.hasRemaining()) {
-            if (ch.read(b) < 0) {
+            if (in.read(b) < 0) {
                 throw new EOFException("client closed the connection during the handshake");
             }
         }
@@ -309,7 +374,7 @@ final class Handshake {
 
     private void writeFully(ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
-            ch.write(b);
+            out.write(b);
         }
     }
 }

@@ -3,6 +3,8 @@ package io.biostack.nbd;
 import io.biostack.block.Bio;
 import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
+import io.biostack.nbd.tls.TlsCredentials;
+import io.biostack.nbd.tls.TlsMode;
 
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -67,6 +69,8 @@ public final class NbdServer implements AutoCloseable {
     private final int holeProbeMin;
     private final Duration handshakeTimeout;
     private final Duration drainTimeout;
+    private final TlsMode tlsMode;
+    private final TlsCredentials tlsCredentials;
 
     private final BioPool bios = new BioPool(1024);
     private final BufferPool buffers;
@@ -94,6 +98,8 @@ public final class NbdServer implements AutoCloseable {
         this.holeProbeMin = b.holeProbeMin;
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
+        this.tlsMode = b.tlsMode;
+        this.tlsCredentials = b.tlsCredentials;
         this.buffers = new BufferPool(maxPayload, 16L << 20);
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
@@ -237,6 +243,14 @@ public final class NbdServer implements AutoCloseable {
 
     int maxPayload() {
         return maxPayload;
+    }
+
+    TlsMode tlsMode() {
+        return tlsMode;
+    }
+
+    TlsCredentials tlsCredentials() {
+        return tlsCredentials;
     }
 
     int maxRequests() {
@@ -410,8 +424,10 @@ public final class NbdServer implements AutoCloseable {
         private long maxInflightBytes = 128L << 20;
         private int maxPayload = DEFAULT_MAX_PAYLOAD;
         private int holeProbeMin = 64 * 1024;
-        private Duration handshakeTimeout = Duration.ofSeconds(30);
+        private Duration handshakeTimeout = Duration.ofSeconds(10);
         private Duration drainTimeout = Duration.ofSeconds(10);
+        private TlsMode tlsMode = TlsMode.OFF;
+        private TlsCredentials tlsCredentials;
 
         /** Adds an export; the first one added is also the default export (the empty name). */
         public Builder export(NbdExport e) {
@@ -491,6 +507,17 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * TLS (doc/proto.md "TLS support"): OFF answers STARTTLS with NBD_REP_ERR_POLICY; ON
+         * offers it; REQUIRE refuses every option but STARTTLS and ABORT until TLS is up.
+         * {@code credentials} make one session per connection; needed unless {@code mode} is OFF.
+         */
+        public Builder tls(TlsMode mode, TlsCredentials credentials) {
+            this.tlsMode = Objects.requireNonNull(mode, "mode");
+            this.tlsCredentials = credentials;
+            return this;
+        }
+
         /** How long close() waits for requests in flight before dropping them. */
         public Builder drainTimeout(Duration d) {
             this.drainTimeout = d;
@@ -509,6 +536,9 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("max payload must be >= 1 MiB and <= the in-flight budget");
             }
             Objects.requireNonNull(exports.get(defaultExport), "default export");
+            if (tlsMode != TlsMode.OFF && tlsCredentials == null) {
+                throw new IllegalArgumentException("TLS " + tlsMode + " needs credentials (certificates or PSK)");
+            }
             NbdServer s = new NbdServer(this);
             try {
                 if (unix != null) {
