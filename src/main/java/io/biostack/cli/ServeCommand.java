@@ -106,7 +106,8 @@ public final class ServeCommand implements Callable<Integer> {
     SizeArg ram;
 
     @Option(names = "--max-connections", paramLabel = "N", defaultValue = "256",
-            description = "Most clients at once (default ${DEFAULT-VALUE}).")
+            description = "Most clients in the transmission phase at once; clients still in the handshake"
+                    + " don't count (default ${DEFAULT-VALUE}).")
     int maxConnections;
 
     // ---- TLS and connection limits (nbdkit's and qemu-nbd's words and file layouts) ----------

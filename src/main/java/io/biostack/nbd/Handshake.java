@@ -162,6 +162,9 @@ final class Handshake {
             // Section "NBD_OPT_EXPORT_NAME": no way to report an error, the server MUST terminate.
             throw new Disconnect("no export named '" + name + "'");
         }
+        if (!conn.reserveTransmission()) {
+            throw new Disconnect("the server has its maximum of " + server.maxConnections() + " clients");
+        }
         int flags = transmissionFlags(e);
         ByteBuffer b = ByteBuffer.allocate(10 + (noZeroes ? 0 : 124));
         b.putLong(e.device().size()).putShort((short) flags);
@@ -212,6 +215,12 @@ final class Handshake {
         NbdExport e = server.export(name);
         if (e == null) {
             reply(option, REP_ERR_UNKNOWN, "no export named '" + name + "'");
+            return null;
+        }
+        if (option == OPT_GO && !conn.reserveTransmission()) {
+            // --max-connections counts clients in transmission; the client may try again later.
+            reply(option, REP_ERR_POLICY, "the server has its maximum of " + server.maxConnections()
+                    + " clients (--max-connections)");
             return null;
         }
         int flags = transmissionFlags(e);

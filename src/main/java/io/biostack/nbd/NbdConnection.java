@@ -54,6 +54,8 @@ final class NbdConnection implements Runnable {
     private volatile boolean inTransmission;
     /** Where requests are read from: the socket, or the TLS channel after STARTTLS. */
     private ReadableByteChannel in;
+    /** Whether this connection holds a transmission slot of the server (--max-connections). */
+    private boolean holdsSlot;
     /** Set once STARTTLS succeeded. */
     private volatile TlsChannel tls;
 
@@ -99,18 +101,26 @@ final class NbdConnection implements Runnable {
         return inTransmission;
     }
 
+    /**
+     * Starts the handshake on a virtual thread: an idle client costs a parked virtual thread (a
+     * few kilobytes), not a platform thread's stack. Transmission moves to a platform thread.
+     */
     void start() {
-        Thread t = Thread.ofPlatform().name("nbd-" + id + "-rx").daemon(true).unstarted(this);
+        Thread t = Thread.ofVirtual().name("nbd-" + id + "-hs").unstarted(this);
         readerThread = t;
         t.start();
     }
 
     @Override
     public void run() {
+        Handshake.Session s = null;
         try {
-            Handshake.Session s = new Handshake(server, this, ch).negotiate();
+            s = new Handshake(server, this, ch).negotiate();
             server.handshakeDone(this);
-            transmission(s);
+            Handshake.Session session = s;
+            Thread t = Thread.ofPlatform().name("nbd-" + id + "-rx").daemon(true).unstarted(() -> transmit(session));
+            readerThread = t;
+            t.start();
         } catch (Handshake.TlsRefused e) {
             // One line per refused client, no stack trace: who, and why.
             LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
@@ -123,17 +133,50 @@ final class NbdConnection implements Runnable {
         } catch (RuntimeException | Error e) {
             LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
         } finally {
-            TlsChannel t = tls;
-            if (t != null) {
-                try {
-                    t.close(); // close_notify, then the socket
-                } catch (IOException e) {
-                    // the socket is closed below anyway
-                }
+            if (s == null) {
+                end();
             }
-            closeChannel();
-            server.connectionEnded(this);
         }
+    }
+
+    /** The transmission phase, on its platform reader thread. */
+    private void transmit(Handshake.Session s) {
+        try {
+            transmission(s);
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}", id, peer, e.toString());
+        } catch (RuntimeException | Error e) {
+            LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
+        } finally {
+            end();
+        }
+    }
+
+    /** Reserves a transmission slot (--max-connections); false when the server is full. */
+    boolean reserveTransmission() {
+        if (!server.enterTransmission()) {
+            return false;
+        }
+        holdsSlot = true;
+        return true;
+    }
+
+    /** Gives back the transmission slot, says close_notify over TLS, closes, and leaves the server. */
+    private void end() {
+        if (holdsSlot) {
+            holdsSlot = false;
+            server.leaveTransmission();
+        }
+        TlsChannel t = tls;
+        if (t != null) {
+            try {
+                t.close(); // close_notify, then the socket
+            } catch (IOException e) {
+                // the socket is closed below anyway
+            }
+        }
+        closeChannel();
+        server.connectionEnded(this);
     }
 
     // ---- transmission -----------------------------------------------------------------------

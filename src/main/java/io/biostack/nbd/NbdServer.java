@@ -24,6 +24,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -45,8 +46,16 @@ import java.util.function.Consumer;
  * connections per export ({@code NBD_FLAG_CAN_MULTI_CONN}: a FLUSH is a device-wide flush).
  *
  * <h2>Threads</h2>
- * One accept thread per listening socket. Per connection one reader thread (handshake, then
- * request parsing and bio submission) and one writer thread (replies, see {@link ReplyWriter}).
+ * One accept thread per listening socket. Per connection a virtual thread for the handshake (so
+ * that a thousand idle sockets cost a few megabytes), then one platform reader thread (request
+ * parsing and bio submission) and one writer thread (replies, see {@link ReplyWriter}).
+ *
+ * <h2>No lockout</h2>
+ * Connections still in the handshake have their own budget ({@link Builder#handshakeBudget}) and a
+ * total deadline ({@link Builder#handshakeTimeout}, not reset by each byte, so a client trickling
+ * bytes is dropped like an idle one). When the budget is full the oldest unfinished handshake is
+ * dropped to make room, never the newcomer: idle sockets can't keep a real client out.
+ * {@link Builder#maxConnections} counts only clients in the transmission phase.
  * Bios complete on whatever thread the device uses (an io_uring worker, or the reader itself for
  * a ramdisk); completion only queues the reply. No thread per request.
  *
@@ -63,6 +72,7 @@ public final class NbdServer implements AutoCloseable {
     private final Map<String, NbdExport> exports;
     private final NbdExport defaultExport;
     private final int maxConnections;
+    private final int handshakeBudget;
     private final int maxRequests;
     private final long maxInflightBytes;
     private final int maxPayload;
@@ -81,6 +91,10 @@ public final class NbdServer implements AutoCloseable {
     private final List<Thread> acceptThreads = new ArrayList<>();
     private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
     private final Map<NbdConnection, ScheduledFuture<?>> handshakeTimers = new ConcurrentHashMap<>();
+    /** Connections in the handshake, oldest first; guarded by itself. */
+    private final LinkedHashSet<NbdConnection> handshaking = new LinkedHashSet<>();
+    /** Connections in the transmission phase (what --max-connections counts). */
+    private final AtomicInteger transmitting = new AtomicInteger();
     private final ScheduledThreadPoolExecutor timer;
     private final AtomicInteger nextId = new AtomicInteger();
     private final AtomicBoolean closing = new AtomicBoolean();
@@ -92,6 +106,7 @@ public final class NbdServer implements AutoCloseable {
         this.exports = new LinkedHashMap<>(b.exports);
         this.defaultExport = b.defaultExport == null ? null : exports.get(b.defaultExport);
         this.maxConnections = b.maxConnections;
+        this.handshakeBudget = b.handshakeBudget;
         this.maxRequests = b.maxRequests;
         this.maxInflightBytes = b.maxInflightBytes;
         this.maxPayload = b.maxPayload;
@@ -206,12 +221,23 @@ public final class NbdServer implements AutoCloseable {
             closeQuietly(c);
             return;
         }
-        if (connections.size() >= maxConnections || closing.get()) {
-            LOG.log(Level.INFO, "nbd: refusing a connection from {0}: {1} connections already", peer, connections.size());
+        if (closing.get()) {
             closeQuietly(c);
             return;
         }
         NbdConnection conn = new NbdConnection(this, c, nextId.incrementAndGet(), peer);
+        NbdConnection dropped = null;
+        synchronized (handshaking) {
+            if (handshaking.size() >= handshakeBudget) {
+                dropped = handshaking.removeFirst(); // the oldest, never the newcomer
+            }
+            handshaking.add(conn);
+        }
+        if (dropped != null) {
+            LOG.log(Level.INFO, "nbd: {0} unfinished handshakes: dropping the oldest (connection {1} from {2}) for {3}",
+                    handshakeBudget, dropped.id, dropped.peer(), peer);
+            dropped.closeChannel();
+        }
         connections.add(conn);
         handshakeTimers.put(conn, timer.schedule(() -> {
             if (!conn.inTransmission()) {
@@ -290,6 +316,33 @@ public final class NbdServer implements AutoCloseable {
         if (f != null) {
             f.cancel(false);
         }
+        synchronized (handshaking) {
+            handshaking.remove(c);
+        }
+    }
+
+    /**
+     * Takes a transmission slot for a client about to enter transmission; false when
+     * {@code maxConnections} clients are already there. Given back by {@link #leaveTransmission}.
+     */
+    boolean enterTransmission() {
+        while (true) {
+            int n = transmitting.get();
+            if (n >= maxConnections) {
+                return false;
+            }
+            if (transmitting.compareAndSet(n, n + 1)) {
+                return true;
+            }
+        }
+    }
+
+    void leaveTransmission() {
+        transmitting.decrementAndGet();
+    }
+
+    int maxConnections() {
+        return maxConnections;
     }
 
     void connectionEnded(NbdConnection c) {
@@ -420,6 +473,7 @@ public final class NbdServer implements AutoCloseable {
         private InetSocketAddress tcp;
         private Path unix;
         private int maxConnections = 256;
+        private int handshakeBudget = 256;
         private int maxRequests = 256;
         private long maxInflightBytes = 128L << 20;
         private int maxPayload = DEFAULT_MAX_PAYLOAD;
@@ -468,8 +522,21 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
+        /** Most clients in the transmission phase at once (those still in the handshake don't count). */
         public Builder maxConnections(int n) {
             this.maxConnections = n;
+            return this;
+        }
+
+        /**
+         * Most connections in the handshake at once; a newcomer past it drops the oldest unfinished
+         * handshake (default 256).
+         */
+        public Builder handshakeBudget(int n) {
+            if (n < 1) {
+                throw new IllegalArgumentException("handshake budget must be at least 1");
+            }
+            this.handshakeBudget = n;
             return this;
         }
 
@@ -501,7 +568,10 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** A connection that has not finished its handshake by then is closed. */
+        /**
+         * A connection that has not finished its handshake (TLS included) this long after it was
+         * accepted is closed: a total deadline, however the bytes trickle in (default 10 s).
+         */
         public Builder handshakeTimeout(Duration d) {
             this.handshakeTimeout = d;
             return this;
