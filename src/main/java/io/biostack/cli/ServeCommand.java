@@ -134,6 +134,11 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Drop a client that has not finished the handshake in this time, e.g. 10s, 500ms (default ${DEFAULT-VALUE}).")
     String handshakeTimeout;
 
+    @Option(names = "--handshake-budget", paramLabel = "N", defaultValue = "256",
+            description = "Most clients in the handshake at once; past it the oldest is dropped, never the newcomer"
+                    + " (default ${DEFAULT-VALUE}).")
+    int handshakeBudget;
+
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
@@ -313,7 +318,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (mode != TlsMode.OFF && creds == null) {
             throw new IllegalArgumentException("--tls " + tls + " needs --tls-certificates DIR or --tls-psk FILE");
         }
-        b.tls(mode, creds).handshakeTimeout(duration(handshakeTimeout));
+        b.tls(mode, creds).handshakeTimeout(duration(handshakeTimeout)).handshakeBudget(handshakeBudget);
         if (tcp != null && mode == TlsMode.OFF && (tcp.getAddress() == null || !tcp.getAddress().isLoopbackAddress())) {
             System.err.println("biostack serve: warning: " + tcp.getHostString() + ":" + tcp.getPort()
                     + " is served without TLS: anyone who reaches it can read and write the export"
