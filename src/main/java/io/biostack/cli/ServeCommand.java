@@ -192,7 +192,7 @@ public final class ServeCommand implements Callable<Integer> {
         for (String uri : uris(server)) {
             out.println("  " + uri);
         }
-        out.println("try: nbdinfo " + uris(server).getFirst());
+        out.println("try: nbdinfo " + tryUri(server));
         out.println("ready");
         out.flush();
         server.awaitClosed();
@@ -273,7 +273,7 @@ public final class ServeCommand implements Callable<Integer> {
             out.println("control: biostack dm --control " + control + " ls");
         }
         exportName = exportNames.getFirst();
-        out.println("try: nbdinfo " + uris(server).getFirst());
+        out.println("try: nbdinfo " + tryUri(server));
         out.println("ready");
         out.flush();
         server.awaitClosed();
@@ -400,6 +400,20 @@ public final class ServeCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("--listen wants HOST:PORT, not '" + listen + "'");
         }
+    }
+
+    /** The first URI, with what a TLS client needs to find its credentials. */
+    private String tryUri(NbdServer server) {
+        String u = uris(server).getFirst();
+        if (!tlsOn) {
+            return u;
+        }
+        String sep = u.contains("?") ? "&" : (u.substring(u.indexOf("://") + 3).contains("/") ? "?" : "/?");
+        if (tlsPsk != null) {
+            return "'" + u.replaceFirst("://", "://USER@") + sep + "tls-psk-file=" + tlsPsk.toAbsolutePath() + "'";
+        }
+        // A folder with ca-cert.pem (and client-cert.pem, client-key.pem under --tls-verify-peer).
+        return "'" + u + sep + "tls-certificates=" + tlsCertificates.toAbsolutePath() + "'";
     }
 
     /** nbd:// URIs (the port left out when it is the NBD port, as qemu does) and nbd+unix://. */
