@@ -183,8 +183,17 @@ class NbdTlsClientsTest {
                     .doesNotContain("STACK TRACE");
         }
         loop.flush().get();
-        assertThat(Files.readAllBytes(file)).as("nothing written").containsOnly(0);
+        assertThat(firstNonZero(Files.readAllBytes(file))).as("nothing written: first non-zero byte").isEqualTo(-1);
         Tools.ok(30, "nbdinfo", goodUri);
+    }
+
+    static int firstNonZero(byte[] b) {
+        for (int i = 0; i < b.length; i++) {
+            if (b[i] != 0) {
+                return i;
+            }
+        }
+        return -1;
     }
 
     List<String> warningsSince(int n) {

@@ -21,6 +21,8 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     private static final int NET_BUFFER = 64 * 1024;
+    /** Plaintext encrypted at once: 16 TLS records (RFC 8446 section 5.1: 2^14 bytes each). */
+    private static final int CHUNK = 256 * 1024;
 
     private final SocketChannel ch;
     private final TlsSession session;
@@ -111,7 +113,7 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         int n = src.remaining();
         lock.lock();
         try {
-            session.writeApplication(src);
+            encrypt(src);
             flush();
         } finally {
             lock.unlock();
@@ -126,13 +128,33 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         try {
             for (int i = offset; i < offset + length; i++) {
                 n += srcs[i].remaining();
-                session.writeApplication(srcs[i]);
+                encrypt(srcs[i]);
             }
             flush();
         } finally {
             lock.unlock();
         }
         return n;
+    }
+
+    /**
+     * Encrypts {@code src} a chunk at a time, sending each chunk's records before the next: the
+     * session's output buffer stays near {@link #CHUNK} however large a READ reply is.
+     */
+    private void encrypt(ByteBuffer src) throws IOException {
+        int limit = src.limit();
+        try {
+            while (src.hasRemaining()) {
+                src.limit(Math.min(limit, src.position() + CHUNK));
+                session.writeApplication(src);
+                src.limit(limit);
+                if (src.hasRemaining()) {
+                    flush();
+                }
+            }
+        } finally {
+            src.limit(limit);
+        }
     }
 
     @Override
