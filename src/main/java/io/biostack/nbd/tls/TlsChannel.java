@@ -13,22 +13,25 @@ import java.util.concurrent.locks.ReentrantLock;
  * A {@link TlsSession} over a blocking {@link SocketChannel}, for a thread-per-connection loop:
  * {@link #read} and {@link #write} move plaintext, the session does the records.
  *
- * <p>Threads: one reader thread and any number of writer threads (one at a time, as
- * ReplyWriter's send role guarantees). The socket read happens outside the lock, so a reader
- * blocked on the network never holds up a writer; feeding the session, encrypting and writing to
- * the socket happen under it, since a session is not thread-safe. A reactor drives the session
- * itself and needs none of this.
+ * <p>Threads: one reader thread and any number of writer threads. Two locks, always taken in this
+ * order: {@code sendLock} makes one thread at a time write ciphertext to the socket, in the order
+ * the session made it; {@code sessionLock} guards the session (not thread-safe) and is held only
+ * to feed, encrypt or drain it, never across a socket call. So a reader blocked on the network
+ * holds up nobody, and a writer sending a large reply to a slow client does not stop the reader
+ * from decrypting the next requests. A reactor drives the session itself and needs none of this.
  */
 public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     private static final int NET_BUFFER = 64 * 1024;
-    /** Plaintext encrypted at once: 16 TLS records (RFC 8446 section 5.1: 2^14 bytes each). */
+    /** Plaintext encrypted per sessionLock hold: 16 TLS records (RFC 8446 section 5.1: 2^14 bytes each). */
     private static final int CHUNK = 256 * 1024;
 
     private final SocketChannel ch;
     private final TlsSession session;
-    private final ReentrantLock lock = new ReentrantLock();
+    private final ReentrantLock sendLock = new ReentrantLock();
+    private final ReentrantLock sessionLock = new ReentrantLock();
     private final ByteBuffer netIn = ByteBuffer.allocateDirect(NET_BUFFER);
-    private final ByteBuffer netOut = ByteBuffer.allocateDirect(4 * NET_BUFFER);
+    /** Ciphertext on its way to the socket; used under sendLock. */
+    private final ByteBuffer netOut = ByteBuffer.allocateDirect(2 * CHUNK);
 
     private TlsChannel(SocketChannel ch, TlsSession session) {
         this.ch = ch;
@@ -45,7 +48,7 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     public static TlsChannel handshake(SocketChannel ch, TlsSession session) throws IOException {
         TlsChannel t = new TlsChannel(ch, session);
         try {
-            t.flush();
+            t.send();
             while (!session.isHandshakeComplete()) {
                 if (session.isClosed()) {
                     throw new TlsException("peer closed TLS during the handshake");
@@ -55,11 +58,11 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
                     throw new EOFException("peer left during the TLS handshake");
                 }
                 session.offerInput(t.netIn.flip());
-                t.flush();
+                t.send();
             }
         } catch (TlsException e) {
             try {
-                t.flush(); // the alert, so the peer learns why
+                t.send(); // the alert, so the peer learns why
             } catch (IOException ignored) {
                 // the refusal is what matters
             }
@@ -77,13 +80,13 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         if (!dst.hasRemaining()) {
             return 0;
         }
-        lock.lock();
+        sessionLock.lock();
         try {
             if (session.availableApplication() > 0) {
                 return session.readApplication(dst);
             }
         } finally {
-            lock.unlock();
+            sessionLock.unlock();
         }
         while (true) {
             if (session.isClosed()) {
@@ -94,16 +97,21 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
             if (n < 0) {
                 return -1;
             }
-            lock.lock();
+            int k;
+            boolean answer;
+            sessionLock.lock();
             try {
                 session.offerInput(netIn.flip());
-                flush(); // e.g. a TLS 1.3 KeyUpdate answer
-                int k = session.readApplication(dst);
-                if (k > 0) {
-                    return k;
-                }
+                k = session.readApplication(dst);
+                answer = session.pendingOutput() > 0; // e.g. a TLS 1.3 KeyUpdate to answer
             } finally {
-                lock.unlock();
+                sessionLock.unlock();
+            }
+            if (answer) {
+                send();
+            }
+            if (k > 0) {
+                return k;
             }
         }
     }
@@ -111,12 +119,11 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     @Override
     public int write(ByteBuffer src) throws IOException {
         int n = src.remaining();
-        lock.lock();
+        sendLock.lock();
         try {
             encrypt(src);
-            flush();
         } finally {
-            lock.unlock();
+            sendLock.unlock();
         }
         return n;
     }
@@ -124,37 +131,16 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     @Override
     public long write(ByteBuffer[] srcs, int offset, int length) throws IOException {
         long n = 0;
-        lock.lock();
+        sendLock.lock();
         try {
             for (int i = offset; i < offset + length; i++) {
                 n += srcs[i].remaining();
                 encrypt(srcs[i]);
             }
-            flush();
         } finally {
-            lock.unlock();
+            sendLock.unlock();
         }
         return n;
-    }
-
-    /**
-     * Encrypts {@code src} a chunk at a time, sending each chunk's records before the next: the
-     * session's output buffer stays near {@link #CHUNK} however large a READ reply is.
-     */
-    private void encrypt(ByteBuffer src) throws IOException {
-        int limit = src.limit();
-        try {
-            while (src.hasRemaining()) {
-                src.limit(Math.min(limit, src.position() + CHUNK));
-                session.writeApplication(src);
-                src.limit(limit);
-                if (src.hasRemaining()) {
-                    flush();
-                }
-            }
-        } finally {
-            src.limit(limit);
-        }
     }
 
     @Override
@@ -162,11 +148,48 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         return write(srcs, 0, srcs.length);
     }
 
-    /** Sends every record the session has ready. */
-    private void flush() throws IOException {
-        while (session.pendingOutput() > 0) {
+    /** Encrypts and sends {@code src} a chunk at a time; the caller holds sendLock. */
+    private void encrypt(ByteBuffer src) throws IOException {
+        int limit = src.limit();
+        try {
+            while (src.hasRemaining()) {
+                sessionLock.lock();
+                try {
+                    src.limit(Math.min(limit, src.position() + CHUNK));
+                    session.writeApplication(src);
+                } finally {
+                    src.limit(limit);
+                    sessionLock.unlock();
+                }
+                sendLocked();
+            }
+        } finally {
+            src.limit(limit);
+        }
+    }
+
+    private void send() throws IOException {
+        sendLock.lock();
+        try {
+            sendLocked();
+        } finally {
+            sendLock.unlock();
+        }
+    }
+
+    /** Sends every record the session has ready; the caller holds sendLock. */
+    private void sendLocked() throws IOException {
+        while (true) {
             netOut.clear();
-            session.readOutput(netOut);
+            sessionLock.lock();
+            try {
+                if (session.pendingOutput() == 0) {
+                    return;
+                }
+                session.readOutput(netOut);
+            } finally {
+                sessionLock.unlock();
+            }
             netOut.flip();
             while (netOut.hasRemaining()) {
                 if (ch.write(netOut) < 0) {
@@ -184,16 +207,21 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     /** Sends close_notify (best effort), then closes the socket. */
     @Override
     public void close() throws IOException {
-        lock.lock();
+        sendLock.lock();
         try {
-            session.close();
+            sessionLock.lock();
+            try {
+                session.close();
+            } finally {
+                sessionLock.unlock();
+            }
             if (ch.isOpen()) {
-                flush();
+                sendLocked();
             }
         } catch (IOException e) {
             // close_notify is a courtesy
         } finally {
-            lock.unlock();
+            sendLock.unlock();
             ch.close();
         }
     }
