@@ -59,6 +59,8 @@ final class Handshake {
     private ReadableByteChannel in;
     private WritableByteChannel out;
     private TlsChannel tls;
+    /** Set once an option was answered NBD_REP_ERR_TLS_REQD (or EXPORT_NAME refused for want of TLS). */
+    private boolean tlsRequired;
     private boolean structured;
     private boolean noZeroes;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
@@ -116,6 +118,7 @@ final class Handshake {
                 return null;
             }
             case TLS_REQUIRED -> {
+                tlsRequired = true;
                 reply(option, REP_ERR_TLS_REQD, TlsPolicy.message(v));
                 return null;
             }
@@ -127,7 +130,10 @@ final class Handshake {
                 reply(option, REP_ERR_INVALID, TlsPolicy.message(v));
                 return null;
             }
-            case DISCONNECT -> throw new Disconnect(TlsPolicy.message(v));
+            case DISCONNECT -> {
+                tlsRequired = true;
+                throw new Disconnect(TlsPolicy.message(v));
+            }
         }
         switch (option) {
             case OPT_EXPORT_NAME -> {
@@ -298,6 +304,11 @@ final class Handshake {
             }
         }
         ack(option);
+    }
+
+    /** True when the client was told TLS is required and never started it: a refused plain client. */
+    boolean refusedPlain() {
+        return tlsRequired && tls == null;
     }
 
     /**

@@ -114,8 +114,9 @@ final class NbdConnection implements Runnable {
     @Override
     public void run() {
         Handshake.Session s = null;
+        Handshake h = new Handshake(server, this, ch);
         try {
-            s = new Handshake(server, this, ch).negotiate();
+            s = h.negotiate();
             server.handshakeDone(this);
             Handshake.Session session = s;
             Thread t = Thread.ofPlatform().name("nbd-" + id + "-rx").daemon(true).unstarted(() -> transmit(session));
@@ -134,6 +135,9 @@ final class NbdConnection implements Runnable {
             LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
         } finally {
             if (s == null) {
+                if (h.refusedPlain()) {
+                    LOG.log(Level.WARNING, "nbd: refused plain client {0}: TLS is required", peer);
+                }
                 end();
             }
         }

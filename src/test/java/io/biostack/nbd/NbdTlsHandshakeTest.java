@@ -128,6 +128,10 @@ class NbdTlsHandshakeTest {
             c.option(OPT_EXPORT_NAME, "disk".getBytes(StandardCharsets.UTF_8));
             assertThat(c.closedByServer()).isTrue();
         }
+        awaitNoConnections();
+        synchronized (warnings) {
+            assertThat(warnings).containsExactly("nbd: refused plain client unix socket: TLS is required");
+        }
     }
 
     @Test
