@@ -4,7 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 
-import io.biostack.nbd.tls.TlsMode;
+import io.biostack.nbd.tls.TlsPolicy;
 
 import static io.biostack.nbd.NbdProtocol.*;
 
@@ -15,6 +15,10 @@ import static io.biostack.nbd.NbdProtocol.*;
  * Not on the I/O path: it allocates freely and holds options whole (up to {@link #MAX_OPTION}
  * bytes). It never consumes a byte past the option that enters transmission, so the bytes left
  * in the buffer given to {@link #feed} are the first requests.
+ *
+ * <p>TLS (section "TLS support"): {@link TlsPolicy} says what each option gets given the server's
+ * mode; after NBD_OPT_STARTTLS is acknowledged {@link #feed} returns {@link #START_TLS}, and the
+ * connection puts a TLS session between the socket and this machine's bytes.
  *
  * <p>Unknown options get {@code NBD_REP_ERR_UNSUP} and the haggling goes on; malformed options
  * {@code NBD_REP_ERR_INVALID}; INFO/GO for an export that does not exist {@code NBD_REP_ERR_UNKNOWN}.
@@ -53,6 +57,8 @@ final class Handshake {
     private boolean noZeroes;
     /** STARTTLS was acknowledged: the rest of the haggling is inside TLS. */
     private boolean tlsActive;
+    /** Set once an option was answered NBD_REP_ERR_TLS_REQD (or EXPORT_NAME refused for want of TLS). */
+    private boolean tlsRequired;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
     private String metaExport;
 
@@ -86,6 +92,11 @@ final class Handshake {
     /** Bytes still needed to finish the current item: the most a blocking caller should read. */
     int need() {
         return item.remaining();
+    }
+
+    /** True when the client was told TLS is required and never started it: a refused plain client. */
+    boolean refusedPlain() {
+        return tlsRequired && !tlsActive;
     }
 
     /** Client bytes consumed so far. */
@@ -172,15 +183,10 @@ final class Handshake {
             return null;
         }
         // TLS (doc/proto.md, "TLS support"): what the option gets given the mode and whether TLS is up.
-        TlsMode mode = server.tlsMode();
-        if (option == OPT_STARTTLS) {
-            if (mode == TlsMode.OFF) {
-                reply(option, REP_ERR_POLICY, "TLS is not enabled on this server");
-            } else if (tlsActive || data.hasRemaining()) {
-                // "If the server receives NBD_OPT_STARTTLS when TLS has already been negotiated, it
-                // MUST reply with NBD_REP_ERR_INVALID."
-                reply(option, REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data and is allowed once");
-            } else {
+        TlsPolicy.Verdict v = TlsPolicy.check(server.tlsMode(), tlsActive, option, data.remaining());
+        switch (v) {
+            case GO_ON -> { }
+            case START_TLS -> {
                 ack(option);
                 // What was negotiated in plain text is forgotten (as qemu does): a man in the
                 // middle may have sent it.
@@ -189,14 +195,23 @@ final class Handshake {
                 metaExport = null;
                 return START_TLS;
             }
-            return null;
-        }
-        if (mode == TlsMode.REQUIRE && !tlsActive && option != OPT_ABORT) {
-            if (option == OPT_EXPORT_NAME) {
-                throw new Disconnect("NBD_OPT_EXPORT_NAME before TLS on a server that requires TLS");
+            case TLS_REQUIRED -> {
+                tlsRequired = true;
+                reply(option, REP_ERR_TLS_REQD, TlsPolicy.message(v));
+                return null;
             }
-            reply(option, REP_ERR_TLS_REQD, "TLS is required: send NBD_OPT_STARTTLS first (nbds://, --tls)");
-            return null;
+            case POLICY -> {
+                reply(option, REP_ERR_POLICY, TlsPolicy.message(v));
+                return null;
+            }
+            case INVALID -> {
+                reply(option, REP_ERR_INVALID, TlsPolicy.message(v));
+                return null;
+            }
+            case DISCONNECT -> {
+                tlsRequired = true;
+                throw new Disconnect(TlsPolicy.message(v));
+            }
         }
         switch (option) {
             case OPT_EXPORT_NAME -> {

@@ -113,6 +113,8 @@ final class NbdConnection {
     static final int CIPHER_IN = 32 * 1024;
     /** Plaintext encrypted per send, so the ciphertext buffer stays small. */
     static final long TLS_BATCH = 1 << 20;
+    /** Most ciphertext per send: one pooled buffer's worth (a reply of the maximum payload spans several). */
+    static final int CIPHER_OUT_MAX = 4 << 20;
     private TlsSession tls;
     /** STARTTLS was acknowledged; TLS starts once that ACK has been sent. */
     private boolean tlsPending;
@@ -205,13 +207,14 @@ final class NbdConnection {
             close(why);
             return;
         }
-        if (phase == TRANSMISSION) {
-            phase = DRAINING;
-            endReason = why;
-            if (payloadFor != null) {
-                recycle(payloadFor); // never became a bio
-                payloadFor = null;
-            }
+        if (phase != TRANSMISSION) {
+            return; // already draining or closed
+        }
+        phase = DRAINING;
+        endReason = why;
+        if (payloadFor != null) {
+            recycle(payloadFor); // never became a bio
+            payloadFor = null;
         }
         reactor.markDirty(this);
     }
@@ -224,12 +227,16 @@ final class NbdConnection {
         if (endReason == null) {
             endReason = why;
         }
+        if (handshake != null && handshake.refusedPlain()) {
+            LOG.log(Level.WARNING, "nbd: refused plain client {0}: TLS is required", peer);
+        }
         server.handshakeEnded(this);
         if (countedInTransmission) {
             countedInTransmission = false;
             server.transmissionEnded(this);
         }
         phase = CLOSED;
+        server.connectionEnded(this); // no longer counted, though its socket may linger a moment
         for (NbdRequest r = doneHead; r != null; ) {
             NbdRequest n = r.next;
             recycle(r);
@@ -779,8 +786,20 @@ final class NbdConnection {
         process();
     }
 
+    private boolean tlsUpLogged;
+
+    private void tlsUp() {
+        if (!tlsUpLogged) {
+            tlsUpLogged = true;
+            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}, peer {3}", id, peer, tls.describe(), tls.peerIdentity());
+        }
+    }
+
     /** Moves decrypted plaintext into the targets the connection asks for, and parses it. */
     private void pullTls() {
+        if (tls != null && !tlsUpLogged && tls.isHandshakeComplete()) {
+            tlsUp();
+        }
         while (tls != null && tls.availableApplication() > 0) {
             ByteBuffer t = recvTarget();
             if (t == null) {
@@ -792,7 +811,8 @@ final class NbdConnection {
             }
             received(k);
         }
-        if (tls != null && tls.isClosed() && tls.availableApplication() == 0 && phase != CLOSED) {
+        if (tls != null && tls.isClosed() && tls.availableApplication() == 0
+                && (phase == HANDSHAKE || phase == TRANSMISSION)) {
             inputEnded("client ended TLS");
         }
         if (tls != null && tls.pendingOutput() > 0 && wireSending == null) {
@@ -820,12 +840,21 @@ final class NbdConnection {
             return;
         }
         pullTls();
+        if (tls != null && tls.isHandshakeComplete()) {
+            tlsUp();
+        }
     }
 
     private void tlsRefused(TlsException e) {
         // One line per refused client, no stack trace: who, and why.
         LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
-        close("TLS refused: " + e.getMessage());
+        endReason = "TLS refused: " + e.getMessage();
+        if (tls != null && tls.pendingOutput() > 0 && phase != CLOSED) {
+            phase = DRAINING; // send the alert, so the peer learns why, then close
+            reactor.markDirty(this);
+        } else {
+            close(endReason);
+        }
     }
 
     /** True when there is something to send and no send in flight. */
@@ -864,7 +893,7 @@ final class NbdConnection {
             sent(plain);
             reactor.giveBatch(plain);
         }
-        int n = tls.pendingOutput();
+        int n = Math.min(tls.pendingOutput(), CIPHER_OUT_MAX); // the rest goes with the next send
         cipherOut = server.buffers().get(Math.max(n, 1));
         ByteBuffer o = cipherOut.bytes;
         o.clear().limit(n);

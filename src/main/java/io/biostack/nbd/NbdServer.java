@@ -100,6 +100,8 @@ public final class NbdServer implements AutoCloseable {
     private int nextReactor;
     private final List<ServerSocketChannel> nioListeners = new ArrayList<>();
     private final AtomicInteger open = new AtomicInteger();
+    /** Sockets not yet closed by their transport (lingering closes included). */
+    private final AtomicInteger sockets = new AtomicInteger();
     private final AtomicInteger handshakes = new AtomicInteger();
     private final AtomicInteger transmissions = new AtomicInteger();
     /** Connections in the handshake, oldest first (to drop the oldest when the budget is full). */
@@ -362,6 +364,7 @@ public final class NbdServer implements AutoCloseable {
     private NbdConnection newConnection(Reactor r, String peer) {
         NbdConnection c = new NbdConnection(this, r, nextId.incrementAndGet(), peer);
         open.incrementAndGet();
+        sockets.incrementAndGet();
         handshakes.incrementAndGet();
         handshakeOrder.addLast(c);
         return c;
@@ -462,10 +465,15 @@ public final class NbdServer implements AutoCloseable {
         transmissions.decrementAndGet();
     }
 
-    /** The transport closed the connection's socket. */
-    void connectionClosed(NbdConnection c) {
+    /** The connection ended (the protocol is over; the transport may still be closing its socket). */
+    void connectionEnded(NbdConnection c) {
         handshakeEnded(c);
         open.decrementAndGet();
+    }
+
+    /** The transport closed the connection's socket. */
+    void connectionClosed(NbdConnection c) {
+        sockets.decrementAndGet();
     }
 
     void listenersClosed() {
@@ -533,7 +541,7 @@ public final class NbdServer implements AutoCloseable {
             }
             long deadline = System.nanoTime() + drainTimeout.toNanos();
             waitForConnections(deadline);
-            if (open.get() > 0) {
+            if (sockets.get() > 0) {
                 for (Reactor r : reactors) {
                     r.execute(() -> r.closeAll("drain timeout at shutdown"));
                 }
@@ -572,7 +580,7 @@ public final class NbdServer implements AutoCloseable {
     }
 
     private void waitForConnections(long deadline) {
-        while (open.get() > 0 && System.nanoTime() < deadline) {
+        while (sockets.get() > 0 && System.nanoTime() < deadline) {
             try {
                 Thread.sleep(5);
             } catch (InterruptedException e) {

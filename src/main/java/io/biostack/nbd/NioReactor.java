@@ -97,6 +97,7 @@ final class NioReactor extends Reactor implements Runnable {
             k.key = ch.register(selector, 0, c);
         } catch (IOException e) {
             closeQuietly(ch);
+            c.close("can't register with the selector: " + e.getMessage());
             server.connectionClosed(c);
             return;
         }
@@ -342,6 +343,11 @@ final class NioReactor extends Reactor implements Runnable {
     }
 
     private void close(NbdConnection c, Chan k) {
+        if (k.lingering && server.isClosing()) {
+            lingering.remove(c);
+            k.lingering = false;
+            k.eof = true; // shutting down: no more lingering
+        }
         if (k.lingering) {
             return; // linger() or endLingering() closes it
         }

@@ -200,9 +200,9 @@ abstract class Reactor {
     final void shutdownConnections() {
         for (int i = nconns - 1; i >= 0; i--) {
             NbdConnection c = conns[i];
-            if (c.phase == NbdConnection.HANDSHAKE) {
+            if (c.phase == NbdConnection.HANDSHAKE || c.phase == NbdConnection.CLOSED) {
                 c.close("server is shutting down");
-                service(c);
+                service(c); // a lingering close ends now
             } else {
                 stopInput(c);
             }

@@ -288,6 +288,10 @@ final class UringReactor extends Reactor implements CqeHandler {
             s.lingerSince = System.nanoTime();
             Sockets.shutdown(s.fd, Sockets.SHUT_WR);
         }
+        if (s.lingering && !s.shut && server.isClosing()) {
+            s.shut = true; // shutting down: no more lingering
+            Sockets.shutdown(s.fd, Sockets.SHUT_RDWR);
+        }
         if (s.lingering && !s.shut) {
             if (!s.recvBusy && !s.sendBusy) {
                 loop.reserve(1);
