@@ -414,7 +414,7 @@ public final class NbdClient implements BlockDevice {
     // ---- messages ----------------------------------------------------------------------------
 
     void log(Level level, String msg) {
-        LOG.log(level, "biostack: " + msg);
+        LOG.log(level, msg);
     }
 
     static String reason(Throwable e) {
