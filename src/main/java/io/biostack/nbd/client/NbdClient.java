@@ -12,10 +12,14 @@ import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
 import io.biostack.nbd.client.ClientHandshake.ExportInfo;
 import io.biostack.nbd.client.ClientHandshake.Negotiated;
+import io.biostack.nbd.tls.PskCredentials;
 import io.biostack.nbd.tls.TlsCredentials;
+import io.biostack.nbd.tls.X509Credentials;
 
 import java.io.IOException;
 import java.lang.System.Logger.Level;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -158,11 +162,13 @@ public final class NbdClient implements BlockDevice {
      * message starts with the URI when the server can't be reached or refuses.
      */
     public static NbdClient open(String name, NbdUri uri, Options o) throws IOException {
-        if (uri.tls() && o.tls() == null) {
-            throw new IOException(uri + ": TLS (nbds://) needs TLS credentials, and this build has none for the client");
-        }
         Negotiated first;
         try {
+            if (uri.tls() && o.tls() == null) {
+                o = o.withTls(credentialsOf(uri));
+            } else if (!uri.tls() && o.tls() != null) {
+                o = o.withTls(null);
+            }
             first = dial(uri, o, Math.min(CONNECT_TIMEOUT_NANOS, o.timeout().toNanos()));
         } catch (IOException e) {
             throw new IOException(uri + ": " + reason(e), e);
@@ -172,7 +178,7 @@ public final class NbdClient implements BlockDevice {
         c.supervisor.start();
         for (int i = 1; i < c.conns.length; i++) {
             try {
-                c.startConnection(c.conns[i], dial(uri, o, Math.min(CONNECT_TIMEOUT_NANOS, o.timeout().toNanos())).transport());
+                c.startConnection(c.conns[i], dial(uri, c.opts, Math.min(CONNECT_TIMEOUT_NANOS, c.opts.timeout().toNanos())).transport());
             } catch (IOException e) {
                 c.close();
                 throw new IOException(uri + ": connection " + (i + 1) + " of " + c.conns.length + ": " + reason(e), e);
@@ -187,12 +193,36 @@ public final class NbdClient implements BlockDevice {
     private static Negotiated dial(NbdUri uri, Options o, long budget) throws IOException {
         long deadline = System.nanoTime() + budget;
         Transport t = Transport.connect(uri, deadline);
+        TlsCredentials creds = o.tls();
+        ClientHandshake.TlsStarter tls = creds == null ? null
+                : (plain, dl) -> TlsTransport.start(plain, creds.newClientSession(uri.host() != null ? uri.host() : "localhost"), dl);
         try {
-            return ClientHandshake.negotiate(t, uri.export(), deadline, null);
+            return ClientHandshake.negotiate(t, uri.export(), deadline, tls);
         } catch (IOException | RuntimeException e) {
             t.close();
             throw e;
         }
+    }
+
+    /**
+     * TLS credentials as libnbd finds them: {@code tls-psk-file=} (as the URI's user, or the login
+     * name), {@code tls-certificates=}, else {@code $HOME/.pki/libnbd} or {@code /etc/pki/libnbd}.
+     */
+    static TlsCredentials credentialsOf(NbdUri uri) throws IOException {
+        if (uri.tlsPskFile() != null) {
+            String user = uri.user() != null ? uri.user() : System.getProperty("user.name");
+            return PskCredentials.client(uri.tlsPskFile(), user);
+        }
+        Path dir = uri.tlsCertificates();
+        if (dir == null) {
+            Path home = Path.of(System.getProperty("user.home"), ".pki", "libnbd");
+            dir = Files.isDirectory(home) ? home : Path.of("/etc/pki/libnbd");
+        }
+        if (!Files.isRegularFile(dir.resolve("ca-cert.pem"))) {
+            throw new IOException("no TLS credentials: " + dir.resolve("ca-cert.pem")
+                    + " is missing (give tls-certificates=DIR or tls-psk-file=FILE)");
+        }
+        return X509Credentials.client(dir);
     }
 
     private void startConnection(Connection c, Transport t) {
@@ -424,7 +454,7 @@ public final class NbdClient implements BlockDevice {
             return n;
         }
         return switch (n) {
-            case "ConnectException", "EOFException", "SocketTimeoutException", "IOException", "Refused",
+            case "ConnectException", "EOFException", "SocketTimeoutException", "IOException", "Refused", "TlsException",
                  "ProtocolException" -> m;
             default -> m + " (" + n + ")";
         };
