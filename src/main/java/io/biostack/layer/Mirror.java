@@ -63,7 +63,7 @@ public final class Mirror implements Target {
     /** First wait before a dropped leg is probed again; doubles after each failed probe. */
     static final long PROBE_MIN_NANOS = TimeUnit.MILLISECONDS.toNanos(500);
     /** Longest wait between probes of a dropped leg. */
-    static final long PROBE_MAX_NANOS = TimeUnit.SECONDS.toNanos(30);
+    static final long PROBE_MAX_NANOS = TimeUnit.SECONDS.toNanos(10);
     private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
 
     private final String name;

@@ -45,9 +45,12 @@ import static io.biostack.nbd.client.Wire.*;
  * thread that holds it drains the queue into free slots, encodes the requests into the
  * connection's send buffer and writes them with one system call per batch; the others return at
  * once. A thread waits only for socket buffer space (TCP back-pressure), never for another
- * thread. The receiving thread never sends (it could deadlock against a server that stops
- * reading while its replies back up): bios that must wait for a slot, or that go out a second
- * time after a PREFLUSH, are sent by the next submitter or by the client's supervisor.
+ * thread. The receiving thread never sends a payload (it could deadlock against a server that
+ * stops reading while its replies back up): a WRITE submitted from an end-io callback on the
+ * receiving thread, a bio that waited for a free slot, or the second half of a PREFLUSH write are
+ * sent by the next submitter or by the client's supervisor thread (one hop). Requests without a
+ * payload (READ, FLUSH, TRIM, ...) resubmitted from a callback go out at once: 28 bytes can't
+ * fill a socket that 256 slots' worth of headers never could.
  *
  * <h2>Memory</h2>
  * Two direct buffers per connection, allocated once: WRITE payloads are copied from the bio into
@@ -142,7 +145,7 @@ final class Connection {
                 sending.set(0);
             }
             // A bio pushed, or a slot freed, while we held the flag: its thread saw the flag taken.
-            if (incoming.isEmpty() && !(backlogged && hasFree())) {
+            if (incoming.isEmpty() && !(backlogged && hasFree()) || Thread.currentThread() == receiver && needKick) {
                 return;
             }
         }
@@ -156,7 +159,15 @@ final class Connection {
         }
         Transport t = phase == CONNECTED ? transport : null;
         boolean wrote = false;
+        boolean onReceiver = Thread.currentThread() == receiver;
         while (!backlog.isEmpty()) {
+            if (onReceiver && t != null && backlog.peekFirst().op() == Op.WRITE) {
+                // An end-io callback resubmitting on the receiving thread: a WRITE payload could
+                // block on a full socket while the server waits for us to read its replies.
+                needKick = true;
+                dev.wakeSupervisor();
+                break;
+            }
             int i = alloc();
             if (i < 0) {
                 break;

@@ -126,6 +126,7 @@ public final class NbdClient implements BlockDevice {
     private final Consumer<Bio> queueFn = this::queue;
     volatile boolean closed;
     private volatile String lastFailure = "";
+    private final java.util.concurrent.atomic.AtomicLong reconnects = new java.util.concurrent.atomic.AtomicLong();
     private final Thread watchdog;
     private final Thread supervisor;
     private final Options opts;
@@ -261,6 +262,11 @@ public final class NbdClient implements BlockDevice {
     /** Connections in use (1 unless the server allows multi-conn). */
     public int connections() {
         return conns.length;
+    }
+
+    /** Connections made again after a loss, since open. */
+    public long reconnects() {
+        return reconnects.get();
     }
 
     /** True when every connection is up (a mirror's probe, tests, status). */
@@ -405,6 +411,7 @@ public final class NbdClient implements BlockDevice {
                         throw new IOException("the server gave base:allocation a new id");
                     }
                     startConnection(c, n.transport());
+                    reconnects.incrementAndGet();
                     c.backoff = 0;
                     lastFailure = "";
                     log(Level.INFO, "connection " + c.id + " to " + uri + " is back");

@@ -221,6 +221,54 @@ class NbdClientTest {
     }
 
     @Test
+    void largeWritesResubmittedFromEndIoCallbacksNeverStallTheConnection() throws Exception {
+        // A server that stops reading at 2 MiB in flight, and 32 chains of 1 MiB writes and reads
+        // in turn, each submitting the next from its end-io callback (on the leaf's receiving
+        // thread): READ replies fill the socket towards us while a WRITE payload would fill the
+        // socket towards the server. The receiving thread must keep reading.
+        NbdServer tight = NbdServer.builder().export(NbdExport.of("disk", ram)).unixSocket(dir.resolve("tight.sock"))
+                .maxPayload(1 << 20).maxInflightBytesPerConnection(2 << 20).start();
+        try (NbdClient c = NbdClient.open("remote", NbdUri.parse("nbd+unix:///disk?socket=" + dir.resolve("tight.sock")),
+                NbdClient.Options.defaults().withTimeout(Duration.ofSeconds(20)))) {
+            MemorySegment data = pattern(1 << 20, 13);
+            int chains = 32;
+            int perChain = 16;
+            java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(chains);
+            java.util.concurrent.atomic.AtomicInteger errors = new java.util.concurrent.atomic.AtomicInteger();
+            long t0 = System.nanoTime();
+            for (int k = 0; k < chains; k++) {
+                long off = (long) (k % 16) << 20;
+                MemorySegment readBuf = arena.allocate(1 << 20, 4096);
+                io.biostack.block.EndIo[] next = new io.biostack.block.EndIo[1];
+                int[] left = {perChain};
+                next[0] = b -> {
+                    if (b.status() != Status.OK) {
+                        errors.incrementAndGet();
+                    }
+                    if (--left[0] == 0) {
+                        done.countDown();
+                        return;
+                    }
+                    boolean write = left[0] % 2 == 0;
+                    Bio n = new Bio().init(write ? Op.WRITE : Op.READ, 0, off, next[0]);
+                    n.addSegment(write ? data : readBuf);
+                    c.submit(n);
+                };
+                Bio b = new Bio().init(Op.WRITE, 0, off, next[0]);
+                b.addSegment(data);
+                c.submit(b);
+            }
+            assertThat(done.await(40, TimeUnit.SECONDS)).isTrue();
+            assertThat(errors.get()).isZero();
+            assertThat(c.reconnects()).as("no stall had to be broken by a reconnect").isZero();
+            assertThat((System.nanoTime() - t0) / 1_000_000).isLessThan(20_000);
+            assertThat(onServer(15L << 20, 1 << 20)).isEqualTo(data.toArray(ValueLayout.JAVA_BYTE));
+        } finally {
+            tight.close();
+        }
+    }
+
+    @Test
     void outOfRangeAndMisalignedBiosFailWithoutReachingTheServer() throws Exception {
         try (NbdClient c = open(unixUri("disk"), NbdClient.Options.defaults())) {
             MemorySegment data = pattern(4096, 1);
