@@ -205,6 +205,8 @@ final class Connection {
         if (b.driverData() instanceof NbdClient.StatusQuery) {
             cmd = CMD_BLOCK_STATUS;
             f = CMD_FLAG_REQ_ONE;
+        } else if (b.driverData() == NbdClient.CACHE) {
+            cmd = CMD_CACHE;
         } else if (b.hasFlag(BioFlags.PREFLUSH) && op != Op.FLUSH && dev.info.has(FLAG_SEND_FLUSH)) {
             cmd = CMD_FLUSH; // the data part goes out again once the flush has completed
         } else {

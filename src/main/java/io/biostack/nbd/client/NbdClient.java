@@ -308,6 +308,40 @@ public final class NbdClient implements BlockDevice {
         c.queue(bio);
     }
 
+    /** Marks a bio that carries NBD_CMD_CACHE (the block layer has no op for it). */
+    static final Object CACHE = new Object();
+
+    /**
+     * Asks the server to prefetch a range into its cache (NBD_CMD_CACHE, doc/proto.md "Request
+     * types"), as qemu's {@code blk_co_preadv} with BDRV_REQ_PREFETCH does. Fails with NOTSUPP
+     * when the server does not set NBD_FLAG_SEND_CACHE. Allocates: not for the I/O path.
+     */
+    public CompletableFuture<Void> cache(long offset, long length) {
+        CompletableFuture<Void> f = new CompletableFuture<>();
+        Bio b = new Bio().init(Op.DISCARD, 0, offset, x -> {
+            if (x.status() == Status.OK) {
+                f.complete(null);
+            } else {
+                f.completeExceptionally(new io.biostack.block.BioException(x.status(), x.detail()));
+            }
+        });
+        b.setSize(length);
+        int lbs = limits.logicalBlockSize();
+        if (!info.has(FLAG_SEND_CACHE)) {
+            b.fail(Status.NOTSUPP, "CACHE is not supported by " + uri + " (NBD_FLAG_SEND_CACHE unset)");
+        } else if (closed) {
+            b.fail(Status.CANCELLED, name + " (" + uri + ") is closed");
+        } else if (offset < 0 || length <= 0 || length > limits.maxBytes() || (offset | length) % lbs != 0
+                || offset > info.size() - length) {
+            b.fail(Status.INVAL, "CACHE of " + length + " bytes at " + offset + " on " + name
+                    + ": out of range, misaligned or over " + limits.maxBytes() + " bytes");
+        } else {
+            b.setDriverData(CACHE);
+            queue(b);
+        }
+        return f;
+    }
+
     /** What {@link #extentAt} asks with NBD_CMD_BLOCK_STATUS; filled by the receiver. */
     static final class StatusQuery {
         volatile long length = -1;

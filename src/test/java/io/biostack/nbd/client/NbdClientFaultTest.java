@@ -236,4 +236,15 @@ class NbdClientFaultTest {
         }, Op.WRITE);
         assertThat(b.status()).isEqualTo(Status.NOSPC);
     }
+
+    @Test
+    void cacheFailsWithNotSupportedWhenTheServerDoesNotOfferIt() throws Exception {
+        try (BadServer bad = new BadServer((out, cookie, type, off, len) -> out.writeLong(0));
+             NbdClient c = NbdClient.open("bad", NbdUri.parse(bad.uri()), NbdClient.Options.defaults())) {
+            assertThat(c.cache(0, 4096)).failsWithin(5, TimeUnit.SECONDS)
+                    .withThrowableOfType(java.util.concurrent.ExecutionException.class)
+                    .withMessageContaining("NBD_FLAG_SEND_CACHE unset");
+            assertThat(bad.requests.get()).as("nothing was sent").isZero();
+        }
+    }
 }

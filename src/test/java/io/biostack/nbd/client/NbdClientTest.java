@@ -172,6 +172,15 @@ class NbdClientTest {
     }
 
     @Test
+    void cacheIsPassedWhenTheServerOffersItAndBadRangesAreRefused() throws Exception {
+        try (NbdClient c = open(unixUri("disk"), NbdClient.Options.defaults())) {
+            c.cache(0, 1 << 20).get(5, TimeUnit.SECONDS);
+            assertThatThrownBy(() -> c.cache(100, 4096).get(5, TimeUnit.SECONDS)).hasMessageContaining("misaligned");
+            assertThatThrownBy(() -> c.cache(SIZE, 4096).get(5, TimeUnit.SECONDS)).hasMessageContaining("out of range");
+        }
+    }
+
+    @Test
     void holesStayHolesThroughBlockStatus() throws Exception {
         try (NbdClient c = open(unixUri("disk"), NbdClient.Options.defaults())) {
             Extent e0 = c.extentAt(0, SIZE);
