@@ -310,7 +310,7 @@ final class Connection {
                 readReply(t);
             }
         } catch (ProtocolException e) {
-            lost(t, e);
+            lost(t, e, false);
             abandonInFlight(Status.IOERR, dev.uri + ": " + e.getMessage());
         } catch (IOException | RuntimeException e) {
             lost(t, e);
@@ -526,6 +526,11 @@ final class Connection {
 
     /** Marks {@code t} broken (once) and closes it, so that its receiver and any writer return. */
     void lost(Transport t, Exception why) {
+        lost(t, why, true);
+    }
+
+    /** {@code reissue}: the requests in flight go out again (false: they are failed instead). */
+    private void lost(Transport t, Exception why, boolean reissue) {
         synchronized (this) {
             if (transport != t || phase != CONNECTED) {
                 t.close();
@@ -537,7 +542,8 @@ final class Connection {
         t.close();
         if (!dev.closed) {
             dev.log(Level.WARNING, "connection " + id + " to " + dev.uri + " lost: " + NbdClient.reason(why)
-                    + "; reconnecting and reissuing unanswered requests");
+                    + (reissue ? "; reconnecting and reissuing unanswered requests"
+                    : "; failing the requests in flight on it, and reconnecting"));
         }
         dev.wakeSupervisor();
     }

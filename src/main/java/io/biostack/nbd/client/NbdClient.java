@@ -175,8 +175,7 @@ public final class NbdClient implements BlockDevice {
             throw new IOException(uri + ": " + reason(e), e);
         }
         NbdClient c = new NbdClient(name, uri, o, first);
-        c.watchdog.start();
-        c.supervisor.start();
+        // The other connections before the supervisor starts: it would dial them too.
         for (int i = 1; i < c.conns.length; i++) {
             try {
                 c.startConnection(c.conns[i], dial(uri, c.opts, Math.min(CONNECT_TIMEOUT_NANOS, c.opts.timeout().toNanos())).transport());
@@ -185,6 +184,8 @@ public final class NbdClient implements BlockDevice {
                 throw new IOException(uri + ": connection " + (i + 1) + " of " + c.conns.length + ": " + reason(e), e);
             }
         }
+        c.watchdog.start();
+        c.supervisor.start();
         c.log(Level.INFO, "nbd leaf " + name + " on " + uri + ": " + c.info.size() + " bytes, "
                 + c.conns.length + " connection(s), " + (c.info.metaId() >= 0 ? "block status" : "no block status")
                 + ", " + c.limits);
@@ -472,8 +473,12 @@ public final class NbdClient implements BlockDevice {
         LockSupport.unpark(watchdog);
         LockSupport.unpark(supervisor);
         try {
-            supervisor.join(CONNECT_TIMEOUT_NANOS / 1_000_000 + 1000);
-            watchdog.join(1000);
+            if (supervisor.isAlive()) {
+                supervisor.join(CONNECT_TIMEOUT_NANOS / 1_000_000 + 1000);
+            }
+            if (watchdog.isAlive()) {
+                watchdog.join(1000);
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
