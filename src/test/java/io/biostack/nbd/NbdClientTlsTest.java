@@ -129,4 +129,24 @@ class NbdClientTlsTest {
         assertThatThrownBy(() -> NbdClient.open("t", NbdUri.parse(nobody), NbdClient.Options.defaults()))
                 .hasMessageContaining("no key for 'carol'");
     }
+
+    @Test
+    void aTlsLeafReconnectsWithTlsWhenTheServerComesBack() throws Exception {
+        Path sock = nbdkit("--tls-psk=" + tls.psk);
+        String uri = "nbds+unix://bob@/?socket=" + sock + "&tls-psk-file=" + tls.psk;
+        try (NbdClient c = NbdClient.open("t", NbdUri.parse(uri),
+                NbdClient.Options.defaults().withTimeout(java.time.Duration.ofSeconds(15)))) {
+            c.write(0, pattern(4096, 3)).get(10, TimeUnit.SECONDS);
+            server.destroyForcibly();
+            server.waitFor(5, TimeUnit.SECONDS);
+            Files.deleteIfExists(sock);
+            CompletableFuture<Void> w = c.write(4096, pattern(4096, 4));
+            nbdkit("--tls-psk=" + tls.psk);
+            w.get(15, TimeUnit.SECONDS);
+            assertThat(c.reconnects()).isPositive();
+            MemorySegment back = arena.allocate(4096, 4096);
+            c.read(4096, back).get(10, TimeUnit.SECONDS);
+            assertThat(back.mismatch(pattern(4096, 4))).isEqualTo(-1);
+        }
+    }
 }
