@@ -66,6 +66,7 @@ public final class Targets {
     /** Looks up devices opened before this one. */
     @FunctionalInterface
     public interface Resolver {
+        /** The open device called {@code name}. */
         BlockDevice device(String name);
     }
 
@@ -92,6 +93,7 @@ public final class Targets {
     /** Parses a target's arguments; throws {@link IllegalArgumentException} saying what is wrong. */
     @FunctionalInterface
     public interface Parser {
+        /** The spec of one line from its arguments. */
         Spec parse(Args a);
     }
 
@@ -129,6 +131,7 @@ public final class Targets {
         return KINDS.get(name);
     }
 
+    /** The names of every registered target, sorted. */
     public static synchronized List<String> names() {
         return List.copyOf(KINDS.keySet());
     }
@@ -147,14 +150,17 @@ public final class Targets {
             this.args = args;
         }
 
+        /** True while arguments are left. */
         public boolean hasNext() {
             return pos < args.size();
         }
 
+        /** The next argument, not consumed. */
         public String peek() {
             return args.get(pos);
         }
 
+        /** Arguments not read yet. */
         public int left() {
             return args.size() - pos;
         }
@@ -193,6 +199,7 @@ public final class Targets {
             }
         }
 
+        /** The next argument as a non-negative whole number; {@code what} names it in messages. */
         public long number(String what) {
             String s = next(what);
             try {
@@ -213,6 +220,7 @@ public final class Targets {
             }
         }
 
+        /** An exception that names the target and says {@code why}, for the caller to throw. */
         public IllegalArgumentException bad(String why) {
             return new IllegalArgumentException(target + ": " + why);
         }
