@@ -56,7 +56,9 @@ class NetnsFaultTest {
         if (rw.contains("write")) {
             cmd.addAll(List.of("--verify=crc32c", "--verify_fatal=1", "--do_verify=1"));
         }
-        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("fio.log").toFile()).start();
+        // In the test folder: fio leaves its verify state file (local-*-verify.state) where it runs.
+        return new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("fio.log").toFile()).start();
     }
 
     String fioLog() throws Exception {
