@@ -13,7 +13,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
-import java.util.ArrayDeque;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.locks.LockSupport;
@@ -105,7 +104,7 @@ final class Connection {
     // ---- send path ----------------------------------------------------------------------------
     private final BioQueue incoming = new BioQueue();
     private final AtomicInteger sending = new AtomicInteger();
-    private final ArrayDeque<Bio> backlog = new ArrayDeque<>(SLOTS); // owned by the send-flag holder
+    private final Backlog backlog = new Backlog();  // owned by the send-flag holder
     private volatile boolean backlogged;
     private final ByteBuffer sbuf;
     private final MemorySegment sseg;
@@ -154,7 +153,7 @@ final class Connection {
     private void drainLocked() {
         for (Bio in = incoming.takeAll(); in != null; ) {
             Bio next = BioQueue.next(in);
-            backlog.addLast(in);
+            backlog.addLast(in, System.nanoTime());
             in = next;
         }
         Transport t = phase == CONNECTED ? transport : null;
@@ -567,6 +566,17 @@ final class Connection {
      * connection whose oldest request has waited {@code stall} with nothing received.
      */
     void checkDeadlines(long now, long timeout, long stall, String timeoutText) {
+        if (backlogged && sending.compareAndSet(0, 1)) {
+            // Bios that never got a slot time out as well, counted from when they were queued.
+            try {
+                while (!backlog.isEmpty() && now - backlog.firstTime() > timeout) {
+                    backlog.pollFirst().fail(Status.TIMEOUT, timeoutText);
+                }
+                backlogged = !backlog.isEmpty();
+            } finally {
+                sending.set(0);
+            }
+        }
         boolean drop = false;
         long oldest = Long.MAX_VALUE;
         for (int i = 0; i < SLOTS; i++) {
@@ -720,6 +730,58 @@ final class Connection {
         }
         if (haveFlag) {
             sending.set(0);
+        }
+    }
+
+    /**
+     * Bios waiting for a free slot, oldest first, with the time each was queued: a ring of two
+     * arrays that grows (allocates) only when it is full, never per bio.
+     */
+    private static final class Backlog {
+        private Bio[] bios = new Bio[SLOTS];
+        private long[] times = new long[SLOTS];
+        private int head;
+        private int size;
+
+        boolean isEmpty() {
+            return size == 0;
+        }
+
+        void addLast(Bio b, long at) {
+            if (size == bios.length) {
+                Bio[] nb = new Bio[size * 2];
+                long[] nt = new long[size * 2];
+                for (int i = 0; i < size; i++) {
+                    nb[i] = bios[(head + i) % bios.length];
+                    nt[i] = times[(head + i) % bios.length];
+                }
+                bios = nb;
+                times = nt;
+                head = 0;
+            }
+            int i = (head + size) % bios.length;
+            bios[i] = b;
+            times[i] = at;
+            size++;
+        }
+
+        Bio peekFirst() {
+            return size == 0 ? null : bios[head];
+        }
+
+        long firstTime() {
+            return times[head];
+        }
+
+        Bio pollFirst() {
+            if (size == 0) {
+                return null;
+            }
+            Bio b = bios[head];
+            bios[head] = null;
+            head = (head + 1) % bios.length;
+            size--;
+            return b;
         }
     }
 

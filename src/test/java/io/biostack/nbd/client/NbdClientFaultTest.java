@@ -247,4 +247,24 @@ class NbdClientFaultTest {
             assertThat(bad.requests.get()).as("nothing was sent").isZero();
         }
     }
+
+    @Test
+    void biosBeyondTheSlotsTimeOutOnTimeToo() throws Exception {
+        // A server that takes every request and never answers: the first SLOTS bios hold every
+        // slot; the rest wait for one, and must fail at the timeout as well, not a timeout later.
+        try (BadServer silent = new BadServer((out, cookie, type, off, len) -> { });
+             NbdClient c = NbdClient.open("silent", NbdUri.parse(silent.uri()),
+                     NbdClient.Options.defaults().withTimeout(Duration.ofMillis(1500)))) {
+            long t0 = System.nanoTime();
+            List<CompletableFuture<Bio>> fs = new ArrayList<>();
+            for (int i = 0; i < Connection.SLOTS * 3; i++) {
+                fs.add(submit(c, Op.READ, (i % 256) * 4096L, arena.allocate(4096, 4096)));
+            }
+            for (CompletableFuture<Bio> f : fs) {
+                assertThat(f.get(10, TimeUnit.SECONDS).status()).isEqualTo(Status.TIMEOUT);
+            }
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            assertThat(ms).as("all failed near the 1.5 s timeout").isLessThan(2900);
+        }
+    }
 }
