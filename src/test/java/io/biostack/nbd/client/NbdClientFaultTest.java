@@ -267,4 +267,21 @@ class NbdClientFaultTest {
             assertThat(ms).as("all failed near the 1.5 s timeout").isLessThan(2900);
         }
     }
+
+    @Test
+    void somethingThatIsNotAnNbdServerIsRefusedAtOpenNamingTheUri() throws Exception {
+        try (java.net.ServerSocket http = new java.net.ServerSocket(0, 5, java.net.InetAddress.getLoopbackAddress())) {
+            Thread.ofPlatform().daemon().start(() -> {
+                try (java.net.Socket s = http.accept()) {
+                    s.getOutputStream().write("HTTP/1.1 400 Bad Request\r\n\r\n".getBytes());
+                    s.getInputStream().read();
+                } catch (java.io.IOException e) {
+                    // the client hung up
+                }
+            });
+            String uri = "nbd://127.0.0.1:" + http.getLocalPort() + "/x";
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> NbdClient.open("h", NbdUri.parse(uri), NbdClient.Options.defaults()))
+                    .hasMessageStartingWith(uri + ":").hasMessageContaining("not an NBD server");
+        }
+    }
 }
