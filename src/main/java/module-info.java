@@ -22,17 +22,21 @@
 module io.biostack {
     // The API: the bio and the devices, layers, stacks and exports built of it.
     exports io.biostack.block;
+    exports io.biostack.block.stats;
     exports io.biostack.file;
     exports io.biostack.loop;
     exports io.biostack.layer;
     exports io.biostack.layer.crypt;
     exports io.biostack.layer.part;
     exports io.biostack.layer.snapshot;
+    exports io.biostack.layer.logwrites;
     exports io.biostack.stack;
     exports io.biostack.nbd;
     exports io.biostack.nbd.tls;
     exports io.biostack.nbd.client;
     exports io.biostack.bench;
+    exports io.biostack.replay;
+    exports io.biostack.rbd;
 
     // bench's BenchResult hands out HdrHistogram latencies, so its users read HdrHistogram too.
     requires transitive HdrHistogram;

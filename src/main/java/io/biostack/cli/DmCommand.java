@@ -1,5 +1,7 @@
 package io.biostack.cli;
 
+import io.biostack.block.stats.DeviceSnapshot;
+import io.biostack.block.stats.Iostat;
 import io.biostack.stack.ControlServer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -9,8 +11,12 @@ import picocli.CommandLine.Model.CommandSpec;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.io.PrintWriter;
+import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
@@ -29,6 +35,8 @@ import java.util.concurrent.Callable;
         "  reload NAME 'TABLE'     load a table (lines as in the stack file without 'NAME:', ';' between lines)",
         "  clear NAME              drop a loaded table that is not live yet",
         "  message NAME [SECTOR] 'MSG'  send a message to a target (dust: addbadblock N, mirror: reinstate 1)",
+        "  stats [NAME]            iostat -x columns per device (r/s w/s rkB/s wkB/s r_await w_await aqu-sz",
+        "                          %util, p50 and p99 in ms): since start, or per --interval S",
         "",
         "Example: biostack dm --control /run/bs.ctl reload lin '0 2048 linear disk1 0'"})
 public final class DmCommand implements Callable<Integer> {
@@ -38,14 +46,32 @@ public final class DmCommand implements Callable<Integer> {
     @Option(names = "--control", required = true, paramLabel = "PATH", description = "the control socket of `biostack serve --control PATH`")
     Path control;
 
-    @Parameters(index = "0", paramLabel = "COMMAND", description = "ls, table, status, suspend, resume, reload, clear, message")
+    @Parameters(index = "0", paramLabel = "COMMAND", description = "ls, table, status, suspend, resume, reload, clear, message, stats")
     String command;
 
     @Parameters(index = "1..*", paramLabel = "ARGS", arity = "0..*")
     List<String> args = new ArrayList<>();
 
+    @Option(names = "--json", description = "stats: print JSON (one object per sample)")
+    boolean json;
+
+    @Option(names = "--interval", paramLabel = "S",
+            description = "stats: sample every S seconds; each line covers the interval since the previous sample "
+                    + "(on a terminal the table refreshes; piped, one JSON object per line)")
+    Double interval;
+
+    @Option(names = "--count", paramLabel = "N", description = "stats --interval: stop after N samples")
+    Integer count;
+
     @Override
-    public Integer call() {
+    public Integer call() throws InterruptedException {
+        if (command.equals("stats")) {
+            return stats();
+        }
+        if (json || interval != null || count != null) {
+            spec.commandLine().getErr().println("biostack dm: --json, --interval and --count go with 'stats'");
+            return 2;
+        }
         List<String> argv = new ArrayList<>();
         argv.add(command);
         argv.addAll(args);
@@ -65,5 +91,99 @@ public final class DmCommand implements Callable<Integer> {
         spec.commandLine().getErr().print("biostack dm: " + r.text());
         spec.commandLine().getErr().flush();
         return 1;
+    }
+
+    /** {@code stats}: one sample since start, or one per interval until --count or ^C. */
+    private int stats() throws InterruptedException {
+        PrintWriter out = spec.commandLine().getOut();
+        if (interval != null && !(interval > 0)) {
+            spec.commandLine().getErr().println("biostack dm: --interval wants a positive number of seconds");
+            return 2;
+        }
+        if (count != null && count <= 0) {
+            spec.commandLine().getErr().println("biostack dm: --count wants a positive number");
+            return 2;
+        }
+        List<String> argv = new ArrayList<>();
+        argv.add("stats");
+        argv.addAll(args);
+        List<DeviceSnapshot> prev = fetch(argv);
+        if (prev == null) {
+            return 1;
+        }
+        if (interval == null) {
+            List<Iostat> rows = new ArrayList<>();
+            for (DeviceSnapshot d : prev) {
+                rows.add(Iostat.of(d));
+            }
+            print(out, json, rows, prev, null);
+            return 0;
+        }
+        java.io.Console con = System.console();
+        boolean jsonLines = json || con == null || !con.isTerminal();
+        long periodNs = (long) (interval * 1e9);
+        long next = System.nanoTime() + periodNs;
+        for (int n = 0; count == null || n < count; n++) {
+            java.util.concurrent.TimeUnit.NANOSECONDS.sleep(Math.max(0, next - System.nanoTime()));
+            next += periodNs;
+            List<DeviceSnapshot> cur = fetch(argv);
+            if (cur == null) {
+                return 1;
+            }
+            Map<String, DeviceSnapshot> before = new HashMap<>();
+            for (DeviceSnapshot d : prev) {
+                before.put(d.device(), d);
+            }
+            List<Iostat> rows = new ArrayList<>();
+            for (DeviceSnapshot d : cur) {
+                DeviceSnapshot b = before.get(d.device());
+                rows.add(Iostat.of(b == null ? d : d.minus(b)));
+            }
+            if (!jsonLines) {
+                out.print("\033[H\033[2J"); // home and clear: the table refreshes in place
+            }
+            print(out, jsonLines, rows, cur, interval);
+            prev = cur;
+        }
+        return 0;
+    }
+
+    private static void print(PrintWriter out, boolean asJson, List<Iostat> rows, List<DeviceSnapshot> totals, Double interval) {
+        String now = Instant.now().toString();
+        if (asJson) {
+            StringBuilder sb = new StringBuilder("{\"time\":\"").append(now).append('"');
+            sb.append(interval == null ? ",\"since_start\":true" : ",\"interval_s\":" + interval);
+            sb.append(",\"devices\":[");
+            for (int i = 0; i < rows.size(); i++) {
+                sb.append(i == 0 ? "" : ",").append(rows.get(i).toJson(totals.get(i)));
+            }
+            out.println(sb.append("]}"));
+        } else {
+            out.println(now + (interval == null ? "  (since start; latencies in ms)" : "  (last " + interval + " s; latencies in ms)"));
+            out.println(Iostat.tableHead());
+            for (Iostat r : rows) {
+                out.println(r.toTableRow());
+            }
+            out.println();
+        }
+        out.flush();
+    }
+
+    /** Asks the control socket for snapshots; null (and a message said) when it can't. */
+    private List<DeviceSnapshot> fetch(List<String> argv) {
+        ControlServer.Reply r;
+        try {
+            r = ControlServer.send(control, argv);
+        } catch (IOException e) {
+            spec.commandLine().getErr().println("biostack dm: can't reach the control socket " + control + ": "
+                    + (e.getMessage() == null ? e.toString() : e.getMessage()) + " (is `biostack serve --control` running?)");
+            return null;
+        }
+        if (!r.ok()) {
+            spec.commandLine().getErr().print("biostack dm: " + r.text());
+            spec.commandLine().getErr().flush();
+            return null;
+        }
+        return DeviceSnapshot.fromWireLines(r.text());
     }
 }

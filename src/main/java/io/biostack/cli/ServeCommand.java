@@ -3,6 +3,11 @@ package io.biostack.cli;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.RamDisk;
 import io.biostack.block.Sizes;
+import io.biostack.block.stats.CountedDevice;
+import io.biostack.block.stats.DeviceStats;
+import io.biostack.block.stats.StatsConfig;
+import io.biostack.nbd.ExportStats;
+import io.biostack.stack.Metrics;
 import io.biostack.file.EngineKind;
 import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
@@ -68,6 +73,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "With --stack: a control socket for 'biostack dm --control PATH ...'.")
     Path control;
 
+    @Option(names = "--metrics", paramLabel = "HOST:PORT",
+            description = "Serve the devices' statistics at http://HOST:PORT/metrics (Prometheus text format).")
+    String metrics;
+
     /** The single export name without --stack ("" unless --export gave one). */
     private String exportName = "";
 
@@ -121,7 +130,8 @@ public final class ServeCommand implements Callable<Integer> {
         if (ram != null && file != null) {
             throw new IllegalArgumentException("give either FILE or --ram, not both");
         }
-        BlockDevice device = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : loopDevice();
+        BlockDevice bare = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : loopDevice();
+        BlockDevice device = StatsConfig.ENABLED ? new CountedDevice(bare) : bare;
         String what = ram != null ? "ramdisk" : String.valueOf(file != null ? file : Path.of(DEFAULT_FILE));
         NbdServer server;
         try {
@@ -140,10 +150,21 @@ public final class ServeCommand implements Callable<Integer> {
             device.close();
             throw e;
         }
+        Metrics m;
+        try {
+            m = startMetrics(device instanceof CountedDevice c ? List.of(c.stats()) : List.of(), List.of(exportName));
+        } catch (Exception e) {
+            server.close();
+            device.close();
+            throw e;
+        }
         AtomicBoolean stopped = new AtomicBoolean();
         Runnable stop = () -> {
             if (stopped.compareAndSet(false, true)) {
                 server.close();
+                if (m != null) {
+                    m.close();
+                }
                 device.close();
             }
         };
@@ -157,11 +178,34 @@ public final class ServeCommand implements Callable<Integer> {
         for (String uri : uris(server)) {
             out.println("  " + uri);
         }
+        printMetrics(out, m);
         out.println("try: nbdinfo " + uris(server).getFirst());
         out.println("ready");
         out.flush();
         server.awaitClosed();
         return 0;
+    }
+
+    /**
+     * Starts /metrics when --metrics was given (null otherwise). The export counters are handed to
+     * the NBD server by the lead's wiring (NbdServer.Builder); until then they stay at zero.
+     */
+    private Metrics startMetrics(List<DeviceStats> devices, List<String> exports) throws java.io.IOException {
+        if (metrics == null) {
+            return null;
+        }
+        List<ExportStats> es = new ArrayList<>();
+        for (String e : exports) {
+            es.add(new ExportStats(e));
+        }
+        return Metrics.start(metrics, () -> devices, () -> es);
+    }
+
+    private void printMetrics(PrintWriter out, Metrics m) {
+        if (m != null) {
+            String host = metrics.substring(0, metrics.lastIndexOf(':'));
+            out.println("metrics: http://" + (host.isEmpty() ? "127.0.0.1" : host) + ":" + m.port() + "/metrics");
+        }
     }
 
     /**
@@ -179,6 +223,7 @@ public final class ServeCommand implements Callable<Integer> {
         Stack stack = Stack.open(stackFile);
         NbdServer server;
         ControlServer ctl = null;
+        Metrics met = null;
         try {
             NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections);
             for (String name : exportNames) {
@@ -199,8 +244,12 @@ public final class ServeCommand implements Callable<Integer> {
             if (control != null) {
                 ctl = ControlServer.start(stack, control.toAbsolutePath());
             }
+            met = startMetrics(stack.stats(), exportNames);
             server = b.start();
         } catch (Exception e) {
+            if (met != null) {
+                met.close();
+            }
             if (ctl != null) {
                 ctl.close();
             }
@@ -208,10 +257,14 @@ public final class ServeCommand implements Callable<Integer> {
             throw e;
         }
         ControlServer ctlServer = ctl;
+        Metrics metricsServer = met;
         AtomicBoolean stopped = new AtomicBoolean();
         Thread hook = Thread.ofPlatform().name("biostack-serve-stop").unstarted(() -> {
             if (stopped.compareAndSet(false, true)) {
                 server.close();
+                if (metricsServer != null) {
+                    metricsServer.close();
+                }
                 if (ctlServer != null) {
                     try {
                         ctlServer.close();
@@ -236,6 +289,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (control != null) {
             out.println("control: biostack dm --control " + control + " ls");
         }
+        printMetrics(out, metricsServer);
         exportName = exportNames.getFirst();
         out.println("try: nbdinfo " + uris(server).getFirst());
         out.println("ready");

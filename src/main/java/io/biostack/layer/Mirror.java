@@ -8,6 +8,7 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.stats.MirrorResyncEvent;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -552,17 +553,27 @@ public final class Mirror implements Target {
                 failTargets(targets, "no leg in sync to copy from");
                 continue;
             }
-            if (copyAll(src, targets, buf)) {
+            long start = System.nanoTime();
+            long[] copied = new long[legs.length];
+            boolean done = copyAll(src, targets, buf, copied);
+            if (done) {
                 markInSync(targets);
+            }
+            for (long m = targets; m != 0; m &= m - 1) {
+                int t = Long.numberOfTrailingZeros(m);
+                LegState st = legState(t);
+                MirrorResyncEvent.emit(name, legs[t].device().name(), copied[t],
+                        st == LegState.IN_SYNC ? "ok" : closed ? "closed" : "stopped: leg " + t + " is " + st, start);
             }
         }
     }
 
     /**
      * Copies from leg {@code src} every region a target needs: all of them for a full resync, the
-     * dirty ones otherwise. False when the source failed or we closed.
+     * dirty ones otherwise, adding the bytes written to each target to {@code copied}. False when
+     * the source failed or we closed.
      */
-    private boolean copyAll(int src, long targets, MemorySegment buf) {
+    private boolean copyAll(int src, long targets, MemorySegment buf, long[] copied) {
         long full = 0;
         lock.lock();
         try {
@@ -586,7 +597,7 @@ public final class Mirror implements Target {
                 toCopy += Long.bitCount(bits);
             }
         }
-        long copied = 0;
+        long regionsCopied = 0;
         syncedRegions.set(regions - toCopy);
         for (int r = 0; r < regions && !closed; r++) {
             holdWindow(r);
@@ -618,16 +629,19 @@ public final class Mirror implements Target {
                 }
                 for (long m = need; m != 0; m &= m - 1) {
                     int t = Long.numberOfTrailingZeros(m);
-                    if (legState(t) == LegState.RESYNCING
-                            && !io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
-                        setDirty(t, r);
-                        legFailed(t, 'S', "write failed while copying region " + r);
+                    if (legState(t) == LegState.RESYNCING) {
+                        if (io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
+                            copied[t] += n;
+                        } else {
+                            setDirty(t, r);
+                            legFailed(t, 'S', "write failed while copying region " + r);
+                        }
                     }
                 }
             }
             releaseWindow();
-            copied++;
-            syncedRegions.set(regions - toCopy + Math.min(copied, toCopy));
+            regionsCopied++;
+            syncedRegions.set(regions - toCopy + Math.min(regionsCopied, toCopy));
         }
         return !closed;
     }

@@ -1,5 +1,8 @@
 package io.biostack.stack;
 
+import io.biostack.block.stats.DeviceSnapshot;
+import io.biostack.block.stats.DeviceStats;
+
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
@@ -22,7 +25,9 @@ import java.util.List;
  * One request per connection. The client sends the words of the command, each followed by a NUL
  * byte, and shuts down its output; the server answers with one line holding {@code 0} (done) or
  * {@code 1} (refused), then the text to show (the answer, or what is wrong), and closes.
- * Requests are {@link Stack#control}'s.
+ * Requests are {@link Stack#control}'s, plus {@code stats [NAME]}: one line per device (or for
+ * the one named), {@link DeviceSnapshot#toWire}, which {@code biostack dm stats} turns into
+ * iostat columns.
  *
  * <p>Start with {@link #start(Stack, Path)} (see {@link Stack} for the whole set-up); the socket
  * file is replaced if it exists and removed on {@link #close()}. Each connection is served on a
@@ -76,7 +81,7 @@ public final class ControlServer implements AutoCloseable {
             String out;
             boolean ok;
             try {
-                out = stack.control(argv);
+                out = !argv.isEmpty() && argv.getFirst().equals("stats") ? stats(stack, argv) : stack.control(argv);
                 ok = true;
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
@@ -96,6 +101,31 @@ public final class ControlServer implements AutoCloseable {
         } catch (IOException e) {
             // The client went away; nothing to answer.
         }
+    }
+
+    /** {@code stats [NAME]}: the wire lines of every device's snapshot, or of NAME's. */
+    static String stats(Stack stack, List<String> argv) {
+        if (argv.size() > 2) {
+            throw new IllegalArgumentException("stats takes at most one device name");
+        }
+        List<DeviceStats> all = stack.stats();
+        if (all.isEmpty()) {
+            throw new IllegalArgumentException("statistics are off in this biostack (-Dbiostack.stats=false)");
+        }
+        StringBuilder sb = new StringBuilder();
+        boolean found = false;
+        for (DeviceStats d : all) {
+            if (argv.size() == 2 && !d.name().equals(argv.get(1))) {
+                continue;
+            }
+            DeviceSnapshot snap = d.snapshot();
+            sb.append(snap.toWire()).append('\n');
+            found = true;
+        }
+        if (!found) {
+            stack.device(argv.get(1)); // throws naming the devices there are
+        }
+        return sb.toString();
     }
 
     private static List<String> readRequest(SocketChannel c) throws IOException {

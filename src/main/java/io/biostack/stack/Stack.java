@@ -2,6 +2,9 @@ package io.biostack.stack;
 
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Sizes;
+import io.biostack.block.stats.CountedDevice;
+import io.biostack.block.stats.DeviceStats;
+import io.biostack.block.stats.StatsConfig;
 import io.biostack.layer.Layers;
 import io.biostack.layer.MappedDevice;
 import io.biostack.layer.Target;
@@ -42,6 +45,12 @@ import java.util.concurrent.TimeoutException;
  * {@link MappedDevice}, which {@code dm} can suspend, reload and resume. Devices built on a mapped
  * device hold the device, not its table, so a reload reaches them.
  *
+ * <p>Every device is counted ({@link DeviceStats}, what the kernel shows in
+ * {@code /sys/block/DEV/stat}): {@link #device} hands out the device wrapped in a
+ * {@link CountedDevice}, and devices built on others are built on those wrappers, so a layer's
+ * I/O to its leaves is counted at the leaves too. {@code -Dbiostack.stats=false} hands out the
+ * bare devices instead.
+ *
  * <p>Thread-safe: control requests are serialised; I/O does not take the stack's lock.
  */
 public final class Stack implements AutoCloseable {
@@ -50,6 +59,8 @@ public final class Stack implements AutoCloseable {
 
     private final String source;
     private final LinkedHashMap<String, BlockDevice> devices = new LinkedHashMap<>();
+    /** The counted face of each device (empty when statistics are off). */
+    private final Map<String, CountedDevice> counted = new HashMap<>();
     private final Map<String, Set<String>> deps = new HashMap<>();
     private final Map<String, Set<String>> pendingDeps = new HashMap<>();
     private boolean closed;
@@ -96,7 +107,11 @@ public final class Stack implements AutoCloseable {
         try {
             for (String name : order) {
                 List<StackFile.Line> ls = byName.get(name);
-                s.devices.put(name, s.build(name, ls, specs.get(name), source));
+                BlockDevice d = s.build(name, ls, specs.get(name), source);
+                s.devices.put(name, d);
+                if (StatsConfig.ENABLED) {
+                    s.counted.put(name, new CountedDevice(d, new DeviceStats(name)));
+                }
                 s.deps.put(name, deps.get(name));
             }
         } catch (RuntimeException | IOException e) {
@@ -221,13 +236,38 @@ public final class Stack implements AutoCloseable {
 
     // ---- lookup ----------------------------------------------------------------------------
 
-    /** The device called {@code name}; throws {@link IllegalArgumentException} when there is none. */
+    /**
+     * The device called {@code name}, counted (see {@link #stats}); throws
+     * {@link IllegalArgumentException} when there is none.
+     */
     public synchronized BlockDevice device(String name) {
+        BlockDevice d = bare(name);
+        CountedDevice c = counted.get(name);
+        return c != null ? c : d;
+    }
+
+    /** The device itself, without the counting wrapper. */
+    private BlockDevice bare(String name) {
         BlockDevice d = devices.get(name);
         if (d == null) {
             throw new IllegalArgumentException("no device '" + name + "' in the stack (devices: " + String.join(", ", devices.keySet()) + ")");
         }
         return d;
+    }
+
+    /**
+     * The statistics of every device, in the order they were opened; empty when statistics are
+     * off ({@code -Dbiostack.stats=false}).
+     */
+    public synchronized List<DeviceStats> stats() {
+        List<DeviceStats> out = new ArrayList<>();
+        for (String n : devices.keySet()) {
+            CountedDevice c = counted.get(n);
+            if (c != null) {
+                out.add(c.stats());
+            }
+        }
+        return out;
     }
 
     /** The names of the stack's devices, in the order they were opened. */
@@ -237,10 +277,10 @@ public final class Stack implements AutoCloseable {
 
     /** The mapped device called {@code name}; throws when it is a leaf. */
     public synchronized MappedDevice mapped(String name) {
-        if (device(name) instanceof MappedDevice m) {
+        if (bare(name) instanceof MappedDevice m) {
             return m;
         }
-        throw new IllegalArgumentException(name + " is not a mapped device (it is a " + device(name).getClass().getSimpleName()
+        throw new IllegalArgumentException(name + " is not a mapped device (it is a " + bare(name).getClass().getSimpleName()
                 + "); only mapped devices have tables");
     }
 

@@ -24,6 +24,8 @@ import io.biostack.layer.snapshot.SnapshotOrigin;
 import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
+import io.biostack.rbd.RbdDevice;
+import io.biostack.rbd.RbdOptions;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -49,6 +51,7 @@ import java.util.TreeMap;
  * <tr><td>{@code ram SIZE [sector-size=N] [read-only]}</td><td>leaf</td></tr>
  * <tr><td>{@code partition DEV N}</td><td>leaf (a window, as the kernel's partitions)</td></tr>
  * <tr><td>{@code nbd URI [connections=N] [timeout=DURATION]}</td><td>leaf: a remote NBD export ({@link Leaves})</td></tr>
+ * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf (a Ceph RBD image)</td></tr>
  * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear</td></tr>
  * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe</td></tr>
  * <tr><td>{@code mirror [core <#args> REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
@@ -104,6 +107,7 @@ public final class Targets {
         register("ram", true, Targets::ram);
         register("partition", true, Targets::partition);
         register("nbd", true, Leaves::nbd);
+        register("rbd", true, Targets::rbd);
         register("linear", false, Targets::linear);
         register("striped", false, Targets::striped);
         register("mirror", false, Targets::mirror);
@@ -116,6 +120,7 @@ public final class Targets {
         register("luks", false, Targets::luks);
         register("snapshot", false, Targets::snapshot);
         register("snapshot-origin", false, Targets::snapshotOrigin);
+        register("log-writes", false, LogWritesParser::parse);
     }
 
     private Targets() {
@@ -312,6 +317,20 @@ public final class Targets {
             }
             throw new IllegalArgumentException(disk + " has no partition " + n);
         });
+    }
+
+    private static Spec rbd(Args a) {
+        List<String> args = new ArrayList<>();
+        while (a.hasNext()) {
+            args.add(a.next("argument"));
+        }
+        RbdOptions o;
+        try {
+            o = RbdOptions.parse(args);
+        } catch (IllegalArgumentException e) {
+            throw a.bad(e.getMessage());
+        }
+        return a.spec((name, len, r) -> RbdDevice.open(name, o));
     }
 
     // ---- device-mapper targets -------------------------------------------------------------

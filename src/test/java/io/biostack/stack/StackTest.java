@@ -51,8 +51,11 @@ class StackTest {
             assertThat(s.device("both").limits().ioOpt()).isEqualTo(128 * 1024);
             assertThat(s.device("cat").size()).isEqualTo(512 * 1024 + (1 << 20));
             assertThat(s.device("lin").size()).isEqualTo(1 << 20);
-            assertThat(s.device("r0")).isInstanceOf(RamDisk.class);
-            assertThat(s.device("pair")).isInstanceOf(MappedDevice.class);
+            // Stack hands out each device counted (CountedDevice); underneath are the devices themselves.
+            assertThat(s.device("r0")).isInstanceOfSatisfying(io.biostack.block.stats.CountedDevice.class,
+                    c -> assertThat(c.inner()).isInstanceOf(RamDisk.class));
+            assertThat(s.device("pair")).isInstanceOfSatisfying(io.biostack.block.stats.CountedDevice.class,
+                    c -> assertThat(c.inner()).isInstanceOf(MappedDevice.class));
             assertThat(s.table("both")).containsExactly("0 4096 striped 2 128 r0 0 r1 0");
             assertThat(s.table("cat")).containsExactly("0 1024 linear r0 8192", "1024 2048 zero ");
             assertThat(s.status("pair")).containsExactly("0 2048 mirror 2 r0 r1 2/2 1 AA 1 core");

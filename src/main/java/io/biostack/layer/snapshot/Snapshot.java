@@ -9,6 +9,7 @@ import io.biostack.block.EndIo;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.stats.SnapshotMergeEvent;
 import io.biostack.layer.Target;
 
 import java.lang.foreign.Arena;
@@ -469,6 +470,7 @@ public final class Snapshot implements Target {
 
     /** The merge driver, like kcopyd's: one chunk at a time; waiting here holds no I/O thread. */
     private void runMerge(List<Long> todo, Consumer<MergeProgress> progress, CompletableFuture<Void> f) {
+        long start = System.nanoTime();
         try {
             for (long c : todo) {
                 CompletableFuture<Status> one = new CompletableFuture<>();
@@ -485,8 +487,10 @@ public final class Snapshot implements Target {
                 state = State.MERGED;
             }
             SnapshotOrigin.unregister(origin, this);
+            SnapshotMergeEvent.emit(name, origin.name(), merged.get(), merged.get() * chunk, "ok", start);
             f.complete(null);
         } catch (RuntimeException e) {
+            SnapshotMergeEvent.emit(name, origin.name(), merged.get(), merged.get() * chunk, e.getMessage(), start);
             f.completeExceptionally(e);
         }
     }

@@ -85,6 +85,9 @@ final class Connection {
     /** The supervisor's: when to try to reconnect next, and how long it waits after a failure. */
     long nextAttempt;
     long backoff;
+    /** The supervisor's: when the link was lost (System.nanoTime), and attempts since. */
+    long lostAt;
+    int attempts;
     /** Set when someone must call {@link #kick()} on a thread that may block (the supervisor). */
     volatile boolean needKick;
 
@@ -537,6 +540,8 @@ final class Connection {
             }
             phase = BROKEN;
             nextAttempt = System.nanoTime();
+            lostAt = nextAttempt;
+            attempts = 0;
         }
         t.close();
         if (!dev.closed) {
@@ -623,9 +628,11 @@ final class Connection {
     /**
      * Installs a new transport and sends every unanswered request again (an NBD request can be
      * repeated: a write of the same bytes to the same place, a read, a flush). Called by the
-     * supervisor, which takes the send flag so that no submitter writes meanwhile.
+     * supervisor, which takes the send flag so that no submitter writes meanwhile. Returns how
+     * many requests went out again.
      */
-    void resume(Transport t, Thread recv) {
+    int resume(Transport t, Thread recv) {
+        int resent = 0;
         while (!sending.compareAndSet(0, 1)) {
             LockSupport.parkNanos(100_000);
         }
@@ -643,6 +650,7 @@ final class Connection {
                 if ((s & PHASE) == SENT && state.compareAndSet(i, s, (s & ~PHASE) | FILLING)) {
                     try {
                         encode(i, t);
+                        resent++;
                     } catch (IOException e) {
                         lost(t, e);
                         ok = false;
@@ -661,6 +669,7 @@ final class Connection {
             sending.set(0);
         }
         kick();
+        return resent;
     }
 
     /** Requests still in slots (tests, status). */

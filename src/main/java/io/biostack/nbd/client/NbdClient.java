@@ -10,6 +10,7 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.stats.LeafReconnectEvent;
 import io.biostack.nbd.client.ClientHandshake.ExportInfo;
 import io.biostack.nbd.client.ClientHandshake.Negotiated;
 import io.biostack.nbd.tls.PskCredentials;
@@ -227,9 +228,9 @@ public final class NbdClient implements BlockDevice {
         return X509Credentials.client(dir);
     }
 
-    private void startConnection(Connection c, Transport t) {
+    private int startConnection(Connection c, Transport t) {
         Thread r = Thread.ofPlatform().daemon().name("biostack-nbd-recv-" + name + "-" + c.id).unstarted(() -> c.receive(t));
-        c.resume(t, r);
+        return c.resume(t, r);
     }
 
     static QueueLimits limitsOf(ExportInfo info) {
@@ -434,6 +435,7 @@ public final class NbdClient implements BlockDevice {
                 if (now - c.nextAttempt < 0) {
                     continue;
                 }
+                c.attempts++;
                 try {
                     Negotiated n = dial(uri, opts, Math.min(CONNECT_TIMEOUT_NANOS, timeoutNanos));
                     if (n.info().size() != info.size() || n.info().structured() != info.structured()
@@ -445,13 +447,15 @@ public final class NbdClient implements BlockDevice {
                         n.transport().close();
                         throw new IOException("the server gave base:allocation a new id");
                     }
-                    startConnection(c, n.transport());
+                    int resent = startConnection(c, n.transport());
+                    LeafReconnectEvent.emit(name, uri.toString(), c.attempts, resent, "connected", c.lostAt);
                     reconnects.incrementAndGet();
                     c.backoff = 0;
                     lastFailure = "";
                     log(Level.INFO, "connection " + c.id + " to " + uri + " is back");
                 } catch (IOException e) {
                     lastFailure = "last reconnect: " + reason(e);
+                    LeafReconnectEvent.emit(name, uri.toString(), c.attempts, 0, reason(e), c.lostAt);
                     c.backoff = c.backoff == 0 ? BACKOFF_MIN : Math.min(c.backoff * 2, BACKOFF_MAX);
                     c.nextAttempt = System.nanoTime() + c.backoff;
                     if (now - lastLog > TimeUnit.SECONDS.toNanos(10)) {

@@ -218,6 +218,31 @@ class SnapshotTest {
     }
 
     @Test
+    void aFinishedMergeIsRecordedAsAJfrEventWithItsChunksAndBytes() throws Exception {
+        RamDisk origin = originWith(random(MiB, 21));
+        Snapshot snap = Snapshot.create("snapj", origin, new RamDisk("cow", MiB), true, CHUNK);
+        write(snap, 0, random(2 * CHUNK, 22));
+        java.nio.file.Path jfr = java.nio.file.Files.createTempFile("merge", ".jfr");
+        try (jdk.jfr.Recording rec = new jdk.jfr.Recording()) {
+            rec.enable("biostack.SnapshotMerge");
+            rec.start();
+            Snapshot.merge(snap, p -> { }).join();
+            rec.stop();
+            rec.dump(jfr);
+            var events = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr).stream()
+                    .filter(e -> e.getEventType().getName().equals("biostack.SnapshotMerge")).toList();
+            assertThat(events).hasSize(1);
+            assertThat(events.get(0).getString("device")).isEqualTo("snapj");
+            assertThat(events.get(0).getString("origin")).isEqualTo("origin");
+            assertThat(events.get(0).getLong("chunks")).isEqualTo(2);
+            assertThat(events.get(0).getLong("bytes")).isEqualTo(2L * CHUNK);
+            assertThat(events.get(0).getString("outcome")).isEqualTo("ok");
+        } finally {
+            java.nio.file.Files.deleteIfExists(jfr);
+        }
+    }
+
+    @Test
     void writesDuringAMergeLandInTheOrigin() throws Exception {
         byte[] base = random(MiB, 20);
         RamDisk origin = originWith(base);

@@ -73,6 +73,11 @@ class NetnsFaultTest {
         return p.exitValue();
     }
 
+    /** The device under the stack's counting wrapper. */
+    static BlockDevice bare(BlockDevice d) {
+        return d instanceof io.biostack.block.stats.CountedDevice c ? c.inner() : d;
+    }
+
     @Test
     void linkDownForAFewSecondsUnderFioVerifyLosesNothing() throws Exception {
         try (Netns n = Netns.create()) {
@@ -89,7 +94,7 @@ class NetnsFaultTest {
                 String out = fioLog();
                 assertThat(rc).as(out).isZero();
                 assertThat(out).contains("err= 0").doesNotContain("verify:").doesNotContain("bad magic");
-                assertThat(((NbdClient) st.device("remote")).isConnected()).isTrue();
+                assertThat(((NbdClient) bare(st.device("remote"))).isConnected()).isTrue();
             }
         }
     }
@@ -152,7 +157,7 @@ class NetnsFaultTest {
             try (Stack st = Stack.open(table, "t");
                  NbdServer srv = NbdServer.builder().export(NbdExport.of("", st.device("pair"))).unixSocket(sock).start()) {
                 BlockDevice pair = st.device("pair");
-                Mirror m = (Mirror) ((io.biostack.layer.MappedDevice) pair).liveTable().segments().getFirst().target();
+                Mirror m = (Mirror) ((io.biostack.layer.MappedDevice) bare(pair)).liveTable().segments().getFirst().target();
                 Process fio = fio(sock, "16m", 800, "randwrite");
                 Thread.sleep(1500);
                 Netns.kill(remote);
