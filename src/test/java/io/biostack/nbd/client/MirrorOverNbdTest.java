@@ -36,6 +36,12 @@ class MirrorOverNbdTest {
     void theRemoteLegIsDroppedWhileItsServerIsGoneAndResyncedByItselfAfter() throws Exception {
         long size = 8L << 20;
         Path sock = dir.resolve("remote.sock");
+        Path jfr = dir.resolve("events.jfr");
+        jdk.jfr.Recording rec = new jdk.jfr.Recording();
+        rec.enable("biostack.LeafReconnect");
+        rec.enable("biostack.MirrorResync");
+        rec.start();
+        long dirty;
         try (RamDisk local = new RamDisk("local", size);
              RamDisk far = new RamDisk("far", size);
              Arena arena = Arena.ofShared()) {
@@ -59,7 +65,7 @@ class MirrorOverNbdTest {
                 CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get(20, TimeUnit.SECONDS);
                 assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
                 assertThat(m.status()).contains(" AD ");
-                long dirty = m.dirtyRegions(1);
+                dirty = m.dirtyRegions(1);
                 assertThat(dirty).isBetween(1L, 40L);
 
                 server = NbdServer.builder().export(NbdExport.of("", far)).unixSocket(sock).start();
@@ -81,5 +87,17 @@ class MirrorOverNbdTest {
                 server.close();
             }
         }
+        rec.stop();
+        rec.dump(jfr);
+        rec.close();
+        // JFR: the leaf's reconnect (attempts until the server was back) and the mirror's resync.
+        List<jdk.jfr.consumer.RecordedEvent> events = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr);
+        assertThat(events).filteredOn(e -> e.getEventType().getName().equals("biostack.LeafReconnect")
+                        && e.getString("outcome").equals("connected") && e.getString("device").equals("remote"))
+                .hasSize(1);
+        assertThat(events).filteredOn(e -> e.getEventType().getName().equals("biostack.MirrorResync")
+                        && e.getString("leg").equals("remote") && e.getString("outcome").equals("ok"))
+                .singleElement()
+                .satisfies(e -> assertThat(e.getLong("bytes")).isEqualTo(dirty * 64 * 1024));
     }
 }
