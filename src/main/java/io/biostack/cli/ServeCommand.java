@@ -15,13 +15,19 @@ import io.biostack.loop.LoopDevice;
 import io.biostack.stack.Leaves;
 import io.biostack.nbd.NbdExport;
 import io.biostack.nbd.NbdServer;
+import io.biostack.nbd.tls.PskCredentials;
+import io.biostack.nbd.tls.TlsCredentials;
+import io.biostack.nbd.tls.TlsMode;
+import io.biostack.nbd.tls.X509Credentials;
 
 import java.io.PrintWriter;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.atomic.AtomicBoolean;
 
@@ -111,8 +117,38 @@ public final class ServeCommand implements Callable<Integer> {
     SizeArg ram;
 
     @Option(names = "--max-connections", paramLabel = "N", defaultValue = "256",
-            description = "Most clients at once (default ${DEFAULT-VALUE}).")
+            description = "Most clients in the transmission phase at once; clients still in the handshake"
+                    + " don't count (default ${DEFAULT-VALUE}).")
     int maxConnections;
+
+    // ---- TLS and connection limits (nbdkit's and qemu-nbd's words and file layouts) ----------
+
+    @Option(names = "--tls", paramLabel = "off|on|require",
+            description = "TLS: off, on (offered), require (default require when credentials are given, else off).")
+    String tls;
+
+    @Option(names = "--tls-certificates", paramLabel = "DIR",
+            description = "X.509: DIR holds ca-cert.pem, server-cert.pem, server-key.pem (nbdkit/qemu layout).")
+    Path tlsCertificates;
+
+    @Option(names = "--tls-verify-peer", description = "X.509: require a client certificate signed by DIR/ca-cert.pem.")
+    boolean tlsVerifyPeer;
+
+    @Option(names = "--tls-psk", paramLabel = "FILE", description = "Pre-shared keys: username:hexkey lines, as psktool writes.")
+    Path tlsPsk;
+
+    @Option(names = "--tls-allow", paramLabel = "NAME",
+            description = "Only this client certificate subject (CN or whole DN) or PSK username; repeatable.")
+    List<String> tlsAllow;
+
+    @Option(names = "--handshake-timeout", paramLabel = "DURATION", defaultValue = "10s",
+            description = "Drop a client that has not finished the handshake in this time, e.g. 10s, 500ms (default ${DEFAULT-VALUE}).")
+    String handshakeTimeout;
+
+    @Option(names = "--handshake-budget", paramLabel = "N", defaultValue = "256",
+            description = "Most clients in the handshake at once; past it the oldest is dropped, never the newcomer"
+                    + " (default ${DEFAULT-VALUE}).")
+    int handshakeBudget;
 
     @Override
     public Integer call() throws Exception {
@@ -139,6 +175,7 @@ public final class ServeCommand implements Callable<Integer> {
                     .export(new NbdExport(exportName, description, device, readOnly))
                     .maxConnections(maxConnections);
             InetSocketAddress tcp = tcpAddress();
+            security(b, tcp);
             if (tcp != null) {
                 b.tcp(tcp.getHostString(), tcp.getPort());
             }
@@ -179,7 +216,7 @@ public final class ServeCommand implements Callable<Integer> {
             out.println("  " + uri);
         }
         printMetrics(out, m);
-        out.println("try: nbdinfo " + uris(server).getFirst());
+        out.println("try: nbdinfo " + tryUri(server));
         out.println("ready");
         out.flush();
         server.awaitClosed();
@@ -235,6 +272,7 @@ public final class ServeCommand implements Callable<Integer> {
                 b.export(new NbdExport(name, description, dev, readOnly));
             }
             InetSocketAddress tcp = tcpAddress();
+            security(b, tcp);
             if (tcp != null) {
                 b.tcp(tcp.getHostString(), tcp.getPort());
             }
@@ -291,11 +329,80 @@ public final class ServeCommand implements Callable<Integer> {
         }
         printMetrics(out, metricsServer);
         exportName = exportNames.getFirst();
-        out.println("try: nbdinfo " + uris(server).getFirst());
+        out.println("try: nbdinfo " + tryUri(server));
         out.println("ready");
         out.flush();
         server.awaitClosed();
         return 0;
+    }
+
+    /** The mode the TLS flags ask for: --tls, or require when credentials are given. */
+    private TlsMode tlsMode() {
+        if (tls == null) {
+            return tlsCertificates != null || tlsPsk != null ? TlsMode.REQUIRE : TlsMode.OFF;
+        }
+        return switch (tls.toLowerCase(Locale.ROOT)) {
+            case "off", "no", "false" -> TlsMode.OFF;
+            case "on", "yes", "true" -> TlsMode.ON;
+            case "require", "required" -> TlsMode.REQUIRE;
+            default -> throw new IllegalArgumentException("--tls wants off, on or require, not '" + tls + "'");
+        };
+    }
+
+    /**
+     * TLS, credentials and the handshake timeout onto the builder; warns (one line) when a TCP
+     * address other than loopback is served in plain text.
+     */
+    private void security(NbdServer.Builder b, InetSocketAddress tcp) throws Exception {
+        TlsMode mode = tlsMode();
+        List<String> allow = tlsAllow == null ? List.of() : tlsAllow;
+        if (tlsCertificates != null && tlsPsk != null) {
+            throw new IllegalArgumentException("give --tls-certificates or --tls-psk, not both");
+        }
+        if (tlsVerifyPeer && tlsCertificates == null) {
+            throw new IllegalArgumentException("--tls-verify-peer needs --tls-certificates DIR (with ca-cert.pem)");
+        }
+        if (!allow.isEmpty() && tlsCertificates == null && tlsPsk == null) {
+            throw new IllegalArgumentException("--tls-allow needs --tls-certificates or --tls-psk");
+        }
+        TlsCredentials creds = null;
+        if (tlsCertificates != null) {
+            creds = X509Credentials.server(tlsCertificates, tlsVerifyPeer, allow);
+        } else if (tlsPsk != null) {
+            creds = PskCredentials.server(tlsPsk, allow);
+        }
+        if (mode != TlsMode.OFF && creds == null) {
+            throw new IllegalArgumentException("--tls " + tls + " needs --tls-certificates DIR or --tls-psk FILE");
+        }
+        b.tls(mode, creds).handshakeTimeout(duration(handshakeTimeout)).handshakeBudget(handshakeBudget);
+        if (tcp != null && mode == TlsMode.OFF && (tcp.getAddress() == null || !tcp.getAddress().isLoopbackAddress())) {
+            System.err.println("biostack serve: warning: " + tcp.getHostString() + ":" + tcp.getPort()
+                    + " is served without TLS: anyone who reaches it can read and write the export"
+                    + " (give --tls-certificates DIR or --tls-psk FILE)");
+        }
+        tlsOn = mode != TlsMode.OFF;
+    }
+
+    /** Whether URIs are printed as nbds://. */
+    private boolean tlsOn;
+
+    /** A duration such as 10s, 500ms, 2m, or a bare number of seconds. */
+    static Duration duration(String s) {
+        String t = s.strip().toLowerCase(Locale.ROOT);
+        try {
+            if (t.endsWith("ms")) {
+                return Duration.ofMillis(Long.parseLong(t.substring(0, t.length() - 2)));
+            }
+            if (t.endsWith("s")) {
+                return Duration.ofMillis(Math.round(Double.parseDouble(t.substring(0, t.length() - 1)) * 1000));
+            }
+            if (t.endsWith("m")) {
+                return Duration.ofSeconds(Long.parseLong(t.substring(0, t.length() - 1)) * 60);
+            }
+            return Duration.ofSeconds(Long.parseLong(t));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("want a duration such as 10s or 500ms, not '" + s + "'");
+        }
     }
 
     private BlockDevice ramDisk() {
@@ -351,6 +458,20 @@ public final class ServeCommand implements Callable<Integer> {
         }
     }
 
+    /** The first URI, with what a TLS client needs to find its credentials. */
+    private String tryUri(NbdServer server) {
+        String u = uris(server).getFirst();
+        if (!tlsOn) {
+            return u;
+        }
+        String sep = u.contains("?") ? "&" : (u.substring(u.indexOf("://") + 3).contains("/") ? "?" : "/?");
+        if (tlsPsk != null) {
+            return "'" + u.replaceFirst("://", "://USER@") + sep + "tls-psk-file=" + tlsPsk.toAbsolutePath() + "'";
+        }
+        // A folder with ca-cert.pem (and client-cert.pem, client-key.pem under --tls-verify-peer).
+        return "'" + u + sep + "tls-certificates=" + tlsCertificates.toAbsolutePath() + "'";
+    }
+
     /** nbd:// URIs (the port left out when it is the NBD port, as qemu does) and nbd+unix://. */
     private List<String> uris(NbdServer server) {
         List<String> l = new ArrayList<>();
@@ -361,10 +482,10 @@ public final class ServeCommand implements Callable<Integer> {
             if (host.contains(":")) {
                 host = "[" + host + "]";
             }
-            l.add("nbd://" + host + (a.getPort() == 10809 ? "" : ":" + a.getPort()) + (exportName.isEmpty() ? "" : path));
+            l.add((tlsOn ? "nbds://" : "nbd://") + host + (a.getPort() == 10809 ? "" : ":" + a.getPort()) + (exportName.isEmpty() ? "" : path));
         }
         if (server.unixSocket() != null) {
-            l.add("nbd+unix://" + path + "?socket=" + server.unixSocket());
+            l.add((tlsOn ? "nbds+unix://" : "nbd+unix://") + path + "?socket=" + server.unixSocket());
         }
         return l;
     }

@@ -3,8 +3,14 @@ package io.biostack.nbd;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.SocketChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
+
+import io.biostack.nbd.tls.TlsChannel;
+import io.biostack.nbd.tls.TlsException;
+import io.biostack.nbd.tls.TlsPolicy;
 
 import static io.biostack.nbd.NbdProtocol.*;
 
@@ -18,13 +24,25 @@ import static io.biostack.nbd.NbdProtocol.*;
  * A client that breaks a MUST (bad magic, unknown client flags, an option too large to be anything
  * but an attack) is hard-disconnected, as section "Termination of the session during option
  * haggling" allows.
+ *
+ * <p>TLS (section "TLS support"): {@link TlsPolicy} says what each option gets given the server's
+ * mode; after NBD_OPT_STARTTLS is acknowledged the TLS handshake runs on this thread and the rest
+ * of the haggling, and the transmission phase, go through the returned {@link TlsChannel}.
  */
 final class Handshake {
     /** Largest option we read: a name and queries of 4096 bytes each fit many times. */
     static final int MAX_OPTION = 64 * 1024;
 
-    /** What the client chose, when it entered transmission. */
-    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags) {
+    /** What the client chose, when it entered transmission; {@code tls} is null without TLS. */
+    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags,
+                   TlsChannel tls) {
+    }
+
+    /** Thrown when the TLS handshake refused the client: the message is the one log line. */
+    static final class TlsRefused extends IOException {
+        TlsRefused(String why) {
+            super(why);
+        }
     }
 
     /** Thrown to end the session without entering transmission. */
@@ -35,15 +53,25 @@ final class Handshake {
     }
 
     private final NbdServer server;
+    private final NbdConnection conn;
     private final SocketChannel ch;
+    /** Where the haggling reads and writes: the socket, then the TLS channel after STARTTLS. */
+    private ReadableByteChannel in;
+    private WritableByteChannel out;
+    private TlsChannel tls;
+    /** Set once an option was answered NBD_REP_ERR_TLS_REQD (or EXPORT_NAME refused for want of TLS). */
+    private boolean tlsRequired;
     private boolean structured;
     private boolean noZeroes;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
     private String metaExport;
 
-    Handshake(NbdServer server, SocketChannel ch) {
+    Handshake(NbdServer server, NbdConnection conn, SocketChannel ch) {
         this.server = server;
+        this.conn = conn;
         this.ch = ch;
+        this.in = ch;
+        this.out = ch;
     }
 
     /** Runs the handshake; returns the session, or throws when the client left or was sent away. */
@@ -81,6 +109,32 @@ final class Handshake {
             reply(option, REP_ERR_SHUTDOWN, "server is shutting down");
             return null;
         }
+        TlsPolicy.Verdict v = TlsPolicy.check(server.tlsMode(), tls != null, option, data.remaining());
+        switch (v) {
+            case GO_ON -> { }
+            case START_TLS -> {
+                ack(option);
+                startTls();
+                return null;
+            }
+            case TLS_REQUIRED -> {
+                tlsRequired = true;
+                reply(option, REP_ERR_TLS_REQD, TlsPolicy.message(v));
+                return null;
+            }
+            case POLICY -> {
+                reply(option, REP_ERR_POLICY, TlsPolicy.message(v));
+                return null;
+            }
+            case INVALID -> {
+                reply(option, REP_ERR_INVALID, TlsPolicy.message(v));
+                return null;
+            }
+            case DISCONNECT -> {
+                tlsRequired = true;
+                throw new Disconnect(TlsPolicy.message(v));
+            }
+        }
         switch (option) {
             case OPT_EXPORT_NAME -> {
                 return exportName(data);
@@ -113,6 +167,9 @@ final class Handshake {
         if (e == null) {
             // Section "NBD_OPT_EXPORT_NAME": no way to report an error, the server MUST terminate.
             throw new Disconnect("no export named '" + name + "'");
+        }
+        if (!conn.reserveTransmission()) {
+            throw new Disconnect("the server has its maximum of " + server.maxConnections() + " clients");
         }
         int flags = transmissionFlags(e);
         ByteBuffer b = ByteBuffer.allocate(10 + (noZeroes ? 0 : 124));
@@ -164,6 +221,12 @@ final class Handshake {
         NbdExport e = server.export(name);
         if (e == null) {
             reply(option, REP_ERR_UNKNOWN, "no export named '" + name + "'");
+            return null;
+        }
+        if (option == OPT_GO && !conn.reserveTransmission()) {
+            // --max-connections counts clients in transmission; the client may try again later.
+            reply(option, REP_ERR_POLICY, "the server has its maximum of " + server.maxConnections()
+                    + " clients (--max-connections)");
             return null;
         }
         int flags = transmissionFlags(e);
@@ -243,10 +306,32 @@ final class Handshake {
         ack(option);
     }
 
+    /** True when the client was told TLS is required and never started it: a refused plain client. */
+    boolean refusedPlain() {
+        return tlsRequired && tls == null;
+    }
+
+    /**
+     * The TLS handshake right after STARTTLS's ACK. What was negotiated in plain text is forgotten
+     * (as qemu does): a man in the middle may have sent it.
+     */
+    private void startTls() throws IOException {
+        try {
+            tls = TlsChannel.handshake(ch, server.tlsCredentials().newServerSession(conn.peer()));
+        } catch (TlsException e) {
+            throw new TlsRefused(e.getMessage());
+        }
+        in = tls;
+        out = tls;
+        structured = false;
+        metaExport = null;
+        conn.tlsUp(tls);
+    }
+
     private Session session(NbdExport e, String askedName, int flags) {
         boolean bs = structured && metaExport != null && server.export(metaExport) == e
                 && metaExport.equals(askedName);
-        return new Session(e, structured, noZeroes, bs, flags);
+        return new Session(e, structured, noZeroes, bs, flags, tls);
     }
 
     /** Transmission flags for {@code e} as negotiated so far (section "Transmission flags"). */
@@ -300,7 +385,7 @@ final class Handshake {
     private ByteBuffer read(int n) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(n);
         while (b.hasRemaining()) {
-            if (ch.read(b) < 0) {
+            if (in.read(b) < 0) {
                 throw new EOFException("client closed the connection during the handshake");
             }
         }
@@ -309,7 +394,7 @@ final class Handshake {
 
     private void writeFully(ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
-            ch.write(b);
+            out.write(b);
         }
     }
 }

@@ -12,7 +12,10 @@ import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.SocketChannel;
+
+import io.biostack.nbd.tls.TlsChannel;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
@@ -49,6 +52,12 @@ final class NbdConnection implements Runnable {
     private final String peer;
     private volatile Thread readerThread;
     private volatile boolean inTransmission;
+    /** Where requests are read from: the socket, or the TLS channel after STARTTLS. */
+    private ReadableByteChannel in;
+    /** Whether this connection holds a transmission slot of the server (--max-connections). */
+    private boolean holdsSlot;
+    /** Set once STARTTLS succeeded. */
+    private volatile TlsChannel tls;
 
     // ---- transmission state, set once after the handshake --------------------------------
     ReplyWriter writer;
@@ -74,24 +83,48 @@ final class NbdConnection implements Runnable {
         this.ch = ch;
         this.id = id;
         this.peer = peer;
+        this.in = ch;
+    }
+
+    String peer() {
+        return peer;
+    }
+
+    /** The handshake upgraded the connection to TLS. */
+    void tlsUp(TlsChannel t) {
+        tls = t;
+        LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}, peer {3}", id, peer, t.session().describe(),
+                t.session().peerIdentity());
     }
 
     boolean inTransmission() {
         return inTransmission;
     }
 
+    /**
+     * Starts the handshake on a virtual thread: an idle client costs a parked virtual thread (a
+     * few kilobytes), not a platform thread's stack. Transmission moves to a platform thread.
+     */
     void start() {
-        Thread t = Thread.ofPlatform().name("nbd-" + id + "-rx").daemon(true).unstarted(this);
+        Thread t = Thread.ofVirtual().name("nbd-" + id + "-hs").unstarted(this);
         readerThread = t;
         t.start();
     }
 
     @Override
     public void run() {
+        Handshake.Session s = null;
+        Handshake h = new Handshake(server, this, ch);
         try {
-            Handshake.Session s = new Handshake(server, ch).negotiate();
+            s = h.negotiate();
             server.handshakeDone(this);
-            transmission(s);
+            Handshake.Session session = s;
+            Thread t = Thread.ofPlatform().name("nbd-" + id + "-rx").daemon(true).unstarted(() -> transmit(session));
+            readerThread = t;
+            t.start();
+        } catch (Handshake.TlsRefused e) {
+            // One line per refused client, no stack trace: who, and why.
+            LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
         } catch (Handshake.Disconnect e) {
             LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}", id, peer, e.getMessage());
         } catch (EOFException | ClosedChannelException e) {
@@ -101,9 +134,53 @@ final class NbdConnection implements Runnable {
         } catch (RuntimeException | Error e) {
             LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
         } finally {
-            closeChannel();
-            server.connectionEnded(this);
+            if (s == null) {
+                if (h.refusedPlain()) {
+                    LOG.log(Level.WARNING, "nbd: refused plain client {0}: TLS is required", peer);
+                }
+                end();
+            }
         }
+    }
+
+    /** The transmission phase, on its platform reader thread. */
+    private void transmit(Handshake.Session s) {
+        try {
+            transmission(s);
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}", id, peer, e.toString());
+        } catch (RuntimeException | Error e) {
+            LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
+        } finally {
+            end();
+        }
+    }
+
+    /** Reserves a transmission slot (--max-connections); false when the server is full. */
+    boolean reserveTransmission() {
+        if (!server.enterTransmission()) {
+            return false;
+        }
+        holdsSlot = true;
+        return true;
+    }
+
+    /** Gives back the transmission slot, says close_notify over TLS, closes, and leaves the server. */
+    private void end() {
+        if (holdsSlot) {
+            holdsSlot = false;
+            server.leaveTransmission();
+        }
+        TlsChannel t = tls;
+        if (t != null) {
+            try {
+                t.close(); // close_notify, then the socket
+            } catch (IOException e) {
+                // the socket is closed below anyway
+            }
+        }
+        closeChannel();
+        server.connectionEnded(this);
     }
 
     // ---- transmission -----------------------------------------------------------------------
@@ -118,7 +195,10 @@ final class NbdConnection implements Runnable {
         fastZero = device.limits().writeZeroes();
         rb = ByteBuffer.allocateDirect(RECV_BUFFER);
         rb.flip();
-        writer = new ReplyWriter(this, ch, structured);
+        if (s.tls() != null) {
+            in = s.tls();
+        }
+        writer = new ReplyWriter(this, s.tls() != null ? s.tls() : ch, structured);
         writer.start("nbd-" + id + "-tx", Thread.currentThread());
         inTransmission = true;
         try {
@@ -474,7 +554,7 @@ final class NbdConnection implements Runnable {
         writer.sendPending(); // about to block: answer what completed first
         rb.compact();
         while (rb.position() < n) {
-            if (ch.read(rb) < 0) {
+            if (in.read(rb) < 0) {
                 rb.flip();
                 throw new EOFException("end of stream");
             }
@@ -495,7 +575,7 @@ final class NbdConnection implements Runnable {
             writer.sendPending();
         }
         while (dst.hasRemaining()) {
-            if (ch.read(dst) < 0) {
+            if (in.read(dst) < 0) {
                 throw new EOFException("client left in the middle of a WRITE payload");
             }
         }
@@ -511,7 +591,7 @@ final class NbdConnection implements Runnable {
             if (!rb.hasRemaining()) {
                 writer.sendPending();
                 rb.clear();
-                if (ch.read(rb) < 0) {
+                if (in.read(rb) < 0) {
                     throw new EOFException("client left in the middle of a WRITE payload");
                 }
                 rb.flip();

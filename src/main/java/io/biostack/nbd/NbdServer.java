@@ -3,6 +3,8 @@ package io.biostack.nbd;
 import io.biostack.block.Bio;
 import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
+import io.biostack.nbd.tls.TlsCredentials;
+import io.biostack.nbd.tls.TlsMode;
 
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -22,6 +24,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -43,8 +46,16 @@ import java.util.function.Consumer;
  * connections per export ({@code NBD_FLAG_CAN_MULTI_CONN}: a FLUSH is a device-wide flush).
  *
  * <h2>Threads</h2>
- * One accept thread per listening socket. Per connection one reader thread (handshake, then
- * request parsing and bio submission) and one writer thread (replies, see {@link ReplyWriter}).
+ * One accept thread per listening socket. Per connection a virtual thread for the handshake (so
+ * that a thousand idle sockets cost a few megabytes), then one platform reader thread (request
+ * parsing and bio submission) and one writer thread (replies, see {@link ReplyWriter}).
+ *
+ * <h2>No lockout</h2>
+ * Connections still in the handshake have their own budget ({@link Builder#handshakeBudget}) and a
+ * total deadline ({@link Builder#handshakeTimeout}, not reset by each byte, so a client trickling
+ * bytes is dropped like an idle one). When the budget is full the oldest unfinished handshake is
+ * dropped to make room, never the newcomer: idle sockets can't keep a real client out.
+ * {@link Builder#maxConnections} counts only clients in the transmission phase.
  * Bios complete on whatever thread the device uses (an io_uring worker, or the reader itself for
  * a ramdisk); completion only queues the reply. No thread per request.
  *
@@ -61,12 +72,15 @@ public final class NbdServer implements AutoCloseable {
     private final Map<String, NbdExport> exports;
     private final NbdExport defaultExport;
     private final int maxConnections;
+    private final int handshakeBudget;
     private final int maxRequests;
     private final long maxInflightBytes;
     private final int maxPayload;
     private final int holeProbeMin;
     private final Duration handshakeTimeout;
     private final Duration drainTimeout;
+    private final TlsMode tlsMode;
+    private final TlsCredentials tlsCredentials;
 
     private final BioPool bios = new BioPool(1024);
     private final BufferPool buffers;
@@ -77,6 +91,10 @@ public final class NbdServer implements AutoCloseable {
     private final List<Thread> acceptThreads = new ArrayList<>();
     private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
     private final Map<NbdConnection, ScheduledFuture<?>> handshakeTimers = new ConcurrentHashMap<>();
+    /** Connections in the handshake, oldest first; guarded by itself. */
+    private final LinkedHashSet<NbdConnection> handshaking = new LinkedHashSet<>();
+    /** Connections in the transmission phase (what --max-connections counts). */
+    private final AtomicInteger transmitting = new AtomicInteger();
     private final ScheduledThreadPoolExecutor timer;
     private final AtomicInteger nextId = new AtomicInteger();
     private final AtomicBoolean closing = new AtomicBoolean();
@@ -88,12 +106,15 @@ public final class NbdServer implements AutoCloseable {
         this.exports = new LinkedHashMap<>(b.exports);
         this.defaultExport = b.defaultExport == null ? null : exports.get(b.defaultExport);
         this.maxConnections = b.maxConnections;
+        this.handshakeBudget = b.handshakeBudget;
         this.maxRequests = b.maxRequests;
         this.maxInflightBytes = b.maxInflightBytes;
         this.maxPayload = b.maxPayload;
         this.holeProbeMin = b.holeProbeMin;
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
+        this.tlsMode = b.tlsMode;
+        this.tlsCredentials = b.tlsCredentials;
         this.buffers = new BufferPool(maxPayload, 16L << 20);
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
@@ -201,12 +222,23 @@ public final class NbdServer implements AutoCloseable {
             closeQuietly(c);
             return;
         }
-        if (connections.size() >= maxConnections || closing.get()) {
-            LOG.log(Level.INFO, "nbd: refusing a connection from {0}: {1} connections already", peer, connections.size());
+        if (closing.get()) {
             closeQuietly(c);
             return;
         }
         NbdConnection conn = new NbdConnection(this, c, nextId.incrementAndGet(), peer);
+        NbdConnection dropped = null;
+        synchronized (handshaking) {
+            if (handshaking.size() >= handshakeBudget) {
+                dropped = handshaking.removeFirst(); // the oldest, never the newcomer
+            }
+            handshaking.add(conn);
+        }
+        if (dropped != null) {
+            LOG.log(Level.INFO, "nbd: {0} unfinished handshakes: dropping the oldest (connection {1} from {2}) for {3}",
+                    handshakeBudget, dropped.id, dropped.peer(), peer);
+            dropped.closeChannel();
+        }
         connections.add(conn);
         handshakeTimers.put(conn, timer.schedule(() -> {
             if (!conn.inTransmission()) {
@@ -238,6 +270,14 @@ public final class NbdServer implements AutoCloseable {
 
     int maxPayload() {
         return maxPayload;
+    }
+
+    TlsMode tlsMode() {
+        return tlsMode;
+    }
+
+    TlsCredentials tlsCredentials() {
+        return tlsCredentials;
     }
 
     int maxRequests() {
@@ -277,6 +317,33 @@ public final class NbdServer implements AutoCloseable {
         if (f != null) {
             f.cancel(false);
         }
+        synchronized (handshaking) {
+            handshaking.remove(c);
+        }
+    }
+
+    /**
+     * Takes a transmission slot for a client about to enter transmission; false when
+     * {@code maxConnections} clients are already there. Given back by {@link #leaveTransmission}.
+     */
+    boolean enterTransmission() {
+        while (true) {
+            int n = transmitting.get();
+            if (n >= maxConnections) {
+                return false;
+            }
+            if (transmitting.compareAndSet(n, n + 1)) {
+                return true;
+            }
+        }
+    }
+
+    void leaveTransmission() {
+        transmitting.decrementAndGet();
+    }
+
+    int maxConnections() {
+        return maxConnections;
     }
 
     void connectionEnded(NbdConnection c) {
@@ -407,12 +474,15 @@ public final class NbdServer implements AutoCloseable {
         private InetSocketAddress tcp;
         private Path unix;
         private int maxConnections = 256;
+        private int handshakeBudget = 256;
         private int maxRequests = 256;
         private long maxInflightBytes = 128L << 20;
         private int maxPayload = DEFAULT_MAX_PAYLOAD;
         private int holeProbeMin = 64 * 1024;
-        private Duration handshakeTimeout = Duration.ofSeconds(30);
+        private Duration handshakeTimeout = Duration.ofSeconds(10);
         private Duration drainTimeout = Duration.ofSeconds(10);
+        private TlsMode tlsMode = TlsMode.OFF;
+        private TlsCredentials tlsCredentials;
 
         /** Adds an export; the first one added is also the default export (the empty name). */
         public Builder export(NbdExport e) {
@@ -454,9 +524,21 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** Most connections at once; more are refused. */
+        /** Most clients in the transmission phase at once (those still in the handshake don't count). */
         public Builder maxConnections(int n) {
             this.maxConnections = n;
+            return this;
+        }
+
+        /**
+         * Most connections in the handshake at once; a newcomer past it drops the oldest unfinished
+         * handshake (default 256).
+         */
+        public Builder handshakeBudget(int n) {
+            if (n < 1) {
+                throw new IllegalArgumentException("handshake budget must be at least 1");
+            }
+            this.handshakeBudget = n;
             return this;
         }
 
@@ -488,9 +570,23 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** A connection that has not finished its handshake by then is closed. */
+        /**
+         * A connection that has not finished its handshake (TLS included) this long after it was
+         * accepted is closed: a total deadline, however the bytes trickle in (default 10 s).
+         */
         public Builder handshakeTimeout(Duration d) {
             this.handshakeTimeout = d;
+            return this;
+        }
+
+        /**
+         * TLS (doc/proto.md "TLS support"): OFF answers STARTTLS with NBD_REP_ERR_POLICY; ON
+         * offers it; REQUIRE refuses every option but STARTTLS and ABORT until TLS is up.
+         * {@code credentials} make one session per connection; needed unless {@code mode} is OFF.
+         */
+        public Builder tls(TlsMode mode, TlsCredentials credentials) {
+            this.tlsMode = Objects.requireNonNull(mode, "mode");
+            this.tlsCredentials = credentials;
             return this;
         }
 
@@ -512,6 +608,9 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("max payload must be >= 1 MiB and <= the in-flight budget");
             }
             Objects.requireNonNull(exports.get(defaultExport), "default export");
+            if (tlsMode != TlsMode.OFF && tlsCredentials == null) {
+                throw new IllegalArgumentException("TLS " + tlsMode + " needs credentials (certificates or PSK)");
+            }
             NbdServer s = new NbdServer(this);
             try {
                 if (unix != null) {

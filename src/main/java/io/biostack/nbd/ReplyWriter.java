@@ -3,7 +3,7 @@ package io.biostack.nbd;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
+import java.nio.channels.GatheringByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
@@ -33,7 +33,8 @@ final class ReplyWriter implements Runnable {
     private static final int COPY_MAX = 64 * 1024;
 
     private final NbdConnection conn;
-    private final SocketChannel ch;
+    /** The socket, or a TLS channel over it (both write all of a gather on a blocking socket). */
+    private final GatheringByteChannel ch;
     private final boolean structured;
     private final AtomicReference<NbdRequest> queue = new AtomicReference<>();
     private final ByteBuffer out = ByteBuffer.allocateDirect(SEND_BUFFER);
@@ -48,7 +49,7 @@ final class ReplyWriter implements Runnable {
     /** Set when a write failed: the peer is gone, replies are dropped but requests still recycled. */
     private volatile boolean broken;
 
-    ReplyWriter(NbdConnection conn, SocketChannel ch, boolean structured) {
+    ReplyWriter(NbdConnection conn, GatheringByteChannel ch, boolean structured) {
         this.conn = conn;
         this.ch = ch;
         this.structured = structured;

@@ -1,5 +1,8 @@
 package io.biostack.nbd;
 
+import io.biostack.nbd.tls.TlsChannel;
+import io.biostack.nbd.tls.TlsCredentials;
+
 import java.io.EOFException;
 import java.io.IOException;
 import java.net.UnixDomainSocketAddress;
@@ -19,6 +22,8 @@ import static io.biostack.nbd.NbdProtocol.*;
  */
 final class RawNbdClient implements AutoCloseable {
     final SocketChannel ch;
+    /** Where bytes go: the socket, or a TLS channel over it after {@link #startTls}. */
+    java.nio.channels.ByteChannel io;
     /** Set by {@link #go}: export size and transmission flags. */
     long size;
     int transmissionFlags;
@@ -29,6 +34,18 @@ final class RawNbdClient implements AutoCloseable {
 
     private RawNbdClient(SocketChannel ch) {
         this.ch = ch;
+        this.io = ch;
+    }
+
+    static RawNbdClient connect(java.net.SocketAddress a) throws IOException {
+        return new RawNbdClient(SocketChannel.open(a));
+    }
+
+    /** NBD_OPT_STARTTLS, its ACK, then the TLS handshake; everything after goes through TLS. */
+    void startTls(TlsCredentials creds) throws IOException {
+        option(OPT_STARTTLS, new byte[0]);
+        expectType(optionReply(), REP_ACK);
+        io = TlsChannel.handshake(ch, creds.newClientSession("localhost"));
     }
 
     static RawNbdClient connect(Path socket) throws IOException {
@@ -309,7 +326,7 @@ final class RawNbdClient implements AutoCloseable {
         try {
             ByteBuffer b = ByteBuffer.allocate(1);
             while (true) {
-                int n = ch.read(b);
+                int n = io.read(b);
                 if (n < 0) {
                     return true;
                 }
@@ -325,7 +342,7 @@ final class RawNbdClient implements AutoCloseable {
     ByteBuffer read(int n) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(n);
         while (b.hasRemaining()) {
-            if (ch.read(b) < 0) {
+            if (io.read(b) < 0) {
                 throw new EOFException("server closed the connection");
             }
         }
@@ -338,7 +355,7 @@ final class RawNbdClient implements AutoCloseable {
 
     void write(ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
-            ch.write(b);
+            io.write(b);
         }
     }
 

@@ -31,7 +31,7 @@ final class BcTlsSession implements TlsSession {
 
     private final TlsProtocol protocol;
     private final boolean server;
-    private byte[] scratch = new byte[SCRATCH];
+    private final byte[] scratch = new byte[SCRATCH];
     private boolean sawInput;
     volatile boolean complete;
     private boolean failed;
@@ -173,7 +173,6 @@ final class BcTlsSession implements TlsSession {
         } catch (IOException e) {
             // close_notify is a courtesy
         }
-        scratch = new byte[0];
     }
 
     private String reason(IOException e) {

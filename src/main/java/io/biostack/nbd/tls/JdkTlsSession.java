@@ -32,6 +32,8 @@ final class JdkTlsSession implements TlsSession {
     private ByteBuffer netIn;
     private ByteBuffer appIn;
     private ByteBuffer netOut;
+    /** How much of netOut's data (0..position) readOutput already took: no compaction per read. */
+    private int netOutRead;
     private boolean sawInput;
     private boolean complete;
     private boolean closed;
@@ -68,8 +70,12 @@ final class JdkTlsSession implements TlsSession {
         pump();
     }
 
-    /** Runs the engine until it needs more input: handshake steps, then records into appIn. */
+    /**
+     * Runs the engine until it needs more input: handshake steps, then records into appIn. netIn
+     * is in read mode for the whole run and compacted once at the end.
+     */
     private void pump() throws TlsException {
+        netIn.flip();
         try {
             while (!closed) {
                 HandshakeStatus hs = engine.getHandshakeStatus();
@@ -83,19 +89,18 @@ final class JdkTlsSession implements TlsSession {
                     wrap(EMPTY);
                     continue;
                 }
-                if (netIn.position() == 0) {
+                if (!netIn.hasRemaining()) {
                     return;
                 }
-                netIn.flip();
-                SSLEngineResult r;
-                try {
-                    r = engine.unwrap(netIn, appIn);
-                } finally {
-                    netIn.compact();
-                }
+                SSLEngineResult r = engine.unwrap(netIn, appIn);
                 switch (r.getStatus()) {
                     case BUFFER_UNDERFLOW -> {
-                        netIn = ensure(netIn, engine.getSession().getPacketBufferSize());
+                        int need = engine.getSession().getPacketBufferSize();
+                        if (netIn.capacity() < need) {
+                            ByteBuffer n = ByteBuffer.allocate(need);
+                            n.put(netIn).flip();
+                            netIn = n;
+                        }
                         return; // the rest of the record has not come yet
                     }
                     case BUFFER_OVERFLOW -> appIn = ensure(appIn, engine.getSession().getApplicationBufferSize());
@@ -115,6 +120,17 @@ final class JdkTlsSession implements TlsSession {
         } catch (SSLException e) {
             fail();
             throw new TlsException(reason(e), e);
+        } finally {
+            compactIn();
+        }
+    }
+
+    /** Keeps netIn in write mode; moves bytes only when some are left over (a partial record). */
+    private void compactIn() {
+        if (netIn.hasRemaining()) {
+            netIn.compact();
+        } else {
+            netIn.clear();
         }
     }
 
@@ -122,7 +138,7 @@ final class JdkTlsSession implements TlsSession {
         while (true) {
             SSLEngineResult r = engine.wrap(src, netOut);
             if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW) {
-                netOut = ensure(netOut, engine.getSession().getPacketBufferSize());
+                roomOut(engine.getSession().getPacketBufferSize());
                 continue;
             }
             if (r.getStatus() == SSLEngineResult.Status.CLOSED) {
@@ -166,6 +182,7 @@ final class JdkTlsSession implements TlsSession {
         try {
             engine.closeOutbound();
             for (int i = 0; i < 4 && engine.getHandshakeStatus() == HandshakeStatus.NEED_WRAP; i++) {
+                roomOut(engine.getSession().getPacketBufferSize());
                 SSLEngineResult r = engine.wrap(EMPTY, netOut);
                 if (r.getStatus() != SSLEngineResult.Status.OK) {
                     break;
@@ -176,14 +193,35 @@ final class JdkTlsSession implements TlsSession {
         }
     }
 
+    /** Room for {@code n} more bytes in netOut: first by dropping what was read, then by growing. */
+    private void roomOut(int n) {
+        if (netOutRead > 0) {
+            netOut.flip().position(netOutRead);
+            netOut.compact();
+            netOutRead = 0;
+        }
+        netOut = ensure(netOut, n);
+    }
+
     @Override
     public int pendingOutput() {
-        return netOut.position();
+        return netOut.position() - netOutRead;
     }
 
     @Override
     public int readOutput(ByteBuffer dst) {
-        return move(netOut, dst);
+        int n = Math.min(netOut.position() - netOutRead, dst.remaining());
+        if (n <= 0) {
+            return 0;
+        }
+        dst.put(dst.position(), netOut, netOutRead, n);
+        dst.position(dst.position() + n);
+        netOutRead += n;
+        if (netOutRead == netOut.position()) {
+            netOut.clear();
+            netOutRead = 0;
+        }
+        return n;
     }
 
     @Override

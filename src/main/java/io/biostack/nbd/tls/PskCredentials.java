@@ -32,10 +32,13 @@ import java.util.Map;
  */
 public final class PskCredentials implements TlsCredentials {
     static final ProtocolVersion[] VERSIONS = ProtocolVersion.TLSv13.downTo(ProtocolVersion.TLSv12);
-    /** TLS 1.3 suites first, then the TLS 1.2 PSK suites with forward secrecy and an AEAD. */
+    /**
+     * TLS 1.3 suites first, then the TLS 1.2 PSK suites with forward secrecy and an AEAD. In TLS 1.3
+     * only the SHA-256 suites: a PSK is bound to its hash (RFC 8446 section 4.2.11), psktool's keys
+     * go with SHA-256, and GnuTLS offers TLS_AES_256_GCM_SHA384 first.
+     */
     private static final int[] SUITES = {
         CipherSuite.TLS_AES_128_GCM_SHA256,
-        CipherSuite.TLS_AES_256_GCM_SHA384,
         CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
         CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
         CipherSuite.TLS_ECDHE_PSK_WITH_AES_256_GCM_SHA384,

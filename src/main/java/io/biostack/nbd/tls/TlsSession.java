@@ -11,6 +11,15 @@ import java.nio.ByteBuffer;
  * {@link #readOutput} gives (handshake messages and encrypted records alike), hands plaintext to
  * {@link #writeApplication} and takes decrypted plaintext from {@link #readApplication}.
  *
+ * <p>In NBD (doc/proto.md "TLS support"): once the NBD_REP_ACK to NBD_OPT_STARTTLS is sent in
+ * plain text, make the session ({@link TlsCredentials#newServerSession}) and give it every byte
+ * that follows, including any the loop had already read past the STARTTLS option; run the rest of
+ * the option haggling and the transmission phase through {@link #readApplication} and
+ * {@link #writeApplication} once {@link #isHandshakeComplete}. A {@link TlsException} from
+ * {@link #offerInput} refuses the client: send {@link #readOutput} (the alert), log the message as
+ * one line, close. {@link TlsPolicy} says which options come before STARTTLS; {@link TlsChannel}
+ * is the blocking loop's way of doing all this.
+ *
  * <p>Threads: not thread-safe. Owned by the one thread that runs the connection's loop; every
  * method is called on it. Memory: the session copies what it is given; no buffer passed in is
  * kept after a call returns.

@@ -1,0 +1,231 @@
+package io.biostack.nbd;
+
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import io.biostack.nbd.tls.PskCredentials;
+import io.biostack.nbd.tls.TlsCredentials;
+import io.biostack.nbd.tls.TlsMode;
+import io.biostack.nbd.tls.X509Credentials;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.logging.Handler;
+import java.util.logging.Level;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Real TLS clients against the server: libnbd's nbdinfo and nbdcopy (GnuTLS) over nbds:// and
+ * nbds+unix://, qemu-img and qemu-io with tls-creds-x509 and tls-creds-psk; then every refusal
+ * the issue lists, each refused with one log line, nothing written, and the server still serving.
+ * The export is a loop device over a file, so "nothing written" is checked on the file's bytes.
+ */
+@Timeout(120)
+class NbdTlsClientsTest {
+    static final long SIZE = 16L << 20;
+
+    @TempDir
+    static Path keys;
+    static TlsFixture tls;
+
+    @TempDir
+    Path dir;
+    Path sock;
+    Path file;
+    LoopDevice loop;
+    NbdServer server;
+    final List<String> warnings = new ArrayList<>();
+    final Handler logs = new Handler() {
+        @Override
+        public void publish(LogRecord r) {
+            if (r.getLevel().intValue() >= Level.WARNING.intValue()) {
+                synchronized (warnings) {
+                    warnings.add(java.text.MessageFormat.format(r.getMessage(), r.getParameters())
+                            + (r.getThrown() != null ? " WITH A STACK TRACE" : ""));
+                }
+            }
+        }
+
+        @Override
+        public void flush() {
+        }
+
+        @Override
+        public void close() {
+        }
+    };
+
+    @BeforeAll
+    static void credentials() throws Exception {
+        tls = TlsFixture.create(keys);
+    }
+
+    @BeforeEach
+    void backing() throws Exception {
+        Tools.require("nbdinfo", "nbdcopy");
+        sock = dir.resolve("nbd.sock");
+        file = dir.resolve("disk.img");
+        loop = LoopDevice.open(file, LoopConfig.defaults().withCreateSize(SIZE));
+        Logger.getLogger("io.biostack.nbd").addHandler(logs);
+    }
+
+    @AfterEach
+    void stop() {
+        Logger.getLogger("io.biostack.nbd").removeHandler(logs);
+        if (server != null) {
+            server.close();
+        }
+        loop.close();
+    }
+
+    void serve(TlsMode mode, TlsCredentials creds) throws Exception {
+        server = NbdServer.builder().export(NbdExport.of("disk", loop)).unixSocket(sock).tcp("127.0.0.1", 0)
+                .tls(mode, creds).start();
+    }
+
+    String tcp(String user, String query) {
+        return "nbds://" + (user == null ? "" : user + "@") + "localhost:" + server.tcpAddress().getPort() + "/disk?" + query;
+    }
+
+    String unix(String user, String query) {
+        return "nbds+unix://" + (user == null ? "" : user + "@") + "/disk?socket=" + sock + "&" + query;
+    }
+
+    Path pattern(long seed) throws Exception {
+        byte[] b = new byte[(int) SIZE];
+        new Random(seed).nextBytes(b);
+        return Files.write(dir.resolve("pattern-" + seed), b);
+    }
+
+    /** nbdcopy up, nbdinfo, nbdcopy down; the copy, the backing file and the source agree. */
+    void roundTrip(String uri, long seed) throws Exception {
+        Path src = pattern(seed);
+        Tools.ok(60, "nbdcopy", src.toString(), uri);
+        Tools.Result info = Tools.ok(30, "nbdinfo", uri);
+        assertThat(info.out()).contains("export-size: " + SIZE);
+        Path back = dir.resolve("back-" + seed);
+        Tools.ok(60, "nbdcopy", uri, back.toString());
+        assertThat(Files.mismatch(src, back)).as("read back over TLS").isEqualTo(-1);
+        loop.flush().get();
+        assertThat(Files.mismatch(src, file)).as("backing file").isEqualTo(-1);
+    }
+
+    @Test
+    void libnbdToolsOverX509OnTcpAndUnix() throws Exception {
+        serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of()));
+        roundTrip(tcp(null, "tls-certificates=" + tls.x509), 1);
+        roundTrip(unix(null, "tls-certificates=" + tls.x509 + "&tls-hostname=localhost"), 2);
+        assertThat(warnings).isEmpty();
+    }
+
+    @Test
+    void libnbdToolsOverPskOnTcpAndUnix() throws Exception {
+        serve(TlsMode.REQUIRE, PskCredentials.server(tls.psk, List.of()));
+        roundTrip(tcp("alice", "tls-psk-file=" + tls.psk), 3);
+        roundTrip(unix("bob", "tls-psk-file=" + tls.psk), 4);
+        assertThat(warnings).isEmpty();
+    }
+
+    @Test
+    void qemuImgAndQemuIoWithX509AndPskCredentials() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        serve(TlsMode.REQUIRE, PskCredentials.server(tls.psk, List.of()));
+        String psk = "tls-creds-psk,id=tls0,endpoint=client,dir=" + keys + ",username=alice";
+        qemu(psk, 0x5a);
+        server.close();
+        serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of("alice")));
+        qemu("tls-creds-x509,id=tls0,endpoint=client,dir=" + tls.x509, 0xa5);
+        assertThat(warnings).isEmpty();
+    }
+
+    void qemu(String object, int fill) throws Exception {
+        String image = "driver=nbd,server.type=unix,server.path=" + sock + ",export=disk,tls-creds=tls0,tls-hostname=localhost";
+        Tools.ok(60, "qemu-io", "--object", object, "--image-opts", image,
+                "-c", "write -P " + fill + " 1M 1M", "-c", "read -P " + fill + " 1M 1M");
+        Path back = dir.resolve("qemu-back");
+        Files.deleteIfExists(back);
+        Tools.ok(60, "qemu-img", "convert", "--object", object, "--image-opts", image, "-O", "raw", back.toString());
+        loop.flush().get();
+        assertThat(Files.mismatch(back, file)).isEqualTo(-1);
+        byte[] mid = new byte[1 << 20];
+        System.arraycopy(Files.readAllBytes(back), 1 << 20, mid, 0, mid.length);
+        byte[] want = new byte[1 << 20];
+        java.util.Arrays.fill(want, (byte) fill);
+        assertThat(mid).isEqualTo(want);
+    }
+
+    /**
+     * A client that must be refused: its nbdcopy of a pattern fails, the server logs one line
+     * naming the peer and {@code reason}, the backing file still holds zeros, and a good client is
+     * served right after.
+     */
+    void refused(String uri, String reason, String goodUri) throws Exception {
+        int before = warnings.size();
+        Tools.Result r = Tools.run(60, "nbdcopy", pattern(9).toString(), uri);
+        assertThat(r.exit()).as("refused client's nbdcopy: " + r.all()).isNotZero();
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (warningsSince(before).isEmpty() && reason != null && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        if (reason != null) {
+            assertThat(warningsSince(before)).singleElement().asString().contains("refused ").contains(reason)
+                    .doesNotContain("STACK TRACE");
+        }
+        loop.flush().get();
+        assertThat(firstNonZero(Files.readAllBytes(file))).as("nothing written: first non-zero byte").isEqualTo(-1);
+        Tools.ok(30, "nbdinfo", goodUri);
+    }
+
+    static int firstNonZero(byte[] b) {
+        for (int i = 0; i < b.length; i++) {
+            if (b[i] != 0) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    List<String> warningsSince(int n) {
+        synchronized (warnings) {
+            return new ArrayList<>(warnings.subList(n, warnings.size()));
+        }
+    }
+
+    @Test
+    void x509RefusesPlainClientsMissingForeignAndExpiredCertificatesAndNamesNotAllowed() throws Exception {
+        serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of("alice")));
+        String good = unix(null, "tls-certificates=" + tls.x509 + "&tls-hostname=localhost");
+        refused("nbd+unix:///disk?socket=" + sock, "refused plain client unix socket: TLS is required", good);
+        refused(unix(null, "tls-certificates=" + tls.nocert + "&tls-hostname=localhost"), "no client certificate", good);
+        refused(unix(null, "tls-certificates=" + tls.rogue + "&tls-hostname=localhost"), "not signed by the CA", good);
+        refused(unix(null, "tls-certificates=" + tls.expired + "&tls-hostname=localhost"), "expired", good);
+        refused(tcp(null, "tls-certificates=" + tls.eve), "'CN=eve' is not in --tls-allow", good);
+        assertThat(String.join("\n", warnings)).contains("unix socket").contains("127.0.0.1");
+    }
+
+    @Test
+    void pskRefusesAWrongKeyAndAUserNotAllowed() throws Exception {
+        serve(TlsMode.REQUIRE, PskCredentials.server(tls.psk, List.of("alice")));
+        String good = unix("alice", "tls-psk-file=" + tls.psk);
+        refused(unix("alice", "tls-psk-file=" + tls.wrongPsk), "wrong key for PSK identity 'alice'", good);
+        refused(unix("bob", "tls-psk-file=" + tls.psk), "PSK identity 'bob' is not in --tls-allow", good);
+    }
+
+    @Test
+    void tlsOnServesPlainAndTlsClientsAlike() throws Exception {
+        serve(TlsMode.ON, X509Credentials.server(tls.x509, false, List.of()));
+        Tools.ok(30, "nbdinfo", "nbd+unix:///disk?socket=" + sock);
+        Tools.ok(30, "nbdinfo", unix(null, "tls-certificates=" + tls.nocert + "&tls-hostname=localhost"));
+    }
+}

@@ -1,0 +1,242 @@
+package io.biostack.nbd;
+
+import io.biostack.block.RamDisk;
+import io.biostack.nbd.tls.TlsMode;
+import io.biostack.nbd.tls.TlsSession;
+import io.biostack.nbd.tls.X509Credentials;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.logging.Handler;
+import java.util.logging.Level;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
+
+import static io.biostack.nbd.NbdProtocol.*;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The TLS rules of the handshake from a raw socket (doc/proto.md "TLS support"): FORCEDTLS's
+ * NBD_REP_ERR_TLS_REQD for everything but STARTTLS and ABORT, EXPORT_NAME ending the session,
+ * STARTTLS once, TLS ON serving plain clients, and what the server does with garbage instead of
+ * a ClientHello and with a client that leaves in the middle of the TLS handshake.
+ */
+@Timeout(30)
+class NbdTlsHandshakeTest {
+    @TempDir
+    static Path keys;
+    static TlsFixture tls;
+
+    @TempDir
+    Path dir;
+    Path sock;
+    RamDisk disk;
+    NbdServer server;
+    final List<String> warnings = new ArrayList<>();
+    final Handler logs = new Handler() {
+        @Override
+        public void publish(LogRecord r) {
+            if (r.getLevel().intValue() >= Level.WARNING.intValue()) {
+                synchronized (warnings) {
+                    warnings.add(java.text.MessageFormat.format(r.getMessage(), r.getParameters()));
+                }
+            }
+        }
+
+        @Override
+        public void flush() {
+        }
+
+        @Override
+        public void close() {
+        }
+    };
+
+    @BeforeAll
+    static void credentials() throws Exception {
+        tls = TlsFixture.create(keys);
+    }
+
+    @BeforeEach
+    void start() {
+        sock = dir.resolve("nbd.sock");
+        disk = new RamDisk("disk", 16 << 20);
+        Logger.getLogger("io.biostack.nbd").addHandler(logs);
+    }
+
+    @AfterEach
+    void stop() {
+        Logger.getLogger("io.biostack.nbd").removeHandler(logs);
+        if (server != null) {
+            server.close();
+        }
+        disk.close();
+    }
+
+    void serve(TlsMode mode) throws Exception {
+        server = NbdServer.builder().export(NbdExport.of("disk", disk)).unixSocket(sock)
+                .tls(mode, X509Credentials.server(tls.x509, false, List.of())).start();
+    }
+
+    static RawNbdClient hello(Path sock) throws Exception {
+        return RawNbdClient.handshake(sock, FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+    }
+
+    @Test
+    void requireAnswersEveryOptionButStartTlsAndAbortWithTlsReqd() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            for (int opt : new int[] {OPT_LIST, OPT_INFO, OPT_GO, OPT_STRUCTURED_REPLY, OPT_LIST_META_CONTEXT, 4711}) {
+                c.option(opt, opt == OPT_INFO || opt == OPT_GO ? RawNbdClient.infoRequest("disk") : new byte[0]);
+                RawNbdClient.OptReply r = c.optionReply();
+                assertThat(r.option()).isEqualTo(opt);
+                assertThat(r.type()).as("option %d before TLS", opt).isEqualTo(REP_ERR_TLS_REQD);
+                assertThat(r.text()).contains("STARTTLS");
+            }
+            c.option(OPT_STARTTLS, new byte[3]);
+            assertThat(c.optionReply().type()).as("STARTTLS with data").isEqualTo(REP_ERR_INVALID);
+            c.option(OPT_ABORT, new byte[0]);
+            assertThat(c.optionReply().type()).isEqualTo(REP_ACK);
+            assertThat(c.closedByServer()).isTrue();
+        }
+    }
+
+    @Test
+    void listBeforeTlsLeaksNoExportName() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.option(OPT_LIST, new byte[0]);
+            RawNbdClient.OptReply r = c.optionReply();
+            assertThat(r.type()).isEqualTo(REP_ERR_TLS_REQD);
+            assertThat(r.text()).doesNotContain("disk");
+        }
+    }
+
+    @Test
+    void exportNameBeforeTlsEndsTheSessionWithoutEnteringTransmission() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.option(OPT_EXPORT_NAME, "disk".getBytes(StandardCharsets.UTF_8));
+            assertThat(c.closedByServer()).isTrue();
+        }
+        awaitNoConnections();
+        synchronized (warnings) {
+            assertThat(warnings).containsExactly("nbd: refused plain client unix socket: TLS is required");
+        }
+    }
+
+    @Test
+    void afterStartTlsEverythingGoesThroughTlsAndASecondStartTlsIsInvalid() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.option(OPT_STARTTLS, new byte[0]);
+            assertThat(c.optionReply().type()).isEqualTo(REP_ERR_INVALID);
+            c.option(OPT_STRUCTURED_REPLY, new byte[0]);
+            assertThat(c.optionReply().type()).isEqualTo(REP_ACK);
+            c.structured = true;
+            List<RawNbdClient.OptReply> go = c.go(OPT_GO, "disk", INFO_BLOCK_SIZE);
+            assertThat(go.getLast().type()).isEqualTo(REP_ACK);
+            byte[] data = new byte[256 * 1024];
+            new java.util.Random(5).nextBytes(data);
+            assertThat(c.writeAndWait(4096, data)).isZero();
+            assertThat(c.read(4096, data.length)).isEqualTo(data);
+            c.disconnect();
+            assertThat(c.closedByServer()).isTrue();
+        }
+        try (RawNbdClient c = hello(sock)) { // a new connection sees what the first one wrote
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.go(OPT_GO, "disk");
+            byte[] back = c.read(4096, 256 * 1024);
+            byte[] data = new byte[256 * 1024];
+            new java.util.Random(5).nextBytes(data);
+            assertThat(back).isEqualTo(data);
+        }
+    }
+
+    @Test
+    void structuredRepliesNegotiatedBeforeStartTlsAreForgotten() throws Exception {
+        serve(TlsMode.ON);
+        try (RawNbdClient c = hello(sock)) {
+            c.option(OPT_STRUCTURED_REPLY, new byte[0]);
+            assertThat(c.optionReply().type()).isEqualTo(REP_ACK);
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.go(OPT_GO, "disk");
+            assertThat(c.transmissionFlags & FLAG_SEND_DF).as("DF needs structured replies").isZero();
+            assertThat(c.read(0, 4096)).hasSize(4096); // a simple reply: structured was reset
+        }
+    }
+
+    @Test
+    void tlsOnServesPlainClientsAndTlsClients() throws Exception {
+        serve(TlsMode.ON);
+        try (RawNbdClient c = hello(sock)) {
+            assertThat(c.go(OPT_GO, "disk").getLast().type()).isEqualTo(REP_ACK);
+            assertThat(c.read(0, 512)).hasSize(512);
+        }
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.option(OPT_EXPORT_NAME, "disk".getBytes(StandardCharsets.UTF_8));
+            ByteBuffer b = c.read(10);
+            assertThat(b.getLong()).isEqualTo(16L << 20);
+        }
+    }
+
+    @Test
+    void garbageInsteadOfAClientHelloIsRefusedWithOneLine() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.option(OPT_STARTTLS, new byte[0]);
+            c.expectType(c.optionReply(), REP_ACK);
+            c.option(OPT_GO, RawNbdClient.infoRequest("disk")); // plain NBD where TLS belongs
+            assertThat(c.closedByServer()).isTrue();
+        }
+        awaitNoConnections();
+        synchronized (warnings) {
+            assertThat(warnings).singleElement().asString()
+                    .isEqualTo("nbd: refused TLS client unix socket: not TLS: got 0x49484156");
+        }
+        servesAGoodClient();
+    }
+
+    @Test
+    void aClientLeavingInTheMiddleOfTheTlsHandshakeIsForgotten() throws Exception {
+        serve(TlsMode.REQUIRE);
+        TlsSession s = X509Credentials.client(tls.nocert).newClientSession("localhost");
+        ByteBuffer hello = ByteBuffer.allocate(64 * 1024);
+        s.readOutput(hello);
+        hello.flip().limit(hello.limit() / 2); // half a ClientHello
+        try (RawNbdClient c = hello(sock)) {
+            c.option(OPT_STARTTLS, new byte[0]);
+            c.expectType(c.optionReply(), REP_ACK);
+            c.write(hello);
+        }
+        awaitNoConnections();
+        servesAGoodClient();
+    }
+
+    void awaitNoConnections() throws InterruptedException {
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (server.connectionCount() > 0 && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        assertThat(server.connectionCount()).isZero();
+    }
+
+    void servesAGoodClient() throws Exception {
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(X509Credentials.client(tls.nocert));
+            assertThat(c.go(OPT_GO, "disk").getLast().type()).isEqualTo(REP_ACK);
+            assertThat(c.read(0, 512)).hasSize(512);
+        }
+    }
+}
