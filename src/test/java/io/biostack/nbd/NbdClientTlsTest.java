@@ -149,4 +149,44 @@ class NbdClientTlsTest {
             assertThat(back.mismatch(pattern(4096, 4))).isEqualTo(-1);
         }
     }
+
+    // ---- against biostack's own server with TLS required ----------------------------------------
+
+    NbdServer biostack(io.biostack.nbd.tls.TlsCredentials creds, io.biostack.block.RamDisk ram) throws Exception {
+        return NbdServer.builder().export(NbdExport.of("disk", ram)).unixSocket(dir.resolve("b.sock"))
+                .tls(io.biostack.nbd.tls.TlsMode.REQUIRE, creds).start();
+    }
+
+    @Test
+    void x509WithAClientCertificateAgainstBiostackServeTlsRequire() throws Exception {
+        try (io.biostack.block.RamDisk ram = new io.biostack.block.RamDisk("ram", SIZE);
+             NbdServer srv = biostack(io.biostack.nbd.tls.X509Credentials.server(tls.x509, true, List.of("alice")), ram)) {
+            String uri = "nbds+unix:///disk?socket=" + dir.resolve("b.sock") + "&tls-certificates=" + tls.x509;
+            try (NbdClient c = NbdClient.open("t", NbdUri.parse(uri), NbdClient.Options.defaults().withConnections(2))) {
+                assertThat(c.connections()).isEqualTo(2);
+                roundTrip(c);
+            }
+            MemorySegment onServer = arena.allocate(4096, 4096);
+            ram.read((8L << 20) + 4096, onServer).get(5, TimeUnit.SECONDS);
+            assertThat(onServer.mismatch(pattern(1L << 20, 2).asSlice(4096, 4096))).isEqualTo(-1);
+            // eve's certificate is signed by the same CA but is not allowed in.
+            String eve = "nbds+unix:///disk?socket=" + dir.resolve("b.sock") + "&tls-certificates=" + tls.eve;
+            assertThatThrownBy(() -> NbdClient.open("t", NbdUri.parse(eve), NbdClient.Options.defaults()))
+                    .hasMessageStartingWith(eve + ":");
+        }
+    }
+
+    @Test
+    void pskAgainstBiostackServeTlsRequireAndPlainIsTurnedAway() throws Exception {
+        try (io.biostack.block.RamDisk ram = new io.biostack.block.RamDisk("ram", SIZE);
+             NbdServer srv = biostack(io.biostack.nbd.tls.PskCredentials.server(tls.psk, List.of()), ram)) {
+            String uri = "nbds+unix://bob@/disk?socket=" + dir.resolve("b.sock") + "&tls-psk-file=" + tls.psk;
+            try (NbdClient c = NbdClient.open("t", NbdUri.parse(uri), NbdClient.Options.defaults())) {
+                roundTrip(c);
+            }
+            String plain = "nbd+unix:///disk?socket=" + dir.resolve("b.sock");
+            assertThatThrownBy(() -> NbdClient.open("t", NbdUri.parse(plain), NbdClient.Options.defaults()))
+                    .hasMessageStartingWith(plain + ":").hasMessageContaining("requires TLS");
+        }
+    }
 }

@@ -447,9 +447,9 @@ public final class NbdClient implements BlockDevice {
                         n.transport().close();
                         throw new IOException("the server gave base:allocation a new id");
                     }
+                    reconnects.incrementAndGet(); // before the resent requests can complete
                     int resent = startConnection(c, n.transport());
                     LeafReconnectEvent.emit(name, uri.toString(), c.attempts, resent, "connected", c.lostAt);
-                    reconnects.incrementAndGet();
                     c.backoff = 0;
                     lastFailure = "";
                     log(Level.INFO, "connection " + c.id + " to " + uri + " is back");
