@@ -1,0 +1,253 @@
+package io.biostack.layer.crypt;
+
+import io.biostack.block.Bio;
+import io.biostack.block.MpmcRing;
+
+import java.lang.invoke.VarHandle;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The cipher threads of one crypt device, as dm-crypt's {@code kcryptd} workqueue
+ * (drivers/md/dm-crypt.c, {@code WQ_CPU_INTENSIVE | WQ_UNBOUND}): a few platform threads that
+ * take {@link CipherJob}s from one lock-free {@link MpmcRing} and run their chunks, so the
+ * AES-XTS work of a bio is spread over the cores instead of running on the thread that completed
+ * (READ) or submitted (WRITE) it.
+ *
+ * <h2>Hand-off</h2>
+ * {@link #post} puts up to n references to a job in the ring and wakes as many parked workers.
+ * It never blocks: a full ring, a device being closed, the threads not started yet, or memory the
+ * workers may not touch (a confined arena's) simply post
+ * fewer (the poster then runs the chunks itself, see {@link CipherJob#start}). Threads start on
+ * the first post, not at construction, so a device that only ever sees small bios has none.
+ *
+ * <h2>Idle</h2>
+ * A worker with nothing to do polls for a short while ({@link #spinNanos}, so a steady stream of
+ * bios does not pay a futex wake-up per bio) and then parks; it burns no core when the device is
+ * idle. The park/wake hand-shake is Dekker's: the worker publishes PARKED and then re-polls; the
+ * poster publishes the entry, fences, and then reads the state. One of them sees the other.
+ *
+ * <p>Thread-safe.
+ */
+final class CryptWorkers {
+    private static final int RUNNING = 0;
+    private static final int PARKED = 1;
+    /** Start state of the threads: not yet, being started by one poster, running. */
+    private static final int NEW = 0;
+    private static final int STARTING = 1;
+    private static final int STARTED = 2;
+
+    private final String name;
+    private final MpmcRing<CipherJob> queue;
+    private final Worker[] workers;
+    private final long spinNanos;
+    private final AtomicInteger startState = new AtomicInteger(NEW);
+    private volatile boolean closed;
+    /** Test hook: when set, the id of every thread that runs a chunk is added. */
+    volatile Set<Long> cipherThreads;
+
+    /**
+     * @param threads   worker threads (0: none, every job runs on its poster)
+     * @param capacity  job references the ring holds
+     * @param spinNanos how long an idle worker polls before it parks
+     */
+    CryptWorkers(String name, int threads, int capacity, long spinNanos) {
+        this.name = name;
+        this.queue = new MpmcRing<>(capacity);
+        this.workers = new Worker[threads];
+        this.spinNanos = spinNanos;
+    }
+
+    int threads() {
+        return workers.length;
+    }
+
+    /**
+     * Offers {@code n} references to {@code job} to the workers, taking one job reference for each
+     * (released by the worker that polls it, see {@link CipherJob#release}). Returns how many were
+     * posted: fewer when the ring is full, none when there are no workers or they are shutting
+     * down. Never blocks.
+     */
+    int post(CipherJob job, int n) {
+        n = Math.min(n, workers.length);
+        if (n <= 0 || closed || !started() || !shared(job.piece)) {
+            return 0;
+        }
+        job.retain(n);
+        int posted = 0;
+        while (posted < n && queue.offer(job)) {
+            posted++;
+        }
+        if (posted < n) {
+            job.dropRefs(n - posted);
+        }
+        // Dekker with Worker.idle(): our entries are visible before we read the workers' states.
+        VarHandle.fullFence();
+        int woken = 0;
+        for (int i = 0; i < workers.length && woken < posted; i++) {
+            Worker w = workers[i];
+            if (w.state.get() == PARKED && w.state.compareAndSet(PARKED, RUNNING)) {
+                LockSupport.unpark(w.thread);
+                woken++;
+            }
+        }
+        if (closed) {
+            // close() may have drained the ring before our entries landed: the caller must then not
+            // rely on the workers (CipherJob.start runs the rest itself).
+            return 0;
+        }
+        return posted;
+    }
+
+    /**
+     * Whether the workers may touch the piece's memory: a segment of a confined arena may only be
+     * used by its owner thread, so such a bio stays where it is.
+     */
+    private boolean shared(Bio piece) {
+        Thread other = workers[0].thread;
+        for (int i = piece.iter().index(), n = piece.segmentCount(); i < n; i++) {
+            if (!piece.segment(i).isAccessibleBy(other)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Starts the threads on first use; false while another poster is starting them. */
+    private boolean started() {
+        int s = startState.get();
+        if (s == STARTED) {
+            return true;
+        }
+        if (s == STARTING || !startState.compareAndSet(NEW, STARTING)) {
+            return startState.get() == STARTED;
+        }
+        for (int i = 0; i < workers.length; i++) {
+            Worker w = new Worker();
+            workers[i] = w;
+            w.thread = Thread.ofPlatform().daemon().name("crypt-" + name + "-" + i).unstarted(w);
+        }
+        for (Worker w : workers) {
+            w.thread.start();
+        }
+        startState.set(STARTED);
+        return true;
+    }
+
+    /** Records the current thread as one that ran cipher work, when a test asks. */
+    void recordThread() {
+        Set<Long> s = cipherThreads;
+        if (s != null) {
+            s.add(Thread.currentThread().threadId());
+        }
+    }
+
+    /**
+     * Stops the workers: they finish what the ring holds and exit. Entries posted after that are
+     * run here, so every bio completes. Waits up to a few seconds for the threads; never called on
+     * the I/O path.
+     */
+    void close() {
+        closed = true;
+        VarHandle.fullFence();
+        if (startState.get() == STARTED) {
+            for (Worker w : workers) {
+                LockSupport.unpark(w.thread);
+            }
+            for (Worker w : workers) {
+                try {
+                    w.thread.join(TimeUnit.SECONDS.toMillis(5));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+        }
+        drain();
+    }
+
+    /** Runs every job reference left in the ring on the calling thread. */
+    private void drain() {
+        CipherJob j;
+        while ((j = queue.poll()) != null) {
+            j.work();
+            j.release();
+        }
+    }
+
+    /** Threads that are alive (for tests: none after close). */
+    int liveThreads() {
+        int n = 0;
+        if (startState.get() == STARTED) {
+            for (Worker w : workers) {
+                if (w.thread.isAlive()) {
+                    n++;
+                }
+            }
+        }
+        return n;
+    }
+
+    private final class Worker implements Runnable {
+        final AtomicInteger state = new AtomicInteger(RUNNING);
+        Thread thread;
+
+        @Override
+        public void run() {
+            while (true) {
+                CipherJob j = queue.poll();
+                if (j == null) {
+                    j = spin();
+                }
+                if (j == null) {
+                    if (closed) {
+                        drain();
+                        return;
+                    }
+                    j = idle();
+                    if (j == null) {
+                        continue;
+                    }
+                }
+                j.work();
+                j.release();
+            }
+        }
+
+        /** Polls for up to {@link #spinNanos}; null when nothing came. */
+        private CipherJob spin() {
+            if (spinNanos <= 0) {
+                return null;
+            }
+            long end = System.nanoTime() + spinNanos;
+            do {
+                Thread.onSpinWait();
+                CipherJob j = queue.poll();
+                if (j != null) {
+                    return j;
+                }
+            } while (!closed && System.nanoTime() < end);
+            return null;
+        }
+
+        /** Parks until a poster wakes us; returns a job found on the way, or null. */
+        private CipherJob idle() {
+            state.set(PARKED); // volatile: ordered before the re-poll (Dekker with post)
+            CipherJob j = queue.poll();
+            if (j != null || closed) {
+                state.set(RUNNING);
+                return j;
+            }
+            LockSupport.park(this);
+            state.set(RUNNING);
+            return null;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "CryptWorkers[" + name + " threads=" + workers.length + "]";
+    }
+}
