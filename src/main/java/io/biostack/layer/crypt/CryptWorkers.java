@@ -32,6 +32,7 @@ import java.util.concurrent.locks.LockSupport;
  * <p>Thread-safe.
  */
 final class CryptWorkers {
+    private static final System.Logger LOG = System.getLogger("biostack.crypt");
     private static final int RUNNING = 0;
     private static final int PARKED = 1;
     /** Start state of the threads: not yet, being started by one poster, running. */
@@ -44,6 +45,8 @@ final class CryptWorkers {
     private final Worker[] workers;
     private final long spinNanos;
     private final AtomicInteger startState = new AtomicInteger(NEW);
+    /** Job references posted and not yet taken by a worker. */
+    private final AtomicInteger backlog = new AtomicInteger();
     private volatile boolean closed;
     /** Test hook: when set, the id of every thread that runs a chunk is added. */
     volatile Set<Long> cipherThreads;
@@ -71,16 +74,20 @@ final class CryptWorkers {
      * down. Never blocks.
      */
     int post(CipherJob job, int n) {
-        n = Math.min(n, workers.length);
+        // A backlog of a reference per worker means every worker has something to take: more
+        // would only wait in the ring while the poster, which runs chunks too, does the work.
+        n = Math.min(n, workers.length - backlog.get());
         if (n <= 0 || closed || !started() || !shared(job.piece)) {
             return 0;
         }
+        backlog.getAndAdd(n);
         job.retain(n);
         int posted = 0;
         while (posted < n && queue.offer(job)) {
             posted++;
         }
         if (posted < n) {
+            backlog.getAndAdd(posted - n);
             job.dropRefs(n - posted);
         }
         // Dekker with Worker.idle(): our entries are visible before we read the workers' states.
@@ -168,10 +175,19 @@ final class CryptWorkers {
         drain();
     }
 
+    /** Takes a job reference from the ring; null when empty. */
+    private CipherJob poll() {
+        CipherJob j = queue.poll();
+        if (j != null) {
+            backlog.getAndDecrement();
+        }
+        return j;
+    }
+
     /** Runs every job reference left in the ring on the calling thread. */
     private void drain() {
         CipherJob j;
-        while ((j = queue.poll()) != null) {
+        while ((j = poll()) != null) {
             j.work();
             j.release();
         }
@@ -197,7 +213,7 @@ final class CryptWorkers {
         @Override
         public void run() {
             while (true) {
-                CipherJob j = queue.poll();
+                CipherJob j = poll();
                 if (j == null) {
                     j = spin();
                 }
@@ -211,7 +227,20 @@ final class CryptWorkers {
                         continue;
                     }
                 }
+                runGuarded(j);
+            }
+        }
+
+        /**
+         * Runs a job's chunks. A callback that throws is the caller's bug, but it must not kill the
+         * worker (the jobs behind it would wait for nobody): it is logged and the worker goes on.
+         */
+        private void runGuarded(CipherJob j) {
+            try {
                 j.work();
+            } catch (RuntimeException | Error e) {
+                LOG.log(System.Logger.Level.ERROR, "crypt worker of " + name + ": a completion threw", e);
+            } finally {
                 j.release();
             }
         }
@@ -224,7 +253,7 @@ final class CryptWorkers {
             long end = System.nanoTime() + spinNanos;
             do {
                 Thread.onSpinWait();
-                CipherJob j = queue.poll();
+                CipherJob j = poll();
                 if (j != null) {
                     return j;
                 }
@@ -235,7 +264,7 @@ final class CryptWorkers {
         /** Parks until a poster wakes us; returns a job found on the way, or null. */
         private CipherJob idle() {
             state.set(PARKED); // volatile: ordered before the re-poll (Dekker with post)
-            CipherJob j = queue.poll();
+            CipherJob j = poll();
             if (j != null || closed) {
                 state.set(RUNNING);
                 return j;
