@@ -71,8 +71,11 @@ public final class Crypt implements Target {
     public static final int DEFAULT_INLINE_BYTES = 32 * 1024;
     /** Bytes per chunk of a larger piece: a 128 KiB bio makes four, enough to feed every core. */
     public static final int DEFAULT_CHUNK_BYTES = 32 * 1024;
-    /** How long an idle worker polls before parking: a few bios' worth at full speed. */
-    private static final long DEFAULT_SPIN_US = 50;
+    /**
+     * How long an idle worker polls before parking: about one 128 KiB bio's cipher work (14 us at
+     * 9 GB/s, measured with XtsThroughput), so a steady stream of large bios rarely pays a wake-up.
+     */
+    private static final long DEFAULT_SPIN_US = 20;
     /** Job references the worker ring holds; beyond that the starter runs the chunks itself. */
     private static final int WORK_RING = 1024;
 

@@ -25,7 +25,7 @@ import java.util.concurrent.locks.LockSupport;
  *
  * <h2>Idle</h2>
  * A worker with nothing to do polls for a short while ({@link #spinNanos}, so a steady stream of
- * bios does not pay a futex wake-up per bio) and then parks; it burns no core when the device is
+ * bios does not pay a futex wake-up per bio; one worker at a time) and then parks; it burns no core when the device is
  * idle. The park/wake hand-shake is Dekker's: the worker publishes PARKED and then re-polls; the
  * poster publishes the entry, fences, and then reads the state. One of them sees the other.
  *
@@ -45,6 +45,8 @@ final class CryptWorkers {
     private final Worker[] workers;
     private final long spinNanos;
     private final AtomicInteger startState = new AtomicInteger(NEW);
+    /** 1 while a worker polls before parking: one spinner is enough to catch the next job. */
+    private final AtomicInteger spinning = new AtomicInteger();
     /** Job references posted and not yet taken by a worker. */
     private final AtomicInteger backlog = new AtomicInteger();
     private volatile boolean closed;
@@ -245,20 +247,28 @@ final class CryptWorkers {
             }
         }
 
-        /** Polls for up to {@link #spinNanos}; null when nothing came. */
+        /**
+         * Polls for up to {@link #spinNanos} when no other worker is polling already; null when
+         * nothing came. One spinner takes the next job without a wake-up; more would only burn
+         * cores that the I/O threads need.
+         */
         private CipherJob spin() {
-            if (spinNanos <= 0) {
+            if (spinNanos <= 0 || !spinning.compareAndSet(0, 1)) {
                 return null;
             }
-            long end = System.nanoTime() + spinNanos;
-            do {
-                Thread.onSpinWait();
-                CipherJob j = poll();
-                if (j != null) {
-                    return j;
-                }
-            } while (!closed && System.nanoTime() < end);
-            return null;
+            try {
+                long end = System.nanoTime() + spinNanos;
+                do {
+                    Thread.onSpinWait();
+                    CipherJob j = poll();
+                    if (j != null) {
+                        return j;
+                    }
+                } while (!closed && System.nanoTime() < end);
+                return null;
+            } finally {
+                spinning.set(0);
+            }
         }
 
         /** Parks until a poster wakes us; returns a job found on the way, or null. */
