@@ -125,8 +125,8 @@ fi
 if part 4; then
   echo "== part 4: CPU per I/O over a ramdisk, inline (workers=0) against the pool (workers,inline,chunk,spin_us)"
   n=$(nproc)
-  cmd="java -cp target/classes:target/test-classes:target/lib/* io.biostack.layer.crypt.CryptScaling read 131072 8 2 $rounds 0,0,32768,0 $n,32768,32768,20"
+  cmd="java -cp target/classes:target/test-classes:target/lib/* io.biostack.layer.crypt.CryptScaling ram read 131072 8 2 $rounds 0,0,32768,0 $n,32768,32768,20"
   echo "  \$ $cmd" >&2
   (cd "$root" && "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -cp "$cp" \
-    io.biostack.layer.crypt.CryptScaling read 131072 8 2 "$rounds" 0,0,32768,0 "$n,32768,32768,20")
+    io.biostack.layer.crypt.CryptScaling ram read 131072 8 2 "$rounds" 0,0,32768,0 "$n,32768,32768,20")
 fi

@@ -77,14 +77,16 @@ final class CipherJob {
 
     /**
      * Runs the job from the thread that has it (the one completing a READ or submitting a WRITE):
-     * offers it to the workers and, when it has several chunks, takes chunks too until none is
-     * left (work-stealing, so the bio never waits on a sleeping worker); a one-chunk job is left to
-     * a worker when one took it. Drops the caller's reference. Never blocks.
+     * offers it to the workers and, with {@code help} and several chunks, takes chunks too until
+     * none is left (work-stealing, so the bio never waits on a sleeping worker). Otherwise the job
+     * is left to the workers that took it, and this thread is free at once (an io_uring worker
+     * goes back to its ring). When no worker took it, this thread runs it all. Drops the caller's
+     * reference. Never blocks.
      */
-    void start(CryptWorkers workers) {
-        int helpers = chunks > 1 ? chunks - 1 : 1;
-        int posted = workers.post(this, helpers);
-        if (posted == 0 || chunks > 1) {
+    void start(CryptWorkers workers, boolean help) {
+        boolean helping = help && chunks > 1;
+        int posted = workers.post(this, helping ? chunks - 1 : chunks);
+        if (posted == 0 || helping) {
             work();
         }
         release();

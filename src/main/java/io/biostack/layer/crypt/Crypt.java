@@ -103,6 +103,7 @@ public final class Crypt implements Target {
     private final AtomicLong jobsCreated = new AtomicLong();
     private final int inlineBytes;
     private final int chunkBytes;
+    private final boolean starterHelps;
 
     private Crypt(String name, BlockDevice lower, CipherSpec spec, byte[] key, long ivOffset, long start,
                   int sectorSize, boolean ivLargeSectors, Tuning tuning) {
@@ -150,6 +151,7 @@ public final class Crypt implements Target {
         int chunk = Math.clamp(tuning.chunkBytes(), sectorSize, Xts.MAX_CHUNK);
         this.chunkBytes = chunk / sectorSize * sectorSize;
         this.inlineBytes = Math.max(0, tuning.inlineBytes());
+        this.starterHelps = tuning.starterHelps();
         this.workers = new CryptWorkers(name, Math.max(0, tuning.workers()), WORK_RING, tuning.spinUs() * 1000L);
     }
 
@@ -158,7 +160,12 @@ public final class Crypt implements Target {
      * up to {@code inlineBytes} done where they are, larger ones cut in {@code chunkBytes} chunks,
      * idle workers polling {@code spinUs} microseconds before they park.
      */
-    public record Tuning(int workers, int inlineBytes, int chunkBytes, int spinUs) {
+    public record Tuning(int workers, int inlineBytes, int chunkBytes, int spinUs, boolean starterHelps) {
+        /** A tuning in which the thread that has a large piece runs chunks too (work-stealing). */
+        public Tuning(int workers, int inlineBytes, int chunkBytes, int spinUs) {
+            this(workers, inlineBytes, chunkBytes, spinUs, true);
+        }
+
         /**
          * The defaults, each overridable by a system property {@code biostack.crypt.*}: a worker per
          * available processor, and none on a single processor, where there is nothing to spread over
@@ -170,12 +177,13 @@ public final class Crypt implements Target {
             return new Tuning(Integer.getInteger("biostack.crypt.workers", cpus > 1 ? cpus : 0),
                     Integer.getInteger("biostack.crypt.inline", DEFAULT_INLINE_BYTES),
                     Integer.getInteger("biostack.crypt.chunk", DEFAULT_CHUNK_BYTES),
-                    Integer.getInteger("biostack.crypt.spin_us", (int) DEFAULT_SPIN_US));
+                    Integer.getInteger("biostack.crypt.spin_us", (int) DEFAULT_SPIN_US),
+                    Boolean.parseBoolean(System.getProperty("biostack.crypt.help", "true")));
         }
 
         /** The defaults with another number of worker threads. */
         public Tuning withWorkers(int n) {
-            return new Tuning(n, inlineBytes, chunkBytes, spinUs);
+            return new Tuning(n, inlineBytes, chunkBytes, spinUs, starterHelps);
         }
     }
 
@@ -286,7 +294,7 @@ public final class Crypt implements Target {
             piece.fail(s, why);
         } else if (piece.size() > inlineBytes) {
             CipherJob.get(jobs, jobsCreated).init(this, false, piece, null, ivAt(piece.offset()), chunkBytes)
-                    .start(workers);
+                    .start(workers, starterHelps);
         } else {
             try {
                 workers.recordThread();
@@ -304,7 +312,7 @@ public final class Crypt implements Target {
         Bounce b = bounces.get();
         if (piece.size() > inlineBytes) {
             CipherJob.get(jobs, jobsCreated).init(this, true, piece, b, ivAt(piece.offset()), chunkBytes)
-                    .start(workers);
+                    .start(workers, starterHelps);
             return;
         }
         try {

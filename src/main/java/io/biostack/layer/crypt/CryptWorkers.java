@@ -92,9 +92,11 @@ final class CryptWorkers {
             backlog.getAndAdd(posted - n);
             job.dropRefs(n - posted);
         }
-        // Dekker with Worker.idle(): our entries are visible before we read the workers' states.
+        // Dekker with Worker.idle() and spin(): our entries are visible before we read the workers'
+        // states. A spinning worker takes one entry without a wake-up (if it has just stopped
+        // spinning, it re-polls after publishing PARKED and finds the entry).
         VarHandle.fullFence();
-        int woken = 0;
+        int woken = spinning.get();
         for (int i = 0; i < workers.length && woken < posted; i++) {
             Worker w = workers[i];
             if (w.state.get() == PARKED && w.state.compareAndSet(PARKED, RUNNING)) {
