@@ -90,11 +90,21 @@ class CryptWorkersTest {
 
     @Test
     void manyConcurrentBiosOfMixedSizesAreBitExactAgainstAReferenceEncryption() throws Exception {
+        mixedSizes(SHARED);
+    }
+
+    @Test
+    void withoutStarterHelpAndWithoutSpinningEveryBioIsHandedOffAndStillBitExact() throws Exception {
+        // every piece is a job, one-chunk jobs too; workers park between jobs and are woken
+        mixedSizes(new Crypt.Tuning(2, 0, 64 << 10, 0, false));
+    }
+
+    private void mixedSizes(Crypt.Tuning tuning) throws Exception {
         int region = 2 << 20;
         int threads = 4;
         RamDisk ram = new RamDisk("ram0", (long) region * threads);
         byte[] key = random(64, 1);
-        Crypt c = crypt(new AsyncLower(ram, completions), key, SHARED);
+        Crypt c = crypt(new AsyncLower(ram, completions), key, tuning);
         int[] sizes = {512, 4096, 8704, 36864, 131072, 307200, 1 << 20};
         byte[][] model = new byte[threads][];
         List<Counted> all = new ArrayList<>();
