@@ -96,7 +96,8 @@ final class CipherJob {
     void work() {
         int i;
         while ((i = next.getAndIncrement()) < chunks) {
-            owner.runChunk(this, (long) i * chunkBytes, (int) Math.min(chunkBytes, piece.size() - (long) i * chunkBytes));
+            long from = (long) i * chunkBytes;
+            owner.runChunk(this, from, (int) Math.min(chunkBytes, piece.size() - from));
             if (left.decrementAndGet() == 0) {
                 owner.cipherDone(this);
             }

@@ -91,7 +91,8 @@ public final class CryptScaling {
         if (stack != null) {
             stack.close();
         }
-        System.out.printf(Locale.ROOT, "# crypt over %s %s bs=%d qd=%d, %d rounds of %.1fs; cpus=%d; median of rounds%n",
+        System.out.printf(Locale.ROOT,
+                "# crypt over %s %s bs=%d qd=%d, %d rounds of %.1fs; cpus=%d; median of rounds%n",
                 args[0], rw.fioName(), bs, qd, rounds, seconds, Runtime.getRuntime().availableProcessors());
         System.out.printf(Locale.ROOT, "%-44s %8s %8s   cpu us/io: %6s %6s %6s %6s%n", "tuning", "max k", "med k",
                 "all", "uring", "crypt", "other");
