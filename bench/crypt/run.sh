@@ -12,9 +12,10 @@
 #   Targets (issue 9): >= 0.9 on randread-4k-qd32, >= 0.85 on read-128k-qd8.
 # Part 3: over a ramdisk, where the CPU is the limit: crypt 128k read QD8 on every core against the
 #   same run pinned to one core (taskset -c 0), alternating; target both/pinned >= 1.6.
-# Part 4: CPU time per I/O of crypt over a ramdisk, cipher work inline (workers=0) against the
-#   worker pool, from io.biostack.layer.crypt.CryptScaling: the overhead of the hand-off, readable
-#   even on a loaded machine where IOPS are not.
+# Part 4: CPU time per I/O of crypt over a ramdisk and (with part 2) over the loop device, cipher
+#   work inline (workers=0) against the worker pool, split by thread (io_uring worker, crypt
+#   workers, rest), from io.biostack.layer.crypt.CryptScaling: the cost of the hand-off and the
+#   cipher work left on the ring thread; readable even on a loaded machine where IOPS are not.
 # The key is random per run and only ever in the stack files, which are made mode 0600 in a
 # private temp dir and removed on exit. Every bench command is printed before it runs.
 set -euo pipefail
@@ -123,10 +124,17 @@ STACK
 fi
 
 if part 4; then
-  echo "== part 4: CPU per I/O over a ramdisk, inline (workers=0) against the pool (workers,inline,chunk,spin_us)"
+  echo "== part 4: CPU per I/O, split by thread: cipher work inline (workers=0) against the pool (workers,inline,chunk,spin_us)"
   n=$(nproc)
-  cmd="java -cp target/classes:target/test-classes:target/lib/* io.biostack.layer.crypt.CryptScaling ram read 131072 8 2 $rounds 0,0,32768,0 $n,32768,32768,20"
-  echo "  \$ $cmd" >&2
-  (cd "$root" && "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -cp "$cp" \
-    io.biostack.layer.crypt.CryptScaling ram read 131072 8 2 "$rounds" 0,0,32768,0 "$n,32768,32768,20")
+  scaling() {
+    echo "  \$ java -cp target/classes:target/test-classes:target/lib/* io.biostack.layer.crypt.CryptScaling $*" >&2
+    (cd "$root" && "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -cp "$cp" \
+      io.biostack.layer.crypt.CryptScaling "$@" 2>&1 | grep -v 'file engine\|Engines acquire')
+  }
+  scaling ram read 131072 8 2 "$rounds" 0,0,32768,0 "$n,32768,32768,20"
+  if part 2; then
+    # the io_uring worker's share is what is left on the ring's critical path
+    scaling "$out/loop.stack:disk0" read 131072 8 2 "$rounds" plain 0,0,32768,0 "$n,32768,32768,20" \
+      "$n,32768,32768,20,nohelp"
+  fi
 fi

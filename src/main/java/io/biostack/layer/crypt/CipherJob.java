@@ -85,7 +85,7 @@ final class CipherJob {
      */
     void start(CryptWorkers workers, boolean help) {
         boolean helping = help && chunks > 1;
-        int posted = workers.post(this, helping ? chunks - 1 : chunks);
+        int posted = workers.post(this, helping ? chunks - 1 : chunks, !helping);
         if (posted == 0 || helping) {
             work();
         }

@@ -70,15 +70,23 @@ final class CryptWorkers {
     }
 
     /**
-     * Offers {@code n} references to {@code job} to the workers, taking one job reference for each
-     * (released by the worker that polls it, see {@link CipherJob#release}). Returns how many were
-     * posted: fewer when the ring is full, none when there are no workers or they are shutting
-     * down. Never blocks.
+     * Offers up to {@code n} references to {@code job} to the workers (fewer when every worker
+     * already has a reference waiting, but one with {@code atLeastOne}), taking one job reference
+     * for each (released by the worker that polls it, see {@link CipherJob#release}). Returns how
+     * many were posted: fewer when the ring is full, none when there are no workers, when they are
+     * shutting down, or when they may not touch the bio's memory. Never blocks.
      */
-    int post(CipherJob job, int n) {
+    int post(CipherJob job, int n, boolean atLeastOne) {
+        if (workers.length == 0) {
+            return 0;
+        }
         // A backlog of a reference per worker means every worker has something to take: more
-        // would only wait in the ring while the poster, which runs chunks too, does the work.
+        // would only wait in the ring while the poster, which runs chunks too, does the work. A
+        // poster that will not run chunks posts one reference whatever the backlog.
         n = Math.min(n, workers.length - backlog.get());
+        if (atLeastOne) {
+            n = Math.max(n, 1);
+        }
         if (n <= 0 || closed || !started() || !shared(job.piece)) {
             return 0;
         }
