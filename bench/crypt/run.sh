@@ -131,10 +131,11 @@ if part 4; then
     (cd "$root" && "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -cp "$cp" \
       io.biostack.layer.crypt.CryptScaling "$@" 2>&1 | grep -v 'file engine\|Engines acquire')
   }
-  scaling ram read 131072 8 2 "$rounds" 0,0,32768,0 "$n,32768,32768,20"
+  # the defaults are "$n,32768,32768,20,nohelp"; the variant without nohelp is work-stealing
+  scaling ram read 131072 8 2 "$rounds" 0,0,32768,0 "$n,32768,32768,20,nohelp" "$n,32768,32768,20"
   if part 2; then
     # the io_uring worker's share is what is left on the ring's critical path
-    scaling "$out/loop.stack:disk0" read 131072 8 2 "$rounds" plain 0,0,32768,0 "$n,32768,32768,20" \
-      "$n,32768,32768,20,nohelp"
+    scaling "$out/loop.stack:disk0" read 131072 8 2 "$rounds" plain 0,0,32768,0 "$n,32768,32768,20,nohelp" \
+      "$n,32768,32768,20"
   fi
 fi

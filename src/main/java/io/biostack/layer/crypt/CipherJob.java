@@ -81,7 +81,7 @@ final class CipherJob {
      * none is left (work-stealing, so the bio never waits on a sleeping worker). Otherwise the job
      * is left to the workers that took it, and this thread is free at once (an io_uring worker
      * goes back to its ring). When no worker took it, this thread runs it all. Drops the caller's
-     * reference. Never blocks.
+     * reference. Never blocks (a wake-up is a futex syscall that does not wait).
      */
     void start(CryptWorkers workers, boolean help) {
         boolean helping = help && chunks > 1;
