@@ -13,14 +13,17 @@ import java.util.Locale;
 public record BenchResult(Workload workload, long elapsedNs, long readIos, long writeIos, long errors,
                           Histogram readLat, Histogram writeLat, double allocBytesPerIo, String firstError) {
 
+    /** Reads and writes measured. */
     public long ios() {
         return readIos + writeIos;
     }
 
+    /** I/Os per second over the measured time. */
     public double iops() {
         return ios() * 1e9 / elapsedNs;
     }
 
+    /** Bytes per second over the measured time. */
     public double bwBytes() {
         return (double) ios() * workload.blockSize() * 1e9 / elapsedNs;
     }

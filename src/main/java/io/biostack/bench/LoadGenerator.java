@@ -37,6 +37,7 @@ public final class LoadGenerator {
     private long rampNs;
     private volatile String firstError;
 
+    /** A load of {@code w} on {@code dev}; nothing runs until {@link #run}. The device stays the caller's. */
     public LoadGenerator(BlockDevice dev, Workload w) {
         this.dev = dev;
         this.w = w;
@@ -280,6 +281,7 @@ public final class LoadGenerator {
     /** Called about once a second while the run goes on. */
     @FunctionalInterface
     public interface ProgressListener {
+        /** I/Os done and nanoseconds elapsed so far; called on the thread in {@link LoadGenerator#run}. */
         void progress(long ios, long elapsedNs);
     }
 }

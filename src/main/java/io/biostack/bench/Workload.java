@@ -28,6 +28,7 @@ public record Workload(Pattern rw, int blockSize, int ioDepth, long runtimeNs, l
             this.reads = reads;
         }
 
+        /** The pattern fio calls {@code s} (read, write, randread, randwrite, randrw). */
         public static Pattern parse(String s) {
             try {
                 return valueOf(s.toUpperCase(Locale.ROOT));
@@ -36,11 +37,13 @@ public record Workload(Pattern rw, int blockSize, int ioDepth, long runtimeNs, l
             }
         }
 
+        /** The name fio gives the pattern. */
         public String fioName() {
             return name().toLowerCase(Locale.ROOT);
         }
     }
 
+    /** Checks the numbers; throws {@link IllegalArgumentException} naming the bad option. */
     public Workload {
         if (blockSize <= 0) {
             throw new IllegalArgumentException("--bs must be positive");

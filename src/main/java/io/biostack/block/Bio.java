@@ -134,14 +134,17 @@ public final class Bio {
         return this;
     }
 
+    /** What the bio does. */
     public Op op() {
         return op;
     }
 
+    /** The {@link BioFlags} bits. */
     public int flags() {
         return flags;
     }
 
+    /** True when {@code flag} (a {@link BioFlags} bit) is set. */
     public boolean hasFlag(int flag) {
         return (flags & flag) != 0;
     }
@@ -166,6 +169,7 @@ public final class Bio {
         iter.offset = offset;
     }
 
+    /** The progress through the bio: device offset, bytes left, current segment. Changed by whoever owns the bio now. */
     public BioIter iter() {
         return iter;
     }
@@ -183,10 +187,15 @@ public final class Bio {
         return vecs[i];
     }
 
+    /** The callback {@link #endIo()} runs, or null. */
     public EndIo endIoCallback() {
         return endIo;
     }
 
+    /**
+     * Sets the completion callback ({@code bi_end_io}). Only the bio's owner, before submit: it runs
+     * once, on the thread that completes the bio, and must not block.
+     */
     public void setEndIo(EndIo endIo) {
         this.endIo = endIo;
     }
@@ -196,6 +205,7 @@ public final class Bio {
         return privateData;
     }
 
+    /** Sets the reference the callback's owner keeps in the bio. */
     public void setPrivateData(Object privateData) {
         this.privateData = privateData;
     }
@@ -209,6 +219,7 @@ public final class Bio {
         return driverData;
     }
 
+    /** Sets the bottom device's slot (see {@link #driverData()}). */
     public void setDriverData(Object driverData) {
         this.driverData = driverData;
     }
@@ -218,12 +229,14 @@ public final class Bio {
         return privateLong;
     }
 
+    /** Sets the primitive slot of the callback's owner. */
     public void setPrivateLong(long value) {
         this.privateLong = value;
     }
 
     // ---- status and completion -------------------------------------------------------------
 
+    /** The first error recorded, or {@link Status#OK}. Final once the bio has completed. */
     public Status status() {
         return status;
     }
@@ -448,6 +461,7 @@ public final class Bio {
     /** Receives the pieces of a bio's memory, see {@link #forEachSegment}. */
     @FunctionalInterface
     public interface SegmentVisitor {
+        /** One piece: {@code length} bytes of {@code segment} from {@code offset}. Don't keep the segment past the bio's completion. */
         void visit(MemorySegment segment, long offset, long length);
     }
 

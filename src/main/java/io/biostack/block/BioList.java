@@ -9,6 +9,7 @@ public final class BioList {
     private Bio tail;
     private int size;
 
+    /** Appends {@code bio}; the list holds it until {@link #poll()} hands it out. */
     public void add(Bio bio) {
         bio.next = null;
         if (tail == null) {
@@ -39,6 +40,7 @@ public final class BioList {
         size++;
     }
 
+    /** Removes and returns the first bio, or null when empty. */
     public Bio poll() {
         Bio b = head;
         if (b != null) {
@@ -52,10 +54,12 @@ public final class BioList {
         return b;
     }
 
+    /** True when no bio is held. */
     public boolean isEmpty() {
         return head == null;
     }
 
+    /** Bios held. */
     public int size() {
         return size;
     }

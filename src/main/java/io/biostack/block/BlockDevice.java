@@ -10,6 +10,15 @@ import java.util.concurrent.CompletableFuture;
  * <p>{@link #submit(Bio)} is the whole contract; the {@code CompletableFuture} methods are
  * conveniences built on it for callers who don't want bios (they allocate; the I/O path of the
  * stack itself uses bare bios).
+ *
+ * <h2>Threads and memory</h2>
+ * Any thread may submit. A bio completes, and a future completes, on the thread that finishes
+ * the I/O (an io_uring worker, an engine thread, or the submitting thread for memory devices and
+ * early errors): end-io callbacks and non-async dependent stages run there and must not block.
+ * The memory a caller hands over stays the caller's: it must stay valid and untouched until the
+ * bio or future completes, and native memory must come from a shared, automatic or global arena
+ * (a loop device fails a confined arena's memory with {@link Status#INVAL}: its engine's threads
+ * do the I/O).
  */
 public interface BlockDevice extends AutoCloseable {
     /** A short name for messages ("loop0", "disk0p1"). */
@@ -18,8 +27,10 @@ public interface BlockDevice extends AutoCloseable {
     /** Capacity in bytes. */
     long size();
 
+    /** What bios this device takes: block sizes, alignment, largest bio, features. Fixed while it is open. */
     QueueLimits limits();
 
+    /** True when the device refuses every change (writes fail with {@link Status#READONLY}). */
     boolean isReadOnly();
 
     /**
@@ -64,6 +75,7 @@ public interface BlockDevice extends AutoCloseable {
         return FutureBio.submit(this, Op.READ, 0, offset, dst, dst.count());
     }
 
+    /** Reads {@code dst.byteSize()} bytes at {@code offset} into {@code dst} (from a shared or automatic arena). */
     default CompletableFuture<Void> read(long offset, MemorySegment dst) {
         return read(offset, IoIter.of(dst));
     }
@@ -73,6 +85,7 @@ public interface BlockDevice extends AutoCloseable {
         return FutureBio.submit(this, Op.WRITE, flags, offset, src, src.count());
     }
 
+    /** Writes {@code src} at {@code offset} (from a shared or automatic arena). */
     default CompletableFuture<Void> write(long offset, MemorySegment src) {
         return write(offset, IoIter.of(src), 0);
     }
@@ -82,6 +95,7 @@ public interface BlockDevice extends AutoCloseable {
         return FutureBio.submit(this, Op.FLUSH, 0, 0, null, 0);
     }
 
+    /** Tells the device the range is no longer needed (it may read back as zeros or as before). */
     default CompletableFuture<Void> discard(long offset, long length) {
         return FutureBio.submit(this, Op.DISCARD, 0, offset, null, length);
     }

@@ -7,5 +7,6 @@ package io.biostack.block;
  */
 @FunctionalInterface
 public interface EndIo {
+    /** Called once when {@code bio} has completed; {@link Bio#status()} says how it went. */
     void endIo(Bio bio);
 }

@@ -13,10 +13,12 @@ public record Extent(long length, int flags) {
     /** Reads as zeros (NBD_STATE_ZERO, bit 1). */
     public static final int ZERO = 2;
 
+    /** {@code length} bytes that hold data (or may). */
     public static Extent data(long length) {
         return new Extent(length, 0);
     }
 
+    /** {@code length} bytes that read as zeros and hold no storage. */
     public static Extent hole(long length) {
         return new Extent(length, HOLE | ZERO);
     }

@@ -11,7 +11,8 @@ import java.nio.ByteBuffer;
  * kernel may be given the memory as it is.
  *
  * <p>The iterator does not own the memory: the caller keeps it alive and unchanged until every
- * bio built from it has completed. Not thread-safe.
+ * bio built from it has completed. Native memory for asynchronous I/O must come from a shared,
+ * automatic or global arena (the I/O happens on other threads). Not thread-safe.
  */
 public final class IoIter {
     private final MemorySegment[] segs;

@@ -29,6 +29,7 @@ public final class MpmcRing<T> {
         }
     }
 
+    /** Slots in the ring. */
     public int capacity() {
         return mask + 1;
     }

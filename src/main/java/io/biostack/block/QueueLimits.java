@@ -45,6 +45,7 @@ public final class QueueLimits {
         this.fua = b.fua;
     }
 
+    /** A builder with the defaults of a 512-byte disk and no other limits. */
     public static Builder builder() {
         return new Builder();
     }
@@ -83,6 +84,7 @@ public final class QueueLimits {
     public long maxSegmentSize() { return maxSegmentSize; }
     /** A bio must not cross a multiple of this (0 = no boundary); stripes set it. */
     public long chunkBytes() { return chunkBytes; }
+    /** Unit in bytes a discard frees storage in (0 = the logical block size). */
     public int discardGranularity() { return discardGranularity; }
     /** Largest DISCARD in bytes; 0 = DISCARD not supported. */
     public long maxDiscardBytes() { return maxDiscardBytes; }
@@ -96,7 +98,9 @@ public final class QueueLimits {
     public boolean writeCache() { return writeCache; }
     /** True when FUA is honoured natively. */
     public boolean fua() { return fua; }
+    /** True when the device takes DISCARD. */
     public boolean discard() { return maxDiscardBytes > 0; }
+    /** True when the device takes WRITE_ZEROES. */
     public boolean writeZeroes() { return maxWriteZeroesBytes > 0; }
 
     /**
@@ -186,20 +190,34 @@ public final class QueueLimits {
             logicalBlockSize = v;
             return this;
         }
+        /** Sets the unit the device writes without read-modify-write. */
         public Builder physicalBlockSize(int v) { physicalBlockSize = v; return this; }
+        /** Sets the alignment the memory of a bio needs (1 = any). */
         public Builder dmaAlignment(int v) { dmaAlignment = Math.max(1, v); return this; }
+        /** Sets the largest data bio in bytes (0 = no limit). */
         public Builder maxBytes(long v) { maxBytes = v; return this; }
+        /** Sets the most segments in a bio (0 = no limit). */
         public Builder maxSegments(int v) { maxSegments = v; return this; }
+        /** Sets the largest segment in bytes (0 = no limit). */
         public Builder maxSegmentSize(long v) { maxSegmentSize = v; return this; }
+        /** Sets the boundary no bio may cross, in bytes (0 = none), as a striped layer's chunk. */
         public Builder chunkBytes(long v) { chunkBytes = v; return this; }
+        /** Sets the unit a discard frees storage in. */
         public Builder discardGranularity(int v) { discardGranularity = v; return this; }
+        /** Sets the largest DISCARD in bytes (0 = no DISCARD). */
         public Builder maxDiscardBytes(long v) { maxDiscardBytes = v; return this; }
+        /** Sets the largest WRITE_ZEROES in bytes (0 = no WRITE_ZEROES). */
         public Builder maxWriteZeroesBytes(long v) { maxWriteZeroesBytes = v; return this; }
+        /** Sets the smallest I/O the device prefers. */
         public Builder ioMin(int v) { ioMin = v; return this; }
+        /** Sets the I/O size the device streams best at. */
         public Builder ioOpt(long v) { ioOpt = v; return this; }
+        /** Says whether the device has a volatile write cache (FLUSH matters). */
         public Builder writeCache(boolean v) { writeCache = v; return this; }
+        /** Says whether the device honours FUA itself. */
         public Builder fua(boolean v) { fua = v; return this; }
 
+        /** The limits set so far. */
         public QueueLimits build() {
             return new QueueLimits(this);
         }

@@ -21,6 +21,7 @@ public final class RamDisk implements BlockDevice {
     private final boolean readOnly;
     private final AtomicReferenceArray<MemorySegment> chunks;
 
+    /** A writable ramdisk of {@code size} bytes with 512-byte blocks. */
     public RamDisk(String name, long size) {
         this(name, size, 512, false);
     }

@@ -48,6 +48,7 @@ public enum Status {
         return text;
     }
 
+    /** True for {@link #OK}. */
     public boolean isOk() {
         return this == OK;
     }

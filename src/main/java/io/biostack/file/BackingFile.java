@@ -264,6 +264,7 @@ public final class BackingFile implements AutoCloseable {
         return r < 0 ? -1 : r;
     }
 
+    /** The file's path as opened. */
     public Path path() {
         return path;
     }
@@ -272,10 +273,12 @@ public final class BackingFile implements AutoCloseable {
         return fd;
     }
 
+    /** True when the file is open O_DIRECT (no page cache). */
     public boolean isDirect() {
         return direct;
     }
 
+    /** True when the file is open read-only. */
     public boolean isReadOnly() {
         return readOnly;
     }
@@ -290,6 +293,7 @@ public final class BackingFile implements AutoCloseable {
         return dioMemAlign;
     }
 
+    /** The limits of file bios: block size and memory alignment of O_DIRECT, largest bio. */
     public QueueLimits limits() {
         return limits;
     }
@@ -299,6 +303,7 @@ public final class BackingFile implements AutoCloseable {
         return engine.describe();
     }
 
+    /** The engine that does this file's I/O (URING or THREADS, never AUTO). */
     public EngineKind engineKind() {
         return engine.kind();
     }

@@ -15,7 +15,9 @@ import java.util.concurrent.CompletableFuture;
  * copy); heap or misaligned memory is bounced by {@link BackingFile#submitFileBio}; the bio is
  * split to the file's limits there.
  *
- * <p>The caller keeps the memory alive and untouched until the future completes.
+ * <p>The caller keeps the memory alive and untouched until the future completes. The future
+ * completes on the file engine's I/O thread; stages chained without {@code ...Async} run there
+ * and must not block. Any thread may call these methods.
  */
 public final class DirectIo {
     private static final EndIo COMPLETE = bio -> {

@@ -9,6 +9,7 @@ public enum EngineKind {
     /** io_uring when the kernel allows it, else threads (said in one log line). */
     AUTO;
 
+    /** The kind {@code s} names: uring, threads or auto. */
     public static EngineKind parse(String s) {
         return switch (s.toLowerCase(java.util.Locale.ROOT)) {
             case "uring", "io_uring" -> URING;

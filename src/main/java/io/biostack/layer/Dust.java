@@ -33,6 +33,7 @@ public final class Dust implements Target {
     private volatile boolean enabled;
     private volatile boolean quiet;
 
+    /** {@code length} bytes of {@code leg} in blocks of {@code blockSize}, with no bad blocks yet and failing disabled. */
     public Dust(String name, Leg leg, long length, int blockSize) {
         if (blockSize < 512 || Integer.bitCount(blockSize) != 1) {
             throw new IllegalArgumentException(name + ": block size must be a power of two >= 512: " + blockSize);

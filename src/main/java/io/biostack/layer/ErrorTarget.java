@@ -15,6 +15,7 @@ public final class ErrorTarget implements Target {
     private final QueueLimits limits = QueueLimits.builder()
             .maxDiscardBytes(Long.MAX_VALUE).maxWriteZeroesBytes(Long.MAX_VALUE).build();
 
+    /** A device of {@code lengthBytes} (whole sectors) that fails every bio. */
     public ErrorTarget(String name, long lengthBytes) {
         if (lengthBytes < 0 || lengthBytes % Layers.SECTOR != 0) {
             throw new IllegalArgumentException(name + ": length must be whole sectors: " + lengthBytes);

@@ -84,6 +84,7 @@ public final class Layers {
     /** How many bytes from an offset to the next boundary a layer must split at. */
     @FunctionalInterface
     public interface Boundary {
+        /** Bytes from {@code offset} to the next boundary. */
         long bytesToBoundary(long offset);
     }
 

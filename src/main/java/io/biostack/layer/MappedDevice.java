@@ -104,10 +104,12 @@ public final class MappedDevice implements BlockDevice {
             return new Table(device, List.of(new Segment(0, target.size(), target)));
         }
 
+        /** The segments in device order. */
         public List<Segment> segments() {
             return List.of(segs);
         }
 
+        /** Bytes covered by the segments. */
         public long size() {
             return size;
         }
@@ -161,6 +163,7 @@ public final class MappedDevice implements BlockDevice {
     @Override public QueueLimits limits() { return live.limits; }
     @Override public boolean isReadOnly() { return live.readOnly; }
 
+    /** Running, suspended or closed. */
     public State state() {
         return state;
     }

@@ -157,6 +157,7 @@ public final class Mirror implements Target {
         return syncedRegions.get();
     }
 
+    /** Regions the device is divided into for resync. */
     public int regionCount() {
         return regions;
     }

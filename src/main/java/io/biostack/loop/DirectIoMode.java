@@ -9,6 +9,7 @@ public enum DirectIoMode {
     /** O_DIRECT when the offset and block size fit the file's direct-I/O alignment, as loop.c decides. */
     AUTO;
 
+    /** The mode {@code s} names (as {@code --direct-io} takes it). */
     public static DirectIoMode parse(String s) {
         return switch (s.toLowerCase(java.util.Locale.ROOT)) {
             case "on", "1", "true" -> ON;

@@ -22,7 +22,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * {@link BackingFile#submitFileBio}. No thread per request, no special async path: completion is
  * each bio's own end-io, called from the file's engine.
  *
- * <p>Thread-safe. Owns its {@link BackingFile}, which {@link #close()} closes.
+ * <p>Thread-safe: any thread may submit. Bios complete on the backing file's engine thread (the
+ * io_uring worker, or a pool thread of the threads engine), or on the submitting thread when
+ * they are refused. Owns its {@link BackingFile}, which {@link #close()} closes.
  */
 public final class LoopDevice implements BlockDevice {
     private static final System.Logger LOG = System.getLogger("biostack.loop");
@@ -159,10 +161,12 @@ public final class LoopDevice implements BlockDevice {
         return file.isDirect();
     }
 
+    /** The file under the device (owned by the device: don't close it). */
     public BackingFile backingFile() {
         return file;
     }
 
+    /** The configuration the device was opened with. */
     public LoopConfig config() {
         return config;
     }

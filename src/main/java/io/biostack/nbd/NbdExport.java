@@ -18,6 +18,7 @@ import java.util.Objects;
  * @param readOnly    refuse every change with EPERM (also true when the device itself is read-only)
  */
 public record NbdExport(String name, String description, BlockDevice device, boolean readOnly) {
+    /** Checks the name and device; an export of a read-only device is read-only. */
     public NbdExport {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(device, "device");

@@ -103,6 +103,7 @@ public final class NbdServer implements AutoCloseable {
         this.timer.setRemoveOnCancelPolicy(true);
     }
 
+    /** A builder: add exports and at least one socket, then {@link Builder#start()}. */
     public static Builder builder() {
         return new Builder();
     }
@@ -447,11 +448,13 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
+        /** Listens on a unix socket at {@code path} (removed again by {@link NbdServer#close()}). */
         public Builder unixSocket(Path path) {
             this.unix = path;
             return this;
         }
 
+        /** Most connections at once; more are refused. */
         public Builder maxConnections(int n) {
             this.maxConnections = n;
             return this;

@@ -51,6 +51,7 @@ public final class ControlServer implements AutoCloseable {
         return new ControlServer(stack, socket, s);
     }
 
+    /** The unix socket path clients connect to. */
     public Path path() {
         return path;
     }

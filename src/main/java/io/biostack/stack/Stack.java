@@ -259,14 +259,17 @@ public final class Stack implements AutoCloseable {
         return out;
     }
 
+    /** The table lines of mapped device {@code name}, as {@code dmsetup table} prints them. */
     public synchronized List<String> table(String name) {
         return mapped(name).table();
     }
 
+    /** The status lines of mapped device {@code name}, as {@code dmsetup status} prints them. */
     public synchronized List<String> status(String name) {
         return mapped(name).status();
     }
 
+    /** Suspends mapped device {@code name}: new bios wait, and this returns once those in flight have completed. */
     public void suspend(String name) throws TimeoutException, InterruptedException {
         MappedDevice m;
         synchronized (this) {

@@ -5,13 +5,16 @@ package io.biostack.stack;
  * ("stack.conf:4: ...") and says what is wrong. Nothing was opened or changed.
  */
 public final class StackException extends RuntimeException {
+    /** The 1-based line, 0 when the problem is not about one line. */
     private final int line;
 
+    /** A problem on {@code line} of {@code source} (null when there is no source). */
     public StackException(String source, int line, String message) {
         super((source == null ? "" : source + ":") + (line > 0 ? line + ": " : " ") + message);
         this.line = line;
     }
 
+    /** A problem not tied to a line, caused by {@code cause}. */
     public StackException(String message, Throwable cause) {
         super(message, cause);
         this.line = 0;

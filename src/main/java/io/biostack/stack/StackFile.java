@@ -35,6 +35,7 @@ public final class StackFile {
      * @param args   the target's arguments
      */
     public record Line(int line, String name, long start, long length, String target, List<String> args) {
+        /** True for a segment of a mapped device, false for a whole-device line. */
         public boolean isSegment() {
             return start >= 0;
         }

@@ -24,6 +24,8 @@ import io.biostack.layer.snapshot.SnapshotOrigin;
 import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
+import io.biostack.rbd.RbdDevice;
+import io.biostack.rbd.RbdOptions;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -48,6 +50,7 @@ import java.util.TreeMap;
  * <tr><td>{@code loop FILE [direct-io=on|off|auto] [offset=N] [sizelimit=N] [sector-size=N] [read-only] [size=N]}</td><td>leaf</td></tr>
  * <tr><td>{@code ram SIZE [sector-size=N] [read-only]}</td><td>leaf</td></tr>
  * <tr><td>{@code partition DEV N}</td><td>leaf (a window, as the kernel's partitions)</td></tr>
+ * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf (a Ceph RBD image)</td></tr>
  * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear</td></tr>
  * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe</td></tr>
  * <tr><td>{@code mirror [core <#args> REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
@@ -65,6 +68,7 @@ public final class Targets {
     /** Looks up devices opened before this one. */
     @FunctionalInterface
     public interface Resolver {
+        /** The open device called {@code name}. */
         BlockDevice device(String name);
     }
 
@@ -91,6 +95,7 @@ public final class Targets {
     /** Parses a target's arguments; throws {@link IllegalArgumentException} saying what is wrong. */
     @FunctionalInterface
     public interface Parser {
+        /** The spec of one line from its arguments. */
         Spec parse(Args a);
     }
 
@@ -100,6 +105,7 @@ public final class Targets {
         register("loop", true, Targets::loop);
         register("ram", true, Targets::ram);
         register("partition", true, Targets::partition);
+        register("rbd", true, Targets::rbd);
         register("linear", false, Targets::linear);
         register("striped", false, Targets::striped);
         register("mirror", false, Targets::mirror);
@@ -112,6 +118,7 @@ public final class Targets {
         register("luks", false, Targets::luks);
         register("snapshot", false, Targets::snapshot);
         register("snapshot-origin", false, Targets::snapshotOrigin);
+        register("log-writes", false, LogWritesParser::parse);
     }
 
     private Targets() {
@@ -127,6 +134,7 @@ public final class Targets {
         return KINDS.get(name);
     }
 
+    /** The names of every registered target, sorted. */
     public static synchronized List<String> names() {
         return List.copyOf(KINDS.keySet());
     }
@@ -145,14 +153,17 @@ public final class Targets {
             this.args = args;
         }
 
+        /** True while arguments are left. */
         public boolean hasNext() {
             return pos < args.size();
         }
 
+        /** The next argument, not consumed. */
         public String peek() {
             return args.get(pos);
         }
 
+        /** Arguments not read yet. */
         public int left() {
             return args.size() - pos;
         }
@@ -191,6 +202,7 @@ public final class Targets {
             }
         }
 
+        /** The next argument as a non-negative whole number; {@code what} names it in messages. */
         public long number(String what) {
             String s = next(what);
             try {
@@ -211,6 +223,7 @@ public final class Targets {
             }
         }
 
+        /** An exception that names the target and says {@code why}, for the caller to throw. */
         public IllegalArgumentException bad(String why) {
             return new IllegalArgumentException(target + ": " + why);
         }
@@ -302,6 +315,20 @@ public final class Targets {
             }
             throw new IllegalArgumentException(disk + " has no partition " + n);
         });
+    }
+
+    private static Spec rbd(Args a) {
+        List<String> args = new ArrayList<>();
+        while (a.hasNext()) {
+            args.add(a.next("argument"));
+        }
+        RbdOptions o;
+        try {
+            o = RbdOptions.parse(args);
+        } catch (IllegalArgumentException e) {
+            throw a.bad(e.getMessage());
+        }
+        return a.spec((name, len, r) -> RbdDevice.open(name, o));
     }
 
     // ---- device-mapper targets -------------------------------------------------------------

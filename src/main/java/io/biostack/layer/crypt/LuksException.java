@@ -19,18 +19,22 @@ public final class LuksException extends RuntimeException {
         IO
     }
 
+    /** Why the volume could not be used. */
     private final Reason reason;
 
+    /** A refusal for {@code reason}, said in {@code message}. */
     public LuksException(Reason reason, String message) {
         super(message);
         this.reason = reason;
     }
 
+    /** A refusal for {@code reason}, said in {@code message}, caused by {@code cause}. */
     public LuksException(Reason reason, String message, Throwable cause) {
         super(message, cause);
         this.reason = reason;
     }
 
+    /** Why the volume could not be used. */
     public Reason reason() {
         return reason;
     }

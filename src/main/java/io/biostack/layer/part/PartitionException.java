@@ -2,10 +2,12 @@ package io.biostack.layer.part;
 
 /** A partition table that can't be used (a GPT with no valid header, an unreadable disk). */
 public final class PartitionException extends RuntimeException {
+    /** A table refused for the reason {@code message} says. */
     public PartitionException(String message) {
         super(message);
     }
 
+    /** A table refused because reading it failed with {@code cause}. */
     public PartitionException(String message, Throwable cause) {
         super(message, cause);
     }

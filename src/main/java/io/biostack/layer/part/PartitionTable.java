@@ -12,6 +12,7 @@ import java.util.List;
  *                   backup
  */
 public record PartitionTable(String scheme, List<Partition> partitions, List<String> warnings) {
+    /** Copies the lists (the table is immutable). */
     public PartitionTable {
         partitions = List.copyOf(partitions);
         warnings = List.copyOf(warnings);

@@ -145,14 +145,17 @@ public final class Snapshot implements Target {
     @Override public boolean isReadOnly() { return origin.isReadOnly() || cow.isReadOnly(); }
     @Override public String targetType() { return state == State.MERGING ? "snapshot-merge" : "snapshot"; }
 
+    /** The origin device (not owned by the snapshot). */
     public BlockDevice origin() {
         return origin;
     }
 
+    /** Active, invalid (a copy to the COW device failed, or its store was marked so), merging or merged. */
     public State state() {
         return state;
     }
 
+    /** Bytes per chunk, the unit copied on write. */
     public long chunkBytes() {
         return chunk;
     }
@@ -164,6 +167,7 @@ public final class Snapshot implements Target {
         }
     }
 
+    /** Chunks merged back into the origin so far, of those to merge. */
     public MergeProgress mergeProgress() {
         return new MergeProgress(merged.get(), mergeTotal);
     }

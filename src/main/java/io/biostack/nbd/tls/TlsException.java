@@ -8,10 +8,12 @@ import java.io.IOException;
  * "'CN=eve' is not in --tls-allow", "not TLS: got 0x4e42443a"), never a stack trace.
  */
 public final class TlsException extends IOException {
+    /** A refusal or failure said in {@code reason}. */
     public TlsException(String reason) {
         super(reason);
     }
 
+    /** A refusal or failure said in {@code reason}, caused by {@code cause}. */
     public TlsException(String reason, Throwable cause) {
         super(reason, cause);
     }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# RBD leaf benchmark (issue 8): `biostack bench` on a stack whose device is an rbd line, against
+# fio's own rbd engine (librbd straight from C) on the same image, same job, alternating, in one
+# run. librbd is the ceiling: the leaf should add nothing measurable.
+#
+# Jobs: 4k randwrite QD32, 4k randread QD32, 1M write QD8.
+#
+# It starts its own single-node Ceph (bench/rbd/ceph-single.sh: one mon, one OSD on memstore, in
+# a private temp folder, monitor at 127.0.0.1:3300) and tears it down at the end, so nothing else
+# may hold that port. Needs ceph-mon, ceph-osd, ceph-common (Debian), fio with its rbd engine.
+#
+# Usage: bench/rbd/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE]
+# Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIOSTACK=${BIOSTACK:-$root/biostack}
+RUNTIME=10
+ROUNDS=3
+SIZE=1G
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runtime) RUNTIME=$2; shift 2;;
+    --rounds) ROUNDS=$2; shift 2;;
+    --size) SIZE=$2; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+for t in fio ceph-mon ceph-osd ceph rbd python3; do
+  command -v $t >/dev/null || { echo "bench: $t is not installed (Debian: fio ceph-mon ceph-osd ceph-common)" >&2; exit 2; }
+done
+fio --enghelp=rbd >/dev/null 2>&1 || { echo "bench: this fio has no rbd engine" >&2; exit 2; }
+"$BIOSTACK" --version >/dev/null   # builds on first use
+
+. "$root/bench/rbd/ceph-single.sh"
+work=$(mktemp -d)
+cleanup() { ceph_stop "$work/ceph" || true; rm -rf "$work"; }
+trap cleanup EXIT
+bytes=$(numfmt --from=iec "$SIZE")
+# memstore keeps the image in the OSD's memory: room for it plus slack.
+CEPH_MEMSTORE_BYTES=$((bytes + (1 << 30))) ceph_start "$work/ceph"
+echo "bench: single-node Ceph up ($CEPH_CONF)" >&2
+
+rbd create rbd/bench --size "$SIZE"
+# Written in full first, so that reads measure data and not holes.
+fio --name=layout --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin --rw=write --bs=4M \
+    --iodepth=8 --size="$SIZE" >/dev/null
+printf 'vol: rbd rbd/bench conf=%s\n' "$CEPH_CONF" >"$work/rbd.stack"
+
+# name rw bs iodepth
+jobs=(
+  "randwrite-4k-qd32 randwrite 4k 32"
+  "randread-4k-qd32 randread 4k 32"
+  "write-1m-qd8 write 1M 8"
+)
+out=$work/out
+mkdir -p "$out"
+for r in $(seq 1 "$ROUNDS"); do
+  for j in "${jobs[@]}"; do
+    set -- $j
+    name=$1 rw=$2 bs=$3 qd=$4
+    fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin --rw="$rw" --bs="$bs" \
+        --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time=1 --randrepeat=0 \
+        --output-format=json >"$out/fio-$name-$r.json" 2>/dev/null
+    "$BIOSTACK" bench --stack "$work/rbd.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
+        --size "$SIZE" --runtime "$RUNTIME" --ramp 1 --json >"$out/bs-$name-$r.json" 2>"$out/bs-$name-$r.err" \
+        || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$name-$r.err" >&2; exit 1; }
+    echo "round $r: $name done" >&2
+  done
+done
+
+python3 - "$out" "$ROUNDS" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+names = ["randwrite-4k-qd32", "randread-4k-qd32", "write-1m-qd8"]
+def fio(path):
+    j = json.load(open(path))["jobs"][0]
+    d = j["read"] if j["read"]["io_bytes"] > 0 else j["write"]
+    return d["iops"], d["bw_bytes"], d["lat_ns"]["percentile"]["50.000000"] if "percentile" in d["lat_ns"] else d["clat_ns"]["percentile"]["50.000000"]
+def bs(path):
+    j = json.load(open(path))
+    return j["iops"], j["bw_bytes"], j["lat_ns"]["p50"], j.get("alloc_bytes_per_io")
+print(f"{'job':18} {'fio-rbd IOPS':>12} {'biostack':>10} {'ratio':>6}   {'fio MiB/s':>9} {'bs MiB/s':>9}   {'fio p50us':>9} {'bs p50us':>9}  alloc/io")
+for n in names:
+    f = [fio(f"{out}/fio-{n}-{r}.json") for r in range(1, rounds + 1)]
+    b = [bs(f"{out}/bs-{n}-{r}.json") for r in range(1, rounds + 1)]
+    fi = statistics.median(x[0] for x in f); bi = statistics.median(x[0] for x in b)
+    fb = statistics.median(x[1] for x in f) / 2**20; bb = statistics.median(x[1] for x in b) / 2**20
+    fl = statistics.median(x[2] for x in f) / 1e3; bl = statistics.median(x[2] for x in b) / 1e3
+    al = [x[3] for x in b if x[3] is not None]
+    al = statistics.median(al) if al else float("nan")
+    print(f"{n:18} {fi:12.0f} {bi:10.0f} {bi/fi:6.2f}   {fb:9.1f} {bb:9.1f}   {fl:9.1f} {bl:9.1f}  {al:.1f} B")
+    print(f"{'':18} rounds fio={[round(x[0]) for x in f]} biostack={[round(x[0]) for x in b]}")
+PY

@@ -1,0 +1,325 @@
+package io.biostack.nbd.tls;
+
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.SSLEngineResult;
+import javax.net.ssl.SSLEngineResult.HandshakeStatus;
+import javax.net.ssl.SSLException;
+import javax.net.ssl.SSLPeerUnverifiedException;
+import javax.net.ssl.SSLSession;
+import javax.security.auth.x500.X500Principal;
+import java.nio.ByteBuffer;
+import java.security.cert.CertPathValidatorException;
+import java.security.cert.CertificateExpiredException;
+import java.security.cert.CertificateNotYetValidException;
+import java.security.cert.X509Certificate;
+
+/**
+ * {@link TlsSession} over the JDK's {@link SSLEngine}, for X.509 certificates. The JDK's engine
+ * does TLS 1.3 and 1.2 with AES-GCM on the CPU's AES and carry-less multiply instructions
+ * (HotSpot intrinsics), and checks certificate chains, dates and host names with the PKIX code
+ * every Java TLS client trusts.
+ *
+ * <p>Buffers: {@code netIn} holds ciphertext not yet a whole record, {@code appIn} decrypted
+ * plaintext not yet read, {@code netOut} records not yet sent. All three are heap buffers in
+ * write mode (position = end of data), grown when a record does not fit and kept at that size.
+ */
+final class JdkTlsSession implements TlsSession {
+    private static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
+
+    private final SSLEngine engine;
+    private final String peer;
+    private final AllowList allow;
+    private ByteBuffer netIn;
+    private ByteBuffer appIn;
+    private ByteBuffer netOut;
+    private boolean sawInput;
+    private boolean complete;
+    private boolean closed;
+    private String identity;
+
+    JdkTlsSession(SSLEngine engine, String peer, AllowList allow) throws TlsException {
+        this.engine = engine;
+        this.peer = peer;
+        this.allow = allow;
+        SSLSession s = engine.getSession();
+        netIn = ByteBuffer.allocate(s.getPacketBufferSize());
+        appIn = ByteBuffer.allocate(s.getApplicationBufferSize());
+        netOut = ByteBuffer.allocate(s.getPacketBufferSize());
+        try {
+            engine.beginHandshake();
+        } catch (SSLException e) {
+            throw new TlsException(reason(e), e);
+        }
+        pump(); // a client's ClientHello is ready to send at once
+    }
+
+    @Override
+    public void offerInput(ByteBuffer net) throws TlsException {
+        if (closed) {
+            net.position(net.limit());
+            return;
+        }
+        if (!sawInput && net.hasRemaining()) {
+            TlsRecords.checkFirst(net);
+            sawInput = true;
+        }
+        netIn = ensure(netIn, net.remaining());
+        netIn.put(net);
+        pump();
+    }
+
+    /** Runs the engine until it needs more input: handshake steps, then records into appIn. */
+    private void pump() throws TlsException {
+        try {
+            while (!closed) {
+                HandshakeStatus hs = engine.getHandshakeStatus();
+                if (hs == HandshakeStatus.NEED_TASK) {
+                    for (Runnable t = engine.getDelegatedTask(); t != null; t = engine.getDelegatedTask()) {
+                        t.run();
+                    }
+                    continue;
+                }
+                if (hs == HandshakeStatus.NEED_WRAP) {
+                    wrap(EMPTY);
+                    continue;
+                }
+                if (netIn.position() == 0) {
+                    return;
+                }
+                netIn.flip();
+                SSLEngineResult r;
+                try {
+                    r = engine.unwrap(netIn, appIn);
+                } finally {
+                    netIn.compact();
+                }
+                switch (r.getStatus()) {
+                    case BUFFER_UNDERFLOW -> {
+                        netIn = ensure(netIn, engine.getSession().getPacketBufferSize());
+                        return; // the rest of the record has not come yet
+                    }
+                    case BUFFER_OVERFLOW -> appIn = ensure(appIn, engine.getSession().getApplicationBufferSize());
+                    case CLOSED -> closed = true;
+                    case OK -> { }
+                }
+                if (r.getHandshakeStatus() == HandshakeStatus.FINISHED) {
+                    finished();
+                }
+                if (r.bytesConsumed() == 0 && r.bytesProduced() == 0 && r.getStatus() == SSLEngineResult.Status.OK) {
+                    HandshakeStatus now = engine.getHandshakeStatus();
+                    if (now != HandshakeStatus.NEED_TASK && now != HandshakeStatus.NEED_WRAP) {
+                        return; // nothing moved: wait for more input
+                    }
+                }
+            }
+        } catch (SSLException e) {
+            fail();
+            throw new TlsException(reason(e), e);
+        }
+    }
+
+    private void wrap(ByteBuffer src) throws SSLException {
+        while (true) {
+            SSLEngineResult r = engine.wrap(src, netOut);
+            if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW) {
+                netOut = ensure(netOut, engine.getSession().getPacketBufferSize());
+                continue;
+            }
+            if (r.getStatus() == SSLEngineResult.Status.CLOSED) {
+                closed = true;
+            }
+            if (r.getHandshakeStatus() == HandshakeStatus.FINISHED) {
+                finished();
+            }
+            return;
+        }
+    }
+
+    /** The handshake is done: check the peer against --tls-allow before any data passes. */
+    private void finished() throws SSLException {
+        if (complete) {
+            return;
+        }
+        X500Principal subject = null;
+        try {
+            if (engine.getSession().getPeerCertificates()[0] instanceof X509Certificate c) {
+                subject = c.getSubjectX500Principal();
+            }
+        } catch (SSLPeerUnverifiedException e) {
+            // no client certificate: only a problem when names are required
+        }
+        identity = subject == null ? null : subject.getName(X500Principal.RFC2253);
+        if (!engine.getUseClientMode() && !allow.isEmpty()) {
+            if (subject == null) {
+                throw new SSLException("no client certificate, and --tls-allow wants one");
+            }
+            if (!allow.allowsSubject(subject)) {
+                throw new SSLException("'" + identity + "' is not in --tls-allow");
+            }
+        }
+        complete = true;
+    }
+
+    /** After a failure: let the engine put its alert in netOut, so the peer learns why. */
+    private void fail() {
+        closed = true;
+        try {
+            engine.closeOutbound();
+            for (int i = 0; i < 4 && engine.getHandshakeStatus() == HandshakeStatus.NEED_WRAP; i++) {
+                SSLEngineResult r = engine.wrap(EMPTY, netOut);
+                if (r.getStatus() != SSLEngineResult.Status.OK) {
+                    break;
+                }
+            }
+        } catch (SSLException | RuntimeException e) {
+            // the alert is a courtesy
+        }
+    }
+
+    @Override
+    public int pendingOutput() {
+        return netOut.position();
+    }
+
+    @Override
+    public int readOutput(ByteBuffer dst) {
+        return move(netOut, dst);
+    }
+
+    @Override
+    public int availableApplication() {
+        return appIn.position();
+    }
+
+    @Override
+    public int readApplication(ByteBuffer dst) {
+        return move(appIn, dst);
+    }
+
+    @Override
+    public void writeApplication(ByteBuffer src) throws TlsException {
+        if (!complete) {
+            throw new IllegalStateException("TLS handshake not complete");
+        }
+        if (closed) {
+            throw new TlsException("TLS session closed");
+        }
+        try {
+            while (src.hasRemaining()) {
+                int before = src.remaining();
+                wrap(src);
+                if (closed) {
+                    throw new TlsException("TLS session closed");
+                }
+                if (src.remaining() == before && netOut.hasRemaining()) {
+                    throw new TlsException("TLS engine made no progress");
+                }
+            }
+        } catch (SSLException e) {
+            throw new TlsException(reason(e), e);
+        }
+    }
+
+    @Override
+    public boolean isHandshakeComplete() {
+        return complete;
+    }
+
+    @Override
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public String peerIdentity() {
+        return identity;
+    }
+
+    @Override
+    public String describe() {
+        SSLSession s = engine.getSession();
+        return s.getProtocol() + " " + s.getCipherSuite();
+    }
+
+    @Override
+    public void close() {
+        if (closed && !complete) {
+            return;
+        }
+        engine.closeOutbound();
+        try {
+            for (int i = 0; i < 4 && !engine.isOutboundDone(); i++) {
+                wrap(EMPTY);
+            }
+        } catch (SSLException | RuntimeException e) {
+            // close_notify is a courtesy
+        }
+        closed = true;
+    }
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    /** Moves bytes from a write-mode buffer to {@code dst}; returns how many. */
+    static int move(ByteBuffer from, ByteBuffer dst) {
+        int n = Math.min(from.position(), dst.remaining());
+        if (n == 0) {
+            return 0;
+        }
+        from.flip();
+        int lim = from.limit();
+        from.limit(n);
+        dst.put(from);
+        from.limit(lim);
+        from.compact();
+        return n;
+    }
+
+    /** {@code b} with room for {@code more} bytes (a bigger copy when it has not). */
+    static ByteBuffer ensure(ByteBuffer b, int more) {
+        if (b.remaining() >= more) {
+            return b;
+        }
+        ByteBuffer n = ByteBuffer.allocate(Math.max(b.capacity() * 2, b.position() + more));
+        b.flip();
+        n.put(b);
+        return n;
+    }
+
+    /** One line saying why, from the engine's exception and its causes. */
+    private String reason(SSLException e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof CertificateExpiredException) {
+                return (engine.getUseClientMode() ? "server" : "client") + " certificate has expired";
+            }
+            if (t instanceof CertificateNotYetValidException) {
+                return (engine.getUseClientMode() ? "server" : "client") + " certificate is not valid yet";
+            }
+            if (t instanceof CertPathValidatorException cv && cv.getReason()
+                    == CertPathValidatorException.BasicReason.EXPIRED) {
+                return (engine.getUseClientMode() ? "server" : "client") + " certificate has expired";
+            }
+        }
+        String m = String.valueOf(e.getMessage());
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String c = t.getClass().getName();
+            if (c.contains("SunCertPathBuilderException") || t instanceof CertPathValidatorException) {
+                return (engine.getUseClientMode() ? "server" : "client") + " certificate not signed by the CA";
+            }
+        }
+        if (m.contains("Empty client certificate chain") || m.contains("Empty server certificate chain")) {
+            return "no client certificate (the server asks for one: --tls-verify-peer)";
+        }
+        if (m.contains("No subject alternative") || m.contains("No name matching")) {
+            return "server certificate does not name " + engine.getPeerHost();
+        }
+        if (m.startsWith("Received fatal alert: ")) {
+            return "peer refused the handshake: " + m.substring("Received fatal alert: ".length());
+        }
+        return m;
+    }
+
+    @Override
+    public String toString() {
+        return "TLS with " + peer;
+    }
+}

@@ -1,0 +1,612 @@
+package io.biostack.replay;
+
+import io.biostack.sys.Errno;
+import io.biostack.sys.Fcntl;
+import io.biostack.sys.Libc;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+
+/**
+ * Replays a dm-log-writes log onto an image file and checks crash points on the way, in order and
+ * reordered (CrashMonkey's model: after a crash the disk holds every write before the last
+ * completed flush, every FUA write, and <em>any subset</em> of the other writes since that flush).
+ *
+ * <h2>Crash points</h2>
+ * {@code --at flush} (entries with the FLUSH flag), {@code fua} (FLUSH or FUA), {@code write}
+ * (every write, discard and flush), {@code mark} (every mark), between {@code --start-mark}
+ * (replayed, not checked) and {@code --end-mark} (the last point); the end of the replay is always
+ * a point. At each point the in-order state is checked (skipped when no write came since the last
+ * one checked: the same state), then up to {@code --reorder N} reordered states. A crash at a flush
+ * point is taken as a crash just before the flush completed: its reordered states drop writes
+ * since the flush before it.
+ *
+ * <h2>Reordered states without copying the image</h2>
+ * The image always holds the in-order state. While replaying, the bytes each write overwrites are
+ * kept (in memory, only since the last flush). A reordered state is built on the {@link Scratch}
+ * copy: the writes since the last flush are undone there from those saved bytes, in reverse order,
+ * then the persisted ones (FUA writes and the chosen subset) are written again in log order. The
+ * scratch then goes back to the image by copying back only the chunks touched (see Scratch for the
+ * checker's own writes). With {@code --torn}, writes longer than a physical block (4 KiB) are cut
+ * at block boundaries, and each block may or may not have reached the disk.
+ *
+ * <h2>Choosing and shrinking states</h2>
+ * When the writes since the flush have at most {@code log2(N+1)} pieces, every subset is tried;
+ * otherwise first each single piece dropped, then random subsets from a generator seeded with
+ * {@code seed} and the entry number, so a seed gives the same states every time. A failing state
+ * is shrunk by delta debugging (Zeller's ddmin): first the set of dropped pieces, then the set of
+ * persisted ones that the failure needs; both are reported by entry number.
+ *
+ * <h2>Checkers in parallel</h2>
+ * In-order points are checked by up to {@code jobs} checkers at once (default: one per CPU), each
+ * on its own scratch copy, while the replay goes on; reordered states and their shrinking run one
+ * at a time on the first copy, after the running checkers are waited for. Without
+ * {@code --keep-going} only the earliest failure is reported, as a serial run would.
+ *
+ * <p>One thread drives the replay; checkers are processes. Bad input (a log that is not one, truncated, out of range for the image, a
+ * mark that is not there) throws {@link ReplayException} before anything is checked.
+ */
+public final class Replayer {
+    /** Which entries are crash points. */
+    public enum At { FLUSH, FUA, WRITE, MARK }
+
+    /** Called after each entry is replayed (for a progress bar). */
+    @FunctionalInterface
+    public interface Progress {
+        void update(int entry, int last, int points, int states);
+    }
+
+    /** Every option of a replay; see {@code biostack replay --help}. */
+    public record Options(Path log, Path image, long createSize, At at, String startMark, String endMark,
+                          String check, Duration checkTimeout, boolean keepGoing, int reorder, long seed,
+                          boolean torn, Path scratchDir, Progress progress, boolean naive, int jobs) {
+        public static Options of(Path log, Path image) {
+            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false, Runtime.getRuntime().availableProcessors());
+        }
+        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive, jobs); }
+        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive, jobs); }
+        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive, jobs); }
+        /** The baseline for benchmarks: cp the whole image before every check, re-check unchanged points. */
+        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v, jobs); }
+        /** Checkers run at once on in-order crash points, each on its own scratch copy. */
+        public Options jobs(int v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, v); }
+        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive, jobs); }
+    }
+
+    /** Physical block a write is torn at with {@code --torn} (4 KiB, the common page and disk block). */
+    static final int TEAR = 4096;
+    /** Checker runs one failure may spend on shrinking. */
+    static final int SHRINK_BUDGET = 200;
+
+    private final Options o;
+    private final WriteLog log;
+    private final Report report = new Report();
+    private int imageFd = -1;
+    private Scratch scratch;
+    private Checker checker;
+    /** Scratch copies for checkers running at once on in-order points; slot 0's is {@link #scratch}. */
+    private final List<Slot> slots = new ArrayList<>();
+
+    private static final class Slot {
+        Scratch scratch;
+        Path out;
+        Checker.Running running;
+        int entry;
+        long started;
+    }
+    private final Arena buf = Arena.ofConfined();
+    private final MemorySegment zeros;
+    // the window: entries with data since the last flush, and the bytes each one overwrote
+    private final List<Integer> window = new ArrayList<>();
+    private final Map<Integer, MemorySegment> before = new HashMap<>();
+    private Arena windowArena = Arena.ofConfined();
+    private boolean stop;
+
+    private Replayer(Options o, WriteLog log) {
+        this.o = o;
+        this.log = log;
+        this.zeros = buf.allocate(Scratch.CHUNK, 4096);
+    }
+
+    /** Replays and checks; returns the report (failures inside). Throws on bad input. */
+    public static Report run(Options o) throws IOException, InterruptedException {
+        if (o.reorder() > 0 && o.check() == null) {
+            throw new ReplayException("--reorder needs --check: reordered states are only built to be checked");
+        }
+        if (o.at() != null && o.check() == null) {
+            throw new ReplayException("--at needs --check");
+        }
+        try (WriteLog log = WriteLog.open(o.log())) {
+            Replayer r = new Replayer(o, log);
+            try {
+                return r.replay();
+            } finally {
+                r.close();
+            }
+        }
+    }
+
+    private Report replay() throws IOException, InterruptedException {
+        long t0 = System.nanoTime();
+        report.log = o.log().toString();
+        report.image = o.image().toString();
+        report.entries = log.size();
+        int first = o.startMark() == null ? 0 : log.findMark(o.startMark()) + 1;
+        int last = o.endMark() == null ? log.size() - 1 : log.findMark(o.endMark());
+        if (last < first - 1) {
+            throw new ReplayException("--end-mark '" + o.endMark() + "' (entry " + last + ") comes before --start-mark '"
+                    + o.startMark() + "' (entry " + (first - 1) + ")");
+        }
+        openImage(last);
+        At at = o.at() == null && o.check() != null ? At.FLUSH : o.at();
+        if (o.check() != null) {
+            Path dir = o.scratchDir() != null ? o.scratchDir() : scratchDir(o.image(), Math.max(1, o.jobs()), o.naive());
+            checker = new Checker(o.check(), o.checkTimeout(), dir);
+            for (int k = 0; k < Math.max(1, o.jobs()); k++) {
+                Slot sl = new Slot();
+                sl.scratch = new Scratch(o.image(), imageFd, dir, o.naive());
+                sl.out = checker.newOutFile();
+                slots.add(sl);
+            }
+            scratch = slots.getFirst().scratch;
+            report.scratchMode = scratch.mode().name().toLowerCase();
+        }
+        boolean changedSinceCheck = true;
+        for (int i = 0; i <= last && !stop; i++) {
+            boolean point = checker != null && i >= first && (isPoint(at, i) || i == last);
+            if (log.isFlush(i)) {
+                if (point && o.reorder() > 0) {
+                    reordered(i);
+                }
+                clearWindow();
+            }
+            if (log.changesData(i)) {
+                apply(i);
+                changedSinceCheck = true;
+            }
+            report.replayedTo = i;
+            if (point && !stop) {
+                report.points++;
+                if (changedSinceCheck || o.naive()) {
+                    inOrder(i);
+                    changedSinceCheck = false;
+                } else {
+                    report.sameStates++;
+                }
+                if (!log.isFlush(i) && o.reorder() > 0 && !stop) {
+                    reordered(i);
+                }
+            }
+            if (o.progress() != null) {
+                o.progress().update(i, last, report.points, report.reorderedStates);
+            }
+        }
+        if (checker != null && first > last && log.size() > 0) {
+            // Only the start mark and nothing after it: check the state it leaves.
+            report.points++;
+            inOrder(last);
+        }
+        drain();
+        report.failures.sort(java.util.Comparator.comparingInt(Report.Failure::entry));
+        if (!o.keepGoing() && report.failures.size() > 1) {
+            // checkers ran ahead in parallel: the first failure is the one a serial run stops at
+            report.failures.subList(1, report.failures.size()).clear();
+        }
+        check(Libc.fdatasync(imageFd), "fdatasync " + o.image());
+        for (Slot sl : slots) {
+            report.scratchBytesCopied += sl.scratch.bytesCopied();
+            report.scratchBytesCompared += sl.scratch.bytesCompared();
+            report.checkerWrote += sl.scratch.checkerWrote();
+        }
+        if (checker != null) {
+            report.checks = checker.runs();
+        }
+        report.millis = (System.nanoTime() - t0) / 1_000_000;
+        return report;
+    }
+
+    /**
+     * Where scratch copies live unless {@code --scratch-dir} says: in memory ({@code /dev/shm},
+     * when it is a tmpfs with room for {@code jobs} copies of the whole image twice over), so a
+     * checker's fsync (journal recovery does one) costs nothing and no crash state is written to
+     * a disk; else beside the image. The naive baseline copies beside the image, as a script would.
+     */
+    static Path scratchDir(Path image, int jobs, boolean naive) throws IOException {
+        Path beside = image.toAbsolutePath().getParent();
+        Path shm = Path.of("/dev/shm");
+        if (naive || !Files.isDirectory(shm) || !Files.isWritable(shm)) {
+            return beside;
+        }
+        java.nio.file.FileStore fs = Files.getFileStore(shm);
+        if ("tmpfs".equals(fs.type()) && fs.getUsableSpace() / 2 > Files.size(image) * jobs) {
+            return shm;
+        }
+        return beside;
+    }
+
+    private boolean isPoint(At at, int i) {
+        if (at == null) {
+            return false;
+        }
+        return switch (at) {
+            case FLUSH -> log.isFlush(i);
+            case FUA -> log.isFlush(i) || log.isFua(i);
+            case WRITE -> !log.isMark(i);
+            case MARK -> log.isMark(i);
+        };
+    }
+
+    private void openImage(int last) throws IOException {
+        Path img = o.image();
+        if (!Files.exists(img)) {
+            if (o.createSize() <= 0) {
+                throw new ReplayException(img + ": no such image (give --size to create an empty one)");
+            }
+            Files.createFile(img);
+        }
+        int fd = Libc.open(img.toString(), Fcntl.O_RDWR | Fcntl.O_CLOEXEC, 0);
+        if (fd < 0) {
+            throw new ReplayException(img + ": " + Errno.name(-fd));
+        }
+        imageFd = fd;
+        if (o.createSize() > 0 && Files.size(img) < o.createSize()) {
+            check(Libc.ftruncate(fd, o.createSize()), "ftruncate " + img);
+        }
+        long size = Files.size(img);
+        for (int i = 0; i <= last; i++) {
+            if (log.changesData(i) && (log.offset(i) < 0 || log.length(i) < 0 || log.offset(i) + log.length(i) > size)) {
+                throw new ReplayException(o.log() + ": entry " + i + " writes " + log.length(i) + " bytes at " + log.offset(i)
+                        + ", beyond the end of " + img + " (" + size + " bytes)");
+            }
+        }
+    }
+
+    // ---- in order --------------------------------------------------------------------------------
+
+    private void apply(int i) throws IOException {
+        long off = log.offset(i);
+        long len = log.length(i);
+        if (o.reorder() > 0) {
+            MemorySegment old = windowArena.allocate(len, 4096);
+            Scratch.preadFully(imageFd, old, len, off);
+            before.put(i, old);
+        }
+        window.add(i);
+        if (log.isDiscard(i)) {
+            Scratch.punchOrZero(imageFd, off, len, zeros);
+        } else {
+            MemorySegment d = log.data(i);
+            Scratch.pwriteFully(imageFd, d, len, off);
+        }
+        for (Slot sl : slots) {
+            sl.scratch.imageChanged(off, len);
+        }
+    }
+
+    private void clearWindow() {
+        window.clear();
+        before.clear();
+        windowArena.close();
+        windowArena = Arena.ofConfined();
+    }
+
+    /**
+     * Checks the in-order state at entry {@code i} on a free slot's scratch, without waiting for
+     * the checker: up to {@code jobs} run at once while the replay goes on. A failure found for
+     * an earlier point than others still running is the one reported (see {@link #drain()}).
+     */
+    private void inOrder(int i) throws IOException, InterruptedException {
+        Slot free = null;
+        for (Slot sl : slots) {
+            if (sl.running == null) {
+                free = sl;
+                break;
+            }
+        }
+        if (free == null) {
+            free = finishOldest();
+        }
+        if (stop) {
+            return;
+        }
+        free.scratch.reset();
+        free.scratch.seal();
+        free.running = checker.start(free.scratch.path(), free.out);
+        free.entry = i;
+        free.started = System.nanoTime();
+    }
+
+    private Slot finishOldest() throws IOException, InterruptedException {
+        Slot oldest = null;
+        for (Slot sl : slots) {
+            if (sl.running != null && (oldest == null || sl.started < oldest.started)) {
+                oldest = sl;
+            }
+        }
+        if (oldest == null) {
+            return slots.getFirst();
+        }
+        Checker.Result r = checker.finish(oldest.running);
+        oldest.running = null;
+        oldest.scratch.afterChecker();
+        if (!r.ok()) {
+            report.failures.add(new Report.Failure(oldest.entry, log.markBefore(oldest.entry), "in-order", List.of(), List.of(),
+                    r.reason(), r.output()));
+            stop = !o.keepGoing();
+        }
+        return oldest;
+    }
+
+    /** Waits for every running checker. */
+    private void drain() throws IOException, InterruptedException {
+        for (int k = 0; k < slots.size(); k++) {
+            finishOldest();
+        }
+    }
+
+    // ---- reordered -------------------------------------------------------------------------------
+
+    private List<Report.Unit> units() {
+        List<Report.Unit> us = new ArrayList<>();
+        for (int e : window) {
+            if (log.isFua(e)) {
+                continue;
+            }
+            long off = log.offset(e);
+            long len = log.length(e);
+            if (o.torn() && !log.isDiscard(e) && len > TEAR) {
+                for (long p = 0; p < len; p += TEAR) {
+                    us.add(new Report.Unit(e, off + p, Math.min(TEAR, len - p)));
+                }
+            } else {
+                us.add(new Report.Unit(e, off, len));
+            }
+        }
+        return us;
+    }
+
+    private void reordered(int point) throws IOException, InterruptedException {
+        drain();
+        if (stop) {
+            return;
+        }
+        List<Report.Unit> us = units();
+        int u = us.size();
+        if (u == 0) {
+            return;
+        }
+        Map<BitSet, Checker.Result> cache = new HashMap<>();
+        for (BitSet persisted : states(u, point)) {
+            if (stop) {
+                return;
+            }
+            report.reorderedStates++;
+            Checker.Result r = checkState(us, persisted, cache);
+            if (!r.ok()) {
+                shrinkAndReport(point, us, persisted, cache);
+                return;
+            }
+        }
+    }
+
+    /** The persisted sets to try at a point: all proper subsets when few, else drops-one then random. */
+    private List<BitSet> states(int u, int point) {
+        int n = o.reorder();
+        Set<BitSet> out = new LinkedHashSet<>();
+        if (u < 31 && (1L << u) - 1 <= n) {
+            for (long m = 0; m < (1L << u) - 1; m++) {
+                out.add(BitSet.valueOf(new long[] {m}));
+            }
+            return new ArrayList<>(out);
+        }
+        BitSet all = new BitSet();
+        all.set(0, u);
+        for (int k = 0; k < u && out.size() < n / 2; k++) {
+            BitSet s = (BitSet) all.clone();
+            s.clear(k);
+            out.add(s);
+        }
+        SplittableRandom rnd = new SplittableRandom(o.seed() * 0x9E3779B97F4A7C15L + point);
+        for (int tries = 0; out.size() < n && tries < 4 * n; tries++) {
+            BitSet s = new BitSet();
+            for (int k = 0; k < u; k++) {
+                if (rnd.nextBoolean()) {
+                    s.set(k);
+                }
+            }
+            if (!s.equals(all)) {
+                out.add(s);
+            }
+        }
+        return new ArrayList<>(out);
+    }
+
+    /** Builds the state on the scratch (undo the window, redo FUA writes and the persisted units), checks it. */
+    private Checker.Result checkState(List<Report.Unit> us, BitSet persisted, Map<BitSet, Checker.Result> cache)
+            throws IOException, InterruptedException {
+        Checker.Result cached = cache.get(persisted);
+        if (cached != null) {
+            return cached;
+        }
+        scratch.reset();
+        for (int k = window.size() - 1; k >= 0; k--) {
+            int e = window.get(k);
+            scratch.write(log.offset(e), before.get(e));
+        }
+        int next = 0;
+        for (int e : window) {
+            if (log.isFua(e)) {
+                writeUnit(new Report.Unit(e, log.offset(e), log.length(e)));
+                continue;
+            }
+            while (next < us.size() && us.get(next).entry() == e) {
+                if (persisted.get(next)) {
+                    writeUnit(us.get(next));
+                }
+                next++;
+            }
+        }
+        scratch.seal();
+        Checker.Result r = checker.run(scratch.path());
+        scratch.afterChecker();
+        cache.put((BitSet) persisted.clone(), r);
+        return r;
+    }
+
+    private void writeUnit(Report.Unit unit) throws IOException {
+        int e = unit.entry();
+        if (log.isDiscard(e)) {
+            scratch.zero(unit.offset(), unit.length());
+        } else {
+            scratch.write(unit.offset(), log.data(e).asSlice(unit.offset() - log.offset(e), unit.length()));
+        }
+    }
+
+    private void shrinkAndReport(int point, List<Report.Unit> us, BitSet failing, Map<BitSet, Checker.Result> cache)
+            throws IOException, InterruptedException {
+        int u = us.size();
+        int budget = checker.runs() + SHRINK_BUDGET;
+        List<Integer> dropped = new ArrayList<>();
+        for (int k = 0; k < u; k++) {
+            if (!failing.get(k)) {
+                dropped.add(k);
+            }
+        }
+        // 1. the fewest dropped pieces (everything else persisted) that still fail
+        dropped = ddmin(dropped, d -> {
+            BitSet p = new BitSet();
+            p.set(0, u);
+            d.forEach(p::clear);
+            return p;
+        }, us, cache, budget);
+        // 2. with those dropped, the fewest persisted pieces the failure needs
+        List<Integer> persisted = new ArrayList<>();
+        for (int k = 0; k < u; k++) {
+            if (!dropped.contains(k)) {
+                persisted.add(k);
+            }
+        }
+        if (!persisted.isEmpty()) {
+            if (!checkState(us, new BitSet(), cache).ok()) {
+                persisted = List.of();
+            } else {
+                persisted = ddmin(persisted, p -> {
+                    BitSet s = new BitSet();
+                    p.forEach(s::set);
+                    return s;
+                }, us, cache, budget);
+            }
+        }
+        BitSet fin = new BitSet();
+        persisted.forEach(fin::set);
+        Checker.Result r = checkState(us, fin, cache);
+        if (r.ok()) {
+            // Shrinking ran out of budget on a flaky checker: report the state first found.
+            fin = failing;
+            r = checkState(us, failing, cache);
+            dropped = new ArrayList<>();
+            persisted = new ArrayList<>();
+            for (int k = 0; k < u; k++) {
+                (failing.get(k) ? persisted : dropped).add(k);
+            }
+        }
+        report.failures.add(new Report.Failure(point, log.markBefore(point), "reordered",
+                dropped.stream().map(us::get).toList(), persisted.stream().map(us::get).toList(), r.reason(), r.output()));
+        stop = !o.keepGoing();
+    }
+
+    @FunctionalInterface
+    private interface ToState {
+        BitSet state(List<Integer> pieces);
+    }
+
+    /** Zeller's ddmin: a smaller list of pieces whose state still fails; stops at the budget. */
+    private List<Integer> ddmin(List<Integer> items, ToState toState, List<Report.Unit> us,
+                                Map<BitSet, Checker.Result> cache, int budget) throws IOException, InterruptedException {
+        int n = 2;
+        while (items.size() >= 2 && checker.runs() < budget) {
+            List<List<Integer>> parts = split(items, n);
+            boolean found = false;
+            for (List<Integer> c : parts) {
+                if (!checkState(us, toState.state(c), cache).ok()) {
+                    items = c;
+                    n = 2;
+                    found = true;
+                    break;
+                }
+            }
+            if (!found && n > 2) {
+                for (List<Integer> c : parts) {
+                    List<Integer> comp = new ArrayList<>(items);
+                    comp.removeAll(c);
+                    if (!checkState(us, toState.state(comp), cache).ok()) {
+                        items = comp;
+                        n = Math.max(n - 1, 2);
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            if (!found) {
+                if (n >= items.size()) {
+                    break;
+                }
+                n = Math.min(items.size(), 2 * n);
+            }
+        }
+        return items;
+    }
+
+    private static List<List<Integer>> split(List<Integer> items, int n) {
+        List<List<Integer>> out = new ArrayList<>();
+        int size = items.size();
+        for (int k = 0; k < n; k++) {
+            int a = k * size / n;
+            int b = (k + 1) * size / n;
+            if (a < b) {
+                out.add(new ArrayList<>(items.subList(a, b)));
+            }
+        }
+        return out;
+    }
+
+    private static void check(long r, String what) throws IOException {
+        if (r < 0) {
+            throw new IOException(what + ": " + Errno.name((int) -r));
+        }
+    }
+
+    private void close() throws IOException {
+        for (Slot sl : slots) {
+            if (sl.running != null) {
+                sl.running.process.descendants().forEach(ProcessHandle::destroyForcibly);
+                sl.running.process.destroyForcibly();
+            }
+            sl.scratch.close();
+        }
+        if (checker != null) {
+            checker.close();
+        }
+        if (imageFd >= 0) {
+            Libc.close(imageFd);
+        }
+        windowArena.close();
+        buf.close();
+    }
+}

@@ -1,0 +1,146 @@
+package io.biostack.replay;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * What a replay found: how far it replayed, how many crash points and crash states it checked,
+ * and each failure with the entry, the last mark before it and what the checker printed. Printed
+ * as text or, for scripts, as JSON ({@link #toJson()}).
+ */
+public final class Report {
+    /** A piece of one log entry: the whole write, or one block of it when writes are torn. */
+    public record Unit(int entry, long offset, long length) {
+        @Override
+        public String toString() {
+            return "#" + entry + " (" + length + " bytes at " + offset + ")";
+        }
+    }
+
+    /**
+     * One inconsistent crash state. {@code kind} is "in-order" (every logged write up to the entry
+     * reached the disk) or "reordered" (only some of the writes since the last flush did: those
+     * in {@code dropped} did not, and {@code persisted} are the ones that must be there for the
+     * failure, both shrunk to a small set).
+     */
+    public record Failure(int entry, String mark, String kind, List<Unit> dropped, List<Unit> persisted,
+                          String reason, String output) {
+    }
+
+    String log;
+    String image;
+    int entries;
+    int replayedTo = -1;
+    int points;
+    int sameStates;
+    int reorderedStates;
+    int checks;
+    String scratchMode = "none";
+    long scratchBytesCopied;
+    long scratchBytesCompared;
+    int checkerWrote;
+    long millis;
+    final List<Failure> failures = new ArrayList<>();
+
+    public boolean passed() { return failures.isEmpty(); }
+    public List<Failure> failures() { return failures; }
+    public int points() { return points; }
+    public int reorderedStates() { return reorderedStates; }
+    public int checks() { return checks; }
+    public int replayedTo() { return replayedTo; }
+    public int entries() { return entries; }
+    public String scratchMode() { return scratchMode; }
+    public long scratchBytesCopied() { return scratchBytesCopied; }
+    public long millis() { return millis; }
+    /** Checker runs that wrote to their copy (journal recovery, fsck repairs). */
+    public int checkerWrote() { return checkerWrote; }
+
+    /** A few lines for a person. */
+    public String toText() {
+        StringBuilder sb = new StringBuilder();
+        sb.append("replayed entries 0..").append(replayedTo).append(" of ").append(entries).append(" from ").append(log)
+                .append(" onto ").append(image).append('\n');
+        sb.append("checked ").append(points).append(" crash points (").append(sameStates).append(" unchanged, not re-run) and ")
+                .append(reorderedStates).append(" reordered states with ").append(checks).append(" checker runs in ")
+                .append(millis).append(" ms; scratch: ").append(scratchMode).append(", ").append(scratchBytesCopied)
+                .append(" bytes copied; the checker wrote to its copy in ").append(checkerWrote).append(" runs\n");
+        for (Failure f : failures) {
+            sb.append("FAIL at entry ").append(f.entry()).append(f.mark() == null ? "" : " (after mark '" + f.mark() + "')")
+                    .append(", ").append(f.kind()).append(": ").append(f.reason()).append('\n');
+            if (!f.dropped().isEmpty() || !f.persisted().isEmpty()) {
+                sb.append("  on disk:     ").append(f.persisted().isEmpty() ? "(none of the writes since the last flush)" : f.persisted()).append('\n');
+                sb.append("  not on disk: ").append(f.dropped()).append('\n');
+            }
+            for (String line : f.output().split("\n")) {
+                sb.append("  | ").append(line).append('\n');
+            }
+        }
+        sb.append(failures.isEmpty() ? "all crash states consistent\n" : failures.size() + " inconsistent crash state(s)\n");
+        return sb.toString();
+    }
+
+    public String toJson() {
+        StringBuilder sb = new StringBuilder("{");
+        kv(sb, "result", passed() ? "pass" : "fail").append(',');
+        kv(sb, "log", log).append(',');
+        kv(sb, "image", image).append(',');
+        sb.append("\"entries\":").append(entries).append(",\"replayed_to\":").append(replayedTo)
+                .append(",\"points\":").append(points).append(",\"unchanged_points\":").append(sameStates)
+                .append(",\"reordered_states\":").append(reorderedStates).append(",\"checks\":").append(checks)
+                .append(",\"millis\":").append(millis).append(',');
+        kv(sb, "scratch", scratchMode).append(",\"scratch_bytes_copied\":").append(scratchBytesCopied)
+                .append(",\"scratch_bytes_compared\":").append(scratchBytesCompared).append(",\"checker_wrote\":").append(checkerWrote).append(",\"failures\":[");
+        for (int i = 0; i < failures.size(); i++) {
+            Failure f = failures.get(i);
+            sb.append(i == 0 ? "{" : ",{").append("\"entry\":").append(f.entry()).append(',');
+            kv(sb, "mark", f.mark()).append(',');
+            kv(sb, "kind", f.kind()).append(',');
+            kv(sb, "reason", f.reason()).append(",\"dropped\":");
+            units(sb, f.dropped()).append(",\"persisted\":");
+            units(sb, f.persisted()).append(',');
+            kv(sb, "output", f.output()).append('}');
+        }
+        return sb.append("]}").toString();
+    }
+
+    private static StringBuilder units(StringBuilder sb, List<Unit> us) {
+        sb.append('[');
+        for (int i = 0; i < us.size(); i++) {
+            Unit u = us.get(i);
+            sb.append(i == 0 ? "" : ",").append("{\"entry\":").append(u.entry()).append(",\"offset\":").append(u.offset())
+                    .append(",\"length\":").append(u.length()).append('}');
+        }
+        return sb.append(']');
+    }
+
+    static StringBuilder kv(StringBuilder sb, String k, String v) {
+        sb.append('"').append(k).append("\":");
+        if (v == null) {
+            return sb.append("null");
+        }
+        return sb.append(quote(v));
+    }
+
+    /** A JSON string literal (RFC 8259 section 7). */
+    public static String quote(String s) {
+        StringBuilder sb = new StringBuilder("\"");
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"' -> sb.append("\\\"");
+                case '\\' -> sb.append("\\\\");
+                case '\n' -> sb.append("\\n");
+                case '\r' -> sb.append("\\r");
+                case '\t' -> sb.append("\\t");
+                default -> {
+                    if (c < 0x20) {
+                        sb.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        sb.append(c);
+                    }
+                }
+            }
+        }
+        return sb.append('"').toString();
+    }
+}
