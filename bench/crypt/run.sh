@@ -11,7 +11,9 @@
 #   from one stack file, alternating, several rounds; each side's median and crypt/plain.
 #   Targets (issue 9): >= 0.9 on randread-4k-qd32, >= 0.85 on read-128k-qd8.
 # Part 3: over a ramdisk, where the CPU is the limit: crypt 128k read QD8 on every core against the
-#   same run pinned to one core (taskset -c 0), alternating; target both/pinned >= 1.6.
+#   same run pinned to one core (taskset -c 0), alternating; target both/pinned >= 1.6. Then the
+#   machine's own ceiling at that moment: pure XTS on every core against one thread (on a shared
+#   machine this is well under the core count, and no pool can scale past it).
 # Part 4: CPU time per I/O of crypt over a ramdisk and (with part 2) over the loop device, cipher
 #   work inline (workers=0) against the worker pool, split by thread (io_uring worker, crypt
 #   workers, rest), from io.biostack.layer.crypt.CryptScaling: the cost of the hand-off and the
