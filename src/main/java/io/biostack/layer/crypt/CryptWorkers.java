@@ -39,6 +39,8 @@ final class CryptWorkers {
     private static final int NEW = 0;
     private static final int STARTING = 1;
     private static final int STARTED = 2;
+    /** The JVM could not make the threads: every job stays on its poster from then on. */
+    private static final int FAILED = 3;
 
     private final String name;
     private final MpmcRing<CipherJob> queue;
@@ -143,13 +145,22 @@ final class CryptWorkers {
         if (s == STARTING || !startState.compareAndSet(NEW, STARTING)) {
             return startState.get() == STARTED;
         }
-        for (int i = 0; i < workers.length; i++) {
-            Worker w = new Worker();
-            workers[i] = w;
-            w.thread = Thread.ofPlatform().daemon().name("crypt-" + name + "-" + i).unstarted(w);
-        }
-        for (Worker w : workers) {
-            w.thread.start();
+        try {
+            for (int i = 0; i < workers.length; i++) {
+                Worker w = new Worker();
+                w.thread = Thread.ofPlatform().daemon().name("crypt-" + name + "-" + i).unstarted(w);
+                workers[i] = w;
+            }
+            for (Worker w : workers) {
+                w.thread.start();
+            }
+        } catch (OutOfMemoryError | RuntimeException e) {
+            // "unable to create native thread": we are on an I/O path, so the bio must still
+            // complete; the threads that did start park until close()
+            LOG.log(System.Logger.Level.WARNING, "crypt " + name + ": no cipher threads (" + e
+                    + "); the I/O threads do the cipher work");
+            startState.set(FAILED);
+            return false;
         }
         startState.set(STARTED);
         return true;
@@ -171,17 +182,21 @@ final class CryptWorkers {
     void close() {
         closed = true;
         VarHandle.fullFence();
-        if (startState.get() == STARTED) {
-            for (Worker w : workers) {
+        // Threads a poster is still starting see `closed` and end by themselves.
+        for (Worker w : workers) {
+            if (w != null && w.thread.isAlive()) {
                 LockSupport.unpark(w.thread);
             }
-            for (Worker w : workers) {
-                try {
-                    w.thread.join(TimeUnit.SECONDS.toMillis(5));
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    break;
-                }
+        }
+        for (Worker w : workers) {
+            if (w == null) {
+                continue;
+            }
+            try {
+                w.thread.join(TimeUnit.SECONDS.toMillis(5));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
             }
         }
         drain();
@@ -208,11 +223,9 @@ final class CryptWorkers {
     /** Threads that are alive (for tests: none after close). */
     int liveThreads() {
         int n = 0;
-        if (startState.get() == STARTED) {
-            for (Worker w : workers) {
-                if (w.thread.isAlive()) {
-                    n++;
-                }
+        for (Worker w : workers) {
+            if (w != null && w.thread.isAlive()) {
+                n++;
             }
         }
         return n;
