@@ -25,7 +25,8 @@ import java.util.concurrent.locks.LockSupport;
  *
  * <h2>Idle</h2>
  * A worker with nothing to do polls for a short while ({@link #spinNanos}, so a steady stream of
- * bios does not pay a futex wake-up per bio; one worker at a time) and then parks; it burns no core when the device is
+ * bios does not pay a futex wake-up per bio; one worker at a time, and after a poll that caught
+ * nothing not for the next {@link #SKIP_AFTER_MISS} idle periods) and then parks; it burns no core when the device is
  * idle. The park/wake hand-shake is Dekker's: the worker publishes PARKED and then re-polls; the
  * poster publishes the entry, fences, and then reads the state. One of them sees the other.
  *
@@ -39,6 +40,12 @@ final class CryptWorkers {
     private static final int NEW = 0;
     private static final int STARTING = 1;
     private static final int STARTED = 2;
+    /**
+     * Idle periods parked without polling after a poll that caught nothing: polling then costs
+     * at most 1/(1 + this) of the time it did before, and a stream that speeds up is noticed
+     * within this many jobs.
+     */
+    private static final int SKIP_AFTER_MISS = 8;
     /** The JVM could not make the threads: every job stays on its poster from then on. */
     private static final int FAILED = 3;
 
@@ -49,6 +56,12 @@ final class CryptWorkers {
     private final AtomicInteger startState = new AtomicInteger(NEW);
     /** 1 while a worker polls before parking: one spinner is enough to catch the next job. */
     private final AtomicInteger spinning = new AtomicInteger();
+    /**
+     * Idle periods to park at once, without polling: set after a poll that caught nothing, so
+     * jobs that come further apart than {@link #spinNanos} (a disk's pace) burn no CPU in polls.
+     * Only the thread holding {@link #spinning} touches it.
+     */
+    private int skipSpins;
     /** Job references posted and not yet taken by a worker. */
     private final AtomicInteger backlog = new AtomicInteger();
     private volatile boolean closed;
@@ -280,6 +293,10 @@ final class CryptWorkers {
                 return null;
             }
             try {
+                if (skipSpins > 0) {
+                    skipSpins--;
+                    return null;
+                }
                 long end = System.nanoTime() + spinNanos;
                 do {
                     Thread.onSpinWait();
@@ -288,6 +305,7 @@ final class CryptWorkers {
                         return j;
                     }
                 } while (!closed && System.nanoTime() < end);
+                skipSpins = SKIP_AFTER_MISS;
                 return null;
             } finally {
                 spinning.set(0);
