@@ -20,8 +20,8 @@ import java.util.Random;
 /**
  * A tuning aid for the crypt worker pool, for bench/crypt/run.sh and by hand: the same load on
  * crypt with several {@link Crypt.Tuning}s, alternating in one JVM for several rounds, printing
- * IOPS and CPU time per I/O, in all and split by thread (the io_uring worker, the crypt workers,
- * the rest). CPU per I/O stays readable on a loaded machine, where IOPS do not; the io_uring
+ * IOPS, the cores the process used (CPU time over wall time) and CPU time per I/O, in all and
+ * split by thread (the io_uring worker, the crypt workers, the rest). CPU per I/O stays readable on a loaded machine, where IOPS do not; the io_uring
  * worker's share is the cipher work left on the ring's critical path. Not a test (no Test
  * suffix):
  * <pre>
@@ -66,6 +66,7 @@ public final class CryptScaling {
         Workload w = new Workload(rw, bs, qd, (long) (seconds * 1e9), Math.min(lower.size(), 1L << 30), 100, 1);
         String[] groups = {"all", "biostack-uring", "crypt-", "other"};
         double[][] iops = new double[tunings.size()][rounds];
+        double[][] cores = new double[tunings.size()][rounds];
         double[][][] cpu = new double[tunings.size()][groups.length][rounds];
         for (int r = -1; r < rounds; r++) { // round -1 warms the JIT
             for (int t = 0; t < tunings.size(); t++) {
@@ -79,6 +80,7 @@ public final class CryptScaling {
                     Map<Long, Long> after = threadCpu();
                     if (r >= 0) {
                         iops[t][r] = res.iops();
+                        cores[t][r] = (p1 - p0) / (double) res.elapsedNs();
                         double[] g = byGroup(before, after, groups);
                         // threads that ended during the run (the bench's starter) count in "other"
                         g[groups.length - 1] += (p1 - p0) - g[0];
@@ -100,10 +102,11 @@ public final class CryptScaling {
         System.out.printf(Locale.ROOT,
                 "# crypt over %s %s bs=%d qd=%d, %d rounds of %.1fs; cpus=%d; median of rounds%n",
                 args[0], rw.fioName(), bs, qd, rounds, seconds, Runtime.getRuntime().availableProcessors());
-        System.out.printf(Locale.ROOT, "%-44s %8s %8s   cpu us/io: %6s %6s %6s %6s%n", "tuning", "max k", "med k",
-                "all", "uring", "crypt", "other");
+        System.out.printf(Locale.ROOT, "%-44s %8s %8s %6s   cpu us/io: %6s %6s %6s %6s%n", "tuning", "max k",
+                "med k", "cores", "all", "uring", "crypt", "other");
         for (int t = 0; t < tunings.size(); t++) {
             Arrays.sort(iops[t]);
+            Arrays.sort(cores[t]);
             double[] med = new double[groups.length];
             for (int k = 0; k < groups.length; k++) {
                 Arrays.sort(cpu[t][k]);
@@ -113,8 +116,9 @@ public final class CryptScaling {
             String name = tu == null ? "plain (" + lower.name() + " alone)"
                     : String.format(Locale.ROOT, "w=%d inline=%d chunk=%d spin=%d%s", tu.workers(), tu.inlineBytes(),
                     tu.chunkBytes(), tu.spinUs(), tu.starterHelps() ? "" : " nohelp");
-            System.out.printf(Locale.ROOT, "%-44s %8.1f %8.1f   cpu us/io: %6.2f %6.2f %6.2f %6.2f%n", name,
-                    iops[t][rounds - 1] / 1e3, iops[t][rounds / 2] / 1e3, med[0], med[1], med[2], med[3]);
+            System.out.printf(Locale.ROOT, "%-44s %8.1f %8.1f %6.2f   cpu us/io: %6.2f %6.2f %6.2f %6.2f%n", name,
+                    iops[t][rounds - 1] / 1e3, iops[t][rounds / 2] / 1e3, cores[t][rounds / 2], med[0], med[1], med[2],
+                    med[3]);
         }
     }
 
