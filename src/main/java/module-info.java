@@ -1,8 +1,8 @@
 /**
  * biostack: a block I/O stack for the JVM. Bios with end-io callbacks ({@link io.biostack.block}),
  * a loop device on io_uring ({@link io.biostack.loop}), direct I/O on files ({@link io.biostack.file}),
- * device-mapper-style layers ({@link io.biostack.layer}), stack files ({@link io.biostack.stack})
- * and an NBD server ({@link io.biostack.nbd}).
+ * device-mapper-style layers ({@link io.biostack.layer}), stack files ({@link io.biostack.stack}),
+ * an NBD server ({@link io.biostack.nbd}) and an NBD client leaf ({@link io.biostack.nbd.client}).
  *
  * <h2>Native access</h2>
  * The loop device and the file engines call Linux (io_uring, O_DIRECT, fallocate) through the
@@ -33,6 +33,7 @@ module io.biostack {
     exports io.biostack.stack;
     exports io.biostack.nbd;
     exports io.biostack.nbd.tls;
+    exports io.biostack.nbd.client;
     exports io.biostack.bench;
     exports io.biostack.replay;
     exports io.biostack.rbd;

@@ -9,6 +9,7 @@ import io.biostack.file.EngineKind;
 import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
+import io.biostack.stack.Leaves;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -24,8 +25,9 @@ import java.util.concurrent.Callable;
         description = {"Measure a device of the stack with an fio-like load, in-process.",
                 "FILE is created sparse at --size when missing."})
 public final class BenchCommand implements Callable<Integer> {
-    @Parameters(index = "0", arity = "0..1", paramLabel = "FILE", description = "backing file of a loop device")
-    Path file;
+    @Parameters(index = "0", arity = "0..1", paramLabel = "FILE",
+            description = "backing file of a loop device, or nbd://..., nbd+unix://... or rbd:POOL/IMAGE")
+    String file;
 
     @Option(names = "--rw", defaultValue = "randread", description = "read|write|randread|randwrite|randrw (default ${DEFAULT-VALUE})")
     String rw;
@@ -88,6 +90,14 @@ public final class BenchCommand implements Callable<Integer> {
         if (file == null) {
             throw new IllegalArgumentException("give a FILE to measure (it is created at --size when missing), or --stack FILE --device NAME");
         }
+        if (Leaves.isRemote(file)) {
+            Workload w = workload();
+            try (BlockDevice dev = Leaves.open("remote0", file)) {
+                String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s (%s)", w.rw().fioName(),
+                        Sizes.human(w.blockSize()), w.ioDepth(), file, Sizes.human(dev.size()));
+                return measure(dev, w, header, "\"device\":\"" + file.replace("\"", "\\\"") + "\"");
+            }
+        }
         long createSize = size == null ? 1L << 30 : size.bytes();
         LoopConfig cfg = LoopConfig.defaults()
                 .withDirectIo(DirectIoMode.parse(directIo))
@@ -96,7 +106,7 @@ public final class BenchCommand implements Callable<Integer> {
                 .withOffset(offset.bytes())
                 .withCreateSize(createSize);
         Workload w = workload();
-        try (LoopDevice dev = LoopDevice.open(file, cfg)) {
+        try (LoopDevice dev = LoopDevice.open(Path.of(file), cfg)) {
             String header = String.format(Locale.ROOT, "%s: (bs=%s, iodepth=%d) %s direct-io=%s engine=%s",
                     w.rw().fioName(), Sizes.human(w.blockSize()), w.ioDepth(), dev.name() + " on " + file,
                     dev.isDirectIo() ? "on" : "off", dev.backingFile().engineDescription());

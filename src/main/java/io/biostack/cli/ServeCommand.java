@@ -12,6 +12,7 @@ import io.biostack.file.EngineKind;
 import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
+import io.biostack.stack.Leaves;
 import io.biostack.nbd.NbdExport;
 import io.biostack.nbd.NbdServer;
 import io.biostack.nbd.tls.PskCredentials;
@@ -55,8 +56,9 @@ public final class ServeCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Parameters(arity = "0..1", paramLabel = "FILE", description = "The file to serve (default: ./disk.img).")
-    Path file;
+    @Parameters(arity = "0..1", paramLabel = "FILE",
+            description = "The file to serve (default: ./disk.img), or nbd://..., nbd+unix://... or rbd:POOL/IMAGE.")
+    String file;
 
     @Option(names = "--socket", paramLabel = "PATH", description = "Also listen on this unix socket.")
     Path socket;
@@ -168,7 +170,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (ram != null && file != null) {
             throw new IllegalArgumentException("give either FILE or --ram, not both");
         }
-        BlockDevice bare = ram != null ? ramDisk() : loopDevice();
+        BlockDevice bare = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : loopDevice();
         BlockDevice device = StatsConfig.ENABLED ? new CountedDevice(bare) : bare;
         String what = ram != null ? "ramdisk" : String.valueOf(file != null ? file : Path.of(DEFAULT_FILE));
         NbdServer server;
@@ -418,7 +420,7 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     private BlockDevice loopDevice() throws Exception {
-        Path f = file != null ? file : Path.of(DEFAULT_FILE);
+        Path f = Path.of(file != null ? file : DEFAULT_FILE);
         long create = 0;
         if (!Files.exists(f)) {
             if (size != null) {

@@ -8,9 +8,12 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.stats.MirrorResyncEvent;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
@@ -41,6 +44,16 @@ import java.util.concurrent.locks.ReentrantLock;
  * completed; writes that arrive for the marked region wait in a queue until its copy is done.
  * Every write counts itself in the regions it touches (one atomic add) and reads the marked
  * region (one volatile read): the lock is taken only when the two meet.
+ *
+ * <h2>A leg that comes back</h2>
+ * While a leg is down, every write that does not reach it sets the bits of its regions in that
+ * leg's dirty-region bitmap (in memory, as dm-raid1's core log and DRBD's bitmap keep them). A leg
+ * dropped after an I/O error (not by {@code message fail}) is probed in the background with a
+ * one-block read, every {@link #PROBE_MIN_NANOS} at first and backing off to
+ * {@link #PROBE_MAX_NANOS}; when it answers (a network leaf that reconnected by itself, a disk
+ * that is back) the leg is taken back and only its dirty regions are copied, with no command
+ * given. {@code message reinstate} still copies every region (the admin may have replaced the
+ * disk). Progress is the {@code in-sync/total} count of the status either way.
  */
 public final class Mirror implements Target {
     /** The state of a leg. */
@@ -48,6 +61,11 @@ public final class Mirror implements Target {
 
     /** Default region: the copy and write-tracking unit when the table does not say. */
     public static final long DEFAULT_REGION = 512 * 1024;
+    /** First wait before a dropped leg is probed again; doubles after each failed probe. */
+    static final long PROBE_MIN_NANOS = TimeUnit.MILLISECONDS.toNanos(500);
+    /** Longest wait between probes of a dropped leg. */
+    static final long PROBE_MAX_NANOS = TimeUnit.SECONDS.toNanos(10);
+    private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
 
     private final String name;
     private final Leg[] legs;
@@ -68,6 +86,12 @@ public final class Mirror implements Target {
     private volatile boolean resyncRunning;
     private volatile boolean closed;
     private Thread worker;                       // guarded by lock
+    private Thread prober;                       // guarded by lock
+    private final boolean[] autoFailed;          // guarded by lock: dropped after an error, probed
+    private final boolean[] fullResync;          // guarded by lock: copy every region, not the dirty ones
+    private final long[][] dirty;                // per leg, one bit per region; set with getAndBitwiseOr
+    private final long[] probeAt;                // prober thread only
+    private final long[] probeGap;               // prober thread only
 
     private final EndIo legWriteDone = this::legWriteDone;
     private final EndIo writeDone = this::writeDone;
@@ -107,8 +131,14 @@ public final class Mirror implements Target {
         this.state = new LegState[this.legs.length];
         this.health = new char[this.legs.length];
         this.regionWrites = new AtomicIntegerArray(Math.max(1, regions));
+        this.autoFailed = new boolean[this.legs.length];
+        this.fullResync = new boolean[this.legs.length];
+        this.dirty = new long[this.legs.length][(regions + 63) / 64];
+        this.probeAt = new long[this.legs.length];
+        this.probeGap = new long[this.legs.length];
         for (int i = 0; i < state.length; i++) {
             state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
+            fullResync[i] = state[i] == LegState.RESYNCING;
             health[i] = 'A';
         }
         this.stateVersion = 1;
@@ -239,6 +269,12 @@ public final class Mirror implements Target {
             return; // deferred until the region's copy is done
         }
         long m = legMask(true);
+        if (ranged) {
+            long down = ~m & (legs.length == 64 ? -1L : (1L << legs.length) - 1);
+            for (; down != 0; down &= down - 1) {
+                markDirty(Long.numberOfTrailingZeros(down), bio.offset(), bio.size());
+            }
+        }
         Bio master = Layers.cloneWith(bio, writeDone);
         master.setPrivateLong(m);
         while (m != 0) {
@@ -260,7 +296,12 @@ public final class Mirror implements Target {
     private void legWriteDone(Bio c) {
         Bio master = (Bio) c.privateData();
         if (c.status() != Status.OK) {
-            legFailed((int) c.privateLong(), 'D', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
+            int leg = (int) c.privateLong();
+            Bio parent = (Bio) master.privateData();
+            if (parent.op() != Op.FLUSH) {
+                markDirty(leg, parent.offset(), parent.size());
+            }
+            legFailed(leg, 'D', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
         }
         c.put();
         master.endIo();
@@ -313,7 +354,50 @@ public final class Mirror implements Target {
         }
     }
 
+    /** Marks the regions of [offset, offset + size) dirty for {@code leg}: they must be copied to it. */
+    private void markDirty(int leg, long offset, long size) {
+        if (size <= 0) {
+            return;
+        }
+        long r0 = offset / region;
+        long r1 = (offset + size - 1) / region;
+        for (long r = r0; r <= r1; r++) {
+            setDirty(leg, (int) r);
+        }
+    }
+
+    private void setDirty(int leg, int r) {
+        long bit = 1L << (r & 63);
+        long[] d = dirty[leg];
+        if (((long) BITS.getOpaque(d, r >>> 6) & bit) == 0) {
+            long unused = (long) BITS.getAndBitwiseOr(d, r >>> 6, bit);
+        }
+    }
+
+    private boolean testAndClearDirty(int leg, int r) {
+        long bit = 1L << (r & 63);
+        long[] d = dirty[leg];
+        if (((long) BITS.getVolatile(d, r >>> 6) & bit) == 0) {
+            return false;
+        }
+        return ((long) BITS.getAndBitwiseAnd(d, r >>> 6, ~bit) & bit) != 0;
+    }
+
+    /** Regions dirty for leg {@code leg} (the work a resync of it has left). */
+    public long dirtyRegions(int leg) {
+        long n = 0;
+        for (int w = 0; w < dirty[leg].length; w++) {
+            n += Long.bitCount((long) BITS.getVolatile(dirty[leg], w));
+        }
+        return n;
+    }
+
     private void legFailed(int leg, char why, String detail) {
+        legFailed(leg, why, detail, true);
+    }
+
+    /** Drops a leg; {@code auto}: after an error, so probe it and take it back when it answers. */
+    private void legFailed(int leg, char why, String detail, boolean auto) {
         lock.lock();
         try {
             if (state[leg] == LegState.FAILED) {
@@ -321,12 +405,115 @@ public final class Mirror implements Target {
             }
             state[leg] = LegState.FAILED;
             health[leg] = why;
+            autoFailed[leg] = auto;
+            stateVersion++;
+            if (auto && prober == null && !closed) {
+                prober = Thread.ofPlatform().daemon().name("biostack-mirror-probe-" + name).start(this::probeLoop);
+            }
+        } finally {
+            lock.unlock();
+        }
+        System.err.println("biostack: mirror " + name + ": leg " + leg + " (" + legs[leg].device().name()
+                + ") dropped" + (auto ? " after an error: " : ": ") + detail
+                + (auto ? "; writes are tracked, and it is taken back when it answers again" : ""));
+    }
+
+    // ---- probing dropped legs ------------------------------------------------------------------
+
+    private void probeLoop() {
+        while (!closed) {
+            long now = System.nanoTime();
+            boolean any = false;
+            for (int leg = 0; leg < legs.length && !closed; leg++) {
+                boolean watch;
+                lock.lock();
+                try {
+                    watch = state[leg] == LegState.FAILED && autoFailed[leg];
+                } finally {
+                    lock.unlock();
+                }
+                if (!watch) {
+                    probeGap[leg] = 0;
+                    continue;
+                }
+                any = true;
+                if (probeGap[leg] == 0) {
+                    probeGap[leg] = PROBE_MIN_NANOS;
+                    probeAt[leg] = now + PROBE_MIN_NANOS;
+                }
+                if (now - probeAt[leg] >= 0) {
+                    if (probe(leg)) {
+                        probeGap[leg] = 0;
+                        takeBack(leg);
+                    } else {
+                        probeGap[leg] = Math.min(probeGap[leg] * 2, PROBE_MAX_NANOS);
+                        probeAt[leg] = System.nanoTime() + probeGap[leg];
+                    }
+                }
+            }
+            if (!any) {
+                lock.lock();
+                try {
+                    if (!anyAutoFailedLocked()) {
+                        prober = null;
+                        return;
+                    }
+                } finally {
+                    lock.unlock();
+                }
+            }
+            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(100));
+        }
+        lock.lock();
+        try {
+            prober = null;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private boolean anyAutoFailedLocked() {
+        for (int i = 0; i < legs.length; i++) {
+            if (state[i] == LegState.FAILED && autoFailed[i]) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** One block read from the start of the leg's window; its own memory, alive while in flight. */
+    private boolean probe(int leg) {
+        MemorySegment m = Arena.ofAuto().allocate(legs[leg].device().limits().logicalBlockSize(), 4096);
+        return io(legs[leg].device(), Op.READ, legs[leg].start(), m);
+    }
+
+    /** The dropped leg answered: resynchronise it, copying only what changed while it was away. */
+    private void takeBack(int leg) {
+        lock.lock();
+        try {
+            if (state[leg] != LegState.FAILED || !autoFailed[leg] || closed) {
+                return;
+            }
+            state[leg] = LegState.RESYNCING;
+            health[leg] = 'A';
+            autoFailed[leg] = false;
             stateVersion++;
         } finally {
             lock.unlock();
         }
         System.err.println("biostack: mirror " + name + ": leg " + leg + " (" + legs[leg].device().name()
-                + ") dropped after an error: " + detail);
+                + ") answers again; copying the " + (fullResyncOf(leg) ? "whole device" : dirtyRegions(leg)
+                + " region(s) written while it was away"));
+        startResync();
+    }
+
+    private boolean fullResyncOf(int leg) {
+        lock.lock();
+        try {
+            return fullResync[leg];
+        } finally {
+            lock.unlock();
+        }
     }
 
     // ---- resync ----------------------------------------------------------------------------
@@ -366,37 +553,95 @@ public final class Mirror implements Target {
                 failTargets(targets, "no leg in sync to copy from");
                 continue;
             }
-            syncedRegions.set(0);
-            if (copyAll(src, targets, buf)) {
+            long start = System.nanoTime();
+            long[] copied = new long[legs.length];
+            boolean done = copyAll(src, targets, buf, copied);
+            if (done) {
                 markInSync(targets);
+            }
+            for (long m = targets; m != 0; m &= m - 1) {
+                int t = Long.numberOfTrailingZeros(m);
+                LegState st = legState(t);
+                MirrorResyncEvent.emit(name, legs[t].device().name(), copied[t],
+                        st == LegState.IN_SYNC ? "ok" : closed ? "closed" : "stopped: leg " + t + " is " + st, start);
             }
         }
     }
 
-    /** Copies every region from leg {@code src}; false when the source failed or we closed. */
-    private boolean copyAll(int src, long targets, MemorySegment buf) {
+    /**
+     * Copies from leg {@code src} every region a target needs: all of them for a full resync, the
+     * dirty ones otherwise, adding the bytes written to each target to {@code copied}. False when
+     * the source failed or we closed.
+     */
+    private boolean copyAll(int src, long targets, MemorySegment buf, long[] copied) {
+        long full = 0;
+        lock.lock();
+        try {
+            for (long m = targets; m != 0; m &= m - 1) {
+                int t = Long.numberOfTrailingZeros(m);
+                if (fullResync[t]) {
+                    full |= 1L << t;
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+        long toCopy = regions;
+        if (full == 0) {
+            toCopy = 0;
+            for (int w = 0; w < (regions + 63) / 64; w++) {
+                long bits = 0;
+                for (long m = targets; m != 0; m &= m - 1) {
+                    bits |= (long) BITS.getVolatile(dirty[Long.numberOfTrailingZeros(m)], w);
+                }
+                toCopy += Long.bitCount(bits);
+            }
+        }
+        long regionsCopied = 0;
+        syncedRegions.set(regions - toCopy);
         for (int r = 0; r < regions && !closed; r++) {
             holdWindow(r);
+            // After the hold, every write that missed a target in this region has marked it dirty.
+            long need = 0;
+            for (long m = targets; m != 0; m &= m - 1) {
+                int t = Long.numberOfTrailingZeros(m);
+                boolean d = testAndClearDirty(t, r);
+                if ((d || (full & 1L << t) != 0) && legState(t) == LegState.RESYNCING) {
+                    need |= 1L << t;
+                }
+            }
+            if (need == 0) {
+                releaseWindow();
+                continue;
+            }
             long start = (long) r * region;
             long end = Math.min(length, start + region);
             for (long pos = start; pos < end; pos += buf.byteSize()) {
                 int n = (int) Math.min(buf.byteSize(), end - pos);
                 MemorySegment piece = buf.asSlice(0, n);
                 if (!io(legs[src].device(), Op.READ, legs[src].start() + pos, piece)) {
+                    for (long m = need; m != 0; m &= m - 1) {
+                        setDirty(Long.numberOfTrailingZeros(m), r);
+                    }
                     legFailed(src, 'S', "read failed while copying region " + r);
                     releaseWindow();
                     return false;
                 }
-                for (long m = targets; m != 0; m &= m - 1) {
+                for (long m = need; m != 0; m &= m - 1) {
                     int t = Long.numberOfTrailingZeros(m);
-                    if (legState(t) == LegState.RESYNCING
-                            && !io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
-                        legFailed(t, 'S', "write failed while copying region " + r);
+                    if (legState(t) == LegState.RESYNCING) {
+                        if (io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
+                            copied[t] += n;
+                        } else {
+                            setDirty(t, r);
+                            legFailed(t, 'S', "write failed while copying region " + r);
+                        }
                     }
                 }
             }
             releaseWindow();
-            syncedRegions.set(r + 1);
+            regionsCopied++;
+            syncedRegions.set(regions - toCopy + Math.min(regionsCopied, toCopy));
         }
         return !closed;
     }
@@ -479,6 +724,7 @@ public final class Mirror implements Target {
                 if (state[t] == LegState.RESYNCING) {
                     state[t] = LegState.IN_SYNC;
                     health[t] = 'A';
+                    fullResync[t] = false;
                 }
             }
             stateVersion++;
@@ -527,7 +773,7 @@ public final class Mirror implements Target {
                 if (legState(leg) == LegState.FAILED) {
                     throw new IllegalArgumentException("leg " + argv.get(1) + " has already failed");
                 }
-                legFailed(leg, 'D', "failed by message");
+                legFailed(leg, 'D', "failed by message", false);
                 return "";
             }
             case "reinstate", "add" -> {
@@ -539,6 +785,8 @@ public final class Mirror implements Target {
                     }
                     state[leg] = LegState.RESYNCING;
                     health[leg] = 'A';
+                    autoFailed[leg] = false;
+                    fullResync[leg] = true;
                     stateVersion++;
                 } finally {
                     lock.unlock();
@@ -619,19 +867,25 @@ public final class Mirror implements Target {
     @Override
     public void close() {
         Thread w;
+        Thread p;
         lock.lock();
         try {
             closed = true;
             w = worker;
+            p = prober;
         } finally {
             lock.unlock();
         }
-        if (w != null) {
-            try {
+        try {
+            if (w != null) {
                 w.join(10_000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
             }
+            if (p != null) {
+                LockSupport.unpark(p);
+                p.join(10_000);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 }

@@ -50,6 +50,7 @@ import java.util.TreeMap;
  * <tr><td>{@code loop FILE [direct-io=on|off|auto] [offset=N] [sizelimit=N] [sector-size=N] [read-only] [size=N]}</td><td>leaf</td></tr>
  * <tr><td>{@code ram SIZE [sector-size=N] [read-only]}</td><td>leaf</td></tr>
  * <tr><td>{@code partition DEV N}</td><td>leaf (a window, as the kernel's partitions)</td></tr>
+ * <tr><td>{@code nbd URI [connections=N] [timeout=DURATION]}</td><td>leaf: a remote NBD export ({@link Leaves})</td></tr>
  * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf (a Ceph RBD image)</td></tr>
  * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear</td></tr>
  * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe</td></tr>
@@ -105,6 +106,7 @@ public final class Targets {
         register("loop", true, Targets::loop);
         register("ram", true, Targets::ram);
         register("partition", true, Targets::partition);
+        register("nbd", true, Leaves::nbd);
         register("rbd", true, Targets::rbd);
         register("linear", false, Targets::linear);
         register("striped", false, Targets::striped);

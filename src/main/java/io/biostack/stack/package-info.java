@@ -9,6 +9,7 @@
  * disk1: loop /var/tmp/b.img size=2G                   # size= creates a missing file, sparse
  * scratch: ram 256M                                     # sector-size=4096, read-only
  * p2:    partition disk0 2                              # as losetup -P's disk0p2
+ * remote: nbd nbd://10.0.0.2/disk timeout=30s          # an NBD export; connections=N, nbds://, nbd+unix://
  *
  * # device-mapper targets (offsets/lengths: 512-byte sectors, or 4k/1M/2G)
  * lin:   linear disk0 1M                                # whole-device form: to the end of disk0

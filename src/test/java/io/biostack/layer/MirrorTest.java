@@ -116,6 +116,44 @@ class MirrorTest {
     }
 
     @Test
+    void aLegDroppedOnErrorsIsTakenBackByItselfAndOnlyItsDirtyRegionsAreCopied() throws Exception {
+        long len = 2 << 20;
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), len, 65536, true);
+        b.failing = true;
+        write(m, 0, pattern(4096, 20));
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+        assertThat(m.status()).isEqualTo("2 a b 32/32 1 AD 1 core");
+        // Writes while the leg is down: regions 0, 5 and 9 (the second write shares region 5).
+        write(m, 5 * 65536 + 8192, pattern(8192, 21));
+        write(m, 5 * 65536 + 32768, pattern(4096, 22));
+        write(m, 9 * 65536, pattern(65536, 23));
+        assertThat(m.dirtyRegions(1)).isEqualTo(3);
+        long writesBefore = b.count(Op.WRITE);
+        b.failing = false; // the leg answers again: no command is given
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while ((m.legState(1) != Mirror.LegState.IN_SYNC || m.isResyncing()) && System.nanoTime() < end) {
+            Thread.sleep(10);
+        }
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+        assertThat(m.status()).isEqualTo("2 a b 32/32 1 AA 1 core");
+        assertThat(b.count(Op.WRITE) - writesBefore).as("one copy per dirty region").isEqualTo(3);
+        assertThat(m.dirtyRegions(1)).isZero();
+        assertThat(read(b, 0, (int) len)).isEqualTo(read(a, 0, (int) len));
+        m.close();
+    }
+
+    @Test
+    void aLegFailedByMessageStaysDownUntilReinstated() throws Exception {
+        Mirror m = mirror(1 << 20);
+        m.message(List.of("fail", "1"));
+        write(m, 0, pattern(4096, 30));
+        Thread.sleep(2 * Mirror.PROBE_MIN_NANOS / 1_000_000 + 200);
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+        assertThat(m.dirtyRegions(1)).isEqualTo(1);
+        m.close();
+    }
+
+    @Test
     void badMessagesAndTablesAreRefused() {
         Mirror m = mirror(1 << 20);
         assertThatThrownBy(() -> m.message(List.of("reinstate", "0"))).hasMessageContaining("only a failed leg");

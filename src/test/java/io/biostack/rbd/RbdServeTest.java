@@ -57,11 +57,18 @@ class RbdServeTest {
     String serve(String stackText) throws Exception {
         Path stack = dir.resolve("rbd.stack");
         Files.writeString(stack, stackText);
+        return serveArgs("--stack", stack.toString());
+    }
+
+    /** Starts {@code serve WHAT... --export vol --socket SOCK}; returns the NBD URI once it says "ready". */
+    String serveArgs(String... what) throws Exception {
         Path sock = dir.resolve("rbd.sock");
-        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                "io.biostack.cli.Main", "serve", "--stack", stack.toString(), "--export", "vol",
-                "--socket", sock.toString()).directory(dir.toFile()).redirectErrorStream(true);
+                "io.biostack.cli.Main", "serve"));
+        cmd.addAll(List.of(what));
+        cmd.addAll(List.of("--export", "vol", "--socket", sock.toString()));
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true);
         pb.environment().put("CEPH_CONF", ceph.conf().toString());
         Process p = pb.start();
         started.add(p);
@@ -117,6 +124,24 @@ class RbdServeTest {
                 .anyMatch(l -> l.matches("0\\s+\\d+\\s+0\\s+data"))
                 .anyMatch(l -> l.matches((8 << 20) + "\\s+" + (8 << 20) + "\\s+3\\s+hole,zero"))
                 .anyMatch(l -> l.matches((16 << 20) + "\\s+\\d+\\s+0\\s+data"));
+        stop();
+    }
+
+    @Test
+    void serveTakesQemuNbdsRbdSpellingWhereAFileGoes() throws Exception {
+        Tools.require("nbdcopy", "nbdinfo");
+        byte[] data = new byte[4 << 20];
+        new Random(23).nextBytes(data);
+        Path src = dir.resolve("spelled.img");
+        Files.write(src, data);
+        String name = ceph.newImage("spelled");
+        ceph.rbd("import", src.toString(), "rbd/" + name);
+
+        String uri = serveArgs("rbd:rbd/" + name); // as `qemu-nbd rbd:POOL/IMAGE`; CEPH_CONF finds the cluster
+        assertThat(Tools.ok(30, "nbdinfo", "--size", uri).out().strip()).isEqualTo(String.valueOf(data.length));
+        Path copy = dir.resolve("spelled-copy.img");
+        Tools.ok(60, "nbdcopy", uri, copy.toString());
+        assertThat(Arrays.mismatch(Files.readAllBytes(copy), data)).as("first differing byte").isEqualTo(-1);
         stop();
     }
 

@@ -98,12 +98,31 @@ public final class Xts implements AutoCloseable {
     void transform(boolean enc, Bio bio, MemorySegment dst, long iv0, int sectorSize, long ivStep) {
         long size = bio.size();
         checkUnits(size, sectorSize);
+        transformRange(enc, bio, 0, size, dst, iv0, sectorSize, ivStep);
+    }
+
+    /**
+     * Transforms bytes {@code [from, from + len)} of the memory {@code bio}'s iterator covers,
+     * without advancing it: into {@code dst} at {@code from} when {@code dst} is not null, else in
+     * place. {@code iv0} is the IV of the bio's first sector; {@code from} and {@code len} are
+     * whole sectors. Several threads may transform disjoint ranges of one bio at once: the bio is
+     * only read (its segments and iterator), and each range touches only its own bytes.
+     */
+    void transformRange(boolean enc, Bio bio, long from, long len, MemorySegment dst, long iv0, int sectorSize,
+                        long ivStep) {
+        checkUnits(from, sectorSize);
+        checkUnits(len, sectorSize);
         Context c = context();
+        // find the segment and the offset in it where byte `from` lives
         int idx = bio.iter().index();
-        long skip = bio.iter().doneInSegment();
+        long skip = bio.iter().doneInSegment() + from;
+        while (skip > 0 && skip >= bio.segment(idx).byteSize()) {
+            skip -= bio.segment(idx).byteSize();
+            idx++;
+        }
         long pos = 0;
-        while (pos < size) {
-            int n = (int) Math.min(MAX_CHUNK, size - pos);
+        while (pos < len) {
+            int n = (int) Math.min(MAX_CHUNK, len - pos);
             // gather
             int i = idx;
             long s = skip;
@@ -118,9 +137,9 @@ public final class Xts implements AutoCloseable {
                     s = 0;
                 }
             }
-            chunk(c, enc, c.data, 0, n, iv0 + pos / sectorSize * ivStep, sectorSize, ivStep);
+            chunk(c, enc, c.data, 0, n, iv0 + (from + pos) / sectorSize * ivStep, sectorSize, ivStep);
             if (dst != null) {
-                MemorySegment.copy(c.dataSeg, 0, dst, pos, n);
+                MemorySegment.copy(c.dataSeg, 0, dst, from + pos, n);
             } else {
                 // scatter back over the same pieces
                 for (int put = 0; put < n; ) {

@@ -289,13 +289,14 @@ class CryptTest {
         int ss = bigSectors ? 4096 : 512;
         RamDisk ram = new RamDisk("ram0", 2 << 20);
         RamDisk model = new RamDisk("model", 2 << 20);
-        BlockDevice c = Crypt.create("c0", ram, SPEC, key(64, (int) seed), 8, 8192, ss);
-        long off = (long) sector * ss;
-        int len = Math.min(sectors * ss, (int) (c.size() - off));
-        byte[] data = random(len, seed);
-        c.write(off, MemorySegment.ofArray(data)).join();
-        model.write(off, MemorySegment.ofArray(data)).join();
-        assertThat(readBytes(c, off, len)).isEqualTo(readBytes(model, off, len));
+        try (BlockDevice c = Crypt.create("c0", ram, SPEC, key(64, (int) seed), 8, 8192, ss)) {
+            long off = (long) sector * ss;
+            int len = Math.min(sectors * ss, (int) (c.size() - off));
+            byte[] data = random(len, seed);
+            c.write(off, MemorySegment.ofArray(data)).join();
+            model.write(off, MemorySegment.ofArray(data)).join();
+            assertThat(readBytes(c, off, len)).isEqualTo(readBytes(model, off, len));
+        }
     }
 
     /** Passes every call to a device below; tests override {@link #submit}. */

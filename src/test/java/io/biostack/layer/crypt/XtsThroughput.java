@@ -19,7 +19,11 @@ public final class XtsThroughput {
     private XtsThroughput() {
     }
 
-    public static void main(String[] args) {
+    public static void main(String[] args) throws InterruptedException {
+        if (args.length > 0 && args[0].equals("ceiling")) {
+            ceiling(Integer.parseInt(args[1]), Double.parseDouble(args[2]));
+            return;
+        }
         double seconds = args.length > 0 ? Double.parseDouble(args[0]) : 2;
         Random r = new Random(1);
         byte[] buf = new byte[1 << 20];
@@ -61,6 +65,49 @@ public final class XtsThroughput {
                 System.out.printf(Locale.ROOT, "%-5s write %7.0f MB/s  read %7.0f MB/s%n", d.name(), w, rd);
             }
         }
+    }
+
+    /**
+     * What the machine gives right now: XTS over 128 KiB buffers on one thread, then on
+     * {@code threads} threads at once, alternating three times; prints the best of each and the
+     * ratio. On a quiet machine it is about the number of cores; a crypt pool cannot scale past it.
+     */
+    private static void ceiling(int threads, double seconds) throws InterruptedException {
+        byte[] key = new byte[64];
+        new Random(2).nextBytes(key);
+        Xts xts = new Xts(key);
+        double best1 = 0;
+        double bestN = 0;
+        for (int round = 0; round < 3; round++) {
+            best1 = Math.max(best1, parallel(xts, 1, seconds));
+            bestN = Math.max(bestN, parallel(xts, threads, seconds));
+        }
+        System.out.printf(Locale.ROOT, "xts ceiling: 1 thread %.0f MB/s, %d threads %.0f MB/s: %.2fx%n", best1, threads,
+                bestN, bestN / best1);
+    }
+
+    private static double parallel(Xts xts, int threads, double seconds) throws InterruptedException {
+        long end = System.nanoTime() + (long) (seconds * 1e9);
+        long[] ops = new long[threads];
+        Thread[] ts = new Thread[threads];
+        long start = System.nanoTime();
+        for (int i = 0; i < threads; i++) {
+            int id = i;
+            ts[i] = Thread.ofPlatform().start(() -> {
+                byte[] b = new byte[128 * 1024];
+                long n = 0;
+                while (System.nanoTime() < end) {
+                    xts.decrypt(b, 0, b.length, n++, 512, 1);
+                }
+                ops[id] = n;
+            });
+        }
+        long total = 0;
+        for (int i = 0; i < threads; i++) {
+            ts[i].join();
+            total += ops[i];
+        }
+        return total * 128.0 * 1024 / ((System.nanoTime() - start) / 1e9) / 1e6;
     }
 
     /** MB/s (10^6 bytes) of {@code op} moving {@code bytes} per call, after a warm-up. */

@@ -1,0 +1,103 @@
+package io.biostack.nbd.client;
+
+import io.biostack.block.RamDisk;
+import io.biostack.layer.Leg;
+import io.biostack.layer.Mirror;
+import io.biostack.nbd.NbdExport;
+import io.biostack.nbd.NbdServer;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * A mirror with a local leg and an NBD leg whose server goes away and comes back (in this
+ * process, over a Unix socket; {@link NetnsFaultTest} does it across a network namespace): the
+ * mirror serves on, says the leg is down, and takes it back by itself with only what changed.
+ */
+@Timeout(60)
+class MirrorOverNbdTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void theRemoteLegIsDroppedWhileItsServerIsGoneAndResyncedByItselfAfter() throws Exception {
+        long size = 8L << 20;
+        Path sock = dir.resolve("remote.sock");
+        Path jfr = dir.resolve("events.jfr");
+        jdk.jfr.Recording rec = new jdk.jfr.Recording();
+        rec.enable("biostack.LeafReconnect");
+        rec.enable("biostack.MirrorResync");
+        rec.start();
+        long dirty;
+        try (RamDisk local = new RamDisk("local", size);
+             RamDisk far = new RamDisk("far", size);
+             Arena arena = Arena.ofShared()) {
+            NbdServer server = NbdServer.builder().export(NbdExport.of("", far)).unixSocket(sock).start();
+            NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                    NbdClient.Options.defaults().withTimeout(Duration.ofSeconds(1)));
+            Mirror m = new Mirror("pair", List.of(new Leg(local, 0), new Leg(leaf, 0)), size, 64 * 1024, true);
+            try {
+                Random rnd = new Random(1);
+                MemorySegment a = arena.allocate(64 * 1024, 4096);
+                a.fill((byte) 1);
+                m.write(0, a).get(5, TimeUnit.SECONDS);
+
+                server.close(); // the remote host goes away
+                List<CompletableFuture<Void>> fs = new ArrayList<>();
+                for (int i = 0; i < 40; i++) {
+                    MemorySegment d = arena.allocate(4096, 4096);
+                    d.fill((byte) rnd.nextInt());
+                    fs.add(m.write((long) rnd.nextInt((int) (size / 4096)) * 4096, d));
+                }
+                CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get(20, TimeUnit.SECONDS);
+                assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+                assertThat(m.status()).contains(" AD ");
+                dirty = m.dirtyRegions(1);
+                assertThat(dirty).isBetween(1L, 40L);
+
+                server = NbdServer.builder().export(NbdExport.of("", far)).unixSocket(sock).start();
+                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while ((m.legState(1) != Mirror.LegState.IN_SYNC || m.isResyncing()) && System.nanoTime() < end) {
+                    Thread.sleep(20);
+                }
+                assertThat(m.legState(1)).as("taken back by itself").isEqualTo(Mirror.LegState.IN_SYNC);
+                assertThat(m.status()).contains(" AA ").contains(m.regionCount() + "/" + m.regionCount());
+                MemorySegment l = arena.allocate(size, 4096);
+                MemorySegment f = arena.allocate(size, 4096);
+                local.read(0, l).get(5, TimeUnit.SECONDS);
+                far.read(0, f).get(5, TimeUnit.SECONDS);
+                assertThat(l.mismatch(f)).as("the legs are byte-equal").isEqualTo(-1);
+                assertThat(l.get(ValueLayout.JAVA_BYTE, 0)).isNotZero();
+            } finally {
+                m.close();
+                leaf.close();
+                server.close();
+            }
+        }
+        rec.stop();
+        rec.dump(jfr);
+        rec.close();
+        // JFR: the leaf's reconnect (attempts until the server was back) and the mirror's resync.
+        List<jdk.jfr.consumer.RecordedEvent> events = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr);
+        assertThat(events).filteredOn(e -> e.getEventType().getName().equals("biostack.LeafReconnect")
+                        && e.getString("outcome").equals("connected") && e.getString("device").equals("remote"))
+                .hasSize(1);
+        assertThat(events).filteredOn(e -> e.getEventType().getName().equals("biostack.MirrorResync")
+                        && e.getString("leg").equals("remote") && e.getString("outcome").equals("ok"))
+                .singleElement()
+                .satisfies(e -> assertThat(e.getLong("bytes")).isEqualTo(dirty * 64 * 1024));
+    }
+}

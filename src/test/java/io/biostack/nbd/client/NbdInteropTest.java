@@ -1,0 +1,162 @@
+package io.biostack.nbd.client;
+
+import io.biostack.block.BioFlags;
+import io.biostack.block.Extent;
+import io.biostack.block.IoIter;
+import io.biostack.nbd.Tools;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.File;
+import java.io.RandomAccessFile;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The NBD leaf against the servers people run: qemu-nbd (over a sparse raw file) and nbdkit's
+ * memory plugin. Missing tools fail under CI=true and skip elsewhere.
+ */
+@Timeout(60)
+class NbdInteropTest {
+    static final long SIZE = 32L << 20;
+
+    @TempDir
+    Path dir;
+    Process server;
+    final Arena arena = Arena.ofShared();
+
+    @AfterEach
+    void stop() throws Exception {
+        if (server != null) {
+            server.destroy();
+            if (!server.waitFor(5, TimeUnit.SECONDS)) {
+                server.destroyForcibly();
+            }
+        }
+        arena.close();
+    }
+
+    Path start(String... cmd) throws Exception {
+        Path sock = dir.resolve("s.sock");
+        List<String> c = new ArrayList<>();
+        for (String s : cmd) {
+            c.add(s.replace("SOCK", sock.toString()));
+        }
+        server = new ProcessBuilder(c).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("server.log").toFile()).start();
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!Files.exists(sock) && System.nanoTime() < end && server.isAlive()) {
+            Thread.sleep(20);
+        }
+        assertThat(Files.exists(sock)).as("server socket; log: %s", log()).isTrue();
+        return sock;
+    }
+
+    String log() throws Exception {
+        Path l = dir.resolve("server.log");
+        return Files.exists(l) ? Files.readString(l) : "";
+    }
+
+    MemorySegment pattern(long n, long seed) {
+        MemorySegment m = arena.allocate(n, 4096);
+        Random r = new Random(seed);
+        for (long i = 0; i < n; i += 8) {
+            m.set(ValueLayout.JAVA_LONG_UNALIGNED, i, r.nextLong());
+        }
+        return m;
+    }
+
+    /** The same exercise for each server: data, FUA, flush, zeroes, trim, block status, reads. */
+    void exercise(NbdClient c) throws Exception {
+        assertThat(c.size()).isEqualTo(SIZE);
+        assertThat(c.extentAt(0, SIZE).flags() & Extent.HOLE).as("a fresh export starts as a hole").isEqualTo(Extent.HOLE);
+        MemorySegment d = pattern(2L << 20, 1);
+        c.write(1L << 20, IoIter.of(d), BioFlags.FUA).get(10, TimeUnit.SECONDS);
+        c.flush().get(10, TimeUnit.SECONDS);
+        assertThat(c.extentAt(1L << 20, SIZE).flags()).as("written data is data").isZero();
+        Extent head = c.extentAt(0, SIZE);
+        assertThat(head.flags() & Extent.HOLE).isEqualTo(Extent.HOLE);
+        assertThat(head.length()).isEqualTo(1L << 20);
+        c.writeZeroes(1L << 20, 64 * 1024, false).get(10, TimeUnit.SECONDS);
+        c.writeZeroes((1L << 20) + 65536, 64 * 1024, true).get(10, TimeUnit.SECONDS);
+        if (c.limits().discard()) {
+            c.discard((2L << 20), 1L << 20).get(10, TimeUnit.SECONDS);
+        }
+        List<CompletableFuture<Void>> fs = new ArrayList<>();
+        MemorySegment many = pattern(4L << 20, 2);
+        for (int i = 0; i < 1024; i++) {
+            fs.add(c.write((8L << 20) + i * 4096L, many.asSlice(i * 4096L, 4096)));
+        }
+        CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get(20, TimeUnit.SECONDS);
+        MemorySegment back = arena.allocate(4L << 20, 4096);
+        c.read(8L << 20, back).get(10, TimeUnit.SECONDS);
+        assertThat(back.mismatch(many)).isEqualTo(-1);
+        MemorySegment first = arena.allocate(1L << 20, 4096);
+        c.read(1L << 20, first).get(10, TimeUnit.SECONDS);
+        byte[] f = first.toArray(ValueLayout.JAVA_BYTE);
+        for (int i = 0; i < 128 * 1024; i++) {
+            if (f[i] != 0) {
+                throw new AssertionError("byte " + i + " of the zeroed range is " + f[i]);
+            }
+        }
+        assertThat(first.asSlice(128 * 1024).mismatch(d.asSlice(128 * 1024, (1L << 20) - 128 * 1024))).isEqualTo(-1);
+    }
+
+    @Test
+    void againstQemuNbdOverASparseFile() throws Exception {
+        Tools.require("qemu-nbd");
+        Path img = dir.resolve("disk.img");
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(SIZE);
+        }
+        Path sock = start("qemu-nbd", "-f", "raw", "--socket=SOCK", "--persistent", "--shared=8",
+                "--discard=unmap", "--cache=none", "--aio=threads", img.toString());
+        try (NbdClient c = NbdClient.open("q", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                NbdClient.Options.defaults().withConnections(4))) {
+            exercise(c);
+        }
+        byte[] file = Files.readAllBytes(img);
+        MemorySegment many = pattern(4L << 20, 2);
+        assertThat(MemorySegment.ofArray(file).asSlice(8L << 20, 4L << 20).mismatch(many))
+                .as("the bytes are in qemu-nbd's file").isEqualTo(-1);
+    }
+
+    @Test
+    void againstNbdkitMemoryWithMultiConn() throws Exception {
+        Tools.require("nbdkit");
+        Path sock = start("nbdkit", "-f", "-U", "SOCK", "memory", String.valueOf(SIZE));
+        try (NbdClient c = NbdClient.open("k", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                NbdClient.Options.defaults().withConnections(4))) {
+            assertThat(c.connections()).as("nbdkit memory allows multi-conn").isEqualTo(4);
+            exercise(c);
+        }
+    }
+
+    @Test
+    void againstNbdkitTheLeafRefusesWhatTheServerCannotDo() throws Exception {
+        Tools.require("nbdkit");
+        // A read-only export without flush: writes are refused here, flushes complete at once.
+        Path sock = start("nbdkit", "-f", "-r", "-U", "SOCK", "pattern", String.valueOf(SIZE));
+        try (NbdClient c = NbdClient.open("p", NbdUri.parse("nbd+unix:///?socket=" + sock), NbdClient.Options.defaults())) {
+            assertThat(c.isReadOnly()).isTrue();
+            MemorySegment b = arena.allocate(4096, 4096);
+            c.read(8 * 4096, b).get(5, TimeUnit.SECONDS);
+            // nbdkit-pattern-plugin: each 8-byte word holds its own offset, big-endian.
+            assertThat(b.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 8)).isEqualTo(8 * 4096 + 8);
+            assertThat(c.write(0, b)).failsWithin(5, TimeUnit.SECONDS);
+        }
+        new File(sock.toString()).delete();
+    }
+}
