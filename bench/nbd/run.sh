@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# NBD server benchmark (issue 3): fio's nbd engine over a unix socket.
+# NBD server benchmark (issues 3 and 9): fio's nbd engine over a unix socket, every server in the
+# same run, alternating job by job, with the server's CPU per I/O.
 #
-#  1. biostack serve --direct-io on FILE  vs  qemu-nbd -f raw --cache=none --aio=io_uring FILE,
-#     alternating job by job on the same file: 4k randread QD32, 1M seq read QD8,
-#     4k randwrite QD32, 4k randread QD1 (latency). fio on the raw file (io_uring, O_DIRECT) is
-#     printed as the ceiling.
-#  2. biostack serve --ram 1G  vs  nbdkit memory 1G: 4k randwrite and randread QD32.
+#  1. File export: biostack serve --direct-io on FILE  vs  qemu-nbd -f raw --cache=none
+#     --aio=io_uring FILE  vs  fio on the raw file (io_uring, O_DIRECT): 4k randread QD1 (p50 of
+#     total latency, --lat_percentiles=1), 4k randread QD32, 1M read QD8, 4k randwrite QD32.
+#     Ratios printed: biostack/raw (issue 9: QD1 p50 <= 1.3x, QD32 >= 0.85x, 1M >= 0.9x,
+#     randwrite >= 0.85x) and biostack/qemu-nbd (IOPS >= 1.5x at QD32, CPU per I/O <= 0.6x).
+#  2. RAM: biostack serve --ram 1G  vs  nbdkit memory 1G: 4k randread QD32 and QD1 (issue 9:
+#     >= 1.5x and >= 1.2x IOPS), 4k randwrite QD32.
 #
-# Usage: bench/nbd/run.sh [--runtime SECONDS] [--rounds N] [--file PATH] [--size SIZE] [--skip-file] [--skip-ram]
+# CPU per I/O: utime+stime of the server process (/proc/PID/stat, every thread) over the job,
+# divided by the job's I/Os (fio's total_ios, ramp included, as the CPU window is).
+#
+# Usage: bench/nbd/run.sh [--runtime SECONDS] [--rounds N] [--file PATH] [--size SIZE]
+#                         [--threads N] [--skip-file] [--skip-ram]
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -15,6 +22,7 @@ BIOSTACK=${BIOSTACK:-$root/biostack}
 RUNTIME=10
 ROUNDS=1
 SIZE=1G
+THREADS=0
 FILE=${TMPDIR:-/tmp}/biostack-nbd-bench.img
 SKIP_FILE=0
 SKIP_RAM=0
@@ -24,6 +32,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2;;
     --file) FILE=$2; shift 2;;
     --size) SIZE=$2; shift 2;;
+    --threads) THREADS=$2; shift 2;;
     --skip-file) SKIP_FILE=1; shift;;
     --skip-ram) SKIP_RAM=1; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
@@ -32,6 +41,7 @@ done
 for t in fio qemu-nbd nbdkit python3; do
   command -v $t >/dev/null || { echo "bench: $t is not installed" >&2; exit 2; }
 done
+"$BIOSTACK" --version >/dev/null   # builds on first use, outside the measured window
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -40,12 +50,15 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+TICK=$(getconf CLK_TCK)
 
 # Starts a server in the background and waits for its socket; $1 = socket, rest = command.
+# The server's pid is left in $started.
 start() {
   local sock=$1; shift
   "$@" >"$work/$(basename "$sock").log" 2>&1 &
-  pids+=($!)
+  started=$!
+  pids+=($started)
   for _ in $(seq 1 300); do
     [ -S "$sock" ] && return 0
     sleep 0.1
@@ -53,44 +66,51 @@ start() {
   echo "bench: server did not come up: $*" >&2; cat "$work/$(basename "$sock").log" >&2; exit 1
 }
 
-# fio job over NBD; prints "iops bw_MiBs p50_us p99_us". $1=uri $2=rw $3=bs $4=iodepth
-fio_nbd() {
-  fio --name=j --ioengine=nbd --uri="$1" --rw="$2" --bs="$3" --iodepth="$4" --size="$SIZE" \
-      --runtime="$RUNTIME" --time_based --ramp_time=1 --randrepeat=0 --output-format=json 2>/dev/null | summarize "$2"
-}
-
-fio_file() {
-  fio --name=j --ioengine=io_uring --direct=1 --filename="$1" --rw="$2" --bs="$3" --iodepth="$4" --size="$SIZE" \
-      --runtime="$RUNTIME" --time_based --ramp_time=1 --randrepeat=0 --output-format=json 2>/dev/null | summarize "$2"
+# utime+stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat, after the comm).
+cpu_ticks() {
+  [ -z "$1" ] && { echo 0; return; }
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
 summarize() {
   python3 -c '
 import json, sys
-rw = sys.argv[1]
+rw, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 text = sys.stdin.read()
 j = json.loads(text[text.index("{"):])["jobs"][0]  # the nbd engine prints a line first
 d = j["write" if "write" in rw else "read"]
-p = d["clat_ns"]["percentile"]
-print("%.0f %.1f %.1f %.1f" % (d["iops"], d["bw"] / 1024, p["50.000000"] / 1000, p["99.000000"] / 1000))
-' "$1"
+p = d["lat_ns"]["percentile"]   # total latency (submission + completion), --lat_percentiles=1
+ios = d["total_ios"]
+cpu = ticks * 1e6 / hz / ios if ios and ticks else 0
+print("%.0f %.1f %.1f %.1f %.1f" % (d["iops"], d["bw"] / 1024, p["50.000000"] / 1000, p["99.000000"] / 1000, cpu))
+' "$1" "$2" "$TICK"
 }
+
+nbd() { echo "--ioengine=nbd --uri=nbd+unix:///?socket=$1"; }
+raw() { echo "--ioengine=io_uring --direct=1 --filename=$1"; }
 
 # A short untimed job per server first: JIT warm-up for the JVM, page-ins for everyone.
 warm() {
-  fio --name=warm --ioengine=nbd --uri="$1" --rw=randrw --bs=4k --iodepth=32 --size="$SIZE" \
+  fio --name=warm --ioengine=nbd --uri="nbd+unix:///?socket=$1" --rw=randrw --bs=4k --iodepth=32 --size="$SIZE" \
       --runtime=3 --time_based --output-format=terse >/dev/null 2>&1 || true
 }
 
-row() { printf "%-34s %-10s %10s %10s %10s %10s\n" "$@"; }
+row() { printf "%-22s %-10s %10s %9s %9s %9s %12s\n" "$@"; }
+header() { echo; row "job" "server" "IOPS" "MiB/s" "p50 us" "p99 us" "cpu us/IO"; }
+div() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2fx" % (a / b) if b else "-")' "$1" "$2"; }
+field() { echo "$1" | awk -v f="$2" '{ print $f }'; }
 
-ratio() {
-  python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2fx" % (a / b if b else 0))' "$1" "$2"
-}
-
-header() {
-  echo
-  row "job" "server" "IOPS" "MiB/s" "p50 us" "p99 us"
+# One fio job; prints "iops MiB/s p50_us p99_us cpu_us_per_io".
+# $1 = pid of the server (empty: none), $2 = fio's target options, then rw bs iodepth.
+job() {
+  local pid=$1 target=$2 rw=$3 bs=$4 qd=$5 c0 c1
+  c0=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2086
+  fio --name=j $target --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" \
+      --runtime="$RUNTIME" --time_based --ramp_time=1 --randrepeat=0 --lat_percentiles=1 \
+      --output-format=json >"$work/out.json" 2>/dev/null
+  c1=$(cpu_ticks "$pid")
+  summarize "$rw" "$((c1 - c0))" <"$work/out.json"
 }
 
 if [ "$SKIP_FILE" = 0 ]; then
@@ -101,30 +121,39 @@ if [ "$SKIP_FILE" = 0 ]; then
   fi
   bs_sock=$work/biostack.sock
   qn_sock=$work/qemu-nbd.sock
-  start "$bs_sock" $BIOSTACK serve --direct-io on "$FILE" --socket "$bs_sock"
-  start "$qn_sock" qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k "$qn_sock" "$FILE"
+  start "$bs_sock" $BIOSTACK serve --direct-io on --threads "$THREADS" "$FILE" --socket "$bs_sock"; bs_pid=$started
+  start "$qn_sock" qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k "$qn_sock" "$FILE"; qn_pid=$started
   echo "== file: $FILE ($SIZE), runtime ${RUNTIME}s per job, $ROUNDS round(s), alternating"
-  echo "   biostack: $BIOSTACK serve --direct-io on $FILE --socket S"
+  echo "   biostack: $BIOSTACK serve --direct-io on --threads $THREADS $FILE --socket S"
   echo "   qemu-nbd: qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k S $FILE"
-  warm "nbd+unix:///?socket=$bs_sock"
-  warm "nbd+unix:///?socket=$qn_sock"
+  echo "   raw:      fio --ioengine=io_uring --direct=1 --filename=$FILE"
+  grep -h "nbd server:\|file engine:" "$work/biostack.sock.log" | sed 's/^/   biostack log: /' || true
+  warm "$bs_sock"
+  warm "$qn_sock"
   header
-  for job in "randread 4k 32" "read 1M 8" "randwrite 4k 32" "randread 4k 1"; do
-    set -- $job
+  for spec in "randread 4k 1" "randread 4k 32" "read 1M 8" "randwrite 4k 32"; do
+    set -- $spec
     name="$1 $2 QD$3"
     for r in $(seq 1 "$ROUNDS"); do
-      b=$(fio_nbd "nbd+unix:///?socket=$bs_sock" "$1" "$2" "$3")
-      q=$(fio_nbd "nbd+unix:///?socket=$qn_sock" "$1" "$2" "$3")
+      b=$(job "$bs_pid" "$(nbd "$bs_sock")" "$1" "$2" "$3")
+      w=$(job "" "$(raw "$FILE")" "$1" "$2" "$3")
+      q=$(job "$qn_pid" "$(nbd "$qn_sock")" "$1" "$2" "$3")
       row "$name" biostack $b
+      row "$name" "raw file" $(echo "$w" | awk '{ print $1, $2, $3, $4, "-" }')
       row "$name" qemu-nbd $q
-      row "$name" ratio "$(ratio "${b%% *}" "${q%% *}")" "" \
-          "$(ratio "$(echo "$q" | cut -d' ' -f3)" "$(echo "$b" | cut -d' ' -f3)")" ""
+      if [ "$3" = 1 ]; then
+        row "$name" "bs/raw" "$(div "$(field "$b" 1)" "$(field "$w" 1)")" "" \
+            "$(div "$(field "$b" 3)" "$(field "$w" 3)")" "" "" 
+      else
+        row "$name" "bs/raw" "$(div "$(field "$b" 1)" "$(field "$w" 1)")" \
+            "$(div "$(field "$b" 2)" "$(field "$w" 2)")" "" "" ""
+      fi
+      row "$name" "bs/qemu" "$(div "$(field "$b" 1)" "$(field "$q" 1)")" "" "" "" \
+          "$(div "$(field "$b" 5)" "$(field "$q" 5)")"
     done
-    if [ "$3" = 32 ] && [ "$1" = randread ]; then
-      row "$name" "raw file" $(fio_file "$FILE" "$1" "$2" "$3")
-    fi
   done
-  echo "   (ratio: IOPS biostack/qemu-nbd; in the p50 column qemu-nbd p50 / biostack p50, >1 = biostack faster)"
+  echo "   (bs/raw: IOPS, MiB/s; at QD1 also p50 of total latency, lower is better: target <= 1.3x."
+  echo "    bs/qemu: IOPS, and CPU per I/O, lower is better: target <= 0.6x)"
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
@@ -133,22 +162,24 @@ fi
 if [ "$SKIP_RAM" = 0 ]; then
   bs_sock=$work/biostack-ram.sock
   nk_sock=$work/nbdkit.sock
-  start "$bs_sock" $BIOSTACK serve --ram 1G --socket "$bs_sock"
-  start "$nk_sock" nbdkit -f -U "$nk_sock" memory 1G
+  start "$bs_sock" $BIOSTACK serve --ram 1G --threads "$THREADS" --socket "$bs_sock"; bs_pid=$started
+  start "$nk_sock" nbdkit -f -U "$nk_sock" memory 1G; nk_pid=$started
   echo
-  echo "== ramdisk: biostack serve --ram 1G vs nbdkit memory 1G, runtime ${RUNTIME}s per job"
-  warm "nbd+unix:///?socket=$bs_sock"
-  warm "nbd+unix:///?socket=$nk_sock"
+  echo "== ramdisk: biostack serve --ram 1G vs nbdkit memory 1G, runtime ${RUNTIME}s per job, alternating"
+  warm "$bs_sock"
+  warm "$nk_sock"
   header
-  for job in "randwrite 4k 32" "randread 4k 32"; do
-    set -- $job
+  for spec in "randwrite 4k 32" "randread 4k 32" "randread 4k 1"; do
+    set -- $spec
     name="$1 $2 QD$3"
     for r in $(seq 1 "$ROUNDS"); do
-      b=$(fio_nbd "nbd+unix:///?socket=$bs_sock" "$1" "$2" "$3")
-      k=$(fio_nbd "nbd+unix:///?socket=$nk_sock" "$1" "$2" "$3")
+      b=$(job "$bs_pid" "$(nbd "$bs_sock")" "$1" "$2" "$3")
+      k=$(job "$nk_pid" "$(nbd "$nk_sock")" "$1" "$2" "$3")
       row "$name" biostack $b
       row "$name" nbdkit $k
-      row "$name" ratio "$(ratio "${b%% *}" "${k%% *}")" "" "" ""
+      row "$name" "bs/nbdkit" "$(div "$(field "$b" 1)" "$(field "$k" 1)")" "" "" "" \
+          "$(div "$(field "$b" 5)" "$(field "$k" 5)")"
     done
   done
+  echo "   (bs/nbdkit: IOPS, target >= 1.5x at QD32 and >= 1.2x at QD1; CPU per I/O)"
 fi

@@ -9,9 +9,13 @@ import java.util.Locale;
  *
  * @param allocBytesPerIo bytes allocated per I/O by every thread but the reporting one, over the
  *                        steady middle of the run (NaN when the run was too short to tell)
+ * @param cpuUsPerIo      process CPU time (every thread, user and system) over the measured
+ *                        window divided by the I/Os in it, in microseconds (NaN when unknown)
+ * @param numJobs         submitting threads (fio's numjobs), each with {@code iodepth} I/Os
  */
 public record BenchResult(Workload workload, long elapsedNs, long readIos, long writeIos, long errors,
-                          Histogram readLat, Histogram writeLat, double allocBytesPerIo, String firstError) {
+                          Histogram readLat, Histogram writeLat, double allocBytesPerIo, String firstError,
+                          double cpuUsPerIo, int numJobs) {
 
     /** Reads and writes measured. */
     public long ios() {
@@ -43,6 +47,7 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
         sb.append("\"rw\":\"").append(workload.rw().fioName()).append('"');
         sb.append(",\"bs\":").append(workload.blockSize());
         sb.append(",\"iodepth\":").append(workload.ioDepth());
+        sb.append(",\"numjobs\":").append(numJobs);
         sb.append(",\"runtime_ms\":").append(elapsedNs / 1_000_000);
         sb.append(",\"iops\":").append(fmt(iops()));
         sb.append(",\"bw_bytes\":").append(fmt(bwBytes()));
@@ -58,6 +63,7 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
         lat(sb, writeLat);
         sb.append('}');
         sb.append(",\"alloc_bytes_per_io\":").append(Double.isNaN(allocBytesPerIo) ? "null" : fmt(allocBytesPerIo));
+        sb.append(",\"cpu_us_per_io\":").append(Double.isNaN(cpuUsPerIo) ? "null" : String.format(Locale.ROOT, "%.2f", cpuUsPerIo));
         if (firstError != null) {
             sb.append(",\"first_error\":\"").append(firstError.replace("\\", "\\\\").replace("\"", "\\\"")).append('"');
         }
@@ -93,8 +99,9 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
         if (writeIos > 0 || workload.rw().reads != 100) {
             direction(sb, "write", writeIos, writeLat, secs);
         }
-        sb.append(String.format(Locale.ROOT, "  ios=%d errors=%d alloc/io=%s%n", ios(), errors,
-                Double.isNaN(allocBytesPerIo) ? "n/a" : String.format(Locale.ROOT, "%.2f B", allocBytesPerIo)));
+        sb.append(String.format(Locale.ROOT, "  ios=%d errors=%d alloc/io=%s cpu/io=%s numjobs=%d%n", ios(), errors,
+                Double.isNaN(allocBytesPerIo) ? "n/a" : String.format(Locale.ROOT, "%.2f B", allocBytesPerIo),
+                Double.isNaN(cpuUsPerIo) ? "n/a" : String.format(Locale.ROOT, "%.2f us", cpuUsPerIo), numJobs));
         if (firstError != null) {
             sb.append("  first error: ").append(firstError).append('\n');
         }

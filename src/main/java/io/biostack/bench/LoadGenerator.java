@@ -4,6 +4,9 @@ import io.biostack.block.Bio;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.EndIo;
 import io.biostack.block.Op;
+import io.biostack.file.FileRings;
+import io.biostack.uring.IoUring;
+import io.biostack.uring.RingLoop;
 import org.HdrHistogram.Histogram;
 
 import java.lang.foreign.Arena;
@@ -19,6 +22,12 @@ import java.util.concurrent.TimeUnit;
  * so the resubmissions of one pass go to the kernel in one {@code io_uring_enter}). The steady
  * state allocates nothing: no object per I/O, histograms and counters per slot.
  *
+ * <p>{@link #numJobs(int)} runs N submitting threads, fio's {@code numjobs}, each with
+ * {@code ioDepth} slots. With io_uring each job thread is a reactor ({@link RingLoop}) with its own
+ * file ring attached ({@link FileRings}): its bios go down its own ring and complete on it, as
+ * fio's jobs each own a ring. With one job (the default) the slots are started from one thread
+ * and complete on the file engine's worker, as before.
+ *
  * <p>Not reusable: one generator, one run.
  */
 public final class LoadGenerator {
@@ -28,9 +37,10 @@ public final class LoadGenerator {
 
     private final BlockDevice dev;
     private final Workload w;
-    private final Slot[] slots;
+    private Slot[] slots;
     private final long blocks;
-    private final CountDownLatch finished;
+    private CountDownLatch finished;
+    private int numJobs = 1;
     private volatile boolean stop;
     /** False during the ramp: I/O runs but is not measured (fio's ramp_time). */
     private volatile boolean measuring = true;
@@ -66,6 +76,20 @@ public final class LoadGenerator {
             throw new IllegalArgumentException("--ramp must not be negative");
         }
         this.rampNs = ns;
+        return this;
+    }
+
+    /**
+     * Runs {@code n} submitting threads, each with the workload's {@code iodepth} I/Os in flight
+     * (fio's {@code numjobs}). Returns this generator.
+     */
+    public LoadGenerator numJobs(int n) {
+        if (n < 1) {
+            throw new IllegalArgumentException("--numjobs must be at least 1");
+        }
+        this.numJobs = n;
+        this.slots = new Slot[n * w.ioDepth()];
+        this.finished = new CountDownLatch(slots.length);
         return this;
     }
 
@@ -183,22 +207,21 @@ public final class LoadGenerator {
             }
             long seedBase = w.seed() * 0x9E3779B97F4A7C15L;
             for (int i = 0; i < slots.length; i++) {
-                slots[i] = new Slot(all.asSlice((long) i * w.blockSize(), w.blockSize()), seedBase + i * 0xBF58476D1CE4E5B9L + 1, i);
+                slots[i] = new Slot(all.asSlice((long) i * w.blockSize(), w.blockSize()), seedBase + i * 0xBF58476D1CE4E5B9L + 1,
+                        (long) (i % w.ioDepth()) * numJobs + i / w.ioDepth());
             }
             com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
             long self = Thread.currentThread().threadId();
             measuring = rampNs == 0;
-            // A device that completes inside submit (a ramdisk) keeps the starting thread busy
-            // for the whole run, so slots start on their own thread and this one keeps time.
-            Thread starter = Thread.ofPlatform().name("biostack-bench").start(() -> {
-                for (Slot s : slots) {
-                    s.start();
-                }
-            });
+            RingLoop[] loops = startJobs();
             if (rampNs > 0) {
                 TimeUnit.NANOSECONDS.sleep(rampNs);
                 measuring = true; // slots see it at their next completion
             }
+            com.sun.management.OperatingSystemMXBean os =
+                    (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+            long cpu0 = os.getProcessCpuTime();
+            long ios0 = totalIos();
             long t0 = System.nanoTime();
             long deadline = t0 + w.runtimeNs();
             // Allocation is measured over the middle of the run: after warm-up, before the drain.
@@ -230,12 +253,16 @@ public final class LoadGenerator {
                 allocEnd = allocatedByOthers(mx, self);
                 iosEnd = totalIos();
             }
+            long cpu1 = os.getProcessCpuTime();
+            long ios1 = totalIos();
             stop = true;
             long elapsed = System.nanoTime() - t0;
-            starter.join();
-            if (!finished.await(60, TimeUnit.SECONDS)) {
+            boolean done = finished.await(60, TimeUnit.SECONDS);
+            stopJobs(loops);
+            if (!done) {
                 throw new IllegalStateException("I/Os did not complete within 60 s of the end of the run");
             }
+            double cpuPerIo = cpu0 >= 0 && cpu1 >= 0 && ios1 > ios0 ? (cpu1 - cpu0) / 1e3 / (ios1 - ios0) : Double.NaN;
             Histogram reads = new Histogram(60_000_000_000L, 3);
             Histogram writes = new Histogram(60_000_000_000L, 3);
             long r = 0, wr = 0, err = 0;
@@ -248,7 +275,61 @@ public final class LoadGenerator {
             }
             double allocPerIo = allocStart >= 0 && iosEnd > iosStart
                     ? (double) (allocEnd - allocStart) / (iosEnd - iosStart) : Double.NaN;
-            return new BenchResult(w, elapsed, r, wr, err, reads, writes, allocPerIo, firstError);
+            return new BenchResult(w, elapsed, r, wr, err, reads, writes, allocPerIo, firstError, cpuPerIo, numJobs);
+        }
+    }
+
+    /**
+     * Starts the slots. One job: from one plain thread (a device that completes inside submit, a
+     * ramdisk, keeps the starting thread busy for the whole run, so it is not this one). Several:
+     * one reactor per job where io_uring runs (its own file ring), else one plain thread each.
+     * Returns the reactors to stop, or null.
+     */
+    private RingLoop[] startJobs() {
+        if (numJobs == 1 || !IoUring.isAvailable()) {
+            for (int j = 0; j < numJobs; j++) {
+                int job = j;
+                Thread.ofPlatform().name("biostack-bench-" + j).daemon(true).start(() -> startJob(job));
+            }
+            return null;
+        }
+        RingLoop[] loops = new RingLoop[numJobs];
+        for (int j = 0; j < numJobs; j++) {
+            try {
+                loops[j] = RingLoop.start("biostack-bench-" + j, 256, FileRings::attach);
+            } catch (io.biostack.sys.ErrnoException e) {
+                try {
+                    stopJobs(loops);
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                }
+                throw new IllegalStateException("can't start job " + j + ": " + e.getMessage(), e);
+            }
+            int job = j;
+            loops[j].execute(() -> startJob(job));
+        }
+        return loops;
+    }
+
+    private void startJob(int job) {
+        for (int i = job * w.ioDepth(); i < (job + 1) * w.ioDepth(); i++) {
+            slots[i].start();
+        }
+    }
+
+    private static void stopJobs(RingLoop[] loops) throws InterruptedException {
+        if (loops == null) {
+            return;
+        }
+        for (RingLoop l : loops) {
+            if (l != null) {
+                l.stop(null);
+            }
+        }
+        for (RingLoop l : loops) {
+            if (l != null) {
+                l.awaitStopped(30_000);
+            }
         }
     }
 

@@ -38,6 +38,10 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--iodepth", defaultValue = "32", description = "I/Os in flight (default ${DEFAULT-VALUE})")
     int iodepth;
 
+    @Option(names = "--numjobs", defaultValue = "1",
+            description = "submitting threads, each with --iodepth I/Os in flight and, with io_uring, its own ring (fio's numjobs; default ${DEFAULT-VALUE})")
+    int numjobs;
+
     @Option(names = "--runtime", defaultValue = "10", description = "seconds to run (default ${DEFAULT-VALUE})")
     double runtime;
 
@@ -138,22 +142,22 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** Runs the load and prints the result; exit code 1 when any I/O failed. */
     private int measure(BlockDevice dev, Workload w, String header, String jsonExtra) throws InterruptedException {
-        BenchResult r = run(dev, w, ramp);
+        BenchResult r = run(dev, w, ramp, numjobs);
         System.out.print(json ? r.toJson(jsonExtra) + "\n" : r.toText(header));
         return r.errors() == 0 ? 0 : 1;
     }
 
     /** Runs the load, with a progress line on a terminal. */
-    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds) throws InterruptedException {
+    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds, int numJobs) throws InterruptedException {
         java.io.Console con = System.console();
         boolean tty = con != null && con.isTerminal();
-        LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9));
+        LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9)).numJobs(numJobs);
         BenchResult r = gen.run(tty ? (ios, ns) -> {
             double secs = ns / 1e9;
             double pct = Math.min(100, 100.0 * ns / w.runtimeNs());
             long eta = Math.max(0, (w.runtimeNs() - ns) / 1_000_000_000L);
-            System.err.printf(Locale.ROOT, "\rJobs: 1 [%s] [%.0f%% done] [%.1fk IOPS] [%s/s] [eta %02d:%02d] ",
-                    w.rw().fioName(), pct, ios / secs / 1e3, binary(ios * (double) w.blockSize() / secs), eta / 60, eta % 60);
+            System.err.printf(Locale.ROOT, "\rJobs: %d [%s] [%.0f%% done] [%.1fk IOPS] [%s/s] [eta %02d:%02d] ",
+                    numJobs, w.rw().fioName(), pct, ios / secs / 1e3, binary(ios * (double) w.blockSize() / secs), eta / 60, eta % 60);
         } : null);
         if (tty) {
             System.err.print("\r\033[K");

@@ -121,6 +121,10 @@ public final class ServeCommand implements Callable<Integer> {
                     + " don't count (default ${DEFAULT-VALUE}).")
     int maxConnections;
 
+    @Option(names = "--threads", paramLabel = "N", defaultValue = "0",
+            description = "Reactor threads, each serving many connections (default: one per processor).")
+    int threads;
+
     // ---- TLS and connection limits (nbdkit's and qemu-nbd's words and file layouts) ----------
 
     @Option(names = "--tls", paramLabel = "off|on|require",
@@ -173,7 +177,8 @@ public final class ServeCommand implements Callable<Integer> {
         try {
             NbdServer.Builder b = NbdServer.builder()
                     .export(new NbdExport(exportName, description, device, readOnly))
-                    .maxConnections(maxConnections);
+                    .maxConnections(maxConnections)
+                    .threads(threads);
             InetSocketAddress tcp = tcpAddress();
             security(b, tcp);
             if (tcp != null) {
@@ -262,7 +267,7 @@ public final class ServeCommand implements Callable<Integer> {
         ControlServer ctl = null;
         Metrics met = null;
         try {
-            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections);
+            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections).threads(threads);
             for (String name : exportNames) {
                 BlockDevice dev = stack.device(name);
                 if (dev == null) {

@@ -24,7 +24,10 @@ final class Engines {
         EngineKind kind = wanted;
         String why = "";
         if (kind == EngineKind.AUTO) {
-            if (IoUring.isAvailable()) {
+            if (System.getProperty("biostack.engine", "auto").equals("threads")) {
+                kind = EngineKind.THREADS;
+                why = " (forced by -Dbiostack.engine=threads)";
+            } else if (IoUring.isAvailable()) {
                 kind = EngineKind.URING;
             } else {
                 kind = EngineKind.THREADS;

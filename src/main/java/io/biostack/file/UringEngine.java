@@ -1,18 +1,16 @@
 package io.biostack.file;
 
 import io.biostack.block.Bio;
-import io.biostack.block.BioList;
 import io.biostack.block.BioQueue;
-import io.biostack.block.Op;
 import io.biostack.block.Status;
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
 import io.biostack.sys.EventFd;
-import io.biostack.sys.Iovec;
 import io.biostack.sys.Libc;
 import io.biostack.uring.CqeHandler;
 import io.biostack.uring.IoUring;
 import io.biostack.uring.IoUringConstants;
+import io.biostack.uring.RingThread;
 import io.biostack.uring.SetupFlagNames;
 
 import java.lang.foreign.Arena;
@@ -72,11 +70,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     /** Largest registered buffer (io_buffer_validate: SZ_1G). */
     private static final long MAX_FIXED_BYTES = 1L << 30;
 
-    private static final int PHASE_PREFLUSH = 1;
-    private static final int PHASE_DATA = 2;
-
     private final BioQueue inbox = new BioQueue();
-    private final BioList backlog = new BioList();
     private final Thread thread;
     private final CountDownLatch started = new CountDownLatch(1);
     private volatile Throwable startError;
@@ -86,28 +80,16 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     // Worker-thread state.
     private IoUring ring;
     private Arena arena;
-    private MemorySegment iovecs;
     private MemorySegment eventBuf;
     private final int eventFd;
-    private final Bio[] slotBio = new Bio[SLOTS];
-    private final int[] slotPhase = new int[SLOTS];
-    private final int[] freeSlots = new int[SLOTS];
-    private int freeTop;
-    private int inflight;
-    /** SQEs prepared since the last io_uring_enter that submitted. */
-    private int unsubmitted;
+    /** The worker's slots and SQEs (worker-thread state). */
+    private FileRing files;
     private String description = "io_uring";
 
     // Registered buffers (class comment). Worker-thread state but fixedBuffers, set before start.
     private final boolean fixedWanted;
     private volatile boolean fixedBuffers;
-    private final long[] regStart = new long[BUFFER_SLOTS];
-    private final long[] regEnd = new long[BUFFER_SLOTS];
-    private final int[] regSlot = new int[BUFFER_SLOTS];
     private final boolean[] slotUsed = new boolean[BUFFER_SLOTS];
-    private int regCount;
-    /** I/Os that went down as READ_FIXED/WRITE_FIXED (worker writes; read it after a completion). */
-    private long fixedIos;
     private final Object regLock = new Object();
     private final ArrayDeque<RegRequest> regQueue = new ArrayDeque<>(); // guarded by regLock
     private boolean regClosed; // guarded by regLock
@@ -140,10 +122,6 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         this.eventFd = efd;
         this.one = Arena.global().allocate(ValueLayout.JAVA_LONG);
         this.one.set(ValueLayout.JAVA_LONG, 0, 1L);
-        for (int i = 0; i < SLOTS; i++) {
-            freeSlots[i] = SLOTS - 1 - i;
-        }
-        freeTop = SLOTS;
         this.fixedWanted = Boolean.parseBoolean(System.getProperty("biostack.uring.fixedBuffers", "true"));
         this.thread = Thread.ofPlatform().name("biostack-uring").daemon(true).unstarted(this);
     }
@@ -180,8 +158,13 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
 
     @Override
     public void submit(Bio bio) {
-        if (Thread.currentThread() == thread) {
-            backlog.add(bio);
+        Thread t = Thread.currentThread();
+        if (t == thread) {
+            files.add(bio);
+            return;
+        }
+        if (t instanceof RingThread rt && rt.loop().fileQueue() instanceof FileRings.Local local) {
+            local.submit(bio); // a reactor: its own ring, completion on this thread (blk-mq)
             return;
         }
         if (stopping) {
@@ -203,7 +186,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             // An enter per SQE (class comment): skip the ring fd lookup in each. Optional (5.18).
             boolean regRing = ring.registerRingFd() == 0;
             arena = Arena.ofShared();
-            iovecs = arena.allocate((long) SLOTS * MAX_SEGMENTS * Iovec.SIZE, 4096);
+            files = new FileRing(ring, arena, SLOTS, 0, SUBMIT_BATCH, BUFFER_SLOTS);
             eventBuf = arena.allocate(8, 8);
             if (fixedWanted) {
                 int r = ring.registerBuffersSparse(BUFFER_SLOTS); // 5.19; optional
@@ -253,16 +236,16 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         while (true) {
             Bio taken = inbox.takeAll();
             if (taken != null) {
-                backlog.addAll(taken);
+                files.addAll(taken);
             }
             if (regPending) {
                 serveRequests();
             }
-            startBacklog();
-            if (stopping && inflight == 0 && backlog.isEmpty() && inbox.isEmpty()) {
+            files.start();
+            if (stopping && files.idle() && inbox.isEmpty()) {
                 return;
             }
-            if (unsubmitted > 0 && ring.cqReady() == 0) {
+            if (files.unsubmitted > 0 && ring.cqReady() == 0) {
                 // The pass's last SQEs, and the deferred completions, in one enter.
                 enter(0);
             }
@@ -286,100 +269,13 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
 
     private void armEventFd() {
         ring.prepRead(eventFd, eventBuf.address(), 8, 0, EVENTFD_TAG);
-        unsubmitted++;
+        files.unsubmitted++;
     }
 
     /** Submits what is prepared and waits for {@code waitNr} completions (GETEVENTS). */
     private int enter(int waitNr) {
-        unsubmitted = 0;
+        files.unsubmitted = 0;
         return ring.submitAndWait(waitNr);
-    }
-
-    private void startBacklog() {
-        while (freeTop > 0 && ring.sqSpace() > 0) {
-            Bio bio = backlog.poll();
-            if (bio == null) {
-                return;
-            }
-            if (unsubmitted >= SUBMIT_BATCH) {
-                // There is another: let the device start on what is prepared (no plug).
-                unsubmitted = 0;
-                ring.submit();
-            }
-            int slot = freeSlots[--freeTop];
-            slotBio[slot] = bio;
-            inflight++;
-            slotPhase[slot] = bio.hasFlag(io.biostack.block.BioFlags.PREFLUSH) && bio.op() != Op.FLUSH
-                    ? PHASE_PREFLUSH : PHASE_DATA;
-            prep(slot, bio);
-        }
-    }
-
-    /** Prepares the SQE for the slot's current phase. The SQ always has room for it here. */
-    private void prep(int slot, Bio bio) {
-        BackingFile f = (BackingFile) bio.driverData();
-        int fd = f.fd();
-        boolean ok;
-        if (slotPhase[slot] == PHASE_PREFLUSH) {
-            ok = ring.prepFsync(fd, IoUringConstants.IORING_FSYNC_DATASYNC, slot);
-        } else {
-            switch (bio.op()) {
-                case READ, WRITE -> ok = prepData(slot, bio, fd);
-                case FLUSH -> ok = ring.prepFsync(fd, IoUringConstants.IORING_FSYNC_DATASYNC, slot);
-                case DISCARD, WRITE_ZEROES -> ok = ring.prepFallocate(fd, FileOps.fallocateMode(bio),
-                        bio.offset(), bio.size(), slot);
-                default -> throw new AssertionError(bio.op());
-            }
-        }
-        if (!ok) {
-            throw new IllegalStateException("SQ full with a free slot: ring accounting broken");
-        }
-        unsubmitted++;
-    }
-
-    private boolean prepData(int slot, Bio bio, int fd) {
-        boolean read = bio.op() == Op.READ;
-        int rw = FileOps.rwFlags(bio);
-        int i = bio.iter().index();
-        MemorySegment first = bio.segment(i);
-        long skip = bio.iter().doneInSegment();
-        long size = bio.size();
-        if (first.byteSize() - skip >= size) {
-            long addr = first.address() + skip;
-            int buf = regCount == 0 ? -1 : fixedBuffer(addr, size);
-            if (buf >= 0) {
-                fixedIos++;
-                return read ? ring.prepReadFixed(fd, addr, (int) size, bio.offset(), buf, rw, slot)
-                        : ring.prepWriteFixed(fd, addr, (int) size, bio.offset(), buf, rw, slot);
-            }
-            return ring.prepRw(read ? IoUringConstants.IORING_OP_READ : IoUringConstants.IORING_OP_WRITE,
-                    fd, addr, (int) size, bio.offset(), rw, slot, 0, 0);
-        }
-        long base = (long) slot * MAX_SEGMENTS * Iovec.SIZE;
-        long left = size;
-        int n = 0;
-        while (left > 0) {
-            MemorySegment v = bio.segment(i++);
-            long len = Math.min(v.byteSize() - skip, left);
-            Iovec.set(iovecs, (int) (base / Iovec.SIZE) + n, v.address() + skip, len);
-            n++;
-            left -= len;
-            skip = 0;
-        }
-        long iov = iovecs.address() + base;
-        return read ? ring.prepReadv(fd, iov, n, bio.offset(), rw, slot)
-                : ring.prepWritev(fd, iov, n, bio.offset(), rw, slot);
-    }
-
-    /** The fixed-buffer slot whose region holds {@code addr..addr+len}, or -1. Worker only. */
-    private int fixedBuffer(long addr, long len) {
-        long end = addr + len;
-        for (int i = 0; i < regCount; i++) {
-            if (addr >= regStart[i] && end <= regEnd[i]) {
-                return regSlot[i];
-            }
-        }
-        return -1;
     }
 
     // ---- registered I/O memory (cold path) -------------------------------------------------------
@@ -502,20 +398,21 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             return -Errno.EINVAL;
         }
         slotUsed[slot] = true;
-        regStart[regCount] = addr;
-        regEnd[regCount] = addr + len;
-        regSlot[regCount] = slot;
-        regCount++;
+        files.regStart[files.regCount] = addr;
+        files.regEnd[files.regCount] = addr + len;
+        files.regSlot[files.regCount] = slot;
+        files.regCount++;
         return slot;
     }
 
     private int unregister(int slot) {
-        for (int i = 0; i < regCount; i++) {
-            if (regSlot[i] == slot) {
-                regCount--;
-                regStart[i] = regStart[regCount];
-                regEnd[i] = regEnd[regCount];
-                regSlot[i] = regSlot[regCount];
+        FileRing f = files;
+        for (int i = 0; i < f.regCount; i++) {
+            if (f.regSlot[i] == slot) {
+                f.regCount--;
+                f.regStart[i] = f.regStart[f.regCount];
+                f.regEnd[i] = f.regEnd[f.regCount];
+                f.regSlot[i] = f.regSlot[f.regCount];
                 break;
             }
         }
@@ -526,7 +423,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
 
     /** I/Os prepared as READ_FIXED/WRITE_FIXED so far; read after a completion you waited for. */
     long fixedIos() {
-        return fixedIos;
+        return files.fixedIos;
     }
 
     /** True when the ring has a fixed-buffer table. */
@@ -537,59 +434,12 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     @Override
     public void complete(long userData, int res, int flags) {
         if (userData == EVENTFD_TAG) {
-            if (!stopping || inflight > 0) {
+            if (!stopping || files.inflight() > 0) {
                 armEventFd();
             }
             return;
         }
-        int slot = (int) userData;
-        Bio bio = slotBio[slot];
-        if (res < 0 && FileOps.retryable(bio, res)) {
-            prep(slot, bio);
-            return;
-        }
-        if (slotPhase[slot] == PHASE_PREFLUSH) {
-            if (res < 0) {
-                finish(slot, bio, res);
-                return;
-            }
-            slotPhase[slot] = PHASE_DATA;
-            prep(slot, bio);
-            return;
-        }
-        if (res >= 0 && bio.op().hasData() && res < bio.size()) {
-            if (res == 0) {
-                if (bio.op() == Op.READ) {
-                    bio.zeroFill(); // past the end of the file: reads as zeros, as loop.c does
-                    finish(slot, bio, 0);
-                } else {
-                    bio.setStatus(Status.IOERR, "short write: 0 of " + bio.size() + " bytes at offset "
-                            + bio.offset() + " of " + ((BackingFile) bio.driverData()).path());
-                    finish(slot, bio, 0);
-                }
-                return;
-            }
-            bio.advance(res); // short transfer: do the rest, never report missing bytes as success
-            prep(slot, bio);
-            return;
-        }
-        finish(slot, bio, res);
-    }
-
-    private void finish(int slot, Bio bio, long res) {
-        slotBio[slot] = null;
-        freeSlots[freeTop++] = slot;
-        inflight--;
-        BackingFile f = (BackingFile) bio.driverData();
-        if (res < 0) {
-            FileOps.fail(bio, f, res);
-        }
-        try {
-            f.completed(bio);
-        } catch (RuntimeException e) {
-            // A broken callback must not take the worker, and every other bio, down with it.
-            LOG.log(System.Logger.Level.ERROR, "end-io callback threw for " + bio, e);
-        }
+        files.complete((int) userData, res);
     }
 
     @Override

@@ -1,49 +1,45 @@
 package io.biostack.nbd;
 
-import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.ReadableByteChannel;
-import java.nio.channels.SocketChannel;
-import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
 
-import io.biostack.nbd.tls.TlsChannel;
-import io.biostack.nbd.tls.TlsException;
 import io.biostack.nbd.tls.TlsPolicy;
 
 import static io.biostack.nbd.NbdProtocol.*;
 
 /**
- * The fixed newstyle handshake (doc/proto.md, "Fixed newstyle negotiation", "Option types") on a
- * blocking channel, from the server's greeting to the option that enters transmission. Not on
- * the I/O path: it allocates freely and reads options whole (up to {@link #MAX_OPTION} bytes).
+ * The fixed newstyle handshake (doc/proto.md, "Fixed newstyle negotiation", "Option types") as a
+ * state machine over buffers, independent of the transport: the connection's loop feeds it the
+ * plaintext bytes the client sent ({@link #feed}) and sends what it wrote to {@link #output()}.
+ * Not on the I/O path: it allocates freely and holds options whole (up to {@link #MAX_OPTION}
+ * bytes). It never consumes a byte past the option that enters transmission, so the bytes left
+ * in the buffer given to {@link #feed} are the first requests.
+ *
+ * <p>TLS (section "TLS support"): {@link TlsPolicy} says what each option gets given the server's
+ * mode; after NBD_OPT_STARTTLS is acknowledged {@link #feed} returns {@link #START_TLS}, and the
+ * connection puts a TLS session between the socket and this machine's bytes.
  *
  * <p>Unknown options get {@code NBD_REP_ERR_UNSUP} and the haggling goes on; malformed options
  * {@code NBD_REP_ERR_INVALID}; INFO/GO for an export that does not exist {@code NBD_REP_ERR_UNKNOWN}.
  * A client that breaks a MUST (bad magic, unknown client flags, an option too large to be anything
  * but an attack) is hard-disconnected, as section "Termination of the session during option
  * haggling" allows.
- *
- * <p>TLS (section "TLS support"): {@link TlsPolicy} says what each option gets given the server's
- * mode; after NBD_OPT_STARTTLS is acknowledged the TLS handshake runs on this thread and the rest
- * of the haggling, and the transmission phase, go through the returned {@link TlsChannel}.
  */
 final class Handshake {
     /** Largest option we read: a name and queries of 4096 bytes each fit many times. */
     static final int MAX_OPTION = 64 * 1024;
 
-    /** What the client chose, when it entered transmission; {@code tls} is null without TLS. */
-    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags,
-                   TlsChannel tls) {
+    /** What the client chose, when it entered transmission. */
+    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags) {
     }
 
-    /** Thrown when the TLS handshake refused the client: the message is the one log line. */
-    static final class TlsRefused extends IOException {
-        TlsRefused(String why) {
-            super(why);
-        }
-    }
+    /**
+     * Returned by {@link #feed} when NBD_OPT_STARTTLS was acknowledged: once the ACK is sent, the
+     * bytes that follow (in the buffer given to feed and after) are TLS, and the haggling goes on
+     * through the TLS session's plaintext.
+     */
+    static final Session START_TLS = new Session(null, false, false, false, 0);
 
     /** Thrown to end the session without entering transmission. */
     static final class Disconnect extends IOException {
@@ -52,70 +48,152 @@ final class Handshake {
         }
     }
 
+    private static final int S_FLAGS = 0;
+    private static final int S_HEADER = 1;
+    private static final int S_DATA = 2;
+
     private final NbdServer server;
-    private final NbdConnection conn;
-    private final SocketChannel ch;
-    /** Where the haggling reads and writes: the socket, then the TLS channel after STARTTLS. */
-    private ReadableByteChannel in;
-    private WritableByteChannel out;
-    private TlsChannel tls;
-    /** Set once an option was answered NBD_REP_ERR_TLS_REQD (or EXPORT_NAME refused for want of TLS). */
-    private boolean tlsRequired;
     private boolean structured;
     private boolean noZeroes;
+    /** STARTTLS was acknowledged: the rest of the haggling is inside TLS. */
+    private boolean tlsActive;
+    /** Set once an option was answered NBD_REP_ERR_TLS_REQD (or EXPORT_NAME refused for want of TLS). */
+    private boolean tlsRequired;
     /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
     private String metaExport;
 
-    Handshake(NbdServer server, NbdConnection conn, SocketChannel ch) {
-        this.server = server;
-        this.conn = conn;
-        this.ch = ch;
-        this.in = ch;
-        this.out = ch;
-    }
+    private int state = S_FLAGS;
+    /** Bytes of the current item (client flags, option header, option data) gathered so far. */
+    private ByteBuffer item = ByteBuffer.allocate(4);
+    private int option;
+    /** Replies not yet taken by the loop; grows as needed. */
+    private ByteBuffer out = ByteBuffer.allocate(256);
+    /** Bytes of client input taken so far (a byte-a-second trickler shows up here). */
+    private long consumed;
 
-    /** Runs the handshake; returns the session, or throws when the client left or was sent away. */
-    Session negotiate() throws IOException {
+    Handshake(NbdServer server) {
+        this.server = server;
         ByteBuffer hello = ByteBuffer.allocate(18);
         hello.putLong(NBDMAGIC).putLong(IHAVEOPT).putShort((short) (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)).flip();
         writeFully(hello);
-        int clientFlags = read(4).getInt();
-        if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) != 0) {
-            // Section "Client flags": the server MUST drop the connection on an unknown flag.
-            throw new Disconnect("unknown client flags 0x" + Integer.toHexString(clientFlags));
+    }
+
+    /** Replies not yet sent, as a new buffer ready to read (the caller owns it), or null. */
+    ByteBuffer takeOutput() {
+        if (out.position() == 0) {
+            return null;
         }
-        noZeroes = (clientFlags & FLAG_C_NO_ZEROES) != 0;
-        while (true) {
-            ByteBuffer h = read(16);
-            long magic = h.getLong();
-            int option = h.getInt();
-            long len = Integer.toUnsignedLong(h.getInt());
-            if (magic != IHAVEOPT) {
-                throw new Disconnect("bad option magic 0x" + Long.toHexString(magic));
+        ByteBuffer b = ByteBuffer.allocate(out.position());
+        b.put(out.flip()).flip();
+        out.clear();
+        return b;
+    }
+
+    /** Bytes still needed to finish the current item: the most a blocking caller should read. */
+    int need() {
+        return item.remaining();
+    }
+
+    /** True when the client was told TLS is required and never started it: a refused plain client. */
+    boolean refusedPlain() {
+        return tlsRequired && !tlsActive;
+    }
+
+    /** Client bytes consumed so far. */
+    long consumed() {
+        return consumed;
+    }
+
+    /**
+     * Takes bytes from {@code in} (advancing its position) and answers the options they complete.
+     *
+     * @return the session once an option entered transmission (bytes after it stay in {@code in}),
+     *     else null (more input needed)
+     * @throws Disconnect when the client must be disconnected
+     */
+    Session feed(ByteBuffer in) throws Disconnect {
+        while (in.hasRemaining()) {
+            int n = Math.min(item.remaining(), in.remaining());
+            int lim = in.limit();
+            in.limit(in.position() + n);
+            item.put(in);
+            in.limit(lim);
+            consumed += n;
+            if (item.hasRemaining()) {
+                return null;
             }
-            if (len > MAX_OPTION) {
-                throw new Disconnect("option " + option + " of " + len + " bytes is too large");
-            }
-            ByteBuffer data = read((int) len);
-            Session s = option(option, data);
+            item.flip();
+            Session s = step();
             if (s != null) {
                 return s;
             }
         }
+        return null;
     }
 
-    private Session option(int option, ByteBuffer data) throws IOException {
+    private Session step() throws Disconnect {
+        switch (state) {
+            case S_FLAGS -> {
+                int clientFlags = item.getInt();
+                if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) != 0) {
+                    // Section "Client flags": the server MUST drop the connection on an unknown flag.
+                    throw new Disconnect("unknown client flags 0x" + Integer.toHexString(clientFlags));
+                }
+                noZeroes = (clientFlags & FLAG_C_NO_ZEROES) != 0;
+                expect(S_HEADER, 16);
+                return null;
+            }
+            case S_HEADER -> {
+                long magic = item.getLong();
+                option = item.getInt();
+                long len = Integer.toUnsignedLong(item.getInt());
+                if (magic != IHAVEOPT) {
+                    throw new Disconnect("bad option magic 0x" + Long.toHexString(magic));
+                }
+                if (len > MAX_OPTION) {
+                    throw new Disconnect("option " + option + " of " + len + " bytes is too large");
+                }
+                if (len == 0) {
+                    return done(option(option, ByteBuffer.allocate(0)));
+                }
+                expect(S_DATA, (int) len);
+                return null;
+            }
+            default -> {
+                return done(option(option, item));
+            }
+        }
+    }
+
+    private Session done(Session s) {
+        if (s == null || s == START_TLS) {
+            expect(S_HEADER, 16);
+        }
+        return s;
+    }
+
+    private void expect(int next, int bytes) {
+        state = next;
+        item = ByteBuffer.allocate(bytes);
+    }
+
+    private Session option(int option, ByteBuffer data) throws Disconnect {
         if (server.isClosing() && option != OPT_ABORT) {
             reply(option, REP_ERR_SHUTDOWN, "server is shutting down");
             return null;
         }
-        TlsPolicy.Verdict v = TlsPolicy.check(server.tlsMode(), tls != null, option, data.remaining());
+        // TLS (doc/proto.md, "TLS support"): what the option gets given the mode and whether TLS is up.
+        TlsPolicy.Verdict v = TlsPolicy.check(server.tlsMode(), tlsActive, option, data.remaining());
         switch (v) {
             case GO_ON -> { }
             case START_TLS -> {
                 ack(option);
-                startTls();
-                return null;
+                // What was negotiated in plain text is forgotten (as qemu does): a man in the
+                // middle may have sent it.
+                tlsActive = true;
+                structured = false;
+                metaExport = null;
+                return START_TLS;
             }
             case TLS_REQUIRED -> {
                 tlsRequired = true;
@@ -161,14 +239,14 @@ final class Handshake {
         return null;
     }
 
-    private Session exportName(ByteBuffer data) throws IOException {
+    private Session exportName(ByteBuffer data) throws Disconnect {
         String name = StandardCharsets.UTF_8.decode(data).toString();
         NbdExport e = server.export(name);
         if (e == null) {
             // Section "NBD_OPT_EXPORT_NAME": no way to report an error, the server MUST terminate.
             throw new Disconnect("no export named '" + name + "'");
         }
-        if (!conn.reserveTransmission()) {
+        if (!server.enterTransmission()) {
             throw new Disconnect("the server has its maximum of " + server.maxConnections() + " clients");
         }
         int flags = transmissionFlags(e);
@@ -179,7 +257,7 @@ final class Handshake {
         return session(e, name, flags);
     }
 
-    private void list(ByteBuffer data) throws IOException {
+    private void list(ByteBuffer data) throws Disconnect {
         if (data.hasRemaining()) {
             reply(OPT_LIST, REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
             return;
@@ -194,7 +272,7 @@ final class Handshake {
         ack(OPT_LIST);
     }
 
-    private Session infoOrGo(int option, ByteBuffer data) throws IOException {
+    private Session infoOrGo(int option, ByteBuffer data) throws Disconnect {
         // Data: u32 name length, name, u16 count, count x u16 (section "NBD_OPT_INFO and NBD_OPT_GO").
         if (data.remaining() < 6) {
             reply(option, REP_ERR_INVALID, "option too short");
@@ -223,7 +301,7 @@ final class Handshake {
             reply(option, REP_ERR_UNKNOWN, "no export named '" + name + "'");
             return null;
         }
-        if (option == OPT_GO && !conn.reserveTransmission()) {
+        if (option == OPT_GO && !server.enterTransmission()) {
             // --max-connections counts clients in transmission; the client may try again later.
             reply(option, REP_ERR_POLICY, "the server has its maximum of " + server.maxConnections()
                     + " clients (--max-connections)");
@@ -250,7 +328,7 @@ final class Handshake {
         return option == OPT_GO ? session(e, name, flags) : null;
     }
 
-    private void metaContext(int option, ByteBuffer data) throws IOException {
+    private void metaContext(int option, ByteBuffer data) throws Disconnect {
         boolean set = option == OPT_SET_META_CONTEXT;
         if (set) {
             metaExport = null; // replaced even when this request fails
@@ -306,32 +384,10 @@ final class Handshake {
         ack(option);
     }
 
-    /** True when the client was told TLS is required and never started it: a refused plain client. */
-    boolean refusedPlain() {
-        return tlsRequired && tls == null;
-    }
-
-    /**
-     * The TLS handshake right after STARTTLS's ACK. What was negotiated in plain text is forgotten
-     * (as qemu does): a man in the middle may have sent it.
-     */
-    private void startTls() throws IOException {
-        try {
-            tls = TlsChannel.handshake(ch, server.tlsCredentials().newServerSession(conn.peer()));
-        } catch (TlsException e) {
-            throw new TlsRefused(e.getMessage());
-        }
-        in = tls;
-        out = tls;
-        structured = false;
-        metaExport = null;
-        conn.tlsUp(tls);
-    }
-
     private Session session(NbdExport e, String askedName, int flags) {
         boolean bs = structured && metaExport != null && server.export(metaExport) == e
                 && metaExport.equals(askedName);
-        return new Session(e, structured, noZeroes, bs, flags, tls);
+        return new Session(e, structured, noZeroes, bs, flags);
     }
 
     /** Transmission flags for {@code e} as negotiated so far (section "Transmission flags"). */
@@ -358,11 +414,11 @@ final class Handshake {
         return new String(s, StandardCharsets.UTF_8);
     }
 
-    private void ack(int option) throws IOException {
+    private void ack(int option) throws Disconnect {
         reply(option, REP_ACK, (ByteBuffer) null);
     }
 
-    private void reply(int option, int type, String message) throws IOException {
+    private void reply(int option, int type, String message) throws Disconnect {
         ByteBuffer payload = null;
         if (message != null) {
             payload = ByteBuffer.wrap(message.getBytes(StandardCharsets.UTF_8));
@@ -371,7 +427,7 @@ final class Handshake {
     }
 
     /** An option reply (section "Fixed newstyle negotiation"): magic, option, type, length, data. */
-    private void reply(int option, int type, ByteBuffer payload) throws IOException {
+    private void reply(int option, int type, ByteBuffer payload) throws Disconnect {
         int n = payload == null ? 0 : payload.remaining();
         ByteBuffer b = ByteBuffer.allocate(20 + n);
         b.putLong(OPT_REPLY_MAGIC).putInt(option).putInt(type).putInt(n);
@@ -382,19 +438,13 @@ final class Handshake {
         writeFully(b);
     }
 
-    private ByteBuffer read(int n) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(n);
-        while (b.hasRemaining()) {
-            if (in.read(b) < 0) {
-                throw new EOFException("client closed the connection during the handshake");
-            }
+    private void writeFully(ByteBuffer b) {
+        if (out.remaining() < b.remaining()) {
+            ByteBuffer bigger = ByteBuffer.allocate(Math.max(out.capacity() * 2, out.position() + b.remaining()));
+            out.flip();
+            bigger.put(out);
+            out = bigger;
         }
-        return b.flip();
-    }
-
-    private void writeFully(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            out.write(b);
-        }
+        out.put(b);
     }
 }

@@ -7,60 +7,71 @@ import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 
-import java.io.EOFException;
-import java.io.IOException;
-import java.lang.System.Logger.Level;
-import java.nio.ByteBuffer;
-import java.nio.channels.ClosedChannelException;
-import java.nio.channels.ReadableByteChannel;
-import java.nio.channels.SocketChannel;
+import io.biostack.nbd.tls.TlsException;
+import io.biostack.nbd.tls.TlsSession;
 
-import io.biostack.nbd.tls.TlsChannel;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
-import java.util.concurrent.locks.LockSupport;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 
 import static io.biostack.nbd.NbdProtocol.*;
 
 /**
- * One client: the handshake, then the transmission phase on this (reader) thread plus a
- * {@link ReplyWriter} thread.
+ * One client, as a state machine over buffers that knows nothing of the transport: the
+ * {@link Reactor} that owns the connection receives bytes into {@link #recvTarget()}, reports
+ * them with {@link #received(int)}, and sends the {@link SendBatch}es that {@link #nextBatch()}
+ * gives. The same code runs on the io_uring reactor and on the java.nio one; a TLS session can sit
+ * between the socket bytes and these plaintext buffers.
  *
- * <p>The reader parses requests from a receive buffer that takes as many as one read returns,
- * checks each against the rules of doc/proto.md ("Error values", "Size constraints", "Command
- * flags"), turns it into a pooled bio with a pooled payload buffer and submits it; it never waits
- * for a completion. WRITE payloads are read into a 4096-aligned native buffer that goes down the
- * stack as it is. Completions hand the request to the writer; nothing blocks on a completion
- * thread.
+ * <p>Handshake ({@link Handshake}), then transmission: requests are parsed from a small receive
+ * buffer, checked against the rules of doc/proto.md ("Error values", "Size constraints",
+ * "Command flags"), turned into pooled bios with pooled, 4096-aligned native payload buffers and
+ * submitted on the reactor thread, so a file bio goes down that reactor's own ring. A WRITE
+ * payload is received straight into its payload buffer (after what the receive buffer already
+ * held), and that buffer goes to the device as it is. A READ's reply is sent from the buffer the
+ * device filled. Completions on the reactor thread are handled at once; from any other thread they
+ * go through the reactor's lock-free queue.
  *
- * <p>Limits: at most {@code maxRequests} requests and {@code maxInflightBytes} of payload in flight;
- * past them the reader stops reading until replies have been sent (TCP back-pressure does the
- * rest). A WRITE longer than the maximum payload is read and thrown away when no longer than
- * {@link #DISCARD_LIMIT}, and answered EINVAL; a longer one is taken for an attack and disconnected
- * (section "Size constraints" allows both).
+ * <p>Limits: at most {@code maxRequests} requests and {@code maxInflightBytes} of payload in
+ * flight; past them the connection stops parsing and receiving until replies have been sent (TCP
+ * back-pressure does the rest). A WRITE longer than the maximum payload is read and thrown away
+ * when no longer than {@link #DISCARD_LIMIT}, and answered EINVAL; a longer one is taken for an
+ * attack and disconnected (section "Size constraints" allows both).
+ *
+ * <p>Threads: every method runs on the owning reactor's thread, except {@link NbdRequest}'s
+ * completion, which routes itself there.
  */
-final class NbdConnection implements Runnable {
+final class NbdConnection {
     private static final System.Logger LOG = System.getLogger("io.biostack.nbd");
-    private static final int RECV_BUFFER = 256 * 1024;
+    /** Receive buffer: request headers and small payloads; larger payloads bypass it. */
+    static final int RECV_BUFFER = 16 * 1024;
     /** Oversized WRITE payloads up to this size are skipped and answered; longer ones disconnect. */
     static final long DISCARD_LIMIT = 64L << 20;
 
-    private final NbdServer server;
-    private final SocketChannel ch;
+    static final int HANDSHAKE = 0;
+    static final int TRANSMISSION = 1;
+    /** No more input: answering what is in flight, then closing. */
+    static final int DRAINING = 2;
+    static final int CLOSED = 3;
+
+    final NbdServer server;
+    final Reactor reactor;
     final int id;
-    private final String peer;
-    private volatile Thread readerThread;
-    private volatile boolean inTransmission;
-    /** Where requests are read from: the socket, or the TLS channel after STARTTLS. */
-    private ReadableByteChannel in;
-    /** Whether this connection holds a transmission slot of the server (--max-connections). */
-    private boolean holdsSlot;
-    /** Set once STARTTLS succeeded. */
-    private volatile TlsChannel tls;
+    final String peer;
+    final long startNanos;
+    int phase = HANDSHAKE;
+    /** Holds a place in the server's handshake budget (given up once, by whoever gets there first). */
+    final java.util.concurrent.atomic.AtomicBoolean handshakeSlot = new java.util.concurrent.atomic.AtomicBoolean(true);
+    /** Counted in the server's clients in transmission. */
+    private boolean countedInTransmission;
+    /** Why the connection ended, for one DEBUG line. */
+    String endReason;
+
+    private Handshake handshake;
+    private ByteBuffer handshakeOut;
 
     // ---- transmission state, set once after the handshake --------------------------------
-    ReplyWriter writer;
     private NbdExport export;
     private BlockDevice device;
     private boolean structured;
@@ -68,124 +79,274 @@ final class NbdConnection implements Runnable {
     private boolean fastZero;
     private long size;
     private int minBlock;
-    private ByteBuffer rb;
 
-    // ---- request pool and budget (reader takes, writer gives back) -------------------------
-    private final AtomicReference<NbdRequest> freeShared = new AtomicReference<>();
-    private NbdRequest freeLocal;
+    /** Receive buffer; unparsed bytes are [rStart, rEnd). */
+    final ByteBuffer rb = ByteBuffer.allocateDirect(RECV_BUFFER);
+    private final MemorySegment rbSeg = MemorySegment.ofBuffer(rb);
+    private int rStart;
+    private int rEnd;
+    /** A WRITE whose payload is arriving, and how much of it has. */
+    private NbdRequest payloadFor;
+    private int payloadGot;
+    /** Bytes of an oversized WRITE payload still to throw away. */
+    private long skipLeft;
+    /** Native address of the last {@link #recvTarget()}'s position, for a RECV SQE. */
+    long targetAddress;
+    /** Set while the receive target is a payload buffer rather than {@link #rb}. */
+    private boolean targetIsPayload;
+
+    // ---- requests and budget (reactor thread only) -----------------------------------------
+    private NbdRequest free;
     private int created;
-    private final AtomicInteger outstanding = new AtomicInteger();
-    private final AtomicLong inflightBytes = new AtomicLong();
-    private volatile boolean readerWaiting;
+    private int outstanding;
+    private long inflightBytes;
+    /** Completed requests waiting for a batch, oldest first. */
+    private NbdRequest doneHead;
+    private NbdRequest doneTail;
+    /** The plaintext batch being sent, or null. */
+    SendBatch sending;
+    /** What the transport is sending (the plaintext batch, or one of ciphertext), or null. */
+    SendBatch wireSending;
 
-    NbdConnection(NbdServer server, SocketChannel ch, int id, String peer) {
+    // ---- TLS (after NBD_OPT_STARTTLS) -------------------------------------------------------
+    /** Ciphertext received per RECV: a TLS record and then some. */
+    static final int CIPHER_IN = 32 * 1024;
+    /** Plaintext encrypted per send, so the ciphertext buffer stays small. */
+    static final long TLS_BATCH = 1 << 20;
+    /** Most ciphertext per send: one pooled buffer's worth (a reply of the maximum payload spans several). */
+    static final int CIPHER_OUT_MAX = 4 << 20;
+    private TlsSession tls;
+    /** STARTTLS was acknowledged; TLS starts once that ACK has been sent. */
+    private boolean tlsPending;
+    private ByteBuffer cipherIn;
+    private MemorySegment cipherInSeg;
+    private BufferPool.Buf cipherOut;
+
+    // ---- reactor bookkeeping ---------------------------------------------------------------
+    boolean dirty;
+    NbdConnection nextDirty;
+    /** Place in the reactor's table of connections. */
+    int index = -1;
+    /** Transport's per-connection state (a socket fd, a channel). */
+    Object transport;
+
+    NbdConnection(NbdServer server, Reactor reactor, int id, String peer) {
         this.server = server;
-        this.ch = ch;
+        this.reactor = reactor;
         this.id = id;
         this.peer = peer;
-        this.in = ch;
-    }
-
-    String peer() {
-        return peer;
-    }
-
-    /** The handshake upgraded the connection to TLS. */
-    void tlsUp(TlsChannel t) {
-        tls = t;
-        LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}, peer {3}", id, peer, t.session().describe(),
-                t.session().peerIdentity());
+        this.startNanos = System.nanoTime();
+        this.handshake = new Handshake(server);
+        this.handshakeOut = handshake.takeOutput(); // the greeting
     }
 
     boolean inTransmission() {
-        return inTransmission;
+        return phase == TRANSMISSION || phase == DRAINING;
+    }
+
+    /** Requests taken and not yet given back (their bios may be in flight). */
+    int outstanding() {
+        return outstanding;
+    }
+
+    // ---- input ---------------------------------------------------------------------------------
+
+    /**
+     * Where the next received bytes should go, as a buffer whose [position, limit) is free room,
+     * or null when the connection wants no input now (budget used up, draining, closed).
+     */
+    ByteBuffer recvTarget() {
+        if ((phase != HANDSHAKE && phase != TRANSMISSION) || tlsPending) {
+            return null;
+        }
+        if (payloadFor != null && rStart == rEnd) {
+            // The rest of a WRITE payload: straight into the buffer that goes to the device.
+            ByteBuffer b = payloadFor.buf.bytes;
+            b.limit((int) payloadFor.length).position(payloadGot);
+            targetIsPayload = true;
+            targetAddress = payloadFor.buf.segment.address() + payloadGot;
+            return b;
+        }
+        if (blocked()) {
+            return null;
+        }
+        if (rStart == rEnd) {
+            rStart = rEnd = 0;
+        } else if (rEnd == rb.capacity()) {
+            rb.limit(rEnd).position(rStart);
+            rb.compact();
+            rEnd -= rStart;
+            rStart = 0;
+        }
+        if (rEnd == rb.capacity()) {
+            return null; // full of unparsed bytes: parse first (blocked on budget)
+        }
+        targetIsPayload = false;
+        targetAddress = rbSeg.address() + rEnd;
+        return rb.limit(rb.capacity()).position(rEnd);
+    }
+
+    /** {@code n} bytes arrived in the last {@link #recvTarget()}; parses what it can. */
+    void received(int n) {
+        if (targetIsPayload) {
+            payloadGot += n;
+            if (payloadGot == payloadFor.length) {
+                NbdRequest r = payloadFor;
+                payloadFor = null;
+                submitWrite(r);
+            }
+        } else {
+            rEnd += n;
+        }
+        process();
+    }
+
+    /** The peer closed its side, or the server stops reading: answer what is in flight, then close. */
+    void inputEnded(String why) {
+        if (phase == HANDSHAKE) {
+            close(why);
+            return;
+        }
+        if (phase != TRANSMISSION) {
+            return; // already draining or closed
+        }
+        phase = DRAINING;
+        endReason = why;
+        if (payloadFor != null) {
+            recycle(payloadFor); // never became a bio
+            payloadFor = null;
+        }
+        reactor.markDirty(this);
+    }
+
+    /** Ends the connection now; requests still in flight are given back when they complete. */
+    void close(String why) {
+        if (phase == CLOSED) {
+            return;
+        }
+        if (endReason == null) {
+            endReason = why;
+        }
+        if (handshake != null && handshake.refusedPlain()) {
+            LOG.log(Level.WARNING, "nbd: refused plain client {0}: TLS is required", peer);
+        }
+        server.handshakeEnded(this);
+        if (countedInTransmission) {
+            countedInTransmission = false;
+            server.transmissionEnded(this);
+        }
+        phase = CLOSED;
+        server.connectionEnded(this); // no longer counted, though its socket may linger a moment
+        for (NbdRequest r = doneHead; r != null; ) {
+            NbdRequest n = r.next;
+            recycle(r);
+            r = n;
+        }
+        doneHead = doneTail = null;
+        LOG.log(Level.DEBUG, "nbd connection {0} from {1} closed: {2}", id, peer, endReason);
+        reactor.markDirty(this);
     }
 
     /**
-     * Starts the handshake on a virtual thread: an idle client costs a parked virtual thread (a
-     * few kilobytes), not a platform thread's stack. Transmission moves to a platform thread.
+     * The transport has no operation in flight on this connection any more (it is about to close
+     * the socket): a WRITE payload that was being received can go back to the pool.
      */
-    void start() {
-        Thread t = Thread.ofVirtual().name("nbd-" + id + "-hs").unstarted(this);
-        readerThread = t;
-        t.start();
+    void released() {
+        if (payloadFor != null) {
+            recycle(payloadFor);
+            payloadFor = null;
+        }
     }
 
-    @Override
-    public void run() {
-        Handshake.Session s = null;
-        Handshake h = new Handshake(server, this, ch);
-        try {
-            s = h.negotiate();
-            server.handshakeDone(this);
-            Handshake.Session session = s;
-            Thread t = Thread.ofPlatform().name("nbd-" + id + "-rx").daemon(true).unstarted(() -> transmit(session));
-            readerThread = t;
-            t.start();
-        } catch (Handshake.TlsRefused e) {
-            // One line per refused client, no stack trace: who, and why.
-            LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
-        } catch (Handshake.Disconnect e) {
-            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}", id, peer, e.getMessage());
-        } catch (EOFException | ClosedChannelException e) {
-            LOG.log(Level.DEBUG, "nbd connection {0} from {1} closed: {2}", id, peer, e.toString());
-        } catch (IOException e) {
-            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}", id, peer, e.toString());
-        } catch (RuntimeException | Error e) {
-            LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
-        } finally {
-            if (s == null) {
-                if (h.refusedPlain()) {
-                    LOG.log(Level.WARNING, "nbd: refused plain client {0}: TLS is required", peer);
+    /** True when the transport should close the socket (once its own operations are done). */
+    boolean finished() {
+        if (phase == DRAINING && outstanding == 0 && doneHead == null && sending == null && wireSending == null
+                && (handshakeOut == null || !handshakeOut.hasRemaining()) && (tls == null || tls.pendingOutput() == 0)) {
+            close(endReason);
+        }
+        return phase == CLOSED;
+    }
+
+    /** Parses and dispatches what the receive buffer holds, as far as the budget allows. */
+    void process() {
+        if (phase == HANDSHAKE) {
+            if (rStart < rEnd && !tlsPending) {
+                handshakeInput();
+            }
+        }
+        while (phase == TRANSMISSION) {
+            if (payloadFor != null) {
+                int n = Math.min(rEnd - rStart, (int) payloadFor.length - payloadGot);
+                if (n > 0) {
+                    MemorySegment.copy(rbSeg, rStart, payloadFor.buf.segment, payloadGot, n);
+                    rStart += n;
+                    payloadGot += n;
                 }
-                end();
+                if (payloadGot < payloadFor.length) {
+                    return;
+                }
+                NbdRequest r = payloadFor;
+                payloadFor = null;
+                submitWrite(r);
+                continue;
             }
+            if (skipLeft > 0) {
+                int n = (int) Math.min(skipLeft, rEnd - rStart);
+                rStart += n;
+                skipLeft -= n;
+                if (skipLeft > 0) {
+                    return;
+                }
+                continue;
+            }
+            if (rEnd - rStart < REQUEST_SIZE || blocked()) {
+                return;
+            }
+            request();
         }
     }
 
-    /** The transmission phase, on its platform reader thread. */
-    private void transmit(Handshake.Session s) {
+    private void handshakeInput() {
+        rb.limit(rEnd).position(rStart);
+        Handshake.Session s;
         try {
-            transmission(s);
-        } catch (IOException e) {
-            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}", id, peer, e.toString());
-        } catch (RuntimeException | Error e) {
-            LOG.log(Level.WARNING, "nbd connection " + id + " failed", e);
-        } finally {
-            end();
+            s = handshake.feed(rb);
+        } catch (Handshake.Disconnect e) {
+            rStart = rb.position();
+            queueHandshakeOutput();
+            endReason = e.getMessage();
+            phase = DRAINING; // send what the handshake answered (ABORT's ack), then close
+            reactor.markDirty(this);
+            return;
+        }
+        rStart = rb.position();
+        queueHandshakeOutput();
+        if (s == Handshake.START_TLS) {
+            tlsPending = true; // TLS starts once the ACK is on the wire; what follows is TLS
+        } else if (s != null) {
+            startTransmission(s);
+        }
+        reactor.markDirty(this);
+    }
+
+    private void queueHandshakeOutput() {
+        ByteBuffer o = handshake.takeOutput();
+        if (o == null) {
+            return;
+        }
+        if (handshakeOut == null || !handshakeOut.hasRemaining()) {
+            handshakeOut = o;
+        } else {
+            ByteBuffer b = ByteBuffer.allocate(handshakeOut.remaining() + o.remaining());
+            b.put(handshakeOut).put(o).flip();
+            handshakeOut = b;
         }
     }
 
-    /** Reserves a transmission slot (--max-connections); false when the server is full. */
-    boolean reserveTransmission() {
-        if (!server.enterTransmission()) {
-            return false;
-        }
-        holdsSlot = true;
-        return true;
-    }
-
-    /** Gives back the transmission slot, says close_notify over TLS, closes, and leaves the server. */
-    private void end() {
-        if (holdsSlot) {
-            holdsSlot = false;
-            server.leaveTransmission();
-        }
-        TlsChannel t = tls;
-        if (t != null) {
-            try {
-                t.close(); // close_notify, then the socket
-            } catch (IOException e) {
-                // the socket is closed below anyway
-            }
-        }
-        closeChannel();
-        server.connectionEnded(this);
-    }
-
-    // ---- transmission -----------------------------------------------------------------------
-
-    private void transmission(Handshake.Session s) throws IOException {
+    private void startTransmission(Handshake.Session s) {
+        server.handshakeEnded(this);
+        countedInTransmission = true; // the handshake took the slot (NbdServer.enterTransmission)
+        handshake = null;
         export = s.export();
         device = export.device();
         structured = s.structured();
@@ -193,77 +354,66 @@ final class NbdConnection implements Runnable {
         size = device.size();
         minBlock = export.minimumBlock();
         fastZero = device.limits().writeZeroes();
-        rb = ByteBuffer.allocateDirect(RECV_BUFFER);
-        rb.flip();
-        if (s.tls() != null) {
-            in = s.tls();
-        }
-        writer = new ReplyWriter(this, s.tls() != null ? s.tls() : ch, structured);
-        writer.start("nbd-" + id + "-tx", Thread.currentThread());
-        inTransmission = true;
-        try {
-            readLoop();
-        } catch (EOFException | ClosedChannelException e) {
-            LOG.log(Level.DEBUG, "nbd connection {0}: client went away", id);
-        } catch (IOException e) {
-            LOG.log(Level.DEBUG, "nbd connection {0}: {1}", id, e.toString());
-        } finally {
-            drain();
-        }
+        phase = TRANSMISSION;
     }
 
-    /** Waits until every request has been answered (or dropped, if the peer is gone), then stops the writer. */
-    private void drain() {
-        long deadline = System.nanoTime() + server.drainTimeoutNanos();
-        while (outstanding.get() > 0 && System.nanoTime() < deadline) {
-            writer.sendPending();
-            readerWaiting = true;
-            if (outstanding.get() > 0) {
-                LockSupport.parkNanos(this, 10_000_000L);
+    /** Bytes of client input taken by the handshake so far. */
+    long handshakeBytes() {
+        return handshake == null ? 0 : handshake.consumed();
+    }
+
+    // ---- requests --------------------------------------------------------------------------
+
+    /** True when no request can be taken now (all in flight) or the byte budget is spent. */
+    private boolean blocked() {
+        if (phase != TRANSMISSION) {
+            return false;
+        }
+        if (free == null && created >= server.maxRequests()) {
+            return true;
+        }
+        if (rEnd - rStart >= REQUEST_SIZE) {
+            int type = Short.toUnsignedInt(rb.getShort(rStart + 6));
+            long length = Integer.toUnsignedLong(rb.getInt(rStart + 24));
+            if ((type == CMD_READ || type == CMD_WRITE) && length <= server.maxPayload()
+                    && inflightBytes > 0 && inflightBytes + length > server.maxInflightBytes()) {
+                return true;
             }
-            readerWaiting = false;
         }
-        writer.stop();
-        try {
-            writer.join(1000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
+        return false;
     }
 
-    private void readLoop() throws IOException {
-        while (true) {
-            fill(REQUEST_SIZE);
-            int magic = rb.getInt();
-            int flags = Short.toUnsignedInt(rb.getShort());
-            int type = Short.toUnsignedInt(rb.getShort());
-            long cookie = rb.getLong();
-            long offset = rb.getLong();
-            long length = Integer.toUnsignedLong(rb.getInt());
-            if (magic != REQUEST_MAGIC) {
-                // The stream is out of step: nothing after this can be trusted (hard disconnect).
-                LOG.log(Level.DEBUG, "nbd connection {0}: bad request magic 0x{1}", id, Integer.toHexString(magic));
+    private void request() {
+        int p = rStart;
+        int magic = rb.getInt(p);
+        int flags = Short.toUnsignedInt(rb.getShort(p + 4));
+        int type = Short.toUnsignedInt(rb.getShort(p + 6));
+        long cookie = rb.getLong(p + 8);
+        long offset = rb.getLong(p + 16);
+        long length = Integer.toUnsignedLong(rb.getInt(p + 24));
+        rStart += REQUEST_SIZE;
+        if (magic != REQUEST_MAGIC) {
+            // The stream is out of step: nothing after this can be trusted (hard disconnect).
+            close("bad request magic 0x" + Integer.toHexString(magic));
+            return;
+        }
+        if (type == CMD_DISC) {
+            inputEnded("client sent NBD_CMD_DISC"); // answer what is in flight, then close
+            return;
+        }
+        if (server.isClosing()) {
+            if (type == CMD_WRITE && !skip(length)) {
+                close("WRITE of " + length + " bytes while shutting down");
                 return;
             }
-            if (type == CMD_DISC) {
-                return; // answer what is in flight, then close (section "NBD_CMD_DISC")
-            }
-            if (server.isClosing()) {
-                if (type == CMD_WRITE && !skip(length)) {
-                    return;
-                }
-                reply(cookie, type, offset, length, ESHUTDOWN, "server is shutting down");
-                continue;
-            }
-            dispatch(cookie, type, flags, offset, length);
+            reply(cookie, type, offset, length, ESHUTDOWN, "server is shutting down");
+            return;
         }
-    }
-
-    private void dispatch(long cookie, int type, int flags, long offset, long length) throws IOException {
         int err = check(type, flags, offset, length);
         if (err != 0 || (length == 0 && type != CMD_FLUSH) || type == CMD_CACHE) {
             if (type == CMD_WRITE && !skip(length)) {
-                throw new IOException("WRITE of " + length + " bytes is far beyond the maximum payload");
+                close("WRITE of " + length + " bytes is far beyond the maximum payload");
+                return;
             }
             String why = err == 0 ? null : whyNot(type, flags, offset, length, err);
             reply(cookie, type, offset, length, err, why);
@@ -278,6 +428,15 @@ final class NbdConnection implements Runnable {
             case CMD_BLOCK_STATUS -> blockStatus(cookie, flags, offset, length);
             default -> throw new IllegalStateException("unreachable: " + type);
         }
+    }
+
+    /** Throws away a payload we won't use; false when it is too long to be worth reading. */
+    private boolean skip(long length) {
+        if (length > DISCARD_LIMIT) {
+            return false;
+        }
+        skipLeft = length;
+        return true;
     }
 
     /**
@@ -353,12 +512,12 @@ final class NbdConnection implements Runnable {
 
     // ---- one helper per command ----------------------------------------------------------
 
-    private void read(long cookie, int flags, long offset, int length) throws IOException {
+    private void read(long cookie, int flags, long offset, int length) {
         NbdRequest r = take(cookie, CMD_READ, flags, offset, length);
         if (structured && (flags & CMD_FLAG_DF) == 0 && length >= server.holeProbeMin()) {
             probeHoles(r);
             if (r.nruns == 1 && (r.runs[1] & Extent.ZERO) != 0) {
-                writer.enqueue(r); // all zeros: one OFFSET_HOLE chunk, no I/O
+                completed(r); // all zeros: one OFFSET_HOLE chunk, no I/O
                 return;
             }
         }
@@ -393,20 +552,17 @@ final class NbdConnection implements Runnable {
         }
     }
 
-    private void write(long cookie, int flags, long offset, int length) throws IOException {
+    private void write(long cookie, int flags, long offset, int length) {
         NbdRequest r = take(cookie, CMD_WRITE, flags, offset, length);
         charge(r, length);
         r.buf = server.buffers().get(length);
-        ByteBuffer dst = r.buf.bytes;
-        dst.clear().limit(length);
-        try {
-            receive(dst);
-        } catch (IOException e) {
-            recycle(r); // never became a bio: give it back, or drain() would wait for it
-            throw e;
-        }
-        Bio bio = server.bios().get().init(Op.WRITE, fua(flags), offset, r.endIo);
-        bio.addSegment(r.buf.slice(length));
+        payloadFor = r;
+        payloadGot = 0;
+    }
+
+    private void submitWrite(NbdRequest r) {
+        Bio bio = server.bios().get().init(Op.WRITE, fua(r.flags), r.offset, r.endIo);
+        bio.addSegment(r.buf.slice((int) r.length));
         submit(bio);
     }
 
@@ -455,7 +611,7 @@ final class NbdConnection implements Runnable {
             }
             pos += n;
         }
-        writer.enqueue(r);
+        completed(r);
     }
 
     private void submit(Bio bio) {
@@ -468,176 +624,383 @@ final class NbdConnection implements Runnable {
         if (err != 0) {
             r.fail(err, why);
         }
-        writer.enqueue(r);
+        completed(r);
     }
 
-    // ---- requests and budget -----------------------------------------------------------
-
-    /** A request from the pool, waiting while {@code maxRequests} are in flight. */
+    /** A request from the pool; the caller checked {@link #blocked()}. */
     private NbdRequest take(long cookie, int type, int flags, long offset, long length) {
-        NbdRequest r = freeLocal;
-        while (r == null) {
-            r = freeShared.getAndSet(null);
-            if (r == null && created < server.maxRequests()) {
-                created++;
-                r = new NbdRequest(this);
-                r.next = null;
-            }
-            if (r == null) {
-                waitForWriter();
-            }
+        NbdRequest r = free;
+        if (r == null) {
+            created++;
+            r = new NbdRequest(this);
+        } else {
+            free = r.next;
         }
-        freeLocal = r.next;
         r.next = null;
         r.set(cookie, type, flags, offset, length);
-        outstanding.incrementAndGet();
+        outstanding++;
         return r;
     }
 
-    /** Charges {@code n} payload bytes, waiting while the connection is over its budget. */
     private void charge(NbdRequest r, long n) {
-        long max = server.maxInflightBytes();
-        while (inflightBytes.get() > 0 && inflightBytes.get() + n > max) {
-            waitForWriter();
-        }
-        inflightBytes.addAndGet(n);
+        inflightBytes += n;
         r.charged = n;
     }
 
-    private void waitForWriter() {
-        writer.sendPending();
-        readerWaiting = true;
-        // Re-checked by the caller's loop: the writer reads readerWaiting after it gives back.
-        LockSupport.parkNanos(this, 1_000_000L);
-        readerWaiting = false;
-    }
-
-    /** Called by the writer after a batch: a reader waiting for requests or budget goes on. */
-    void wakeReader() {
-        if (readerWaiting) {
-            LockSupport.unpark(readerThread);
-        }
-    }
-
-    /** The writer gives a request back once its reply is sent (or dropped). */
+    /** Gives a request back once its reply is sent (or dropped): its buffer to the pool. */
     void recycle(NbdRequest r) {
         if (r.buf != null) {
             server.buffers().put(r.buf);
             r.buf = null;
         }
         if (r.charged != 0) {
-            inflightBytes.addAndGet(-r.charged);
+            inflightBytes -= r.charged;
             r.charged = 0;
         }
         r.message = null;
-        NbdRequest h;
-        do {
-            h = freeShared.get();
-            r.next = h;
-        } while (!freeShared.compareAndSet(h, r));
-        outstanding.decrementAndGet();
+        r.next = free;
+        free = r;
+        outstanding--;
+        if (phase == TRANSMISSION) {
+            reactor.markDirty(this); // it may have been waiting for this request or these bytes
+        }
     }
 
-    /** The writer lost the peer: stop reading too. */
-    void peerGone(IOException e) {
-        LOG.log(Level.DEBUG, "nbd connection {0}: write failed: {1}", id, e.toString());
-        closeChannel();
-    }
-
-    // ---- receiving -------------------------------------------------------------------------
-
-    /** Makes at least {@code n} bytes available in the receive buffer. */
-    private void fill(int n) throws IOException {
-        if (rb.remaining() >= n) {
+    /** A request is answered (on the reactor thread): queue its reply. */
+    void completed(NbdRequest r) {
+        if (phase == CLOSED) {
+            recycle(r);
             return;
         }
-        writer.sendPending(); // about to block: answer what completed first
-        rb.compact();
-        while (rb.position() < n) {
-            if (in.read(rb) < 0) {
-                rb.flip();
-                throw new EOFException("end of stream");
-            }
+        r.next = null;
+        if (doneTail == null) {
+            doneHead = r;
+        } else {
+            doneTail.next = r;
         }
-        rb.flip();
+        doneTail = r;
+        reactor.markDirty(this);
     }
 
-    /** Reads a payload into {@code dst}: first what is buffered, then straight from the socket. */
-    private void receive(ByteBuffer dst) throws IOException {
-        int n = Math.min(rb.remaining(), dst.remaining());
-        if (n > 0) {
-            int lim = rb.limit();
-            rb.limit(rb.position() + n);
-            dst.put(rb);
-            rb.limit(lim);
-        }
-        if (dst.hasRemaining()) {
-            writer.sendPending();
-        }
-        while (dst.hasRemaining()) {
-            if (in.read(dst) < 0) {
-                throw new EOFException("client left in the middle of a WRITE payload");
-            }
-        }
+    // ---- output ----------------------------------------------------------------------------
+
+    /** True when there is something to send and no send in flight. */
+    boolean hasOutput() {
+        return sending == null && phase != CLOSED
+                && (doneHead != null || (handshakeOut != null && handshakeOut.hasRemaining()));
     }
 
-    /** Skips a payload we won't use; false when it is too long to be worth reading. */
-    private boolean skip(long length) throws IOException {
-        if (length > DISCARD_LIMIT) {
+    /**
+     * Fills {@code b} with replies to send (handshake replies, then completed requests, oldest
+     * first) and makes it the batch in flight; false (and {@code b} untouched) when there is none.
+     */
+    boolean fill(SendBatch b) {
+        return fill(b, Long.MAX_VALUE);
+    }
+
+    /** {@link #fill(SendBatch)}, stopping once the batch holds {@code maxBytes} (at least one reply). */
+    private boolean fill(SendBatch b, long maxBytes) {
+        if (!hasOutput()) {
             return false;
         }
-        long left = length;
-        while (left > 0) {
-            if (!rb.hasRemaining()) {
-                writer.sendPending();
-                rb.clear();
-                if (in.read(rb) < 0) {
-                    throw new EOFException("client left in the middle of a WRITE payload");
-                }
-                rb.flip();
-            }
-            int k = (int) Math.min(left, rb.remaining());
-            rb.position(rb.position() + k);
-            left -= k;
+        if (handshakeOut != null && handshakeOut.hasRemaining()) {
+            ByteBuffer h = b.headers();
+            int n = Math.min(h.remaining(), handshakeOut.remaining());
+            int lim = handshakeOut.limit();
+            handshakeOut.limit(handshakeOut.position() + n);
+            h.put(handshakeOut);
+            handshakeOut.limit(lim);
+            b.headerWritten();
         }
+        while (doneHead != null && b.roomForReply(doneHead.nruns + 1) && (b.bytes < maxBytes || b.head == null)) {
+            NbdRequest r = doneHead;
+            doneHead = r.next;
+            if (doneHead == null) {
+                doneTail = null;
+            }
+            encode(r, b);
+            b.carry(r);
+        }
+        b.headerWritten();
+        sending = b;
         return true;
     }
 
-    // ---- shutdown ----------------------------------------------------------------------------
+    /** The batch in flight was sent in full: give its requests back. */
+    void sent(SendBatch b) {
+        sending = null;
+        for (NbdRequest r = b.head; r != null; ) {
+            NbdRequest n = r.next;
+            recycle(r);
+            r = n;
+        }
+        b.head = b.tail = null;
+    }
+
+    /** The peer can't be written to any more. */
+    void sendFailed(SendBatch b, String why) {
+        wireSendFailed(b, why);
+    }
+
+    // ---- the wire: plaintext as it is, or TLS between the socket and the buffers above ------
 
     /**
-     * Stops taking requests: the reader sees end-of-stream, answers what is in flight and closes.
-     * A connection still in the handshake is closed at once.
+     * Where the transport should receive the next bytes from the socket (a buffer whose
+     * [position, limit) is free room, its address in {@link #targetAddress}), or null when the
+     * connection wants none now. Without TLS the plaintext target itself; with TLS a ciphertext
+     * buffer, decrypted into the plaintext targets as they ask for it.
      */
-    void shutdown() {
+    ByteBuffer wireTarget() {
+        if (tls == null) {
+            return recvTarget();
+        }
+        if (phase == CLOSED || phase == DRAINING || tls.isClosed() || tls.availableApplication() > 0) {
+            return null; // plaintext waiting for room (the budget): TCP back-pressure does the rest
+        }
+        cipherIn.clear();
+        targetAddress = cipherInSeg.address();
+        return cipherIn;
+    }
+
+    /** {@code n} bytes arrived in the last {@link #wireTarget()}. */
+    void wireReceived(int n) {
+        if (tls == null) {
+            received(n);
+            return;
+        }
+        cipherIn.limit(n).position(0);
         try {
-            if (inTransmission) {
-                ch.shutdownInput();
-            } else {
-                ch.close();
+            tls.offerInput(cipherIn);
+        } catch (TlsException e) {
+            tlsRefused(e);
+            return;
+        }
+        pullTls();
+    }
+
+    /** Continues after a pause: decrypted plaintext waiting, requests left in the buffer. */
+    void resume() {
+        if (tls != null && !tlsPending) {
+            pullTls();
+        }
+        process();
+    }
+
+    private boolean tlsUpLogged;
+
+    private void tlsUp() {
+        if (!tlsUpLogged) {
+            tlsUpLogged = true;
+            LOG.log(Level.DEBUG, "nbd connection {0} from {1}: {2}, peer {3}", id, peer, tls.describe(), tls.peerIdentity());
+        }
+    }
+
+    /** Moves decrypted plaintext into the targets the connection asks for, and parses it. */
+    private void pullTls() {
+        if (tls != null && !tlsUpLogged && tls.isHandshakeComplete()) {
+            tlsUp();
+        }
+        while (tls != null && tls.availableApplication() > 0) {
+            ByteBuffer t = recvTarget();
+            if (t == null) {
+                break;
             }
-        } catch (IOException e) {
-            closeChannel();
+            int k = tls.readApplication(t);
+            if (k <= 0) {
+                break;
+            }
+            received(k);
+        }
+        if (tls != null && tls.isClosed() && tls.availableApplication() == 0
+                && (phase == HANDSHAKE || phase == TRANSMISSION)) {
+            inputEnded("client ended TLS");
+        }
+        if (tls != null && tls.pendingOutput() > 0 && wireSending == null) {
+            reactor.markDirty(this); // a TLS handshake message waits to be sent
         }
     }
 
-    void closeChannel() {
+    /** The STARTTLS ACK is on the wire: the TLS session starts, fed what already arrived. */
+    private void startTls() {
+        tlsPending = false;
+        if (tls != null) {
+            return;
+        }
         try {
-            ch.close();
-        } catch (IOException e) {
-            // nothing more to do
+            tls = server.tlsCredentials().newServerSession(peer);
+            cipherIn = ByteBuffer.allocateDirect(CIPHER_IN);
+            cipherInSeg = MemorySegment.ofBuffer(cipherIn);
+            if (rStart < rEnd) {
+                rb.limit(rEnd).position(rStart);
+                tls.offerInput(rb);
+            }
+            rStart = rEnd = 0;
+        } catch (TlsException e) {
+            tlsRefused(e);
+            return;
+        }
+        pullTls();
+        if (tls != null && tls.isHandshakeComplete()) {
+            tlsUp();
         }
     }
 
-    void join(long millis) throws InterruptedException {
-        Thread t = readerThread;
-        if (t != null) {
-            t.join(millis);
+    private void tlsRefused(TlsException e) {
+        // One line per refused client, no stack trace: who, and why.
+        LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
+        endReason = "TLS refused: " + e.getMessage();
+        if (tls != null && tls.pendingOutput() > 0 && phase != CLOSED) {
+            phase = DRAINING; // send the alert, so the peer learns why, then close
+            reactor.markDirty(this);
+        } else {
+            close(endReason);
         }
     }
 
-    boolean isAlive() {
-        Thread t = readerThread;
-        return t != null && t.isAlive();
+    /** True when there is something to send and no send in flight. */
+    boolean wireHasOutput() {
+        if (tls == null) {
+            return hasOutput() && wireSending == null;
+        }
+        return wireSending == null && phase != CLOSED && (hasOutput() || tls.pendingOutput() > 0);
+    }
+
+    /**
+     * Fills {@code b} with what goes on the wire next and makes it the send in flight. With TLS,
+     * replies (at most {@link #TLS_BATCH} bytes of them at a time, so the ciphertext stays small)
+     * are encrypted, given back at once (the session copied them), and the ciphertext goes out of
+     * a pooled buffer.
+     */
+    void wireFill(SendBatch b) {
+        if (tls == null) {
+            fill(b);
+            wireSending = b;
+            return;
+        }
+        if (hasOutput()) {
+            SendBatch plain = reactor.takeBatch();
+            fill(plain, TLS_BATCH);
+            try {
+                for (int i = 0; i < plain.pieces; i++) {
+                    tls.writeApplication(plain.view(i));
+                }
+            } catch (TlsException | IllegalStateException e) {
+                sent(plain);
+                reactor.giveBatch(plain);
+                close("TLS failed: " + e.getMessage());
+                return;
+            }
+            sent(plain);
+            reactor.giveBatch(plain);
+        }
+        int n = Math.min(tls.pendingOutput(), CIPHER_OUT_MAX); // the rest goes with the next send
+        cipherOut = server.buffers().get(Math.max(n, 1));
+        ByteBuffer o = cipherOut.bytes;
+        o.clear().limit(n);
+        int got = tls.readOutput(o);
+        b.data(cipherOut, 0, got);
+        wireSending = b;
+    }
+
+    /** The send in flight went out in full. */
+    void wireSent(SendBatch b) {
+        wireSending = null;
+        if (tls == null) {
+            sent(b);
+        } else if (cipherOut != null) {
+            server.buffers().put(cipherOut);
+            cipherOut = null;
+        }
+        if (tlsPending && (handshakeOut == null || !handshakeOut.hasRemaining())) {
+            startTls();
+        }
+    }
+
+    /** The peer can't be written to any more. */
+    void wireSendFailed(SendBatch b, String why) {
+        wireSent(b);
+        close(why);
+    }
+
+    // ---- encoding (section "Simple reply message", "Structured reply chunk message") -------
+
+    private void encode(NbdRequest r, SendBatch b) {
+        ByteBuffer out = b.headers();
+        if (r.type == CMD_READ && r.error == 0) {
+            encodeRead(r, b);
+        } else if (r.type == CMD_BLOCK_STATUS && r.error == 0) {
+            chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * r.nruns);
+            out.putInt(BASE_ALLOCATION_ID);
+            for (int i = 0; i < r.nruns; i++) {
+                out.putInt((int) r.runs[2 * i]);
+                out.putInt((int) r.runs[2 * i + 1]);
+            }
+        } else if (r.error != 0 && structured) {
+            byte[] msg = r.message == null ? new byte[0] : r.message.getBytes(StandardCharsets.UTF_8);
+            int n = Math.min(msg.length, 1024);
+            chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, 6 + n);
+            out.putInt(r.error);
+            out.putShort((short) n);
+            out.put(msg, 0, n);
+        } else {
+            simple(out, r.cookie, r.error); // no payload after an error (section "NBD_CMD_READ")
+        }
+    }
+
+    private void encodeRead(NbdRequest r, SendBatch b) {
+        ByteBuffer out = b.headers();
+        int len = (int) r.length;
+        if (!structured) {
+            simple(out, r.cookie, 0);
+            if (len > 0) {
+                b.data(r.buf, 0, len);
+            }
+            return;
+        }
+        if (len == 0) {
+            chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0);
+            return;
+        }
+        if (r.nruns == 0) {
+            chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + len);
+            out.putLong(r.offset);
+            b.data(r.buf, 0, len);
+            return;
+        }
+        long pos = 0;
+        for (int i = 0; i < r.nruns; i++) {
+            int n = (int) r.runs[2 * i];
+            boolean hole = (r.runs[2 * i + 1] & Extent.ZERO) != 0;
+            int done = i == r.nruns - 1 ? REPLY_FLAG_DONE : 0;
+            if (hole) {
+                chunkHeader(out, r.cookie, done, REPLY_TYPE_OFFSET_HOLE, 12);
+                out.putLong(r.offset + pos);
+                out.putInt(n);
+            } else {
+                chunkHeader(out, r.cookie, done, REPLY_TYPE_OFFSET_DATA, 8 + n);
+                out.putLong(r.offset + pos);
+                b.data(r.buf, (int) pos, n);
+            }
+            pos += n;
+        }
+    }
+
+    private static void simple(ByteBuffer out, long cookie, int error) {
+        out.putInt(SIMPLE_REPLY_MAGIC);
+        out.putInt(error);
+        out.putLong(cookie);
+    }
+
+    private static void chunkHeader(ByteBuffer out, long cookie, int flags, int type, int length) {
+        out.putInt(STRUCTURED_REPLY_MAGIC);
+        out.putShort((short) flags);
+        out.putShort((short) type);
+        out.putLong(cookie);
+        out.putInt(length);
+    }
+
+    @Override
+    public String toString() {
+        return "nbd connection " + id + " from " + peer;
     }
 }

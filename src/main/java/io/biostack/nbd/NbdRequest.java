@@ -5,11 +5,11 @@ import io.biostack.block.EndIo;
 import io.biostack.block.Status;
 
 /**
- * One request of a connection in flight, from the header the reader parsed to the reply the writer
- * sent. Pooled per connection: the reader takes it, a device completes it on any thread (the
- * cached {@link #endIo} hands it to the writer, never blocking), the writer sends the reply and
- * gives it back. Exactly one of them owns it at a time; the hand-offs go through the connection's
- * lock-free queues, which publish the fields.
+ * One request of a connection in flight, from the header its reactor parsed to the reply it
+ * sent. Pooled per connection: the reactor takes it, a device completes it on any thread (the
+ * cached {@link #endIo} routes it back to the reactor's thread, never blocking: at once when it
+ * completes there, else through the reactor's lock-free queue), the reactor sends the reply and
+ * gives it back. Exactly one of them owns it at a time; the hand-off publishes the fields.
  */
 final class NbdRequest {
     /** Most runs a structured READ is split into by holes, or a BLOCK_STATUS reply describes. */
@@ -71,13 +71,13 @@ final class NbdRequest {
         nruns++;
     }
 
-    /** The bio's end-io: may run on a ring worker, so it only records and queues. */
+    /** The bio's end-io: may run on any thread, so it only records and routes. */
     private void complete(Bio bio) {
         Status s = bio.status();
         if (s != Status.OK) {
             fail(NbdProtocol.errorOf(s), bio.detail() != null ? bio.detail() : s.text());
         }
         bio.put();
-        conn.writer.enqueue(this);
+        conn.reactor.completedFromBio(this);
     }
 }

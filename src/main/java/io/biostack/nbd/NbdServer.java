@@ -5,6 +5,13 @@ import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
 import io.biostack.nbd.tls.TlsCredentials;
 import io.biostack.nbd.tls.TlsMode;
+import io.biostack.sys.Errno;
+import io.biostack.sys.ErrnoException;
+import io.biostack.sys.Libc;
+import io.biostack.sys.Sockets;
+import io.biostack.uring.IoUring;
+import io.biostack.uring.IoUringConstants;
+import io.biostack.uring.Probe;
 
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -15,7 +22,6 @@ import java.net.InetSocketAddress;
 import java.net.StandardProtocolFamily;
 import java.net.StandardSocketOptions;
 import java.net.UnixDomainSocketAddress;
-import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
@@ -24,16 +30,14 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.IdentityHashMap;
-import java.util.LinkedHashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -45,19 +49,22 @@ import java.util.function.Consumer;
  * block status, many requests in flight per connection answered out of order, and several
  * connections per export ({@code NBD_FLAG_CAN_MULTI_CONN}: a FLUSH is a device-wide flush).
  *
- * <h2>Threads</h2>
- * One accept thread per listening socket. Per connection a virtual thread for the handshake (so
- * that a thousand idle sockets cost a few megabytes), then one platform reader thread (request
- * parsing and bio submission) and one writer thread (replies, see {@link ReplyWriter}).
+ * <h2>Threads: reactors</h2>
+ * N reactor threads ({@link Builder#threads}, default the available processors), each running
+ * many connections; no thread per connection or per request (DESIGN.md, "Threads and the ring").
+ * Where io_uring has the socket operations, each reactor owns one ring that does its connections'
+ * socket I/O and, through the file engine's per-thread rings, the file I/O of their bios: a
+ * request is received, parsed, submitted, completed and answered on one thread. Elsewhere (or
+ * with {@code -Dbiostack.engine=threads}) the reactors are java.nio selectors. Which one runs is
+ * probed at start-up and said in one log line. The first reactor accepts and hands connections
+ * out round-robin.
  *
  * <h2>No lockout</h2>
- * Connections still in the handshake have their own budget ({@link Builder#handshakeBudget}) and a
- * total deadline ({@link Builder#handshakeTimeout}, not reset by each byte, so a client trickling
- * bytes is dropped like an idle one). When the budget is full the oldest unfinished handshake is
- * dropped to make room, never the newcomer: idle sockets can't keep a real client out.
- * {@link Builder#maxConnections} counts only clients in the transmission phase.
- * Bios complete on whatever thread the device uses (an io_uring worker, or the reader itself for
- * a ramdisk); completion only queues the reply. No thread per request.
+ * Connections still in the handshake have their own budget ({@link Builder#handshakeBudget}) and
+ * timeout ({@link Builder#handshakeTimeout}, default 10 s, counted from the connect, so a client
+ * that trickles a byte a second is treated like an idle one); when the budget is full the oldest
+ * unfinished handshake is dropped, never the newcomer. {@link Builder#maxConnections} counts the
+ * clients in transmission.
  *
  * <h2>Ownership</h2>
  * The server does not own the devices; the caller closes them after {@link #close()}, which
@@ -87,18 +94,22 @@ public final class NbdServer implements AutoCloseable {
     private final MemorySegment zeros = Arena.ofAuto().allocate(1 << 20, 4096);
     private final Map<BlockDevice, Consumer<Bio>> submitters = new IdentityHashMap<>();
 
-    private final List<ServerSocketChannel> listeners = new ArrayList<>();
-    private final List<Thread> acceptThreads = new ArrayList<>();
-    private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
-    private final Map<NbdConnection, ScheduledFuture<?>> handshakeTimers = new ConcurrentHashMap<>();
-    /** Connections in the handshake, oldest first; guarded by itself. */
-    private final LinkedHashSet<NbdConnection> handshaking = new LinkedHashSet<>();
-    /** Connections in the transmission phase (what --max-connections counts). */
-    private final AtomicInteger transmitting = new AtomicInteger();
-    private final ScheduledThreadPoolExecutor timer;
+    private final Reactor[] reactors;
+    private final boolean uring;
+    private final String loopDescription;
+    private int nextReactor;
+    private final List<ServerSocketChannel> nioListeners = new ArrayList<>();
+    private final AtomicInteger open = new AtomicInteger();
+    /** Sockets not yet closed by their transport (lingering closes included). */
+    private final AtomicInteger sockets = new AtomicInteger();
+    private final AtomicInteger handshakes = new AtomicInteger();
+    private final AtomicInteger transmissions = new AtomicInteger();
+    /** Connections in the handshake, oldest first (to drop the oldest when the budget is full). */
+    private final ConcurrentLinkedDeque<NbdConnection> handshakeOrder = new ConcurrentLinkedDeque<>();
     private final AtomicInteger nextId = new AtomicInteger();
     private final AtomicBoolean closing = new AtomicBoolean();
     private final CountDownLatch closed = new CountDownLatch(1);
+    private final CountDownLatch listenersClosed = new CountDownLatch(1);
     private InetSocketAddress tcpAddress;
     private Path unixPath;
 
@@ -120,8 +131,42 @@ public final class NbdServer implements AutoCloseable {
             BlockDevice d = e.device();
             submitters.computeIfAbsent(d, dev -> dev::submit);
         }
-        this.timer = new ScheduledThreadPoolExecutor(1, r -> Thread.ofPlatform().name("nbd-timer").daemon(true).unstarted(r));
-        this.timer.setRemoveOnCancelPolicy(true);
+        Optional<String> noUring = uringMissing();
+        this.uring = noUring.isEmpty();
+        int n = b.threads > 0 ? b.threads : Runtime.getRuntime().availableProcessors();
+        this.reactors = new Reactor[n];
+        for (int i = 0; i < n; i++) {
+            reactors[i] = uring ? new UringReactor(this, "nbd-reactor-" + i) : new NioReactor(this, "nbd-reactor-" + i);
+        }
+        this.loopDescription = noUring.map(why -> "java.nio reactors (" + why + ")").orElse(null);
+    }
+
+    /** Why the io_uring reactor can't run here, or empty when it can. */
+    private static Optional<String> uringMissing() {
+        String forced = System.getProperty("biostack.engine", "auto");
+        if (forced.equals("threads")) {
+            return Optional.of("forced by -Dbiostack.engine=threads");
+        }
+        if (!IoUring.isAvailable()) {
+            return Optional.of("io_uring unavailable: " + IoUring.unavailableReason().orElse("unknown"));
+        }
+        try (IoUring r = IoUring.open(4, 0, 0)) {
+            Probe p = r.probe();
+            int[] need = {IoUringConstants.IORING_OP_RECV, IoUringConstants.IORING_OP_SENDMSG,
+                IoUringConstants.IORING_OP_ACCEPT, IoUringConstants.IORING_OP_ASYNC_CANCEL};
+            for (int op : need) {
+                if (!p.supports(op)) {
+                    return Optional.of("io_uring lacks socket op " + op);
+                }
+            }
+            // Multishot ACCEPT (5.19) has no opcode of its own; SEND_ZC (6.0) is newer still.
+            if (!p.supports(IoUringConstants.IORING_OP_SEND_ZC)) {
+                return Optional.of("io_uring older than 6.0 (no multishot accept)");
+            }
+        } catch (ErrnoException e) {
+            return Optional.of("io_uring probe failed: " + e.getMessage());
+        }
+        return Optional.empty();
     }
 
     /** A builder: add exports and at least one socket, then {@link Builder#start()}. */
@@ -132,6 +177,27 @@ public final class NbdServer implements AutoCloseable {
     // ---- listening -------------------------------------------------------------------------
 
     private void listenTcp(InetSocketAddress addr) throws IOException {
+        if (uring) {
+            int fd = Sockets.socket(Sockets.family(addr));
+            if (fd < 0) {
+                throw new IOException("can't listen on " + addr + ": socket: " + Errno.name(-fd));
+            }
+            Sockets.setIntOption(fd, Sockets.SOL_SOCKET, Sockets.SO_REUSEADDR, 1);
+            int r = Sockets.bindInet(fd, addr);
+            if (r == 0) {
+                r = Sockets.listen(fd, 128);
+            }
+            if (r < 0) {
+                Libc.close(fd);
+                throw new IOException("can't listen on " + addr.getHostString() + ":" + addr.getPort() + ": "
+                        + (r == -Errno.EADDRINUSE
+                        ? "address already in use (another NBD server? choose another with --listen HOST:PORT)"
+                        : Errno.name(-r)));
+            }
+            tcpAddress = Sockets.localAddress(fd);
+            listenUring(fd, "tcp");
+            return;
+        }
         ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.INET);
         try {
             s.setOption(StandardSocketOptions.SO_REUSEADDR, true);
@@ -144,7 +210,7 @@ public final class NbdServer implements AutoCloseable {
                     : e.getMessage()), e);
         }
         tcpAddress = (InetSocketAddress) s.getLocalAddress();
-        startAccepting(s, "tcp");
+        listenNio(s, "tcp");
     }
 
     private void listenUnix(Path path) throws IOException {
@@ -157,6 +223,22 @@ public final class NbdServer implements AutoCloseable {
             }
             Files.delete(path); // a stale socket left by a server that died
         }
+        if (uring) {
+            int fd = Sockets.socket(Sockets.AF_UNIX);
+            int r = fd < 0 ? fd : Sockets.bindUnix(fd, path);
+            if (r == 0) {
+                r = Sockets.listen(fd, 128);
+            }
+            if (r < 0) {
+                if (fd >= 0) {
+                    Libc.close(fd);
+                }
+                throw new IOException("can't listen on " + path + ": " + Errno.name(-r));
+            }
+            unixPath = path;
+            listenUring(fd, "unix");
+            return;
+        }
         ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         try {
             s.bind(UnixDomainSocketAddress.of(path), 128);
@@ -165,7 +247,24 @@ public final class NbdServer implements AutoCloseable {
             throw new IOException("can't listen on " + path + ": " + e.getMessage(), e);
         }
         unixPath = path;
-        startAccepting(s, "unix");
+        listenNio(s, "unix");
+    }
+
+    private void listenUring(int fd, String kind) {
+        UringReactor r = (UringReactor) reactors[0];
+        r.execute(() -> r.listen(fd, kind));
+    }
+
+    private void listenNio(ServerSocketChannel s, String kind) {
+        nioListeners.add(s);
+        NioReactor r = (NioReactor) reactors[0];
+        r.execute(() -> {
+            try {
+                r.listen(s, kind);
+            } catch (IOException e) {
+                LOG.log(Level.WARNING, "nbd: can't accept on {0}: {1}", kind, e.toString());
+            }
+        });
     }
 
     private static boolean isSocket(Path p) {
@@ -185,68 +284,90 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    private void startAccepting(ServerSocketChannel s, String kind) {
-        listeners.add(s);
-        Thread t = Thread.ofPlatform().name("nbd-accept-" + kind).daemon(true).unstarted(() -> acceptLoop(s, kind));
-        acceptThreads.add(t);
-        t.start();
-    }
+    // ---- accepting (on the first reactor) ------------------------------------------------------
 
-    private void acceptLoop(ServerSocketChannel s, String kind) {
-        while (!closing.get()) {
-            SocketChannel c;
-            try {
-                c = s.accept();
-            } catch (ClosedChannelException e) {
-                return;
-            } catch (IOException e) {
-                if (closing.get()) {
-                    return;
-                }
-                LOG.log(Level.WARNING, "nbd: accept failed: {0}", e.toString());
-                sleepQuietly(50); // e.g. EMFILE: don't spin
-                continue;
-            }
-            accepted(c, kind);
+    /** io_uring accepted {@code fd}: admit it and hand it to a reactor. */
+    void accepted(int fd, String kind) {
+        String peer = "unix socket";
+        if (kind.equals("tcp")) {
+            Sockets.setIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
+            peer = String.valueOf(Sockets.peerAddress(fd));
+        }
+        if (!admit(peer)) {
+            Libc.close(fd);
+            return;
+        }
+        UringReactor r = (UringReactor) pickReactor();
+        NbdConnection c = newConnection(r, peer);
+        if (r.inLoop()) {
+            r.adoptFd(fd, c);
+        } else {
+            r.execute(() -> r.adoptFd(fd, c));
         }
     }
 
-    private void accepted(SocketChannel c, String kind) {
+    /** java.nio accepted {@code ch}: admit it and hand it to a reactor. */
+    void acceptedChannel(SocketChannel ch, String kind) {
         String peer;
         try {
-            if (kind.equals("tcp")) {
-                c.setOption(StandardSocketOptions.TCP_NODELAY, true);
-            }
-            peer = kind.equals("tcp") ? String.valueOf(c.getRemoteAddress()) : "unix socket";
+            peer = NioReactor.prepare(ch, kind);
         } catch (IOException e) {
-            closeQuietly(c);
+            closeQuietly(ch);
             return;
         }
+        if (!admit(peer)) {
+            closeQuietly(ch);
+            return;
+        }
+        NioReactor r = (NioReactor) pickReactor();
+        NbdConnection c = newConnection(r, peer);
+        if (r.inLoop()) {
+            r.adoptChannel(ch, c);
+        } else {
+            r.execute(() -> r.adoptChannel(ch, c));
+        }
+    }
+
+    /**
+     * False to refuse a newcomer (only while closing); drops the oldest handshake when that budget
+     * is full. {@code --max-connections} is applied when a client asks to enter transmission.
+     */
+    private boolean admit(String peer) {
         if (closing.get()) {
-            closeQuietly(c);
-            return;
+            return false;
         }
-        NbdConnection conn = new NbdConnection(this, c, nextId.incrementAndGet(), peer);
-        NbdConnection dropped = null;
-        synchronized (handshaking) {
-            if (handshaking.size() >= handshakeBudget) {
-                dropped = handshaking.removeFirst(); // the oldest, never the newcomer
+        while (handshakes.get() >= handshakeBudget) {
+            NbdConnection old = handshakeOrder.pollFirst();
+            if (old == null) {
+                break;
             }
-            handshaking.add(conn);
-        }
-        if (dropped != null) {
-            LOG.log(Level.INFO, "nbd: {0} unfinished handshakes: dropping the oldest (connection {1} from {2}) for {3}",
-                    handshakeBudget, dropped.id, dropped.peer(), peer);
-            dropped.closeChannel();
-        }
-        connections.add(conn);
-        handshakeTimers.put(conn, timer.schedule(() -> {
-            if (!conn.inTransmission()) {
-                LOG.log(Level.DEBUG, "nbd connection {0}: handshake not done in {1}, closing", conn.id, handshakeTimeout);
-                conn.closeChannel();
+            if (old.handshakeSlot.compareAndSet(true, false)) {
+                handshakes.decrementAndGet();
+                LOG.log(Level.DEBUG, "nbd: {0} handshakes open, dropping the oldest, {1}", handshakeBudget, old);
+                old.reactor.execute(() -> {
+                    if (old.phase == NbdConnection.HANDSHAKE) {
+                        old.close("dropped: the oldest of " + handshakeBudget + " unfinished handshakes");
+                        old.reactor.service(old);
+                    }
+                });
             }
-        }, handshakeTimeout.toMillis(), TimeUnit.MILLISECONDS));
-        conn.start();
+        }
+        return true;
+    }
+
+    private Reactor pickReactor() {
+        Reactor r = reactors[nextReactor];
+        nextReactor = (nextReactor + 1) % reactors.length;
+        return r;
+    }
+
+    private NbdConnection newConnection(Reactor r, String peer) {
+        NbdConnection c = new NbdConnection(this, r, nextId.incrementAndGet(), peer);
+        open.incrementAndGet();
+        sockets.incrementAndGet();
+        handshakes.incrementAndGet();
+        handshakeOrder.addLast(c);
+        return c;
     }
 
     // ---- for connections ---------------------------------------------------------------------
@@ -280,6 +401,10 @@ public final class NbdServer implements AutoCloseable {
         return tlsCredentials;
     }
 
+    int maxConnections() {
+        return maxConnections;
+    }
+
     int maxRequests() {
         return maxRequests;
     }
@@ -292,8 +417,8 @@ public final class NbdServer implements AutoCloseable {
         return holeProbeMin;
     }
 
-    long drainTimeoutNanos() {
-        return drainTimeout.toNanos();
+    long handshakeTimeoutNanos() {
+        return handshakeTimeout.toNanos();
     }
 
     BioPool bios() {
@@ -312,43 +437,47 @@ public final class NbdServer implements AutoCloseable {
         return submitters.get(d);
     }
 
-    void handshakeDone(NbdConnection c) {
-        ScheduledFuture<?> f = handshakeTimers.remove(c);
-        if (f != null) {
-            f.cancel(false);
-        }
-        synchronized (handshaking) {
-            handshaking.remove(c);
+    /** The connection left the handshake (finished, failed or dropped). */
+    void handshakeEnded(NbdConnection c) {
+        if (c.handshakeSlot.compareAndSet(true, false)) {
+            handshakes.decrementAndGet();
+            handshakeOrder.remove(c);
         }
     }
 
     /**
      * Takes a transmission slot for a client about to enter transmission; false when
-     * {@code maxConnections} clients are already there. Given back by {@link #leaveTransmission}.
+     * {@code maxConnections} clients are already there. Given back by {@link #transmissionEnded}.
      */
     boolean enterTransmission() {
         while (true) {
-            int n = transmitting.get();
+            int n = transmissions.get();
             if (n >= maxConnections) {
                 return false;
             }
-            if (transmitting.compareAndSet(n, n + 1)) {
+            if (transmissions.compareAndSet(n, n + 1)) {
                 return true;
             }
         }
     }
 
-    void leaveTransmission() {
-        transmitting.decrementAndGet();
+    void transmissionEnded(NbdConnection c) {
+        transmissions.decrementAndGet();
     }
 
-    int maxConnections() {
-        return maxConnections;
-    }
-
+    /** The connection ended (the protocol is over; the transport may still be closing its socket). */
     void connectionEnded(NbdConnection c) {
-        handshakeDone(c);
-        connections.remove(c);
+        handshakeEnded(c);
+        open.decrementAndGet();
+    }
+
+    /** The transport closed the connection's socket. */
+    void connectionClosed(NbdConnection c) {
+        sockets.decrementAndGet();
+    }
+
+    void listenersClosed() {
+        listenersClosed.countDown();
     }
 
     // ---- public face -----------------------------------------------------------------------
@@ -365,12 +494,29 @@ public final class NbdServer implements AutoCloseable {
 
     /** Connections open now (in handshake or transmission). */
     public int connectionCount() {
-        return connections.size();
+        return open.get();
+    }
+
+    /** Reactor threads. */
+    public int threads() {
+        return reactors.length;
+    }
+
+    /** "io_uring reactors (...)" or "java.nio reactors (why)": what this server runs on. */
+    public String describeLoop() {
+        return reactors.length + " " + (loopDescription != null ? loopDescription : reactors[0].describe());
     }
 
     /** Waits until {@link #close()} has finished. */
     public void awaitClosed() throws InterruptedException {
         closed.await();
+    }
+
+    private void startReactors() throws IOException {
+        for (Reactor r : reactors) {
+            r.start();
+        }
+        LOG.log(Level.INFO, "nbd server: " + describeLoop());
     }
 
     /**
@@ -389,25 +535,22 @@ public final class NbdServer implements AutoCloseable {
             return;
         }
         try {
-            for (ServerSocketChannel s : listeners) {
-                closeQuietly(s);
+            stopListening();
+            for (Reactor r : reactors) {
+                r.execute(r::shutdownConnections);
             }
-            for (Thread t : acceptThreads) {
-                joinQuietly(t, 1000);
-            }
-            List<NbdConnection> open = new ArrayList<>(connections);
-            for (NbdConnection c : open) {
-                c.shutdown();
-            }
-            long deadline = System.nanoTime() + drainTimeout.toNanos() + TimeUnit.SECONDS.toNanos(1);
-            for (NbdConnection c : open) {
-                long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
-                joinQuietly(c, Math.max(1, left));
-                if (c.isAlive()) {
-                    c.closeChannel();
+            long deadline = System.nanoTime() + drainTimeout.toNanos();
+            waitForConnections(deadline);
+            if (sockets.get() > 0) {
+                for (Reactor r : reactors) {
+                    r.execute(() -> r.closeAll("drain timeout at shutdown"));
                 }
+                waitForConnections(System.nanoTime() + TimeUnit.SECONDS.toNanos(1));
             }
             flushDevices();
+            for (Reactor r : reactors) {
+                r.stop(30_000);
+            }
             if (unixPath != null) {
                 try {
                     Files.deleteIfExists(unixPath);
@@ -416,8 +559,34 @@ public final class NbdServer implements AutoCloseable {
                 }
             }
         } finally {
-            timer.shutdownNow();
             closed.countDown();
+        }
+    }
+
+    private void stopListening() {
+        if (uring) {
+            UringReactor r = (UringReactor) reactors[0];
+            r.execute(r::stopListening);
+            try {
+                listenersClosed.await(2, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            return;
+        }
+        for (ServerSocketChannel s : nioListeners) {
+            closeQuietly(s);
+        }
+    }
+
+    private void waitForConnections(long deadline) {
+        while (sockets.get() > 0 && System.nanoTime() < deadline) {
+            try {
+                Thread.sleep(5);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
         }
     }
 
@@ -435,35 +604,11 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    private static void joinQuietly(Thread t, long millis) {
-        try {
-            t.join(millis);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-    }
-
-    private static void joinQuietly(NbdConnection c, long millis) {
-        try {
-            c.join(millis);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-    }
-
     private static void closeQuietly(java.io.Closeable c) {
         try {
             c.close();
         } catch (IOException e) {
             // nothing more to do
-        }
-    }
-
-    private static void sleepQuietly(long millis) {
-        try {
-            Thread.sleep(millis);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
         }
     }
 
@@ -475,6 +620,7 @@ public final class NbdServer implements AutoCloseable {
         private Path unix;
         private int maxConnections = 256;
         private int handshakeBudget = 256;
+        private int threads;
         private int maxRequests = 256;
         private long maxInflightBytes = 128L << 20;
         private int maxPayload = DEFAULT_MAX_PAYLOAD;
@@ -524,21 +670,30 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** Most clients in the transmission phase at once (those still in the handshake don't count). */
+        /** Most connections at once; more are refused. */
         public Builder maxConnections(int n) {
             this.maxConnections = n;
             return this;
         }
 
         /**
-         * Most connections in the handshake at once; a newcomer past it drops the oldest unfinished
-         * handshake (default 256).
+         * Most connections still in the handshake; when full, the oldest of them is dropped for
+         * a newcomer (never the newcomer).
          */
         public Builder handshakeBudget(int n) {
             if (n < 1) {
                 throw new IllegalArgumentException("handshake budget must be at least 1");
             }
             this.handshakeBudget = n;
+            return this;
+        }
+
+        /** Reactor threads; 0 (the default) means one per available processor. */
+        public Builder threads(int n) {
+            if (n < 0) {
+                throw new IllegalArgumentException("threads must not be negative");
+            }
+            this.threads = n;
             return this;
         }
 
@@ -570,10 +725,7 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /**
-         * A connection that has not finished its handshake (TLS included) this long after it was
-         * accepted is closed: a total deadline, however the bytes trickle in (default 10 s).
-         */
+        /** A connection that has not finished its handshake by then is closed. */
         public Builder handshakeTimeout(Duration d) {
             this.handshakeTimeout = d;
             return this;
@@ -609,10 +761,11 @@ public final class NbdServer implements AutoCloseable {
             }
             Objects.requireNonNull(exports.get(defaultExport), "default export");
             if (tlsMode != TlsMode.OFF && tlsCredentials == null) {
-                throw new IllegalArgumentException("TLS " + tlsMode + " needs credentials (certificates or PSK)");
+                throw new IllegalArgumentException("TLS " + tlsMode + " needs credentials");
             }
             NbdServer s = new NbdServer(this);
             try {
+                s.startReactors();
                 if (unix != null) {
                     s.listenUnix(unix);
                 }

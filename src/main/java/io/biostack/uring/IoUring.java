@@ -525,6 +525,52 @@ public final class IoUring implements AutoCloseable {
         return prepRw(IORING_OP_POLL_ADD, fd, 0, 0, 0, events, userData, 0, 0);
     }
 
+    /**
+     * IORING_OP_RECV (5.6) of up to {@code len} bytes into {@code addr}; {@code msgFlags} are
+     * MSG_* flags. False when the SQ is full.
+     */
+    public boolean prepRecv(int fd, long addr, int len, int msgFlags, long userData) {
+        return prepRw(IORING_OP_RECV, fd, addr, len, 0, msgFlags, userData, 0, 0);
+    }
+
+    /** IORING_OP_SEND (5.6) of {@code len} bytes from {@code addr}; false when the SQ is full. */
+    public boolean prepSend(int fd, long addr, int len, int msgFlags, long userData) {
+        return prepRw(IORING_OP_SEND, fd, addr, len, 0, msgFlags, userData, 0, 0);
+    }
+
+    /**
+     * IORING_OP_SENDMSG (5.3) of the {@code struct msghdr} at {@code msghdrAddr} (a gathering
+     * send: header and data from separate buffers). False when the SQ is full.
+     */
+    public boolean prepSendmsg(int fd, long msghdrAddr, int msgFlags, long userData) {
+        return prepRw(IORING_OP_SENDMSG, fd, msghdrAddr, 1, 0, msgFlags, userData, 0, 0);
+    }
+
+    /**
+     * IORING_OP_ACCEPT (5.5) on a listening socket, the peer address not wanted; with
+     * {@code multishot} (IORING_ACCEPT_MULTISHOT in sqe->ioprio, 5.19) one SQE accepts until it
+     * fails, each CQE flagged IORING_CQE_F_MORE while it stays armed. False when the SQ is full.
+     */
+    public boolean prepAccept(int fd, int acceptFlags, boolean multishot, long userData) {
+        long at = claimSqe();
+        if (at < 0) {
+            return false;
+        }
+        Sqe.prep(sqes, at, IORING_OP_ACCEPT, 0, fd, 0, 0, 0, acceptFlags, userData, 0, 0);
+        if (multishot) {
+            Sqe.setIoprio(sqes, at, IORING_ACCEPT_MULTISHOT);
+        }
+        return true;
+    }
+
+    /**
+     * IORING_OP_ASYNC_CANCEL (5.5) of the request with {@code targetUserData}; completes with 0,
+     * -ENOENT (not found) or -EALREADY. False when the SQ is full.
+     */
+    public boolean prepCancel(long targetUserData, long userData) {
+        return prepRw(IORING_OP_ASYNC_CANCEL, -1, targetUserData, 0, 0, 0, userData, 0, 0);
+    }
+
     // ---- submit -------------------------------------------------------------------------------
 
     /**

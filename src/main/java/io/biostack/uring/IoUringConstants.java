@@ -421,4 +421,8 @@ public final class IoUringConstants {
     public static final int POLLERR = 0x0008;
     /** asm-generic/poll.h: POLLHUP 0x0010. */
     public static final int POLLHUP = 0x0010;
+
+    // ---- socket ops ---------------------------------------------------------------------------
+    /** io_uring.h: IORING_ACCEPT_MULTISHOT (1U &lt;&lt; 0), in sqe->ioprio of an ACCEPT (5.19). */
+    public static final int IORING_ACCEPT_MULTISHOT = 1 << 0;
 }

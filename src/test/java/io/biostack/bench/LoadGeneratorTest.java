@@ -113,4 +113,24 @@ class LoadGeneratorTest {
             assertThat(r.elapsedNs()).isLessThan(1_000_000_000L);
         }
     }
+
+    @Test
+    void numjobsRunsEveryJobWithItsOwnDepthAndReportsCpuPerIo() throws Exception {
+        Path f = dir.resolve("j.img");
+        try (LoopDevice dev = LoopDevice.open(f, LoopConfig.defaults().withCreateSize(16 << 20).withEngine(EngineKind.URING))) {
+            LoadGenerator g = new LoadGenerator(dev, w(Workload.Pattern.RANDRW, 4096, 4, 500)).numJobs(2);
+            Thread[] before = Thread.getAllStackTraces().keySet().toArray(new Thread[0]);
+            BenchResult r = g.run(null);
+            assertThat(r.errors()).isZero();
+            assertThat(r.numJobs()).isEqualTo(2);
+            assertThat(r.ios()).isGreaterThan(100);
+            assertThat(r.cpuUsPerIo()).isPositive();
+            assertThat(r.toJson(null)).contains("\"numjobs\":2", "\"cpu_us_per_io\":");
+            // The job threads are gone once the run is over.
+            assertThat(Thread.getAllStackTraces().keySet()).noneMatch(t -> t.getName().startsWith("biostack-bench-") && t.isAlive()
+                    && java.util.Arrays.stream(before).noneMatch(b -> b == t));
+        }
+        assertThatThrownBy(() -> new LoadGenerator(new RamDisk("r", 1 << 20), w(Workload.Pattern.RANDREAD, 4096, 1, 10)).numJobs(0))
+                .hasMessageContaining("--numjobs");
+    }
 }

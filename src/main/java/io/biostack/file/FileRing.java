@@ -1,0 +1,233 @@
+package io.biostack.file;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BioFlags;
+import io.biostack.block.BioList;
+import io.biostack.block.Op;
+import io.biostack.block.Status;
+import io.biostack.sys.Iovec;
+import io.biostack.uring.IoUring;
+import io.biostack.uring.IoUringConstants;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * File bios on one ring: a fixed slot table of bios in flight (each slot with its own iovec
+ * array, so the steady state allocates nothing), their SQEs and their completions. Used by the
+ * io_uring worker ({@link UringEngine}) and, one per thread, by every reactor that attached the
+ * file engine to its ring ({@link FileRings}): the blk-mq shape, a bio submitted on a reactor goes
+ * to that reactor's ring and completes on that thread.
+ *
+ * <p>Owned by the ring's thread: every method is called there. A slot's user data is
+ * {@code tagBase + slot}.
+ */
+final class FileRing {
+    private static final int PHASE_PREFLUSH = 1;
+    private static final int PHASE_DATA = 2;
+
+    private final IoUring ring;
+    private final long tagBase;
+    private final int slots;
+    private final MemorySegment iovecs;
+    private final Bio[] slotBio;
+    private final int[] slotPhase;
+    private final int[] freeSlots;
+    private int freeTop;
+    private int inflight;
+    private final BioList backlog = new BioList();
+    /** SQEs prepared since the last io_uring_enter that submitted. */
+    int unsubmitted;
+    private final int submitBatch;
+
+    // Registered-buffer ranges (UringEngine's worker ring only; empty elsewhere).
+    final long[] regStart;
+    final long[] regEnd;
+    final int[] regSlot;
+    int regCount;
+    /** I/Os that went down as READ_FIXED/WRITE_FIXED. */
+    long fixedIos;
+
+    FileRing(IoUring ring, Arena arena, int slots, long tagBase, int submitBatch, int bufferSlots) {
+        this.ring = ring;
+        this.tagBase = tagBase;
+        this.slots = slots;
+        this.submitBatch = submitBatch;
+        this.iovecs = arena.allocate((long) slots * UringEngine.MAX_SEGMENTS * Iovec.SIZE, 4096);
+        this.slotBio = new Bio[slots];
+        this.slotPhase = new int[slots];
+        this.freeSlots = new int[slots];
+        for (int i = 0; i < slots; i++) {
+            freeSlots[i] = slots - 1 - i;
+        }
+        freeTop = slots;
+        regStart = new long[bufferSlots];
+        regEnd = new long[bufferSlots];
+        regSlot = new int[bufferSlots];
+    }
+
+    /** Queues a bio (ring thread only); {@link #start} prepares it. */
+    void add(Bio bio) {
+        backlog.add(bio);
+    }
+
+    void addAll(Bio chain) {
+        backlog.addAll(chain);
+    }
+
+    int inflight() {
+        return inflight;
+    }
+
+    boolean idle() {
+        return inflight == 0 && backlog.isEmpty();
+    }
+
+    boolean hasBacklog() {
+        return !backlog.isEmpty();
+    }
+
+    /**
+     * Prepares SQEs for queued bios while there are free slots and SQ room. Each SQE goes to the
+     * kernel as soon as the next one is being prepared (see UringEngine's class comment: no plug).
+     */
+    void start() {
+        while (freeTop > 0 && ring.sqSpace() > 1) {
+            Bio bio = backlog.poll();
+            if (bio == null) {
+                return;
+            }
+            if (unsubmitted >= submitBatch) {
+                unsubmitted = 0;
+                ring.submit();
+            }
+            int slot = freeSlots[--freeTop];
+            slotBio[slot] = bio;
+            inflight++;
+            slotPhase[slot] = bio.hasFlag(BioFlags.PREFLUSH) && bio.op() != Op.FLUSH ? PHASE_PREFLUSH : PHASE_DATA;
+            prep(slot, bio);
+        }
+    }
+
+    /** Prepares the SQE for the slot's current phase, submitting first when the SQ is full. */
+    private void prep(int slot, Bio bio) {
+        if (ring.sqSpace() == 0) {
+            unsubmitted = 0;
+            ring.submit();
+        }
+        BackingFile f = (BackingFile) bio.driverData();
+        int fd = f.fd();
+        long ud = tagBase + slot;
+        boolean ok;
+        if (slotPhase[slot] == PHASE_PREFLUSH) {
+            ok = ring.prepFsync(fd, IoUringConstants.IORING_FSYNC_DATASYNC, ud);
+        } else {
+            switch (bio.op()) {
+                case READ, WRITE -> ok = prepData(slot, bio, fd, ud);
+                case FLUSH -> ok = ring.prepFsync(fd, IoUringConstants.IORING_FSYNC_DATASYNC, ud);
+                case DISCARD, WRITE_ZEROES -> ok = ring.prepFallocate(fd, FileOps.fallocateMode(bio),
+                        bio.offset(), bio.size(), ud);
+                default -> throw new AssertionError(bio.op());
+            }
+        }
+        if (!ok) {
+            throw new IllegalStateException("SQ full after a submit: ring accounting broken");
+        }
+        unsubmitted++;
+    }
+
+    private boolean prepData(int slot, Bio bio, int fd, long ud) {
+        boolean read = bio.op() == Op.READ;
+        int rw = FileOps.rwFlags(bio);
+        int i = bio.iter().index();
+        MemorySegment first = bio.segment(i);
+        long skip = bio.iter().doneInSegment();
+        long size = bio.size();
+        if (first.byteSize() - skip >= size) {
+            long addr = first.address() + skip;
+            int buf = regCount == 0 ? -1 : fixedBuffer(addr, size);
+            if (buf >= 0) {
+                fixedIos++;
+                return read ? ring.prepReadFixed(fd, addr, (int) size, bio.offset(), buf, rw, ud)
+                        : ring.prepWriteFixed(fd, addr, (int) size, bio.offset(), buf, rw, ud);
+            }
+            return ring.prepRw(read ? IoUringConstants.IORING_OP_READ : IoUringConstants.IORING_OP_WRITE,
+                    fd, addr, (int) size, bio.offset(), rw, ud, 0, 0);
+        }
+        long base = (long) slot * UringEngine.MAX_SEGMENTS;
+        long left = size;
+        int n = 0;
+        while (left > 0) {
+            MemorySegment v = bio.segment(i++);
+            long len = Math.min(v.byteSize() - skip, left);
+            Iovec.set(iovecs, (int) base + n, v.address() + skip, len);
+            n++;
+            left -= len;
+            skip = 0;
+        }
+        long iov = iovecs.address() + base * Iovec.SIZE;
+        return read ? ring.prepReadv(fd, iov, n, bio.offset(), rw, ud)
+                : ring.prepWritev(fd, iov, n, bio.offset(), rw, ud);
+    }
+
+    /** The fixed-buffer slot whose region holds {@code addr..addr+len}, or -1. */
+    private int fixedBuffer(long addr, long len) {
+        long end = addr + len;
+        for (int i = 0; i < regCount; i++) {
+            if (addr >= regStart[i] && end <= regEnd[i]) {
+                return regSlot[i];
+            }
+        }
+        return -1;
+    }
+
+    /** One completion of this ring's slot {@code slot} (user data minus the tag base). */
+    void complete(int slot, int res) {
+        Bio bio = slotBio[slot];
+        if (res < 0 && FileOps.retryable(bio, res)) {
+            prep(slot, bio);
+            return;
+        }
+        if (slotPhase[slot] == PHASE_PREFLUSH) {
+            if (res < 0) {
+                finish(slot, bio, res);
+                return;
+            }
+            slotPhase[slot] = PHASE_DATA;
+            prep(slot, bio);
+            return;
+        }
+        if (res >= 0 && bio.op().hasData() && res < bio.size()) {
+            if (res == 0) {
+                if (bio.op() == Op.READ) {
+                    bio.zeroFill(); // past the end of the file: reads as zeros, as loop.c does
+                } else {
+                    bio.setStatus(Status.IOERR, "short write: 0 of " + bio.size() + " bytes at offset "
+                            + bio.offset() + " of " + ((BackingFile) bio.driverData()).path());
+                }
+                finish(slot, bio, 0);
+                return;
+            }
+            bio.advance(res); // short transfer: do the rest, never report missing bytes as success
+            prep(slot, bio);
+            return;
+        }
+        finish(slot, bio, res);
+    }
+
+    private void finish(int slot, Bio bio, long res) {
+        slotBio[slot] = null;
+        freeSlots[freeTop++] = slot;
+        inflight--;
+        BackingFile f = (BackingFile) bio.driverData();
+        if (res < 0) {
+            FileOps.fail(bio, f, res);
+        }
+        try {
+            f.completed(bio);
+        } catch (RuntimeException e) {
+            // A broken callback must not take the ring's thread, and every other bio, down with it.
+            System.getLogger("biostack.file").log(System.Logger.Level.ERROR, "end-io callback threw for " + bio, e);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+package io.biostack.nbd;
+
+import java.lang.System.Logger.Level;
+import java.lang.foreign.Arena;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * One thread that runs many connections (no thread per connection): the part every transport
+ * shares. A transport ({@link UringReactor} over io_uring, {@link NioReactor} over a java.nio
+ * Selector) moves the bytes; {@link NbdConnection} decides what they mean.
+ *
+ * <p>Each pass of the transport's loop calls {@link #pump()}: it takes the completions that other
+ * threads queued (a lock-free stack, one CAS per completion, no allocation), then lets the
+ * transport {@link #service} every connection whose state changed (an intrusive list, no
+ * allocation). Send batches come from a free list of this reactor, so idle connections hold none.
+ *
+ * <p>Threads: everything here runs on the reactor thread, except {@link #completedFromBio},
+ * {@link #execute} and {@link #connectionCount()}.
+ */
+abstract class Reactor {
+    static final System.Logger LOG = System.getLogger("io.biostack.nbd");
+
+    final NbdServer server;
+    final String name;
+    private NbdConnection[] conns = new NbdConnection[16];
+    private int nconns;
+    private volatile int count;
+    private NbdConnection dirtyHead;
+    /** Connections to service on the next pass (cold: only when the SQ is full). */
+    private final java.util.ArrayList<NbdConnection> deferred = new java.util.ArrayList<>();
+    private SendBatch freeBatches;
+    private final Arena batchArena = Arena.ofAuto();
+    private final AtomicReference<NbdRequest> remote = new AtomicReference<>();
+
+    Reactor(NbdServer server, String name) {
+        this.server = server;
+        this.name = name;
+    }
+
+    /** True on this reactor's thread. */
+    abstract boolean inLoop();
+
+    /** Wakes the loop from another thread. */
+    abstract void wakeLoop();
+
+    /** Runs {@code r} on the loop thread soon; from any thread (allocates: cold path). */
+    abstract void execute(Runnable r);
+
+    /** Starts or continues the socket I/O that the connection's state asks for. */
+    abstract void service(NbdConnection c);
+
+    /** Stops reading from the connection: it answers what is in flight, then closes. */
+    abstract void stopInput(NbdConnection c);
+
+    /** Starts the loop thread. */
+    abstract void start() throws java.io.IOException;
+
+    /** Stops the loop once its file I/O is done; waits up to {@code millis}. */
+    abstract void stop(long millis);
+
+    /** "io_uring reactor (...)" or "java.nio reactor". */
+    abstract String describe();
+
+    // ---- completions -----------------------------------------------------------------------
+
+    /** A request's bio completed, on any thread: handled at once on this thread, else queued. */
+    final void completedFromBio(NbdRequest r) {
+        if (inLoop()) {
+            r.conn.completed(r);
+            return;
+        }
+        NbdRequest h;
+        do {
+            h = remote.get();
+            r.next = h;
+        } while (!remote.compareAndSet(h, r));
+        if (h == null) {
+            wakeLoop();
+        }
+    }
+
+    final void markDirty(NbdConnection c) {
+        if (!c.dirty) {
+            c.dirty = true;
+            c.nextDirty = dirtyHead;
+            dirtyHead = c;
+        }
+    }
+
+    /** Services {@code c} on the next pass, not this one (its SQE could not be queued now). */
+    final void deferToNextPass(NbdConnection c) {
+        deferred.add(c);
+    }
+
+    /** Takes queued completions and services changed connections. Loop thread. */
+    final void pump() {
+        for (int i = deferred.size() - 1; i >= 0; i--) {
+            markDirty(deferred.remove(i));
+        }
+        NbdRequest h = remote.getAndSet(null);
+        if (h != null) {
+            NbdRequest prev = null; // oldest first
+            while (h != null) {
+                NbdRequest n = h.next;
+                h.next = prev;
+                prev = h;
+                h = n;
+            }
+            for (NbdRequest r = prev; r != null; ) {
+                NbdRequest n = r.next;
+                r.conn.completed(r);
+                r = n;
+            }
+        }
+        while (dirtyHead != null) {
+            NbdConnection c = dirtyHead;
+            dirtyHead = c.nextDirty;
+            c.nextDirty = null;
+            c.dirty = false;
+            service(c);
+        }
+    }
+
+    /** True when connections wait to be serviced (the loop must not sleep). */
+    final boolean hasWork() {
+        return dirtyHead != null || remote.get() != null || !deferred.isEmpty();
+    }
+
+    // ---- batches ------------------------------------------------------------------------------
+
+    final SendBatch takeBatch() {
+        SendBatch b = freeBatches;
+        if (b == null) {
+            return new SendBatch(batchArena);
+        }
+        freeBatches = b.nextFree;
+        b.nextFree = null;
+        return b;
+    }
+
+    final void giveBatch(SendBatch b) {
+        b.clear();
+        b.nextFree = freeBatches;
+        freeBatches = b;
+    }
+
+    // ---- the connections of this reactor ---------------------------------------------------
+
+    /** Takes a new connection (loop thread) and starts it: the greeting goes out. */
+    final void adopt(NbdConnection c) {
+        if (nconns == conns.length) {
+            conns = Arrays.copyOf(conns, nconns * 2);
+        }
+        c.index = nconns;
+        conns[nconns++] = c;
+        count = nconns;
+        markDirty(c);
+    }
+
+    /** The transport closed the connection's socket: forget it. */
+    final void removed(NbdConnection c) {
+        int i = c.index;
+        if (i < 0 || i >= nconns || conns[i] != c) {
+            return;
+        }
+        NbdConnection last = conns[--nconns];
+        conns[i] = last;
+        last.index = i;
+        conns[nconns] = null;
+        c.index = -1;
+        count = nconns;
+        server.connectionClosed(c);
+    }
+
+    /** Connections open on this reactor; from any thread. */
+    final int connectionCount() {
+        return count;
+    }
+
+    /**
+     * Every {@code RingLoop.TICK_NANOS} or so: connections past the handshake timeout are closed,
+     * whether they sent nothing or trickle a byte at a time (issue 7: no lockout by idle clients).
+     */
+    final void tick() {
+        long now = System.nanoTime();
+        long limit = server.handshakeTimeoutNanos();
+        for (int i = nconns - 1; i >= 0; i--) {
+            NbdConnection c = conns[i];
+            if (c.phase == NbdConnection.HANDSHAKE && now - c.startNanos > limit) {
+                LOG.log(Level.DEBUG, "{0}: handshake not done in {1} ms, closing", c,
+                        java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(limit));
+                c.close("handshake timed out after " + c.handshakeBytes() + " bytes");
+                service(c);
+            }
+        }
+    }
+
+    /** Server shutdown (loop thread): handshakes end now, transmissions stop reading and drain. */
+    final void shutdownConnections() {
+        for (int i = nconns - 1; i >= 0; i--) {
+            NbdConnection c = conns[i];
+            if (c.phase == NbdConnection.HANDSHAKE || c.phase == NbdConnection.CLOSED) {
+                c.close("server is shutting down");
+                service(c); // a lingering close ends now
+            } else {
+                stopInput(c);
+            }
+        }
+    }
+
+    /** Drain time is over (loop thread): close what is left. */
+    final void closeAll(String why) {
+        for (int i = nconns - 1; i >= 0; i--) {
+            NbdConnection c = conns[i];
+            c.close(why);
+            service(c);
+        }
+    }
+}
