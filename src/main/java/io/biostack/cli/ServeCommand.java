@@ -194,7 +194,7 @@ public final class ServeCommand implements Callable<Integer> {
         }
         Metrics m;
         try {
-            m = startMetrics(device instanceof CountedDevice c ? List.of(c.stats()) : List.of(), List.of(exportName));
+            m = startMetrics(device instanceof CountedDevice c ? List.of(c.stats()) : List.of(), server.exportStats());
         } catch (Exception e) {
             server.close();
             device.close();
@@ -228,19 +228,12 @@ public final class ServeCommand implements Callable<Integer> {
         return 0;
     }
 
-    /**
-     * Starts /metrics when --metrics was given (null otherwise). The export counters are handed to
-     * the NBD server by the lead's wiring (NbdServer.Builder); until then they stay at zero.
-     */
-    private Metrics startMetrics(List<DeviceStats> devices, List<String> exports) throws java.io.IOException {
+    /** Starts /metrics when --metrics was given (null otherwise): these devices and exports. */
+    private Metrics startMetrics(List<DeviceStats> devices, List<ExportStats> exports) throws java.io.IOException {
         if (metrics == null) {
             return null;
         }
-        List<ExportStats> es = new ArrayList<>();
-        for (String e : exports) {
-            es.add(new ExportStats(e));
-        }
-        return Metrics.start(metrics, () -> devices, () -> es);
+        return Metrics.start(metrics, () -> devices, () -> exports);
     }
 
     private void printMetrics(PrintWriter out, Metrics m) {
@@ -287,7 +280,13 @@ public final class ServeCommand implements Callable<Integer> {
             if (control != null) {
                 ctl = ControlServer.start(stack, control.toAbsolutePath());
             }
-            met = startMetrics(stack.stats(), exportNames);
+            List<ExportStats> counters = new ArrayList<>();
+            for (String name : exportNames) {
+                ExportStats es = new ExportStats(name);
+                counters.add(es);
+                b.exportStats(es); // the server counts into the ones /metrics reads
+            }
+            met = startMetrics(stack.stats(), counters);
             server = b.start();
         } catch (Exception e) {
             if (met != null) {

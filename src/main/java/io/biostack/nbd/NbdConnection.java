@@ -73,6 +73,9 @@ final class NbdConnection {
 
     // ---- transmission state, set once after the handshake --------------------------------
     private NbdExport export;
+    /** The export's counters, from transmission on (null before); not per I/O allocation: LongAdders. */
+    private ExportStats stats;
+    private boolean statsOpen;
     private BlockDevice device;
     private boolean structured;
     private boolean blockStatus;
@@ -229,6 +232,11 @@ final class NbdConnection {
         }
         if (handshake != null && handshake.refusedPlain()) {
             LOG.log(Level.WARNING, "nbd: refused plain client {0}: TLS is required", peer);
+            countTlsRefusal();
+        }
+        if (statsOpen) {
+            statsOpen = false;
+            stats.connectionClosed();
         }
         server.handshakeEnded(this);
         if (countedInTransmission) {
@@ -348,6 +356,9 @@ final class NbdConnection {
         countedInTransmission = true; // the handshake took the slot (NbdServer.enterTransmission)
         handshake = null;
         export = s.export();
+        stats = server.statsOf(export);
+        stats.connectionOpened();
+        statsOpen = true;
         device = export.device();
         structured = s.structured();
         blockStatus = s.blockStatus();
@@ -397,6 +408,7 @@ final class NbdConnection {
             close("bad request magic 0x" + Integer.toHexString(magic));
             return;
         }
+        stats.request(type);
         if (type == CMD_DISC) {
             inputEnded("client sent NBD_CMD_DISC"); // answer what is in flight, then close
             return;
@@ -845,9 +857,17 @@ final class NbdConnection {
         }
     }
 
+    private void countTlsRefusal() {
+        ExportStats s = server.refusalStats();
+        if (s != null) {
+            s.tlsRefused();
+        }
+    }
+
     private void tlsRefused(TlsException e) {
         // One line per refused client, no stack trace: who, and why.
         LOG.log(Level.WARNING, "nbd: refused TLS client {0}: {1}", peer, e.getMessage());
+        countTlsRefusal();
         endReason = "TLS refused: " + e.getMessage();
         if (tls != null && tls.pendingOutput() > 0 && phase != CLOSED) {
             phase = DRAINING; // send the alert, so the peer learns why, then close
@@ -926,6 +946,9 @@ final class NbdConnection {
 
     private void encode(NbdRequest r, SendBatch b) {
         ByteBuffer out = b.headers();
+        if (r.error != 0 && stats != null) {
+            stats.error(r.error);
+        }
         if (r.type == CMD_READ && r.error == 0) {
             encodeRead(r, b);
         } else if (r.type == CMD_BLOCK_STATUS && r.error == 0) {

@@ -77,6 +77,8 @@ public final class NbdServer implements AutoCloseable {
     public static final int DEFAULT_MAX_PAYLOAD = 32 << 20;
 
     private final Map<String, NbdExport> exports;
+    /** Counters per export, by export name; read by /metrics, bumped by connections. */
+    private final Map<String, ExportStats> exportStats = new LinkedHashMap<>();
     private final NbdExport defaultExport;
     private final int maxConnections;
     private final int handshakeBudget;
@@ -130,6 +132,7 @@ public final class NbdServer implements AutoCloseable {
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
             submitters.computeIfAbsent(d, dev -> dev::submit);
+            exportStats.put(e.name(), b.exportStats.getOrDefault(e.name(), new ExportStats(e.name())));
         }
         Optional<String> noUring = uringMissing();
         this.uring = noUring.isEmpty();
@@ -385,6 +388,24 @@ public final class NbdServer implements AutoCloseable {
         return exports.values();
     }
 
+    /** The counters of export {@code e}; connections look them up once, when they enter transmission. */
+    ExportStats statsOf(NbdExport e) {
+        return exportStats.get(e.name());
+    }
+
+    /**
+     * Where a refused TLS client is counted: the default export's counters, since TLS comes before
+     * the client names an export (doc/proto.md, "TLS support").
+     */
+    ExportStats refusalStats() {
+        return defaultExport == null ? null : exportStats.get(defaultExport.name());
+    }
+
+    /** The counters of every export, in the order the exports were added. Any thread. */
+    public List<ExportStats> exportStats() {
+        return List.copyOf(exportStats.values());
+    }
+
     boolean isClosing() {
         return closing.get();
     }
@@ -629,6 +650,16 @@ public final class NbdServer implements AutoCloseable {
         private Duration drainTimeout = Duration.ofSeconds(10);
         private TlsMode tlsMode = TlsMode.OFF;
         private TlsCredentials tlsCredentials;
+        private final Map<String, ExportStats> exportStats = new LinkedHashMap<>();
+
+        /**
+         * Counts into {@code stats} for the export of the same name (one the caller already hands
+         * to /metrics); exports without one get their own, see {@link NbdServer#exportStats()}.
+         */
+        public Builder exportStats(ExportStats stats) {
+            exportStats.put(stats.name(), stats);
+            return this;
+        }
 
         /** Adds an export; the first one added is also the default export (the empty name). */
         public Builder export(NbdExport e) {

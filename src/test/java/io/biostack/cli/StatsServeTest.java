@@ -92,6 +92,12 @@ class StatsServeTest {
                     .contains("biostack_device_io_latency_seconds_bucket{device=\"" + dev + "\",op=\"read\",le=\"+Inf\"} 500");
         }
 
+        // The export counts the same job by NBD command: one WRITE per 4 KiB written, one READ per read.
+        assertThat(m).contains("biostack_export_requests_total{command=\"write\",export=\"l0\"} 1000.0")
+                .contains("biostack_export_requests_total{command=\"read\",export=\"l0\"} 500.0")
+                .contains("biostack_export_open_connections{export=\"l0\"} 0.0")
+                .doesNotContain("biostack_export_errors_total{");
+
         // Piped, --interval prints one JSON object per sample, --count of them.
         String iv = dm("--control", ctl.toString(), "stats", "l0", "--interval", "0.2", "--count", "2");
         String[] samples = iv.strip().split("\n");

@@ -291,6 +291,12 @@ class NbdTransmissionTest {
         try (RawNbdClient c = simple()) {
             assertThat(c.reply(0, CMD_READ, SIZE, 4096)).isEqualTo(EINVAL);
         }
+        // Every one of them is counted on its export, by command and by error (for /metrics).
+        ExportStats.Snapshot s = server.exportStats().getFirst().snapshot();
+        assertThat(s.export()).isEqualTo("disk");
+        assertThat(s.requests()).containsEntry("read", 4L).containsEntry("trim", 1L).containsEntry("block_status", 1L);
+        assertThat(s.errors()).containsEntry("EINVAL", 6L);
+        assertThat(s.opened()).isEqualTo(2);
     }
 
     @Test
