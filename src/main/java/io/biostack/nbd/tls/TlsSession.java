@@ -17,8 +17,9 @@ import java.nio.ByteBuffer;
  * the option haggling and the transmission phase through {@link #readApplication} and
  * {@link #writeApplication} once {@link #isHandshakeComplete}. A {@link TlsException} from
  * {@link #offerInput} refuses the client: send {@link #readOutput} (the alert), log the message as
- * one line, close. {@link TlsPolicy} says which options come before STARTTLS; {@link TlsChannel}
- * is the blocking loop's way of doing all this.
+ * one line, close. {@link TlsPolicy} says which options come before STARTTLS; the server's
+ * reactors ({@code NbdConnection}) and the client leaf ({@code nbd.client.TlsTransport}) drive it
+ * this way.
  *
  * <p>Threads: not thread-safe. Owned by the one thread that runs the connection's loop; every
  * method is called on it. Memory: the session copies what it is given; no buffer passed in is
