@@ -50,10 +50,12 @@ import java.util.function.Consumer;
  * <h2>Threads</h2>
  * {@link #submit} never blocks and may be called from any thread; from an ordinary thread it
  * calls librbd at once. Completions, and so the bios' end-io callbacks, run on librbd's own
- * threads, which end-io callbacks must not block. librbd runs its
- * completion callbacks on few threads, so a librbd call due on one of its threads (an end-io
- * callback that submits again, the next step of a PREFLUSH or FUA request) is not made there
- * but handed, through a lock-free queue, to the device's one submitter thread.
+ * threads, which end-io callbacks must not block. A librbd call due on one of its threads (an
+ * end-io callback that submits again, the next step of a PREFLUSH or FUA request) is made there
+ * too: rbd_aio_* only queue work and return. With {@code -Dbiostack.rbd.inline=false} such calls
+ * are handed instead, through a lock-free queue, to the device's one submitter thread (as qemu,
+ * which never nests them); measured on a quiet 2-core machine, that hop cost a third of the
+ * IOPS of 4k random reads at QD32 (15.3k against 23.1k inline; fio's rbd engine 21-22k).
  *
  * <h2>Memory</h2>
  * librbd reads and writes the memory of a request until the request completes. Native memory is
@@ -502,13 +504,11 @@ public final class RbdDevice implements BlockDevice {
     /**
      * Sends the slot's current phase to librbd: at once, or, on one of librbd's own threads
      * (an end-io callback that submits again, or the next phase of a PREFLUSH/FUA request),
-     * through the submitter thread. This keeps librbd's calls out of its own callback (qemu's
-     * rbd driver never nests them either) and, measured on this 2-core machine under heavy
-     * load, 4k writes at QD32 resubmitted from end-io went at about 1000 IOPS this way against
-     * about 850 when issued from inside the callback (two alternating rounds; indicative only).
+     * through the submitter thread when {@code -Dbiostack.rbd.inline=false} (see the class
+     * comment for why inline is the default).
      */
     private void issueOrDefer(Slot s) {
-        if (IN_CALLBACK.get()[0]) {
+        if (!INLINE_FROM_CALLBACK && IN_CALLBACK.get()[0]) {
             if (deferred.push(s)) {
                 LockSupport.unpark(submitter);
             }
@@ -516,6 +516,9 @@ public final class RbdDevice implements BlockDevice {
         }
         issue(s);
     }
+
+    /** Call librbd from its own callback threads too (the default); {@code -Dbiostack.rbd.inline=false} defers. */
+    private static final boolean INLINE_FROM_CALLBACK = !"false".equals(System.getProperty("biostack.rbd.inline"));
 
     private void issue(Slot s) {
         int r = s.phase == PHASE_OP ? issueOp(s) : issueFlush(s);
