@@ -51,7 +51,7 @@ module io.biostack {
     requires java.management;
     requires jdk.management;
     // JFR events (slow I/O, resync, merge, reconnect).
-    requires jdk.jfr;
+    requires transitive jdk.jfr;
 
     // The command line only: absent from a library user's module path.
     requires static info.picocli;

@@ -8,6 +8,10 @@ package io.biostack.block;
  * <p>Owned by its bio; not thread-safe: only the current holder of the bio touches it.
  */
 public final class BioIter {
+    /** Made by its bio only; a bio has one iterator for its whole life. */
+    BioIter() {
+    }
+
     long offset;
     long size;
     int idx;

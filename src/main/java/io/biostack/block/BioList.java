@@ -5,6 +5,10 @@ package io.biostack.block;
  * and removes allocate nothing. While listed, a bio belongs to the list's owner.
  */
 public final class BioList {
+    /** An empty list, owned by one thread. */
+    public BioList() {
+    }
+
     private Bio head;
     private Bio tail;
     private int size;

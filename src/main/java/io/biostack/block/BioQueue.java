@@ -14,6 +14,10 @@ import java.util.concurrent.atomic.AtomicReference;
  * consumer.
  */
 public final class BioQueue {
+    /** An empty queue: any thread may offer, one thread takes. */
+    public BioQueue() {
+    }
+
     private final AtomicReference<Bio> head = new AtomicReference<>();
 
     /**

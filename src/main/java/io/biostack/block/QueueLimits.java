@@ -168,6 +168,10 @@ public final class QueueLimits {
 
     /** Builds {@link QueueLimits}; defaults are a 512-byte disk with no other limits. */
     public static final class Builder {
+        /** Made by {@link QueueLimits#builder()} and its siblings. */
+        Builder() {
+        }
+
         private int logicalBlockSize = 512;
         private int physicalBlockSize = 512;
         private int dmaAlignment = 1;

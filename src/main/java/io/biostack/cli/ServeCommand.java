@@ -7,7 +7,6 @@ import io.biostack.block.stats.CountedDevice;
 import io.biostack.block.stats.DeviceStats;
 import io.biostack.block.stats.StatsConfig;
 import io.biostack.nbd.ExportStats;
-import io.biostack.stack.Metrics;
 import io.biostack.file.EngineKind;
 import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;

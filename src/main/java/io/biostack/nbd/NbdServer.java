@@ -635,6 +635,10 @@ public final class NbdServer implements AutoCloseable {
 
     /** Configures and starts a server. */
     public static final class Builder {
+        /** Made by {@link NbdServer#builder()}. */
+        Builder() {
+        }
+
         private final Map<String, NbdExport> exports = new LinkedHashMap<>();
         private String defaultExport;
         private InetSocketAddress tcp;

@@ -9,6 +9,10 @@ import java.util.List;
  * as text or, for scripts, as JSON ({@link #toJson()}).
  */
 public final class Report {
+    /** An empty report, filled by the replayer as it goes. */
+    public Report() {
+    }
+
     /** A piece of one log entry: the whole write, or one block of it when writes are torn. */
     public record Unit(int entry, long offset, long length) {
         @Override

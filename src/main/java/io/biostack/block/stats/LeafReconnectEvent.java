@@ -21,6 +21,10 @@ import jdk.jfr.Timespan;
 @Description("A remote leaf reconnected (or gave up)")
 @StackTrace(false)
 public final class LeafReconnectEvent extends jdk.jfr.Event {
+    /** An empty event; {@code emit} fills it in and commits it when JFR records it. */
+    public LeafReconnectEvent() {
+    }
+
     /** Device (see the class comment). */
     @Label("Device")
     public String device;

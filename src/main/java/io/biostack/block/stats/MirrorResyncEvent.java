@@ -22,6 +22,10 @@ import jdk.jfr.Timespan;
 @Description("A mirror brought a leg back into sync")
 @StackTrace(false)
 public final class MirrorResyncEvent extends jdk.jfr.Event {
+    /** An empty event; {@code emit} fills it in and commits it when JFR records it. */
+    public MirrorResyncEvent() {
+    }
+
     /** Device (see the class comment). */
     @Label("Device")
     public String device;

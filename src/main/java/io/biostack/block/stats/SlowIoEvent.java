@@ -21,6 +21,10 @@ import jdk.jfr.Timespan;
 @Description("An I/O on a device of the stack that took longer than -Dbiostack.slowIo")
 @StackTrace(false)
 public final class SlowIoEvent extends jdk.jfr.Event {
+    /** An empty event; {@code emit} fills it in and commits it when JFR records it. */
+    public SlowIoEvent() {
+    }
+
     /** Device (see the class comment). */
     @Label("Device")
     public String device;

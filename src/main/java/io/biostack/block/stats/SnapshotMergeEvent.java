@@ -22,6 +22,10 @@ import jdk.jfr.Timespan;
 @Description("A snapshot was merged into its origin")
 @StackTrace(false)
 public final class SnapshotMergeEvent extends jdk.jfr.Event {
+    /** An empty event; {@code emit} fills it in and commits it when JFR records it. */
+    public SnapshotMergeEvent() {
+    }
+
     /** Device (see the class comment). */
     @Label("Device")
     @Description("The snapshot (merge) device")

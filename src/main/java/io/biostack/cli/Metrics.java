@@ -1,4 +1,4 @@
-package io.biostack.stack;
+package io.biostack.cli;
 
 import io.biostack.block.stats.DeviceSnapshot;
 import io.biostack.block.stats.DeviceStats;
