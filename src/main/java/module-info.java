@@ -11,7 +11,8 @@
  * the first native call (and a future JDK will refuse the call).
  *
  * <h2>What is not exported</h2>
- * {@code io.biostack.sys} (syscalls through FFM), {@code io.biostack.uring} (io_uring rings) and
+ * {@code io.biostack.sys} (syscalls through FFM), {@code io.biostack.uring} (io_uring rings),
+ * {@code io.biostack.nbd.proto} (the NBD wire constants the server and the client leaf share) and
  * {@code io.biostack.cli} (the command line) are internal; the file engines are package-private
  * inside {@code io.biostack.file}. The command line's dependency, picocli, is optional: a library
  * user's build does not get it ({@code requires static}, and {@code <optional>} in the pom).

@@ -6,7 +6,7 @@ import java.nio.charset.StandardCharsets;
 
 import io.biostack.nbd.tls.TlsPolicy;
 
-import static io.biostack.nbd.NbdProtocol.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 
 /**
  * The fixed newstyle handshake (doc/proto.md, "Fixed newstyle negotiation", "Option types") as a

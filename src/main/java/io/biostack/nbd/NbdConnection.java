@@ -15,7 +15,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 
-import static io.biostack.nbd.NbdProtocol.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 
 /**
  * One client, as a state machine over buffers that knows nothing of the transport: the

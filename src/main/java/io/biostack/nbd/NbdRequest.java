@@ -1,5 +1,6 @@
 package io.biostack.nbd;
 
+import io.biostack.nbd.proto.NbdProtocol;
 import io.biostack.block.Bio;
 import io.biostack.block.EndIo;
 import io.biostack.block.Status;

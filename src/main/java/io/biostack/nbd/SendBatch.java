@@ -1,5 +1,6 @@
 package io.biostack.nbd;
 
+import io.biostack.nbd.proto.NbdProtocol;
 import io.biostack.sys.Iovec;
 
 import java.lang.foreign.Arena;

@@ -17,7 +17,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
 
-import static io.biostack.nbd.NbdProtocol.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**

@@ -13,7 +13,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
-import static io.biostack.nbd.NbdProtocol.FLAG_C_FIXED_NEWSTYLE;
+import static io.biostack.nbd.proto.NbdProtocol.FLAG_C_FIXED_NEWSTYLE;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**

@@ -14,7 +14,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
-import static io.biostack.nbd.NbdProtocol.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** The fixed newstyle handshake, from a raw socket (doc/proto.md "Handshake", "Option types"). */

@@ -11,7 +11,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-import static io.biostack.nbd.NbdProtocol.CMD_READ;
+import static io.biostack.nbd.proto.NbdProtocol.CMD_READ;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**

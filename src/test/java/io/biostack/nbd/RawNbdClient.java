@@ -13,7 +13,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
-import static io.biostack.nbd.NbdProtocol.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 
 /**
  * A small NBD client for protocol tests: speaks the handshake and transmission phase byte by byte

@@ -4,7 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 
-import static io.biostack.nbd.client.Wire.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 
 /**
  * The client side of fixed newstyle negotiation (doc/proto.md, "Fixed newstyle negotiation"):

@@ -17,7 +17,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.locks.LockSupport;
 
-import static io.biostack.nbd.client.Wire.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 
 /**
  * One NBD connection of a {@link NbdClient}: a table of in-flight slots, a send path shared by the

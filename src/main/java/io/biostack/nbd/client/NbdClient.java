@@ -28,7 +28,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
 
-import static io.biostack.nbd.client.Wire.*;
+import static io.biostack.nbd.proto.NbdProtocol.*;
 
 /**
  * A leaf device on a remote NBD export: the stack's counterpart of the kernel's

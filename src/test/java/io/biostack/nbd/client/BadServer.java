@@ -1,5 +1,6 @@
 package io.biostack.nbd.client;
 
+import io.biostack.nbd.proto.NbdProtocol;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
@@ -53,9 +54,9 @@ final class BadServer implements AutoCloseable {
     private void serve(Socket s) {
         try (s; DataInputStream in = new DataInputStream(s.getInputStream());
              DataOutputStream out = new DataOutputStream(s.getOutputStream())) {
-            out.writeLong(Wire.NBDMAGIC);
-            out.writeLong(Wire.IHAVEOPT);
-            out.writeShort(Wire.FLAG_FIXED_NEWSTYLE | Wire.FLAG_NO_ZEROES);
+            out.writeLong(NbdProtocol.NBDMAGIC);
+            out.writeLong(NbdProtocol.IHAVEOPT);
+            out.writeShort(NbdProtocol.FLAG_FIXED_NEWSTYLE | NbdProtocol.FLAG_NO_ZEROES);
             out.flush();
             in.readInt();
             while (true) {
@@ -63,16 +64,16 @@ final class BadServer implements AutoCloseable {
                 int opt = in.readInt();
                 int len = in.readInt();
                 in.skipNBytes(len);
-                if (opt == Wire.OPT_GO) {
-                    optReply(out, opt, Wire.REP_INFO, 12);
-                    out.writeShort(Wire.INFO_EXPORT);
+                if (opt == NbdProtocol.OPT_GO) {
+                    optReply(out, opt, NbdProtocol.REP_INFO, 12);
+                    out.writeShort(NbdProtocol.INFO_EXPORT);
                     out.writeLong(SIZE);
-                    out.writeShort(Wire.FLAG_HAS_FLAGS | Wire.FLAG_SEND_FLUSH);
-                    optReply(out, opt, Wire.REP_ACK, 0);
+                    out.writeShort(NbdProtocol.FLAG_HAS_FLAGS | NbdProtocol.FLAG_SEND_FLUSH);
+                    optReply(out, opt, NbdProtocol.REP_ACK, 0);
                     out.flush();
                     break;
                 }
-                optReply(out, opt, Wire.REP_ACK, 0);
+                optReply(out, opt, NbdProtocol.REP_ACK, 0);
                 out.flush();
             }
             while (true) {
@@ -82,10 +83,10 @@ final class BadServer implements AutoCloseable {
                 long cookie = in.readLong();
                 long off = in.readLong();
                 int len = in.readInt();
-                if (type == Wire.CMD_WRITE) {
+                if (type == NbdProtocol.CMD_WRITE) {
                     in.skipNBytes(len);
                 }
-                if (type == Wire.CMD_DISC) {
+                if (type == NbdProtocol.CMD_DISC) {
                     return;
                 }
                 requests.incrementAndGet();
@@ -98,7 +99,7 @@ final class BadServer implements AutoCloseable {
     }
 
     private static void optReply(DataOutputStream out, int opt, int type, int len) throws IOException {
-        out.writeLong(Wire.OPT_REPLY_MAGIC);
+        out.writeLong(NbdProtocol.OPT_REPLY_MAGIC);
         out.writeInt(opt);
         out.writeInt(type);
         out.writeInt(len);

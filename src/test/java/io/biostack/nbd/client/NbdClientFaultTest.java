@@ -1,5 +1,6 @@
 package io.biostack.nbd.client;
 
+import io.biostack.nbd.proto.NbdProtocol;
 import io.biostack.block.Bio;
 import io.biostack.block.Op;
 import io.biostack.block.RamDisk;
@@ -198,7 +199,7 @@ class NbdClientFaultTest {
     @Test
     void aReplyToACookieNeverSentFailsTheBio() throws Exception {
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
-            out.writeInt(Wire.SIMPLE_REPLY_MAGIC);
+            out.writeInt(NbdProtocol.SIMPLE_REPLY_MAGIC);
             out.writeInt(0);
             out.writeLong(cookie ^ 0x5555_0000_0000L);
         }, Op.READ);
@@ -209,9 +210,9 @@ class NbdClientFaultTest {
     @Test
     void anOversizedReadReplyIsRefusedWithoutTouchingTheBuffer() throws Exception {
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
-            out.writeInt(Wire.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(Wire.REPLY_FLAG_DONE);
-            out.writeShort(Wire.REPLY_TYPE_OFFSET_DATA);
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
+            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
             out.writeLong(cookie);
             out.writeInt(8 + (1 << 20));
             out.writeLong(off);
@@ -225,9 +226,9 @@ class NbdClientFaultTest {
     void anErrorChunkBecomesTheBiosStatus() throws Exception {
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
             byte[] msg = "disk on fire".getBytes();
-            out.writeInt(Wire.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(Wire.REPLY_FLAG_DONE);
-            out.writeShort(Wire.REPLY_TYPE_ERROR);
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
+            out.writeShort(NbdProtocol.REPLY_TYPE_ERROR);
             out.writeLong(cookie);
             out.writeInt(6 + msg.length);
             out.writeInt(28); // ENOSPC
