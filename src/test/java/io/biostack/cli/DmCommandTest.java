@@ -7,9 +7,6 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -35,33 +32,13 @@ class DmCommandTest {
         stack.close();
     }
 
-    record Run(int code, String out, String err) {
-    }
-
-    private Run dm(String... args) {
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            String[] all = new String[args.length + 3];
-            all[0] = "dm";
-            all[1] = "--control";
-            all[2] = sock.toString();
-            System.arraycopy(args, 0, all, 3, args.length);
-            int code = Main.run(all);
-            return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+    private CliRun dm(String... args) {
+        return CliRun.dm(sock, args);
     }
 
     @Test
     void lsTableAndStatusPrintWhatDmsetupWould() {
-        Run ls = dm("ls");
+        CliRun ls = dm("ls");
         assertThat(ls.code()).isZero();
         assertThat(ls.out()).contains("lin\t1048576\t1 MiB\tmapped running").contains("a\t1048576");
         assertThat(dm("table", "lin").out()).isEqualTo("0 2048 linear a 0\n");
@@ -86,24 +63,14 @@ class DmCommandTest {
 
     @Test
     void errorsExitNonZeroAndSayWhy() {
-        Run r = dm("table", "nosuch");
+        CliRun r = dm("table", "nosuch");
         assertThat(r.code()).isEqualTo(1);
         assertThat(r.err()).contains("no device 'nosuch'");
-        Run bad = dm("reload", "lin", "0 1024 linear nosuch 0");
+        CliRun bad = dm("reload", "lin", "0 1024 linear nosuch 0");
         assertThat(bad.code()).isEqualTo(1);
         assertThat(bad.err()).contains("'nosuch' is not in the stack");
-        Run noServer = dmAt(dir.resolve("absent.sock"), "ls");
+        CliRun noServer = CliRun.dm(dir.resolve("absent.sock"), "ls");
         assertThat(noServer.code()).isEqualTo(1);
         assertThat(noServer.err()).contains("can't reach the control socket");
-    }
-
-    private Run dmAt(Path other, String... args) {
-        Path keep = sock;
-        sock = other;
-        try {
-            return dm(args);
-        } finally {
-            sock = keep;
-        }
     }
 }

@@ -9,10 +9,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.lang.foreign.Arena;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -41,28 +38,8 @@ class DmStatsTest {
         stack.close();
     }
 
-    record Run(int code, String out, String err) {
-    }
-
-    private Run dm(String... args) {
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            String[] all = new String[args.length + 3];
-            all[0] = "dm";
-            all[1] = "--control";
-            all[2] = sock.toString();
-            System.arraycopy(args, 0, all, 3, args.length);
-            int code = Main.run(all);
-            return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+    private CliRun dm(String... args) {
+        return CliRun.dm(sock, args);
     }
 
     @Test
@@ -70,7 +47,7 @@ class DmStatsTest {
         try (Arena a = Arena.ofConfined()) {
             stack.device("lin").write(0, a.allocate(8192, 4096)).join();
         }
-        Run r = dm("stats");
+        CliRun r = dm("stats");
         assertThat(r.code()).as(r.err()).isZero();
         List<String> lines = r.out().lines().toList();
         assertThat(lines.get(1)).contains("Device", "r/s", "w/s", "rkB/s", "wkB/s", "r_await", "w_await", "aqu-sz", "%util", "p50", "p99");
@@ -84,7 +61,7 @@ class DmStatsTest {
             stack.device("lin").write(0, a.allocate(8192, 4096)).join();
             stack.device("lin").read(0, a.allocate(4096, 4096)).join();
         }
-        Run r = dm("stats", "lin", "--json");
+        CliRun r = dm("stats", "lin", "--json");
         assertThat(r.code()).as(r.err()).isZero();
         Map<String, Object> j = Json.object(r.out().strip());
         @SuppressWarnings("unchecked")
@@ -105,7 +82,7 @@ class DmStatsTest {
         try (Arena a = Arena.ofConfined()) {
             stack.device("a").write(0, a.allocate(4096, 4096)).join(); // before the first sample: not in any interval
         }
-        Run r = dm("stats", "a", "--interval", "0.1", "--count", "3");
+        CliRun r = dm("stats", "a", "--interval", "0.1", "--count", "3");
         assertThat(r.code()).as(r.err()).isZero();
         List<String> lines = r.out().lines().toList();
         assertThat(lines).hasSize(3);
@@ -132,16 +109,16 @@ class DmStatsTest {
 
     @Test
     void mistakesAreRefusedWithAReason() {
-        Run unknown = dm("stats", "nosuch");
+        CliRun unknown = dm("stats", "nosuch");
         assertThat(unknown.code()).isEqualTo(1);
         assertThat(unknown.err()).contains("no device 'nosuch'").contains("a, lin");
-        Run misplaced = dm("ls", "--json");
+        CliRun misplaced = dm("ls", "--json");
         assertThat(misplaced.code()).isEqualTo(2);
         assertThat(misplaced.err()).contains("go with 'stats'");
-        Run badInterval = dm("stats", "--interval", "0");
+        CliRun badInterval = dm("stats", "--interval", "0");
         assertThat(badInterval.code()).isEqualTo(2);
         assertThat(badInterval.err()).contains("positive");
-        Run twoNames = dm("stats", "a", "lin");
+        CliRun twoNames = dm("stats", "a", "lin");
         assertThat(twoNames.code()).isEqualTo(1);
         assertThat(twoNames.err()).contains("at most one device");
     }

@@ -171,23 +171,11 @@ class StatsServeTest {
 
     /** Runs {@code biostack dm ...} in-process; returns what it printed (fails on a non-zero exit). */
     static String dm(String... args) {
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int code;
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            String[] all = new String[args.length + 1];
-            all[0] = "dm";
-            System.arraycopy(args, 0, all, 1, args.length);
-            code = Main.run(all);
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-        assertThat(code).as("dm %s: %s", String.join(" ", args), err.toString(StandardCharsets.UTF_8)).isZero();
-        return out.toString(StandardCharsets.UTF_8);
+        String[] all = new String[args.length + 1];
+        all[0] = "dm";
+        System.arraycopy(args, 0, all, 1, args.length);
+        CliRun r = CliRun.of(all);
+        assertThat(r.code()).as("dm %s: %s", String.join(" ", args), r.err()).isZero();
+        return r.out();
     }
 }
