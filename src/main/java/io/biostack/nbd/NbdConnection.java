@@ -83,11 +83,21 @@ final class NbdConnection {
     private long size;
     private int minBlock;
 
-    /** Receive buffer; unparsed bytes are [rStart, rEnd). */
-    final ByteBuffer rb = ByteBuffer.allocateDirect(RECV_BUFFER);
-    private final MemorySegment rbSeg = MemorySegment.ofBuffer(rb);
+    /** Receive buffer; grows (cold) only for bytes a shared receive brought while the budget was spent. */
+    private ByteBuffer rb = ByteBuffer.allocateDirect(RECV_BUFFER);
+    private MemorySegment rbSeg = MemorySegment.ofBuffer(rb);
+    /**
+     * Where the unparsed bytes [rStart, rEnd) are: {@link #rb}, or, for the length of one
+     * {@link #receivedShared} call, the buffer the reactor lent.
+     */
+    private ByteBuffer in = rb;
+    private MemorySegment inSeg = rbSeg;
     private int rStart;
     private int rEnd;
+    /** Most unparsed input held while the budget is spent (a shared receive can't be stopped at once). */
+    static final int MAX_HELD_INPUT = 16 << 20;
+    /** A WRITE payload with at least this much still to come is received straight into its buffer. */
+    static final int DIRECT_PAYLOAD_MIN = 64 * 1024;
     /** A WRITE whose payload is arriving, and how much of it has. */
     private NbdRequest payloadFor;
     private int payloadGot;
@@ -204,6 +214,82 @@ final class NbdConnection {
         process();
     }
 
+    /**
+     * True when the transport may receive with a shared buffer (a multishot RECV into a provided
+     * buffer ring) and pass the bytes to {@link #receivedShared}: plaintext transmission, the
+     * budget not spent, and no large WRITE payload to receive straight into its own buffer. Before
+     * transmission the handshake and STARTTLS decide how many bytes to read (ciphertext must not be
+     * read as plaintext), so the transport receives into {@link #recvTarget()} then.
+     */
+    boolean sharedReceiveOk() {
+        if (phase != TRANSMISSION || tls != null || tlsPending) {
+            return false;
+        }
+        if (payloadFor != null) {
+            return rStart != rEnd || payloadFor.length - payloadGot < DIRECT_PAYLOAD_MIN;
+        }
+        return !blocked() && rEnd - rStart < rb.capacity() / 2;
+    }
+
+    /**
+     * {@code n} bytes arrived in {@code seg} (viewed as {@code view}), a buffer the transport lends
+     * for this call only. Where nothing was left over from before, the requests are parsed where
+     * they lie; whatever can't be parsed yet (a partial request, requests beyond the budget) is
+     * copied to the connection's own buffer. Bytes after the end of transmission are dropped.
+     */
+    void receivedShared(MemorySegment seg, ByteBuffer view, int n) {
+        if (phase != TRANSMISSION) {
+            return; // draining or closed: nothing more is read
+        }
+        if (rStart == rEnd) {
+            view.limit(n);
+            in = view;
+            inSeg = seg;
+            rStart = 0;
+            rEnd = n;
+            try {
+                process();
+            } finally {
+                int from = rStart;
+                int left = rEnd - rStart;
+                in = rb;
+                inSeg = rbSeg;
+                rStart = rEnd = 0;
+                if (left > 0 && phase == TRANSMISSION) {
+                    hold(seg, from, left);
+                }
+            }
+        } else {
+            hold(seg, 0, n);
+            process();
+        }
+    }
+
+    /** Appends {@code len} bytes of {@code src} to the unparsed input in {@link #rb}, making room. */
+    private void hold(MemorySegment src, long from, int len) {
+        int need = rEnd - rStart + len;
+        if (rEnd + len > rb.capacity()) {
+            if (need > rb.capacity()) {
+                if (need > MAX_HELD_INPUT) {
+                    close("client sent over " + (MAX_HELD_INPUT >> 20) + " MiB of requests beyond the budget");
+                    return;
+                }
+                ByteBuffer bigger = ByteBuffer.allocateDirect(Integer.highestOneBit(need - 1) << 1);
+                MemorySegment biggerSeg = MemorySegment.ofBuffer(bigger);
+                MemorySegment.copy(rbSeg, rStart, biggerSeg, 0, rEnd - rStart);
+                rb = in = bigger;
+                rbSeg = inSeg = biggerSeg;
+            } else {
+                MemorySegment.copy(rbSeg, rStart, rbSeg, 0, rEnd - rStart);
+            }
+            rEnd -= rStart;
+            rStart = 0;
+        }
+        MemorySegment.copy(src, from, rbSeg, rEnd, len);
+        rEnd += len;
+        rb.limit(rb.capacity()); // absolute gets check the limit, which the handshake moved
+    }
+
     /** The peer closed its side, or the server stops reading: answer what is in flight, then close. */
     void inputEnded(String why) {
         if (phase == HANDSHAKE) {
@@ -286,7 +372,7 @@ final class NbdConnection {
             if (payloadFor != null) {
                 int n = Math.min(rEnd - rStart, (int) payloadFor.length - payloadGot);
                 if (n > 0) {
-                    MemorySegment.copy(rbSeg, rStart, payloadFor.buf.segment, payloadGot, n);
+                    MemorySegment.copy(inSeg, rStart, payloadFor.buf.segment, payloadGot, n);
                     rStart += n;
                     payloadGot += n;
                 }
@@ -384,8 +470,8 @@ final class NbdConnection {
             return true;
         }
         if (rEnd - rStart >= REQUEST_SIZE) {
-            int type = Short.toUnsignedInt(rb.getShort(rStart + 6));
-            long length = Integer.toUnsignedLong(rb.getInt(rStart + 24));
+            int type = Short.toUnsignedInt(in.getShort(rStart + 6));
+            long length = Integer.toUnsignedLong(in.getInt(rStart + 24));
             if ((type == CMD_READ || type == CMD_WRITE) && length <= server.maxPayload()
                     && inflightBytes > 0 && inflightBytes + length > server.maxInflightBytes()) {
                 return true;
@@ -396,12 +482,13 @@ final class NbdConnection {
 
     private void request() {
         int p = rStart;
-        int magic = rb.getInt(p);
-        int flags = Short.toUnsignedInt(rb.getShort(p + 4));
-        int type = Short.toUnsignedInt(rb.getShort(p + 6));
-        long cookie = rb.getLong(p + 8);
-        long offset = rb.getLong(p + 16);
-        long length = Integer.toUnsignedLong(rb.getInt(p + 24));
+        ByteBuffer in = this.in;
+        int magic = in.getInt(p);
+        int flags = Short.toUnsignedInt(in.getShort(p + 4));
+        int type = Short.toUnsignedInt(in.getShort(p + 6));
+        long cookie = in.getLong(p + 8);
+        long offset = in.getLong(p + 16);
+        long length = Integer.toUnsignedLong(in.getInt(p + 24));
         rStart += REQUEST_SIZE;
         if (magic != REQUEST_MAGIC) {
             // The stream is out of step: nothing after this can be trusted (hard disconnect).

@@ -3,6 +3,7 @@ package io.biostack.nbd;
 import io.biostack.file.FileRings;
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
+import io.biostack.uring.BufRing;
 import io.biostack.sys.Libc;
 import io.biostack.sys.Sockets;
 import io.biostack.uring.CqeHandler;
@@ -20,10 +21,17 @@ import java.util.Arrays;
  * ({@link FileRings}), the file I/O of the bios they submit. A request is parsed, its bio
  * submitted, its completion reaped and its reply sent on this one thread: no hop.
  *
- * <p>Each connection has at most one RECV and one SENDMSG in flight. The RECV lands in the
- * connection's small receive buffer, or, for the rest of a WRITE payload, straight in the payload
- * buffer that then goes to the file. The SENDMSG gathers reply headers and the READ data where the
- * device left it. User data: the handler id, then (connection slot &lt;&lt; 2 | operation).
+ * <p>Each connection has at most one RECV and one SENDMSG in flight. In transmission the RECV is
+ * multishot, into a ring of buffers the reactor provides to the kernel ({@link BufRing}): one SQE
+ * serves a connection for as long as it keeps the budget, and an idle connection holds no buffer
+ * in the kernel. The connection parses requests where they landed and copies only what it can't
+ * parse yet. Before transmission (the handshake, STARTTLS) and under TLS, and for the rest of a
+ * large WRITE payload, the RECV is single-shot into a buffer the connection names: its small
+ * receive buffer, or the payload buffer that then goes to the file as it is. A multishot RECV is
+ * cancelled when the connection must stop reading (budget spent, a large payload next). Where the
+ * kernel has no buffer rings or multishot RECV (probed at start), every RECV is single-shot.
+ * The SENDMSG gathers reply headers and the READ data where the device left it. User data: the
+ * handler id, then (connection slot &lt;&lt; 3 | operation).
  *
  * <p>A closing connection's socket is shut down, which ends the operations in flight; the fd is
  * closed, and its slot reused, only once none is left (the kernel may still be writing into a
@@ -33,7 +41,16 @@ final class UringReactor extends Reactor implements CqeHandler {
     private static final int OP_RECV = 0;
     private static final int OP_SEND = 1;
     private static final int OP_ACCEPT = 2;
+    /** The completion of an accept's cancel (the accept's own CQE says the rest). */
     private static final int OP_CANCEL = 3;
+    /** The completion of a multishot RECV's cancel: only then may the slot's tag be reused. */
+    private static final int OP_RECV_CANCEL = 4;
+    private static final int OP_BITS = 3;
+    /** Provided buffers per reactor, and their size: a 16 KiB receive holds 580 request headers. */
+    static final int SHARED_BUFFERS = 128;
+    static final int SHARED_BUFFER_SIZE = 16 * 1024;
+    /** -Dbiostack.nbd.multishot=false: receive with single-shot RECVs into each connection's buffer. */
+    static final boolean MULTISHOT_WANTED = !"false".equals(System.getProperty("biostack.nbd.multishot"));
     /** SQ entries of a reactor ring: sockets and file I/O share it. */
     static final int ENTRIES = 1024;
 
@@ -43,6 +60,12 @@ final class UringReactor extends Reactor implements CqeHandler {
         final int slot;
         final NbdConnection conn;
         boolean recvBusy;
+        /** The RECV in flight is multishot, into the reactor's provided buffers. */
+        boolean shared;
+        /** A cancel of the multishot RECV is in flight (its CQE not yet reaped). */
+        boolean cancelling;
+        /** The last multishot ended for want of buffers: the next receive is single-shot. */
+        boolean sharedStarved;
         boolean sendBusy;
         boolean eof;
         boolean shut;
@@ -68,6 +91,10 @@ final class UringReactor extends Reactor implements CqeHandler {
     private final java.lang.foreign.MemorySegment discard = java.lang.foreign.Arena.ofAuto().allocate(64 * 1024, 4096);
     private RingLoop loop;
     private int handler;
+    /** Provided buffers for multishot RECV, or null (not wanted, or the kernel lacks them). */
+    private BufRing shared;
+    /** How this reactor receives, for the engine's log line. */
+    private String receiveMode = "single-shot RECV";
     private Sock[] slots = new Sock[64];
     private int[] freeSlots = new int[64];
     private int freeTop;
@@ -88,6 +115,7 @@ final class UringReactor extends Reactor implements CqeHandler {
             loop = RingLoop.start(name, ENTRIES, l -> {
                 FileRings.attach(l);
                 handler = l.register(this);
+                setUpSharedReceive(l);
                 l.addPoller(this::poll);
                 l.addPendingCheck(this::hasWork); // completions queued by other threads
 
@@ -100,9 +128,32 @@ final class UringReactor extends Reactor implements CqeHandler {
         }
     }
 
+    /** Registers the provided-buffer ring and probes multishot RECV on it (loop thread, at start). */
+    private void setUpSharedReceive(RingLoop l) {
+        if (!MULTISHOT_WANTED) {
+            receiveMode = "single-shot RECV (-Dbiostack.nbd.multishot=false)";
+            return;
+        }
+        BufRing b;
+        try {
+            b = BufRing.register(l.ring(), 0, SHARED_BUFFERS, SHARED_BUFFER_SIZE);
+        } catch (ErrnoException e) {
+            receiveMode = "single-shot RECV (no provided buffer rings: " + Errno.name(e.errno()) + ")";
+            return;
+        }
+        String why = b.probeMultishotRecv(l.ring());
+        if (why != null) {
+            receiveMode = "single-shot RECV (" + why + ")";
+            return;
+        }
+        shared = b;
+        receiveMode = "multishot RECV into " + SHARED_BUFFERS + " x " + (SHARED_BUFFER_SIZE >> 10) + " KiB provided buffers";
+    }
+
     @Override
     String describe() {
-        return "io_uring reactors, " + loop.describe().replace("io_uring (", "(");
+        return "io_uring reactors, " + loop.describe().replace("io_uring (", "(").replaceFirst("\\)$", "")
+                + "; " + receiveMode + ")";
     }
 
     @Override
@@ -128,7 +179,7 @@ final class UringReactor extends Reactor implements CqeHandler {
     }
 
     private long tag(int slot, int op) {
-        return RingLoop.tag(handler, ((long) slot << 2) | op);
+        return RingLoop.tag(handler, ((long) slot << OP_BITS) | op);
     }
 
     // ---- accepting ---------------------------------------------------------------------------
@@ -233,15 +284,43 @@ final class UringReactor extends Reactor implements CqeHandler {
             }
             send(s, b);
         }
-        if (!s.recvBusy && !s.eof && !s.inputStopped) {
-            ByteBuffer t = c.wireTarget();
-            if (t != null) {
+        if (s.eof || s.inputStopped) {
+            return;
+        }
+        if (s.shared) {
+            if (!s.cancelling && !c.sharedReceiveOk()) {
+                // Stop reading (the budget is spent, or a large payload goes straight to its buffer).
+                // CQEs already on their way still bring bytes; the connection keeps them.
                 loop.reserve(1);
-                if (loop.ring().prepRecv(s.fd, c.targetAddress, t.remaining(), 0, tag(s.slot, OP_RECV))) {
-                    s.recvBusy = true;
+                if (loop.ring().prepCancel(tag(s.slot, OP_RECV), tag(s.slot, OP_RECV_CANCEL))) {
+                    s.cancelling = true;
                 } else {
-                    retry(c); // the kernel would not take SQEs just now (a CQ overflow): next pass
+                    retry(c);
                 }
+            }
+            return;
+        }
+        if (s.recvBusy) {
+            return;
+        }
+        if (shared != null && !s.sharedStarved && c.sharedReceiveOk()) {
+            loop.reserve(1);
+            if (loop.ring().prepRecvMultishot(s.fd, shared.group(), 0, tag(s.slot, OP_RECV))) {
+                s.recvBusy = true;
+                s.shared = true;
+            } else {
+                retry(c);
+            }
+            return;
+        }
+        s.sharedStarved = false;
+        ByteBuffer t = c.wireTarget();
+        if (t != null) {
+            loop.reserve(1);
+            if (loop.ring().prepRecv(s.fd, c.targetAddress, t.remaining(), 0, tag(s.slot, OP_RECV))) {
+                s.recvBusy = true;
+            } else {
+                retry(c); // the kernel would not take SQEs just now (a CQ overflow): next pass
             }
         }
     }
@@ -306,7 +385,7 @@ final class UringReactor extends Reactor implements CqeHandler {
                 Sockets.shutdown(s.fd, Sockets.SHUT_RDWR);
             }
         }
-        if (s.recvBusy || s.sendBusy) {
+        if (s.recvBusy || s.sendBusy || s.cancelling) {
             return;
         }
         s.conn.released();
@@ -319,8 +398,8 @@ final class UringReactor extends Reactor implements CqeHandler {
 
     @Override
     public void complete(long data, int res, int flags) {
-        int op = (int) (data & 3);
-        int slot = (int) (data >>> 2);
+        int op = (int) (data & ((1 << OP_BITS) - 1));
+        int slot = (int) (data >>> OP_BITS);
         if (op == OP_ACCEPT) {
             accepted(slot, res, flags);
             return;
@@ -330,51 +409,85 @@ final class UringReactor extends Reactor implements CqeHandler {
         }
         Sock s = slots[slot];
         NbdConnection c = s.conn;
+        if (op == OP_RECV_CANCEL) {
+            s.cancelling = false;
+            if (s.shut) {
+                closeSock(s);
+            }
+            return;
+        }
         if (op == OP_RECV) {
-            s.recvBusy = false;
-            if (s.lingering) {
-                s.lingerBytes += Math.max(0, res);
-                if (res <= 0 || s.lingerBytes > LINGER_BYTES || System.nanoTime() - s.lingerSince > LINGER_NANOS) {
-                    s.shut = true;
-                    s.eof = true;
-                }
-                closeSock(s);
-                return;
-            }
-            if (s.shut) {
-                closeSock(s);
-                return;
-            }
-            if (res > 0) {
-                c.wireReceived(res);
-            } else {
-                s.eof = true;
-                if (res == 0 || res == -Errno.ECONNRESET) {
-                    c.inputEnded(s.inputStopped ? "server is shutting down" : "client went away");
-                } else {
-                    c.close("receive failed: " + Errno.name(-res));
+            int bid = (flags & IoUringConstants.IORING_CQE_F_BUFFER) != 0 ? BufRing.bufferId(flags) : -1;
+            try {
+                received(s, c, res, flags, bid);
+            } finally {
+                if (bid >= 0) {
+                    shared.recycle(bid); // the connection copied what it keeps
                 }
             }
+            return;
+        }
+        s.sendBusy = false;
+        SendBatch b = c.wireSending;
+        if (res < 0) {
+            c.wireSendFailed(b, "send failed: " + Errno.name(-res));
+            giveBatch(b);
+        } else if (!b.sent(res)) {
+            if (!s.shut) {
+                send(s, b); // a short send: the rest
+                return;
+            }
+            c.wireSendFailed(b, "connection closed while sending");
+            giveBatch(b);
         } else {
-            s.sendBusy = false;
-            SendBatch b = c.wireSending;
-            if (res < 0) {
-                c.wireSendFailed(b, "send failed: " + Errno.name(-res));
-                giveBatch(b);
-            } else if (!b.sent(res)) {
-                if (!s.shut) {
-                    send(s, b); // a short send: the rest
-                    return;
+            c.wireSent(b);
+            giveBatch(b);
+        }
+        if (s.shut) {
+            closeSock(s);
+            return;
+        }
+        markDirty(c);
+    }
+
+    /** A RECV completion: single-shot, or one of a multishot's (buffer {@code bid}, or -1). */
+    private void received(Sock s, NbdConnection c, int res, int flags, int bid) {
+        if ((flags & IoUringConstants.IORING_CQE_F_MORE) == 0) {
+            s.recvBusy = false;
+            s.shared = false;
+        }
+        if (s.lingering) {
+            s.lingerBytes += Math.max(0, res);
+            if (res <= 0 || s.lingerBytes > LINGER_BYTES || System.nanoTime() - s.lingerSince > LINGER_NANOS) {
+                s.shut = true;
+                s.eof = true;
+                if (s.recvBusy) {
+                    Sockets.shutdown(s.fd, Sockets.SHUT_RDWR); // a multishot RECV still armed: end it
                 }
-                c.wireSendFailed(b, "connection closed while sending");
-                giveBatch(b);
-            } else {
-                c.wireSent(b);
-                giveBatch(b);
             }
-            if (s.shut) {
-                closeSock(s);
-                return;
+            closeSock(s);
+            return;
+        }
+        if (s.shut) {
+            closeSock(s);
+            return;
+        }
+        if (res > 0) {
+            if (bid >= 0) {
+                c.receivedShared(shared.segment(bid), shared.view(bid), res);
+            } else {
+                c.wireReceived(res);
+            }
+        } else if (res == -Errno.ECANCELED && !s.recvBusy) {
+            // Our cancel ended the multishot RECV: service() picks the next way to receive.
+        } else if (res == -Errno.ENOBUFS && !s.recvBusy) {
+            s.sharedStarved = true; // every provided buffer is in use: one single-shot RECV
+        } else {
+            s.eof = true;
+            if (res == 0 || res == -Errno.ECONNRESET) {
+                c.inputEnded(s.inputStopped ? "server is shutting down" : "client went away");
+            } else {
+                c.close("receive failed: " + Errno.name(-res));
             }
         }
         markDirty(c);

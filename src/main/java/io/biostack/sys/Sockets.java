@@ -64,6 +64,8 @@ public final class Sockets {
     private static final MethodHandle GETSOCKNAME = fixed("getsockname", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle GETPEERNAME = fixed("getpeername", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle SHUTDOWN = fixed("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle SOCKETPAIR = fixed("socketpair",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
 
     private Sockets() {
     }
@@ -93,6 +95,25 @@ public final class Sockets {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment cs = a.allocate(CAPTURE_LAYOUT);
             return ret((int) SOCKET.invokeExact(cs, family, SOCK_STREAM | SOCK_CLOEXEC, 0), cs);
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+    }
+
+    /**
+     * {@code socketpair(2)} of two connected AF_UNIX SOCK_STREAM|SOCK_CLOEXEC sockets, written to
+     * {@code fds[0]} and {@code fds[1]}: 0 or -errno. Used to probe socket features at start-up.
+     */
+    public static int socketpair(int[] fds) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment cs = a.allocate(CAPTURE_LAYOUT);
+            MemorySegment sv = a.allocate(JAVA_INT, 2);
+            int r = ret((int) SOCKETPAIR.invokeExact(cs, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), cs);
+            if (r == 0) {
+                fds[0] = sv.getAtIndex(JAVA_INT, 0);
+                fds[1] = sv.getAtIndex(JAVA_INT, 1);
+            }
+            return r;
         } catch (Throwable t) {
             throw fail(t);
         }

@@ -533,6 +533,24 @@ public final class IoUring implements AutoCloseable {
         return prepRw(IORING_OP_RECV, fd, addr, len, 0, msgFlags, userData, 0, 0);
     }
 
+    /**
+     * IORING_OP_RECV with IORING_RECV_MULTISHOT (6.0) and IOSQE_BUFFER_SELECT: one SQE that
+     * receives into buffers the kernel picks from the provided-buffer ring {@code bufGroup} (see
+     * {@link BufRing}), a CQE per receive with IORING_CQE_F_BUFFER and the buffer id in the upper
+     * 16 bits of cqe->flags, and IORING_CQE_F_MORE while it stays armed. It ends (a CQE without
+     * F_MORE) on EOF, an error, a cancel, or -ENOBUFS when the ring has no buffer left. False
+     * when the SQ is full.
+     */
+    public boolean prepRecvMultishot(int fd, int bufGroup, int msgFlags, long userData) {
+        long at = claimSqe();
+        if (at < 0) {
+            return false;
+        }
+        Sqe.prep(sqes, at, IORING_OP_RECV, IOSQE_BUFFER_SELECT, fd, 0, 0, 0, msgFlags, userData, bufGroup, 0);
+        Sqe.setIoprio(sqes, at, IORING_RECV_MULTISHOT);
+        return true;
+    }
+
     /** IORING_OP_SEND (5.6) of {@code len} bytes from {@code addr}; false when the SQ is full. */
     public boolean prepSend(int fd, long addr, int len, int msgFlags, long userData) {
         return prepRw(IORING_OP_SEND, fd, addr, len, 0, msgFlags, userData, 0, 0);
@@ -825,6 +843,24 @@ public final class IoUring implements AutoCloseable {
             up.set(JAVA_INT, 24, 1);
             return Libc.ioUringRegister(ringFd, IORING_REGISTER_BUFFERS_UPDATE, up.address(),
                     (int) RSRC_UPDATE2_SIZE);
+        }
+    }
+
+    /**
+     * IORING_REGISTER_PBUF_RING (5.19): registers the provided-buffer ring at {@code ringAddr}
+     * ({@code entries} struct io_uring_buf, a power of two, page-aligned memory that stays mapped
+     * until the ring is unregistered or closed) as buffer group {@code bgid}. Cold path.
+     *
+     * @return 0 or -errno (-EINVAL on kernels without buffer rings, -EEXIST when the group exists)
+     */
+    public int registerBufRing(long ringAddr, int entries, int bgid) {
+        ensureOpen();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment reg = a.allocate(IO_URING_BUF_REG_SIZE, 8); // zeroed: flags, resv
+            reg.set(JAVA_LONG, 0, ringAddr);
+            reg.set(JAVA_INT, 8, entries);
+            reg.set(JAVA_SHORT, 12, (short) bgid);
+            return Libc.ioUringRegister(ringFd, IORING_REGISTER_PBUF_RING, reg.address(), 1);
         }
     }
 

@@ -425,4 +425,18 @@ public final class IoUringConstants {
     // ---- socket ops ---------------------------------------------------------------------------
     /** io_uring.h: IORING_ACCEPT_MULTISHOT (1U &lt;&lt; 0), in sqe->ioprio of an ACCEPT (5.19). */
     public static final int IORING_ACCEPT_MULTISHOT = 1 << 0;
+    /**
+     * io_uring.h: IORING_RECV_MULTISHOT (1U &lt;&lt; 1), in sqe->ioprio of a RECV (6.0): one SQE
+     * receives until it fails, each CQE into a buffer picked from sqe->buf_group.
+     */
+    public static final int IORING_RECV_MULTISHOT = 1 << 1;
+    /** io_uring.h: sizeof(struct io_uring_buf): __u64 addr, __u32 len, __u16 bid, __u16 resv. */
+    public static final int IO_URING_BUF_SIZE = 16;
+    /**
+     * io_uring.h: offset of {@code tail} in struct io_uring_buf_ring (it overlays bufs[0].resv:
+     * __u64 resv1, __u32 resv2, __u16 resv3, __u16 tail).
+     */
+    public static final int IO_URING_BUF_RING_TAIL = 14;
+    /** io_uring.h: sizeof(struct io_uring_buf_reg): __u64 ring_addr, __u32 ring_entries, __u16 bgid, __u16 flags, __u64 resv[3]. */
+    public static final int IO_URING_BUF_REG_SIZE = 40;
 }
