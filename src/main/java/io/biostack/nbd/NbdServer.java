@@ -92,7 +92,6 @@ public final class NbdServer implements AutoCloseable {
     private final TlsCredentials tlsCredentials;
 
     private final BioPool bios = new BioPool(1024);
-    private final BufferPool buffers;
     private final MemorySegment zeros = Arena.ofAuto().allocate(1 << 20, 4096);
     private final Map<BlockDevice, Consumer<Bio>> submitters = new IdentityHashMap<>();
 
@@ -128,7 +127,6 @@ public final class NbdServer implements AutoCloseable {
         this.drainTimeout = b.drainTimeout;
         this.tlsMode = b.tlsMode;
         this.tlsCredentials = b.tlsCredentials;
-        this.buffers = new BufferPool(maxPayload, 16L << 20);
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
             submitters.computeIfAbsent(d, dev -> dev::submit);
@@ -444,10 +442,6 @@ public final class NbdServer implements AutoCloseable {
 
     BioPool bios() {
         return bios;
-    }
-
-    BufferPool buffers() {
-        return buffers;
     }
 
     MemorySegment zeros() {
