@@ -517,6 +517,28 @@ public final class NbdServer implements AutoCloseable {
         return reactors.length;
     }
 
+    /**
+     * File I/Os of the reactors that went down as READ_FIXED/WRITE_FIXED, from payload buffers
+     * registered with the reactor's ring (issue 9); 0 on the java.nio reactors. Read it after
+     * replies you waited for.
+     */
+    long fixedIos() {
+        long n = 0;
+        for (Reactor r : reactors) {
+            n += r.fixedIos();
+        }
+        return n;
+    }
+
+    /** Reactors whose payload buffers are registered with their ring (they made some). */
+    int reactorsWithRegisteredBuffers() {
+        int n = 0;
+        for (Reactor r : reactors) {
+            n += r.buffersRegistered() ? 1 : 0;
+        }
+        return n;
+    }
+
     /** "io_uring reactors (...)" or "java.nio reactors (why)": what this server runs on. */
     public String describeLoop() {
         return reactors.length + " " + (loopDescription != null ? loopDescription : reactors[0].describe());

@@ -41,6 +41,8 @@ abstract class Reactor {
     private final AtomicReference<NbdRequest> remote = new AtomicReference<>();
     /** Made on first use, on the loop thread (see {@link #buffers()}). */
     private BufferPool buffers;
+    /** The ring loop this reactor's buffers are registered with, once they are; else null. */
+    private volatile RingLoop registeredWith;
 
     Reactor(NbdServer server, String name) {
         this.server = server;
@@ -169,9 +171,24 @@ abstract class Reactor {
      */
     BufferPool.Registrar registrar() {
         if (Thread.currentThread() instanceof RingThread t && FileRings.fixedBuffers(t.loop())) {
+            registeredWith = t.loop();
             return new RingRegistrar(t.loop());
         }
         return null;
+    }
+
+    /**
+     * File I/Os that went down fixed (READ_FIXED/WRITE_FIXED) on this reactor's ring; 0 while its
+     * buffers are not registered. Any thread: read it after a reply you waited for.
+     */
+    final long fixedIos() {
+        RingLoop l = registeredWith;
+        return l == null ? 0 : FileRings.fixedIos(l);
+    }
+
+    /** True once this reactor's payload buffers are registered with its ring. Any thread. */
+    final boolean buffersRegistered() {
+        return registeredWith != null;
     }
 
     /** Registers pool buffers as fixed buffers of one loop's ring ({@link FileRings}). */
