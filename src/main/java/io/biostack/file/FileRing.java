@@ -40,11 +40,15 @@ final class FileRing {
     int unsubmitted;
     private final int submitBatch;
 
-    // Registered-buffer ranges (UringEngine's worker ring only; empty elsewhere).
-    final long[] regStart;
-    final long[] regEnd;
-    final int[] regSlot;
-    int regCount;
+    // Registered-buffer ranges, sorted by start (they never overlap: each is live memory of its
+    // own), so that the per-I/O lookup is a binary search. Changed on the ring's thread only, by
+    // addFixed/removeFixed (cold path); empty on a ring without a fixed-buffer table.
+    private final long[] regStart;
+    private final long[] regEnd;
+    private final int[] regSlot;
+    /** The start of the range registered in each table slot, to find it again by slot. */
+    private final long[] slotStart;
+    private int regCount;
     /** I/Os that went down as READ_FIXED/WRITE_FIXED. */
     long fixedIos;
 
@@ -64,6 +68,7 @@ final class FileRing {
         regStart = new long[bufferSlots];
         regEnd = new long[bufferSlots];
         regSlot = new int[bufferSlots];
+        slotStart = new long[bufferSlots];
     }
 
     /** Queues a bio (ring thread only); {@link #start} prepares it. */
@@ -170,15 +175,62 @@ final class FileRing {
                 : ring.prepWritev(fd, iov, n, bio.offset(), rw, ud);
     }
 
-    /** The fixed-buffer slot whose region holds {@code addr..addr+len}, or -1. */
+    /**
+     * The fixed-buffer slot whose region holds {@code addr..addr+len}, or -1: a binary search for
+     * the last range that starts at or before {@code addr} (no allocation).
+     */
     private int fixedBuffer(long addr, long len) {
-        long end = addr + len;
-        for (int i = 0; i < regCount; i++) {
-            if (addr >= regStart[i] && end <= regEnd[i]) {
-                return regSlot[i];
+        int i = lastStartAtOrBefore(addr);
+        return i >= 0 && addr + len <= regEnd[i] ? regSlot[i] : -1;
+    }
+
+    /** Index of the last range starting at or before {@code addr} (unsigned order), or -1. */
+    private int lastStartAtOrBefore(long addr) {
+        int lo = 0;
+        int hi = regCount - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            if (Long.compareUnsigned(regStart[mid], addr) <= 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
             }
         }
-        return -1;
+        return hi;
+    }
+
+    /**
+     * Remembers that {@code addr..addr+len} is registered in table slot {@code slot} (0 to the
+     * ring's buffer slots - 1, not in use), so that I/O inside it goes down fixed. Cold path.
+     */
+    void addFixed(int slot, long addr, long len) {
+        int i = lastStartAtOrBefore(addr) + 1;
+        System.arraycopy(regStart, i, regStart, i + 1, regCount - i);
+        System.arraycopy(regEnd, i, regEnd, i + 1, regCount - i);
+        System.arraycopy(regSlot, i, regSlot, i + 1, regCount - i);
+        regStart[i] = addr;
+        regEnd[i] = addr + len;
+        regSlot[i] = slot;
+        slotStart[slot] = addr;
+        regCount++;
+    }
+
+    /** Forgets the range of table slot {@code slot}; false when it has none. Cold path. */
+    boolean removeFixed(int slot) {
+        int i = lastStartAtOrBefore(slotStart[slot]);
+        if (i < 0 || regSlot[i] != slot) {
+            return false;
+        }
+        regCount--;
+        System.arraycopy(regStart, i + 1, regStart, i, regCount - i);
+        System.arraycopy(regEnd, i + 1, regEnd, i, regCount - i);
+        System.arraycopy(regSlot, i + 1, regSlot, i, regCount - i);
+        return true;
+    }
+
+    /** Ranges registered now. */
+    int fixedCount() {
+        return regCount;
     }
 
     /** One completion of this ring's slot {@code slot} (user data minus the tag base). */

@@ -45,9 +45,9 @@ import java.util.concurrent.CountDownLatch;
  * a bio whose one piece of memory lies inside a region goes down as READ_FIXED/WRITE_FIXED,
  * so the kernel does not pin and unpin its pages per I/O. Register calls must come from the
  * ring's owner (SINGLE_ISSUER), so other threads queue a request, wake the worker through the
- * eventfd and wait for its answer; the worker never waits. The lookup is a scan of a few
- * longs, worker-only. When the kernel or RLIMIT_MEMLOCK says no, regions are plain memory
- * (said once at DEBUG). System property {@code biostack.uring.fixedBuffers=false} turns it off.
+ * eventfd and wait for its answer; the worker never waits. The lookup is a binary search of
+ * the sorted ranges, worker-only. When the kernel or RLIMIT_MEMLOCK says no, regions are plain
+ * memory (said once at DEBUG). System property {@code biostack.uring.fixedBuffers=false} turns it off.
  */
 final class UringEngine implements FileEngine, CqeHandler, Runnable {
     private static final System.Logger LOG = System.getLogger("biostack.file");
@@ -398,24 +398,12 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             return -Errno.EINVAL;
         }
         slotUsed[slot] = true;
-        files.regStart[files.regCount] = addr;
-        files.regEnd[files.regCount] = addr + len;
-        files.regSlot[files.regCount] = slot;
-        files.regCount++;
+        files.addFixed(slot, addr, len);
         return slot;
     }
 
     private int unregister(int slot) {
-        FileRing f = files;
-        for (int i = 0; i < f.regCount; i++) {
-            if (f.regSlot[i] == slot) {
-                f.regCount--;
-                f.regStart[i] = f.regStart[f.regCount];
-                f.regEnd[i] = f.regEnd[f.regCount];
-                f.regSlot[i] = f.regSlot[f.regCount];
-                break;
-            }
-        }
+        files.removeFixed(slot);
         slotUsed[slot] = false;
         // Bios in flight on the buffer keep it until they complete (the kernel refcounts it).
         return ring.isClosed() ? 0 : Math.min(0, ring.updateBuffer(slot, 0, 0));

@@ -621,7 +621,7 @@ final class NbdConnection {
             }
         }
         charge(r, length);
-        r.buf = server.buffers().get(length);
+        r.buf = reactor.buffers().get(length);
         Bio bio = server.bios().get().init(Op.READ, 0, offset, r.endIo);
         bio.addSegment(r.buf.slice(length));
         submit(bio);
@@ -654,7 +654,7 @@ final class NbdConnection {
     private void write(long cookie, int flags, long offset, int length) {
         NbdRequest r = take(cookie, CMD_WRITE, flags, offset, length);
         charge(r, length);
-        r.buf = server.buffers().get(length);
+        r.buf = reactor.buffers().get(length);
         payloadFor = r;
         payloadGot = 0;
     }
@@ -749,7 +749,7 @@ final class NbdConnection {
     /** Gives a request back once its reply is sent (or dropped): its buffer to the pool. */
     void recycle(NbdRequest r) {
         if (r.buf != null) {
-            server.buffers().put(r.buf);
+            reactor.buffers().put(r.buf);
             r.buf = null;
         }
         if (r.charged != 0) {
@@ -1001,7 +1001,7 @@ final class NbdConnection {
             reactor.giveBatch(plain);
         }
         int n = Math.min(tls.pendingOutput(), CIPHER_OUT_MAX); // the rest goes with the next send
-        cipherOut = server.buffers().get(Math.max(n, 1));
+        cipherOut = reactor.buffers().get(Math.max(n, 1));
         ByteBuffer o = cipherOut.bytes;
         o.clear().limit(n);
         int got = tls.readOutput(o);
@@ -1015,7 +1015,7 @@ final class NbdConnection {
         if (tls == null) {
             sent(b);
         } else if (cipherOut != null) {
-            server.buffers().put(cipherOut);
+            reactor.buffers().put(cipherOut);
             cipherOut = null;
         }
         if (tlsPending && (handshakeOut == null || !handshakeOut.hasRemaining())) {

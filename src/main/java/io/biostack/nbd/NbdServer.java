@@ -92,7 +92,6 @@ public final class NbdServer implements AutoCloseable {
     private final TlsCredentials tlsCredentials;
 
     private final BioPool bios = new BioPool(1024);
-    private final BufferPool buffers;
     private final MemorySegment zeros = Arena.ofAuto().allocate(1 << 20, 4096);
     private final Map<BlockDevice, Consumer<Bio>> submitters = new IdentityHashMap<>();
 
@@ -128,7 +127,6 @@ public final class NbdServer implements AutoCloseable {
         this.drainTimeout = b.drainTimeout;
         this.tlsMode = b.tlsMode;
         this.tlsCredentials = b.tlsCredentials;
-        this.buffers = new BufferPool(maxPayload, 16L << 20);
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
             submitters.computeIfAbsent(d, dev -> dev::submit);
@@ -446,10 +444,6 @@ public final class NbdServer implements AutoCloseable {
         return bios;
     }
 
-    BufferPool buffers() {
-        return buffers;
-    }
-
     MemorySegment zeros() {
         return zeros;
     }
@@ -521,6 +515,28 @@ public final class NbdServer implements AutoCloseable {
     /** Reactor threads. */
     public int threads() {
         return reactors.length;
+    }
+
+    /**
+     * File I/Os of the reactors that went down as READ_FIXED/WRITE_FIXED, from payload buffers
+     * registered with the reactor's ring (issue 9); 0 on the java.nio reactors. Read it after
+     * replies you waited for.
+     */
+    long fixedIos() {
+        long n = 0;
+        for (Reactor r : reactors) {
+            n += r.fixedIos();
+        }
+        return n;
+    }
+
+    /** Reactors whose payload buffers are registered with their ring (they made some). */
+    int reactorsWithRegisteredBuffers() {
+        int n = 0;
+        for (Reactor r : reactors) {
+            n += r.buffersRegistered() ? 1 : 0;
+        }
+        return n;
     }
 
     /** "io_uring reactors (...)" or "java.nio reactors (why)": what this server runs on. */

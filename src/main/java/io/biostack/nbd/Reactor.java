@@ -1,7 +1,12 @@
 package io.biostack.nbd;
 
+import io.biostack.file.FileRings;
+import io.biostack.uring.RingLoop;
+import io.biostack.uring.RingThread;
+
 import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -14,6 +19,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * threads queued (a lock-free stack, one CAS per completion, no allocation), then lets the
  * transport {@link #service} every connection whose state changed (an intrusive list, no
  * allocation). Send batches come from a free list of this reactor, so idle connections hold none.
+ * Payload buffers come from this reactor's own {@link #buffers() pool}, registered with its ring
+ * when the transport is io_uring.
  *
  * <p>Threads: everything here runs on the reactor thread, except {@link #completedFromBio},
  * {@link #execute} and {@link #connectionCount()}.
@@ -32,6 +39,10 @@ abstract class Reactor {
     private SendBatch freeBatches;
     private final Arena batchArena = Arena.ofAuto();
     private final AtomicReference<NbdRequest> remote = new AtomicReference<>();
+    /** Made on first use, on the loop thread (see {@link #buffers()}). */
+    private BufferPool buffers;
+    /** The ring loop this reactor's buffers are registered with, once they are; else null. */
+    private volatile RingLoop registeredWith;
 
     Reactor(NbdServer server, String name) {
         this.server = server;
@@ -125,6 +136,72 @@ abstract class Reactor {
     /** True when connections wait to be serviced (the loop must not sleep). */
     final boolean hasWork() {
         return dirtyHead != null || remote.get() != null || !deferred.isEmpty();
+    }
+
+    // ---- payload buffers ----------------------------------------------------------------------
+
+    /**
+     * Idle payload buffers kept per size class, over all reactors (as one server-wide pool kept
+     * before): each reactor keeps its share, at least 4 of a class. Connections spread evenly over
+     * the reactors, so the server as a whole keeps about what it did.
+     */
+    static final long KEEP_BYTES = 16L << 20;
+
+    /**
+     * This reactor's payload buffers (loop thread only): WRITE payloads are received into them,
+     * READ data is read into them by the file and sent from them. Made on first use, on the loop
+     * thread, so that an io_uring reactor registers them with its own ring.
+     */
+    final BufferPool buffers() {
+        BufferPool p = buffers;
+        if (p == null) {
+            if (!inLoop()) {
+                throw new IllegalStateException("buffer pool of " + name + " used off its thread");
+            }
+            p = buffers = new BufferPool(server.maxPayload(), KEEP_BYTES / server.threads(), registrar());
+        }
+        return p;
+    }
+
+    /**
+     * What registers this reactor's buffers with its ring, or null. Called once, on the loop
+     * thread: when that thread runs a {@link RingLoop} whose ring has a fixed-buffer table (the
+     * io_uring reactor with the file engine attached), its buffers are registered with that ring,
+     * so that file I/O on them goes down as READ_FIXED/WRITE_FIXED. The java.nio reactor has none.
+     */
+    BufferPool.Registrar registrar() {
+        if (Thread.currentThread() instanceof RingThread t && FileRings.fixedBuffers(t.loop())) {
+            registeredWith = t.loop();
+            return new RingRegistrar(t.loop());
+        }
+        return null;
+    }
+
+    /**
+     * File I/Os that went down fixed (READ_FIXED/WRITE_FIXED) on this reactor's ring; 0 while its
+     * buffers are not registered. Any thread: read it after a reply you waited for.
+     */
+    final long fixedIos() {
+        RingLoop l = registeredWith;
+        return l == null ? 0 : FileRings.fixedIos(l);
+    }
+
+    /** True once this reactor's payload buffers are registered with its ring. Any thread. */
+    final boolean buffersRegistered() {
+        return registeredWith != null;
+    }
+
+    /** Registers pool buffers as fixed buffers of one loop's ring ({@link FileRings}). */
+    private record RingRegistrar(RingLoop loop) implements BufferPool.Registrar {
+        @Override
+        public int register(MemorySegment seg) {
+            return FileRings.registerBuffer(loop, seg);
+        }
+
+        @Override
+        public void unregister(int handle) {
+            FileRings.unregisterBuffer(loop, handle);
+        }
     }
 
     // ---- batches ------------------------------------------------------------------------------
