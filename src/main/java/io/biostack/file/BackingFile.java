@@ -300,7 +300,7 @@ public final class BackingFile implements AutoCloseable {
 
     /** "io_uring (SINGLE_ISSUER|...)" or "threads (8)". */
     public String engineDescription() {
-        return engine.describe();
+        return engine.describe() + Engines.why(engine.kind());
     }
 
     /** The engine that does this file's I/O (URING or THREADS, never AUTO). */

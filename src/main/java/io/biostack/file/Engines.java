@@ -15,6 +15,7 @@ final class Engines {
     private static final System.Logger LOG = System.getLogger("biostack.file");
     private static final Map<EngineKind, FileEngine> RUNNING = new EnumMap<>(EngineKind.class);
     private static final Map<EngineKind, Integer> USERS = new EnumMap<>(EngineKind.class);
+    private static final Map<EngineKind, String> WHY = new EnumMap<>(EngineKind.class);
 
     private Engines() {
     }
@@ -39,7 +40,10 @@ final class Engines {
             e = startEngine(kind);
             RUNNING.put(kind, e);
             USERS.put(kind, 0);
-            LOG.log(System.Logger.Level.INFO, "file engine: " + e.describe() + why);
+            WHY.put(kind, why);
+            // Not INFO: the one line that says what the I/O runs on is the user's (the NBD server's
+            // start line, bench's header), which takes it from running() or describe(kind).
+            LOG.log(System.Logger.Level.DEBUG, "file engine: " + e.describe() + why);
         }
         USERS.merge(kind, 1, Integer::sum);
         return e;
@@ -58,6 +62,20 @@ final class Engines {
             }
         }
         return new ThreadEngine(Integer.getInteger("biostack.io.threads", 8));
+    }
+
+    /** The running engines as "io_uring (...)" (with why it was chosen), or "" when none runs. */
+    static synchronized String running() {
+        StringBuilder b = new StringBuilder();
+        for (Map.Entry<EngineKind, FileEngine> e : RUNNING.entrySet()) {
+            b.append(b.isEmpty() ? "" : ", ").append(e.getValue().describe()).append(WHY.getOrDefault(e.getKey(), ""));
+        }
+        return b.toString();
+    }
+
+    /** Why {@code kind} was chosen (" (forced by ...)"), or "". */
+    static synchronized String why(EngineKind kind) {
+        return WHY.getOrDefault(kind, "");
     }
 
     /** Drops a reference; the last one shuts the engine down after its bios finish. */

@@ -45,6 +45,14 @@ public final class FileRings {
         loop.attachFileQueue(l);
     }
 
+    /**
+     * The file engines running now, as "io_uring (...)" or "threads (...)", or "" when no file is
+     * open: for a server's one log line about what its I/O runs on.
+     */
+    public static String runningEngines() {
+        return Engines.running();
+    }
+
     /** True when {@code loop} has a file queue attached. */
     public static boolean attached(RingLoop loop) {
         return loop != null && loop.fileQueue() instanceof Local;

@@ -83,6 +83,7 @@ public final class NbdServer implements AutoCloseable {
     private final int maxConnections;
     private final int handshakeBudget;
     private final int maxRequests;
+    private final int sharedReceiveBuffers;
     private final long maxInflightBytes;
     private final int maxPayload;
     private final int holeProbeMin;
@@ -123,6 +124,7 @@ public final class NbdServer implements AutoCloseable {
         this.maxInflightBytes = b.maxInflightBytes;
         this.maxPayload = b.maxPayload;
         this.holeProbeMin = b.holeProbeMin;
+        this.sharedReceiveBuffers = b.sharedReceiveBuffers;
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
         this.tlsMode = b.tlsMode;
@@ -522,6 +524,24 @@ public final class NbdServer implements AutoCloseable {
      * registered with the reactor's ring (issue 9); 0 on the java.nio reactors. Read it after
      * replies you waited for.
      */
+    int sharedReceiveBuffers() {
+        return sharedReceiveBuffers;
+    }
+
+    /** Multishot RECVs armed, cancelled, and ended for want of buffers, summed over the reactors (tests). */
+    long[] receiveCounts() {
+        long[] n = new long[3];
+        for (Reactor r : reactors) {
+            if (r instanceof UringReactor u) {
+                long[] k = u.receiveCounts();
+                for (int i = 0; i < 3; i++) {
+                    n[i] += k[i];
+                }
+            }
+        }
+        return n;
+    }
+
     long fixedIos() {
         long n = 0;
         for (Reactor r : reactors) {
@@ -553,7 +573,8 @@ public final class NbdServer implements AutoCloseable {
         for (Reactor r : reactors) {
             r.start();
         }
-        LOG.log(Level.INFO, "nbd server: " + describeLoop());
+        String files = io.biostack.file.FileRings.runningEngines();
+        LOG.log(Level.INFO, "nbd server: " + describeLoop() + (files.isEmpty() ? "" : "; file engine: " + files));
     }
 
     /**
@@ -662,6 +683,7 @@ public final class NbdServer implements AutoCloseable {
         private int maxConnections = 256;
         private int handshakeBudget = 256;
         private int threads;
+        private int sharedReceiveBuffers = UringReactor.MULTISHOT_WANTED ? UringReactor.SHARED_BUFFERS : 0;
         private int maxRequests = 256;
         private long maxInflightBytes = 128L << 20;
         private int maxPayload = DEFAULT_MAX_PAYLOAD;
@@ -736,6 +758,19 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("handshake budget must be at least 1");
             }
             this.handshakeBudget = n;
+            return this;
+        }
+
+        /**
+         * Provided buffers (16 KiB each) per io_uring reactor for multishot RECV: a power of two,
+         * or 0 for single-shot RECV into each connection's own buffer. The default is 128, or 0
+         * with {@code -Dbiostack.nbd.multishot=false}.
+         */
+        public Builder sharedReceiveBuffers(int n) {
+            if (n < 0 || (n != 0 && Integer.bitCount(n) != 1) || n > 32768) {
+                throw new IllegalArgumentException("shared receive buffers must be 0 or a power of two up to 32768: " + n);
+            }
+            this.sharedReceiveBuffers = n;
             return this;
         }
 

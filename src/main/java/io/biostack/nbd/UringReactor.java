@@ -93,8 +93,14 @@ final class UringReactor extends Reactor implements CqeHandler {
     private int handler;
     /** Provided buffers for multishot RECV, or null (not wanted, or the kernel lacks them). */
     private BufRing shared;
+    /** Counts for tests (the loop thread writes them, others read; not per request: per arm). */
+    private volatile long multishotArmed;
+    private volatile long multishotCancelled;
+    private volatile long multishotStarved;
     /** How this reactor receives, for the engine's log line. */
     private String receiveMode = "single-shot RECV";
+    /** The file ring has a fixed-buffer table: the per-reactor payload pool registers its buffers. */
+    private boolean fixedPayloads;
     private Sock[] slots = new Sock[64];
     private int[] freeSlots = new int[64];
     private int freeTop;
@@ -116,6 +122,7 @@ final class UringReactor extends Reactor implements CqeHandler {
                 FileRings.attach(l);
                 handler = l.register(this);
                 setUpSharedReceive(l);
+                fixedPayloads = FileRings.fixedBuffers(l);
                 l.addPoller(this::poll);
                 l.addPendingCheck(this::hasWork); // completions queued by other threads
 
@@ -130,13 +137,14 @@ final class UringReactor extends Reactor implements CqeHandler {
 
     /** Registers the provided-buffer ring and probes multishot RECV on it (loop thread, at start). */
     private void setUpSharedReceive(RingLoop l) {
-        if (!MULTISHOT_WANTED) {
-            receiveMode = "single-shot RECV (-Dbiostack.nbd.multishot=false)";
+        int count = server.sharedReceiveBuffers();
+        if (count == 0) {
+            receiveMode = "single-shot RECV (asked for: no shared receive buffers)";
             return;
         }
         BufRing b;
         try {
-            b = BufRing.register(l.ring(), 0, SHARED_BUFFERS, SHARED_BUFFER_SIZE);
+            b = BufRing.register(l.ring(), 0, count, SHARED_BUFFER_SIZE);
         } catch (ErrnoException e) {
             receiveMode = "single-shot RECV (no provided buffer rings: " + Errno.name(e.errno()) + ")";
             return;
@@ -147,13 +155,19 @@ final class UringReactor extends Reactor implements CqeHandler {
             return;
         }
         shared = b;
-        receiveMode = "multishot RECV into " + SHARED_BUFFERS + " x " + (SHARED_BUFFER_SIZE >> 10) + " KiB provided buffers";
+        receiveMode = "multishot RECV into " + count + " x " + (SHARED_BUFFER_SIZE >> 10) + " KiB provided buffers";
+    }
+
+    /** Multishot RECVs armed, cancelled, and ended by ENOBUFS so far. */
+    long[] receiveCounts() {
+        return new long[] {multishotArmed, multishotCancelled, multishotStarved};
     }
 
     @Override
     String describe() {
-        return "io_uring reactors, " + loop.describe().replace("io_uring (", "(").replaceFirst("\\)$", "")
-                + "; " + receiveMode + ")";
+        return "io_uring reactors " + loop.describe().replace("io_uring (", "(").replaceFirst("\\)$", "")
+                + "; " + receiveMode + (fixedPayloads ? "; payload buffers registered (READ_FIXED/WRITE_FIXED)"
+                        : "; payload buffers not registered") + ")";
     }
 
     @Override
@@ -294,6 +308,7 @@ final class UringReactor extends Reactor implements CqeHandler {
                 loop.reserve(1);
                 if (loop.ring().prepCancel(tag(s.slot, OP_RECV), tag(s.slot, OP_RECV_CANCEL))) {
                     s.cancelling = true;
+                    multishotCancelled++;
                 } else {
                     retry(c);
                 }
@@ -308,6 +323,7 @@ final class UringReactor extends Reactor implements CqeHandler {
             if (loop.ring().prepRecvMultishot(s.fd, shared.group(), 0, tag(s.slot, OP_RECV))) {
                 s.recvBusy = true;
                 s.shared = true;
+                multishotArmed++;
             } else {
                 retry(c);
             }
@@ -482,6 +498,7 @@ final class UringReactor extends Reactor implements CqeHandler {
             // Our cancel ended the multishot RECV: service() picks the next way to receive.
         } else if (res == -Errno.ENOBUFS && !s.recvBusy) {
             s.sharedStarved = true; // every provided buffer is in use: one single-shot RECV
+            multishotStarved++;
         } else {
             s.eof = true;
             if (res == 0 || res == -Errno.ECONNRESET) {
