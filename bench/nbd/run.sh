@@ -14,7 +14,8 @@
 # divided by the job's I/Os (fio's total_ios, ramp included, as the CPU window is).
 #
 # Usage: bench/nbd/run.sh [--runtime SECONDS] [--rounds N] [--file PATH] [--size SIZE]
-#                         [--threads N] [--skip-file] [--skip-ram]
+#                         [--threads N] [--poll-us US] [--skip-file] [--skip-ram]
+#        --poll-us is passed to biostack serve (its default when not given: adaptive polling).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,6 +24,7 @@ RUNTIME=10
 ROUNDS=1
 SIZE=1G
 THREADS=0
+POLL=()
 FILE=${TMPDIR:-/tmp}/biostack-nbd-bench.img
 SKIP_FILE=0
 SKIP_RAM=0
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --file) FILE=$2; shift 2;;
     --size) SIZE=$2; shift 2;;
     --threads) THREADS=$2; shift 2;;
+    --poll-us) POLL=(--poll-us "$2"); shift 2;;
     --skip-file) SKIP_FILE=1; shift;;
     --skip-ram) SKIP_RAM=1; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
@@ -121,10 +124,10 @@ if [ "$SKIP_FILE" = 0 ]; then
   fi
   bs_sock=$work/biostack.sock
   qn_sock=$work/qemu-nbd.sock
-  start "$bs_sock" $BIOSTACK serve --direct-io on --threads "$THREADS" "$FILE" --socket "$bs_sock"; bs_pid=$started
+  start "$bs_sock" $BIOSTACK serve --direct-io on --threads "$THREADS" "${POLL[@]}" "$FILE" --socket "$bs_sock"; bs_pid=$started
   start "$qn_sock" qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k "$qn_sock" "$FILE"; qn_pid=$started
   echo "== file: $FILE ($SIZE), runtime ${RUNTIME}s per job, $ROUNDS round(s), alternating"
-  echo "   biostack: $BIOSTACK serve --direct-io on --threads $THREADS $FILE --socket S"
+  echo "   biostack: $BIOSTACK serve --direct-io on --threads $THREADS ${POLL[*]} $FILE --socket S"
   echo "   qemu-nbd: qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k S $FILE"
   echo "   raw:      fio --ioengine=io_uring --direct=1 --filename=$FILE"
   grep -h "nbd server:\|file engine:" "$work/biostack.sock.log" | sed 's/^/   biostack log: /' || true
@@ -162,7 +165,7 @@ fi
 if [ "$SKIP_RAM" = 0 ]; then
   bs_sock=$work/biostack-ram.sock
   nk_sock=$work/nbdkit.sock
-  start "$bs_sock" $BIOSTACK serve --ram 1G --threads "$THREADS" --socket "$bs_sock"; bs_pid=$started
+  start "$bs_sock" $BIOSTACK serve --ram 1G --threads "$THREADS" "${POLL[@]}" --socket "$bs_sock"; bs_pid=$started
   start "$nk_sock" nbdkit -f -U "$nk_sock" memory 1G; nk_pid=$started
   echo
   echo "== ramdisk: biostack serve --ram 1G vs nbdkit memory 1G, runtime ${RUNTIME}s per job, alternating"

@@ -124,6 +124,12 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Reactor threads, each serving many connections (default: one per processor).")
     int threads;
 
+    @Option(names = "--poll-us", paramLabel = "US", defaultValue = "50",
+            description = "Longest time an io_uring reactor polls for work before it sleeps, adapting to the load "
+                    + "as QEMU's iothread poll-max-ns does (default: ${DEFAULT-VALUE}; 0: never poll). Polling "
+                    + "trades CPU for latency: a busy reactor may use its whole core.")
+    int pollMicros;
+
     // ---- TLS and connection limits (nbdkit's and qemu-nbd's words and file layouts) ----------
 
     @Option(names = "--tls", paramLabel = "off|on|require",
@@ -177,7 +183,8 @@ public final class ServeCommand implements Callable<Integer> {
             NbdServer.Builder b = NbdServer.builder()
                     .export(new NbdExport(exportName, description, device, readOnly))
                     .maxConnections(maxConnections)
-                    .threads(threads);
+                    .threads(threads)
+                    .pollMicros(pollMicros);
             InetSocketAddress tcp = tcpAddress();
             security(b, tcp);
             if (tcp != null) {

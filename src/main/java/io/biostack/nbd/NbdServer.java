@@ -84,6 +84,7 @@ public final class NbdServer implements AutoCloseable {
     private final int handshakeBudget;
     private final int maxRequests;
     private final int sharedReceiveBuffers;
+    private final long pollNanos;
     private final long maxInflightBytes;
     private final int maxPayload;
     private final int holeProbeMin;
@@ -125,6 +126,7 @@ public final class NbdServer implements AutoCloseable {
         this.maxPayload = b.maxPayload;
         this.holeProbeMin = b.holeProbeMin;
         this.sharedReceiveBuffers = b.sharedReceiveBuffers;
+        this.pollNanos = b.pollMicros * 1000L;
         this.handshakeTimeout = b.handshakeTimeout;
         this.drainTimeout = b.drainTimeout;
         this.tlsMode = b.tlsMode;
@@ -524,6 +526,10 @@ public final class NbdServer implements AutoCloseable {
      * registered with the reactor's ring (issue 9); 0 on the java.nio reactors. Read it after
      * replies you waited for.
      */
+    long pollNanos() {
+        return pollNanos;
+    }
+
     int sharedReceiveBuffers() {
         return sharedReceiveBuffers;
     }
@@ -683,6 +689,7 @@ public final class NbdServer implements AutoCloseable {
         private int maxConnections = 256;
         private int handshakeBudget = 256;
         private int threads;
+        private int pollMicros = Integer.getInteger("biostack.nbd.pollMicros", 50);
         private int sharedReceiveBuffers = UringReactor.MULTISHOT_WANTED ? UringReactor.SHARED_BUFFERS : 0;
         private int maxRequests = 256;
         private long maxInflightBytes = 128L << 20;
@@ -771,6 +778,20 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("shared receive buffers must be 0 or a power of two up to 32768: " + n);
             }
             this.sharedReceiveBuffers = n;
+            return this;
+        }
+
+        /**
+         * How long an io_uring reactor polls its ring before it sleeps while events come closer
+         * together than this (after QEMU's iothread poll-max-ns; polling stops when they don't,
+         * so a quiet reactor never spins). 0 never polls. Default 50 us, or
+         * {@code -Dbiostack.nbd.pollMicros}. The java.nio reactors never poll.
+         */
+        public Builder pollMicros(int us) {
+            if (us < 0 || us > 1_000_000) {
+                throw new IllegalArgumentException("poll time must be 0 to 1000000 us: " + us);
+            }
+            this.pollMicros = us;
             return this;
         }
 

@@ -123,6 +123,7 @@ final class UringReactor extends Reactor implements CqeHandler {
                 handler = l.register(this);
                 setUpSharedReceive(l);
                 fixedPayloads = FileRings.fixedBuffers(l);
+                l.setPollMaxNanos(server.pollNanos());
                 l.addPoller(this::poll);
                 l.addPendingCheck(this::hasWork); // completions queued by other threads
 
@@ -166,7 +167,8 @@ final class UringReactor extends Reactor implements CqeHandler {
     @Override
     String describe() {
         return "io_uring reactors " + loop.describe().replace("io_uring (", "(").replaceFirst("\\)$", "")
-                + "; " + receiveMode + (fixedPayloads ? "; payload buffers registered (READ_FIXED/WRITE_FIXED)"
+                + "; " + receiveMode + (server.pollNanos() > 0 ? "; polls up to " + server.pollNanos() / 1000 + " us" : "")
+                + (fixedPayloads ? "; payload buffers registered (READ_FIXED/WRITE_FIXED)"
                         : "; payload buffers not registered") + ")";
     }
 

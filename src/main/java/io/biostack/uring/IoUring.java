@@ -726,9 +726,11 @@ public final class IoUring implements AutoCloseable {
             throw new IllegalStateException("reap called from inside a CqeHandler");
         }
         int n = reapPosted(handler, max);
-        if (n == 0 && max > 0 && (blindDeferred || cqNeedsFlush())) {
+        // Completions the kernel still holds as task work (DEFER_TASKRUN) are fetched now, not
+        // on the next idle pass: on a busy reactor they would otherwise wait behind its sockets.
+        if (n < max && (cqNeedsFlush() || (n == 0 && blindDeferred))) {
             getEvents();
-            n = reapPosted(handler, max);
+            n += reapPosted(handler, max - n);
         }
         return n;
     }
