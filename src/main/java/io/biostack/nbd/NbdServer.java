@@ -548,6 +548,19 @@ public final class NbdServer implements AutoCloseable {
         return n;
     }
 
+    /** Idle periods ended by polling, and the widest poll window now (ns), over the io_uring reactors (tests). */
+    long[] pollCounts() {
+        long[] n = new long[2];
+        for (Reactor r : reactors) {
+            if (r instanceof UringReactor u) {
+                long[] k = u.pollCounts();
+                n[0] += k[0];
+                n[1] = Math.max(n[1], k[1]);
+            }
+        }
+        return n;
+    }
+
     long fixedIos() {
         long n = 0;
         for (Reactor r : reactors) {

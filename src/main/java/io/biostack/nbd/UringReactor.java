@@ -159,6 +159,11 @@ final class UringReactor extends Reactor implements CqeHandler {
         receiveMode = "multishot RECV into " + count + " x " + (SHARED_BUFFER_SIZE >> 10) + " KiB provided buffers";
     }
 
+    /** Idle periods its polling ended, and its poll window now (ns). */
+    long[] pollCounts() {
+        return new long[] {loop.pollsCaught(), loop.pollWindowNanos()};
+    }
+
     /** Multishot RECVs armed, cancelled, and ended by ENOBUFS so far. */
     long[] receiveCounts() {
         return new long[] {multishotArmed, multishotCancelled, multishotStarved};

@@ -368,7 +368,7 @@ public final class RingLoop implements CqeHandler {
     /** The poll window when polling (0: never poll). */
     private long pollMaxNanos;
     /** The poll window now: pollMaxNanos or 0. */
-    private long pollNanos;
+    private volatile long pollNanos;
     /** Idle periods longer than the window, in a row. */
     private int pollMisses;
     /** Idle periods longer than the window, in a row, after which polling stops. */
@@ -385,11 +385,25 @@ public final class RingLoop implements CqeHandler {
         pollNanos = 0;
     }
 
+    /** Idle periods that polling ended (an event came within the window). */
+    private volatile long pollsCaught;
+
+    /** Idle periods ended by polling so far; from any thread (a statistic, not per I/O exact). */
+    public long pollsCaught() {
+        return pollsCaught;
+    }
+
+    /** The poll window now, in nanoseconds (0: the loop sleeps at once); from any thread, racy. */
+    public long pollWindowNanos() {
+        return pollNanos;
+    }
+
     /** Polls the CQ and the task queues until {@code deadline}; true when something came. */
     private boolean poll(long deadline) {
         ring.submit();
         do {
             if (ring.cqReady() > 0 || ring.cqNeedsFlush() || !tasks.isEmpty() || pending()) {
+                pollsCaught++; // loop thread only: a volatile write per caught idle period, not per I/O
                 return true;
             }
             // no Thread.onSpinWait(): PAUSE exits to the hypervisor (pause-loop exiting)
