@@ -2,7 +2,6 @@ package io.biostack.nbd;
 
 import io.biostack.file.FileRings;
 import io.biostack.uring.RingLoop;
-import io.biostack.uring.RingThread;
 
 import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
@@ -164,17 +163,21 @@ abstract class Reactor {
     }
 
     /**
-     * What registers this reactor's buffers with its ring, or null. Called once, on the loop
-     * thread: when that thread runs a {@link RingLoop} whose ring has a fixed-buffer table (the
-     * io_uring reactor with the file engine attached), its buffers are registered with that ring,
-     * so that file I/O on them goes down as READ_FIXED/WRITE_FIXED. The java.nio reactor has none.
+     * What registers this reactor's buffers with its ring, or null (the java.nio reactor). Called
+     * once, on the loop thread, when the pool is made.
      */
     BufferPool.Registrar registrar() {
-        if (Thread.currentThread() instanceof RingThread t && FileRings.fixedBuffers(t.loop())) {
-            registeredWith = t.loop();
-            return new RingRegistrar(t.loop());
-        }
         return null;
+    }
+
+    /**
+     * A registrar that registers pool buffers as fixed buffers of {@code loop}'s ring, so that file
+     * I/O on them goes down as READ_FIXED/WRITE_FIXED; for a transport whose ring has a
+     * fixed-buffer table ({@link FileRings#fixedBuffers}).
+     */
+    final BufferPool.Registrar registerWith(RingLoop loop) {
+        registeredWith = loop;
+        return new RingRegistrar(loop);
     }
 
     /**

@@ -159,6 +159,12 @@ final class UringReactor extends Reactor implements CqeHandler {
         receiveMode = "multishot RECV into " + count + " x " + (SHARED_BUFFER_SIZE >> 10) + " KiB provided buffers";
     }
 
+    /** Payload buffers are registered with this reactor's ring when its file ring has a table. */
+    @Override
+    BufferPool.Registrar registrar() {
+        return fixedPayloads ? registerWith(loop) : null;
+    }
+
     /** Idle periods its polling ended, and its poll window now (ns). */
     long[] pollCounts() {
         return new long[] {loop.pollsCaught(), loop.pollWindowNanos()};
