@@ -5,6 +5,7 @@ import io.biostack.block.BioFlags;
 import io.biostack.block.BioList;
 import io.biostack.block.Op;
 import io.biostack.block.Status;
+import io.biostack.sys.Errno;
 import io.biostack.sys.Iovec;
 import io.biostack.uring.IoUring;
 import io.biostack.uring.IoUringConstants;
@@ -48,6 +49,9 @@ final class FileRing {
     private final int[] regSlot;
     /** The start of the range registered in each table slot, to find it again by slot. */
     private final long[] slotStart;
+    /** Free slots of the ring's fixed-buffer table, a stack. */
+    private final int[] freeTableSlots;
+    private int freeTableTop;
     private int regCount;
     /** I/Os that went down as READ_FIXED/WRITE_FIXED. */
     long fixedIos;
@@ -69,6 +73,11 @@ final class FileRing {
         regEnd = new long[bufferSlots];
         regSlot = new int[bufferSlots];
         slotStart = new long[bufferSlots];
+        freeTableSlots = new int[bufferSlots];
+        for (int i = 0; i < bufferSlots; i++) {
+            freeTableSlots[i] = bufferSlots - 1 - i;
+        }
+        freeTableTop = bufferSlots;
     }
 
     /** Queues a bio (ring thread only); {@link #start} prepares it. */
@@ -200,10 +209,40 @@ final class FileRing {
     }
 
     /**
-     * Remembers that {@code addr..addr+len} is registered in table slot {@code slot} (0 to the
-     * ring's buffer slots - 1, not in use), so that I/O inside it goes down fixed. Cold path.
+     * Registers {@code addr..addr+len} in a free slot of the ring's sparse fixed-buffer table
+     * (IORING_REGISTER_BUFFERS_UPDATE), so that I/O inside it goes down fixed. Ring thread; cold
+     * path. The memory must stay mapped until {@link #unregisterFixed}.
+     *
+     * @return the table slot, or -errno: -ENOSPC when the table is full, else the kernel's
      */
-    void addFixed(int slot, long addr, long len) {
+    int registerFixed(long addr, long len) {
+        if (freeTableTop == 0) {
+            return -Errno.ENOSPC;
+        }
+        int slot = freeTableSlots[freeTableTop - 1];
+        int r = ring.updateBuffer(slot, addr, len);
+        if (r != 1) {
+            return r < 0 ? r : -Errno.EINVAL;
+        }
+        freeTableTop--;
+        addFixed(slot, addr, len);
+        return slot;
+    }
+
+    /**
+     * Empties table slot {@code slot}; nothing when it holds no range (given back twice). I/O in
+     * flight on the buffer keeps it until it completes (the kernel holds a reference). Ring
+     * thread; cold path. 0 or -errno.
+     */
+    int unregisterFixed(int slot) {
+        if (!removeFixed(slot)) {
+            return 0;
+        }
+        freeTableSlots[freeTableTop++] = slot;
+        return ring.isClosed() ? 0 : Math.min(0, ring.updateBuffer(slot, 0, 0));
+    }
+
+    private void addFixed(int slot, long addr, long len) {
         int i = lastStartAtOrBefore(addr) + 1;
         System.arraycopy(regStart, i, regStart, i + 1, regCount - i);
         System.arraycopy(regEnd, i, regEnd, i + 1, regCount - i);
@@ -215,8 +254,8 @@ final class FileRing {
         regCount++;
     }
 
-    /** Forgets the range of table slot {@code slot}; false when it has none. Cold path. */
-    boolean removeFixed(int slot) {
+    /** Forgets the range of table slot {@code slot}; false when it has none. */
+    private boolean removeFixed(int slot) {
         int i = lastStartAtOrBefore(slotStart[slot]);
         if (i < 0 || regSlot[i] != slot) {
             return false;

@@ -131,9 +131,6 @@ public final class FileRings {
         private final FileRing files;
         /** The ring has a sparse fixed-buffer table of {@link #BUFFER_SLOTS}. */
         final boolean fixedBuffers;
-        /** Free slots of the table, a stack (loop thread). */
-        private final int[] freeBufferSlots;
-        private int freeBufferTop;
 
         Local(RingLoop loop) {
             this.loop = loop;
@@ -143,11 +140,6 @@ public final class FileRings {
             // The iovec tables live as long as the loop's process; a reactor is not re-created per I/O.
             this.files = new FileRing(loop.ring(), Arena.ofAuto(), SLOTS, RingLoop.tag(id, 0),
                     UringEngine.SUBMIT_BATCH, bufferSlots);
-            this.freeBufferSlots = new int[bufferSlots];
-            for (int i = 0; i < bufferSlots; i++) {
-                freeBufferSlots[i] = bufferSlots - 1 - i;
-            }
-            freeBufferTop = bufferSlots;
             loop.addPoller(this);
         }
 
@@ -171,32 +163,20 @@ public final class FileRings {
 
         int register(MemorySegment seg) {
             long len = seg.byteSize();
-            if (freeBufferTop == 0 || len <= 0 || len > MAX_FIXED_BYTES || loop.ring().isClosed()) {
+            if (!fixedBuffers || len <= 0 || len > MAX_FIXED_BYTES || loop.ring().isClosed()) {
                 return -1;
             }
-            int slot = freeBufferSlots[freeBufferTop - 1];
-            int r = loop.ring().updateBuffer(slot, seg.address(), len);
-            if (r != 1) {
-                if (!registerRefusalLogged) {
-                    registerRefusalLogged = true;
-                    LOG.log(Level.DEBUG, "io_uring reactors: registering a buffer of {0} bytes failed ({1});"
-                            + " it and others like it stay unregistered", len, r < 0 ? Errno.name(-r) : r);
-                }
-                return -1;
+            int slot = files.registerFixed(seg.address(), len);
+            if (slot < 0 && slot != -Errno.ENOSPC && !registerRefusalLogged) { // a full table is expected: it stays unregistered
+                registerRefusalLogged = true;
+                LOG.log(Level.DEBUG, "io_uring reactors: registering a buffer of {0} bytes failed ({1});"
+                        + " it and others like it stay unregistered", len, Errno.name(-slot));
             }
-            freeBufferTop--;
-            files.addFixed(slot, seg.address(), len);
-            return slot;
+            return Math.max(slot, -1);
         }
 
         void unregister(int slot) {
-            if (!files.removeFixed(slot)) {
-                return; // not registered (twice given back): the slot is free already
-            }
-            freeBufferSlots[freeBufferTop++] = slot;
-            if (!loop.ring().isClosed()) {
-                loop.ring().updateBuffer(slot, 0, 0); // in-flight I/O keeps its reference
-            }
+            files.unregisterFixed(slot); // not registered (given back twice): nothing to do
         }
 
         /**

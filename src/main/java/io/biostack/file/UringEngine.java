@@ -89,7 +89,6 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
     // Registered buffers (class comment). Worker-thread state but fixedBuffers, set before start.
     private final boolean fixedWanted;
     private volatile boolean fixedBuffers;
-    private final boolean[] slotUsed = new boolean[BUFFER_SLOTS];
     private final Object regLock = new Object();
     private final ArrayDeque<RegRequest> regQueue = new ArrayDeque<>(); // guarded by regLock
     private boolean regClosed; // guarded by regLock
@@ -383,30 +382,11 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         if (!fixedBuffers || ring.isClosed()) {
             return -Errno.ENXIO;
         }
-        int slot = 0;
-        while (slot < BUFFER_SLOTS && slotUsed[slot]) {
-            slot++;
-        }
-        if (slot == BUFFER_SLOTS) {
-            return -Errno.ENOSPC;
-        }
-        int r = ring.updateBuffer(slot, addr, len);
-        if (r < 0) {
-            return r;
-        }
-        if (r != 1) {
-            return -Errno.EINVAL;
-        }
-        slotUsed[slot] = true;
-        files.addFixed(slot, addr, len);
-        return slot;
+        return files.registerFixed(addr, len);
     }
 
     private int unregister(int slot) {
-        files.removeFixed(slot);
-        slotUsed[slot] = false;
-        // Bios in flight on the buffer keep it until they complete (the kernel refcounts it).
-        return ring.isClosed() ? 0 : Math.min(0, ring.updateBuffer(slot, 0, 0));
+        return files.unregisterFixed(slot);
     }
 
     /** I/Os prepared as READ_FIXED/WRITE_FIXED so far; read after a completion you waited for. */

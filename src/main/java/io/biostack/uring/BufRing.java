@@ -6,7 +6,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
+import io.biostack.sys.Libc;
+import io.biostack.sys.Sockets;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -82,11 +85,6 @@ public final class BufRing {
         return group;
     }
 
-    /** Bytes per buffer. */
-    public int bufferSize() {
-        return size;
-    }
-
     /** Buffer {@code bid} (from a CQE's flags) as a segment; valid until {@link #recycle}. */
     public MemorySegment segment(int bid) {
         return segments[bid];
@@ -131,9 +129,9 @@ public final class BufRing {
      */
     public String probeMultishotRecv(IoUring uring) {
         int[] fds = new int[2];
-        int r = io.biostack.sys.Sockets.socketpair(fds);
+        int r = Sockets.socketpair(fds);
         if (r < 0) {
-            return "socketpair: " + io.biostack.sys.Errno.name(-r);
+            return "socketpair: " + Errno.name(-r);
         }
         final long probeTag = 0x6d73686f74L; // "mshot": nothing else is on the ring yet
         int[] got = {Integer.MIN_VALUE, 0};
@@ -152,13 +150,13 @@ public final class BufRing {
                 return "SQ full";
             }
             uring.submit();
-            io.biostack.sys.Libc.write(fds[1], one.address(), 1);
+            Libc.write(fds[1], one.address(), 1);
             for (int i = 0; i < 2 && got[0] == Integer.MIN_VALUE; i++) {
                 uring.submitAndWait(1, 500_000_000L);
                 uring.reap(h);
             }
             // End the probe's RECV (it completes with 0, no F_MORE) before its socket goes.
-            io.biostack.sys.Sockets.shutdown(fds[0], io.biostack.sys.Sockets.SHUT_RDWR);
+            Sockets.shutdown(fds[0], Sockets.SHUT_RDWR);
             boolean armed = (got[1] & IoUringConstants.IORING_CQE_F_MORE) != 0;
             int[] end = {armed ? 0 : 1};
             CqeHandler drain = (data, res, flags) -> {
@@ -175,7 +173,7 @@ public final class BufRing {
                 return "multishot RECV gave no completion";
             }
             if (got[0] < 0) {
-                return "multishot RECV: " + io.biostack.sys.Errno.name(-got[0]);
+                return "multishot RECV: " + Errno.name(-got[0]);
             }
             if ((got[1] & IoUringConstants.IORING_CQE_F_BUFFER) == 0 || !armed) {
                 return "RECV stayed single-shot";
@@ -185,8 +183,8 @@ public final class BufRing {
             }
             return null;
         } finally {
-            io.biostack.sys.Libc.close(fds[0]);
-            io.biostack.sys.Libc.close(fds[1]);
+            Libc.close(fds[0]);
+            Libc.close(fds[1]);
         }
     }
 

@@ -3,9 +3,6 @@ package io.biostack.cli;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.regex.Matcher;
@@ -18,29 +15,10 @@ class BenchCommandTest {
     @TempDir
     Path dir;
 
-    private record Run(int code, String out, String err) {
-    }
-
-    private static synchronized Run run(String... args) {
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = Main.run(args);
-            return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-    }
-
     @Test
     void jsonHasTheFieldsScriptsRead() throws Exception {
         Path f = dir.resolve("b.img");
-        Run r = run("bench", f.toString(), "--rw", "randrw", "--bs", "4k", "--iodepth", "8", "--runtime", "1",
+        CliRun r = CliRun.of("bench", f.toString(), "--rw", "randrw", "--bs", "4k", "--iodepth", "8", "--runtime", "1",
                 "--size", "8M", "--engine", "uring", "--json");
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(Files.size(f)).isEqualTo(8L << 20);
@@ -58,7 +36,7 @@ class BenchCommandTest {
     @Test
     void textOutputReadsLikeFios() {
         Path f = dir.resolve("t.img");
-        Run r = run("bench", f.toString(), "--rw", "read", "--bs", "64k", "--iodepth", "4", "--runtime", "0.5",
+        CliRun r = CliRun.of("bench", f.toString(), "--rw", "read", "--bs", "64k", "--iodepth", "4", "--runtime", "0.5",
                 "--size", "4M", "--engine", "threads", "--direct-io", "off");
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains("read: IOPS=", "BW=", "lat (usec):", "50.00th=", "errors=0", "direct-io=off", "threads");
@@ -66,13 +44,13 @@ class BenchCommandTest {
 
     @Test
     void badOptionsGetAClearMessageAndANonZeroExit() {
-        Run r = run("bench", dir.resolve("x.img").toString(), "--bs", "4q", "--runtime", "1");
+        CliRun r = CliRun.of("bench", dir.resolve("x.img").toString(), "--bs", "4q", "--runtime", "1");
         assertThat(r.code()).isNotZero();
         assertThat(r.err()).contains("4q");
-        Run r2 = run("bench", dir.resolve("y.img").toString(), "--size", "1M", "--sector-size", "3000", "--runtime", "1");
+        CliRun r2 = CliRun.of("bench", dir.resolve("y.img").toString(), "--size", "1M", "--sector-size", "3000", "--runtime", "1");
         assertThat(r2.code()).isNotZero();
         assertThat(r2.err()).contains("512, 1024, 2048 or 4096");
-        Run r3 = run("bench", dir.resolve("z.img").toString(), "--size", "1M", "--rw", "diagonal", "--runtime", "1");
+        CliRun r3 = CliRun.of("bench", dir.resolve("z.img").toString(), "--size", "1M", "--rw", "diagonal", "--runtime", "1");
         assertThat(r3.code()).isNotZero();
         assertThat(r3.err()).contains("--rw");
     }
@@ -82,11 +60,11 @@ class BenchCommandTest {
         Path img = dir.resolve("s.img");
         Path stack = dir.resolve("s.stack");
         Files.writeString(stack, "disk0: loop " + img + " size=8M\nlin: linear disk0 1M\n");
-        Run r = run("bench", "--stack", stack.toString(), "--device", "lin", "--rw", "randwrite", "--runtime", "0.5",
+        CliRun r = CliRun.of("bench", "--stack", stack.toString(), "--device", "lin", "--rw", "randwrite", "--runtime", "0.5",
                 "--iodepth", "4", "--json");
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains("\"device\":\"lin\"", "\"errors\":0");
-        Run missing = run("bench", "--stack", stack.toString(), "--device", "nope", "--runtime", "0.5");
+        CliRun missing = CliRun.of("bench", "--stack", stack.toString(), "--device", "nope", "--runtime", "0.5");
         assertThat(missing.code()).isNotZero();
         assertThat(missing.err()).contains("nope");
     }

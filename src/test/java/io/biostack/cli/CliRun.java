@@ -5,9 +5,12 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 
 /** Runs the command line in this JVM, as a user would type it, and keeps what it printed. */
-record CliRun(int code, String out, String err) {
-    /** {@code biostack ARGS...}; System.out and System.err are captured for the call. */
-    static CliRun of(String... args) {
+public record CliRun(int code, String out, String err) {
+    /**
+     * {@code biostack ARGS...}; System.out and System.err are captured for the call (one call at a
+     * time: the streams are the JVM's).
+     */
+    public static synchronized CliRun of(String... args) {
         PrintStream oldOut = System.out;
         PrintStream oldErr = System.err;
         ByteArrayOutputStream out = new ByteArrayOutputStream();

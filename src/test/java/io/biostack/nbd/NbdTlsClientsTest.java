@@ -15,13 +15,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
+
 import java.util.List;
 import java.util.Random;
-import java.util.logging.Handler;
-import java.util.logging.Level;
-import java.util.logging.LogRecord;
-import java.util.logging.Logger;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -45,26 +41,7 @@ class NbdTlsClientsTest {
     Path file;
     LoopDevice loop;
     NbdServer server;
-    final List<String> warnings = new ArrayList<>();
-    final Handler logs = new Handler() {
-        @Override
-        public void publish(LogRecord r) {
-            if (r.getLevel().intValue() >= Level.WARNING.intValue()) {
-                synchronized (warnings) {
-                    warnings.add(java.text.MessageFormat.format(r.getMessage(), r.getParameters())
-                            + (r.getThrown() != null ? " WITH A STACK TRACE" : ""));
-                }
-            }
-        }
-
-        @Override
-        public void flush() {
-        }
-
-        @Override
-        public void close() {
-        }
-    };
+    WarningLog warnings;
 
     @BeforeAll
     static void credentials() throws Exception {
@@ -77,12 +54,12 @@ class NbdTlsClientsTest {
         sock = dir.resolve("nbd.sock");
         file = dir.resolve("disk.img");
         loop = LoopDevice.open(file, LoopConfig.defaults().withCreateSize(SIZE));
-        Logger.getLogger("io.biostack.nbd").addHandler(logs);
+        warnings = WarningLog.attach();
     }
 
     @AfterEach
     void stop() {
-        Logger.getLogger("io.biostack.nbd").removeHandler(logs);
+        warnings.close();
         if (server != null) {
             server.close();
         }
@@ -126,7 +103,7 @@ class NbdTlsClientsTest {
         serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of()));
         roundTrip(tcp(null, "tls-certificates=" + tls.x509), 1);
         roundTrip(unix(null, "tls-certificates=" + tls.x509 + "&tls-hostname=localhost"), 2);
-        assertThat(warnings).isEmpty();
+        assertThat(warnings.lines()).isEmpty();
     }
 
     @Test
@@ -134,7 +111,7 @@ class NbdTlsClientsTest {
         serve(TlsMode.REQUIRE, PskCredentials.server(tls.psk, List.of()));
         roundTrip(tcp("alice", "tls-psk-file=" + tls.psk), 3);
         roundTrip(unix("bob", "tls-psk-file=" + tls.psk), 4);
-        assertThat(warnings).isEmpty();
+        assertThat(warnings.lines()).isEmpty();
     }
 
     @Test
@@ -146,7 +123,7 @@ class NbdTlsClientsTest {
         server.close();
         serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of("alice")));
         qemu("tls-creds-x509,id=tls0,endpoint=client,dir=" + tls.x509, 0xa5);
-        assertThat(warnings).isEmpty();
+        assertThat(warnings.lines()).isEmpty();
     }
 
     void qemu(String object, int fill) throws Exception {
@@ -175,11 +152,11 @@ class NbdTlsClientsTest {
         Tools.Result r = Tools.run(60, "nbdcopy", pattern(9).toString(), uri);
         assertThat(r.exit()).as("refused client's nbdcopy: " + r.all()).isNotZero();
         long deadline = System.nanoTime() + 5_000_000_000L;
-        while (warningsSince(before).isEmpty() && reason != null && System.nanoTime() < deadline) {
+        while (warnings.since(before).isEmpty() && reason != null && System.nanoTime() < deadline) {
             Thread.sleep(10);
         }
         if (reason != null) {
-            assertThat(warningsSince(before)).singleElement().asString().contains("refused ").contains(reason)
+            assertThat(warnings.since(before)).singleElement().asString().contains("refused ").contains(reason)
                     .doesNotContain("STACK TRACE");
         }
         loop.flush().get();
@@ -196,12 +173,6 @@ class NbdTlsClientsTest {
         return -1;
     }
 
-    List<String> warningsSince(int n) {
-        synchronized (warnings) {
-            return new ArrayList<>(warnings.subList(n, warnings.size()));
-        }
-    }
-
     @Test
     void x509RefusesPlainClientsMissingForeignAndExpiredCertificatesAndNamesNotAllowed() throws Exception {
         serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of("alice")));
@@ -211,7 +182,7 @@ class NbdTlsClientsTest {
         refused(unix(null, "tls-certificates=" + tls.rogue + "&tls-hostname=localhost"), "not signed by the CA", good);
         refused(unix(null, "tls-certificates=" + tls.expired + "&tls-hostname=localhost"), "expired", good);
         refused(tcp(null, "tls-certificates=" + tls.eve), "'CN=eve' is not in --tls-allow", good);
-        assertThat(String.join("\n", warnings)).contains("unix socket").contains("127.0.0.1");
+        assertThat(String.join("\n", warnings.lines())).contains("unix socket").contains("127.0.0.1");
     }
 
     @Test

@@ -14,12 +14,8 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.ArrayList;
+
 import java.util.List;
-import java.util.logging.Handler;
-import java.util.logging.Level;
-import java.util.logging.LogRecord;
-import java.util.logging.Logger;
 
 import static io.biostack.nbd.proto.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -41,25 +37,7 @@ class NbdTlsHandshakeTest {
     Path sock;
     RamDisk disk;
     NbdServer server;
-    final List<String> warnings = new ArrayList<>();
-    final Handler logs = new Handler() {
-        @Override
-        public void publish(LogRecord r) {
-            if (r.getLevel().intValue() >= Level.WARNING.intValue()) {
-                synchronized (warnings) {
-                    warnings.add(java.text.MessageFormat.format(r.getMessage(), r.getParameters()));
-                }
-            }
-        }
-
-        @Override
-        public void flush() {
-        }
-
-        @Override
-        public void close() {
-        }
-    };
+    WarningLog warnings;
 
     @BeforeAll
     static void credentials() throws Exception {
@@ -70,12 +48,12 @@ class NbdTlsHandshakeTest {
     void start() {
         sock = dir.resolve("nbd.sock");
         disk = new RamDisk("disk", 16 << 20);
-        Logger.getLogger("io.biostack.nbd").addHandler(logs);
+        warnings = WarningLog.attach();
     }
 
     @AfterEach
     void stop() {
-        Logger.getLogger("io.biostack.nbd").removeHandler(logs);
+        warnings.close();
         if (server != null) {
             server.close();
         }
@@ -129,9 +107,7 @@ class NbdTlsHandshakeTest {
             assertThat(c.closedByServer()).isTrue();
         }
         awaitNoConnections();
-        synchronized (warnings) {
-            assertThat(warnings).containsExactly("nbd: refused plain client unix socket: TLS is required");
-        }
+        assertThat(warnings.lines()).containsExactly("nbd: refused plain client unix socket: TLS is required");
     }
 
     @Test
@@ -201,10 +177,8 @@ class NbdTlsHandshakeTest {
             assertThat(c.closedByServer()).isTrue();
         }
         awaitNoConnections();
-        synchronized (warnings) {
-            assertThat(warnings).singleElement().asString()
-                    .isEqualTo("nbd: refused TLS client unix socket: not TLS: got 0x49484156");
-        }
+        assertThat(warnings.lines()).singleElement().asString()
+                .isEqualTo("nbd: refused TLS client unix socket: not TLS: got 0x49484156");
         servesAGoodClient();
     }
 

@@ -1,12 +1,10 @@
 package io.biostack.replay;
 
-import io.biostack.cli.Main;
+import io.biostack.cli.CliRun;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -209,28 +207,19 @@ class ReplayTest {
     void commandLineExitsNonZeroOnBadInputAndOnFailureAndSaysWhy() throws Exception {
         Path log = write("log", new KernelLog(512).entry(0, 1, 0, null, fill(512, 1)).entry(0, 0, 1, null, null).entry(0, 0, 8, "m", null).bytes());
         Path trunc = write("trunc", Arrays.copyOf(Files.readAllBytes(log), 700));
-        String[] out = new String[1];
-        assertThat(cli(out, "replay", trunc.toString(), "--to", dir.resolve("a").toString(), "--size", "64k", "--json")).isEqualTo(2);
-        assertThat(out[0]).contains("\"result\":\"error\"").contains("truncated").doesNotContain("pass");
-        assertThat(cli(out, "replay", log.toString(), "--to", dir.resolve("b").toString(), "--size", "64k",
-                "--check", "echo broken; exit 3", "--json")).isEqualTo(1);
-        assertThat(out[0]).contains("\"result\":\"fail\"").contains("\"entry\":1").contains("broken").contains("checker exited 3");
-        assertThat(cli(out, "replay", log.toString(), "--to", dir.resolve("c").toString(), "--size", "64k",
-                "--check", "exit 0", "--at", "mark")).isEqualTo(0);
-        assertThat(out[0]).contains("all crash states consistent");
-        assertThat(cli(out, "replay", log.toString(), "--to", dir.resolve("d").toString(), "--size", "64k",
-                "--check", "exit 0", "--check-timeout", "soon")).isEqualTo(2);
-    }
-
-    static int cli(String[] out, String... args) {
-        PrintStream old = System.out;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
-        try {
-            return Main.run(args);
-        } finally {
-            System.setOut(old);
-            out[0] = buf.toString(StandardCharsets.UTF_8);
-        }
+        CliRun r = CliRun.of("replay", trunc.toString(), "--to", dir.resolve("a").toString(), "--size", "64k", "--json");
+        assertThat(r.code()).isEqualTo(2);
+        assertThat(r.out()).contains("\"result\":\"error\"").contains("truncated").doesNotContain("pass");
+        r = CliRun.of("replay", log.toString(), "--to", dir.resolve("b").toString(), "--size", "64k",
+                "--check", "echo broken; exit 3", "--json");
+        assertThat(r.code()).isEqualTo(1);
+        assertThat(r.out()).contains("\"result\":\"fail\"").contains("\"entry\":1").contains("broken").contains("checker exited 3");
+        r = CliRun.of("replay", log.toString(), "--to", dir.resolve("c").toString(), "--size", "64k",
+                "--check", "exit 0", "--at", "mark");
+        assertThat(r.code()).isEqualTo(0);
+        assertThat(r.out()).contains("all crash states consistent");
+        r = CliRun.of("replay", log.toString(), "--to", dir.resolve("d").toString(), "--size", "64k",
+                "--check", "exit 0", "--check-timeout", "soon");
+        assertThat(r.code()).isEqualTo(2);
     }
 }
