@@ -51,6 +51,19 @@ public interface BlockDevice extends AutoCloseable {
     }
 
     /**
+     * The block-status contexts this device answers beyond {@code base:allocation}
+     * ({@code qemu:allocation-depth} of a qcow2 chain, {@code qemu:dirty-bitmap:NAME} of a
+     * bitmap recording its writes). A wrapper that adds none passes its inner device's list on;
+     * a remapping layer answers none of its own. Not on the I/O path; the list may change while
+     * the device runs (a bitmap added or removed).
+     *
+     * @return the contexts, by default none; the caller must not change the list
+     */
+    default java.util.List<StatusContext> statusContexts() {
+        return java.util.List.of();
+    }
+
+    /**
      * Native memory for bios to this device: {@code bytes}, aligned to 4096 and to
      * {@link QueueLimits#dmaAlignment()}. A device may hand out memory it does I/O on more
      * cheaply (a loop device over io_uring: buffers registered with the ring); by default it is

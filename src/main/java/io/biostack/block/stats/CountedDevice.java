@@ -104,6 +104,11 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
     }
 
     @Override
+    public java.util.List<io.biostack.block.StatusContext> statusContexts() {
+        return inner.statusContexts();
+    }
+
+    @Override
     public MemorySegment allocateIoMemory(long bytes, Arena owner) {
         return inner.allocateIoMemory(bytes, owner);
     }
