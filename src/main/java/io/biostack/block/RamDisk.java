@@ -182,4 +182,30 @@ public final class RamDisk implements BlockDevice {
             chunks.set(i, null);
         }
     }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The leaf table line {@code ram SIZE [sector-size=N] [read-only]}: a disk in memory,
+     * zero-filled, gone when closed.
+     *
+     * @param a the line's arguments
+     * @return the spec
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        long size = a.size("SIZE", a.next("SIZE"));
+        int lbs = 512;
+        boolean ro = false;
+        while (a.hasNext()) {
+            TableArgs.Option o = a.option();
+            switch (o.key()) {
+                case "sector-size" -> lbs = (int) a.size(o);
+                case "read-only", "ro" -> ro = true;
+                default -> throw a.bad("unknown option '" + o.text() + "' (sector-size=, read-only)");
+            }
+        }
+        int l = lbs;
+        boolean readOnly = ro;
+        return a.spec((name, len, r) -> new RamDisk(name, size, l, readOnly));
+    }
 }

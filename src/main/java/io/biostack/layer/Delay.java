@@ -5,6 +5,8 @@ import io.biostack.block.BioChecks;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -116,5 +118,36 @@ public final class Delay implements Target {
         });
         t.setRemoveOnCancelPolicy(true);
         return t;
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]} (dm-delay's
+     * {@code delay_ctr}: read, write and flush triples). On a whole-device line the length is
+     * the room left on the smallest of them.
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once the devices named are
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        List<Leg.Named> legs = new ArrayList<>();
+        List<Long> millis = new ArrayList<>();
+        while (a.hasNext() || legs.isEmpty()) {
+            if (legs.size() == 3) {
+                throw a.bad("takes at most 3 <dev> <offset> <delay> triples (read, write, flush)");
+            }
+            String d = a.dev("DEV");
+            legs.add(new Leg.Named(d, a.bytes("OFFSET")));
+            millis.add(a.number("delay (ms)"));
+        }
+        return a.spec((name, len, r) -> {
+            List<Leg> ls = Layers.openLegs(legs, r);
+            List<Path> ps = new ArrayList<>();
+            for (int i = 0; i < ls.size(); i++) {
+                ps.add(new Path(ls.get(i), millis.get(i)));
+            }
+            return new Delay(name, Layers.lengthOr(len, Layers.minLeft(ls)), ps);
+        });
     }
 }

@@ -2,10 +2,13 @@ package io.biostack.layer;
 
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
+import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
 import java.util.List;
 import java.util.Map;
@@ -177,5 +180,25 @@ public final class Dust implements Target {
 
     @Override
     public void close() {
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code dust DEV OFFSET BLKSZ} (dm-dust's {@code dust_ctr}; the block size
+     * in bytes).
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once DEV is
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String dev = a.dev("DEV");
+        long off = a.bytes("OFFSET");
+        long blk = a.number("block size (bytes)");
+        a.end();
+        return a.spec((name, len, r) -> {
+            BlockDevice d = r.device(dev);
+            return new Dust(name, new Leg(d, off), Layers.lengthOr(len, d.size() - off), (int) blk);
+        });
     }
 }

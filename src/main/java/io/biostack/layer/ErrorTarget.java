@@ -4,6 +4,8 @@ import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
 /**
  * Fails every bio with an I/O error (dm-error, Documentation/admin-guide/device-mapper: "error"
@@ -39,4 +41,18 @@ public final class ErrorTarget implements Target {
     @Override public String targetType() { return "error"; }
     @Override public String table() { return ""; }
     @Override public void close() { }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code error} (no arguments): segments only, as the target has no size of its
+     * own ({@code NAME: START LENGTH error}).
+     *
+     * @param a the line's arguments
+     * @return the spec
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        a.end();
+        return a.spec((name, len, r) -> new ErrorTarget(name, Layers.needLength(len)));
+    }
 }

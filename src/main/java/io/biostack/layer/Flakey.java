@@ -2,11 +2,14 @@ package io.biostack.layer;
 
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
+import io.biostack.block.BlockDevice;
 import io.biostack.block.EndIo;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -255,5 +258,42 @@ public final class Flakey implements Target {
 
     @Override
     public void close() {
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code flakey DEV OFFSET UP DOWN [<#args> FEATURES...]} (dm-flakey's
+     * {@code flakey_ctr}; intervals in seconds, features as {@link Features#parse}).
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once DEV is
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String dev = a.dev("DEV");
+        long off = a.bytes("OFFSET");
+        long up = a.number("up interval (seconds)");
+        long down = a.number("down interval (seconds)");
+        Features f = Features.NONE;
+        if (a.hasNext()) {
+            long nf = a.number("number of feature arguments");
+            List<String> fa = new ArrayList<>();
+            for (int i = 0; i < nf; i++) {
+                fa.add(a.next("feature argument " + (i + 1) + " of " + nf));
+            }
+            try {
+                f = Features.parse(fa);
+            } catch (NumberFormatException e) {
+                throw a.bad("corrupt_bio_byte: not a number: " + e.getMessage());
+            } catch (IllegalArgumentException e) {
+                throw a.bad(e.getMessage());
+            }
+        }
+        a.end();
+        Features feats = f;
+        return a.spec((name, len, r) -> {
+            BlockDevice d = r.device(dev);
+            return new Flakey(name, new Leg(d, off), Layers.lengthOr(len, d.size() - off), up, down, feats);
+        });
     }
 }

@@ -8,7 +8,10 @@ import io.biostack.block.EndIo;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
 
@@ -173,5 +176,78 @@ public final class Layers {
     /** Bytes as dmsetup's 512-byte sectors. */
     public static String sectors(long bytes) {
         return Long.toString(bytes / SECTOR);
+    }
+
+    /**
+     * The length of a target being opened: the segment's {@code length}, or {@code natural} on a
+     * whole-device line, where the table gives no length (-1).
+     *
+     * @param length  the segment's bytes, or -1
+     * @param natural the bytes the target has on its own (to the end of the device below)
+     * @return the length to build the target with
+     */
+    public static long lengthOr(long length, long natural) {
+        return length < 0 ? natural : length;
+    }
+
+    /**
+     * Refuses a whole-device line for a target that has no size of its own ({@code error},
+     * {@code zero}).
+     *
+     * @param length the segment's bytes, or -1 on a whole-device line
+     * @return {@code length}, not negative
+     */
+    public static long needLength(long length) {
+        if (length < 0) {
+            throw new IllegalArgumentException("needs a length: write 'NAME: 0 LENGTH TARGET'");
+        }
+        return length;
+    }
+
+    /**
+     * Reads {@code n} {@code <dev> <offset>} pairs of a table line (striped, mirror), counting the
+     * devices as the line's dependencies.
+     *
+     * @param a the line
+     * @param n how many legs
+     * @return the legs, named, to open with {@link #openLegs}
+     */
+    public static List<Leg.Named> legs(TableArgs a, int n) {
+        List<Leg.Named> out = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            String d = a.dev("DEV of leg " + (i + 1));
+            out.add(new Leg.Named(d, a.bytes("OFFSET of leg " + (i + 1))));
+        }
+        return out;
+    }
+
+    /**
+     * The legs {@code named} on devices that are open.
+     *
+     * @param named   legs read by {@link #legs}
+     * @param devices the open devices
+     * @return the legs, in order
+     */
+    public static List<Leg> openLegs(List<Leg.Named> named, TableSpec.Resolver devices) {
+        List<Leg> out = new ArrayList<>(named.size());
+        for (Leg.Named l : named) {
+            out.add(l.open(devices));
+        }
+        return out;
+    }
+
+    /**
+     * The bytes every leg has from its start to the end of its device: the natural length of a
+     * target that spans them all.
+     *
+     * @param legs open legs
+     * @return the smallest room left on any leg
+     */
+    public static long minLeft(List<Leg> legs) {
+        long m = Long.MAX_VALUE;
+        for (Leg l : legs) {
+            m = Math.min(m, l.device().size() - l.start());
+        }
+        return m;
     }
 }

@@ -1,6 +1,7 @@
 package io.biostack.layer;
 
 import io.biostack.block.BlockDevice;
+import io.biostack.block.TableSpec;
 
 /**
  * A device and where on it a target's data starts, the {@code <dev> <offset>} pair of dm tables.
@@ -12,5 +13,23 @@ public record Leg(BlockDevice device, long start) {
     /** {@code "<dev> <offset in sectors>"} as a table prints it. */
     public String table() {
         return device.name() + " " + Layers.sectors(start);
+    }
+
+    /**
+     * A leg as a table line names it, before the device is open.
+     *
+     * @param device the device's name
+     * @param start  bytes into it
+     */
+    public record Named(String device, long start) {
+        /**
+         * The leg on the open device.
+         *
+         * @param devices the open devices
+         * @return the leg
+         */
+        public Leg open(TableSpec.Resolver devices) {
+            return new Leg(devices.device(device), start);
+        }
     }
 }

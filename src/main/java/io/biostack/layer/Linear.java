@@ -1,12 +1,14 @@
 package io.biostack.layer;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 
 /**
  * A window of another device: {@code length} bytes of {@code lower} from {@code start}
@@ -97,5 +99,24 @@ public final class Linear implements Target {
     @Override
     public void close() {
         // The lower device belongs to whoever opened it.
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code linear DEV OFFSET} (dm-linear's {@code linear_ctr}): DEV from OFFSET
+     * (sectors, or a size) on; on a whole-device line, to the end of DEV.
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once DEV is
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String dev = a.dev("DEV");
+        long off = a.bytes("OFFSET");
+        a.end();
+        return a.spec((name, len, r) -> {
+            BlockDevice d = r.device(dev);
+            return new Linear(name, d, off, Layers.lengthOr(len, d.size() - off));
+        });
     }
 }

@@ -1,13 +1,15 @@
 package io.biostack.layer;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -161,5 +163,30 @@ public final class Striped implements Target {
     @Override
     public void close() {
         // The stripes' devices belong to whoever opened them.
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code striped N CHUNK (DEV OFFSET)×N} (dm-stripe's {@code stripe_ctr}). On a
+     * whole-device line the length is the most whole chunks every leg holds, times N.
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once the legs' devices are
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        long n = a.number("number of stripes");
+        if (n < 1 || n > 1024) {
+            throw a.bad("number of stripes must be 1..1024, not " + n);
+        }
+        long chunk = a.bytes("CHUNK");
+        List<Leg.Named> legs = Layers.legs(a, (int) n);
+        a.end();
+        return a.spec((name, len, r) -> {
+            List<Leg> ls = Layers.openLegs(legs, r);
+            // a zero chunk is refused by the constructor, with its message
+            long nat = chunk == 0 ? 0 : Layers.minLeft(ls) / chunk * chunk * n;
+            return new Striped(name, ls, chunk, Layers.lengthOr(len, nat));
+        });
     }
 }

@@ -5,6 +5,8 @@ import io.biostack.block.BioChecks;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
 /**
  * Reads return zeros and writes are dropped (dm-zero, Documentation/admin-guide/device-mapper/
@@ -51,4 +53,18 @@ public final class Zero implements Target {
     @Override public String targetType() { return "zero"; }
     @Override public String table() { return ""; }
     @Override public void close() { }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code zero} (no arguments): segments only, as the target has no size of its
+     * own ({@code NAME: START LENGTH zero}).
+     *
+     * @param a the line's arguments
+     * @return the spec
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        a.end();
+        return a.spec((name, len, r) -> new Zero(name, Layers.needLength(len)));
+    }
 }

@@ -7,7 +7,10 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Sizes;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.file.BackingFile;
+import io.biostack.file.EngineKind;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -243,5 +246,44 @@ public final class LoopDevice implements BlockDevice {
     public String toString() {
         return name + " (" + file.path() + ", " + Sizes.human(size) + ", direct-io=" + (file.isDirect() ? "on" : "off")
                 + ", " + file.engineDescription() + ")";
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The leaf table line {@code loop FILE [direct-io=on|off|auto] [offset=N] [sizelimit=N]
+     * [sector-size=N] [read-only] [size=N] [engine=uring|threads]}, in losetup's words;
+     * {@code size=} creates a missing file, sparse.
+     *
+     * @param a the line's arguments
+     * @return the spec
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        Path file = Path.of(a.next("FILE"));
+        LoopConfig cfg = LoopConfig.defaults();
+        while (a.hasNext()) {
+            TableArgs.Option o = a.option();
+            cfg = switch (o.key()) {
+                case "read-only", "ro" -> cfg.withReadOnly(true);
+                case "direct-io" -> cfg.withDirectIo(DirectIoMode.parse(a.value(o)));
+                case "offset" -> cfg.withOffset(a.size(o));
+                case "sizelimit" -> cfg.withSizeLimit(a.size(o));
+                case "sector-size" -> cfg.withLogicalBlockSize((int) a.size(o));
+                case "size" -> cfg.withCreateSize(a.size(o));
+                case "engine" -> cfg.withEngine(engine(a, o));
+                default -> throw a.bad("unknown option '" + o.text()
+                        + "' (direct-io=, offset=, sizelimit=, sector-size=, read-only, size=, engine=)");
+            };
+        }
+        LoopConfig c = cfg;
+        return a.spec((name, len, r) -> open(name, file, c));
+    }
+
+    private static EngineKind engine(TableArgs a, TableArgs.Option o) {
+        try {
+            return EngineKind.parse(a.value(o));
+        } catch (IllegalArgumentException e) {
+            throw a.bad(e.getMessage());
+        }
     }
 }

@@ -14,6 +14,8 @@ import io.biostack.block.MpmcRing;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.sys.Errno;
 import io.biostack.sys.Iovec;
 
@@ -806,5 +808,28 @@ public final class RbdDevice implements BlockDevice {
     @Override
     public String toString() {
         return "rbd " + options.spec() + " (" + size + " bytes, objects of " + objectSize + ")";
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The leaf table line {@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE]
+     * [timeout=SECONDS]}, read by {@link RbdOptions#parse}.
+     *
+     * @param a the line's arguments
+     * @return the spec
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        List<String> args = new ArrayList<>();
+        while (a.hasNext()) {
+            args.add(a.next("argument"));
+        }
+        RbdOptions o;
+        try {
+            o = RbdOptions.parse(args);
+        } catch (IllegalArgumentException e) {
+            throw a.bad(e.getMessage());
+        }
+        return a.spec((name, len, r) -> open(name, o));
     }
 }

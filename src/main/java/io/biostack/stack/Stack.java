@@ -2,6 +2,7 @@ package io.biostack.stack;
 
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Sizes;
+import io.biostack.block.TableSpec;
 import io.biostack.block.stats.CountedDevice;
 import io.biostack.block.stats.DeviceStats;
 import io.biostack.block.stats.StatsConfig;
@@ -85,7 +86,7 @@ public final class Stack implements AutoCloseable {
         for (StackFile.Line l : lines) {
             byName.computeIfAbsent(l.name(), k -> new ArrayList<>()).add(l);
         }
-        Map<String, List<Targets.Spec>> specs = new HashMap<>();
+        Map<String, List<TableSpec>> specs = new HashMap<>();
         Map<String, Set<String>> deps = new HashMap<>();
         for (var e : byName.entrySet()) {
             specs.put(e.getKey(), check(e.getKey(), e.getValue(), source, false));
@@ -122,8 +123,8 @@ public final class Stack implements AutoCloseable {
     }
 
     /** Parses and checks the lines of one device; throws naming the line. */
-    private static List<Targets.Spec> check(String name, List<StackFile.Line> ls, String source, boolean reload) {
-        List<Targets.Spec> out = new ArrayList<>();
+    private static List<TableSpec> check(String name, List<StackFile.Line> ls, String source, boolean reload) {
+        List<TableSpec> out = new ArrayList<>();
         boolean whole = false;
         for (StackFile.Line l : ls) {
             Targets.Kind k = Targets.kind(l.target());
@@ -183,7 +184,7 @@ public final class Stack implements AutoCloseable {
         out.add(n);
     }
 
-    private BlockDevice build(String name, List<StackFile.Line> ls, List<Targets.Spec> specs, String src) throws IOException {
+    private BlockDevice build(String name, List<StackFile.Line> ls, List<TableSpec> specs, String src) throws IOException {
         Targets.Kind k = Targets.kind(ls.getFirst().target());
         if (k.leaf()) {
             try {
@@ -198,7 +199,7 @@ public final class Stack implements AutoCloseable {
     }
 
     /** Opens the targets of a table; closes those it opened when one fails. */
-    private MappedDevice.Table table(String name, List<StackFile.Line> ls, List<Targets.Spec> specs, String src) {
+    private MappedDevice.Table table(String name, List<StackFile.Line> ls, List<TableSpec> specs, String src) {
         List<MappedDevice.Segment> segs = new ArrayList<>();
         try {
             long pos = 0;
@@ -342,7 +343,7 @@ public final class Stack implements AutoCloseable {
         MappedDevice m = mapped(name);
         String src = "reload " + name;
         List<StackFile.Line> ls = StackFile.parseTable(table, src);
-        List<Targets.Spec> specs = check(name, ls, src, true);
+        List<TableSpec> specs = check(name, ls, src, true);
         Set<String> nd = new HashSet<>();
         for (int i = 0; i < ls.size(); i++) {
             for (String d : specs.get(i).deps()) {

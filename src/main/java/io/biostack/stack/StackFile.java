@@ -1,6 +1,6 @@
 package io.biostack.stack;
 
-import io.biostack.block.Sizes;
+import io.biostack.block.TableArgs;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -105,22 +105,10 @@ public final class StackFile {
     /** A number of 512-byte sectors, or a size with a suffix (4k, 1M, 2G) in bytes. */
     public static long sectorsOrSize(String s, String what, String source, int line) {
         try {
-            return parseSectorsOrSize(s);
+            return TableArgs.sectorsOrSize(s);
         } catch (IllegalArgumentException e) {
             throw new StackException(source, line, what + " '" + s + "' is not a number of sectors or a size (4k, 1M, 2G)");
         }
-    }
-
-    /** As {@link #sectorsOrSize}, throwing {@link IllegalArgumentException}. */
-    public static long parseSectorsOrSize(String s) {
-        if (!s.isEmpty() && s.chars().allMatch(Character::isDigit)) {
-            long n = Long.parseLong(s);
-            if (n > Long.MAX_VALUE / 512) {
-                throw new IllegalArgumentException("too large: " + s);
-            }
-            return n * 512;
-        }
-        return Sizes.parse(s);
     }
 
     private static String stripComment(String l) {

@@ -2,8 +2,8 @@ package io.biostack.stack;
 
 import io.biostack.block.BlockDevice;
 import io.biostack.block.RamDisk;
-import io.biostack.block.Sizes;
-import io.biostack.file.EngineKind;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.layer.Delay;
 import io.biostack.layer.Dust;
 import io.biostack.layer.ErrorTarget;
@@ -13,24 +13,19 @@ import io.biostack.layer.Leg;
 import io.biostack.layer.Linear;
 import io.biostack.layer.Mirror;
 import io.biostack.layer.Striped;
-import io.biostack.layer.Target;
 import io.biostack.layer.Zero;
 import io.biostack.layer.crypt.Crypt;
 import io.biostack.layer.crypt.Luks;
-import io.biostack.layer.part.Partition;
+import io.biostack.layer.logwrites.LogWrites;
 import io.biostack.layer.part.Partitions;
 import io.biostack.layer.snapshot.Snapshot;
 import io.biostack.layer.snapshot.SnapshotOrigin;
-import io.biostack.loop.DirectIoMode;
-import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
+import io.biostack.nbd.client.NbdClient;
 import io.biostack.rbd.RbdDevice;
-import io.biostack.rbd.RbdOptions;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
@@ -38,360 +33,124 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * Every target a stack file may name, in one table: adding a target is one {@link #register}
- * line and a parse function.
+ * Every target a stack file may name, in one table: the registry. Each target reads its own
+ * line in a static {@code parseTable(TableArgs)} method beside its code (dm keeps each
+ * constructor in its own {@code dm-*.c}), with the argument reader {@link TableArgs}; adding a
+ * target is that method and one {@link #register} line here.
  *
  * <p>A target is parsed in two steps so that a stack file's mistakes are found before anything
  * opens: {@link Kind#parse} checks the arguments and names the devices they refer to (a
- * {@link Spec}); {@link Spec#open} builds the device once those devices are open.
+ * {@link TableSpec}); {@link TableSpec#open} builds the device once those devices are open.
  *
  * <table>
  * <caption>Targets</caption>
- * <tr><td>{@code loop FILE [direct-io=on|off|auto] [offset=N] [sizelimit=N] [sector-size=N] [read-only] [size=N]}</td><td>leaf</td></tr>
- * <tr><td>{@code ram SIZE [sector-size=N] [read-only]}</td><td>leaf</td></tr>
- * <tr><td>{@code partition DEV N}</td><td>leaf (a window, as the kernel's partitions)</td></tr>
- * <tr><td>{@code nbd URI [connections=N] [timeout=DURATION]}</td><td>leaf: a remote NBD export ({@link Leaves})</td></tr>
- * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf (a Ceph RBD image)</td></tr>
- * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear</td></tr>
- * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe</td></tr>
+ * <tr><td>{@code loop FILE [direct-io=on|off|auto] [offset=N] [sizelimit=N] [sector-size=N] [read-only] [size=N]}</td><td>leaf ({@link LoopDevice#parseTable})</td></tr>
+ * <tr><td>{@code ram SIZE [sector-size=N] [read-only]}</td><td>leaf ({@link RamDisk#parseTable})</td></tr>
+ * <tr><td>{@code partition DEV N}</td><td>leaf, a window as the kernel's partitions ({@link Partitions#parseTable})</td></tr>
+ * <tr><td>{@code nbd URI [connections=N] [timeout=DURATION]}</td><td>leaf: a remote NBD export ({@link NbdClient#parseTable})</td></tr>
+ * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf, a Ceph RBD image ({@link RbdDevice#parseTable})</td></tr>
+ * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear ({@link Linear#parseTable})</td></tr>
+ * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe ({@link Striped#parseTable})</td></tr>
  * <tr><td>{@code mirror [core <#args> REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
- * <tr><td>{@code error}, {@code zero}</td><td>need START LENGTH</td></tr>
- * <tr><td>{@code flakey DEV OFFSET UP DOWN [<#args> FEATURES...]}</td><td>dm-flakey</td></tr>
- * <tr><td>{@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]}</td><td>dm-delay</td></tr>
- * <tr><td>{@code dust DEV OFFSET BLKSZ}</td><td>dm-dust</td></tr>
+ * <tr><td>{@code error}, {@code zero}</td><td>need START LENGTH ({@link ErrorTarget#parseTable}, {@link Zero#parseTable})</td></tr>
+ * <tr><td>{@code flakey DEV OFFSET UP DOWN [<#args> FEATURES...]}</td><td>dm-flakey ({@link Flakey#parseTable})</td></tr>
+ * <tr><td>{@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]}</td><td>dm-delay ({@link Delay#parseTable})</td></tr>
+ * <tr><td>{@code dust DEV OFFSET BLKSZ}</td><td>dm-dust ({@link Dust#parseTable})</td></tr>
  * <tr><td>{@code crypt CIPHER KEYHEX IV_OFFSET DEV OFFSET [[<#opts>] sector_size:N iv_large_sectors]}</td><td>dm-crypt</td></tr>
  * <tr><td>{@code luks DEV keyfile=PATH|passphrase=TEXT}</td><td>cryptsetup open</td></tr>
- * <tr><td>{@code snapshot ORIGIN COW P|N CHUNK}, {@code snapshot-origin DEV}</td><td>dm-snapshot</td></tr>
+ * <tr><td>{@code snapshot ORIGIN COW P|N CHUNK}, {@code snapshot-origin DEV}</td><td>dm-snapshot ({@link Snapshot#parseTable}, {@link SnapshotOrigin#parseTable})</td></tr>
+ * <tr><td>{@code log-writes DEV LOGDEV}</td><td>dm-log-writes ({@link LogWrites#parseTable})</td></tr>
  * </table>
  * Offsets, lengths and chunk sizes are 512-byte sectors, or sizes with a suffix (4k, 1M, 2G).
  */
 public final class Targets {
-    /** Looks up devices opened before this one. */
-    @FunctionalInterface
-    public interface Resolver {
-        /** The open device called {@code name}. */
-        BlockDevice device(String name);
-    }
-
-    /** A parsed line, ready to open once the devices it names are open. */
-    public interface Spec {
-        /** The devices this line is built on. */
-        List<String> deps();
-
-        /**
-         * Builds the device. {@code length} is the segment's bytes, or -1 for the target's
-         * natural size (whole-device lines). Leaves return any {@link BlockDevice}; mapped
-         * targets return a {@link Target}.
-         */
-        BlockDevice open(String name, long length, Resolver r) throws IOException;
-    }
-
-    /** A kind of target: its name, whether it is a leaf, and its argument parser. */
+    /**
+     * A kind of target: its name, whether it is a leaf, and its argument parser.
+     *
+     * @param name   the name a table line uses
+     * @param leaf   true for a device of its own (a file, a remote export), which can't be a
+     *               segment of a mapped device
+     * @param parser reads the line's arguments
+     */
     public record Kind(String name, boolean leaf, Parser parser) {
-        Spec parse(List<String> args) {
-            return parser.parse(new Args(name, args));
+        TableSpec parse(List<String> args) {
+            return parser.parse(new TableArgs(name, args));
         }
     }
 
     /** Parses a target's arguments; throws {@link IllegalArgumentException} saying what is wrong. */
     @FunctionalInterface
     public interface Parser {
-        /** The spec of one line from its arguments. */
-        Spec parse(Args a);
+        /**
+         * The spec of one line from its arguments.
+         *
+         * @param a the line's arguments
+         * @return the spec, checked, not open
+         */
+        TableSpec parse(TableArgs a);
     }
 
     private static final Map<String, Kind> KINDS = new TreeMap<>();
 
+    // One line per target, each on its own line (merges stay simple).
     static {
-        register("loop", true, Targets::loop);
-        register("ram", true, Targets::ram);
-        register("partition", true, Targets::partition);
-        register("nbd", true, Leaves::nbd);
-        register("rbd", true, Targets::rbd);
-        register("linear", false, Targets::linear);
-        register("striped", false, Targets::striped);
+        register("loop", true, LoopDevice::parseTable);
+        register("ram", true, RamDisk::parseTable);
+        register("partition", true, Partitions::parseTable);
+        register("nbd", true, NbdClient::parseTable);
+        register("rbd", true, RbdDevice::parseTable);
+        register("linear", false, Linear::parseTable);
+        register("striped", false, Striped::parseTable);
         register("mirror", false, Targets::mirror);
-        register("error", false, a -> fixed(a, (n, len) -> new ErrorTarget(n, len)));
-        register("zero", false, a -> fixed(a, (n, len) -> new Zero(n, len)));
-        register("flakey", false, Targets::flakey);
-        register("delay", false, Targets::delay);
-        register("dust", false, Targets::dust);
+        register("error", false, ErrorTarget::parseTable);
+        register("zero", false, Zero::parseTable);
+        register("flakey", false, Flakey::parseTable);
+        register("delay", false, Delay::parseTable);
+        register("dust", false, Dust::parseTable);
         register("crypt", false, Targets::crypt);
         register("luks", false, Targets::luks);
-        register("snapshot", false, Targets::snapshot);
-        register("snapshot-origin", false, Targets::snapshotOrigin);
-        register("log-writes", false, LogWritesParser::parse);
+        register("snapshot", false, Snapshot::parseTable);
+        register("snapshot-origin", false, SnapshotOrigin::parseTable);
+        register("log-writes", false, LogWrites::parseTable);
     }
 
     private Targets() {
     }
 
-    /** Adds a target kind; the stack file and reload tables can name it from then on. */
+    /**
+     * Adds a target kind; the stack file and reload tables can name it from then on.
+     *
+     * @param name   the name table lines use; a kind of that name already there is replaced
+     * @param leaf   true for a device of its own, that only whole-device lines may name
+     * @param parser reads the line's arguments
+     */
     public static synchronized void register(String name, boolean leaf, Parser parser) {
         KINDS.put(name, new Kind(name, leaf, parser));
     }
 
-    /** The kind called {@code name}, or null. */
+    /**
+     * The kind called {@code name}.
+     *
+     * @param name a target's name
+     * @return the kind, or null when none is registered under that name
+     */
     public static synchronized Kind kind(String name) {
         return KINDS.get(name);
     }
 
-    /** The names of every registered target, sorted. */
+    /**
+     * The names of every registered target.
+     *
+     * @return the names, sorted
+     */
     public static synchronized List<String> names() {
         return List.copyOf(KINDS.keySet());
     }
 
-    // ---- argument reading ------------------------------------------------------------------
+    // ---- parsers still to move beside their targets (mirror: layer/Mirror.java; crypt, luks:
+    // layer/crypt/) ------------------------------------------------------------------------------
 
-    /** The arguments of one line, read in order, with messages that name the target. */
-    public static final class Args {
-        private final String target;
-        private final List<String> args;
-        private int pos;
-        final List<String> deps = new ArrayList<>();
-
-        Args(String target, List<String> args) {
-            this.target = target;
-            this.args = args;
-        }
-
-        /** True while arguments are left. */
-        public boolean hasNext() {
-            return pos < args.size();
-        }
-
-        /** The next argument, not consumed. */
-        public String peek() {
-            return args.get(pos);
-        }
-
-        /** Arguments not read yet. */
-        public int left() {
-            return args.size() - pos;
-        }
-
-        /** The next argument; {@code what} names it when it is missing. */
-        public String next(String what) {
-            if (pos >= args.size()) {
-                throw bad("missing " + what);
-            }
-            return args.get(pos++);
-        }
-
-        /** A device name; counted as a dependency. */
-        public String dev(String what) {
-            String d = next(what);
-            deps.add(d);
-            return d;
-        }
-
-        /** Sectors or a size with suffix, in bytes. */
-        public long bytes(String what) {
-            String s = next(what);
-            try {
-                return StackFile.parseSectorsOrSize(s);
-            } catch (IllegalArgumentException e) {
-                throw bad(what + " '" + s + "' is not a number of sectors or a size (4k, 1M, 2G)");
-            }
-        }
-
-        /** A plain size in bytes (suffixes allowed, no sectors). */
-        public long size(String what, String s) {
-            try {
-                return Sizes.parse(s);
-            } catch (IllegalArgumentException e) {
-                throw bad(what + ": " + e.getMessage());
-            }
-        }
-
-        /** The next argument as a non-negative whole number; {@code what} names it in messages. */
-        public long number(String what) {
-            String s = next(what);
-            try {
-                long v = Long.parseLong(s);
-                if (v < 0) {
-                    throw new NumberFormatException();
-                }
-                return v;
-            } catch (NumberFormatException e) {
-                throw bad(what + " '" + s + "' is not a number");
-            }
-        }
-
-        /** Fails when arguments are left over. */
-        public void end() {
-            if (pos < args.size()) {
-                throw bad("unexpected argument '" + args.get(pos) + "'");
-            }
-        }
-
-        /** An exception that names the target and says {@code why}, for the caller to throw. */
-        public IllegalArgumentException bad(String why) {
-            return new IllegalArgumentException(target + ": " + why);
-        }
-
-        Spec spec(Opener o) {
-            List<String> d = List.copyOf(deps);
-            return new Spec() {
-                @Override public List<String> deps() { return d; }
-                @Override public BlockDevice open(String name, long length, Resolver r) throws IOException {
-                    return o.open(name, length, r);
-                }
-            };
-        }
-    }
-
-    @FunctionalInterface
-    interface Opener {
-        BlockDevice open(String name, long length, Resolver r) throws IOException;
-    }
-
-    private static long natural(long length, long available, String what) {
-        if (length < 0) {
-            return available;
-        }
-        return length;
-    }
-
-    // ---- leaves ----------------------------------------------------------------------------
-
-    private static Spec loop(Args a) {
-        Path file = Path.of(a.next("FILE"));
-        LoopConfig cfg = LoopConfig.defaults();
-        while (a.hasNext()) {
-            String o = a.next("option");
-            int eq = o.indexOf('=');
-            String k = eq < 0 ? o : o.substring(0, eq);
-            String v = eq < 0 ? null : o.substring(eq + 1);
-            switch (k) {
-                case "read-only", "ro" -> cfg = cfg.withReadOnly(true);
-                case "direct-io" -> cfg = cfg.withDirectIo(DirectIoMode.parse(value(a, k, v)));
-                case "offset" -> cfg = cfg.withOffset(a.size(k, value(a, k, v)));
-                case "sizelimit" -> cfg = cfg.withSizeLimit(a.size(k, value(a, k, v)));
-                case "sector-size" -> cfg = cfg.withLogicalBlockSize((int) a.size(k, value(a, k, v)));
-                case "size" -> cfg = cfg.withCreateSize(a.size(k, value(a, k, v)));
-                case "engine" -> cfg = cfg.withEngine(EngineKind.valueOf(value(a, k, v).toUpperCase(java.util.Locale.ROOT)));
-                default -> throw a.bad("unknown option '" + o + "' (direct-io=, offset=, sizelimit=, sector-size=, read-only, size=, engine=)");
-            }
-        }
-        LoopConfig c = cfg;
-        return a.spec((name, len, r) -> LoopDevice.open(name, file, c));
-    }
-
-    private static String value(Args a, String key, String v) {
-        if (v == null || v.isEmpty()) {
-            throw a.bad(key + " needs a value: " + key + "=...");
-        }
-        return v;
-    }
-
-    private static Spec ram(Args a) {
-        long size = a.size("SIZE", a.next("SIZE"));
-        int lbs = 512;
-        boolean ro = false;
-        while (a.hasNext()) {
-            String o = a.next("option");
-            if (o.startsWith("sector-size=")) {
-                lbs = (int) a.size("sector-size", o.substring(12));
-            } else if (o.equals("read-only") || o.equals("ro")) {
-                ro = true;
-            } else {
-                throw a.bad("unknown option '" + o + "' (sector-size=, read-only)");
-            }
-        }
-        int l = lbs;
-        boolean readOnly = ro;
-        return a.spec((name, len, r) -> new RamDisk(name, size, l, readOnly));
-    }
-
-    private static Spec partition(Args a) {
-        String disk = a.dev("DEV");
-        long n = a.number("partition number");
-        a.end();
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(disk);
-            for (Partition p : Partitions.scan(d)) {
-                if (p.number() == n) {
-                    return new Linear(name, d, p.startBytes(), p.lengthBytes());
-                }
-            }
-            throw new IllegalArgumentException(disk + " has no partition " + n);
-        });
-    }
-
-    private static Spec rbd(Args a) {
-        List<String> args = new ArrayList<>();
-        while (a.hasNext()) {
-            args.add(a.next("argument"));
-        }
-        RbdOptions o;
-        try {
-            o = RbdOptions.parse(args);
-        } catch (IllegalArgumentException e) {
-            throw a.bad(e.getMessage());
-        }
-        return a.spec((name, len, r) -> RbdDevice.open(name, o));
-    }
-
-    // ---- device-mapper targets -------------------------------------------------------------
-
-    private static Spec linear(Args a) {
-        String dev = a.dev("DEV");
-        long off = a.bytes("OFFSET");
-        a.end();
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            return new Linear(name, d, off, natural(len, d.size() - off, "linear"));
-        });
-    }
-
-    private static List<String[]> legs(Args a, int n) {
-        List<String[]> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            String d = a.dev("DEV of leg " + (i + 1));
-            String off = a.next("OFFSET of leg " + (i + 1));
-            try {
-                StackFile.parseSectorsOrSize(off);
-            } catch (IllegalArgumentException e) {
-                throw a.bad("OFFSET of leg " + (i + 1) + " '" + off + "' is not a number of sectors or a size");
-            }
-            out.add(new String[] {d, off});
-        }
-        return out;
-    }
-
-    private static List<Leg> open(List<String[]> legs, Resolver r) {
-        List<Leg> out = new ArrayList<>();
-        for (String[] l : legs) {
-            out.add(new Leg(r.device(l[0]), StackFile.parseSectorsOrSize(l[1])));
-        }
-        return out;
-    }
-
-    private static long minLeft(List<Leg> legs) {
-        long m = Long.MAX_VALUE;
-        for (Leg l : legs) {
-            m = Math.min(m, l.device().size() - l.start());
-        }
-        return m;
-    }
-
-    private static Spec striped(Args a) {
-        long n = a.number("number of stripes");
-        if (n < 1 || n > 1024) {
-            throw a.bad("number of stripes must be 1..1024, not " + n);
-        }
-        long chunk = a.bytes("CHUNK");
-        List<String[]> legs = legs(a, (int) n);
-        a.end();
-        return a.spec((name, len, r) -> {
-            List<Leg> ls = open(legs, r);
-            long nat = minLeft(ls) / chunk * chunk * n;
-            return new Striped(name, ls, chunk, natural(len, nat, "striped"));
-        });
-    }
-
-    private static Spec mirror(Args a) {
+    private static TableSpec mirror(TableArgs a) {
         long region = Mirror.DEFAULT_REGION;
         boolean nosync = true;
         int n;
@@ -420,7 +179,7 @@ public final class Targets {
         if (n < 1) {
             throw a.bad("a mirror needs at least one leg: DEV OFFSET ...");
         }
-        List<String[]> legs = legs(a, n);
+        List<Leg.Named> legs = Layers.legs(a, n);
         if (a.hasNext()) {
             long nf = a.number("number of features");
             for (int i = 0; i < nf; i++) {
@@ -434,95 +193,12 @@ public final class Targets {
         long reg = region;
         boolean ns = nosync;
         return a.spec((name, len, r) -> {
-            List<Leg> ls = open(legs, r);
-            return new Mirror(name, ls, natural(len, minLeft(ls), "mirror"), reg, ns);
+            List<Leg> ls = Layers.openLegs(legs, r);
+            return new Mirror(name, ls, Layers.lengthOr(len, Layers.minLeft(ls)), reg, ns);
         });
     }
 
-    @FunctionalInterface
-    interface Fixed {
-        Target make(String name, long length);
-    }
-
-    private static Spec fixed(Args a, Fixed f) {
-        a.end();
-        return a.spec((name, len, r) -> {
-            if (len < 0) {
-                throw new IllegalArgumentException("needs a length: write 'NAME: 0 LENGTH TARGET'");
-            }
-            return f.make(name, len);
-        });
-    }
-
-    private static Spec flakey(Args a) {
-        String dev = a.dev("DEV");
-        long off = a.bytes("OFFSET");
-        long up = a.number("up interval (seconds)");
-        long down = a.number("down interval (seconds)");
-        Flakey.Features f = Flakey.Features.NONE;
-        if (a.hasNext()) {
-            long nf = a.number("number of feature arguments");
-            List<String> fa = new ArrayList<>();
-            for (int i = 0; i < nf; i++) {
-                fa.add(a.next("feature argument " + (i + 1) + " of " + nf));
-            }
-            try {
-                f = Flakey.Features.parse(fa);
-            } catch (NumberFormatException e) {
-                throw a.bad("corrupt_bio_byte: not a number: " + e.getMessage());
-            } catch (IllegalArgumentException e) {
-                throw a.bad(e.getMessage());
-            }
-        }
-        a.end();
-        Flakey.Features feats = f;
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            return new Flakey(name, new Leg(d, off), natural(len, d.size() - off, "flakey"), up, down, feats);
-        });
-    }
-
-    private static Spec delay(Args a) {
-        List<String[]> triples = new ArrayList<>();
-        while (a.hasNext() || triples.isEmpty()) {
-            if (triples.size() == 3) {
-                throw a.bad("takes at most 3 <dev> <offset> <delay> triples (read, write, flush)");
-            }
-            String d = a.dev("DEV");
-            String off = a.next("OFFSET");
-            try {
-                StackFile.parseSectorsOrSize(off);
-            } catch (IllegalArgumentException e) {
-                throw a.bad("OFFSET '" + off + "' is not a number of sectors or a size");
-            }
-            long ms = a.number("delay (ms)");
-            triples.add(new String[] {d, off, Long.toString(ms)});
-        }
-        return a.spec((name, len, r) -> {
-            List<Delay.Path> ps = new ArrayList<>();
-            long nat = Long.MAX_VALUE;
-            for (String[] t : triples) {
-                BlockDevice d = r.device(t[0]);
-                long off = StackFile.parseSectorsOrSize(t[1]);
-                nat = Math.min(nat, d.size() - off);
-                ps.add(new Delay.Path(new Leg(d, off), Long.parseLong(t[2])));
-            }
-            return new Delay(name, natural(len, nat, "delay"), ps);
-        });
-    }
-
-    private static Spec dust(Args a) {
-        String dev = a.dev("DEV");
-        long off = a.bytes("OFFSET");
-        long blk = a.number("block size (bytes)");
-        a.end();
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            return new Dust(name, new Leg(d, off), natural(len, d.size() - off, "dust"), (int) blk);
-        });
-    }
-
-    private static Spec crypt(Args a) {
+    private static TableSpec crypt(TableArgs a) {
         String cipher = a.next("CIPHER");
         String keyHex = a.next("KEY (hex)");
         byte[] key;
@@ -569,7 +245,7 @@ public final class Targets {
         });
     }
 
-    private static Spec luks(Args a) {
+    private static TableSpec luks(TableArgs a) {
         String dev = a.dev("DEV");
         String cred = a.next("keyfile=PATH or passphrase=TEXT");
         a.end();
@@ -599,24 +275,5 @@ public final class Targets {
             }
             return new Renamed(c, "luks", dev + " " + shown);
         });
-    }
-
-    private static Spec snapshot(Args a) {
-        String origin = a.dev("ORIGIN");
-        String cow = a.dev("COW");
-        String p = a.next("P|N");
-        if (!p.equalsIgnoreCase("P") && !p.equalsIgnoreCase("N")) {
-            throw a.bad("persistence must be P or N, not '" + p + "'");
-        }
-        long chunk = a.bytes("CHUNK");
-        a.end();
-        boolean persistent = p.equalsIgnoreCase("P");
-        return a.spec((name, len, r) -> Snapshot.create(name, r.device(origin), r.device(cow), persistent, chunk));
-    }
-
-    private static Spec snapshotOrigin(Args a) {
-        String dev = a.dev("DEV");
-        a.end();
-        return a.spec((name, len, r) -> SnapshotOrigin.of(name, r.device(dev)));
     }
 }

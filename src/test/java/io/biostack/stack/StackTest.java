@@ -118,6 +118,20 @@ class StackTest {
     }
 
     @Test
+    void optionMistakesOfLeavesNameTheOption() {
+        refused("a: ram 1M sector-size\n", 1, "ram: sector-size needs a value");
+        refused("a: ram 1M sector-size=lots\n", 1, "ram: sector-size:");
+        refused("a: ram 1M fast\n", 1, "unknown option 'fast'");
+        refused("a: loop /x engine=warp\n", 1, "loop: engine must be uring, threads or auto: warp");
+        refused("a: loop /x offset=\n", 1, "loop: offset needs a value");
+    }
+
+    @Test
+    void aWholeDeviceStripeWithAZeroChunkIsRefusedNotDividedByZero() {
+        refused("a: ram 1M\nb: striped 2 0 a 0 a 512k\n", 2, "chunk size 0 must be a positive multiple");
+    }
+
+    @Test
     void missingDevicesAndCyclesAreRefusedBeforeAnythingOpens(@TempDir Path dir) {
         Path f = dir.resolve("never.img");
         refused("d: loop " + f + " size=1M\nb: linear nosuch 0\n", 2, "device 'nosuch' is not defined");

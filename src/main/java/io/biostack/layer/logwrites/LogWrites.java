@@ -10,6 +10,8 @@ import io.biostack.block.MpmcRing;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.layer.Layers;
 import io.biostack.layer.Target;
 
@@ -587,5 +589,34 @@ public final class LogWrites implements Target {
             }
             return s;
         }
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code log-writes DEV LOGDEV}, as dm-log-writes' {@code log_writes_ctr}
+     * (exactly a device and a log device). The device is as large as DEV; a segment of another
+     * length is refused.
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once DEV and LOGDEV are
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String dev = a.dev("DEV");
+        String log = a.dev("LOGDEV");
+        a.end();
+        if (dev.equals(log)) {
+            throw a.bad("DEV and LOGDEV must be different devices");
+        }
+        return a.spec((name, len, r) -> {
+            LogWrites lw = new LogWrites(name, r.device(dev), r.device(log));
+            if (len >= 0 && len != lw.size()) {
+                long have = lw.size();
+                lw.close();
+                throw new IllegalArgumentException("log-writes covers all of " + dev + " (" + have / Layers.SECTOR
+                        + " sectors), the segment is " + len / Layers.SECTOR + " sectors");
+            }
+            return lw;
+        });
     }
 }

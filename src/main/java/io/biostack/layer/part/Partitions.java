@@ -1,6 +1,8 @@
 package io.biostack.layer.part;
 
 import io.biostack.block.BlockDevice;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.layer.Linear;
 
 import java.lang.foreign.MemorySegment;
@@ -417,5 +419,29 @@ public final class Partitions {
             out.sort(Comparator.comparingInt(Partition::number));
             return out;
         }
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The leaf table line {@code partition DEV N}: partition N of the table on DEV, as
+     * {@code losetup -P} shows it ({@code DEVpN}), a window as the kernel's partitions are.
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once DEV is
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String disk = a.dev("DEV");
+        long n = a.number("partition number");
+        a.end();
+        return a.spec((name, len, r) -> {
+            BlockDevice d = r.device(disk);
+            for (Partition p : scan(d)) {
+                if (p.number() == n) {
+                    return new Linear(name, d, p.startBytes(), p.lengthBytes());
+                }
+            }
+            throw new IllegalArgumentException(disk + " has no partition " + n);
+        });
     }
 }

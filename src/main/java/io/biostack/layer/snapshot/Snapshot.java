@@ -9,6 +9,8 @@ import io.biostack.block.EndIo;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.block.stats.SnapshotMergeEvent;
 import io.biostack.layer.Target;
 
@@ -636,5 +638,27 @@ public final class Snapshot implements Target {
     @Override
     public String toString() {
         return "Snapshot[" + name + " of " + origin.name() + " on " + cow.name() + " " + state + " chunk=" + chunk + "]";
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code snapshot ORIGIN COW P|N CHUNK} (dm-snapshot's {@code snapshot_ctr}:
+     * persistent or not, the chunk in sectors or a size).
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once ORIGIN and COW are
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String origin = a.dev("ORIGIN");
+        String cow = a.dev("COW");
+        String p = a.next("P|N");
+        if (!p.equalsIgnoreCase("P") && !p.equalsIgnoreCase("N")) {
+            throw a.bad("persistence must be P or N, not '" + p + "'");
+        }
+        long chunk = a.bytes("CHUNK");
+        a.end();
+        boolean persistent = p.equalsIgnoreCase("P");
+        return a.spec((name, len, r) -> create(name, r.device(origin), r.device(cow), persistent, chunk));
     }
 }

@@ -7,6 +7,8 @@ import io.biostack.block.BlockDevice;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.layer.Target;
 
 import java.util.Collections;
@@ -128,5 +130,19 @@ public final class SnapshotOrigin implements Target {
     @Override
     public String toString() {
         return "SnapshotOrigin[" + name + " over " + origin.name() + "]";
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The table line {@code snapshot-origin DEV} (dm-snapshot's {@code origin_ctr}).
+     *
+     * @param a the line's arguments
+     * @return the spec, to open once DEV is
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String dev = a.dev("DEV");
+        a.end();
+        return a.spec((name, len, r) -> of(name, r.device(dev)));
     }
 }

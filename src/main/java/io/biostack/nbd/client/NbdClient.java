@@ -10,6 +10,8 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.block.stats.LeafReconnectEvent;
 import io.biostack.nbd.client.ClientHandshake.ExportInfo;
 import io.biostack.nbd.client.ClientHandshake.Negotiated;
@@ -518,5 +520,42 @@ public final class NbdClient implements BlockDevice {
     @Override
     public String toString() {
         return "NbdClient[" + name + " " + uri + "]";
+    }
+
+    // ---- the table line (dm keeps a target's constructor beside it) ----------------------------
+
+    /**
+     * The leaf table line {@code nbd URI [connections=N] [timeout=DURATION]}: an export of an NBD
+     * server (URIs as {@link NbdUri} reads them), checked before anything connects.
+     *
+     * @param a the line's arguments
+     * @return the spec
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String text = a.next("URI");
+        NbdUri uri;
+        try {
+            uri = NbdUri.parse(text);
+        } catch (IllegalArgumentException e) {
+            throw a.bad(e.getMessage());
+        }
+        Options o = Options.defaults();
+        while (a.hasNext()) {
+            TableArgs.Option opt = a.option();
+            switch (opt.key()) {
+                case "connections" -> {
+                    String v = opt.value() == null ? "" : opt.value();
+                    try {
+                        o = o.withConnections(Integer.parseInt(v));
+                    } catch (IllegalArgumentException e) {
+                        throw a.bad("connections= takes a number from 1 to 64, not '" + v + "'");
+                    }
+                }
+                case "timeout" -> o = o.withTimeout(a.duration(opt));
+                default -> throw a.bad("unknown option '" + opt.text() + "' (connections=N, timeout=DURATION)");
+            }
+        }
+        Options opts = o;
+        return a.spec((name, len, r) -> open(name, uri, opts));
     }
 }
