@@ -14,7 +14,8 @@
  * {@code io.biostack.sys} (syscalls through FFM), {@code io.biostack.uring} (io_uring rings),
  * {@code io.biostack.nbd.proto} (the NBD wire constants the server and the client leaf share) and
  * {@code io.biostack.cli} (the command line) are internal; the file engines are package-private
- * inside {@code io.biostack.file}. The command line's dependency, picocli, is optional: a library
+ * inside {@code io.biostack.file}, and {@code io.biostack.file.reactor} (the reactors' bridge to
+ * them, which takes io_uring loops) is not exported. The command line's dependency, picocli, is optional: a library
  * user's build does not get it ({@code requires static}, and {@code <optional>} in the pom).
  */
 // HdrHistogram 2.2.2 and the Prometheus client ship no module descriptor: their names are derived

@@ -50,7 +50,8 @@ import static org.assertj.core.api.Assertions.fail;
 class LibraryConsumerTest {
     private static final Path CLASSES = Path.of("target", "classes");
     /** Packages that stay inside the module; every other package of io.biostack must be exported. */
-    private static final Set<String> INTERNAL = Set.of("io.biostack.sys", "io.biostack.uring", "io.biostack.cli", "io.biostack.nbd.proto");
+    private static final Set<String> INTERNAL = Set.of("io.biostack.sys", "io.biostack.uring", "io.biostack.cli", "io.biostack.nbd.proto",
+            "io.biostack.file.reactor");
 
     @TempDir
     static Path tmp;

@@ -4,7 +4,7 @@ import io.biostack.block.Bio;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.EndIo;
 import io.biostack.block.Op;
-import io.biostack.file.FileRings;
+import io.biostack.file.reactor.FileRings;
 import io.biostack.uring.IoUring;
 import io.biostack.uring.RingLoop;
 import org.HdrHistogram.Histogram;

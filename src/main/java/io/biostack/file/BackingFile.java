@@ -5,6 +5,7 @@ import io.biostack.block.BioPool;
 import io.biostack.block.BioSplitter;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.file.reactor.FileRings;
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
 import io.biostack.sys.Fcntl;
@@ -33,6 +34,12 @@ public final class BackingFile implements AutoCloseable {
     static final long MAX_BYTES = 8L << 20;
     private static final int BOUNCE_BUFFERS = 64;
 
+    static {
+        // The reactor bridge (io.biostack.file.reactor, not exported: it takes ring loops) makes
+        // each reactor's queue through this; it initialises this class before its first use.
+        FileRings.provide(ReactorQueue::new);
+    }
+
     private final Path path;
     private final int fd;
     private final boolean direct;
@@ -49,6 +56,16 @@ public final class BackingFile implements AutoCloseable {
     private final Consumer<Bio> toEngine = this::toEngine;
     private final Consumer<Bio> toBounce = this::toBounce;
     private volatile boolean closed;
+
+    /**
+     * The file engines running now, as "io_uring (...)" or "threads (...)", or "" when no file is
+     * open: for a server's one log line about what its I/O runs on.
+     *
+     * @return the engines' descriptions
+     */
+    public static String runningEngines() {
+        return Engines.running();
+    }
 
     private BackingFile(Path path, int fd, boolean direct, boolean readOnly, Stat st, FileEngine engine) {
         this.path = path;

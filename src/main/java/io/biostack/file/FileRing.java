@@ -17,7 +17,7 @@ import java.lang.foreign.MemorySegment;
  * File bios on one ring: a fixed slot table of bios in flight (each slot with its own iovec
  * array, so the steady state allocates nothing), their SQEs and their completions. Used by the
  * io_uring worker ({@link UringEngine}) and, one per thread, by every reactor that attached the
- * file engine to its ring ({@link FileRings}): the blk-mq shape, a bio submitted on a reactor goes
+ * file engine to its ring ({@link ReactorQueue}): the blk-mq shape, a bio submitted on a reactor goes
  * to that reactor's ring and completes on that thread.
  *
  * <p>Owned by the ring's thread: every method is called there. A slot's user data is

@@ -162,7 +162,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
             files.add(bio);
             return;
         }
-        if (t instanceof RingThread rt && rt.loop().fileQueue() instanceof FileRings.Local local) {
+        if (t instanceof RingThread rt && rt.loop().fileQueue() instanceof ReactorQueue local) {
             local.submit(bio); // a reactor: its own ring, completion on this thread (blk-mq)
             return;
         }

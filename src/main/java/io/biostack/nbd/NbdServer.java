@@ -592,7 +592,7 @@ public final class NbdServer implements AutoCloseable {
         for (Reactor r : reactors) {
             r.start();
         }
-        String files = io.biostack.file.FileRings.runningEngines();
+        String files = io.biostack.file.BackingFile.runningEngines();
         LOG.log(Level.INFO, "nbd server: " + describeLoop() + (files.isEmpty() ? "" : "; file engine: " + files));
     }
 

@@ -1,6 +1,6 @@
 package io.biostack.nbd;
 
-import io.biostack.file.FileRings;
+import io.biostack.file.reactor.FileRings;
 import io.biostack.uring.RingLoop;
 
 import java.lang.System.Logger.Level;

@@ -1,6 +1,6 @@
 package io.biostack.nbd;
 
-import io.biostack.file.FileRings;
+import io.biostack.file.reactor.FileRings;
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
 import io.biostack.uring.BufRing;

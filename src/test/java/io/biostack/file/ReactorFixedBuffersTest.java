@@ -2,6 +2,7 @@ package io.biostack.file;
 
 import io.biostack.TestEnv;
 import io.biostack.block.IoIter;
+import io.biostack.file.reactor.FileRings;
 import io.biostack.uring.IoUring;
 import io.biostack.uring.RingLoop;
 import org.junit.jupiter.api.Test;
