@@ -1,0 +1,588 @@
+package io.biostack.layer.qcow2;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A qcow2 image's metadata read straight from its file, for the offline tools ({@code img info},
+ * {@code check}, {@code map}, {@code convert}'s reader): the header and its extensions, the active
+ * L1 table, the snapshot table, the bitmap directory, and readers for L2 tables and refcounts.
+ * Not on any I/O path; every read is a positional read of the file.
+ *
+ * <p>Every length and offset read from the file is checked against the file's size and the
+ * format's limits before it is used (qemu's {@code qcow2_do_open} refuses the same things).
+ * Layout and names: qemu's {@code docs/interop/qcow2.rst}.
+ *
+ * <p>Ownership: the caller owns the image and closes it (that closes the file).
+ */
+public final class Qcow2Image implements AutoCloseable {
+    /** qcow2.rst "Header": magic {@code QFI\xfb}. */
+    public static final int MAGIC = 0x514649fb;
+    /** qcow2.rst: cluster_bits, from 9 (512 B) to 21 (2 MiB) as qemu accepts. */
+    public static final int MIN_CLUSTER_BITS = 9;
+    /** qcow2.rst: largest cluster_bits qemu accepts. */
+    public static final int MAX_CLUSTER_BITS = 21;
+    /** Bits 9-55 of L1, L2 and bitmap table entries: a cluster offset (qcow2.rst "Cluster mapping"). */
+    public static final long OFFSET_MASK = 0x00fffffffffffe00L;
+    /** Bit 63 of L1/L2 entries: refcount is exactly one (QCOW_OFLAG_COPIED). */
+    public static final long OFLAG_COPIED = 1L << 63;
+    /** Bit 62 of L2 entries: compressed cluster (QCOW_OFLAG_COMPRESSED). */
+    public static final long OFLAG_COMPRESSED = 1L << 62;
+    /** Bit 0 of standard L2 entries (version 3): reads as zeros (QCOW_OFLAG_ZERO). */
+    public static final long OFLAG_ZERO = 1L;
+    /** Refcount table entries: bits 9-63 hold the refcount block offset. */
+    public static final long REFT_OFFSET_MASK = 0xfffffffffffffe00L;
+
+    /** Incompatible feature bit 0: dirty (refcounts may be stale; lazy refcounts). */
+    public static final long INCOMPAT_DIRTY = 1;
+    /** Incompatible feature bit 1: corrupt. */
+    public static final long INCOMPAT_CORRUPT = 2;
+    /** Incompatible feature bit 2: external data file. */
+    public static final long INCOMPAT_DATA_FILE = 4;
+    /** Incompatible feature bit 3: compression type field is valid. */
+    public static final long INCOMPAT_COMPRESSION = 8;
+    /** Incompatible feature bit 4: extended L2 entries (subclusters). */
+    public static final long INCOMPAT_EXTL2 = 16;
+    /** Every incompatible bit this reader knows. */
+    public static final long INCOMPAT_KNOWN = 31;
+    /** Compatible feature bit 0: lazy refcounts. */
+    public static final long COMPAT_LAZY_REFCOUNTS = 1;
+    /** Autoclear feature bit 0: the bitmaps extension is consistent. */
+    public static final long AUTOCLEAR_BITMAPS = 1;
+    /** Autoclear feature bit 1: the external data file is raw (guest data only). */
+    public static final long AUTOCLEAR_DATA_FILE_RAW = 2;
+
+    /** Header extension types (qcow2.rst "Header extensions"). */
+    public static final int EXT_END = 0, EXT_BACKING_FORMAT = 0xe2792aca, EXT_FEATURE_TABLE = 0x6803f857,
+            EXT_BITMAPS = 0x23852875, EXT_CRYPTO = 0x0537be77, EXT_DATA_FILE = 0x44415441;
+
+    /** qemu's QCOW_MAX_L1_SIZE: an L1 table larger than 32 MiB is refused. */
+    static final long MAX_L1_BYTES = 32L << 20;
+    /** qemu's QCOW_MAX_REFTABLE_SIZE: 8 MiB of refcount table at most. */
+    static final long MAX_REFTABLE_BYTES = 8L << 20;
+    /** qemu's QCOW_MAX_SNAPSHOTS. */
+    static final int MAX_SNAPSHOTS = 65536;
+    /** qemu's QCOW2_MAX_BITMAPS. */
+    static final int MAX_BITMAPS = 65535;
+    /** Backing file names are at most 1023 bytes (qemu's PATH_MAX-style limit in qcow2_do_open). */
+    static final int MAX_BACKING_NAME = 1023;
+
+    /** An internal snapshot's table entry (qcow2.rst "Snapshot table"). */
+    public record Snapshot(String id, String name, long l1Offset, int l1Size, long dateSec, long dateNsec,
+                           long vmClockNsec, long vmStateSize, long icount, long diskSize) {
+    }
+
+    /** A persistent dirty bitmap's directory entry (qcow2.rst "Bitmap directory"). */
+    public record Bitmap(String name, long tableOffset, int tableSize, int flags, int type,
+                         int granularityBits) {
+        /** Flag bit 0: in use (the bitmap may be inconsistent). */
+        public static final int IN_USE = 1;
+        /** Flag bit 1: auto (tracks the guest's writes). */
+        public static final int AUTO = 2;
+    }
+
+    private final FileChannel ch;
+    /** The file this image was read from. */
+    public final Path path;
+    /** Size of the file at open. */
+    public final long fileSize;
+    /** Header fields (qcow2.rst "Header"). */
+    public final int version, clusterBits, cryptMethod, l1Size, reftClusters, nbSnapshots, refcountOrder,
+            headerLength, compressionType;
+    /** Header fields (qcow2.rst "Header"). */
+    public final long size, l1Offset, reftOffset, snapshotsOffset, incompat, compat, autoclear;
+    /** Backing file name as stored, or null; its format from the extension, or null. */
+    public final String backingFile, backingFormat;
+    /** External data file name, or null. */
+    public final String dataFile;
+    /** Bitmaps extension: directory offset and size, or 0 without the extension. */
+    public final long bitmapDirOffset, bitmapDirSize;
+    /** Full disk encryption header extension: offset and length, or 0. */
+    public final long cryptoOffset, cryptoLength;
+    /** The active L1 table (raw entries). */
+    public final long[] l1;
+    /** The internal snapshots. */
+    public final List<Snapshot> snapshots;
+    /** The persistent bitmaps (empty unless the bitmaps extension is present). */
+    public final List<Bitmap> bitmaps;
+    private long[] reft;
+    private long cachedBlockOff = -1;
+    private byte[] cachedBlock;
+
+    private Qcow2Image(FileChannel ch, Path path) throws IOException {
+        this.ch = ch;
+        this.path = path;
+        this.fileSize = ch.size();
+        if (fileSize < 72) {
+            throw bad("file is " + fileSize + " bytes, shorter than a qcow2 header");
+        }
+        ByteBuffer h = read(0, (int) Math.min(fileSize, 112));
+        if (h.getInt(0) != MAGIC) {
+            throw bad("not a qcow2 image (no QFI\\xfb magic)");
+        }
+        version = h.getInt(4);
+        if (version != 2 && version != 3) {
+            throw bad("qcow2 version " + version + " is not supported (2 or 3)");
+        }
+        long backingOff = h.getLong(8);
+        int backingLen = h.getInt(16);
+        clusterBits = h.getInt(20);
+        if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
+            throw bad("cluster_bits " + clusterBits + " is outside 9..21");
+        }
+        size = h.getLong(24);
+        if (size < 0) {
+            throw bad("virtual size " + Long.toUnsignedString(size) + " is too large");
+        }
+        cryptMethod = h.getInt(32);
+        l1Size = h.getInt(36);
+        l1Offset = h.getLong(40);
+        reftOffset = h.getLong(48);
+        reftClusters = h.getInt(56);
+        nbSnapshots = h.getInt(60);
+        snapshotsOffset = h.getLong(64);
+        if (version == 3) {
+            if (fileSize < 104) {
+                throw bad("file is " + fileSize + " bytes, shorter than a version 3 header");
+            }
+            incompat = h.getLong(72);
+            compat = h.getLong(80);
+            autoclear = h.getLong(88);
+            refcountOrder = h.getInt(96);
+            headerLength = h.getInt(100);
+            if (headerLength < 104 || headerLength > clusterSize() || headerLength > fileSize) {
+                throw bad("header_length " + Integer.toUnsignedString(headerLength) + " is invalid");
+            }
+            compressionType = headerLength > 104 && (incompat & INCOMPAT_COMPRESSION) != 0 ? h.get(104) & 0xff : 0;
+        } else {
+            incompat = 0;
+            compat = 0;
+            autoclear = 0;
+            refcountOrder = 4;
+            headerLength = 72;
+            compressionType = 0;
+        }
+        if (refcountOrder < 0 || refcountOrder > 6) {
+            throw bad("refcount_order " + refcountOrder + " is outside 0..6");
+        }
+        if (compressionType > 1) {
+            throw bad("unknown compression type " + compressionType);
+        }
+        long unknown = incompat & ~INCOMPAT_KNOWN;
+        if (unknown != 0) {
+            throw bad("unsupported incompatible feature bit " + Long.numberOfTrailingZeros(unknown));
+        }
+        // Header extensions follow the header, up to the end of the first cluster or the backing name.
+        String bfmt = null;
+        String dfile = null;
+        long bdo = 0;
+        long bds = 0;
+        long cro = 0;
+        long crl = 0;
+        int nbBitmaps = 0;
+        long extEnd = Math.min(clusterSize(), fileSize);
+        if (backingOff > 0 && backingOff < extEnd) {
+            extEnd = backingOff;
+        }
+        long pos = headerLength;
+        while (pos + 8 <= extEnd) {
+            ByteBuffer e = read(pos, 8);
+            int type = e.getInt(0);
+            long len = Integer.toUnsignedLong(e.getInt(4));
+            if (type == EXT_END) {
+                break;
+            }
+            if (pos + 8 + len > extEnd) {
+                throw bad("header extension 0x" + Integer.toHexString(type) + " runs past the first cluster");
+            }
+            ByteBuffer d = read(pos + 8, (int) len);
+            switch (type) {
+                case EXT_BACKING_FORMAT -> bfmt = string(d);
+                case EXT_DATA_FILE -> dfile = string(d);
+                case EXT_BITMAPS -> {
+                    if (len < 24) {
+                        throw bad("bitmaps extension is " + len + " bytes, shorter than 24");
+                    }
+                    nbBitmaps = d.getInt(0);
+                    bds = d.getLong(8);
+                    bdo = d.getLong(16);
+                }
+                case EXT_CRYPTO -> {
+                    if (len >= 16) {
+                        cro = d.getLong(0);
+                        crl = d.getLong(8);
+                    }
+                }
+                default -> {
+                    // unknown extensions are kept by qemu and ignored by readers
+                }
+            }
+            pos += 8 + ((len + 7) & ~7L);
+        }
+        backingFormat = bfmt;
+        dataFile = dfile;
+        cryptoOffset = cro;
+        cryptoLength = crl;
+        if (backingOff != 0) {
+            if (backingLen <= 0 || backingLen > MAX_BACKING_NAME) {
+                throw bad("backing file name length " + Integer.toUnsignedString(backingLen) + " is invalid");
+            }
+            if (backingOff + backingLen > clusterSize() || backingOff + backingLen > fileSize) {
+                throw bad("backing file name runs past the first cluster");
+            }
+            backingFile = string(read(backingOff, backingLen));
+        } else {
+            backingFile = null;
+        }
+        // Active L1 table.
+        if (l1Size < 0 || (long) l1Size * 8 > MAX_L1_BYTES) {
+            throw bad("L1 table of " + Integer.toUnsignedString(l1Size) + " entries is too large");
+        }
+        long need = (size + clusterSize() * (long) l2Entries() - 1) / (clusterSize() * (long) l2Entries());
+        if (l1Size < need) {
+            throw bad("L1 table of " + l1Size + " entries is too small for the virtual size");
+        }
+        checkTable(l1Offset, (long) l1Size * 8, "L1 table");
+        l1 = longs(l1Offset, l1Size);
+        // Refcount table.
+        if (reftClusters < 0 || (long) reftClusters * clusterSize() > MAX_REFTABLE_BYTES) {
+            throw bad("refcount table of " + Integer.toUnsignedString(reftClusters) + " clusters is too large");
+        }
+        checkTable(reftOffset, (long) reftClusters * clusterSize(), "refcount table");
+        if (reftOffset == 0 && reftClusters > 0) {
+            throw bad("refcount table overlaps the header");
+        }
+        // Snapshots.
+        if (nbSnapshots < 0 || nbSnapshots > MAX_SNAPSHOTS) {
+            throw bad(Integer.toUnsignedString(nbSnapshots) + " snapshots are too many");
+        }
+        snapshots = nbSnapshots == 0 ? List.of() : readSnapshots();
+        // Bitmaps.
+        if (bdo != 0 && (autoclear & AUTOCLEAR_BITMAPS) != 0) {
+            if (nbBitmaps < 0 || nbBitmaps > MAX_BITMAPS) {
+                throw bad(nbBitmaps + " bitmaps are too many");
+            }
+            if (bds < 0 || bds > 64L << 20) {
+                throw bad("bitmap directory of " + bds + " bytes is too large");
+            }
+            checkTable(bdo, bds, "bitmap directory");
+            bitmaps = readBitmaps(bdo, (int) bds, nbBitmaps);
+        } else {
+            bitmaps = List.of();
+        }
+        bitmapDirOffset = bdo;
+        bitmapDirSize = bds;
+    }
+
+    /**
+     * Opens {@code path} read-only, or read-write when {@code writable}, and reads its metadata.
+     *
+     * @param path     the image file
+     * @param writable true to allow {@link #write}
+     * @return the image; the caller closes it
+     * @throws IOException when the file can't be read or is not a valid qcow2 image (the message
+     *                     names the file and what is wrong)
+     */
+    public static Qcow2Image open(Path path, boolean writable) throws IOException {
+        FileChannel ch = writable
+                ? FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                : FileChannel.open(path, StandardOpenOption.READ);
+        try {
+            return new Qcow2Image(ch, path);
+        } catch (IOException | RuntimeException e) {
+            ch.close();
+            throw e;
+        }
+    }
+
+    /**
+     * True when {@code path} starts with the qcow2 magic.
+     *
+     * @param path a file
+     * @return whether it looks like a qcow2 image
+     * @throws IOException when it can't be read
+     */
+    public static boolean probe(Path path) throws IOException {
+        try (FileChannel c = FileChannel.open(path, StandardOpenOption.READ)) {
+            ByteBuffer b = ByteBuffer.allocate(4);
+            return c.read(b, 0) == 4 && b.getInt(0) == MAGIC;
+        }
+    }
+
+    /** @return bytes per cluster */
+    public int clusterSize() {
+        return 1 << clusterBits;
+    }
+
+    /** @return true with extended L2 entries (128 bits, 32 subclusters) */
+    public boolean extendedL2() {
+        return (incompat & INCOMPAT_EXTL2) != 0;
+    }
+
+    /** @return entries per L2 table */
+    public int l2Entries() {
+        return clusterSize() / (extendedL2() ? 16 : 8);
+    }
+
+    /** @return bits per refcount */
+    public int refcountBits() {
+        return 1 << refcountOrder;
+    }
+
+    /** @return the refcount table's entries (read once, then kept) */
+    public long[] refcountTable() throws IOException {
+        if (reft == null) {
+            reft = longs(reftOffset, reftClusters * (clusterSize() / 8));
+        }
+        return reft;
+    }
+
+    /**
+     * The refcount stored for host cluster {@code cluster}: 0 where no refcount block covers it.
+     *
+     * @param cluster host cluster index
+     * @return the stored refcount
+     * @throws IOException on a read error, or a refcount block outside the file
+     */
+    public long storedRefcount(long cluster) throws IOException {
+        int perBlockBits = clusterBits + 3 - refcountOrder;
+        long idx = cluster >>> perBlockBits;
+        long[] t = refcountTable();
+        if (idx >= t.length) {
+            return 0;
+        }
+        long off = t[(int) idx] & REFT_OFFSET_MASK;
+        if (off == 0) {
+            return 0;
+        }
+        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > fileSize) {
+            throw bad("refcount block at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
+        }
+        if (off != cachedBlockOff) {
+            cachedBlock = read(off, clusterSize()).array();
+            cachedBlockOff = off;
+        }
+        return refcountIn(cachedBlock, (int) (cluster & ((1L << perBlockBits) - 1)), refcountOrder);
+    }
+
+    /** Forgets the cached refcount table and block (after {@link #write}s to them). */
+    public void dropRefcountCache() {
+        reft = null;
+        cachedBlockOff = -1;
+        cachedBlock = null;
+    }
+
+    /**
+     * Entry {@code i} of a refcount block of the given order (qcow2.rst "Refcount blocks"; orders
+     * below 3 pack several entries in a byte, lowest bits first, as qemu's get_refcount_ro0..2).
+     *
+     * @param block the block
+     * @param i     entry index
+     * @param order refcount_order
+     * @return the refcount
+     */
+    public static long refcountIn(byte[] block, int i, int order) {
+        return switch (order) {
+            case 0 -> (block[i >>> 3] >>> (i & 7)) & 1;
+            case 1 -> (block[i >>> 2] >>> (2 * (i & 3))) & 3;
+            case 2 -> (block[i >>> 1] >>> (4 * (i & 1))) & 15;
+            case 3 -> block[i] & 0xff;
+            case 4 -> ByteBuffer.wrap(block).getShort(i * 2) & 0xffff;
+            case 5 -> ByteBuffer.wrap(block).getInt(i * 4) & 0xffffffffL;
+            default -> ByteBuffer.wrap(block).getLong(i * 8);
+        };
+    }
+
+    /**
+     * Sets entry {@code i} of a refcount block of the given order.
+     *
+     * @param block the block
+     * @param i     entry index
+     * @param order refcount_order
+     * @param v     the refcount (must fit in the order's width)
+     */
+    public static void setRefcountIn(byte[] block, int i, int order, long v) {
+        switch (order) {
+            case 0, 1, 2 -> {
+                int bits = 1 << order;
+                int per = 8 / bits;
+                int shift = bits * (i % per);
+                int mask = ((1 << bits) - 1) << shift;
+                block[i / per] = (byte) ((block[i / per] & ~mask) | (((int) v << shift) & mask));
+            }
+            case 3 -> block[i] = (byte) v;
+            case 4 -> ByteBuffer.wrap(block).putShort(i * 2, (short) v);
+            case 5 -> ByteBuffer.wrap(block).putInt(i * 4, (int) v);
+            default -> ByteBuffer.wrap(block).putLong(i * 8, v);
+        }
+    }
+
+    /**
+     * Reads the L2 table at {@code off} (one cluster), as raw entries (two longs per entry with
+     * extended L2: the mapping, then the subcluster bitmap).
+     *
+     * @param off the table's offset, cluster aligned and inside the file
+     * @return the entries
+     * @throws IOException when it is misaligned, outside the file, or can't be read
+     */
+    public long[] readL2(long off) throws IOException {
+        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > fileSize) {
+            throw bad("L2 table at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
+        }
+        return longs(off, clusterSize() / 8);
+    }
+
+    /**
+     * Reads {@code len} bytes at {@code off} of the file; bytes past its end read as zeros.
+     *
+     * @param off file offset
+     * @param len byte count
+     * @return a big-endian buffer of {@code len} bytes
+     * @throws IOException on a read error
+     */
+    public ByteBuffer read(long off, int len) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(len);
+        while (b.hasRemaining()) {
+            int n = ch.read(b, off + b.position());
+            if (n < 0) {
+                break;
+            }
+        }
+        return b.clear();
+    }
+
+    /**
+     * Writes {@code data} at {@code off} of the file (repairs).
+     *
+     * @param off  file offset
+     * @param data the bytes
+     * @throws IOException on a write error
+     */
+    public void write(long off, ByteBuffer data) throws IOException {
+        ByteBuffer b = data.duplicate();
+        while (b.hasRemaining()) {
+            ch.write(b, off + (data.remaining() - b.remaining()));
+        }
+    }
+
+    /** Makes the writes durable. */
+    public void sync() throws IOException {
+        ch.force(true);
+    }
+
+    /** @return the file's size now */
+    public long currentFileSize() throws IOException {
+        return ch.size();
+    }
+
+    @Override
+    public void close() throws IOException {
+        ch.close();
+    }
+
+    long[] longs(long off, int count) throws IOException {
+        ByteBuffer b = read(off, count * 8);
+        long[] r = new long[count];
+        b.asLongBuffer().get(r);
+        return r;
+    }
+
+    private void checkTable(long off, long bytes, String what) throws IOException {
+        if (bytes == 0) {
+            return;
+        }
+        if ((off & (clusterSize() - 1)) != 0) {
+            throw bad(what + " at 0x" + Long.toHexString(off) + " is not cluster aligned");
+        }
+        if (off < 0 || off + bytes > fileSize) {
+            throw bad(what + " at 0x" + Long.toHexString(off) + " (" + bytes + " bytes) runs past the end of the file");
+        }
+    }
+
+    private List<Snapshot> readSnapshots() throws IOException {
+        checkTable(snapshotsOffset, 1, "snapshot table");
+        List<Snapshot> r = new ArrayList<>();
+        long pos = snapshotsOffset;
+        for (int i = 0; i < nbSnapshots; i++) {
+            if (pos + 40 > fileSize) {
+                throw bad("snapshot table runs past the end of the file");
+            }
+            ByteBuffer e = read(pos, 40);
+            int idLen = e.getShort(12) & 0xffff;
+            int nameLen = e.getShort(14) & 0xffff;
+            long extra = Integer.toUnsignedLong(e.getInt(36));
+            if (extra > 1024) {
+                throw bad("snapshot " + i + " has " + extra + " bytes of extra data (at most 1024)");
+            }
+            ByteBuffer x = read(pos + 40, (int) extra);
+            long vmState = Integer.toUnsignedLong(e.getInt(32));
+            if (extra >= 8) {
+                vmState = x.getLong(0);
+            }
+            long disk = extra >= 16 ? x.getLong(8) : size;
+            long icount = extra >= 24 ? x.getLong(16) : -1;
+            long p = pos + 40 + extra;
+            if (p + idLen + nameLen > fileSize) {
+                throw bad("snapshot " + i + " runs past the end of the file");
+            }
+            String id = string(read(p, idLen));
+            String name = string(read(p + idLen, nameLen));
+            int snL1 = e.getInt(8);
+            if (snL1 < 0 || (long) snL1 * 8 > MAX_L1_BYTES) {
+                throw bad("snapshot " + id + " has an L1 table too large");
+            }
+            r.add(new Snapshot(id, name, e.getLong(0), snL1, Integer.toUnsignedLong(e.getInt(16)),
+                    Integer.toUnsignedLong(e.getInt(20)), e.getLong(24), vmState, icount, disk));
+            pos = (p + idLen + nameLen + 7) & ~7L;
+        }
+        return List.copyOf(r);
+    }
+
+    /** @return bytes the snapshot table takes (for refcounting) */
+    public long snapshotTableSize() throws IOException {
+        long pos = snapshotsOffset;
+        for (int i = 0; i < nbSnapshots; i++) {
+            ByteBuffer e = read(pos, 40);
+            long p = pos + 40 + Integer.toUnsignedLong(e.getInt(36)) + (e.getShort(12) & 0xffff)
+                    + (e.getShort(14) & 0xffff);
+            pos = (p + 7) & ~7L;
+        }
+        return pos - snapshotsOffset;
+    }
+
+    private List<Bitmap> readBitmaps(long off, int bytes, int count) throws IOException {
+        ByteBuffer d = read(off, bytes);
+        List<Bitmap> r = new ArrayList<>();
+        int p = 0;
+        for (int i = 0; i < count; i++) {
+            if (p + 24 > bytes) {
+                throw bad("bitmap directory is shorter than its " + count + " entries");
+            }
+            int nameLen = d.getShort(p + 18) & 0xffff;
+            int extra = d.getInt(p + 20);
+            if (extra < 0 || p + 24L + extra + nameLen > bytes) {
+                throw bad("bitmap directory entry " + i + " runs past the directory");
+            }
+            byte[] n = new byte[nameLen];
+            d.get(p + 24 + extra, n);
+            r.add(new Bitmap(new String(n, StandardCharsets.UTF_8), d.getLong(p), d.getInt(p + 8),
+                    d.getInt(p + 12), d.get(p + 16) & 0xff, d.get(p + 17) & 0xff));
+            p = (p + 24 + extra + nameLen + 7) & ~7;
+        }
+        return List.copyOf(r);
+    }
+
+    private static String string(ByteBuffer b) {
+        return new String(b.array(), b.arrayOffset(), b.limit(), StandardCharsets.UTF_8);
+    }
+
+    private IOException bad(String why) {
+        return new IOException(path + ": " + why);
+    }
+}
