@@ -1,5 +1,6 @@
 package io.biostack.cli;
 
+import io.biostack.layer.qcow2.Qcow2Header;
 import io.biostack.layer.qcow2.Qcow2Image;
 import io.biostack.sys.Fcntl;
 import io.biostack.sys.Fs;
@@ -76,7 +77,7 @@ final class ImgChain implements AutoCloseable {
     record Status(long start, long length, int depth, boolean present, boolean zero, boolean data, long offset,
                   Layer layer, long l2Entry) {
         boolean compressed() {
-            return (l2Entry & Qcow2Image.OFLAG_COMPRESSED) != 0;
+            return (l2Entry & Qcow2Header.OFLAG_COMPRESSED) != 0;
         }
     }
 
@@ -210,7 +211,7 @@ final class ImgChain implements AutoCloseable {
         if (l1i >= q.l1.length) {
             throw new IOException(l.name + ": L1 index " + l1i + " beyond the L1 table");
         }
-        long l2Off = q.l1[(int) l1i] & Qcow2Image.OFFSET_MASK;
+        long l2Off = q.l1[(int) l1i] & Qcow2Header.OFFSET_MASK;
         if (l2Off == 0) {
             long l2End = (l1i + 1) * q.l2Entries() * cs;
             return new Status(off, Math.min(off + max, l2End) - off, d, false, false, false, -1, l, 0);
@@ -218,8 +219,8 @@ final class ImgChain implements AutoCloseable {
         long[] l2 = l.l2(l2Off);
         int j = (int) (cluster % q.l2Entries());
         long e = ext ? l2[j * 2] : l2[j];
-        long host = e & Qcow2Image.OFFSET_MASK;
-        if ((e & Qcow2Image.OFLAG_COMPRESSED) != 0) {
+        long host = e & Qcow2Header.OFFSET_MASK;
+        if ((e & Qcow2Header.OFLAG_COMPRESSED) != 0) {
             long cEnd = Math.min(off + max, (cluster + 1) * cs);
             return new Status(off, cEnd - off, d, true, false, true, -1, l, e);
         }
@@ -231,7 +232,7 @@ final class ImgChain implements AutoCloseable {
             alloc = ((bm >>> sc) & 1) != 0;
             zero = ((bm >>> (32 + sc)) & 1) != 0;
         } else {
-            zero = q.version >= 3 && (e & Qcow2Image.OFLAG_ZERO) != 0;
+            zero = q.version >= 3 && (e & Qcow2Header.OFLAG_ZERO) != 0;
             alloc = host != 0 && !zero;
         }
         long hostAt = host == 0 ? -1 : host + (off & (cs - 1));

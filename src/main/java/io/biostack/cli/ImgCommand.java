@@ -331,6 +331,10 @@ public final class ImgCommand implements Runnable {
             try (Qcow2Image img = Qcow2Image.open(p, fix != 0)) {
                 r = Qcow2Check.check(img, System.err, fix);
             }
+            if (r.failure() != null) {
+                System.err.println("biostack: Check failed: " + r.failure());
+                return 1;
+            }
             if (json) {
                 System.out.println(ImgInfo.checkJson(file, r));
             } else if (!quiet) {

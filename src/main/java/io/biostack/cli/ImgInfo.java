@@ -1,6 +1,7 @@
 package io.biostack.cli;
 
 import io.biostack.layer.qcow2.Qcow2Check;
+import io.biostack.layer.qcow2.Qcow2Header;
 import io.biostack.layer.qcow2.Qcow2Image;
 import io.biostack.sys.Libc;
 import io.biostack.sys.Stat;
@@ -85,11 +86,11 @@ final class ImgInfo {
             j.str("compat", v3 ? "1.1" : "0.10");
             if (q.dataFile != null) {
                 j.str("data-file", q.dataFile);
-                j.bool("data-file-raw", (q.autoclear & Qcow2Image.AUTOCLEAR_DATA_FILE_RAW) != 0);
+                j.bool("data-file-raw", (q.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0);
             }
             j.str("compression-type", q.compressionType == 1 ? "zstd" : "zlib");
             if (v3) {
-                j.bool("lazy-refcounts", (q.compat & Qcow2Image.COMPAT_LAZY_REFCOUNTS) != 0);
+                j.bool("lazy-refcounts", (q.compat & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0);
                 if (!q.bitmaps.isEmpty()) {
                     j.key("bitmaps");
                     j.arrayOpen();
@@ -110,12 +111,12 @@ final class ImgInfo {
             }
             j.num("refcount-bits", q.refcountBits());
             if (v3) {
-                j.bool("corrupt", (q.incompat & Qcow2Image.INCOMPAT_CORRUPT) != 0);
+                j.bool("corrupt", (q.incompat & Qcow2Header.INCOMPAT_CORRUPT) != 0);
                 j.bool("extended-l2", q.extendedL2());
             }
             j.close();
             j.close();
-            j.bool("dirty-flag", (q.incompat & Qcow2Image.INCOMPAT_DIRTY) != 0);
+            j.bool("dirty-flag", (q.incompat & Qcow2Header.INCOMPAT_DIRTY) != 0);
         } else {
             j.bool("dirty-flag", false);
         }
@@ -146,7 +147,7 @@ final class ImgInfo {
             return b.toString();
         }
         b.append("cluster_size: ").append(q.clusterSize()).append('\n');
-        if ((q.incompat & Qcow2Image.INCOMPAT_DIRTY) != 0) {
+        if ((q.incompat & Qcow2Header.INCOMPAT_DIRTY) != 0) {
             b.append("cleanly shut down: no\n");
         }
         if (q.backingFile != null) {
@@ -180,7 +181,7 @@ final class ImgInfo {
         }
         b.append("    compression type: ").append(q.compressionType == 1 ? "zstd" : "zlib").append('\n');
         if (v3) {
-            b.append("    lazy refcounts: ").append((q.compat & Qcow2Image.COMPAT_LAZY_REFCOUNTS) != 0).append('\n');
+            b.append("    lazy refcounts: ").append((q.compat & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0).append('\n');
             if (!q.bitmaps.isEmpty()) {
                 b.append("    bitmaps:\n");
                 int i = 0;
@@ -198,7 +199,7 @@ final class ImgInfo {
         }
         b.append("    refcount bits: ").append(q.refcountBits()).append('\n');
         if (v3) {
-            b.append("    corrupt: ").append((q.incompat & Qcow2Image.INCOMPAT_CORRUPT) != 0).append('\n');
+            b.append("    corrupt: ").append((q.incompat & Qcow2Header.INCOMPAT_CORRUPT) != 0).append('\n');
             b.append("    extended l2: ").append(q.extendedL2()).append('\n');
         }
         return b.toString();

@@ -44,13 +44,14 @@ public final class Qcow2Check {
      * @param allocatedClusters  clusters the active L1 maps
      * @param fragmentedClusters clusters not right after the one before
      * @param compressedClusters compressed clusters
+     * @param failure            why the check could not finish (qemu-img: "Check failed: ..."), or null
      */
     public record Result(long corruptions, long leaks, long checkErrors, long corruptionsFixed, long leaksFixed,
                          long imageEndOffset, long totalClusters, long allocatedClusters,
-                         long fragmentedClusters, long compressedClusters) {
+                         long fragmentedClusters, long compressedClusters, String failure) {
         /** @return qemu-img check's exit code: 2 corrupt, 3 leaks only, 1 check errors, 0 clean */
         public int exitCode() {
-            if (checkErrors > 0) {
+            if (checkErrors > 0 || failure != null) {
                 return 1;
             }
             if (corruptions > 0) {
@@ -71,6 +72,10 @@ public final class Qcow2Check {
     private long corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed;
     private long allocated, fragmented, compressed, nextContiguous;
     private boolean rebuild;
+    /** The last cluster with a stored or counted reference, as compare_refcounts finds it. */
+    private long highest = -1;
+    /** Why the check failed (qemu-img: "Check failed: ..."), or null. */
+    private String failed;
 
     private Qcow2Check(Qcow2Image img, PrintStream msg, int fix) {
         this.img = img;
@@ -92,7 +97,7 @@ public final class Qcow2Check {
      */
     public static Result check(Qcow2Image img, PrintStream msg, int fix) throws IOException {
         Result r = new Qcow2Check(img, msg, fix).run();
-        if (fix == 0 || (r.corruptionsFixed() == 0 && r.leaksFixed() == 0)) {
+        if (fix == 0 || r.failure() != null || (r.corruptionsFixed() == 0 && r.leaksFixed() == 0)) {
             return r;
         }
         img.sync();
@@ -103,7 +108,7 @@ public final class Qcow2Check {
         }
         return new Result(again.corruptions(), again.leaks(), again.checkErrors(), r.corruptionsFixed(),
                 r.leaksFixed(), again.imageEndOffset(), again.totalClusters(), again.allocatedClusters(),
-                again.fragmentedClusters(), again.compressedClusters());
+                again.fragmentedClusters(), again.compressedClusters(), again.failure());
     }
 
     private Result run() throws IOException {
@@ -112,6 +117,60 @@ public final class Qcow2Check {
         if (nbClusters > Integer.MAX_VALUE - 8) {
             throw new IOException(img.path + ": too many clusters to check in memory");
         }
+        calculate();
+        // As qcow2_check_refcounts: compare without fixing first (its messages), then rebuild the
+        // refcount structure or fix in place, then the OFLAG_COPIED bits.
+        long c0 = corruptions;
+        long l0 = leaks;
+        compare(0);
+        if (rebuild && (fix & REPAIR_ERRORS) != 0) {
+            long oldCorruptions = corruptions;
+            long oldLeaks = leaks;
+            rebuildRefcounts();
+            img.dropRefcountCache();
+            corruptions = 0;
+            leaks = 0;
+            rebuild = false;
+            recount();
+            // The old structure is leaked now: free it quietly (qemu counts what it can't as fresh leaks).
+            long savedC = corruptions;
+            highest = -1;
+            compare(REPAIR_LEAKS);
+            long fresh = leaks;
+            corruptions = savedC;
+            leaksFixed = 0;
+            leaks = 0;
+            if (corruptions < oldCorruptions) {
+                corruptionsFixed += oldCorruptions - corruptions;
+            }
+            if (leaks < oldLeaks) {
+                leaksFixed += oldLeaks - leaks;
+            }
+            leaks += fresh;
+        } else if (fix != 0) {
+            if (rebuild) {
+                msg.println("ERROR need to rebuild refcount structures");
+                checkErrors++;
+                failed = "Input/output error";
+            } else if (leaks > l0 || corruptions > c0) {
+                corruptions = c0;
+                leaks = l0;
+                compare(fix);
+            }
+        }
+        if (failed == null) {
+            checkCopiedFlags();
+        }
+        long totalClusters = (img.size + clusterSize - 1) / clusterSize;
+        return new Result(corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed, (highest + 1) * clusterSize,
+                totalClusters, allocated, fragmented, compressed, failed);
+    }
+
+    /** Counts every reference to every cluster (qemu's calculate_refcounts). */
+    private void calculate() throws IOException {
+        long fileSize = img.currentFileSize();
+        nbClusters = (fileSize + clusterSize - 1) / clusterSize;
+        beyond.clear();
         counted = new long[(int) nbClusters];
         inc(0, clusterSize); // header
         checkL1(img.l1Offset, img.l1.length, img.l1, true);
@@ -139,25 +198,14 @@ public final class Qcow2Check {
         }
         checkBitmaps();
         checkRefblocks();
-        if (!rebuild) {
-            compare();
-            checkCopiedFlags();
-        } else {
-            rebuildRefcounts();
-        }
-        long highest = -1;
-        for (long i = nbClusters - 1; i >= 0; i--) {
-            if (counted[(int) i] > 0 || (!rebuild && storedOrZero(i) > 0)) {
-                highest = i;
-                break;
-            }
-        }
-        if (!beyond.isEmpty()) {
-            highest = Math.max(highest, beyond.lastKey());
-        }
-        long totalClusters = (img.size + clusterSize - 1) / clusterSize;
-        return new Result(corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed, (highest + 1) * clusterSize,
-                totalClusters, allocated, fragmented, compressed);
+    }
+
+    private void recount() throws IOException {
+        allocated = 0;
+        fragmented = 0;
+        compressed = 0;
+        nextContiguous = 0;
+        calculate();
     }
 
     private void inc(long offset, long size) {
@@ -178,7 +226,7 @@ public final class Qcow2Check {
     private void checkL1(long l1Off, int l1Size, long[] l1, boolean active) throws IOException {
         inc(l1Off, (long) l1Size * 8);
         for (int i = 0; i < l1Size; i++) {
-            long l2Off = l1[i] & Qcow2Image.OFFSET_MASK;
+            long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
             if (l2Off == 0) {
                 continue;
             }
@@ -202,8 +250,8 @@ public final class Qcow2Check {
         boolean external = img.dataFile != null;
         for (int j = 0; j < l2.length; j += step) {
             long e = l2[j];
-            if ((e & Qcow2Image.OFLAG_COMPRESSED) != 0) {
-                if ((e & Qcow2Image.OFLAG_COPIED) != 0) {
+            if ((e & Qcow2Header.OFLAG_COMPRESSED) != 0) {
+                if ((e & Qcow2Header.OFLAG_COPIED) != 0) {
                     msg.printf("ERROR: coffset=0x%x: copied flag must never be set for compressed clusters%n",
                             compressedOffset(e));
                     corruptions++;
@@ -225,7 +273,7 @@ public final class Qcow2Check {
                 inc(co, nbCsectors * 512 - (co & 511));
                 continue;
             }
-            long off = e & Qcow2Image.OFFSET_MASK;
+            long off = e & Qcow2Header.OFFSET_MASK;
             if (off == 0) {
                 continue;
             }
@@ -275,7 +323,7 @@ public final class Qcow2Check {
             inc(tOff, tBytes);
             long[] t = img.longs(tOff, b.tableSize());
             for (long e : t) {
-                long off = e & Qcow2Image.OFFSET_MASK;
+                long off = e & Qcow2Header.OFFSET_MASK;
                 if (off == 0) {
                     continue;
                 }
@@ -324,31 +372,17 @@ public final class Qcow2Check {
         }
     }
 
-    private long storedOrZero(long c) {
-        try {
-            return img.storedRefcount(c);
-        } catch (IOException e) {
-            return 0;
-        }
-    }
-
-    private void compare() throws IOException {
+    private void compare(int mode) throws IOException {
         long maxStored = img.refcountBits() == 64 ? Long.MAX_VALUE : (1L << img.refcountBits()) - 1;
         for (long i = 0; i < nbClusters; i++) {
-            compareOne(i, counted[(int) i], maxStored);
-            if (rebuild) {
-                return;
-            }
+            compareOne(i, counted[(int) i], maxStored, mode);
         }
         for (var e : beyond.entrySet()) {
-            compareOne(e.getKey(), e.getValue(), maxStored);
-            if (rebuild) {
-                return;
-            }
+            compareOne(e.getKey(), e.getValue(), maxStored, mode);
         }
     }
 
-    private void compareOne(long i, long reference, long maxStored) throws IOException {
+    private void compareOne(long i, long reference, long maxStored, int mode) throws IOException {
         long stored;
         try {
             stored = img.storedRefcount(i);
@@ -357,18 +391,22 @@ public final class Qcow2Check {
             checkErrors++;
             return;
         }
+        if (stored > 0 || reference > 0) {
+            highest = Math.max(highest, i);
+        }
         if (stored == reference) {
             return;
         }
         boolean tooLow = stored < reference;
-        boolean repair = tooLow ? (fix & REPAIR_ERRORS) != 0 : (fix & REPAIR_LEAKS) != 0;
+        boolean repair = false;
+        if (stored == 0) {
+            rebuild = true; // maybe no refcount block covers it: only a new structure fixes that
+        } else {
+            repair = tooLow ? (mode & REPAIR_ERRORS) != 0 : (mode & REPAIR_LEAKS) != 0;
+        }
         msg.printf("%s cluster %d refcount=%d reference=%d%n",
                 repair ? "Repairing" : tooLow ? "ERROR" : "Leaked", i, stored, reference);
-        if (repair) {
-            if (reference > maxStored || !setStored(i, reference)) {
-                rebuild = true; // no refcount block for it: write a new structure
-                return;
-            }
+        if (repair && reference <= maxStored && setStored(i, reference)) {
             if (tooLow) {
                 corruptionsFixed++;
             } else {
@@ -405,16 +443,16 @@ public final class Qcow2Check {
         long[] l1 = img.l1;
         boolean l1Dirty = false;
         for (int i = 0; i < l1.length; i++) {
-            long l2Off = l1[i] & Qcow2Image.OFFSET_MASK;
+            long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
             if (l2Off == 0 || (l2Off & (clusterSize - 1)) != 0 || l2Off + clusterSize > img.currentFileSize()) {
                 continue;
             }
             long rc = img.storedRefcount(l2Off / clusterSize);
-            if ((rc == 1) != ((l1[i] & Qcow2Image.OFLAG_COPIED) != 0)) {
+            if ((rc == 1) != ((l1[i] & Qcow2Header.OFLAG_COPIED) != 0)) {
                 msg.printf("%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d%n",
                         fixIt ? "Repairing" : "ERROR", i, l1[i], rc);
                 if (fixIt) {
-                    l1[i] = rc == 1 ? l1[i] | Qcow2Image.OFLAG_COPIED : l1[i] & ~Qcow2Image.OFLAG_COPIED;
+                    l1[i] = rc == 1 ? l1[i] | Qcow2Header.OFLAG_COPIED : l1[i] & ~Qcow2Header.OFLAG_COPIED;
                     l1Dirty = true;
                     corruptionsFixed++;
                 } else {
@@ -425,16 +463,16 @@ public final class Qcow2Check {
             boolean l2Dirty = false;
             for (int j = 0; j < l2.length; j += step) {
                 long e = l2[j];
-                long off = e & Qcow2Image.OFFSET_MASK;
-                if ((e & Qcow2Image.OFLAG_COMPRESSED) != 0 || off == 0 || img.dataFile != null) {
+                long off = e & Qcow2Header.OFFSET_MASK;
+                if ((e & Qcow2Header.OFLAG_COMPRESSED) != 0 || off == 0 || img.dataFile != null) {
                     continue;
                 }
                 long r = img.storedRefcount(off / clusterSize);
-                if ((r == 1) != ((e & Qcow2Image.OFLAG_COPIED) != 0)) {
+                if ((r == 1) != ((e & Qcow2Header.OFLAG_COPIED) != 0)) {
                     msg.printf("%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%d%n",
                             fixIt ? "Repairing" : "ERROR", e, r);
                     if (fixIt) {
-                        l2[j] = r == 1 ? e | Qcow2Image.OFLAG_COPIED : e & ~Qcow2Image.OFLAG_COPIED;
+                        l2[j] = r == 1 ? e | Qcow2Header.OFLAG_COPIED : e & ~Qcow2Header.OFLAG_COPIED;
                         l2Dirty = true;
                         corruptionsFixed++;
                     } else {
@@ -465,18 +503,6 @@ public final class Qcow2Check {
         int order = img.refcountOrder;
         long perBlock = (clusterSize * 8) >>> order;
         long end = Math.max(nbClusters, beyond.isEmpty() ? 0 : beyond.lastKey() + 1);
-        // Forget what the old refcount table and blocks counted: they are dropped.
-        long[] oldT = img.refcountTable();
-        for (long e : oldT) {
-            long off = e & Qcow2Image.REFT_OFFSET_MASK;
-            if (off != 0 && (off & (clusterSize - 1)) == 0 && off / clusterSize < nbClusters) {
-                counted[(int) (off / clusterSize)]--;
-            }
-        }
-        long reftStart = img.reftOffset / clusterSize;
-        for (long c = reftStart; c < reftStart + img.reftClusters && c < nbClusters; c++) {
-            counted[(int) c]--;
-        }
         long blocks;
         long tableClusters;
         long total = end;
@@ -521,6 +547,6 @@ public final class Qcow2Check {
         h.putInt(8, (int) tableClusters);
         img.write(48, h);
         img.sync();
-        corruptionsFixed++;
+        img.refcountTableMoved(tableOff, (int) tableClusters);
     }
 }

@@ -7,6 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 
 /**
@@ -39,7 +40,7 @@ public final class Qcow2Create {
      * @param extendedL2      extended L2 entries (subclusters)
      * @param compressionType "zlib" or "zstd"
      * @param preallocation   "off", "metadata", "falloc" or "full"
-     * @param compat          "1.1" (version 3) or "0.10" (version 2)
+     * @param compat          "1.1" (version 3; version 2 is refused)
      */
     public record Options(int clusterSize, int refcountBits, boolean lazyRefcounts, boolean extendedL2,
                           String compressionType, String preallocation, String compat) {
@@ -66,30 +67,18 @@ public final class Qcow2Create {
             if (!java.util.List.of("off", "metadata", "falloc", "full").contains(preallocation)) {
                 throw new IllegalArgumentException("Parameter 'preallocation' does not accept value '" + preallocation + "'");
             }
-            if (!compat.equals("1.1") && !compat.equals("0.10") && !compat.equals("v3") && !compat.equals("v2")) {
+            if (compat.equals("0.10") || compat.equals("v2")) {
+                throw new IllegalArgumentException("compat=0.10: biostack creates version 3 images only (compat=1.1); "
+                        + "qemu-img create -o compat=0.10 makes version 2");
+            }
+            if (!compat.equals("1.1") && !compat.equals("v3")) {
                 throw new IllegalArgumentException("Invalid compatibility level: '" + compat + "'");
-            }
-            boolean v2 = compat.equals("0.10") || compat.equals("v2");
-            if (v2 && refcountBits != 16) {
-                throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)");
-            }
-            if (v2 && lazyRefcounts) {
-                throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)");
-            }
-            if (v2 && extendedL2) {
-                throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)");
-            }
-            if (v2 && compressionType.equals("zstd")) {
-                throw new IllegalArgumentException("Compression type selection is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)");
             }
             if (extendedL2 && clusterSize < 16384) {
                 throw new IllegalArgumentException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
             }
         }
 
-        int version() {
-            return compat.equals("0.10") || compat.equals("v2") ? 2 : 3;
-        }
     }
 
     /**
@@ -157,7 +146,7 @@ public final class Qcow2Create {
         int l2Entries = cs / (o.extendedL2() ? 16 : 8);
         long perL2Bytes = (long) cs * l2Entries;
         long l1Size = (size + perL2Bytes - 1) / perL2Bytes;
-        if (l1Size * 8 > Qcow2Image.MAX_L1_BYTES) {
+        if (l1Size * 8 > Qcow2Header.MAX_L1_BYTES) {
             throw new IllegalArgumentException("Image size too large for this cluster size (the L1 table would exceed 32 MiB)");
         }
         long virtClusters = (size + cs - 1) / cs;
@@ -194,7 +183,7 @@ public final class Qcow2Create {
             blocks = Math.max(b, blocks);
             tableClusters = Math.max(t, tableClusters);
         }
-        if (tableClusters * cs > Qcow2Image.MAX_REFTABLE_BYTES) {
+        if (tableClusters * cs > Qcow2Header.MAX_REFTABLE_BYTES) {
             throw new IllegalArgumentException("Image too large for this cluster size and refcount width");
         }
         long reftOff = (long) cs;
@@ -239,7 +228,7 @@ public final class Qcow2Create {
                     curL1 = l1i;
                     l2Off = next++ * cs;
                     l2 = ByteBuffer.allocate(cs);
-                    l1.putLong((int) l1i * 8, l2Off | Qcow2Image.OFLAG_COPIED);
+                    l1.putLong((int) l1i * 8, l2Off | Qcow2Header.OFLAG_COPIED);
                 }
                 gs[i] = pairs[i][0];
                 ge[i] = pairs[i][1];
@@ -248,10 +237,10 @@ public final class Qcow2Create {
                     int j = (int) (c - l1i * l2Entries);
                     long host = next++ * cs;
                     if (o.extendedL2()) {
-                        l2.putLong(j * 16, host | Qcow2Image.OFLAG_COPIED);
+                        l2.putLong(j * 16, host | Qcow2Header.OFLAG_COPIED);
                         l2.putLong(j * 16 + 8, 0xffffffffL); // every subcluster allocated
                     } else {
-                        l2.putLong(j * 8, host | Qcow2Image.OFLAG_COPIED);
+                        l2.putLong(j * 8, host | Qcow2Header.OFLAG_COPIED);
                     }
                 }
             }
@@ -321,74 +310,28 @@ public final class Qcow2Create {
 
     private static ByteBuffer header(Options o, long size, int cb, long l1Size, long l1Off, long reftOff,
                                      long reftClusters, String backing, String backingFmt) {
-        int cs = 1 << cb;
-        ByteBuffer h = ByteBuffer.allocate(cs);
-        int v = o.version();
-        h.putInt(0, Qcow2Image.MAGIC);
-        h.putInt(4, v);
-        h.putInt(20, cb);
-        h.putLong(24, size);
-        h.putInt(32, 0); // crypt_method: none
-        h.putInt(36, (int) l1Size);
-        h.putLong(40, l1Off);
-        h.putLong(48, reftOff);
-        h.putInt(56, (int) reftClusters);
-        h.putInt(60, 0);
-        h.putLong(64, 0);
-        int pos;
-        if (v == 3) {
-            long incompat = 0;
-            if (o.compressionType().equals("zstd")) {
-                incompat |= Qcow2Image.INCOMPAT_COMPRESSION;
-            }
-            if (o.extendedL2()) {
-                incompat |= Qcow2Image.INCOMPAT_EXTL2;
-            }
-            h.putLong(72, incompat);
-            h.putLong(80, o.lazyRefcounts() ? Qcow2Image.COMPAT_LAZY_REFCOUNTS : 0);
-            h.putLong(88, 0);
-            h.putInt(96, Integer.numberOfTrailingZeros(o.refcountBits()));
-            h.putInt(100, 112);
-            h.put(104, (byte) (o.compressionType().equals("zstd") ? 1 : 0));
-            pos = 112;
-        } else {
-            pos = 72;
+        byte[] t = new byte[FEATURES.length * Qcow2Header.FEATURE_NAME_ENTRY];
+        for (int i = 0; i < FEATURES.length; i++) {
+            int p = i * Qcow2Header.FEATURE_NAME_ENTRY;
+            t[p] = (byte) (int) (Integer) FEATURES[i][0];
+            t[p + 1] = (byte) (int) (Integer) FEATURES[i][1];
+            byte[] n = ((String) FEATURES[i][2]).getBytes(StandardCharsets.US_ASCII);
+            System.arraycopy(n, 0, t, p + 2, n.length);
         }
-        if (backingFmt != null) {
-            pos = ext(h, pos, Qcow2Image.EXT_BACKING_FORMAT, backingFmt.getBytes(StandardCharsets.UTF_8));
+        Qcow2Header h = Qcow2Header.create(cb, size, Integer.numberOfTrailingZeros(o.refcountBits()))
+                .withL1((int) l1Size, l1Off)
+                .withRefcountTable(reftOff, (int) reftClusters)
+                .withFeatures(o.extendedL2() ? Qcow2Header.INCOMPAT_EXTL2 : 0,
+                        o.lazyRefcounts() ? Qcow2Header.COMPAT_LAZY_REFCOUNTS : 0, 0)
+                .withCompressionType(o.compressionType().equals("zstd")
+                        ? Qcow2Header.COMPRESSION_ZSTD : Qcow2Header.COMPRESSION_DEFLATE)
+                .withExtensions(List.of(new Qcow2Header.Extension(Qcow2Header.EXT_FEATURE_NAMES, t)))
+                .withBacking(backing, backingFmt);
+        try {
+            return ByteBuffer.wrap(h.encode());
+        } catch (Qcow2Exception e) {
+            throw new IllegalArgumentException(e.getMessage());
         }
-        if (v == 3) {
-            byte[] t = new byte[FEATURES.length * 48];
-            for (int i = 0; i < FEATURES.length; i++) {
-                t[i * 48] = (byte) (int) (Integer) FEATURES[i][0];
-                t[i * 48 + 1] = (byte) (int) (Integer) FEATURES[i][1];
-                byte[] n = ((String) FEATURES[i][2]).getBytes(StandardCharsets.US_ASCII);
-                System.arraycopy(n, 0, t, i * 48 + 2, n.length);
-            }
-            pos = ext(h, pos, Qcow2Image.EXT_FEATURE_TABLE, t);
-        }
-        pos += 8; // end of extensions: type 0, length 0
-        if (backing != null) {
-            byte[] b = backing.getBytes(StandardCharsets.UTF_8);
-            if (b.length > Qcow2Image.MAX_BACKING_NAME || pos + b.length > cs) {
-                throw new IllegalArgumentException("Backing file name too long");
-            }
-            h.put(pos, b);
-            h.putLong(8, pos);
-            h.putInt(16, b.length);
-            pos += b.length;
-        }
-        return h.limit(Math.max(pos, v == 3 ? 112 : 72));
-    }
-
-    private static int ext(ByteBuffer h, int pos, int type, byte[] data) {
-        if (pos + 8 + data.length + 7 > h.capacity()) {
-            throw new IllegalArgumentException("header extensions do not fit in the first cluster");
-        }
-        h.putInt(pos, type);
-        h.putInt(pos + 4, data.length);
-        h.put(pos + 8, data);
-        return pos + 8 + ((data.length + 7) & ~7);
     }
 
     private static void write(FileChannel ch, long off, ByteBuffer b) throws IOException {

@@ -22,56 +22,12 @@ import java.util.List;
  * <p>Ownership: the caller owns the image and closes it (that closes the file).
  */
 public final class Qcow2Image implements AutoCloseable {
-    /** qcow2.rst "Header": magic {@code QFI\xfb}. */
-    public static final int MAGIC = 0x514649fb;
-    /** qcow2.rst: cluster_bits, from 9 (512 B) to 21 (2 MiB) as qemu accepts. */
-    public static final int MIN_CLUSTER_BITS = 9;
-    /** qcow2.rst: largest cluster_bits qemu accepts. */
-    public static final int MAX_CLUSTER_BITS = 21;
-    /** Bits 9-55 of L1, L2 and bitmap table entries: a cluster offset (qcow2.rst "Cluster mapping"). */
-    public static final long OFFSET_MASK = 0x00fffffffffffe00L;
-    /** Bit 63 of L1/L2 entries: refcount is exactly one (QCOW_OFLAG_COPIED). */
-    public static final long OFLAG_COPIED = 1L << 63;
-    /** Bit 62 of L2 entries: compressed cluster (QCOW_OFLAG_COMPRESSED). */
-    public static final long OFLAG_COMPRESSED = 1L << 62;
-    /** Bit 0 of standard L2 entries (version 3): reads as zeros (QCOW_OFLAG_ZERO). */
-    public static final long OFLAG_ZERO = 1L;
-    /** Refcount table entries: bits 9-63 hold the refcount block offset. */
-    public static final long REFT_OFFSET_MASK = 0xfffffffffffffe00L;
-
-    /** Incompatible feature bit 0: dirty (refcounts may be stale; lazy refcounts). */
-    public static final long INCOMPAT_DIRTY = 1;
-    /** Incompatible feature bit 1: corrupt. */
-    public static final long INCOMPAT_CORRUPT = 2;
-    /** Incompatible feature bit 2: external data file. */
-    public static final long INCOMPAT_DATA_FILE = 4;
-    /** Incompatible feature bit 3: compression type field is valid. */
-    public static final long INCOMPAT_COMPRESSION = 8;
-    /** Incompatible feature bit 4: extended L2 entries (subclusters). */
-    public static final long INCOMPAT_EXTL2 = 16;
-    /** Every incompatible bit this reader knows. */
-    public static final long INCOMPAT_KNOWN = 31;
-    /** Compatible feature bit 0: lazy refcounts. */
-    public static final long COMPAT_LAZY_REFCOUNTS = 1;
-    /** Autoclear feature bit 0: the bitmaps extension is consistent. */
-    public static final long AUTOCLEAR_BITMAPS = 1;
-    /** Autoclear feature bit 1: the external data file is raw (guest data only). */
-    public static final long AUTOCLEAR_DATA_FILE_RAW = 2;
-
-    /** Header extension types (qcow2.rst "Header extensions"). */
-    public static final int EXT_END = 0, EXT_BACKING_FORMAT = 0xe2792aca, EXT_FEATURE_TABLE = 0x6803f857,
-            EXT_BITMAPS = 0x23852875, EXT_CRYPTO = 0x0537be77, EXT_DATA_FILE = 0x44415441;
-
-    /** qemu's QCOW_MAX_L1_SIZE: an L1 table larger than 32 MiB is refused. */
-    static final long MAX_L1_BYTES = 32L << 20;
-    /** qemu's QCOW_MAX_REFTABLE_SIZE: 8 MiB of refcount table at most. */
-    static final long MAX_REFTABLE_BYTES = 8L << 20;
+    /** Refcount table entries: bits 9-63 hold the refcount block offset (qcow2.rst "Refcount table"). */
+    public static final long REFT_OFFSET_MASK = ~Qcow2Header.REFT_RESERVED_MASK;
     /** qemu's QCOW_MAX_SNAPSHOTS. */
     static final int MAX_SNAPSHOTS = 65536;
     /** qemu's QCOW2_MAX_BITMAPS. */
     static final int MAX_BITMAPS = 65535;
-    /** Backing file names are at most 1023 bytes (qemu's PATH_MAX-style limit in qcow2_do_open). */
-    static final int MAX_BACKING_NAME = 1023;
 
     /** An internal snapshot's table entry (qcow2.rst "Snapshot table"). */
     public record Snapshot(String id, String name, long l1Offset, int l1Size, long dateSec, long dateNsec,
@@ -88,15 +44,21 @@ public final class Qcow2Image implements AutoCloseable {
     }
 
     private final FileChannel ch;
+    /** The parsed header (fields, extensions, feature bits). */
+    public final Qcow2Header header;
     /** The file this image was read from. */
     public final Path path;
     /** Size of the file at open. */
     public final long fileSize;
     /** Header fields (qcow2.rst "Header"). */
-    public final int version, clusterBits, cryptMethod, l1Size, reftClusters, nbSnapshots, refcountOrder,
+    public final int version, clusterBits, cryptMethod, l1Size, nbSnapshots, refcountOrder,
             headerLength, compressionType;
     /** Header fields (qcow2.rst "Header"). */
-    public final long size, l1Offset, reftOffset, snapshotsOffset, incompat, compat, autoclear;
+    public final long size, l1Offset, snapshotsOffset, incompat, compat, autoclear;
+    /** The refcount table's offset and clusters (they change when a check rebuilds the structure). */
+    public long reftOffset;
+    /** The refcount table's length in clusters. */
+    public int reftClusters;
     /** Backing file name as stored, or null; its format from the extension, or null. */
     public final String backingFile, backingFormat;
     /** External data file name, or null. */
@@ -112,6 +74,8 @@ public final class Qcow2Image implements AutoCloseable {
     /** The persistent bitmaps (empty unless the bitmaps extension is present). */
     public final List<Bitmap> bitmaps;
     private long[] reft;
+    /** The file's size as last seen (grows when a repair writes past the end). */
+    private long limit;
     private long cachedBlockOff = -1;
     private byte[] cachedBlock;
 
@@ -119,129 +83,62 @@ public final class Qcow2Image implements AutoCloseable {
         this.ch = ch;
         this.path = path;
         this.fileSize = ch.size();
-        if (fileSize < 72) {
-            throw bad("file is " + fileSize + " bytes, shorter than a qcow2 header");
+        this.limit = fileSize;
+        try {
+            int bits = fileSize >= 24 ? read(20, 4).getInt(0) : 0;
+            long first = 1L << Math.clamp(bits, Qcow2Header.MIN_CLUSTER_BITS, Qcow2Header.MAX_CLUSTER_BITS);
+            header = Qcow2Header.parse(read(0, (int) Math.min(fileSize, first)).array(), fileSize);
+        } catch (Qcow2Exception e) {
+            throw bad(e.getMessage());
         }
-        ByteBuffer h = read(0, (int) Math.min(fileSize, 112));
-        if (h.getInt(0) != MAGIC) {
-            throw bad("not a qcow2 image (no QFI\\xfb magic)");
-        }
-        version = h.getInt(4);
-        if (version != 2 && version != 3) {
-            throw bad("qcow2 version " + version + " is not supported (2 or 3)");
-        }
-        long backingOff = h.getLong(8);
-        int backingLen = h.getInt(16);
-        clusterBits = h.getInt(20);
-        if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-            throw bad("cluster_bits " + clusterBits + " is outside 9..21");
-        }
-        size = h.getLong(24);
-        if (size < 0) {
-            throw bad("virtual size " + Long.toUnsignedString(size) + " is too large");
-        }
-        cryptMethod = h.getInt(32);
-        l1Size = h.getInt(36);
-        l1Offset = h.getLong(40);
-        reftOffset = h.getLong(48);
-        reftClusters = h.getInt(56);
-        nbSnapshots = h.getInt(60);
-        snapshotsOffset = h.getLong(64);
-        if (version == 3) {
-            if (fileSize < 104) {
-                throw bad("file is " + fileSize + " bytes, shorter than a version 3 header");
-            }
-            incompat = h.getLong(72);
-            compat = h.getLong(80);
-            autoclear = h.getLong(88);
-            refcountOrder = h.getInt(96);
-            headerLength = h.getInt(100);
-            if (headerLength < 104 || headerLength > clusterSize() || headerLength > fileSize) {
-                throw bad("header_length " + Integer.toUnsignedString(headerLength) + " is invalid");
-            }
-            compressionType = headerLength > 104 && (incompat & INCOMPAT_COMPRESSION) != 0 ? h.get(104) & 0xff : 0;
-        } else {
-            incompat = 0;
-            compat = 0;
-            autoclear = 0;
-            refcountOrder = 4;
-            headerLength = 72;
-            compressionType = 0;
-        }
-        if (refcountOrder < 0 || refcountOrder > 6) {
-            throw bad("refcount_order " + refcountOrder + " is outside 0..6");
-        }
-        if (compressionType > 1) {
-            throw bad("unknown compression type " + compressionType);
-        }
-        long unknown = incompat & ~INCOMPAT_KNOWN;
-        if (unknown != 0) {
-            throw bad("unsupported incompatible feature bit " + Long.numberOfTrailingZeros(unknown));
-        }
-        // Header extensions follow the header, up to the end of the first cluster or the backing name.
-        String bfmt = null;
-        String dfile = null;
+        Qcow2Header h = header;
+        version = h.version();
+        clusterBits = h.clusterBits();
+        size = h.size();
+        cryptMethod = 0;
+        l1Size = h.l1Size();
+        l1Offset = h.l1TableOffset();
+        reftOffset = h.refcountTableOffset();
+        reftClusters = h.refcountTableClusters();
+        nbSnapshots = h.nbSnapshots();
+        snapshotsOffset = h.snapshotsOffset();
+        incompat = h.incompatibleFeatures();
+        compat = h.compatibleFeatures();
+        autoclear = h.autoclearFeatures();
+        refcountOrder = h.refcountOrder();
+        headerLength = h.headerLength();
+        compressionType = h.compressionType();
+        backingFile = h.backingFile();
+        String bfmt = h.backingFormat();
+        String dfile = h.dataFileName();
         long bdo = 0;
         long bds = 0;
         long cro = 0;
         long crl = 0;
         int nbBitmaps = 0;
-        long extEnd = Math.min(clusterSize(), fileSize);
-        if (backingOff > 0 && backingOff < extEnd) {
-            extEnd = backingOff;
+        byte[] bm = h.bitmapsExtension();
+        if (bm != null) {
+            if (bm.length < 24) {
+                throw bad("bitmaps extension is " + bm.length + " bytes, shorter than 24");
+            }
+            ByteBuffer d = ByteBuffer.wrap(bm);
+            nbBitmaps = d.getInt(0);
+            bds = d.getLong(8);
+            bdo = d.getLong(16);
         }
-        long pos = headerLength;
-        while (pos + 8 <= extEnd) {
-            ByteBuffer e = read(pos, 8);
-            int type = e.getInt(0);
-            long len = Integer.toUnsignedLong(e.getInt(4));
-            if (type == EXT_END) {
-                break;
+        for (Qcow2Header.Extension e : h.extensions()) {
+            if (e.type() == Qcow2Header.EXT_CRYPTO && e.data().length >= 16) {
+                ByteBuffer d = ByteBuffer.wrap(e.data());
+                cro = d.getLong(0);
+                crl = d.getLong(8);
             }
-            if (pos + 8 + len > extEnd) {
-                throw bad("header extension 0x" + Integer.toHexString(type) + " runs past the first cluster");
-            }
-            ByteBuffer d = read(pos + 8, (int) len);
-            switch (type) {
-                case EXT_BACKING_FORMAT -> bfmt = string(d);
-                case EXT_DATA_FILE -> dfile = string(d);
-                case EXT_BITMAPS -> {
-                    if (len < 24) {
-                        throw bad("bitmaps extension is " + len + " bytes, shorter than 24");
-                    }
-                    nbBitmaps = d.getInt(0);
-                    bds = d.getLong(8);
-                    bdo = d.getLong(16);
-                }
-                case EXT_CRYPTO -> {
-                    if (len >= 16) {
-                        cro = d.getLong(0);
-                        crl = d.getLong(8);
-                    }
-                }
-                default -> {
-                    // unknown extensions are kept by qemu and ignored by readers
-                }
-            }
-            pos += 8 + ((len + 7) & ~7L);
         }
         backingFormat = bfmt;
         dataFile = dfile;
         cryptoOffset = cro;
         cryptoLength = crl;
-        if (backingOff != 0) {
-            if (backingLen <= 0 || backingLen > MAX_BACKING_NAME) {
-                throw bad("backing file name length " + Integer.toUnsignedString(backingLen) + " is invalid");
-            }
-            if (backingOff + backingLen > clusterSize() || backingOff + backingLen > fileSize) {
-                throw bad("backing file name runs past the first cluster");
-            }
-            backingFile = string(read(backingOff, backingLen));
-        } else {
-            backingFile = null;
-        }
         // Active L1 table.
-        if (l1Size < 0 || (long) l1Size * 8 > MAX_L1_BYTES) {
+        if (l1Size < 0 || (long) l1Size * 8 > Qcow2Header.MAX_L1_BYTES) {
             throw bad("L1 table of " + Integer.toUnsignedString(l1Size) + " entries is too large");
         }
         long need = (size + clusterSize() * (long) l2Entries() - 1) / (clusterSize() * (long) l2Entries());
@@ -251,7 +148,7 @@ public final class Qcow2Image implements AutoCloseable {
         checkTable(l1Offset, (long) l1Size * 8, "L1 table");
         l1 = longs(l1Offset, l1Size);
         // Refcount table.
-        if (reftClusters < 0 || (long) reftClusters * clusterSize() > MAX_REFTABLE_BYTES) {
+        if (reftClusters < 0 || (long) reftClusters * clusterSize() > Qcow2Header.MAX_REFTABLE_BYTES) {
             throw bad("refcount table of " + Integer.toUnsignedString(reftClusters) + " clusters is too large");
         }
         checkTable(reftOffset, (long) reftClusters * clusterSize(), "refcount table");
@@ -264,7 +161,7 @@ public final class Qcow2Image implements AutoCloseable {
         }
         snapshots = nbSnapshots == 0 ? List.of() : readSnapshots();
         // Bitmaps.
-        if (bdo != 0 && (autoclear & AUTOCLEAR_BITMAPS) != 0) {
+        if (bdo != 0 && (autoclear & Qcow2Header.AUTOCLEAR_BITMAPS) != 0) {
             if (nbBitmaps < 0 || nbBitmaps > MAX_BITMAPS) {
                 throw bad(nbBitmaps + " bitmaps are too many");
             }
@@ -311,7 +208,7 @@ public final class Qcow2Image implements AutoCloseable {
     public static boolean probe(Path path) throws IOException {
         try (FileChannel c = FileChannel.open(path, StandardOpenOption.READ)) {
             ByteBuffer b = ByteBuffer.allocate(4);
-            return c.read(b, 0) == 4 && b.getInt(0) == MAGIC;
+            return c.read(b, 0) == 4 && b.getInt(0) == Qcow2Header.MAGIC;
         }
     }
 
@@ -322,7 +219,7 @@ public final class Qcow2Image implements AutoCloseable {
 
     /** @return true with extended L2 entries (128 bits, 32 subclusters) */
     public boolean extendedL2() {
-        return (incompat & INCOMPAT_EXTL2) != 0;
+        return (incompat & Qcow2Header.INCOMPAT_EXTL2) != 0;
     }
 
     /** @return entries per L2 table */
@@ -361,7 +258,7 @@ public final class Qcow2Image implements AutoCloseable {
         if (off == 0) {
             return 0;
         }
-        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > fileSize) {
+        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
             throw bad("refcount block at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
         }
         if (off != cachedBlockOff) {
@@ -369,6 +266,19 @@ public final class Qcow2Image implements AutoCloseable {
             cachedBlockOff = off;
         }
         return refcountIn(cachedBlock, (int) (cluster & ((1L << perBlockBits) - 1)), refcountOrder);
+    }
+
+    /**
+     * Says that the header now points at a new refcount table (after a rebuild wrote one).
+     *
+     * @param offset   its offset
+     * @param clusters its length in clusters
+     */
+    void refcountTableMoved(long offset, int clusters) throws IOException {
+        limit = ch.size();
+        reftOffset = offset;
+        reftClusters = clusters;
+        dropRefcountCache();
     }
 
     /** Forgets the cached refcount table and block (after {@link #write}s to them). */
@@ -432,7 +342,7 @@ public final class Qcow2Image implements AutoCloseable {
      * @throws IOException when it is misaligned, outside the file, or can't be read
      */
     public long[] readL2(long off) throws IOException {
-        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > fileSize) {
+        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
             throw bad("L2 table at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
         }
         return longs(off, clusterSize() / 8);
@@ -534,7 +444,7 @@ public final class Qcow2Image implements AutoCloseable {
             String id = string(read(p, idLen));
             String name = string(read(p + idLen, nameLen));
             int snL1 = e.getInt(8);
-            if (snL1 < 0 || (long) snL1 * 8 > MAX_L1_BYTES) {
+            if (snL1 < 0 || (long) snL1 * 8 > Qcow2Header.MAX_L1_BYTES) {
                 throw bad("snapshot " + id + " has an L1 table too large");
             }
             r.add(new Snapshot(id, name, e.getLong(0), snL1, Integer.toUnsignedLong(e.getInt(16)),
