@@ -192,9 +192,11 @@ public final class Qcow2Create {
         long next = blocksOff / cs + blocks + l1Clusters;
         long totalClusters = 1 + tableClusters + blocks + l1Clusters + nL2 + nData;
 
+        // Encoded first: a header that can't be written refuses before the file is touched.
+        ByteBuffer hdr = header(o, size, cb, l1Size, l1Off, reftOff, tableClusters, backingFile, backingFormat);
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.READ, StandardOpenOption.TRUNCATE_EXISTING)) {
-            write(ch, 0, header(o, size, cb, l1Size, l1Off, reftOff, tableClusters, backingFile, backingFormat));
+            write(ch, 0, hdr);
             // Refcount table and blocks: every cluster laid out has refcount one.
             ByteBuffer table = ByteBuffer.allocate((int) (tableClusters * cs));
             for (long b = 0; b < blocks; b++) {
