@@ -250,7 +250,7 @@ class ImgQemuTest {
         Tools.ok(60, "qemu-img", "compare", f("src.raw"), f("out.qcow2"));
         // Only the data was copied: the qcow2 maps about 9 MiB of the 32.
         assertThat(Files.size(dir.resolve("out.qcow2"))).isLessThan(12L << 20);
-        CliRun toR = CliRun.of("img", "convert", "-p", f("out.qcow2"), f("back.raw"));
+        CliRun toR = CliRun.of("img", "convert", "-p", "-t", "none", "-T", "none", f("out.qcow2"), f("back.raw"));
         assertThat(toR.code()).as(toR.err()).isZero();
         assertThat(toR.out()).contains("(100.00/100%)");
         assertThat(Files.readAllBytes(dir.resolve("back.raw"))).isEqualTo(Files.readAllBytes(dir.resolve("src.raw")));
@@ -272,6 +272,10 @@ class ImgQemuTest {
         assertThat(c.code()).isEqualTo(1);
         assertThat(c.err()).contains("-c").contains("compressed");
         assertThat(dir.resolve("c.qcow2")).doesNotExist();
+        CliRun cache = CliRun.of("img", "convert", "-t", "bogus", f("src.raw"), f("t.raw"));
+        assertThat(cache.code()).isEqualTo(1);
+        assertThat(cache.err()).contains("-t takes none, writeback or unsafe");
+        assertThat(dir.resolve("t.raw")).doesNotExist();
         CliRun same = CliRun.of("img", "convert", f("src.raw"), f("src.raw"));
         assertThat(same.code()).isEqualTo(1);
         assertThat(same.err()).contains("same file");
