@@ -49,7 +49,11 @@ public final class Qcow2Check {
     public record Result(long corruptions, long leaks, long checkErrors, long corruptionsFixed, long leaksFixed,
                          long imageEndOffset, long totalClusters, long allocatedClusters,
                          long fragmentedClusters, long compressedClusters, String failure) {
-        /** @return qemu-img check's exit code: 2 corrupt, 3 leaks only, 1 check errors, 0 clean */
+        /**
+         * The exit code qemu-img check gives this result.
+         *
+         * @return 2 corrupt, 3 leaks only, 1 check errors or failure, 0 clean
+         */
         public int exitCode() {
             if (checkErrors > 0 || failure != null) {
                 return 1;

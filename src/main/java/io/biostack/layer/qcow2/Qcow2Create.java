@@ -44,7 +44,11 @@ public final class Qcow2Create {
      */
     public record Options(int clusterSize, int refcountBits, boolean lazyRefcounts, boolean extendedL2,
                           String compressionType, String preallocation, String compat) {
-        /** qemu's defaults: 64 KiB clusters, 16-bit refcounts, zlib, no preallocation, compat 1.1. */
+        /**
+         * qemu's defaults: 64 KiB clusters, 16-bit refcounts, zlib, no preallocation, compat 1.1.
+         *
+         * @return the options
+         */
         public static Options defaults() {
             return new Options(65536, 16, false, false, "zlib", "off", "1.1");
         }

@@ -29,12 +29,34 @@ public final class Qcow2Image implements AutoCloseable {
     /** qemu's QCOW2_MAX_BITMAPS. */
     static final int MAX_BITMAPS = 65535;
 
-    /** An internal snapshot's table entry (qcow2.rst "Snapshot table"). */
+    /**
+     * An internal snapshot's table entry (qcow2.rst "Snapshot table").
+     *
+     * @param id          its ID string
+     * @param name        its name
+     * @param l1Offset    its L1 table's offset
+     * @param l1Size      its L1 table's entries
+     * @param dateSec     creation time, seconds since the epoch
+     * @param dateNsec    creation time, nanoseconds in that second
+     * @param vmClockNsec the guest clock when it was taken
+     * @param vmStateSize bytes of saved VM state
+     * @param icount      the instruction count, or -1 when not recorded
+     * @param diskSize    the virtual size when it was taken
+     */
     public record Snapshot(String id, String name, long l1Offset, int l1Size, long dateSec, long dateNsec,
                            long vmClockNsec, long vmStateSize, long icount, long diskSize) {
     }
 
-    /** A persistent dirty bitmap's directory entry (qcow2.rst "Bitmap directory"). */
+    /**
+     * A persistent dirty bitmap's directory entry (qcow2.rst "Bitmap directory").
+     *
+     * @param name            its name
+     * @param tableOffset     its bitmap table's offset
+     * @param tableSize       its bitmap table's entries
+     * @param flags           {@link #IN_USE}, {@link #AUTO}, ...
+     * @param type            1: a dirty tracking bitmap
+     * @param granularityBits log2 of the bytes one bit covers
+     */
     public record Bitmap(String name, long tableOffset, int tableSize, int flags, int type,
                          int granularityBits) {
         /** Flag bit 0: in use (the bitmap may be inconsistent). */
@@ -212,27 +234,48 @@ public final class Qcow2Image implements AutoCloseable {
         }
     }
 
-    /** @return bytes per cluster */
+    /**
+     * The cluster size.
+     *
+     * @return bytes per cluster
+     */
     public int clusterSize() {
         return 1 << clusterBits;
     }
 
-    /** @return true with extended L2 entries (128 bits, 32 subclusters) */
+    /**
+     * Whether L2 entries are extended.
+     *
+     * @return true with extended L2 entries (128 bits, 32 subclusters)
+     */
     public boolean extendedL2() {
         return (incompat & Qcow2Header.INCOMPAT_EXTL2) != 0;
     }
 
-    /** @return entries per L2 table */
+    /**
+     * The L2 table size.
+     *
+     * @return entries per L2 table
+     */
     public int l2Entries() {
         return clusterSize() / (extendedL2() ? 16 : 8);
     }
 
-    /** @return bits per refcount */
+    /**
+     * The refcount width.
+     *
+     * @return bits per refcount
+     */
     public int refcountBits() {
         return 1 << refcountOrder;
     }
 
-    /** @return the refcount table's entries (read once, then kept) */
+    /**
+     * The refcount table.
+     *
+     * @return its entries (read once, then kept)
+     * @throws IOException when it can't be read
+     */
     public long[] refcountTable() throws IOException {
         if (reft == null) {
             reft = longs(reftOffset, reftClusters * (clusterSize() / 8));
@@ -381,12 +424,21 @@ public final class Qcow2Image implements AutoCloseable {
         }
     }
 
-    /** Makes the writes durable. */
+    /**
+     * Makes the writes durable.
+     *
+     * @throws IOException when fsync fails
+     */
     public void sync() throws IOException {
         ch.force(true);
     }
 
-    /** @return the file's size now */
+    /**
+     * The file's size now.
+     *
+     * @return bytes
+     * @throws IOException when it can't be read
+     */
     public long currentFileSize() throws IOException {
         return ch.size();
     }
@@ -454,7 +506,12 @@ public final class Qcow2Image implements AutoCloseable {
         return List.copyOf(r);
     }
 
-    /** @return bytes the snapshot table takes (for refcounting) */
+    /**
+     * The snapshot table's length.
+     *
+     * @return bytes the snapshot table takes (for refcounting)
+     * @throws IOException when it can't be read
+     */
     public long snapshotTableSize() throws IOException {
         long pos = snapshotsOffset;
         for (int i = 0; i < nbSnapshots; i++) {
