@@ -32,6 +32,7 @@ module io.biostack {
     exports io.biostack.layer.part;
     exports io.biostack.layer.snapshot;
     exports io.biostack.layer.logwrites;
+    exports io.biostack.layer.qcow2;
     exports io.biostack.stack;
     exports io.biostack.nbd;
     exports io.biostack.nbd.tls;

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# img convert (and info) against qemu-img on a 1 GiB image with half of it allocated (every other
+# MiB holds random data): raw->qcow2 and qcow2->raw, alternating tool by tool, ROUNDS times, in two
+# cache modes used alike by both tools:
+#   default: qemu-img convert's defaults (source through the page cache, destination -t unsafe:
+#            page cache, no flush at the end);
+#   none:    -t none -T none (O_DIRECT both sides, the destination flushed).
+# Prints every wall time (biostack's include the JVM's start-up; "in process" is the convert alone,
+# from BIOSTACK_TIMING) and ratios qemu-img/biostack (above 1: biostack is faster), and
+# `img info` wall time. Usage: bench/img/run.sh [ROUNDS] [DIR]
+# The machine may be shared: read the ratios of one run, with their raw figures beside them.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+rounds=${1:-3}
+dir=${2:-$(mktemp -d "${TMPDIR:-/var/tmp}/bsimg.XXXXXX")}
+mkdir -p "$dir"
+bs="$root/biostack"
+"$bs" --version >/dev/null   # builds when stale, outside the timings
+export BIOSTACK_TIMING=1
+
+src="$dir/src.raw"
+if [ ! -f "$src" ]; then
+  python3 - "$src" <<'PY'
+import os, sys
+mib = 1 << 20
+with open(sys.argv[1], "wb") as f:
+    f.truncate(1 << 30)
+    for i in range(0, 1024, 2):
+        f.seek(i * mib)
+        f.write(os.urandom(mib))
+PY
+  sync
+fi
+[ -f "$dir/ref.qcow2" ] || qemu-img convert -O qcow2 "$src" "$dir/ref.qcow2"
+
+now() { date +%s.%N; }
+# t CMD...: wall seconds; sets IN to the in-process seconds biostack printed (or the wall time)
+t() { local s e; s=$(now); "$@" >/dev/null 2>"$dir/err" || { cat "$dir/err" >&2; exit 1; }; e=$(now)
+      W=$(echo "$e - $s" | bc); IN=$(sed -n 's/.*convert took \([0-9.]*\) s in process.*/\1/p' "$dir/err"); IN=${IN:-$W}; }
+declare -A sum
+add() { sum[$1]=$(echo "${sum[$1]:-0} + $2" | bc); }
+mean() { echo "scale=3; ${sum[$1]} / $rounds" | bc; }
+
+for mode in default none; do
+  [ $mode = none ] && opts=(-t none -T none) || opts=()
+  for r in $(seq "$rounds"); do
+    for tool in qemu biostack; do
+      rm -f "$dir/out.qcow2" "$dir/out.raw"
+      [ $tool = qemu ] && cmd=(qemu-img convert) || cmd=("$bs" img convert)
+      t "${cmd[@]}" "${opts[@]}" -O qcow2 "$src" "$dir/out.qcow2"; aw=$W; ai=$IN
+      t "${cmd[@]}" "${opts[@]}" -O raw "$dir/ref.qcow2" "$dir/out.raw"; bw=$W; bi=$IN
+      qemu-img compare -q "$src" "$dir/out.qcow2"
+      qemu-img compare -q -f raw -F raw "$src" "$dir/out.raw"
+      printf '%-7s round %d %-8s raw->qcow2 %6.2f s (in process %5.2f)  qcow2->raw %6.2f s (in process %5.2f)\n' \
+        $mode "$r" $tool "$aw" "$ai" "$bw" "$bi"
+      add $mode.$tool.a "$aw"; add $mode.$tool.ai "$ai"; add $mode.$tool.b "$bw"; add $mode.$tool.bi "$bi"
+    done
+  done
+  for k in a b; do
+    name=$([ $k = a ] && echo "raw->qcow2" || echo "qcow2->raw")
+    q=$(mean $mode.qemu.$k); w=$(mean $mode.biostack.$k); i=$(mean $mode.biostack.${k}i)
+    printf '%-7s %-10s qemu-img %6.2f s  biostack %6.2f s wall (ratio %5.2f), %6.2f s in process (ratio %5.2f)\n' \
+      $mode "$name" "$q" "$w" "$(echo "scale=3; $q / $w" | bc)" "$i" "$(echo "scale=3; $q / $i" | bc)"
+  done
+done
+for r in $(seq "$rounds"); do
+  t qemu-img info "$dir/ref.qcow2"; add info.qemu "$W"
+  t "$bs" img info "$dir/ref.qcow2"; add info.biostack "$W"
+done
+printf 'info       qemu-img %6.3f s  biostack %6.3f s wall (JVM start-up included)\n' "$(mean info.qemu)" "$(mean info.biostack)"
+echo "(machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); images in $dir)"

@@ -1,0 +1,487 @@
+package io.biostack.cli;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Extent;
+import io.biostack.layer.qcow2.Qcow2Create;
+import io.biostack.layer.qcow2.Qcow2Image;
+import io.biostack.loop.DirectIoMode;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import io.biostack.stack.Leaves;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.zip.DataFormatException;
+import java.util.zip.Inflater;
+
+/**
+ * {@code img convert [-p] [-f FMT] [-O FMT] SRC DST}: copies the allocated data of SRC (raw,
+ * qcow2 with its backing chain flattened, an NBD URI, {@code rbd:POOL/IMAGE}) to DST.
+ *
+ * <p>Only data is read: runs come from the source's map (qcow2 metadata, SEEK_DATA of a raw file,
+ * NBD block status), holes and zero runs are skipped on a new file and written as zeroes on a
+ * device that already exists. A new qcow2 destination is laid out first with exactly the clusters
+ * the source's data needs (each L2 table followed by its clusters in guest order), so the copy
+ * writes straight to their place in the file. Reads and writes are bios of up to 1 MiB with at
+ * most {@link #DEPTH} in flight; each write is submitted from its read's completion.
+ */
+@Command(name = "convert", description = "Copy an image's data to another image, file or export (raw, qcow2, nbd://, rbd:).")
+final class ImgConvert implements Callable<Integer> {
+    /** Copies in flight at once. */
+    static final int DEPTH = Integer.getInteger("biostack.img.depth", 16);
+    /** Bytes per copy. */
+    static final int CHUNK = Integer.getInteger("biostack.img.chunk", 1 << 20);
+
+    @Option(names = "-p", description = "show progress")
+    boolean progress;
+
+    @Option(names = "-c", description = "compress the output (qcow2)")
+    boolean compress;
+
+    @Option(names = "-f", paramLabel = "FMT", description = "source format: raw or qcow2 (probed when omitted)")
+    String srcFormat;
+
+    @Option(names = "-O", paramLabel = "FMT", defaultValue = "raw", description = "destination format: raw or qcow2 (default raw)")
+    String dstFormat;
+
+    @Option(names = "-t", paramLabel = "CACHE", defaultValue = "unsafe",
+            description = "destination cache, as qemu-img's: none (O_DIRECT, flushed), writeback (page cache, flushed), "
+                    + "unsafe (page cache, not flushed; qemu-img convert's default)")
+    String cache;
+
+    @Option(names = "-T", paramLabel = "CACHE", defaultValue = "writeback",
+            description = "source cache: none (O_DIRECT) or writeback (page cache; the default)")
+    String srcCache;
+
+    @Option(names = "-o", paramLabel = "OPTS", description = "qcow2 creation options (as img create)")
+    List<String> options = new ArrayList<>();
+
+    @Parameters(index = "0", paramLabel = "SRC")
+    String src;
+
+    @Parameters(index = "1", paramLabel = "DST")
+    String dst;
+
+    /** One run of the source: data on a device, zeros, or a compressed cluster. */
+    private record Run(long length, BlockDevice dev, long devOffset, boolean zero, long l2Entry, Qcow2Image q) {
+    }
+
+    /** Where the source's runs come from. */
+    private interface Source extends AutoCloseable {
+        long size();
+
+        Run run(long off, long max) throws IOException;
+
+        @Override
+        void close();
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        if (compress) {
+            throw new IllegalArgumentException("-c: biostack's qcow2 writer has no compressed clusters yet; "
+                    + "convert without -c (or use qemu-img convert -c)");
+        }
+        DirectIoMode dstDio = dio(cache, "-t");
+        srcDio = dio(srcCache, "-T");
+        if (!dstFormat.equals("raw") && !dstFormat.equals("qcow2")) {
+            throw new IllegalArgumentException("Unknown output format '" + dstFormat + "' (raw or qcow2)");
+        }
+        long t0 = System.nanoTime();
+        try (Source s = openSource()) {
+            long size = s.size();
+            boolean remoteDst = Leaves.isRemote(dst);
+            if (remoteDst && dstFormat.equals("qcow2")) {
+                throw new IllegalArgumentException("-O qcow2 needs a file destination, not " + dst);
+            }
+            if (!remoteDst && Path.of(dst).toAbsolutePath().normalize().equals(
+                    Leaves.isRemote(src) ? null : Path.of(src).toAbsolutePath().normalize())) {
+                throw new IllegalArgumentException("source and destination are the same file");
+            }
+            Qcow2Create.Layout layout = null;
+            BlockDevice out;
+            boolean fresh = !remoteDst;
+            if (remoteDst) {
+                out = Leaves.open("dst", dst);
+                if (out.size() < size) {
+                    long have = out.size();
+                    out.close();
+                    throw new IOException(dst + " is " + have + " bytes, smaller than the source's " + size);
+                }
+            } else if (dstFormat.equals("qcow2")) {
+                long[] runs = dataClusters(s, size, 1L << clusterBits());
+                Map<String, String> o = ImgCommand.parseOptions(options);
+                layout = Qcow2Create.create(Path.of(dst), size, qcowOptions(o), null, null, runs);
+                out = LoopDevice.open(Path.of(dst), LoopConfig.defaults().withDirectIo(dstDio));
+            } else {
+                try (RandomAccessFile f = new RandomAccessFile(dst, "rw")) {
+                    f.setLength(0);
+                    f.setLength(size);
+                }
+                out = LoopDevice.open(Path.of(dst), LoopConfig.defaults().withDirectIo(dstDio));
+            }
+            try {
+                copy(s, out, size, layout, fresh, !cache.equals("unsafe"));
+            } finally {
+                out.close();
+            }
+            if (System.getenv("BIOSTACK_TIMING") != null) {
+                // For bench/img/run.sh: the work itself, without the JVM's start-up.
+                System.err.printf("biostack: convert took %.3f s in process%n", (System.nanoTime() - t0) / 1e9);
+            }
+        }
+        return 0;
+    }
+
+    private int clusterBits() {
+        String cs = ImgCommand.parseOptions(options).get("cluster_size");
+        long v = cs == null ? 65536 : io.biostack.block.Sizes.parse(cs);
+        return Long.numberOfTrailingZeros(v);
+    }
+
+    private static Qcow2Create.Options qcowOptions(Map<String, String> o) {
+        Qcow2Create.Options d = Qcow2Create.Options.defaults();
+        int cluster = d.clusterSize();
+        int refbits = d.refcountBits();
+        boolean lazy = false;
+        boolean extl2 = false;
+        String ctype = d.compressionType();
+        String compat = d.compat();
+        for (var e : o.entrySet()) {
+            String v = e.getValue();
+            switch (e.getKey()) {
+                case "cluster_size" -> cluster = (int) io.biostack.block.Sizes.parse(v);
+                case "refcount_bits" -> refbits = Integer.parseInt(v);
+                case "lazy_refcounts" -> lazy = v.equals("on");
+                case "extended_l2" -> extl2 = v.equals("on");
+                case "compression_type" -> ctype = v;
+                case "compat" -> compat = v;
+                default -> throw new IllegalArgumentException("Invalid parameter '" + e.getKey() + "' for convert -o");
+            }
+        }
+        return new Qcow2Create.Options(cluster, refbits, lazy, extl2, ctype, "off", compat);
+    }
+
+    /** Guest cluster runs ({start, end} pairs) that hold data in the source. */
+    private static long[] dataClusters(Source s, long size, long cs) throws IOException {
+        List<Long> r = new ArrayList<>();
+        for (long off = 0; off < size; ) {
+            Run run = s.run(off, size - off);
+            if (!run.zero()) {
+                long a = off / cs;
+                long b = (off + run.length() + cs - 1) / cs;
+                if (!r.isEmpty() && r.getLast() >= a) {
+                    r.set(r.size() - 1, Math.max(r.getLast(), b));
+                } else {
+                    r.add(a);
+                    r.add(b);
+                }
+            }
+            off += run.length();
+        }
+        return r.stream().mapToLong(Long::longValue).toArray();
+    }
+
+    /** qemu-img's cache modes: none is O_DIRECT, the others go through the page cache. */
+    private static DirectIoMode dio(String mode, String opt) {
+        return switch (mode) {
+            case "none", "directsync" -> DirectIoMode.ON;
+            case "writeback", "unsafe", "writethrough" -> DirectIoMode.OFF;
+            default -> throw new IllegalArgumentException(opt + " takes none, writeback or unsafe, not '" + mode + "'");
+        };
+    }
+
+    private DirectIoMode srcDio = DirectIoMode.OFF;
+
+    private void copy(Source s, BlockDevice out, long size, Qcow2Create.Layout layout, boolean fresh, boolean flush)
+            throws Exception {
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        try (Arena arena = Arena.ofShared()) {
+            BlockingQueue<MemorySegment> free = new ArrayBlockingQueue<>(DEPTH);
+            for (int i = 0; i < DEPTH; i++) {
+                free.add(out.allocateIoMemory(CHUNK, arena));
+            }
+            Progress p = new Progress(progress, size);
+            for (long off = 0; off < size && failure.get() == null; ) {
+                Run run = s.run(off, size - off);
+                if (run.zero()) {
+                    if (!fresh) {
+                        zeroes(out, off, run.length(), free, failure);
+                    }
+                } else if (run.l2Entry() != 0) {
+                    MemorySegment buf = take(free, failure);
+                    if (buf == null) {
+                        break;
+                    }
+                    byte[] plain = decompress(run.q(), run.l2Entry());
+                    long inCluster = off & (run.q().clusterSize() - 1);
+                    MemorySegment.copy(MemorySegment.ofArray(plain), inCluster, buf, 0, run.length());
+                    write(out, layout, off, buf, (int) run.length(), free, failure);
+                } else {
+                    for (long done = 0; done < run.length() && failure.get() == null; ) {
+                        long guest = off + done;
+                        int n = (int) Math.min(CHUNK, run.length() - done);
+                        if (layout != null) {
+                            long[] h = layout.host(guest);
+                            n = (int) Math.min(n, h[1]);
+                        }
+                        MemorySegment buf = take(free, failure);
+                        if (buf == null) {
+                            break;
+                        }
+                        int len = n;
+                        long dOff = run.devOffset() + done;
+                        run.dev().read(dOff, buf.asSlice(0, len)).whenComplete((v, t) -> {
+                            if (t != null) {
+                                fail(failure, free, buf, t);
+                                return;
+                            }
+                            write(out, layout, guest, buf, len, free, failure);
+                        });
+                        done += n;
+                    }
+                }
+                off += run.length();
+                p.at(off);
+            }
+            // Wait for every copy: all buffers back in the pool.
+            for (int i = 0; i < DEPTH; i++) {
+                if (take(free, null) == null) {
+                    break;
+                }
+            }
+            if (failure.get() != null) {
+                Throwable t = failure.get();
+                throw t instanceof Exception e ? e : new IOException(t);
+            }
+            if (flush) {
+                out.flush().get(600, TimeUnit.SECONDS);
+            }
+            p.done();
+        }
+    }
+
+    private static MemorySegment take(BlockingQueue<MemorySegment> free, AtomicReference<Throwable> failure)
+            throws InterruptedException {
+        while (true) {
+            MemorySegment m = free.poll(100, TimeUnit.MILLISECONDS);
+            if (m != null) {
+                return m;
+            }
+            if (failure != null && failure.get() != null) {
+                return null;
+            }
+        }
+    }
+
+    private static void write(BlockDevice out, Qcow2Create.Layout layout, long guest, MemorySegment buf, int len,
+                              BlockingQueue<MemorySegment> free, AtomicReference<Throwable> failure) {
+        long target = guest;
+        if (layout != null) {
+            target = layout.host(guest)[0];
+        }
+        out.write(target, buf.asSlice(0, len)).whenComplete((v, t) -> {
+            if (t != null) {
+                fail(failure, free, buf, t);
+            } else {
+                free.add(buf);
+            }
+        });
+    }
+
+    private static void zeroes(BlockDevice out, long off, long len, BlockingQueue<MemorySegment> free,
+                               AtomicReference<Throwable> failure) throws InterruptedException {
+        MemorySegment token = take(free, failure);
+        if (token == null) {
+            return;
+        }
+        out.writeZeroes(off, len, false).whenComplete((v, t) -> {
+            if (t != null) {
+                fail(failure, free, token, t);
+            } else {
+                free.add(token);
+            }
+        });
+    }
+
+    private static void fail(AtomicReference<Throwable> failure, BlockingQueue<MemorySegment> free, MemorySegment buf,
+                             Throwable t) {
+        failure.compareAndSet(null, t instanceof java.util.concurrent.CompletionException && t.getCause() != null
+                ? t.getCause() : t);
+        free.add(buf);
+    }
+
+    /** A compressed cluster, inflated (qcow2.rst "Compressed Clusters Descriptor"; zlib is raw deflate). */
+    private static byte[] decompress(Qcow2Image q, long e) throws IOException {
+        if (q.compressionType != 0) {
+            throw new IOException(q.path + ": zstd-compressed clusters can't be read by img convert yet");
+        }
+        int cb = q.clusterBits;
+        int shift = 62 - (cb - 8);
+        long off = e & ((1L << shift) - 1);
+        long sectors = ((e >>> shift) & ((1L << (cb - 8)) - 1)) + 1;
+        long len = sectors * 512 - (off & 511);
+        if (off + len > q.fileSize + 512 || len > 2L * q.clusterSize() + 512) {
+            throw new IOException(q.path + ": compressed cluster at 0x" + Long.toHexString(off) + " runs past the end");
+        }
+        ByteBuffer in = q.read(off, (int) len);
+        Inflater inf = new Inflater(true);
+        try {
+            inf.setInput(in.array(), 0, (int) len);
+            byte[] outb = new byte[q.clusterSize()];
+            int n = 0;
+            while (n < outb.length && !inf.finished()) {
+                int k = inf.inflate(outb, n, outb.length - n);
+                if (k == 0 && (inf.needsInput() || inf.needsDictionary())) {
+                    break;
+                }
+                n += k;
+            }
+            if (n != outb.length) {
+                throw new IOException(q.path + ": compressed cluster at 0x" + Long.toHexString(off) + " inflates to "
+                        + n + " bytes, not " + outb.length);
+            }
+            return outb;
+        } catch (DataFormatException ex) {
+            throw new IOException(q.path + ": compressed cluster at 0x" + Long.toHexString(off) + ": " + ex.getMessage());
+        } finally {
+            inf.end();
+        }
+    }
+
+    private Source openSource() throws IOException {
+        if (Leaves.isRemote(src)) {
+            BlockDevice d = Leaves.open("src", src);
+            return deviceSource(d);
+        }
+        Path p = Path.of(src);
+        if (!Files.exists(p)) {
+            throw new IOException("Could not open '" + src + "': No such file or directory");
+        }
+        String fmt = srcFormat != null ? srcFormat : Qcow2Image.probe(p) ? "qcow2" : "raw";
+        if (fmt.equals("raw")) {
+            return deviceSource(LoopDevice.open(p, LoopConfig.defaults().withReadOnly(true).withDirectIo(srcDio)));
+        }
+        if (!fmt.equals("qcow2")) {
+            throw new IllegalArgumentException("Unknown source format '" + fmt + "' (raw or qcow2)");
+        }
+        ImgChain chain = ImgChain.open(src, "qcow2", true);
+        Map<ImgChain.Layer, BlockDevice> devs = new HashMap<>();
+        try {
+            for (ImgChain.Layer l : chain.layers) {
+                devs.put(l, LoopDevice.open(l.path, LoopConfig.defaults().withReadOnly(true).withDirectIo(srcDio)));
+            }
+        } catch (IOException | RuntimeException e) {
+            devs.values().forEach(BlockDevice::close);
+            chain.close();
+            throw e;
+        }
+        return new Source() {
+            @Override
+            public long size() {
+                return chain.size();
+            }
+
+            @Override
+            public Run run(long off, long max) throws IOException {
+                ImgChain.Status st = chain.status(off, max);
+                boolean zero = !st.data() || st.zero();
+                if (st.compressed()) {
+                    return new Run(st.length(), null, 0, false, st.l2Entry(), st.layer().q);
+                }
+                // Clusters come one by one: join the ones that continue this run (up to CHUNK of data).
+                long len = st.length();
+                while (off + len < off + max && (zero || len < CHUNK)) {
+                    ImgChain.Status n = chain.status(off + len, max - len);
+                    boolean nzero = !n.data() || n.zero();
+                    if (nzero != zero || n.compressed()
+                            || (!zero && (n.layer() != st.layer() || n.offset() != st.offset() + len))) {
+                        break;
+                    }
+                    len += n.length();
+                }
+                if (zero) {
+                    return new Run(len, null, 0, true, 0, null);
+                }
+                return new Run(len, devs.get(st.layer()), st.offset(), false, 0, null);
+            }
+
+            @Override
+            public void close() {
+                devs.values().forEach(BlockDevice::close);
+                chain.close();
+            }
+        };
+    }
+
+    private static Source deviceSource(BlockDevice d) {
+        return new Source() {
+            @Override
+            public long size() {
+                return d.size();
+            }
+
+            @Override
+            public Run run(long off, long max) {
+                Extent e = d.extentAt(off, max);
+                long len = Math.max(1, Math.min(e.length(), max));
+                boolean zero = (e.flags() & Extent.ZERO) != 0;
+                return new Run(len, d, off, zero, 0, null);
+            }
+
+            @Override
+            public void close() {
+                d.close();
+            }
+        };
+    }
+
+    /** qemu-img's progress line, {@code (12.34/100%)}, redrawn in place on a terminal. */
+    private static final class Progress {
+        private final boolean on;
+        private final long total;
+        private long lastPrinted = -1;
+
+        Progress(boolean on, long total) {
+            this.on = on;
+            this.total = total;
+            at(0);
+        }
+
+        void at(long done) {
+            if (!on) {
+                return;
+            }
+            long hundredths = total == 0 ? 10000 : done * 10000 / total;
+            if (hundredths != lastPrinted) {
+                lastPrinted = hundredths;
+                System.out.printf("    (%d.%02d/100%%)\r", hundredths / 100, hundredths % 100);
+                System.out.flush();
+            }
+        }
+
+        void done() {
+            if (on) {
+                at(total);
+                System.out.println();
+            }
+        }
+    }
+}

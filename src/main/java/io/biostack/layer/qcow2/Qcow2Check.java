@@ -1,0 +1,556 @@
+package io.biostack.layer.qcow2;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.util.TreeMap;
+
+/**
+ * {@code qemu-img check} for qcow2: walks the active L1/L2 tables, every snapshot's tables, the
+ * snapshot table, the refcount structure, the bitmap directory and bitmap tables, counts in memory
+ * how many references each host cluster has, and compares that with the stored refcounts, as
+ * qemu's {@code qcow2_check_refcounts} (block/qcow2-refcount.c) does:
+ * <ul>
+ * <li>stored above counted: a <b>leak</b> (space wasted, no harm);</li>
+ * <li>stored below counted: a <b>corruption</b> (a write could reuse a cluster still in use);</li>
+ * <li>misaligned tables, refcount blocks outside the image, an OFLAG_COPIED bit that disagrees
+ *     with a refcount of one, a compressed entry with OFLAG_COPIED: corruptions.</li>
+ * </ul>
+ * Repair ({@link #REPAIR_LEAKS}, {@link #REPAIR_ALL}) lowers leaked refcounts in place, raises
+ * refcounts that are too low where a refcount block exists (a new refcount structure is written at
+ * the end of the file where one is missing or damaged, as qemu's rebuild_refcount_structure does)
+ * and fixes OFLAG_COPIED bits. Messages go to a stream, worded as qemu's.
+ *
+ * <p>The image must not be open elsewhere for writing while it is checked.
+ */
+public final class Qcow2Check {
+    /** Repair leaks ({@code -r leaks}). */
+    public static final int REPAIR_LEAKS = 1;
+    /** Repair errors ({@code -r all} is leaks and errors). */
+    public static final int REPAIR_ERRORS = 2;
+    /** {@code -r all}. */
+    public static final int REPAIR_ALL = REPAIR_LEAKS | REPAIR_ERRORS;
+
+    /**
+     * The outcome, with qemu's BdrvCheckResult fields (qemu-img's ImageCheck JSON names them).
+     *
+     * @param corruptions        errors left in the image
+     * @param leaks              leaked clusters left
+     * @param checkErrors        internal errors during the check (I/O errors)
+     * @param corruptionsFixed   errors repaired
+     * @param leaksFixed         leaks repaired
+     * @param imageEndOffset     end of the last cluster in use
+     * @param totalClusters      virtual size in clusters
+     * @param allocatedClusters  clusters the active L1 maps
+     * @param fragmentedClusters clusters not right after the one before
+     * @param compressedClusters compressed clusters
+     * @param failure            why the check could not finish (qemu-img: "Check failed: ..."), or null
+     */
+    public record Result(long corruptions, long leaks, long checkErrors, long corruptionsFixed, long leaksFixed,
+                         long imageEndOffset, long totalClusters, long allocatedClusters,
+                         long fragmentedClusters, long compressedClusters, String failure) {
+        /**
+         * The exit code qemu-img check gives this result.
+         *
+         * @return 2 corrupt, 3 leaks only, 1 check errors or failure, 0 clean
+         */
+        public int exitCode() {
+            if (checkErrors > 0 || failure != null) {
+                return 1;
+            }
+            if (corruptions > 0) {
+                return 2;
+            }
+            return leaks > 0 ? 3 : 0;
+        }
+    }
+
+    private final Qcow2Image img;
+    private final PrintStream msg;
+    private final int fix;
+    private final long clusterSize;
+    private long nbClusters;
+    private long[] counted;
+    /** References past the counted array (clusters past the end of the file), sparse. */
+    private final TreeMap<Long, Long> beyond = new TreeMap<>();
+    private long corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed;
+    private long allocated, fragmented, compressed, nextContiguous;
+    private boolean rebuild;
+    /** The last cluster with a stored or counted reference, as compare_refcounts finds it. */
+    private long highest = -1;
+    /** Why the check failed (qemu-img: "Check failed: ..."), or null. */
+    private String failed;
+
+    private Qcow2Check(Qcow2Image img, PrintStream msg, int fix) {
+        this.img = img;
+        this.msg = msg;
+        this.fix = fix;
+        this.clusterSize = img.clusterSize();
+    }
+
+    /**
+     * Checks {@code img}, repairing what {@code fix} asks for (the image must then be open
+     * writable). After a repair the image is checked again and that second result is returned, with
+     * the first pass's fixed counts, as qemu-img does.
+     *
+     * @param img the image (not closed here)
+     * @param msg where the per-cluster messages go (qemu prints them to stderr)
+     * @param fix 0, {@link #REPAIR_LEAKS} or {@link #REPAIR_ALL}
+     * @return the result
+     * @throws IOException when the image can't be read or written
+     */
+    public static Result check(Qcow2Image img, PrintStream msg, int fix) throws IOException {
+        Result r = new Qcow2Check(img, msg, fix).run();
+        if (fix == 0 || r.failure() != null || (r.corruptionsFixed() == 0 && r.leaksFixed() == 0)) {
+            return r;
+        }
+        img.sync();
+        img.dropRefcountCache();
+        Result again;
+        try (Qcow2Image fresh = Qcow2Image.open(img.path, false)) {
+            again = new Qcow2Check(fresh, msg, 0).run();
+        }
+        return new Result(again.corruptions(), again.leaks(), again.checkErrors(), r.corruptionsFixed(),
+                r.leaksFixed(), again.imageEndOffset(), again.totalClusters(), again.allocatedClusters(),
+                again.fragmentedClusters(), again.compressedClusters(), again.failure());
+    }
+
+    private Result run() throws IOException {
+        long fileSize = img.currentFileSize();
+        nbClusters = (fileSize + clusterSize - 1) / clusterSize;
+        if (nbClusters > Integer.MAX_VALUE - 8) {
+            throw new IOException(img.path + ": too many clusters to check in memory");
+        }
+        calculate();
+        // As qcow2_check_refcounts: compare without fixing first (its messages), then rebuild the
+        // refcount structure or fix in place, then the OFLAG_COPIED bits.
+        long c0 = corruptions;
+        long l0 = leaks;
+        compare(0);
+        if (rebuild && (fix & REPAIR_ERRORS) != 0) {
+            long oldCorruptions = corruptions;
+            long oldLeaks = leaks;
+            rebuildRefcounts();
+            img.dropRefcountCache();
+            corruptions = 0;
+            leaks = 0;
+            rebuild = false;
+            recount();
+            // The old structure is leaked now: free it quietly (qemu counts what it can't as fresh leaks).
+            long savedC = corruptions;
+            highest = -1;
+            compare(REPAIR_LEAKS);
+            long fresh = leaks;
+            corruptions = savedC;
+            leaksFixed = 0;
+            leaks = 0;
+            if (corruptions < oldCorruptions) {
+                corruptionsFixed += oldCorruptions - corruptions;
+            }
+            if (leaks < oldLeaks) {
+                leaksFixed += oldLeaks - leaks;
+            }
+            leaks += fresh;
+        } else if (fix != 0) {
+            if (rebuild) {
+                msg.println("ERROR need to rebuild refcount structures");
+                checkErrors++;
+                failed = "Input/output error";
+            } else if (leaks > l0 || corruptions > c0) {
+                corruptions = c0;
+                leaks = l0;
+                compare(fix);
+            }
+        }
+        if (failed == null) {
+            checkCopiedFlags();
+        }
+        long totalClusters = (img.size + clusterSize - 1) / clusterSize;
+        return new Result(corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed, (highest + 1) * clusterSize,
+                totalClusters, allocated, fragmented, compressed, failed);
+    }
+
+    /** Counts every reference to every cluster (qemu's calculate_refcounts). */
+    private void calculate() throws IOException {
+        long fileSize = img.currentFileSize();
+        nbClusters = (fileSize + clusterSize - 1) / clusterSize;
+        beyond.clear();
+        counted = new long[(int) nbClusters];
+        inc(0, clusterSize); // header
+        checkL1(img.l1Offset, img.l1.length, img.l1, true);
+        for (Qcow2Image.Snapshot sn : img.snapshots) {
+            if ((sn.l1Offset() & (clusterSize - 1)) != 0) {
+                msg.printf("ERROR snapshot %s (%s) l1_offset=%x: L1 table is not cluster aligned; snapshot table entry corrupted%n",
+                        sn.id(), sn.name(), sn.l1Offset());
+                corruptions++;
+                continue;
+            }
+            if (sn.l1Offset() + (long) sn.l1Size() * 8 > fileSize) {
+                msg.printf("ERROR snapshot %s (%s) l1_offset=%x: L1 table runs past the end of the image%n",
+                        sn.id(), sn.name(), sn.l1Offset());
+                corruptions++;
+                continue;
+            }
+            checkL1(sn.l1Offset(), sn.l1Size(), img.longs(sn.l1Offset(), sn.l1Size()), false);
+        }
+        if (img.nbSnapshots > 0) {
+            inc(img.snapshotsOffset, img.snapshotTableSize());
+        }
+        inc(img.reftOffset, (long) img.reftClusters * clusterSize);
+        if (img.cryptoOffset != 0) {
+            inc(img.cryptoOffset, img.cryptoLength);
+        }
+        checkBitmaps();
+        checkRefblocks();
+    }
+
+    private void recount() throws IOException {
+        allocated = 0;
+        fragmented = 0;
+        compressed = 0;
+        nextContiguous = 0;
+        calculate();
+    }
+
+    private void inc(long offset, long size) {
+        if (size <= 0) {
+            return;
+        }
+        long first = offset / clusterSize;
+        long last = (offset + size - 1) / clusterSize;
+        for (long c = first; c <= last; c++) {
+            if (c < nbClusters) {
+                counted[(int) c]++;
+            } else {
+                beyond.merge(c, 1L, Long::sum);
+            }
+        }
+    }
+
+    private void checkL1(long l1Off, int l1Size, long[] l1, boolean active) throws IOException {
+        inc(l1Off, (long) l1Size * 8);
+        for (int i = 0; i < l1Size; i++) {
+            long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
+            if (l2Off == 0) {
+                continue;
+            }
+            inc(l2Off, clusterSize);
+            if ((l2Off & (clusterSize - 1)) != 0) {
+                msg.printf("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted%n", l2Off);
+                corruptions++;
+                continue;
+            }
+            if (l2Off + clusterSize > img.currentFileSize()) {
+                msg.printf("ERROR l2_offset=%x: L2 table is outside the image%n", l2Off);
+                corruptions++;
+                continue;
+            }
+            checkL2(img.readL2(l2Off), active);
+        }
+    }
+
+    private void checkL2(long[] l2, boolean active) throws IOException {
+        int step = img.extendedL2() ? 2 : 1;
+        boolean external = img.dataFile != null;
+        for (int j = 0; j < l2.length; j += step) {
+            long e = l2[j];
+            if ((e & Qcow2Header.OFLAG_COMPRESSED) != 0) {
+                if ((e & Qcow2Header.OFLAG_COPIED) != 0) {
+                    msg.printf("ERROR: coffset=0x%x: copied flag must never be set for compressed clusters%n",
+                            compressedOffset(e));
+                    corruptions++;
+                }
+                if (step == 2 && l2[j + 1] != 0) {
+                    msg.printf("ERROR compressed cluster %d with non-zero subcluster allocation bitmap, entry=0x%x%n",
+                            j / step, e);
+                    corruptions++;
+                }
+                if (active) {
+                    allocated++;
+                    compressed++;
+                    fragmented++;
+                }
+                long co = compressedOffset(e);
+                int csizeShift = 62 - (img.clusterBits - 8);
+                long csizeMask = (1L << (img.clusterBits - 8)) - 1;
+                long nbCsectors = ((e >>> csizeShift) & csizeMask) + 1;
+                inc(co, nbCsectors * 512 - (co & 511));
+                continue;
+            }
+            long off = e & Qcow2Header.OFFSET_MASK;
+            if (off == 0) {
+                continue;
+            }
+            if (step == 2) {
+                long bm = l2[j + 1];
+                if (((bm >>> 32) & bm & 0xffffffffL) != 0) {
+                    msg.printf("ERROR invalid subcluster allocation bitmap, entry=0x%x%n", e);
+                    corruptions++;
+                }
+            }
+            if (active) {
+                allocated++;
+                if (nextContiguous != 0 && off != nextContiguous) {
+                    fragmented++;
+                }
+                nextContiguous = off + clusterSize;
+            }
+            if ((off & (clusterSize - 1)) != 0) {
+                msg.printf("ERROR offset=%x: Cluster is not properly aligned; L2 entry corrupted.%n", off);
+                corruptions++;
+                continue;
+            }
+            if (!external) {
+                inc(off, clusterSize);
+            }
+        }
+    }
+
+    private long compressedOffset(long e) {
+        int csizeShift = 62 - (img.clusterBits - 8);
+        return e & ((1L << csizeShift) - 1);
+    }
+
+    private void checkBitmaps() throws IOException {
+        if (img.bitmapDirOffset == 0) {
+            return;
+        }
+        inc(img.bitmapDirOffset, img.bitmapDirSize);
+        for (Qcow2Image.Bitmap b : img.bitmaps) {
+            long tOff = b.tableOffset();
+            long tBytes = (long) b.tableSize() * 8;
+            if ((tOff & (clusterSize - 1)) != 0 || tOff + tBytes > img.currentFileSize() || b.tableSize() < 0) {
+                msg.printf("ERROR bitmap table entry of bitmap '%s' is corrupted%n", b.name());
+                corruptions++;
+                continue;
+            }
+            inc(tOff, tBytes);
+            long[] t = img.longs(tOff, b.tableSize());
+            for (long e : t) {
+                long off = e & Qcow2Header.OFFSET_MASK;
+                if (off == 0) {
+                    continue;
+                }
+                if ((off & (clusterSize - 1)) != 0) {
+                    msg.printf("ERROR bitmap data cluster is not aligned: 0x%x%n", off);
+                    corruptions++;
+                    continue;
+                }
+                inc(off, clusterSize);
+            }
+        }
+    }
+
+    private void checkRefblocks() throws IOException {
+        long[] t = img.refcountTable();
+        for (int i = 0; i < t.length; i++) {
+            long off = t[i] & Qcow2Image.REFT_OFFSET_MASK;
+            if (off == 0) {
+                continue;
+            }
+            long c = off / clusterSize;
+            if ((off & (clusterSize - 1)) != 0) {
+                msg.printf("ERROR refcount block %d is not cluster aligned; refcount table entry corrupted%n", i);
+                problem();
+                continue;
+            }
+            if (c >= nbClusters) {
+                msg.printf("ERROR refcount block %d is outside image%n", i);
+                problem();
+                continue;
+            }
+            inc(off, clusterSize);
+            if (counted[(int) c] != 1) {
+                msg.printf("ERROR refcount block %d refcount=%d%n", i, counted[(int) c]);
+                problem();
+            }
+        }
+    }
+
+    /** A damaged refcount structure: counted as a corruption, or rebuilt under -r all. */
+    private void problem() {
+        if ((fix & REPAIR_ERRORS) != 0) {
+            rebuild = true;
+        } else {
+            corruptions++;
+        }
+    }
+
+    private void compare(int mode) throws IOException {
+        long maxStored = img.refcountBits() == 64 ? Long.MAX_VALUE : (1L << img.refcountBits()) - 1;
+        for (long i = 0; i < nbClusters; i++) {
+            compareOne(i, counted[(int) i], maxStored, mode);
+        }
+        for (var e : beyond.entrySet()) {
+            compareOne(e.getKey(), e.getValue(), maxStored, mode);
+        }
+    }
+
+    private void compareOne(long i, long reference, long maxStored, int mode) throws IOException {
+        long stored;
+        try {
+            stored = img.storedRefcount(i);
+        } catch (IOException e) {
+            msg.printf("ERROR getting refcount of cluster %d: %s%n", i, e.getMessage());
+            checkErrors++;
+            return;
+        }
+        if (stored > 0 || reference > 0) {
+            highest = Math.max(highest, i);
+        }
+        if (stored == reference) {
+            return;
+        }
+        boolean tooLow = stored < reference;
+        boolean repair = false;
+        if (stored == 0) {
+            rebuild = true; // maybe no refcount block covers it: only a new structure fixes that
+        } else {
+            repair = tooLow ? (mode & REPAIR_ERRORS) != 0 : (mode & REPAIR_LEAKS) != 0;
+        }
+        msg.printf("%s cluster %d refcount=%d reference=%d%n",
+                repair ? "Repairing" : tooLow ? "ERROR" : "Leaked", i, stored, reference);
+        if (repair && reference <= maxStored && setStored(i, reference)) {
+            if (tooLow) {
+                corruptionsFixed++;
+            } else {
+                leaksFixed++;
+            }
+            return;
+        }
+        if (tooLow) {
+            corruptions++;
+        } else {
+            leaks++;
+        }
+    }
+
+    /** Writes a refcount in its existing block; false when no block covers the cluster. */
+    private boolean setStored(long cluster, long value) throws IOException {
+        int perBlockBits = img.clusterBits + 3 - img.refcountOrder;
+        long idx = cluster >>> perBlockBits;
+        long[] t = img.refcountTable();
+        if (idx >= t.length || (t[(int) idx] & Qcow2Image.REFT_OFFSET_MASK) == 0) {
+            return false;
+        }
+        long off = t[(int) idx] & Qcow2Image.REFT_OFFSET_MASK;
+        byte[] block = img.read(off, (int) clusterSize).array();
+        Qcow2Image.setRefcountIn(block, (int) (cluster & ((1L << perBlockBits) - 1)), img.refcountOrder, value);
+        img.write(off, ByteBuffer.wrap(block));
+        img.dropRefcountCache();
+        return true;
+    }
+
+    private void checkCopiedFlags() throws IOException {
+        int step = img.extendedL2() ? 2 : 1;
+        boolean fixIt = (fix & REPAIR_ERRORS) != 0;
+        long[] l1 = img.l1;
+        boolean l1Dirty = false;
+        for (int i = 0; i < l1.length; i++) {
+            long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
+            if (l2Off == 0 || (l2Off & (clusterSize - 1)) != 0 || l2Off + clusterSize > img.currentFileSize()) {
+                continue;
+            }
+            long rc = img.storedRefcount(l2Off / clusterSize);
+            if ((rc == 1) != ((l1[i] & Qcow2Header.OFLAG_COPIED) != 0)) {
+                msg.printf("%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d%n",
+                        fixIt ? "Repairing" : "ERROR", i, l1[i], rc);
+                if (fixIt) {
+                    l1[i] = rc == 1 ? l1[i] | Qcow2Header.OFLAG_COPIED : l1[i] & ~Qcow2Header.OFLAG_COPIED;
+                    l1Dirty = true;
+                    corruptionsFixed++;
+                } else {
+                    corruptions++;
+                }
+            }
+            long[] l2 = img.readL2(l2Off);
+            boolean l2Dirty = false;
+            for (int j = 0; j < l2.length; j += step) {
+                long e = l2[j];
+                long off = e & Qcow2Header.OFFSET_MASK;
+                if ((e & Qcow2Header.OFLAG_COMPRESSED) != 0 || off == 0 || img.dataFile != null) {
+                    continue;
+                }
+                long r = img.storedRefcount(off / clusterSize);
+                if ((r == 1) != ((e & Qcow2Header.OFLAG_COPIED) != 0)) {
+                    msg.printf("%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%d%n",
+                            fixIt ? "Repairing" : "ERROR", e, r);
+                    if (fixIt) {
+                        l2[j] = r == 1 ? e | Qcow2Header.OFLAG_COPIED : e & ~Qcow2Header.OFLAG_COPIED;
+                        l2Dirty = true;
+                        corruptionsFixed++;
+                    } else {
+                        corruptions++;
+                    }
+                }
+            }
+            if (l2Dirty) {
+                ByteBuffer b = ByteBuffer.allocate((int) clusterSize);
+                b.asLongBuffer().put(l2);
+                img.write(l2Off, b);
+            }
+        }
+        if (l1Dirty) {
+            ByteBuffer b = ByteBuffer.allocate(l1.length * 8);
+            b.asLongBuffer().put(l1);
+            img.write(img.l1Offset, b);
+        }
+    }
+
+    /**
+     * Writes a new refcount table and blocks after the end of the file holding the counted
+     * references (and their own), then points the header at them: the old structure becomes
+     * unreferenced, as qemu's rebuild_refcount_structure leaves it.
+     */
+    private void rebuildRefcounts() throws IOException {
+        msg.println("Rebuilding refcount structure");
+        int order = img.refcountOrder;
+        long perBlock = (clusterSize * 8) >>> order;
+        long end = Math.max(nbClusters, beyond.isEmpty() ? 0 : beyond.lastKey() + 1);
+        long blocks;
+        long tableClusters;
+        long total = end;
+        while (true) {
+            blocks = (total + perBlock - 1) / perBlock;
+            tableClusters = (blocks * 8 + clusterSize - 1) / clusterSize;
+            long need = end + blocks + tableClusters;
+            if (need <= total) {
+                break;
+            }
+            total = need;
+        }
+        long firstNew = end;
+        long[] table = new long[(int) (tableClusters * clusterSize / 8)];
+        for (long b = 0; b < blocks; b++) {
+            byte[] block = new byte[(int) clusterSize];
+            for (long k = 0; k < perBlock; k++) {
+                long c = b * perBlock + k;
+                long v;
+                if (c < nbClusters) {
+                    v = Math.max(0, counted[(int) c]);
+                } else if (c >= firstNew && c < firstNew + blocks + tableClusters) {
+                    v = 1;
+                } else {
+                    v = beyond.getOrDefault(c, 0L);
+                }
+                if (v != 0) {
+                    Qcow2Image.setRefcountIn(block, (int) k, order, v);
+                }
+            }
+            long off = (firstNew + b) * clusterSize;
+            img.write(off, ByteBuffer.wrap(block));
+            table[(int) b] = off;
+        }
+        ByteBuffer tb = ByteBuffer.allocate(table.length * 8);
+        tb.asLongBuffer().put(table);
+        long tableOff = (firstNew + blocks) * clusterSize;
+        img.write(tableOff, tb);
+        img.sync();
+        ByteBuffer h = ByteBuffer.allocate(12);
+        h.putLong(0, tableOff);
+        h.putInt(8, (int) tableClusters);
+        img.write(48, h);
+        img.sync();
+        img.refcountTableMoved(tableOff, (int) tableClusters);
+    }
+}

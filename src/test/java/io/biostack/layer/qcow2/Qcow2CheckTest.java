@@ -1,0 +1,133 @@
+package io.biostack.layer.qcow2;
+
+import io.biostack.nbd.Tools;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** Qcow2Check on images damaged by hand: leaks, corruptions, repairs, and hostile metadata. */
+class Qcow2CheckTest {
+    @TempDir
+    Path dir;
+
+    private final ByteArrayOutputStream msgs = new ByteArrayOutputStream();
+
+    /** A 64 MiB image with clusters 0-3 and 200 mapped: header, reftable, refblock, L1, L2, 5 data = 10 clusters. */
+    private Path image() throws IOException {
+        Path p = dir.resolve("c.qcow2");
+        Qcow2Create.create(p, 64L << 20, Qcow2Create.Options.defaults(), null, null, new long[] {0, 4, 200, 201});
+        return p;
+    }
+
+    private Qcow2Check.Result check(Path p, int fix) throws IOException {
+        try (Qcow2Image img = Qcow2Image.open(p, fix != 0)) {
+            return Qcow2Check.check(img, new PrintStream(msgs, true), fix);
+        }
+    }
+
+    private static void poke(Path p, long off, ByteBuffer b) throws IOException {
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
+            ch.write(b, off);
+        }
+    }
+
+    /** Refcount of {@code cluster}: 16-bit entries in the block at cluster 2 (Qcow2Create's layout). */
+    private static void setRefcount(Path p, long cluster, int v) throws IOException {
+        poke(p, 2 * 65536 + cluster * 2, ByteBuffer.allocate(2).putShort(0, (short) v));
+    }
+
+    @Test
+    void aFreshImageIsClean() throws IOException {
+        Qcow2Check.Result r = check(image(), 0);
+        assertThat(r.exitCode()).isZero();
+        assertThat(r.allocatedClusters()).isEqualTo(5);
+        assertThat(r.imageEndOffset()).isEqualTo(10L * 65536);
+        assertThat(r.totalClusters()).isEqualTo(1024);
+        assertThat(msgs.toString()).isEmpty();
+    }
+
+    @Test
+    void aRefcountWithoutAReferenceIsALeakThatRepairFrees() throws IOException {
+        Path p = image();
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(12L * 65536);
+        }
+        setRefcount(p, 10, 1);
+        setRefcount(p, 11, 1);
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.leaks()).isEqualTo(2);
+        assertThat(r.corruptions()).isZero();
+        assertThat(r.exitCode()).isEqualTo(3);
+        assertThat(msgs.toString()).contains("Leaked cluster 10 refcount=1 reference=0");
+        Qcow2Check.Result fixed = check(p, Qcow2Check.REPAIR_LEAKS);
+        assertThat(fixed.leaksFixed()).isEqualTo(2);
+        assertThat(fixed.exitCode()).isZero();
+        assertThat(check(p, 0).exitCode()).isZero();
+    }
+
+    @Test
+    void aReferenceWithoutARefcountIsACorruptionThatOnlyRebuildingFixes() throws Exception {
+        Path p = image();
+        setRefcount(p, 4, 0); // the L2 table
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.corruptions()).isGreaterThanOrEqualTo(1);
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(msgs.toString()).contains("ERROR cluster 4 refcount=0 reference=1");
+        Qcow2Check.Result leaksOnly = check(p, Qcow2Check.REPAIR_LEAKS);
+        assertThat(leaksOnly.exitCode()).isEqualTo(1);
+        assertThat(leaksOnly.failure()).isNotNull();
+        Qcow2Check.Result all = check(p, Qcow2Check.REPAIR_ALL);
+        assertThat(all.corruptionsFixed()).isGreaterThanOrEqualTo(1);
+        assertThat(all.exitCode()).isZero();
+        assertThat(msgs.toString()).contains("Rebuilding refcount structure");
+        Tools.require("qemu-img");
+        Tools.ok(60, "qemu-img", "check", p.toString());
+    }
+
+    @Test
+    void aWrongCopiedFlagIsACorruptionThatRepairClears() throws IOException {
+        Path p = image();
+        setRefcount(p, 5, 2); // a data cluster: refcount 2 but OFLAG_COPIED set (and one reference: a leak too)
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(msgs.toString()).contains("ERROR OFLAG_COPIED data cluster");
+        assertThat(check(p, Qcow2Check.REPAIR_ALL).exitCode()).isZero();
+        assertThat(check(p, 0).exitCode()).isZero();
+    }
+
+    @Test
+    void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
+        Path p = image();
+        poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(msgs.toString()).contains("L2 table is outside the image");
+    }
+
+    @Test
+    void hostileHeadersFailAtOpenNamingTheProblem() throws IOException {
+        Path p = image();
+        poke(p, 36, ByteBuffer.allocate(4).putInt(0, 0x7fffffff)); // a huge L1 size
+        assertThatThrownBy(() -> Qcow2Image.open(p, false)).isInstanceOf(IOException.class)
+                .hasMessageContaining("c.qcow2").hasMessageContaining("L1 table");
+        Path q = image();
+        poke(q, 72, ByteBuffer.allocate(8).putLong(0, 1L << 20)); // unknown incompatible bit 20
+        assertThatThrownBy(() -> Qcow2Image.open(q, false)).hasMessageContaining("incompatible bit 20");
+        Path t = image();
+        try (RandomAccessFile f = new RandomAccessFile(t.toFile(), "rw")) {
+            f.setLength(50);
+        }
+        assertThatThrownBy(() -> Qcow2Image.open(t, false)).isInstanceOf(IOException.class).hasMessageContaining("truncated");
+    }
+}
