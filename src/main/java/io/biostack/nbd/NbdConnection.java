@@ -79,6 +79,8 @@ final class NbdConnection {
     private BlockDevice device;
     private boolean structured;
     private boolean blockStatus;
+    /** The metadata contexts the client selected, in the order their chunks go out. */
+    private MetaContext[] contexts = MetaContext.NONE;
     private boolean fastZero;
     private long size;
     private int minBlock;
@@ -447,7 +449,8 @@ final class NbdConnection {
         statsOpen = true;
         device = export.device();
         structured = s.structured();
-        blockStatus = s.blockStatus();
+        contexts = s.contexts();
+        blockStatus = contexts.length > 0;
         size = device.size();
         minBlock = export.minimumBlock();
         fastZero = device.limits().writeZeroes();
@@ -691,24 +694,39 @@ final class NbdConnection {
         submit(bio);
     }
 
+    /**
+     * Answers BLOCK_STATUS for every selected context in turn, at most {@link NbdRequest#MAX_RUNS}
+     * runs each (one with REQ_ONE), never past the range asked (doc/proto.md, "NBD_CMD_BLOCK_STATUS").
+     */
     private void blockStatus(long cookie, int flags, long offset, long length) {
         NbdRequest r = take(cookie, CMD_BLOCK_STATUS, flags, offset, length);
         int max = (flags & CMD_FLAG_REQ_ONE) != 0 ? 1 : NbdRequest.MAX_RUNS;
-        long pos = offset;
+        r.ensureRuns(contexts.length * max);
         long end = offset + length;
-        while (pos < end && r.nruns < max) {
-            Extent x = device.extentAt(pos, end - pos);
-            long n = Math.min(x.length(), end - pos);
-            if (n <= 0) {
-                n = end - pos;
+        for (int c = 0; c < contexts.length; c++) {
+            io.biostack.block.StatusContext src = contexts[c].source();
+            int first = r.nruns;
+            long pos = offset;
+            try {
+                while (pos < end && r.nruns - first < max) {
+                    Extent x = src == null ? device.extentAt(pos, end - pos) : src.extentAt(pos, end - pos);
+                    long n = Math.min(x.length(), end - pos);
+                    if (n <= 0) {
+                        n = end - pos;
+                    }
+                    int f = src == null ? x.flags() & (Extent.HOLE | Extent.ZERO) : x.flags();
+                    if (r.nruns > first && r.runs[2 * r.nruns - 1] == f) {
+                        r.runs[2 * r.nruns - 2] += n;
+                    } else {
+                        r.addRun(n, f);
+                    }
+                    pos += n;
+                }
+            } catch (RuntimeException e) {
+                r.fail(EIO, "block status of " + contexts[c].name() + " at " + pos + ": " + e.getMessage());
+                break;
             }
-            int f = x.flags() & (Extent.HOLE | Extent.ZERO);
-            if (r.nruns > 0 && r.runs[2 * r.nruns - 1] == f) {
-                r.runs[2 * r.nruns - 2] += n;
-            } else if (r.nruns < max) {
-                r.addRun(n, f);
-            }
-            pos += n;
+            r.contextEnd[c] = r.nruns;
         }
         completed(r);
     }
@@ -811,7 +829,7 @@ final class NbdConnection {
             handshakeOut.limit(lim);
             b.headerWritten();
         }
-        while (doneHead != null && b.roomForReply(doneHead.nruns + 1) && (b.bytes < maxBytes || b.head == null)) {
+        while (doneHead != null && b.roomForReply(doneHead.dataPieces()) && (b.bytes < maxBytes || b.head == null)) {
             NbdRequest r = doneHead;
             doneHead = r.next;
             if (doneHead == null) {
@@ -1039,11 +1057,18 @@ final class NbdConnection {
         if (r.type == CMD_READ && r.error == 0) {
             encodeRead(r, b);
         } else if (r.type == CMD_BLOCK_STATUS && r.error == 0) {
-            chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * r.nruns);
-            out.putInt(BASE_ALLOCATION_ID);
-            for (int i = 0; i < r.nruns; i++) {
-                out.putInt((int) r.runs[2 * i]);
-                out.putInt((int) r.runs[2 * i + 1]);
+            // One chunk per context, in the order selected; the last one ends the reply.
+            int from = 0;
+            for (int c = 0; c < contexts.length; c++) {
+                int to = r.contextEnd[c];
+                int done = c == contexts.length - 1 ? REPLY_FLAG_DONE : 0;
+                chunkHeader(out, r.cookie, done, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * (to - from));
+                out.putInt(contexts[c].id());
+                for (int i = from; i < to; i++) {
+                    out.putInt((int) r.runs[2 * i]);
+                    out.putInt((int) r.runs[2 * i + 1]);
+                }
+                from = to;
             }
         } else if (r.error != 0 && structured) {
             byte[] msg = r.message == null ? new byte[0] : r.message.getBytes(StandardCharsets.UTF_8);

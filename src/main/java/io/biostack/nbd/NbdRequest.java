@@ -36,9 +36,14 @@ final class NbdRequest {
     int error;
     /** Text for a structured error chunk, or null. */
     String message;
-    /** Runs of a sparse READ or a BLOCK_STATUS reply: length at [2i], Extent flags at [2i+1]. */
-    final long[] runs = new long[2 * MAX_RUNS];
+    /**
+     * Runs of a sparse READ or a BLOCK_STATUS reply: length at [2i], flags at [2i+1]. Grown once
+     * (this request is pooled) for a session with several metadata contexts.
+     */
+    long[] runs = new long[2 * MAX_RUNS];
     int nruns;
+    /** BLOCK_STATUS: the end (in runs) of each selected context's runs, in the order selected. */
+    final int[] contextEnd = new int[MetaContext.MAX_SELECTED];
 
     /** Link in the connection's reply queue or free list; owned by the list that holds it. */
     NbdRequest next;
@@ -64,6 +69,21 @@ final class NbdRequest {
     void fail(int nbdError, String why) {
         this.error = nbdError;
         this.message = why;
+    }
+
+    /** Makes room for {@code n} runs (cold: once per pooled request). */
+    void ensureRuns(int n) {
+        if (runs.length < 2 * n) {
+            runs = new long[2 * n];
+        }
+    }
+
+    /** Data pieces this request's reply adds to a send (READ data runs; none for other replies). */
+    int dataPieces() {
+        if (type != NbdProtocol.CMD_READ || error != 0) {
+            return 0;
+        }
+        return Math.max(1, nruns);
     }
 
     void addRun(long len, int extentFlags) {
