@@ -30,6 +30,19 @@ final class NbdRequest {
     // ---- what the reply needs ----
     /** The payload buffer (WRITE data received, READ data to send), or null. */
     BufferPool.Buf buf;
+    /**
+     * Where the request's own bytes start in {@link #buf}: 0, or, for an unaligned request served
+     * by read-modify-write, its distance from the aligned start {@link #ioOffset}.
+     */
+    int dataOff;
+    /** Read-modify-write: the aligned range the bios cover, and the stage reached (RMW_*). */
+    long ioOffset;
+    int ioLength;
+    int stage;
+    /** Read-modify-write: the head and tail blocks as they were on the device. */
+    BufferPool.Buf edges;
+    /** Link in the connection's queue of read-modify-writes waiting their turn. */
+    NbdRequest rmwNext;
     /** Bytes charged against the connection's in-flight budget. */
     long charged;
     /** NBD error (section "Error values"), 0 for success. */
@@ -64,7 +77,21 @@ final class NbdRequest {
         this.nruns = 0;
         this.buf = null;
         this.charged = 0;
+        this.dataOff = 0;
+        this.stage = 0;
+        this.rmwNext = null;
     }
+
+    /** No read-modify-write, or it is done. */
+    static final int RMW_NONE = 0;
+    /** The payload is being received or the request waits for the connection's RMW in flight. */
+    static final int RMW_WAITING = 1;
+    /** The head block is being read into {@link #edges}. */
+    static final int RMW_HEAD = 2;
+    /** The tail block is being read into {@link #edges}. */
+    static final int RMW_TAIL = 3;
+    /** The aligned range is being written. */
+    static final int RMW_WRITE = 4;
 
     void fail(int nbdError, String why) {
         this.error = nbdError;
