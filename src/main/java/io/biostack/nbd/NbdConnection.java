@@ -46,6 +46,12 @@ final class NbdConnection {
     private static final System.Logger LOG = System.getLogger("io.biostack.nbd");
     /** Receive buffer: request headers and small payloads; larger payloads bypass it. */
     static final int RECV_BUFFER = 16 * 1024;
+    /**
+     * Receive buffer during the handshake: options are gathered by {@link Handshake} itself, so a
+     * small one does; a connection that never gets further (a flood of stalled handshakes) costs
+     * little. Replaced by one of {@link #RECV_BUFFER} when transmission starts.
+     */
+    static final int HANDSHAKE_RECV = 2048;
     /** Oversized WRITE payloads up to this size are skipped and answered; longer ones disconnect. */
     static final long DISCARD_LIMIT = 64L << 20;
     /**
@@ -98,7 +104,7 @@ final class NbdConnection {
     private int minBlock;
 
     /** Receive buffer; grows (cold) only for bytes a shared receive brought while the budget was spent. */
-    private ByteBuffer rb = ByteBuffer.allocateDirect(RECV_BUFFER);
+    private ByteBuffer rb = ByteBuffer.allocateDirect(HANDSHAKE_RECV);
     private MemorySegment rbSeg = MemorySegment.ofBuffer(rb);
     /**
      * Where the unparsed bytes [rStart, rEnd) are: {@link #rb}, or, for the length of one
@@ -145,6 +151,12 @@ final class NbdConnection {
     private TlsSession tls;
     /** STARTTLS was acknowledged; TLS starts once that ACK has been sent. */
     private boolean tlsPending;
+    /**
+     * The ACK is out and no byte of the ClientHello has come yet: the TLS session (an engine and
+     * its buffers, tens of KiB) is made only when one does, so that clients that ask for STARTTLS
+     * and stall cost little more than their socket (issue 19).
+     */
+    private boolean tlsAwaitingHello;
     private ByteBuffer cipherIn;
     private MemorySegment cipherInSeg;
     private BufferPool.Buf cipherOut;
@@ -379,7 +391,7 @@ final class NbdConnection {
     /** Parses and dispatches what the receive buffer holds, as far as the budget allows. */
     void process() {
         if (phase == HANDSHAKE) {
-            if (rStart < rEnd && !tlsPending) {
+            if (rStart < rEnd && !tlsPending && !tlsAwaitingHello) {
                 handshakeInput();
             }
         }
@@ -453,6 +465,14 @@ final class NbdConnection {
     }
 
     private void startTransmission(Handshake.Session s) {
+        // The full-size receive buffer, holding the first requests that came with the last option.
+        ByteBuffer big = ByteBuffer.allocateDirect(RECV_BUFFER);
+        MemorySegment bigSeg = MemorySegment.ofBuffer(big);
+        MemorySegment.copy(rbSeg, rStart, bigSeg, 0, rEnd - rStart);
+        rEnd -= rStart;
+        rStart = 0;
+        rb = in = big;
+        rbSeg = inSeg = bigSeg;
         server.handshakeEnded(this);
         countedInTransmission = true; // the handshake took the slot (NbdServer.enterTransmission)
         handshake = null;
@@ -1089,6 +1109,11 @@ final class NbdConnection {
     /** {@code n} bytes arrived in the last {@link #wireTarget()}. */
     void wireReceived(int n) {
         if (tls == null) {
+            if (tlsAwaitingHello) {
+                rEnd += n; // the first ClientHello bytes, in rb (recvTarget)
+                makeTls();
+                return;
+            }
             received(n);
             return;
         }
@@ -1144,12 +1169,22 @@ final class NbdConnection {
         }
     }
 
-    /** The STARTTLS ACK is on the wire: the TLS session starts, fed what already arrived. */
+    /** The STARTTLS ACK is on the wire: TLS starts with the first ClientHello bytes (maybe here already). */
     private void startTls() {
         tlsPending = false;
         if (tls != null) {
             return;
         }
+        if (rStart < rEnd) {
+            makeTls();
+        } else {
+            tlsAwaitingHello = true;
+        }
+    }
+
+    /** Makes the TLS session and feeds it what arrived since the STARTTLS ACK. */
+    private void makeTls() {
+        tlsAwaitingHello = false;
         try {
             tls = server.tlsCredentials().newServerSession(peer);
             cipherIn = ByteBuffer.allocateDirect(CIPHER_IN);
