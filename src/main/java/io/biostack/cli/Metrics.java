@@ -44,7 +44,8 @@ import java.util.function.Supplier;
  * biostack_device_io_latency_seconds{device,op}             histogram, classic buckets 1us..10s
  * biostack_export_connections_total{export}, biostack_export_open_connections{export}
  * biostack_export_requests_total{export,command}, biostack_export_errors_total{export,errno}
- * biostack_export_tls_refused_total{export}
+ * biostack_export_tls_refused_total{export}, biostack_export_read_modify_write_total{export},
+ * biostack_export_oversized_requests_total{export}
  * </pre>
  * The histogram's buckets are filled from the devices' finer log-linear buckets: a fine bucket
  * counts under the first bound at or above its upper edge, so a count may sit one bound higher
@@ -200,11 +201,17 @@ public final class Metrics implements MultiCollector, AutoCloseable {
                 .help("NBD error replies sent, by error value");
         CounterSnapshot.Builder tls = CounterSnapshot.builder().name("biostack_export_tls_refused")
                 .help("TLS handshakes refused or failed");
+        CounterSnapshot.Builder rmw = CounterSnapshot.builder().name("biostack_export_read_modify_write")
+                .help("Unaligned requests of clients that did not negotiate block sizes, served by read-modify-write");
+        CounterSnapshot.Builder big = CounterSnapshot.builder().name("biostack_export_oversized_requests")
+                .help("Requests over the maximum payload, of clients that did not negotiate block sizes, served split");
         for (ExportStats.Snapshot s : es) {
             Labels l = Labels.of("export", s.export());
             opened.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder().labels(l).value(s.opened()).build());
             open.dataPoint(GaugeSnapshot.GaugeDataPointSnapshot.builder().labels(l).value(s.connections()).build());
             tls.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder().labels(l).value(s.tlsRefused()).build());
+            rmw.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder().labels(l).value(s.readModifyWrite()).build());
+            big.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder().labels(l).value(s.oversized()).build());
             s.requests().forEach((cmd, n) -> req.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder()
                     .labels(Labels.of("export", s.export(), "command", cmd)).value(n).build()));
             s.errors().forEach((e, n) -> err.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder()
@@ -215,5 +222,7 @@ public final class Metrics implements MultiCollector, AutoCloseable {
         out.add(req.build());
         out.add(err.build());
         out.add(tls.build());
+        out.add(rmw.build());
+        out.add(big.build());
     }
 }

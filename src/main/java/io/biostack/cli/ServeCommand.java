@@ -159,6 +159,12 @@ public final class ServeCommand implements Callable<Integer> {
                     + " (default ${DEFAULT-VALUE}).")
     int handshakeBudget;
 
+    @Option(names = {"-B", "--bitmap"}, paramLabel = "NAME",
+            description = "Offer the device's dirty bitmap NAME as the qemu:dirty-bitmap:NAME meta context (and"
+                    + " no other bitmap), as qemu-nbd -B; repeat for several. Fails when the device has none of"
+                    + " that name.")
+    List<String> bitmaps;
+
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
@@ -182,6 +188,7 @@ public final class ServeCommand implements Callable<Integer> {
         try {
             NbdServer.Builder b = NbdServer.builder()
                     .export(new NbdExport(exportName, description, device, readOnly))
+                    .bitmaps(bitmaps)
                     .maxConnections(maxConnections)
                     .threads(threads)
                     .pollMicros(pollMicros);
@@ -266,7 +273,7 @@ public final class ServeCommand implements Callable<Integer> {
         ControlServer ctl = null;
         Metrics met = null;
         try {
-            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections).threads(threads);
+            NbdServer.Builder b = NbdServer.builder().maxConnections(maxConnections).threads(threads).bitmaps(bitmaps);
             for (String name : exportNames) {
                 BlockDevice dev = stack.device(name);
                 if (dev == null) {

@@ -44,6 +44,8 @@ final class BufferPool {
     private final Buf[][] idle;
     private final int[] top;
     private final int maxShift;
+    /** Classes up to this one are registered; larger ones (oversized requests) are not. */
+    private final int registeredShift;
     private final Registrar registrar;
     /** Buffers made and dropped so far (tests: a warm pool stops making them). */
     private long made;
@@ -56,18 +58,33 @@ final class BufferPool {
      * @param registrar registers each buffer the pool makes, or null (the java.nio reactor)
      */
     BufferPool(int maxBytes, long keepBytes, Registrar registrar) {
-        int shift = MIN_SHIFT;
-        while ((1L << shift) < maxBytes) {
-            shift++;
-        }
+        this(maxBytes, maxBytes, keepBytes, registrar);
+    }
+
+    /**
+     * A pool as above that also hands out buffers from {@code maxBytes} up to {@code bigBytes}
+     * (requests of clients that did not negotiate block sizes): those are never registered (they
+     * would pin much memory for a rare request) and at most one of each such class is kept idle.
+     */
+    BufferPool(int maxBytes, int bigBytes, long keepBytes, Registrar registrar) {
+        this.registeredShift = shiftOf(maxBytes);
+        int shift = shiftOf(Math.max(maxBytes, bigBytes));
         this.maxShift = shift;
         this.registrar = registrar;
         this.idle = new Buf[shift - MIN_SHIFT + 1][];
         this.top = new int[idle.length];
         for (int i = 0; i < idle.length; i++) {
             long size = 1L << (i + MIN_SHIFT);
-            idle[i] = new Buf[(int) Math.max(4, Math.min(1024, keepBytes / size))];
+            idle[i] = new Buf[i + MIN_SHIFT > registeredShift ? 1 : (int) Math.max(4, Math.min(1024, keepBytes / size))];
         }
+    }
+
+    private static int shiftOf(int bytes) {
+        int shift = MIN_SHIFT;
+        while ((1L << shift) < bytes) {
+            shift++;
+        }
+        return shift;
     }
 
     /** A buffer of at least {@code bytes} (1 to the pool's maximum); the caller owns it until {@link #put}. */
@@ -102,7 +119,7 @@ final class BufferPool {
     private Buf make(int c) {
         Buf b = new Buf(1 << (c + MIN_SHIFT), c);
         made++;
-        if (registrar != null) {
+        if (registrar != null && c + MIN_SHIFT <= registeredShift) {
             b.handle = registrar.register(b.segment);
         }
         return b;

@@ -32,6 +32,8 @@ public final class ExportStats {
     private final LongAdder opened = new LongAdder();
     private final LongAdder closed = new LongAdder();
     private final LongAdder tlsRefused = new LongAdder();
+    private final LongAdder readModifyWrite = new LongAdder();
+    private final LongAdder oversized = new LongAdder();
     private final LongAdder[] requests = adders(COMMANDS.length + 1);
     private final LongAdder[] errors = adders(MAX_ERRNO + 1);
 
@@ -78,17 +80,40 @@ public final class ExportStats {
     }
 
     /**
+     * An unaligned request of a client that did not negotiate block sizes was served by
+     * read-modify-write under the export's alignment (doc/proto.md, "Block size constraints").
+     */
+    public void readModifyWrite() {
+        readModifyWrite.increment();
+    }
+
+    /**
+     * A request over the maximum payload, from a client that did not negotiate block sizes, was
+     * served (split to the device's limits).
+     */
+    public void oversized() {
+        oversized.increment();
+    }
+
+    /**
      * The counts now.
      *
+     * @param export          the export's name
      * @param opened     connections that reached transmission
      * @param closed     connections that ended
      * @param requests   requests by command name ("read", "write", ..., "other"), only those seen
      * @param errors     error replies by errno name ("EIO", ..., "E&lt;n&gt;" for others), only those seen
      * @param tlsRefused TLS handshakes refused
+     * @param readModifyWrite unaligned requests served by read-modify-write
+     * @param oversized  requests over the maximum payload served
      */
     public record Snapshot(String export, long opened, long closed, Map<String, Long> requests, Map<String, Long> errors,
-                           long tlsRefused) {
-        /** Connections open now. */
+                           long tlsRefused, long readModifyWrite, long oversized) {
+        /**
+         * Connections open now.
+         *
+         * @return opened less closed, never negative
+         */
         public long connections() {
             return Math.max(0, opened - closed);
         }
@@ -112,6 +137,6 @@ public final class ExportStats {
                 err.put(i == MAX_ERRNO ? "other" : ERRORS.getOrDefault(i, "E" + i), n);
             }
         }
-        return new Snapshot(name, o, c, req, err, tlsRefused.sum());
+        return new Snapshot(name, o, c, req, err, tlsRefused.sum(), readModifyWrite.sum(), oversized.sum());
     }
 }

@@ -3,6 +3,15 @@ package io.biostack.nbd;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import io.biostack.block.StatusContext;
 
 import io.biostack.nbd.tls.TlsPolicy;
 
@@ -31,7 +40,16 @@ final class Handshake {
     static final int MAX_OPTION = 64 * 1024;
 
     /** What the client chose, when it entered transmission. */
-    record Session(NbdExport export, boolean structured, boolean noZeroes, boolean blockStatus, int transmissionFlags) {
+    /**
+     * What the client chose, when it entered transmission.
+     *
+     * @param contexts         the metadata contexts selected for this export (empty: no BLOCK_STATUS)
+     * @param blockSizeAgreed  the client entered with NBD_OPT_GO asking for NBD_INFO_BLOCK_SIZE, so it
+     *                         promised to keep to the constraints sent (doc/proto.md, "Block size
+     *                         constraints"); without that promise the spec's defaults apply
+     */
+    record Session(NbdExport export, boolean structured, boolean noZeroes, MetaContext[] contexts,
+                   boolean blockSizeAgreed, int transmissionFlags) {
     }
 
     /**
@@ -39,7 +57,7 @@ final class Handshake {
      * bytes that follow (in the buffer given to feed and after) are TLS, and the haggling goes on
      * through the TLS session's plaintext.
      */
-    static final Session START_TLS = new Session(null, false, false, false, 0);
+    static final Session START_TLS = new Session(null, false, false, MetaContext.NONE, false, 0);
 
     /** Thrown to end the session without entering transmission. */
     static final class Disconnect extends IOException {
@@ -59,8 +77,10 @@ final class Handshake {
     private boolean tlsActive;
     /** Set once an option was answered NBD_REP_ERR_TLS_REQD (or EXPORT_NAME refused for want of TLS). */
     private boolean tlsRequired;
-    /** Export named in the last SET_META_CONTEXT that selected base:allocation, or null. */
+    /** Export named in the last SET_META_CONTEXT that selected a context, or null. */
     private String metaExport;
+    /** The contexts that SET_META_CONTEXT selected for {@link #metaExport}. */
+    private MetaContext[] metaSelected = MetaContext.NONE;
 
     private int state = S_FLAGS;
     /** Bytes of the current item (client flags, option header, option data) gathered so far. */
@@ -193,6 +213,7 @@ final class Handshake {
                 tlsActive = true;
                 structured = false;
                 metaExport = null;
+                metaSelected = MetaContext.NONE;
                 return START_TLS;
             }
             case TLS_REQUIRED -> {
@@ -254,7 +275,7 @@ final class Handshake {
         b.putLong(e.device().size()).putShort((short) flags);
         b.position(b.capacity()).flip();
         writeFully(b);
-        return session(e, name, flags);
+        return session(e, name, flags, false);
     }
 
     private void list(ByteBuffer data) throws Disconnect {
@@ -291,10 +312,12 @@ final class Handshake {
         }
         boolean wantName = false;
         boolean wantDescription = false;
+        boolean wantBlockSize = false;
         for (int i = 0; i < count; i++) {
             int t = Short.toUnsignedInt(data.getShort());
             wantName |= t == INFO_NAME;
             wantDescription |= t == INFO_DESCRIPTION;
+            wantBlockSize |= t == INFO_BLOCK_SIZE;
         }
         NbdExport e = server.export(name);
         if (e == null) {
@@ -319,19 +342,30 @@ final class Handshake {
             byte[] d = e.description().getBytes(StandardCharsets.UTF_8);
             reply(option, REP_INFO, ByteBuffer.allocate(2 + d.length).putShort((short) INFO_DESCRIPTION).put(d).flip());
         }
-        // Always sent: our minimum is stricter than the default of 1 (section "Size constraints").
+        // Always sent (the spec allows it unasked), but binding only on a client that asked for it in
+        // NBD_OPT_GO; others get the defaults, served by read-modify-write and splitting
+        // (section "Block size constraints").
         ByteBuffer bs = ByteBuffer.allocate(14);
         bs.putShort((short) INFO_BLOCK_SIZE).putInt(e.minimumBlock()).putInt(e.preferredBlock())
                 .putInt(server.maxPayload()).flip();
         reply(option, REP_INFO, bs);
         ack(option);
-        return option == OPT_GO ? session(e, name, flags) : null;
+        return option == OPT_GO ? session(e, name, flags, wantBlockSize) : null;
     }
 
+    /**
+     * NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (doc/proto.md, "Metadata querying"; the
+     * {@code qemu:} namespace as qemu's docs/interop/nbd.txt has it). The export offers
+     * {@code base:allocation} and whatever its device answers ({@link NbdServer#contextsOf}). LIST
+     * takes a query ending in ':' as every context under that prefix ({@code base:}, {@code qemu:},
+     * {@code qemu:dirty-bitmap:}) and no query as all; SET takes full names only, each selected
+     * once with its own id. A name the export doesn't answer is simply not selected.
+     */
     private void metaContext(int option, ByteBuffer data) throws Disconnect {
         boolean set = option == OPT_SET_META_CONTEXT;
         if (set) {
             metaExport = null; // replaced even when this request fails
+            metaSelected = MetaContext.NONE;
         }
         if (!structured) {
             reply(option, REP_ERR_INVALID, "negotiate NBD_OPT_STRUCTURED_REPLY first");
@@ -349,7 +383,7 @@ final class Handshake {
         }
         String name = string(data, (int) nlen);
         long count = Integer.toUnsignedLong(data.getInt());
-        boolean allocation = !set && count == 0;
+        List<String> queries = new ArrayList<>();
         for (long i = 0; i < count; i++) {
             if (data.remaining() < 4) {
                 reply(option, REP_ERR_INVALID, "query beyond the option");
@@ -360,34 +394,74 @@ final class Handshake {
                 reply(option, REP_ERR_INVALID, "query length beyond the option");
                 return;
             }
-            String q = string(data, (int) qlen);
-            // "base:" is a wildcard for LIST only; unknown namespaces and leaves are ignored.
-            allocation |= q.equals(BASE_ALLOCATION) || (!set && q.equals("base:"));
+            queries.add(string(data, (int) qlen));
         }
         if (data.hasRemaining()) {
             reply(option, REP_ERR_INVALID, "trailing bytes after the queries");
             return;
         }
-        if (server.export(name) == null) {
+        NbdExport e = server.export(name);
+        if (e == null) {
             reply(option, REP_ERR_UNKNOWN, "no export named '" + name + "'");
             return;
         }
-        if (allocation) {
-            byte[] n = BASE_ALLOCATION.getBytes(StandardCharsets.US_ASCII);
-            ByteBuffer b = ByteBuffer.allocate(4 + n.length);
-            b.putInt(set ? BASE_ALLOCATION_ID : 0).put(n).flip();
-            reply(option, REP_META_CONTEXT, b);
-            if (set) {
-                metaExport = name;
+        Map<String, StatusContext> offered = new LinkedHashMap<>();
+        offered.put(BASE_ALLOCATION, null);
+        for (StatusContext c : server.contextsOf(e)) {
+            offered.putIfAbsent(c.name(), c);
+        }
+        if (!set) {
+            Set<String> found = new LinkedHashSet<>();
+            for (String n : offered.keySet()) {
+                if (queries.isEmpty()) {
+                    found.add(n);
+                }
+                for (String q : queries) {
+                    if (q.equals(n) || (q.endsWith(":") && n.startsWith(q))) {
+                        found.add(n);
+                    }
+                }
             }
+            for (String n : found) {
+                metaContextReply(option, 0, n); // ids of a LIST mean nothing (section "NBD_REP_META_CONTEXT")
+            }
+            ack(option);
+            return;
+        }
+        List<MetaContext> chosen = new ArrayList<>();
+        Set<String> seen = new HashSet<>();
+        for (String q : queries) {
+            if (!offered.containsKey(q) || !seen.add(q)) {
+                continue;
+            }
+            int id = q.equals(BASE_ALLOCATION) ? BASE_ALLOCATION_ID : BASE_ALLOCATION_ID + 1 + chosen.size();
+            chosen.add(new MetaContext(id, q, offered.get(q)));
+        }
+        if (chosen.size() > MetaContext.MAX_SELECTED) {
+            reply(option, REP_ERR_TOO_BIG, "at most " + MetaContext.MAX_SELECTED + " metadata contexts at once");
+            return;
+        }
+        for (MetaContext c : chosen) {
+            metaContextReply(option, c.id(), c.name());
+        }
+        if (!chosen.isEmpty()) {
+            metaExport = name;
+            metaSelected = chosen.toArray(MetaContext.NONE);
         }
         ack(option);
     }
 
-    private Session session(NbdExport e, String askedName, int flags) {
+    private void metaContextReply(int option, int id, String contextName) throws Disconnect {
+        byte[] n = contextName.getBytes(StandardCharsets.UTF_8);
+        ByteBuffer b = ByteBuffer.allocate(4 + n.length);
+        b.putInt(id).put(n).flip();
+        reply(option, REP_META_CONTEXT, b);
+    }
+
+    private Session session(NbdExport e, String askedName, int flags, boolean blockSizeAgreed) {
         boolean bs = structured && metaExport != null && server.export(metaExport) == e
                 && metaExport.equals(askedName);
-        return new Session(e, structured, noZeroes, bs, flags);
+        return new Session(e, structured, noZeroes, bs ? metaSelected : MetaContext.NONE, blockSizeAgreed, flags);
     }
 
     /** Transmission flags for {@code e} as negotiated so far (section "Transmission flags"). */

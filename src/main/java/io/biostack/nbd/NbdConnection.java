@@ -46,8 +46,20 @@ final class NbdConnection {
     private static final System.Logger LOG = System.getLogger("io.biostack.nbd");
     /** Receive buffer: request headers and small payloads; larger payloads bypass it. */
     static final int RECV_BUFFER = 16 * 1024;
+    /**
+     * Receive buffer during the handshake: options are gathered by {@link Handshake} itself, so a
+     * small one does; a connection that never gets further (a flood of stalled handshakes) costs
+     * little. Replaced by one of {@link #RECV_BUFFER} when transmission starts.
+     */
+    static final int HANDSHAKE_RECV = 2048;
     /** Oversized WRITE payloads up to this size are skipped and answered; longer ones disconnect. */
     static final long DISCARD_LIMIT = 64L << 20;
+    /**
+     * Largest READ or WRITE (its aligned range) served to a client that did not negotiate block
+     * sizes, whose maximum is "effectively unlimited" (doc/proto.md, "Block size constraints"): as
+     * nbdkit, up to 64 MiB, split to the device's limits; beyond it EOVERFLOW.
+     */
+    static final int LENIENT_MAX = 64 << 20;
 
     static final int HANDSHAKE = 0;
     static final int TRANSMISSION = 1;
@@ -79,12 +91,20 @@ final class NbdConnection {
     private BlockDevice device;
     private boolean structured;
     private boolean blockStatus;
+    /** The metadata contexts the client selected, in the order their chunks go out. */
+    private MetaContext[] contexts = MetaContext.NONE;
     private boolean fastZero;
+    /** The client did not agree to our block sizes: the spec's defaults apply (RMW, oversized requests). */
+    private boolean lenient;
+    /** The read-modify-write in flight (one per connection at a time), and those waiting behind it. */
+    private NbdRequest rmwActive;
+    private NbdRequest rmwHead;
+    private NbdRequest rmwTail;
     private long size;
     private int minBlock;
 
     /** Receive buffer; grows (cold) only for bytes a shared receive brought while the budget was spent. */
-    private ByteBuffer rb = ByteBuffer.allocateDirect(RECV_BUFFER);
+    private ByteBuffer rb = ByteBuffer.allocateDirect(HANDSHAKE_RECV);
     private MemorySegment rbSeg = MemorySegment.ofBuffer(rb);
     /**
      * Where the unparsed bytes [rStart, rEnd) are: {@link #rb}, or, for the length of one
@@ -131,6 +151,12 @@ final class NbdConnection {
     private TlsSession tls;
     /** STARTTLS was acknowledged; TLS starts once that ACK has been sent. */
     private boolean tlsPending;
+    /**
+     * The ACK is out and no byte of the ClientHello has come yet: the TLS session (an engine and
+     * its buffers, tens of KiB) is made only when one does, so that clients that ask for STARTTLS
+     * and stall cost little more than their socket (issue 19).
+     */
+    private boolean tlsAwaitingHello;
     private ByteBuffer cipherIn;
     private MemorySegment cipherInSeg;
     private BufferPool.Buf cipherOut;
@@ -175,9 +201,10 @@ final class NbdConnection {
         if (payloadFor != null && rStart == rEnd) {
             // The rest of a WRITE payload: straight into the buffer that goes to the device.
             ByteBuffer b = payloadFor.buf.bytes;
-            b.limit((int) payloadFor.length).position(payloadGot);
+            int off = payloadFor.dataOff;
+            b.limit(off + (int) payloadFor.length).position(off + payloadGot);
             targetIsPayload = true;
-            targetAddress = payloadFor.buf.segment.address() + payloadGot;
+            targetAddress = payloadFor.buf.segment.address() + off + payloadGot;
             return b;
         }
         if (blocked()) {
@@ -364,7 +391,7 @@ final class NbdConnection {
     /** Parses and dispatches what the receive buffer holds, as far as the budget allows. */
     void process() {
         if (phase == HANDSHAKE) {
-            if (rStart < rEnd && !tlsPending) {
+            if (rStart < rEnd && !tlsPending && !tlsAwaitingHello) {
                 handshakeInput();
             }
         }
@@ -372,7 +399,7 @@ final class NbdConnection {
             if (payloadFor != null) {
                 int n = Math.min(rEnd - rStart, (int) payloadFor.length - payloadGot);
                 if (n > 0) {
-                    MemorySegment.copy(inSeg, rStart, payloadFor.buf.segment, payloadGot, n);
+                    MemorySegment.copy(inSeg, rStart, payloadFor.buf.segment, payloadFor.dataOff + payloadGot, n);
                     rStart += n;
                     payloadGot += n;
                 }
@@ -438,6 +465,14 @@ final class NbdConnection {
     }
 
     private void startTransmission(Handshake.Session s) {
+        // The full-size receive buffer, holding the first requests that came with the last option.
+        ByteBuffer big = ByteBuffer.allocateDirect(RECV_BUFFER);
+        MemorySegment bigSeg = MemorySegment.ofBuffer(big);
+        MemorySegment.copy(rbSeg, rStart, bigSeg, 0, rEnd - rStart);
+        rEnd -= rStart;
+        rStart = 0;
+        rb = in = big;
+        rbSeg = inSeg = bigSeg;
         server.handshakeEnded(this);
         countedInTransmission = true; // the handshake took the slot (NbdServer.enterTransmission)
         handshake = null;
@@ -447,10 +482,12 @@ final class NbdConnection {
         statsOpen = true;
         device = export.device();
         structured = s.structured();
-        blockStatus = s.blockStatus();
+        contexts = s.contexts();
+        blockStatus = contexts.length > 0;
         size = device.size();
         minBlock = export.minimumBlock();
         fastZero = device.limits().writeZeroes();
+        lenient = !s.blockSizeAgreed();
         phase = TRANSMISSION;
     }
 
@@ -472,12 +509,21 @@ final class NbdConnection {
         if (rEnd - rStart >= REQUEST_SIZE) {
             int type = Short.toUnsignedInt(in.getShort(rStart + 6));
             long length = Integer.toUnsignedLong(in.getInt(rStart + 24));
-            if ((type == CMD_READ || type == CMD_WRITE) && length <= server.maxPayload()
+            if ((type == CMD_READ || type == CMD_WRITE) && length <= maxLength()
                     && inflightBytes > 0 && inflightBytes + length > server.maxInflightBytes()) {
                 return true;
             }
         }
         return false;
+    }
+
+    /** The longest READ or WRITE served: the maximum payload, or for a lenient client {@link #LENIENT_MAX}. */
+    private long maxLength() {
+        return lenient ? LENIENT_MAX : server.maxPayload();
+    }
+
+    private boolean aligned(long offset, long length) {
+        return offset % minBlock == 0 && length % minBlock == 0;
     }
 
     private void request() {
@@ -518,6 +564,38 @@ final class NbdConnection {
             reply(cookie, type, offset, length, err, why);
             return;
         }
+        if (lenient && (length > server.maxPayload() || !aligned(offset, length))) {
+            switch (type) {
+                case CMD_READ, CMD_WRITE, CMD_WRITE_ZEROES -> {
+                    if (length > server.maxPayload() && type != CMD_WRITE_ZEROES) {
+                        stats.oversized();
+                    }
+                    if (!aligned(offset, length)) {
+                        stats.readModifyWrite();
+                        if (type != CMD_READ) {
+                            rmwWrite(cookie, type, flags, offset, (int) length);
+                            return;
+                        }
+                    }
+                    if (type == CMD_READ) {
+                        read(cookie, flags, offset, (int) length);
+                        return;
+                    }
+                }
+                case CMD_TRIM -> {
+                    // A hint: trim the whole blocks inside the range, nothing when there are none.
+                    long from = (offset + minBlock - 1) / minBlock * minBlock;
+                    long to = (offset + length) / minBlock * minBlock;
+                    if (to <= from) {
+                        reply(cookie, type, offset, length, 0, null);
+                    } else {
+                        submitNoData(cookie, type, flags, from, to - from, Op.DISCARD, fua(flags));
+                    }
+                    return;
+                }
+                default -> { } // BLOCK_STATUS answers any range as it is
+            }
+        }
         switch (type) {
             case CMD_READ -> read(cookie, flags, offset, (int) length);
             case CMD_WRITE -> write(cookie, flags, offset, (int) length);
@@ -531,7 +609,7 @@ final class NbdConnection {
 
     /** Throws away a payload we won't use; false when it is too long to be worth reading. */
     private boolean skip(long length) {
-        if (length > DISCARD_LIMIT) {
+        if (length > DISCARD_LIMIT && !lenient) {
             return false;
         }
         skipLeft = length;
@@ -565,18 +643,26 @@ final class NbdConnection {
             return EPERM;
         }
         if ((type == CMD_READ || type == CMD_WRITE) && length > server.maxPayload()) {
-            return EINVAL;
+            // A lenient client's maximum is "effectively unlimited": we serve up to LENIENT_MAX and
+            // answer EOVERFLOW past it (doc/proto.md, "Block size constraints", "Error values").
+            if (!lenient || length > LENIENT_MAX) {
+                return lenient ? EOVERFLOW : EINVAL;
+            }
         }
         if (length == 0) {
             return type == CMD_BLOCK_STATUS ? EINVAL : 0;
         }
-        if (offset < 0 || offset % minBlock != 0 || length % minBlock != 0) {
+        if (offset < 0 || (!lenient && (offset % minBlock != 0 || length % minBlock != 0))) {
             return EINVAL;
         }
         if (offset > size || length > size - offset) {
             return type == CMD_WRITE || type == CMD_WRITE_ZEROES ? ENOSPC : EINVAL;
         }
-        if (type == CMD_WRITE_ZEROES && (flags & CMD_FLAG_FAST_ZERO) != 0 && !fastZero) {
+        if (lenient && !aligned(offset, length) && (type == CMD_READ || type == CMD_WRITE || type == CMD_WRITE_ZEROES)
+                && alignUp(offset + length) - alignDown(offset) > LENIENT_MAX) {
+            return type == CMD_WRITE_ZEROES ? EINVAL : EOVERFLOW; // its aligned range is too large to bounce
+        }
+        if (type == CMD_WRITE_ZEROES && (flags & CMD_FLAG_FAST_ZERO) != 0 && (!fastZero || !aligned(offset, length))) {
             return ENOTSUP; // fail fast, change nothing (section "NBD_CMD_WRITE_ZEROES")
         }
         return 0;
@@ -588,6 +674,8 @@ final class NbdConnection {
             case EPERM -> cmd + " on read-only export '" + export.name() + "'";
             case ENOSPC -> cmd + " of " + length + " bytes at " + offset + " goes beyond the end (" + size + " bytes)";
             case ENOTSUP -> "WRITE_ZEROES with FAST_ZERO: " + device.name() + " can't zero faster than it writes";
+            case EOVERFLOW -> cmd + " of " + length + " bytes at " + offset + ": over the " + LENIENT_MAX
+                    + "-byte most this server serves (aligned to " + minBlock + ")";
             default -> {
                 if (cmd.startsWith("command ")) {
                     yield "unknown " + cmd;
@@ -597,6 +685,10 @@ final class NbdConnection {
                 }
                 if (type == CMD_BLOCK_STATUS && !blockStatus) {
                     yield "BLOCK_STATUS without a metadata context from NBD_OPT_SET_META_CONTEXT";
+                }
+                if (lenient && type == CMD_WRITE_ZEROES) {
+                    yield "unaligned WRITE_ZEROES of " + length + " bytes at " + offset + ": its " + minBlock
+                            + "-byte aligned range is over " + LENIENT_MAX + " bytes; align it or split it";
                 }
                 yield cmd + " with flags 0x" + Integer.toHexString(flags) + " at " + offset + " of " + length
                         + " bytes: bad flags, not aligned to " + minBlock + ", over the " + server.maxPayload()
@@ -613,6 +705,19 @@ final class NbdConnection {
 
     private void read(long cookie, int flags, long offset, int length) {
         NbdRequest r = take(cookie, CMD_READ, flags, offset, length);
+        if (!aligned(offset, length)) {
+            // A lenient client's unaligned READ: read the aligned range around it into a pooled
+            // bounce buffer and send the bytes asked for out of it.
+            long from = alignDown(offset);
+            int n = (int) (alignUp(offset + length) - from);
+            charge(r, n);
+            r.buf = reactor.buffers().get(n);
+            r.dataOff = (int) (offset - from);
+            Bio bio = server.bios().get().init(Op.READ, 0, from, r.endIo);
+            bio.addSegment(r.buf.slice(n));
+            submit(bio);
+            return;
+        }
         if (structured && (flags & CMD_FLAG_DF) == 0 && length >= server.holeProbeMin()) {
             probeHoles(r);
             if (r.nruns == 1 && (r.runs[1] & Extent.ZERO) != 0) {
@@ -660,9 +765,126 @@ final class NbdConnection {
     }
 
     private void submitWrite(NbdRequest r) {
+        if (r.stage == NbdRequest.RMW_WAITING) {
+            rmwQueue(r);
+            return;
+        }
         Bio bio = server.bios().get().init(Op.WRITE, fua(r.flags), r.offset, r.endIo);
         bio.addSegment(r.buf.slice((int) r.length));
         submit(bio);
+    }
+
+    // ---- read-modify-write, for the unaligned changes of a lenient client -----------------------
+
+    private long alignDown(long offset) {
+        return offset / minBlock * minBlock;
+    }
+
+    private long alignUp(long offset) {
+        return (offset + minBlock - 1) / minBlock * minBlock;
+    }
+
+    /**
+     * An unaligned WRITE (its payload still to come) or WRITE_ZEROES of a lenient client: the
+     * bytes go into a pooled buffer of the aligned range around them, at their place in it; once
+     * they are there the request waits its turn ({@link #rmwQueue}), the head and tail blocks are
+     * read into a small pooled buffer, copied around the new bytes, and the aligned range is
+     * written. One read-modify-write at a time per connection, so two writes into one block never
+     * lose each other's bytes (as nbdkit's blocksize filter serialises them).
+     */
+    private void rmwWrite(long cookie, int type, int flags, long offset, int length) {
+        NbdRequest r = take(cookie, type, flags, offset, length);
+        r.ioOffset = alignDown(offset);
+        r.ioLength = (int) (alignUp(offset + length) - r.ioOffset);
+        r.dataOff = (int) (offset - r.ioOffset);
+        r.stage = NbdRequest.RMW_WAITING;
+        charge(r, r.ioLength);
+        r.buf = reactor.buffers().get(r.ioLength);
+        if (type == CMD_WRITE) {
+            payloadFor = r;
+            payloadGot = 0;
+            return;
+        }
+        r.buf.segment.asSlice(r.dataOff, length).fill((byte) 0);
+        rmwQueue(r);
+    }
+
+    private void rmwQueue(NbdRequest r) {
+        if (rmwActive != null) {
+            if (rmwTail == null) {
+                rmwHead = r;
+            } else {
+                rmwTail.rmwNext = r;
+            }
+            rmwTail = r;
+            return;
+        }
+        rmwActive = r;
+        r.edges = reactor.buffers().get(2 * minBlock);
+        if (r.dataOff != 0) {
+            rmwRead(r, NbdRequest.RMW_HEAD, r.ioOffset, 0);
+        } else {
+            rmwNextStage(r);
+        }
+    }
+
+    private void rmwRead(NbdRequest r, int stage, long offset, int into) {
+        r.stage = stage;
+        Bio bio = server.bios().get().init(Op.READ, 0, offset, r.endIo);
+        bio.addSegment(r.edges.segment.asSlice(into, minBlock));
+        submit(bio);
+    }
+
+    /** The edge read of {@code r} completed without error: read the tail, or write the whole. */
+    private void rmwNextStage(NbdRequest r) {
+        long dataEnd = r.dataOff + r.length;
+        boolean tailPartial = dataEnd % minBlock != 0;
+        boolean oneBlock = r.ioLength == minBlock;
+        if (r.stage != NbdRequest.RMW_TAIL && tailPartial && !(oneBlock && r.stage == NbdRequest.RMW_HEAD)) {
+            rmwRead(r, NbdRequest.RMW_TAIL, r.ioOffset + r.ioLength - minBlock, minBlock);
+            return;
+        }
+        MemorySegment buf = r.buf.segment;
+        MemorySegment edges = r.edges.segment;
+        if (r.dataOff != 0) {
+            MemorySegment.copy(edges, 0, buf, 0, r.dataOff);
+        }
+        if (tailPartial) {
+            int tailBase = r.stage == NbdRequest.RMW_TAIL ? minBlock : 0; // else the head block is the tail block
+            long blockStart = r.ioLength - minBlock;
+            MemorySegment.copy(edges, tailBase + (dataEnd - blockStart), buf, dataEnd, r.ioLength - dataEnd);
+        }
+        r.stage = NbdRequest.RMW_WRITE;
+        Bio bio = server.bios().get().init(Op.WRITE, fua(r.flags), r.ioOffset, r.endIo);
+        bio.addSegment(r.buf.slice(r.ioLength));
+        submit(bio);
+    }
+
+    /** A bio of a read-modify-write completed: go on, or (done or failed) start the next one. */
+    private void rmwCompleted(NbdRequest r) {
+        if (r.error == 0 && phase != CLOSED && r.stage != NbdRequest.RMW_WRITE) {
+            rmwNextStage(r);
+            return;
+        }
+        r.stage = NbdRequest.RMW_NONE;
+        reactor.buffers().put(r.edges);
+        r.edges = null;
+        rmwActive = null;
+        NbdRequest next = rmwHead;
+        if (next != null) {
+            rmwHead = next.rmwNext;
+            if (rmwHead == null) {
+                rmwTail = null;
+            }
+            next.rmwNext = null;
+            if (phase == CLOSED) {
+                next.stage = NbdRequest.RMW_NONE;
+                completed(next); // gives it back
+            } else {
+                rmwQueue(next);
+            }
+        }
+        completed(r);
     }
 
     private void submitNoData(long cookie, int type, int flags, long offset, long length, Op op, int bioFlags) {
@@ -691,24 +913,39 @@ final class NbdConnection {
         submit(bio);
     }
 
+    /**
+     * Answers BLOCK_STATUS for every selected context in turn, at most {@link NbdRequest#MAX_RUNS}
+     * runs each (one with REQ_ONE), never past the range asked (doc/proto.md, "NBD_CMD_BLOCK_STATUS").
+     */
     private void blockStatus(long cookie, int flags, long offset, long length) {
         NbdRequest r = take(cookie, CMD_BLOCK_STATUS, flags, offset, length);
         int max = (flags & CMD_FLAG_REQ_ONE) != 0 ? 1 : NbdRequest.MAX_RUNS;
-        long pos = offset;
+        r.ensureRuns(contexts.length * max);
         long end = offset + length;
-        while (pos < end && r.nruns < max) {
-            Extent x = device.extentAt(pos, end - pos);
-            long n = Math.min(x.length(), end - pos);
-            if (n <= 0) {
-                n = end - pos;
+        for (int c = 0; c < contexts.length; c++) {
+            io.biostack.block.StatusContext src = contexts[c].source();
+            int first = r.nruns;
+            long pos = offset;
+            try {
+                while (pos < end && r.nruns - first < max) {
+                    Extent x = src == null ? device.extentAt(pos, end - pos) : src.extentAt(pos, end - pos);
+                    long n = Math.min(x.length(), end - pos);
+                    if (n <= 0) {
+                        n = end - pos;
+                    }
+                    int f = src == null ? x.flags() & (Extent.HOLE | Extent.ZERO) : x.flags();
+                    if (r.nruns > first && r.runs[2 * r.nruns - 1] == f) {
+                        r.runs[2 * r.nruns - 2] += n;
+                    } else {
+                        r.addRun(n, f);
+                    }
+                    pos += n;
+                }
+            } catch (RuntimeException e) {
+                r.fail(EIO, "block status of " + contexts[c].name() + " at " + pos + ": " + e.getMessage());
+                break;
             }
-            int f = x.flags() & (Extent.HOLE | Extent.ZERO);
-            if (r.nruns > 0 && r.runs[2 * r.nruns - 1] == f) {
-                r.runs[2 * r.nruns - 2] += n;
-            } else if (r.nruns < max) {
-                r.addRun(n, f);
-            }
-            pos += n;
+            r.contextEnd[c] = r.nruns;
         }
         completed(r);
     }
@@ -748,6 +985,10 @@ final class NbdConnection {
 
     /** Gives a request back once its reply is sent (or dropped): its buffer to the pool. */
     void recycle(NbdRequest r) {
+        if (r.edges != null) {
+            reactor.buffers().put(r.edges);
+            r.edges = null;
+        }
         if (r.buf != null) {
             reactor.buffers().put(r.buf);
             r.buf = null;
@@ -767,6 +1008,10 @@ final class NbdConnection {
 
     /** A request is answered (on the reactor thread): queue its reply. */
     void completed(NbdRequest r) {
+        if (r.stage >= NbdRequest.RMW_HEAD) {
+            rmwCompleted(r);
+            return;
+        }
         if (phase == CLOSED) {
             recycle(r);
             return;
@@ -811,7 +1056,7 @@ final class NbdConnection {
             handshakeOut.limit(lim);
             b.headerWritten();
         }
-        while (doneHead != null && b.roomForReply(doneHead.nruns + 1) && (b.bytes < maxBytes || b.head == null)) {
+        while (doneHead != null && b.roomForReply(doneHead.dataPieces()) && (b.bytes < maxBytes || b.head == null)) {
             NbdRequest r = doneHead;
             doneHead = r.next;
             if (doneHead == null) {
@@ -864,6 +1109,11 @@ final class NbdConnection {
     /** {@code n} bytes arrived in the last {@link #wireTarget()}. */
     void wireReceived(int n) {
         if (tls == null) {
+            if (tlsAwaitingHello) {
+                rEnd += n; // the first ClientHello bytes, in rb (recvTarget)
+                makeTls();
+                return;
+            }
             received(n);
             return;
         }
@@ -919,12 +1169,22 @@ final class NbdConnection {
         }
     }
 
-    /** The STARTTLS ACK is on the wire: the TLS session starts, fed what already arrived. */
+    /** The STARTTLS ACK is on the wire: TLS starts with the first ClientHello bytes (maybe here already). */
     private void startTls() {
         tlsPending = false;
         if (tls != null) {
             return;
         }
+        if (rStart < rEnd) {
+            makeTls();
+        } else {
+            tlsAwaitingHello = true;
+        }
+    }
+
+    /** Makes the TLS session and feeds it what arrived since the STARTTLS ACK. */
+    private void makeTls() {
+        tlsAwaitingHello = false;
         try {
             tls = server.tlsCredentials().newServerSession(peer);
             cipherIn = ByteBuffer.allocateDirect(CIPHER_IN);
@@ -1039,11 +1299,18 @@ final class NbdConnection {
         if (r.type == CMD_READ && r.error == 0) {
             encodeRead(r, b);
         } else if (r.type == CMD_BLOCK_STATUS && r.error == 0) {
-            chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * r.nruns);
-            out.putInt(BASE_ALLOCATION_ID);
-            for (int i = 0; i < r.nruns; i++) {
-                out.putInt((int) r.runs[2 * i]);
-                out.putInt((int) r.runs[2 * i + 1]);
+            // One chunk per context, in the order selected; the last one ends the reply.
+            int from = 0;
+            for (int c = 0; c < contexts.length; c++) {
+                int to = r.contextEnd[c];
+                int done = c == contexts.length - 1 ? REPLY_FLAG_DONE : 0;
+                chunkHeader(out, r.cookie, done, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * (to - from));
+                out.putInt(contexts[c].id());
+                for (int i = from; i < to; i++) {
+                    out.putInt((int) r.runs[2 * i]);
+                    out.putInt((int) r.runs[2 * i + 1]);
+                }
+                from = to;
             }
         } else if (r.error != 0 && structured) {
             byte[] msg = r.message == null ? new byte[0] : r.message.getBytes(StandardCharsets.UTF_8);
@@ -1063,7 +1330,7 @@ final class NbdConnection {
         if (!structured) {
             simple(out, r.cookie, 0);
             if (len > 0) {
-                b.data(r.buf, 0, len);
+                b.data(r.buf, r.dataOff, len);
             }
             return;
         }
@@ -1074,7 +1341,7 @@ final class NbdConnection {
         if (r.nruns == 0) {
             chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + len);
             out.putLong(r.offset);
-            b.data(r.buf, 0, len);
+            b.data(r.buf, r.dataOff, len);
             return;
         }
         long pos = 0;

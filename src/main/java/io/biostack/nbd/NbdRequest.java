@@ -30,15 +30,33 @@ final class NbdRequest {
     // ---- what the reply needs ----
     /** The payload buffer (WRITE data received, READ data to send), or null. */
     BufferPool.Buf buf;
+    /**
+     * Where the request's own bytes start in {@link #buf}: 0, or, for an unaligned request served
+     * by read-modify-write, its distance from the aligned start {@link #ioOffset}.
+     */
+    int dataOff;
+    /** Read-modify-write: the aligned range the bios cover, and the stage reached (RMW_*). */
+    long ioOffset;
+    int ioLength;
+    int stage;
+    /** Read-modify-write: the head and tail blocks as they were on the device. */
+    BufferPool.Buf edges;
+    /** Link in the connection's queue of read-modify-writes waiting their turn. */
+    NbdRequest rmwNext;
     /** Bytes charged against the connection's in-flight budget. */
     long charged;
     /** NBD error (section "Error values"), 0 for success. */
     int error;
     /** Text for a structured error chunk, or null. */
     String message;
-    /** Runs of a sparse READ or a BLOCK_STATUS reply: length at [2i], Extent flags at [2i+1]. */
-    final long[] runs = new long[2 * MAX_RUNS];
+    /**
+     * Runs of a sparse READ or a BLOCK_STATUS reply: length at [2i], flags at [2i+1]. Grown once
+     * (this request is pooled) for a session with several metadata contexts.
+     */
+    long[] runs = new long[2 * MAX_RUNS];
     int nruns;
+    /** BLOCK_STATUS: the end (in runs) of each selected context's runs, in the order selected. */
+    final int[] contextEnd = new int[MetaContext.MAX_SELECTED];
 
     /** Link in the connection's reply queue or free list; owned by the list that holds it. */
     NbdRequest next;
@@ -59,11 +77,40 @@ final class NbdRequest {
         this.nruns = 0;
         this.buf = null;
         this.charged = 0;
+        this.dataOff = 0;
+        this.stage = 0;
+        this.rmwNext = null;
     }
+
+    /** No read-modify-write, or it is done. */
+    static final int RMW_NONE = 0;
+    /** The payload is being received or the request waits for the connection's RMW in flight. */
+    static final int RMW_WAITING = 1;
+    /** The head block is being read into {@link #edges}. */
+    static final int RMW_HEAD = 2;
+    /** The tail block is being read into {@link #edges}. */
+    static final int RMW_TAIL = 3;
+    /** The aligned range is being written. */
+    static final int RMW_WRITE = 4;
 
     void fail(int nbdError, String why) {
         this.error = nbdError;
         this.message = why;
+    }
+
+    /** Makes room for {@code n} runs (cold: once per pooled request). */
+    void ensureRuns(int n) {
+        if (runs.length < 2 * n) {
+            runs = new long[2 * n];
+        }
+    }
+
+    /** Data pieces this request's reply adds to a send (READ data runs; none for other replies). */
+    int dataPieces() {
+        if (type != NbdProtocol.CMD_READ || error != 0) {
+            return 0;
+        }
+        return Math.max(1, nruns);
     }
 
     void addRun(long len, int extentFlags) {

@@ -3,6 +3,7 @@ package io.biostack.nbd;
 import io.biostack.block.Bio;
 import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
+import io.biostack.block.StatusContext;
 import io.biostack.nbd.tls.TlsCredentials;
 import io.biostack.nbd.tls.TlsMode;
 import io.biostack.sys.Errno;
@@ -75,6 +76,8 @@ public final class NbdServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger("io.biostack.nbd");
     /** Default maximum payload: 32 MiB, the size every client may assume (section "Size constraints"). */
     public static final int DEFAULT_MAX_PAYLOAD = 32 << 20;
+    /** The prefix of qemu's dirty bitmap contexts (qemu's docs/interop/nbd.txt, "qemu:dirty-bitmap:"). */
+    static final String DIRTY_BITMAP = "qemu:dirty-bitmap:";
 
     private final Map<String, NbdExport> exports;
     /** Counters per export, by export name; read by /metrics, bumped by connections. */
@@ -92,6 +95,8 @@ public final class NbdServer implements AutoCloseable {
     private final Duration drainTimeout;
     private final TlsMode tlsMode;
     private final TlsCredentials tlsCredentials;
+    /** The dirty bitmaps offered (qemu-nbd's -B), or null to offer every bitmap a device answers. */
+    private final List<String> bitmaps;
 
     private final BioPool bios = new BioPool(1024);
     private final MemorySegment zeros = Arena.ofAuto().allocate(1 << 20, 4096);
@@ -131,6 +136,7 @@ public final class NbdServer implements AutoCloseable {
         this.drainTimeout = b.drainTimeout;
         this.tlsMode = b.tlsMode;
         this.tlsCredentials = b.tlsCredentials;
+        this.bitmaps = b.bitmaps;
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
             submitters.computeIfAbsent(d, dev -> dev::submit);
@@ -388,6 +394,26 @@ public final class NbdServer implements AutoCloseable {
 
     Collection<NbdExport> exports() {
         return exports.values();
+    }
+
+    /**
+     * The metadata contexts export {@code e} offers beyond {@code base:allocation}: what its device
+     * answers now ({@link BlockDevice#statusContexts()}), its dirty bitmaps only those named by
+     * {@link Builder#bitmaps} when that was given. Cold path (option haggling).
+     */
+    List<StatusContext> contextsOf(NbdExport e) {
+        List<StatusContext> all = e.device().statusContexts();
+        if (bitmaps == null) {
+            return all;
+        }
+        List<StatusContext> kept = new ArrayList<>();
+        for (StatusContext c : all) {
+            String n = c.name();
+            if (!n.startsWith(DIRTY_BITMAP) || bitmaps.contains(n.substring(DIRTY_BITMAP.length()))) {
+                kept.add(c);
+            }
+        }
+        return kept;
     }
 
     /** The counters of export {@code e}; connections look them up once, when they enter transmission. */
@@ -712,6 +738,7 @@ public final class NbdServer implements AutoCloseable {
         private Duration drainTimeout = Duration.ofSeconds(10);
         private TlsMode tlsMode = TlsMode.OFF;
         private TlsCredentials tlsCredentials;
+        private List<String> bitmaps;
         private final Map<String, ExportStats> exportStats = new LinkedHashMap<>();
 
         /**
@@ -862,10 +889,46 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Offers the dirty bitmaps {@code names} as {@code qemu:dirty-bitmap:NAME} contexts, and no
+         * other bitmap, as qemu-nbd's {@code -B} does; {@link #start()} fails when an export's
+         * device doesn't answer one of them. Without this call every bitmap a device answers is
+         * offered. Other contexts ({@code qemu:allocation-depth}) are offered either way.
+         *
+         * @param names bitmap names, without the {@code qemu:dirty-bitmap:} prefix; null or empty
+         *              offers every bitmap
+         * @return this builder
+         */
+        public Builder bitmaps(List<String> names) {
+            this.bitmaps = names == null || names.isEmpty() ? null : List.copyOf(names);
+            return this;
+        }
+
         /** How long close() waits for requests in flight before dropping them. */
         public Builder drainTimeout(Duration d) {
             this.drainTimeout = d;
             return this;
+        }
+
+        private void checkBitmaps() {
+            if (bitmaps == null) {
+                return;
+            }
+            for (NbdExport e : exports.values()) {
+                List<String> has = new ArrayList<>();
+                for (StatusContext c : e.device().statusContexts()) {
+                    if (c.name().startsWith(DIRTY_BITMAP)) {
+                        has.add(c.name().substring(DIRTY_BITMAP.length()));
+                    }
+                }
+                for (String bm : bitmaps) {
+                    if (!has.contains(bm)) {
+                        throw new IllegalArgumentException("export '" + e.name() + "' (" + e.device().name()
+                                + ") has no dirty bitmap '" + bm + "' to offer as " + DIRTY_BITMAP + bm + " ("
+                                + (has.isEmpty() ? "it has none" : "it has " + String.join(", ", has)) + ")");
+                    }
+                }
+            }
         }
 
         /** Binds the sockets and starts serving; throws with a clear message when a socket is taken. */
@@ -883,6 +946,7 @@ public final class NbdServer implements AutoCloseable {
             if (tlsMode != TlsMode.OFF && tlsCredentials == null) {
                 throw new IllegalArgumentException("TLS " + tlsMode + " needs credentials");
             }
+            checkBitmaps();
             NbdServer s = new NbdServer(this);
             try {
                 s.startReactors();

@@ -157,7 +157,8 @@ abstract class Reactor {
             if (!inLoop()) {
                 throw new IllegalStateException("buffer pool of " + name + " used off its thread");
             }
-            p = buffers = new BufferPool(server.maxPayload(), KEEP_BYTES / server.threads(), registrar());
+            p = buffers = new BufferPool(server.maxPayload(), NbdConnection.LENIENT_MAX,
+                    KEEP_BYTES / server.threads(), registrar());
         }
         return p;
     }
