@@ -80,7 +80,8 @@ public final class Stack implements AutoCloseable {
      * @throws StackException naming the line when the text is wrong or a device fails to open
      */
     public static Stack open(String text, String source) throws IOException {
-        List<StackFile.Line> lines = StackFile.parse(text, source);
+        Map<String, Path> bitmapFiles = new HashMap<>();
+        List<StackFile.Line> lines = StackBitmaps.strip(StackFile.parse(text, source), bitmapFiles, source);
         LinkedHashMap<String, List<StackFile.Line>> byName = new LinkedHashMap<>();
         for (StackFile.Line l : lines) {
             byName.computeIfAbsent(l.name(), k -> new ArrayList<>()).add(l);
@@ -111,6 +112,16 @@ public final class Stack implements AutoCloseable {
                 s.devices.put(name, d);
                 if (StatsConfig.ENABLED) {
                     s.counted.put(name, new CountedDevice(d, new DeviceStats(name)));
+                    if (bitmapFiles.containsKey(name)) {
+                        try {
+                            StackBitmaps.open(s.counted.get(name), bitmapFiles.get(name));
+                        } catch (IOException e) {
+                            throw new StackException(source, ls.getFirst().line(), name + ": " + e.getMessage());
+                        }
+                    }
+                } else if (bitmapFiles.containsKey(name)) {
+                    throw new StackException(source, ls.getFirst().line(), name + ": bitmap-file= needs statistics on "
+                            + "(bitmaps observe writes on the counting wrapper; -Dbiostack.stats=false removes it)");
                 }
                 s.deps.put(name, deps.get(name));
             }
@@ -304,9 +315,18 @@ public final class Stack implements AutoCloseable {
         return mapped(name).table();
     }
 
-    /** The status lines of mapped device {@code name}, as {@code dmsetup status} prints them. */
+    /**
+     * The status lines of device {@code name}, as {@code dmsetup status} prints them: a mapped
+     * device's targets, then a line per dirty bitmap (a leaf with bitmaps shows only those).
+     */
     public synchronized List<String> status(String name) {
-        return mapped(name).status();
+        List<String> bm = StackBitmaps.status(counted.get(name));
+        if (!bm.isEmpty() && !(bare(name) instanceof MappedDevice)) {
+            return bm;
+        }
+        List<String> out = new ArrayList<>(mapped(name).status());
+        out.addAll(bm);
+        return out;
     }
 
     /** Suspends mapped device {@code name}: new bios wait, and this returns once those in flight have completed. */
@@ -418,6 +438,10 @@ public final class Stack implements AutoCloseable {
             case "table":
                 return lines(table(name));
             case "status":
+                if (rest.equals(List.of("--json"))) {
+                    List<String> t = bare(name) instanceof MappedDevice m ? m.status() : List.of();
+                    return StackBitmaps.statusJson(name, t, counted.get(name));
+                }
                 return lines(status(name));
             case "suspend":
                 suspend(name);
@@ -442,10 +466,26 @@ public final class Stack implements AutoCloseable {
                 for (String r : rest) {
                     msg.addAll(List.of(r.trim().split("\\s+")));
                 }
+                if (!msg.isEmpty() && msg.getFirst().equals("bitmap")) {
+                    return bitmapMessage(name, msg.subList(1, msg.size()));
+                }
                 return message(name, msg);
             default:
                 throw new IllegalArgumentException("unknown command '" + cmd + "' (ls, table, status, suspend, resume, reload, clear, message)");
         }
+    }
+
+    /** {@code message NAME bitmap ...}: any device of the stack, leaf or mapped. */
+    private String bitmapMessage(String name, List<String> argv) throws IOException {
+        CountedDevice c;
+        synchronized (this) {
+            bare(name);
+            c = counted.get(name);
+        }
+        if (c == null) {
+            throw new IllegalArgumentException("dirty bitmaps need statistics on (-Dbiostack.stats=false removes the wrapper they observe)");
+        }
+        return StackBitmaps.of(c).message(argv);
     }
 
     private static String lines(List<String> ls) {
@@ -459,6 +499,7 @@ public final class Stack implements AutoCloseable {
             return;
         }
         closed = true;
+        counted.values().forEach(StackBitmaps::close);
         List<BlockDevice> ds = new ArrayList<>(devices.values());
         Collections.reverse(ds);
         RuntimeException first = null;
