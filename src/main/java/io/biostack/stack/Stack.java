@@ -64,6 +64,9 @@ public final class Stack implements AutoCloseable {
     private final Map<String, Set<String>> deps = new HashMap<>();
     private final Map<String, Set<String>> pendingDeps = new HashMap<>();
     private boolean closed;
+    private final Backups backups = new Backups(this);
+    private volatile java.util.function.BiConsumer<String, BlockDevice> exportAdded = (n, d) -> { };
+    private volatile java.util.function.Consumer<String> exportRemoved = n -> { };
 
     private Stack(String source) {
         this.source = source;
@@ -469,6 +472,15 @@ public final class Stack implements AutoCloseable {
                 if (!msg.isEmpty() && msg.getFirst().equals("bitmap")) {
                     return bitmapMessage(name, msg.subList(1, msg.size()));
                 }
+                if (!msg.isEmpty() && msg.getFirst().equals("backup-begin")) {
+                    return backups.begin(name, countedFor(name), msg.subList(1, msg.size()));
+                }
+                if (!msg.isEmpty() && msg.getFirst().equals("backup-end")) {
+                    if (msg.size() != 2) {
+                        throw new IllegalArgumentException("backup-end EXPORT");
+                    }
+                    return backups.end(msg.get(1));
+                }
                 return message(name, msg);
             default:
                 throw new IllegalArgumentException("unknown command '" + cmd + "' (ls, table, status, suspend, resume, reload, clear, message)");
@@ -477,15 +489,54 @@ public final class Stack implements AutoCloseable {
 
     /** {@code message NAME bitmap ...}: any device of the stack, leaf or mapped. */
     private String bitmapMessage(String name, List<String> argv) throws IOException {
-        CountedDevice c;
-        synchronized (this) {
-            bare(name);
-            c = counted.get(name);
-        }
+        return StackBitmaps.of(countedFor(name)).message(argv);
+    }
+
+    private synchronized CountedDevice countedFor(String name) {
+        bare(name);
+        CountedDevice c = counted.get(name);
         if (c == null) {
-            throw new IllegalArgumentException("dirty bitmaps need statistics on (-Dbiostack.stats=false removes the wrapper they observe)");
+            throw new IllegalArgumentException("dirty bitmaps and backups need statistics on (-Dbiostack.stats=false "
+                    + "removes the wrapper they observe)");
         }
-        return StackBitmaps.of(c).message(argv);
+        return c;
+    }
+
+    /**
+     * Tells a server serving this stack about devices that come and go while it runs (backup
+     * views): {@code added} exports one, {@code removed} withdraws it.
+     *
+     * @param added   called with the new device's name and its counted face
+     * @param removed called with the name of a device going away
+     */
+    public void setExportListener(java.util.function.BiConsumer<String, BlockDevice> added,
+                                  java.util.function.Consumer<String> removed) {
+        exportAdded = added;
+        exportRemoved = removed;
+    }
+
+    /** Adds a device made at run time (a backup view), counted, and tells the listener. */
+    void addDevice(String name, BlockDevice d) {
+        BlockDevice face;
+        synchronized (this) {
+            devices.put(name, d);
+            deps.put(name, Set.of());
+            if (StatsConfig.ENABLED) {
+                counted.put(name, new CountedDevice(d, new DeviceStats(name)));
+            }
+            face = device(name);
+        }
+        exportAdded.accept(name, face);
+    }
+
+    /** Takes a device made at run time out of the stack (the caller closes it). */
+    void removeDevice(String name) {
+        exportRemoved.accept(name);
+        synchronized (this) {
+            devices.remove(name);
+            deps.remove(name);
+            counted.remove(name);
+        }
     }
 
     private static String lines(List<String> ls) {
@@ -494,7 +545,12 @@ public final class Stack implements AutoCloseable {
 
     /** Closes every device, in the reverse of the order they were opened. */
     @Override
-    public synchronized void close() {
+    public void close() {
+        backups.endAll();
+        closeDevices();
+    }
+
+    private synchronized void closeDevices() {
         if (closed) {
             return;
         }

@@ -46,6 +46,8 @@ public final class DeviceBitmaps implements AutoCloseable {
     }
 
     private static final Tracked[] NONE = new Tracked[0];
+    /** The last entry of {@link #tracked} while writes are held: its null bitmap says "hold". */
+    private static final Tracked HOLD = new Tracked(null, null);
 
     private final String device;
     private final long size;
@@ -59,6 +61,9 @@ public final class DeviceBitmaps implements AutoCloseable {
     private final ConcurrentLinkedQueue<Bio> waiting = new ConcurrentLinkedQueue<>();
     private Thread writer;
     private volatile boolean closing;
+    private volatile boolean holding;
+    private final ConcurrentLinkedQueue<Bio> held = new ConcurrentLinkedQueue<>();
+    private final java.util.concurrent.atomic.AtomicLong heldNow = new java.util.concurrent.atomic.AtomicLong();
     private long heldBios;
 
     /**
@@ -114,6 +119,14 @@ public final class DeviceBitmaps implements AutoCloseable {
         long len = bio.size();
         boolean hold = false;
         for (Tracked x : t) {
+            if (x == HOLD) {
+                heldNow.incrementAndGet();
+                held.add(bio);
+                if (!holding) {
+                    drainHeld(); // released while this one was being added
+                }
+                return false;
+            }
             x.bitmap.mark(off, len);
             if (x.durable != null && !x.durable.isMarked(off, len)) {
                 hold = true;
@@ -125,6 +138,53 @@ public final class DeviceBitmaps implements AutoCloseable {
         waiting.add(bio);
         LockSupport.unpark(writer);
         return false;
+    }
+
+    /** A bio marked already: down now, or to the writer when its persistent marks aren't durable. */
+    private void release(Bio bio) {
+        Tracked[] t = tracked;
+        for (Tracked x : t) {
+            if (x != HOLD) {
+                x.bitmap.mark(bio.offset(), bio.size()); // what records now (a backup's new bitmap)
+            }
+        }
+        for (Tracked x : t) {
+            if (x.durable != null && !x.durable.isMarked(bio.offset(), bio.size())) {
+                waiting.add(bio);
+                LockSupport.unpark(writer);
+                return;
+            }
+        }
+        down.accept(bio);
+    }
+
+    private void drainHeld() {
+        Bio b;
+        while ((b = held.poll()) != null) {
+            heldNow.decrementAndGet();
+            release(b);
+        }
+    }
+
+    /**
+     * Holds every write from now on (marked, not sent down) until {@link #releaseWrites}: how a
+     * backup gets an instant with no write in flight without suspending the device's reads.
+     */
+    public synchronized void holdWrites() {
+        holding = true;
+        retrack();
+    }
+
+    /** @return writes held by {@link #holdWrites} now */
+    public long heldWrites() {
+        return heldNow.get();
+    }
+
+    /** Sends the held writes down (through the device's path as it is now) and stops holding. */
+    public synchronized void releaseWrites() {
+        holding = false;
+        retrack();
+        drainHeld();
     }
 
     private void writerLoop() {
@@ -169,7 +229,7 @@ public final class DeviceBitmaps implements AutoCloseable {
         int per = store.wordsPerBlock();
         for (int i = 0; i < t.length; i++) {
             Tracked x = t[i];
-            if (x.durable == null) {
+            if (x == HOLD || x.durable == null) {
                 continue;
             }
             int shift = Long.numberOfTrailingZeros(x.bitmap.granularity());
@@ -243,7 +303,7 @@ public final class DeviceBitmaps implements AutoCloseable {
     }
 
     /** @return writes held for a metadata write so far */
-    public synchronized long heldWrites() {
+    public synchronized long writesHeldForMetadata() {
         return heldBios;
     }
 
@@ -428,6 +488,9 @@ public final class DeviceBitmaps implements AutoCloseable {
         }
         if (writer == null && t.stream().anyMatch(x -> x.durable != null)) {
             writer = Thread.ofPlatform().daemon().name("biostack-bitmap-" + device).start(this::writerLoop);
+        }
+        if (holding) {
+            t.add(HOLD);
         }
         tracked = t.toArray(NONE);
     }

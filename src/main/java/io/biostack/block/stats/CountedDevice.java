@@ -50,6 +50,8 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
     private final EndIo cloneDone = CountedDevice::cloneDone;
     /** The device's dirty bitmaps, once it has any: the second observer of its writes. */
     private volatile DeviceBitmaps bitmaps;
+    /** Where bios go: the inner device, or a handler in front of it (a backup's copy-on-write). */
+    private volatile BlockDevice below;
 
     /**
      * Counts the I/O of {@code inner} in {@code stats}.
@@ -60,6 +62,7 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
     public CountedDevice(BlockDevice inner, DeviceStats stats) {
         this.inner = inner;
         this.stats = stats;
+        this.below = inner;
     }
 
     /**
@@ -110,7 +113,7 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
         if (b != null && bio.op().changesData() && !b.beforeWrite(bio)) {
             return; // held until its marks are durable; the bitmaps send it down
         }
-        inner.submit(bio);
+        below.submit(bio);
     }
 
     /**
@@ -164,9 +167,29 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
     }
 
     /**
+     * Sends a bio that was counted here (and held by the bitmaps) on down.
+     *
+     * @param bio a bio this device owns; ownership passes down
+     */
+    public void submitBelow(Bio bio) {
+        below.submit(bio);
+    }
+
+    /**
+     * Puts a handler between this wrapper and the inner device (a snapshot origin handler while
+     * a backup view needs copy-on-write), or takes it away ({@code inner()}). The caller quiesces
+     * writes first: a write in flight keeps the path it took.
+     *
+     * @param dev the device bios go to from now on; it must pass them to {@link #inner()}
+     */
+    public void setBelow(BlockDevice dev) {
+        below = dev;
+    }
+
+    /**
      * Gives the device its bitmaps; writes are marked in them from the next submit on.
      *
-     * @param b the bitmaps, built with {@code inner::submit} as their way down
+     * @param b the bitmaps, built with {@link #submitBelow} as their way down
      */
     public void setBitmaps(DeviceBitmaps b) {
         bitmaps = b;

@@ -219,6 +219,34 @@ public final class DeviceStats {
         return Math.max(0, issued - completed);
     }
 
+    /**
+     * Writes, write-zeroes and discards started and not completed, summed over all threads: what
+     * a backup waits for before it takes its point in time.
+     *
+     * @return changes in flight (never negative)
+     */
+    public synchronized long inFlightChanges() {
+        Cells[] cs = cells;
+        long completed = 0;
+        long issued = 0;
+        int[] groups = {StatGroup.WRITE.ordinal(), StatGroup.DISCARD.ordinal()};
+        for (int g : groups) { // threads that have ended, folded under this lock
+            completed += retired[g * FIELDS + IOS];
+            issued += retired[g * FIELDS + ISSUED];
+        }
+        for (Cells c : cs) {
+            for (int g : groups) {
+                completed += (long) LONGS.getAcquire(c.c, PAD + g * FIELDS + IOS);
+            }
+        }
+        for (Cells c : cs) {
+            for (int g : groups) {
+                issued += (long) LONGS.getAcquire(c.c, PAD + g * FIELDS + ISSUED);
+            }
+        }
+        return Math.max(0, issued - completed);
+    }
+
     // ---- readers ---------------------------------------------------------------------------
 
     /** The counts so far, summed over every thread. Allocates; never blocks the I/O path. */
