@@ -53,7 +53,7 @@ final class StackBitmaps {
 
     /** Gives {@code c} its bitmaps, loading those kept in {@code file}; says what loaded inconsistent. */
     static void open(CountedDevice c, Path file) throws IOException {
-        DeviceBitmaps b = new DeviceBitmaps(c.name(), c.size(), new SideFileStore(file), c.inner()::submit);
+        DeviceBitmaps b = new DeviceBitmaps(c.name(), c.size(), new SideFileStore(file), c::submitBelow);
         for (String p : b.loadProblems()) {
             System.err.println("biostack: " + c.name() + ": " + p);
         }
@@ -64,7 +64,7 @@ final class StackBitmaps {
     static synchronized DeviceBitmaps of(CountedDevice c) {
         if (c.bitmaps() == null) {
             try {
-                c.setBitmaps(new DeviceBitmaps(c.name(), c.size(), null, c.inner()::submit));
+                c.setBitmaps(new DeviceBitmaps(c.name(), c.size(), null, c::submitBelow));
             } catch (IOException e) {
                 throw new IllegalStateException(e); // no store, nothing to read
             }

@@ -72,9 +72,10 @@ class BackupTest {
         return out;
     }
 
-    @Test
-    void aFullBackupAndIncrementalsGiveEachPointInTimeWhileWritesGoOn(@TempDir Path dir) throws Exception {
-        try (Stack s = Stack.open("d: ram 8M\n", "t")) {
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"ram 8M", "loop FILE size=8M direct-io=off", "loop FILE size=8M direct-io=on"})
+    void aFullBackupAndIncrementalsGiveEachPointInTimeWhileWritesGoOn(String leaf, @TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("d: " + leaf.replace("FILE", dir.resolve("d.img").toString()) + "\n", "t")) {
             BlockDevice d = s.device("d");
             byte[] init = new byte[SIZE];
             new Random(1).nextBytes(init);
@@ -92,7 +93,7 @@ class BackupTest {
                 image = readAll(s.device("full"));
                 stop.set(true);
                 assertThat(w.get(30, TimeUnit.SECONDS)).isPositive();
-                assertThat(image).isEqualTo(atInstant);
+                assertThat(java.util.Arrays.mismatch(image, atInstant)).as("first differing byte").isEqualTo(-1);
                 assertThat(ctl(s, "status", "d")).contains("bitmap b0 granularity=65536 dirty=").contains("busy=full");
                 ctl(s, "message", "d", "backup-end full");
                 assertThat(s.names()).doesNotContain("full");
@@ -123,7 +124,7 @@ class BackupTest {
                 stop.set(true);
                 w.get(30, TimeUnit.SECONDS);
                 ctl(s, "message", "d", "backup-end " + export);
-                assertThat(image).as("incremental %d", i).isEqualTo(expected);
+                assertThat(java.util.Arrays.mismatch(image, expected)).as("incremental %d: first differing byte", i).isEqualTo(-1);
                 assertThat(copied).isLessThan(SIZE);
             }
         }
@@ -143,7 +144,7 @@ class BackupTest {
             ctl(s, "message", "d", "backup-end v");
             assertThat(seen).containsExactly("+v true", "-v");
             assertThat(ctl(s, "status", "d")).doesNotContain("busy=");
-            assertThat(Files.list(dir).count()).as("the COW file is deleted as soon as it is open").isZero();
+            assertThat(Files.list(dir).filter(f -> f.toString().endsWith(".cow")).count()).as("the COW file is deleted as soon as it is open").isZero();
         }
     }
 
