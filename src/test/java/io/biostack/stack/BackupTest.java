@@ -43,7 +43,7 @@ class BackupTest {
             Random r = new Random(seed);
             int n = 0;
             try {
-                while (!stop.get() && n < 2000) {
+                while (!stop.get() && n < 40) {
                     byte[] b = new byte[4096];
                     r.nextBytes(b);
                     write(d, (long) r.nextInt(SIZE / 4096) * 4096, b);
