@@ -54,6 +54,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * that is back) the leg is taken back and only its dirty regions are copied, with no command
  * given. {@code message reinstate} still copies every region (the admin may have replaced the
  * disk). Progress is the {@code in-sync/total} count of the status either way.
+ *
+ * <h2>A disk log</h2>
+ * With a {@link MirrorLog} ({@code mirror disk 2|3 LOGDEV REGION [sync|nosync] ...}) a region is
+ * marked on the log device, durably, before the first write to it reaches the legs, and cleared
+ * lazily once every leg has it, as md's write-intent bitmap. A restart after a crash (or with a
+ * leg that was down) copies only the marked regions from the first leg to the others; a leg that
+ * is still away gets them when it answers again.
  */
 public final class Mirror implements Target {
     /** The state of a leg. */
@@ -83,6 +90,7 @@ public final class Mirror implements Target {
     private final ReentrantLock lock = new ReentrantLock();
     private final AtomicInteger robin = new AtomicInteger();
     private final AtomicLong syncedRegions = new AtomicLong();
+    private final AtomicLong resyncBytes = new AtomicLong();
     private volatile boolean resyncRunning;
     private volatile boolean closed;
     private Thread worker;                       // guarded by lock
@@ -93,6 +101,8 @@ public final class Mirror implements Target {
     private final long[] probeAt;                // prober thread only
     private final long[] probeGap;               // prober thread only
 
+    private final MirrorLog log;                 // null: the core log (memory only)
+    private final java.util.function.Consumer<Bio> afterLog = this::afterLog;
     private final EndIo legWriteDone = this::legWriteDone;
     private final EndIo writeDone = this::writeDone;
     private final EndIo readDone = this::readDone;
@@ -103,6 +113,22 @@ public final class Mirror implements Target {
      * first in the background.
      */
     public Mirror(String name, List<Leg> legs, long lengthBytes, long regionBytes, boolean nosync) {
+        this(name, legs, lengthBytes, regionBytes, nosync, null);
+    }
+
+    /**
+     * A mirror with a dirty-region log on {@code logDevice} (dm-raid1's {@code disk} log). A new
+     * (zeroed) log starts as {@code nosync} says; a log that holds marks makes the mirror copy
+     * those regions, and only those, from the first leg to the others.
+     *
+     * @param name        the mirror's name
+     * @param legs        the legs
+     * @param lengthBytes the mirror's size
+     * @param regionBytes the region size
+     * @param nosync      for a new log: the legs hold the same data already
+     * @param logDevice   the log device, or null for the core (memory) log
+     */
+    public Mirror(String name, List<Leg> legs, long lengthBytes, long regionBytes, boolean nosync, BlockDevice logDevice) {
         if (legs.size() < 1 || legs.size() > 64) {
             throw new IllegalArgumentException(name + ": a mirror takes 1 to 64 legs, not " + legs.size());
         }
@@ -136,16 +162,67 @@ public final class Mirror implements Target {
         this.dirty = new long[this.legs.length][(regions + 63) / 64];
         this.probeAt = new long[this.legs.length];
         this.probeGap = new long[this.legs.length];
+        this.log = logDevice == null ? null : MirrorLog.open(logDevice, regionBytes, regions);
+        boolean fromLog = log != null && (!log.isFresh() || !nosync);
+        if (log != null && log.isFresh() && !nosync) {
+            log.markAll(); // a crash during the first copy must copy everything again
+        }
+        long[] logged = fromLog ? log.loadedBits() : null;
         for (int i = 0; i < state.length; i++) {
-            state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
-            fullResync[i] = state[i] == LegState.RESYNCING;
+            if (fromLog) {
+                state[i] = i == 0 ? LegState.IN_SYNC : LegState.RESYNCING;
+                System.arraycopy(logged, 0, dirty[i], 0, logged.length);
+            } else {
+                state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
+                fullResync[i] = state[i] == LegState.RESYNCING;
+            }
             health[i] = 'A';
         }
         this.stateVersion = 1;
-        syncedRegions.set(nosync || this.legs.length == 1 ? regions : 0);
-        if (!nosync && this.legs.length > 1) {
+        syncedRegions.set((nosync && !fromLog) || this.legs.length == 1 ? regions : 0);
+        if (log != null) {
+            log.start(afterLog, r -> regionWrites.get(r) == 0, this::allInSync);
+        }
+        if ((!nosync || fromLog) && this.legs.length > 1) {
             startResync();
         }
+    }
+
+    private boolean allInSync() {
+        if (resyncRunning) {
+            return false;
+        }
+        lock.lock();
+        try {
+            for (LegState s : state) {
+                if (s != LegState.IN_SYNC) {
+                    return false;
+                }
+            }
+            return true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** A write whose regions the log has marked durably (or failed to: then it fails here). */
+    private void afterLog(Bio bio) {
+        if (bio.status() != Status.OK) {
+            leaveRegions(bio);
+            bio.endIo();
+            return;
+        }
+        writeLegs(bio);
+    }
+
+    /** Bytes copied to legs by resyncs since the mirror was made (a restart's cost). */
+    public long resyncBytes() {
+        return resyncBytes.get();
+    }
+
+    /** The disk log, or null for the core log. */
+    public MirrorLog log() {
+        return log;
     }
 
     /** A mirror whose legs already hold the same data. */
@@ -268,6 +345,15 @@ public final class Mirror implements Target {
         if (ranged && !enterRegions(bio)) {
             return; // deferred until the region's copy is done
         }
+        if (ranged && log != null && log.needsMark(bio.offset(), bio.size())) {
+            log.hold(bio); // sent on by afterLog once its regions are marked on the log device
+            return;
+        }
+        writeLegs(bio);
+    }
+
+    private void writeLegs(Bio bio) {
+        boolean ranged = bio.op() != Op.FLUSH;
         long m = legMask(true);
         if (ranged) {
             long down = ~m & (legs.length == 64 ? -1L : (1L << legs.length) - 1);
@@ -632,6 +718,7 @@ public final class Mirror implements Target {
                     if (legState(t) == LegState.RESYNCING) {
                         if (io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
                             copied[t] += n;
+                            resyncBytes.addAndGet(n);
                         } else {
                             setDirty(t, r);
                             legFailed(t, 'S', "write failed while copying region " + r);
@@ -833,8 +920,9 @@ public final class Mirror implements Target {
 
     @Override
     public String table() {
-        StringBuilder sb = new StringBuilder("core ").append(initialNosync ? 2 : 1).append(' ')
-                .append(Layers.sectors(region));
+        StringBuilder sb = log == null ? new StringBuilder("core ").append(initialNosync ? 2 : 1).append(' ')
+                : new StringBuilder("disk ").append(initialNosync ? 3 : 2).append(' ').append(log.device().name()).append(' ');
+        sb.append(Layers.sectors(region));
         if (initialNosync) {
             sb.append(" nosync");
         }
@@ -860,7 +948,9 @@ public final class Mirror implements Target {
             lock.unlock();
         }
         return sb.append(' ').append(syncedRegions.get()).append('/').append(regions)
-                .append(" 1 ").append(h).append(" 1 core").toString();
+                .append(" 1 ").append(h).append(log == null ? " 1 core"
+                        : " 3 disk " + log.device().name() + " " + log.health() + " marked=" + log.markedRegions()
+                        + " log_writes=" + log.logWrites() + " resync_bytes=" + resyncBytes.get()).toString();
     }
 
     /** Stops a running resync; the legs' devices stay open. */
@@ -879,6 +969,9 @@ public final class Mirror implements Target {
         try {
             if (w != null) {
                 w.join(10_000);
+            }
+            if (log != null) {
+                log.close();
             }
             if (p != null) {
                 LockSupport.unpark(p);

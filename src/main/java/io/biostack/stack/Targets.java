@@ -54,7 +54,7 @@ import java.util.TreeMap;
  * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf (a Ceph RBD image)</td></tr>
  * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear</td></tr>
  * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe</td></tr>
- * <tr><td>{@code mirror [core <#args> REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
+ * <tr><td>{@code mirror [core <#args> REGION [sync|nosync] | disk <#args> LOGDEV REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
  * <tr><td>{@code error}, {@code zero}</td><td>need START LENGTH</td></tr>
  * <tr><td>{@code flakey DEV OFFSET UP DOWN [<#args> FEATURES...]}</td><td>dm-flakey</td></tr>
  * <tr><td>{@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]}</td><td>dm-delay</td></tr>
@@ -110,7 +110,7 @@ public final class Targets {
         register("rbd", true, Targets::rbd);
         register("linear", false, Targets::linear);
         register("striped", false, Targets::striped);
-        register("mirror", false, Targets::mirror);
+        register("mirror", false, MirrorParser::parse);
         register("error", false, a -> fixed(a, (n, len) -> new ErrorTarget(n, len)));
         register("zero", false, a -> fixed(a, (n, len) -> new Zero(n, len)));
         register("flakey", false, Targets::flakey);
@@ -388,54 +388,6 @@ public final class Targets {
             List<Leg> ls = open(legs, r);
             long nat = minLeft(ls) / chunk * chunk * n;
             return new Striped(name, ls, chunk, natural(len, nat, "striped"));
-        });
-    }
-
-    private static Spec mirror(Args a) {
-        long region = Mirror.DEFAULT_REGION;
-        boolean nosync = true;
-        int n;
-        if (a.hasNext() && a.peek().equals("core")) {
-            a.next("core");
-            long nargs = a.number("number of log arguments");
-            if (nargs < 1 || nargs > 2) {
-                throw a.bad("core log takes 1 or 2 arguments: <region size> [sync|nosync]");
-            }
-            region = a.bytes("region size");
-            nosync = false;
-            if (nargs == 2) {
-                String s = a.next("sync|nosync");
-                switch (s) {
-                    case "nosync" -> nosync = true;
-                    case "sync" -> nosync = false;
-                    default -> throw a.bad("log argument must be sync or nosync, not '" + s + "'");
-                }
-            }
-            n = (int) a.number("number of legs");
-        } else if (a.hasNext() && a.peek().chars().allMatch(Character::isDigit) && a.left() % 2 == 1) {
-            n = (int) a.number("number of legs");
-        } else {
-            n = a.left() / 2;
-        }
-        if (n < 1) {
-            throw a.bad("a mirror needs at least one leg: DEV OFFSET ...");
-        }
-        List<String[]> legs = legs(a, n);
-        if (a.hasNext()) {
-            long nf = a.number("number of features");
-            for (int i = 0; i < nf; i++) {
-                String f = a.next("feature");
-                if (!f.equals("handle_errors")) {
-                    throw a.bad("unknown feature '" + f + "' (handle_errors)");
-                }
-            }
-        }
-        a.end();
-        long reg = region;
-        boolean ns = nosync;
-        return a.spec((name, len, r) -> {
-            List<Leg> ls = open(legs, r);
-            return new Mirror(name, ls, natural(len, minLeft(ls), "mirror"), reg, ns);
         });
     }
 
