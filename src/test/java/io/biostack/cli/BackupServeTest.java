@@ -18,12 +18,15 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * Backups of a {@code biostack serve --stack} child process with real NBD clients only (nbdcopy,
- * nbdinfo, qemu-io), the bitmaps driven by {@code dm message} over the control socket.
+ * nbdinfo, qemu-io), the bitmaps driven by {@code dm message} over the control socket; and a
+ * mirror with a disk log in such a process, SIGKILLed under writes and restarted.
  */
 @Timeout(120)
 class BackupServeTest {
@@ -232,5 +235,45 @@ class BackupServeTest {
         }
         cmd.add(uri);
         return cmd.toArray(String[]::new);
+    }
+
+    @Test
+    void afterSigkillUnderWritesARestartResyncsOnlyTheMarkedRegions() throws Exception {
+        Tools.require("qemu-io");
+        Path st = dir.resolve("m.stack");
+        Files.writeString(st, "a: loop " + dir.resolve("a.img") + " size=" + SIZE + " direct-io=off\n"
+                + "b: loop " + dir.resolve("b.img") + " size=" + SIZE + " direct-io=off\n"
+                + "log: loop " + dir.resolve("log.img") + " size=1M direct-io=off\n"
+                + "d: mirror disk 3 log 64k nosync 2 a 0 b 0\n");
+        Process srv = serve(st);
+        Process w = liveWrites(uri("d"), 5, 400);
+        Thread.sleep(700);
+        srv.destroyForcibly(); // SIGKILL with writes in flight
+        srv.waitFor(10, TimeUnit.SECONDS);
+        w.destroyForcibly();
+        w.waitFor(10, TimeUnit.SECONDS);
+
+        Process again = serve(st);
+        String status = "";
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline) {
+            ControlServer.Reply r = ControlServer.send(ctl(), List.of("status", "d"));
+            status = r.text();
+            if (status.contains(" 256/256 1 AA ")) {
+                break;
+            }
+            Thread.sleep(50);
+        }
+        assertThat(status).contains(" 256/256 1 AA 3 disk log A");
+        Matcher m = Pattern.compile("resync_bytes=(\\d+)").matcher(status);
+        assertThat(m.find()).isTrue();
+        long copied = Long.parseLong(m.group(1));
+        System.out.println("mirror restart after SIGKILL: " + status.strip());
+        assertThat(copied % 65536).isZero();
+        assertThat(copied).as("only the regions marked at the crash, not the %d-byte device", SIZE).isLessThan(SIZE / 2);
+        again.toHandle().destroy();
+        assertThat(again.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        assertThat(java.util.Arrays.mismatch(Files.readAllBytes(dir.resolve("a.img")), Files.readAllBytes(dir.resolve("b.img"))))
+                .as("legs byte-equal after the resync (copied %d bytes)", copied).isEqualTo(-1);
     }
 }
