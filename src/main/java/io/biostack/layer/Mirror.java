@@ -64,7 +64,14 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class Mirror implements Target {
     /** The state of a leg. */
-    public enum LegState { IN_SYNC, RESYNCING, FAILED }
+    public enum LegState {
+        /** Holds the mirror's data: takes reads and writes. */
+        IN_SYNC,
+        /** Being copied to: takes writes, not reads. */
+        RESYNCING,
+        /** Dropped: takes nothing; writes that miss it are tracked. */
+        FAILED
+    }
 
     /** Default region: the copy and write-tracking unit when the table does not say. */
     public static final long DEFAULT_REGION = 512 * 1024;
@@ -108,9 +115,13 @@ public final class Mirror implements Target {
     private final EndIo readDone = this::readDone;
 
     /**
-     * A mirror of {@code lengthBytes} over {@code legs}. With {@code nosync} the legs are taken
-     * to hold the same data already; otherwise every leg after the first is copied from the
-     * first in the background.
+     * A mirror of {@code lengthBytes} over {@code legs}. With {@code nosync} the legs are taken to hold the same data already; otherwise every leg after the first is copied from the first in the background.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param legs the legs
+     * @param lengthBytes the mirror's size in bytes
+     * @param regionBytes the region size in bytes
+     * @param nosync true when the legs hold the same data already
      */
     public Mirror(String name, List<Leg> legs, long lengthBytes, long regionBytes, boolean nosync) {
         this(name, legs, lengthBytes, regionBytes, nosync, null);
@@ -215,17 +226,32 @@ public final class Mirror implements Target {
         writeLegs(bio);
     }
 
-    /** Bytes copied to legs by resyncs since the mirror was made (a restart's cost). */
+    /**
+     * Bytes copied to legs by resyncs since the mirror was made (a restart's cost).
+     *
+     * @return bytes copied to legs by resyncs since the mirror was made (a restart's cost)
+     */
     public long resyncBytes() {
         return resyncBytes.get();
     }
 
-    /** The disk log, or null for the core log. */
+    /**
+     * The disk log, or null for the core log.
+     *
+     * @return the disk log, or null for the core log
+     */
     public MirrorLog log() {
         return log;
     }
 
-    /** A mirror whose legs already hold the same data. */
+    /**
+     * A mirror whose legs already hold the same data.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param legs the legs
+     * @param lengthBytes the mirror's size in bytes
+     * @return the mirror
+     */
     public static Mirror inSync(String name, List<Leg> legs, long lengthBytes) {
         return new Mirror(name, legs, lengthBytes, DEFAULT_REGION, true);
     }
@@ -244,7 +270,12 @@ public final class Mirror implements Target {
         return false;
     }
 
-    /** The state of leg {@code i}. */
+    /**
+     * The state of leg {@code i}.
+     *
+     * @param i an index from 0
+     * @return the state of leg {@code i}
+     */
     public LegState legState(int i) {
         lock.lock();
         try {
@@ -254,17 +285,29 @@ public final class Mirror implements Target {
         }
     }
 
-    /** True while a background copy runs. */
+    /**
+     * True while a background copy runs.
+     *
+     * @return true while a background copy runs
+     */
     public boolean isResyncing() {
         return resyncRunning;
     }
 
-    /** Regions copied so far of the current resync (all of them when none runs). */
+    /**
+     * Regions copied so far of the current resync (all of them when none runs).
+     *
+     * @return regions copied so far of the current resync (all of them when none runs)
+     */
     public long syncedRegions() {
         return syncedRegions.get();
     }
 
-    /** Regions the device is divided into for resync. */
+    /**
+     * Regions the device is divided into for resync.
+     *
+     * @return regions the device is divided into for resync
+     */
     public int regionCount() {
         return regions;
     }
@@ -469,7 +512,12 @@ public final class Mirror implements Target {
         return ((long) BITS.getAndBitwiseAnd(d, r >>> 6, ~bit) & bit) != 0;
     }
 
-    /** Regions dirty for leg {@code leg} (the work a resync of it has left). */
+    /**
+     * Regions dirty for leg {@code leg} (the work a resync of it has left).
+     *
+     * @param leg the leg index
+     * @return regions dirty for leg {@code leg} (the work a resync of it has left)
+     */
     public long dirtyRegions(int leg) {
         long n = 0;
         for (int w = 0; w < dirty[leg].length; w++) {
@@ -826,7 +874,14 @@ public final class Mirror implements Target {
         }
     }
 
-    /** Waits until no resync runs (tests, orderly shutdown); false on timeout. */
+    /**
+     * Waits until no resync runs (tests, orderly shutdown); false on timeout.
+     *
+     * @param timeout how long to wait
+     * @param unit the unit of {@code timeout}
+     * @return true when no resync runs any more, false on timeout
+     * @throws InterruptedException when interrupted while waiting
+     */
     public boolean awaitResync(long timeout, TimeUnit unit) throws InterruptedException {
         long end = System.nanoTime() + unit.toNanos(timeout);
         while (resyncRunning || !targetsEmpty()) {

@@ -179,7 +179,11 @@ public final class MirrorLog implements AutoCloseable {
         }
     }
 
-    /** @return true when the log was formatted now (nothing was known about the legs) */
+    /**
+     * Whether the log was formatted now (nothing was known about the legs).
+     *
+     * @return true when the log was formatted now (nothing was known about the legs)
+     */
     public boolean isFresh() {
         return fresh;
     }
@@ -369,7 +373,11 @@ public final class MirrorLog implements AutoCloseable {
         }
     }
 
-    /** @return regions marked now (on disk, or being written) */
+    /**
+     * Returns regions marked now (on disk, or being written).
+     *
+     * @return regions marked now (on disk, or being written)
+     */
     public long markedRegions() {
         long n = 0;
         for (int w = 0; w < durable.length; w++) {
@@ -378,17 +386,29 @@ public final class MirrorLog implements AutoCloseable {
         return n;
     }
 
-    /** @return log block writes so far */
+    /**
+     * Returns log block writes so far.
+     *
+     * @return log block writes so far
+     */
     public long logWrites() {
         return logWrites;
     }
 
-    /** @return the log device */
+    /**
+     * Returns the log device.
+     *
+     * @return the log device
+     */
     public BlockDevice device() {
         return dev;
     }
 
-    /** @return 'A' while the log device answers, 'D' after a write to it failed */
+    /**
+     * Returns 'A' while the log device answers, 'D' after a write to it failed.
+     *
+     * @return 'A' while the log device answers, 'D' after a write to it failed
+     */
     public char health() {
         return health;
     }

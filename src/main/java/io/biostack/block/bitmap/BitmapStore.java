@@ -76,7 +76,11 @@ public interface BitmapStore extends AutoCloseable {
      */
     long metadataWrites();
 
-    /** @return a short description for status lines, such as {@code file=/var/lib/disk.bitmaps} */
+    /**
+     * Returns a short description for status lines, such as {@code file=/var/lib/disk.bitmaps}.
+     *
+     * @return a short description for status lines, such as {@code file=/var/lib/disk.bitmaps}
+     */
     String describe();
 
     /** Releases the store's file; does not save (see {@link #closeClean}). */

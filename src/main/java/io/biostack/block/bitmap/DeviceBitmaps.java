@@ -95,7 +95,11 @@ public final class DeviceBitmaps implements AutoCloseable {
         }
     }
 
-    /** @return why bitmaps were loaded inconsistent, one line each (empty when none) */
+    /**
+     * Returns why bitmaps were loaded inconsistent, one line each (empty when none).
+     *
+     * @return why bitmaps were loaded inconsistent, one line each (empty when none)
+     */
     public synchronized List<String> loadProblems() {
         return List.copyOf(loadProblems);
     }
@@ -175,7 +179,11 @@ public final class DeviceBitmaps implements AutoCloseable {
         retrack();
     }
 
-    /** @return writes held by {@link #holdWrites} now */
+    /**
+     * Returns writes held by {@link #holdWrites} now.
+     *
+     * @return writes held by {@link #holdWrites} now
+     */
     public long heldWrites() {
         return heldNow.get();
     }
@@ -292,17 +300,29 @@ public final class DeviceBitmaps implements AutoCloseable {
         return b;
     }
 
-    /** @return the names of the bitmaps, in the order they were added */
+    /**
+     * Returns the names of the bitmaps, in the order they were added.
+     *
+     * @return the names of the bitmaps, in the order they were added
+     */
     public synchronized List<String> names() {
         return List.copyOf(all.keySet());
     }
 
-    /** @return store blocks written so far to make marks durable (0 without a store) */
+    /**
+     * Returns store blocks written so far to make marks durable (0 without a store).
+     *
+     * @return store blocks written so far to make marks durable (0 without a store)
+     */
     public long metadataWrites() {
         return store == null ? 0 : store.metadataWrites();
     }
 
-    /** @return writes held for a metadata write so far */
+    /**
+     * Returns writes held for a metadata write so far.
+     *
+     * @return writes held for a metadata write so far
+     */
     public synchronized long writesHeldForMetadata() {
         return heldBios;
     }

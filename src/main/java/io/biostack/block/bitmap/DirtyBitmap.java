@@ -164,7 +164,11 @@ public final class DirtyBitmap implements StatusContext {
 
     // ---- control ---------------------------------------------------------------------------
 
-    /** @return the bitmap's name */
+    /**
+     * Returns the bitmap's name.
+     *
+     * @return the bitmap's name
+     */
     public String bitmapName() {
         return name;
     }
@@ -175,42 +179,74 @@ public final class DirtyBitmap implements StatusContext {
         return "qemu:dirty-bitmap:" + name;
     }
 
-    /** @return bytes per bit */
+    /**
+     * Returns bytes per bit.
+     *
+     * @return bytes per bit
+     */
     public long granularity() {
         return granularity;
     }
 
-    /** @return bytes of the device tracked */
+    /**
+     * Returns bytes of the device tracked.
+     *
+     * @return bytes of the device tracked
+     */
     public long deviceSize() {
         return deviceSize;
     }
 
-    /** @return the number of bits (chunks of the device) */
+    /**
+     * Returns the number of bits (chunks of the device).
+     *
+     * @return the number of bits (chunks of the device)
+     */
     public long bitCount() {
         return bits;
     }
 
-    /** @return true while writes mark this bitmap */
+    /**
+     * Whether writes mark this bitmap.
+     *
+     * @return true while writes mark this bitmap
+     */
     public boolean isRecording() {
         return recording;
     }
 
-    /** @param on whether writes mark this bitmap from now on */
+    /**
+     * Sets whether writes mark this bitmap from now on.
+     *
+     * @param on whether writes mark this bitmap from now on
+     */
     public void setRecording(boolean on) {
         recording = on;
     }
 
-    /** @return true when the bitmap is kept in the device's store across restarts */
+    /**
+     * Whether the bitmap is kept in the device's store across restarts.
+     *
+     * @return true when the bitmap is kept in the device's store across restarts
+     */
     public boolean isPersistent() {
         return persistent;
     }
 
-    /** @param on whether the bitmap is kept in the device's store */
+    /**
+     * Sets whether the bitmap is kept in the device's store.
+     *
+     * @param on whether the bitmap is kept in the device's store
+     */
     public void setPersistent(boolean on) {
         persistent = on;
     }
 
-    /** @return false when the bitmap was loaded in use after an unclean stop: its bits can't be trusted */
+    /**
+     * Whether the bitmap can be trusted (not loaded in use after an unclean stop).
+     *
+     * @return false when the bitmap was loaded in use after an unclean stop: its bits can't be trusted
+     */
     public boolean isConsistent() {
         return consistent;
     }
@@ -221,17 +257,29 @@ public final class DirtyBitmap implements StatusContext {
         recording = false;
     }
 
-    /** @return what holds the bitmap frozen (a backup export's name), or null */
+    /**
+     * Returns what holds the bitmap frozen (a backup export's name), or null.
+     *
+     * @return what holds the bitmap frozen (a backup export's name), or null
+     */
     public String busy() {
         return busy;
     }
 
-    /** @param holder what freezes the bitmap (null thaws it) */
+    /**
+     * Sets what freezes the bitmap (null thaws it).
+     *
+     * @param holder what freezes the bitmap (null thaws it)
+     */
     public void setBusy(String holder) {
         busy = holder;
     }
 
-    /** @return the number of dirty bits (a snapshot; writes may add more meanwhile) */
+    /**
+     * Returns the number of dirty bits (a snapshot; writes may add more meanwhile).
+     *
+     * @return the number of dirty bits (a snapshot; writes may add more meanwhile)
+     */
     public long dirtyBits() {
         long n = 0;
         for (int i = 0; i < words.length; i++) {
@@ -240,7 +288,11 @@ public final class DirtyBitmap implements StatusContext {
         return n;
     }
 
-    /** @return the dirty bytes: dirty chunks times the granularity, the last chunk clipped to the device */
+    /**
+     * Returns the dirty bytes: dirty chunks times the granularity, the last chunk clipped to the device.
+     *
+     * @return the dirty bytes: dirty chunks times the granularity, the last chunk clipped to the device
+     */
     public long dirtyBytes() {
         long n = dirtyBits() * granularity;
         if (bits > 0 && isMarked((bits - 1) << shift, 1)) {
@@ -299,7 +351,11 @@ public final class DirtyBitmap implements StatusContext {
         return (long) WORD.getAcquire(words, i);
     }
 
-    /** @return the number of 64-bit words */
+    /**
+     * Returns the number of 64-bit words.
+     *
+     * @return the number of 64-bit words
+     */
     public int wordCount() {
         return words.length;
     }

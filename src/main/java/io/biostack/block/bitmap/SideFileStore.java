@@ -80,7 +80,11 @@ public final class SideFileStore implements BitmapStore {
         this.path = path;
     }
 
-    /** @return the side file's path */
+    /**
+     * Returns the side file's path.
+     *
+     * @return the side file's path
+     */
     public Path path() {
         return path;
     }

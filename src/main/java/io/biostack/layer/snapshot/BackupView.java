@@ -48,12 +48,20 @@ public final class BackupView implements BlockDevice {
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return true; }
 
-    /** @return the snapshot under the view */
+    /**
+     * Returns the snapshot under the view.
+     *
+     * @return the snapshot under the view
+     */
     public Snapshot snapshot() {
         return snapshot;
     }
 
-    /** @return the frozen bitmap, or null */
+    /**
+     * Returns the frozen bitmap, or null.
+     *
+     * @return the frozen bitmap, or null
+     */
     public DirtyBitmap bitmap() {
         return bitmap;
     }
