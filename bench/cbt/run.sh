@@ -7,6 +7,7 @@
 #
 #   bench/cbt/run.sh [--runtime S] [--rounds N] [--size SIZE] [--backup-size SIZE] [--skip-backup]
 #
+# 0. in-process, CPU ns per 4k write (the bitmap's own cost, without NBD's noise).
 # 1. 4k randwrite QD32 over NBD: no bitmap, one recording bitmap, one persistent bitmap on
 #    regions already marked; and the first pass over a clean persistent bitmap with its count of
 #    metadata writes (one per bitmap block of 32768 chunks touched).
@@ -49,6 +50,12 @@ fio_iops() { # EXPORT: 4k randwrite QD32, prints IOPS
     | python3 -c 'import json,sys; s=sys.stdin.read(); print(int(json.loads(s[s.index("{"):])["jobs"][0]["write"]["iops"]))'
 }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.3f}' if b else 'n/a')" "$1" "$2"; }
+
+echo "== 0. dirty bitmaps in-process: CPU ns per 4k write on a counted ramdisk (io.biostack.block.bitmap.BitmapCost)"
+(cd "$root" && mvn -q -B -o test-compile >&2 2>/dev/null || mvn -q -B test-compile >&2)
+(cd "$root" && mvn -q -B -o dependency:build-classpath -Dmdep.outputFile="$out/cp" >/dev/null 2>&1)
+"$JAVA_HOME/bin/java" -XX:+UseParallelGC -cp "$root/target/classes:$root/target/test-classes:$(cat "$out/cp")" \
+  io.biostack.block.bitmap.BitmapCost $(( rounds * 2 + 1 )) 1000000
 
 echo "== 1. dirty bitmaps: 4k randwrite QD32 over NBD, $size loop device (direct I/O), ${runtime}s runs"
 printf 'd: loop %s size=%s direct-io=on bitmap-file=%s\n' "$out/d.img" "$size" "$out/d.bitmaps" > "$out/d.stack"
