@@ -47,11 +47,13 @@ import java.util.zip.CRC32C;
  * {@link #needsMark} is the I/O path's check (a volatile read per word, no lock, no allocation).
  * A write whose regions are not durable yet is handed to {@link #hold}, and the log's own thread
  * writes the blocks (batching every write queued meanwhile) and sends it on. The same thread
- * clears bits lazily, every {@link #CLEAN_INTERVAL_MS} while it is idle.
+ * clears bits lazily, every {@link #CLEAN_INTERVAL_MS} while it is idle, and only those of regions
+ * not written since the pass before (md's bitmap daemon ages a bit over two passes the same way):
+ * a region under steady writes keeps its bit and costs no log write.
  */
 public final class MirrorLog implements AutoCloseable {
     /** How often an idle log looks for bits to clear. */
-    public static final long CLEAN_INTERVAL_MS = 200;
+    public static final long CLEAN_INTERVAL_MS = 500;
     static final int BLOCK = 4096;
     private static final int WORDS_PER_BLOCK = BLOCK / 8;
     private static final byte[] MAGIC = "BSMIRLOG".getBytes(StandardCharsets.US_ASCII);
@@ -67,6 +69,8 @@ public final class MirrorLog implements AutoCloseable {
     private final long[] marked;
     /** Bits known durable: the I/O path's fast check. */
     private final long[] durable;
+    /** Regions written since the last clean pass (set by the I/O path, aged by the log thread). */
+    private final long[] touched;
     private final MemorySegment block = Arena.ofAuto().allocate(BLOCK, 4096);
     private final ConcurrentLinkedQueue<Bio> waiting = new ConcurrentLinkedQueue<>();
     private Thread thread;
@@ -84,6 +88,7 @@ public final class MirrorLog implements AutoCloseable {
         this.fresh = fresh;
         this.marked = bits;
         this.durable = bits.clone();
+        this.touched = new long[bits.length];
     }
 
     /**
@@ -234,12 +239,17 @@ public final class MirrorLog implements AutoCloseable {
     boolean needsMark(long offset, long size) {
         int r0 = (int) (offset / region);
         int r1 = (int) ((offset + Math.max(size, 1) - 1) / region);
+        boolean need = false;
         for (int r = r0; r <= r1; r++) {
-            if ((((long) BITS.getVolatile(durable, r >>> 6)) & (1L << (r & 63))) == 0) {
-                return true;
+            long bit = 1L << (r & 63);
+            if (((long) BITS.getOpaque(touched, r >>> 6) & bit) == 0) {
+                BITS.getAndBitwiseOr(touched, r >>> 6, bit);
+            }
+            if ((((long) BITS.getVolatile(durable, r >>> 6)) & bit) == 0) {
+                need = true;
             }
         }
-        return false;
+        return need;
     }
 
     /**
@@ -352,8 +362,8 @@ public final class MirrorLog implements AutoCloseable {
                 int r = w * 64 + Long.numberOfTrailingZeros(bits);
                 long bit = Long.lowestOneBit(bits);
                 bits &= bits - 1;
-                if (!regionIdle.test(r)) {
-                    continue;
+                if (((long) BITS.getAndBitwiseAnd(touched, w, ~bit) & bit) != 0 || !regionIdle.test(r)) {
+                    continue; // written since the last pass: keep it one pass more
                 }
                 BITS.getAndBitwiseAnd(durable, w, ~bit);
                 if (regionIdle.test(r) && allInSync.getAsBoolean()) {
@@ -428,7 +438,8 @@ public final class MirrorLog implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
-            clean();
+            clean(); // ages the regions written in the last pass
+            clean(); // and clears them
         }
     }
 }
