@@ -25,6 +25,7 @@ module io.biostack {
     // The API: the bio and the devices, layers, stacks and exports built of it.
     exports io.biostack.block;
     exports io.biostack.block.stats;
+    exports io.biostack.block.bitmap;
     exports io.biostack.file;
     exports io.biostack.loop;
     exports io.biostack.layer;

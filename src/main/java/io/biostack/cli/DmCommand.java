@@ -29,12 +29,13 @@ import java.util.concurrent.Callable;
         "Commands:",
         "  ls                      devices, sizes and states",
         "  table NAME              the live table (START LENGTH TARGET ARGS, in sectors)",
-        "  status NAME             each target's status (mirror sync progress, dust mode, ...)",
+        "  status NAME [--json]    each target's status (mirror sync progress, dust mode, ...) and dirty bitmaps",
         "  suspend NAME            let bios in flight finish; new ones wait",
         "  resume NAME             make a reloaded table live; waiting bios go on",
         "  reload NAME 'TABLE'     load a table (lines as in the stack file without 'NAME:', ';' between lines)",
         "  clear NAME              drop a loaded table that is not live yet",
         "  message NAME [SECTOR] 'MSG'  send a message to a target (dust: addbadblock N, mirror: reinstate 1)",
+        "                          or to any device: 'bitmap add|remove|clear|enable|disable|merge ...'",
         "  stats [NAME]            iostat -x columns per device (r/s w/s rkB/s wkB/s r_await w_await aqu-sz",
         "                          %util, p50 and p99 in ms): since start, or per --interval S",
         "",
@@ -68,13 +69,16 @@ public final class DmCommand implements Callable<Integer> {
         if (command.equals("stats")) {
             return stats();
         }
-        if (json || interval != null || count != null) {
-            spec.commandLine().getErr().println("biostack dm: --json, --interval and --count go with 'stats'");
+        if ((json && !command.equals("status")) || interval != null || count != null) {
+            spec.commandLine().getErr().println("biostack dm: --interval and --count go with 'stats', --json with 'stats' and 'status'");
             return 2;
         }
         List<String> argv = new ArrayList<>();
         argv.add(command);
         argv.addAll(args);
+        if (json) {
+            argv.add("--json"); // status NAME --json: targets and dirty bitmaps as one JSON object
+        }
         ControlServer.Reply r;
         try {
             r = ControlServer.send(control, argv);

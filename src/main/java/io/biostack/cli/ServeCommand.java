@@ -301,6 +301,9 @@ public final class ServeCommand implements Callable<Integer> {
             }
             met = startMetrics(stack.stats(), counters);
             server = b.start();
+            NbdServer srv = server;
+            // Backup views (dm message DEV backup-begin EXPORT ...) are served read-only while they last.
+            stack.setExportListener((n, d) -> srv.addExport(new NbdExport(n, "backup view", d, true)), srv::removeExport);
         } catch (Exception e) {
             if (met != null) {
                 met.close();

@@ -8,6 +8,8 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 import io.biostack.block.stats.MirrorResyncEvent;
 
 import java.lang.foreign.Arena;
@@ -54,10 +56,24 @@ import java.util.concurrent.locks.ReentrantLock;
  * that is back) the leg is taken back and only its dirty regions are copied, with no command
  * given. {@code message reinstate} still copies every region (the admin may have replaced the
  * disk). Progress is the {@code in-sync/total} count of the status either way.
+ *
+ * <h2>A disk log</h2>
+ * With a {@link MirrorLog} ({@code mirror disk 2|3 LOGDEV REGION [sync|nosync] ...}) a region is
+ * marked on the log device, durably, before the first write to it reaches the legs, and cleared
+ * lazily once every leg has it, as md's write-intent bitmap. A restart after a crash (or with a
+ * leg that was down) copies only the marked regions from the first leg to the others; a leg that
+ * is still away gets them when it answers again.
  */
 public final class Mirror implements Target {
     /** The state of a leg. */
-    public enum LegState { IN_SYNC, RESYNCING, FAILED }
+    public enum LegState {
+        /** Holds the mirror's data: takes reads and writes. */
+        IN_SYNC,
+        /** Being copied to: takes writes, not reads. */
+        RESYNCING,
+        /** Dropped: takes nothing; writes that miss it are tracked. */
+        FAILED
+    }
 
     /** Default region: the copy and write-tracking unit when the table does not say. */
     public static final long DEFAULT_REGION = 512 * 1024;
@@ -83,6 +99,7 @@ public final class Mirror implements Target {
     private final ReentrantLock lock = new ReentrantLock();
     private final AtomicInteger robin = new AtomicInteger();
     private final AtomicLong syncedRegions = new AtomicLong();
+    private final AtomicLong resyncBytes = new AtomicLong();
     private volatile boolean resyncRunning;
     private volatile boolean closed;
     private Thread worker;                       // guarded by lock
@@ -93,16 +110,38 @@ public final class Mirror implements Target {
     private final long[] probeAt;                // prober thread only
     private final long[] probeGap;               // prober thread only
 
+    private final MirrorLog log;                 // null: the core log (memory only)
+    private final java.util.function.Consumer<Bio> afterLog = this::afterLog;
     private final EndIo legWriteDone = this::legWriteDone;
     private final EndIo writeDone = this::writeDone;
     private final EndIo readDone = this::readDone;
 
     /**
-     * A mirror of {@code lengthBytes} over {@code legs}. With {@code nosync} the legs are taken
-     * to hold the same data already; otherwise every leg after the first is copied from the
-     * first in the background.
+     * A mirror of {@code lengthBytes} over {@code legs}. With {@code nosync} the legs are taken to hold the same data already; otherwise every leg after the first is copied from the first in the background.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param legs the legs
+     * @param lengthBytes the mirror's size in bytes
+     * @param regionBytes the region size in bytes
+     * @param nosync true when the legs hold the same data already
      */
     public Mirror(String name, List<Leg> legs, long lengthBytes, long regionBytes, boolean nosync) {
+        this(name, legs, lengthBytes, regionBytes, nosync, null);
+    }
+
+    /**
+     * A mirror with a dirty-region log on {@code logDevice} (dm-raid1's {@code disk} log). A new
+     * (zeroed) log starts as {@code nosync} says; a log that holds marks makes the mirror copy
+     * those regions, and only those, from the first leg to the others.
+     *
+     * @param name        the mirror's name
+     * @param legs        the legs
+     * @param lengthBytes the mirror's size
+     * @param regionBytes the region size
+     * @param nosync      for a new log: the legs hold the same data already
+     * @param logDevice   the log device, or null for the core (memory) log
+     */
+    public Mirror(String name, List<Leg> legs, long lengthBytes, long regionBytes, boolean nosync, BlockDevice logDevice) {
         if (legs.size() < 1 || legs.size() > 64) {
             throw new IllegalArgumentException(name + ": a mirror takes 1 to 64 legs, not " + legs.size());
         }
@@ -136,19 +175,85 @@ public final class Mirror implements Target {
         this.dirty = new long[this.legs.length][(regions + 63) / 64];
         this.probeAt = new long[this.legs.length];
         this.probeGap = new long[this.legs.length];
+        this.log = logDevice == null ? null : MirrorLog.open(logDevice, regionBytes, regions);
+        boolean fromLog = log != null && (!log.isFresh() || !nosync);
+        if (log != null && log.isFresh() && !nosync) {
+            log.markAll(); // a crash during the first copy must copy everything again
+        }
+        long[] logged = fromLog ? log.loadedBits() : null;
         for (int i = 0; i < state.length; i++) {
-            state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
-            fullResync[i] = state[i] == LegState.RESYNCING;
+            if (fromLog) {
+                state[i] = i == 0 ? LegState.IN_SYNC : LegState.RESYNCING;
+                System.arraycopy(logged, 0, dirty[i], 0, logged.length);
+            } else {
+                state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
+                fullResync[i] = state[i] == LegState.RESYNCING;
+            }
             health[i] = 'A';
         }
         this.stateVersion = 1;
-        syncedRegions.set(nosync || this.legs.length == 1 ? regions : 0);
-        if (!nosync && this.legs.length > 1) {
+        syncedRegions.set((nosync && !fromLog) || this.legs.length == 1 ? regions : 0);
+        if (log != null) {
+            log.start(afterLog, r -> regionWrites.get(r) == 0, this::allInSync);
+        }
+        if ((!nosync || fromLog) && this.legs.length > 1) {
             startResync();
         }
     }
 
-    /** A mirror whose legs already hold the same data. */
+    private boolean allInSync() {
+        if (resyncRunning) {
+            return false;
+        }
+        lock.lock();
+        try {
+            for (LegState s : state) {
+                if (s != LegState.IN_SYNC) {
+                    return false;
+                }
+            }
+            return true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** A write whose regions the log has marked durably (or failed to: then it fails here). */
+    private void afterLog(Bio bio) {
+        if (bio.status() != Status.OK) {
+            leaveRegions(bio);
+            bio.endIo();
+            return;
+        }
+        writeLegs(bio);
+    }
+
+    /**
+     * Bytes copied to legs by resyncs since the mirror was made (a restart's cost).
+     *
+     * @return bytes copied to legs by resyncs since the mirror was made (a restart's cost)
+     */
+    public long resyncBytes() {
+        return resyncBytes.get();
+    }
+
+    /**
+     * The disk log, or null for the core log.
+     *
+     * @return the disk log, or null for the core log
+     */
+    public MirrorLog log() {
+        return log;
+    }
+
+    /**
+     * A mirror whose legs already hold the same data.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param legs the legs
+     * @param lengthBytes the mirror's size in bytes
+     * @return the mirror
+     */
     public static Mirror inSync(String name, List<Leg> legs, long lengthBytes) {
         return new Mirror(name, legs, lengthBytes, DEFAULT_REGION, true);
     }
@@ -167,7 +272,12 @@ public final class Mirror implements Target {
         return false;
     }
 
-    /** The state of leg {@code i}. */
+    /**
+     * The state of leg {@code i}.
+     *
+     * @param i an index from 0
+     * @return the state of leg {@code i}
+     */
     public LegState legState(int i) {
         lock.lock();
         try {
@@ -177,17 +287,29 @@ public final class Mirror implements Target {
         }
     }
 
-    /** True while a background copy runs. */
+    /**
+     * True while a background copy runs.
+     *
+     * @return true while a background copy runs
+     */
     public boolean isResyncing() {
         return resyncRunning;
     }
 
-    /** Regions copied so far of the current resync (all of them when none runs). */
+    /**
+     * Regions copied so far of the current resync (all of them when none runs).
+     *
+     * @return regions copied so far of the current resync (all of them when none runs)
+     */
     public long syncedRegions() {
         return syncedRegions.get();
     }
 
-    /** Regions the device is divided into for resync. */
+    /**
+     * Regions the device is divided into for resync.
+     *
+     * @return regions the device is divided into for resync
+     */
     public int regionCount() {
         return regions;
     }
@@ -268,6 +390,15 @@ public final class Mirror implements Target {
         if (ranged && !enterRegions(bio)) {
             return; // deferred until the region's copy is done
         }
+        if (ranged && log != null && log.needsMark(bio.offset(), bio.size())) {
+            log.hold(bio); // sent on by afterLog once its regions are marked on the log device
+            return;
+        }
+        writeLegs(bio);
+    }
+
+    private void writeLegs(Bio bio) {
+        boolean ranged = bio.op() != Op.FLUSH;
         long m = legMask(true);
         if (ranged) {
             long down = ~m & (legs.length == 64 ? -1L : (1L << legs.length) - 1);
@@ -383,7 +514,12 @@ public final class Mirror implements Target {
         return ((long) BITS.getAndBitwiseAnd(d, r >>> 6, ~bit) & bit) != 0;
     }
 
-    /** Regions dirty for leg {@code leg} (the work a resync of it has left). */
+    /**
+     * Regions dirty for leg {@code leg} (the work a resync of it has left).
+     *
+     * @param leg the leg index
+     * @return regions dirty for leg {@code leg} (the work a resync of it has left)
+     */
     public long dirtyRegions(int leg) {
         long n = 0;
         for (int w = 0; w < dirty[leg].length; w++) {
@@ -632,6 +768,7 @@ public final class Mirror implements Target {
                     if (legState(t) == LegState.RESYNCING) {
                         if (io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
                             copied[t] += n;
+                            resyncBytes.addAndGet(n);
                         } else {
                             setDirty(t, r);
                             legFailed(t, 'S', "write failed while copying region " + r);
@@ -739,7 +876,14 @@ public final class Mirror implements Target {
         }
     }
 
-    /** Waits until no resync runs (tests, orderly shutdown); false on timeout. */
+    /**
+     * Waits until no resync runs (tests, orderly shutdown); false on timeout.
+     *
+     * @param timeout how long to wait
+     * @param unit the unit of {@code timeout}
+     * @return true when no resync runs any more, false on timeout
+     * @throws InterruptedException when interrupted while waiting
+     */
     public boolean awaitResync(long timeout, TimeUnit unit) throws InterruptedException {
         long end = System.nanoTime() + unit.toNanos(timeout);
         while (resyncRunning || !targetsEmpty()) {
@@ -833,8 +977,9 @@ public final class Mirror implements Target {
 
     @Override
     public String table() {
-        StringBuilder sb = new StringBuilder("core ").append(initialNosync ? 2 : 1).append(' ')
-                .append(Layers.sectors(region));
+        StringBuilder sb = log == null ? new StringBuilder("core ").append(initialNosync ? 2 : 1).append(' ')
+                : new StringBuilder("disk ").append(initialNosync ? 3 : 2).append(' ').append(log.device().name()).append(' ');
+        sb.append(Layers.sectors(region));
         if (initialNosync) {
             sb.append(" nosync");
         }
@@ -860,7 +1005,9 @@ public final class Mirror implements Target {
             lock.unlock();
         }
         return sb.append(' ').append(syncedRegions.get()).append('/').append(regions)
-                .append(" 1 ").append(h).append(" 1 core").toString();
+                .append(" 1 ").append(h).append(log == null ? " 1 core"
+                        : " 3 disk " + log.device().name() + " " + log.health() + " marked=" + log.markedRegions()
+                        + " log_writes=" + log.logWrites() + " resync_bytes=" + resyncBytes.get()).toString();
     }
 
     /** Stops a running resync; the legs' devices stay open. */
@@ -880,6 +1027,9 @@ public final class Mirror implements Target {
             if (w != null) {
                 w.join(10_000);
             }
+            if (log != null) {
+                log.close();
+            }
             if (p != null) {
                 LockSupport.unpark(p);
                 p.join(10_000);
@@ -887,5 +1037,74 @@ public final class Mirror implements Target {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+    }
+
+    /**
+     * Reads the table line, as dm-raid1's constructor ({@code mirror_ctr}) does:
+     * {@code [core <#args> REGION [sync|nosync] | disk <#args> LOGDEV REGION [sync|nosync]] [N]
+     * (DEV OFFSET)+ [<#features> handle_errors]}.
+     *
+     * @param a the arguments after the target name
+     * @return what opens the mirror once its legs (and log device) are open
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        long region = DEFAULT_REGION;
+        boolean nosync = true;
+        String logDev = null;
+        int n;
+        if (a.hasNext() && (a.peek().equals("core") || a.peek().equals("disk"))) {
+            boolean disk = a.next("log type").equals("disk");
+            long nargs = a.number("number of log arguments");
+            long min = disk ? 2 : 1;
+            if (nargs < min || nargs > min + 1) {
+                throw a.bad(disk ? "disk log takes 2 or 3 arguments: <log device> <region size> [sync|nosync]"
+                        : "core log takes 1 or 2 arguments: <region size> [sync|nosync]");
+            }
+            if (disk) {
+                logDev = a.dev("log device");
+            }
+            region = a.bytes("region size");
+            nosync = false;
+            if (nargs == min + 1) {
+                String s = a.next("sync|nosync");
+                switch (s) {
+                    case "nosync" -> nosync = true;
+                    case "sync" -> nosync = false;
+                    default -> throw a.bad("log argument must be sync or nosync, not '" + s + "'");
+                }
+            }
+            n = (int) a.number("number of legs");
+        } else if (a.hasNext() && a.peek().chars().allMatch(Character::isDigit) && a.left() % 2 == 1) {
+            n = (int) a.number("number of legs");
+        } else {
+            n = a.left() / 2;
+        }
+        if (n < 1) {
+            throw a.bad("a mirror needs at least one leg: DEV OFFSET ...");
+        }
+        List<Leg.Named> legs = Layers.legs(a, n);
+        for (Leg.Named l : legs) {
+            if (l.device().equals(logDev)) {
+                throw a.bad("the log device " + logDev + " can't be a leg too");
+            }
+        }
+        if (a.hasNext()) {
+            long nf = a.number("number of features");
+            for (int i = 0; i < nf; i++) {
+                String f = a.next("feature");
+                if (!f.equals("handle_errors")) {
+                    throw a.bad("unknown feature '" + f + "' (handle_errors)");
+                }
+            }
+        }
+        a.end();
+        long reg = region;
+        boolean ns = nosync;
+        String lg = logDev;
+        return a.spec((name, len, r) -> {
+            List<Leg> ls = Layers.openLegs(legs, r);
+            return new Mirror(name, ls, Layers.lengthOr(len, Layers.minLeft(ls)), reg, ns,
+                    lg == null ? null : r.device(lg));
+        });
     }
 }

@@ -79,9 +79,10 @@ public final class NbdServer implements AutoCloseable {
     /** The prefix of qemu's dirty bitmap contexts (qemu's docs/interop/nbd.txt, "qemu:dirty-bitmap:"). */
     static final String DIRTY_BITMAP = "qemu:dirty-bitmap:";
 
-    private final Map<String, NbdExport> exports;
+    /** Copy-on-write: {@link #addExport}/{@link #removeExport} replace the maps, readers never lock. */
+    private volatile Map<String, NbdExport> exports;
     /** Counters per export, by export name; read by /metrics, bumped by connections. */
-    private final Map<String, ExportStats> exportStats = new LinkedHashMap<>();
+    private volatile Map<String, ExportStats> exportStats = new LinkedHashMap<>();
     private final NbdExport defaultExport;
     private final int maxConnections;
     private final int handshakeBudget;
@@ -100,7 +101,7 @@ public final class NbdServer implements AutoCloseable {
 
     private final BioPool bios = new BioPool(1024);
     private final MemorySegment zeros = Arena.ofAuto().allocate(1 << 20, 4096);
-    private final Map<BlockDevice, Consumer<Bio>> submitters = new IdentityHashMap<>();
+    private volatile Map<BlockDevice, Consumer<Bio>> submitters = new IdentityHashMap<>();
 
     private final Reactor[] reactors;
     private final boolean uring;
@@ -480,6 +481,43 @@ public final class NbdServer implements AutoCloseable {
 
     Consumer<Bio> submitter(BlockDevice d) {
         return submitters.get(d);
+    }
+
+    /**
+     * Adds an export while the server runs (a backup view that {@code backup-begin} made).
+     *
+     * @param e the export; its name must be new
+     * @throws IllegalArgumentException when an export has that name already
+     */
+    public synchronized void addExport(NbdExport e) {
+        if (exports.containsKey(e.name())) {
+            throw new IllegalArgumentException("an export named '" + e.name() + "' exists already");
+        }
+        Map<BlockDevice, Consumer<Bio>> subs = new IdentityHashMap<>(submitters);
+        subs.computeIfAbsent(e.device(), dev -> dev::submit);
+        submitters = subs;
+        Map<String, ExportStats> st = new LinkedHashMap<>(exportStats);
+        st.put(e.name(), new ExportStats(e.name()));
+        exportStats = st;
+        Map<String, NbdExport> ex = new LinkedHashMap<>(exports);
+        ex.put(e.name(), e);
+        exports = ex;
+    }
+
+    /**
+     * Removes an export: new clients can't open it; connections that did keep their device.
+     *
+     * @param name the export's name
+     * @return true when there was such an export
+     */
+    public synchronized boolean removeExport(String name) {
+        if (!exports.containsKey(name) || (defaultExport != null && defaultExport.name().equals(name))) {
+            return false;
+        }
+        Map<String, NbdExport> ex = new LinkedHashMap<>(exports);
+        ex.remove(name);
+        exports = ex;
+        return true;
     }
 
     /** The connection left the handshake (finished, failed or dropped). */

@@ -65,6 +65,9 @@ public final class Stack implements AutoCloseable {
     private final Map<String, Set<String>> deps = new HashMap<>();
     private final Map<String, Set<String>> pendingDeps = new HashMap<>();
     private boolean closed;
+    private final Backups backups = new Backups(this);
+    private volatile java.util.function.BiConsumer<String, BlockDevice> exportAdded = (n, d) -> { };
+    private volatile java.util.function.Consumer<String> exportRemoved = n -> { };
 
     private Stack(String source) {
         this.source = source;
@@ -81,7 +84,8 @@ public final class Stack implements AutoCloseable {
      * @throws StackException naming the line when the text is wrong or a device fails to open
      */
     public static Stack open(String text, String source) throws IOException {
-        List<StackFile.Line> lines = StackFile.parse(text, source);
+        Map<String, Path> bitmapFiles = new HashMap<>();
+        List<StackFile.Line> lines = StackBitmaps.strip(StackFile.parse(text, source), bitmapFiles, source);
         LinkedHashMap<String, List<StackFile.Line>> byName = new LinkedHashMap<>();
         for (StackFile.Line l : lines) {
             byName.computeIfAbsent(l.name(), k -> new ArrayList<>()).add(l);
@@ -112,6 +116,16 @@ public final class Stack implements AutoCloseable {
                 s.devices.put(name, d);
                 if (StatsConfig.ENABLED) {
                     s.counted.put(name, new CountedDevice(d, new DeviceStats(name)));
+                    if (bitmapFiles.containsKey(name)) {
+                        try {
+                            StackBitmaps.open(s.counted.get(name), bitmapFiles.get(name));
+                        } catch (IOException e) {
+                            throw new StackException(source, ls.getFirst().line(), name + ": " + e.getMessage());
+                        }
+                    }
+                } else if (bitmapFiles.containsKey(name)) {
+                    throw new StackException(source, ls.getFirst().line(), name + ": bitmap-file= needs statistics on "
+                            + "(bitmaps observe writes on the counting wrapper; -Dbiostack.stats=false removes it)");
                 }
                 s.deps.put(name, deps.get(name));
             }
@@ -305,9 +319,18 @@ public final class Stack implements AutoCloseable {
         return mapped(name).table();
     }
 
-    /** The status lines of mapped device {@code name}, as {@code dmsetup status} prints them. */
+    /**
+     * The status lines of device {@code name}, as {@code dmsetup status} prints them: a mapped
+     * device's targets, then a line per dirty bitmap (a leaf with bitmaps shows only those).
+     */
     public synchronized List<String> status(String name) {
-        return mapped(name).status();
+        List<String> bm = StackBitmaps.status(counted.get(name));
+        if (!bm.isEmpty() && !(bare(name) instanceof MappedDevice)) {
+            return bm;
+        }
+        List<String> out = new ArrayList<>(mapped(name).status());
+        out.addAll(bm);
+        return out;
     }
 
     /** Suspends mapped device {@code name}: new bios wait, and this returns once those in flight have completed. */
@@ -419,6 +442,10 @@ public final class Stack implements AutoCloseable {
             case "table":
                 return lines(table(name));
             case "status":
+                if (rest.equals(List.of("--json"))) {
+                    List<String> t = bare(name) instanceof MappedDevice m ? m.status() : List.of();
+                    return StackBitmaps.statusJson(name, t, counted.get(name));
+                }
                 return lines(status(name));
             case "suspend":
                 suspend(name);
@@ -443,9 +470,73 @@ public final class Stack implements AutoCloseable {
                 for (String r : rest) {
                     msg.addAll(List.of(r.trim().split("\\s+")));
                 }
+                if (!msg.isEmpty() && msg.getFirst().equals("bitmap")) {
+                    return bitmapMessage(name, msg.subList(1, msg.size()));
+                }
+                if (!msg.isEmpty() && msg.getFirst().equals("backup-begin")) {
+                    return backups.begin(name, countedFor(name), msg.subList(1, msg.size()));
+                }
+                if (!msg.isEmpty() && msg.getFirst().equals("backup-end")) {
+                    if (msg.size() != 2) {
+                        throw new IllegalArgumentException("backup-end EXPORT");
+                    }
+                    return backups.end(msg.get(1));
+                }
                 return message(name, msg);
             default:
                 throw new IllegalArgumentException("unknown command '" + cmd + "' (ls, table, status, suspend, resume, reload, clear, message)");
+        }
+    }
+
+    /** {@code message NAME bitmap ...}: any device of the stack, leaf or mapped. */
+    private String bitmapMessage(String name, List<String> argv) throws IOException {
+        return StackBitmaps.of(countedFor(name)).message(argv);
+    }
+
+    private synchronized CountedDevice countedFor(String name) {
+        bare(name);
+        CountedDevice c = counted.get(name);
+        if (c == null) {
+            throw new IllegalArgumentException("dirty bitmaps and backups need statistics on (-Dbiostack.stats=false "
+                    + "removes the wrapper they observe)");
+        }
+        return c;
+    }
+
+    /**
+     * Tells a server serving this stack about devices that come and go while it runs (backup
+     * views): {@code added} exports one, {@code removed} withdraws it.
+     *
+     * @param added   called with the new device's name and its counted face
+     * @param removed called with the name of a device going away
+     */
+    public void setExportListener(java.util.function.BiConsumer<String, BlockDevice> added,
+                                  java.util.function.Consumer<String> removed) {
+        exportAdded = added;
+        exportRemoved = removed;
+    }
+
+    /** Adds a device made at run time (a backup view), counted, and tells the listener. */
+    void addDevice(String name, BlockDevice d) {
+        BlockDevice face;
+        synchronized (this) {
+            devices.put(name, d);
+            deps.put(name, Set.of());
+            if (StatsConfig.ENABLED) {
+                counted.put(name, new CountedDevice(d, new DeviceStats(name)));
+            }
+            face = device(name);
+        }
+        exportAdded.accept(name, face);
+    }
+
+    /** Takes a device made at run time out of the stack (the caller closes it). */
+    void removeDevice(String name) {
+        exportRemoved.accept(name);
+        synchronized (this) {
+            devices.remove(name);
+            deps.remove(name);
+            counted.remove(name);
         }
     }
 
@@ -455,11 +546,17 @@ public final class Stack implements AutoCloseable {
 
     /** Closes every device, in the reverse of the order they were opened. */
     @Override
-    public synchronized void close() {
+    public void close() {
+        backups.endAll();
+        closeDevices();
+    }
+
+    private synchronized void closeDevices() {
         if (closed) {
             return;
         }
         closed = true;
+        counted.values().forEach(StackBitmaps::close);
         List<BlockDevice> ds = new ArrayList<>(devices.values());
         Collections.reverse(ds);
         RuntimeException first = null;

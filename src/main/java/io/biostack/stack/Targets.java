@@ -51,7 +51,7 @@ import java.util.TreeMap;
  * <tr><td>{@code rbd POOL/IMAGE [id=NAME] [conf=PATH] [keyring=PATH] [size=SIZE] [timeout=SECONDS]}</td><td>leaf, a Ceph RBD image ({@link RbdDevice#parseTable})</td></tr>
  * <tr><td>{@code linear DEV OFFSET}</td><td>dm-linear ({@link Linear#parseTable})</td></tr>
  * <tr><td>{@code striped N CHUNK (DEV OFFSET)×N}</td><td>dm-stripe ({@link Striped#parseTable})</td></tr>
- * <tr><td>{@code mirror [core <#args> REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
+ * <tr><td>{@code mirror [core <#args> REGION [sync|nosync] | disk <#args> LOGDEV REGION [sync|nosync]] [N] (DEV OFFSET)+ [<#features> handle_errors]}</td><td>dm-raid1</td></tr>
  * <tr><td>{@code error}, {@code zero}</td><td>need START LENGTH ({@link ErrorTarget#parseTable}, {@link Zero#parseTable})</td></tr>
  * <tr><td>{@code flakey DEV OFFSET UP DOWN [<#args> FEATURES...]}</td><td>dm-flakey ({@link Flakey#parseTable})</td></tr>
  * <tr><td>{@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]}</td><td>dm-delay ({@link Delay#parseTable})</td></tr>
@@ -101,7 +101,7 @@ public final class Targets {
         register("rbd", true, RbdDevice::parseTable);
         register("linear", false, Linear::parseTable);
         register("striped", false, Striped::parseTable);
-        register("mirror", false, Targets::mirror);
+        register("mirror", false, Mirror::parseTable);
         register("error", false, ErrorTarget::parseTable);
         register("zero", false, Zero::parseTable);
         register("flakey", false, Flakey::parseTable);
@@ -147,56 +147,8 @@ public final class Targets {
         return List.copyOf(KINDS.keySet());
     }
 
-    // ---- parsers still to move beside their targets (mirror: layer/Mirror.java; crypt, luks:
+    // ---- parsers still to move beside their targets (crypt, luks:
     // layer/crypt/) ------------------------------------------------------------------------------
-
-    private static TableSpec mirror(TableArgs a) {
-        long region = Mirror.DEFAULT_REGION;
-        boolean nosync = true;
-        int n;
-        if (a.hasNext() && a.peek().equals("core")) {
-            a.next("core");
-            long nargs = a.number("number of log arguments");
-            if (nargs < 1 || nargs > 2) {
-                throw a.bad("core log takes 1 or 2 arguments: <region size> [sync|nosync]");
-            }
-            region = a.bytes("region size");
-            nosync = false;
-            if (nargs == 2) {
-                String s = a.next("sync|nosync");
-                switch (s) {
-                    case "nosync" -> nosync = true;
-                    case "sync" -> nosync = false;
-                    default -> throw a.bad("log argument must be sync or nosync, not '" + s + "'");
-                }
-            }
-            n = (int) a.number("number of legs");
-        } else if (a.hasNext() && a.peek().chars().allMatch(Character::isDigit) && a.left() % 2 == 1) {
-            n = (int) a.number("number of legs");
-        } else {
-            n = a.left() / 2;
-        }
-        if (n < 1) {
-            throw a.bad("a mirror needs at least one leg: DEV OFFSET ...");
-        }
-        List<Leg.Named> legs = Layers.legs(a, n);
-        if (a.hasNext()) {
-            long nf = a.number("number of features");
-            for (int i = 0; i < nf; i++) {
-                String f = a.next("feature");
-                if (!f.equals("handle_errors")) {
-                    throw a.bad("unknown feature '" + f + "' (handle_errors)");
-                }
-            }
-        }
-        a.end();
-        long reg = region;
-        boolean ns = nosync;
-        return a.spec((name, len, r) -> {
-            List<Leg> ls = Layers.openLegs(legs, r);
-            return new Mirror(name, ls, Layers.lengthOr(len, Layers.minLeft(ls)), reg, ns);
-        });
-    }
 
     private static TableSpec crypt(TableArgs a) {
         String cipher = a.next("CIPHER");

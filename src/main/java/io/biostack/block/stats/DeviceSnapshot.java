@@ -25,32 +25,61 @@ import java.util.Locale;
 public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] ios, long[] sectors, long[] nsecs,
                              long inFlight, long busyNs, long[][] latency) {
 
-    /** Completed I/Os of group {@code g}. */
+    /**
+     * Completed I/Os of group {@code g}.
+     *
+     * @param g the stat group
+     * @return completed I/Os of group {@code g}
+     */
     public long ios(StatGroup g) {
         return ios[g.ordinal()];
     }
 
-    /** 512-byte sectors of group {@code g}. */
+    /**
+     * 512-byte sectors of group {@code g}.
+     *
+     * @param g the stat group
+     * @return 512-byte sectors of group {@code g}
+     */
     public long sectors(StatGroup g) {
         return sectors[g.ordinal()];
     }
 
-    /** Total latency of group {@code g}, ns. */
+    /**
+     * Total latency of group {@code g}, ns.
+     *
+     * @param g the stat group
+     * @return total latency of group {@code g}, ns
+     */
     public long nsecs(StatGroup g) {
         return nsecs[g.ordinal()];
     }
 
-    /** Latency counts of {@code g} in {@link LatencyBuckets}. */
+    /**
+     * Latency counts of {@code g} in {@link LatencyBuckets}.
+     *
+     * @param g the stat group
+     * @return latency counts of {@code g} in {@link LatencyBuckets}
+     */
     public long[] latency(StatGroup g) {
         return latency[g.ordinal()];
     }
 
-    /** The latencies of {@code g} as an HdrHistogram (ns). */
+    /**
+     * The latencies of {@code g} as an HdrHistogram (ns).
+     *
+     * @param g the stat group
+     * @return the latencies of {@code g} as an HdrHistogram (ns)
+     */
     public Histogram histogram(StatGroup g) {
         return LatencyBuckets.toHistogram(latency[g.ordinal()]);
     }
 
-    /** Sum of every group's latency: the kernel's {@code time_in_queue}, ns. */
+    /**
+     * Sum of every group's latency: the kernel's {@code time_in_queue}, ns.
+     *
+     * @return the sum of every group's latency, ns
+     */
     public long timeInQueueNs() {
         long s = 0;
         for (long n : nsecs) {
@@ -60,10 +89,9 @@ public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] i
     }
 
     /**
-     * The 17 fields of {@code /sys/block/DEV/stat} in stat.rst's order: read I/Os, read merges,
-     * read sectors, read ticks (ms), write I/Os, write merges, write sectors, write ticks,
-     * in_flight, io_ticks, time_in_queue, discard I/Os, discard merges, discard sectors, discard
-     * ticks, flush I/Os, flush ticks. Merges are 0: biostack does not merge bios.
+     * The 17 fields of {@code /sys/block/DEV/stat} in stat.rst's order: read I/Os, read merges, read sectors, read ticks (ms), write I/Os, write merges, write sectors, write ticks, in_flight, io_ticks, time_in_queue, discard I/Os, discard merges, discard sectors, discard ticks, flush I/Os, flush ticks. Merges are 0: biostack does not merge bios.
+     *
+     * @return the 17 fields of {@code /sys/block/DEV/stat}, in stat.rst's order
      */
     public long[] statFields() {
         int r = StatGroup.READ.ordinal();
@@ -84,8 +112,10 @@ public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] i
     }
 
     /**
-     * What happened between {@code earlier} and this snapshot: counts, time and histograms are
-     * differences; in-flight is this snapshot's.
+     * What happened between {@code earlier} and this snapshot: counts, time and histograms are differences; in-flight is this snapshot's.
+     *
+     * @param earlier the earlier sample
+     * @return the difference between this snapshot and {@code earlier}
      */
     public DeviceSnapshot minus(DeviceSnapshot earlier) {
         int n = ios.length;
@@ -108,9 +138,9 @@ public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] i
     // ---- the control socket's wire form --------------------------------------------------
 
     /**
-     * One line: {@code NAME time uptime inflight busy} then, per group, {@code ios sectors nsecs}
-     * and its latency buckets as {@code index:count} pairs joined by commas ({@code -} when
-     * empty). Fields are separated by single spaces; device names hold no spaces.
+     * One line: {@code NAME time uptime inflight busy} then, per group, {@code ios sectors nsecs} and its latency buckets as {@code index:count} pairs joined by commas ({@code -} when empty). Fields are separated by single spaces; device names hold no spaces.
+     *
+     * @return the wire line
      */
     public String toWire() {
         StringBuilder sb = new StringBuilder(256);
@@ -132,7 +162,12 @@ public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] i
         return sb.toString();
     }
 
-    /** Parses a {@link #toWire} line; throws {@link IllegalArgumentException} on anything else. */
+    /**
+     * Parses a {@link #toWire} line; throws {@link IllegalArgumentException} on anything else.
+     *
+     * @param line the wire line
+     * @return the snapshot the line describes
+     */
     public static DeviceSnapshot fromWire(String line) {
         String[] f = line.strip().split(" ");
         int groups = StatGroup.ALL.length;
@@ -163,7 +198,12 @@ public record DeviceSnapshot(String device, long timeNs, long uptimeNs, long[] i
         }
     }
 
-    /** Parses every non-empty line of {@code text} with {@link #fromWire}. */
+    /**
+     * Parses every non-empty line of {@code text} with {@link #fromWire}.
+     *
+     * @param text the text to parse
+     * @return one snapshot per non-empty line
+     */
     public static List<DeviceSnapshot> fromWireLines(String text) {
         List<DeviceSnapshot> out = new ArrayList<>();
         for (String l : text.split("\n")) {

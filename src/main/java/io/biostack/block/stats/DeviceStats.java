@@ -87,12 +87,21 @@ public final class DeviceStats {
     private volatile long stamp;
     private final AtomicLong ioTicks = new AtomicLong();
 
-    /** Statistics for the device called {@code name}, with the JFR slow-I/O threshold of {@link StatsConfig}. */
+    /**
+     * Statistics for the device called {@code name}, with the JFR slow-I/O threshold of {@link StatsConfig}.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     */
     public DeviceStats(String name) {
         this(name, StatsConfig.SLOW_IO_NS);
     }
 
-    /** As {@link #DeviceStats(String)}, reporting I/Os slower than {@code slowIoNs} to JFR. */
+    /**
+     * As {@link #DeviceStats(String)}, reporting I/Os slower than {@code slowIoNs} to JFR.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param slowIoNs the slow-I/O threshold in ns
+     */
     public DeviceStats(String name, long slowIoNs) {
         this.name = name;
         this.slowIoNs = slowIoNs;
@@ -100,7 +109,11 @@ public final class DeviceStats {
         this.stamp = createdNs >> TICK_SHIFT;
     }
 
-    /** The device's name. */
+    /**
+     * The device's name.
+     *
+     * @return the device's name
+     */
     public String name() {
         return name;
     }
@@ -159,8 +172,10 @@ public final class DeviceStats {
     // ---- the I/O path ----------------------------------------------------------------------
 
     /**
-     * An I/O of {@code op} starts at {@code nowNs} ({@link System#nanoTime}): counts it in flight.
-     * The caller keeps {@code nowNs} and passes it to {@link #done}.
+     * An I/O of {@code op} starts at {@code nowNs} ({@link System#nanoTime}): counts it in flight. The caller keeps {@code nowNs} and passes it to {@link #done}.
+     *
+     * @param op the operation
+     * @param nowNs now ({@link System#nanoTime})
      */
     public void start(Op op, long nowNs) {
         updateIoTicks(nowNs, false);
@@ -169,9 +184,13 @@ public final class DeviceStats {
     }
 
     /**
-     * The I/O of {@code op} over {@code bytes} at {@code offset} that {@link #start}ed at
-     * {@code startNs} completed at {@code endNs}, with or without error (the kernel counts both).
-     * Emits a {@link SlowIoEvent} when it took longer than the slow-I/O threshold.
+     * The I/O of {@code op} over {@code bytes} at {@code offset} that {@link #start}ed at {@code startNs} completed at {@code endNs}, with or without error (the kernel counts both). Emits a {@link SlowIoEvent} when it took longer than the slow-I/O threshold.
+     *
+     * @param op the operation
+     * @param offset the byte offset
+     * @param bytes a byte count
+     * @param startNs when the I/O started (ns)
+     * @param endNs when the I/O completed (ns)
      */
     public void done(Op op, long offset, long bytes, long startNs, long endNs) {
         int g = StatGroup.of(op).ordinal();
@@ -200,7 +219,11 @@ public final class DeviceStats {
         }
     }
 
-    /** I/Os started and not completed, summed over all threads (never negative). */
+    /**
+     * I/Os started and not completed, summed over all threads (never negative).
+     *
+     * @return I/Os started and not completed, summed over all threads (never negative)
+     */
     public long inFlight() {
         Cells[] cs = cells;
         long completed = 0;
@@ -219,9 +242,41 @@ public final class DeviceStats {
         return Math.max(0, issued - completed);
     }
 
+    /**
+     * Writes, write-zeroes and discards started and not completed, summed over all threads: what
+     * a backup waits for before it takes its point in time.
+     *
+     * @return changes in flight (never negative)
+     */
+    public synchronized long inFlightChanges() {
+        Cells[] cs = cells;
+        long completed = 0;
+        long issued = 0;
+        int[] groups = {StatGroup.WRITE.ordinal(), StatGroup.DISCARD.ordinal()};
+        for (int g : groups) { // threads that have ended, folded under this lock
+            completed += retired[g * FIELDS + IOS];
+            issued += retired[g * FIELDS + ISSUED];
+        }
+        for (Cells c : cs) {
+            for (int g : groups) {
+                completed += (long) LONGS.getAcquire(c.c, PAD + g * FIELDS + IOS);
+            }
+        }
+        for (Cells c : cs) {
+            for (int g : groups) {
+                issued += (long) LONGS.getAcquire(c.c, PAD + g * FIELDS + ISSUED);
+            }
+        }
+        return Math.max(0, issued - completed);
+    }
+
     // ---- readers ---------------------------------------------------------------------------
 
-    /** The counts so far, summed over every thread. Allocates; never blocks the I/O path. */
+    /**
+     * The counts so far, summed over every thread. Allocates; never blocks the I/O path.
+     *
+     * @return the counts so far, summed over every thread
+     */
     public synchronized DeviceSnapshot snapshot() {
         foldEnded();
         long now = System.nanoTime();

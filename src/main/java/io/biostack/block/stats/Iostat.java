@@ -28,8 +28,10 @@ public record Iostat(String device, double seconds, double rps, double wps, doub
             "%util", "p50", "p99");
 
     /**
-     * The line for the period that {@code d} covers: a snapshot since the device started, or a
-     * {@link DeviceSnapshot#minus difference} of two (whose {@code uptimeNs} is the interval).
+     * The line for the period that {@code d} covers: a snapshot since the device started, or a {@link DeviceSnapshot#minus difference} of two (whose {@code uptimeNs} is the interval).
+     *
+     * @param d the bytes
+     * @return the iostat line for the period that {@code d} covers
      */
     public static Iostat of(DeviceSnapshot d) {
         double secs = Math.max(1e-9, d.uptimeNs() / 1e9);
@@ -47,7 +49,11 @@ public record Iostat(String device, double seconds, double rps, double wps, doub
                 LatencyBuckets.percentile(rw, 50) / 1e6, LatencyBuckets.percentile(rw, 99) / 1e6);
     }
 
-    /** The table head: "Device" and {@link #COLUMNS}, aligned as {@link #toTableRow()}. */
+    /**
+     * The table head: "Device" and {@link #COLUMNS}, aligned as {@link #toTableRow()}.
+     *
+     * @return the table head
+     */
     public static String tableHead() {
         StringBuilder sb = new StringBuilder(String.format(java.util.Locale.ROOT, "%-16s", "Device"));
         for (String c : COLUMNS) {
@@ -56,16 +62,21 @@ public record Iostat(String device, double seconds, double rps, double wps, doub
         return sb.toString();
     }
 
-    /** The row under {@link #tableHead()}: device and the columns, fixed width. */
+    /**
+     * The row under {@link #tableHead()}: device and the columns, fixed width.
+     *
+     * @return the row under {@link #tableHead()}
+     */
     public String toTableRow() {
         return String.format(java.util.Locale.ROOT, "%-16s %10.2f %10.2f %10.2f %10.2f %10.3f %10.3f %10.2f %10.2f %10.3f %10.3f",
                 device, rps, wps, rkbps, wkbps, rAwait, wAwait, aquSz, util, p50, p99);
     }
 
     /**
-     * A JSON object of the iostat columns (named as iostat's own JSON output names them:
-     * {@code r/s}, {@code w_await}, ..., with p50/p99 as {@code p50_ms}/{@code p99_ms}) and
-     * {@code stat}: the cumulative stat.rst fields of {@code total}.
+     * A JSON object of the iostat columns (named as iostat's own JSON output names them: {@code r/s}, {@code w_await}, ..., with p50/p99 as {@code p50_ms}/{@code p99_ms}) and {@code stat}: the cumulative stat.rst fields of {@code total}.
+     *
+     * @param total the total
+     * @return a JSON object of the iostat columns
      */
     public String toJson(DeviceSnapshot total) {
         StringBuilder sb = new StringBuilder(512);

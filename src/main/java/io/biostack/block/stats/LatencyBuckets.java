@@ -26,7 +26,12 @@ public final class LatencyBuckets {
     private LatencyBuckets() {
     }
 
-    /** The bucket of {@code ns} (negative counts as 0, above {@link #MAX_NS} as the last). */
+    /**
+     * The bucket of {@code ns} (negative counts as 0, above {@link #MAX_NS} as the last).
+     *
+     * @param ns a time in ns
+     * @return the bucket of {@code ns} (negative counts as 0, above {@link #MAX_NS} as the last)
+     */
     public static int index(long ns) {
         if (ns < LINEAR) {
             return ns < 0 ? 0 : (int) ns;
@@ -39,7 +44,12 @@ public final class LatencyBuckets {
         return LINEAR + (e - SUB_BITS - 1) * SUB + sub;
     }
 
-    /** The smallest latency in bucket {@code i}. */
+    /**
+     * The smallest latency in bucket {@code i}.
+     *
+     * @param i an index from 0
+     * @return the smallest latency in bucket {@code i}
+     */
     public static long lowerBound(int i) {
         if (i < LINEAR) {
             return i;
@@ -49,7 +59,12 @@ public final class LatencyBuckets {
         return (long) (SUB + k % SUB) << (e - SUB_BITS);
     }
 
-    /** The first latency past bucket {@code i}. */
+    /**
+     * The first latency past bucket {@code i}.
+     *
+     * @param i an index from 0
+     * @return the first latency past bucket {@code i}
+     */
     public static long upperBound(int i) {
         if (i < LINEAR) {
             return i + 1;
@@ -58,7 +73,12 @@ public final class LatencyBuckets {
         return lowerBound(i) + (1L << (e - SUB_BITS));
     }
 
-    /** An HdrHistogram (3 significant digits) of the counts, each at the middle of its bucket. */
+    /**
+     * An HdrHistogram (3 significant digits) of the counts, each at the middle of its bucket.
+     *
+     * @param counts counts per latency bucket
+     * @return an HdrHistogram (3 significant digits) of the counts, each at the middle of its bucket
+     */
     public static Histogram toHistogram(long[] counts) {
         Histogram h = new Histogram(MAX_NS, 3);
         for (int i = 0; i < counts.length; i++) {
@@ -71,8 +91,11 @@ public final class LatencyBuckets {
     }
 
     /**
-     * The value at {@code percentile} (0..100) of the counts, in ns (the middle of the bucket it
-     * falls in); 0 when there are none.
+     * The value at {@code percentile} (0..100) of the counts, in ns (the middle of the bucket it falls in); 0 when there are none.
+     *
+     * @param counts counts per latency bucket
+     * @param percentile the percentile, 0 to 100
+     * @return the value at {@code percentile} of the counts, in ns
      */
     public static long percentile(long[] counts, double percentile) {
         long total = 0;

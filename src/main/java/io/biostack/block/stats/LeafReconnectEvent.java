@@ -54,7 +54,16 @@ public final class LeafReconnectEvent extends jdk.jfr.Event {
     @Timespan(Timespan.NANOSECONDS)
     public long took;
 
-    /** Records reconnect attempt {@code attempt} of {@code device} since {@code startNanoTime}. */
+    /**
+     * Records reconnect attempt {@code attempt} of {@code device} since {@code startNanoTime}.
+     *
+     * @param device the device name
+     * @param remote the remote address
+     * @param attempt the attempt number from 1
+     * @param retried requests sent again
+     * @param outcome how it ended
+     * @param startNanoTime when the work began ({@link System#nanoTime})
+     */
     public static void emit(String device, String remote, int attempt, long retried, String outcome, long startNanoTime) {
         LeafReconnectEvent e = new LeafReconnectEvent();
         if (e.isEnabled()) {

@@ -51,9 +51,13 @@ public final class MirrorResyncEvent extends jdk.jfr.Event {
     public long took;
 
     /**
-     * Records a resync of {@code leg} of {@code device} that began at {@code startNanoTime}
-     * (a {@link System#nanoTime} reading) and copied {@code bytes}; {@code outcome} "ok" or why it
-     * stopped. Costs nothing measurable when JFR does not record the event.
+     * Records a resync of {@code leg} of {@code device} that began at {@code startNanoTime} (a {@link System#nanoTime} reading) and copied {@code bytes}; {@code outcome} "ok" or why it stopped. Costs nothing measurable when JFR does not record the event.
+     *
+     * @param device the device name
+     * @param leg the leg index
+     * @param bytes a byte count
+     * @param outcome how it ended
+     * @param startNanoTime when the work began ({@link System#nanoTime})
      */
     public static void emit(String device, String leg, long bytes, String outcome, long startNanoTime) {
         MirrorResyncEvent e = new MirrorResyncEvent();

@@ -59,7 +59,15 @@ public final class SlowIoEvent extends jdk.jfr.Event {
         return s;
     }
 
-    /** Emits the event when JFR records it. */
+    /**
+     * Emits the event when JFR records it.
+     *
+     * @param device the device name
+     * @param op the operation
+     * @param offset the byte offset
+     * @param length a length in bytes
+     * @param latencyNs the latency in ns
+     */
     public static void emit(String device, Op op, long offset, long length, long latencyNs) {
         SlowIoEvent e = new SlowIoEvent();
         if (e.isEnabled()) {

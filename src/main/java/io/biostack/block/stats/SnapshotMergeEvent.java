@@ -54,7 +54,16 @@ public final class SnapshotMergeEvent extends jdk.jfr.Event {
     @Timespan(Timespan.NANOSECONDS)
     public long took;
 
-    /** Records a merge of {@code chunks} chunks ({@code bytes}) that began at {@code startNanoTime}. */
+    /**
+     * Records a merge of {@code chunks} chunks ({@code bytes}) that began at {@code startNanoTime}.
+     *
+     * @param device the device name
+     * @param origin the origin device
+     * @param chunks a number of chunks
+     * @param bytes a byte count
+     * @param outcome how it ended
+     * @param startNanoTime when the work began ({@link System#nanoTime})
+     */
     public static void emit(String device, String origin, long chunks, long bytes, String outcome, long startNanoTime) {
         SnapshotMergeEvent e = new SnapshotMergeEvent();
         if (e.isEnabled()) {

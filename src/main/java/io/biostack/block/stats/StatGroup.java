@@ -10,7 +10,14 @@ import java.util.Locale;
  * (WRITE, WRITE_ZEROES) counts as a write.
  */
 public enum StatGroup {
-    READ, WRITE, DISCARD, FLUSH;
+    /** Reads. */
+    READ,
+    /** Writes and write-zeroes. */
+    WRITE,
+    /** Discards. */
+    DISCARD,
+    /** Flushes. */
+    FLUSH;
 
     private static final StatGroup[] BY_OP = new StatGroup[Op.values().length];
 
@@ -25,12 +32,21 @@ public enum StatGroup {
         }
     }
 
-    /** The group {@code op} is counted in. */
+    /**
+     * The group {@code op} is counted in.
+     *
+     * @param op the operation
+     * @return the group {@code op} is counted in
+     */
     public static StatGroup of(Op op) {
         return BY_OP[op.ordinal()];
     }
 
-    /** Lower-case name, as in labels ({@code op="read"}) and JSON. */
+    /**
+     * Lower-case name, as in labels ({@code op="read"}) and JSON.
+     *
+     * @return lower-case name, as in labels ({@code op="read"}) and JSON
+     */
     public String label() {
         return name().toLowerCase(Locale.ROOT);
     }

@@ -24,7 +24,12 @@ public final class StatsConfig {
     private StatsConfig() {
     }
 
-    /** Parses "10ms", "500us", "2s", "15" (ms) or "off" into nanoseconds (off: Long.MAX_VALUE). */
+    /**
+     * Parses "10ms", "500us", "2s", "15" (ms) or "off" into nanoseconds (off: Long.MAX_VALUE).
+     *
+     * @param s the value to parse
+     * @return the threshold in nanoseconds
+     */
     public static long parseDuration(String s) {
         String t = s.strip().toLowerCase(Locale.ROOT);
         if (t.equals("off") || t.equals("none")) {

@@ -59,9 +59,23 @@ import java.util.function.Consumer;
  */
 public final class Snapshot implements Target {
     /** dm-snapshot's states, plus the end of a merge. */
-    public enum State { ACTIVE, INVALID, MERGING, MERGED }
+    public enum State {
+        /** Taking copy-outs; reads see the origin as it was. */
+        ACTIVE,
+        /** The COW device filled up or a copy failed: snapshot bios fail. */
+        INVALID,
+        /** Copying exceptions back into the origin. */
+        MERGING,
+        /** The origin holds the snapshot's data; bios pass straight to it. */
+        MERGED
+    }
 
-    /** Progress of a merge: chunks copied back so far, out of how many. */
+    /**
+     * Progress of a merge: chunks copied back so far, out of how many.
+     *
+     * @param mergedChunks chunks merged so far
+     * @param totalChunks chunks to merge in all
+     */
     public record MergeProgress(long mergedChunks, long totalChunks) {
     }
 
@@ -118,10 +132,14 @@ public final class Snapshot implements Target {
     }
 
     /**
-     * A snapshot of {@code origin} with its exceptions on {@code cow}, as the dm table
-     * {@code snapshot <origin> <COW device> <persistent?> <chunksize>}. A persistent store on a
-     * COW device that already holds one is loaded (its chunk size wins); a zeroed one is
-     * formatted. Register writes to the origin through {@link SnapshotOrigin#of(String, BlockDevice)}.
+     * A snapshot of {@code origin} with its exceptions on {@code cow}, as the dm table {@code snapshot <origin> <COW device> <persistent?> <chunksize>}. A persistent store on a COW device that already holds one is loaded (its chunk size wins); a zeroed one is formatted. Register writes to the origin through {@link SnapshotOrigin#of(String, BlockDevice)}.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param origin the origin device
+     * @param cow the COW device
+     * @param persistent true for a persistent (on-disk) exception store
+     * @param chunkBytes the chunk size in bytes
+     * @return the snapshot, registered with its origin
      */
     public static Snapshot create(String name, BlockDevice origin, BlockDevice cow, boolean persistent,
                                   long chunkBytes) {
@@ -131,9 +149,11 @@ public final class Snapshot implements Target {
     }
 
     /**
-     * Starts merging {@code snapshot} back into its origin (dm's {@code snapshot-merge}). The
-     * future completes when the origin holds the snapshot's data; {@code progress} is called with
-     * (merged, total) chunks after each chunk, on the merging thread.
+     * Starts merging {@code snapshot} back into its origin (dm's {@code snapshot-merge}). The future completes when the origin holds the snapshot's data; {@code progress} is called with (merged, total) chunks after each chunk, on the merging thread.
+     *
+     * @param snapshot the snapshot device
+     * @param progress called with the progress
+     * @return a future completed when the origin holds the snapshot's data
      */
     public static CompletableFuture<Void> merge(BlockDevice snapshot, Consumer<MergeProgress> progress) {
         if (!(snapshot instanceof Snapshot s)) {
@@ -148,29 +168,49 @@ public final class Snapshot implements Target {
     @Override public boolean isReadOnly() { return origin.isReadOnly() || cow.isReadOnly(); }
     @Override public String targetType() { return state == State.MERGING ? "snapshot-merge" : "snapshot"; }
 
-    /** The origin device (not owned by the snapshot). */
+    /**
+     * The origin device (not owned by the snapshot).
+     *
+     * @return the origin device (not owned by the snapshot)
+     */
     public BlockDevice origin() {
         return origin;
     }
 
-    /** Active, invalid (a copy to the COW device failed, or its store was marked so), merging or merged. */
+    /**
+     * Active, invalid (a copy to the COW device failed, or its store was marked so), merging or merged.
+     *
+     * @return active, invalid (a copy to the COW device failed, or its store was marked so), merging or merged
+     */
     public State state() {
         return state;
     }
 
-    /** Bytes per chunk, the unit copied on write. */
+    /**
+     * Bytes per chunk, the unit copied on write.
+     *
+     * @return bytes per chunk, the unit copied on write
+     */
     public long chunkBytes() {
         return chunk;
     }
 
-    /** How many chunks are remapped to the COW device. */
+    /**
+     * How many chunks are remapped to the COW device.
+     *
+     * @return how many chunks are remapped to the COW device
+     */
     public long exceptionCount() {
         synchronized (lock) {
             return exceptions.size();
         }
     }
 
-    /** Chunks merged back into the origin so far, of those to merge. */
+    /**
+     * Chunks merged back into the origin so far, of those to merge.
+     *
+     * @return chunks merged back into the origin so far, of those to merge
+     */
     public MergeProgress mergeProgress() {
         return new MergeProgress(merged.get(), mergeTotal);
     }
@@ -446,8 +486,10 @@ public final class Snapshot implements Target {
     // ---- merge ---------------------------------------------------------------------------------
 
     /**
-     * Starts merging this snapshot back into its origin; see the class comment. Calling it again
-     * while a merge runs returns the same future.
+     * Starts merging this snapshot back into its origin; see the class comment. Calling it again while a merge runs returns the same future.
+     *
+     * @param progress called with the progress
+     * @return a future completed when the origin holds the snapshot's data
      */
     public CompletableFuture<Void> merge(Consumer<MergeProgress> progress) {
         List<Long> todo;

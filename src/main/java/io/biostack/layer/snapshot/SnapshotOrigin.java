@@ -40,7 +40,13 @@ public final class SnapshotOrigin implements Target {
         this.origin = origin;
     }
 
-    /** The handler through which {@code origin} must be written while it has snapshots. */
+    /**
+     * The handler through which {@code origin} must be written while it has snapshots.
+     *
+     * @param name the name (of the device, snapshot or event subject)
+     * @param origin the origin device
+     * @return the handler through which {@code origin} must be written while it has snapshots
+     */
     public static SnapshotOrigin of(String name, BlockDevice origin) {
         return new SnapshotOrigin(name, origin);
     }

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Changed-block tracking benchmark (issue 17): what dirty bitmaps and a mirror disk log cost, what
+# an incremental backup reads, and what a restart resyncs. Everything goes through
+# `biostack serve --stack` and real clients (fio's nbd engine, nbdinfo, nbdcopy); the bitmaps are
+# driven by `biostack dm message`. Rounds alternate the two sides; every figure is printed raw
+# beside its ratio. The machine may be shared: read ratios from one run, not absolute numbers.
+#
+#   bench/cbt/run.sh [--runtime S] [--rounds N] [--size SIZE] [--backup-size SIZE] [--skip-backup]
+#
+# 0. in-process, CPU ns per 4k write (the bitmap's own cost, without NBD's noise).
+# 1. 4k randwrite QD32 over NBD: no bitmap, one recording bitmap, one persistent bitmap on
+#    regions already marked; and the first pass over a clean persistent bitmap with its count of
+#    metadata writes (one per bitmap block of 32768 chunks touched).
+# 2. mirror with a disk log vs the core log, 4k randwrite QD32.
+# 3. incremental backup of a --backup-size device (4G) with 5% changed: bytes nbdcopy reads by
+#    the ranges `nbdinfo --map=qemu:dirty-bitmap:BM` reports vs the changed bytes, wall time vs
+#    a full nbdcopy. Needs the server to offer qemu:dirty-bitmap contexts (the nbd branch).
+# 4. resync bytes after a SIGKILL under writes, mirror with a disk log, against the device size.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+runtime=5; rounds=2; size=1G; bsize=4G; skip_backup=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runtime) runtime=$2; shift 2;;
+    --rounds) rounds=$2; shift 2;;
+    --size) size=$2; shift 2;;
+    --backup-size) bsize=$2; shift 2;;
+    --skip-backup) skip_backup=1; shift;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+. "$root/scripts/java-env.sh"
+for t in fio nbdinfo nbdcopy python3; do command -v $t >/dev/null || { echo "$t is needed" >&2; exit 1; }; done
+out=$(mktemp -d /var/tmp/biostack-cbt.XXXXXX)
+pid=
+cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$out"; }
+trap cleanup EXIT
+
+serve() { # STACKFILE EXPORT: starts serve, waits for ready
+  "$root/biostack" serve --stack "$1" --export "$2" --socket "$out/nbd.sock" --control "$out/ctl" >"$out/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do grep -q '^ready' "$out/serve.log" 2>/dev/null && return; sleep 0.1; done
+  echo "serve did not start:" >&2; cat "$out/serve.log" >&2; exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+dm() { "$root/biostack" dm --control "$out/ctl" "$@"; }
+fio_iops() { # EXPORT: 4k randwrite QD32, prints IOPS
+  fio --name=w --ioengine=nbd --uri="nbd+unix:///$1?socket=$out/nbd.sock" --rw=randwrite --bs=4k --iodepth=32 \
+      --runtime="$runtime" --time_based --size="$size" --output-format=json 2>/dev/null \
+    | python3 -c 'import json,sys; s=sys.stdin.read(); print(int(json.loads(s[s.index("{"):])["jobs"][0]["write"]["iops"]))'
+}
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.3f}' if b else 'n/a')" "$1" "$2"; }
+
+echo "== 0. dirty bitmaps in-process: CPU ns per 4k write on a counted ramdisk (io.biostack.block.bitmap.BitmapCost)"
+(cd "$root" && mvn -q -B -o test-compile >&2 2>/dev/null || mvn -q -B test-compile >&2)
+(cd "$root" && mvn -q -B -o dependency:build-classpath -Dmdep.outputFile="$out/cp" >/dev/null 2>&1)
+"$JAVA_HOME/bin/java" -XX:+UseParallelGC -cp "$root/target/classes:$root/target/test-classes:$(cat "$out/cp")" \
+  io.biostack.block.bitmap.BitmapCost $(( rounds * 2 + 1 )) 1000000
+
+echo "== 1. dirty bitmaps: 4k randwrite QD32 over NBD, $size loop device (direct I/O), ${runtime}s runs"
+printf 'd: loop %s size=%s direct-io=on bitmap-file=%s\n' "$out/d.img" "$size" "$out/d.bitmaps" > "$out/d.stack"
+serve "$out/d.stack" d
+fio_iops d >/dev/null # warm-up: allocate the file, compile the path
+for r in $(seq "$rounds"); do
+  none=$(fio_iops d)
+  dm message d "bitmap add t" >/dev/null; one=$(fio_iops d); dm message d "bitmap remove t" >/dev/null
+  echo "round $r: none $none IOPS, one recording bitmap $one IOPS, ratio $(ratio "$one" "$none")"
+done
+dm message d "bitmap add p persistent granularity=64k" >/dev/null
+first=$(fio_iops d)
+mw=$(dm status d | sed -n 's/.*metadata_writes=\([0-9]*\).*/\1/p')
+echo "persistent, first pass over clean chunks: $first IOPS, $mw metadata writes (one FUA 4k write per bitmap block)"
+# mark every chunk, so the rounds below measure writes to marked regions only
+fio --name=mark --ioengine=nbd --uri="nbd+unix:///d?socket=$out/nbd.sock" --rw=write --bs=1M --iodepth=8 --size="$size" >/dev/null 2>&1
+mw=$(dm status d | sed -n 's/.*metadata_writes=\([0-9]*\).*/\1/p')
+for r in $(seq "$rounds"); do
+  marked=$(fio_iops d)
+  none=$(dm message d "bitmap disable p" >/dev/null; fio_iops d); dm message d "bitmap enable p" >/dev/null
+  mw2=$(dm status d | sed -n 's/.*metadata_writes=\([0-9]*\).*/\1/p')
+  echo "round $r: persistent on marked chunks $marked IOPS vs none $none IOPS, ratio $(ratio "$marked" "$none"); metadata writes $mw -> $mw2"
+done
+stop
+
+echo "== 2. mirror: disk log vs core log, 4k randwrite QD32"
+for log in core disk; do
+  if [ $log = core ]; then tbl="core 2 64k nosync"; else tbl="disk 3 log 64k nosync"; fi
+  printf 'a: loop %s size=%s direct-io=on\nb: loop %s size=%s direct-io=on\nlog: loop %s size=1M direct-io=on\nm: mirror %s 2 a 0 b 0\n' \
+    "$out/a.img" "$size" "$out/b.img" "$size" "$out/log.img" "$tbl" > "$out/m-$log.stack"
+done
+declare -A mir
+for r in $(seq "$rounds"); do
+  for log in core disk; do
+    rm -f "$out/log.img"
+    serve "$out/m-$log.stack" m
+    fio_iops m >/dev/null
+    mir[$log]=$(fio_iops m)
+    stop
+  done
+  echo "round $r: core ${mir[core]} IOPS, disk ${mir[disk]} IOPS, ratio $(ratio "${mir[disk]}" "${mir[core]}")"
+done
+
+echo "== 4. resync after SIGKILL under writes (mirror, disk log)"
+rm -f "$out/log.img"
+serve "$out/m-disk.stack" m
+fio --name=w --ioengine=nbd --uri="nbd+unix:///m?socket=$out/nbd.sock" --rw=randwrite --bs=4k --iodepth=32 \
+    --runtime=30 --time_based --size="$size" >/dev/null 2>&1 &
+fpid=$!
+sleep 3
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=
+wait "$fpid" 2>/dev/null || true
+serve "$out/m-disk.stack" m
+for _ in $(seq 600); do st=$(dm status m); case "$st" in *" 1 AA 3 disk"*) n=$(echo "$st" | awk '{print $5}'); [ "${n%/*}" = "${n#*/}" ] && break;; esac; sleep 0.1; done
+st=$(dm status m); echo "$st"
+rb=$(echo "$st" | sed -n 's/.*resync_bytes=\([0-9]*\).*/\1/p')
+dev=$(python3 -c "import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(s[:-1])*m[s[-1].upper()] if s[-1].isalpha() else int(s))" "$size")
+echo "resync after restart: $rb bytes of $dev ($(ratio "$rb" "$dev") of the device)"
+stop
+
+[ $skip_backup = 1 ] && exit 0
+echo "== 3. incremental backup, $bsize device, 5% changed (needs qemu:dirty-bitmap contexts from the server)"
+printf 'd: loop %s size=%s direct-io=on\n' "$out/big.img" "$bsize" > "$out/big.stack"
+serve "$out/big.stack" d
+u="nbd+unix:///d?socket=$out/nbd.sock"
+fio --name=fill --ioengine=nbd --uri="$u" --rw=write --bs=1M --iodepth=8 --size="$bsize" >/dev/null 2>&1
+dm message d "bitmap add b0" >/dev/null
+dm message d "backup-begin full bitmap=b0 new=b1 cow-dir=$out" >/dev/null
+t0=$(date +%s.%N); nbdcopy "nbd+unix:///full?socket=$out/nbd.sock" "$out/backup.img"; t1=$(date +%s.%N)
+dm message d "backup-end full" >/dev/null
+full=$(python3 -c "print(float('$t1')-float('$t0'))")
+# 5% of the device in 64k random writes
+fio --name=chg --ioengine=nbd --uri="$u" --rw=randwrite --bs=64k --iodepth=16 --io_size=$(python3 -c "
+import sys; s='$bsize'; m={'K':1<<10,'M':1<<20,'G':1<<30}; print((int(s[:-1])*m[s[-1].upper()])//20)") --size="$bsize" >/dev/null 2>&1
+changed=$(dm status d | sed -n 's/^bitmap b1 .*dirty=\([0-9]*\).*/\1/p')
+dm message d "backup-begin inc bitmap=b1 new=b2 cow-dir=$out" >/dev/null
+iu="nbd+unix:///inc?socket=$out/nbd.sock"
+if ! nbdinfo --map=qemu:dirty-bitmap:b1 "$iu" > "$out/map" 2>"$out/map.err"; then
+  echo "nbdinfo --map=qemu:dirty-bitmap:b1 failed: $(cat "$out/map.err") (the server does not offer the context yet)"
+  exit 0
+fi
+t0=$(date +%s.%N); read_bytes=0
+while read -r off len typ _; do
+  [ "$typ" = 1 ] || continue
+  nbdcopy --offset="$off" --length="$len" "$iu" "$out/piece" >/dev/null 2>&1 || nbdcopy "$iu" "$out/piece" # old nbdcopy
+  python3 - "$out/piece" "$out/backup.img" "$off" <<'PY'
+import sys
+src, dst, off = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(src, 'rb') as s, open(dst, 'r+b') as d:
+    d.seek(off); d.write(s.read())
+PY
+  read_bytes=$((read_bytes + len))
+done < "$out/map"
+t1=$(date +%s.%N)
+dm message d "backup-end inc" >/dev/null
+inc=$(python3 -c "print(float('$t1')-float('$t0'))")
+echo "changed $changed bytes, read $read_bytes bytes (ratio $(ratio "$read_bytes" "$changed")); incremental ${inc}s vs full ${full}s (ratio $(ratio "$inc" "$full"))"
+stop

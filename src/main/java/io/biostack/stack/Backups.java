@@ -1,0 +1,182 @@
+package io.biostack.stack;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.block.bitmap.DeviceBitmaps;
+import io.biostack.block.bitmap.DirtyBitmap;
+import io.biostack.block.stats.CountedDevice;
+import io.biostack.layer.snapshot.BackupView;
+import io.biostack.layer.snapshot.Snapshot;
+import io.biostack.layer.snapshot.SnapshotOrigin;
+import io.biostack.loop.DirectIoMode;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Point-in-time pull backups of a stack's devices: {@code backup-begin EXPORT bitmap=BM [new=BM2]
+ * [chunk=SIZE] [cow-dir=DIR]} and {@code backup-end EXPORT}, sent to the device backed up.
+ *
+ * <h2>The instant</h2>
+ * Writes to the device are held at its counting wrapper ({@link DeviceBitmaps#holdWrites}: marked,
+ * not sent down; reads go on) until the writes in flight have completed. Then, with nothing in
+ * flight: BM2 starts recording, a transient {@link Snapshot} of the device is taken on a COW file,
+ * a {@link SnapshotOrigin} goes below the wrapper so that later writes copy out what they
+ * overwrite, and BM stops recording and is frozen. The held writes then go on through the origin
+ * handler. The view ({@link BackupView}) joins the stack as device EXPORT, read-only, with BM as its
+ * {@code qemu:dirty-bitmap:BM} context; a server serving the stack exports it (see
+ * {@link Stack#setExportListener}).
+ *
+ * <p>The COW file is a sparse file of the device's size, deleted at once (the open descriptor
+ * keeps it) so a crash leaves nothing behind. While a backup runs, the device refuses discard and
+ * write-zeroes (the snapshot origin handler does; dm's does too).
+ */
+final class Backups {
+    /** How long the instant may wait for writes in flight. */
+    static final long QUIESCE_MS = 30_000;
+
+    private record Backup(String export, String device, String bitmap, BackupView view) {
+    }
+
+    private final Stack stack;
+    private final Map<String, Backup> running = new HashMap<>();
+
+    Backups(Stack stack) {
+        this.stack = stack;
+    }
+
+    /** {@code backup-begin EXPORT bitmap=BM [new=BM2] [chunk=SIZE] [cow-dir=DIR]} on device {@code name}. */
+    synchronized String begin(String name, CountedDevice c, List<String> a) throws IOException, InterruptedException {
+        if (a.isEmpty()) {
+            throw new IllegalArgumentException("backup-begin EXPORT bitmap=BM [new=BM2] [chunk=SIZE] [cow-dir=DIR]");
+        }
+        String export = a.getFirst();
+        String bm = null;
+        String next = null;
+        long chunk = 64 * 1024;
+        Path dir = Path.of(System.getProperty("java.io.tmpdir"));
+        for (String o : a.subList(1, a.size())) {
+            if (o.startsWith("bitmap=")) {
+                bm = o.substring(7);
+            } else if (o.startsWith("new=")) {
+                next = o.substring(4);
+            } else if (o.startsWith("chunk=")) {
+                chunk = io.biostack.block.Sizes.parse(o.substring(6));
+            } else if (o.startsWith("cow-dir=")) {
+                dir = Path.of(o.substring(8));
+            } else {
+                throw new IllegalArgumentException("unknown backup-begin option '" + o + "' (bitmap=BM, new=BM2, chunk=SIZE, cow-dir=DIR)");
+            }
+        }
+        if (bm == null) {
+            throw new IllegalArgumentException("backup-begin needs bitmap=BM: the bitmap of the changes since the last "
+                    + "backup (for a first, full backup: 'bitmap add BM' before it, and copy everything)");
+        }
+        if (stack.names().contains(export) || running.containsKey(export)) {
+            throw new IllegalArgumentException("there is a device or backup named '" + export + "' already");
+        }
+        for (Backup b : running.values()) {
+            if (b.device.equals(name)) {
+                throw new IllegalArgumentException(name + " has a backup running already (" + b.export + "); backup-end it first");
+            }
+        }
+        DeviceBitmaps bitmaps = StackBitmaps.of(c);
+        DirtyBitmap frozen = bitmaps.get(bm);
+        if (!frozen.isConsistent()) {
+            throw new IllegalArgumentException("bitmap " + bm + " of " + name + " is inconsistent (biostack stopped without "
+                    + "closing it): an incremental backup from it is refused; the next backup must be a full one");
+        }
+        BlockDevice cow = openCow(export, dir, c.size() + 2 * chunk);
+        Snapshot[] snap = new Snapshot[1];
+        boolean held = false;
+        try {
+            bitmaps.holdWrites();
+            held = true;
+            quiesce(c, bitmaps);
+            long ch = chunk;
+            bitmaps.freezeForBackup(bm, next, export, () -> {
+                snap[0] = Snapshot.create(export + "-snapshot", c.inner(), cow, false, ch);
+                c.setBelow(SnapshotOrigin.of(name, c.inner()));
+            });
+        } catch (RuntimeException | IOException | InterruptedException e) {
+            if (snap[0] != null) {
+                c.setBelow(c.inner());
+                snap[0].close();
+            }
+            cow.close();
+            throw e;
+        } finally {
+            if (held) {
+                bitmaps.releaseWrites();
+            }
+        }
+        BackupView view = new BackupView(export, snap[0], cow, frozen);
+        running.put(export, new Backup(export, name, bm, view));
+        stack.addDevice(export, view);
+        return "backup " + export + " of " + name + ": " + frozen.dirtyBytes() + " bytes changed since bitmap " + bm
+                + " began\n";
+    }
+
+    /** {@code backup-end EXPORT}: drops the view and its copy-on-write; thaws the bitmap. */
+    synchronized String end(String export) throws InterruptedException {
+        Backup b = running.get(export);
+        if (b == null) {
+            throw new IllegalArgumentException("no backup named '" + export + "'" + (running.isEmpty() ? "" : " (backups: "
+                    + String.join(", ", running.keySet()) + ")"));
+        }
+        stack.removeDevice(export);
+        CountedDevice c = (CountedDevice) stack.device(b.device);
+        DeviceBitmaps bitmaps = c.bitmaps();
+        bitmaps.holdWrites();
+        try {
+            quiesce(c, bitmaps);
+            c.setBelow(c.inner());
+        } finally {
+            bitmaps.releaseWrites();
+        }
+        b.view.close();
+        bitmaps.endBackup(b.bitmap, export);
+        running.remove(export);
+        return "";
+    }
+
+    /** Ends every backup (the stack is closing). */
+    synchronized void endAll() {
+        for (String e : List.copyOf(running.keySet())) {
+            try {
+                end(e);
+            } catch (RuntimeException | InterruptedException ex) {
+                System.err.println("biostack: backup " + e + ": " + ex.getMessage());
+            }
+        }
+    }
+
+    /** Waits until every write in flight on {@code c} is one the bitmaps hold. */
+    private static void quiesce(CountedDevice c, DeviceBitmaps bitmaps) throws InterruptedException {
+        long deadline = System.nanoTime() + QUIESCE_MS * 1_000_000L;
+        while (c.stats().inFlightChanges() > bitmaps.heldWrites()) {
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException(c.name() + ": writes in flight did not complete within " + QUIESCE_MS + " ms");
+            }
+            Thread.sleep(0, 200_000);
+        }
+    }
+
+    private static BlockDevice openCow(String export, Path dir, long bytes) throws IOException {
+        Path f = Files.createTempFile(dir, "biostack-" + export + "-", ".cow");
+        try {
+            try (RandomAccessFile r = new RandomAccessFile(f.toFile(), "rw")) {
+                r.setLength(bytes);
+            }
+            return LoopDevice.open(export + "-cow", f, LoopConfig.defaults().withDirectIo(DirectIoMode.AUTO));
+        } finally {
+            Files.deleteIfExists(f);
+        }
+    }
+}

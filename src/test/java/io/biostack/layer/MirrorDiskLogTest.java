@@ -1,0 +1,139 @@
+package io.biostack.layer;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.block.RamDisk;
+import io.biostack.stack.Stack;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class MirrorDiskLogTest {
+    static final long REGION = 64 * 1024;
+
+    static MemorySegment fill(int size, int v) {
+        MemorySegment m = Arena.ofAuto().allocate(size, 4096);
+        m.fill((byte) v);
+        return m;
+    }
+
+    static byte[] read(BlockDevice d, long off, int len) throws Exception {
+        MemorySegment m = Arena.ofAuto().allocate(len, 4096);
+        d.read(off, m).get(10, TimeUnit.SECONDS);
+        return m.toArray(ValueLayout.JAVA_BYTE);
+    }
+
+    static long logWord(BlockDevice log, int w) throws Exception {
+        MemorySegment m = Arena.ofAuto().allocate(4096, 4096);
+        log.read(4096, m).get(10, TimeUnit.SECONDS);
+        return m.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), w * 8L);
+    }
+
+    @Test
+    void aRegionIsMarkedOnTheLogBeforeItsFirstWriteAndLaterWritesCostNothing() throws Exception {
+        RamDisk a = new RamDisk("a", 4 << 20);
+        RamDisk b = new RamDisk("b", 4 << 20);
+        RamDisk log = new RamDisk("log", 1 << 20);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 4 << 20, REGION, true, log);
+        try {
+            assertThat(m.log().isFresh()).isTrue();
+            long before = m.log().logWrites();
+            m.write(3 * REGION, fill(4096, 5)).get();
+            assertThat(logWord(log, 0) & (1L << 3)).as("region 3's bit is on the log device").isNotZero();
+            assertThat(m.log().logWrites()).isEqualTo(before + 1);
+            for (int i = 1; i < 8; i++) {
+                m.write(3 * REGION + i * 4096, fill(4096, 5)).get();
+            }
+            assertThat(m.log().logWrites()).isEqualTo(before + 1);
+            assertThat(read(b, 3 * REGION, 4096)).containsOnly(5);
+            // cleared lazily once every leg has it and the region is idle
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (logWord(log, 0) != 0 && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            assertThat(logWord(log, 0)).isZero();
+            assertThat(m.status()).endsWith("3 disk log A marked=0 log_writes=" + m.log().logWrites() + " resync_bytes=0");
+            assertThat(m.table()).startsWith("disk 3 log 128 nosync 2");
+        } finally {
+            m.close();
+        }
+    }
+
+    @Test
+    void aLegDownAcrossARestartGetsOnlyTheRegionsWrittenWhileItWasAway() throws Exception {
+        RamDisk a = new RamDisk("a", 4 << 20);
+        RamDisk b = new RamDisk("b", 4 << 20);
+        RamDisk log = new RamDisk("log", 1 << 20);
+        a.write(0, fill(4 << 20, 1)).get();
+        b.write(0, fill(4 << 20, 1)).get();
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 4 << 20, REGION, true, log);
+        m.message(List.of("fail", "1"));
+        m.write(2 * REGION, fill(8192, 7)).get();
+        m.write(9 * REGION + 4096, fill(4096, 8)).get();
+        m.close(); // a leg is out of sync: the marks stay on the log
+        assertThat(logWord(log, 0)).isEqualTo((1L << 2) | (1L << 9));
+        assertThat(read(b, 2 * REGION, 4096)).containsOnly(1);
+
+        Mirror again = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 4 << 20, REGION, true, log);
+        try {
+            assertThat(again.log().isFresh()).isFalse();
+            assertThat(again.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(again.resyncBytes()).isEqualTo(2 * REGION);
+            assertThat(read(b, 0, 4 << 20)).isEqualTo(read(a, 0, 4 << 20));
+            assertThat(again.status()).contains("64/64 1 AA");
+        } finally {
+            again.close();
+        }
+    }
+
+    @Test
+    void aNewLogWithSyncCopiesEverythingAndACrashDuringThatCopyCopiesEverythingAgain() throws Exception {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        RamDisk b = new RamDisk("b", 1 << 20);
+        RamDisk log = new RamDisk("log", 1 << 20);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, false, log);
+        // the marks of every region were durable before the copy began
+        assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(m.resyncBytes()).isEqualTo(1 << 20);
+        m.close();
+    }
+
+    @Test
+    void badLogDevicesAreRefusedClearly() throws Exception {
+        RamDisk a = new RamDisk("a", 4 << 20);
+        RamDisk log = new RamDisk("log", 1 << 20);
+        new Mirror("m", List.of(new Leg(a, 0)), 4 << 20, REGION, true, log).close();
+        assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 4 << 20, 2 * REGION, true, log))
+                .hasMessageContaining("was made for 64 regions of 65536 bytes");
+        RamDisk other = new RamDisk("other", 1 << 20);
+        other.write(0, fill(4096, 3)).get();
+        assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 4 << 20, REGION, true, other))
+                .hasMessageContaining("holds something else");
+        RamDisk tiny = new RamDisk("tiny", 4096);
+        assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 4 << 20, REGION, true, tiny))
+                .hasMessageContaining("needs 8192");
+    }
+
+    @Test
+    void theStackFileTakesADiskLog(@TempDir Path dir) throws Exception {
+        String text = "a: ram 4M\nb: ram 4M\nlog: loop " + dir.resolve("log") + " size=1M direct-io=off\n"
+                + "m: mirror disk 2 log 64k 2 a 0 b 0\n";
+        try (Stack s = Stack.open(text, "t")) {
+            s.device("m").write(0, fill(4096, 1)).get();
+            assertThat(s.table("m")).containsExactly("0 8192 mirror disk 2 log 128 2 a 0 b 0 1 handle_errors");
+            assertThat(String.join("\n", s.status("m"))).contains("3 disk log A");
+        }
+        assertThatThrownBy(() -> Stack.open("a: ram 4M\nm: mirror disk 2 a 64k 1 a 0\n", "t")).hasMessageContaining("can't be a leg too");
+        assertThatThrownBy(() -> Stack.open("a: ram 4M\nl: ram 1M\nm: mirror disk 1 l 1 a 0\n", "t")).hasMessageContaining("disk log takes 2 or 3");
+        assertThat(Files.size(dir.resolve("log"))).isEqualTo(1 << 20);
+    }
+}

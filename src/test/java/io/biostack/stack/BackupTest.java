@@ -1,0 +1,168 @@
+package io.biostack.stack;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.block.Extent;
+import io.biostack.block.StatusContext;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import static io.biostack.stack.StackBitmapsTest.ctl;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class BackupTest {
+    static final int SIZE = 8 << 20;
+
+    static byte[] readAll(BlockDevice d) throws Exception {
+        MemorySegment m = Arena.ofAuto().allocate(SIZE, 4096);
+        d.read(0, m).get(10, TimeUnit.SECONDS);
+        return m.toArray(ValueLayout.JAVA_BYTE);
+    }
+
+    static void write(BlockDevice d, long off, byte[] data) throws Exception {
+        MemorySegment m = Arena.ofAuto().allocate(data.length, 4096);
+        m.copyFrom(MemorySegment.ofArray(data));
+        d.write(off, m).get(10, TimeUnit.SECONDS);
+    }
+
+    /** Random 4k writes to the live device until stopped; what an application does meanwhile. */
+    static CompletableFuture<Integer> writer(BlockDevice d, AtomicBoolean stop, long seed) {
+        return CompletableFuture.supplyAsync(() -> {
+            Random r = new Random(seed);
+            int n = 0;
+            try {
+                while (!stop.get() && n < 40) {
+                    byte[] b = new byte[4096];
+                    r.nextBytes(b);
+                    write(d, (long) r.nextInt(SIZE / 4096) * 4096, b);
+                    n++;
+                }
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+            return n;
+        });
+    }
+
+    /** The dirty ranges of the view's bitmap context, as a client would ask for them. */
+    static List<long[]> dirtyRanges(BlockDevice view, String bitmap) {
+        StatusContext ctx = view.statusContexts().stream().filter(c -> c.name().equals("qemu:dirty-bitmap:" + bitmap))
+                .findFirst().orElseThrow();
+        List<long[]> out = new ArrayList<>();
+        long pos = 0;
+        while (pos < view.size()) {
+            Extent e = ctx.extentAt(pos, view.size() - pos);
+            if (e.flags() == 1) {
+                out.add(new long[]{pos, e.length()});
+            }
+            pos += e.length();
+        }
+        return out;
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"ram 8M", "loop FILE size=8M direct-io=off", "loop FILE size=8M direct-io=on"})
+    void aFullBackupAndIncrementalsGiveEachPointInTimeWhileWritesGoOn(String leaf, @TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("d: " + leaf.replace("FILE", dir.resolve("d.img").toString()) + "\n", "t")) {
+            BlockDevice d = s.device("d");
+            byte[] init = new byte[SIZE];
+            new Random(1).nextBytes(init);
+            write(d, 0, init);
+            ctl(s, "message", "d", "bitmap add b0");
+            // full backup: copy the whole view while writes go on
+            byte[] image;
+            long copied;
+            {
+                AtomicBoolean stop = new AtomicBoolean();
+                ctl(s, "message", "d", "backup-begin full bitmap=b0 new=b1 cow-dir=" + dir);
+                byte[] atInstant = init;
+                CompletableFuture<Integer> w = writer(d, stop, 2);
+                Thread.sleep(20);
+                image = readAll(s.device("full"));
+                stop.set(true);
+                assertThat(w.get(30, TimeUnit.SECONDS)).isPositive();
+                assertThat(java.util.Arrays.mismatch(image, atInstant)).as("first differing byte").isEqualTo(-1);
+                assertThat(ctl(s, "status", "d")).contains("bitmap b0 granularity=65536 dirty=").contains("busy=full");
+                ctl(s, "message", "d", "backup-end full");
+                assertThat(s.names()).doesNotContain("full");
+            }
+            // three incrementals: copy only what the bitmap says, writes going on during each
+            for (int i = 1; i <= 3; i++) {
+                Random r = new Random(10 + i);
+                for (int k = 0; k < 20; k++) {
+                    byte[] b = new byte[4096 * (1 + r.nextInt(4))];
+                    r.nextBytes(b);
+                    write(d, (long) r.nextInt(SIZE / 4096 - 4) * 4096, b);
+                }
+                // the instant: no writes in flight here, so the live content now is the point in time
+                byte[] expected = readAll(d);
+                String bm = "b" + i;
+                String export = "inc" + i;
+                ctl(s, "message", "d", "backup-begin " + export + " bitmap=" + bm + " new=b" + (i + 1) + " cow-dir=" + dir);
+                AtomicBoolean stop = new AtomicBoolean();
+                CompletableFuture<Integer> w = writer(d, stop, 100 + i);
+                BlockDevice view = s.device(export);
+                copied = 0;
+                for (long[] range : dirtyRanges(view, bm)) {
+                    MemorySegment m = Arena.ofAuto().allocate(range[1], 4096);
+                    view.read(range[0], m).get(10, TimeUnit.SECONDS);
+                    MemorySegment.copy(m, 0, MemorySegment.ofArray(image), range[0], range[1]);
+                    copied += range[1];
+                }
+                stop.set(true);
+                w.get(30, TimeUnit.SECONDS);
+                ctl(s, "message", "d", "backup-end " + export);
+                assertThat(java.util.Arrays.mismatch(image, expected)).as("incremental %d: first differing byte", i).isEqualTo(-1);
+                assertThat(copied).isLessThan(SIZE);
+            }
+        }
+    }
+
+    @Test
+    void writesToTheViewAreRefusedAndTheViewGoesAwayAtBackupEnd(@TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("d: ram 8M\n", "t")) {
+            ctl(s, "message", "d", "bitmap add b");
+            List<String> seen = new ArrayList<>();
+            s.setExportListener((n, dev) -> seen.add("+" + n + " " + dev.isReadOnly()), n -> seen.add("-" + n));
+            ctl(s, "message", "d", "backup-begin v bitmap=b cow-dir=" + dir);
+            assertThatThrownBy(() -> write(s.device("v"), 0, new byte[4096])).hasMessageContaining("read-only");
+            assertThat(s.device("v").statusContexts()).extracting(StatusContext::name).containsExactly("qemu:dirty-bitmap:b");
+            assertThatThrownBy(() -> ctl(s, "message", "d", "bitmap clear b")).hasMessageContaining("in use by backup v");
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin w bitmap=b")).hasMessageContaining("backup running already");
+            ctl(s, "message", "d", "backup-end v");
+            assertThat(seen).containsExactly("+v true", "-v");
+            assertThat(ctl(s, "status", "d")).doesNotContain("busy=");
+            assertThat(Files.list(dir).filter(f -> f.toString().endsWith(".cow")).count()).as("the COW file is deleted as soon as it is open").isZero();
+        }
+    }
+
+    @Test
+    void badBackupRequestsAreRefusedClearly(@TempDir Path dir) throws Exception {
+        Path bm = dir.resolve("bm");
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+            ctl(s, "message", "d", "bitmap add p persistent");
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v")).hasMessageContaining("needs bitmap=BM");
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=zz")).hasMessageContaining("no bitmap 'zz'");
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin d bitmap=p")).hasMessageContaining("already");
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-end nope")).hasMessageContaining("no backup named 'nope'");
+            Files.copy(bm, dir.resolve("crashed"));
+        }
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + dir.resolve("crashed") + "\n", "t")) {
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=p cow-dir=" + dir))
+                    .hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
+            assertThat(s.names()).doesNotContain("v");
+        }
+    }
+}
