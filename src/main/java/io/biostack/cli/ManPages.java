@@ -26,7 +26,7 @@ import java.util.Map;
  *
  * <p>The release build runs {@code java -cp ... io.biostack.cli.ManPages DIR}.
  */
-final class ManPages {
+public final class ManPages {
     private ManPages() {
     }
 
@@ -46,6 +46,15 @@ final class ManPages {
         for (Map.Entry<String, String> page : pages(Main.commandLine()).entrySet()) {
             Files.writeString(dir.resolve(page.getKey()), page.getValue());
         }
+    }
+
+    /**
+     * Every page of biostack's command tree, as {@link #main} writes them.
+     *
+     * @return file names ({@code biostack-dm.1}) mapped to page texts, in tree order
+     */
+    public static Map<String, String> pages() {
+        return pages(Main.commandLine());
     }
 
     /**
