@@ -4,7 +4,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** The {@code biostack} command: bench, serve, dm. */
-@Command(name = "biostack", mixinStandardHelpOptions = true, version = "biostack 0.1",
+@Command(name = "biostack", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "A block I/O stack for the JVM: loop devices on io_uring, layers, NBD.",
         subcommands = {BenchCommand.class, ServeCommand.class, DmCommand.class, ReplayCommand.class,
                 ImgCommand.class})
@@ -22,7 +22,17 @@ public final class Main implements Runnable {
 
     /** Runs the command line and returns the exit code (tests call this). */
     public static int run(String... args) {
+        return commandLine().execute(args);
+    }
+
+    /**
+     * The whole command tree, as {@link #run} executes it: the man pages and the completion
+     * script are generated from this one object, so they list what {@code --help} lists.
+     */
+    static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Main());
+        // Added here rather than in the subcommands list above, which other commands extend.
+        cl.addSubcommand(new CompletionCommand());
         cl.registerConverter(SizeArg.class, SizeArg::parse);
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             cmd.getErr().println("biostack: " + (ex.getMessage() == null ? ex.toString() : ex.getMessage()));
@@ -31,7 +41,29 @@ public final class Main implements Runnable {
             }
             return 1;
         });
-        return cl.execute(args);
+        return cl;
+    }
+
+    /** {@code biostack --version}: the project's version, filtered into a resource at build time. */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            return new String[] {"biostack " + version()};
+        }
+
+        /** The Maven project version, or "unknown" when the classes were built without resources. */
+        static String version() {
+            try (var in = Main.class.getResourceAsStream("version.properties")) {
+                if (in == null) {
+                    return "unknown";
+                }
+                var p = new java.util.Properties();
+                p.load(in);
+                return p.getProperty("version", "unknown");
+            } catch (java.io.IOException e) {
+                return "unknown";
+            }
+        }
     }
 
     @Override

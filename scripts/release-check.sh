@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The release, end to end (issue 18): unpacks the archive into an empty folder and runs it with
+# PATH and JAVA_HOME free of any JDK and of Maven: --version, serve with nbdinfo against it,
+# dm ls on a served stack, man on a page, the completion script through bash -n.
+# Usage: scripts/release-check.sh [ARCHIVE]   (default: target/biostack-*-linux-x86_64.tar.gz)
+# .ci/run runs it after scripts/release.sh. Needs nbdinfo (libnbd-bin) and man (man-db).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+archive=${1:-$(ls "$root"/target/biostack-*-linux-x86_64.tar.gz | head -n 1)}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "release-check: FAIL: $*" >&2; exit 1; }
+say() { echo "release-check: $*" >&2; }
+
+# A PATH of the host's tools without java, javac, jlink, mvn and the like.
+mkdir "$work/path" "$work/home" "$work/unpacked"
+for d in /bin /usr/bin /usr/local/bin; do   # later ones shadow earlier ones, as on the PATH
+  ln -sf "$d"/* "$work/path/" 2>/dev/null || true
+done
+(cd "$work/path" && rm -f java javac jar jlink jshell jcmd jps jdeps jpackage keytool jaotc serialver \
+  rmiregistry jrunscript jexec mvn mvnw)
+run() { env -i HOME="$work/home" PATH="$work/path" LANG=C.UTF-8 TERM=dumb "$@"; }
+run sh -c 'command -v java' >/dev/null 2>&1 && fail "java still on the PATH"
+run sh -c 'command -v mvn' >/dev/null 2>&1 && fail "mvn still on the PATH"
+
+tar -C "$work/unpacked" -xzf "$archive"
+rel=$(ls -d "$work"/unpacked/biostack-*)
+bs="$rel/bin/biostack"
+version=$(basename "$rel"); version=${version#biostack-}
+
+out=$(run "$bs" --version) || fail "--version exits $?"
+[ "$out" = "biostack $version" ] || fail "--version printed '$out', not 'biostack $version'"
+say "--version: $out"
+
+# serve disk.img, and nbdinfo against it
+cd "$work"
+truncate -s 64M disk.img
+run "$bs" serve disk.img --listen none --socket "$work/nbd.sock" >"$work/serve.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do [ -S "$work/nbd.sock" ] && break; sleep 0.05; done
+size=$(run nbdinfo --size "nbd+unix:///?socket=$work/nbd.sock") || { cat "$work/serve.log" >&2; fail "nbdinfo"; }
+[ "$size" = 67108864 ] || fail "nbdinfo --size says $size, not 67108864"
+say "serve disk.img: nbdinfo --size $size"
+
+# dm ls on a served stack
+printf 'a: ram 1M\nlin: 0 1M linear a 0\n' > s.stack
+run "$bs" serve --stack s.stack --export lin --control "$work/ctl" --listen none --socket "$work/s.sock" \
+  >"$work/stack.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do [ -S "$work/ctl" ] && break; sleep 0.05; done
+ls_out=$(run "$bs" dm --control "$work/ctl" ls) || { cat "$work/stack.log" >&2; fail "dm ls"; }
+grep -q '^lin' <<<"$ls_out" || fail "dm ls does not list lin: $ls_out"
+say "dm ls: $(tr '\n' ' ' <<<"$ls_out")"
+
+# man pages: by file, and by name through --print-manpath
+page=$(run man -l "$rel/share/man/man1/biostack-serve.1.gz" 2>&1) || fail "man -l biostack-serve.1.gz"
+grep -q -- '--socket' <<<"$page" || fail "man biostack-serve shows no --socket"
+manpath=$(run "$bs" --print-manpath)
+run env MANPATH="$manpath" man biostack-dm 2>/dev/null | grep -q -- '--control' || fail "man biostack-dm (MANPATH=$manpath)"
+say "man: biostack-serve, biostack-dm"
+
+# the completion script parses, and completes a subcommand
+comp="$rel/share/bash-completion/completions/biostack"
+run bash -n "$comp" || fail "bash -n on the completion script"
+words=$(run bash -c ". '$comp'; COMP_WORDS=(biostack se); COMP_CWORD=1; COMP_LINE='biostack se'; COMP_POINT=11; _complete_biostack; echo \"\${COMPREPLY[@]}\"" 2>/dev/null || true)
+grep -qw serve <<<"$words" || fail "completion of 'biostack se' gave '$words'"
+say "completion: 'biostack se' -> $words"
+say "OK ($archive)"
