@@ -8,7 +8,6 @@ import io.biostack.layer.Delay;
 import io.biostack.layer.Dust;
 import io.biostack.layer.ErrorTarget;
 import io.biostack.layer.Flakey;
-import io.biostack.layer.Layers;
 import io.biostack.layer.Leg;
 import io.biostack.layer.Linear;
 import io.biostack.layer.Mirror;
@@ -28,11 +27,8 @@ import io.biostack.rbd.RbdDevice;
 import io.biostack.rbd.RbdOptions;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -60,7 +56,7 @@ import java.util.TreeMap;
  * <tr><td>{@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]}</td><td>dm-delay</td></tr>
  * <tr><td>{@code dust DEV OFFSET BLKSZ}</td><td>dm-dust</td></tr>
  * <tr><td>{@code crypt CIPHER KEYHEX IV_OFFSET DEV OFFSET [[<#opts>] sector_size:N iv_large_sectors]}</td><td>dm-crypt</td></tr>
- * <tr><td>{@code luks DEV keyfile=PATH|passphrase=TEXT}</td><td>cryptsetup open</td></tr>
+ * <tr><td>{@code luks DEV keyfile=PATH|passphrase=TEXT [header=FILE] [keyslot=N] [read-only]}</td><td>cryptsetup open (LUKS1, LUKS2)</td></tr>
  * <tr><td>{@code snapshot ORIGIN COW P|N CHUNK}, {@code snapshot-origin DEV}</td><td>dm-snapshot</td></tr>
  * </table>
  * Offsets, lengths and chunk sizes are 512-byte sectors, or sizes with a suffix (4k, 1M, 2G).
@@ -116,8 +112,8 @@ public final class Targets {
         register("flakey", false, Targets::flakey);
         register("delay", false, Targets::delay);
         register("dust", false, Targets::dust);
-        register("crypt", false, Targets::crypt);
-        register("luks", false, Targets::luks);
+        register("crypt", false, Crypt::parseTable);
+        register("luks", false, Luks::parseTable);
         register("snapshot", false, Targets::snapshot);
         register("snapshot-origin", false, Targets::snapshotOrigin);
         register("log-writes", false, LogWritesParser::parse);
@@ -230,7 +226,13 @@ public final class Targets {
             return new IllegalArgumentException(target + ": " + why);
         }
 
-        Spec spec(Opener o) {
+        /**
+         * The spec of this line: the devices read by {@link #dev} and {@code o} to open it.
+         *
+         * @param o opens the device once the named devices are open
+         * @return the spec
+         */
+        public Spec spec(Opener o) {
             List<String> d = List.copyOf(deps);
             return new Spec() {
                 @Override public List<String> deps() { return d; }
@@ -241,8 +243,18 @@ public final class Targets {
         }
     }
 
+    /** The open step of a spec, as a lambda; {@link Args#spec} adds the dependencies. */
     @FunctionalInterface
-    interface Opener {
+    public interface Opener {
+        /**
+         * As {@link Spec#open}.
+         *
+         * @param name   the new device's name
+         * @param length the segment's bytes, or -1 for the natural size
+         * @param r      the devices opened before
+         * @return the device
+         * @throws IOException when a file cannot be opened
+         */
         BlockDevice open(String name, long length, Resolver r) throws IOException;
     }
 
@@ -519,85 +531,6 @@ public final class Targets {
         return a.spec((name, len, r) -> {
             BlockDevice d = r.device(dev);
             return new Dust(name, new Leg(d, off), natural(len, d.size() - off, "dust"), (int) blk);
-        });
-    }
-
-    private static Spec crypt(Args a) {
-        String cipher = a.next("CIPHER");
-        String keyHex = a.next("KEY (hex)");
-        byte[] key;
-        try {
-            key = HexFormat.of().parseHex(keyHex);
-        } catch (IllegalArgumentException e) {
-            throw a.bad("KEY must be hex digits (the key itself is not repeated here)");
-        }
-        long ivOff = a.number("IV_OFFSET");
-        String dev = a.dev("DEV");
-        long off = a.bytes("OFFSET");
-        int sectorSize = 512;
-        boolean large = false;
-        if (a.hasNext() && a.peek().chars().allMatch(Character::isDigit)) {
-            long n = a.number("number of optional parameters");
-            if (n != a.left()) {
-                throw a.bad(n + " optional parameters announced, " + a.left() + " given");
-            }
-        }
-        while (a.hasNext()) {
-            String o = a.next("option");
-            if (o.startsWith("sector_size:")) {
-                try {
-                    sectorSize = Integer.parseInt(o.substring(12));
-                } catch (NumberFormatException e) {
-                    throw a.bad("sector_size must be a number: " + o);
-                }
-            } else if (o.equals("iv_large_sectors")) {
-                large = true;
-            } else {
-                throw a.bad("unknown option '" + o + "' (sector_size:N, iv_large_sectors)");
-            }
-        }
-        int ss = sectorSize;
-        boolean lg = large;
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            BlockDevice lower = len < 0 ? d : new Linear(name, d, off, len);
-            try {
-                return Crypt.create(name, lower, cipher, key, ivOff, len < 0 ? off : 0, ss, lg);
-            } finally {
-                Arrays.fill(key, (byte) 0);
-            }
-        });
-    }
-
-    private static Spec luks(Args a) {
-        String dev = a.dev("DEV");
-        String cred = a.next("keyfile=PATH or passphrase=TEXT");
-        a.end();
-        boolean file = cred.startsWith("keyfile=");
-        if (!file && !cred.startsWith("passphrase=")) {
-            throw a.bad("second argument must be keyfile=PATH or passphrase=TEXT");
-        }
-        String val = cred.substring(cred.indexOf('=') + 1);
-        if (val.isEmpty()) {
-            throw a.bad(cred.substring(0, cred.indexOf('=')) + " is empty");
-        }
-        String shown = file ? cred : "passphrase=-";
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            byte[] secret = file ? Files.readAllBytes(Path.of(val)) : val.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-            BlockDevice c;
-            try {
-                c = Luks.open(name, d, secret);
-            } finally {
-                Arrays.fill(secret, (byte) 0);
-            }
-            if (len >= 0 && len != c.size()) {
-                long have = c.size();
-                c.close();
-                throw new IllegalArgumentException("the LUKS payload of " + dev + " is " + have / Layers.SECTOR
-                        + " sectors, the segment " + len / Layers.SECTOR);
-            }
-            return new Renamed(c, "luks", dev + " " + shown);
         });
     }
 
