@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 /** The {@code biostack} command: bench, serve, dm. */
 @Command(name = "biostack", mixinStandardHelpOptions = true, version = "biostack 0.1",
         description = "A block I/O stack for the JVM: loop devices on io_uring, layers, NBD.",
-        subcommands = {BenchCommand.class, ServeCommand.class, DmCommand.class, ReplayCommand.class})
+        subcommands = {BenchCommand.class, ServeCommand.class, DmCommand.class, ReplayCommand.class,
+            LuksCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -691,6 +691,18 @@ public final class Luks2 {
         }
     }
 
+    /**
+     * PBKDF2 iterations of {@code hash} that take about {@code ms} here, at least 1000
+     * (cryptsetup's benchmark, for LUKS1 keyslots).
+     *
+     * @param hash the hash, e.g. sha256
+     * @param ms   the time to aim at
+     * @return the iterations
+     */
+    public static int pbkdf2Iterations(String hash, int ms) {
+        return Luks2Bench.pbkdf2Iterations(hash, ms);
+    }
+
     // ---- inspection ----------------------------------------------------------------------------
 
     /**
