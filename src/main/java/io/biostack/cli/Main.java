@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "biostack", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "A block I/O stack for the JVM: loop devices on io_uring, layers, NBD.",
         subcommands = {BenchCommand.class, ServeCommand.class, DmCommand.class, ReplayCommand.class,
-                ImgCommand.class})
+                ImgCommand.class, LuksCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -57,7 +57,7 @@ import java.util.TreeMap;
  * <tr><td>{@code delay DEV OFFSET MS [DEV OFFSET MS [DEV OFFSET MS]]}</td><td>dm-delay ({@link Delay#parseTable})</td></tr>
  * <tr><td>{@code dust DEV OFFSET BLKSZ}</td><td>dm-dust ({@link Dust#parseTable})</td></tr>
  * <tr><td>{@code crypt CIPHER KEYHEX IV_OFFSET DEV OFFSET [[<#opts>] sector_size:N iv_large_sectors]}</td><td>dm-crypt</td></tr>
- * <tr><td>{@code luks DEV keyfile=PATH|passphrase=TEXT}</td><td>cryptsetup open</td></tr>
+ * <tr><td>{@code luks DEV keyfile=PATH|passphrase=TEXT [header=FILE] [keyslot=N] [read-only]}</td><td>cryptsetup open, LUKS1 and LUKS2 ({@link Luks#parseTable})</td></tr>
  * <tr><td>{@code snapshot ORIGIN COW P|N CHUNK}, {@code snapshot-origin DEV}</td><td>dm-snapshot ({@link Snapshot#parseTable}, {@link SnapshotOrigin#parseTable})</td></tr>
  * <tr><td>{@code log-writes DEV LOGDEV}</td><td>dm-log-writes ({@link LogWrites#parseTable})</td></tr>
  * </table>
@@ -107,8 +107,8 @@ public final class Targets {
         register("flakey", false, Flakey::parseTable);
         register("delay", false, Delay::parseTable);
         register("dust", false, Dust::parseTable);
-        register("crypt", false, Targets::crypt);
-        register("luks", false, Targets::luks);
+        register("crypt", false, Crypt::parseTable);
+        register("luks", false, Luks::parseTable);
         register("snapshot", false, Snapshot::parseTable);
         register("snapshot-origin", false, SnapshotOrigin::parseTable);
         register("log-writes", false, LogWrites::parseTable);
@@ -147,85 +147,4 @@ public final class Targets {
         return List.copyOf(KINDS.keySet());
     }
 
-    // ---- parsers still to move beside their targets (crypt, luks:
-    // layer/crypt/) ------------------------------------------------------------------------------
-
-    private static TableSpec crypt(TableArgs a) {
-        String cipher = a.next("CIPHER");
-        String keyHex = a.next("KEY (hex)");
-        byte[] key;
-        try {
-            key = HexFormat.of().parseHex(keyHex);
-        } catch (IllegalArgumentException e) {
-            throw a.bad("KEY must be hex digits (the key itself is not repeated here)");
-        }
-        long ivOff = a.number("IV_OFFSET");
-        String dev = a.dev("DEV");
-        long off = a.bytes("OFFSET");
-        int sectorSize = 512;
-        boolean large = false;
-        if (a.hasNext() && a.peek().chars().allMatch(Character::isDigit)) {
-            long n = a.number("number of optional parameters");
-            if (n != a.left()) {
-                throw a.bad(n + " optional parameters announced, " + a.left() + " given");
-            }
-        }
-        while (a.hasNext()) {
-            String o = a.next("option");
-            if (o.startsWith("sector_size:")) {
-                try {
-                    sectorSize = Integer.parseInt(o.substring(12));
-                } catch (NumberFormatException e) {
-                    throw a.bad("sector_size must be a number: " + o);
-                }
-            } else if (o.equals("iv_large_sectors")) {
-                large = true;
-            } else {
-                throw a.bad("unknown option '" + o + "' (sector_size:N, iv_large_sectors)");
-            }
-        }
-        int ss = sectorSize;
-        boolean lg = large;
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            BlockDevice lower = len < 0 ? d : new Linear(name, d, off, len);
-            try {
-                return Crypt.create(name, lower, cipher, key, ivOff, len < 0 ? off : 0, ss, lg);
-            } finally {
-                Arrays.fill(key, (byte) 0);
-            }
-        });
-    }
-
-    private static TableSpec luks(TableArgs a) {
-        String dev = a.dev("DEV");
-        String cred = a.next("keyfile=PATH or passphrase=TEXT");
-        a.end();
-        boolean file = cred.startsWith("keyfile=");
-        if (!file && !cred.startsWith("passphrase=")) {
-            throw a.bad("second argument must be keyfile=PATH or passphrase=TEXT");
-        }
-        String val = cred.substring(cred.indexOf('=') + 1);
-        if (val.isEmpty()) {
-            throw a.bad(cred.substring(0, cred.indexOf('=')) + " is empty");
-        }
-        String shown = file ? cred : "passphrase=-";
-        return a.spec((name, len, r) -> {
-            BlockDevice d = r.device(dev);
-            byte[] secret = file ? Files.readAllBytes(Path.of(val)) : val.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-            BlockDevice c;
-            try {
-                c = Luks.open(name, d, secret);
-            } finally {
-                Arrays.fill(secret, (byte) 0);
-            }
-            if (len >= 0 && len != c.size()) {
-                long have = c.size();
-                c.close();
-                throw new IllegalArgumentException("the LUKS payload of " + dev + " is " + have / Layers.SECTOR
-                        + " sectors, the segment " + len / Layers.SECTOR);
-            }
-            return new Renamed(c, "luks", dev + " " + shown);
-        });
-    }
 }

@@ -10,9 +10,14 @@ import io.biostack.block.MpmcRing;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.layer.Linear;
 import io.biostack.layer.Target;
 import io.biostack.layer.crypt.BouncePool.Bounce;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
+import java.util.Arrays;
+import java.util.HexFormat;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
@@ -115,9 +120,11 @@ public final class Crypt implements Target {
     private final int inlineBytes;
     private final int chunkBytes;
     private final boolean starterHelps;
+    /** Read-only although {@code lower} is writable ({@code luks ... read-only}). */
+    private final boolean readOnly;
 
     private Crypt(String name, BlockDevice lower, CipherSpec spec, byte[] key, long ivOffset, long start,
-                  int sectorSize, boolean ivLargeSectors, Tuning tuning) {
+                  int sectorSize, boolean ivLargeSectors, Tuning tuning, boolean readOnly) {
         if (sectorSize < 512 || sectorSize > 4096 || Integer.bitCount(sectorSize) != 1) {
             throw new IllegalArgumentException("crypt sector_size must be a power of two from 512 to 4096, not "
                     + sectorSize);
@@ -141,6 +148,7 @@ public final class Crypt implements Target {
         }
         this.name = name;
         this.lower = lower;
+        this.readOnly = readOnly || lower.isReadOnly();
         this.spec = spec;
         this.xts = new Xts(key, spec);
         this.ivOffset = ivOffset;
@@ -221,15 +229,39 @@ public final class Crypt implements Target {
     /** As {@link #create(String, BlockDevice, String, byte[], long, long, int, boolean)}, with its threads tuned. */
     public static Crypt create(String name, BlockDevice lower, String cipherSpec, byte[] key, long ivOffsetSectors,
                                long startBytes, int sectorSize, boolean ivLargeSectors, Tuning tuning) {
+        return create(name, lower, cipherSpec, key, ivOffsetSectors, startBytes, sectorSize, ivLargeSectors, tuning,
+                false);
+    }
+
+    /**
+     * As {@link #create(String, BlockDevice, String, byte[], long, long, int, boolean, Tuning)}, and
+     * read-only when {@code readOnly} even if {@code lower} is writable.
+     *
+     * @param name            the device's name
+     * @param lower           the device holding the ciphertext; not closed with this one
+     * @param cipherSpec      e.g. aes-xts-plain64
+     * @param key             the key; copied, the caller may wipe it
+     * @param ivOffsetSectors added to the 512-byte sector number for the IV
+     * @param startBytes      first byte of the ciphertext on {@code lower}
+     * @param sectorSize      encryption sector size
+     * @param ivLargeSectors  count IVs in {@code sectorSize} units
+     * @param tuning          the cipher threads
+     * @param readOnly        refuse writes
+     * @return the device; the caller owns it
+     */
+    public static Crypt create(String name, BlockDevice lower, String cipherSpec, byte[] key, long ivOffsetSectors,
+                               long startBytes, int sectorSize, boolean ivLargeSectors, Tuning tuning,
+                               boolean readOnly) {
         CipherSpec spec = CipherSpec.parse(cipherSpec);
         spec.checkKeyLength(key.length);
-        return new Crypt(name, lower, spec, key, ivOffsetSectors, startBytes, sectorSize, ivLargeSectors, tuning);
+        return new Crypt(name, lower, spec, key, ivOffsetSectors, startBytes, sectorSize, ivLargeSectors, tuning,
+                readOnly);
     }
 
     @Override public String name() { return name; }
     @Override public long size() { return size; }
     @Override public QueueLimits limits() { return limits; }
-    @Override public boolean isReadOnly() { return lower.isReadOnly(); }
+    @Override public boolean isReadOnly() { return readOnly; }
 
     /** The device below. */
     public BlockDevice lower() {
@@ -269,7 +301,7 @@ public final class Crypt implements Target {
 
     @Override
     public void submit(Bio bio) {
-        if (!BioChecks.admit(bio, name, size, limits, lower.isReadOnly())) {
+        if (!BioChecks.admit(bio, name, size, limits, readOnly)) {
             return;
         }
         switch (bio.op()) {
@@ -415,6 +447,62 @@ public final class Crypt implements Target {
         workers.close();
         xts.close();
     }
+
+    /**
+     * The {@code crypt} table line, as dm-crypt's constructor takes it: {@code crypt CIPHER KEYHEX
+     * IV_OFFSET DEV OFFSET [[<#opts>] sector_size:N iv_large_sectors]}. The key is kept only until
+     * the line is opened, then wiped.
+     *
+     * @param a the line's arguments
+     * @return the spec that opens the device
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String cipher = a.next("CIPHER");
+        String keyHex = a.next("KEY (hex)");
+        byte[] key;
+        try {
+            key = HexFormat.of().parseHex(keyHex);
+        } catch (IllegalArgumentException e) {
+            throw a.bad("KEY must be hex digits (the key itself is not repeated here)");
+        }
+        long ivOff = a.number("IV_OFFSET");
+        String dev = a.dev("DEV");
+        long off = a.bytes("OFFSET");
+        int sectorSize = 512;
+        boolean large = false;
+        if (a.hasNext() && a.peek().chars().allMatch(Character::isDigit)) {
+            long n = a.number("number of optional parameters");
+            if (n != a.left()) {
+                throw a.bad(n + " optional parameters announced, " + a.left() + " given");
+            }
+        }
+        while (a.hasNext()) {
+            String o = a.next("option");
+            if (o.startsWith("sector_size:")) {
+                try {
+                    sectorSize = Integer.parseInt(o.substring(12));
+                } catch (NumberFormatException e) {
+                    throw a.bad("sector_size must be a number: " + o);
+                }
+            } else if (o.equals("iv_large_sectors")) {
+                large = true;
+            } else {
+                throw a.bad("unknown option '" + o + "' (sector_size:N, iv_large_sectors)");
+            }
+        }
+        int ss = sectorSize;
+        boolean lg = large;
+        return a.spec((name, len, r) -> {
+            BlockDevice d = r.device(dev);
+            BlockDevice lower = len < 0 ? d : new Linear(name, d, off, len);
+            try {
+                return create(name, lower, cipher, key, ivOff, len < 0 ? off : 0, ss, lg);
+            } finally {
+                Arrays.fill(key, (byte) 0);
+            }
+        });
+    }
+
 
     @Override
     public String toString() {

@@ -3,8 +3,15 @@ package io.biostack.layer.crypt;
 import io.biostack.block.BlockDevice;
 import io.biostack.layer.crypt.LuksException.Reason;
 import io.biostack.layer.crypt.LuksHeader.KeySlot;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import io.biostack.block.TableArgs;
+import io.biostack.block.TableSpec;
 
 import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.SecureRandom;
 import java.util.ArrayList;
@@ -14,7 +21,8 @@ import java.util.UUID;
 import java.util.concurrent.ExecutionException;
 
 /**
- * LUKS1 volumes (LUKS1 On-Disk Format Specification 1.2.3), as {@code cryptsetup luksOpen} and
+ * LUKS volumes: LUKS1 here (LUKS1 On-Disk Format Specification 1.2.3), LUKS2 in {@link Luks2}
+ * (which {@link #open(String, BlockDevice, BlockDevice, byte[], int, boolean)} hands a LUKS2 header to), as {@code cryptsetup luksOpen} and
  * qemu's {@code luks} block driver read them.
  *
  * <p>{@link #open} reads the header, and for each active key slot derives a key from the
@@ -62,14 +70,143 @@ public final class Luks {
      *                       {@link Reason#UNSUPPORTED} or {@link Reason#IO}; nothing is opened
      */
     public static BlockDevice open(String name, BlockDevice lower, byte[] passphraseOrKeyFile) {
-        LuksHeader h = readHeader(lower);
-        CipherSpec spec = check(h, lower);
-        byte[] mk = unlock(h, spec, lower, passphraseOrKeyFile);
+        return open(name, lower, lower, passphraseOrKeyFile, -1, false);
+    }
+
+    /**
+     * Opens the LUKS1 or LUKS2 volume whose header is on {@code hdr} and whose payload is on
+     * {@code data} ({@code cryptsetup open [--header FILE] [--key-slot N] [--readonly]}).
+     *
+     * @param name       the new device's name
+     * @param data       the device holding the payload
+     * @param hdr        the device holding the header: {@code data}, or a detached header
+     * @param secret     the passphrase or key file content; not kept (the caller may wipe it)
+     * @param keyslot    the only keyslot to try, or -1 for any
+     * @param readOnly   refuse writes, and write nothing while opening (no header repair)
+     * @return the payload as a crypt device; the caller owns it, {@code data} and {@code hdr} stay open
+     * @throws LuksException when the volume cannot be opened; nothing was written then
+     */
+    public static BlockDevice open(String name, BlockDevice data, BlockDevice hdr, byte[] secret, int keyslot,
+                                   boolean readOnly) {
+        if (Luks2.isLuks2(hdr)) {
+            return Luks2.open(name, data, hdr, secret, keyslot, readOnly);
+        }
+        LuksHeader h = readHeader(hdr);
+        CipherSpec spec = check(h, hdr, data);
+        byte[] mk = unlock(h, spec, hdr, secret, keyslot);
         try {
-            return Crypt.create(name, lower, spec.toString(), mk, 0, h.payloadOffset() * LuksHeader.SECTOR, 512);
+            return Crypt.create(name, data, spec.toString(), mk, 0, h.payloadOffset() * LuksHeader.SECTOR, 512,
+                    false, Crypt.Tuning.defaults(), readOnly);
         } finally {
             Arrays.fill(mk, (byte) 0);
         }
+    }
+
+    /**
+     * The {@code luks} table line: {@code luks DEV keyfile=PATH|passphrase=TEXT [header=FILE]
+     * [keyslot=N] [read-only]}, as {@code cryptsetup open} takes them. The key file is read, and
+     * the header file opened, only when the line is opened; the passphrase is never shown again
+     * ({@code table} prints {@code passphrase=-}).
+     *
+     * @param a the line's arguments
+     * @return the spec that opens the volume
+     */
+    public static TableSpec parseTable(TableArgs a) {
+        String dev = a.dev("DEV");
+        String keyFile = null;
+        String pass = null;
+        String header = null;
+        int slot = -1;
+        boolean ro = false;
+        List<String> shown = new ArrayList<>(List.of(dev));
+        while (a.hasNext()) {
+            String o = a.next("option");
+            int eq = o.indexOf('=');
+            String k = eq < 0 ? o : o.substring(0, eq);
+            String v = eq < 0 ? null : o.substring(eq + 1);
+            if (eq >= 0 && v.isEmpty()) {
+                throw a.bad(k + " is empty");
+            }
+            switch (k) {
+                case "keyfile" -> {
+                    keyFile = need(a, k, v);
+                    shown.add(o);
+                }
+                case "passphrase" -> {
+                    pass = need(a, k, v);
+                    shown.add("passphrase=-");
+                }
+                case "header" -> {
+                    header = need(a, k, v);
+                    shown.add(o);
+                }
+                case "keyslot" -> {
+                    try {
+                        slot = Integer.parseInt(need(a, k, v));
+                    } catch (NumberFormatException e) {
+                        throw a.bad("keyslot must be a number from 0 to 31, not '" + v + "'");
+                    }
+                    if (slot < 0 || slot > 31) {
+                        throw a.bad("keyslot must be a number from 0 to 31, not " + slot);
+                    }
+                    shown.add(o);
+                }
+                case "read-only", "ro" -> {
+                    if (v != null) {
+                        throw a.bad("read-only takes no value");
+                    }
+                    ro = true;
+                    shown.add("read-only");
+                }
+                default -> throw a.bad("unknown option '" + (eq < 0 ? o : k + "=...")
+                        + "' (keyfile=PATH or passphrase=TEXT, header=FILE, keyslot=N, read-only)");
+            }
+        }
+        if ((keyFile == null) == (pass == null)) {
+            throw a.bad("needs exactly one of keyfile=PATH or passphrase=TEXT");
+        }
+        String kf = keyFile;
+        String pw = pass;
+        String hf = header;
+        int ks = slot;
+        boolean readOnly = ro;
+        String table = String.join(" ", shown);
+        return a.spec((name, len, r) -> {
+            BlockDevice d = r.device(dev);
+            byte[] secret = kf != null ? Files.readAllBytes(Path.of(kf)) : pw.getBytes(StandardCharsets.UTF_8);
+            BlockDevice hdr = d;
+            BlockDevice c = null;
+            try {
+                if (hf != null) {
+                    hdr = LoopDevice.open(name + "-header", Path.of(hf),
+                            LoopConfig.defaults().withReadOnly(readOnly || d.isReadOnly()));
+                }
+                c = open(name, d, hdr, secret, ks, readOnly);
+                if (len >= 0 && len != c.size()) {
+                    throw new IllegalArgumentException("the LUKS payload of " + dev + " is " + c.size() / 512
+                            + " sectors, the segment " + len / 512);
+                }
+                BlockDevice out = new LuksDevice(c, hdr == d ? null : hdr, table);
+                c = null;
+                hdr = d;
+                return out;
+            } finally {
+                Arrays.fill(secret, (byte) 0);
+                if (c != null) {
+                    c.close();
+                }
+                if (hdr != d) {
+                    hdr.close();
+                }
+            }
+        });
+    }
+
+    private static String need(TableArgs a, String k, String v) {
+        if (v == null) {
+            throw a.bad(k + " needs a value: " + k + "=...");
+        }
+        return v;
     }
 
     /** Reads and parses the header of {@code lower} (for status and inspection; no key needed). */
@@ -83,7 +220,7 @@ public final class Luks {
     }
 
     /** Checks the header against itself and the device; returns its cipher. */
-    private static CipherSpec check(LuksHeader h, BlockDevice lower) {
+    private static CipherSpec check(LuksHeader h, BlockDevice lower, BlockDevice data) {
         String dev = lower.name();
         CipherSpec spec;
         try {
@@ -101,9 +238,9 @@ public final class Luks {
             throw new LuksException(Reason.UNSUPPORTED, "LUKS volume " + dev + ": " + e.getMessage());
         }
         long payload = h.payloadOffset() * LuksHeader.SECTOR;
-        if (payload > lower.size()) {
-            throw corrupt(dev, "payload offset " + payload + " is beyond the end of the device (" + lower.size()
-                    + " bytes)");
+        if (payload > data.size()) {
+            throw corrupt(dev, "payload offset " + payload + " is beyond the end of " + data.name() + " ("
+                    + data.size() + " bytes)");
         }
         if (h.mkDigestIterations() < 1) {
             throw corrupt(dev, "master key digest iterations is " + h.mkDigestIterations());
@@ -118,7 +255,7 @@ public final class Luks {
                         + s.iterations() + " iterations");
             }
             long to = from + s.materialBytes(h.keyBytes());
-            if (from < LuksHeader.SIZE || to > lower.size() || (payload > 0 && to > payload)) {
+            if (from < LuksHeader.SIZE || to > lower.size() || (lower == data && payload > 0 && to > payload)) {
                 throw corrupt(dev, "key slot " + s.index() + " material [" + from + ", " + to
                         + ") overlaps the header or payload or lies beyond the device");
             }
@@ -126,13 +263,13 @@ public final class Luks {
         return spec;
     }
 
-    private static byte[] unlock(LuksHeader h, CipherSpec spec, BlockDevice lower, byte[] passphrase) {
+    private static byte[] unlock(LuksHeader h, CipherSpec spec, BlockDevice lower, byte[] passphrase, int only) {
         if (passphrase == null || passphrase.length == 0) {
             throw new LuksException(Reason.WRONG_PASSPHRASE, "empty passphrase for LUKS volume " + lower.name());
         }
         int tried = 0;
         for (KeySlot s : h.slots()) {
-            if (!s.active()) {
+            if (!s.active() || (only >= 0 && s.index() != only)) {
                 continue;
             }
             tried++;

@@ -166,12 +166,12 @@ class LuksTest {
     }
 
     @Test
-    void luks2IsUnsupported() {
+    void aLuks1HeaderClaimingVersion2IsReadAsADamagedLuks2Header() {
         RamDisk ram = formatted(4 << 20);
         patch(ram, 6, new byte[] {0, 2});
         assertThatThrownBy(() -> Luks.open("x", ram, PASS))
-                .isInstanceOfSatisfying(LuksException.class, e -> assertThat(e.reason()).isEqualTo(Reason.UNSUPPORTED))
-                .hasMessageContaining("LUKS2");
+                .isInstanceOfSatisfying(LuksException.class, e -> assertThat(e.reason()).isEqualTo(Reason.CORRUPT_HEADER))
+                .hasMessageContaining("both LUKS2 header copies of disk0 are damaged");
     }
 
     @Test
