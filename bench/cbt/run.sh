@@ -140,7 +140,8 @@ fi
 t0=$(date +%s.%N); read_bytes=0
 while read -r off len typ _; do
   [ "$typ" = 1 ] || continue
-  nbdcopy --offset="$off" --length="$len" "$iu" "$out/piece" >/dev/null 2>&1 || nbdcopy "$iu" "$out/piece" # old nbdcopy
+  rm -f "$out/piece"  # nbdcopy 1.14 has no --offset: the range is an nbdkit offset filter over the export
+  nbdcopy -- [ nbdkit --filter=offset nbd uri="$iu" offset="$off" range="$len" ] "$out/piece"
   python3 - "$out/piece" "$out/backup.img" "$off" <<'PY'
 import sys
 src, dst, off = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -30,7 +30,7 @@ import java.util.concurrent.Callable;
  * {@code biostack img}: qemu-img's subset (create, info, check, map, convert) with its flags, its
  * human output and its JSON field names, so scripts written for qemu-img read biostack's output.
  */
-@Command(name = "img", description = "Create, inspect, check, map and convert disk images (qemu-img's subset).",
+@Command(mixinStandardHelpOptions = true, name = "img", description = "Create, inspect, check, map and convert disk images (qemu-img's subset).",
         subcommands = {ImgCommand.Create.class, ImgCommand.Info.class, ImgCommand.Check.class,
                 ImgCommand.MapCmd.class, ImgConvert.class})
 public final class ImgCommand implements Runnable {
@@ -43,7 +43,7 @@ public final class ImgCommand implements Runnable {
     }
 
     /** {@code img create -f qcow2|raw [-o OPTS] [-b BACKING -F FMT] FILE [SIZE]}. */
-    @Command(name = "create", description = "Create an image (qcow2 or raw); SIZE defaults to the backing file's.")
+    @Command(mixinStandardHelpOptions = true, name = "create", description = "Create an image (qcow2 or raw); SIZE defaults to the backing file's.")
     static final class Create implements Callable<Integer> {
         @Spec
         CommandSpec spec;
@@ -253,7 +253,7 @@ public final class ImgCommand implements Runnable {
     }
 
     /** {@code img info [--output=json] [--backing-chain] FILE}. */
-    @Command(name = "info", description = "Show an image's size, format, options, backing file and snapshots.")
+    @Command(mixinStandardHelpOptions = true, name = "info", description = "Show an image's size, format, options, backing file and snapshots.")
     static final class Info implements Callable<Integer> {
         @Option(names = "--output", paramLabel = "FMT", defaultValue = "human", description = "human or json")
         String output;
@@ -294,7 +294,7 @@ public final class ImgCommand implements Runnable {
     }
 
     /** {@code img check [-r leaks|all] [--output=json] FILE}: exit 0 clean, 2 corrupt, 3 leaks only. */
-    @Command(name = "check", description = {"Check a qcow2 image's metadata; -r repairs.",
+    @Command(mixinStandardHelpOptions = true, name = "check", description = {"Check a qcow2 image's metadata; -r repairs.",
             "Exit status: 0 clean, 1 check failed, 2 corruptions, 3 leaks only (as qemu-img)."})
     static final class Check implements Callable<Integer> {
         @Option(names = "-r", paramLabel = "WHAT", description = "repair: leaks or all")
@@ -349,7 +349,7 @@ public final class ImgCommand implements Runnable {
     }
 
     /** {@code img map [--output=json] FILE}. */
-    @Command(name = "map", description = "Show which ranges of an image hold data, zeros, or come from a backing file.")
+    @Command(mixinStandardHelpOptions = true, name = "map", description = "Show which ranges of an image hold data, zeros, or come from a backing file.")
     static final class MapCmd implements Callable<Integer> {
         @Option(names = "--output", paramLabel = "FMT", defaultValue = "human", description = "human or json")
         String output;

@@ -42,7 +42,7 @@ import java.util.zip.Inflater;
  * writes straight to their place in the file. Reads and writes are bios of up to 1 MiB with at
  * most {@link #DEPTH} in flight; each write is submitted from its read's completion.
  */
-@Command(name = "convert", description = "Copy an image's data to another image, file or export (raw, qcow2, nbd://, rbd:).")
+@Command(mixinStandardHelpOptions = true, name = "convert", description = "Copy an image's data to another image, file or export (raw, qcow2, nbd://, rbd:).")
 final class ImgConvert implements Callable<Integer> {
     /** Copies in flight at once. */
     static final int DEPTH = Integer.getInteger("biostack.img.depth", 16);

@@ -37,7 +37,7 @@ import java.util.concurrent.Callable;
  * Exit codes as cryptsetup's: 0 done, 1 bad arguments or other errors, 2 no key slot opens with
  * the passphrase, 4 not a LUKS volume or a damaged or refused header.
  */
-@Command(name = "luks", description = {"LUKS1 and LUKS2 volumes in userspace, as cryptsetup makes them.", "",
+@Command(mixinStandardHelpOptions = true, name = "luks", description = {"LUKS1 and LUKS2 volumes in userspace, as cryptsetup makes them.", "",
         "Example: biostack luks format disk.img --key-file pass; biostack luks dump disk.img"},
         subcommands = {LuksCommand.Format.class, LuksCommand.AddKey.class, LuksCommand.RemoveKey.class,
             LuksCommand.KillSlot.class, LuksCommand.ChangeKey.class, LuksCommand.Dump.class,
