@@ -121,6 +121,7 @@ public final class Targets {
         register("snapshot", false, Targets::snapshot);
         register("snapshot-origin", false, Targets::snapshotOrigin);
         register("log-writes", false, LogWritesParser::parse);
+        register("qcow2", false, Qcow2Target::parse);
     }
 
     private Targets() {
