@@ -102,7 +102,19 @@ public final class TableArgs {
     }
 
     /**
-     * The device names read so far by {@link #dev}.
+     * Counts a device named inside an option ({@code backing=NAME}) as a dependency of the line,
+     * so that it opens first and a cycle through it is refused.
+     *
+     * @param device the device's name
+     * @return the same name
+     */
+    public String dependsOn(String device) {
+        deps.add(device);
+        return device;
+    }
+
+    /**
+     * The device names read so far by {@link #dev} and {@link #dependsOn}.
      *
      * @return a copy of the dependencies, in order
      */

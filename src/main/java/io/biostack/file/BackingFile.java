@@ -281,6 +281,26 @@ public final class BackingFile implements AutoCloseable {
         return r < 0 ? -1 : r;
     }
 
+    /**
+     * Extends the file to {@code length} bytes with ftruncate (the new part is a hole). Never
+     * shrinks; a block device cannot grow this way.
+     *
+     * @param length the size wanted in bytes
+     * @throws IOException when the file is read-only, a block device, or ftruncate fails
+     */
+    public void extendTo(long length) throws IOException {
+        if (readOnly) {
+            throw new IOException(path + " is open read-only; it cannot grow");
+        }
+        if (size() >= length) {
+            return;
+        }
+        int r = Libc.ftruncate(fd, length);
+        if (r < 0) {
+            throw new IOException("cannot grow " + path + " to " + length + " bytes: errno " + (-r));
+        }
+    }
+
     /** The file's path as opened. */
     public Path path() {
         return path;

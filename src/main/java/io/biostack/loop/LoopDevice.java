@@ -29,7 +29,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * io_uring worker, or a pool thread of the threads engine), or on the submitting thread when
  * they are refused. Owns its {@link BackingFile}, which {@link #close()} closes.
  */
-public final class LoopDevice implements BlockDevice {
+public final class LoopDevice implements BlockDevice, io.biostack.block.Resizable {
     private static final System.Logger LOG = System.getLogger("biostack.loop");
     private static final AtomicInteger NEXT_INDEX = new AtomicInteger();
 
@@ -197,6 +197,27 @@ public final class LoopDevice implements BlockDevice {
     public long refreshCapacity() throws IOException {
         size = deviceSize(file.size(), config);
         return size;
+    }
+
+    /**
+     * Grows the file (ftruncate) so that the device is at least {@code minSize} bytes, then
+     * re-reads its size. A loop device with a size limit, or over a block device, cannot grow.
+     *
+     * @param minSize the device size wanted, in bytes
+     * @return the device size afterwards
+     * @throws IOException when the file cannot grow
+     */
+    @Override
+    public synchronized long growTo(long minSize) throws IOException {
+        if (size >= minSize) {
+            return size;
+        }
+        if (config.sizeLimit() > 0) {
+            throw new IOException(name + " has a size limit of " + config.sizeLimit() + " bytes; it cannot grow");
+        }
+        int lbs = config.logicalBlockSize();
+        file.extendTo(config.offset() + (minSize + lbs - 1) / lbs * lbs);
+        return refreshCapacity();
     }
 
     /** Memory registered with the backing file's io_uring when it can be (see {@link BackingFile#allocateIoBuffers}). */

@@ -60,6 +60,7 @@ import java.util.TreeMap;
  * <tr><td>{@code luks DEV keyfile=PATH|passphrase=TEXT [header=FILE] [keyslot=N] [read-only]}</td><td>cryptsetup open, LUKS1 and LUKS2 ({@link Luks#parseTable})</td></tr>
  * <tr><td>{@code snapshot ORIGIN COW P|N CHUNK}, {@code snapshot-origin DEV}</td><td>dm-snapshot ({@link Snapshot#parseTable}, {@link SnapshotOrigin#parseTable})</td></tr>
  * <tr><td>{@code log-writes DEV LOGDEV}</td><td>dm-log-writes ({@link LogWrites#parseTable})</td></tr>
+ * <tr><td>{@code qcow2 DEV [backing=NAME|none] [l2-cache-size=SIZE] [read-only]}</td><td>a qcow2 image on DEV (in {@code stack}: it opens the backing files the header names)</td></tr>
  * </table>
  * Offsets, lengths and chunk sizes are 512-byte sectors, or sizes with a suffix (4k, 1M, 2G).
  */
@@ -112,6 +113,7 @@ public final class Targets {
         register("snapshot", false, Snapshot::parseTable);
         register("snapshot-origin", false, SnapshotOrigin::parseTable);
         register("log-writes", false, LogWrites::parseTable);
+        register("qcow2", false, Qcow2Target::parseTable);
     }
 
     private Targets() {

@@ -41,7 +41,7 @@ import java.lang.foreign.MemorySegment;
  * completes it, on whatever thread the device underneath completes the clone. Closing closes
  * the device underneath.
  */
-public final class CountedDevice implements BlockDevice, IoAccounting {
+public final class CountedDevice implements BlockDevice, IoAccounting , io.biostack.block.Resizable {
     /** Enough idle clones for a deep queue; more in flight are allocated, as any BioPool does. */
     private static final BioPool POOL = new BioPool(4096);
 
@@ -198,6 +198,18 @@ public final class CountedDevice implements BlockDevice, IoAccounting {
     @Override
     public MemorySegment allocateIoMemory(long bytes, Arena owner) {
         return inner.allocateIoMemory(bytes, owner);
+    }
+
+    /**
+     * Grows the counted device when it can grow ({@link io.biostack.block.Resizable}).
+     *
+     * @param minSize the size wanted
+     * @return the size afterwards
+     * @throws java.io.IOException when the device below cannot grow
+     */
+    @Override
+    public long growTo(long minSize) throws java.io.IOException {
+        return io.biostack.block.Resizable.grow(inner, minSize);
     }
 
     @Override

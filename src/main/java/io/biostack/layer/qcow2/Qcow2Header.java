@@ -319,13 +319,15 @@ public final class Qcow2Header {
             throw new Qcow2Exception("L1 table has " + Integer.toUnsignedString(l1Size) + " entries, the virtual size "
                     + size + " needs " + needL1);
         }
-        checkTable("L1 table", l1Off, l1Bytes, clusterSize, containerSize, l1Size != 0);
+        // qemu checks the tables' alignment and bounds (qcow2_validate_table), not the file's end:
+        // an image fresh from qemu-img create has its L1 table past the end (it reads zeros).
+        checkTable("L1 table", l1Off, l1Bytes, clusterSize, Long.MAX_VALUE, l1Size != 0);
         long reftBytes = Integer.toUnsignedLong(reftClusters) * clusterSize;
         if (reftBytes > MAX_REFTABLE_BYTES) {
             throw new Qcow2Exception("refcount table is too large: " + Integer.toUnsignedString(reftClusters)
                     + " clusters");
         }
-        checkTable("refcount table", reftOff, reftBytes, clusterSize, containerSize, true);
+        checkTable("refcount table", reftOff, reftBytes, clusterSize, Long.MAX_VALUE, true);
         if (reftClusters == 0) {
             throw new Qcow2Exception("refcount table is empty");
         }

@@ -1,0 +1,215 @@
+package io.biostack.layer.qcow2;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import io.biostack.nbd.Tools;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The qcow2 layer against images that qemu-img made, checked by qemu-img itself. */
+class Qcow2DeviceTest {
+    @TempDir
+    Path dir;
+
+    private static Qcow2Device open(Path img, boolean ro) throws Exception {
+        LoopDevice c = LoopDevice.open("c", img, LoopConfig.defaults().withReadOnly(ro));
+        try {
+            return Qcow2Device.open("q", c, new Qcow2Device.Options(ro, -1, null, false, img, Qcow2DeviceTest::file,
+                    img.toString()));
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
+    }
+
+    private static BlockDevice file(Path p, String fmt) throws java.io.IOException {
+        return LoopDevice.open(p.getFileName().toString(), p, LoopConfig.defaults().withReadOnly(fmt.equals("raw-ro")));
+    }
+
+    private static byte[] readAll(BlockDevice d) {
+        try (Arena a = Arena.ofShared()) {
+            MemorySegment m = a.allocate(d.size(), 4096);
+            for (long off = 0; off < d.size(); off += 1 << 20) {
+                long n = Math.min(1 << 20, d.size() - off);
+                d.read(off, m.asSlice(off, n)).join();
+            }
+            return m.toArray(ValueLayout.JAVA_BYTE);
+        }
+    }
+
+    private byte[] qemuRaw(Path img) throws Exception {
+        Path raw = dir.resolve(img.getFileName() + ".raw");
+        Tools.ok(60, "qemu-img", "convert", "-O", "raw", img.toString(), raw.toString());
+        return Files.readAllBytes(raw);
+    }
+
+    private Path image(String name, String opts, String size) throws Exception {
+        Path img = dir.resolve(name);
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-o", opts, img.toString(), size);
+        return img;
+    }
+
+    private static void qemuIo(Path img, String... cmds) throws Exception {
+        String[] argv = new String[3 + cmds.length * 2];
+        argv[0] = "qemu-io";
+        argv[1] = "-f";
+        argv[2] = "qcow2";
+        for (int i = 0; i < cmds.length; i++) {
+            argv[3 + 2 * i] = "-c";
+            argv[4 + 2 * i] = cmds[i];
+        }
+        String[] full = Arrays.copyOf(argv, argv.length + 1);
+        full[argv.length] = img.toString();
+        Tools.ok(60, full);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"cluster_size=512,refcount_bits=1", "cluster_size=65536,refcount_bits=16",
+            "cluster_size=2M,refcount_bits=64", "cluster_size=65536,extended_l2=on", "cluster_size=4096,compat=0.10"})
+    void readsByteEqualToQemuImgConvert(String opts) throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image("r.qcow2", opts, "6M");
+        qemuIo(img, "write -P 0x11 0 64k", "write -P 0x22 1000k 3k", "write -z 2M 1M", "write -P 0x33 5M 1M",
+                "discard 5M 512k");
+        byte[] want = qemuRaw(img);
+        try (Qcow2Device q = open(img, true)) {
+            assertArrayEquals(want, readAll(q));
+        }
+    }
+
+    @Test
+    void readsCompressedClustersAndABackingChain() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path base = dir.resolve("base.raw");
+        byte[] b = new byte[3 << 20];
+        new Random(1).nextBytes(b);
+        Files.write(base, b); // 3 MiB: shorter than the overlay's 4 MiB, so the rest reads zero
+        Path mid = dir.resolve("mid.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "base.raw", "-F", "raw", mid.toString(), "4M");
+        qemuIo(mid, "write -P 0x44 128k 128k");
+        Path top = dir.resolve("top.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top.toString(), "4M");
+        qemuIo(top, "write -P 0x55 0 8k", "write -z 1M 64k");
+        byte[] want = qemuRaw(top);
+        try (Qcow2Device q = open(top, true)) {
+            assertArrayEquals(want, readAll(q));
+            assertEquals(1, q.statusContexts().getFirst().extentAt(0, 4096).flags());
+            assertEquals(2, q.statusContexts().getFirst().extentAt(128 << 10, 4096).flags());
+            assertEquals(3, q.statusContexts().getFirst().extentAt(512 << 10, 4096).flags());
+        }
+        Path src = dir.resolve("plain.raw");
+        byte[] p = new byte[2 << 20];
+        for (int i = 0; i < p.length; i++) {
+            p[i] = (byte) (i % 7 == 0 ? i : 0);
+        }
+        Files.write(src, p);
+        Path comp = dir.resolve("comp.qcow2");
+        Tools.ok(60, "qemu-img", "convert", "-c", "-O", "qcow2", src.toString(), comp.toString());
+        // Read-write: qemu ends the file mid-sector, and the device grows it to the whole sector.
+        try (Qcow2Device q = open(comp, false)) {
+            assertArrayEquals(p, readAll(q));
+        }
+    }
+
+    @Test
+    void aLoopInTheBackingChainIsRefused() throws Exception {
+        Tools.require("qemu-img");
+        Path a = dir.resolve("a.qcow2");
+        Path b = dir.resolve("b.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", a.toString(), "1M");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", b.toString(), "1M");
+        Tools.ok(30, "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", a.toString());
+        Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> open(b, true));
+        assertTrue(e.getMessage().contains("loop in the backing chain"), e.getMessage());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"cluster_size=65536", "cluster_size=4096,refcount_bits=1",
+            "cluster_size=512,refcount_bits=64", "cluster_size=4096,lazy_refcounts=on", "cluster_size=32768,refcount_bits=8"})
+    void randomWritesDiscardsAndZeroesPassQemuImgCheckAndCompare(String opts) throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        long size = 4L << 20;
+        Path base = dir.resolve("wbase.raw");
+        byte[] model = new byte[(int) size];
+        new Random(7).nextBytes(model);
+        Arrays.fill(model, 3 << 20, model.length, (byte) 0);
+        Files.write(base, Arrays.copyOf(model, 3 << 20));
+        Path img = dir.resolve("w.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-o", opts, "-b", "wbase.raw", "-F", "raw", img.toString(), "4M");
+        qemuIo(img, "write -P 0x66 256k 64k", "write -c -P 0x77 1M 64k");
+        System.arraycopy(filled(0x66, 64 << 10), 0, model, 256 << 10, 64 << 10);
+        System.arraycopy(filled(0x77, 64 << 10), 0, model, 1 << 20, 64 << 10);
+        Random r = new Random(opts.hashCode());
+        try (Qcow2Device q = open(img, false); Arena a = Arena.ofShared()) {
+            assertArrayEquals(model, readAll(q));
+            for (int i = 0; i < 150; i++) {
+                long off = r.nextInt((int) (size / 512)) * 512L;
+                int len = (int) Math.min(size - off, (1 + r.nextInt(256)) * 512L);
+                int op = r.nextInt(10);
+                if (op < 6) {
+                    byte[] d = new byte[len];
+                    r.nextBytes(d);
+                    MemorySegment m = a.allocate(len, 4096);
+                    m.copyFrom(MemorySegment.ofArray(d));
+                    q.write(off, m).join();
+                    System.arraycopy(d, 0, model, (int) off, len);
+                } else if (op < 8) {
+                    q.writeZeroes(off, len, r.nextBoolean()).join();
+                    Arrays.fill(model, (int) off, (int) off + len, (byte) 0);
+                } else if (op < 9) {
+                    q.discard(off, len).join();
+                    // Whole clusters read zero afterwards; parts of clusters keep their data.
+                    MemorySegment m = a.allocate(len, 4096);
+                    q.read(off, m).join();
+                    System.arraycopy(m.toArray(ValueLayout.JAVA_BYTE), 0, model, (int) off, len);
+                } else {
+                    q.flush().join();
+                }
+            }
+            assertArrayEquals(model, readAll(q));
+        }
+        Tools.Result check = Tools.run(60, "qemu-img", "check", img.toString());
+        assertEquals(0, check.exit(), check.all());
+        Path want = dir.resolve("model.raw");
+        Files.write(want, model);
+        Tools.ok(60, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", img.toString(), want.toString());
+    }
+
+    @Test
+    void anExtendedL2ImageOpensReadOnlyAndAWriteChangesNothing() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image("x.qcow2", "cluster_size=65536,extended_l2=on", "1M");
+        qemuIo(img, "write -P 0x21 0 64k");
+        byte[] before = Files.readAllBytes(img);
+        try (Qcow2Device q = open(img, false); Arena a = Arena.ofShared()) {
+            assertTrue(q.isReadOnly(), "extended_l2 writes are not supported yet: the device must say read-only");
+            MemorySegment m = a.allocate(4096, 4096);
+            java.util.concurrent.CompletionException e = assertThrows(java.util.concurrent.CompletionException.class,
+                    () -> q.write(0, m).join());
+            assertTrue(String.valueOf(e.getCause().getMessage()).contains("read-only"), String.valueOf(e.getCause()));
+        }
+        assertArrayEquals(before, Files.readAllBytes(img));
+    }
+
+    private static byte[] filled(int v, int n) {
+        byte[] b = new byte[n];
+        Arrays.fill(b, (byte) v);
+        return b;
+    }
+}
