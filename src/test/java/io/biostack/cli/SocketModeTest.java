@@ -134,10 +134,16 @@ class SocketModeTest {
         return modes;
     }
 
-    private static String stat(Path p) throws IOException, InterruptedException {
+    /** The mode bits as stat(1) prints them (octal), from the file system, not from Java. */
+    private static String stat(Path p) throws IOException {
         Process s = new ProcessBuilder("stat", "-c", "%a", p.toString()).redirectErrorStream(true).start();
         String out = new String(s.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
-        assertThat(s.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        try {
+            assertThat(s.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted waiting for stat", e);
+        }
         assertThat(s.exitValue()).as(out).isZero();
         return out;
     }
