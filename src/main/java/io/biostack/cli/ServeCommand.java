@@ -36,6 +36,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import io.biostack.stack.ControlServer;
 import io.biostack.stack.Stack;
+import io.biostack.sys.SocketFiles;
 import picocli.CommandLine.Spec;
 
 /**
@@ -77,6 +78,11 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--control", paramLabel = "PATH",
             description = "With --stack: a control socket for 'biostack dm --control PATH ...'.")
     Path control;
+
+    @Option(names = "--socket-mode", paramLabel = "MODE",
+            description = "File mode (octal) of the unix sockets serve makes (--socket, --control), whatever the umask;"
+                    + " default 0600. 0660 lets the socket's group in too.")
+    String socketModeText;
 
     @Option(names = "--metrics", paramLabel = "HOST:PORT",
             description = "Serve the devices' statistics at http://HOST:PORT/metrics (Prometheus text format).")
@@ -168,6 +174,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
+        socketMode(); // a bad mode is refused before anything opens
         if (stackFile != null) {
             return serveStack(out);
         }
@@ -198,7 +205,7 @@ public final class ServeCommand implements Callable<Integer> {
                 b.tcp(tcp.getHostString(), tcp.getPort());
             }
             if (socket != null) {
-                b.unixSocket(socket.toAbsolutePath());
+                b.unixSocket(socket.toAbsolutePath()).socketMode(socketMode());
             }
             server = b.start();
         } catch (Exception e) {
@@ -288,10 +295,10 @@ public final class ServeCommand implements Callable<Integer> {
                 b.tcp(tcp.getHostString(), tcp.getPort());
             }
             if (socket != null) {
-                b.unixSocket(socket.toAbsolutePath());
+                b.unixSocket(socket.toAbsolutePath()).socketMode(socketMode());
             }
             if (control != null) {
-                ctl = ControlServer.start(stack, control.toAbsolutePath());
+                ctl = ControlServer.start(stack, control.toAbsolutePath(), socketMode());
             }
             List<ExportStats> counters = new ArrayList<>();
             for (String name : exportNames) {
@@ -455,6 +462,11 @@ public final class ServeCommand implements Callable<Integer> {
                 .withEngine(EngineKind.parse(engine))
                 .withCreateSize(create);
         return LoopDevice.open(f, c);
+    }
+
+    /** --socket-mode, or 0600. */
+    private int socketMode() {
+        return socketModeText == null ? SocketFiles.DEFAULT_MODE : SocketFiles.parseMode(socketModeText);
     }
 
     /** --listen, or 127.0.0.1:10809 unless only a unix socket was asked for; null for none. */

@@ -9,6 +9,7 @@ import io.biostack.nbd.tls.TlsMode;
 import io.biostack.sys.Errno;
 import io.biostack.sys.ErrnoException;
 import io.biostack.sys.Libc;
+import io.biostack.sys.SocketFiles;
 import io.biostack.sys.Sockets;
 import io.biostack.uring.IoUring;
 import io.biostack.uring.IoUringConstants;
@@ -225,7 +226,7 @@ public final class NbdServer implements AutoCloseable {
         listenNio(s, "tcp");
     }
 
-    private void listenUnix(Path path) throws IOException {
+    private void listenUnix(Path path, int mode) throws IOException {
         if (Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             if (!isSocket(path)) {
                 throw new IOException("can't listen on " + path + ": a file that is not a socket is in the way");
@@ -237,7 +238,7 @@ public final class NbdServer implements AutoCloseable {
         }
         if (uring) {
             int fd = Sockets.socket(Sockets.AF_UNIX);
-            int r = fd < 0 ? fd : Sockets.bindUnix(fd, path);
+            int r = fd < 0 ? fd : bindUnix(fd, path, mode);
             if (r == 0) {
                 r = Sockets.listen(fd, 128);
             }
@@ -253,13 +254,30 @@ public final class NbdServer implements AutoCloseable {
         }
         ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         try {
-            s.bind(UnixDomainSocketAddress.of(path), 128);
+            SocketFiles.bind(path, mode, at -> s.bind(UnixDomainSocketAddress.of(at), 128));
         } catch (IOException e) {
             s.close();
             throw new IOException("can't listen on " + path + ": " + e.getMessage(), e);
         }
         unixPath = path;
         listenNio(s, "unix");
+    }
+
+    /** bind(2) of {@code fd} to {@code path} with file mode {@code mode} ({@link SocketFiles}): 0 or -errno. */
+    private static int bindUnix(int fd, Path path, int mode) {
+        try {
+            SocketFiles.bind(path, mode, at -> {
+                int r = Sockets.bindUnix(fd, at);
+                if (r < 0) {
+                    throw new ErrnoException("bind", -r);
+                }
+            });
+            return 0;
+        } catch (ErrnoException e) {
+            return -e.errno();
+        } catch (IOException e) {
+            return -Errno.EACCES;
+        }
     }
 
     private void listenUring(int fd, String kind) {
@@ -763,6 +781,7 @@ public final class NbdServer implements AutoCloseable {
         private String defaultExport;
         private InetSocketAddress tcp;
         private Path unix;
+        private int socketMode = SocketFiles.DEFAULT_MODE;
         private int maxConnections = 256;
         private int handshakeBudget = 256;
         private int threads;
@@ -825,6 +844,20 @@ public final class NbdServer implements AutoCloseable {
         /** Listens on a unix socket at {@code path} (removed again by {@link NbdServer#close()}). */
         public Builder unixSocket(Path path) {
             this.unix = path;
+            return this;
+        }
+
+        /**
+         * The unix socket's file mode, whatever the umask; {@code 0600} unless set.
+         *
+         * @param mode permission bits, 0 to 0777 (0660: the group too)
+         * @return this builder
+         */
+        public Builder socketMode(int mode) {
+            if (mode < 0 || mode > 0777) {
+                throw new IllegalArgumentException("socket mode " + Integer.toOctalString(mode) + " is not within 0..0777");
+            }
+            this.socketMode = mode;
             return this;
         }
 
@@ -989,7 +1022,7 @@ public final class NbdServer implements AutoCloseable {
             try {
                 s.startReactors();
                 if (unix != null) {
-                    s.listenUnix(unix);
+                    s.listenUnix(unix, socketMode);
                 }
                 if (tcp != null) {
                     s.listenTcp(tcp);

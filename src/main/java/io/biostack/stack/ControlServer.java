@@ -2,6 +2,7 @@ package io.biostack.stack;
 
 import io.biostack.block.stats.DeviceSnapshot;
 import io.biostack.block.stats.DeviceStats;
+import io.biostack.sys.SocketFiles;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -48,11 +49,37 @@ public final class ControlServer implements AutoCloseable {
         this.acceptor = Thread.ofPlatform().daemon().name("biostack-control").start(this::acceptLoop);
     }
 
-    /** Listens on the unix socket {@code socket} for control requests on {@code stack}. */
+    /**
+     * Listens on the unix socket {@code socket} for control requests on {@code stack}; the socket
+     * is {@code 0600} whatever the umask (only its owner may drive the stack).
+     *
+     * @param stack  the stack the requests work on, owned by the caller
+     * @param socket where the socket is made (a file there is replaced)
+     * @return the server; close it before the stack
+     * @throws IOException when the socket can't be made
+     */
     public static ControlServer start(Stack stack, Path socket) throws IOException {
+        return start(stack, socket, SocketFiles.DEFAULT_MODE);
+    }
+
+    /**
+     * As {@link #start(Stack, Path)}, with the socket's file mode.
+     *
+     * @param stack  the stack the requests work on, owned by the caller
+     * @param socket where the socket is made (a file there is replaced)
+     * @param mode   the socket's permission bits, 0 to 0777, whatever the umask (0660: the group too)
+     * @return the server; close it before the stack
+     * @throws IOException when the socket can't be made
+     */
+    public static ControlServer start(Stack stack, Path socket, int mode) throws IOException {
         Files.deleteIfExists(socket);
         ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-        s.bind(UnixDomainSocketAddress.of(socket));
+        try {
+            SocketFiles.bind(socket, mode, at -> s.bind(UnixDomainSocketAddress.of(at)));
+        } catch (IOException | RuntimeException e) {
+            s.close();
+            throw e;
+        }
         return new ControlServer(stack, socket, s);
     }
 
