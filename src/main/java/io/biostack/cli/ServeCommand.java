@@ -12,6 +12,7 @@ import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
 import io.biostack.stack.Leaves;
+import io.biostack.stack.Qcow2Target;
 import io.biostack.nbd.NbdExport;
 import io.biostack.nbd.NbdServer;
 import io.biostack.nbd.tls.PskCredentials;
@@ -165,6 +166,10 @@ public final class ServeCommand implements Callable<Integer> {
                     + " (default ${DEFAULT-VALUE}).")
     int handshakeBudget;
 
+    @Option(names = {"-f", "--format"}, paramLabel = "raw|qcow2",
+            description = "The image format of FILE; without it FILE is probed (the qcow2 magic), as qemu-nbd does.")
+    String format;
+
     @Option(names = {"-B", "--bitmap"}, paramLabel = "NAME",
             description = "Offer the device's dirty bitmap NAME as the qemu:dirty-bitmap:NAME meta context (and"
                     + " no other bitmap), as qemu-nbd -B; repeat for several. Fails when the device has none of"
@@ -188,7 +193,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (ram != null && file != null) {
             throw new IllegalArgumentException("give either FILE or --ram, not both");
         }
-        BlockDevice bare = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : loopDevice();
+        BlockDevice bare = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : imageDevice();
         BlockDevice device = StatsConfig.ENABLED ? new CountedDevice(bare) : bare;
         String what = ram != null ? "ramdisk" : String.valueOf(file != null ? file : Path.of(DEFAULT_FILE));
         NbdServer server;
@@ -439,6 +444,24 @@ public final class ServeCommand implements Callable<Integer> {
                     + "-byte sector size");
         }
         return new RamDisk("ram0", n, sectorSize, readOnly);
+    }
+
+    /** FILE as a loop device, or the qcow2 image on it (--format, or probed as qemu-nbd probes). */
+    private BlockDevice imageDevice() throws Exception {
+        if (format != null && !format.equals("raw") && !format.equals("qcow2")) {
+            throw new IllegalArgumentException("--format must be raw or qcow2, not '" + format + "'");
+        }
+        BlockDevice loop = loopDevice();
+        try {
+            boolean qcow2 = format != null ? format.equals("qcow2") : Qcow2Target.probe(loop);
+            if (!qcow2) {
+                return loop;
+            }
+            return Qcow2Target.open(loop.name(), loop, readOnly);
+        } catch (Exception e) {
+            loop.close();
+            throw e;
+        }
     }
 
     private BlockDevice loopDevice() throws Exception {

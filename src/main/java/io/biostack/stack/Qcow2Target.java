@@ -16,8 +16,49 @@ import java.nio.file.Path;
  * read-only loop devices (relative names against the image file's folder), because the layer
  * itself opens no files.
  */
-final class Qcow2Target {
+public final class Qcow2Target {
+    /** The first four bytes of a qcow2 image (qcow2.rst, "Header": magic {@code QFI\xfb}). */
+    private static final int QCOW2_MAGIC = 0x514649fb;
+
     private Qcow2Target() {
+    }
+
+    /**
+     * Whether {@code container} starts with the qcow2 magic, as qemu-nbd probes an image whose
+     * format it was not told. Not on the I/O path (one blocking read).
+     *
+     * @param container the device that may hold an image
+     * @return true when its first four bytes are {@code QFI\xfb}
+     * @throws java.io.IOException when the read fails
+     */
+    public static boolean probe(BlockDevice container) throws java.io.IOException {
+        if (container.size() < 512) {
+            return false;
+        }
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofShared()) {
+            java.lang.foreign.MemorySegment m = container.allocateIoMemory(512, a);
+            container.read(0, m).join();
+            return m.get(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0)
+                    == QCOW2_MAGIC;
+        } catch (java.util.concurrent.CompletionException e) {
+            throw new java.io.IOException("cannot read " + container.name() + ": " + e.getCause().getMessage(), e);
+        }
+    }
+
+    /**
+     * Opens the qcow2 image on {@code container} with the backing files its header names
+     * (relative names against the image file's folder), as {@code serve IMAGE} does.
+     *
+     * @param name      the virtual disk's name
+     * @param container the image's container; the returned device owns it and closes it (not
+     *                  when the open fails: the caller closes it then)
+     * @param readOnly  open read-only (backing files are always read-only)
+     * @return the virtual disk
+     * @throws java.io.IOException when the image or a backing file cannot be opened
+     */
+    public static Qcow2Device open(String name, BlockDevice container, boolean readOnly) throws java.io.IOException {
+        return Qcow2Device.open(name, container, new Qcow2Device.Options(readOnly, -1, null, false,
+                imagePath(container), Qcow2Target::openFile, container.name())).closingContainer();
     }
 
     static TableSpec parseTable(TableArgs a) {

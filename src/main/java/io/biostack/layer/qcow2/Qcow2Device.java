@@ -59,6 +59,13 @@ public final class Qcow2Device implements Target {
     private static final System.Logger LOG = System.getLogger(Qcow2Device.class.getName());
     /** qemu's default upper bound of the L2 cache (DEFAULT_L2_CACHE_MAX_SIZE). */
     public static final long DEFAULT_MAX_L2_CACHE = 32L << 20;
+
+    /**
+     * Where metadata loads asked for outside the I/O path (block status, img map) are submitted:
+     * a thread that is never an NBD reactor, so the caller may wait for them.
+     */
+    private static final java.util.concurrent.Executor METADATA_LOADER = java.util.concurrent.Executors.newSingleThreadExecutor(
+            Thread.ofPlatform().daemon().name("qcow2-metadata").factory());
     private static final long GROW_STEP = 8L << 20;
 
     private final String name;
@@ -1314,11 +1321,19 @@ public final class Qcow2Device implements Target {
             CompletableFuture<Void> wait = new CompletableFuture<>();
             int kind;
             long len;
-            synchronized (meta) {
-                kind = lookup(offset, Math.min(maxLength, header.size() - offset), new Bio().init(Op.READ, 0, 0,
-                        x -> wait.completeExceptionally(new IOException(x.detail()))), () -> wait.complete(null));
-                len = pieceLen;
-            }
+            // The lookup may submit an L2 load, and this thread then waits for it. Block status
+            // is asked on an NBD reactor thread, whose own ring would carry that load: waiting
+            // there for it would never end. So the lookup (and the load it submits) runs on
+            // another thread, and only the wait happens here. Not the I/O path: one hop per call.
+            long[] got = CompletableFuture.supplyAsync(() -> {
+                synchronized (meta) {
+                    int k = lookup(offset, Math.min(maxLength, header.size() - offset), new Bio().init(Op.READ, 0, 0,
+                            x -> wait.completeExceptionally(new IOException(x.detail()))), () -> wait.complete(null));
+                    return new long[] {k, pieceLen};
+                }
+            }, METADATA_LOADER).join();
+            kind = (int) got[0];
+            len = got[1];
             if (kind == K_WAIT) {
                 wait.join();
                 continue;
@@ -1394,14 +1409,19 @@ public final class Qcow2Device implements Target {
                     }
                     return out;
                 }
-                cache.load(offset, meta, e -> {
-                    if (e != null) {
-                        wait.completeExceptionally(e);
-                    } else {
-                        wait.complete(null);
-                    }
-                });
             }
+            // Submitted from another thread, for the reason depthAt gives.
+            CompletableFuture.runAsync(() -> {
+                synchronized (meta) {
+                    cache.load(offset, meta, e -> {
+                        if (e != null) {
+                            wait.completeExceptionally(e);
+                        } else {
+                            wait.complete(null);
+                        }
+                    });
+                }
+            }, METADATA_LOADER).join();
             wait.join();
         }
     }
@@ -1438,6 +1458,17 @@ public final class Qcow2Device implements Target {
     }
 
     /** Writes back dirty metadata, then closes what the device owns. */
+    /**
+     * Hands the container over to this device: {@link #close()} then closes it too, after the
+     * metadata is written (an image served by itself, where nothing else owns the container).
+     *
+     * @return this device
+     */
+    public Qcow2Device closingContainer() {
+        owned.add(container);
+        return this;
+    }
+
     @Override
     public void close() {
         if (!readOnly) {

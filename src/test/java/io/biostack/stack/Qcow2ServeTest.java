@@ -1,0 +1,68 @@
+package io.biostack.stack;
+
+import io.biostack.block.BlockDevice;
+import io.biostack.layer.qcow2.Qcow2Device;
+import io.biostack.loop.LoopConfig;
+import io.biostack.loop.LoopDevice;
+import io.biostack.nbd.NbdExport;
+import io.biostack.nbd.NbdServer;
+import io.biostack.nbd.Tools;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * A qcow2 chain served over NBD the way {@code serve IMAGE} serves it (probed by its magic,
+ * backing files opened from the header), judged by qemu's and libnbd's own tools: the data,
+ * {@code base:allocation}, {@code qemu:allocation-depth} (as qemu-nbd -A answers it), and a write
+ * through the server that {@code qemu-img check} then finds clean.
+ */
+class Qcow2ServeTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void aChainServedOverNbdReadsMapsAndWritesAsQemuSeesIt() throws Exception {
+        Tools.require("qemu-img", "qemu-io", "nbdinfo");
+        Path base = dir.resolve("base.raw");
+        Path top = dir.resolve("top.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "raw", base.toString(), "8M");
+        Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 0x33 0 8M", base.toString());
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "base.raw", "-F", "raw", top.toString(), "8M");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x44 1M 1M", "-c", "write -z 4M 1M", top.toString());
+
+        Path sock = dir.resolve("nbd.sock");
+        String uri = "nbd+unix:///?socket=" + sock;
+        LoopDevice raw = LoopDevice.open(top, LoopConfig.defaults());
+        assertThat(Qcow2Target.probe(raw)).as("the qcow2 magic is found").isTrue();
+        LoopDevice plain = LoopDevice.open(base, LoopConfig.defaults().withReadOnly(true));
+        try {
+            assertThat(Qcow2Target.probe(plain)).as("a raw file is not taken for qcow2").isFalse();
+        } finally {
+            plain.close();
+        }
+        Qcow2Device q = Qcow2Target.open("top", raw, false);
+        try (NbdServer server = NbdServer.builder().export(NbdExport.of("", (BlockDevice) q)).unixSocket(sock).start()) {
+            Tools.ok(60, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", uri, top.toString());
+            String depth = Tools.ok(30, "nbdinfo", "--map=qemu:allocation-depth", uri).out();
+            assertThat(depth.lines().map(String::trim).map(l -> l.replaceAll("\\s+", " ")).toList()).containsExactly(
+                    "0 1048576 2 backing depth 2",
+                    "1048576 1048576 1 local",
+                    "2097152 2097152 2 backing depth 2",
+                    "4194304 1048576 1 local",
+                    "5242880 3145728 2 backing depth 2");
+            String alloc = Tools.ok(30, "nbdinfo", "--map", uri).out();
+            assertThat(alloc).as("the zero cluster reads as zero").containsPattern("4194304\\s+1048576\\s+2\\s+zero");
+            Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 0x55 6M 64k", "-c", "flush", uri);
+        } finally {
+            q.close();
+        }
+        Tools.Result check = Tools.run(60, "qemu-img", "check", top.toString());
+        assertThat(check.exit()).as(check.all()).isZero();
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "read -P 0x55 6M 64k", "-c", "read -P 0x44 1M 1M",
+                "-c", "read -P 0x33 0 64k", "-c", "read -P 0 4M 1M", top.toString());
+    }
+}
