@@ -79,7 +79,12 @@ public final class Report {
                 sb.append("  | ").append(line).append('\n');
             }
         }
-        sb.append(failures.isEmpty() ? "all crash states consistent\n" : failures.size() + " inconsistent crash state(s)\n");
+        if (checks == 0 && failures.isEmpty()) {
+            // No --check: nothing was judged, so nothing may be called consistent (issue 18).
+            sb.append("replayed ").append(replayedTo < 0 ? 0 : replayedTo + 1).append(" entries and checked nothing (no --check)\n");
+        } else {
+            sb.append(failures.isEmpty() ? "all crash states consistent\n" : failures.size() + " inconsistent crash state(s)\n");
+        }
         return sb.toString();
     }
 

@@ -222,4 +222,14 @@ class ReplayTest {
                 "--check", "exit 0", "--check-timeout", "soon");
         assertThat(r.code()).isEqualTo(2);
     }
+
+    @Test
+    void replayWithoutACheckSaysItCheckedNothingAndWritesTheImage() throws Exception {
+        Path log = write("log", new KernelLog(512).entry(0, 1, 0, null, fill(512, 7)).entry(0, 0, 1, null, null).bytes());
+        Path img = dir.resolve("plain");
+        CliRun r = CliRun.of("replay", log.toString(), "--to", img.toString(), "--size", "64k");
+        assertThat(r.code()).isZero();
+        assertThat(r.out()).contains("replayed 2 entries and checked nothing").doesNotContain("consistent");
+        assertThat(Arrays.copyOf(Files.readAllBytes(img), 512)).isEqualTo(fill(512, 7));
+    }
 }
