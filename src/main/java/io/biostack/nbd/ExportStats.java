@@ -37,7 +37,11 @@ public final class ExportStats {
     private final LongAdder[] requests = adders(COMMANDS.length + 1);
     private final LongAdder[] errors = adders(MAX_ERRNO + 1);
 
-    /** Counters for the export called {@code name} ("" for the default export). */
+    /**
+     * Counters for one export.
+     *
+     * @param name the export's name ("" for the default export)
+     */
     public ExportStats(String name) {
         this.name = name;
     }
@@ -50,6 +54,11 @@ public final class ExportStats {
         return a;
     }
 
+    /**
+     * The export these counters are for.
+     *
+     * @return its name
+     */
     public String name() {
         return name;
     }
@@ -64,12 +73,20 @@ public final class ExportStats {
         closed.increment();
     }
 
-    /** A request with NBD command {@code nbdCommand} (NBD_CMD_*, 0 = READ) arrived. */
+    /**
+     * A request arrived.
+     *
+     * @param nbdCommand its NBD_CMD_* (0 = READ)
+     */
     public void request(int nbdCommand) {
         requests[nbdCommand >= 0 && nbdCommand < COMMANDS.length ? nbdCommand : OTHER_COMMAND].increment();
     }
 
-    /** An error reply with NBD error value {@code nbdErrno} (EIO = 5, ...) was sent. */
+    /**
+     * An error reply was sent.
+     *
+     * @param nbdErrno its NBD error value (EIO = 5, ...)
+     */
     public void error(int nbdErrno) {
         errors[nbdErrno > 0 && nbdErrno < MAX_ERRNO ? nbdErrno : MAX_ERRNO].increment();
     }
@@ -119,7 +136,11 @@ public final class ExportStats {
         }
     }
 
-    /** The counts now. Allocates; never blocks the server. */
+    /**
+     * The counts now. Allocates; never blocks the server.
+     *
+     * @return a snapshot of every counter
+     */
     public Snapshot snapshot() {
         long c = closed.sum(); // before opened: a connection is opened before it closes
         long o = opened.sum();

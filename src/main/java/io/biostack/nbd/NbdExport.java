@@ -30,7 +30,13 @@ public record NbdExport(String name, String description, BlockDevice device, boo
         }
     }
 
-    /** A writable export of {@code device} (read-only when the device is). */
+    /**
+     * A writable export of {@code device} (read-only when the device is).
+     *
+     * @param name   the export name
+     * @param device what the requests go to
+     * @return the export, without description
+     */
     public static NbdExport of(String name, BlockDevice device) {
         return new NbdExport(name, "", device, false);
     }

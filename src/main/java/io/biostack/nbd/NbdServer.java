@@ -182,7 +182,11 @@ public final class NbdServer implements AutoCloseable {
         return Optional.empty();
     }
 
-    /** A builder: add exports and at least one socket, then {@link Builder#start()}. */
+    /**
+     * A builder: add exports and at least one socket, then {@link Builder#start()}.
+     *
+     * @return a builder with nothing set
+     */
     public static Builder builder() {
         return new Builder();
     }
@@ -448,7 +452,11 @@ public final class NbdServer implements AutoCloseable {
         return defaultExport == null ? null : exportStats.get(defaultExport.name());
     }
 
-    /** The counters of every export, in the order the exports were added. Any thread. */
+    /**
+     * The counters of every export, in the order the exports were added. Any thread.
+     *
+     * @return the counters, one per export
+     */
     public List<ExportStats> exportStats() {
         return List.copyOf(exportStats.values());
     }
@@ -583,22 +591,38 @@ public final class NbdServer implements AutoCloseable {
 
     // ---- public face -----------------------------------------------------------------------
 
-    /** The TCP address actually bound (the port is real when 0 was asked for), or null. */
+    /**
+     * The TCP address actually bound (the port is real when 0 was asked for), or null.
+     *
+     * @return the address, or null without TCP
+     */
     public InetSocketAddress tcpAddress() {
         return tcpAddress;
     }
 
-    /** The unix socket path, or null. */
+    /**
+     * The unix socket path, or null.
+     *
+     * @return the path, or null without a unix socket
+     */
     public Path unixSocket() {
         return unixPath;
     }
 
-    /** Connections open now (in handshake or transmission). */
+    /**
+     * Connections open now (in handshake or transmission).
+     *
+     * @return the count
+     */
     public int connectionCount() {
         return open.get();
     }
 
-    /** Reactor threads. */
+    /**
+     * Reactor threads.
+     *
+     * @return the count
+     */
     public int threads() {
         return reactors.length;
     }
@@ -660,12 +684,20 @@ public final class NbdServer implements AutoCloseable {
         return n;
     }
 
-    /** "io_uring reactors (...)" or "java.nio reactors (why)": what this server runs on. */
+    /**
+     * "io_uring reactors (...)" or "java.nio reactors (why)": what this server runs on.
+     *
+     * @return the description, for one log line
+     */
     public String describeLoop() {
         return reactors.length + " " + (loopDescription != null ? loopDescription : reactors[0].describe());
     }
 
-    /** Waits until {@link #close()} has finished. */
+    /**
+     * Waits until {@link #close()} has finished.
+     *
+     * @throws InterruptedException when the waiting thread is interrupted
+     */
     public void awaitClosed() throws InterruptedException {
         closed.await();
     }
@@ -801,13 +833,21 @@ public final class NbdServer implements AutoCloseable {
         /**
          * Counts into {@code stats} for the export of the same name (one the caller already hands
          * to /metrics); exports without one get their own, see {@link NbdServer#exportStats()}.
+         *
+         * @param stats counters named as an export
+         * @return this builder
          */
         public Builder exportStats(ExportStats stats) {
             exportStats.put(stats.name(), stats);
             return this;
         }
 
-        /** Adds an export; the first one added is also the default export (the empty name). */
+        /**
+         * Adds an export; the first one added is also the default export (the empty name).
+         *
+         * @param e the export; its name must be new
+         * @return this builder
+         */
         public Builder export(NbdExport e) {
             if (exports.putIfAbsent(e.name(), e) != null) {
                 throw new IllegalArgumentException("two exports named '" + e.name() + "'");
@@ -818,30 +858,57 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** Adds a writable (unless the device is read-only) export of {@code device}. */
+        /**
+         * Adds a writable (unless the device is read-only) export of {@code device}.
+         *
+         * @param name   the export name
+         * @param device what the requests go to
+         * @return this builder
+         */
         public Builder export(String name, BlockDevice device) {
             return export(NbdExport.of(name, device));
         }
 
-        /** Adds every device of {@code devices} under its key. */
+        /**
+         * Adds every device of {@code devices} under its key.
+         *
+         * @param devices devices by export name
+         * @return this builder
+         */
         public Builder exports(Map<String, BlockDevice> devices) {
             devices.forEach(this::export);
             return this;
         }
 
-        /** Which export the empty name selects (by default the first added). */
+        /**
+         * Which export the empty name selects (by default the first added).
+         *
+         * @param name an export added
+         * @return this builder
+         */
         public Builder defaultExport(String name) {
             this.defaultExport = name;
             return this;
         }
 
-        /** Listens on TCP; port 0 picks a free port (see {@link NbdServer#tcpAddress()}). */
+        /**
+         * Listens on TCP; port 0 picks a free port (see {@link NbdServer#tcpAddress()}).
+         *
+         * @param host the address to bind
+         * @param port the port, or 0 for a free one
+         * @return this builder
+         */
         public Builder tcp(String host, int port) {
             this.tcp = new InetSocketAddress(host, port);
             return this;
         }
 
-        /** Listens on a unix socket at {@code path} (removed again by {@link NbdServer#close()}). */
+        /**
+         * Listens on a unix socket at {@code path} (removed again by {@link NbdServer#close()}).
+         *
+         * @param path the socket file
+         * @return this builder
+         */
         public Builder unixSocket(Path path) {
             this.unix = path;
             return this;
@@ -861,7 +928,12 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** Most connections at once; more are refused. */
+        /**
+         * Most connections at once; more are refused.
+         *
+         * @param n clients in transmission at most
+         * @return this builder
+         */
         public Builder maxConnections(int n) {
             this.maxConnections = n;
             return this;
@@ -870,6 +942,9 @@ public final class NbdServer implements AutoCloseable {
         /**
          * Most connections still in the handshake; when full, the oldest of them is dropped for
          * a newcomer (never the newcomer).
+         *
+         * @param n handshakes at most, at least 1
+         * @return this builder
          */
         public Builder handshakeBudget(int n) {
             if (n < 1) {
@@ -883,6 +958,9 @@ public final class NbdServer implements AutoCloseable {
          * Provided buffers (16 KiB each) per io_uring reactor for multishot RECV: a power of two,
          * or 0 for single-shot RECV into each connection's own buffer. The default is 128, or 0
          * with {@code -Dbiostack.nbd.multishot=false}.
+         *
+         * @param n buffers per reactor: 0 or a power of two up to 32768
+         * @return this builder
          */
         public Builder sharedReceiveBuffers(int n) {
             if (n < 0 || (n != 0 && Integer.bitCount(n) != 1) || n > 32768) {
@@ -897,6 +975,9 @@ public final class NbdServer implements AutoCloseable {
          * together than this (after QEMU's iothread poll-max-ns; polling stops when they don't,
          * so a quiet reactor never spins). 0 never polls. Default 50 us, or
          * {@code -Dbiostack.nbd.pollMicros}. The java.nio reactors never poll.
+         *
+         * @param us microseconds, 0 to 1000000
+         * @return this builder
          */
         public Builder pollMicros(int us) {
             if (us < 0 || us > 1_000_000) {
@@ -906,7 +987,12 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** Reactor threads; 0 (the default) means one per available processor. */
+        /**
+         * Reactor threads; 0 (the default) means one per available processor.
+         *
+         * @param n threads, or 0 for one per processor
+         * @return this builder
+         */
         public Builder threads(int n) {
             if (n < 0) {
                 throw new IllegalArgumentException("threads must not be negative");
@@ -915,19 +1001,34 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** Most requests in flight on one connection before the server stops reading it. */
+        /**
+         * Most requests in flight on one connection before the server stops reading it.
+         *
+         * @param n requests
+         * @return this builder
+         */
         public Builder maxRequestsPerConnection(int n) {
             this.maxRequests = n;
             return this;
         }
 
-        /** Most payload bytes in flight on one connection (at least the maximum payload). */
+        /**
+         * Most payload bytes in flight on one connection (at least the maximum payload).
+         *
+         * @param n bytes
+         * @return this builder
+         */
         public Builder maxInflightBytesPerConnection(long n) {
             this.maxInflightBytes = n;
             return this;
         }
 
-        /** The maximum payload advertised in NBD_INFO_BLOCK_SIZE (at least 1 MiB). */
+        /**
+         * The maximum payload advertised in NBD_INFO_BLOCK_SIZE (at least 1 MiB).
+         *
+         * @param n bytes
+         * @return this builder
+         */
         public Builder maxPayload(int n) {
             this.maxPayload = n;
             return this;
@@ -937,13 +1038,21 @@ public final class NbdServer implements AutoCloseable {
          * Structured READs at least this long are split by holes (device.extentAt) into
          * OFFSET_DATA and OFFSET_HOLE chunks; shorter ones are sent as data, as one lseek per
          * small random read costs more than it saves.
+         *
+         * @param n bytes
+         * @return this builder
          */
         public Builder holeProbeMin(int n) {
             this.holeProbeMin = n;
             return this;
         }
 
-        /** A connection that has not finished its handshake by then is closed. */
+        /**
+         * A connection that has not finished its handshake by then is closed.
+         *
+         * @param d the time from the connect
+         * @return this builder
+         */
         public Builder handshakeTimeout(Duration d) {
             this.handshakeTimeout = d;
             return this;
@@ -953,6 +1062,10 @@ public final class NbdServer implements AutoCloseable {
          * TLS (doc/proto.md "TLS support"): OFF answers STARTTLS with NBD_REP_ERR_POLICY; ON
          * offers it; REQUIRE refuses every option but STARTTLS and ABORT until TLS is up.
          * {@code credentials} make one session per connection; needed unless {@code mode} is OFF.
+         *
+         * @param mode        OFF, ON or REQUIRE
+         * @param credentials what makes the sessions, or null when OFF
+         * @return this builder
          */
         public Builder tls(TlsMode mode, TlsCredentials credentials) {
             this.tlsMode = Objects.requireNonNull(mode, "mode");
@@ -975,7 +1088,12 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
-        /** How long close() waits for requests in flight before dropping them. */
+        /**
+         * How long close() waits for requests in flight before dropping them.
+         *
+         * @param d the longest wait
+         * @return this builder
+         */
         public Builder drainTimeout(Duration d) {
             this.drainTimeout = d;
             return this;
@@ -1002,7 +1120,12 @@ public final class NbdServer implements AutoCloseable {
             }
         }
 
-        /** Binds the sockets and starts serving; throws with a clear message when a socket is taken. */
+        /**
+         * Binds the sockets and starts serving; throws with a clear message when a socket is taken.
+         *
+         * @return the running server; the caller closes it
+         * @throws IOException when a socket can't be bound
+         */
         public NbdServer start() throws IOException {
             if (exports.isEmpty()) {
                 throw new IllegalArgumentException("nothing to export");

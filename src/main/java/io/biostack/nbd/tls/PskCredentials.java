@@ -60,12 +60,26 @@ public final class PskCredentials implements TlsCredentials {
         this.user = user;
     }
 
-    /** Server credentials: every user of {@code file}, or only those in {@code allow} if given. */
+    /**
+     * Server credentials: every user of {@code file}, or only those in {@code allow} if given.
+     *
+     * @param file  username:hexkey lines, as psktool writes them
+     * @param allow the users let in, or empty for every user of the file
+     * @return the credentials
+     * @throws TlsException when the file can't be read or holds a bad line
+     */
     public static PskCredentials server(Path file, List<String> allow) throws TlsException {
         return new PskCredentials(read(file), new AllowList(allow), null);
     }
 
-    /** Client credentials: {@code user}'s key from {@code file}. */
+    /**
+     * Client credentials: {@code user}'s key from {@code file}.
+     *
+     * @param file username:hexkey lines, as psktool writes them
+     * @param user the identity to show
+     * @return the credentials
+     * @throws TlsException when the file can't be read or has no key for {@code user}
+     */
     public static PskCredentials client(Path file, String user) throws TlsException {
         Map<String, byte[]> k = read(file);
         if (!k.containsKey(user)) {

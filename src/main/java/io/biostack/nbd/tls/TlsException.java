@@ -8,12 +8,21 @@ import java.io.IOException;
  * "'CN=eve' is not in --tls-allow", "not TLS: got 0x4e42443a"), never a stack trace.
  */
 public final class TlsException extends IOException {
-    /** A refusal or failure said in {@code reason}. */
+    /**
+     * A refusal or failure.
+     *
+     * @param reason the one log line that says why
+     */
     public TlsException(String reason) {
         super(reason);
     }
 
-    /** A refusal or failure said in {@code reason}, caused by {@code cause}. */
+    /**
+     * A refusal or failure with its cause.
+     *
+     * @param reason the one log line that says why
+     * @param cause  what failed underneath
+     */
     public TlsException(String reason, Throwable cause) {
         super(reason, cause);
     }

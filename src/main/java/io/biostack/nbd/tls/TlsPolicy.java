@@ -36,7 +36,11 @@ public final class TlsPolicy {
     /**
      * The verdict for {@code option} carrying {@code length} bytes of data.
      *
+     * @param mode      the server's TLS mode
      * @param tlsActive whether STARTTLS already succeeded on this connection
+     * @param option    the NBD_OPT_* the client sent
+     * @param length    the option's data length
+     * @return what the option gets
      */
     public static Verdict check(TlsMode mode, boolean tlsActive, int option, long length) {
         if (option == OPT_STARTTLS) {
@@ -57,7 +61,12 @@ public final class TlsPolicy {
         return Verdict.GO_ON;
     }
 
-    /** The message sent with a verdict's error reply, for the client's user. */
+    /**
+     * The message sent with a verdict's error reply, for the client's user.
+     *
+     * @param v the verdict
+     * @return the text, empty for verdicts that send none
+     */
     public static String message(Verdict v) {
         return switch (v) {
             case TLS_REQUIRED -> "TLS is required: send NBD_OPT_STARTTLS first (nbds://, --tls)";

@@ -30,43 +30,78 @@ public interface TlsSession extends AutoCloseable {
      * Consumes all of {@code net}'s remaining bytes (ciphertext from the peer); partial records are
      * kept inside until the rest arrives.
      *
+     * @param net ciphertext from the peer, consumed in full
      * @throws TlsException when the peer is refused (bad certificate, unknown PSK identity, a name
      *     not allowed) or sent something that is not TLS; the message says why, for one log line
      */
     void offerInput(ByteBuffer net) throws TlsException;
 
-    /** Bytes of ciphertext waiting to be sent to the peer. */
+    /**
+     * Bytes of ciphertext waiting to be sent to the peer.
+     *
+     * @return the count
+     */
     int pendingOutput();
 
-    /** Moves up to {@code dst.remaining()} bytes of ciphertext to send into {@code dst}; returns how many. */
+    /**
+     * Moves up to {@code dst.remaining()} bytes of ciphertext to send into {@code dst}.
+     *
+     * @param dst where the ciphertext goes, from its position
+     * @return how many bytes were moved
+     */
     int readOutput(ByteBuffer dst);
 
-    /** Bytes of decrypted plaintext ready for {@link #readApplication}. */
+    /**
+     * Bytes of decrypted plaintext ready for {@link #readApplication}.
+     *
+     * @return the count
+     */
     int availableApplication();
 
-    /** Moves up to {@code dst.remaining()} bytes of decrypted plaintext into {@code dst}; returns how many. */
+    /**
+     * Moves up to {@code dst.remaining()} bytes of decrypted plaintext into {@code dst}.
+     *
+     * @param dst where the plaintext goes, from its position
+     * @return how many bytes were moved
+     */
     int readApplication(ByteBuffer dst);
 
     /**
      * Encrypts all of {@code src}'s remaining bytes; the records become {@link #readOutput} bytes.
      *
+     * @param src plaintext, consumed in full
+     * @throws TlsException when the session failed
      * @throws IllegalStateException before the handshake is complete
      */
     void writeApplication(ByteBuffer src) throws TlsException;
 
-    /** True once the handshake finished and the peer was accepted. */
+    /**
+     * Whether the handshake finished and the peer was accepted.
+     *
+     * @return true once it did
+     */
     boolean isHandshakeComplete();
 
-    /** True once the peer sent close_notify or the session failed. */
+    /**
+     * Whether the peer sent close_notify or the session failed.
+     *
+     * @return true once either happened
+     */
     boolean isClosed();
 
     /**
      * Who the peer is, once the handshake is complete: the PSK identity, or the subject DN of the
      * client certificate; null when the peer showed none.
+     *
+     * @return the identity, or null
      */
     String peerIdentity();
 
-    /** The negotiated protocol and cipher suite, such as {@code TLSv1.3 TLS_AES_256_GCM_SHA384}. */
+    /**
+     * The negotiated protocol and cipher suite.
+     *
+     * @return for instance {@code TLSv1.3 TLS_AES_256_GCM_SHA384}
+     */
     String describe();
 
     /** Queues close_notify (send {@link #readOutput} once more), then forgets the keys. */

@@ -44,6 +44,12 @@ public final class X509Credentials implements TlsCredentials {
      * Server credentials from {@code dir}. With {@code verifyPeer} (or a non-empty {@code allow},
      * which needs a name to check) a client must show a certificate signed by {@code ca-cert.pem};
      * {@code allow} then lists the subjects (CN or whole DN) let in.
+     *
+     * @param dir        server-cert.pem, server-key.pem and (to verify clients) ca-cert.pem
+     * @param verifyPeer require a client certificate signed by ca-cert.pem
+     * @param allow      the client subjects let in, or empty for any
+     * @return the credentials
+     * @throws TlsException when a file is missing or can't be read
      */
     public static X509Credentials server(Path dir, boolean verifyPeer, List<String> allow) throws TlsException {
         AllowList a = new AllowList(allow);
@@ -56,6 +62,10 @@ public final class X509Credentials implements TlsCredentials {
     /**
      * Client credentials from {@code dir}: trusts {@code ca-cert.pem}, and shows
      * {@code client-cert.pem} when it is there.
+     *
+     * @param dir ca-cert.pem, and optionally client-cert.pem with client-key.pem
+     * @return the credentials
+     * @throws TlsException when a file is missing or can't be read
      */
     public static X509Credentials client(Path dir) throws TlsException {
         Path cert = dir.resolve("client-cert.pem");
