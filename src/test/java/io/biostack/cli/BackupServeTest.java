@@ -284,4 +284,82 @@ class BackupServeTest {
         assertThat(java.util.Arrays.mismatch(Files.readAllBytes(dir.resolve("a.img")), Files.readAllBytes(dir.resolve("b.img"))))
                 .as("legs byte-equal after the resync (copied %d bytes)", copied).isEqualTo(-1);
     }
+
+    /** {@code dm status NAME} every 50 ms until {@code want} shows, or 30 s; returns the last. */
+    String awaitStatus(String dev, String want) throws Exception {
+        String status = "";
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline) {
+            status = ControlServer.send(ctl(), List.of("status", dev)).text();
+            if (status.contains(want)) {
+                break;
+            }
+            Thread.sleep(50);
+        }
+        return status;
+    }
+
+    /** qemu-nbd serving {@code img} raw on {@code sock}, persistent, as the remote leg. */
+    Process remote(Path img, Path sock) throws Exception {
+        Files.deleteIfExists(sock);
+        Process p = new ProcessBuilder("qemu-nbd", "-f", "raw", "-t", "-k", sock.toString(), "--cache=none", img.toString())
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        started.add(p);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(sock) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertThat(sock).as("qemu-nbd's socket").exists();
+        return p;
+    }
+
+    static String[] writes(String uri, int firstRegion, int regions, int pattern) {
+        List<String> cmd = new ArrayList<>(List.of("qemu-io", "-f", "raw"));
+        for (int i = 0; i < regions; i++) {
+            cmd.addAll(List.of("-c", "write -P " + (pattern + i) + " " + (firstRegion + i) * 65536L + " 64k"));
+        }
+        cmd.add(uri);
+        return cmd.toArray(String[]::new);
+    }
+
+    @Test
+    void aRemoteLegKilledAndDownAcrossARestartGetsOnlyTheRegionsWrittenWhileItWasAway() throws Exception {
+        Tools.require("qemu-io", "qemu-nbd");
+        Path a = dir.resolve("a.img");
+        Path b = dir.resolve("b.img");
+        Files.write(a, new byte[SIZE]);
+        Files.write(b, new byte[SIZE]);
+        Path rsock = dir.resolve("remote.sock");
+        Process leg = remote(b, rsock);
+        Path st = dir.resolve("m.stack");
+        Files.writeString(st, "a: loop " + a + " size=" + SIZE + " direct-io=off\n"
+                + "b: nbd nbd+unix:///?socket=" + rsock + " timeout=2s\n"
+                + "log: loop " + dir.resolve("log.img") + " size=1M direct-io=off\n"
+                + "d: mirror disk 3 log 64k nosync 2 a 0 b 0\n");
+        Process srv = serve(st);
+        run(writes(uri("d"), 0, 10, 1)); // both legs take regions 0..9
+        assertThat(awaitStatus("d", "marked=0")).as("marks cleared once both legs have the writes").contains("marked=0");
+
+        leg.destroyForcibly(); // the remote leg dies
+        leg.waitFor(10, TimeUnit.SECONDS);
+        run(writes(uri("d"), 20, 5, 100)); // regions 20..24 while it is away: the client sees success
+        String down = awaitStatus("d", " AD ");
+        assertThat(down).as("leg b marked dead").contains(" 256/256 1 AD ").contains("marked=5");
+        srv.destroyForcibly(); // SIGKILL with the leg still away
+        srv.waitFor(10, TimeUnit.SECONDS);
+
+        remote(b, rsock); // the leg is back before the stack opens again
+        serve(st);
+        String status = awaitStatus("d", " 256/256 1 AA ");
+        System.out.println("mirror restart with a remote leg that was away: " + status.strip());
+        assertThat(status).contains(" 256/256 1 AA 3 disk log A");
+        Matcher m = Pattern.compile("resync_bytes=(\\d+)").matcher(status);
+        assertThat(m.find()).isTrue();
+        assertThat(Long.parseLong(m.group(1))).as("only the 5 regions written while the leg was away")
+                .isEqualTo(5 * 65536L);
+        byte[] av = Files.readAllBytes(a);
+        byte[] bv = Files.readAllBytes(b);
+        assertThat(java.util.Arrays.mismatch(av, bv)).as("legs byte-equal after the resync").isEqualTo(-1);
+        assertThat(av[20 * 65536]).isEqualTo((byte) 100);
+    }
 }
