@@ -5,7 +5,7 @@
 # driven by `biostack dm message`. Rounds alternate the two sides; every figure is printed raw
 # beside its ratio. The machine may be shared: read ratios from one run, not absolute numbers.
 #
-#   bench/cbt/run.sh [--runtime S] [--rounds N] [--size SIZE] [--backup-size SIZE] [--skip-backup]
+#   bench/cbt/run.sh [--runtime S] [--rounds N] [--size SIZE] [--backup-size SIZE] [--skip-backup] [--only N]
 #
 # 0. in-process, CPU ns per 4k write (the bitmap's own cost, without NBD's noise).
 # 1. 4k randwrite QD32 over NBD: no bitmap, one recording bitmap, one persistent bitmap on
@@ -18,7 +18,7 @@
 # 4. resync bytes after a SIGKILL under writes, mirror with a disk log, against the device size.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-runtime=5; rounds=2; size=1G; bsize=4G; skip_backup=0
+runtime=5; rounds=2; size=1G; bsize=4G; skip_backup=0; only=
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=$2; shift 2;;
@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2;;
     --backup-size) bsize=$2; shift 2;;
     --skip-backup) skip_backup=1; shift;;
+    --only) only=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -49,14 +50,28 @@ fio_iops() { # EXPORT: 4k randwrite QD32, prints IOPS
       --runtime="$runtime" --time_based --size="$size" --output-format=json 2>/dev/null \
     | python3 -c 'import json,sys; s=sys.stdin.read(); print(int(json.loads(s[s.index("{"):])["jobs"][0]["write"]["iops"]))'
 }
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.3f}' if b else 'n/a')" "$1" "$2"; }
 
+# the mirror stacks of sections 2 and 4
+for log in core disk disk500; do
+  case $log in
+    core) tbl="core 2 64k nosync"; feat="";;
+    disk) tbl="disk 3 log 64k nosync"; feat="";;
+    disk500) tbl="disk 3 log 64k nosync"; feat=" 2 handle_errors clear_delay=500ms";;
+  esac
+  printf 'a: loop %s size=%s direct-io=on\nb: loop %s size=%s direct-io=on\nlog: loop %s size=1M direct-io=on\nm: mirror %s 2 a 0 b 0%s\n' \
+    "$out/a.img" "$size" "$out/b.img" "$size" "$out/log.img" "$tbl" "$feat" > "$out/m-$log.stack"
+done
+if want 0; then
 echo "== 0. dirty bitmaps in-process: CPU ns per 4k write on a counted ramdisk (io.biostack.block.bitmap.BitmapCost)"
 (cd "$root" && mvn -q -B -o test-compile >&2 2>/dev/null || mvn -q -B test-compile >&2)
 (cd "$root" && mvn -q -B -o dependency:build-classpath -Dmdep.outputFile="$out/cp" >/dev/null 2>&1)
 "$JAVA_HOME/bin/java" -XX:+UseParallelGC -cp "$root/target/classes:$root/target/test-classes:$(cat "$out/cp")" \
   io.biostack.block.bitmap.BitmapCost $(( rounds * 2 + 1 )) 1000000
 
+fi
+if want 1; then
 echo "== 1. dirty bitmaps: 4k randwrite QD32 over NBD, $size loop device (direct I/O), ${runtime}s runs"
 printf 'd: loop %s size=%s direct-io=on bitmap-file=%s\n' "$out/d.img" "$size" "$out/d.bitmaps" > "$out/d.stack"
 serve "$out/d.stack" d
@@ -81,24 +96,23 @@ for r in $(seq "$rounds"); do
 done
 stop
 
-echo "== 2. mirror: disk log vs core log, 4k randwrite QD32"
-for log in core disk; do
-  if [ $log = core ]; then tbl="core 2 64k nosync"; else tbl="disk 3 log 64k nosync"; fi
-  printf 'a: loop %s size=%s direct-io=on\nb: loop %s size=%s direct-io=on\nlog: loop %s size=1M direct-io=on\nm: mirror %s 2 a 0 b 0\n' \
-    "$out/a.img" "$size" "$out/b.img" "$size" "$out/log.img" "$tbl" > "$out/m-$log.stack"
-done
+fi
+if want 2; then
+echo "== 2. mirror: disk log vs core log, 4k randwrite QD32 (disk500: the old 500 ms clear delay)"
 declare -A mir
 for r in $(seq "$rounds"); do
-  for log in core disk; do
+  for log in core disk disk500; do
     rm -f "$out/log.img"
     serve "$out/m-$log.stack" m
     fio_iops m >/dev/null
     mir[$log]=$(fio_iops m)
     stop
   done
-  echo "round $r: core ${mir[core]} IOPS, disk ${mir[disk]} IOPS, ratio $(ratio "${mir[disk]}" "${mir[core]}")"
+  echo "round $r: core ${mir[core]} IOPS, disk ${mir[disk]} IOPS (ratio $(ratio "${mir[disk]}" "${mir[core]}")), disk with 500 ms clear delay ${mir[disk500]} IOPS (ratio $(ratio "${mir[disk500]}" "${mir[core]}"))"
 done
 
+fi
+if want 4; then
 echo "== 4. resync after SIGKILL under writes (mirror, disk log)"
 rm -f "$out/log.img"
 serve "$out/m-disk.stack" m
@@ -117,6 +131,8 @@ echo "resync after restart: $rb bytes of $dev ($(ratio "$rb" "$dev") of the devi
 stop
 
 [ $skip_backup = 1 ] && exit 0
+fi
+if want 3; then
 echo "== 3. incremental backup, $bsize device, 5% changed (needs qemu:dirty-bitmap contexts from the server)"
 printf 'd: loop %s size=%s direct-io=on\n' "$out/big.img" "$bsize" > "$out/big.stack"
 serve "$out/big.stack" d
@@ -155,3 +171,4 @@ dm message d "backup-end inc" >/dev/null
 inc=$(python3 -c "print(float('$t1')-float('$t0'))")
 echo "changed $changed bytes, read $read_bytes bytes (ratio $(ratio "$read_bytes" "$changed")); incremental ${inc}s vs full ${full}s (ratio $(ratio "$inc" "$full"))"
 stop
+fi

@@ -987,6 +987,9 @@ public final class Mirror implements Target {
         for (Leg l : legs) {
             sb.append(' ').append(l.table());
         }
+        if (log != null && log.clearDelayMs() != MirrorLog.DEFAULT_CLEAR_DELAY_MS) {
+            return sb.append(" 2 handle_errors clear_delay=").append(log.clearDelayMs()).append("ms").toString();
+        }
         return sb.append(" 1 handle_errors").toString();
     }
 
@@ -1042,7 +1045,9 @@ public final class Mirror implements Target {
     /**
      * Reads the table line, as dm-raid1's constructor ({@code mirror_ctr}) does:
      * {@code [core <#args> REGION [sync|nosync] | disk <#args> LOGDEV REGION [sync|nosync]] [N]
-     * (DEV OFFSET)+ [<#features> handle_errors]}.
+     * (DEV OFFSET)+ [<#features> handle_errors]}. One feature is biostack's own:
+     * {@code clear_delay=DURATION}, how long a disk log keeps the bit of an idle region (md's
+     * {@code mdadm --delay}; {@link MirrorLog#DEFAULT_CLEAR_DELAY_MS} when absent).
      *
      * @param a the arguments after the target name
      * @return what opens the mirror once its legs (and log device) are open
@@ -1088,23 +1093,34 @@ public final class Mirror implements Target {
                 throw a.bad("the log device " + logDev + " can't be a leg too");
             }
         }
+        long clearDelay = 0;
         if (a.hasNext()) {
             long nf = a.number("number of features");
             for (int i = 0; i < nf; i++) {
                 String f = a.next("feature");
-                if (!f.equals("handle_errors")) {
-                    throw a.bad("unknown feature '" + f + "' (handle_errors)");
+                if (f.startsWith("clear_delay=")) {
+                    if (logDev == null) {
+                        throw a.bad("clear_delay= is for a disk log; a core log has no bits to clear");
+                    }
+                    clearDelay = a.duration(new TableArgs.Option(f, "clear_delay", f.substring("clear_delay=".length()))).toMillis();
+                } else if (!f.equals("handle_errors")) {
+                    throw a.bad("unknown feature '" + f + "' (handle_errors, clear_delay=DURATION)");
                 }
             }
         }
         a.end();
+        long cd = clearDelay;
         long reg = region;
         boolean ns = nosync;
         String lg = logDev;
         return a.spec((name, len, r) -> {
             List<Leg> ls = Layers.openLegs(legs, r);
-            return new Mirror(name, ls, Layers.lengthOr(len, Layers.minLeft(ls)), reg, ns,
+            Mirror m = new Mirror(name, ls, Layers.lengthOr(len, Layers.minLeft(ls)), reg, ns,
                     lg == null ? null : r.device(lg));
+            if (cd > 0) {
+                m.log().clearDelay(cd);
+            }
+            return m;
         });
     }
 }

@@ -47,13 +47,23 @@ import java.util.zip.CRC32C;
  * {@link #needsMark} is the I/O path's check (a volatile read per word, no lock, no allocation).
  * A write whose regions are not durable yet is handed to {@link #hold}, and the log's own thread
  * writes the blocks (batching every write queued meanwhile) and sends it on. The same thread
- * clears bits lazily, every {@link #CLEAN_INTERVAL_MS} while it is idle, and only those of regions
- * not written since the pass before (md's bitmap daemon ages a bit over two passes the same way):
- * a region under steady writes keeps its bit and costs no log write.
+ * clears bits lazily, every {@linkplain #clearDelay clear delay} ({@link #DEFAULT_CLEAR_DELAY_MS}
+ * unless the table says {@code clear_delay=}) while it is idle, and only those of regions not
+ * written since the pass before (md's bitmap daemon ages a bit over two passes the same way): a
+ * region under steady writes keeps its bit and costs no log write.
+ *
+ * <p>Why 5 s and not less: a bit cleared too soon is set again, with a FUA write of the log block
+ * and the write held meanwhile, by the next write to its region. Under 4k random writes over a
+ * large device most regions see a write every second or so; a 500 ms pass cleared and re-marked
+ * them all the time and cost the mirror about a fifth of its IOPS (bench/cbt, section 2). md pays
+ * the same trade: a longer delay means a few more regions to copy after a crash.
  */
 public final class MirrorLog implements AutoCloseable {
-    /** How often an idle log looks for bits to clear. */
-    public static final long CLEAN_INTERVAL_MS = 500;
+    /**
+     * How often an idle log looks for bits to clear, by default: md's bitmap daemon sleep
+     * ({@code mddev->bitmap_info.daemon_sleep = 5 * HZ} in drivers/md/md.c).
+     */
+    public static final long DEFAULT_CLEAR_DELAY_MS = 5000;
     static final int BLOCK = 4096;
     private static final int WORDS_PER_BLOCK = BLOCK / 8;
     private static final byte[] MAGIC = "BSMIRLOG".getBytes(StandardCharsets.US_ASCII);
@@ -77,6 +87,7 @@ public final class MirrorLog implements AutoCloseable {
     private volatile boolean closing;
     private volatile long logWrites;
     private volatile char health = 'A';
+    private volatile long clearDelayNanos = TimeUnit.MILLISECONDS.toNanos(DEFAULT_CLEAR_DELAY_MS);
     private Consumer<Bio> down;
     private IntPredicate regionIdle;
     private BooleanSupplier allInSync;
@@ -253,6 +264,28 @@ public final class MirrorLog implements AutoCloseable {
     }
 
     /**
+     * Sets how often the idle log clears the bits of regions that have been idle for a whole
+     * pass: a bit goes one to two delays after the last write to its region.
+     *
+     * @param ms the delay in milliseconds, at least 1
+     */
+    public void clearDelay(long ms) {
+        if (ms < 1) {
+            throw new IllegalArgumentException("clear delay must be at least 1 ms, not " + ms);
+        }
+        clearDelayNanos = TimeUnit.MILLISECONDS.toNanos(ms);
+    }
+
+    /**
+     * Returns the clear delay.
+     *
+     * @return the clear delay in milliseconds
+     */
+    public long clearDelayMs() {
+        return TimeUnit.NANOSECONDS.toMillis(clearDelayNanos);
+    }
+
+    /**
      * Takes a write until its regions' bits are durable, then sends it on.
      *
      * @param bio a write counted in its regions; the log owns it until it passes it on
@@ -266,7 +299,7 @@ public final class MirrorLog implements AutoCloseable {
 
     private void loop() {
         List<Bio> batch = new ArrayList<>();
-        long nextClean = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(CLEAN_INTERVAL_MS);
+        long nextClean = System.nanoTime() + clearDelayNanos;
         while (true) {
             Bio b;
             while ((b = waiting.poll()) != null) {
@@ -282,7 +315,7 @@ public final class MirrorLog implements AutoCloseable {
             }
             if (System.nanoTime() - nextClean >= 0) {
                 clean();
-                nextClean = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(CLEAN_INTERVAL_MS);
+                nextClean = System.nanoTime() + clearDelayNanos;
             }
             LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
         }

@@ -335,7 +335,7 @@ class BackupServeTest {
         Files.writeString(st, "a: loop " + a + " size=" + SIZE + " direct-io=off\n"
                 + "b: nbd nbd+unix:///?socket=" + rsock + " timeout=2s\n"
                 + "log: loop " + dir.resolve("log.img") + " size=1M direct-io=off\n"
-                + "d: mirror disk 3 log 64k nosync 2 a 0 b 0\n");
+                + "d: mirror disk 3 log 64k nosync 2 a 0 b 0 2 handle_errors clear_delay=200ms\n");
         Process srv = serve(st);
         run(writes(uri("d"), 0, 10, 1)); // both legs take regions 0..9
         assertThat(awaitStatus("d", "marked=0")).as("marks cleared once both legs have the writes").contains("marked=0");

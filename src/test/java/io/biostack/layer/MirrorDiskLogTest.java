@@ -44,6 +44,7 @@ class MirrorDiskLogTest {
         RamDisk b = new RamDisk("b", 4 << 20);
         RamDisk log = new RamDisk("log", 1 << 20);
         Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 4 << 20, REGION, true, log);
+        m.log().clearDelay(100);
         try {
             assertThat(m.log().isFresh()).isTrue();
             long before = m.log().logWrites();
@@ -62,7 +63,7 @@ class MirrorDiskLogTest {
             }
             assertThat(logWord(log, 0)).isZero();
             assertThat(m.status()).endsWith("3 disk log A marked=0 log_writes=" + m.log().logWrites() + " resync_bytes=0");
-            assertThat(m.table()).startsWith("disk 3 log 128 nosync 2");
+            assertThat(m.table()).startsWith("disk 3 log 128 nosync 2").endsWith(" 2 handle_errors clear_delay=100ms");
         } finally {
             m.close();
         }
@@ -135,5 +136,12 @@ class MirrorDiskLogTest {
         assertThatThrownBy(() -> Stack.open("a: ram 4M\nm: mirror disk 2 a 64k 1 a 0\n", "t")).hasMessageContaining("can't be a leg too");
         assertThatThrownBy(() -> Stack.open("a: ram 4M\nl: ram 1M\nm: mirror disk 1 l 1 a 0\n", "t")).hasMessageContaining("disk log takes 2 or 3");
         assertThat(Files.size(dir.resolve("log"))).isEqualTo(1 << 20);
+        try (Stack s = Stack.open(text.replace("2 a 0 b 0\n", "2 a 0 b 0 2 handle_errors clear_delay=1.5s\n"), "t")) {
+            assertThat(s.table("m")).containsExactly("0 8192 mirror disk 2 log 128 2 a 0 b 0 2 handle_errors clear_delay=1500ms");
+        }
+        assertThatThrownBy(() -> Stack.open("a: ram 4M\nb: ram 4M\nm: mirror core 1 64k 2 a 0 b 0 1 clear_delay=1s\n", "t"))
+                .hasMessageContaining("clear_delay= is for a disk log");
+        assertThatThrownBy(() -> Stack.open(text.replace("2 a 0 b 0\n", "2 a 0 b 0 1 clear_delay=soon\n"), "t"))
+                .hasMessageContaining("clear_delay");
     }
 }
