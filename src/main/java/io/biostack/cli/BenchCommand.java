@@ -10,6 +10,7 @@ import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
 import io.biostack.stack.Leaves;
+import io.biostack.stack.Qcow2Target;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -23,7 +24,7 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Measure a device of the stack with an fio-like load, in-process.",
-                "FILE is created sparse at --size when missing."})
+                "FILE is created sparse at --size when missing; a qcow2 image is probed and measured as its virtual disk."})
 public final class BenchCommand implements Callable<Integer> {
     @Parameters(index = "0", arity = "0..1", paramLabel = "FILE",
             description = "backing file of a loop device, or nbd://..., nbd+unix://... or rbd:POOL/IMAGE")
@@ -112,6 +113,14 @@ public final class BenchCommand implements Callable<Integer> {
                     dev.isDirectIo() ? "on" : "off", dev.backingFile().engineDescription());
             String extra = "\"device\":\"" + dev.name() + "\",\"direct_io\":" + dev.isDirectIo()
                     + ",\"engine\":\"" + dev.backingFile().engineKind().name().toLowerCase(Locale.ROOT) + "\"";
+            if (Qcow2Target.probe(dev)) {
+                // An image goes where a FILE goes, probed as serve probes it: the virtual disk is
+                // measured, its container is the loop device.
+                try (BlockDevice img = Qcow2Target.open(dev.name(), dev, false)) {
+                    return measure(img, w, header.replace(" on " + file, " on " + file + " (qcow2)"),
+                            extra + ",\"format\":\"qcow2\"");
+                }
+            }
             return measure(dev, w, header, extra);
         }
     }
