@@ -16,6 +16,7 @@ import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -52,7 +53,7 @@ final class ImgConvert implements Callable<Integer> {
     @Option(names = "-p", description = "show progress")
     boolean progress;
 
-    @Option(names = "-c", description = "compress the output (qcow2)")
+    @Option(names = "-c", description = "compress the output (qcow2, zlib): each cluster deflated on its own, as qemu-img convert -c")
     boolean compress;
 
     @Option(names = "-f", paramLabel = "FMT", description = "source format: raw or qcow2 (probed when omitted)")
@@ -95,10 +96,6 @@ final class ImgConvert implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (compress) {
-            throw new IllegalArgumentException("-c: biostack's qcow2 writer has no compressed clusters yet; "
-                    + "convert without -c (or use qemu-img convert -c)");
-        }
         DirectIoMode dstDio = dio(cache, "-t");
         srcDio = dio(srcCache, "-T");
         if (!dstFormat.equals("raw") && !dstFormat.equals("qcow2")) {
@@ -125,6 +122,21 @@ final class ImgConvert implements Callable<Integer> {
                     out.close();
                     throw new IOException(dst + " is " + have + " bytes, smaller than the source's " + size);
                 }
+            } else if (compress && !dstFormat.equals("qcow2")) {
+                throw new IllegalArgumentException("Compression not supported for this file format (-c needs -O qcow2)");
+            } else if (compress) {
+                long cs = 1L << clusterBits();
+                long[] runs = dataClusters(s, size, cs);
+                Map<String, String> o = ImgCommand.parseOptions(options);
+                Progress p = new Progress(progress, size);
+                try (Arena arena = Arena.ofShared()) {
+                    MemorySegment io = arena.allocate(cs + 8192, 4096); // a cluster, widened to whole sectors
+                    Qcow2Create.createCompressed(Path.of(dst), size, qcowOptions(o), runs,
+                            (c, buf) -> readCluster(s, size, c, buf, io), p::at);
+                }
+                p.done();
+                timing(t0);
+                return 0;
             } else if (dstFormat.equals("qcow2")) {
                 long[] runs = dataClusters(s, size, 1L << clusterBits());
                 Map<String, String> o = ImgCommand.parseOptions(options);
@@ -142,12 +154,52 @@ final class ImgConvert implements Callable<Integer> {
             } finally {
                 out.close();
             }
-            if (System.getenv("BIOSTACK_TIMING") != null) {
-                // For bench/img/run.sh: the work itself, without the JVM's start-up.
-                System.err.printf("biostack: convert took %.3f s in process%n", (System.nanoTime() - t0) / 1e9);
-            }
+            timing(t0);
         }
         return 0;
+    }
+
+    private static void timing(long t0) {
+        if (System.getenv("BIOSTACK_TIMING") != null) {
+            // For bench/img/run.sh: the work itself, without the JVM's start-up.
+            System.err.printf("biostack: convert took %.3f s in process%n", (System.nanoTime() - t0) / 1e9);
+        }
+    }
+
+    /**
+     * Guest cluster {@code c} of the source, whole, into {@code out} (for -c: the compressing
+     * writer reads cluster by cluster; {@code io} is a bounce buffer fit for direct I/O).
+     */
+    private static void readCluster(Source s, long size, long c, byte[] out, MemorySegment io) throws IOException {
+        long cs = out.length;
+        long off = c * cs;
+        java.util.Arrays.fill(out, (byte) 0);
+        long end = Math.min(size, off + cs);
+        for (long pos = off; pos < end; ) {
+            Run run = s.run(pos, end - pos);
+            int n = (int) Math.min(run.length(), end - pos);
+            if (run.l2Entry() != 0) {
+                byte[] plain = decompress(run.q(), run.l2Entry());
+                System.arraycopy(plain, (int) (pos & (run.q().clusterSize() - 1)), out, (int) (pos - off), n);
+            } else if (!run.zero()) {
+                // Direct I/O wants whole aligned sectors: read the covering aligned range.
+                long a = run.devOffset() & ~4095L;
+                long b = Math.min((run.devOffset() + n + 4095) & ~4095L, run.dev().size());
+                long len = Math.max(b - a, 0);
+                if (len > io.byteSize() || run.devOffset() + n > run.dev().size()) {
+                    throw new IOException("source run at " + pos + " does not fit the bounce buffer");
+                }
+                try {
+                    run.dev().read(a, io.asSlice(0, len)).get(60, TimeUnit.SECONDS);
+                } catch (java.util.concurrent.ExecutionException e) {
+                    throw new IOException("reading the source at " + pos + ": " + e.getCause().getMessage(), e.getCause());
+                } catch (InterruptedException | java.util.concurrent.TimeoutException e) {
+                    throw new IOException("reading the source at " + pos + ": " + e, e);
+                }
+                MemorySegment.copy(io, ValueLayout.JAVA_BYTE, run.devOffset() - a, out, (int) (pos - off), n);
+            }
+            pos += n;
+        }
     }
 
     private int clusterBits() {
@@ -226,14 +278,19 @@ final class ImgConvert implements Callable<Integer> {
                         zeroes(out, off, run.length(), free, failure);
                     }
                 } else if (run.l2Entry() != 0) {
-                    MemorySegment buf = take(free, failure);
-                    if (buf == null) {
-                        break;
-                    }
                     byte[] plain = decompress(run.q(), run.l2Entry());
                     long inCluster = off & (run.q().clusterSize() - 1);
-                    MemorySegment.copy(MemorySegment.ofArray(plain), inCluster, buf, 0, run.length());
-                    write(out, layout, off, buf, (int) run.length(), free, failure);
+                    // A 2 MiB cluster is two buffers' worth.
+                    for (long done = 0; done < run.length() && failure.get() == null; ) {
+                        MemorySegment buf = take(free, failure);
+                        if (buf == null) {
+                            break;
+                        }
+                        int n = (int) Math.min(CHUNK, run.length() - done);
+                        MemorySegment.copy(MemorySegment.ofArray(plain), inCluster + done, buf, 0, n);
+                        write(out, layout, off + done, buf, n, free, failure);
+                        done += n;
+                    }
                 } else {
                     for (long done = 0; done < run.length() && failure.get() == null; ) {
                         long guest = off + done;

@@ -270,6 +270,265 @@ public final class Qcow2Create {
         }
     }
 
+    /**
+     * Where {@link #createCompressed} reads the guest's data from.
+     */
+    @FunctionalInterface
+    public interface ClusterSource {
+        /**
+         * Fills {@code dst} with guest cluster {@code cluster} (zeros past the virtual end).
+         *
+         * @param cluster the guest cluster index
+         * @param dst     one cluster's bytes, to be filled completely
+         * @throws IOException when the source can't be read
+         */
+        void read(long cluster, byte[] dst) throws IOException;
+    }
+
+    /** What {@link #createCompressed} wrote. */
+    public record CompressedResult(long compressed, long uncompressed, long zero, long fileSize) {
+    }
+
+    /** Guest clusters read and compressed at once: one batch goes to the common pool. */
+    private static final int COMPRESS_BATCH = 64;
+
+    /**
+     * Creates {@code file} as a qcow2 image whose data clusters are compressed, as
+     * {@code qemu-img convert -c} writes them: each cluster of {@code mapped} is deflated on its
+     * own and packed byte after byte behind the metadata (a compressed cluster may straddle two
+     * host clusters; each host cluster's refcount counts the compressed clusters in it). A cluster
+     * that does not shrink is stored whole, and one of zeros is left unallocated (it reads as
+     * zeros: there is no backing file).
+     *
+     * <p>The deflate stream is qemu's: raw deflate whose matches reach back at most 4 KiB,
+     * because qemu inflates with a 4 KiB window ({@code inflateInit2(-12)} in
+     * block/qcow2-threads.c). The JDK's Deflater has a 32 KiB window and no way to narrow it, so
+     * the input is fed in 4 KiB pieces with a full flush after each, which resets the history a
+     * match may reach into.
+     *
+     * <p>Layout: header, refcount table and blocks sized for the worst case (nothing shrinks),
+     * L1, the L2 tables, then the data. Refcount blocks beyond the final end stay in place with
+     * refcount one (qemu-img does the same: its table covers more than it uses). The file is
+     * synced before this returns. No crash safety is claimed: like {@code qemu-img convert}, a
+     * convert that stops half-way leaves a file to delete.
+     *
+     * @param file     the image file (replaced)
+     * @param size     virtual size in bytes
+     * @param o        options; zlib only, no preallocation
+     * @param mapped   guest cluster runs that hold data ({start, end} pairs, sorted)
+     * @param src      the guest's data
+     * @param progress called with the guest bytes done so far, or null
+     * @return counts of the clusters as stored
+     * @throws IOException when the source or the file fails
+     */
+    public static CompressedResult createCompressed(Path file, long size, Options o, long[] mapped, ClusterSource src,
+                                                    java.util.function.LongConsumer progress) throws IOException {
+        if (o.compressionType().equals("zstd")) {
+            throw new IllegalArgumentException("compression_type=zstd: biostack compresses with zlib only "
+                    + "(it reads zstd clusters; qemu-img convert -c -o compression_type=zstd writes them)");
+        }
+        if (!o.preallocation().equals("off")) {
+            throw new IllegalArgumentException("Compression and preallocation not supported at the same time");
+        }
+        size = (size + 511) & ~511L;
+        int cs = o.clusterSize();
+        int cb = Integer.numberOfTrailingZeros(cs);
+        int order = Integer.numberOfTrailingZeros(o.refcountBits());
+        int entryBytes = o.extendedL2() ? 16 : 8;
+        int l2Entries = cs / entryBytes;
+        long perL2Bytes = (long) cs * l2Entries;
+        long l1Size = (size + perL2Bytes - 1) / perL2Bytes;
+        if (l1Size * 8 > Qcow2Header.MAX_L1_BYTES) {
+            throw new IllegalArgumentException("Image size too large for this cluster size (the L1 table would exceed 32 MiB)");
+        }
+        long[][] pairs = mapped == null || mapped.length == 0 ? new long[0][] : toPairs(splitAtL2(mapped, l2Entries));
+        long nData = 0;
+        long nL2 = 0;
+        long lastL2 = -1;
+        for (long[] p : pairs) {
+            nData += p[1] - p[0];
+            if (p[0] / l2Entries != lastL2) {
+                nL2++;
+                lastL2 = p[0] / l2Entries;
+            }
+        }
+        long l1Clusters = (l1Size * 8 + cs - 1) / cs;
+        long perBlock = ((long) cs * 8) >>> order;
+        long blocks = 1;
+        long tableClusters = 1;
+        while (true) {
+            long n = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + 1;
+            long b = (n + perBlock - 1) / perBlock;
+            long t = (b * 8 + cs - 1) / cs;
+            if (b == blocks && t == tableClusters) {
+                break;
+            }
+            blocks = Math.max(b, blocks);
+            tableClusters = Math.max(t, tableClusters);
+        }
+        if (tableClusters * cs > Qcow2Header.MAX_REFTABLE_BYTES) {
+            throw new IllegalArgumentException("Image too large for this cluster size and refcount width");
+        }
+        long worst = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + 1;
+        if (worst > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("image too large to convert compressed (" + worst + " clusters)");
+        }
+        long reftOff = cs;
+        long blocksOff = reftOff + tableClusters * cs;
+        long l1Off = l1Size == 0 ? 0 : blocksOff + blocks * cs;
+        long l2Base = blocksOff + (blocks + l1Clusters) * cs;
+        long dataStart = l2Base + nL2 * cs;
+        long maxRef = order == 6 ? Long.MAX_VALUE : (1L << (1 << order)) - 1;
+        int[] rc = new int[(int) worst];
+        java.util.Arrays.fill(rc, 0, (int) (dataStart / cs), 1);
+        int shift = 62 - (cb - 8);
+
+        ByteBuffer hdr = header(o, size, cb, l1Size, l1Off, reftOff, tableClusters, null, null);
+        ByteBuffer l1 = ByteBuffer.allocate((int) (l1Size * 8));
+        long compressed = 0;
+        long raw = 0;
+        long zero = 0;
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.READ, StandardOpenOption.TRUNCATE_EXISTING)) {
+            long pos = dataStart;
+            long curL1 = -1;
+            long l2Off = l2Base - cs;
+            ByteBuffer l2 = null;
+            byte[][] in = new byte[COMPRESS_BATCH][cs];
+            byte[][] out = new byte[COMPRESS_BATCH][];
+            long[] guest = new long[COMPRESS_BATCH];
+            for (long[] p : pairs) {
+                if (p[0] / l2Entries != curL1) {
+                    if (l2 != null) {
+                        write(ch, l2Off, l2);
+                    }
+                    curL1 = p[0] / l2Entries;
+                    l2Off += cs;
+                    l2 = ByteBuffer.allocate(cs);
+                    l1.putLong((int) curL1 * 8, l2Off | Qcow2Header.OFLAG_COPIED);
+                }
+                for (long c = p[0]; c < p[1]; ) {
+                    int n = (int) Math.min(COMPRESS_BATCH, p[1] - c);
+                    for (int i = 0; i < n; i++) {
+                        guest[i] = c + i;
+                        src.read(c + i, in[i]);
+                    }
+                    java.util.stream.IntStream.range(0, n).parallel().forEach(i -> out[i] = deflate(in[i]));
+                    for (int i = 0; i < n; i++) {
+                        int j = (int) (guest[i] - curL1 * l2Entries);
+                        if (out[i] == null) {
+                            zero++;
+                            continue;
+                        }
+                        if (out[i] == in[i]) {
+                            pos = (pos + cs - 1) & -(long) cs; // a whole cluster, aligned
+                            write(ch, pos, ByteBuffer.wrap(in[i]));
+                            rc[(int) (pos / cs)] = 1;
+                            l2.putLong(j * entryBytes, pos | Qcow2Header.OFLAG_COPIED);
+                            if (entryBytes == 16) {
+                                l2.putLong(j * 16 + 8, 0xffffffffL); // every subcluster allocated
+                            }
+                            pos += cs;
+                            raw++;
+                            continue;
+                        }
+                        int len = out[i].length;
+                        if (rc[(int) (pos / cs)] >= maxRef || rc[(int) ((pos + len - 1) / cs)] >= maxRef) {
+                            pos = (pos + cs - 1) & -(long) cs; // a refcount can't count one more
+                        }
+                        write(ch, pos, ByteBuffer.wrap(out[i]));
+                        for (long h = pos / cs; h <= (pos + len - 1) / cs; h++) {
+                            rc[(int) h]++;
+                        }
+                        long sectors = ((pos + len - 1) >>> 9) - (pos >>> 9) + 1;
+                        l2.putLong(j * entryBytes, Qcow2Header.OFLAG_COMPRESSED | pos | ((sectors - 1) << shift));
+                        pos += len;
+                        compressed++;
+                    }
+                    c += n;
+                    if (progress != null) {
+                        progress.accept(Math.min(size, c * cs));
+                    }
+                }
+            }
+            if (l2 != null) {
+                write(ch, l2Off, l2);
+            }
+            if (l1Size > 0) {
+                write(ch, l1Off, l1);
+            }
+            // qemu reads a compressed cluster's last 512-byte sector whole: the file reaches past it.
+            long end = Math.max((pos + 511) & ~511L, dataStart);
+            if (ch.size() < end) {
+                write(ch, end - 1, ByteBuffer.allocate(1));
+            }
+            ByteBuffer table = ByteBuffer.allocate((int) (tableClusters * cs));
+            for (long b = 0; b < blocks; b++) {
+                table.putLong((int) b * 8, blocksOff + b * cs);
+                byte[] block = new byte[cs];
+                for (long k = 0; k < perBlock; k++) {
+                    long c = b * perBlock + k;
+                    if (c >= worst) {
+                        break;
+                    }
+                    if (rc[(int) c] != 0) {
+                        Qcow2Image.setRefcountIn(block, (int) k, order, rc[(int) c]);
+                    }
+                }
+                write(ch, blocksOff + b * cs, ByteBuffer.wrap(block));
+            }
+            write(ch, reftOff, table);
+            write(ch, 0, hdr);
+            ch.force(true);
+            return new CompressedResult(compressed, raw, zero, ch.size());
+        }
+    }
+
+    /**
+     * One cluster deflated with at most 4 KiB match distances (see {@link #createCompressed}):
+     * null when it is all zeros, {@code in} itself when it does not shrink.
+     */
+    private static byte[] deflate(byte[] in) {
+        boolean allZero = true;
+        for (int i = 0; i < in.length && allZero; i += 8) {
+            allZero = (long) LONG.get(in, i) == 0;
+        }
+        if (allZero) {
+            return null;
+        }
+        java.util.zip.Deflater d = new java.util.zip.Deflater(java.util.zip.Deflater.DEFAULT_COMPRESSION, true);
+        try {
+            // qemu stores a cluster compressed only when it fits in cluster_size - 1 bytes
+            // (qcow2_co_pwritev_compressed_task); the buffer has room to notice it doesn't.
+            byte[] out = new byte[in.length + 64];
+            int n = 0;
+            for (int off = 0; off < in.length; off += 4096) {
+                d.setInput(in, off, Math.min(4096, in.length - off));
+                boolean last = off + 4096 >= in.length;
+                if (last) {
+                    d.finish();
+                }
+                while (true) {
+                    int k = last ? d.deflate(out, n, out.length - n)
+                            : d.deflate(out, n, out.length - n, java.util.zip.Deflater.FULL_FLUSH);
+                    n += k;
+                    if (n >= in.length - 1) {
+                        return in;
+                    }
+                    if (last ? d.finished() : (k < out.length - n + k && d.needsInput())) {
+                        break;
+                    }
+                }
+            }
+            return java.util.Arrays.copyOf(out, n);
+        } finally {
+            d.end();
+        }
+    }
+
+    private static final java.lang.invoke.VarHandle LONG =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
+
     /** Writes zeros over every data cluster laid out (preallocation=full). */
     private static void zeroFill(FileChannel ch, long[][] pairs, long[] hs, int cs)
             throws IOException {
