@@ -9,6 +9,7 @@ import io.biostack.uring.IoUring;
 import io.biostack.uring.RingLoop;
 import org.HdrHistogram.Histogram;
 
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.management.ManagementFactory;
@@ -297,7 +298,7 @@ public final class LoadGenerator {
         for (int j = 0; j < numJobs; j++) {
             try {
                 loops[j] = RingLoop.start("biostack-bench-" + j, 256, FileRings::attach);
-            } catch (io.biostack.sys.ErrnoException e) {
+            } catch (IOException e) { // RingLoop.start's ErrnoException: the ring could not be set up
                 try {
                     stopJobs(loops);
                 } catch (InterruptedException ie) {
