@@ -4,7 +4,9 @@ import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -45,7 +47,19 @@ class HelpTest {
 
     @Test
     void helpOfEveryCommandPrintsItsUsageAndNoPicocliWarning() {
-        for (List<String> path : commandPaths()) {
+        // Which commands have a --help option, from one tree (building a tree per command is slow).
+        CommandLine tree = Main.commandLine();
+        List<List<String>> paths = commandPaths();
+        Map<List<String>, Boolean> helpOptions = new HashMap<>();
+        for (List<String> path : paths) {
+            CommandLine cl = tree;
+            for (String name : path) {
+                cl = cl.getSubcommands().get(name);
+            }
+            helpOptions.put(path, cl.getCommandSpec().options().stream()
+                    .anyMatch(CommandLine.Model.OptionSpec::usageHelp));
+        }
+        for (List<String> path : paths) {
             List<String> args = new ArrayList<>(path);
             args.add("--help");
             CliRun run = CliRun.of(args.toArray(String[]::new));
@@ -58,9 +72,7 @@ class HelpTest {
             // text a user reads must be the whole usage, with its own command line in it.
             String usage = "Usage: biostack" + (path.isEmpty() ? "" : " " + String.join(" ", path));
             assertThat(run.out() + run.err()).as("output of %s", line).contains(usage);
-            boolean hasHelpOption = commandLineAt(path).getCommandSpec().options().stream()
-                    .anyMatch(CommandLine.Model.OptionSpec::usageHelp);
-            if (hasHelpOption) {
+            if (helpOptions.get(path)) {
                 assertThat(run.code()).as("exit code of %s", line).isZero();
                 assertThat(run.out()).as("stdout of %s", line).contains(usage);
             }
@@ -72,13 +84,5 @@ class HelpTest {
         CliRun run = CliRun.of("dm", "--help");
         // "%util" in the description must reach the user as "%util", not as a raw "%%util".
         assertThat(run.out() + run.err()).contains(" %util, p50 and p99").doesNotContain("%%util");
-    }
-
-    private static CommandLine commandLineAt(List<String> path) {
-        CommandLine cl = Main.commandLine();
-        for (String name : path) {
-            cl = cl.getSubcommands().get(name);
-        }
-        return cl;
     }
 }
