@@ -96,11 +96,11 @@ class ArchitectureTest {
                     "the luks table's header=FILE option opens the detached header itself, as a loop"
                     + " device. The fix: TableSpec.Resolver offers a way to open a file leaf"
                     + " (implemented by stack, which may use loop), and Luks asks it"),
-            new KnownBreak("io.biostack.layer.crypt", "Argon2Memory.java", "io.biostack.sys.Libc",
+            new KnownBreak("io.biostack.layer.crypt", "Argon2Memory.java", "io.biostack.sys",
                     "Argon2's memory-hard KDF maps its lanes with mmap/madvise (MADV_DONTDUMP, so"
                     + " the derived key's working memory never lands in a core dump); syscalls live in"
-                    + " sys alone, so the one class that needs them may call sys.Libc rather than"
-                    + " repeat its downcalls (helper luks makes it do so)"));
+                    + " sys alone, so the one class that needs them may call sys.Libc and sys.Mman"
+                    + " rather than repeat their downcalls (helper luks makes it do so)"));
 
     /** One reference from a source file to a class or package of another part. */
     record Ref(String fromPackage, String file, String to) {
