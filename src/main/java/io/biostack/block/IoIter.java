@@ -30,8 +30,8 @@ public final class IoIter {
     /**
      * The whole array.
      *
-     * @param array the caller's array; it is bounced, never handed to the kernel, and must not
-     *         change until the I/O completes
+     * @param array the caller's array; heap memory is bounced (copied through native memory), never
+     *         handed to the kernel
      * @return an iterator over all of {@code array}
      */
     public static IoIter of(byte[] array) {

@@ -25,8 +25,8 @@ public final class RamDisk implements BlockDevice {
      * A writable ramdisk of {@code size} bytes with 512-byte blocks.
      *
      * @param name the device's name in messages
-     * @param size the capacity in bytes, a multiple of 512; the memory is allocated at once, off
-     *         heap
+     * @param size the capacity in bytes, a multiple of 512; memory is taken off heap, a chunk at a
+     *         time, as it is first written
      */
     public RamDisk(String name, long size) {
         this(name, size, 512, false);
