@@ -7,32 +7,56 @@ import java.util.Locale;
 /**
  * What a run measured. Latencies are nanoseconds from submit to end-io.
  *
+ * @param workload        what was run
+ * @param elapsedNs       the measured time in nanoseconds (the ramp excluded)
+ * @param readIos         reads completed in the measured time
+ * @param writeIos        writes completed in the measured time
+ * @param errors          I/Os that completed with an error status
+ * @param readLat         read latencies in nanoseconds; the caller may read it, not change it
+ * @param writeLat        write latencies in nanoseconds; the caller may read it, not change it
  * @param allocBytesPerIo bytes allocated per I/O by every thread but the reporting one, over the
  *                        steady middle of the run (NaN when the run was too short to tell)
  * @param cpuUsPerIo      process CPU time (every thread, user and system) over the measured
  *                        window divided by the I/Os in it, in microseconds (NaN when unknown)
+ * @param firstError      the first error's status and message, null when there was none
  * @param numJobs         submitting threads (fio's numjobs), each with {@code iodepth} I/Os
  */
 public record BenchResult(Workload workload, long elapsedNs, long readIos, long writeIos, long errors,
                           Histogram readLat, Histogram writeLat, double allocBytesPerIo, String firstError,
                           double cpuUsPerIo, int numJobs) {
 
-    /** Reads and writes measured. */
+    /**
+     * Reads and writes measured.
+     *
+     * @return the count of reads and writes completed in the measured time
+     */
     public long ios() {
         return readIos + writeIos;
     }
 
-    /** I/Os per second over the measured time. */
+    /**
+     * I/Os per second over the measured time.
+     *
+     * @return the rate in I/Os per second
+     */
     public double iops() {
         return ios() * 1e9 / elapsedNs;
     }
 
-    /** Bytes per second over the measured time. */
+    /**
+     * Bytes per second over the measured time.
+     *
+     * @return the rate in bytes per second
+     */
     public double bwBytes() {
         return (double) ios() * workload.blockSize() * 1e9 / elapsedNs;
     }
 
-    /** Read and write latencies together. */
+    /**
+     * Read and write latencies together.
+     *
+     * @return a new histogram in nanoseconds, of reads and writes merged
+     */
     public Histogram allLat() {
         Histogram h = new Histogram(60_000_000_000L, 3);
         h.add(readLat);
@@ -40,7 +64,14 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
         return h;
     }
 
-    /** One JSON object: iops, bw_bytes, lat_ns {p50, p99, p999, ...}, ios, errors, and per direction. */
+    /**
+     * One JSON object: iops, bw_bytes, lat_ns {p50, p99, p999, ...}, ios, errors, and per
+     * direction.
+     *
+     * @param extra more JSON members to add at the end, without braces (e.g. {@code "device":"d"}),
+     *         or null
+     * @return the object on one line, without a trailing newline
+     */
     public String toJson(String extra) {
         StringBuilder sb = new StringBuilder(512);
         sb.append('{');
@@ -88,7 +119,12 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
         return String.format(Locale.ROOT, "%.1f", v);
     }
 
-    /** fio-like human summary. */
+    /**
+     * fio-like human summary.
+     *
+     * @param header the first line of the summary (the device and the workload, say)
+     * @return the summary's lines, each ending in a newline
+     */
     public String toText(String header) {
         StringBuilder sb = new StringBuilder();
         sb.append(header).append('\n');

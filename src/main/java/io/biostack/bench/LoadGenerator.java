@@ -9,6 +9,7 @@ import io.biostack.uring.IoUring;
 import io.biostack.uring.RingLoop;
 import org.HdrHistogram.Histogram;
 
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.management.ManagementFactory;
@@ -47,7 +48,13 @@ public final class LoadGenerator {
     private long rampNs;
     private volatile String firstError;
 
-    /** A load of {@code w} on {@code dev}; nothing runs until {@link #run}. The device stays the caller's. */
+    /**
+     * A load of {@code w} on {@code dev}; nothing runs until {@link #run}. The device stays the
+     * caller's.
+     *
+     * @param dev the device to load; it stays the caller's, who closes it after the run
+     * @param w what to run: pattern, block size, depth, time, range
+     */
     public LoadGenerator(BlockDevice dev, Workload w) {
         this.dev = dev;
         this.w = w;
@@ -70,6 +77,9 @@ public final class LoadGenerator {
     /**
      * Runs the load for {@code ns} before measuring (fio's {@code ramp_time}): the JIT compiles
      * the path and the device settles. Returns this generator.
+     *
+     * @param ns the ramp time in nanoseconds, 0 for none
+     * @return this generator
      */
     public LoadGenerator ramp(long ns) {
         if (ns < 0) {
@@ -82,6 +92,10 @@ public final class LoadGenerator {
     /**
      * Runs {@code n} submitting threads, each with the workload's {@code iodepth} I/Os in flight
      * (fio's {@code numjobs}). Returns this generator.
+     *
+     * @param n submitting threads, at least 1
+     * @return this generator
+     * @throws IllegalArgumentException when {@code n} is below 1
      */
     public LoadGenerator numJobs(int n) {
         if (n < 1) {
@@ -196,6 +210,11 @@ public final class LoadGenerator {
     /**
      * Runs the workload; {@code progress} is called about once a second with the I/Os done so far
      * and the elapsed nanoseconds (on the calling thread). Blocks until the last I/O completes.
+     *
+     * @param progress called about once a second on the calling thread, or null for no progress
+     * @return what the measured part of the run did
+     * @throws InterruptedException when the calling thread is interrupted while it waits for the
+     *         run
      */
     public BenchResult run(ProgressListener progress) throws InterruptedException {
         try (Arena arena = Arena.ofShared()) {
@@ -297,7 +316,7 @@ public final class LoadGenerator {
         for (int j = 0; j < numJobs; j++) {
             try {
                 loops[j] = RingLoop.start("biostack-bench-" + j, 256, FileRings::attach);
-            } catch (io.biostack.sys.ErrnoException e) {
+            } catch (IOException e) { // RingLoop.start's ErrnoException: the ring could not be set up
                 try {
                     stopJobs(loops);
                 } catch (InterruptedException ie) {
@@ -362,7 +381,13 @@ public final class LoadGenerator {
     /** Called about once a second while the run goes on. */
     @FunctionalInterface
     public interface ProgressListener {
-        /** I/Os done and nanoseconds elapsed so far; called on the thread in {@link LoadGenerator#run}. */
+        /**
+         * I/Os done and nanoseconds elapsed so far; called on the thread in
+         * {@link LoadGenerator#run}.
+         *
+         * @param ios the I/Os completed so far
+         * @param elapsedNs the nanoseconds since the run (or the ramp) started
+         */
         void progress(long ios, long elapsedNs);
     }
 }

@@ -18,7 +18,16 @@ public record Workload(Pattern rw, int blockSize, int ioDepth, long runtimeNs, l
 
     /** fio's {@code --rw} values. */
     public enum Pattern {
-        READ(false, 100), WRITE(false, 0), RANDREAD(true, 100), RANDWRITE(true, 0), RANDRW(true, -1);
+        /** Sequential reads. */
+        READ(false, 100),
+        /** Sequential writes. */
+        WRITE(false, 0),
+        /** Reads at random block-aligned offsets. */
+        RANDREAD(true, 100),
+        /** Writes at random block-aligned offsets. */
+        RANDWRITE(true, 0),
+        /** Random reads and writes, mixed as {@code readMixPercent} says. */
+        RANDRW(true, -1);
 
         final boolean random;
         final int reads;
@@ -28,7 +37,13 @@ public record Workload(Pattern rw, int blockSize, int ioDepth, long runtimeNs, l
             this.reads = reads;
         }
 
-        /** The pattern fio calls {@code s} (read, write, randread, randwrite, randrw). */
+        /**
+         * The pattern fio calls {@code s} (read, write, randread, randwrite, randrw).
+         *
+         * @param s a fio {@code --rw} value, in any case
+         * @return the pattern
+         * @throws IllegalArgumentException when {@code s} names no pattern
+         */
         public static Pattern parse(String s) {
             try {
                 return valueOf(s.toUpperCase(Locale.ROOT));
@@ -37,7 +52,11 @@ public record Workload(Pattern rw, int blockSize, int ioDepth, long runtimeNs, l
             }
         }
 
-        /** The name fio gives the pattern. */
+        /**
+         * The name fio gives the pattern.
+         *
+         * @return the name in lower case, as fio's {@code --rw} takes it
+         */
         public String fioName() {
             return name().toLowerCase(Locale.ROOT);
         }

@@ -87,6 +87,12 @@ public final class Bio {
     /**
      * Sets op, flags, offset and callback and clears segments, size and status: ready for
      * {@link #addSegment}. Returns this bio.
+     *
+     * @param op what the bio is to do
+     * @param flags {@link BioFlags} bits, 0 for none
+     * @param offset where on the device the bio starts, in bytes
+     * @param endIo the callback run once on completion, or null for none (a chained bio gets its own)
+     * @return this bio, for chaining the set-up calls
      */
     public Bio init(Op op, int flags, long offset, EndIo endIo) {
         this.op = op;
@@ -109,6 +115,10 @@ public final class Bio {
     /**
      * Appends a segment and grows the size by its length. The caller keeps owning the memory and
      * must keep it valid until the bio completes. Only before submit.
+     *
+     * @param segment memory the bio reads into or writes from; still the caller's, and it must stay valid
+     *         (and, for native I/O, unmoved) until the bio completes
+     * @return this bio, for chaining the set-up calls
      */
     public Bio addSegment(MemorySegment segment) {
         if (vcnt == vecs.length) {
@@ -124,6 +134,9 @@ public final class Bio {
     /**
      * Shrinks the bio to its first {@code size} bytes ({@code bio_trim}): the segments stay, the
      * iterator covers less. Lets a bio use part of a larger buffer without slicing it.
+     *
+     * @param size the bytes to keep, from 0 to the current size
+     * @return this bio, for chaining the set-up calls
      */
     public Bio trim(long size) {
         if (size < 0 || size > iter.size) {
@@ -133,7 +146,12 @@ public final class Bio {
         return this;
     }
 
-    /** Sets the byte count of a bio without data (DISCARD, WRITE_ZEROES). Only before submit. */
+    /**
+     * Sets the byte count of a bio without data (DISCARD, WRITE_ZEROES). Only before submit.
+     *
+     * @param size the bytes the DISCARD or WRITE_ZEROES covers
+     * @return this bio, for chaining the set-up calls
+     */
     public Bio setSize(long size) {
         if (op.hasData()) {
             throw new IllegalStateException("size of a " + op + " bio comes from its segments");
@@ -142,52 +160,95 @@ public final class Bio {
         return this;
     }
 
-    /** What the bio does. */
+    /**
+     * What the bio does.
+     *
+     * @return the operation set by {@link #init}
+     */
     public Op op() {
         return op;
     }
 
-    /** The {@link BioFlags} bits. */
+    /**
+     * The {@link BioFlags} bits.
+     *
+     * @return the flag bits, 0 when none is set
+     */
     public int flags() {
         return flags;
     }
 
-    /** True when {@code flag} (a {@link BioFlags} bit) is set. */
+    /**
+     * True when {@code flag} (a {@link BioFlags} bit) is set.
+     *
+     * @param flag one {@link BioFlags} bit (or several, any of which answers true)
+     * @return whether any bit of {@code flag} is set
+     */
     public boolean hasFlag(int flag) {
         return (flags & flag) != 0;
     }
 
-    /** Replaces the flags (a layer may clear PREFLUSH once it has flushed, as blk-flush does). */
+    /**
+     * Replaces the flags (a layer may clear PREFLUSH once it has flushed, as blk-flush does).
+     *
+     * @param flags the new {@link BioFlags} bits; they replace all the old ones
+     */
     public void setFlags(int flags) {
         this.flags = flags;
     }
 
-    /** The device offset in bytes (shortcut for {@code iter().offset()}). */
+    /**
+     * The device offset in bytes (shortcut for {@code iter().offset()}).
+     *
+     * @return the current device offset in bytes, after any remap and advance so far
+     */
     public long offset() {
         return iter.offset;
     }
 
-    /** Bytes left to do (shortcut for {@code iter().size()}). */
+    /**
+     * Bytes left to do (shortcut for {@code iter().size()}).
+     *
+     * @return the bytes the iterator still covers
+     */
     public long size() {
         return iter.size;
     }
 
-    /** Moves the bio to another device offset: how remapping layers pass a bio down. */
+    /**
+     * Moves the bio to another device offset: how remapping layers pass a bio down.
+     *
+     * @param offset the new device offset in bytes
+     */
     public void setOffset(long offset) {
         iter.offset = offset;
     }
 
-    /** The progress through the bio: device offset, bytes left, current segment. Changed by whoever owns the bio now. */
+    /**
+     * The progress through the bio: device offset, bytes left, current segment. Changed by whoever owns the
+     * bio now.
+     *
+     * @return the bio's live iterator (not a copy: changing it changes the bio)
+     */
     public BioIter iter() {
         return iter;
     }
 
-    /** Number of segments in the table (not only those the iterator still covers). */
+    /**
+     * Number of segments in the table (not only those the iterator still covers).
+     *
+     * @return the count of segments added since {@link #init}
+     */
     public int segmentCount() {
         return vcnt;
     }
 
-    /** Segment {@code i} of the table. */
+    /**
+     * Segment {@code i} of the table.
+     *
+     * @param i the segment's index, from 0 to {@link #segmentCount()} - 1
+     * @return the segment as it was added (the whole of it, whatever the iterator covers)
+     */
     public MemorySegment segment(int i) {
         if (i >= vcnt) {
             throw new IndexOutOfBoundsException(i);
@@ -195,7 +256,11 @@ public final class Bio {
         return vecs[i];
     }
 
-    /** The callback {@link #endIo()} runs, or null. */
+    /**
+     * The callback {@link #endIo()} runs, or null.
+     *
+     * @return the callback, null when none was set
+     */
     public EndIo endIoCallback() {
         return endIo;
     }
@@ -203,17 +268,27 @@ public final class Bio {
     /**
      * Sets the completion callback ({@code bi_end_io}). Only the bio's owner, before submit: it runs
      * once, on the thread that completes the bio, and must not block.
+     *
+     * @param endIo the callback to run once on completion, or null for none
      */
     public void setEndIo(EndIo endIo) {
         this.endIo = endIo;
     }
 
-    /** A reference the callback's owner may keep in the bio ({@code bi_private}). */
+    /**
+     * A reference the callback's owner may keep in the bio ({@code bi_private}).
+     *
+     * @return what the owner stored with {@link #setPrivateData}, or null
+     */
     public Object privateData() {
         return privateData;
     }
 
-    /** Sets the reference the callback's owner keeps in the bio. */
+    /**
+     * Sets the reference the callback's owner keeps in the bio.
+     *
+     * @param privateData any object of the owner's; the bio only holds it until {@link #init} or {@link #put}
+     */
     public void setPrivateData(Object privateData) {
         this.privateData = privateData;
     }
@@ -222,22 +297,36 @@ public final class Bio {
      * A slot for the device at the bottom of the stack that holds the bio between submit and
      * completion (the file engine keeps its backing file here). Layers that pass a bio down in
      * place must not use it; layers that need per-bio state clone the bio.
+     *
+     * @return what the bottom device stored, or null
      */
     public Object driverData() {
         return driverData;
     }
 
-    /** Sets the bottom device's slot (see {@link #driverData()}). */
+    /**
+     * Sets the bottom device's slot (see {@link #driverData()}).
+     *
+     * @param driverData the bottom device's per-bio object, or null to clear the slot
+     */
     public void setDriverData(Object driverData) {
         this.driverData = driverData;
     }
 
-    /** A primitive slot for the callback's owner (a tag, a start time) — no boxing. */
+    /**
+     * A primitive slot for the callback's owner (a tag, a start time) — no boxing.
+     *
+     * @return the value stored with {@link #setPrivateLong}, 0 after {@link #init}
+     */
     public long privateLong() {
         return privateLong;
     }
 
-    /** Sets the primitive slot of the callback's owner. */
+    /**
+     * Sets the primitive slot of the callback's owner.
+     *
+     * @param value any value of the owner's (a tag, a start time in ns)
+     */
     public void setPrivateLong(long value) {
         this.privateLong = value;
     }
@@ -252,6 +341,10 @@ public final class Bio {
      * the caller then counts a clone instead. For the counted device that receives the bio,
      * between its submit and completion; the slot is cleared by {@link #init}, clones and
      * {@link #put}.
+     *
+     * @param accounting the counted device that will hear {@link IoAccounting#ioDone} for this bio
+     * @param startNs the start time, in {@link System#nanoTime()} nanoseconds
+     * @return true when accounting started, false when the bio was already accounted elsewhere
      */
     public boolean startAccounting(IoAccounting accounting, long startNs) {
         if (acct != null) {
@@ -264,39 +357,68 @@ public final class Bio {
         return true;
     }
 
-    /** The start time given to {@link #startAccounting}. */
+    /**
+     * The start time given to {@link #startAccounting}.
+     *
+     * @return the start time in {@link System#nanoTime()} nanoseconds
+     */
     public long accountingStart() {
         return acctStart;
     }
 
-    /** The offset when accounting started (before any remap). */
+    /**
+     * The offset when accounting started (before any remap).
+     *
+     * @return the device offset in bytes at {@link #startAccounting}
+     */
     public long accountingOffset() {
         return acctOffset;
     }
 
-    /** The size when accounting started (before any advance). */
+    /**
+     * The size when accounting started (before any advance).
+     *
+     * @return the size in bytes at {@link #startAccounting}
+     */
     public long accountingSize() {
         return acctSize;
     }
 
     // ---- status and completion -------------------------------------------------------------
 
-    /** The first error recorded, or {@link Status#OK}. Final once the bio has completed. */
+    /**
+     * The first error recorded, or {@link Status#OK}. Final once the bio has completed.
+     *
+     * @return the status; OK while no error has been recorded
+     */
     public Status status() {
         return status;
     }
 
-    /** Text that says what went wrong (null when OK or when nobody said). */
+    /**
+     * Text that says what went wrong (null when OK or when nobody said).
+     *
+     * @return the message of the first error, or null
+     */
     public String detail() {
         return detail;
     }
 
-    /** Records an error; the first error wins, later ones are dropped. */
+    /**
+     * Records an error; the first error wins, later ones are dropped.
+     *
+     * @param s the error; OK is ignored
+     */
     public void setStatus(Status s) {
         setStatus(s, null);
     }
 
-    /** Records an error with a message for humans; the first error wins. */
+    /**
+     * Records an error with a message for humans; the first error wins.
+     *
+     * @param s the error; OK is ignored
+     * @param why what went wrong, in words for a person reading the log or the error; may be null
+     */
     public void setStatus(Status s, String why) {
         if (s == Status.OK) {
             return;
@@ -306,7 +428,12 @@ public final class Bio {
         }
     }
 
-    /** Records the error and completes the bio: {@code bio_io_error}. */
+    /**
+     * Records the error and completes the bio: {@code bio_io_error}.
+     *
+     * @param s the error to complete with
+     * @param why what went wrong, in words; may be null
+     */
     public void fail(Status s, String why) {
         setStatus(s, why);
         endIo();
@@ -356,6 +483,9 @@ public final class Bio {
      * Makes {@code parent} complete only after this bio ({@code bio_chain}). This bio's callback
      * is replaced: on completion it passes its status to the parent and is put back in its pool.
      * Call before submitting this bio; the parent must not have completed yet.
+     *
+     * @param parent the bio that completes after this one (and after all its other chained children); it
+     *         keeps its own callback
      */
     public void chain(Bio parent) {
         if (chainParent != null) {
@@ -383,6 +513,10 @@ public final class Bio {
      * that shares this bio's segments and covers [offset, offset + bytes); this bio advances past
      * them. The caller owns the returned bio (usually it chains it to this one and submits it);
      * this bio's segments must outlive it. Bios without data split by range alone.
+     *
+     * @param bytes how many bytes to split off the front, more than 0 and less than {@link #size()}
+     * @param pool where to take the new bio from, or null for a new unpooled one
+     * @return the front piece, owned by the caller
      */
     public Bio split(long bytes, BioPool pool) {
         if (bytes <= 0 || bytes >= iter.size) {
@@ -398,6 +532,9 @@ public final class Bio {
      * A bio that shares this bio's segments and copies its op, flags and iterator
      * ({@code bio_alloc_clone}). It has no callback and an OK status; the caller owns it. This
      * bio's segments must outlive the clone.
+     *
+     * @param pool where to take the clone from, or null for a new unpooled one
+     * @return the clone, owned by the caller, with the same iterator as this bio now
      */
     public Bio cloneShallow(BioPool pool) {
         Bio c = pool == null ? new Bio() : pool.get();
@@ -421,7 +558,11 @@ public final class Bio {
         return c;
     }
 
-    /** Advances the iterator by {@code bytes} ({@code bio_advance}). */
+    /**
+     * Advances the iterator by {@code bytes} ({@code bio_advance}).
+     *
+     * @param bytes how many bytes to move forward, at most {@link #size()}
+     */
     public void advance(long bytes) {
         if (bytes > iter.size) {
             throw new IllegalArgumentException("advance " + bytes + " past size " + iter.size);
@@ -446,6 +587,8 @@ public final class Bio {
     /**
      * Copies the bytes the iterator covers into {@code dst} (which must hold {@link #size()}
      * bytes from its start). Used by memory-backed devices and bounce buffers.
+     *
+     * @param dst native or heap memory of at least {@link #size()} bytes; it is not kept
      */
     public void copyTo(MemorySegment dst) {
         long left = op.hasData() ? iter.size : 0;
@@ -462,7 +605,11 @@ public final class Bio {
         }
     }
 
-    /** Copies {@link #size()} bytes from the start of {@code src} into the iterator's memory. */
+    /**
+     * Copies {@link #size()} bytes from the start of {@code src} into the iterator's memory.
+     *
+     * @param src memory holding at least {@link #size()} bytes; it is not kept
+     */
     public void copyFrom(MemorySegment src) {
         long left = op.hasData() ? iter.size : 0;
         long pos = 0;
@@ -495,6 +642,8 @@ public final class Bio {
     /**
      * Walks the memory the iterator covers without advancing it; calls {@code visitor} once per
      * piece with the segment, the offset in it and the length. No allocation.
+     *
+     * @param visitor called once per contiguous piece, on this thread, before this method returns
      */
     public void forEachSegment(SegmentVisitor visitor) {
         long left = op.hasData() ? iter.size : 0;
@@ -512,7 +661,14 @@ public final class Bio {
     /** Receives the pieces of a bio's memory, see {@link #forEachSegment}. */
     @FunctionalInterface
     public interface SegmentVisitor {
-        /** One piece: {@code length} bytes of {@code segment} from {@code offset}. Don't keep the segment past the bio's completion. */
+        /**
+         * One piece: {@code length} bytes of {@code segment} from {@code offset}. Don't keep the segment past
+         * the bio's completion.
+         *
+         * @param segment one of the bio's segments
+         * @param offset where the piece starts in {@code segment}, in bytes
+         * @param length the piece's length in bytes
+         */
         void visit(MemorySegment segment, long offset, long length);
     }
 

@@ -14,6 +14,14 @@ public final class BioChecks {
      * with a clear status and message and returns false: the caller must not touch it again.
      * When it is a zero-length data, discard or write-zeroes bio, completes it with OK and returns
      * false too (nothing to do). Otherwise returns true and the caller goes on.
+     *
+     * @param bio a bio just submitted to the device
+     * @param device the device's name, for the message
+     * @param capacity the device's size in bytes
+     * @param lim the device's limits (block size, maximum sizes, features)
+     * @param readOnly true when the device refuses changes
+     * @return true when the caller should go on with the bio; false when it has already been
+     *         completed
      */
     public static boolean admit(Bio bio, String device, long capacity, QueueLimits lim, boolean readOnly) {
         Op op = bio.op();

@@ -17,7 +17,12 @@ public final class BioFlags {
     private BioFlags() {
     }
 
-    /** Short text for logs: "FUA|PREFLUSH", or "-" when none. */
+    /**
+     * Short text for logs: "FUA|PREFLUSH", or "-" when none.
+     *
+     * @param flags {@link BioFlags} bits
+     * @return the names of the bits set, joined by "|"
+     */
     public static String toString(int flags) {
         if (flags == 0) {
             return "-";

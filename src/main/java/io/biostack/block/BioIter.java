@@ -17,22 +17,38 @@ public final class BioIter {
     int idx;
     long done;
 
-    /** Device offset in bytes of the next byte ({@code bi_sector}, in bytes). */
+    /**
+     * Device offset in bytes of the next byte ({@code bi_sector}, in bytes).
+     *
+     * @return the offset in bytes
+     */
     public long offset() {
         return offset;
     }
 
-    /** Bytes left ({@code bi_size}). */
+    /**
+     * Bytes left ({@code bi_size}).
+     *
+     * @return the bytes the bio still covers
+     */
     public long size() {
         return size;
     }
 
-    /** Index of the current segment ({@code bi_idx}). */
+    /**
+     * Index of the current segment ({@code bi_idx}).
+     *
+     * @return the index in the bio's segment table
+     */
     public int index() {
         return idx;
     }
 
-    /** Bytes already consumed of the current segment ({@code bi_bvec_done}). */
+    /**
+     * Bytes already consumed of the current segment ({@code bi_bvec_done}).
+     *
+     * @return the bytes of that segment already done
+     */
     public long doneInSegment() {
         return done;
     }

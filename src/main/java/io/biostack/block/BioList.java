@@ -13,7 +13,11 @@ public final class BioList {
     private Bio tail;
     private int size;
 
-    /** Appends {@code bio}; the list holds it until {@link #poll()} hands it out. */
+    /**
+     * Appends {@code bio}; the list holds it until {@link #poll()} hands it out.
+     *
+     * @param bio a bio not in any other list or queue
+     */
     public void add(Bio bio) {
         bio.next = null;
         if (tail == null) {
@@ -25,7 +29,11 @@ public final class BioList {
         size++;
     }
 
-    /** Appends a chain from {@link BioQueue#takeAll()}. */
+    /**
+     * Appends a chain from {@link BioQueue#takeAll()}.
+     *
+     * @param first the first bio of the chain, or null for an empty one
+     */
     public void addAll(Bio first) {
         while (first != null) {
             Bio n = first.next;
@@ -34,7 +42,11 @@ public final class BioList {
         }
     }
 
-    /** Puts {@code bio} back at the front (it could not be started after all). */
+    /**
+     * Puts {@code bio} back at the front (it could not be started after all).
+     *
+     * @param bio the bio to put back
+     */
     public void addFirst(Bio bio) {
         bio.next = head;
         head = bio;
@@ -44,7 +56,11 @@ public final class BioList {
         size++;
     }
 
-    /** Removes and returns the first bio, or null when empty. */
+    /**
+     * Removes and returns the first bio, or null when empty.
+     *
+     * @return the oldest bio held, or null when the list is empty
+     */
     public Bio poll() {
         Bio b = head;
         if (b != null) {
@@ -58,12 +74,20 @@ public final class BioList {
         return b;
     }
 
-    /** True when no bio is held. */
+    /**
+     * True when no bio is held.
+     *
+     * @return true when the list holds no bio
+     */
     public boolean isEmpty() {
         return head == null;
     }
 
-    /** Bios held. */
+    /**
+     * Bios held.
+     *
+     * @return the number of bios held
+     */
     public int size() {
         return size;
     }

@@ -20,12 +20,21 @@ public final class BioPool {
     private final int vecCapacity;
     private final AtomicLong created = new AtomicLong();
 
-    /** A pool that keeps up to {@code capacity} (rounded up to a power of two) idle bios. */
+    /**
+     * A pool that keeps up to {@code capacity} (rounded up to a power of two) idle bios.
+     *
+     * @param capacity the most idle bios kept; bios put back beyond it go to the garbage collector
+     */
     public BioPool(int capacity) {
         this(capacity, 4);
     }
 
-    /** As {@link #BioPool(int)}, with room for {@code vecCapacity} segments in each new bio. */
+    /**
+     * As {@link #BioPool(int)}, with room for {@code vecCapacity} segments in each new bio.
+     *
+     * @param capacity the most idle bios kept
+     * @param vecCapacity the segment slots each new bio starts with (it grows if more are added)
+     */
     @SuppressWarnings({"unchecked", "rawtypes"})
     public BioPool(int capacity, int vecCapacity) {
         int n = Integer.highestOneBit(Math.max(1, Math.min(8, capacity / 8)));
@@ -41,7 +50,11 @@ public final class BioPool {
         return (int) Thread.currentThread().threadId() & stripeMask;
     }
 
-    /** Takes a bio; the caller owns it and must {@link Bio#init} it before use. */
+    /**
+     * Takes a bio; the caller owns it and must {@link Bio#init} it before use.
+     *
+     * @return a bio from the pool, or a new one when the pool is empty
+     */
     public Bio get() {
         int h = home();
         for (int i = 0; i <= stripeMask; i++) {
@@ -55,7 +68,11 @@ public final class BioPool {
         return new Bio(this, vecCapacity);
     }
 
-    /** How many bios this pool has had to create (a warm pool stops growing). */
+    /**
+     * How many bios this pool has had to create (a warm pool stops growing).
+     *
+     * @return the count of bios created since the pool was made
+     */
     public long created() {
         return created.get();
     }

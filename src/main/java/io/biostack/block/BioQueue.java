@@ -23,6 +23,9 @@ public final class BioQueue {
     /**
      * Adds a bio; returns true when the queue was empty before, i.e. when the consumer may be
      * asleep and needs a wake-up.
+     *
+     * @param bio a bio the queue now holds until {@link #takeAll()} hands it to the consumer
+     * @return true when the queue was empty, so the producer must wake the consumer
      */
     public boolean push(Bio bio) {
         Bio h;
@@ -33,7 +36,11 @@ public final class BioQueue {
         return h == null;
     }
 
-    /** True when nothing is queued (a racy hint for the consumer's sleep decision). */
+    /**
+     * True when nothing is queued (a racy hint for the consumer's sleep decision).
+     *
+     * @return true when the queue looked empty at the moment of the read
+     */
     public boolean isEmpty() {
         return head.get() == null;
     }
@@ -41,6 +48,8 @@ public final class BioQueue {
     /**
      * Takes every queued bio, oldest first, linked through {@link #next(Bio)}; null when empty.
      * Only the single consumer calls this.
+     *
+     * @return the oldest bio of a linked list of all the queued ones, or null when none was queued
      */
     public Bio takeAll() {
         Bio h = head.getAndSet(null);
@@ -54,7 +63,12 @@ public final class BioQueue {
         return prev;
     }
 
-    /** The bio after {@code bio} in a list from {@link #takeAll()}; clears the link. */
+    /**
+     * The bio after {@code bio} in a list from {@link #takeAll()}; clears the link.
+     *
+     * @param bio a bio from such a list
+     * @return the next bio in the list, or null at its end
+     */
     public static Bio next(Bio bio) {
         Bio n = bio.next;
         bio.next = null;

@@ -14,6 +14,10 @@ public final class BioSplitter {
     /**
      * How many bytes from the start of {@code bio} fit {@code lim}: its size when it fits whole.
      * Always a multiple of the logical block size, and at least one block.
+     *
+     * @param bio the bio to fit, with its iterator where the next piece starts
+     * @param lim the limits of the device the piece goes to
+     * @return the bytes of the first piece, at most {@code bio.size()}
      */
     public static long fit(Bio bio, QueueLimits lim) {
         long size = bio.size();
@@ -73,6 +77,11 @@ public final class BioSplitter {
      * Sends {@code bio} to {@code next} in pieces that fit {@code lim}. Each front piece comes from
      * {@code pool} and is chained to {@code bio}, so {@code bio}'s callback runs once, after the
      * last piece, with the first error. Ownership of {@code bio} passes to {@code next}.
+     *
+     * @param bio the bio to send; owned by the caller until this call, then by {@code next}
+     * @param lim the limits each piece must keep
+     * @param pool where the front pieces come from; they return to it on completion
+     * @param next takes each piece (the last one is {@code bio} itself) and owns it from then on
      */
     public static void submitSplit(Bio bio, QueueLimits lim, BioPool pool, Consumer<Bio> next) {
         while (true) {

@@ -7,6 +7,10 @@ package io.biostack.block;
  */
 @FunctionalInterface
 public interface EndIo {
-    /** Called once when {@code bio} has completed; {@link Bio#status()} says how it went. */
+    /**
+     * Called once when {@code bio} has completed; {@link Bio#status()} says how it went.
+     *
+     * @param bio the completed bio; from now on it belongs to whoever set this callback
+     */
     void endIo(Bio bio);
 }

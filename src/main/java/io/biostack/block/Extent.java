@@ -13,12 +13,22 @@ public record Extent(long length, int flags) {
     /** Reads as zeros (NBD_STATE_ZERO, bit 1). */
     public static final int ZERO = 2;
 
-    /** {@code length} bytes that hold data (or may). */
+    /**
+     * {@code length} bytes that hold data (or may).
+     *
+     * @param length the run's length in bytes
+     * @return an extent of data
+     */
     public static Extent data(long length) {
         return new Extent(length, 0);
     }
 
-    /** {@code length} bytes that read as zeros and hold no storage. */
+    /**
+     * {@code length} bytes that read as zeros and hold no storage.
+     *
+     * @param length the run's length in bytes
+     * @return an extent that is a hole
+     */
     public static Extent hole(long length) {
         return new Extent(length, HOLE | ZERO);
     }

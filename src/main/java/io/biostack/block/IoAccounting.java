@@ -8,5 +8,10 @@ package io.biostack.block;
  */
 @FunctionalInterface
 public interface IoAccounting {
+    /**
+     * Counts {@code bio} as done: its status is final, its callback has not run yet.
+     *
+     * @param bio the bio that completed; read its status and the accounting start, do not keep it
+     */
     void ioDone(Bio bio);
 }

@@ -27,22 +27,47 @@ public final class IoIter {
         this.count = count;
     }
 
-    /** The whole array. */
+    /**
+     * The whole array.
+     *
+     * @param array the caller's array; heap memory is bounced (copied through native memory), never
+     *         handed to the kernel
+     * @return an iterator over all of {@code array}
+     */
     public static IoIter of(byte[] array) {
         return of(MemorySegment.ofArray(array));
     }
 
-    /** {@code length} bytes of {@code array} from {@code offset}. */
+    /**
+     * {@code length} bytes of {@code array} from {@code offset}.
+     *
+     * @param array the caller's array, bounced like the whole-array form
+     * @param offset the first byte's index in {@code array}
+     * @param length how many bytes, from {@code offset}
+     * @return an iterator over that part of {@code array}
+     */
     public static IoIter of(byte[] array, int offset, int length) {
         return of(MemorySegment.ofArray(array).asSlice(offset, length));
     }
 
-    /** The buffer's bytes from position to limit; the buffer's position is not changed. */
+    /**
+     * The buffer's bytes from position to limit; the buffer's position is not changed.
+     *
+     * @param buffer a heap or direct buffer; a direct one may go to the kernel as it is, so it must
+     *         stay reachable and unchanged until the I/O completes
+     * @return an iterator over the buffer's remaining bytes
+     */
     public static IoIter of(ByteBuffer buffer) {
         return of(MemorySegment.ofBuffer(buffer));
     }
 
-    /** The segments, in order. */
+    /**
+     * The segments, in order.
+     *
+     * @param segments native or heap segments, in the order their bytes are to be read or written;
+     *         they stay the caller's
+     * @return an iterator over all of them
+     */
     public static IoIter of(MemorySegment... segments) {
         long total = 0;
         for (MemorySegment s : segments) {
@@ -51,7 +76,12 @@ public final class IoIter {
         return new IoIter(segments.clone(), 0, 0, total);
     }
 
-    /** The memory {@code bio}'s iterator covers now (an ITER_BVEC). */
+    /**
+     * The memory {@code bio}'s iterator covers now (an ITER_BVEC).
+     *
+     * @param bio a bio whose memory is to be walked (its segments stay its own)
+     * @return an iterator over the bytes the bio's iterator still covers
+     */
     public static IoIter ofBio(Bio bio) {
         MemorySegment[] s = new MemorySegment[bio.segmentCount()];
         for (int i = 0; i < s.length; i++) {
@@ -61,7 +91,11 @@ public final class IoIter {
         return new IoIter(s, bio.iter().index(), bio.iter().doneInSegment(), count);
     }
 
-    /** Bytes left ({@code iov_iter_count}). */
+    /**
+     * Bytes left ({@code iov_iter_count}).
+     *
+     * @return the bytes not yet advanced past
+     */
     public long count() {
         return count;
     }
@@ -70,6 +104,8 @@ public final class IoIter {
      * The OR of the addresses and lengths of every piece left ({@code iov_iter_alignment}): the
      * memory is aligned to {@code a} when {@code (alignment() & (a - 1)) == 0}. Heap memory has no
      * stable address; its offsets within the array are used, but see {@link #kernelSafe()}.
+     *
+     * @return the OR of every remaining address and length, 0 when nothing is left
      */
     public long alignment() {
         long res = 0;
@@ -86,7 +122,12 @@ public final class IoIter {
         return res;
     }
 
-    /** True when every address and length left is a multiple of {@code align} (a power of two). */
+    /**
+     * True when every address and length left is a multiple of {@code align} (a power of two).
+     *
+     * @param align a power of two, in bytes (a device's {@link QueueLimits#dmaAlignment()})
+     * @return true when direct I/O could take the memory without a bounce for alignment
+     */
     public boolean isAligned(long align) {
         return (alignment() & (align - 1)) == 0;
     }
@@ -94,6 +135,8 @@ public final class IoIter {
     /**
      * True when the kernel can be given this memory as it is: every piece is native (off-heap or
      * mapped) and its scope is alive. Heap memory can move under the GC and is never handed over.
+     *
+     * @return true when every piece left may go to the kernel without a copy
      */
     public boolean kernelSafe() {
         long left = count;
@@ -109,7 +152,11 @@ public final class IoIter {
         return true;
     }
 
-    /** Moves past {@code n} bytes ({@code iov_iter_advance}). */
+    /**
+     * Moves past {@code n} bytes ({@code iov_iter_advance}).
+     *
+     * @param n bytes to skip, at most {@link #count()}
+     */
     public void advance(long n) {
         if (n > count) {
             throw new IllegalArgumentException("advance " + n + " past " + count);
@@ -127,6 +174,9 @@ public final class IoIter {
     /**
      * Adds the next {@code n} bytes to {@code bio} as segments (slices of this memory) and
      * advances past them. The bio then references the caller's memory.
+     *
+     * @param bio the bio to add segments to, before it is submitted
+     * @param n bytes to add, at most {@link #count()}
      */
     public void addTo(Bio bio, long n) {
         if (n > count) {
@@ -142,7 +192,13 @@ public final class IoIter {
         }
     }
 
-    /** Copies the next {@code n} bytes into {@code dst} at {@code dstOffset} without advancing. */
+    /**
+     * Copies the next {@code n} bytes into {@code dst} at {@code dstOffset} without advancing.
+     *
+     * @param dst where to copy to
+     * @param dstOffset the byte offset in {@code dst}
+     * @param n bytes to copy, at most {@link #count()}
+     */
     public void copyTo(MemorySegment dst, long dstOffset, long n) {
         long left = n;
         int i = idx;
@@ -158,7 +214,13 @@ public final class IoIter {
         }
     }
 
-    /** Copies {@code n} bytes from {@code src} at {@code srcOffset} into the next bytes here. */
+    /**
+     * Copies {@code n} bytes from {@code src} at {@code srcOffset} into the next bytes here.
+     *
+     * @param src where to copy from
+     * @param srcOffset the byte offset in {@code src}
+     * @param n bytes to copy, at most {@link #count()}
+     */
     public void copyFrom(MemorySegment src, long srcOffset, long n) {
         long left = n;
         int i = idx;
@@ -174,7 +236,11 @@ public final class IoIter {
         }
     }
 
-    /** An independent iterator at the same position over the same memory. */
+    /**
+     * An independent iterator at the same position over the same memory.
+     *
+     * @return a new iterator; advancing either leaves the other where it is
+     */
     public IoIter copy() {
         return new IoIter(segs, idx, done, count);
     }

@@ -10,6 +10,8 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * ready to take, so reused elements cause no ABA problem. Offer and poll allocate nothing.
  *
  * <p>Used by the pools (bios, bounce buffers): thread-safe for any number of threads.
+ *
+ * @param <T> the type of the elements the ring holds
  */
 public final class MpmcRing<T> {
     private final int mask;
@@ -18,7 +20,11 @@ public final class MpmcRing<T> {
     private final AtomicLong enqueuePos = new AtomicLong();
     private final AtomicLong dequeuePos = new AtomicLong();
 
-    /** A ring of at least {@code capacity} slots (rounded up to a power of two). */
+    /**
+     * A ring of at least {@code capacity} slots (rounded up to a power of two).
+     *
+     * @param capacity the least number of slots, at least 1
+     */
     public MpmcRing(int capacity) {
         int cap = Integer.highestOneBit(Math.max(2, capacity - 1)) << 1;
         this.mask = cap - 1;
@@ -29,12 +35,21 @@ public final class MpmcRing<T> {
         }
     }
 
-    /** Slots in the ring. */
+    /**
+     * Slots in the ring.
+     *
+     * @return the number of slots, a power of two
+     */
     public int capacity() {
         return mask + 1;
     }
 
-    /** Adds {@code e}; false when the ring is full. */
+    /**
+     * Adds {@code e}; false when the ring is full.
+     *
+     * @param e the element to add, not null
+     * @return true when it was added, false when the ring was full (nothing changed)
+     */
     public boolean offer(T e) {
         long pos = enqueuePos.get();
         while (true) {
@@ -55,7 +70,11 @@ public final class MpmcRing<T> {
         }
     }
 
-    /** Takes the oldest element; null when empty. */
+    /**
+     * Takes the oldest element; null when empty.
+     *
+     * @return the element, or null when the ring is empty
+     */
     public T poll() {
         long pos = dequeuePos.get();
         while (true) {

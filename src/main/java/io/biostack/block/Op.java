@@ -15,12 +15,20 @@ public enum Op {
     /** The range reads back as zeros. With {@link BioFlags#NOUNMAP} the blocks stay allocated. */
     WRITE_ZEROES;
 
-    /** True when the op carries data in its segments. */
+    /**
+     * True when the op carries data in its segments.
+     *
+     * @return true for READ and WRITE, false for FLUSH, DISCARD and WRITE_ZEROES
+     */
     public boolean hasData() {
         return this == READ || this == WRITE;
     }
 
-    /** True when the op changes what the device holds (refused on a read-only device). */
+    /**
+     * True when the op changes what the device holds (refused on a read-only device).
+     *
+     * @return true for WRITE, DISCARD and WRITE_ZEROES
+     */
     public boolean changesData() {
         return this == WRITE || this == DISCARD || this == WRITE_ZEROES;
     }

@@ -21,12 +21,26 @@ public final class RamDisk implements BlockDevice {
     private final boolean readOnly;
     private final AtomicReferenceArray<MemorySegment> chunks;
 
-    /** A writable ramdisk of {@code size} bytes with 512-byte blocks. */
+    /**
+     * A writable ramdisk of {@code size} bytes with 512-byte blocks.
+     *
+     * @param name the device's name in messages
+     * @param size the capacity in bytes, a multiple of 512; memory is taken off heap, a chunk at a
+     *         time, as it is first written
+     */
     public RamDisk(String name, long size) {
         this(name, size, 512, false);
     }
 
-    /** A ramdisk of {@code size} bytes (a multiple of {@code logicalBlockSize}). */
+    /**
+     * A ramdisk of {@code size} bytes (a multiple of {@code logicalBlockSize}).
+     *
+     * @param name the device's name in messages
+     * @param size the capacity in bytes, a multiple of {@code logicalBlockSize}
+     * @param logicalBlockSize the block size bios must align to, in bytes (a power of two, at least
+     *         512)
+     * @param readOnly true to refuse every write, discard and write-zeroes
+     */
     public RamDisk(String name, long size, int logicalBlockSize, boolean readOnly) {
         if (size < 0 || size % logicalBlockSize != 0) {
             throw new IllegalArgumentException("ramdisk size " + size + " is not a multiple of " + logicalBlockSize);

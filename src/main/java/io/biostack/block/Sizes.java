@@ -10,7 +10,16 @@ public final class Sizes {
     private Sizes() {
     }
 
-    /** Parses a size; throws {@link IllegalArgumentException} with a clear message when it can't. */
+    /**
+     * Parses a size; throws {@link IllegalArgumentException} with a clear message when it can't.
+     *
+     * @param text a byte count with an optional binary suffix: {@code 4096}, {@code 4k},
+     *         {@code 1M}, {@code 2GiB}, {@code 1T} (k, m, g, t, p are powers of 1024; a trailing b
+     *         or ib is ignored)
+     * @return the size in bytes
+     * @throws IllegalArgumentException when the text is empty, not a number, negative, or too large
+     *         for a long
+     */
     public static long parse(String text) {
         if (text == null || text.isBlank()) {
             throw new IllegalArgumentException("empty size");
@@ -51,7 +60,13 @@ public final class Sizes {
         return n * mult;
     }
 
-    /** Human form: 4096 → "4 KiB", 1536 → "1.5 KiB". */
+    /**
+     * Human form: 4096 → "4 KiB", 1536 → "1.5 KiB".
+     *
+     * @param bytes a byte count, 0 or more
+     * @return the count in bytes below 1 KiB, else in the largest binary unit (KiB to PiB) that
+     *         keeps it at least 1, with at most one decimal
+     */
     public static String human(long bytes) {
         String[] units = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
         double v = bytes;

@@ -9,9 +9,15 @@ package io.biostack.block;
  * layer above speaks in statuses. {@link #errno()} goes the other way for exports (NBD replies).
  */
 public enum Status {
+    /**
+     * Success.
+     */
     OK(0, "ok"),
     /** The device or file system can't do this operation (EOPNOTSUPP). */
     NOTSUPP(95, "operation not supported"),
+    /**
+     * The device or a remote leaf did not answer in time (ETIMEDOUT).
+     */
     TIMEOUT(110, "timeout"),
     /** No space left, or a write past the end of the device (ENOSPC). */
     NOSPC(28, "no space left / beyond end of device"),
@@ -38,17 +44,29 @@ public enum Status {
         this.text = text;
     }
 
-    /** The errno an export reports for this status (positive). */
+    /**
+     * The errno an export reports for this status (positive).
+     *
+     * @return the positive errno, 0 for {@link #OK}
+     */
     public int errno() {
         return errno;
     }
 
-    /** Human text, e.g. "I/O error". */
+    /**
+     * Human text, e.g. "I/O error".
+     *
+     * @return a short lower-case phrase for messages
+     */
     public String text() {
         return text;
     }
 
-    /** True for {@link #OK}. */
+    /**
+     * True for {@link #OK}.
+     *
+     * @return true when this is {@link #OK}, false for every error
+     */
     public boolean isOk() {
         return this == OK;
     }
@@ -56,6 +74,9 @@ public enum Status {
     /**
      * Converts a positive errno (or a negative kernel-style result) to a status. The single
      * conversion point of the stack, after block/blk-core.c's {@code errno_to_blk_status}.
+     *
+     * @param errno an errno, positive or negated (as io_uring's CQE res gives it); 0 is OK
+     * @return the status for it; an errno without its own status is {@link #IOERR}
      */
     public static Status fromErrno(int errno) {
         switch (Math.abs(errno)) {

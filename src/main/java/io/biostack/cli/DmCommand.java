@@ -37,7 +37,7 @@ import java.util.concurrent.Callable;
         "  message NAME [SECTOR] 'MSG'  send a message to a target (dust: addbadblock N, mirror: reinstate 1)",
         "                          or to any device: 'bitmap add|remove|clear|enable|disable|merge ...'",
         "  stats [NAME]            iostat -x columns per device (r/s w/s rkB/s wkB/s r_await w_await aqu-sz",
-        "                          %util, p50 and p99 in ms): since start, or per --interval S",
+        "                          %%util, p50 and p99 in ms): since start, or per --interval S",
         "",
         "Example: biostack dm --control /run/bs.ctl reload lin '0 2048 linear disk1 0'"})
 public final class DmCommand implements Callable<Integer> {

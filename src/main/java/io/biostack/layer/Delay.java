@@ -27,7 +27,12 @@ import java.util.concurrent.TimeUnit;
  * straight down. Delayed bios count as in flight, so a suspend waits for them.
  */
 public final class Delay implements Target {
-    /** One class of ops: where it goes and how long it waits. */
+    /**
+     * One class of ops: where it goes and how long it waits.
+     *
+     * @param leg the device below and where on it the window starts (not owned)
+     * @param delayMillis how long each bio of this class waits before it goes down, in milliseconds
+     */
     public record Path(Leg leg, long delayMillis) {
     }
 
@@ -41,7 +46,13 @@ public final class Delay implements Target {
     private final Path[] paths;
     private final QueueLimits limits;
 
-    /** {@code paths} holds 1 to 3 entries: read, write, flush, as the table's triples. */
+    /**
+     * {@code paths} holds 1 to 3 entries: read, write, flush, as the table's triples.
+     *
+     * @param name the device's name
+     * @param length the window's length in bytes, on every path's device
+     * @param paths the read path, then optionally the write path, then optionally the flush path
+     */
     public Delay(String name, long length, List<Path> paths) {
         if (paths.isEmpty() || paths.size() > 3) {
             throw new IllegalArgumentException(name + ": delay takes 1 to 3 <dev> <offset> <delay> triples");

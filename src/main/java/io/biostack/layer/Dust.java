@@ -36,7 +36,15 @@ public final class Dust implements Target {
     private volatile boolean enabled;
     private volatile boolean quiet;
 
-    /** {@code length} bytes of {@code leg} in blocks of {@code blockSize}, with no bad blocks yet and failing disabled. */
+    /**
+     * {@code length} bytes of {@code leg} in blocks of {@code blockSize}, with no bad blocks yet
+     * and failing disabled.
+     *
+     * @param name the device's name
+     * @param leg the device below and where on it the window starts (not owned)
+     * @param length the window's length in bytes
+     * @param blockSize the unit bad blocks are counted in, in bytes (dm-dust's block size)
+     */
     public Dust(String name, Leg leg, long length, int blockSize) {
         if (blockSize < 512 || Integer.bitCount(blockSize) != 1) {
             throw new IllegalArgumentException(name + ": block size must be a power of two >= 512: " + blockSize);
@@ -158,7 +166,12 @@ public final class Dust implements Target {
         }
     }
 
-    /** True when reads of bad blocks fail (after {@code enable}). */
+    /**
+     * True when reads of bad blocks fail (after {@code enable}).
+     *
+     * @return true when bad blocks fail reads, false while they pass through (the state after
+     *         {@code disable} and at the start)
+     */
     public boolean isEnabled() {
         return enabled;
     }

@@ -17,7 +17,12 @@ public final class ErrorTarget implements Target {
     private final QueueLimits limits = QueueLimits.builder()
             .maxDiscardBytes(Long.MAX_VALUE).maxWriteZeroesBytes(Long.MAX_VALUE).build();
 
-    /** A device of {@code lengthBytes} (whole sectors) that fails every bio. */
+    /**
+     * A device of {@code lengthBytes} (whole sectors) that fails every bio.
+     *
+     * @param name the device's name
+     * @param lengthBytes the size in bytes, a multiple of 512
+     */
     public ErrorTarget(String name, long lengthBytes) {
         if (lengthBytes < 0 || lengthBytes % Layers.SECTOR != 0) {
             throw new IllegalArgumentException(name + ": length must be whole sectors: " + lengthBytes);

@@ -35,7 +35,19 @@ import java.util.function.LongSupplier;
  * a corrupting read, the bio goes down as a clone so that its data can be changed on completion.
  */
 public final class Flakey implements Target {
-    /** What the down interval does; null fields are features not asked for. */
+    /**
+     * What the down interval does; a false or 0 field is a feature not asked for.
+     *
+     * @param errorReads {@code error_reads}: reads fail with IOERR while down
+     * @param errorWrites {@code error_writes}: writes fail with IOERR while down
+     * @param dropWrites {@code drop_writes}: writes are dropped yet reported done while down
+     * @param corruptByte {@code corrupt_bio_byte}'s N: the byte to replace, counted from 1; 0 for
+     *         no corruption
+     * @param corruptDir 'r' to corrupt reads, 'w' to corrupt writes; ' ' without corruption
+     * @param corruptValue the byte value written over byte N, 0 to 255
+     * @param corruptFlags only bios carrying all of these {@link io.biostack.block.BioFlags} bits
+     *         are corrupted; 0 for every bio
+     */
     public record Features(boolean errorReads, boolean errorWrites, boolean dropWrites,
                            long corruptByte, char corruptDir, int corruptValue, int corruptFlags) {
         /** No features: every bio fails while down. */
@@ -45,7 +57,14 @@ public final class Flakey implements Target {
             return errorReads || errorWrites || dropWrites || corruptByte > 0;
         }
 
-        /** Parses the feature arguments after their count; throws saying what is wrong. */
+        /**
+         * Parses the feature arguments after their count; throws saying what is wrong.
+         *
+         * @param args the words after the feature count of a table line, e.g. {@code [error_reads]}
+         * @return the features they name
+         * @throws IllegalArgumentException when a feature is unknown, misses its arguments or has a
+         *         bad value
+         */
         public static Features parse(List<String> args) {
             boolean er = false;
             boolean ew = false;
@@ -112,12 +131,32 @@ public final class Flakey implements Target {
     private final long startNanos;
     private final EndIo corruptReadDone = this::corruptReadDone;
 
-    /** As dm-flakey: intervals in seconds, measured from now on {@link System#nanoTime()}. */
+    /**
+     * As dm-flakey: intervals in seconds, measured from now on {@link System#nanoTime()}.
+     *
+     * @param name the device's name
+     * @param leg the device below and where on it the window starts (not owned)
+     * @param length the window's length in bytes
+     * @param upSeconds seconds of normal service at the start of each period
+     * @param downSeconds seconds of misbehaviour that follow, 0 for none
+     * @param features what happens while down; {@link Features#NONE} fails every bio
+     */
     public Flakey(String name, Leg leg, long length, long upSeconds, long downSeconds, Features features) {
         this(name, leg, length, upSeconds * 1_000_000_000L, downSeconds * 1_000_000_000L, features, System::nanoTime);
     }
 
-    /** With intervals in nanoseconds and a clock of one's own (tests). */
+    /**
+     * With intervals in nanoseconds and a clock of one's own (tests).
+     *
+     * @param name the device's name
+     * @param leg the device below and where on it the window starts (not owned)
+     * @param length the window's length in bytes
+     * @param upNanos nanoseconds of normal service at the start of each period
+     * @param downNanos nanoseconds of misbehaviour that follow, 0 for none
+     * @param features what happens while down
+     * @param clock the time in nanoseconds, read at construction and at each bio
+     * @throws IllegalArgumentException when an interval is negative
+     */
     public Flakey(String name, Leg leg, long length, long upNanos, long downNanos, Features features, LongSupplier clock) {
         if (upNanos < 0 || downNanos < 0) {
             throw new IllegalArgumentException(name + ": intervals must not be negative");
@@ -136,7 +175,11 @@ public final class Flakey implements Target {
     @Override public QueueLimits limits() { return window.limits(); }
     @Override public boolean isReadOnly() { return window.isReadOnly(); }
 
-    /** True while in the down interval. */
+    /**
+     * True while in the down interval.
+     *
+     * @return true when the clock now falls in the down part of the period
+     */
     public boolean isDown() {
         long period = upNanos + downNanos;
         if (period == 0) {

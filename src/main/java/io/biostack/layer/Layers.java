@@ -39,6 +39,13 @@ public final class Layers {
     /**
      * Checks that [start, start + length) lies inside {@code lower} and is aligned to its logical
      * blocks; throws {@link IllegalArgumentException} saying what is wrong otherwise.
+     *
+     * @param name the device being built, for the message
+     * @param lower the device the window is on
+     * @param start the window's start on {@code lower}, in bytes
+     * @param length the window's length in bytes
+     * @throws IllegalArgumentException when the window is negative, misaligned or reaches past the
+     *         end of {@code lower}
      */
     public static void checkWindow(String name, BlockDevice lower, long start, long length) {
         int lbs = lower.limits().logicalBlockSize();
@@ -59,6 +66,10 @@ public final class Layers {
      * Limits of a window that starts {@code start} bytes into a device with limits {@code lim}.
      * A chunk boundary of the device below only carries up when the window starts on one (the
      * device below splits at its own boundaries anyway).
+     *
+     * @param lim the limits of the device below
+     * @param start where the window starts on it, in bytes
+     * @return the limits the window publishes
      */
     public static QueueLimits shiftLimits(QueueLimits lim, long start) {
         long chunk = lim.chunkBytes();
@@ -68,7 +79,13 @@ public final class Layers {
         return lim.toBuilder().chunkBytes(0).build();
     }
 
-    /** The limits of a device over all of {@code lowers}, stacked the kernel's way. */
+    /**
+     * The limits of a device over all of {@code lowers}, stacked the kernel's way.
+     *
+     * @param top the upper device's own limits
+     * @param lowers the devices it sits on, at least one
+     * @return {@code top} stacked on every device of {@code lowers} in turn
+     */
     public static QueueLimits stackAll(QueueLimits top, List<? extends BlockDevice> lowers) {
         QueueLimits l = top;
         for (BlockDevice d : lowers) {
@@ -79,7 +96,13 @@ public final class Layers {
 
     // ---- bio helpers -------------------------------------------------------------------------
 
-    /** The length of the bio's op in a message: FLUSH bios have none. */
+    /**
+     * Whether the bio is an empty FLUSH: it has no range, so a layer sends it to every device
+     * below rather than mapping it.
+     *
+     * @param bio the bio a layer received
+     * @return true when its op is {@link Op#FLUSH}
+     */
     public static boolean isFlushOnly(Bio bio) {
         return bio.op() == Op.FLUSH;
     }
@@ -87,7 +110,12 @@ public final class Layers {
     /** How many bytes from an offset to the next boundary a layer must split at. */
     @FunctionalInterface
     public interface Boundary {
-        /** Bytes from {@code offset} to the next boundary. */
+        /**
+         * Bytes from {@code offset} to the next boundary.
+         *
+         * @param offset an offset on the device, in bytes
+         * @return the bytes up to the next boundary, more than 0
+         */
         long bytesToBoundary(long offset);
     }
 
@@ -96,6 +124,10 @@ public final class Layers {
      * comes from {@link #POOL} and is chained to {@code bio}; the last piece is {@code bio}
      * itself, so its callback runs once, after every piece, with the first error. Ownership of
      * every piece passes to {@code next}.
+     *
+     * @param bio the bio to send, owned by the caller until this call
+     * @param boundary where the layer must split
+     * @param next takes each piece and owns it from then on
      */
     public static void splitAt(Bio bio, Boundary boundary, Consumer<Bio> next) {
         while (true) {
@@ -115,6 +147,9 @@ public final class Layers {
      * to {@code parent}, then drops the caller's reference: {@code parent} completes after the
      * last clone, with the first error. Used for FLUSH and for writes that every leg must see.
      * With no devices the parent completes at once.
+     *
+     * @param parent the bio to send everywhere; the caller gives it up
+     * @param devices the devices each to get a clone, in order
      */
     public static void fanOut(Bio parent, List<? extends BlockDevice> devices) {
         for (BlockDevice d : devices) {
@@ -129,6 +164,10 @@ public final class Layers {
      * A clone of {@code parent} with its own callback and {@code parent} as its private data:
      * the way a layer keeps per-bio state without touching the caller's slots. The callback
      * must end by completing the parent ({@link #finishClone}).
+     *
+     * @param parent the caller's bio, which the layer owns until the clone's callback completes it
+     * @param endIo the clone's callback; it runs once and must end with {@link #finishClone}
+     * @return the clone, owned by the caller until it is submitted
      */
     public static Bio cloneWith(Bio parent, EndIo endIo) {
         Bio c = parent.cloneShallow(POOL);
@@ -139,8 +178,10 @@ public final class Layers {
 
     /**
      * Completes the parent of a clone made by {@link #cloneWith}: passes the clone's error up
-     * (first error wins), returns the clone to its pool and completes the parent. Returns the
-     * parent's status.
+     * (first error wins), returns the clone to its pool and completes the parent. Call it once, as
+     * the last thing the clone's callback does.
+     *
+     * @param clone a clone from {@link #cloneWith}, completed; the caller gives it up
      */
     public static void finishClone(Bio clone) {
         Bio parent = (Bio) clone.privateData();
@@ -157,6 +198,10 @@ public final class Layers {
      * chained to {@code bio} (writes completed before it become durable on all of them), and
      * the PREFLUSH flag is dropped from {@code bio} itself, whose data goes only where it maps.
      * Returns {@code bio}, still owned by the caller.
+     *
+     * @param bio a write with {@link BioFlags#PREFLUSH}, owned by the caller
+     * @param devices every device the layer sits on
+     * @return {@code bio} without PREFLUSH, for the caller to map and submit
      */
     public static Bio preflushAll(Bio bio, List<? extends BlockDevice> devices) {
         if (!bio.hasFlag(BioFlags.PREFLUSH)) {
@@ -173,7 +218,12 @@ public final class Layers {
 
     // ---- table notation ----------------------------------------------------------------------
 
-    /** Bytes as dmsetup's 512-byte sectors. */
+    /**
+     * Bytes as dmsetup's 512-byte sectors.
+     *
+     * @param bytes a byte count, a multiple of 512 in a table
+     * @return the count of whole 512-byte sectors, as decimal text
+     */
     public static String sectors(long bytes) {
         return Long.toString(bytes / SECTOR);
     }

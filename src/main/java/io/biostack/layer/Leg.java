@@ -10,7 +10,11 @@ import io.biostack.block.TableSpec;
  * @param start  bytes into {@code device}
  */
 public record Leg(BlockDevice device, long start) {
-    /** {@code "<dev> <offset in sectors>"} as a table prints it. */
+    /**
+     * {@code "<dev> <offset in sectors>"} as a table prints it.
+     *
+     * @return the device's name and the start in 512-byte sectors, separated by a space
+     */
     public String table() {
         return device.name() + " " + Layers.sectors(start);
     }

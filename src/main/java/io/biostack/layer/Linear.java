@@ -31,6 +31,13 @@ public final class Linear implements Target {
     /**
      * A window of {@code lengthBytes} from {@code startBytes} of {@code lower}. Both must be
      * multiples of the lower device's logical block size, and the window must lie inside it.
+     *
+     * @param name the device's name
+     * @param lower the device below; not owned, the caller closes it after this one
+     * @param startBytes where the window starts on {@code lower}, in bytes
+     * @param lengthBytes the window's length in bytes
+     * @throws IllegalArgumentException when the window is misaligned or does not fit in
+     *         {@code lower}
      */
     public Linear(String name, BlockDevice lower, long startBytes, long lengthBytes) {
         QueueLimits ll = lower.limits();
@@ -42,7 +49,14 @@ public final class Linear implements Target {
         this.limits = Layers.shiftLimits(ll, startBytes);
     }
 
-    /** The whole of {@code lower} from {@code startBytes} to its end. */
+    /**
+     * The whole of {@code lower} from {@code startBytes} to its end.
+     *
+     * @param name the device's name
+     * @param lower the device below; not owned
+     * @param startBytes where the window starts, in bytes, a multiple of the logical block size
+     * @return the window from {@code startBytes} to the end of {@code lower}
+     */
     public static Linear of(String name, BlockDevice lower, long startBytes) {
         return new Linear(name, lower, startBytes, lower.size() - startBytes);
     }
@@ -52,12 +66,20 @@ public final class Linear implements Target {
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return lower.isReadOnly(); }
 
-    /** The device below. */
+    /**
+     * The device below.
+     *
+     * @return the device below, as given to the constructor
+     */
     public BlockDevice lower() {
         return lower;
     }
 
-    /** Where the window starts on {@link #lower()}, in bytes. */
+    /**
+     * Where the window starts on {@link #lower()}, in bytes.
+     *
+     * @return the offset in bytes
+     */
     public long start() {
         return start;
     }

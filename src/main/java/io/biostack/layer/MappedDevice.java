@@ -44,7 +44,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * <p>Closing the device closes its tables' targets, not the devices they are built on.
  */
 public final class MappedDevice implements BlockDevice {
-    /** One line of a table: {@code length} bytes from {@code start} mapped by {@code target}. */
+    /**
+     * One line of a table: {@code length} bytes from {@code start} mapped by {@code target}.
+     *
+     * @param start where the segment starts on the mapped device, in bytes
+     * @param length the segment's length in bytes
+     * @param target the target that serves those bytes; its offset 0 is the segment's start
+     */
     public record Segment(long start, long length, Target target) {
     }
 
@@ -56,7 +62,15 @@ public final class MappedDevice implements BlockDevice {
         private final boolean readOnly;
         private final List<Target> targets;
 
-        /** Checks that the segments start at 0, leave no gaps and fit their targets. */
+        /**
+         * Checks that the segments start at 0, leave no gaps and fit their targets.
+         *
+         * @param device the mapped device's name, for the messages
+         * @param segments the lines in device order; the table does not copy the targets, it refers
+         *         to them
+         * @throws IllegalArgumentException when the list is empty, leaves a gap or an overlap, or a
+         *         segment is longer than its target
+         */
         public Table(String device, List<Segment> segments) {
             if (segments.isEmpty()) {
                 throw new IllegalArgumentException(device + ": a table needs at least one segment");
@@ -99,17 +113,31 @@ public final class MappedDevice implements BlockDevice {
             this.targets = List.copyOf(ts);
         }
 
-        /** A table of one target over the whole device. */
+        /**
+         * A table of one target over the whole device.
+         *
+         * @param device the mapped device's name, for the messages
+         * @param target the one target, from offset 0 to its size
+         * @return a table of one segment
+         */
         public static Table of(String device, Target target) {
             return new Table(device, List.of(new Segment(0, target.size(), target)));
         }
 
-        /** The segments in device order. */
+        /**
+         * The segments in device order.
+         *
+         * @return the segments, an unmodifiable list
+         */
         public List<Segment> segments() {
             return List.of(segs);
         }
 
-        /** Bytes covered by the segments. */
+        /**
+         * Bytes covered by the segments.
+         *
+         * @return the sum of the segments' lengths in bytes
+         */
         public long size() {
             return size;
         }
@@ -140,7 +168,14 @@ public final class MappedDevice implements BlockDevice {
     }
 
     /** The device's state ({@code DMF_SUSPENDED}, ...), an explicit machine as STYLE.md asks. */
-    public enum State { RUNNING, SUSPENDED, CLOSED }
+    public enum State {
+        /** Bios go to the live table's targets as they come. */
+        RUNNING,
+        /** New bios wait until {@link #resume} (a NOWAIT bio fails with AGAIN); none is in flight. */
+        SUSPENDED,
+        /** The targets are closed; every new bio fails with IOERR. */
+        CLOSED
+    }
 
     private final String name;
     private volatile Table live;
@@ -152,7 +187,13 @@ public final class MappedDevice implements BlockDevice {
     private volatile CompletableFuture<Void> drained = CompletableFuture.completedFuture(null);
     private final EndIo cloneDone = this::cloneDone;
 
-    /** A device whose live table is {@code table}; it takes ownership of the table's targets. */
+    /**
+     * A device whose live table is {@code table}; it takes ownership of the table's targets.
+     *
+     * @param name the device's name, as {@code dmsetup ls} shows it
+     * @param table the first live table; the device owns its targets and closes them on
+     *         {@link #close}
+     */
     public MappedDevice(String name, Table table) {
         this.name = name;
         this.live = table;
@@ -163,17 +204,29 @@ public final class MappedDevice implements BlockDevice {
     @Override public QueueLimits limits() { return live.limits; }
     @Override public boolean isReadOnly() { return live.readOnly; }
 
-    /** Running, suspended or closed. */
+    /**
+     * Running, suspended or closed.
+     *
+     * @return the state now
+     */
     public State state() {
         return state;
     }
 
-    /** The live table. */
+    /**
+     * The live table.
+     *
+     * @return the table bios go to now
+     */
     public Table liveTable() {
         return live;
     }
 
-    /** True when a table has been loaded by {@link #reload} and not yet swapped in. */
+    /**
+     * True when a table has been loaded by {@link #reload} and not yet swapped in.
+     *
+     * @return true when {@link #resume} would swap a new table in
+     */
     public boolean hasInactiveTable() {
         lock.lock();
         try {
@@ -183,12 +236,20 @@ public final class MappedDevice implements BlockDevice {
         }
     }
 
-    /** Bios handed to targets and not yet completed. */
+    /**
+     * Bios handed to targets and not yet completed.
+     *
+     * @return the count of bios between submit to a target and completion, now
+     */
     public long inFlight() {
         return inFlight.get();
     }
 
-    /** Bios waiting for {@link #resume}. */
+    /**
+     * Bios waiting for {@link #resume}.
+     *
+     * @return the count of bios queued while suspended, now
+     */
     public int waiting() {
         lock.lock();
         try {
@@ -302,6 +363,12 @@ public final class MappedDevice implements BlockDevice {
      * Stops new bios (they queue) and waits until every bio in flight has completed
      * ({@code dm_suspend}). Suspending a suspended device does nothing. When bios are still in
      * flight after {@code timeout}, throws {@link TimeoutException}; the device stays suspended.
+     *
+     * @param timeout the longest wait for bios in flight to complete
+     * @param unit the unit of {@code timeout}
+     * @throws TimeoutException when bios are still in flight after {@code timeout}
+     * @throws InterruptedException when the waiting thread is interrupted; the device stays
+     *         suspended
      */
     public void suspend(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
         CompletableFuture<Void> d;
@@ -334,6 +401,9 @@ public final class MappedDevice implements BlockDevice {
     /**
      * Loads {@code table} as the inactive table ({@code DM_TABLE_LOAD}); it goes live at the next
      * {@link #resume}. A table loaded before and not yet resumed is closed and replaced.
+     *
+     * @param table the table to load; the device owns it from now on (and closes it if it is
+     *         replaced before it goes live)
      */
     public void reload(Table table) {
         Table old;
@@ -361,6 +431,12 @@ public final class MappedDevice implements BlockDevice {
      * Swaps in the inactive table, if there is one (suspending first, so that no bio runs on the
      * table being replaced), and lets the waiting bios go on to the live table
      * ({@code dm_resume}). Resuming a running device without a new table does nothing.
+     *
+     * @param timeout the longest wait for the suspend that comes before a table swap
+     * @param unit the unit of {@code timeout}
+     * @throws TimeoutException when bios on the old table are still in flight after
+     *         {@code timeout}; the old table stays live and the device suspended
+     * @throws InterruptedException when the waiting thread is interrupted
      */
     public void resume(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
         boolean swap;
@@ -399,7 +475,11 @@ public final class MappedDevice implements BlockDevice {
         }
     }
 
-    /** Lines of {@code dmsetup table}: "START LENGTH TARGET ARGS", in sectors. */
+    /**
+     * Lines of {@code dmsetup table}: "START LENGTH TARGET ARGS", in sectors.
+     *
+     * @return one line per segment, in device order
+     */
     public List<String> table() {
         List<String> out = new ArrayList<>();
         for (Segment s : live.segs) {
@@ -409,7 +489,11 @@ public final class MappedDevice implements BlockDevice {
         return out;
     }
 
-    /** Lines of {@code dmsetup status}: "START LENGTH TARGET STATUS", in sectors. */
+    /**
+     * Lines of {@code dmsetup status}: "START LENGTH TARGET STATUS", in sectors.
+     *
+     * @return one line per segment, in device order
+     */
     public List<String> status() {
         List<String> out = new ArrayList<>();
         for (Segment s : live.segs) {
@@ -423,6 +507,12 @@ public final class MappedDevice implements BlockDevice {
     /**
      * Sends a message to the target at byte {@code offset} ({@code dmsetup message DEV SECTOR
      * MSG}); returns its answer.
+     *
+     * @param offset a byte offset inside the segment of the target to talk to
+     * @param argv the message's words, as {@code dmsetup message} passes them
+     * @return the target's answer, empty when it has nothing to say
+     * @throws IllegalArgumentException when {@code offset} is outside the device, or the target
+     *         refuses the message (the exception's text says why)
      */
     public String message(long offset, List<String> argv) {
         Table t = live;

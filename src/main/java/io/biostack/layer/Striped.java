@@ -42,6 +42,14 @@ public final class Striped implements Target {
     /**
      * {@code lengthBytes} striped over {@code legs} in chunks of {@code chunkBytes}; each leg
      * holds {@code lengthBytes / legs.size()} bytes from its start.
+     *
+     * @param name the device's name
+     * @param legs the devices below with each one's start, in stripe order; not owned
+     * @param chunkBytes the stripe chunk in bytes, a multiple of every leg's logical block size
+     * @param lengthBytes the device's length in bytes; each leg's share must be whole chunks
+     * @throws IllegalArgumentException when there is no leg, the chunk is not a multiple of the
+     *         block size, the length does not divide into whole chunks per leg, or a leg is too
+     *         short
      */
     public Striped(String name, List<Leg> legs, long chunkBytes, long lengthBytes) {
         int n = legs.size();
@@ -91,6 +99,11 @@ public final class Striped implements Target {
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return readOnly; }
 
+    /**
+     * The stripe chunk: a bio is split where it would cross a multiple of it.
+     *
+     * @return the chunk in bytes
+     */
     public long chunkBytes() {
         return chunk;
     }

@@ -20,7 +20,12 @@ public final class Zero implements Target {
             .maxDiscardBytes(Long.MAX_VALUE).discardGranularity(Layers.SECTOR)
             .maxWriteZeroesBytes(Long.MAX_VALUE).build();
 
-    /** A device of {@code lengthBytes} (whole sectors) that reads zeros and drops writes. */
+    /**
+     * A device of {@code lengthBytes} (whole sectors) that reads zeros and drops writes.
+     *
+     * @param name the device's name
+     * @param lengthBytes the size in bytes, a multiple of 512
+     */
     public Zero(String name, long lengthBytes) {
         if (lengthBytes < 0 || lengthBytes % Layers.SECTOR != 0) {
             throw new IllegalArgumentException(name + ": length must be whole sectors: " + lengthBytes);

@@ -60,7 +60,16 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
                 .build();
     }
 
-    /** Opens a loop device named "loopN". */
+    /**
+     * Opens a loop device named "loopN".
+     *
+     * @param file the backing file (or block device) to open
+     * @param config the device's settings
+     * @return the open device; the caller owns it and closes it
+     * @throws IOException when the file can't be opened or created
+     * @throws IllegalArgumentException when the settings are refused (the message says which and
+     *         why)
+     */
     public static LoopDevice open(Path file, LoopConfig config) throws IOException {
         return open("loop" + NEXT_INDEX.getAndIncrement(), file, config);
     }
@@ -70,6 +79,14 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
      * why, a block size other than 512/1024/2048/4096, an offset or size limit that isn't a
      * multiple of it, direct I/O forced on where the file's alignment doesn't allow it, and a
      * missing file unless {@link LoopConfig#createSize()} asks to create it.
+     *
+     * @param name the device's name in messages and statistics
+     * @param file the backing file (or block device) to open
+     * @param config the device's settings
+     * @return the open device; the caller owns it and closes it
+     * @throws IOException when the file can't be opened or created
+     * @throws IllegalArgumentException when the settings are refused (the message says which and
+     *         why)
      */
     public static LoopDevice open(String name, Path file, LoopConfig config) throws IOException {
         int lbs = config.logicalBlockSize();
@@ -159,17 +176,29 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         return config.readOnly();
     }
 
-    /** True when the backing file is open with O_DIRECT. */
+    /**
+     * True when the backing file is open with O_DIRECT.
+     *
+     * @return true when direct I/O is on, false when I/O goes through the page cache
+     */
     public boolean isDirectIo() {
         return file.isDirect();
     }
 
-    /** The file under the device (owned by the device: don't close it). */
+    /**
+     * The file under the device (owned by the device: don't close it).
+     *
+     * @return the backing file
+     */
     public BackingFile backingFile() {
         return file;
     }
 
-    /** The configuration the device was opened with. */
+    /**
+     * The configuration the device was opened with.
+     *
+     * @return the configuration as given to {@code open}
+     */
     public LoopConfig config() {
         return config;
     }
@@ -193,6 +222,9 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
     /**
      * Re-reads the file's size ({@code losetup --set-capacity}, loop.c {@code loop_set_size}): a
      * file that grew gives a bigger device. Returns the new size in bytes.
+     *
+     * @return the device size in bytes after the re-read
+     * @throws IOException when the file's size can't be read
      */
     public long refreshCapacity() throws IOException {
         size = deviceSize(file.size(), config);

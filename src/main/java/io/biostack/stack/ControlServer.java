@@ -83,7 +83,11 @@ public final class ControlServer implements AutoCloseable {
         return new ControlServer(stack, socket, s);
     }
 
-    /** The unix socket path clients connect to. */
+    /**
+     * The unix socket path clients connect to.
+     *
+     * @return the path the server bound, as given to {@code start}
+     */
     public Path path() {
         return path;
     }
@@ -190,11 +194,25 @@ public final class ControlServer implements AutoCloseable {
         Files.deleteIfExists(path);
     }
 
-    /** The answer to one request: whether it was done, and the text to show. */
+    /**
+     * The answer to one request: whether it was done, and the text to show.
+     *
+     * @param ok true when the request was done, false when it was refused (then {@code text} says
+     *         why)
+     * @param text what to print: the answer's lines, or the error message
+     */
     public record Reply(boolean ok, String text) {
     }
 
-    /** Sends one request to the control socket at {@code socket} (the client side). */
+    /**
+     * Sends one request to the control socket at {@code socket} (the client side).
+     *
+     * @param socket the path of a running server's control socket
+     * @param argv the request's words, as {@code biostack dm} takes them after
+     *         {@code --control PATH}
+     * @return the server's reply
+     * @throws IOException when the socket can't be reached or closes without an answer
+     */
     public static Reply send(Path socket, List<String> argv) throws IOException {
         try (SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             c.connect(UnixDomainSocketAddress.of(socket));

@@ -18,7 +18,13 @@ public final class Leaves {
     private Leaves() {
     }
 
-    /** True when {@code spec} names a remote leaf rather than a file. */
+    /**
+     * True when {@code spec} names a remote leaf rather than a file.
+     *
+     * @param spec a leaf's path or URI as a stack file gives it, or null
+     * @return true for {@code nbd://}, {@code nbds://}, {@code nbd+unix://}, {@code nbds+unix://}
+     *         and {@code rbd:} specs
+     */
     public static boolean isRemote(String spec) {
         return spec != null && (NbdUri.looksLikeNbd(spec) || spec.startsWith("rbd:"));
     }
@@ -27,6 +33,13 @@ public final class Leaves {
      * Opens the remote leaf {@code spec} names as device {@code name}. The caller owns the device
      * and closes it. Throws {@link IllegalArgumentException} for a malformed spec and
      * {@link IOException} (naming the URI) for one that can't be reached.
+     *
+     * @param name the device's name in the stack
+     * @param spec an NBD URI or an {@code rbd:POOL/IMAGE[...]} spec
+     * @return the open device, owned by the caller
+     * @throws IOException when the export or image can't be reached or opened; the message names
+     *         the URI
+     * @throws IllegalArgumentException when the spec is malformed
      */
     public static BlockDevice open(String name, String spec) throws IOException {
         if (NbdUri.looksLikeNbd(spec)) {

@@ -73,7 +73,14 @@ public final class Stack implements AutoCloseable {
         this.source = source;
     }
 
-    /** Reads, checks and opens the stack file at {@code file}. */
+    /**
+     * Reads, checks and opens the stack file at {@code file}.
+     *
+     * @param file the stack file to read
+     * @return the open stack; the caller owns it and closes it, which closes every device in it
+     * @throws IOException when the file can't be read, or a leaf's file can't be opened
+     * @throws StackException naming the line when the text is wrong or a device fails to open
+     */
     public static Stack open(Path file) throws IOException {
         return open(Files.readString(file), file.toString());
     }
@@ -81,7 +88,11 @@ public final class Stack implements AutoCloseable {
     /**
      * Checks and opens the stack described by {@code text}; {@code source} names it in messages.
      *
+     * @param text the stack file's contents
+     * @param source the name of the text in messages (a path, "reload", a test's name)
+     * @return the open stack; the caller owns it and closes it, which closes every device in it
      * @throws StackException naming the line when the text is wrong or a device fails to open
+     * @throws IOException when a leaf's file or remote export can't be opened
      */
     public static Stack open(String text, String source) throws IOException {
         Map<String, Path> bitmapFiles = new HashMap<>();
@@ -254,6 +265,11 @@ public final class Stack implements AutoCloseable {
     /**
      * The device called {@code name}, counted (see {@link #stats}); throws
      * {@link IllegalArgumentException} when there is none.
+     *
+     * @param name a device of the stack
+     * @return the device, owned by the stack (do not close it); with statistics on, its counted
+     *         face
+     * @throws IllegalArgumentException when the stack has no device of that name
      */
     public synchronized BlockDevice device(String name) {
         BlockDevice d = bare(name);
@@ -273,6 +289,8 @@ public final class Stack implements AutoCloseable {
     /**
      * The statistics of every device, in the order they were opened; empty when statistics are
      * off ({@code -Dbiostack.stats=false}).
+     *
+     * @return one snapshot per counted device; a new list at each call
      */
     public synchronized List<DeviceStats> stats() {
         List<DeviceStats> out = new ArrayList<>();
@@ -285,12 +303,22 @@ public final class Stack implements AutoCloseable {
         return out;
     }
 
-    /** The names of the stack's devices, in the order they were opened. */
+    /**
+     * The names of the stack's devices, in the order they were opened.
+     *
+     * @return the names, an unmodifiable list
+     */
     public synchronized List<String> names() {
         return List.copyOf(devices.keySet());
     }
 
-    /** The mapped device called {@code name}; throws when it is a leaf. */
+    /**
+     * The mapped device called {@code name}; throws when it is a leaf.
+     *
+     * @param name a device of the stack
+     * @return the device, owned by the stack
+     * @throws IllegalArgumentException when there is no such device, or it is a leaf
+     */
     public synchronized MappedDevice mapped(String name) {
         if (bare(name) instanceof MappedDevice m) {
             return m;
@@ -301,7 +329,11 @@ public final class Stack implements AutoCloseable {
 
     // ---- control (what dmsetup does) -------------------------------------------------------
 
-    /** One line per device: name, size in bytes, human size, kind and state. */
+    /**
+     * One line per device: name, size in bytes, human size, kind and state.
+     *
+     * @return the lines, in the order the devices were opened
+     */
     public synchronized List<String> ls() {
         List<String> out = new ArrayList<>();
         for (var e : devices.entrySet()) {
@@ -314,7 +346,13 @@ public final class Stack implements AutoCloseable {
         return out;
     }
 
-    /** The table lines of mapped device {@code name}, as {@code dmsetup table} prints them. */
+    /**
+     * The table lines of mapped device {@code name}, as {@code dmsetup table} prints them.
+     *
+     * @param name a mapped device of the stack
+     * @return one line per segment: START LENGTH TARGET ARGS, in sectors
+     * @throws IllegalArgumentException when there is no such device, or it is a leaf
+     */
     public synchronized List<String> table(String name) {
         return mapped(name).table();
     }
@@ -322,6 +360,10 @@ public final class Stack implements AutoCloseable {
     /**
      * The status lines of device {@code name}, as {@code dmsetup status} prints them: a mapped
      * device's targets, then a line per dirty bitmap (a leaf with bitmaps shows only those).
+     *
+     * @param name a device of the stack
+     * @return the status lines, empty for a leaf without bitmaps
+     * @throws IllegalArgumentException when there is no such device
      */
     public synchronized List<String> status(String name) {
         List<String> bm = StackBitmaps.status(counted.get(name));
@@ -333,7 +375,16 @@ public final class Stack implements AutoCloseable {
         return out;
     }
 
-    /** Suspends mapped device {@code name}: new bios wait, and this returns once those in flight have completed. */
+    /**
+     * Suspends mapped device {@code name}: new bios wait, and this returns once those in flight
+     * have completed.
+     *
+     * @param name a mapped device of the stack
+     * @throws TimeoutException when bios are still in flight after {@link #SUSPEND_TIMEOUT_MS}; the
+     *         device stays suspended
+     * @throws InterruptedException when the waiting thread is interrupted
+     * @throws IllegalArgumentException when there is no such device, or it is a leaf
+     */
     public void suspend(String name) throws TimeoutException, InterruptedException {
         MappedDevice m;
         synchronized (this) {
@@ -342,7 +393,15 @@ public final class Stack implements AutoCloseable {
         m.suspend(SUSPEND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
     }
 
-    /** Resumes; a table loaded by {@link #reload} goes live first. */
+    /**
+     * Resumes; a table loaded by {@link #reload} goes live first.
+     *
+     * @param name a mapped device of the stack
+     * @throws TimeoutException when the swap of a reloaded table could not suspend the device
+     *         within {@link #SUSPEND_TIMEOUT_MS}
+     * @throws InterruptedException when the waiting thread is interrupted
+     * @throws IllegalArgumentException when there is no such device, or it is a leaf
+     */
     public void resume(String name) throws TimeoutException, InterruptedException {
         MappedDevice m;
         synchronized (this) {
@@ -361,6 +420,12 @@ public final class Stack implements AutoCloseable {
      * Loads {@code table} (the device's lines without the {@code NAME:} prefix, separated by
      * newlines or ';') as the inactive table of {@code name}; {@link #resume} makes it live.
      * Refuses leaves, unknown devices and tables that would make a device depend on itself.
+     *
+     * @param name a mapped device of the stack
+     * @param table the new table's lines
+     * @throws IOException when a device of the new table can't be opened
+     * @throws StackException naming the line when the table is wrong; the live table is unchanged
+     * @throws IllegalArgumentException when there is no such device, or it is a leaf
      */
     public synchronized void reload(String name, String table) throws IOException {
         MappedDevice m = mapped(name);
@@ -401,6 +466,12 @@ public final class Stack implements AutoCloseable {
     /**
      * Sends a message to a target ({@code dmsetup message NAME SECTOR MSG}); the sector may be
      * left out when the message does not start with a number, and is 0 then.
+     *
+     * @param name a mapped device of the stack
+     * @param argv the optional sector, then the message's words
+     * @return the target's answer, empty when it has nothing to say
+     * @throws IllegalArgumentException when there is no such device, the message is empty, or the
+     *         target refuses it
      */
     public String message(String name, List<String> argv) {
         MappedDevice m;
@@ -424,6 +495,14 @@ public final class Stack implements AutoCloseable {
      * {@code status NAME}, {@code suspend NAME}, {@code resume NAME}, {@code reload NAME TABLE},
      * {@code clear NAME}, {@code message NAME [SECTOR] MSG...}. Returns the text to print;
      * throws {@link IllegalArgumentException} or {@link StackException} saying what is wrong.
+     *
+     * @param argv the request's words: the command, then its arguments
+     * @return the text to send back, lines ending in a newline (empty when there is nothing to
+     *         print)
+     * @throws IOException when a reload's device can't be opened
+     * @throws TimeoutException when a suspend or resume waits longer than
+     *         {@link #SUSPEND_TIMEOUT_MS}
+     * @throws InterruptedException when the waiting thread is interrupted
      */
     public String control(List<String> argv) throws IOException, TimeoutException, InterruptedException {
         if (argv.isEmpty()) {

@@ -35,13 +35,24 @@ public final class StackFile {
      * @param args   the target's arguments
      */
     public record Line(int line, String name, long start, long length, String target, List<String> args) {
-        /** True for a segment of a mapped device, false for a whole-device line. */
+        /**
+         * True for a segment of a mapped device, false for a whole-device line.
+         *
+         * @return true when the line gave START and LENGTH
+         */
         public boolean isSegment() {
             return start >= 0;
         }
     }
 
-    /** Splits a stack file into lines; throws {@link StackException} naming the line. */
+    /**
+     * Splits a stack file into lines; throws {@link StackException} naming the line.
+     *
+     * @param text the stack file's contents; '#' starts a comment
+     * @param source the name of the text in messages
+     * @return the lines that are not blank or comments, in file order
+     * @throws StackException naming the source and line when a line is malformed
+     */
     public static List<Line> parse(String text, String source) {
         List<Line> out = new ArrayList<>();
         String[] lines = text.split("\r?\n", -1);
@@ -64,6 +75,11 @@ public final class StackFile {
     /**
      * Splits a reload table (the device's lines without the {@code NAME:} prefix; lines
      * separated by newlines or ';').
+     *
+     * @param text the table's lines
+     * @param source the name of the table in messages
+     * @return the table's lines, in order; their name is null
+     * @throws StackException naming the line when a line is malformed or the table is empty
      */
     public static List<Line> parseTable(String text, String source) {
         List<Line> out = new ArrayList<>();
@@ -102,7 +118,16 @@ public final class StackFile {
         return new Line(lineNo, name, start, length, target, List.copyOf(f.subList(1, f.size())));
     }
 
-    /** A number of 512-byte sectors, or a size with a suffix (4k, 1M, 2G) in bytes. */
+    /**
+     * A number of 512-byte sectors, or a size with a suffix (4k, 1M, 2G) in bytes.
+     *
+     * @param s the field's text: a plain number counts 512-byte sectors, a suffixed one bytes
+     * @param what the field's name in the message (START, LENGTH, ...)
+     * @param source the name of the text in messages
+     * @param line the 1-based line number in messages
+     * @return the value in bytes
+     * @throws StackException naming the line when the text is neither
+     */
     public static long sectorsOrSize(String s, String what, String source, int line) {
         try {
             return TableArgs.sectorsOrSize(s);

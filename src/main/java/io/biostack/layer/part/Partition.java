@@ -11,12 +11,21 @@ package io.biostack.layer.part;
  *                    {@code 0fc63daf-8483-4772-8e79-3d69d8477de4}
  */
 public record Partition(int number, long startBytes, long lengthBytes, String type) {
-    /** The MBR type bytes of extended partitions (DOS 0x05, Windows LBA 0x0f, Linux 0x85). */
+    /**
+     * The MBR type bytes of extended partitions (DOS 0x05, Windows LBA 0x0f, Linux 0x85).
+     *
+     * @return true when the type is an MBR extended-partition type (the container of logical ones)
+     */
     public boolean isExtended() {
         return type.equals("0x05") || type.equals("0x0f") || type.equals("0x85");
     }
 
-    /** The device name losetup -P gives it: {@code <disk>p<number>}. */
+    /**
+     * The device name losetup -P gives it: {@code <disk>p<number>}.
+     *
+     * @param disk the whole disk's device name
+     * @return the partition's device name
+     */
     public String deviceName(String disk) {
         return disk + "p" + number;
     }

@@ -70,7 +70,13 @@ public final class Partitions {
     private Partitions() {
     }
 
-    /** The partitions of {@code disk}, by number; empty when it has no partition table. */
+    /**
+     * The partitions of {@code disk}, by number; empty when it has no partition table.
+     *
+     * @param disk the whole disk to read the table from (read, never written)
+     * @return the partitions in number order; an empty list when the disk has no MBR or GPT
+     * @throws PartitionException when the table is damaged or reading it fails
+     */
     public static List<Partition> scan(BlockDevice disk) {
         return read(disk).partitions();
     }
@@ -78,6 +84,10 @@ public final class Partitions {
     /**
      * One {@link Linear} device per partition, named {@code <disk>p<N>} as {@code losetup -P}
      * names them. They do not own {@code disk}.
+     *
+     * @param disk the whole disk; the caller keeps owning it and closes it after the partitions
+     * @return one device per partition, in number order
+     * @throws PartitionException when the table is damaged or reading it fails
      */
     public static List<Linear> devices(BlockDevice disk) {
         List<Linear> out = new ArrayList<>();
@@ -87,7 +97,14 @@ public final class Partitions {
         return out;
     }
 
-    /** The device for partition {@code number} of {@code disk}. */
+    /**
+     * The device for partition {@code number} of {@code disk}.
+     *
+     * @param disk the whole disk; the caller keeps owning it
+     * @param number the partition's number as the kernel counts it (1 and up)
+     * @return a window of {@code disk} over the partition
+     * @throws PartitionException when there is no such partition, or the table can't be read
+     */
     public static Linear device(BlockDevice disk, int number) {
         for (Partition p : scan(disk)) {
             if (p.number() == number) {
@@ -97,7 +114,13 @@ public final class Partitions {
         throw new PartitionException(disk.name() + " has no partition " + number);
     }
 
-    /** The table on {@code disk}: its scheme, its partitions and what was odd about it. */
+    /**
+     * The table on {@code disk}: its scheme, its partitions and what was odd about it.
+     *
+     * @param disk the whole disk to read the table from
+     * @return the table found, scheme "none" with no partitions when the disk has none
+     * @throws PartitionException when the table is damaged or reading it fails
+     */
     public static PartitionTable read(BlockDevice disk) {
         Scan s = new Scan(disk);
         int lbs = disk.limits().logicalBlockSize();

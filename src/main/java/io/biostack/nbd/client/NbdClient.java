@@ -90,6 +90,14 @@ public final class NbdClient implements BlockDevice {
      * @param tls         credentials for nbds:// URIs; null for plain
      */
     public record Options(int connections, Duration timeout, TlsCredentials tls) {
+        /**
+         * Checks the options.
+         *
+         * @param connections connections wanted, 1 to 64
+         * @param timeout how long a request may wait for its reply, positive
+         * @param tls credentials for nbds:// URIs; null for plain
+         * @throws IllegalArgumentException when the count or the timeout is out of range
+         */
         public Options {
             if (connections < 1 || connections > 64) {
                 throw new IllegalArgumentException("connections must be 1 to 64, not " + connections);
@@ -99,18 +107,44 @@ public final class NbdClient implements BlockDevice {
             }
         }
 
+        /**
+         * One connection, a 30-second request timeout, no TLS.
+         *
+         * @return the defaults
+         */
         public static Options defaults() {
             return new Options(1, Duration.ofSeconds(30), null);
         }
 
+        /**
+         * These options with another connection count.
+         *
+         * @param n connections wanted, 1 to 64 (more than 1 only used when the server allows
+         *         multi-conn)
+         * @return new options; these are unchanged
+         * @throws IllegalArgumentException when {@code n} is out of range
+         */
         public Options withConnections(int n) {
             return new Options(n, timeout, tls);
         }
 
+        /**
+         * These options with another request timeout.
+         *
+         * @param d how long a request may wait for its reply before it fails with TIMEOUT, positive
+         * @return new options; these are unchanged
+         * @throws IllegalArgumentException when {@code d} is zero or negative
+         */
         public Options withTimeout(Duration d) {
             return new Options(connections, d, tls);
         }
 
+        /**
+         * These options with TLS credentials.
+         *
+         * @param c the credentials for nbds:// URIs, or null for plain connections
+         * @return new options; these are unchanged
+         */
         public Options withTls(TlsCredentials c) {
             return new Options(connections, timeout, c);
         }
@@ -164,6 +198,13 @@ public final class NbdClient implements BlockDevice {
     /**
      * Connects to {@code uri} and negotiates the export. Throws an {@link IOException} whose
      * message starts with the URI when the server can't be reached or refuses.
+     *
+     * @param name the device's name in the stack and in messages
+     * @param uri the export to connect to
+     * @param o connections, timeout and TLS credentials
+     * @return the open leaf; the caller owns it and closes it, which closes the connections
+     * @throws IOException when the server can't be reached, refuses the export or fails the
+     *         handshake
      */
     public static NbdClient open(String name, NbdUri uri, Options o) throws IOException {
         Negotiated first;
@@ -258,22 +299,38 @@ public final class NbdClient implements BlockDevice {
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return info.has(FLAG_READ_ONLY); }
 
-    /** The URI this leaf talks to. */
+    /**
+     * The URI this leaf talks to.
+     *
+     * @return the URI as given to {@code open}
+     */
     public NbdUri uri() {
         return uri;
     }
 
-    /** Connections in use (1 unless the server allows multi-conn). */
+    /**
+     * Connections in use (1 unless the server allows multi-conn).
+     *
+     * @return the number of connections
+     */
     public int connections() {
         return conns.length;
     }
 
-    /** Connections made again after a loss, since open. */
+    /**
+     * Connections made again after a loss, since open.
+     *
+     * @return the count of reconnections
+     */
     public long reconnects() {
         return reconnects.get();
     }
 
-    /** True when every connection is up (a mirror's probe, tests, status). */
+    /**
+     * True when every connection is up (a mirror's probe, tests, status).
+     *
+     * @return true when all connections are up, false while one is being made again
+     */
     public boolean isConnected() {
         for (Connection c : conns) {
             if (c.phase != Connection.CONNECTED) {
@@ -319,6 +376,11 @@ public final class NbdClient implements BlockDevice {
      * Asks the server to prefetch a range into its cache (NBD_CMD_CACHE, doc/proto.md "Request
      * types"), as qemu's {@code blk_co_preadv} with BDRV_REQ_PREFETCH does. Fails with NOTSUPP
      * when the server does not set NBD_FLAG_SEND_CACHE. Allocates: not for the I/O path.
+     *
+     * @param offset the range's start in bytes
+     * @param length the range's length in bytes
+     * @return a future that completes when the server has answered, or exceptionally with a
+     *         {@link io.biostack.block.BioException} (NOTSUPP, or the server's error)
      */
     public CompletableFuture<Void> cache(long offset, long length) {
         CompletableFuture<Void> f = new CompletableFuture<>();

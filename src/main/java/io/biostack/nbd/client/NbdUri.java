@@ -37,7 +37,13 @@ public record NbdUri(String uri, boolean tls, String host, int port, Path socket
     /** The IANA port for NBD (doc/proto.md, "Newstyle negotiation"). */
     public static final int DEFAULT_PORT = 10809;
 
-    /** True when {@code s} starts with one of the four NBD URI schemes. */
+    /**
+     * True when {@code s} starts with one of the four NBD URI schemes.
+     *
+     * @param s any text, for example a stack file's leaf spec
+     * @return true for {@code nbd://}, {@code nbds://}, {@code nbd+unix://} and
+     *         {@code nbds+unix://}
+     */
     public static boolean looksLikeNbd(String s) {
         String l = s.toLowerCase(Locale.ROOT);
         return l.startsWith("nbd://") || l.startsWith("nbds://") || l.startsWith("nbd+unix://")
@@ -47,6 +53,10 @@ public record NbdUri(String uri, boolean tls, String host, int port, Path socket
     /**
      * Parses {@code s}; throws {@link IllegalArgumentException} whose message quotes the URI and
      * says what is wrong with it.
+     *
+     * @param s an NBD URI, as qemu and nbdkit spell it (doc/uri.md)
+     * @return the parsed URI
+     * @throws IllegalArgumentException when the URI is malformed
      */
     public static NbdUri parse(String s) {
         int colon = s.indexOf("://");
@@ -185,7 +195,11 @@ public record NbdUri(String uri, boolean tls, String host, int port, Path socket
         return new IllegalArgumentException("bad NBD URI '" + s + "': " + why);
     }
 
-    /** Where the connection goes, for messages: "10.0.0.2:10809" or "unix:/run/nbd.sock". */
+    /**
+     * Where the connection goes, for messages: "10.0.0.2:10809" or "unix:/run/nbd.sock".
+     *
+     * @return the host and port, or {@code unix:} and the socket path
+     */
     public String endpoint() {
         return socket != null ? "unix:" + socket : (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + port;
     }
