@@ -23,7 +23,7 @@ import java.util.concurrent.Callable;
  * {@code biostack dm --control PATH COMMAND ...}: dmsetup for a running stack, through the
  * control socket that {@code serve --control PATH} opens ({@link ControlServer}).
  */
-@Command(name = "dm", description = {
+@Command(name = "dm", mixinStandardHelpOptions = true, description = {
         "Work on the mapped devices of a running stack, as dmsetup does on the kernel's.",
         "",
         "Commands:",
