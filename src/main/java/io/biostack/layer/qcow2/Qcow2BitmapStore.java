@@ -235,6 +235,9 @@ public final class Qcow2BitmapStore implements BitmapStore {
         for (DirtyBitmap b : bitmaps) {
             Entry old = ours.get(b.bitmapName());
             int flags = Qcow2Bitmaps.FLAG_IN_USE | (b.isRecording() ? Qcow2Bitmaps.FLAG_AUTO : 0);
+            if (old != null && !b.isConsistent()) {
+                flags = old.flags() | Qcow2Bitmaps.FLAG_IN_USE; // kept as qemu keeps it: only in use
+            }
             // An existing bitmap keeps its table: while in use its bits don't count.
             Entry e = old != null ? old.withFlags(flags) : emptyTable(b, flags);
             next.add(e);
