@@ -179,6 +179,37 @@ class Qcow2BitmapInteropTest {
                 .contains("{\"flags\":[\"auto\"],\"name\":\"b1\",\"granularity\":65536}");
     }
 
+    static Stack openReadOnly(Path img) throws Exception {
+        return Stack.open("c: loop " + img + " direct-io=off read-only\nq: qcow2 c read-only\n", "t");
+    }
+
+    @Test
+    void theBitsQemuRecordedAreReadAndReadOnlyNothingInTheImageChanges() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image();
+        Tools.ok(30, "qemu-img", "bitmap", "--add", "-g", "4k", img.toString(), "b0");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write 1M 8k", "-c", "write 12M 4k", img.toString());
+        byte[] before = Files.readAllBytes(img);
+        // qemu left its directory in the file's last, partial sector, which a read-only container
+        // can't read: the bitmap is not offered (rather than read as zeros, that is as clean).
+        try (Stack s = openReadOnly(img)) {
+            assertThat(ctl(s, "status", "q")).doesNotContain("bitmap b0");
+        }
+        assertThat(java.util.Arrays.mismatch(Files.readAllBytes(img), before)).as("first changed byte").isEqualTo(-1);
+        try (Stack s = open(img)) {
+            assertThat(bitmapLine(s, "b0")).isEqualTo("bitmap b0 granularity=4096 dirty=12288 recording persistent consistent");
+        }
+        before = Files.readAllBytes(img);
+        try (Stack s = openReadOnly(img)) {
+            assertThat(bitmapLine(s, "b0")).isEqualTo("bitmap b0 granularity=4096 dirty=12288 recording persistent consistent");
+            assertThat(dirty(context(s, "b0"), SIZE)).extracting(r -> r[0] + "-" + r[1])
+                    .containsExactly("1048576-1056768", "12582912-12587008");
+            assertThatThrownBy(() -> ctl(s, "message", "q", "bitmap add x persistent"))
+                    .hasMessageContaining("read-only");
+        }
+        assertThat(java.util.Arrays.mismatch(Files.readAllBytes(img), before)).as("first changed byte").isEqualTo(-1);
+    }
+
     @Test
     void bitmapFileIsRefusedOnAQcow2DeviceWhoseBitmapsLiveInTheImage() throws Exception {
         Tools.require("qemu-img");
