@@ -75,7 +75,8 @@ public final class Qcow2BitmapStore implements BitmapStore {
     private final List<Entry> foreign = new ArrayList<>();
     /** Whether the header on disk says what {@link #written} says (autoclear bit 0 included). */
     private boolean headerCurrent = true;
-    private long writes;
+    /** Directory writes, read by status lines from other threads. */
+    private volatile long writes;
 
     /**
      * The store of the bitmaps in {@code dev}'s image.

@@ -129,6 +129,28 @@ class Qcow2BitmapBadInputTest {
     }
 
     @Test
+    void bitmapsBiostackCantRepresentStayInTheImageMarkedInUseWhileItWrites() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image();
+        Tools.ok(30, "qemu-img", "bitmap", "--add", "-g", "512", img.toString(), "fine");
+        Tools.ok(30, "qemu-img", "bitmap", "--add", img.toString(), "has space");
+        try (Stack s = open(img, "")) {
+            String st = s.control(List.of("status", "q"));
+            assertThat(st).contains("bitmap b0 ").contains("bitmap b1 ").doesNotContain("bitmap fine")
+                    .doesNotContain("bitmap has space");
+            try (Arena a = Arena.ofShared()) {
+                s.device("q").write(1 << 20, a.allocate(65536, 4096)).join();
+            }
+        }
+        // Not kept up to date, they are left in use, so qemu does not trust them; nothing else changed.
+        String info = Tools.ok(30, "qemu-img", "info", "--output=json", img.toString()).out().replaceAll("\\s+", "");
+        assertThat(info).contains("{\"flags\":[\"in-use\",\"auto\"],\"name\":\"fine\",\"granularity\":512}")
+                .contains("{\"flags\":[\"in-use\",\"auto\"],\"name\":\"hasspace\",\"granularity\":65536}")
+                .contains("{\"flags\":[\"auto\"],\"name\":\"b0\",\"granularity\":65536}");
+        Tools.ok(60, "qemu-img", "check", img.toString());
+    }
+
+    @Test
     void unknownAutoclearBitsAreClearedAndTheBitmapsBitIsKeptWhileBiostackKeepsTheBitmaps() throws Exception {
         Tools.require("qemu-img", "qemu-io");
         Path img = image();
