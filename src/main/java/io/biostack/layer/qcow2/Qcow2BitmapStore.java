@@ -38,11 +38,12 @@ import java.util.concurrent.CompletionException;
  * mirror's resync log, belongs in a side file.)
  *
  * <h2>Ordering on disk</h2>
- * A new directory, new bitmap tables and data clusters are always written to newly allocated
- * clusters (through the image's refcounts); the header is switched to the new directory only
- * after they and their refcounts are durable, and the old ones are freed only after the header
- * is ({@link Qcow2Device#commitHeader}). A crash at any moment leaves the old directory or the
- * new one, and at worst leaked clusters.
+ * New bitmap tables and data clusters, and a directory of a new shape, are written to newly
+ * allocated clusters (through the image's refcounts); the header is switched to the new
+ * directory only after they and their refcounts are durable, and the old ones are freed only
+ * after the header is ({@link Qcow2Device#commitHeader}). A crash at any moment leaves the old
+ * directory or the new one, and at worst leaked clusters. A change of flags only (the in-use
+ * marks at open) rewrites the directory in place with the autoclear bit clear, as qemu does.
  *
  * <h2>What is not loaded</h2>
  * A bitmap whose granularity is finer than biostack's 4 KiB, or whose name biostack can't
@@ -318,6 +319,10 @@ public final class Qcow2BitmapStore implements BitmapStore {
             ours = mine;
             return;
         }
+        if (frees.isEmpty() && sameButFlags(next, written)) {
+            commitInPlace(next, mine);
+            return;
+        }
         if (next.size() > Qcow2Bitmaps.MAX_BITMAPS) {
             throw new IOException("an image holds at most " + Qcow2Bitmaps.MAX_BITMAPS + " bitmaps");
         }
@@ -347,6 +352,48 @@ public final class Qcow2BitmapStore implements BitmapStore {
         Ext e = nextExt;
         join(dev.commitHeader(h -> withBitmaps(h, e), free), "switch the header to the new bitmap directory");
         ext = nextExt;
+        written = List.copyOf(next);
+        ours = mine;
+        headerCurrent = true;
+        writes++;
+    }
+
+    /** Whether {@code a} is {@code b} but for flags: a directory of the same bytes' size. */
+    private boolean sameButFlags(List<Entry> a, List<Entry> b) {
+        if (ext == null || a.isEmpty() || a.size() != b.size()) {
+            return false;
+        }
+        for (int i = 0; i < a.size(); i++) {
+            if (!a.get(i).withFlags(0).equals(b.get(i).withFlags(0))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Only flags change (marking in use at open, enable, disable): the directory is rewritten
+     * where it is, as qemu's {@code update_ext_header_and_dir_in_place} does, so that no cluster
+     * is allocated. The autoclear bit is clear on disk while it is rewritten (qemu then ignores
+     * the bitmaps: a crash in between loses them, never trusts a torn directory); the header sets
+     * the bit again once the directory is durable.
+     */
+    private void commitInPlace(List<Entry> next, Map<String, Entry> mine) throws IOException {
+        if (headerCurrent) {
+            join(dev.commitHeader(h -> h.withFeatures(h.incompatibleFeatures(), h.compatibleFeatures(),
+                    h.autoclearFeatures() & ~Qcow2Header.AUTOCLEAR_BITMAPS), List.of()), "clear the bitmaps bit");
+            headerCurrent = false;
+        }
+        byte[] dir = Qcow2Bitmaps.encodeDirectory(next);
+        int clusters = (dir.length + cs - 1) / cs; // the directory's clusters are its own (qemu allocates them so)
+        try (Arena a = Arena.ofShared()) {
+            MemorySegment m = Qcow2Cache.ioMemory((long) clusters * cs, a);
+            m.fill((byte) 0);
+            MemorySegment.copy(dir, 0, m, ValueLayout.JAVA_BYTE, 0, dir.length);
+            join(container.write(ext.dirOffset(), m), "rewrite the bitmap directory");
+        }
+        Ext e = ext;
+        join(dev.commitHeader(h -> withBitmaps(h, e), List.of()), "set the bitmaps bit again");
         written = List.copyOf(next);
         ours = mine;
         headerCurrent = true;

@@ -130,8 +130,11 @@ class Qcow2BitmapInteropTest {
         Path img = image();
         Tools.ok(30, "qemu-img", "bitmap", "--add", "-g", "64k", img.toString(), "b0");
         List<long[]> ours;
+        long directory = Qcow2BitmapBadInputTest.directory(img);
         try (Stack s = open(img)) {
             assertThat(bitmapLine(s, "b0")).isEqualTo("bitmap b0 granularity=65536 dirty=0 recording persistent consistent");
+            // marking it in use rewrote the directory where it was, as qemu does: nothing allocated
+            assertThat(Qcow2BitmapBadInputTest.directory(img)).isEqualTo(directory);
             // While biostack has it open, qemu sees it in use: its bits on disk are not current.
             assertThat(compact(info(img, true))).contains("\"flags\":[\"in-use\",\"auto\"],\"name\":\"b0\"");
             BlockDevice q = s.device("q");
