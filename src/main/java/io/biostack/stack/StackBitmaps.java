@@ -1,8 +1,13 @@
 package io.biostack.stack;
 
+import io.biostack.block.bitmap.BitmapStore;
 import io.biostack.block.bitmap.DeviceBitmaps;
 import io.biostack.block.bitmap.SideFileStore;
 import io.biostack.block.stats.CountedDevice;
+import io.biostack.block.stats.StatsConfig;
+import io.biostack.layer.MappedDevice;
+import io.biostack.layer.qcow2.Qcow2BitmapStore;
+import io.biostack.layer.qcow2.Qcow2Device;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -14,10 +19,20 @@ import java.util.Map;
  * The stack's side of dirty bitmaps: {@code bitmap-file=PATH} on a table line, the
  * {@code bitmap ...} messages, and the bitmap lines of {@code status}. The bitmaps themselves
  * hang on each device's {@link CountedDevice} ({@link DeviceBitmaps}); they are not a target.
+ *
+ * <p>A qcow2 device (a whole-device {@code qcow2} line) keeps its persistent bitmaps in its image,
+ * where qemu keeps them ({@link Qcow2BitmapStore}): they are loaded when the stack opens, and a
+ * {@code persistent} bitmap added to it goes there. {@code bitmap-file=} is refused on such a
+ * line: two places for the same bitmaps would disagree, and qemu reads only the image.
  */
 final class StackBitmaps {
     /** The table-line option naming a device's side file of persistent bitmaps. */
     static final String FILE_OPTION = "bitmap-file=";
+    /**
+     * Stands, in the map {@link #strip} fills, for "the bitmaps live in the qcow2 image"; told
+     * apart from a real path by identity.
+     */
+    static final Path IN_IMAGE = Path.of("(qcow2 image)");
 
     private StackBitmaps() {
     }
@@ -45,19 +60,53 @@ final class StackBitmaps {
                     args.add(a);
                 }
             }
+            if (l.target().equals("qcow2") && !l.isSegment()) {
+                if (files.containsKey(l.name())) {
+                    throw new StackException(source, l.line(), l.name() + ": a qcow2 device keeps its persistent bitmaps"
+                            + " in its image (where qemu reads them); bitmap-file= is refused on it");
+                }
+                if (StatsConfig.ENABLED) {
+                    files.put(l.name(), IN_IMAGE);
+                }
+            }
             out.add(args.size() == l.args().size() ? l
                     : new StackFile.Line(l.line(), l.name(), l.start(), l.length(), l.target(), List.copyOf(args)));
         }
         return out;
     }
 
-    /** Gives {@code c} its bitmaps, loading those kept in {@code file}; says what loaded inconsistent. */
+    /**
+     * Gives {@code c} its bitmaps, loading those kept in {@code file} (or in its qcow2 image when
+     * {@code file} is {@link #IN_IMAGE}); says what loaded inconsistent.
+     */
     static void open(CountedDevice c, Path file) throws IOException {
-        DeviceBitmaps b = new DeviceBitmaps(c.name(), c.size(), new SideFileStore(file), c::submitBelow);
+        BitmapStore store;
+        if (file == IN_IMAGE) {
+            Qcow2Device q = qcow2(c);
+            if (q == null) {
+                return; // not a qcow2 device after all: no store, as for any device without bitmap-file=
+            }
+            store = new Qcow2BitmapStore(q);
+        } else {
+            store = new SideFileStore(file);
+        }
+        DeviceBitmaps b = new DeviceBitmaps(c.name(), c.size(), store, c::submitBelow);
         for (String p : b.loadProblems()) {
             System.err.println("biostack: " + c.name() + ": " + p);
         }
         c.setBitmaps(b);
+    }
+
+    /** The qcow2 device a whole-device {@code qcow2} line made (its one segment's target), or null. */
+    private static Qcow2Device qcow2(CountedDevice c) {
+        if (c.inner() instanceof Qcow2Device q) {
+            return q;
+        }
+        if (c.inner() instanceof MappedDevice m && m.liveTable().segments().size() == 1
+                && m.liveTable().segments().getFirst().target() instanceof Qcow2Device q) {
+            return q;
+        }
+        return null;
     }
 
     /** The bitmaps of {@code c}, made empty (and without a store) on first use. */

@@ -24,7 +24,8 @@ import java.util.function.Consumer;
  * <h2>The I/O path</h2>
  * {@link #beforeWrite} marks every recording bitmap with atomic ORs (no lock, no allocation) and
  * says whether the bio may go down now. It may, unless a persistent bitmap's bits for the range
- * are not durable yet (the first write to a clean chunk since the store last saved it): then the
+ * are not durable yet and its store {@linkplain BitmapStore#durableWords() wants them so}
+ * (the first write to a clean chunk since the store last saved it): then the
  * bio is queued for this device's bitmap writer thread, which saves the store blocks holding
  * those bits (one metadata write per block, {@code O_DSYNC}) and only then sends the bio down, as
  * md's write-intent bitmap holds a write until its bit is on disk. Later writes to marked chunks
@@ -54,7 +55,10 @@ public final class DeviceBitmaps implements AutoCloseable {
     private final BitmapStore store;
     private final Consumer<Bio> down;
     private final LinkedHashMap<String, DirtyBitmap> all = new LinkedHashMap<>();
-    /** Durable shadows of persistent bitmaps, kept across enable/disable. */
+    /**
+     * Durable shadows of persistent bitmaps, kept across enable/disable; none when the store's
+     * bitmaps rest on the in-use mark alone (qcow2: {@link BitmapStore#durableWords()} false).
+     */
     private final java.util.IdentityHashMap<DirtyBitmap, DirtyBitmap> durable = new java.util.IdentityHashMap<>();
     private final List<String> loadProblems = new ArrayList<>();
     private volatile Tracked[] tracked = NONE;
@@ -83,7 +87,7 @@ public final class DeviceBitmaps implements AutoCloseable {
         if (store != null) {
             for (DirtyBitmap b : store.load(size, loadProblems)) {
                 all.put(b.bitmapName(), b);
-                if (b.isConsistent()) {
+                if (b.isConsistent() && store.durableWords()) {
                     DirtyBitmap d = new DirtyBitmap(b.bitmapName(), b.granularity(), size);
                     d.load(b.words());
                     durable.put(b, d);
@@ -428,14 +432,14 @@ public final class DeviceBitmaps implements AutoCloseable {
                 throw new IllegalArgumentException(device + " has nowhere to keep a persistent bitmap: give it "
                         + "bitmap-file=PATH on its table line");
             }
-            if (name.length() > SideFileStore.MAX_NAME && store instanceof SideFileStore) {
-                throw new IllegalArgumentException("a persistent bitmap's name has at most " + SideFileStore.MAX_NAME + " characters");
-            }
+            store.checkPersistent(name, g, size);
             b.setPersistent(true);
             List<DirtyBitmap> p = persistent();
             p.add(b);
             store.saveLayout(p); // in use on disk before a write is recorded
-            durable.put(b, new DirtyBitmap(name, g, size));
+            if (store.durableWords()) {
+                durable.put(b, new DirtyBitmap(name, g, size));
+            }
         }
         all.put(name, b);
         retrack();

@@ -260,6 +260,13 @@ public final class SideFileStore implements BitmapStore {
     }
 
     @Override
+    public void checkPersistent(String name, long granularity, long deviceSize) {
+        if (name.length() > MAX_NAME) {
+            throw new IllegalArgumentException("a persistent bitmap's name has at most " + MAX_NAME + " characters");
+        }
+    }
+
+    @Override
     public int wordsPerBlock() {
         return BLOCK / 8;
     }

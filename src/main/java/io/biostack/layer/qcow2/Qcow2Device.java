@@ -336,14 +336,22 @@ public final class Qcow2Device implements Target {
     /** Read-write open: autoclear bits, the dirty bit (refcount rebuild). */
     private void openReadWrite() throws IOException {
         Qcow2Header h = header;
+        // Whether qemu's bitmaps were consistent with the data when we opened (qcow2.rst,
+        // "autoclear_features" bit 0); the bitmap store reads them only then.
+        bitmapsTrusted = h.version() == 3 && (h.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) != 0;
         if (h.version() == 3 && h.autoclearFeatures() != 0) {
-            // Unknown autoclear bits, and the bitmaps bit (biostack changes data without updating
-            // bitmaps): cleared so that qemu knows the bitmaps are stale (qcow2.rst, autoclear).
+            // Unknown autoclear bits are cleared (qcow2.rst, autoclear). The bitmaps bit too, for
+            // now: until a Qcow2BitmapStore attaches and marks the bitmaps in use (and sets the bit
+            // again), biostack changes data that no one records, so qemu must see them as stale.
+            // A device that no store attaches to (statistics off, a mapped segment) stays so.
             header = h.withFeatures(h.incompatibleFeatures(), h.compatibleFeatures(),
                     h.autoclearFeatures() & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW);
             writeHeader();
         }
     }
+
+    /** Set by {@link #openReadWrite}: the bitmaps bit was set at open. */
+    private boolean bitmapsTrusted;
 
     private void writeHeader() {
         byte[] enc = header.encode();
@@ -1490,5 +1498,67 @@ public final class Qcow2Device implements Target {
     @Override
     public String toString() {
         return name + " (qcow2 " + header + ")";
+    }
+
+    // ---- persistent bitmaps: the hooks Qcow2BitmapStore allocates and commits through ----------
+
+    /**
+     * Whether the image's bitmaps were consistent with its data when it was opened: the
+     * autoclear bitmaps bit was set (read-write: before {@link #openReadWrite} cleared it).
+     *
+     * @return true when the bitmaps extension may be trusted
+     */
+    boolean bitmapsTrustedAtOpen() {
+        return readOnly ? header.version() == 3 && (header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) != 0
+                : bitmapsTrusted;
+    }
+
+    /**
+     * Allocates {@code n} contiguous clusters at the end of the image, each with refcount 1 (in
+     * memory: the next writeback makes the counts durable, before any header that points at
+     * them). Blocking only when the container must grow; never on the I/O path.
+     *
+     * @param n clusters wanted, at least 1
+     * @return the first cluster's offset in the container
+     * @throws IOException when the container cannot grow or the refcount table is full
+     */
+    long allocateClusters(int n) throws IOException {
+        synchronized (meta) {
+            long at = nextFree;
+            nextFree += (long) n * cs;
+            for (int i = 0; i < n; i++) {
+                long c = (at >>> clusterBits) + i;
+                ensureRefBlock(c);
+                refcounts.set(c, 1);
+            }
+            if (nextFree > container.size()) {
+                try {
+                    Resizable.grow(container, Math.max(nextFree, Math.min(container.size() + GROW_STEP,
+                            nextFree + GROW_STEP)));
+                } catch (IOException e) {
+                    throw new IOException("cannot allocate " + n + " clusters: " + e.getMessage(), e);
+                }
+            }
+            return at;
+        }
+    }
+
+    /**
+     * Makes a header change current with qcow2's ordering: everything written to the container
+     * before this call, and the refcounts of clusters allocated before it, are durable before the
+     * new header is written (the writeback's first FLUSH); the clusters in {@code freeAfter} are
+     * released only once the new header is durable. The change is applied to the newest header
+     * (a moved refcount table waiting for its writeback is kept).
+     *
+     * @param change    the new header from the current one
+     * @param freeAfter cluster offsets to free after the header is durable
+     * @return completes when the header and the frees are durable
+     */
+    CompletableFuture<Void> commitHeader(java.util.function.UnaryOperator<Qcow2Header> change, List<Long> freeAfter) {
+        synchronized (meta) {
+            pendingHeader = change.apply(tableHeader());
+            pendingFrees.addAll(freeAfter);
+        }
+        return flush();
     }
 }
