@@ -3,7 +3,10 @@ package io.biostack.cli;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.RamDisk;
 import io.biostack.block.Sizes;
+import io.biostack.block.bitmap.DeviceBitmaps;
 import io.biostack.block.stats.CountedDevice;
+import io.biostack.layer.qcow2.Qcow2BitmapStore;
+import io.biostack.layer.qcow2.Qcow2Device;
 import io.biostack.block.stats.DeviceStats;
 import io.biostack.block.stats.StatsConfig;
 import io.biostack.nbd.ExportStats;
@@ -195,6 +198,18 @@ public final class ServeCommand implements Callable<Integer> {
         }
         BlockDevice bare = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : imageDevice();
         BlockDevice device = StatsConfig.ENABLED ? new CountedDevice(bare) : bare;
+        if (bare instanceof Qcow2Device q && device instanceof CountedDevice c) {
+            // The image's own bitmaps (qemu-nbd -B serves them the same way), kept up to date
+            // while served and saved at a clean stop.
+            try {
+                DeviceBitmaps bm = new DeviceBitmaps(c.name(), c.size(), new Qcow2BitmapStore(q), c::submitBelow);
+                bm.loadProblems().forEach(p -> System.err.println("biostack: " + p));
+                c.setBitmaps(bm);
+            } catch (Exception e) {
+                device.close();
+                throw e;
+            }
+        }
         String what = ram != null ? "ramdisk" : String.valueOf(file != null ? file : Path.of(DEFAULT_FILE));
         NbdServer server;
         try {
@@ -214,7 +229,7 @@ public final class ServeCommand implements Callable<Integer> {
             }
             server = b.start();
         } catch (Exception e) {
-            device.close();
+            closeDevice(device);
             throw e;
         }
         Metrics m;
@@ -222,7 +237,7 @@ public final class ServeCommand implements Callable<Integer> {
             m = startMetrics(device instanceof CountedDevice c ? List.of(c.stats()) : List.of(), server.exportStats());
         } catch (Exception e) {
             server.close();
-            device.close();
+            closeDevice(device);
             throw e;
         }
         AtomicBoolean stopped = new AtomicBoolean();
@@ -232,7 +247,7 @@ public final class ServeCommand implements Callable<Integer> {
                 if (m != null) {
                     m.close();
                 }
-                device.close();
+                closeDevice(device);
             }
         };
         Thread hook = Thread.ofPlatform().name("biostack-serve-stop").unstarted(() -> {
@@ -444,6 +459,14 @@ public final class ServeCommand implements Callable<Integer> {
                     + "-byte sector size");
         }
         return new RamDisk("ram0", n, sectorSize, readOnly);
+    }
+
+    /** Saves the device's bitmaps while the device below is still open, then closes it. */
+    private static void closeDevice(BlockDevice device) {
+        if (device instanceof CountedDevice c && c.bitmaps() != null) {
+            c.bitmaps().close();
+        }
+        device.close();
     }
 
     /** FILE as a loop device, or the qcow2 image on it (--format, or probed as qemu-nbd probes). */
