@@ -158,6 +158,11 @@ class Qcow2CrashTest {
     }
 
     @Test
+    void everyCrashStateOfALazyRefcountsImageLeftDirtyByQemuIsRepairedAndKeepsFlushedWrites() throws Exception {
+        crashTest("cluster_size=4096,lazy_refcounts=on", false, true, 2);
+    }
+
+    @Test
     void everyCrashStateOfAnOverlayWithABackingFileChecksCleanAndKeepsFlushedWrites() throws Exception {
         crashTest("cluster_size=65536", true, false, 3);
     }
