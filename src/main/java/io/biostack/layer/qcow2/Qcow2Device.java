@@ -1249,9 +1249,21 @@ public final class Qcow2Device implements Target {
             long gc = off >>> clusterBits;
             long inCluster = off & (cs - 1);
             long len = Math.min(left, cs - inCluster);
+            if (extL2 && len < cs) {
+                // Subclusters are the unit: a part of one goes the data way (zeros written,
+                // or nothing for a discard), whole ones get their flags.
+                long sub = 1L << subBits;
+                long mis = inCluster & (sub - 1);
+                if (mis != 0) {
+                    len = Math.min(len, sub - mis);
+                } else if (len >= sub) {
+                    len = len / sub * sub;
+                }
+            }
             boolean whole = inCluster == 0 && len == cs;
-            boolean canFlag = header.version() == 3 && !(discard && !whole && !extL2);
-            if (!canFlag || (!whole && !extL2)) {
+            boolean subAligned = extL2 && ((inCluster | len) & ((1L << subBits) - 1)) == 0;
+            boolean canFlag = header.version() == 3 && (whole || subAligned);
+            if (!canFlag) {
                 // A part of a cluster (or a version 2 image): discard may do nothing; write
                 // zeroes writes zeros.
                 Bio piece = len >= left ? bio : splitChained(bio, len);
