@@ -182,13 +182,6 @@ public final class Qcow2Device implements Target {
                     + " (repair it with qemu-img check -r all)");
             ro = true;
         }
-        if (h.extendedL2() && !ro) {
-            // The subcluster write path still loses a zeroed subcluster to the backing file under
-            // a random workload (Qcow2DeviceTest): until it passes, extended-L2 images are read.
-            LOG.log(System.Logger.Level.WARNING, name + ": writing extended_l2 images is not supported yet;"
-                    + " opening it read-only");
-            ro = true;
-        }
         long[] l1 = new long[h.l1Size()];
         if (h.l1Size() > 0) {
             byte[] b = readBytes(container, h.l1TableOffset(), h.l1Size() * 8);
@@ -1130,10 +1123,16 @@ public final class Qcow2Device implements Target {
                 }
             }
         }
-        // The range to write: the whole cluster, or on extended L2 the subclusters touched.
+        // The range to write: the whole cluster, or on extended L2 the subclusters touched. A new
+        // cluster that replaces one holding data (compressed, or subclusters allocated in a
+        // cluster shared with a snapshot) takes all of it: the subclusters not written would
+        // otherwise lose that data to the backing file.
         long from = 0;
         long to = cs;
-        if (extL2) {
+        long oh0 = oldEntry & OFFSET_MASK;
+        boolean replacesData = extL2 && dataFile == null && newHost != oh0
+                && ((oldEntry & OFLAG_COMPRESSED) != 0 || (oldBitmap & 0xffffffffL) != 0);
+        if (extL2 && !replacesData) {
             long sub = 1L << subBits;
             from = inCluster / sub * sub;
             to = (inCluster + len + sub - 1) / sub * sub;
@@ -1181,7 +1180,8 @@ public final class Qcow2Device implements Target {
                         if (oh != newHost) {
                             // A fresh cluster: what was not written reads as before, so keep zero
                             // bits of a zero cluster; unallocated stays unallocated (backing).
-                            bm = oldBitmap & 0xffffffff00000000L;
+                            // A compressed cluster's bitmap is 0 (qcow2.rst): its zero bits are none.
+                            bm = (oldEntry & OFLAG_COMPRESSED) != 0 ? 0 : oldBitmap & 0xffffffff00000000L;
                         }
                         bm = (bm | mask) & ~(mask << 32);
                         t.setWord(idx * 2, newHost | OFLAG_COPIED);
@@ -1278,6 +1278,7 @@ public final class Qcow2Device implements Target {
                 continue;
             }
             String err = null;
+            boolean asData = false;
             synchronized (meta) {
                 List<Bio> waiting = inflight.get(gc);
                 if (waiting != null) {
@@ -1288,10 +1289,14 @@ public final class Qcow2Device implements Target {
                 if (t == null) {
                     return;
                 }
+                int idx = (int) (gc % l2Entries);
                 if (t == ERROR_ENTRY) {
                     err = pieceError;
+                } else if (extL2 && !whole && (t.word(idx * 2) & OFLAG_COMPRESSED) != 0) {
+                    // Subclusters of a compressed cluster have no flags of their own (its bitmap is
+                    // 0, qcow2.rst): zeros are written, which rewrites the cluster uncompressed.
+                    asData = true;
                 } else {
-                    int idx = (int) (gc % l2Entries);
                     long e = t.word(extL2 ? idx * 2 : idx);
                     boolean keep = !discard && bio.hasFlag(BioFlags.NOUNMAP) && (e & OFLAG_COPIED) != 0
                             && (e & OFLAG_COMPRESSED) == 0 && (e & OFFSET_MASK) != 0;
@@ -1328,6 +1333,8 @@ public final class Qcow2Device implements Target {
             Bio piece = len >= left ? bio : splitChained(bio, len);
             if (err != null) {
                 piece.fail(Status.IOERR, name + ": " + err);
+            } else if (asData && !discard) {
+                writeZeroData(piece);
             } else {
                 piece.endIo();
             }
