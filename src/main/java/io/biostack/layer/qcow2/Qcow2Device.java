@@ -88,6 +88,15 @@ public final class Qcow2Device implements Target {
     private final Qcow2Cache cache;
     private final Map<Long, List<Bio>> inflight = new HashMap<>();
     private final List<Long> pendingFrees = new ArrayList<>();
+    /**
+     * Host clusters (by byte offset) whose refcount is 0 and that allocation takes before growing
+     * the container, lowest first (qemu's alloc_clusters_noref scans from the start too). Monitor.
+     */
+    private final java.util.TreeSet<Long> freeClusters = new java.util.TreeSet<>();
+    /** Clusters freed by the last writeback: reusable once the next one has completed. Monitor. */
+    private List<Long> quarantine = new ArrayList<>();
+    /** Bound of the open-time scan for clusters with refcount 0 below the end. */
+    private static final int MAX_FREE_SCAN = 1 << 16;
     private long nextFree;
     private boolean flushing;
     private final ArrayDeque<Bio> flushWaiters = new ArrayDeque<>();
@@ -129,6 +138,8 @@ public final class Qcow2Device implements Target {
     @FunctionalInterface
     public interface BackingOpener {
         /**
+         * Opens a backing file or data file named by the image.
+         *
          * @param path   the backing file's path, resolved against the image's folder
          * @param format "raw" or "qcow2" (from the header's backing format, or probed)
          * @return the device, which the qcow2 device then owns
@@ -227,6 +238,8 @@ public final class Qcow2Device implements Target {
                 if (h.isDirty()) {
                     d.rebuildRefcounts();
                 }
+                // after a rebuild: stale refcounts must never offer a cluster in use
+                d.scanFreeClusters();
             }
             return d;
         } catch (IOException | RuntimeException e) {
@@ -1026,8 +1039,32 @@ public final class Qcow2Device implements Target {
         return t;
     }
 
-    /** A new host cluster, its refcount 1 (and a refcount block for it if needed). Monitor held. */
+    /**
+     * Clusters below the last one in use whose refcount is 0 (holes left by frees before this
+     * open), up to {@link #MAX_FREE_SCAN}: allocation reuses them before it grows the container.
+     */
+    private void scanFreeClusters() {
+        long last = refcounts.lastUsedCluster();
+        for (long c = 1; c < last && freeClusters.size() < MAX_FREE_SCAN; c++) {
+            if (refcounts.hasBlock(c) && refcounts.get(c) == 0 && ((c + 1) << clusterBits) <= container.size()) {
+                freeClusters.add(c << clusterBits);
+            }
+        }
+    }
+
+    /**
+     * A host cluster for new data or a new table, its refcount 1: a freed one when there is one
+     * (so discard and write loops do not grow the file without bound), else the next at the end
+     * (with a refcount block for it if needed). Monitor held.
+     */
     private long allocCluster() throws IOException {
+        while (!freeClusters.isEmpty()) {
+            long f = freeClusters.pollFirst();
+            if (refcounts.hasBlock(f >>> clusterBits) && refcounts.get(f >>> clusterBits) == 0) {
+                refcounts.set(f >>> clusterBits, 1);
+                return f;
+            }
+        }
         long c = nextFree;
         nextFree += cs;
         ensureRefBlock(c >>> clusterBits);
@@ -1395,12 +1432,16 @@ public final class Qcow2Device implements Target {
             frees = new ArrayList<>(pendingFrees);
             pendingFrees.clear();
         }
+        List<Long> freed = new ArrayList<>();
         Qcow2Writeback.run(container, stages, List.of(true, true, true, true, true))
                 .thenCompose(v -> {
                     List<Qcow2Writeback.Write> after;
                     synchronized (meta) {
                         for (long c : frees) {
                             refcounts.decrement(c >>> clusterBits);
+                            if (refcounts.get(c >>> clusterBits) == 0) {
+                                freed.add(c);
+                            }
                         }
                         after = frees.isEmpty() ? List.of() : snapshotRefBlocks();
                     }
@@ -1408,6 +1449,16 @@ public final class Qcow2Device implements Target {
                             : Qcow2Writeback.run(container, List.of(after), List.of(true));
                 })
                 .whenComplete((v, t) -> {
+                    synchronized (meta) {
+                        // Reuse waits one writeback more: the clusters the previous writeback freed
+                        // (their L2 entries cleared durably before that) become allocatable now, so
+                        // an in-place write still in flight to a cluster it freed has had a whole
+                        // writeback (several container flushes) to land first.
+                        if (t == null) {
+                            freeClusters.addAll(quarantine);
+                            quarantine = freed;
+                        }
+                    }
                     for (Bio b : served) {
                         if (t != null) {
                             b.fail(Status.IOERR, name + ": metadata writeback failed: " + t.getMessage());

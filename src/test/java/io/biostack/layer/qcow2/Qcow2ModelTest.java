@@ -122,6 +122,45 @@ class Qcow2ModelTest {
         Tools.ok(60, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", img.toString(), want.toString());
     }
 
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"'cluster_size=65536'", "'cluster_size=4096,extended_l2=off,refcount_bits=2'"})
+    void discardAndWriteLoopsReuseFreedClustersInsteadOfGrowingTheFile(String opts) throws Exception {
+        Tools.require("qemu-img");
+        int size = 8 << 20;
+        Path img = dir.resolve("loop.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-o", opts, img.toString(), Integer.toString(size));
+        byte[] model = new byte[size];
+        Random r = new Random(9);
+        try (Qcow2Device q = open(img); Arena a = Arena.ofShared()) {
+            MemorySegment m = a.allocate(1 << 20, 4096);
+            for (int round = 0; round < 24; round++) {
+                // 1 MiB written at a different place each round, then discarded: 24 MiB written in all
+                long off = (long) (round % 7) << 20;
+                byte[] d = new byte[1 << 20];
+                r.nextBytes(d);
+                m.copyFrom(MemorySegment.ofArray(d));
+                q.write(off, m).join();
+                q.flush().join();
+                if (round < 23) {
+                    q.discard(off, 1 << 20).join();
+                    q.flush().join();
+                } else {
+                    System.arraycopy(d, 0, model, (int) off, d.length);
+                }
+            }
+        }
+        Tools.Result check = Tools.run(60, "qemu-img", "check", "--output=json", "-f", "qcow2", img.toString());
+        assertEquals(0, check.exit(), check.all());
+        java.util.regex.Matcher end = java.util.regex.Pattern.compile("\"image-end-offset\": (\\d+)").matcher(check.out());
+        org.junit.jupiter.api.Assertions.assertTrue(end.find(), check.out());
+        // without reuse the image would end past 24 MiB; with it, a few rounds' worth of data and tables
+        org.junit.jupiter.api.Assertions.assertTrue(Long.parseLong(end.group(1)) < (5L << 20),
+                "the image ends at " + end.group(1));
+        Path want = dir.resolve("loop.raw");
+        Files.write(want, model);
+        Tools.ok(60, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", img.toString(), want.toString());
+    }
+
     /** A random range that overlaps none of {@code taken}: misaligned mostly, a cluster or more at times. */
     private static long[] pick(Random r, int size, int cs, List<long[]> taken) {
         for (int tries = 0; tries < 20; tries++) {
