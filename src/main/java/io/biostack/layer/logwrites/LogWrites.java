@@ -552,6 +552,10 @@ public final class LogWrites implements Target, Resizable {
     /**
      * Adds a mark and waits until it and the super block counting it are on the log device.
      * Not on the I/O path. The text is cut to what an entry sector holds, as the kernel does.
+     *
+     * @param label the mark's text
+     * @throws IllegalStateException when the mark was not logged within 30 s, or the wait was
+     *                               interrupted
      */
     public void mark(String label) {
         CountDownLatch done = new CountDownLatch(1);
@@ -584,12 +588,20 @@ public final class LogWrites implements Target, Resizable {
         return r;
     }
 
-    /** Entries logged so far. */
+    /**
+     * Entries logged so far.
+     *
+     * @return the count
+     */
     public long loggedEntries() {
         return loggedEntries;
     }
 
-    /** True until a log write failed or the log device filled up. */
+    /**
+     * True until a log write failed or the log device filled up.
+     *
+     * @return whether writes are still logged
+     */
     public boolean loggingEnabled() {
         return enabled;
     }
