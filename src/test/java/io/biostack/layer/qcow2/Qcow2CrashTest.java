@@ -52,8 +52,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class Qcow2CrashTest {
     static final long SIZE = 8L << 20;
     static final int SECTOR = 512;
-    static final int EPOCHS = 4;
-    static final int OPS_PER_EPOCH = 10;
+    static final int EPOCHS = 3;
+    static final int OPS_PER_EPOCH = 8;
     static final int REORDER = 2;
 
     /**
@@ -165,6 +165,11 @@ class Qcow2CrashTest {
     @Test
     void everyCrashStateOfAnOverlayWithABackingFileChecksCleanAndKeepsFlushedWrites() throws Exception {
         crashTest("cluster_size=65536", true, false, 3);
+    }
+
+    @Test
+    void everyCrashStateOfAnExtendedL2OverlayChecksCleanAndKeepsFlushedWrites() throws Exception {
+        crashTest("cluster_size=65536,extended_l2=on", true, false, 4);
     }
 
     private void crashTest(String opts, boolean overlay, boolean leftDirty, long seed) throws Exception {
