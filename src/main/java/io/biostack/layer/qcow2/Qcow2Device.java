@@ -236,7 +236,14 @@ public final class Qcow2Device implements Target {
             if (!ro) {
                 d.openReadWrite();
                 if (h.isDirty()) {
-                    d.rebuildRefcounts();
+                    try {
+                        d.rebuildRefcounts();
+                    } catch (IOException | RuntimeException e) {
+                        // nothing in flight: the device's own memory goes with the failed open
+                        d.cache.close();
+                        d.arena.close();
+                        throw e;
+                    }
                 }
                 // after a rebuild: stale refcounts must never offer a cluster in use
                 d.scanFreeClusters();

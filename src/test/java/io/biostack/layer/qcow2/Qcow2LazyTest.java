@@ -86,6 +86,28 @@ class Qcow2LazyTest {
     }
 
     @Test
+    void aDirtyImageWhoseSnapshotTableIsDamagedFailsToOpenWithAClearErrorAndChangesNothing() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = dir.resolve("snap.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=65536,lazy_refcounts=on", img.toString(), "4M");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x41 0 128k", img.toString());
+        Tools.ok(30, "qemu-img", "snapshot", "-c", "s1", img.toString());
+        Tools.run(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x42 0 64k", "-c", "sigraise 9", img.toString());
+        Qcow2Header h = Qcow2Header.parse(Files.readAllBytes(img), Files.size(img));
+        assertTrue(h.isDirty() && h.nbSnapshots() == 1);
+        try (var ch = java.nio.channels.FileChannel.open(img, java.nio.file.StandardOpenOption.WRITE)) {
+            // the snapshot's l1_table_offset: cluster aligned, far past the end of the file
+            ch.write(java.nio.ByteBuffer.allocate(8).putLong(0, 1L << 30), h.snapshotsOffset());
+            long len = ch.size();
+            ch.write(java.nio.ByteBuffer.allocate(1), ((len + 511) & ~511L) - 1); // whole sectors (Qcow2SnapshotTest)
+        }
+        byte[] before = Files.readAllBytes(img);
+        Qcow2Exception e = org.junit.jupiter.api.Assertions.assertThrows(Qcow2Exception.class, () -> open(img, false));
+        assertTrue(e.getMessage().contains("snapshot 0 has an invalid L1 table"), e.getMessage());
+        assertArrayEquals(before, Files.readAllBytes(img), "nothing was written");
+    }
+
+    @Test
     void aReadOnlyOpenOfADirtyImageChangesNothing() throws Exception {
         Tools.require("qemu-img", "qemu-io");
         Path img = dirtyImage("cluster_size=65536,refcount_bits=1");
