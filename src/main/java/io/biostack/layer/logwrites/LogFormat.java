@@ -61,17 +61,25 @@ public final class LogFormat {
     public static final long METADATA = 1 << 4;
 
     // struct log_write_super
+    /** Offset of {@code magic} (u64) in the super block. */
     public static final int SUPER_MAGIC = 0;
+    /** Offset of {@code version} (u64) in the super block. */
     public static final int SUPER_VERSION = 8;
+    /** Offset of {@code nr_entries} (u64) in the super block. */
     public static final int SUPER_NR_ENTRIES = 16;
+    /** Offset of {@code sectorsize} (u32) in the super block. */
     public static final int SUPER_SECTORSIZE = 24;
     /** {@code sizeof(struct log_write_super)} as packed by the kernel's write_metadata. */
     public static final int SUPER_BYTES = 28;
 
     // struct log_write_entry
+    /** Offset of {@code sector} (u64) in an entry. */
     public static final int ENTRY_SECTOR = 0;
+    /** Offset of {@code nr_sectors} (u64) in an entry. */
     public static final int ENTRY_NR_SECTORS = 8;
+    /** Offset of {@code flags} (u64) in an entry. */
     public static final int ENTRY_FLAGS = 16;
+    /** Offset of {@code data_len} (u64) in an entry. */
     public static final int ENTRY_DATA_LEN = 24;
     /** {@code sizeof(struct log_write_entry)}: mark text starts here. */
     public static final int ENTRY_BYTES = 32;
@@ -82,14 +90,26 @@ public final class LogFormat {
     private LogFormat() {
     }
 
-    /** Longest mark text: the kernel keeps {@code sectorsize - sizeof(entry) - 1} bytes (log_mark). */
+    /**
+     * Longest mark text: the kernel keeps {@code sectorsize - sizeof(entry) - 1} bytes (log_mark).
+     *
+     * @param sectorSize the log's sector size
+     * @return the most bytes of mark text an entry holds
+     */
     public static int maxMarkBytes(int sectorSize) {
         return sectorSize - ENTRY_BYTES - 1;
     }
 
     // ---- super block ---------------------------------------------------------------------------
 
-    /** Writes a whole super-block sector at {@code at}: fields, then zeros to {@code sectorSize}. */
+    /**
+     * Writes a whole super-block sector at {@code at}: fields, then zeros to {@code sectorSize}.
+     *
+     * @param m          the memory to write in
+     * @param at         where the sector starts in {@code m}
+     * @param nrEntries  the {@code nr_entries} field
+     * @param sectorSize the {@code sectorsize} field, and the bytes written
+     */
     public static void writeSuper(MemorySegment m, long at, long nrEntries, int sectorSize) {
         m.asSlice(at, sectorSize).fill((byte) 0);
         m.set(LE64, at + SUPER_MAGIC, MAGIC);
@@ -98,10 +118,33 @@ public final class LogFormat {
         m.set(LE32, at + SUPER_SECTORSIZE, sectorSize);
     }
 
+    /**
+     * Reads the {@code magic} field.
+     *
+     * @param m a super block at offset 0
+     * @return its {@code magic}
+     */
     public static long superMagic(MemorySegment m) { return m.get(LE64, SUPER_MAGIC); }
+    /**
+     * Reads the {@code version} field.
+     *
+     * @param m a super block at offset 0
+     * @return its {@code version}
+     */
     public static long superVersion(MemorySegment m) { return m.get(LE64, SUPER_VERSION); }
+    /**
+     * Reads the {@code nr_entries} field.
+     *
+     * @param m a super block at offset 0
+     * @return its {@code nr_entries}
+     */
     public static long superNrEntries(MemorySegment m) { return m.get(LE64, SUPER_NR_ENTRIES); }
-    /** The sector size as an unsigned 32-bit value. */
+    /**
+     * The sector size as an unsigned 32-bit value.
+     *
+     * @param m a super block at offset 0
+     * @return its {@code sectorsize}
+     */
     public static long superSectorSize(MemorySegment m) { return Integer.toUnsignedLong(m.get(LE32, SUPER_SECTORSIZE)); }
 
     // ---- entries -------------------------------------------------------------------------------
@@ -109,6 +152,14 @@ public final class LogFormat {
     /**
      * Writes a whole entry sector at {@code at}: the four fields, the mark text when {@code mark}
      * is not null (its length becomes data_len), zeros to {@code sectorSize}.
+     *
+     * @param m          the memory to write in
+     * @param at         where the entry sector starts in {@code m}
+     * @param sectorSize the log's sector size: the bytes written
+     * @param sector     the {@code sector} field
+     * @param nrSectors  the {@code nr_sectors} field
+     * @param flags      the {@code flags} field ({@link #FLUSH}, {@link #FUA}, ...)
+     * @param mark       the mark text, or null
      */
     public static void writeEntry(MemorySegment m, long at, int sectorSize, long sector, long nrSectors,
                                   long flags, byte[] mark) {
@@ -122,19 +173,59 @@ public final class LogFormat {
         }
     }
 
+    /**
+     * Reads the {@code sector} field.
+     *
+     * @param m  memory holding an entry
+     * @param at where the entry starts
+     * @return its {@code sector}
+     */
     public static long entrySector(MemorySegment m, long at) { return m.get(LE64, at + ENTRY_SECTOR); }
+    /**
+     * Reads the {@code nr_sectors} field.
+     *
+     * @param m  memory holding an entry
+     * @param at where the entry starts
+     * @return its {@code nr_sectors}
+     */
     public static long entryNrSectors(MemorySegment m, long at) { return m.get(LE64, at + ENTRY_NR_SECTORS); }
+    /**
+     * Reads the {@code flags} field.
+     *
+     * @param m  memory holding an entry
+     * @param at where the entry starts
+     * @return its {@code flags}
+     */
     public static long entryFlags(MemorySegment m, long at) { return m.get(LE64, at + ENTRY_FLAGS); }
+    /**
+     * Reads the {@code data_len} field.
+     *
+     * @param m  memory holding an entry
+     * @param at where the entry starts
+     * @return its {@code data_len} (bytes of mark text)
+     */
     public static long entryDataLen(MemorySegment m, long at) { return m.get(LE64, at + ENTRY_DATA_LEN); }
 
-    /** The mark text of the entry at {@code at} ({@code len} bytes after the fields). */
+    /**
+     * The mark text of the entry at {@code at} ({@code len} bytes after the fields).
+     *
+     * @param m   memory holding an entry
+     * @param at  where the entry starts
+     * @param len bytes of text ({@link #entryDataLen})
+     * @return the text, as UTF-8
+     */
     public static String entryMark(MemorySegment m, long at, int len) {
         byte[] b = new byte[len];
         MemorySegment.copy(m, at + ENTRY_BYTES, MemorySegment.ofArray(b), 0, len);
         return new String(b, StandardCharsets.UTF_8);
     }
 
-    /** The flags as words: "FLUSH|FUA", "DISCARD", "MARK", "" for a plain write. */
+    /**
+     * The flags as words: "FLUSH|FUA", "DISCARD", "MARK", "" for a plain write.
+     *
+     * @param flags an entry's flags
+     * @return their names joined by '|'
+     */
     public static String flagNames(long flags) {
         StringBuilder sb = new StringBuilder();
         String[] names = {"FLUSH", "FUA", "DISCARD", "MARK", "METADATA"};

@@ -9,12 +9,14 @@ import io.biostack.block.Extent;
 import io.biostack.block.MpmcRing;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.Resizable;
 import io.biostack.block.Status;
 import io.biostack.block.TableArgs;
 import io.biostack.block.TableSpec;
 import io.biostack.layer.Layers;
 import io.biostack.layer.Target;
 
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
@@ -57,15 +59,31 @@ import java.util.concurrent.locks.LockSupport;
  * crash is consistent up to its last flush, FUA or mark. A log bio that fails disables logging
  * (the kernel's {@code logging_enabled = false}); the data path goes on.
  *
+ * <h2>Growth</h2>
+ * When DEV can grow ({@link Resizable}: a file under a loop device), so can this target: a format
+ * above it that allocates at its end (qcow2) grows it through {@link #growTo}. dm-log-writes'
+ * format has no entry for a size change, so the growth is logged as a mark
+ * {@code biostack-resize BYTES} ({@link #RESIZE_MARK}), put in line before any write past the old
+ * end can complete. A replay reproduces the size at entry {@code i} as the largest such mark
+ * before it; a replayer that ignores these marks (xfstests' {@code replay-log}, biostack's replay
+ * today) replays onto an image of the final size ({@code --size}), which differs from a true crash
+ * state only in zeros past the end of the file at that point: a reference into that region would
+ * have pointed past the end of the file, and reads as an unwritten (zero) block instead.
+ *
  * <p>Ownership: the caller's bio is completed exactly once, after DEV completed its clone; its
  * memory is read only before that. Log buffers belong to the target and go back to its pool when
  * their log bio completes. DEV and LOGDEV belong to whoever opened them; {@link #close()} writes a
  * last mark {@code dm-log-writes-end} (as the kernel's destructor) and stops the logger.
  */
-public final class LogWrites implements Target {
+public final class LogWrites implements Target, Resizable {
     private static final System.Logger LOG = System.getLogger("biostack.layer.logwrites");
     /** The kernel's destructor logs this mark (log_writes_dtr). */
     public static final String END_MARK = "dm-log-writes-end";
+    /**
+     * Label prefix of the mark logged when the device grows; the new size in bytes follows, in
+     * decimal ({@code biostack-resize 8388608}).
+     */
+    public static final String RESIZE_MARK = "biostack-resize ";
     /** Largest write the log buffers take in one piece; bigger bios are split by the limits. */
     static final int MAX_DATA = 1 << 20;
     /** Largest log bio the logger gathers records into (a few MiB: sequential, not a stall). */
@@ -91,6 +109,7 @@ public final class LogWrites implements Target {
     private volatile long loggedEntries;
     private volatile long nextByte;
     private final Object superLock = new Object();
+    private final Object growLock = new Object();
     private final long maxLogBio;
     private final int maxLogSegs;
     // the group of records gathered into the next log bio (logger thread only)
@@ -107,7 +126,16 @@ public final class LogWrites implements Target {
     private final Layers.Boundary splitBoundary = off -> limits().maxBytes();
     private final java.util.function.Consumer<Bio> logged = this::submitLogged;
 
-    /** A log-writes device over {@code dev}, logging to {@code logDev} from its first byte. */
+    /**
+     * A log-writes device over {@code dev}, logging to {@code logDev} from its first byte: writes
+     * the log's super block (blocking) and starts the logger thread.
+     *
+     * @param name   the device's name
+     * @param dev    the device written through (not owned)
+     * @param logDev the log device (not owned), at least two sectors of {@code dev}'s block size
+     * @throws IllegalArgumentException when the log device is read-only, too small, or has larger
+     *                                  blocks than {@code dev}
+     */
     @SuppressWarnings("unchecked")
     public LogWrites(String name, BlockDevice dev, BlockDevice logDev) {
         this.name = name;
@@ -164,6 +192,28 @@ public final class LogWrites implements Target {
     @Override
     public Extent extentAt(long offset, long maxLength) {
         return dev.extentAt(offset, maxLength);
+    }
+
+    /**
+     * Grows DEV to at least {@code minSize} bytes and logs the new size as a mark
+     * ({@link #RESIZE_MARK}), without waiting for the log: this may run in a completion callback
+     * of a layer above, on the thread that would complete the log write.
+     *
+     * @param minSize the size wanted, in bytes
+     * @return DEV's size afterwards
+     * @throws IOException when DEV cannot grow (it is not {@link Resizable}, or its file cannot)
+     */
+    @Override
+    public long growTo(long minSize) throws IOException {
+        synchronized (growLock) {
+            long before = dev.size();
+            long after = Resizable.grow(dev, minSize);
+            if (after != before && enabled && running) {
+                // Under the lock, so the marks of two growths are in line in size order.
+                push(markRecord(RESIZE_MARK + after, null));
+            }
+            return after;
+        }
     }
 
     // ---- data path -----------------------------------------------------------------------------
@@ -502,8 +552,26 @@ public final class LogWrites implements Target {
     /**
      * Adds a mark and waits until it and the super block counting it are on the log device.
      * Not on the I/O path. The text is cut to what an entry sector holds, as the kernel does.
+     *
+     * @param label the mark's text
+     * @throws IllegalStateException when the mark was not logged within 30 s, or the wait was
+     *                               interrupted
      */
     public void mark(String label) {
+        CountDownLatch done = new CountDownLatch(1);
+        push(markRecord(label, done));
+        try {
+            if (!done.await(30, TimeUnit.SECONDS)) {
+                throw new IllegalStateException(name + ": mark not logged within 30 s");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(name + ": interrupted while logging a mark");
+        }
+    }
+
+    /** A mark entry for {@code label} (cut to what an entry sector holds); {@code done} may be null. */
+    private Record markRecord(String label, CountDownLatch done) {
         byte[] text = label.getBytes(StandardCharsets.UTF_8);
         int max = LogFormat.maxMarkBytes(sectorSize);
         if (text.length > max) {
@@ -516,25 +584,24 @@ public final class LogWrites implements Target {
         r.ready = true;
         r.failed = false;
         r.parent = null;
-        CountDownLatch done = new CountDownLatch(1);
         r.done = done;
-        push(r);
-        try {
-            if (!done.await(30, TimeUnit.SECONDS)) {
-                throw new IllegalStateException(name + ": mark not logged within 30 s");
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException(name + ": interrupted while logging a mark");
-        }
+        return r;
     }
 
-    /** Entries logged so far. */
+    /**
+     * Entries logged so far.
+     *
+     * @return the count
+     */
     public long loggedEntries() {
         return loggedEntries;
     }
 
-    /** True until a log write failed or the log device filled up. */
+    /**
+     * True until a log write failed or the log device filled up.
+     *
+     * @return whether writes are still logged
+     */
     public boolean loggingEnabled() {
         return enabled;
     }

@@ -88,6 +88,15 @@ public final class Qcow2Device implements Target {
     private final Qcow2Cache cache;
     private final Map<Long, List<Bio>> inflight = new HashMap<>();
     private final List<Long> pendingFrees = new ArrayList<>();
+    /**
+     * Host clusters (by byte offset) whose refcount is 0 and that allocation takes before growing
+     * the container, lowest first (qemu's alloc_clusters_noref scans from the start too). Monitor.
+     */
+    private final java.util.TreeSet<Long> freeClusters = new java.util.TreeSet<>();
+    /** Clusters freed by the last writeback: reusable once the next one has completed. Monitor. */
+    private List<Long> quarantine = new ArrayList<>();
+    /** Bound of the open-time scan for clusters with refcount 0 below the end. */
+    private static final int MAX_FREE_SCAN = 1 << 16;
     private long nextFree;
     private boolean flushing;
     private final ArrayDeque<Bio> flushWaiters = new ArrayDeque<>();
@@ -129,6 +138,8 @@ public final class Qcow2Device implements Target {
     @FunctionalInterface
     public interface BackingOpener {
         /**
+         * Opens a backing file or data file named by the image.
+         *
          * @param path   the backing file's path, resolved against the image's folder
          * @param format "raw" or "qcow2" (from the header's backing format, or probed)
          * @return the device, which the qcow2 device then owns
@@ -182,20 +193,6 @@ public final class Qcow2Device implements Target {
                     + " (repair it with qemu-img check -r all)");
             ro = true;
         }
-        if (h.isDirty() && !ro) {
-            // Rebuilding refcounts on open is not done yet: writing with stale refcounts could
-            // hand out a cluster in use, so the image opens read-only until qemu-img check -r all.
-            LOG.log(System.Logger.Level.WARNING, name + ": the dirty bit is set (lazy refcounts); opening it"
-                    + " read-only: repair it with qemu-img check -r all");
-            ro = true;
-        }
-        if (h.extendedL2() && !ro) {
-            // The subcluster write path still loses a zeroed subcluster to the backing file under
-            // a random workload (Qcow2DeviceTest): until it passes, extended-L2 images are read.
-            LOG.log(System.Logger.Level.WARNING, name + ": writing extended_l2 images is not supported yet;"
-                    + " opening it read-only");
-            ro = true;
-        }
         long[] l1 = new long[h.l1Size()];
         if (h.l1Size() > 0) {
             byte[] b = readBytes(container, h.l1TableOffset(), h.l1Size() * 8);
@@ -238,6 +235,18 @@ public final class Qcow2Device implements Target {
             d.nextFree = Math.max(d.nextFree, (csize + h.clusterSize() - 1) & -(long) h.clusterSize());
             if (!ro) {
                 d.openReadWrite();
+                if (h.isDirty()) {
+                    try {
+                        d.rebuildRefcounts();
+                    } catch (IOException | RuntimeException e) {
+                        // nothing in flight: the device's own memory goes with the failed open
+                        d.cache.close();
+                        d.arena.close();
+                        throw e;
+                    }
+                }
+                // after a rebuild: stale refcounts must never offer a cluster in use
+                d.scanFreeClusters();
             }
             return d;
         } catch (IOException | RuntimeException e) {
@@ -352,6 +361,202 @@ public final class Qcow2Device implements Target {
 
     /** Set by {@link #openReadWrite}: the bitmaps bit was set at open. */
     private boolean bitmapsTrusted;
+
+    // ---- the dirty bit: rebuilding the refcounts ------------------------------------------------
+
+    /** qemu's QCOW_MAX_SNAPSHOTS (block/qcow2.h). */
+    private static final int MAX_SNAPSHOTS = 65536;
+    /** qemu's QCOW_MAX_SNAPSHOTS_SIZE (block/qcow2.h): the snapshot table's largest size. */
+    private static final long MAX_SNAPSHOTS_BYTES = 64L << 20;
+    /** Fixed part of a snapshot table entry (qcow2.rst, "Snapshot table entry"). */
+    private static final int SNAPSHOT_ENTRY_FIXED = 40;
+    /** Fixed part of a bitmap directory entry (qcow2.rst, "Bitmap directory"). */
+    private static final int BITMAP_ENTRY_FIXED = 24;
+
+    /**
+     * The dirty bit is set (lazy refcounts: qemu wrote L2 entries without their refcounts, then
+     * stopped): the refcounts on disk may be anything. As qemu's open does ({@code qcow2_do_open}
+     * runs {@code qcow2_check} with {@code BDRV_FIX_ERRORS | BDRV_FIX_LEAKS}, then
+     * {@code qcow2_mark_clean}): count every reference to every host cluster from the header, the
+     * active L1/L2 tables, every snapshot's tables, the snapshot table, the refcount structure and
+     * the bitmaps; set every refcount to its count (a refcount block is added where a referenced
+     * cluster has none); write the refcount structure through {@link Qcow2Writeback}; and only
+     * when that is durable, clear the bit. A crash before that leaves the bit set, and the next
+     * open rebuilds again. Blocking; at open only.
+     */
+    private void rebuildRefcounts() throws IOException {
+        long csize = container.size();
+        long n = (csize + cs - 1) >>> clusterBits;
+        if (n > Integer.MAX_VALUE - 8) {
+            throw new Qcow2Exception(name + ": too many clusters to rebuild the refcounts in memory");
+        }
+        int[] counted = new int[(int) n];
+        long[] maxRef = {-1};
+        java.util.function.BiConsumer<Long, Long> inc = (off, len) -> {
+            if (len <= 0) {
+                return;
+            }
+            for (long c = off >>> clusterBits; c <= (off + len - 1) >>> clusterBits; c++) {
+                if (c < n) {
+                    counted[(int) c]++;
+                }
+                maxRef[0] = Math.max(maxRef[0], c);
+            }
+        };
+        inc.accept(0L, (long) cs);
+        countL1(header.l1TableOffset(), l1, csize, inc);
+        countSnapshots(csize, inc);
+        inc.accept(header.refcountTableOffset(), (long) header.refcountTableClusters() * cs);
+        for (long e : refcounts.table) {
+            if (e != 0) {
+                inc.accept(e, (long) cs);
+            }
+        }
+        countBitmaps(csize, inc);
+        long max = refcounts.max();
+        for (int c : counted) {
+            if (max != -1 && Integer.toUnsignedLong(c) > max) {
+                throw new Qcow2Exception(name + ": a cluster has " + c + " references, more than refcount_bits="
+                        + header.refcountBits() + " holds; repair it with qemu-img check -r all");
+            }
+        }
+        synchronized (meta) {
+            nextFree = Math.max(nextFree, Math.max(n, maxRef[0] + 1) << clusterBits);
+            refcounts.resetFromCounts(counted);
+            for (long c = 0; c < n; c++) {
+                if (counted[(int) c] != 0 && !refcounts.hasBlock(c)) {
+                    ensureRefBlock(c);
+                }
+                if (counted[(int) c] != 0) {
+                    refcounts.set(c, counted[(int) c]);
+                }
+            }
+            if (nextFree > container.size()) {
+                Resizable.grow(container, nextFree);
+            }
+            List<List<Qcow2Writeback.Write>> stages = List.of(snapshotRefBlocks(), snapshotRefTable(), snapshotHeader());
+            try {
+                Qcow2Writeback.run(container, stages, List.of(true, true, true)).join();
+            } catch (java.util.concurrent.CompletionException e) {
+                throw new IOException(name + ": writing the rebuilt refcounts failed: " + e.getCause().getMessage(), e);
+            }
+            List<Long> frees = new ArrayList<>(pendingFrees);
+            pendingFrees.clear();
+            for (long c : frees) {
+                // a refcount table moved while blocks were added: its old clusters are free now
+                refcounts.decrement(c >>> clusterBits);
+            }
+            List<Qcow2Writeback.Write> after = snapshotRefBlocks();
+            if (!after.isEmpty()) {
+                Qcow2Writeback.run(container, List.of(after), List.of(true)).join();
+            }
+        }
+        header = header.withFeatures(header.incompatibleFeatures() & ~Qcow2Header.INCOMPAT_DIRTY,
+                header.compatibleFeatures(), header.autoclearFeatures());
+        writeHeader();
+        LOG.log(System.Logger.Level.INFO, name + ": the dirty bit was set (lazy refcounts): refcounts rebuilt from "
+                + "the tables, the bit cleared");
+    }
+
+    /** Counts an L1 table, its L2 tables and the data they map (qemu's check_refcounts_l1/l2). */
+    private void countL1(long l1Off, long[] table, long csize, java.util.function.BiConsumer<Long, Long> inc)
+            throws IOException {
+        inc.accept(l1Off, (long) table.length * 8);
+        for (long l1e : table) {
+            long l2off = l1e & OFFSET_MASK;
+            if (l2off == 0) {
+                continue;
+            }
+            inc.accept(l2off, (long) cs);
+            if ((l2off & (cs - 1)) != 0 || l2off + cs > csize) {
+                continue; // counted, not read: reads through it fail with EIO, as in qemu
+            }
+            ByteBuffer l2 = ByteBuffer.wrap(readBytes(container, l2off, cs));
+            int step = extL2 ? 2 : 1;
+            for (int j = 0; j < l2Entries; j++) {
+                long e = l2.getLong(j * step * 8);
+                if ((e & OFLAG_COMPRESSED) != 0) {
+                    int x = 62 - (clusterBits - 8);
+                    long coff = e & ((1L << x) - 1);
+                    long nsec = ((e >>> x) & ((1L << (clusterBits - 8)) - 1)) + 1;
+                    inc.accept(coff, nsec * 512 - (coff & 511));
+                } else if ((e & OFFSET_MASK) != 0 && dataFile == null) {
+                    inc.accept(e & OFFSET_MASK, (long) cs);
+                }
+            }
+        }
+    }
+
+    /** Counts the snapshot table and every snapshot's tables (qcow2.rst, "Snapshots"). */
+    private void countSnapshots(long csize, java.util.function.BiConsumer<Long, Long> inc) throws IOException {
+        int nb = header.nbSnapshots();
+        if (nb == 0) {
+            return;
+        }
+        long off = header.snapshotsOffset();
+        if (nb > MAX_SNAPSHOTS || (off & (cs - 1)) != 0 || off <= 0 || off >= csize) {
+            throw new Qcow2Exception(name + ": the snapshot table (" + nb + " at " + off + ") is invalid");
+        }
+        long pos = off;
+        for (int i = 0; i < nb; i++) {
+            if (pos - off + SNAPSHOT_ENTRY_FIXED > MAX_SNAPSHOTS_BYTES || pos + SNAPSHOT_ENTRY_FIXED > csize) {
+                throw new Qcow2Exception(name + ": snapshot " + i + " lies past the end of the image");
+            }
+            ByteBuffer e = ByteBuffer.wrap(readBytes(container, pos, SNAPSHOT_ENTRY_FIXED));
+            long l1Off = e.getLong(0);
+            long l1Size = Integer.toUnsignedLong(e.getInt(8));
+            int idLen = Short.toUnsignedInt(e.getShort(12));
+            int nameLen = Short.toUnsignedInt(e.getShort(14));
+            long extra = Integer.toUnsignedLong(e.getInt(36));
+            if (l1Size * 8 > Qcow2Header.MAX_L1_BYTES || (l1Off & (cs - 1)) != 0 || l1Off + l1Size * 8 > csize) {
+                throw new Qcow2Exception(name + ": snapshot " + i + " has an invalid L1 table (" + l1Size + " at "
+                        + l1Off + ")");
+            }
+            ByteBuffer t = ByteBuffer.wrap(readBytes(container, l1Off, (int) (l1Size * 8)));
+            long[] sl1 = new long[(int) l1Size];
+            for (int k = 0; k < sl1.length; k++) {
+                sl1[k] = t.getLong(k * 8);
+            }
+            countL1(l1Off, sl1, csize, inc);
+            pos += (SNAPSHOT_ENTRY_FIXED + extra + idLen + nameLen + 7) & ~7L;
+        }
+        inc.accept(off, pos - off);
+    }
+
+    /** Counts the bitmap directory and the bitmap tables and their data (qcow2.rst, "Bitmaps"). */
+    private void countBitmaps(long csize, java.util.function.BiConsumer<Long, Long> inc) throws IOException {
+        byte[] ext = header.bitmapsExtension();
+        if (ext == null || ext.length < 24) {
+            return;
+        }
+        ByteBuffer x = ByteBuffer.wrap(ext);
+        long nb = Integer.toUnsignedLong(x.getInt(0));
+        long dirSize = x.getLong(8);
+        long dirOff = x.getLong(16);
+        if (nb == 0 || dirSize <= 0 || dirSize > MAX_SNAPSHOTS_BYTES || dirOff <= 0 || dirOff + dirSize > csize) {
+            return;
+        }
+        inc.accept(dirOff, dirSize);
+        ByteBuffer d = ByteBuffer.wrap(readBytes(container, dirOff, (int) dirSize));
+        int pos = 0;
+        for (long i = 0; i < nb && pos + BITMAP_ENTRY_FIXED <= dirSize; i++) {
+            long tOff = d.getLong(pos);
+            long tSize = Integer.toUnsignedLong(d.getInt(pos + 8));
+            int nameLen = Short.toUnsignedInt(d.getShort(pos + 18));
+            long extra = Integer.toUnsignedLong(d.getInt(pos + 20));
+            if ((tOff & (cs - 1)) == 0 && tOff > 0 && tOff + tSize * 8 <= csize && tSize * 8 <= Qcow2Header.MAX_L1_BYTES) {
+                inc.accept(tOff, tSize * 8);
+                ByteBuffer t = ByteBuffer.wrap(readBytes(container, tOff, (int) (tSize * 8)));
+                for (int k = 0; k < tSize; k++) {
+                    long e = t.getLong(k * 8) & OFFSET_MASK;
+                    if (e != 0) {
+                        inc.accept(e, (long) cs);
+                    }
+                }
+            }
+            pos += (int) ((BITMAP_ENTRY_FIXED + extra + nameLen + 7) & ~7L);
+        }
+    }
 
     private void writeHeader() {
         byte[] enc = header.encode();
@@ -849,8 +1054,32 @@ public final class Qcow2Device implements Target {
         return t;
     }
 
-    /** A new host cluster, its refcount 1 (and a refcount block for it if needed). Monitor held. */
+    /**
+     * Clusters below the last one in use whose refcount is 0 (holes left by frees before this
+     * open), up to {@link #MAX_FREE_SCAN}: allocation reuses them before it grows the container.
+     */
+    private void scanFreeClusters() {
+        long last = refcounts.lastUsedCluster();
+        for (long c = 1; c < last && freeClusters.size() < MAX_FREE_SCAN; c++) {
+            if (refcounts.hasBlock(c) && refcounts.get(c) == 0 && ((c + 1) << clusterBits) <= container.size()) {
+                freeClusters.add(c << clusterBits);
+            }
+        }
+    }
+
+    /**
+     * A host cluster for new data or a new table, its refcount 1: a freed one when there is one
+     * (so discard and write loops do not grow the file without bound), else the next at the end
+     * (with a refcount block for it if needed). Monitor held.
+     */
     private long allocCluster() throws IOException {
+        while (!freeClusters.isEmpty()) {
+            long f = freeClusters.pollFirst();
+            if (refcounts.hasBlock(f >>> clusterBits) && refcounts.get(f >>> clusterBits) == 0) {
+                refcounts.set(f >>> clusterBits, 1);
+                return f;
+            }
+        }
         long c = nextFree;
         nextFree += cs;
         ensureRefBlock(c >>> clusterBits);
@@ -946,10 +1175,16 @@ public final class Qcow2Device implements Target {
                 }
             }
         }
-        // The range to write: the whole cluster, or on extended L2 the subclusters touched.
+        // The range to write: the whole cluster, or on extended L2 the subclusters touched. A new
+        // cluster that replaces one holding data (compressed, or subclusters allocated in a
+        // cluster shared with a snapshot) takes all of it: the subclusters not written would
+        // otherwise lose that data to the backing file.
         long from = 0;
         long to = cs;
-        if (extL2) {
+        long oh0 = oldEntry & OFFSET_MASK;
+        boolean replacesData = extL2 && dataFile == null && newHost != oh0
+                && ((oldEntry & OFLAG_COMPRESSED) != 0 || (oldBitmap & 0xffffffffL) != 0);
+        if (extL2 && !replacesData) {
             long sub = 1L << subBits;
             from = inCluster / sub * sub;
             to = (inCluster + len + sub - 1) / sub * sub;
@@ -997,7 +1232,8 @@ public final class Qcow2Device implements Target {
                         if (oh != newHost) {
                             // A fresh cluster: what was not written reads as before, so keep zero
                             // bits of a zero cluster; unallocated stays unallocated (backing).
-                            bm = oldBitmap & 0xffffffff00000000L;
+                            // A compressed cluster's bitmap is 0 (qcow2.rst): its zero bits are none.
+                            bm = (oldEntry & OFLAG_COMPRESSED) != 0 ? 0 : oldBitmap & 0xffffffff00000000L;
                         }
                         bm = (bm | mask) & ~(mask << 32);
                         t.setWord(idx * 2, newHost | OFLAG_COPIED);
@@ -1065,9 +1301,21 @@ public final class Qcow2Device implements Target {
             long gc = off >>> clusterBits;
             long inCluster = off & (cs - 1);
             long len = Math.min(left, cs - inCluster);
+            if (extL2 && len < cs) {
+                // Subclusters are the unit: a part of one goes the data way (zeros written,
+                // or nothing for a discard), whole ones get their flags.
+                long sub = 1L << subBits;
+                long mis = inCluster & (sub - 1);
+                if (mis != 0) {
+                    len = Math.min(len, sub - mis);
+                } else if (len >= sub) {
+                    len = len / sub * sub;
+                }
+            }
             boolean whole = inCluster == 0 && len == cs;
-            boolean canFlag = header.version() == 3 && !(discard && !whole && !extL2);
-            if (!canFlag || (!whole && !extL2)) {
+            boolean subAligned = extL2 && ((inCluster | len) & ((1L << subBits) - 1)) == 0;
+            boolean canFlag = header.version() == 3 && (whole || subAligned);
+            if (!canFlag) {
                 // A part of a cluster (or a version 2 image): discard may do nothing; write
                 // zeroes writes zeros.
                 Bio piece = len >= left ? bio : splitChained(bio, len);
@@ -1082,6 +1330,7 @@ public final class Qcow2Device implements Target {
                 continue;
             }
             String err = null;
+            boolean asData = false;
             synchronized (meta) {
                 List<Bio> waiting = inflight.get(gc);
                 if (waiting != null) {
@@ -1092,10 +1341,14 @@ public final class Qcow2Device implements Target {
                 if (t == null) {
                     return;
                 }
+                int idx = (int) (gc % l2Entries);
                 if (t == ERROR_ENTRY) {
                     err = pieceError;
+                } else if (extL2 && !whole && (t.word(idx * 2) & OFLAG_COMPRESSED) != 0) {
+                    // Subclusters of a compressed cluster have no flags of their own (its bitmap is
+                    // 0, qcow2.rst): zeros are written, which rewrites the cluster uncompressed.
+                    asData = true;
                 } else {
-                    int idx = (int) (gc % l2Entries);
                     long e = t.word(extL2 ? idx * 2 : idx);
                     boolean keep = !discard && bio.hasFlag(BioFlags.NOUNMAP) && (e & OFLAG_COPIED) != 0
                             && (e & OFLAG_COMPRESSED) == 0 && (e & OFFSET_MASK) != 0;
@@ -1132,6 +1385,8 @@ public final class Qcow2Device implements Target {
             Bio piece = len >= left ? bio : splitChained(bio, len);
             if (err != null) {
                 piece.fail(Status.IOERR, name + ": " + err);
+            } else if (asData && !discard) {
+                writeZeroData(piece);
             } else {
                 piece.endIo();
             }
@@ -1192,12 +1447,16 @@ public final class Qcow2Device implements Target {
             frees = new ArrayList<>(pendingFrees);
             pendingFrees.clear();
         }
+        List<Long> freed = new ArrayList<>();
         Qcow2Writeback.run(container, stages, List.of(true, true, true, true, true))
                 .thenCompose(v -> {
                     List<Qcow2Writeback.Write> after;
                     synchronized (meta) {
                         for (long c : frees) {
                             refcounts.decrement(c >>> clusterBits);
+                            if (refcounts.get(c >>> clusterBits) == 0) {
+                                freed.add(c);
+                            }
                         }
                         after = frees.isEmpty() ? List.of() : snapshotRefBlocks();
                     }
@@ -1205,6 +1464,16 @@ public final class Qcow2Device implements Target {
                             : Qcow2Writeback.run(container, List.of(after), List.of(true));
                 })
                 .whenComplete((v, t) -> {
+                    synchronized (meta) {
+                        // Reuse waits one writeback more: the clusters the previous writeback freed
+                        // (their L2 entries cleared durably before that) become allocatable now, so
+                        // an in-place write still in flight to a cluster it freed has had a whole
+                        // writeback (several container flushes) to land first.
+                        if (t == null) {
+                            freeClusters.addAll(quarantine);
+                            quarantine = freed;
+                        }
+                    }
                     for (Bio b : served) {
                         if (t != null) {
                             b.fail(Status.IOERR, name + ": metadata writeback failed: " + t.getMessage());

@@ -158,6 +158,28 @@ final class Qcow2Refcounts {
         }
     }
 
+    /**
+     * Sets every refcount that the table's blocks hold to its count: {@code counted[cluster]},
+     * 0 for clusters past its end (the dirty-bit rebuild). Only blocks that change are marked
+     * dirty.
+     *
+     * @param counted references per host cluster, from the walk of the image's tables
+     */
+    void resetFromCounts(int[] counted) {
+        for (Map.Entry<Long, MemorySegment> e : blocks.entrySet()) {
+            long base = e.getKey() * entriesPerBlock;
+            MemorySegment b = e.getValue();
+            for (long i = 0; i < entriesPerBlock; i++) {
+                long c = base + i;
+                long want = c < counted.length ? counted[(int) c] : 0;
+                if (read(b, i) != want) {
+                    write(b, i, want);
+                    dirtyBlocks.add(e.getKey());
+                }
+            }
+        }
+    }
+
     /** The highest host cluster with a non-zero refcount, or -1. */
     long lastUsedCluster() {
         long last = -1;
