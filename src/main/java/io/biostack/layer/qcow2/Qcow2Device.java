@@ -77,6 +77,15 @@ public final class Qcow2Device implements Target {
     private final QueueLimits limits;
     private final Object meta = new Object();
     private final Arena arena = Arena.ofShared();
+    /**
+     * Cluster-sized buffers for the copy-on-write merge of an allocating write, reused: a fresh
+     * native allocation (malloc, and the JDK zeroing 64 KiB) per allocating write cost more than
+     * the write itself (JFR: 54% of the CPU of 4k random writes on an empty image). When all are
+     * in use, one is allocated for that write alone.
+     */
+    private final io.biostack.block.MpmcRing<MemorySegment> cowBuffers = new io.biostack.block.MpmcRing<>(COW_BUFFERS);
+    /** Copy-on-write buffers kept: enough for a queue depth of 64 allocating at once. */
+    private static final int COW_BUFFERS = 64;
     private Qcow2Header header;
     private final int cs;
     private final int clusterBits;
@@ -1201,15 +1210,24 @@ public final class Qcow2Device implements Target {
             target.submit(w);
             return;
         }
-        MemorySegment buf = Qcow2Cache.ioMemory(to - from, Arena.ofAuto());
+        MemorySegment whole = cowBuffers.poll();
+        if (whole == null) {
+            whole = Qcow2Cache.ioMemory(cs, Arena.ofAuto());
+        }
+        MemorySegment pooled = whole;
+        MemorySegment buf = whole.asSlice(0, to - from);
         readGuest(clusterOff + from, buf).whenComplete((v, t) -> {
             if (t != null) {
+                // not returned to the pool: a read of another piece may still be landing in it
                 allocDone(piece, Status.IOERR, "COW read failed: " + t.getMessage(), gc, newHost, f0, t0, oldE, oldB);
                 return;
             }
             piece.copyTo(buf.asSlice(inCluster - f0, len));
-            target.write(newHost + f0, buf).whenComplete((v2, t2) -> allocDone(piece, t2 == null ? Status.OK
-                    : Status.IOERR, t2 == null ? null : t2.getMessage(), gc, newHost, f0, t0, oldE, oldB));
+            target.write(newHost + f0, buf).whenComplete((v2, t2) -> {
+                cowBuffers.offer(pooled); // the write is complete: the kernel is done with it
+                allocDone(piece, t2 == null ? Status.OK : Status.IOERR, t2 == null ? null : t2.getMessage(),
+                        gc, newHost, f0, t0, oldE, oldB);
+            });
         });
     }
 
