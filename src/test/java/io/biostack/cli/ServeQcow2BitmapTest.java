@@ -1,0 +1,79 @@
+package io.biostack.cli;
+
+import io.biostack.nbd.Tools;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * {@code biostack serve IMAGE.qcow2 -B BM}, as {@code qemu-nbd -B BM}: the image's own bitmap is
+ * offered over NBD, records the writes made through the export, and is saved in the image at a
+ * clean stop, where qemu finds it consistent and holding those writes.
+ */
+@Timeout(120)
+class ServeQcow2BitmapTest {
+    @TempDir
+    Path dir;
+    Process serve;
+
+    @AfterEach
+    void stop() throws InterruptedException {
+        if (serve != null) {
+            serve.destroyForcibly();
+            serve.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void aBitmapOfTheImageIsOfferedUpdatedAndSavedForQemu() throws Exception {
+        Tools.require("qemu-img", "qemu-io", "nbdinfo");
+        Path img = dir.resolve("d.qcow2");
+        Path sock = dir.resolve("nbd.sock");
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "16M");
+        Tools.ok(60, "qemu-img", "bitmap", "--add", img.toString(), "b0");
+        serve = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                "io.biostack.cli.Main", "serve", img.toString(), "--socket", sock.toString(), "-B", "b0")
+                .redirectErrorStream(true).redirectOutput(dir.resolve("serve.log").toFile()).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!Files.exists(sock) && System.nanoTime() < deadline && serve.isAlive()) {
+            Thread.sleep(20);
+        }
+        assertThat(sock).as(Files.readString(dir.resolve("serve.log"))).exists();
+        String uri = "nbd+unix:///?socket=" + sock;
+        Tools.ok(60, "qemu-io", "-f", "raw", "-c", "write -P 7 1M 64k", "-c", "write -P 8 5M 4k", uri);
+        String map = Tools.ok(60, "nbdinfo", "--map=qemu:dirty-bitmap:b0", uri).out();
+        assertThat(map.lines().map(String::trim).filter(l -> l.endsWith("dirty")).toList())
+                .containsExactly("1048576       65536    1  dirty", "5242880       65536    1  dirty");
+
+        serve.destroy(); // SIGTERM: a clean stop saves the bitmap
+        assertThat(serve.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        serve = null;
+        String info = Tools.ok(60, "qemu-img", "info", "--output=json", img.toString()).out();
+        assertThat(info).contains("\"name\": \"b0\"").doesNotContain("in-use");
+        Tools.ok(60, "qemu-img", "check", img.toString());
+        // qemu's own reading of the saved bits: the same two ranges
+        Path qsock = dir.resolve("q.sock");
+        Process q = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "-r", "-B", "b0", "-k", qsock.toString(), img.toString())
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        try {
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (!Files.exists(qsock) && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            String qmap = Tools.ok(60, "nbdinfo", "--map=qemu:dirty-bitmap:b0", "nbd+unix:///?socket=" + qsock).out();
+            assertThat(qmap.lines().map(String::trim).filter(l -> l.endsWith("dirty")).toList())
+                    .containsExactly("1048576       65536    1  dirty", "5242880       65536    1  dirty");
+        } finally {
+            q.destroyForcibly();
+            q.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+}
