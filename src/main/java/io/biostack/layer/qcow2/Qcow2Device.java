@@ -177,8 +177,8 @@ public final class Qcow2Device implements Target {
     /**
      * Opens the image in {@code container}: checks the header, the L1 and refcount tables, opens
      * the backing chain and the data file, and on a read-write open clears unknown autoclear
-     * bits (the bitmaps bit too: biostack does not update bitmaps) and rebuilds refcounts when
-     * the dirty bit is set. Blocking; not on the I/O path.
+     * bits (the bitmaps bit too, until a {@link Qcow2BitmapStore} attaches, marks the bitmaps in
+     * use and sets it again) and rebuilds refcounts when the dirty bit is set. Blocking; not on the I/O path.
      *
      * @param name      the device's name
      * @param container the image's container (not owned)
