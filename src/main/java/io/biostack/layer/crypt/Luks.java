@@ -384,7 +384,7 @@ public final class Luks {
         }
     }
 
-    private static LuksException corrupt(String dev, String what) {
+    static LuksException corrupt(String dev, String what) {
         return new LuksException(Reason.CORRUPT_HEADER, "LUKS header of " + dev + " is corrupt: " + what);
     }
 

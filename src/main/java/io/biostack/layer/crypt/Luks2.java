@@ -204,7 +204,7 @@ public final class Luks2 {
         return Luks2Header.parse(read(hdr, at, (int) size), at, secondary);
     }
 
-    private static byte[] fresh() {
+    static byte[] fresh() {
         byte[] s = new byte[Luks2Header.LEN_SALT];
         new SecureRandom().nextBytes(s);
         return s;
