@@ -79,7 +79,12 @@ public final class Luks2 {
         }
     }
 
-    /** Whether {@code hdr} starts with a LUKS2 header (or has only a LUKS2 secondary left). */
+    /**
+     * Whether {@code hdr} starts with a LUKS2 header (or has only a LUKS2 secondary left).
+     *
+     * @param hdr the device that may hold a header
+     * @return true for a LUKS2 volume, damaged or not
+     */
     public static boolean isLuks2(BlockDevice hdr) {
         if (hdr.size() < Luks2Header.BIN_SIZE) {
             return false;
