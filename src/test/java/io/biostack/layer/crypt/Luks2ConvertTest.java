@@ -201,6 +201,31 @@ class Luks2ConvertTest {
                 .contains("offset: 0 [bytes]");
     }
 
+    @Test
+    void aDetachedLuks2HeaderGoesToLuks1AndTheDataStillReads() throws Exception {
+        Path data = file("data.img", LUKS1_SIZE);
+        Path hdr = file("hdr.img", 16L << 20);
+        Luks2.KdfOptions pbkdf2 = new Luks2.KdfOptions("pbkdf2", "sha256", 0, 0, 1, 1000);
+        try (LoopDevice d = LoopDevice.open(data, LoopConfig.defaults());
+             LoopDevice h = LoopDevice.open(hdr, LoopConfig.defaults())) {
+            Luks2.format(d, h, bytes(pass), new Luks2.FormatOptions(64, pbkdf2, 512, "", -1));
+            try (BlockDevice c = Luks.open("c", d, h, bytes(pass), -1, false)) {
+                c.write(0, IoIter.of(plain), 0).join();
+                c.flush().join();
+            }
+            assertThat(Luks2Convert.toLuks1(h)).containsExactly(0);
+        }
+        assertThat(cryptsetup("luksDump", hdr.toString())).contains("Version:       \t1")
+                .contains("Payload offset:\t0");
+        cryptsetup("open", "--test-passphrase", "--header", hdr.toString(), "--key-file", pass.toString(),
+                data.toString());
+        try (LoopDevice d = LoopDevice.open(data, LoopConfig.defaults().withReadOnly(true));
+             LoopDevice h = LoopDevice.open(hdr, LoopConfig.defaults().withReadOnly(true));
+             BlockDevice c = Luks.open("c", d, h, bytes(pass), -1, true)) {
+            assertThat(Luks2Volumes.read(c, 0, PAYLOAD)).isEqualTo(plain);
+        }
+    }
+
     // ---- refusals: cryptsetup refuses them as well, and nothing changes --------------------------------
 
     private void refused(Path f, boolean toLuks1, String why, boolean cryptsetupToo) throws Exception {
