@@ -3,7 +3,7 @@
 # worker pool (kcryptd) spreads the cipher work over the cores.
 #
 #   bench/crypt/run.sh [FILE] [--runtime S] [--rounds N] [--size 1G] [--sector-size 512|4096]
-#                      [--parts 1,2,3,4,5]
+#                      [--parts 1,2,3,4,5] [--swap]
 #
 # Part 1: XTS in memory and crypt over a ramdisk vs the bare ramdisk, single thread, from the
 #   JMH-free io.biostack.layer.crypt.XtsThroughput (src/test); MB/s.
@@ -23,13 +23,15 @@
 #   window, headers made by `biostack luks format` (pbkdf2, 1000 iterations: the unlock is not
 #   what is measured) and copied in; opened by the stack's `luks` target, alternating round by
 #   round. Targets: luks2-4k/luks1-512 >= 1.0 on randread-4k-qd32, >= 1.1 on read-128k-qd8.
+#   --swap puts LUKS2 in the first half of FILE and LUKS1 in the second, to tell the sector size's
+#   effect from the placement's.
 # The key is random per run and only ever in the stack files, which are made mode 0600 in a
 # private temp dir and removed on exit. Every bench command is printed before it runs.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 file=/var/tmp/biostack-crypt-bench.img
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then file=$1; shift; fi
-runtime=10; rounds=3; size=1G; sector=512; parts=1,2,3,4,5
+runtime=10; rounds=3; size=1G; sector=512; parts=1,2,3,4,5; swap=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=$2; shift 2;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2;;
     --sector-size) sector=$2; shift 2;;
     --parts) parts=$2; shift 2;;
+    --swap) swap=1; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
