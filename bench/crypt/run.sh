@@ -3,7 +3,7 @@
 # worker pool (kcryptd) spreads the cipher work over the cores.
 #
 #   bench/crypt/run.sh [FILE] [--runtime S] [--rounds N] [--size 1G] [--sector-size 512|4096]
-#                      [--parts 1,2,3,4]
+#                      [--parts 1,2,3,4,5] [--swap]
 #
 # Part 1: XTS in memory and crypt over a ramdisk vs the bare ramdisk, single thread, from the
 #   JMH-free io.biostack.layer.crypt.XtsThroughput (src/test); MB/s.
@@ -18,13 +18,20 @@
 #   work inline (workers=0) against the worker pool, split by thread (io_uring worker, crypt
 #   workers, rest), from io.biostack.layer.crypt.CryptScaling: the cost of the hand-off and the
 #   cipher work left on the ring thread; readable even on a loaded machine where IOPS are not.
+# Part 5 (issue 16): the LUKS data path, LUKS2 with 4096-byte sectors against LUKS1 with 512-byte
+#   sectors, over the same loop device (FILE): two volumes side by side on it, each behind a linear
+#   window, headers made by `biostack luks format` (pbkdf2, 1000 iterations: the unlock is not
+#   what is measured) and copied in; opened by the stack's `luks` target, alternating round by
+#   round. Targets: luks2-4k/luks1-512 >= 1.0 on randread-4k-qd32, >= 1.1 on read-128k-qd8.
+#   --swap puts LUKS2 in the first half of FILE and LUKS1 in the second, to tell the sector size's
+#   effect from the placement's.
 # The key is random per run and only ever in the stack files, which are made mode 0600 in a
 # private temp dir and removed on exit. Every bench command is printed before it runs.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 file=/var/tmp/biostack-crypt-bench.img
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then file=$1; shift; fi
-runtime=10; rounds=3; size=1G; sector=512; parts=1,2,3,4
+runtime=10; rounds=3; size=1G; sector=512; parts=1,2,3,4,5; swap=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=$2; shift 2;;
@@ -32,6 +39,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2;;
     --sector-size) sector=$2; shift 2;;
     --parts) parts=$2; shift 2;;
+    --swap) swap=1; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -144,3 +152,64 @@ if part 4; then
       "$n,32768,32768,20"
   fi
 fi
+
+if part 5; then
+  want=$(numfmt --from=iec "$size")
+  half=$(( want / 2 ))
+  if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -lt "$want" ]; then
+    echo "laying out $file ($size)..." >&2
+    rm -f "$file"
+    dd if=/dev/urandom of="$file" bs=1M count=$(( want >> 20 )) status=none
+  fi
+  head -c 32 /dev/urandom | base64 > "$out/pass"
+  # headers made on small scratch files, then copied to the start of each half of FILE
+  for v in "luks1 512 2" "luks2 4096 16"; do
+    set -- $v
+    truncate -s $(( ($3 + 4) << 20 )) "$out/$1.img"
+    echo "  \$ ./biostack luks format --type $1 --sector-size $2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file PASS $1.img" >&2
+    if [ "$1" = luks1 ]; then
+      (cd "$root" && ./biostack luks format --type luks1 --pbkdf-force-iterations 1000 --key-file "$out/pass" "$out/$1.img" >&2)
+    else
+      (cd "$root" && ./biostack luks format --type luks2 --sector-size "$2" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+        --key-file "$out/pass" "$out/$1.img" >&2)
+    fi
+  done
+  dd if="$out/luks1.img" of="$file" bs=1M count=2 conv=notrunc status=none
+  dd if="$out/luks2.img" of="$file" bs=1M count=16 seek=$(( half >> 20 )) conv=notrunc status=none
+  cat > "$out/luks.stack" <<STACK
+disk0: loop $file direct-io=on
+h1:    0 $(( half / 512 )) linear disk0 0
+h2:    0 $(( half / 512 )) linear disk0 $(( half / 512 ))
+l1:    luks h1 keyfile=$out/pass
+l2:    luks h2 keyfile=$out/pass
+STACK
+  echo "== part 5: LUKS2 4096-byte sectors (l2) against LUKS1 512-byte sectors (l1), both on one loop device ($file)"
+  jobs=(
+    "luks-randread-4k-qd32 randread 4k 32"
+    "luks-read-128k-qd8 read 128k 8"
+  )
+  names=()
+  lsize=$(( (half >> 20) - 32 ))M
+  for j in "${jobs[@]}"; do
+    set -- $j
+    names+=("$1")
+    for r in $(seq "$rounds"); do
+      for dev in l1 l2; do
+        cmd="./biostack bench --stack $out/luks.stack --device $dev --ramp 2 --rw $2 --bs $3 --iodepth $4 --runtime $runtime --size $lsize --json"
+        echo "  \$ $cmd" >&2
+        (cd "$root" && $cmd > "$out/$1.$dev.$r.json")
+      done
+    done
+  done
+  report "$out" "$rounds" l1 l2 luks1-512 luks2-4k "${names[@]}"
+  python3 - "$out" "$rounds" "${names[@]}" <<'PY'
+import json, os, sys
+out, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for n in names:
+    for d in ("l1", "l2"):
+        runs = [json.load(open(os.path.join(out, f"{n}.{d}.{r}.json"))) for r in range(1, rounds + 1)]
+        print(f"  raw {n} {d}: IOPS {[round(float(x['iops'])) for x in runs]}, MB/s "
+              f"{[round(float(x['bw_bytes']) / 1e6, 1) for x in runs]}, cpu us/io {[x.get('cpu_us_per_io') for x in runs]}")
+PY
+fi
+

@@ -32,7 +32,8 @@ import java.util.concurrent.Callable;
  * {@code biostack luks ...}: cryptsetup's LUKS commands on files and devices, in userspace, with
  * cryptsetup's names and flags: {@code format} (luksFormat), {@code add-key}, {@code remove-key},
  * {@code kill-slot}, {@code change-key}, {@code dump}, {@code test-passphrase},
- * {@code header-backup}, {@code header-restore}. Passphrases come from {@code --key-file} ({@code -}
+ * {@code header-backup}, {@code header-restore}, {@code convert}. Every subcommand answers
+ * {@code --help}; {@code -h} stays cryptsetup's {@code --hash}. Passphrases come from {@code --key-file} ({@code -}
  * for stdin, the whole content as cryptsetup takes a key file) or from the terminal without echo.
  * Exit codes as cryptsetup's: 0 done, 1 bad arguments or other errors, 2 no key slot opens with
  * the passphrase, 4 not a LUKS volume or a damaged or refused header.
@@ -41,12 +42,22 @@ import java.util.concurrent.Callable;
         "Example: biostack luks format disk.img --key-file pass; biostack luks dump disk.img"},
         subcommands = {LuksCommand.Format.class, LuksCommand.AddKey.class, LuksCommand.RemoveKey.class,
             LuksCommand.KillSlot.class, LuksCommand.ChangeKey.class, LuksCommand.Dump.class,
-            LuksCommand.TestPassphrase.class, LuksCommand.HeaderBackup.class, LuksCommand.HeaderRestore.class})
+            LuksCommand.TestPassphrase.class, LuksCommand.HeaderBackup.class, LuksCommand.HeaderRestore.class,
+            LuksCommand.Convert.class})
 public final class LuksCommand implements Runnable {
     @Override
     public void run() {
         System.out.println("biostack luks: format, add-key, remove-key, kill-slot, change-key, dump, test-passphrase,"
-                + " header-backup, header-restore (see --help of each)");
+                + " header-backup, header-restore, convert (see --help of each)");
+    }
+
+    /**
+     * {@code --help} for a subcommand. Only the long name: {@code -h} is {@code --hash} in
+     * cryptsetup, and in the subcommands that take a KDF.
+     */
+    static final class Help {
+        @Option(names = "--help", usageHelp = true, description = "show this help and exit")
+        boolean help;
     }
 
     /** The volume, its detached header, and how the passphrase is read. */
@@ -170,6 +181,9 @@ public final class LuksCommand implements Runnable {
     @Command(name = "format", description = "Write a new LUKS volume over DEV (everything on it is lost).")
     static final class Format implements Callable<Integer> {
         @Mixin
+        Help help;
+
+        @Mixin
         Volume vol;
         @Mixin
         KdfFlags kdf;
@@ -241,6 +255,9 @@ public final class LuksCommand implements Runnable {
     @Command(name = "add-key", description = "Add a keyslot for a new passphrase (an existing one unlocks the volume key).")
     static final class AddKey implements Callable<Integer> {
         @Mixin
+        Help help;
+
+        @Mixin
         Volume vol;
         @Mixin
         KdfFlags kdf;
@@ -275,6 +292,9 @@ public final class LuksCommand implements Runnable {
     @Command(name = "remove-key", description = "Remove the keyslot the passphrase opens.")
     static final class RemoveKey implements Callable<Integer> {
         @Mixin
+        Help help;
+
+        @Mixin
         Volume vol;
 
         @Override
@@ -296,6 +316,9 @@ public final class LuksCommand implements Runnable {
     /** {@code luksKillSlot}. */
     @Command(name = "kill-slot", description = "Remove keyslot N (as cryptsetup -q luksKillSlot: no passphrase asked).")
     static final class KillSlot implements Callable<Integer> {
+        @Mixin
+        Help help;
+
         @Parameters(index = "0", paramLabel = "DEV", description = "the LUKS volume")
         Path dev;
 
@@ -322,6 +345,9 @@ public final class LuksCommand implements Runnable {
     /** {@code luksChangeKey}. */
     @Command(name = "change-key", description = "Replace the passphrase of the keyslot the current one opens.")
     static final class ChangeKey implements Callable<Integer> {
+        @Mixin
+        Help help;
+
         @Mixin
         Volume vol;
         @Mixin
@@ -353,6 +379,9 @@ public final class LuksCommand implements Runnable {
     /** {@code luksDump}. */
     @Command(name = "dump", description = "Show the header (LUKS2: --json for the JSON metadata as on disk).")
     static final class Dump implements Callable<Integer> {
+        @Mixin
+        Help help;
+
         @Parameters(index = "0", paramLabel = "DEV", description = "the LUKS volume")
         Path dev;
 
@@ -399,6 +428,9 @@ public final class LuksCommand implements Runnable {
     @Command(name = "test-passphrase", description = "Check that the passphrase opens a keyslot; nothing is written.")
     static final class TestPassphrase implements Callable<Integer> {
         @Mixin
+        Help help;
+
+        @Mixin
         Volume vol;
 
         @Override
@@ -425,6 +457,9 @@ public final class LuksCommand implements Runnable {
     /** {@code luksHeaderBackup}. */
     @Command(name = "header-backup", description = "Save the header and keyslots area to a file.")
     static final class HeaderBackup implements Callable<Integer> {
+        @Mixin
+        Help help;
+
         @Parameters(index = "0", paramLabel = "DEV", description = "the LUKS volume")
         Path dev;
 
@@ -457,6 +492,9 @@ public final class LuksCommand implements Runnable {
     /** {@code luksHeaderRestore}. */
     @Command(name = "header-restore", description = "Write a header backup back over DEV's header.")
     static final class HeaderRestore implements Callable<Integer> {
+        @Mixin
+        Help help;
+
         @Parameters(index = "0", paramLabel = "DEV", description = "the LUKS volume")
         Path dev;
 
@@ -483,6 +521,75 @@ public final class LuksCommand implements Runnable {
                 System.out.println("header restored on " + dev);
                 return 0;
             });
+        }
+    }
+
+    // ---- convert ------------------------------------------------------------------------------
+
+    /** {@code cryptsetup convert --type luks2|luks1}. */
+    @Command(name = "convert", description = {"Rewrite the header of DEV as LUKS2 or LUKS1, keys and data kept,"
+        + " where the volume allows it (as cryptsetup convert).",
+        "", "Refused, with nothing written: to LUKS1, argon2 keyslots, sectors other than 512, keyslots above 7,"
+            + " tokens; to LUKS2, a non-standard LUKS1 layout or no room for the 28 KiB keyslot shift.",
+        "A crash while the keyslots move leaves a volume neither header opens (as in cryptsetup): take a"
+            + " header-backup first."})
+    static final class Convert implements Callable<Integer> {
+        @Mixin
+        Help help;
+
+        @Parameters(index = "0", paramLabel = "DEV", description = "the LUKS volume")
+        Path dev;
+
+        @Option(names = {"-M", "--type"}, required = true, paramLabel = "TYPE", description = "luks2 or luks1")
+        String type;
+
+        @Option(names = "--header", paramLabel = "FILE", description = "detached header (grown if LUKS2 needs more room)")
+        Path header;
+
+        @Override
+        public Integer call() throws Exception {
+            return guarded(() -> {
+                if (!type.equals("luks2") && !type.equals("luks1")) {
+                    throw new IllegalArgumentException("--type must be luks2 or luks1, not " + type);
+                }
+                Path p = header != null ? header : dev;
+                long before = header != null && Files.isRegularFile(header) ? Files.size(header) : -1;
+                boolean done = false;
+                if (before >= 0 && type.equals("luks2")) {
+                    growForLuks2(header);
+                }
+                try (LoopDevice h = LoopDevice.open(p.getFileName().toString(), p, LoopConfig.defaults())) {
+                    java.util.List<Integer> slots = type.equals("luks2") ? io.biostack.layer.crypt.Luks2Convert.toLuks2(h)
+                            : io.biostack.layer.crypt.Luks2Convert.toLuks1(h);
+                    done = true;
+                    System.out.println(dev + " converted to " + type.toUpperCase(java.util.Locale.ROOT) + " (keyslots "
+                            + slots + ")");
+                    return 0;
+                } finally {
+                    if (!done && before >= 0 && Files.size(header) > before) {
+                        // a refused conversion leaves the header file as it was, size included
+                        try (FileChannel ch = FileChannel.open(header, StandardOpenOption.WRITE)) {
+                            ch.truncate(before);
+                        }
+                    }
+                }
+            });
+        }
+
+        /** A detached LUKS1 header file smaller than LUKS2 needs grows, as cryptsetup fallocates it. */
+        private static void growForLuks2(Path file) throws IOException {
+            long need;
+            try (LoopDevice h = LoopDevice.open("header", file, LoopConfig.defaults().withReadOnly(true))) {
+                if (Luks2.isLuks2(h) || Luks.readHeader(h).payloadOffset() != 0) {
+                    return;
+                }
+                need = io.biostack.layer.crypt.Luks2Convert.luks2Bytes(h);
+            }
+            if (Files.size(file) < need) {
+                try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
+                    ch.write(ByteBuffer.wrap(new byte[1]), need - 1);
+                }
+            }
         }
     }
 }

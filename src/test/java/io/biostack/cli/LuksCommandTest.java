@@ -150,4 +150,44 @@ class LuksCommandTest {
         assertThat(cryptsetupOut("luksDump", vol.toString())).contains("Version:       \t1");
         assertThat(cryptsetup("open", "--test-passphrase", "--key-file", pass.toString(), vol.toString())).isZero();
     }
+
+    @Test
+    void everyLuksSubcommandAnswersHelpAndHasAManPage() {
+        java.util.Map<String, String> pages = ManPages.pages();
+        for (String sub : List.of("format", "add-key", "remove-key", "kill-slot", "change-key", "dump",
+                "test-passphrase", "header-backup", "header-restore", "convert")) {
+            CliRun r = CliRun.of("luks", sub, "--help");
+            assertThat(r.code()).as(sub + ": " + r.err()).isZero();
+            assertThat(r.out()).as(sub).contains("Usage: biostack luks " + sub).contains("--help");
+            assertThat(pages).as(sub).containsKey("biostack-luks-" + sub + ".1");
+        }
+        // -h stays cryptsetup's --hash where a KDF is chosen
+        assertThat(CliRun.of("luks", "format", "--help").out()).contains("-h, --hash=HASH");
+        assertThat(pages.get("biostack-luks-convert.1")).contains("luks1").contains("header\\-backup");
+    }
+
+    @Test
+    void convertGoesToLuks1AndBackAndRefusesArgon2WithNothingWritten() throws Exception {
+        assertThat(CliRun.of(args("luks", "format", vol, "--key-file", pass, FAST)).code()).isZero();
+        byte[] before = Files.readAllBytes(vol);
+        CliRun r = CliRun.of(args("luks", "convert", "--type", "luks1", vol));
+        assertThat(r.code()).isEqualTo(4);
+        assertThat(r.err()).contains("4096-byte sectors; LUKS1 has only 512");
+        assertThat(Files.readAllBytes(vol)).isEqualTo(before);
+
+        Files.delete(vol);
+        volume();
+        assertThat(CliRun.of(args("luks", "format", vol, "--key-file", pass, "--pbkdf", "pbkdf2",
+                "--pbkdf-force-iterations", "1000", "--sector-size", "512")).code()).isZero();
+        r = CliRun.of(args("luks", "convert", "--type", "luks1", vol));
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(cryptsetupOut("luksDump", vol.toString())).contains("Version:       \t1");
+        assertThat(cryptsetup("open", "--test-passphrase", "--key-file", pass.toString(), vol.toString())).isZero();
+        r = CliRun.of(args("luks", "convert", "-M", "luks2", vol));
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(cryptsetupOut("luksDump", vol.toString())).contains("Version:       \t2");
+        assertThat(CliRun.of(args("luks", "test-passphrase", vol, "--key-file", pass)).out())
+                .contains("Key slot 0 unlocked.");
+        assertThat(CliRun.of(args("luks", "convert", "--type", "luks3", vol)).code()).isNotZero();
+    }
 }

@@ -1,12 +1,10 @@
 package io.biostack.layer.crypt;
 
+import io.biostack.sys.Libc;
+import io.biostack.sys.Mman;
+
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandle;
 
 /**
  * The memory of one Argon2 derivation: {@code bytes} of native memory, zeroed and given back on
@@ -22,20 +20,15 @@ import java.lang.invoke.MethodHandle;
  * out of core dumps ({@code MADV_DONTDUMP}: it holds key-derived data). The kernel hands it out
  * zeroed. Where native access is not enabled, or a call fails, it is an {@link Arena} allocation.
  *
- * <p>The three calls are made here through the JDK's {@link Linker}, not through
- * {@code io.biostack.sys}, because a layer does not import {@code sys} (DESIGN.md, "Where things
- * live"). Either way the segment belongs to a shared arena: closing it waits until no thread is
- * accessing it, then wipes and unmaps it. Owned by the one derivation that made it.
+ * <p>The three calls go through {@link Libc}, the one place for syscalls (DESIGN.md): this is
+ * the only import of {@code io.biostack.sys} from a layer, for memory set-up at unlock time,
+ * never on the I/O path. The segment belongs to a shared arena: closing it waits until no thread
+ * is accessing it, then wipes and unmaps it. Owned by the one derivation that made it.
  */
 final class Argon2Memory implements AutoCloseable {
     /** x86_64 and arm64 with 4 KiB base pages: a PMD-sized transparent huge page. */
     private static final long HUGE = 2L << 20;
-    // include/uapi/asm-generic/mman-common.h and include/uapi/linux/mman.h (x86_64 and arm64).
-    private static final int PROT_READ = 0x1;
-    private static final int PROT_WRITE = 0x2;
-    private static final int MAP_PRIVATE = 0x02;
-    private static final int MAP_ANONYMOUS = 0x20;
-    private static final int MADV_HUGEPAGE = 14;
+    /** include/uapi/asm-generic/mman-common.h: MADV_DONTDUMP 16 (not in {@link Mman}, which this package does not own). */
     private static final int MADV_DONTDUMP = 16;
 
     private final Arena arena;
@@ -98,19 +91,9 @@ final class Argon2Memory implements AutoCloseable {
         }
     }
 
-    /** The downcalls, probed once: null where native access is off or libc lacks them. */
+    /** The mapping calls of {@link Libc}, usable only where native access is on (probed once). */
     private static final class Native {
         static final Native INSTANCE = probe();
-
-        private final MethodHandle mmap;
-        private final MethodHandle munmap;
-        private final MethodHandle madvise;
-
-        private Native(MethodHandle mmap, MethodHandle munmap, MethodHandle madvise) {
-            this.mmap = mmap;
-            this.munmap = munmap;
-            this.madvise = madvise;
-        }
 
         private static Native probe() {
             // Without native access a restricted call prints a warning (or throws): fall back quietly.
@@ -119,17 +102,9 @@ final class Argon2Memory implements AutoCloseable {
                 return null;
             }
             try {
-                Linker linker = Linker.nativeLinker();
-                SymbolLookup libc = linker.defaultLookup();
-                MethodHandle mmap = linker.downcallHandle(libc.find("mmap").orElseThrow(), FunctionDescriptor.of(
-                        ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT,
-                        ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG));
-                MethodHandle munmap = linker.downcallHandle(libc.find("munmap").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG));
-                MethodHandle madvise = linker.downcallHandle(libc.find("madvise").orElseThrow(), FunctionDescriptor.of(
-                        ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT));
-                return new Native(mmap, munmap, madvise);
-            } catch (RuntimeException e) {
+                Class.forName(Libc.class.getName()); // its downcall handles are made here, once
+                return new Native();
+            } catch (ClassNotFoundException | RuntimeException | LinkageError e) {
                 return null;
             }
         }
@@ -140,29 +115,29 @@ final class Argon2Memory implements AutoCloseable {
             long whole = len + HUGE; // room to align the start
             long addr;
             try {
-                addr = (long) mmap.invokeExact(0L, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0L);
-            } catch (Throwable t) {
+                addr = Libc.mmap(0L, whole, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS,
+                        -1, 0L);
+            } catch (RuntimeException e) {
                 return null;
             }
-            if (addr == -1L || addr == 0L) {
-                return null; // MAP_FAILED: let the arena try, and fail with the JDK's own message
+            if (addr <= 0L) {
+                return null; // -errno: let the arena try, and fail with the JDK's own message
             }
             long start = (addr + HUGE - 1) & -HUGE;
             try {
                 // Advice only: a kernel without THP, or with it set to never, just keeps small pages.
-                int ignored = (int) madvise.invokeExact(start, len, MADV_HUGEPAGE);
-                ignored = (int) madvise.invokeExact(start, len, MADV_DONTDUMP);
-            } catch (Throwable t) {
+                Libc.madvise(start, len, Mman.MADV_HUGEPAGE);
+                Libc.madvise(start, len, MADV_DONTDUMP);
+            } catch (RuntimeException e) {
                 // advice failed: the mapping still works
             }
             return MemorySegment.ofAddress(start).reinterpret(bytes, arena, s -> unmap(addr, whole));
         }
 
-        private void unmap(long addr, long whole) {
-            try {
-                int ignored = (int) munmap.invokeExact(addr, whole);
-            } catch (Throwable t) {
-                throw new IllegalStateException("argon2: munmap failed", t);
+        private static void unmap(long addr, long whole) {
+            int r = Libc.munmap(addr, whole);
+            if (r < 0) {
+                throw new IllegalStateException("argon2: munmap failed with errno " + -r);
             }
         }
     }

@@ -17,8 +17,11 @@ public record CipherSpec(String cipher, String chainMode, String ivMode) {
     public static final CipherSpec AES_XTS_PLAIN64 = new CipherSpec("aes", "xts", "plain64");
 
     /**
-     * Parses a spec such as {@code aes-xts-plain64}; throws {@link IllegalArgumentException}
-     * naming what is not supported.
+     * Parses a spec such as {@code aes-xts-plain64}.
+     *
+     * @param spec the dm-crypt cipher spec
+     * @return the parsed spec
+     * @throws IllegalArgumentException naming what is not supported
      */
     public static CipherSpec parse(String spec) {
         if (spec == null || spec.isBlank()) {
@@ -52,7 +55,14 @@ public record CipherSpec(String cipher, String chainMode, String ivMode) {
         return of(cipher, chain, iv, spec);
     }
 
-    /** A spec from LUKS1 header fields: {@code cipherName} "aes", {@code cipherMode} "xts-plain64". */
+    /**
+     * A spec from LUKS1 header fields.
+     *
+     * @param cipherName the header's cipher-name, e.g. "aes"
+     * @param cipherMode the header's cipher-mode, e.g. "xts-plain64"
+     * @return the spec
+     * @throws IllegalArgumentException when biostack does not have that cipher
+     */
     public static CipherSpec fromLuks(String cipherName, String cipherMode) {
         String mode = cipherMode.toLowerCase(Locale.ROOT);
         int dash = mode.indexOf('-');
@@ -82,7 +92,12 @@ public record CipherSpec(String cipher, String chainMode, String ivMode) {
         return new CipherSpec(cipher, chain, iv);
     }
 
-    /** Checks a key for this spec: XTS takes two AES keys, so 32 or 64 bytes. */
+    /**
+     * Checks a key for this spec: XTS takes two AES keys, so 32 or 64 bytes.
+     *
+     * @param bytes the key length
+     * @throws IllegalArgumentException for any other length
+     */
     public void checkKeyLength(int bytes) {
         if (bytes != 32 && bytes != 64) {
             throw new IllegalArgumentException("an " + this + " key must be 32 bytes (AES-128-XTS) or 64 bytes"

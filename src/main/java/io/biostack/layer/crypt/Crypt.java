@@ -178,9 +178,22 @@ public final class Crypt implements Target {
      * How the cipher work is spread: {@code workers} threads (0: all on the I/O threads), pieces
      * up to {@code inlineBytes} done where they are, larger ones cut in {@code chunkBytes} chunks,
      * idle workers polling {@code spinUs} microseconds before they park.
+     *
+     * @param workers      cipher threads (0: the cipher work stays on the I/O threads)
+     * @param inlineBytes  pieces up to this size are done where they are
+     * @param chunkBytes   larger pieces are cut in chunks of this size
+     * @param spinUs       how long an idle worker polls before it parks
+     * @param starterHelps whether the thread with a large piece runs chunks too (work-stealing)
      */
     public record Tuning(int workers, int inlineBytes, int chunkBytes, int spinUs, boolean starterHelps) {
-        /** A tuning in which the thread that has a large piece runs chunks too (work-stealing). */
+        /**
+         * A tuning in which the thread that has a large piece runs chunks too (work-stealing).
+         *
+         * @param workers     cipher threads
+         * @param inlineBytes pieces up to this size are done where they are
+         * @param chunkBytes  larger pieces are cut in chunks of this size
+         * @param spinUs      how long an idle worker polls before it parks
+         */
         public Tuning(int workers, int inlineBytes, int chunkBytes, int spinUs) {
             this(workers, inlineBytes, chunkBytes, spinUs, true);
         }
@@ -190,6 +203,8 @@ public final class Crypt implements Target {
          * available processor, and none on a single processor, where there is nothing to spread over
          * and a hand-off only adds context switches (measured with CryptScaling pinned to one core:
          * +10% CPU per 128 KiB read, +40% with a spinning worker).
+         *
+         * @return the tuning from the system properties and the processor count
          */
         public static Tuning defaults() {
             int cpus = Runtime.getRuntime().availableProcessors();
@@ -200,7 +215,12 @@ public final class Crypt implements Target {
                     Boolean.parseBoolean(System.getProperty("biostack.crypt.help", "false")));
         }
 
-        /** The defaults with another number of worker threads. */
+        /**
+         * This tuning with another number of worker threads.
+         *
+         * @param n cipher threads
+         * @return the new tuning
+         */
         public Tuning withWorkers(int n) {
             return new Tuning(n, inlineBytes, chunkBytes, spinUs, starterHelps);
         }
@@ -211,6 +231,14 @@ public final class Crypt implements Target {
      * {@code crypt <cipherSpec> <key> <ivOffsetSectors> <lower> <startBytes/512>
      * sector_size:<sectorSize>}. {@code key} is copied; the caller may wipe it.
      *
+     * @param name            the device's name
+     * @param lower           the device holding the ciphertext; not closed with this one
+     * @param cipherSpec      e.g. aes-xts-plain64
+     * @param key             the key; copied, the caller may wipe it
+     * @param ivOffsetSectors added to the 512-byte sector number for the IV
+     * @param startBytes      first byte of the ciphertext on {@code lower}
+     * @param sectorSize      encryption sector size
+     * @return the device; the caller owns it
      * @throws IllegalArgumentException for an unsupported cipher, a bad key length, sector size
      *                                  or offset
      */
@@ -219,14 +247,43 @@ public final class Crypt implements Target {
         return create(name, lower, cipherSpec, key, ivOffsetSectors, startBytes, sectorSize, false);
     }
 
-    /** As {@link #create(String, BlockDevice, String, byte[], long, long, int)}, with dm-crypt's {@code iv_large_sectors}. */
+    /**
+     * As {@link #create(String, BlockDevice, String, byte[], long, long, int)}, with dm-crypt's
+     * {@code iv_large_sectors}.
+     *
+     * @param name            the device's name
+     * @param lower           the device holding the ciphertext; not closed with this one
+     * @param cipherSpec      e.g. aes-xts-plain64
+     * @param key             the key; copied, the caller may wipe it
+     * @param ivOffsetSectors added to the 512-byte sector number for the IV
+     * @param startBytes      first byte of the ciphertext on {@code lower}
+     * @param sectorSize      encryption sector size
+     * @param ivLargeSectors  count IVs in {@code sectorSize} units
+     * @return the device; the caller owns it
+     * @throws IllegalArgumentException for an unsupported cipher, a bad key length, sector size or offset
+     */
     public static Crypt create(String name, BlockDevice lower, String cipherSpec, byte[] key, long ivOffsetSectors,
                                long startBytes, int sectorSize, boolean ivLargeSectors) {
         return create(name, lower, cipherSpec, key, ivOffsetSectors, startBytes, sectorSize, ivLargeSectors,
                 Tuning.defaults());
     }
 
-    /** As {@link #create(String, BlockDevice, String, byte[], long, long, int, boolean)}, with its threads tuned. */
+    /**
+     * As {@link #create(String, BlockDevice, String, byte[], long, long, int, boolean)}, with its
+     * threads tuned.
+     *
+     * @param name            the device's name
+     * @param lower           the device holding the ciphertext; not closed with this one
+     * @param cipherSpec      e.g. aes-xts-plain64
+     * @param key             the key; copied, the caller may wipe it
+     * @param ivOffsetSectors added to the 512-byte sector number for the IV
+     * @param startBytes      first byte of the ciphertext on {@code lower}
+     * @param sectorSize      encryption sector size
+     * @param ivLargeSectors  count IVs in {@code sectorSize} units
+     * @param tuning          the cipher threads
+     * @return the device; the caller owns it
+     * @throws IllegalArgumentException for an unsupported cipher, a bad key length, sector size or offset
+     */
     public static Crypt create(String name, BlockDevice lower, String cipherSpec, byte[] key, long ivOffsetSectors,
                                long startBytes, int sectorSize, boolean ivLargeSectors, Tuning tuning) {
         return create(name, lower, cipherSpec, key, ivOffsetSectors, startBytes, sectorSize, ivLargeSectors, tuning,
@@ -263,12 +320,20 @@ public final class Crypt implements Target {
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return readOnly; }
 
-    /** The device below. */
+    /**
+     * The device below.
+     *
+     * @return the ciphertext's device
+     */
     public BlockDevice lower() {
         return lower;
     }
 
-    /** The encryption sector size in bytes. */
+    /**
+     * The encryption sector size in bytes.
+     *
+     * @return 512 to 4096
+     */
     public int sectorSize() {
         return sectorSize;
     }

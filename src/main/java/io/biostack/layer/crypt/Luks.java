@@ -54,7 +54,11 @@ public final class Luks {
      * @param mkDigestIterations PBKDF2 iterations of the master key digest
      */
     public record FormatOptions(int keyBytes, String hashSpec, int slotIterations, int mkDigestIterations) {
-        /** AES-256-XTS, sha256, 1000 iterations: fast to open (tests), not a strong KDF setting. */
+        /**
+         * AES-256-XTS, sha256, 1000 iterations: fast to open (tests), not a strong KDF setting.
+         *
+         * @return the options
+         */
         public static FormatOptions defaults() {
             return new FormatOptions(64, "sha256", 1000, 1000);
         }
@@ -65,6 +69,10 @@ public final class Luks {
      * bytes, or a key file's whole content, as cryptsetup uses them) and returns its payload as
      * a crypt device named {@code name}. The caller may wipe its array afterwards.
      *
+     * @param name                the new device's name
+     * @param lower               the volume
+     * @param passphraseOrKeyFile the passphrase or key file content; not kept
+     * @return the payload; the caller owns it, {@code lower} stays open
      * @throws LuksException with {@link Reason#WRONG_PASSPHRASE} when no slot opens,
      *                       {@link Reason#NOT_LUKS}, {@link Reason#CORRUPT_HEADER},
      *                       {@link Reason#UNSUPPORTED} or {@link Reason#IO}; nothing is opened
@@ -209,7 +217,14 @@ public final class Luks {
         return v;
     }
 
-    /** Reads and parses the header of {@code lower} (for status and inspection; no key needed). */
+    /**
+     * Reads and parses the LUKS1 header of {@code lower} (for status and inspection; no key needed).
+     *
+     * @param lower the device holding the header
+     * @return the header
+     * @throws LuksException NOT_LUKS when there is no LUKS header, UNSUPPORTED for LUKS2,
+     *                       CORRUPT_HEADER for a bad key slot state
+     */
     public static LuksHeader readHeader(BlockDevice lower) {
         int len = Math.max(4096, lower.limits().logicalBlockSize());
         if (lower.size() < len) {
@@ -317,7 +332,11 @@ public final class Luks {
      * key, {@code passphrase} in key slot 0, key material areas 4 KiB-aligned after the header
      * and the payload at 2 MiB (cryptsetup's layout). Everything on the device is lost.
      *
+     * @param dev        the device to format
+     * @param passphrase key slot 0's passphrase; not kept
+     * @param opts       key size, hash and iterations
      * @return the header written
+     * @throws IllegalArgumentException for an empty passphrase or a device too small
      */
     public static LuksHeader format(BlockDevice dev, byte[] passphrase, FormatOptions opts) {
         CipherSpec spec = CipherSpec.AES_XTS_PLAIN64;
@@ -384,7 +403,7 @@ public final class Luks {
         }
     }
 
-    private static LuksException corrupt(String dev, String what) {
+    static LuksException corrupt(String dev, String what) {
         return new LuksException(Reason.CORRUPT_HEADER, "LUKS header of " + dev + " is corrupt: " + what);
     }
 

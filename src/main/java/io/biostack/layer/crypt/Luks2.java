@@ -79,7 +79,12 @@ public final class Luks2 {
         }
     }
 
-    /** Whether {@code hdr} starts with a LUKS2 header (or has only a LUKS2 secondary left). */
+    /**
+     * Whether {@code hdr} starts with a LUKS2 header (or has only a LUKS2 secondary left).
+     *
+     * @param hdr the device that may hold a header
+     * @return true for a LUKS2 volume, damaged or not
+     */
     public static boolean isLuks2(BlockDevice hdr) {
         if (hdr.size() < Luks2Header.BIN_SIZE) {
             return false;
@@ -204,7 +209,7 @@ public final class Luks2 {
         return Luks2Header.parse(read(hdr, at, (int) size), at, secondary);
     }
 
-    private static byte[] fresh() {
+    static byte[] fresh() {
         byte[] s = new byte[Luks2Header.LEN_SALT];
         new SecureRandom().nextBytes(s);
         return s;

@@ -22,19 +22,34 @@ public final class LuksException extends RuntimeException {
     /** Why the volume could not be used. */
     private final Reason reason;
 
-    /** A refusal for {@code reason}, said in {@code message}. */
+    /**
+     * A refusal.
+     *
+     * @param reason  why, as a kind
+     * @param message what was found, for a person
+     */
     public LuksException(Reason reason, String message) {
         super(message);
         this.reason = reason;
     }
 
-    /** A refusal for {@code reason}, said in {@code message}, caused by {@code cause}. */
+    /**
+     * A refusal caused by another exception.
+     *
+     * @param reason  why, as a kind
+     * @param message what was found, for a person
+     * @param cause   the underlying failure
+     */
     public LuksException(Reason reason, String message, Throwable cause) {
         super(message, cause);
         this.reason = reason;
     }
 
-    /** Why the volume could not be used. */
+    /**
+     * Why the volume could not be used.
+     *
+     * @return the reason
+     */
     public Reason reason() {
         return reason;
     }

@@ -32,6 +32,18 @@ import java.util.List;
  *                +44  4  stripes      anti-forensic stripes (4000)
  *    592           end of header
  * </pre>
+ *
+ * @param version            1
+ * @param cipherName         e.g. "aes"
+ * @param cipherMode         e.g. "xts-plain64"
+ * @param hashSpec           the PBKDF2 and AF hash, e.g. "sha256"
+ * @param payloadOffset      start of the encrypted data, in 512-byte sectors (0 with a detached header)
+ * @param keyBytes           master key length
+ * @param mkDigest           the 20-byte master key digest
+ * @param mkDigestSalt       its 32-byte salt
+ * @param mkDigestIterations its PBKDF2 iterations
+ * @param uuid               the UUID text
+ * @param slots              the 8 key slots
  */
 public record LuksHeader(int version, String cipherName, String cipherMode, String hashSpec, long payloadOffset,
                          int keyBytes, byte[] mkDigest, byte[] mkDigestSalt, int mkDigestIterations, String uuid,
@@ -64,11 +76,21 @@ public record LuksHeader(int version, String cipherName, String cipherMode, Stri
     /**
      * One key slot.
      *
+     * @param index             the slot number, 0 to 7
+     * @param active            whether the slot holds a key (0x00AC71F3) or not (0x0000DEAD)
+     * @param iterations        PBKDF2 iterations of the passphrase
+     * @param salt              the 32-byte PBKDF2 salt
      * @param keyMaterialOffset where its AF-split, encrypted master key starts, in 512-byte sectors
+     * @param stripes           anti-forensic stripes (4000)
      */
     public record KeySlot(int index, boolean active, int iterations, byte[] salt, long keyMaterialOffset,
                           int stripes) {
-        /** Bytes of key material: {@code keyBytes * stripes}, rounded up to whole sectors. */
+        /**
+         * Bytes of key material: {@code keyBytes * stripes}, rounded up to whole sectors.
+         *
+         * @param keyBytes the master key length
+         * @return bytes of the slot's material
+         */
         public long materialBytes(int keyBytes) {
             long raw = (long) keyBytes * stripes;
             return (raw + SECTOR - 1) / SECTOR * SECTOR;
@@ -81,7 +103,12 @@ public record LuksHeader(int version, String cipherName, String cipherMode, Stri
         }
     }
 
-    /** True when {@code buf} starts with the LUKS magic. */
+    /**
+     * True when {@code buf} starts with the LUKS magic.
+     *
+     * @param buf the first bytes of a device
+     * @return whether the magic is there
+     */
     public static boolean hasMagic(byte[] buf) {
         return buf.length >= MAGIC.length && Arrays.equals(buf, 0, MAGIC.length, MAGIC, 0, MAGIC.length);
     }
@@ -89,6 +116,12 @@ public record LuksHeader(int version, String cipherName, String cipherMode, Stri
     /**
      * Parses the header at the start of {@code buf}. Checks only what the bytes alone can tell
      * (magic, version, slot states); {@link Luks} checks it against the device.
+     *
+     * @param buf    at least {@link #SIZE} bytes from the start of the device
+     * @param device the device's name, for messages
+     * @return the header
+     * @throws LuksException NOT_LUKS without the magic, UNSUPPORTED for another version,
+     *                       CORRUPT_HEADER for a bad key slot state
      */
     public static LuksHeader parse(byte[] buf, String device) {
         if (buf.length < SIZE || !hasMagic(buf)) {
@@ -118,7 +151,12 @@ public record LuksHeader(int version, String cipherName, String cipherMode, Stri
                 text(buf, OFF_UUID, UUID_LEN), List.copyOf(slots));
     }
 
-    /** Writes this header into the first {@link #SIZE} bytes of {@code buf}. */
+    /**
+     * Writes this header into the first {@link #SIZE} bytes of {@code buf}.
+     *
+     * @param buf at least {@link #SIZE} bytes
+     * @throws IllegalArgumentException when a text field does not fit
+     */
     public void writeTo(byte[] buf) {
         ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.BIG_ENDIAN);
         Arrays.fill(buf, 0, SIZE, (byte) 0);

@@ -35,7 +35,16 @@ public final class LuksKdf {
         };
     }
 
-    /** PBKDF2-HMAC-{@code hashSpec} of {@code password} and {@code salt}: {@code length} bytes. */
+    /**
+     * PBKDF2-HMAC-{@code hashSpec} (RFC 8018 section 5.2).
+     *
+     * @param hashSpec   the hash, e.g. sha256
+     * @param password   the password bytes
+     * @param salt       the salt
+     * @param iterations the iteration count, at least 1
+     * @param length     bytes of output
+     * @return the derived key; the caller wipes it
+     */
     public static byte[] pbkdf2(String hashSpec, byte[] password, byte[] salt, int iterations, int length) {
         if (iterations < 1) {
             throw new IllegalArgumentException("PBKDF2 needs at least one iteration, not " + iterations);
@@ -81,6 +90,12 @@ public final class LuksKdf {
      * AF-merge (spec section 2.4, figure 4): from {@code stripes} blocks of {@code blockSize}
      * bytes, XOR each into a running block that is diffused after every block but the last;
      * the last XOR gives the key.
+     *
+     * @param material  the decrypted stripes
+     * @param blockSize the key length
+     * @param stripes   the stripe count
+     * @param hashSpec  the diffusion hash
+     * @return the merged key; the caller wipes it
      */
     public static byte[] afMerge(byte[] material, int blockSize, int stripes, String hashSpec) {
         if ((long) blockSize * stripes > material.length) {
@@ -100,6 +115,12 @@ public final class LuksKdf {
     /**
      * AF-split: {@code stripes - 1} random blocks and a last one chosen so that
      * {@link #afMerge} gives back {@code key}.
+     *
+     * @param key      the key to split
+     * @param stripes  the stripe count
+     * @param hashSpec the diffusion hash
+     * @param random   where the random stripes come from
+     * @return {@code stripes * key.length} bytes; the caller wipes them
      */
     public static byte[] afSplit(byte[] key, int stripes, String hashSpec, SecureRandom random) {
         int n = key.length;

@@ -46,12 +46,22 @@ public final class Xts implements AutoCloseable {
     private final ThreadLocal<Context> contexts = ThreadLocal.withInitial(this::newContext);
     private volatile boolean closed;
 
-    /** XTS with a {@code plain64} IV over {@code key}: 32 bytes (AES-128) or 64 bytes (AES-256). */
+    /**
+     * XTS with a {@code plain64} IV.
+     *
+     * @param key 32 bytes (AES-128) or 64 bytes (AES-256); the caller may wipe it afterwards
+     */
     public Xts(byte[] key) {
         this(key, CipherSpec.AES_XTS_PLAIN64);
     }
 
-    /** XTS as {@code spec} says, over {@code key}; the caller may wipe its array afterwards. */
+    /**
+     * XTS as {@code spec} says.
+     *
+     * @param key  the two AES keys; the caller may wipe its array afterwards
+     * @param spec the cipher, chain mode and IV mode
+     * @throws IllegalArgumentException for a key length the spec does not take
+     */
     public Xts(byte[] key, CipherSpec spec) {
         spec.checkKeyLength(key.length);
         int half = key.length / 2;
@@ -62,7 +72,11 @@ public final class Xts implements AutoCloseable {
         newContext(); // fail now, not on the I/O path, if the JDK refuses the key
     }
 
-    /** 128 or 256: the AES key size of each half. */
+    /**
+     * The AES key size of each half.
+     *
+     * @return 128 or 256
+     */
     public int aesKeyBits() {
         return keyBits;
     }
@@ -70,12 +84,28 @@ public final class Xts implements AutoCloseable {
     /**
      * Encrypts {@code len} bytes of {@code buf} from {@code off} in place: {@code len / sectorSize}
      * sectors, the first with IV {@code iv0}, each next one {@code ivStep} further.
+     *
+     * @param buf        the data
+     * @param off        where it starts in {@code buf}
+     * @param len        bytes, a whole number of sectors
+     * @param iv0        the IV of the first sector
+     * @param sectorSize the data unit, a multiple of 16 dividing {@link #MAX_CHUNK}
+     * @param ivStep     how much the IV grows from one sector to the next
      */
     public void encrypt(byte[] buf, int off, int len, long iv0, int sectorSize, long ivStep) {
         transformArray(true, buf, off, len, iv0, sectorSize, ivStep);
     }
 
-    /** Decrypts in place; the inverse of {@link #encrypt(byte[], int, int, long, int, long)}. */
+    /**
+     * Decrypts in place; the inverse of {@link #encrypt(byte[], int, int, long, int, long)}.
+     *
+     * @param buf        the data
+     * @param off        where it starts in {@code buf}
+     * @param len        bytes, a whole number of sectors
+     * @param iv0        the IV of the first sector
+     * @param sectorSize the data unit
+     * @param ivStep     how much the IV grows from one sector to the next
+     */
     public void decrypt(byte[] buf, int off, int len, long iv0, int sectorSize, long ivStep) {
         transformArray(false, buf, off, len, iv0, sectorSize, ivStep);
     }
