@@ -28,7 +28,7 @@ rm -f "$stage/lib/biostack.aot"
 # The launcher's options for the short commands (bin/biostack says why), so that the cache and
 # its runs agree; the log keeps errors (a class the cache cannot take is a warning).
 (cd "$train" && "$stage/runtime/bin/java" -XX:AOTCacheOutput="$stage/lib/biostack.aot" \
-  --enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
+  --enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=10 -XX:-UsePerfData \
   -Xlog:aot=error,cds=error -cp "$cp" io.biostack.cli.AotTraining "$train/ctl" >&2)
 kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=
 [ -s "$stage/lib/biostack.aot" ] || { say "no AOT cache written"; exit 1; }
