@@ -30,8 +30,8 @@ say "jlink $modules"
 
 # The jars, biostack's first and picocli's second; the launcher lists them in this order, the
 # order the cache records. A class the cache does not hold is looked up jar by jar along the class
-# path, and each jar opened on the way costs a read of its central directory: behind bcprov's
-# thousands of entries, picocli's lookups cost a short command some 100 ms of CPU.
+# path, and each jar opened on the way costs a read of its central directory (bcprov's is 700 KB):
+# on the release's runtime, a hello-world behind the 18 jars took 260 ms of CPU, 140 ms alone.
 jars=("$name.jar")
 cp "$target/$name.jar" "$stage/lib/"
 for j in "$target"/lib/picocli-*.jar; do

@@ -1,7 +1,13 @@
 package io.biostack.cli;
 
+import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 
 /**
  * The training run of the release's ahead-of-time cache (JEP 483/514/515): the release build runs
@@ -12,8 +18,8 @@ import java.io.PrintStream;
  *
  * <p>It runs what scripts call in loops: {@code --version}, help, {@code dm ls}, {@code dm status}
  * and {@code dm table}, {@code img info} on a small qcow2 image and {@code luks dump} on a small
- * LUKS2 volume (both made here, in the control socket's folder). Not {@code serve} itself: the JVM loads every class of the cache when it
- * starts, so serve's classes (the NBD server, FFM, io_uring) would slow every short command down
+ * LUKS2 volume (both made here, in the control socket's folder). Not {@code serve} itself: the
+ * JVM loads every class of the cache when it starts, so serve's classes (the NBD server, FFM, io_uring) would slow every short command down
  * by more than they save serve, which starts once. A command missing here still runs, only its
  * classes load from the jars.
  */
@@ -26,18 +32,19 @@ final class AotTraining {
      *
      * @param args one argument: the control socket of a running {@code biostack serve --stack}
      *     with a device named {@code lin}, in a folder this run may write its images in
+     * @throws IOException when the training images cannot be written
      */
-    public static void main(String[] args) throws java.io.IOException {
+    public static void main(String[] args) throws IOException {
         String ctl = args[0];
-        java.nio.file.Path dir = java.nio.file.Path.of(ctl).toAbsolutePath().getParent();
+        Path dir = Path.of(ctl).toAbsolutePath().getParent();
         String img = dir.resolve("train.qcow2").toString();
         String luks = dir.resolve("train.luks").toString();
         String key = dir.resolve("train.key").toString();
-        java.nio.file.Files.writeString(java.nio.file.Path.of(key), "training");
-        try (var f = java.nio.channels.FileChannel.open(java.nio.file.Path.of(luks),
-                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
+        Files.writeString(Path.of(key), "training");
+        // A sparse 32 MiB file: room for a LUKS2 header (16 MiB) and some data.
+        try (FileChannel f = FileChannel.open(Path.of(luks), StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
             f.truncate(0);
-            f.write(java.nio.ByteBuffer.wrap(new byte[1]), (32L << 20) - 1);
+            f.write(ByteBuffer.wrap(new byte[1]), (32L << 20) - 1);
         }
         PrintStream out = System.out;
         PrintStream err = System.err;
