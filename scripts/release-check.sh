@@ -34,6 +34,16 @@ out=$(run "$bs" --version) || fail "--version exits $?"
 [ "$out" = "biostack $version" ] || fail "--version printed '$out', not 'biostack $version'"
 say "--version: $out"
 
+# The AOT cache is taken (its class path and options match the launcher's), and holds picocli:
+# the release rewrites picocli's Java 5 class files so that the cache can link them (the JVM
+# loads an unlinkable class from its jar instead, which costs every start).
+loads=$(run env BIOSTACK_JAVA_OPTS=-Xlog:class+load "$bs" --version) || fail "--version with -Xlog:class+load"
+for cls in io.biostack.cli.Main picocli.CommandLine 'picocli.CommandLine$Model$CommandSpec'; do
+  grep -qF "] $cls source: shared objects file" <<<"$loads" \
+    || fail "$cls does not come from the AOT cache: $(grep -F "] $cls source" <<<"$loads")"
+done
+say "AOT cache: Main and picocli from the cache"
+
 # serve disk.img, and nbdinfo against it
 cd "$work"
 truncate -s 64M disk.img

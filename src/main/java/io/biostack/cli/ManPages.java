@@ -99,7 +99,7 @@ public final class ManPages {
         CommandSpec spec = cl.getCommandSpec();
         CommandLine.Help help = cl.getHelp();
         String name = pageName(spec);
-        String version = Main.Version.version();
+        String version = RootCommand.Version.version();
         StringBuilder t = new StringBuilder();
         t.append(".\\\" Generated from the picocli command definitions by io.biostack.cli.ManPages; do not edit.\n");
         t.append(".TH ").append(esc(name.toUpperCase())).append(" 1 \"\" \"biostack ")
