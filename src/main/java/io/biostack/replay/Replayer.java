@@ -1,8 +1,6 @@
 package io.biostack.replay;
 
-import io.biostack.sys.Errno;
-import io.biostack.sys.Fcntl;
-import io.biostack.sys.Libc;
+import io.biostack.file.FileClone;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -97,7 +95,7 @@ public final class Replayer {
     private final Options o;
     private final WriteLog log;
     private final Report report = new Report();
-    private int imageFd = -1;
+    private FileClone imageFile;
     private Scratch scratch;
     private Checker checker;
     /** Scratch copies for checkers running at once on in-order points; slot 0's is {@link #scratch}. */
@@ -160,7 +158,7 @@ public final class Replayer {
             checker = new Checker(o.check(), o.checkTimeout(), dir);
             for (int k = 0; k < Math.max(1, o.jobs()); k++) {
                 Slot sl = new Slot();
-                sl.scratch = new Scratch(o.image(), imageFd, dir, o.naive());
+                sl.scratch = new Scratch(o.image(), imageFile, dir, o.naive());
                 sl.out = checker.newOutFile();
                 slots.add(sl);
             }
@@ -208,7 +206,7 @@ public final class Replayer {
             // checkers ran ahead in parallel: the first failure is the one a serial run stops at
             report.failures.subList(1, report.failures.size()).clear();
         }
-        check(Libc.fdatasync(imageFd), "fdatasync " + o.image());
+        imageFile.datasync();
         for (Slot sl : slots) {
             report.scratchBytesCopied += sl.scratch.bytesCopied();
             report.scratchBytesCompared += sl.scratch.bytesCompared();
@@ -260,13 +258,13 @@ public final class Replayer {
             }
             Files.createFile(img);
         }
-        int fd = Libc.open(img.toString(), Fcntl.O_RDWR | Fcntl.O_CLOEXEC, 0);
-        if (fd < 0) {
-            throw new ReplayException(img + ": " + Errno.name(-fd));
+        try {
+            imageFile = FileClone.open(img);
+        } catch (IOException e) {
+            throw new ReplayException(e.getMessage());
         }
-        imageFd = fd;
         if (o.createSize() > 0 && Files.size(img) < o.createSize()) {
-            check(Libc.ftruncate(fd, o.createSize()), "ftruncate " + img);
+            imageFile.setSize(o.createSize());
         }
         long size = Files.size(img);
         for (int i = 0; i <= last; i++) {
@@ -284,15 +282,15 @@ public final class Replayer {
         long len = log.length(i);
         if (o.reorder() > 0) {
             MemorySegment old = windowArena.allocate(len, 4096);
-            Scratch.preadFully(imageFd, old, len, off);
+            imageFile.read(old, len, off);
             before.put(i, old);
         }
         window.add(i);
         if (log.isDiscard(i)) {
-            Scratch.punchOrZero(imageFd, off, len, zeros);
+            imageFile.zero(off, len, zeros);
         } else {
             MemorySegment d = log.data(i);
-            Scratch.pwriteFully(imageFd, d, len, off);
+            imageFile.write(d, len, off);
         }
         for (Slot sl : slots) {
             sl.scratch.imageChanged(off, len);
@@ -586,12 +584,6 @@ public final class Replayer {
         return out;
     }
 
-    private static void check(long r, String what) throws IOException {
-        if (r < 0) {
-            throw new IOException(what + ": " + Errno.name((int) -r));
-        }
-    }
-
     private void close() throws IOException {
         for (Slot sl : slots) {
             if (sl.running != null) {
@@ -603,8 +595,8 @@ public final class Replayer {
         if (checker != null) {
             checker.close();
         }
-        if (imageFd >= 0) {
-            Libc.close(imageFd);
+        if (imageFile != null) {
+            imageFile.close();
         }
         windowArena.close();
         buf.close();
