@@ -69,22 +69,28 @@ public final class Replayer {
     /** Every option of a replay; see {@code biostack replay --help}. */
     public record Options(Path log, Path image, long createSize, At at, String startMark, String endMark,
                           String check, Duration checkTimeout, boolean keepGoing, int reorder, long seed,
-                          boolean torn, Path scratchDir, Progress progress, boolean naive, int jobs) {
+                          boolean torn, Path scratchDir, Progress progress, boolean naive, int jobs, String recover) {
         public static Options of(Path log, Path image) {
-            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false, Runtime.getRuntime().availableProcessors());
+            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false, Runtime.getRuntime().availableProcessors(), null);
         }
-        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
-        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
-        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
-        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs); }
-        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive, jobs); }
-        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive, jobs); }
-        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive, jobs); }
+        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
+        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
+        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
+        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
+        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
+        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive, jobs, recover); }
+        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive, jobs, recover); }
         /** The baseline for benchmarks: cp the whole image before every check, re-check unchanged points. */
-        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v, jobs); }
+        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v, jobs, recover); }
         /** Checkers run at once on in-order crash points, each on its own scratch copy. */
-        public Options jobs(int v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, v); }
-        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive, jobs); }
+        public Options jobs(int v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, v, recover); }
+        /**
+         * Journal recovery run on a state before {@code check}, only when its journal has
+         * something to replay (ext3/ext4; always on a file system it cannot read): {@code sh -c
+         * "RECOVER; CHECK"}, the recovery's exit status ignored. Null: check only.
+         */
+        public Options recover(String cmd) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, cmd); }
+        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive, jobs, recover); }
     }
 
     /** Physical block a write is torn at with {@code --torn} (4 KiB, the common page and disk block). */
@@ -107,7 +113,14 @@ public final class Replayer {
         Checker.Running running;
         int entry;
         long started;
+        /** The index of the reordered state it checks in {@link #pointStates}; -1 for an in-order point. */
+        int state = -1;
     }
+    // the reordered states of the point being checked, and what their checkers said
+    private List<BitSet> pointStates = List.of();
+    private Map<BitSet, Checker.Result> pointCache = new HashMap<>();
+    /** The lowest index in {@link #pointStates} whose state failed, or -1. */
+    private int firstFail = -1;
     private final Arena buf = Arena.ofConfined();
     private final MemorySegment zeros;
     // the window: entries with data since the last flush, and the bytes each one overwrote
@@ -126,6 +139,9 @@ public final class Replayer {
     public static Report run(Options o) throws IOException, InterruptedException {
         if (o.reorder() > 0 && o.check() == null) {
             throw new ReplayException("--reorder needs --check: reordered states are only built to be checked");
+        }
+        if (o.recover() != null && o.check() == null) {
+            throw new ReplayException("--recover needs --check: recovery only prepares a state for its check");
         }
         if (o.at() != null && o.check() == null) {
             throw new ReplayException("--at needs --check");
@@ -155,7 +171,7 @@ public final class Replayer {
         At at = o.at() == null && o.check() != null ? At.FLUSH : o.at();
         if (o.check() != null) {
             Path dir = o.scratchDir() != null ? o.scratchDir() : scratchDir(o.image(), Math.max(1, o.jobs()), o.naive());
-            checker = new Checker(o.check(), o.checkTimeout(), dir);
+            checker = new Checker(o.check(), o.recover(), o.checkTimeout(), dir);
             for (int k = 0; k < Math.max(1, o.jobs()); k++) {
                 Slot sl = new Slot();
                 sl.scratch = new Scratch(o.image(), imageFile, dir, o.naive());
@@ -310,24 +326,46 @@ public final class Replayer {
      * an earlier point than others still running is the one reported (see {@link #drain()}).
      */
     private void inOrder(int i) throws IOException, InterruptedException {
-        Slot free = null;
-        for (Slot sl : slots) {
-            if (sl.running == null) {
-                free = sl;
-                break;
-            }
-        }
-        if (free == null) {
-            free = finishOldest();
-        }
+        Slot free = freeSlot();
         if (stop) {
             return;
         }
         free.scratch.reset();
         free.scratch.seal();
-        free.running = checker.start(free.scratch.path(), free.out);
-        free.entry = i;
-        free.started = System.nanoTime();
+        start(free, i, -1);
+    }
+
+    private void start(Slot sl, int entry, int state) throws IOException {
+        sl.running = checker.start(sl.scratch.path(), sl.out, recovering(sl.scratch));
+        sl.entry = entry;
+        sl.state = state;
+        sl.started = System.nanoTime();
+    }
+
+    /**
+     * Whether {@code --recover} runs on the state on {@code s}: always for the naive baseline
+     * (a script runs its whole check), else only when the state's journal has something to replay.
+     */
+    private boolean recovering(Scratch s) throws IOException {
+        if (o.recover() == null) {
+            return false;
+        }
+        if (o.naive() || s.journal() == JournalState.DIRTY) {
+            report.recoveries++;
+            return true;
+        }
+        report.recoveriesSkipped++;
+        return false;
+    }
+
+    /** A slot with no checker running: an idle one, else the oldest one once its checker is done. */
+    private Slot freeSlot() throws IOException, InterruptedException {
+        for (Slot sl : slots) {
+            if (sl.running == null) {
+                return sl;
+            }
+        }
+        return finishOldest();
     }
 
     private Slot finishOldest() throws IOException, InterruptedException {
@@ -340,15 +378,26 @@ public final class Replayer {
         if (oldest == null) {
             return slots.getFirst();
         }
-        Checker.Result r = checker.finish(oldest.running);
-        oldest.running = null;
-        oldest.scratch.afterChecker();
-        if (!r.ok()) {
-            report.failures.add(new Report.Failure(oldest.entry, log.markBefore(oldest.entry), "in-order", List.of(), List.of(),
+        finish(oldest);
+        return oldest;
+    }
+
+    /** Waits for the slot's checker and books its verdict: an in-order failure, or a reordered state's result. */
+    private void finish(Slot sl) throws IOException, InterruptedException {
+        Checker.Result r = checker.finish(sl.running);
+        sl.running = null;
+        sl.scratch.afterChecker();
+        if (sl.state >= 0) {
+            pointCache.put(pointStates.get(sl.state), r);
+            if (!r.ok() && (firstFail < 0 || sl.state < firstFail)) {
+                firstFail = sl.state;
+            }
+            sl.state = -1;
+        } else if (!r.ok()) {
+            report.failures.add(new Report.Failure(sl.entry, log.markBefore(sl.entry), "in-order", List.of(), List.of(),
                     r.reason(), r.output()));
             stop = !o.keepGoing();
         }
-        return oldest;
     }
 
     /** Waits for every running checker. */
@@ -379,8 +428,13 @@ public final class Replayer {
         return us;
     }
 
+    /**
+     * Checks the reordered states of a point on every slot at once. States are started in their
+     * order and none after the first failure seen; all started ones are waited for, so the
+     * failure reported is the lowest failing state, as a serial run would find, whatever the
+     * order the checkers end in. In-order checkers of earlier points keep running meanwhile.
+     */
     private void reordered(int point) throws IOException, InterruptedException {
-        drain();
         if (stop) {
             return;
         }
@@ -389,16 +443,33 @@ public final class Replayer {
         if (u == 0) {
             return;
         }
-        Map<BitSet, Checker.Result> cache = new HashMap<>();
-        for (BitSet persisted : states(u, point)) {
-            if (stop) {
-                return;
+        pointStates = states(u, point);
+        pointCache = new HashMap<>();
+        firstFail = -1;
+        int next = 0;
+        // bounded: one pass per state
+        while (next < pointStates.size() && firstFail < 0 && !stop) {
+            Slot sl = freeSlot();
+            if (firstFail >= 0 || stop) {
+                break;
             }
-            report.reorderedStates++;
-            Checker.Result r = checkState(us, persisted, cache);
-            if (!r.ok()) {
-                shrinkAndReport(point, us, persisted, cache);
-                return;
+            buildState(sl.scratch, us, pointStates.get(next));
+            start(sl, point, next);
+            next++;
+        }
+        for (Slot sl : slots) {
+            if (sl.running != null && sl.state >= 0) {
+                finish(sl);
+            }
+        }
+        report.reorderedStates += firstFail >= 0 ? firstFail + 1 : next;
+        if (firstFail >= 0 && !stop) {
+            Slot first = slots.getFirst();
+            if (first.running != null) {
+                finish(first);
+            }
+            if (!stop) {
+                shrinkAndReport(point, us, pointStates.get(firstFail), pointCache);
             }
         }
     }
@@ -435,44 +506,53 @@ public final class Replayer {
         return new ArrayList<>(out);
     }
 
-    /** Builds the state on the scratch (undo the window, redo FUA writes and the persisted units), checks it. */
+    /** Builds the state on the first slot's scratch and checks it, serially (for shrinking). */
     private Checker.Result checkState(List<Report.Unit> us, BitSet persisted, Map<BitSet, Checker.Result> cache)
             throws IOException, InterruptedException {
         Checker.Result cached = cache.get(persisted);
         if (cached != null) {
             return cached;
         }
-        scratch.reset();
-        for (int k = window.size() - 1; k >= 0; k--) {
-            int e = window.get(k);
-            scratch.write(log.offset(e), before.get(e));
-        }
-        int next = 0;
-        for (int e : window) {
-            if (log.isFua(e)) {
-                writeUnit(new Report.Unit(e, log.offset(e), log.length(e)));
-                continue;
-            }
-            while (next < us.size() && us.get(next).entry() == e) {
-                if (persisted.get(next)) {
-                    writeUnit(us.get(next));
-                }
-                next++;
-            }
-        }
-        scratch.seal();
-        Checker.Result r = checker.run(scratch.path());
+        buildState(scratch, us, persisted);
+        Checker.Result r = checker.run(scratch.path(), recovering(scratch));
         scratch.afterChecker();
         cache.put((BitSet) persisted.clone(), r);
         return r;
     }
 
-    private void writeUnit(Report.Unit unit) throws IOException {
+    /**
+     * Makes {@code s} hold a reordered state: the image (the in-order state), the window undone
+     * from the saved bytes in reverse order, then the FUA writes and the persisted units redone
+     * in log order. Sealed, ready for a checker.
+     */
+    private void buildState(Scratch s, List<Report.Unit> us, BitSet persisted) throws IOException {
+        s.reset();
+        for (int k = window.size() - 1; k >= 0; k--) {
+            int e = window.get(k);
+            s.write(log.offset(e), before.get(e));
+        }
+        int next = 0;
+        for (int e : window) {
+            if (log.isFua(e)) {
+                writeUnit(s, new Report.Unit(e, log.offset(e), log.length(e)));
+                continue;
+            }
+            while (next < us.size() && us.get(next).entry() == e) {
+                if (persisted.get(next)) {
+                    writeUnit(s, us.get(next));
+                }
+                next++;
+            }
+        }
+        s.seal();
+    }
+
+    private void writeUnit(Scratch s, Report.Unit unit) throws IOException {
         int e = unit.entry();
         if (log.isDiscard(e)) {
-            scratch.zero(unit.offset(), unit.length());
+            s.zero(unit.offset(), unit.length());
         } else {
-            scratch.write(unit.offset(), log.data(e).asSlice(unit.offset() - log.offset(e), unit.length()));
+            s.write(unit.offset(), log.data(e).asSlice(unit.offset() - log.offset(e), unit.length()));
         }
     }
 

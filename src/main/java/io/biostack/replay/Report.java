@@ -43,6 +43,8 @@ public final class Report {
     long scratchBytesCopied;
     long scratchBytesCompared;
     int checkerWrote;
+    int recoveries;
+    int recoveriesSkipped;
     long millis;
     final List<Failure> failures = new ArrayList<>();
 
@@ -56,6 +58,18 @@ public final class Report {
     public String scratchMode() { return scratchMode; }
     public long scratchBytesCopied() { return scratchBytesCopied; }
     public long millis() { return millis; }
+    /**
+     * States on which {@code --recover} ran (their journal had something to replay).
+     *
+     * @return how many
+     */
+    public int recoveries() { return recoveries; }
+    /**
+     * States whose journal was clean, so {@code --recover} was skipped.
+     *
+     * @return how many
+     */
+    public int recoveriesSkipped() { return recoveriesSkipped; }
     /** Checker runs that wrote to their copy (journal recovery, fsck repairs). */
     public int checkerWrote() { return checkerWrote; }
 
@@ -67,7 +81,9 @@ public final class Report {
         sb.append("checked ").append(points).append(" crash points (").append(sameStates).append(" unchanged, not re-run) and ")
                 .append(reorderedStates).append(" reordered states with ").append(checks).append(" checker runs in ")
                 .append(millis).append(" ms; scratch: ").append(scratchMode).append(", ").append(scratchBytesCopied)
-                .append(" bytes copied; the checker wrote to its copy in ").append(checkerWrote).append(" runs\n");
+                .append(" bytes copied; the checker wrote to its copy in ").append(checkerWrote).append(" runs")
+                .append(recoveries + recoveriesSkipped == 0 ? "" : "; journal recovery ran on " + recoveries + " states, skipped on "
+                        + recoveriesSkipped + " with a clean journal").append('\n');
         for (Failure f : failures) {
             sb.append("FAIL at entry ").append(f.entry()).append(f.mark() == null ? "" : " (after mark '" + f.mark() + "')")
                     .append(", ").append(f.kind()).append(": ").append(f.reason()).append('\n');
@@ -98,7 +114,9 @@ public final class Report {
                 .append(",\"reordered_states\":").append(reorderedStates).append(",\"checks\":").append(checks)
                 .append(",\"millis\":").append(millis).append(',');
         kv(sb, "scratch", scratchMode).append(",\"scratch_bytes_copied\":").append(scratchBytesCopied)
-                .append(",\"scratch_bytes_compared\":").append(scratchBytesCompared).append(",\"checker_wrote\":").append(checkerWrote).append(",\"failures\":[");
+                .append(",\"scratch_bytes_compared\":").append(scratchBytesCompared).append(",\"checker_wrote\":").append(checkerWrote)
+                .append(",\"recoveries\":").append(recoveries).append(",\"recoveries_skipped\":").append(recoveriesSkipped)
+                .append(",\"failures\":[");
         for (int i = 0; i < failures.size(); i++) {
             Failure f = failures.get(i);
             sb.append(i == 0 ? "{" : ",{").append("\"entry\":").append(f.entry()).append(',');

@@ -131,6 +131,11 @@ final class Scratch implements AutoCloseable {
         stamp = stat();
     }
 
+    /** Whether the state now on the scratch has a journal to replay (read before the checker runs). */
+    JournalState journal() throws IOException {
+        return JournalState.of(file, size, b);
+    }
+
     /** Writes {@code src} at {@code off} on the scratch (a crash state); undone by {@link #reset()}. */
     void write(long off, MemorySegment src) throws IOException {
         long done = 0;
