@@ -258,6 +258,11 @@ public final class RbdDevice implements BlockDevice, io.biostack.block.Resizable
      * missing and {@code options.size()} is set. Blocks for the round trips to the monitors (a
      * missing cluster fails after {@code client_mount_timeout}, 30 s unless ceph.conf says
      * otherwise). Failures say what to fix and name POOL/IMAGE.
+     *
+     * @param name    the device's name in a stack
+     * @param options the image and how to reach its cluster
+     * @return the open device, owned by the caller (close it)
+     * @throws IOException when the cluster, the pool or the image cannot be reached or opened
      */
     public static RbdDevice open(String name, RbdOptions options) throws IOException {
         Librbd.Api api = Librbd.api();
@@ -412,17 +417,29 @@ public final class RbdDevice implements BlockDevice, io.biostack.block.Resizable
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return false; }
 
-    /** The image, as {@code pool/image}. */
+    /**
+     * The image, as {@code pool/image}.
+     *
+     * @return the spec
+     */
     public String spec() {
         return options.spec();
     }
 
-    /** The image's object size in bytes (its io_opt). */
+    /**
+     * The image's object size in bytes (its io_opt).
+     *
+     * @return bytes per RADOS object
+     */
     public long objectSize() {
         return objectSize;
     }
 
-    /** librbd's feature bits of the image ({@code RBD_FEATURE_*}, librbd/rbd_types.h). */
+    /**
+     * librbd's feature bits of the image ({@code RBD_FEATURE_*}, librbd/rbd_types.h).
+     *
+     * @return the bits
+     */
     public long features() {
         return features;
     }

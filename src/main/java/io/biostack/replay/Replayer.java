@@ -58,39 +58,185 @@ import java.util.SplittableRandom;
  */
 public final class Replayer {
     /** Which entries are crash points. */
-    public enum At { FLUSH, FUA, WRITE, MARK }
+    public enum At {
+        /** Entries with the FLUSH flag. */
+        FLUSH,
+        /** Entries with FLUSH or FUA. */
+        FUA,
+        /** Every write, discard and flush. */
+        WRITE,
+        /** Every mark. */
+        MARK
+    }
 
     /** Called after each entry is replayed (for a progress bar). */
     @FunctionalInterface
     public interface Progress {
+        /**
+         * One more entry replayed; on the replaying thread, so it must be quick.
+         *
+         * @param entry  the entry just replayed (0-based)
+         * @param last   the last entry that will be replayed
+         * @param points crash points checked so far
+         * @param states reordered states checked so far
+         */
         void update(int entry, int last, int points, int states);
     }
 
-    /** Every option of a replay; see {@code biostack replay --help}. */
+    /**
+     * Every option of a replay; see {@code biostack replay --help}. Start from {@link #of} and
+     * change one thing at a time with the methods that return a copy.
+     *
+     * @param log          the dm-log-writes log file
+     * @param image        the image replayed onto (holds the device as logging began)
+     * @param createSize   create or grow the image to this many bytes, or -1 to leave it
+     * @param at           which entries are crash points, or null (FLUSH when there is a check)
+     * @param startMark    replay up to this mark without checking, or null
+     * @param endMark      stop at this mark, or null for the end of the log
+     * @param check        the check command ({@code {}} is the state's path), or null: replay only
+     * @param checkTimeout a checker running longer is killed and counts as a failure
+     * @param keepGoing    go on after a failing state
+     * @param reorder      reordered states per crash point (0: in order only)
+     * @param seed         seed of the reordered states
+     * @param torn         writes longer than 4 KiB may be torn at 4 KiB boundaries
+     * @param scratchDir   where scratch copies live, or null for /dev/shm when it has room
+     * @param progress     told after each entry, or null
+     * @param naive        the benchmark baseline: cp the whole image before every check
+     * @param jobs         checkers run at once, each on its own scratch copy
+     * @param recover      journal recovery run before {@code check} where the journal needs it, or null
+     */
     public record Options(Path log, Path image, long createSize, At at, String startMark, String endMark,
                           String check, Duration checkTimeout, boolean keepGoing, int reorder, long seed,
                           boolean torn, Path scratchDir, Progress progress, boolean naive, int jobs, String recover) {
+        /**
+         * A replay of {@code log} onto {@code image} with every default: no check, one checker
+         * per CPU, a 10-minute checker timeout.
+         *
+         * @param log   the log file
+         * @param image the image file
+         * @return the options
+         */
         public static Options of(Path log, Path image) {
-            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false, Runtime.getRuntime().availableProcessors(), null);
+            return new Options(log, image, -1, null, null, null, null, Duration.ofMinutes(10), false, 0, 0, false, null, null, false,
+                    Runtime.getRuntime().availableProcessors(), null);
         }
-        public Options at(At v) { return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
-        public Options createSize(long v) { return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
-        public Options marks(String start, String end) { return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
-        public Options check(String cmd, Duration timeout) { return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
-        public Options keepGoing(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive, jobs, recover); }
-        public Options reorder(int n, long s, boolean t) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive, jobs, recover); }
-        public Options scratchDir(Path v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive, jobs, recover); }
-        /** The baseline for benchmarks: cp the whole image before every check, re-check unchanged points. */
-        public Options naive(boolean v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v, jobs, recover); }
-        /** Checkers run at once on in-order crash points, each on its own scratch copy. */
-        public Options jobs(int v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, v, recover); }
+
+        /**
+         * These options with crash points at {@code v}.
+         *
+         * @param v which entries are crash points
+         * @return a copy with that change
+         */
+        public Options at(At v) {
+            return new Options(log, image, createSize, v, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover);
+        }
+
+        /**
+         * These options creating (or growing) the image to {@code v} bytes.
+         *
+         * @param v the size in bytes, or -1 to leave the image as it is
+         * @return a copy with that change
+         */
+        public Options createSize(long v) {
+            return new Options(log, image, v, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover);
+        }
+
+        /**
+         * These options between two marks.
+         *
+         * @param start replay up to this mark without checking, or null
+         * @param end   stop at this mark, or null
+         * @return a copy with that change
+         */
+        public Options marks(String start, String end) {
+            return new Options(log, image, createSize, at, start, end, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover);
+        }
+
+        /**
+         * These options with a check command.
+         *
+         * @param cmd     run by {@code sh -c} with {@code {}} replaced by the state's quoted path; exit 0 = consistent
+         * @param timeout a checker running longer is killed
+         * @return a copy with that change
+         */
+        public Options check(String cmd, Duration timeout) {
+            return new Options(log, image, createSize, at, startMark, endMark, cmd, timeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, recover);
+        }
+
+        /**
+         * These options going on, or not, after a failing state.
+         *
+         * @param v true to check every point whatever fails
+         * @return a copy with that change
+         */
+        public Options keepGoing(boolean v) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, v, reorder, seed, torn, scratchDir, progress, naive, jobs, recover);
+        }
+
+        /**
+         * These options with reordered states.
+         *
+         * @param n reordered states per crash point
+         * @param s the seed (same seed, same states)
+         * @param t writes longer than 4 KiB may be torn
+         * @return a copy with that change
+         */
+        public Options reorder(int n, long s, boolean t) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, n, s, t, scratchDir, progress, naive, jobs, recover);
+        }
+
+        /**
+         * These options with scratch copies in {@code v}.
+         *
+         * @param v a directory, or null for the default
+         * @return a copy with that change
+         */
+        public Options scratchDir(Path v) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, v, progress, naive, jobs, recover);
+        }
+
+        /**
+         * The baseline for benchmarks: cp the whole image before every check, re-check unchanged
+         * points, always run {@code recover}.
+         *
+         * @param v true for the baseline
+         * @return a copy with that change
+         */
+        public Options naive(boolean v) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, v, jobs, recover);
+        }
+
+        /**
+         * Checkers run at once on crash points and reordered states, each on its own scratch copy.
+         *
+         * @param v how many, 1 or more
+         * @return a copy with that change
+         */
+        public Options jobs(int v) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, v, recover);
+        }
+
         /**
          * Journal recovery run on a state before {@code check}, only when its journal has
          * something to replay (ext3/ext4; always on a file system it cannot read): {@code sh -c
-         * "RECOVER; CHECK"}, the recovery's exit status ignored. Null: check only.
+         * "RECOVER; CHECK"}, the recovery's exit status ignored.
+         *
+         * @param cmd the recovery command ({@code {}} as in check), or null for none
+         * @return a copy with that change
          */
-        public Options recover(String cmd) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, cmd); }
-        public Options progress(Progress v) { return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive, jobs, recover); }
+        public Options recover(String cmd) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, progress, naive, jobs, cmd);
+        }
+
+        /**
+         * These options telling {@code v} of each entry replayed.
+         *
+         * @param v the listener, or null
+         * @return a copy with that change
+         */
+        public Options progress(Progress v) {
+            return new Options(log, image, createSize, at, startMark, endMark, check, checkTimeout, keepGoing, reorder, seed, torn, scratchDir, v, naive, jobs, recover);
+        }
     }
 
     /** Physical block a write is torn at with {@code --torn} (4 KiB, the common page and disk block). */
@@ -135,7 +281,15 @@ public final class Replayer {
         this.zeros = buf.allocate(Scratch.CHUNK, 4096);
     }
 
-    /** Replays and checks; returns the report (failures inside). Throws on bad input. */
+    /**
+     * Replays and checks.
+     *
+     * @param o what to replay and check
+     * @return the report, failures inside
+     * @throws ReplayException on bad input (the log, the image, the options), before anything is checked
+     * @throws IOException when reading the log or writing the image or a scratch copy fails
+     * @throws InterruptedException when interrupted while waiting for a checker
+     */
     public static Report run(Options o) throws IOException, InterruptedException {
         if (o.reorder() > 0 && o.check() == null) {
             throw new ReplayException("--reorder needs --check: reordered states are only built to be checked");
