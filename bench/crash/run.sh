@@ -2,6 +2,7 @@
 # Crash-consistency benchmark (issue 10), two parts:
 #
 #   bench/crash/run.sh [DIR] [--runtime S] [--rounds N] [--files N] [--skip-logwrites] [--skip-replay]
+#                     [--reorder N] [--save-log FILE] [--log FILE]
 #
 # 1. What the log-writes target costs: 4k randwrite QD32 on `lw: log-writes disk log` against
 #    the bare loop device `disk`, with `biostack bench --stack`, alternating round by round.
@@ -16,7 +17,9 @@
 #    `biostack replay` against the naive loop (`--naive`: cp the whole image before every check,
 #    re-check points where nothing changed). The log comes from ext4 made and used through
 #    `biostack serve --stack` + nbdfuse + the kernel loop driver (needs root, nbdfuse, losetup).
-#    The aim is >= 3x.
+#    The aim is >= 3x, in order and with --reorder 20 (--reorder N checks N reordered states at
+#    each flush point, on both sides). --save-log FILE keeps the log (and the mkfs/done marks in
+#    it) for later runs; --log FILE replays that log instead of making a new one (no root needed).
 #
 # Prints the IOPS and ratio of part 1 and points/minute and ratio of part 2. Shared machines are
 # noisy: read the ratios, and use more rounds when they disagree.
@@ -24,7 +27,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dir=${1:-/var/tmp}
 [ $# -gt 0 ] && shift
-runtime=10; rounds=3; files=40; do_lw=1; do_replay=1
+runtime=10; rounds=3; files=40; do_lw=1; do_replay=1; reorder=0; save_log=; use_log=
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=$2; shift 2;;
@@ -32,6 +35,9 @@ while [ $# -gt 0 ]; do
     --files) files=$2; shift 2;;
     --skip-logwrites) do_lw=0; shift;;
     --skip-replay) do_replay=0; shift;;
+    --reorder) reorder=$2; shift 2;;
+    --save-log) save_log=$2; shift 2;;
+    --log) use_log=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -81,7 +87,9 @@ PY
 fi
 
 # ---- part 2: replay speed on a 256 MiB ext4 ---------------------------------------------------
-if [ "$do_replay" = 1 ]; then
+if [ "$do_replay" = 1 ] && [ -n "$use_log" ]; then
+  cp --sparse=always "$use_log" "$work/fslog.img"
+elif [ "$do_replay" = 1 ]; then
   for t in nbdfuse fusermount3 losetup mkfs.ext4 e2fsck mount umount; do
     command -v "$t" >/dev/null || { echo "part 2 needs $t" >&2; exit 1; }
   done
@@ -111,21 +119,24 @@ CONF
   losetup -d "$loopdev"; loopdev=
   fusermount3 -u "$work/fuse"; wait "$fuse_pid"; fuse_pid=
   kill "$serve_pid"; wait "$serve_pid" || true; serve_pid=
+  [ -n "$save_log" ] && cp --sparse=always "$work/fslog.img" "$save_log"
+fi
+if [ "$do_replay" = 1 ]; then
   check='e2fsck -E journal_only -y {} >/dev/null 2>&1; e2fsck -fn {} >/dev/null 2>&1'
   ours=(); naive=(); shm=()
   for r in $(seq 1 "$rounds"); do
     rm -f "$work/a.img" "$work/b.img"
     o=$("$bs" replay "$work/fslog.img" --to "$work/a.img" --size 256M --start-mark mkfs --end-mark done --at flush \
-        --check "$check" --json | json '"%d %d %d" % (d["points"], d["millis"], d["checks"])')
+        --check "$check" --reorder "$reorder" --json | json '"%d %d %d" % (d["points"], d["millis"], d["checks"])')
     n=$("$bs" replay "$work/fslog.img" --to "$work/b.img" --size 256M --start-mark mkfs --end-mark done --at flush \
-        --check "$check" --naive --json | json '"%d %d %d" % (d["points"], d["millis"], d["checks"])')
+        --check "$check" --reorder "$reorder" --naive --json | json '"%d %d %d" % (d["points"], d["millis"], d["checks"])')
     rm -f "$work/c.img"
     m=$("$bs" replay "$work/fslog.img" --to "$work/c.img" --size 256M --start-mark mkfs --end-mark done --at flush \
-        --check "$check" --naive --scratch-dir /dev/shm --json | json '"%d %d %d" % (d["points"], d["millis"], d["checks"])')
+        --check "$check" --reorder "$reorder" --naive --scratch-dir /dev/shm --json | json '"%d %d %d" % (d["points"], d["millis"], d["checks"])')
     echo "round $r (points ms checks): biostack replay $o; naive $n; naive with its copy in /dev/shm $m" >&2
     ours+=("$o"); naive+=("$n"); shm+=("$m")
   done
-  python3 - "$(printf '%s;' "${ours[@]}")" "$(printf '%s;' "${naive[@]}")" "$(printf '%s;' "${shm[@]}")" <<'PY'
+  python3 - "$(printf '%s;' "${ours[@]}")" "$(printf '%s;' "${naive[@]}")" "$(printf '%s;' "${shm[@]}")" "$reorder" <<'PY'
 import statistics, sys
 def ppm(s):
     out = []
@@ -134,7 +145,7 @@ def ppm(s):
         out.append(p * 60000.0 / max(ms, 1))
     return statistics.median(out)
 o, n, m = ppm(sys.argv[1]), ppm(sys.argv[2]), ppm(sys.argv[3])
-print(f"replay, 256 MiB ext4, journal-recovering check: {o:.0f} crash points/min, naive copy-then-check {n:.0f}/min, ratio {o/n:.2f}x (aim >= 3x)")
+print(f"replay, 256 MiB ext4, journal-recovering check, --reorder {sys.argv[4]}: {o:.0f} crash points/min, naive copy-then-check {n:.0f}/min, ratio {o/n:.2f}x (aim >= 3x)")
 print(f"  (the naive loop with its copy in /dev/shm too: {m:.0f}/min, ratio {o/m:.2f}x)")
 PY
 fi

@@ -9,7 +9,16 @@
 # a private temp folder, monitor at 127.0.0.1:3300) and tears it down at the end, so nothing else
 # may hold that port. Needs ceph-mon, ceph-osd, ceph-common (Debian), fio with its rbd engine.
 #
-# Usage: bench/rbd/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE]
+# librbd's cache mode is made the same on both sides (issue 19: the leaf turns off
+# rbd_cache_writethrough_until_flush, so its writes went to the writeback cache, while fio's engine,
+# which never flushes, stayed write-through). Each mode runs in full, both tools reading one
+# ceph.conf written for it:
+#   off: rbd_cache = false on both;
+#   on:  rbd_cache = true and rbd_cache_writethrough_until_flush = false on both, and fio ends
+#        each job with a flush (end_fsync=1); biostack bench has no end flush, so what its cache
+#        holds at the end (at most rbd_cache_size, 32 MiB) is not counted against it.
+#
+# Usage: bench/rbd/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE] [--modes "off on"]
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -17,11 +26,13 @@ BIOSTACK=${BIOSTACK:-$root/biostack}
 RUNTIME=10
 ROUNDS=3
 SIZE=1G
+MODES="off on"
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) RUNTIME=$2; shift 2;;
     --rounds) ROUNDS=$2; shift 2;;
     --size) SIZE=$2; shift 2;;
+    --modes) MODES=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -44,7 +55,15 @@ rbd create rbd/bench --size "$SIZE"
 # Written in full first, so that reads measure data and not holes.
 fio --name=layout --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin --rw=write --bs=4M \
     --iodepth=8 --size="$SIZE" >/dev/null
-printf 'vol: rbd rbd/bench conf=%s\n' "$CEPH_CONF" >"$work/rbd.stack"
+for mode in $MODES; do
+  cp "$CEPH_CONF" "$work/ceph-$mode.conf"
+  case $mode in
+    off) printf '[client]\nrbd cache = false\n' >>"$work/ceph-$mode.conf";;
+    on)  printf '[client]\nrbd cache = true\nrbd cache writethrough until flush = false\n' >>"$work/ceph-$mode.conf";;
+    *) echo "unknown mode $mode (off, on)" >&2; exit 2;;
+  esac
+  printf 'vol: rbd rbd/bench conf=%s\n' "$work/ceph-$mode.conf" >"$work/rbd-$mode.stack"
+done
 
 # name rw bs iodepth
 jobs=(
@@ -54,23 +73,26 @@ jobs=(
 )
 out=$work/out
 mkdir -p "$out"
-for r in $(seq 1 "$ROUNDS"); do
-  for j in "${jobs[@]}"; do
-    set -- $j
-    name=$1 rw=$2 bs=$3 qd=$4
-    fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin --rw="$rw" --bs="$bs" \
-        --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time=1 --randrepeat=0 \
-        --output-format=json >"$out/fio-$name-$r.json" 2>/dev/null
-    "$BIOSTACK" bench --stack "$work/rbd.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
-        --size "$SIZE" --runtime "$RUNTIME" --ramp 1 --json >"$out/bs-$name-$r.json" 2>"$out/bs-$name-$r.err" \
-        || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$name-$r.err" >&2; exit 1; }
-    echo "round $r: $name done" >&2
+for mode in $MODES; do
+  endsync=0; [ "$mode" = on ] && endsync=1
+  for r in $(seq 1 "$ROUNDS"); do
+    for j in "${jobs[@]}"; do
+      set -- $j
+      name=$1 rw=$2 bs=$3 qd=$4
+      CEPH_CONF="$work/ceph-$mode.conf" fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin \
+          --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time=1 \
+          --randrepeat=0 --end_fsync="$endsync" --output-format=json >"$out/fio-$mode-$name-$r.json" 2>/dev/null
+      "$BIOSTACK" bench --stack "$work/rbd-$mode.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
+          --size "$SIZE" --runtime "$RUNTIME" --ramp 1 --json >"$out/bs-$mode-$name-$r.json" 2>"$out/bs-$mode-$name-$r.err" \
+          || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$mode-$name-$r.err" >&2; exit 1; }
+      echo "cache $mode, round $r: $name done" >&2
+    done
   done
 done
 
-python3 - "$out" "$ROUNDS" <<'PY'
+python3 - "$out" "$ROUNDS" "$MODES" <<'PY'
 import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 names = ["randwrite-4k-qd32", "randread-4k-qd32", "write-1m-qd8"]
 def fio(path):
     j = json.load(open(path))["jobs"][0]
@@ -79,10 +101,12 @@ def fio(path):
 def bs(path):
     j = json.load(open(path))
     return j["iops"], j["bw_bytes"], j["lat_ns"]["p50"], j.get("alloc_bytes_per_io")
-print(f"{'job':18} {'fio-rbd IOPS':>12} {'biostack':>10} {'ratio':>6}   {'fio MiB/s':>9} {'bs MiB/s':>9}   {'fio p50us':>9} {'bs p50us':>9}  alloc/io")
-for n in names:
-    f = [fio(f"{out}/fio-{n}-{r}.json") for r in range(1, rounds + 1)]
-    b = [bs(f"{out}/bs-{n}-{r}.json") for r in range(1, rounds + 1)]
+for m in modes:
+  print(f"cache {m}:")
+  print(f"{'job':18} {'fio-rbd IOPS':>12} {'biostack':>10} {'ratio':>6}   {'fio MiB/s':>9} {'bs MiB/s':>9}   {'fio p50us':>9} {'bs p50us':>9}  alloc/io")
+  for n in names:
+    f = [fio(f"{out}/fio-{m}-{n}-{r}.json") for r in range(1, rounds + 1)]
+    b = [bs(f"{out}/bs-{m}-{n}-{r}.json") for r in range(1, rounds + 1)]
     fi = statistics.median(x[0] for x in f); bi = statistics.median(x[0] for x in b)
     fb = statistics.median(x[1] for x in f) / 2**20; bb = statistics.median(x[1] for x in b) / 2**20
     fl = statistics.median(x[2] for x in f) / 1e3; bl = statistics.median(x[2] for x in b) / 1e3

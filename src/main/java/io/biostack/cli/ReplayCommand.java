@@ -26,7 +26,7 @@ import java.util.concurrent.Callable;
         "Replay a dm-log-writes log onto an image and check every crash point, reordered too.",
         "",
         "Example: biostack replay log.img --to fs.img --size 64M --start-mark mkfs --at flush \\",
-        "           --check 'e2fsck -E journal_only -y {} >/dev/null; e2fsck -fn {}' --reorder 20 --seed 1"})
+        "           --recover 'e2fsck -E journal_only -y {}' --check 'e2fsck -fn {}' --reorder 20 --seed 1"})
 public final class ReplayCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -51,6 +51,9 @@ public final class ReplayCommand implements Callable<Integer> {
 
     @Option(names = "--check", paramLabel = "CMD", description = "run at each crash point; {} is the path of a scratch copy of the state; exit 0 = consistent")
     String check;
+
+    @Option(names = "--recover", paramLabel = "CMD", description = "journal recovery run before --check, only on states whose journal has something to replay (ext3/ext4; always on others); its exit status is ignored, e.g. 'e2fsck -E journal_only -y {}'")
+    String recover;
 
     @Option(names = "--check-timeout", paramLabel = "DUR", defaultValue = "10m", description = "kill a checker after this long (500ms, 30s, 2m); counts as a failure (default 10m)")
     String checkTimeout;
@@ -93,7 +96,8 @@ public final class ReplayCommand implements Callable<Integer> {
                     .keepGoing(keepGoing)
                     .reorder(reorder, seed, torn)
                     .scratchDir(scratchDir)
-                    .naive(naive);
+                    .naive(naive)
+                    .recover(recover);
             if (jobs != null) {
                 if (jobs < 1) {
                     throw new ReplayException("--jobs must be 1 or more");

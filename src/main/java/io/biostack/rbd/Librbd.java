@@ -111,6 +111,7 @@ final class Librbd {
         private final MethodHandle rbdOpen;
         private final MethodHandle rbdClose;
         private final MethodHandle rbdGetSize;
+        private final MethodHandle rbdResize;
         private final MethodHandle rbdStat;
         private final MethodHandle rbdGetFeatures;
         private final MethodHandle rbdFlush;
@@ -136,6 +137,8 @@ final class Librbd {
             rbdOpen = link(rbd, "rbd_open", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
             rbdClose = link(rbd, "rbd_close", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
             rbdGetSize = link(rbd, "rbd_get_size", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
+            // int rbd_resize(rbd_image_t image, uint64_t size) (include/rbd/librbd.h)
+            rbdResize = link(rbd, "rbd_resize", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
             rbdStat = link(rbd, "rbd_stat", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
             rbdGetFeatures = link(rbd, "rbd_get_features", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
             rbdFlush = link(rbd, "rbd_flush", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
@@ -249,6 +252,14 @@ final class Librbd {
         int rbdGetSize(long image, long psize) {
             try {
                 return (int) rbdGetSize.invokeExact(image, psize);
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+        }
+
+        int rbdResize(long image, long size) {
+            try {
+                return (int) rbdResize.invokeExact(image, size);
             } catch (Throwable t) {
                 throw rethrow(t);
             }

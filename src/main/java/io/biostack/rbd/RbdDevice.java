@@ -87,7 +87,7 @@ import java.util.function.Consumer;
  * supported (WRITE_ZEROES with {@link BioFlags#NOUNMAP} asks librbd for a thick, allocating
  * zero-write). Extents ({@link #extentAt}) come from {@code rbd_diff_iterate2}.
  */
-public final class RbdDevice implements BlockDevice {
+public final class RbdDevice implements BlockDevice, io.biostack.block.Resizable {
     private static final System.Logger LOG = System.getLogger("biostack.rbd");
 
     /** Slots made when the device opens: enough for fio's usual queue depths without growing. */
@@ -200,7 +200,8 @@ public final class RbdDevice implements BlockDevice {
     private final long cluster;
     private final long ioctx;
     private final long image;
-    private final long size;
+    /** Grows with {@link #growTo}; bios admitted before a resize keep the old bound, which is smaller. */
+    private volatile long size;
     private final long objectSize;
     private final long features;
     private final QueueLimits limits;
@@ -257,6 +258,11 @@ public final class RbdDevice implements BlockDevice {
      * missing and {@code options.size()} is set. Blocks for the round trips to the monitors (a
      * missing cluster fails after {@code client_mount_timeout}, 30 s unless ceph.conf says
      * otherwise). Failures say what to fix and name POOL/IMAGE.
+     *
+     * @param name    the device's name in a stack
+     * @param options the image and how to reach its cluster
+     * @return the open device, owned by the caller (close it)
+     * @throws IOException when the cluster, the pool or the image cannot be reached or opened
      */
     public static RbdDevice open(String name, RbdOptions options) throws IOException {
         Librbd.Api api = Librbd.api();
@@ -411,17 +417,29 @@ public final class RbdDevice implements BlockDevice {
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return false; }
 
-    /** The image, as {@code pool/image}. */
+    /**
+     * The image, as {@code pool/image}.
+     *
+     * @return the spec
+     */
     public String spec() {
         return options.spec();
     }
 
-    /** The image's object size in bytes (its io_opt). */
+    /**
+     * The image's object size in bytes (its io_opt).
+     *
+     * @return bytes per RADOS object
+     */
     public long objectSize() {
         return objectSize;
     }
 
-    /** librbd's feature bits of the image ({@code RBD_FEATURE_*}, librbd/rbd_types.h). */
+    /**
+     * librbd's feature bits of the image ({@code RBD_FEATURE_*}, librbd/rbd_types.h).
+     *
+     * @return the bits
+     */
     public long features() {
         return features;
     }
@@ -761,6 +779,45 @@ public final class RbdDevice implements BlockDevice {
         return (v + 511) / 512 * 512;
     }
 
+    // ---- resize ----------------------------------------------------------------------------
+
+    /**
+     * Grows the image to at least {@code minSize} bytes (rounded up to 512) with {@code rbd_resize},
+     * so that a format above (qcow2) can allocate at its end; never shrinks. A round trip to the
+     * OSDs: not for the I/O path. Bios in flight are not disturbed: a bio is checked against the
+     * size when it is submitted, and the size only grows.
+     *
+     * @param minSize the size wanted, in bytes
+     * @return the image's size afterwards, at least {@code minSize}
+     * @throws IOException when the device is closed or librbd refuses the resize (the message
+     *         names the image and the errno)
+     */
+    @Override
+    public synchronized long growTo(long minSize) throws IOException {
+        if (closed) {
+            throw new IOException("rbd " + options.spec() + " is closed");
+        }
+        if (minSize <= size) {
+            return size;
+        }
+        long want = roundUp(minSize);
+        int r = api.rbdResize(image, want);
+        if (r < 0) {
+            throw new IOException("rbd_resize of " + options.spec() + " to " + want + " bytes: " + err(r));
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_LONG);
+            r = api.rbdGetSize(image, out.address());
+            if (r < 0) {
+                throw new IOException("rbd_get_size of " + options.spec() + " after resize: " + err(r));
+            }
+            long now = out.get(JAVA_LONG, 0);
+            size = now - now % 512;
+        }
+        LOG.log(System.Logger.Level.INFO, "rbd " + options.spec() + " grown to " + size + " bytes");
+        return size;
+    }
+
     // ---- shutdown --------------------------------------------------------------------------
 
     /**
@@ -769,7 +826,7 @@ public final class RbdDevice implements BlockDevice {
      * CANCELLED.
      */
     @Override
-    public void close() {
+    public synchronized void close() {
         if (closed) {
             return;
         }

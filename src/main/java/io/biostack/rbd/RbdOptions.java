@@ -24,6 +24,12 @@ import java.util.List;
  *                waits for as long as the cluster takes, as krbd and qemu do by default
  */
 public record RbdOptions(String pool, String image, String id, Path conf, Path keyring, long size, long timeoutSeconds) {
+    /**
+     * Checks the options.
+     *
+     * @throws IllegalArgumentException when the spec is missing, the size is not a positive
+     *         multiple of 512 (or -1), or the timeout is negative
+     */
     public RbdOptions {
         if (pool == null || pool.isEmpty() || image == null || image.isEmpty()) {
             throw new IllegalArgumentException("needs POOL/IMAGE, e.g. rbd/vol1");
@@ -36,26 +42,55 @@ public record RbdOptions(String pool, String image, String id, Path conf, Path k
         }
     }
 
-    /** Options without a timeout. */
+    /**
+     * Options without a timeout.
+     *
+     * @param pool    the RADOS pool
+     * @param image   the image in it
+     * @param id      the RADOS user without {@code client.}, or null for librados' default
+     * @param conf    the ceph.conf to read, or null for librados' default search
+     * @param keyring a keyring file for cephx, or null for the one ceph.conf names
+     * @param size    create a missing image with this many bytes, or -1 to require it
+     */
     public RbdOptions(String pool, String image, String id, Path conf, Path keyring, long size) {
         this(pool, image, id, conf, keyring, size, 0);
     }
 
-    /** Options for {@code POOL/IMAGE} with every default. */
+    /**
+     * Options for {@code POOL/IMAGE} with every default.
+     *
+     * @param poolSlashImage the image, e.g. {@code rbd/vol1}
+     * @return the options
+     * @throws IllegalArgumentException when it is not POOL/IMAGE
+     */
     public static RbdOptions of(String poolSlashImage) {
         return parse(List.of(poolSlashImage));
     }
 
-    /** {@code pool/image} as the rbd tool writes it. */
+    /**
+     * {@code pool/image} as the rbd tool writes it.
+     *
+     * @return the spec
+     */
     public String spec() {
         return pool + "/" + image;
     }
 
-    /** The RADOS entity name: {@code client.ID}. */
+    /**
+     * The RADOS entity name: {@code client.ID}.
+     *
+     * @return the entity
+     */
     public String entity() {
         return "client." + id;
     }
 
+    /**
+     * These options creating a missing image with {@code bytes}.
+     *
+     * @param bytes the size, a positive multiple of 512, or -1
+     * @return a copy with that size
+     */
     public RbdOptions withSize(long bytes) {
         return new RbdOptions(pool, image, id, conf, keyring, bytes, timeoutSeconds);
     }
@@ -64,6 +99,10 @@ public record RbdOptions(String pool, String image, String id, Path conf, Path k
      * Parses a stack line's arguments (without the target name). Throws
      * {@link IllegalArgumentException} with a message that says what is wrong and what is
      * accepted.
+     *
+     * @param args {@code POOL/IMAGE} then {@code key=value} options
+     * @return the options
+     * @throws IllegalArgumentException saying what is wrong and what is accepted
      */
     public static RbdOptions parse(List<String> args) {
         if (args.isEmpty()) {

@@ -25,13 +25,16 @@ final class Checker {
     }
 
     private final String command;
+    private final String recover;
     private final Duration timeout;
     private final Path outFile;
     private int runs;
     private final java.util.List<Path> extra = new java.util.ArrayList<>();
 
-    Checker(String command, Duration timeout, Path dir) throws IOException {
+    /** {@code recover}: run before {@code command} on the states that ask for it (null: none). */
+    Checker(String command, String recover, Duration timeout, Path dir) throws IOException {
         this.command = command;
+        this.recover = recover;
         this.timeout = timeout;
         this.outFile = Files.createTempFile(dir, "replay-check", ".out");
     }
@@ -53,15 +56,22 @@ final class Checker {
         }
     }
 
-    /** Runs the checker on {@code state} and waits for it. */
-    Result run(Path state) throws IOException, InterruptedException {
-        return finish(start(state, outFile));
+    /** Runs the checker on {@code state} and waits for it; with the recovery first when {@code recovering}. */
+    Result run(Path state, boolean recovering) throws IOException, InterruptedException {
+        return finish(start(state, outFile, recovering));
     }
 
-    /** Starts the checker on {@code state}, its output going to {@code out}; see {@link #finish}. */
-    Running start(Path state, Path out) throws IOException {
+    /**
+     * Starts the checker on {@code state}, its output going to {@code out}; see {@link #finish}.
+     * With {@code recovering} (and a recovery command), the recovery runs first, its exit status
+     * ignored: the check judges what it left.
+     */
+    Running start(Path state, Path out, boolean recovering) throws IOException {
         runs++;
-        String cmd = command.replace("{}", quote(state.toString()));
+        String q = quote(state.toString());
+        String cmd = recovering && recover != null
+                ? "{ " + recover.replace("{}", q) + "\n}; " + command.replace("{}", q)
+                : command.replace("{}", q);
         Process p = new ProcessBuilder("/bin/sh", "-c", cmd)
                 .redirectErrorStream(true)
                 .redirectOutput(out.toFile())

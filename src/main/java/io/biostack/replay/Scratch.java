@@ -1,10 +1,6 @@
 package io.biostack.replay;
 
-import io.biostack.sys.Errno;
-import io.biostack.sys.Falloc;
-import io.biostack.sys.Fcntl;
-import io.biostack.sys.Fs;
-import io.biostack.sys.Libc;
+import io.biostack.file.FileClone;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -46,16 +42,14 @@ import java.util.Map;
  */
 final class Scratch implements AutoCloseable {
     static final int CHUNK = 64 << 10;
-    /** {@code FICLONE = _IOW(0x94, 9, int)}, include/uapi/linux/fs.h. */
-    static final long FICLONE = 0x40049409L;
 
     /** How the scratch is made equal to the image; NAIVE is the baseline the others are measured against. */
     enum Mode { REFLINK, DELTA, NAIVE }
 
     private final Path image;
-    private final int imageFd;
+    private final FileClone imageFile;
     private final Path path;
-    private final int fd;
+    private final FileClone file;
     private final long size;
     private final Mode mode;
     private final BitSet dirty = new BitSet();
@@ -70,23 +64,23 @@ final class Scratch implements AutoCloseable {
     private int checkerWrote;
     private int checkerUntouched;
 
-    Scratch(Path image, int imageFd, Path dir, boolean naive) throws IOException {
+    /**
+     * A scratch copy of {@code image} in {@code dir}. {@code imageFile} stays the caller's and
+     * must stay open while this scratch is.
+     */
+    Scratch(Path image, FileClone imageFile, Path dir, boolean naive) throws IOException {
         this.image = image;
-        this.imageFd = imageFd;
+        this.imageFile = imageFile;
         this.size = Files.size(image);
         this.path = Files.createTempFile(dir, image.getFileName() + ".", ".scratch");
-        int f = Libc.open(path.toString(), Fcntl.O_RDWR | Fcntl.O_CLOEXEC, 0);
-        if (f < 0) {
-            throw new IOException("open " + path + ": " + Errno.name(-f));
-        }
-        this.fd = f;
+        this.file = FileClone.open(path);
         this.a = arena.allocate(CHUNK, 4096);
         this.b = arena.allocate(CHUNK, 4096);
-        boolean clone = !naive && Libc.ioctl(fd, FICLONE, imageFd) == 0;
+        boolean clone = !naive && file.cloneFrom(imageFile);
         this.mode = naive ? Mode.NAIVE : clone ? Mode.REFLINK : Mode.DELTA;
         if (mode == Mode.DELTA) {
-            check(Libc.ftruncate(fd, size), "ftruncate");
-            for (long[] r : extents(imageFd, size)) {
+            file.setSize(size);
+            for (long[] r : imageFile.dataExtents(size)) {
                 copyRange(r[0], r[1]);
             }
         }
@@ -115,7 +109,9 @@ final class Scratch implements AutoCloseable {
             dirty.clear();
         } else if (mode == Mode.REFLINK) {
             if (cloneNeeded || !dirty.isEmpty()) {
-                check(Libc.ioctl(fd, FICLONE, imageFd), "ioctl FICLONE");
+                if (!file.cloneFrom(imageFile)) {
+                    throw new IOException("ioctl FICLONE " + image + " -> " + path + " worked once and fails now");
+                }
                 dirty.clear();
                 cloneNeeded = false;
             }
@@ -123,9 +119,7 @@ final class Scratch implements AutoCloseable {
             for (int c = dirty.nextSetBit(0); c >= 0; c = dirty.nextSetBit(c + 1)) {
                 long off = (long) c * CHUNK;
                 long n = Math.min(CHUNK, size - off);
-                long d = Libc.lseek(imageFd, off, Fs.SEEK_DATA);
-                if ((d == -Errno.ENXIO || d >= off + n)
-                        && Libc.fallocate(fd, Falloc.FALLOC_FL_PUNCH_HOLE | Falloc.FALLOC_FL_KEEP_SIZE, off, n) == 0) {
+                if (imageFile.nextData(off) >= off + n && file.punchHole(off, n)) {
                     // a hole in the image stays a hole here: the scratch stays as sparse as the
                     // image, and comparing after a checker reads only what is allocated
                     continue;
@@ -137,13 +131,18 @@ final class Scratch implements AutoCloseable {
         stamp = stat();
     }
 
+    /** Whether the state now on the scratch has a journal to replay (read before the checker runs). */
+    JournalState journal() throws IOException {
+        return JournalState.of(file, size, b);
+    }
+
     /** Writes {@code src} at {@code off} on the scratch (a crash state); undone by {@link #reset()}. */
     void write(long off, MemorySegment src) throws IOException {
         long done = 0;
         while (done < src.byteSize()) {
             long n = Math.min(CHUNK, src.byteSize() - done);
             MemorySegment.copy(src, done, a, 0, n);
-            pwriteFully(fd, a, n, off + done);
+            file.write(a, n, off + done);
             done += n;
         }
         imageChanged(off, src.byteSize());
@@ -152,7 +151,7 @@ final class Scratch implements AutoCloseable {
 
     /** Zeroes [off, off + len) on the scratch (a discard in a crash state). */
     void zero(long off, long len) throws IOException {
-        punchOrZero(fd, off, len, a);
+        file.zero(off, len, a);
         imageChanged(off, len);
         cloneNeeded = true;
     }
@@ -183,9 +182,9 @@ final class Scratch implements AutoCloseable {
             return;
         }
         if (Files.size(path) != size) {
-            check(Libc.ftruncate(fd, size), "ftruncate");
+            file.setSize(size);
         }
-        List<long[]> ranges = merge(extents(fd, size), extents(imageFd, size));
+        List<long[]> ranges = merge(file.dataExtents(size), imageFile.dataExtents(size));
         for (long[] r : ranges) {
             long first = r[0] / CHUNK * CHUNK;
             for (long off = first; off < r[0] + r[1]; off += CHUNK) {
@@ -194,8 +193,8 @@ final class Scratch implements AutoCloseable {
                     continue;
                 }
                 long n = Math.min(CHUNK, size - off);
-                preadFully(imageFd, a, n, off);
-                preadFully(fd, b, n, off);
+                imageFile.read(a, n, off);
+                file.read(b, n, off);
                 bytesCompared += n;
                 if (a.asSlice(0, n).mismatch(b.asSlice(0, n)) >= 0) {
                     dirty.set(c);
@@ -223,36 +222,11 @@ final class Scratch implements AutoCloseable {
         long done = 0;
         while (done < len) {
             long n = Math.min(CHUNK, len - done);
-            preadFully(imageFd, a, n, off + done);
-            pwriteFully(fd, a, n, off + done);
+            imageFile.read(a, n, off + done);
+            file.write(a, n, off + done);
             done += n;
         }
         bytesCopied += len;
-    }
-
-    /** The data extents of a file as [offset, length] pairs (the whole file when SEEK_DATA is missing). */
-    static List<long[]> extents(int fd, long size) {
-        List<long[]> out = new ArrayList<>();
-        long pos = 0;
-        while (pos < size) {
-            long d = Libc.lseek(fd, pos, Fs.SEEK_DATA);
-            if (d < 0) {
-                if (d == -Errno.ENXIO) {
-                    break;
-                }
-                out.clear();
-                out.add(new long[] {0, size});
-                return out;
-            }
-            long h = Libc.lseek(fd, d, Fs.SEEK_HOLE);
-            if (h < 0) {
-                h = size;
-            }
-            h = Math.min(h, size);
-            out.add(new long[] {d, h - d});
-            pos = h;
-        }
-        return out;
     }
 
     private static List<long[]> merge(List<long[]> x, List<long[]> y) {
@@ -273,54 +247,9 @@ final class Scratch implements AutoCloseable {
         return out;
     }
 
-    static void punchOrZero(int fd, long off, long len, MemorySegment buf) throws IOException {
-        if (Libc.fallocate(fd, Falloc.FALLOC_FL_PUNCH_HOLE | Falloc.FALLOC_FL_KEEP_SIZE, off, len) == 0) {
-            return;
-        }
-        MemorySegment z = buf.fill((byte) 0);
-        long done = 0;
-        while (done < len) {
-            long n = Math.min(z.byteSize(), len - done);
-            pwriteFully(fd, z, n, off + done);
-            done += n;
-        }
-    }
-
-    static void preadFully(int fd, MemorySegment buf, long n, long off) throws IOException {
-        long done = 0;
-        while (done < n) {
-            long r = Libc.pread(fd, buf.address() + done, n - done, off + done);
-            if (r < 0) {
-                throw new IOException("pread: " + Errno.name((int) -r));
-            }
-            if (r == 0) {
-                buf.asSlice(done, n - done).fill((byte) 0);
-                return;
-            }
-            done += r;
-        }
-    }
-
-    static void pwriteFully(int fd, MemorySegment buf, long n, long off) throws IOException {
-        long done = 0;
-        while (done < n) {
-            long r = Libc.pwrite(fd, buf.address() + done, n - done, off + done);
-            if (r < 0) {
-                throw new IOException("pwrite: " + Errno.name((int) -r));
-            }
-            done += r;
-        }
-    }
-
-    private static void check(long r, String what) throws IOException {
-        if (r < 0) {
-            throw new IOException(what + ": " + Errno.name((int) -r));
-        }
-    }
-
     @Override
     public void close() throws IOException {
-        Libc.close(fd);
+        file.close();
         arena.close();
         Files.deleteIfExists(path);
     }

@@ -43,7 +43,14 @@ public final class WriteLog implements AutoCloseable {
         this.marks = new String[n];
     }
 
-    /** Opens and checks a log; throws {@link ReplayException} saying what is wrong with it. */
+    /**
+     * Opens and checks a log.
+     *
+     * @param path the log file (the log device's contents)
+     * @return the log, owned by the caller (close it)
+     * @throws ReplayException saying what is wrong with the log, when it is not a whole one
+     * @throws IOException when the file cannot be read or mapped
+     */
     public static WriteLog open(Path path) throws IOException {
         if (!Files.isRegularFile(path)) {
             throw new ReplayException(path + ": no such log file");
@@ -118,28 +125,105 @@ public final class WriteLog implements AutoCloseable {
         return log;
     }
 
+    /**
+     * The log file.
+     *
+     * @return its path
+     */
     public Path path() { return path; }
+    /**
+     * The log's sector size, from its super block.
+     *
+     * @return bytes per sector
+     */
     public int sectorSize() { return sectorSize; }
+    /**
+     * Entries in the log.
+     *
+     * @return how many
+     */
     public int size() { return n; }
+    /**
+     * The flags of entry {@code i} ({@code LOG_*_FLAG} of dm-log-writes).
+     *
+     * @param i the entry (0-based)
+     * @return its flags
+     */
     public long flags(int i) { return flags[i]; }
-    /** Byte offset on the device of entry {@code i}. */
+    /**
+     * Byte offset on the device of entry {@code i}.
+     *
+     * @param i the entry (0-based)
+     * @return the offset in bytes
+     */
     public long offset(int i) { return sector[i] * sectorSize; }
-    /** Bytes written (or discarded) by entry {@code i}. */
+    /**
+     * Bytes written (or discarded) by entry {@code i}.
+     *
+     * @param i the entry (0-based)
+     * @return the length in bytes
+     */
     public long length(int i) { return nrSectors[i] * sectorSize; }
+    /**
+     * The label of entry {@code i} when it is a mark.
+     *
+     * @param i the entry (0-based)
+     * @return the label, or null
+     */
     public String mark(int i) { return marks[i]; }
+    /**
+     * Whether entry {@code i} is a mark.
+     *
+     * @param i the entry (0-based)
+     * @return true for a mark
+     */
     public boolean isMark(int i) { return (flags[i] & LogFormat.MARK) != 0; }
+    /**
+     * Whether entry {@code i} is a flush (or carries one).
+     *
+     * @param i the entry (0-based)
+     * @return true with the FLUSH flag
+     */
     public boolean isFlush(int i) { return (flags[i] & LogFormat.FLUSH) != 0; }
+    /**
+     * Whether entry {@code i} was written FUA.
+     *
+     * @param i the entry (0-based)
+     * @return true with the FUA flag
+     */
     public boolean isFua(int i) { return (flags[i] & LogFormat.FUA) != 0; }
+    /**
+     * Whether entry {@code i} is a discard.
+     *
+     * @param i the entry (0-based)
+     * @return true with the DISCARD flag
+     */
     public boolean isDiscard(int i) { return (flags[i] & LogFormat.DISCARD) != 0; }
-    /** True when entry {@code i} changes the device (a write or discard with sectors). */
+    /**
+     * True when entry {@code i} changes the device (a write or discard with sectors).
+     *
+     * @param i the entry (0-based)
+     * @return whether replaying it changes the image
+     */
     public boolean changesData(int i) { return !isMark(i) && nrSectors[i] > 0; }
 
-    /** The data of entry {@code i} (a write), a slice of the mapped log. */
+    /**
+     * The data of entry {@code i} (a write), a slice of the mapped log.
+     *
+     * @param i the entry (0-based)
+     * @return read-only memory valid until this log is closed
+     */
     public MemorySegment data(int i) {
         return map.asSlice(dataAt[i], length(i));
     }
 
-    /** The index of the first mark called {@code label}; throws when there is none. */
+    /**
+     * The index of the first mark called {@code label}.
+     *
+     * @param label the mark's label
+     * @return its entry index
+     * @throws ReplayException when there is none (naming the marks there are)
+     */
     public int findMark(String label) {
         List<String> all = new ArrayList<>();
         for (int i = 0; i < n; i++) {
@@ -154,7 +238,12 @@ public final class WriteLog implements AutoCloseable {
                 + (all.isEmpty() ? "none" : String.join(", ", all)) + ")");
     }
 
-    /** The last mark at or before entry {@code i}, or null. */
+    /**
+     * The last mark at or before entry {@code i}.
+     *
+     * @param i the entry (0-based)
+     * @return its label, or null
+     */
     public String markBefore(int i) {
         for (int j = Math.min(i, n - 1); j >= 0; j--) {
             if (marks[j] != null) {
@@ -164,6 +253,7 @@ public final class WriteLog implements AutoCloseable {
         return null;
     }
 
+    /** Unmaps the log; its data segments are invalid afterwards. */
     @Override
     public void close() {
         arena.close();

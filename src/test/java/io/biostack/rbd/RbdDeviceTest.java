@@ -101,6 +101,39 @@ class RbdDeviceTest {
     }
 
     @Test
+    void growToResizesTheImageAsRbdSeesItAndWritesBeyondTheOldEndLand() throws Exception {
+        RbdOptions o = image("grow", 8L << 20);
+        try (RbdDevice d = RbdDevice.open("vol", o); Arena arena = Arena.ofShared()) {
+            MemorySegment buf = d.allocateIoMemory(4096, arena).fill((byte) 0x6b);
+            assertThatThrownBy(() -> d.write(12L << 20, buf).get(30, TimeUnit.SECONDS))
+                    .hasMessageContaining("beyond the end");
+            assertThat(d.growTo(4L << 20)).as("never shrinks").isEqualTo(8L << 20);
+            assertThat(d.growTo((12L << 20) + 1)).as("rounded up to a 512-byte block").isEqualTo((12L << 20) + 512);
+            assertThat(io.biostack.block.Resizable.grow(d, 16L << 20)).isEqualTo(16L << 20);
+            assertThat(d.size()).isEqualTo(16L << 20);
+            d.write(12L << 20, buf).get(30, TimeUnit.SECONDS);
+            d.flush().get(30, TimeUnit.SECONDS);
+        }
+        assertThat(ceph.rbd("info", "--format", "json", o.spec()).out()).contains("\"size\":16777216");
+        byte[] img = export(o);
+        assertThat(img).hasSize(16 << 20);
+        for (int i = 0; i < 4096; i++) {
+            assertThat(img[(12 << 20) + i]).isEqualTo((byte) 0x6b);
+        }
+        assertThat(img[(12 << 20) - 1]).isZero();
+    }
+
+    @Test
+    void growToAClosedDeviceFailsAndLeavesTheImageAsItWas() throws Exception {
+        RbdOptions o = image("growclosed", 8L << 20);
+        RbdDevice d = RbdDevice.open("vol", o);
+        d.close();
+        assertThatThrownBy(() -> d.growTo(16L << 20)).isInstanceOf(IOException.class)
+                .hasMessageContaining("rbd " + o.spec() + " is closed");
+        assertThat(ceph.rbd("info", "--format", "json", o.spec()).out()).contains("\"size\":8388608");
+    }
+
+    @Test
     void anImageMadeByRbdImportIsReadByteExact() throws Exception {
         byte[] data = random(6 << 20, 4);
         Arrays.fill(data, 1 << 20, 3 << 20, (byte) 0); // a hole in the middle

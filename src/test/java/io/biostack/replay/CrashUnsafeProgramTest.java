@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * A program with the classic crash bug, run through the log-writes target: it writes a data
@@ -41,8 +42,9 @@ class CrashUnsafeProgramTest {
     void checker() throws Exception {
         Files.write(dir.resolve("zero"), new byte[4096]);
         // consistent: no commit record, or a commit record that matches the data it vouches for
-        check = "cd " + dir + " && dd if={} of=chk-commit bs=4096 skip=1 count=1 2>/dev/null && dd if={} of=chk-data bs=4096 skip=8 count=1 2>/dev/null"
-                + " && { cmp -s chk-commit zero || cmp chk-commit chk-data; }";
+        // each checker keeps its pieces beside its own state: checkers run in parallel
+        check = "dd if={} of={}.commit bs=4096 skip=1 count=1 2>/dev/null && dd if={} of={}.data bs=4096 skip=8 count=1 2>/dev/null"
+                + " && { cmp -s {}.commit " + dir.resolve("zero") + " || cmp -s {}.commit {}.data || { echo 'commit and data differ'; false; }; }; r=$?; rm -f {}.commit {}.data; exit $r";
     }
 
     /** The program: data, [flush,] commit, flush; through {@code dev}. */
@@ -109,6 +111,36 @@ class CrashUnsafeProgramTest {
         Report.Failure f = r.failures().getFirst();
         assertThat(f.dropped()).containsExactly(new Report.Unit(0, DATA, 4096));
         assertThat(f.persisted()).containsExactly(new Report.Unit(1, COMMIT, 4096));
+    }
+
+    @Test
+    void reorderedStatesCheckedInParallelFindTheSameFailingStateAsOneAtATime() throws Exception {
+        // The commit vouches for the data's last block, so the first failing state is not the
+        // first one tried (dropping block 3 of the torn write is the fourth state), and random
+        // states after it fail too. The checker sleeps a random 0-90 ms, so parallel checkers
+        // end in any order; the failure reported must still be the serial one.
+        Path log = record(16384, false);
+        String slowCheck = "sleep 0.0$(( $(od -An -N1 -tu1 /dev/urandom) % 10 )); " + check.replace("skip=8", "skip=11");
+        Replayer.Options serial = opts(log, "img-s").check(slowCheck, Duration.ofSeconds(20)).reorder(16, 5, true).jobs(1);
+        Report one = Replayer.run(serial);
+        assertThat(one.passed()).isFalse();
+        Report.Failure f = one.failures().getFirst();
+        assertThat(f.dropped()).containsExactly(new Report.Unit(0, DATA + 3 * 4096, 4096));
+        assertThat(f.persisted()).containsExactly(new Report.Unit(1, COMMIT, 4096));
+        assertThat(one.reorderedStates()).isEqualTo(4);
+        for (int k = 0; k < 2; k++) {
+            Report par = Replayer.run(opts(log, "img-p" + k).check(slowCheck, Duration.ofSeconds(20)).reorder(16, 5, true).jobs(4));
+            assertThat(par.failures()).as("parallel run " + k).isEqualTo(one.failures());
+            assertThat(par.reorderedStates()).as("parallel run " + k).isEqualTo(one.reorderedStates());
+        }
+    }
+
+    @Test
+    void recoverWithoutCheckIsRefused() throws Exception {
+        Path log = record(4096, false);
+        assertThatThrownBy(() -> Replayer.run(Replayer.Options.of(log, dir.resolve("img-r")).createSize(1 << 20).recover("true")))
+                .isInstanceOf(ReplayException.class).hasMessageContaining("--recover needs --check");
+        assertThat(dir.resolve("img-r")).doesNotExist();
     }
 
     @Test

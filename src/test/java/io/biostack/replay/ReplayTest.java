@@ -224,6 +224,21 @@ class ReplayTest {
     }
 
     @Test
+    void recoverRunsBeforeTheCheckOnAStateItCannotReadAndIsRefusedWithoutACheck() throws Exception {
+        Path log = write("log", new KernelLog(512).entry(0, 1, 0, null, fill(512, 3)).entry(0, 0, 1, null, null).bytes());
+        // not a file system this replayer knows: its journal state is unknown, so recovery runs
+        CliRun r = CliRun.of("replay", log.toString(), "--to", dir.resolve("r").toString(), "--size", "64k",
+                "--recover", "echo recovered > {}.r", "--check", "test -f {}.r && rm {}.r", "--json");
+        assertThat(r.code()).as(r.out() + r.err()).isZero();
+        assertThat(r.out()).contains("\"result\":\"pass\"").contains("\"recoveries\":1").contains("\"recoveries_skipped\":0");
+        r = CliRun.of("replay", log.toString(), "--to", dir.resolve("s").toString(), "--size", "64k",
+                "--recover", "true", "--json");
+        assertThat(r.code()).isEqualTo(2);
+        assertThat(r.out()).contains("--recover needs --check");
+        assertThat(dir.resolve("s")).doesNotExist();
+    }
+
+    @Test
     void replayWithoutACheckSaysItCheckedNothingAndWritesTheImage() throws Exception {
         Path log = write("log", new KernelLog(512).entry(0, 1, 0, null, fill(512, 7)).entry(0, 0, 1, null, null).bytes());
         Path img = dir.resolve("plain");
