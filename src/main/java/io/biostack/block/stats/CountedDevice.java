@@ -34,11 +34,8 @@ import java.lang.foreign.MemorySegment;
  * are not durable yet is held by the bitmaps until they are. Its {@link #statusContexts()} lists
  * the bitmaps ({@code qemu:dirty-bitmap:NAME}) before the inner device's contexts.
  *
- * <h2>The clock</h2>
- * A clock reading costs more than the rest of counting (about 29 ns of CPU for
- * {@link System#nanoTime} here), so each I/O reads it as few times as it can ({@link IoClock}):
- * once at the outermost counted submit, shared by the counted devices below it and by a
- * completion during that submit; once more at a completion that comes later (io_uring, librbd).
+ * <p>Measured with {@code bench/stats/run.sh}: the cost is dominated by the two
+ * {@link System#nanoTime} reads per I/O (start, completion) that latency needs.
  *
  * <p>Ownership is {@link BlockDevice#submit}'s: this device owns the caller's bio until it
  * completes it, on whatever thread the device underneath completes the clone. Closing closes
@@ -100,44 +97,33 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
     @Override public QueueLimits limits() { return inner.limits(); }
     @Override public boolean isReadOnly() { return inner.isReadOnly(); }
 
-    /**
-     * Counts the bio in and passes it down; see {@link BlockDevice#submit}. The start time is
-     * the {@link IoClock} scope's reading: a counted device below this one, and any completion
-     * inside this call, share it instead of reading the clock again.
-     *
-     * @param bio the bio; this device owns it until it completes it
-     */
+    /** Counts the bio in and passes it down; see {@link BlockDevice#submit}. */
     @Override
     public void submit(Bio bio) {
-        long now = IoClock.enter();
-        try {
-            if (!bio.startAccounting(this, now)) {
-                Bio c = bio.cloneShallow(POOL);
-                c.setEndIo(cloneDone);
-                c.setPrivateData(bio);
-                c.startAccounting(this, now);
-                bio = c;
-            }
-            stats.start(bio.op(), now);
-            DeviceBitmaps b = bitmaps;
-            if (b != null && bio.op().changesData() && !b.beforeWrite(bio)) {
-                return; // held until its marks are durable; the bitmaps send it down
-            }
-            below.submit(bio);
-        } finally {
-            IoClock.exit();
+        long now = System.nanoTime();
+        if (!bio.startAccounting(this, now)) {
+            Bio c = bio.cloneShallow(POOL);
+            c.setEndIo(cloneDone);
+            c.setPrivateData(bio);
+            c.startAccounting(this, now);
+            bio = c;
         }
+        stats.start(bio.op(), now);
+        DeviceBitmaps b = bitmaps;
+        if (b != null && bio.op().changesData() && !b.beforeWrite(bio)) {
+            return; // held until its marks are durable; the bitmaps send it down
+        }
+        below.submit(bio);
     }
 
     /**
-     * Counts the bio out; called by {@link Bio#endIo()} on the completing thread. Reads the clock
-     * once, or not at all inside an {@link IoClock} scope (a completion during a submit).
+     * Counts the bio out; called by {@link Bio#endIo()} on the completing thread.
      *
      * @param bio the completed bio this device started counting
      */
     @Override
     public void ioDone(Bio bio) {
-        stats.done(bio.op(), bio.accountingOffset(), bio.accountingSize(), bio.accountingStart(), IoClock.now());
+        stats.done(bio.op(), bio.accountingOffset(), bio.accountingSize(), bio.accountingStart(), System.nanoTime());
     }
 
     private static void cloneDone(Bio c) {
