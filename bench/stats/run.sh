@@ -33,31 +33,34 @@ echo "== part 1: CountedDevice over a ramdisk, in-process, thread CPU time"
   io.biostack.block.stats.StatsCost $(( rounds * 2 + 1 )) 2000000
 
 echo "== part 2: biostack bench --stack over ram, stats on vs off"
-printf 'r0: ram 256M\n' > "$out/stack"
+printf 'r0: ram 256M\nl0: linear r0 0\n' > "$out/stack"
+for dev in r0 l0; do
 for qd in 1 32; do
   for r in $(seq "$rounds"); do
     for on in true false; do
-      BIOSTACK_JAVA_OPTS="-Dbiostack.stats=$on" "$root/biostack" bench --stack "$out/stack" --device r0 \
+      BIOSTACK_JAVA_OPTS="-Dbiostack.stats=$on" "$root/biostack" bench --stack "$out/stack" --device "$dev" \
         --rw randread --bs 4k --iodepth "$qd" --ramp 2 --runtime "$runtime" --size 256M --json \
-        > "$out/qd$qd.$on.$r.json"
+        > "$out/$dev.qd$qd.$on.$r.json"
     done
   done
+done
 done
 
 python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
-for qd in (1, 32):
+for dev, levels in (("r0", 1), ("l0", 2)):
+  for qd in (1, 32):
     res = {}
     for on in ("true", "false"):
         ns, p50, alloc = [], [], []
         for r in range(1, rounds + 1):
-            j = json.load(open(f"{out}/qd{qd}.{on}.{r}.json"))
+            j = json.load(open(f"{out}/{dev}.qd{qd}.{on}.{r}.json"))
             ns.append(1e9 / j["iops"])
             p50.append(j["lat_ns"]["p50"])
             alloc.append(j.get("alloc_bytes_per_io"))
         res[on] = (statistics.median(ns), statistics.median(p50), alloc)
     on, off = res["true"], res["false"]
-    print(f"randread 4k QD{qd}: stats on {on[0]:.1f} ns/io (p50 {on[1]} ns), off {off[0]:.1f} ns/io (p50 {off[1]} ns); "
-          f"difference {on[0] - off[0]:+.1f} ns/io, p50 {on[1] - off[1]:+.0f} ns; alloc bytes/io on {on[2]}")
+    print(f"{dev} ({levels} counted level(s)) randread 4k QD{qd}: stats on {on[0]:.1f} ns/io (p50 {on[1]} ns), off {off[0]:.1f} ns/io (p50 {off[1]} ns); "
+          f"difference {on[0] - off[0]:+.1f} ns/io ({(on[0] - off[0]) / levels:+.1f} per counted device), p50 {on[1] - off[1]:+.0f} ns; alloc bytes/io on {on[2]}")
 PY

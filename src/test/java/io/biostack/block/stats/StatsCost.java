@@ -50,6 +50,20 @@ public final class StatsCost {
             System.out.printf(Locale.ROOT, "stats cost, 4k reads QD1 in-process on a ramdisk (cpu ns/io, median of %d rounds): "
                     + "off %.1f  on %.1f  difference %.1f ns/io%n", rounds, median(bare), median(cnt), median(diff));
             System.out.println("counted " + counted.stats().snapshot());
+            // two levels: a counted linear over a counted ramdisk against the bare linear over the ramdisk
+            BlockDevice bareTwo = io.biostack.layer.Linear.of("lin", ram, 0);
+            CountedDevice leaf = new CountedDevice(ram, new DeviceStats("ram0"));
+            CountedDevice two = new CountedDevice(io.biostack.layer.Linear.of("lin", leaf, 0), new DeviceStats("lin"));
+            run(bareTwo, bio, buf, cb, ios, mx);
+            run(two, bio, buf, cb, ios, mx);
+            for (int r = 0; r < rounds; r++) {
+                bare[r] = run(bareTwo, bio, buf, cb, ios, mx);
+                cnt[r] = run(two, bio, buf, cb, ios, mx);
+                diff[r] = cnt[r] - bare[r];
+            }
+            System.out.printf(Locale.ROOT, "two counted levels (linear over ram), same measure: "
+                    + "off %.1f  on %.1f  difference %.1f ns/io, %.1f per counted device%n",
+                    median(bare), median(cnt), median(diff), median(diff) / 2);
         }
     }
 
