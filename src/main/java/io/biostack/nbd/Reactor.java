@@ -32,6 +32,11 @@ abstract class Reactor {
     private NbdConnection[] conns = new NbdConnection[16];
     private int nconns;
     private volatile int count;
+    /**
+     * Connections handed to this reactor and not yet removed: counted when the acceptor picks it
+     * (before the reactor adopts the connection), so that a burst of accepts spreads evenly.
+     */
+    final java.util.concurrent.atomic.AtomicInteger assigned = new java.util.concurrent.atomic.AtomicInteger();
     private NbdConnection dirtyHead;
     /** Connections to service on the next pass (cold: only when the SQ is full). */
     private final java.util.ArrayList<NbdConnection> deferred = new java.util.ArrayList<>();
@@ -251,6 +256,7 @@ abstract class Reactor {
         conns[nconns] = null;
         c.index = -1;
         count = nconns;
+        assigned.decrementAndGet();
         server.connectionClosed(c);
     }
 
