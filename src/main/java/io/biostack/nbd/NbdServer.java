@@ -702,6 +702,15 @@ public final class NbdServer implements AutoCloseable {
         return n;
     }
 
+    /** WRITEs the reactors' file rings held for one submit per pass (the write plug). Tests. */
+    long heldWrites() {
+        long n = 0;
+        for (Reactor r : reactors) {
+            n += r.heldWrites();
+        }
+        return n;
+    }
+
     /** Reactors whose payload buffers are registered with their ring (they made some). */
     int reactorsWithRegisteredBuffers() {
         int n = 0;

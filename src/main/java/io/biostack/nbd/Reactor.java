@@ -195,6 +195,15 @@ abstract class Reactor {
         return l == null ? 0 : FileRings.fixedIos(l);
     }
 
+    /**
+     * WRITEs this reactor's file ring held to submit with the rest of their pass (the write plug
+     * of {@code io.biostack.file}); 0 on a transport without a file ring. Any thread: read it
+     * after a reply you waited for.
+     */
+    long heldWrites() {
+        return 0;
+    }
+
     /** True once this reactor's payload buffers are registered with its ring. Any thread. */
     final boolean buffersRegistered() {
         return registeredWith != null;
