@@ -15,8 +15,13 @@
 #
 # Usage: bench/nbd/run.sh [--runtime SECONDS] [--rounds N] [--file PATH] [--size SIZE]
 #                         [--threads N] [--poll-us US] [--skip-file] [--skip-ram]
+#                         [--jobs "rw bs qd,rw bs qd,..."] [--skip-qemu]
 #        --poll-us is passed to biostack serve (its default when not given: adaptive polling).
+#        --jobs replaces the file section's job list (default: the four below).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
+#        BIOSTACK_BASE  a second biostack command (e.g. a build of main) served beside the first
+#                  and measured in the same rounds, job by job (rows "base", ratio "bs/base"):
+#                  a before/after in one run. BIOSTACK_BASE_OPTS: its BIOSTACK_JAVA_OPTS.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIOSTACK=${BIOSTACK:-$root/biostack}
@@ -28,6 +33,9 @@ POLL=()
 FILE=${TMPDIR:-/tmp}/biostack-nbd-bench.img
 SKIP_FILE=0
 SKIP_RAM=0
+SKIP_QEMU=0
+JOBS="randread 4k 1,randread 4k 32,read 1M 8,randwrite 4k 32"
+BASE=${BIOSTACK_BASE:-}
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) RUNTIME=$2; shift 2;;
@@ -38,6 +46,8 @@ while [ $# -gt 0 ]; do
     --poll-us) POLL=(--poll-us "$2"); shift 2;;
     --skip-file) SKIP_FILE=1; shift;;
     --skip-ram) SKIP_RAM=1; shift;;
+    --skip-qemu) SKIP_QEMU=1; shift;;
+    --jobs) JOBS=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -125,25 +135,42 @@ if [ "$SKIP_FILE" = 0 ]; then
   bs_sock=$work/biostack.sock
   qn_sock=$work/qemu-nbd.sock
   start "$bs_sock" $BIOSTACK serve --direct-io on --threads "$THREADS" "${POLL[@]}" "$FILE" --socket "$bs_sock"; bs_pid=$started
-  start "$qn_sock" qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k "$qn_sock" "$FILE"; qn_pid=$started
+  if [ "$SKIP_QEMU" = 0 ]; then
+    start "$qn_sock" qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k "$qn_sock" "$FILE"; qn_pid=$started
+  fi
+  if [ -n "$BASE" ]; then
+    ba_sock=$work/base.sock
+    start "$ba_sock" env BIOSTACK_JAVA_OPTS="${BIOSTACK_BASE_OPTS:-}" $BASE serve --direct-io on --threads "$THREADS" "${POLL[@]}" "$FILE" --socket "$ba_sock"; ba_pid=$started
+    echo "   base:     BIOSTACK_JAVA_OPTS='${BIOSTACK_BASE_OPTS:-}' $BASE serve (same options)"
+  fi
   echo "== file: $FILE ($SIZE), runtime ${RUNTIME}s per job, $ROUNDS round(s), alternating"
   echo "   biostack: $BIOSTACK serve --direct-io on --threads $THREADS ${POLL[*]} $FILE --socket S"
   echo "   qemu-nbd: qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k S $FILE"
   echo "   raw:      fio --ioengine=io_uring --direct=1 --filename=$FILE"
   grep -h "nbd server:\|file engine:" "$work/biostack.sock.log" | sed 's/^/   biostack log: /' || true
   warm "$bs_sock"
-  warm "$qn_sock"
+  [ "$SKIP_QEMU" = 0 ] && warm "$qn_sock"
+  [ -n "$BASE" ] && warm "$ba_sock"
   header
-  for spec in "randread 4k 1" "randread 4k 32" "read 1M 8" "randwrite 4k 32"; do
+  IFS=, read -r -a specs <<<"$JOBS"
+  for spec in "${specs[@]}"; do
     set -- $spec
     name="$1 $2 QD$3"
     for r in $(seq 1 "$ROUNDS"); do
       b=$(job "$bs_pid" "$(nbd "$bs_sock")" "$1" "$2" "$3")
       w=$(job "" "$(raw "$FILE")" "$1" "$2" "$3")
-      q=$(job "$qn_pid" "$(nbd "$qn_sock")" "$1" "$2" "$3")
+      if [ "$SKIP_QEMU" = 0 ]; then q=$(job "$qn_pid" "$(nbd "$qn_sock")" "$1" "$2" "$3"); else q="0 0 0 0 0"; fi
+      [ -n "$BASE" ] && a=$(job "$ba_pid" "$(nbd "$ba_sock")" "$1" "$2" "$3")
       row "$name" biostack $b
       row "$name" "raw file" $(echo "$w" | awk '{ print $1, $2, $3, $4, "-" }')
-      row "$name" qemu-nbd $q
+      [ "$SKIP_QEMU" = 0 ] && row "$name" qemu-nbd $q
+      if [ -n "$BASE" ]; then
+        row "$name" base $a
+        row "$name" "base/raw" "$(div "$(field "$a" 1)" "$(field "$w" 1)")" "" \
+            "$(div "$(field "$a" 3)" "$(field "$w" 3)")" "" ""
+        row "$name" "bs/base" "$(div "$(field "$b" 1)" "$(field "$a" 1)")" "" \
+            "$(div "$(field "$b" 3)" "$(field "$a" 3)")" "" "$(div "$(field "$b" 5)" "$(field "$a" 5)")"
+      fi
       if [ "$3" = 1 ]; then
         row "$name" "bs/raw" "$(div "$(field "$b" 1)" "$(field "$w" 1)")" "" \
             "$(div "$(field "$b" 3)" "$(field "$w" 3)")" "" "" 

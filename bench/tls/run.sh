@@ -5,7 +5,11 @@
 # biostack serve --ram SIZE in the same rounds, so TLS's cost shows as server CPU per I/O
 # (utime+stime of the server process from /proc/PID/stat over the job, divided by fio's I/Os).
 #
-# Usage: bench/tls/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE]
+# Usage: bench/tls/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE] [--numjobs N]
+#        --numjobs: fio jobs per measurement, each its own connection (default 2, issue 19: one
+#        fio job was the limit, not the server); their figures are summed (group_reporting).
+#        --jfr FILE: records the biostack TLS server with JFR (settings=profile) into FILE, for
+#        `jfr print --events jdk.ExecutionSample FILE` (where its CPU goes).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
 #
 # Client certificates: fio's nbd engine refuses URI parameters that name local files
@@ -18,11 +22,15 @@ BIOSTACK=${BIOSTACK:-$root/biostack}
 RUNTIME=10
 ROUNDS=1
 SIZE=1G
+NUMJOBS=2
+JFR=
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) RUNTIME=$2; shift 2;;
     --rounds) ROUNDS=$2; shift 2;;
     --size) SIZE=$2; shift 2;;
+    --numjobs) NUMJOBS=$2; shift 2;;
+    --jfr) JFR=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -87,7 +95,8 @@ job() {
   local t0 t1 json
   t0=$(cpu_ticks "$2")
   json=$(as_client fio --name=j --ioengine=nbd --uri="$1" --rw="$3" --bs="$4" --iodepth="$5" --size="$SIZE" \
-      --runtime="$RUNTIME" --time_based --randrepeat=0 --output-format=json 2>/dev/null) || {
+      --numjobs="$NUMJOBS" --group_reporting --runtime="$RUNTIME" --time_based --randrepeat=0 \
+      --output-format=json 2>/dev/null) || {
     echo "bench: fio failed on $1" >&2; exit 1; }
   t1=$(cpu_ticks "$2")
   echo "$json" | python3 -c '
@@ -121,7 +130,9 @@ row() { printf "%-20s %-16s %10s %10s %14s\n" "$@"; }
 bs_tls=$work/biostack-tls.sock
 bs_plain=$work/biostack-plain.sock
 nk_tls=$work/nbdkit-tls.sock
-start "$bs_tls" $BIOSTACK serve --ram "$SIZE" --socket "$bs_tls" --tls-certificates "$pki"
+jfr_opts=${BIOSTACK_JAVA_OPTS:-}
+[ -n "$JFR" ] && jfr_opts="$jfr_opts -XX:StartFlightRecording=filename=$JFR,settings=profile"
+start "$bs_tls" env BIOSTACK_JAVA_OPTS="$jfr_opts" $BIOSTACK serve --ram "$SIZE" --socket "$bs_tls" --tls-certificates "$pki"
 bs_tls_pid=${pids[-1]}
 start "$bs_plain" $BIOSTACK serve --ram "$SIZE" --socket "$bs_plain"
 bs_plain_pid=${pids[-1]}
@@ -132,7 +143,7 @@ u_bs_tls="nbds+unix:///?socket=$bs_tls&tls-hostname=localhost"
 u_nk_tls="nbds+unix:///?socket=$nk_tls&tls-hostname=localhost"
 u_bs_plain="nbd+unix:///?socket=$bs_plain"
 
-echo "== TLS: runtime ${RUNTIME}s per job, $ROUNDS round(s), alternating; export $SIZE in RAM, filled first"
+echo "== TLS: runtime ${RUNTIME}s per job, $NUMJOBS fio jobs (connections) each, $ROUNDS round(s), alternating; export $SIZE in RAM, filled first"
 echo "   biostack: $BIOSTACK serve --ram $SIZE --socket S --tls-certificates DIR   (TLS 1.3, X.509)"
 echo "   nbdkit:   nbdkit -f -U S --tls=require --tls-certificates DIR memory $SIZE"
 echo "   plain:    $BIOSTACK serve --ram $SIZE --socket S"

@@ -98,6 +98,11 @@ public final class BackingFile implements AutoCloseable {
      * Opens {@code path} for file bios. With {@code direct} the file is opened O_DIRECT (no page
      * cache). The engine is shared with other open files of the same kind.
      *
+     * @param path       a regular file or a block device
+     * @param direct     open it O_DIRECT (no page cache)
+     * @param readOnly   open it O_RDONLY: bios that change data fail with READONLY
+     * @param engineKind the engine wanted (AUTO: io_uring where the kernel allows it)
+     * @return the open file; the caller closes it
      * @throws IOException with the path and the errno's words when it can't be opened
      */
     public static BackingFile open(Path path, boolean direct, boolean readOnly, EngineKind engineKind)
@@ -129,7 +134,14 @@ public final class BackingFile implements AutoCloseable {
         return new BackingFile(path, fd, direct, readOnly, st, engine);
     }
 
-    /** Creates {@code path} sparse at {@code size} bytes when it does not exist; true if created. */
+    /**
+     * Creates {@code path} sparse at {@code size} bytes when it does not exist.
+     *
+     * @param path the file to create
+     * @param size its size in bytes
+     * @return true if it was created, false when it existed (it is left as it is)
+     * @throws IOException when it can't be created or sized
+     */
     public static boolean createSparse(Path path, long size) throws IOException {
         int fd = Libc.open(path.toString(), Fcntl.O_RDWR | Fcntl.O_CREAT | Fcntl.O_EXCL | Fcntl.O_CLOEXEC, 0644);
         if (fd == -Errno.EEXIST) {
@@ -149,7 +161,13 @@ public final class BackingFile implements AutoCloseable {
         return true;
     }
 
-    /** Alignment of file offsets and lengths for O_DIRECT (statx STATX_DIOALIGN, else the fs block size). */
+    /**
+     * Alignment of file offsets and lengths for O_DIRECT (statx STATX_DIOALIGN, else the fs block size).
+     *
+     * @param path the file
+     * @return the alignment in bytes
+     * @throws IOException when it can't be opened or stat'ed
+     */
     public static int directIoAlignment(Path path) throws IOException {
         int fd = Libc.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
         if (fd < 0) {
@@ -168,6 +186,8 @@ public final class BackingFile implements AutoCloseable {
      * exactly once, on an engine thread (or at once, on this thread, when the bio is bad).
      * Memory that is on the heap, not alive, or misaligned for O_DIRECT is bounced; bios bigger
      * than the file's limits are split and chained.
+     *
+     * @param bio the bio; the file owns it until it completes
      */
     public void submitFileBio(Bio bio) {
         if (closed) {
@@ -256,7 +276,12 @@ public final class BackingFile implements AutoCloseable {
         return true;
     }
 
-    /** The file's current size in bytes (a fresh statx: the file may have grown). */
+    /**
+     * The file's current size in bytes (a fresh statx: the file may have grown).
+     *
+     * @return the size in bytes
+     * @throws IOException when statx fails
+     */
     public long size() throws IOException {
         try {
             Stat st = Libc.fstatx(fd);
@@ -269,13 +294,21 @@ public final class BackingFile implements AutoCloseable {
     /**
      * The next offset at or after {@code offset} that holds data (SEEK_DATA), or -1 when none
      * (holes to the end of the file).
+     *
+     * @param offset where to start looking
+     * @return the offset of the next data, or -1
      */
     public long seekData(long offset) {
         long r = Libc.lseek(fd, offset, Fs.SEEK_DATA);
         return r < 0 ? -1 : r;
     }
 
-    /** The next hole at or after {@code offset} (SEEK_HOLE); the end of the file counts as one. */
+    /**
+     * The next hole at or after {@code offset} (SEEK_HOLE); the end of the file counts as one.
+     *
+     * @param offset where to start looking
+     * @return the offset of the next hole, or -1 when lseek fails (past the end)
+     */
     public long seekHole(long offset) {
         long r = Libc.lseek(fd, offset, Fs.SEEK_HOLE);
         return r < 0 ? -1 : r;
@@ -301,7 +334,11 @@ public final class BackingFile implements AutoCloseable {
         }
     }
 
-    /** The file's path as opened. */
+    /**
+     * The file's path as opened.
+     *
+     * @return the path
+     */
     public Path path() {
         return path;
     }
@@ -310,37 +347,65 @@ public final class BackingFile implements AutoCloseable {
         return fd;
     }
 
-    /** True when the file is open O_DIRECT (no page cache). */
+    /**
+     * Whether the file is open O_DIRECT.
+     *
+     * @return true when the file is open O_DIRECT (no page cache)
+     */
     public boolean isDirect() {
         return direct;
     }
 
-    /** True when the file is open read-only. */
+    /**
+     * Whether the file is open read-only.
+     *
+     * @return true when the file is open read-only
+     */
     public boolean isReadOnly() {
         return readOnly;
     }
 
-    /** O_DIRECT alignment of file offsets and lengths. */
+    /**
+     * O_DIRECT alignment of file offsets and lengths.
+     *
+     * @return the alignment in bytes
+     */
     public int directIoAlignment() {
         return dioOffsetAlign;
     }
 
-    /** O_DIRECT alignment of memory addresses. */
+    /**
+     * O_DIRECT alignment of memory addresses.
+     *
+     * @return the alignment in bytes
+     */
     public int memoryAlignment() {
         return dioMemAlign;
     }
 
-    /** The limits of file bios: block size and memory alignment of O_DIRECT, largest bio. */
+    /**
+     * The limits of file bios: block size and memory alignment of O_DIRECT, largest bio.
+     *
+     * @return the limits
+     */
     public QueueLimits limits() {
         return limits;
     }
 
-    /** "io_uring (SINGLE_ISSUER|...)" or "threads (8)". */
+    /**
+     * The engine, for a log line.
+     *
+     * @return "io_uring (SINGLE_ISSUER|...)" or "threads (8)", and why that engine
+     */
     public String engineDescription() {
         return engine.describe() + Engines.why(engine.kind());
     }
 
-    /** The engine that does this file's I/O (URING or THREADS, never AUTO). */
+    /**
+     * The engine that does this file's I/O.
+     *
+     * @return URING or THREADS, never AUTO
+     */
     public EngineKind engineKind() {
         return engine.kind();
     }
@@ -356,6 +421,10 @@ public final class BackingFile implements AutoCloseable {
      * owner is closed; close it only after every bio over it has completed. It may outlive this
      * file. Use a shared or automatic arena (engine threads access it). Cold path: may wait for
      * the engine's thread; don't call it from an end-io callback.
+     *
+     * @param bytes the size wanted
+     * @param owner the arena that owns (and frees) the memory
+     * @return native memory of {@code bytes}, aligned as said
      */
     public MemorySegment allocateIoBuffers(long bytes, Arena owner) {
         return engine.allocateIoMemory(bytes, Math.max(4096, dioMemAlign), owner);
@@ -371,7 +440,11 @@ public final class BackingFile implements AutoCloseable {
         return engine instanceof UringEngine u && u.hasFixedBuffers();
     }
 
-    /** Times the bounce pool ran dry (a buffer was allocated instead). */
+    /**
+     * Times the bounce pool ran dry (a buffer was allocated instead).
+     *
+     * @return the count so far
+     */
     public long bounceOverflows() {
         return bounce.overflows();
     }

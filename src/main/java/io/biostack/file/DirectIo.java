@@ -35,17 +35,38 @@ public final class DirectIo {
     private DirectIo() {
     }
 
-    /** Reads {@code dst.count()} bytes at {@code position}; completes with the byte count. */
+    /**
+     * Reads {@code dst.count()} bytes at {@code position}.
+     *
+     * @param file     the file
+     * @param position the file offset
+     * @param dst      where the bytes go; bounced when the kernel can't take it as it is
+     * @return completes with the byte count, or with a {@link BioException}
+     */
     public static CompletableFuture<Long> read(BackingFile file, long position, IoIter dst) {
         return submit(file, Op.READ, 0, position, dst);
     }
 
-    /** Writes {@code src.count()} bytes at {@code position}; {@code flags} may hold FUA. */
+    /**
+     * Writes {@code src.count()} bytes at {@code position}.
+     *
+     * @param file     the file
+     * @param position the file offset
+     * @param src      the bytes; bounced when the kernel can't take them as they are
+     * @param flags    bio flags; may hold FUA
+     * @return completes with the byte count, or with a {@link BioException}
+     */
     public static CompletableFuture<Long> write(BackingFile file, long position, IoIter src, int flags) {
         return submit(file, Op.WRITE, flags, position, src);
     }
 
-    /** True when {@code mem} would go to the kernel without a bounce (native and aligned). */
+    /**
+     * Whether {@code mem} would go to the kernel without a bounce.
+     *
+     * @param file the file the I/O is for
+     * @param mem  the memory
+     * @return true when it is native and aligned for the file
+     */
     public static boolean zeroCopy(BackingFile file, IoIter mem) {
         return mem.kernelSafe() && (!file.isDirect() || mem.isAligned(file.memoryAlignment()));
     }

@@ -9,7 +9,13 @@ public enum EngineKind {
     /** io_uring when the kernel allows it, else threads (said in one log line). */
     AUTO;
 
-    /** The kind {@code s} names: uring, threads or auto. */
+    /**
+     * The kind {@code s} names.
+     *
+     * @param s uring (or io_uring), threads (or thread), auto; any case
+     * @return the kind
+     * @throws IllegalArgumentException for any other name
+     */
     public static EngineKind parse(String s) {
         return switch (s.toLowerCase(java.util.Locale.ROOT)) {
             case "uring", "io_uring" -> URING;

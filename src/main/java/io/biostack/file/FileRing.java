@@ -40,6 +40,14 @@ final class FileRing {
     /** SQEs prepared since the last io_uring_enter that submitted. */
     int unsubmitted;
     private final int submitBatch;
+    /**
+     * Most WRITE SQEs of one pass handed to the kernel together (1: none held, as reads). The
+     * held ones go down with the enter that ends the pass (the reactor loop's submit after its
+     * reap, or its wait), or when a READ, a FLUSH or the cap comes first.
+     */
+    private final int writePlug;
+    /** WRITE SQEs held by the plug, none submitted since; they are all of {@link #unsubmitted}. */
+    private int plugged;
 
     // Registered-buffer ranges, sorted by start (they never overlap: each is live memory of its
     // own), so that the per-I/O lookup is a binary search. Changed on the ring's thread only, by
@@ -55,12 +63,24 @@ final class FileRing {
     private int regCount;
     /** I/Os that went down as READ_FIXED/WRITE_FIXED. */
     long fixedIos;
+    /** WRITE SQEs the plug held for the pass's enter (see {@link #writePlug}). */
+    long heldWrites;
 
     FileRing(IoUring ring, Arena arena, int slots, long tagBase, int submitBatch, int bufferSlots) {
+        this(ring, arena, slots, tagBase, submitBatch, bufferSlots, 1);
+    }
+
+    /**
+     * A file ring that holds up to {@code writePlug} WRITE SQEs of a pass and submits them
+     * together (the block layer then plugs them: one doorbell for the lot). Only for a ring
+     * whose loop submits what is prepared at the end of every pass ({@link ReactorQueue}).
+     */
+    FileRing(IoUring ring, Arena arena, int slots, long tagBase, int submitBatch, int bufferSlots, int writePlug) {
         this.ring = ring;
         this.tagBase = tagBase;
         this.slots = slots;
         this.submitBatch = submitBatch;
+        this.writePlug = Math.max(1, writePlug);
         this.iovecs = arena.allocate((long) slots * UringEngine.MAX_SEGMENTS * Iovec.SIZE, 4096);
         this.slotBio = new Bio[slots];
         this.slotPhase = new int[slots];
@@ -103,7 +123,8 @@ final class FileRing {
 
     /**
      * Prepares SQEs for queued bios while there are free slots and SQ room. Each SQE goes to the
-     * kernel as soon as the next one is being prepared (see UringEngine's class comment: no plug).
+     * kernel as soon as the next one is being prepared (see UringEngine's class comment: no plug),
+     * except WRITEs on a ring with a {@link #writePlug}: a pass's writes go down in one enter.
      */
     void start() {
         while (freeTop > 0 && ring.sqSpace() > 1) {
@@ -111,22 +132,32 @@ final class FileRing {
             if (bio == null) {
                 return;
             }
-            if (unsubmitted >= submitBatch) {
-                unsubmitted = 0;
+            boolean write = writePlug > 1 && bio.op() == Op.WRITE && !bio.hasFlag(BioFlags.PREFLUSH);
+            if (writePlug > 1 && ring.sqReady() == 0) {
+                unsubmitted = plugged = 0; // the loop's enter took them since
+            }
+            boolean hold = write && plugged == unsubmitted && plugged < writePlug;
+            if (unsubmitted >= submitBatch && !hold) {
+                unsubmitted = plugged = 0;
                 ring.submit();
+                hold = write; // a new plug starts with this write
             }
             int slot = freeSlots[--freeTop];
             slotBio[slot] = bio;
             inflight++;
             slotPhase[slot] = bio.hasFlag(BioFlags.PREFLUSH) && bio.op() != Op.FLUSH ? PHASE_PREFLUSH : PHASE_DATA;
             prep(slot, bio);
+            if (hold) {
+                plugged++;
+                heldWrites++;
+            }
         }
     }
 
     /** Prepares the SQE for the slot's current phase, submitting first when the SQ is full. */
     private void prep(int slot, Bio bio) {
         if (ring.sqSpace() == 0) {
-            unsubmitted = 0;
+            unsubmitted = plugged = 0;
             ring.submit();
         }
         BackingFile f = (BackingFile) bio.driverData();

@@ -21,6 +21,14 @@ final class ReactorQueue implements FileRings.Queue, CqeHandler, RingLoop.Poller
 
     /** File bios in flight per reactor ring; more wait in the reactor's backlog. */
     static final int SLOTS = 512;
+    /**
+     * WRITE SQEs of one reactor pass submitted together (system property
+     * {@code biostack.uring.writePlug}, default 32, as the block layer's plug holds at most
+     * BLK_MAX_REQUEST_COUNT = 32 requests, block/blk-core.c; 1 turns it off). An enter per SQE
+     * suits reads on this virtio disk (UringEngine's class comment), but each write then costs its
+     * own doorbell, a VM exit; writes of one pass submitted in one enter share one (issue 19).
+     */
+    static final int WRITE_PLUG = Math.max(1, Integer.getInteger("biostack.uring.writePlug", 32));
     /** Largest registered buffer (io_buffer_validate in io_uring/rsrc.c: SZ_1G). */
     private static final long MAX_FIXED_BYTES = 1L << 30;
     /** Said once per process: a refused table, a refused registration. */
@@ -39,7 +47,7 @@ final class ReactorQueue implements FileRings.Queue, CqeHandler, RingLoop.Poller
         int bufferSlots = fixedBuffers ? FileRings.BUFFER_SLOTS : 0;
         // The iovec tables live as long as the loop's process; a reactor is not re-created per I/O.
         this.files = new FileRing(loop.ring(), Arena.ofAuto(), SLOTS, RingLoop.tag(id, 0),
-                UringEngine.SUBMIT_BATCH, bufferSlots);
+                UringEngine.SUBMIT_BATCH, bufferSlots, WRITE_PLUG);
         loop.addPoller(this);
     }
 
@@ -99,6 +107,11 @@ final class ReactorQueue implements FileRings.Queue, CqeHandler, RingLoop.Poller
     @Override
     public long fixedIos() {
         return files.fixedIos;
+    }
+
+    @Override
+    public long heldWrites() {
+        return files.heldWrites;
     }
 
     /**

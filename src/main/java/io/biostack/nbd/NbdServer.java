@@ -389,10 +389,37 @@ public final class NbdServer implements AutoCloseable {
         return true;
     }
 
+    /**
+     * The reactor for a new connection: the one with the fewest connections, ties going round
+     * robin. Plain round robin put two of one client's multi-conn connections on one reactor
+     * whenever another client had come and gone between them, leaving a core idle (issue 19).
+     * Called by the one thread that accepts (reactor 0's loop, or the java.nio acceptor).
+     */
     private Reactor pickReactor() {
-        Reactor r = reactors[nextReactor];
-        nextReactor = (nextReactor + 1) % reactors.length;
+        int n = reactors.length;
+        int best = nextReactor;
+        int bestCount = reactors[best].assigned.get();
+        for (int k = 1; k < n && bestCount > 0; k++) {
+            int i = (nextReactor + k) % n;
+            int c = reactors[i].assigned.get();
+            if (c < bestCount) {
+                best = i;
+                bestCount = c;
+            }
+        }
+        nextReactor = (best + 1) % n;
+        Reactor r = reactors[best];
+        r.assigned.incrementAndGet();
         return r;
+    }
+
+    /** Connections each reactor holds now (handed to it and not yet closed), for tests. */
+    int[] connectionsPerReactor() {
+        int[] a = new int[reactors.length];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = reactors[i].assigned.get();
+        }
+        return a;
     }
 
     private NbdConnection newConnection(Reactor r, String peer) {
@@ -671,6 +698,15 @@ public final class NbdServer implements AutoCloseable {
         long n = 0;
         for (Reactor r : reactors) {
             n += r.fixedIos();
+        }
+        return n;
+    }
+
+    /** WRITEs the reactors' file rings held for one submit per pass (the write plug). Tests. */
+    long heldWrites() {
+        long n = 0;
+        for (Reactor r : reactors) {
+            n += r.heldWrites();
         }
         return n;
     }

@@ -32,6 +32,11 @@ abstract class Reactor {
     private NbdConnection[] conns = new NbdConnection[16];
     private int nconns;
     private volatile int count;
+    /**
+     * Connections handed to this reactor and not yet removed: counted when the acceptor picks it
+     * (before the reactor adopts the connection), so that a burst of accepts spreads evenly.
+     */
+    final java.util.concurrent.atomic.AtomicInteger assigned = new java.util.concurrent.atomic.AtomicInteger();
     private NbdConnection dirtyHead;
     /** Connections to service on the next pass (cold: only when the SQ is full). */
     private final java.util.ArrayList<NbdConnection> deferred = new java.util.ArrayList<>();
@@ -190,6 +195,15 @@ abstract class Reactor {
         return l == null ? 0 : FileRings.fixedIos(l);
     }
 
+    /**
+     * WRITEs this reactor's file ring held to submit with the rest of their pass (the write plug
+     * of {@code io.biostack.file}); 0 on a transport without a file ring. Any thread: read it
+     * after a reply you waited for.
+     */
+    long heldWrites() {
+        return 0;
+    }
+
     /** True once this reactor's payload buffers are registered with its ring. Any thread. */
     final boolean buffersRegistered() {
         return registeredWith != null;
@@ -251,6 +265,7 @@ abstract class Reactor {
         conns[nconns] = null;
         c.index = -1;
         count = nconns;
+        assigned.decrementAndGet();
         server.connectionClosed(c);
     }
 

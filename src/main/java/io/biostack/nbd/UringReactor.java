@@ -165,6 +165,12 @@ final class UringReactor extends Reactor implements CqeHandler {
         return fixedPayloads ? registerWith(loop) : null;
     }
 
+    @Override
+    long heldWrites() {
+        RingLoop l = loop;
+        return l == null ? 0 : FileRings.heldWrites(l);
+    }
+
     /** Idle periods its polling ended, and its poll window now (ns). */
     long[] pollCounts() {
         return new long[] {loop.pollsCaught(), loop.pollWindowNanos()};

@@ -71,6 +71,14 @@ public final class FileRings {
          * @return the count
          */
         long fixedIos();
+
+        /**
+         * WRITE SQEs held back so far to go down with the other writes of their pass, in one
+         * {@code io_uring_enter} (the write plug).
+         *
+         * @return the count
+         */
+        long heldWrites();
     }
 
     private static volatile Function<RingLoop, Queue> factory;
@@ -211,5 +219,17 @@ public final class FileRings {
      */
     public static long fixedIos(RingLoop loop) {
         return loop.fileQueue() instanceof Queue q ? q.fixedIos() : 0;
+    }
+
+    /**
+     * WRITE SQEs that {@code loop}'s file queue held back so far, to submit them with the other
+     * writes of their pass in one {@code io_uring_enter} rather than one enter each. Written by the
+     * loop thread: from another thread, read it after a completion you waited for.
+     *
+     * @param loop the reactor's loop
+     * @return the count, 0 without a queue
+     */
+    public static long heldWrites(RingLoop loop) {
+        return loop.fileQueue() instanceof Queue q ? q.heldWrites() : 0;
     }
 }
