@@ -60,7 +60,7 @@ class ArchitectureTest {
             Map.entry("layer", Set.of("block")),
             // The drawing says "replay -> layer, block". Replaying onto an image clones and
             // copies files (FICLONE, hole punching, extents): file-level work, which belongs in
-            // file (helper replay2 moves it to file's FileClone), not in sys calls from replay.
+            // file (file's FileClone), not in sys calls from replay.
             // The drawing should read "replay -> layer, file, block".
             Map.entry("replay", Set.of("layer", "file", "block")),
             Map.entry("loop", Set.of("file", "block")),
@@ -88,10 +88,6 @@ class ArchitectureTest {
                     + " code (no FFM) and is in sys only because sys is the one non-exported package all"
                     + " three may reach; it has no better home until a small internal package for OS"
                     + " helpers without FFM exists"),
-            new KnownBreak("io.biostack.replay", null, "io.biostack.sys",
-                    "replay clones, punches and reads extents of image files through sys (FICLONE,"
-                    + " fallocate, FIEMAP, pread/pwrite). Helper replay2 moves all of it behind"
-                    + " io.biostack.file.FileClone; remove this line when that merges"),
             new KnownBreak("io.biostack.layer.crypt", "Luks.java", "io.biostack.loop",
                     "the luks table's header=FILE option opens the detached header itself, as a loop"
                     + " device. The fix: TableSpec.Resolver offers a way to open a file leaf"
