@@ -277,6 +277,11 @@ public final class Qcow2Check {
                 inc(co, nbCsectors * 512 - (co & 511));
                 continue;
             }
+            if ((e & Qcow2Header.L2_RESERVED_MASK) != 0) {
+                // qemu's check_refcounts_l2: reported, and the entry still counted.
+                msg.printf("ERROR found l2 entry with reserved bits set: %x%n", e);
+                corruptions++;
+            }
             long off = e & Qcow2Header.OFFSET_MASK;
             if (off == 0) {
                 continue;

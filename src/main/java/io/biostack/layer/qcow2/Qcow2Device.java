@@ -176,6 +176,7 @@ public final class Qcow2Device implements Target {
         long csize = container.size();
         byte[] first = readBytes(container, 0, (int) Math.min(csize, 1L << Qcow2Header.MAX_CLUSTER_BITS));
         Qcow2Header h = Qcow2Header.parse(first, csize);
+        checkTablesAtOpen(container, h, csize);
         boolean ro = o.readOnly() || container.isReadOnly();
         if (h.isCorrupt() && !ro) {
             LOG.log(System.Logger.Level.WARNING, name + ": the image is marked corrupt; opening it read-only"
@@ -319,6 +320,24 @@ public final class Qcow2Device implements Target {
         } catch (java.util.concurrent.CompletionException e) {
             throw new IOException("cannot read " + dev.name() + " at " + off + ": " + e.getCause().getMessage(), e);
         }
+    }
+
+    /**
+     * What qemu's {@code qcow2_do_open} refuses beyond the header itself: an L1 table that starts
+     * past the end of the image, a snapshot table or a bitmap directory that is bad (the same
+     * parsers as {@code img info}'s, so the device and the tools refuse the same images). The
+     * container shows whole sectors, and qemu ends a file mid-sector, so the image may end up to
+     * 511 bytes past {@code csize}; those bytes read as zeros here, which only names can hold.
+     */
+    private static void checkTablesAtOpen(BlockDevice container, Qcow2Header h, long csize) throws IOException {
+        long bound = csize + 511;
+        if (h.l1Size() > 0 && h.l1TableOffset() > csize) {
+            throw new Qcow2Exception("L1 table at 0x" + Long.toHexString(h.l1TableOffset())
+                    + " starts past the end of the image (" + csize + " bytes)");
+        }
+        Qcow2Image.Source src = (off, len) -> readBytes(container, off, len);
+        Qcow2Image.readSnapshotTable(src, bound, h);
+        Qcow2Image.readBitmapDirectory(src, bound, h);
     }
 
     private void checkL1(long csize) {
