@@ -294,7 +294,7 @@ public final class Qcow2Image implements AutoCloseable {
         if (off == 0) {
             return 0;
         }
-        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
+        if (off < 0 || (off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
             throw bad("refcount block at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
         }
         if (off != cachedBlockOff) {
@@ -378,10 +378,36 @@ public final class Qcow2Image implements AutoCloseable {
      * @throws IOException when it is misaligned, outside the file, or can't be read
      */
     public long[] readL2(long off) throws IOException {
-        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
+        if (off < 0 || (off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
             throw bad("L2 table at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
         }
         return longs(off, clusterSize() / 8);
+    }
+
+    /**
+     * Reads and decompresses the compressed cluster that an L2 entry describes (qcow2.rst
+     * "Compressed Clusters Descriptor"): deflate or zstd, as the header's compression_type says.
+     * The run of sectors is cut at the end of the file, as qemu reads it (the last sector of a
+     * compressed image is often partial).
+     *
+     * @param entry the L2 entry, with {@link Qcow2Header#OFLAG_COMPRESSED} set
+     * @return the cluster's bytes, exactly one cluster
+     * @throws IOException when the run lies past the end of the file, can't be read, or does not
+     *                     decompress to exactly one cluster (the message names the offset)
+     */
+    public byte[] readCompressed(long entry) throws IOException {
+        int shift = 62 - (clusterBits - 8);
+        long off = entry & ((1L << shift) - 1);
+        long sectors = ((entry >>> shift) & ((1L << (clusterBits - 8)) - 1)) + 1;
+        long len = Math.min(sectors * 512 - (off & 511), limit - off);
+        if (off == 0 || len <= 0) {
+            throw bad("compressed cluster at 0x" + Long.toHexString(off) + " lies past the end of the file");
+        }
+        try {
+            return Qcow2Compression.decompress(compressionType, read(off, (int) len).array(), clusterSize());
+        } catch (Qcow2Exception e) {
+            throw bad("compressed cluster at 0x" + Long.toHexString(off) + ": " + e.getMessage());
+        }
     }
 
     /**
@@ -390,9 +416,12 @@ public final class Qcow2Image implements AutoCloseable {
      * @param off file offset
      * @param len byte count
      * @return a big-endian buffer of {@code len} bytes
-     * @throws IOException on a read error
+     * @throws IOException on a read error, or a negative offset or length
      */
     public ByteBuffer read(long off, int len) throws IOException {
+        if (off < 0 || len < 0) {
+            throw bad("read of " + len + " bytes at offset " + off + " is outside the file");
+        }
         ByteBuffer b = ByteBuffer.allocate(len);
         while (b.hasRemaining()) {
             int n = ch.read(b, off + b.position());
