@@ -691,10 +691,13 @@ public final class Qcow2Device implements Target {
                 byte[] in = raw.asSlice(coff - start, end - coff).toArray(ValueLayout.JAVA_BYTE);
                 byte[] out = Qcow2Compression.decompress(header.compressionType(), in, cs);
                 piece.copyFrom(MemorySegment.ofArray(out).asSlice(inCluster));
-                piece.endIo();
-            } catch (Qcow2Exception e) {
-                piece.fail(Status.IOERR, name + ": " + e.getMessage());
+            } catch (RuntimeException e) {
+                // Qcow2Exception for bad data; anything else is a decoder bug, and still must
+                // complete the bio (an exception escaping this callback would lose it).
+                piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + ": " + e.getMessage());
+                return;
             }
+            piece.endIo();
         });
     }
 
