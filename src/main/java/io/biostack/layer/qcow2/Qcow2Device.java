@@ -238,6 +238,7 @@ public final class Qcow2Device implements Target {
             d.nextFree = Math.max(d.refcounts.lastUsedCluster() + 1, 1) << h.clusterBits();
             d.nextFree = Math.max(d.nextFree, (csize + h.clusterSize() - 1) & -(long) h.clusterSize());
             if (!ro) {
+                growToWholeSector(name, container, o.imagePath());
                 d.openReadWrite();
             }
             return d;
@@ -338,6 +339,26 @@ public final class Qcow2Device implements Target {
         Qcow2Image.Source src = (off, len) -> readBytes(container, off, len);
         Qcow2Image.readSnapshotTable(src, bound, h);
         Qcow2Image.readBitmapDirectory(src, bound, h);
+    }
+
+    /**
+     * qemu ends a compressed image mid-sector, and a loop device shows whole sectors only, so the
+     * last compressed cluster would be cut. A read-write open grows the file to its whole last
+     * sector (zeros), here at open: growing from a read's completion would block the ring thread
+     * that completes it.
+     */
+    private static void growToWholeSector(String name, BlockDevice container, java.nio.file.Path image) {
+        if (image == null) {
+            return;
+        }
+        try {
+            long len = java.nio.file.Files.size(image);
+            if ((len & 511) != 0 && container.size() < ((len + 511) & ~511L)) {
+                Resizable.grow(container, (len + 511) & ~511L);
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, name + ": cannot grow to a whole sector: " + e.getMessage());
+        }
     }
 
     private void checkL1(long csize) {
@@ -666,15 +687,6 @@ public final class Qcow2Device implements Target {
         long clen = nsec * 512 - (coff & 511);
         long start = coff & ~511L;
         long want = (coff + clen + 511) & ~511L;
-        if (want > container.size() && !readOnly && coff + clen <= container.size() + 512) {
-            // qemu ends a compressed image mid-sector; a loop device shows whole sectors only.
-            // The container grows to the whole last sector (zeros), which reads it back.
-            try {
-                Resizable.grow(container, want);
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.DEBUG, name + ": " + e.getMessage());
-            }
-        }
         long end = Math.min(want, container.size() & ~511L);
         if (coff == 0 || end <= coff) {
             piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + " lies past the end of the image");
