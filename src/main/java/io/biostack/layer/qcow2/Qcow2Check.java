@@ -3,7 +3,6 @@ package io.biostack.layer.qcow2;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
-import java.util.TreeMap;
 
 /**
  * {@code qemu-img check} for qcow2: walks the active L1/L2 tables, every snapshot's tables, the
@@ -71,8 +70,8 @@ public final class Qcow2Check {
     private final long clusterSize;
     private long nbClusters;
     private long[] counted;
-    /** References past the counted array (clusters past the end of the file), sparse. */
-    private final TreeMap<Long, Long> beyond = new TreeMap<>();
+    /** The file's length when the references were counted. */
+    private long fileLen;
     private long corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed;
     private long allocated, fragmented, compressed, nextContiguous;
     private boolean rebuild;
@@ -173,13 +172,14 @@ public final class Qcow2Check {
     /** Counts every reference to every cluster (qemu's calculate_refcounts). */
     private void calculate() throws IOException {
         long fileSize = img.currentFileSize();
+        fileLen = fileSize;
         nbClusters = (fileSize + clusterSize - 1) / clusterSize;
-        beyond.clear();
-        counted = new long[(int) nbClusters];
+        // One more than the file's clusters: a region may end up to a cluster past the end (inc).
+        counted = new long[(int) nbClusters + 1];
         inc(0, clusterSize); // header
         checkL1(img.l1Offset, img.l1.length, img.l1, true);
         for (Qcow2Image.Snapshot sn : img.snapshots) {
-            if ((sn.l1Offset() & (clusterSize - 1)) != 0) {
+            if (sn.l1Offset() < 0 || (sn.l1Offset() & (clusterSize - 1)) != 0) {
                 msg.printf("ERROR snapshot %s (%s) l1_offset=%x: L1 table is not cluster aligned; snapshot table entry corrupted%n",
                         sn.id(), sn.name(), sn.l1Offset());
                 corruptions++;
@@ -212,18 +212,27 @@ public final class Qcow2Check {
         calculate();
     }
 
+    /**
+     * Counts a reference to every cluster of [offset, offset + size). A region that ends a cluster
+     * or more past the end of the file is a corruption and is not counted, as qemu's
+     * qcow2_inc_refcounts_imrt: counting it would size the count (and a rebuilt refcount
+     * structure) by what a hostile entry asks for.
+     */
     private void inc(long offset, long size) {
         if (size <= 0) {
             return;
         }
+        long end = offset + size;
+        if (offset < 0 || end < offset || end - fileLen >= clusterSize) {
+            msg.printf("ERROR: counting reference for region exceeding the end of the file by one cluster or more:"
+                    + " offset 0x%x size 0x%x%n", offset, size);
+            corruptions++;
+            return;
+        }
         long first = offset / clusterSize;
-        long last = (offset + size - 1) / clusterSize;
+        long last = (end - 1) / clusterSize;
         for (long c = first; c <= last; c++) {
-            if (c < nbClusters) {
-                counted[(int) c]++;
-            } else {
-                beyond.merge(c, 1L, Long::sum);
-            }
+            counted[(int) c]++;
         }
     }
 
@@ -277,6 +286,11 @@ public final class Qcow2Check {
                 inc(co, nbCsectors * 512 - (co & 511));
                 continue;
             }
+            if ((e & Qcow2Header.L2_RESERVED_MASK) != 0) {
+                // qemu's check_refcounts_l2: reported, and the entry still counted.
+                msg.printf("ERROR found l2 entry with reserved bits set: %x%n", e);
+                corruptions++;
+            }
             long off = e & Qcow2Header.OFFSET_MASK;
             if (off == 0) {
                 continue;
@@ -319,7 +333,8 @@ public final class Qcow2Check {
         for (Qcow2Image.Bitmap b : img.bitmaps) {
             long tOff = b.tableOffset();
             long tBytes = (long) b.tableSize() * 8;
-            if ((tOff & (clusterSize - 1)) != 0 || tOff + tBytes > img.currentFileSize() || b.tableSize() < 0) {
+            if (tOff < 0 || b.tableSize() < 0 || (tOff & (clusterSize - 1)) != 0
+                    || tOff + tBytes > img.currentFileSize() || tBytes > Qcow2Header.MAX_L1_BYTES) {
                 msg.printf("ERROR bitmap table entry of bitmap '%s' is corrupted%n", b.name());
                 corruptions++;
                 continue;
@@ -354,7 +369,7 @@ public final class Qcow2Check {
                 problem();
                 continue;
             }
-            if (c >= nbClusters) {
+            if (off < 0 || c >= nbClusters) {
                 msg.printf("ERROR refcount block %d is outside image%n", i);
                 problem();
                 continue;
@@ -378,11 +393,8 @@ public final class Qcow2Check {
 
     private void compare(int mode) throws IOException {
         long maxStored = img.refcountBits() == 64 ? Long.MAX_VALUE : (1L << img.refcountBits()) - 1;
-        for (long i = 0; i < nbClusters; i++) {
-            compareOne(i, counted[(int) i], maxStored, mode);
-        }
-        for (var e : beyond.entrySet()) {
-            compareOne(e.getKey(), e.getValue(), maxStored, mode);
+        for (int i = 0; i < counted.length; i++) {
+            compareOne(i, counted[i], maxStored, mode);
         }
     }
 
@@ -506,7 +518,7 @@ public final class Qcow2Check {
         msg.println("Rebuilding refcount structure");
         int order = img.refcountOrder;
         long perBlock = (clusterSize * 8) >>> order;
-        long end = Math.max(nbClusters, beyond.isEmpty() ? 0 : beyond.lastKey() + 1);
+        long end = counted[(int) nbClusters] != 0 ? nbClusters + 1 : nbClusters;
         long blocks;
         long tableClusters;
         long total = end;
@@ -526,12 +538,12 @@ public final class Qcow2Check {
             for (long k = 0; k < perBlock; k++) {
                 long c = b * perBlock + k;
                 long v;
-                if (c < nbClusters) {
+                if (c < end) {
                     v = Math.max(0, counted[(int) c]);
                 } else if (c >= firstNew && c < firstNew + blocks + tableClusters) {
                     v = 1;
                 } else {
-                    v = beyond.getOrDefault(c, 0L);
+                    v = 0;
                 }
                 if (v != 0) {
                     Qcow2Image.setRefcountIn(block, (int) k, order, v);

@@ -9,12 +9,21 @@ import java.util.zip.Inflater;
  * one zstd frame, followed by padding up to the sector end that the decoder must ignore.
  */
 final class Qcow2Compression {
+    /** One decoder per thread: its tables and literal buffer (about 140 KiB) are reused. */
+    private static final ThreadLocal<ZstdDecoder> ZSTD = ThreadLocal.withInitial(ZstdDecoder::new);
+
     private Qcow2Compression() {
     }
 
     /**
-     * Inflates {@code in} into exactly one cluster.
+     * Decompresses {@code in} into exactly one cluster: raw deflate, or zstd frames (bytes after
+     * the frame that fills the cluster are the sector's padding and are ignored, as qemu's
+     * {@code qcow2_zstd_decompress} ignores them).
      *
+     * @param type        {@link Qcow2Header#COMPRESSION_DEFLATE} or {@link Qcow2Header#COMPRESSION_ZSTD}
+     * @param in          the compressed run, as read from the image
+     * @param clusterSize the cluster size
+     * @return the cluster
      * @throws Qcow2Exception when the data does not inflate to a whole cluster
      */
     static byte[] decompress(int type, byte[] in, int clusterSize) {
@@ -41,6 +50,10 @@ final class Qcow2Compression {
                 inf.end();
             }
         }
-        throw new Qcow2Exception("zstd-compressed clusters are not supported yet");
+        if (type == Qcow2Header.COMPRESSION_ZSTD) {
+            ZSTD.get().decompress(in, in.length, out);
+            return out;
+        }
+        throw new Qcow2Exception("unknown compression type " + type);
     }
 }

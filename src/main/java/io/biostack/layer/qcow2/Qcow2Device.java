@@ -196,6 +196,7 @@ public final class Qcow2Device implements Target {
         long csize = container.size();
         byte[] first = readBytes(container, 0, (int) Math.min(csize, 1L << Qcow2Header.MAX_CLUSTER_BITS));
         Qcow2Header h = Qcow2Header.parse(first, csize);
+        checkTablesAtOpen(container, h, csize);
         boolean ro = o.readOnly() || container.isReadOnly();
         if (h.isCorrupt() && !ro) {
             LOG.log(System.Logger.Level.WARNING, name + ": the image is marked corrupt; opening it read-only"
@@ -243,6 +244,7 @@ public final class Qcow2Device implements Target {
             d.nextFree = Math.max(d.refcounts.lastUsedCluster() + 1, 1) << h.clusterBits();
             d.nextFree = Math.max(d.nextFree, (csize + h.clusterSize() - 1) & -(long) h.clusterSize());
             if (!ro) {
+                growToWholeSector(name, container, o.imagePath());
                 d.openReadWrite();
                 if (h.isDirty()) {
                     try {
@@ -336,6 +338,44 @@ public final class Qcow2Device implements Target {
             return out;
         } catch (java.util.concurrent.CompletionException e) {
             throw new IOException("cannot read " + dev.name() + " at " + off + ": " + e.getCause().getMessage(), e);
+        }
+    }
+
+    /**
+     * What qemu's {@code qcow2_do_open} refuses beyond the header itself: an L1 table that starts
+     * past the end of the image, a snapshot table or a bitmap directory that is bad (the same
+     * parsers as {@code img info}'s, so the device and the tools refuse the same images). The
+     * container shows whole sectors, and qemu ends a file mid-sector, so the image may end up to
+     * 511 bytes past {@code csize}; those bytes read as zeros here, which only names can hold.
+     */
+    private static void checkTablesAtOpen(BlockDevice container, Qcow2Header h, long csize) throws IOException {
+        long bound = csize + 511;
+        if (h.l1Size() > 0 && h.l1TableOffset() > csize) {
+            throw new Qcow2Exception("L1 table at 0x" + Long.toHexString(h.l1TableOffset())
+                    + " starts past the end of the image (" + csize + " bytes)");
+        }
+        Qcow2Image.Source src = (off, len) -> readBytes(container, off, len);
+        Qcow2Image.readSnapshotTable(src, bound, h);
+        Qcow2Image.readBitmapDirectory(src, bound, h);
+    }
+
+    /**
+     * qemu ends a compressed image mid-sector, and a loop device shows whole sectors only, so the
+     * last compressed cluster would be cut. A read-write open grows the file to its whole last
+     * sector (zeros), here at open: growing from a read's completion would block the ring thread
+     * that completes it.
+     */
+    private static void growToWholeSector(String name, BlockDevice container, java.nio.file.Path image) {
+        if (image == null) {
+            return;
+        }
+        try {
+            long len = java.nio.file.Files.size(image);
+            if ((len & 511) != 0 && container.size() < ((len + 511) & ~511L)) {
+                Resizable.grow(container, (len + 511) & ~511L);
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, name + ": cannot grow to a whole sector: " + e.getMessage());
         }
     }
 
@@ -869,15 +909,6 @@ public final class Qcow2Device implements Target {
         long clen = nsec * 512 - (coff & 511);
         long start = coff & ~511L;
         long want = (coff + clen + 511) & ~511L;
-        if (want > container.size() && !readOnly && coff + clen <= container.size() + 512) {
-            // qemu ends a compressed image mid-sector; a loop device shows whole sectors only.
-            // The container grows to the whole last sector (zeros), which reads it back.
-            try {
-                Resizable.grow(container, want);
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.DEBUG, name + ": " + e.getMessage());
-            }
-        }
         long end = Math.min(want, container.size() & ~511L);
         if (coff == 0 || end <= coff) {
             piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + " lies past the end of the image");
@@ -894,10 +925,13 @@ public final class Qcow2Device implements Target {
                 byte[] in = raw.asSlice(coff - start, end - coff).toArray(ValueLayout.JAVA_BYTE);
                 byte[] out = Qcow2Compression.decompress(header.compressionType(), in, cs);
                 piece.copyFrom(MemorySegment.ofArray(out).asSlice(inCluster));
-                piece.endIo();
-            } catch (Qcow2Exception e) {
-                piece.fail(Status.IOERR, name + ": " + e.getMessage());
+            } catch (RuntimeException e) {
+                // Qcow2Exception for bad data; anything else is a decoder bug, and still must
+                // complete the bio (an exception escaping this callback would lose it).
+                piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + ": " + e.getMessage());
+                return;
             }
+            piece.endIo();
         });
     }
 

@@ -121,7 +121,12 @@ public final class Qcow2Header {
     /** Bytes of a feature name table entry. */
     public static final int FEATURE_NAME_ENTRY = 48;
 
-    /** A header extension as it sits on disk (data without its padding). */
+    /**
+     * A header extension as it sits on disk (data without its padding).
+     *
+     * @param type its type code
+     * @param data its bytes, not padded
+     */
     public record Extension(int type, byte[] data) {
         /**
          * An extension.
@@ -133,6 +138,11 @@ public final class Qcow2Header {
             data = data.clone();
         }
 
+        /**
+         * The extension's bytes.
+         *
+         * @return a copy of them, not padded
+         */
         @Override
         public byte[] data() {
             return data.clone();
@@ -507,147 +517,263 @@ public final class Qcow2Header {
 
     // ---- fields -----------------------------------------------------------------------------
 
-    /** @return 2 or 3 */
+    /**
+     * Returns 2 or 3.
+     *
+     * @return 2 or 3
+     */
     public int version() {
         return version;
     }
 
-    /** @return log2 of the cluster size */
+    /**
+     * Returns log2 of the cluster size.
+     *
+     * @return log2 of the cluster size
+     */
     public int clusterBits() {
         return clusterBits;
     }
 
-    /** @return the cluster size in bytes */
+    /**
+     * Returns the cluster size in bytes.
+     *
+     * @return the cluster size in bytes
+     */
     public int clusterSize() {
         return 1 << clusterBits;
     }
 
-    /** @return the virtual disk's size in bytes */
+    /**
+     * Returns the virtual disk's size in bytes.
+     *
+     * @return the virtual disk's size in bytes
+     */
     public long size() {
         return size;
     }
 
-    /** @return entries in the active L1 table */
+    /**
+     * Returns entries in the active L1 table.
+     *
+     * @return entries in the active L1 table
+     */
     public int l1Size() {
         return l1Size;
     }
 
-    /** @return where the active L1 table starts in the container */
+    /**
+     * Returns where the active L1 table starts in the container.
+     *
+     * @return where the active L1 table starts in the container
+     */
     public long l1TableOffset() {
         return l1TableOffset;
     }
 
-    /** @return where the refcount table starts in the container */
+    /**
+     * Returns where the refcount table starts in the container.
+     *
+     * @return where the refcount table starts in the container
+     */
     public long refcountTableOffset() {
         return refcountTableOffset;
     }
 
-    /** @return clusters the refcount table occupies */
+    /**
+     * Returns clusters the refcount table occupies.
+     *
+     * @return clusters the refcount table occupies
+     */
     public int refcountTableClusters() {
         return refcountTableClusters;
     }
 
-    /** @return internal snapshots in the snapshot table */
+    /**
+     * Returns internal snapshots in the snapshot table.
+     *
+     * @return internal snapshots in the snapshot table
+     */
     public int nbSnapshots() {
         return nbSnapshots;
     }
 
-    /** @return where the snapshot table starts (0 when there is none) */
+    /**
+     * Returns where the snapshot table starts (0 when there is none).
+     *
+     * @return where the snapshot table starts (0 when there is none)
+     */
     public long snapshotsOffset() {
         return snapshotsOffset;
     }
 
-    /** @return the incompatible feature bits */
+    /**
+     * Returns the incompatible feature bits.
+     *
+     * @return the incompatible feature bits
+     */
     public long incompatibleFeatures() {
         return incompatible;
     }
 
-    /** @return the compatible feature bits */
+    /**
+     * Returns the compatible feature bits.
+     *
+     * @return the compatible feature bits
+     */
     public long compatibleFeatures() {
         return compatible;
     }
 
-    /** @return the autoclear feature bits */
+    /**
+     * Returns the autoclear feature bits.
+     *
+     * @return the autoclear feature bits
+     */
     public long autoclearFeatures() {
         return autoclear;
     }
 
-    /** @return log2 of refcount_bits */
+    /**
+     * Returns log2 of refcount_bits.
+     *
+     * @return log2 of refcount_bits
+     */
     public int refcountOrder() {
         return refcountOrder;
     }
 
-    /** @return bits per refcount, 1..64 */
+    /**
+     * Returns bits per refcount, 1..64.
+     *
+     * @return bits per refcount, 1..64
+     */
     public int refcountBits() {
         return 1 << refcountOrder;
     }
 
-    /** @return the header's length field (72 for version 2) */
+    /**
+     * Returns the header's length field (72 for version 2).
+     *
+     * @return the header's length field (72 for version 2)
+     */
     public int headerLength() {
         return version == 2 ? V2_HEADER_LENGTH : headerLength;
     }
 
-    /** @return {@link #COMPRESSION_DEFLATE} or {@link #COMPRESSION_ZSTD} */
+    /**
+     * Returns {@link #COMPRESSION_DEFLATE} or {@link #COMPRESSION_ZSTD}.
+     *
+     * @return {@link #COMPRESSION_DEFLATE} or {@link #COMPRESSION_ZSTD}
+     */
     public int compressionType() {
         return compressionType;
     }
 
-    /** @return the backing file's name as written in the image, or null */
+    /**
+     * Returns the backing file's name as written in the image, or null.
+     *
+     * @return the backing file's name as written in the image, or null
+     */
     public String backingFile() {
         return backingFile;
     }
 
-    /** @return the offset the backing name was read from (0 when none; recomputed by encode) */
+    /**
+     * Returns the offset the backing name was read from (0 when none; recomputed by encode).
+     *
+     * @return the offset the backing name was read from (0 when none; recomputed by encode)
+     */
     public long backingFileOffset() {
         return backingFileOffset;
     }
 
-    /** @return the extensions in on-disk order, unknown ones included */
+    /**
+     * Returns the extensions in on-disk order, unknown ones included.
+     *
+     * @return the extensions in on-disk order, unknown ones included
+     */
     public List<Extension> extensions() {
         return extensions;
     }
 
-    /** @return whether L2 entries are extended (128 bits, 32 subclusters) */
+    /**
+     * Returns whether L2 entries are extended (128 bits, 32 subclusters).
+     *
+     * @return whether L2 entries are extended (128 bits, 32 subclusters)
+     */
     public boolean extendedL2() {
         return (incompatible & INCOMPAT_EXTL2) != 0;
     }
 
-    /** @return whether guest data lives in an external data file */
+    /**
+     * Returns whether guest data lives in an external data file.
+     *
+     * @return whether guest data lives in an external data file
+     */
     public boolean hasDataFile() {
         return (incompatible & INCOMPAT_DATA_FILE) != 0;
     }
 
-    /** @return whether lazy refcounts are enabled */
+    /**
+     * Returns whether lazy refcounts are enabled.
+     *
+     * @return whether lazy refcounts are enabled
+     */
     public boolean lazyRefcounts() {
         return (compatible & COMPAT_LAZY_REFCOUNTS) != 0;
     }
 
-    /** @return whether the dirty bit is set */
+    /**
+     * Returns whether the dirty bit is set.
+     *
+     * @return whether the dirty bit is set
+     */
     public boolean isDirty() {
         return (incompatible & INCOMPAT_DIRTY) != 0;
     }
 
-    /** @return whether the corrupt bit is set */
+    /**
+     * Returns whether the corrupt bit is set.
+     *
+     * @return whether the corrupt bit is set
+     */
     public boolean isCorrupt() {
         return (incompatible & INCOMPAT_CORRUPT) != 0;
     }
 
-    /** @return bytes of one L2 entry: 8, or 16 with extended L2 */
+    /**
+     * Returns bytes of one L2 entry: 8, or 16 with extended L2.
+     *
+     * @return bytes of one L2 entry: 8, or 16 with extended L2
+     */
     public int l2EntryBytes() {
         return extendedL2() ? 16 : 8;
     }
 
-    /** @return entries in one L2 table */
+    /**
+     * Returns entries in one L2 table.
+     *
+     * @return entries in one L2 table
+     */
     public int l2Entries() {
         return clusterSize() / l2EntryBytes();
     }
 
-    /** @return refcount entries in one refcount block */
+    /**
+     * Returns refcount entries in one refcount block.
+     *
+     * @return refcount entries in one refcount block
+     */
     public long refcountBlockEntries() {
         return (long) clusterSize() * 8 / refcountBits();
     }
 
-    /** @return the data of the first extension of {@code type}, or null */
+    /**
+     * Returns the data of the first extension of {@code type}, or null.
+     *
+     * @return the data of the first extension of {@code type}, or null
+     */
     private byte[] extension(int type) {
         for (Extension e : extensions) {
             if (e.type == type) {
@@ -657,25 +783,41 @@ public final class Qcow2Header {
         return null;
     }
 
-    /** @return the backing format extension's name ("raw", "qcow2"), or null */
+    /**
+     * Returns the backing format extension's name ("raw", "qcow2"), or null.
+     *
+     * @return the backing format extension's name ("raw", "qcow2"), or null
+     */
     public String backingFormat() {
         byte[] d = extension(EXT_BACKING_FORMAT);
         return d == null ? null : new String(d, StandardCharsets.UTF_8);
     }
 
-    /** @return the external data file's name, or null */
+    /**
+     * Returns the external data file's name, or null.
+     *
+     * @return the external data file's name, or null
+     */
     public String dataFileName() {
         byte[] d = extension(EXT_DATA_FILE);
         return d == null ? null : new String(d, StandardCharsets.UTF_8);
     }
 
-    /** @return the bitmaps extension's raw bytes, or null when the image has none */
+    /**
+     * Returns the bitmaps extension's raw bytes, or null when the image has none.
+     *
+     * @return the bitmaps extension's raw bytes, or null when the image has none
+     */
     public byte[] bitmapsExtension() {
         byte[] d = extension(EXT_BITMAPS);
         return d == null ? null : d.clone();
     }
 
-    /** @return the feature name table's entries (empty when the image has none) */
+    /**
+     * Returns the feature name table's entries (empty when the image has none).
+     *
+     * @return the feature name table's entries (empty when the image has none)
+     */
     public List<FeatureName> featureNames() {
         byte[] d = extension(EXT_FEATURE_NAMES);
         return d == null ? List.of() : parseFeatureNames(d);
@@ -691,6 +833,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param incompat the incompatible bits
      * @param compat   the compatible bits
      * @param auto     the autoclear bits (ignored by version 2)
@@ -702,6 +846,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param entries L1 entries
      * @param offset  the L1 table's offset
      * @return a copy with this active L1 table
@@ -712,6 +858,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param offset   the refcount table's offset
      * @param clusters its length in clusters
      * @return a copy with this refcount table
@@ -722,6 +870,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param count  snapshots in the table
      * @param offset the snapshot table's offset
      * @return a copy with this snapshot table
@@ -732,6 +882,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param name   the backing file's name, or null for none
      * @param format its format ("raw", "qcow2"), or null to write no backing format extension
      * @return a copy with this backing file
@@ -754,6 +906,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param exts the header extensions, in order
      * @return a copy with these extensions
      */
@@ -763,6 +917,8 @@ public final class Qcow2Header {
     }
 
     /**
+     * A copy of this header with the fields below changed.
+     *
      * @param type {@link #COMPRESSION_DEFLATE} or {@link #COMPRESSION_ZSTD}; zstd sets the
      *             compression type incompatible bit, deflate clears it
      * @return a copy with this compression type

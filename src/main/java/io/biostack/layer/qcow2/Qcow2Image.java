@@ -96,6 +96,7 @@ public final class Qcow2Image implements AutoCloseable {
     /** The persistent bitmaps (empty unless the bitmaps extension is present). */
     public final List<Bitmap> bitmaps;
     private long[] reft;
+    private final long snapshotBytes;
     /** The file's size as last seen (grows when a repair writes past the end). */
     private long limit;
     private long cachedBlockOff = -1;
@@ -137,16 +138,16 @@ public final class Qcow2Image implements AutoCloseable {
         long bds = 0;
         long cro = 0;
         long crl = 0;
-        int nbBitmaps = 0;
         byte[] bm = h.bitmapsExtension();
-        if (bm != null) {
-            if (bm.length < 24) {
-                throw bad("bitmaps extension is " + bm.length + " bytes, shorter than 24");
-            }
-            ByteBuffer d = ByteBuffer.wrap(bm);
-            nbBitmaps = d.getInt(0);
-            bds = d.getLong(8);
-            bdo = d.getLong(16);
+        BitmapsExtension bx;
+        try {
+            bx = bm == null ? null : BitmapsExtension.parse(bm);
+        } catch (Qcow2Exception e) {
+            throw bad(e.getMessage());
+        }
+        if (bx != null) {
+            bdo = bx.directoryOffset();
+            bds = bx.directorySize();
         }
         for (Qcow2Header.Extension e : h.extensions()) {
             if (e.type() == Qcow2Header.EXT_CRYPTO && e.data().length >= 16) {
@@ -177,23 +178,15 @@ public final class Qcow2Image implements AutoCloseable {
         if (reftOffset == 0 && reftClusters > 0) {
             throw bad("refcount table overlaps the header");
         }
-        // Snapshots.
-        if (nbSnapshots < 0 || nbSnapshots > MAX_SNAPSHOTS) {
-            throw bad(Integer.toUnsignedString(nbSnapshots) + " snapshots are too many");
-        }
-        snapshots = nbSnapshots == 0 ? List.of() : readSnapshots();
-        // Bitmaps.
-        if (bdo != 0 && (autoclear & Qcow2Header.AUTOCLEAR_BITMAPS) != 0) {
-            if (nbBitmaps < 0 || nbBitmaps > MAX_BITMAPS) {
-                throw bad(nbBitmaps + " bitmaps are too many");
-            }
-            if (bds < 0 || bds > 64L << 20) {
-                throw bad("bitmap directory of " + bds + " bytes is too large");
-            }
-            checkTable(bdo, bds, "bitmap directory");
-            bitmaps = readBitmaps(bdo, (int) bds, nbBitmaps);
-        } else {
-            bitmaps = List.of();
+        try {
+            // Snapshots, then bitmaps: each length checked before it is used (qcow2_read_snapshots,
+            // qcow2_read_bitmaps).
+            SnapshotTable st = readSnapshotTable(this::readArray, fileSize, h);
+            snapshots = st.entries();
+            snapshotBytes = st.bytes();
+            bitmaps = readBitmapDirectory(this::readArray, fileSize, h);
+        } catch (Qcow2Exception e) {
+            throw bad(e.getMessage());
         }
         bitmapDirOffset = bdo;
         bitmapDirSize = bds;
@@ -301,7 +294,7 @@ public final class Qcow2Image implements AutoCloseable {
         if (off == 0) {
             return 0;
         }
-        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
+        if (off < 0 || (off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
             throw bad("refcount block at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
         }
         if (off != cachedBlockOff) {
@@ -385,10 +378,36 @@ public final class Qcow2Image implements AutoCloseable {
      * @throws IOException when it is misaligned, outside the file, or can't be read
      */
     public long[] readL2(long off) throws IOException {
-        if ((off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
+        if (off < 0 || (off & (clusterSize() - 1)) != 0 || off + clusterSize() > limit) {
             throw bad("L2 table at 0x" + Long.toHexString(off) + " is outside the image or misaligned");
         }
         return longs(off, clusterSize() / 8);
+    }
+
+    /**
+     * Reads and decompresses the compressed cluster that an L2 entry describes (qcow2.rst
+     * "Compressed Clusters Descriptor"): deflate or zstd, as the header's compression_type says.
+     * The run of sectors is cut at the end of the file, as qemu reads it (the last sector of a
+     * compressed image is often partial).
+     *
+     * @param entry the L2 entry, with {@link Qcow2Header#OFLAG_COMPRESSED} set
+     * @return the cluster's bytes, exactly one cluster
+     * @throws IOException when the run lies past the end of the file, can't be read, or does not
+     *                     decompress to exactly one cluster (the message names the offset)
+     */
+    public byte[] readCompressed(long entry) throws IOException {
+        int shift = 62 - (clusterBits - 8);
+        long off = entry & ((1L << shift) - 1);
+        long sectors = ((entry >>> shift) & ((1L << (clusterBits - 8)) - 1)) + 1;
+        long len = Math.min(sectors * 512 - (off & 511), limit - off);
+        if (off == 0 || len <= 0) {
+            throw bad("compressed cluster at 0x" + Long.toHexString(off) + " lies past the end of the file");
+        }
+        try {
+            return Qcow2Compression.decompress(compressionType, read(off, (int) len).array(), clusterSize());
+        } catch (Qcow2Exception e) {
+            throw bad("compressed cluster at 0x" + Long.toHexString(off) + ": " + e.getMessage());
+        }
     }
 
     /**
@@ -397,9 +416,12 @@ public final class Qcow2Image implements AutoCloseable {
      * @param off file offset
      * @param len byte count
      * @return a big-endian buffer of {@code len} bytes
-     * @throws IOException on a read error
+     * @throws IOException on a read error, or a negative offset or length
      */
     public ByteBuffer read(long off, int len) throws IOException {
+        if (off < 0 || len < 0) {
+            throw bad("read of " + len + " bytes at offset " + off + " is outside the file");
+        }
         ByteBuffer b = ByteBuffer.allocate(len);
         while (b.hasRemaining()) {
             int n = ch.read(b, off + b.position());
@@ -467,86 +489,216 @@ public final class Qcow2Image implements AutoCloseable {
         }
     }
 
-    private List<Snapshot> readSnapshots() throws IOException {
-        checkTable(snapshotsOffset, 1, "snapshot table");
-        List<Snapshot> r = new ArrayList<>();
-        long pos = snapshotsOffset;
-        for (int i = 0; i < nbSnapshots; i++) {
-            if (pos + 40 > fileSize) {
-                throw bad("snapshot table runs past the end of the file");
-            }
-            ByteBuffer e = read(pos, 40);
-            int idLen = e.getShort(12) & 0xffff;
-            int nameLen = e.getShort(14) & 0xffff;
-            long extra = Integer.toUnsignedLong(e.getInt(36));
-            if (extra > 1024) {
-                throw bad("snapshot " + i + " has " + extra + " bytes of extra data (at most 1024)");
-            }
-            ByteBuffer x = read(pos + 40, (int) extra);
-            long vmState = Integer.toUnsignedLong(e.getInt(32));
-            if (extra >= 8) {
-                vmState = x.getLong(0);
-            }
-            long disk = extra >= 16 ? x.getLong(8) : size;
-            long icount = extra >= 24 ? x.getLong(16) : -1;
-            long p = pos + 40 + extra;
-            if (p + idLen + nameLen > fileSize) {
-                throw bad("snapshot " + i + " runs past the end of the file");
-            }
-            String id = string(read(p, idLen));
-            String name = string(read(p + idLen, nameLen));
-            int snL1 = e.getInt(8);
-            if (snL1 < 0 || (long) snL1 * 8 > Qcow2Header.MAX_L1_BYTES) {
-                throw bad("snapshot " + id + " has an L1 table too large");
-            }
-            r.add(new Snapshot(id, name, e.getLong(0), snL1, Integer.toUnsignedLong(e.getInt(16)),
-                    Integer.toUnsignedLong(e.getInt(20)), e.getLong(24), vmState, icount, disk));
-            pos = (p + idLen + nameLen + 7) & ~7L;
-        }
-        return List.copyOf(r);
-    }
-
     /**
      * The snapshot table's length.
      *
      * @return bytes the snapshot table takes (for refcounting)
-     * @throws IOException when it can't be read
      */
-    public long snapshotTableSize() throws IOException {
-        long pos = snapshotsOffset;
-        for (int i = 0; i < nbSnapshots; i++) {
-            ByteBuffer e = read(pos, 40);
-            long p = pos + 40 + Integer.toUnsignedLong(e.getInt(36)) + (e.getShort(12) & 0xffff)
-                    + (e.getShort(14) & 0xffff);
-            pos = (p + 7) & ~7L;
-        }
-        return pos - snapshotsOffset;
+    public long snapshotTableSize() {
+        return snapshotBytes;
     }
 
-    private List<Bitmap> readBitmaps(long off, int bytes, int count) throws IOException {
-        ByteBuffer d = read(off, bytes);
-        List<Bitmap> r = new ArrayList<>();
-        int p = 0;
+    private byte[] readArray(long off, int len) throws IOException {
+        return read(off, len).array();
+    }
+
+    // ---- metadata parsers, shared with the device's open (hostile input is normal) -------------
+
+    /** qemu's QCOW_MAX_SNAPSHOT_EXTRA_DATA: bytes of extra data a snapshot entry may have. */
+    static final int MAX_SNAPSHOT_EXTRA = 1024;
+    /** qemu's QCOW_MAX_SNAPSHOTS_SIZE: bytes the whole snapshot table may take. */
+    static final long MAX_SNAPSHOTS_BYTES = 1024L * MAX_SNAPSHOTS;
+    /** qemu's QCOW2_MAX_BITMAP_DIRECTORY_SIZE. */
+    static final long MAX_BITMAP_DIRECTORY = 1024L * MAX_BITMAPS;
+    /** Fixed part of a snapshot table entry (qcow2.rst "Snapshot table"). */
+    static final int SNAPSHOT_ENTRY = 40;
+    /** Fixed part of a bitmap directory entry (qcow2.rst "Bitmap directory"). */
+    static final int BITMAP_ENTRY = 24;
+    /** qemu's BME_MAX_NAME_SIZE. */
+    static final int MAX_BITMAP_NAME = 1023;
+
+    /**
+     * Where the metadata parsers read an image's bytes from: a file, a container device, or a
+     * fuzzer's array. Bytes past the end read as zeros.
+     */
+    @FunctionalInterface
+    interface Source {
+        /**
+         * @param off byte offset in the image
+         * @param len byte count (callers bound it before asking)
+         * @return {@code len} bytes
+         * @throws IOException on a read error
+         */
+        byte[] read(long off, int len) throws IOException;
+    }
+
+    /**
+     * A snapshot table as read: its entries and the bytes it takes.
+     *
+     * @param entries the snapshots, in table order
+     * @param bytes   the table's length, each entry padded to 8
+     */
+    record SnapshotTable(List<Snapshot> entries, long bytes) {
+    }
+
+    /**
+     * The fields of the bitmaps header extension (qcow2.rst "Bitmaps extension").
+     *
+     * @param count           nb_bitmaps
+     * @param directorySize   bitmap_directory_size in bytes
+     * @param directoryOffset bitmap_directory_offset
+     */
+    record BitmapsExtension(int count, long directorySize, long directoryOffset) {
+        /**
+         * @param d the extension's data
+         * @return its fields
+         * @throws Qcow2Exception when it is shorter than 24 bytes or its reserved field is not zero
+         */
+        static BitmapsExtension parse(byte[] d) {
+            if (d.length < 24) {
+                throw new Qcow2Exception("bitmaps extension is " + d.length + " bytes, shorter than 24");
+            }
+            ByteBuffer b = ByteBuffer.wrap(d);
+            if (b.getInt(4) != 0) {
+                throw new Qcow2Exception("bitmaps extension has non-zero reserved bytes");
+            }
+            return new BitmapsExtension(b.getInt(0), b.getLong(8), b.getLong(16));
+        }
+    }
+
+    /**
+     * Reads and checks the snapshot table that {@code h} points at, as qemu's
+     * {@code qcow2_read_snapshots}: the table inside the image and at most 64 MiB, each entry's
+     * extra data at most 1 KiB, its L1 table at most 32 MiB.
+     *
+     * @param src      the image's bytes
+     * @param fileSize the image's size
+     * @param h        the header
+     * @return the table
+     * @throws IOException    on a read error
+     * @throws Qcow2Exception when the table is bad, naming what is wrong
+     */
+    static SnapshotTable readSnapshotTable(Source src, long fileSize, Qcow2Header h) throws IOException {
+        int n = h.nbSnapshots();
+        if (n < 0 || n > MAX_SNAPSHOTS) {
+            throw new Qcow2Exception(Integer.toUnsignedString(n) + " snapshots are too many");
+        }
+        if (n == 0) {
+            return new SnapshotTable(List.of(), 0);
+        }
+        long start = h.snapshotsOffset();
+        if (start <= 0 || (start & (h.clusterSize() - 1)) != 0 || start > fileSize) {
+            throw new Qcow2Exception("snapshot table at 0x" + Long.toHexString(start)
+                    + " is misaligned or past the end of the image");
+        }
+        List<Snapshot> r = new ArrayList<>(Math.min(n, 64));
+        long pos = start;
+        for (int i = 0; i < n; i++) {
+            if (pos + SNAPSHOT_ENTRY > fileSize || pos + SNAPSHOT_ENTRY - start > MAX_SNAPSHOTS_BYTES) {
+                throw new Qcow2Exception("snapshot table runs past the end of the image (entry " + i + ")");
+            }
+            ByteBuffer e = ByteBuffer.wrap(src.read(pos, SNAPSHOT_ENTRY));
+            int idLen = e.getShort(12) & 0xffff;
+            int nameLen = e.getShort(14) & 0xffff;
+            long extra = Integer.toUnsignedLong(e.getInt(36));
+            if (extra > MAX_SNAPSHOT_EXTRA) {
+                throw new Qcow2Exception("snapshot " + i + " has " + extra + " bytes of extra data (at most "
+                        + MAX_SNAPSHOT_EXTRA + ")");
+            }
+            long end = pos + SNAPSHOT_ENTRY + extra + idLen + nameLen;
+            if (end > fileSize || end - start > MAX_SNAPSHOTS_BYTES) {
+                throw new Qcow2Exception("snapshot " + i + " runs past the end of the snapshot table");
+            }
+            ByteBuffer x = ByteBuffer.wrap(src.read(pos + SNAPSHOT_ENTRY, (int) extra));
+            long vmState = Integer.toUnsignedLong(e.getInt(32));
+            if (extra >= 8) {
+                vmState = x.getLong(0);
+            }
+            long disk = extra >= 16 ? x.getLong(8) : h.size();
+            long icount = extra >= 24 ? x.getLong(16) : -1;
+            long p = pos + SNAPSHOT_ENTRY + extra;
+            byte[] idName = src.read(p, idLen + nameLen);
+            String id = new String(idName, 0, idLen, StandardCharsets.UTF_8);
+            String name = new String(idName, idLen, nameLen, StandardCharsets.UTF_8);
+            int snL1 = e.getInt(8);
+            if (snL1 < 0 || (long) snL1 * 8 > Qcow2Header.MAX_L1_BYTES) {
+                throw new Qcow2Exception("snapshot " + id + " has an L1 table too large ("
+                        + Integer.toUnsignedString(snL1) + " entries)");
+            }
+            r.add(new Snapshot(id, name, e.getLong(0), snL1, Integer.toUnsignedLong(e.getInt(16)),
+                    Integer.toUnsignedLong(e.getInt(20)), e.getLong(24), vmState, icount, disk));
+            pos = (end + 7) & ~7L;
+        }
+        return new SnapshotTable(List.copyOf(r), pos - start);
+    }
+
+    /**
+     * Reads and checks the bitmap directory that {@code h}'s bitmaps extension points at, as
+     * qemu's {@code bitmap_list_load}: only when the bitmaps autoclear bit says the bitmaps are
+     * consistent (otherwise qemu ignores them, and so does this).
+     *
+     * @param src      the image's bytes
+     * @param fileSize the image's size
+     * @param h        the header
+     * @return the bitmaps (empty without the extension or the autoclear bit)
+     * @throws IOException    on a read error
+     * @throws Qcow2Exception when the extension or the directory is bad, naming what is wrong
+     */
+    static List<Bitmap> readBitmapDirectory(Source src, long fileSize, Qcow2Header h) throws IOException {
+        byte[] ext = h.bitmapsExtension();
+        if (ext == null) {
+            return List.of();
+        }
+        BitmapsExtension bx = BitmapsExtension.parse(ext);
+        if ((h.autoclearFeatures() & Qcow2Header.AUTOCLEAR_BITMAPS) == 0 || bx.directoryOffset() == 0) {
+            return List.of();
+        }
+        if (bx.count() <= 0 || bx.count() > MAX_BITMAPS) {
+            throw new Qcow2Exception(Integer.toUnsignedString(bx.count()) + " bitmaps are too many (1.."
+                    + MAX_BITMAPS + ")");
+        }
+        long size = bx.directorySize();
+        long off = bx.directoryOffset();
+        if (size < (long) BITMAP_ENTRY * bx.count() || size > MAX_BITMAP_DIRECTORY) {
+            throw new Qcow2Exception("bitmap directory of " + Long.toUnsignedString(size) + " bytes is invalid for "
+                    + bx.count() + " bitmaps (at most " + MAX_BITMAP_DIRECTORY + ")");
+        }
+        if (off < 0 || (off & (h.clusterSize() - 1)) != 0 || off + size > fileSize) {
+            throw new Qcow2Exception("bitmap directory at 0x" + Long.toHexString(off) + " (" + size
+                    + " bytes) is misaligned or runs past the end of the image");
+        }
+        return parseBitmapDirectory(src.read(off, (int) size), bx.count());
+    }
+
+    /**
+     * Parses the entries of a bitmap directory (qcow2.rst "Bitmap directory"): each entry, its
+     * extra data and its name inside the directory, names at most 1023 bytes.
+     *
+     * @param d     the directory's bytes
+     * @param count nb_bitmaps
+     * @return the bitmaps, in directory order
+     * @throws Qcow2Exception when an entry runs past the directory, naming it
+     */
+    static List<Bitmap> parseBitmapDirectory(byte[] d, int count) {
+        ByteBuffer b = ByteBuffer.wrap(d);
+        List<Bitmap> r = new ArrayList<>(Math.min(count, 64));
+        long p = 0;
         for (int i = 0; i < count; i++) {
-            if (p + 24 > bytes) {
-                throw bad("bitmap directory is shorter than its " + count + " entries");
+            if (p + BITMAP_ENTRY > d.length) {
+                throw new Qcow2Exception("bitmap directory is shorter than its " + count + " entries");
             }
-            int nameLen = d.getShort(p + 18) & 0xffff;
-            int extra = d.getInt(p + 20);
-            if (extra < 0 || p + 24L + extra + nameLen > bytes) {
-                throw bad("bitmap directory entry " + i + " runs past the directory");
+            int at = (int) p;
+            int nameLen = b.getShort(at + 18) & 0xffff;
+            long extra = Integer.toUnsignedLong(b.getInt(at + 20));
+            if (nameLen > MAX_BITMAP_NAME || p + BITMAP_ENTRY + extra + nameLen > d.length) {
+                throw new Qcow2Exception("bitmap directory entry " + i + " runs past the directory");
             }
-            byte[] n = new byte[nameLen];
-            d.get(p + 24 + extra, n);
-            r.add(new Bitmap(new String(n, StandardCharsets.UTF_8), d.getLong(p), d.getInt(p + 8),
-                    d.getInt(p + 12), d.get(p + 16) & 0xff, d.get(p + 17) & 0xff));
-            p = (p + 24 + extra + nameLen + 7) & ~7;
+            String name = new String(d, (int) (at + BITMAP_ENTRY + extra), nameLen, StandardCharsets.UTF_8);
+            r.add(new Bitmap(name, b.getLong(at), b.getInt(at + 8), b.getInt(at + 12), b.get(at + 16) & 0xff,
+                    b.get(at + 17) & 0xff));
+            p = (p + BITMAP_ENTRY + extra + nameLen + 7) & ~7L;
         }
         return List.copyOf(r);
-    }
-
-    private static String string(ByteBuffer b) {
-        return new String(b.array(), b.arrayOffset(), b.limit(), StandardCharsets.UTF_8);
     }
 
     private IOException bad(String why) {
