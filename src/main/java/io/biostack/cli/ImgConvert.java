@@ -29,8 +29,6 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.zip.DataFormatException;
-import java.util.zip.Inflater;
 
 /**
  * {@code img convert [-p] [-f FMT] [-O FMT] SRC DST}: copies the allocated data of SRC (raw,
@@ -179,7 +177,7 @@ final class ImgConvert implements Callable<Integer> {
             Run run = s.run(pos, end - pos);
             int n = (int) Math.min(run.length(), end - pos);
             if (run.l2Entry() != 0) {
-                byte[] plain = decompress(run.q(), run.l2Entry());
+                byte[] plain = run.q().readCompressed(run.l2Entry());
                 System.arraycopy(plain, (int) (pos & (run.q().clusterSize() - 1)), out, (int) (pos - off), n);
             } else if (!run.zero()) {
                 // Direct I/O wants whole aligned sectors: read the covering aligned range.
@@ -278,7 +276,7 @@ final class ImgConvert implements Callable<Integer> {
                         zeroes(out, off, run.length(), free, failure);
                     }
                 } else if (run.l2Entry() != 0) {
-                    byte[] plain = decompress(run.q(), run.l2Entry());
+                    byte[] plain = run.q().readCompressed(run.l2Entry());
                     long inCluster = off & (run.q().clusterSize() - 1);
                     // A 2 MiB cluster is two buffers' worth.
                     for (long done = 0; done < run.length() && failure.get() == null; ) {
@@ -385,43 +383,6 @@ final class ImgConvert implements Callable<Integer> {
         free.add(buf);
     }
 
-    /** A compressed cluster, inflated (qcow2.rst "Compressed Clusters Descriptor"; zlib is raw deflate). */
-    private static byte[] decompress(Qcow2Image q, long e) throws IOException {
-        if (q.compressionType != 0) {
-            throw new IOException(q.path + ": zstd-compressed clusters can't be read by img convert yet");
-        }
-        int cb = q.clusterBits;
-        int shift = 62 - (cb - 8);
-        long off = e & ((1L << shift) - 1);
-        long sectors = ((e >>> shift) & ((1L << (cb - 8)) - 1)) + 1;
-        long len = sectors * 512 - (off & 511);
-        if (off + len > q.fileSize + 512 || len > 2L * q.clusterSize() + 512) {
-            throw new IOException(q.path + ": compressed cluster at 0x" + Long.toHexString(off) + " runs past the end");
-        }
-        ByteBuffer in = q.read(off, (int) len);
-        Inflater inf = new Inflater(true);
-        try {
-            inf.setInput(in.array(), 0, (int) len);
-            byte[] outb = new byte[q.clusterSize()];
-            int n = 0;
-            while (n < outb.length && !inf.finished()) {
-                int k = inf.inflate(outb, n, outb.length - n);
-                if (k == 0 && (inf.needsInput() || inf.needsDictionary())) {
-                    break;
-                }
-                n += k;
-            }
-            if (n != outb.length) {
-                throw new IOException(q.path + ": compressed cluster at 0x" + Long.toHexString(off) + " inflates to "
-                        + n + " bytes, not " + outb.length);
-            }
-            return outb;
-        } catch (DataFormatException ex) {
-            throw new IOException(q.path + ": compressed cluster at 0x" + Long.toHexString(off) + ": " + ex.getMessage());
-        } finally {
-            inf.end();
-        }
-    }
 
     private Source openSource() throws IOException {
         if (Leaves.isRemote(src)) {

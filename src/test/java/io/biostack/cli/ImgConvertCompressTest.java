@@ -85,6 +85,18 @@ class ImgConvertCompressTest {
     }
 
     @Test
+    void aZstdImageThatQemuImgCompressedConvertsBackByteExact() throws Exception {
+        Tools.require("qemu-img");
+        Path src = source();
+        Path img = dir.resolve("z.qcow2");
+        Tools.ok(60, "qemu-img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", src.toString(), img.toString());
+        Path back = dir.resolve("back.raw");
+        CliRun b = CliRun.of("img", "convert", "-O", "raw", img.toString(), back.toString());
+        assertThat(b.code()).as(b.err()).isZero();
+        assertThat(Files.mismatch(src, back)).isEqualTo(-1);
+    }
+
+    @Test
     void compressionIsRefusedForRawOutputAndZstdAndNoFileIsLeft() throws Exception {
         Path src = source();
         CliRun raw = CliRun.of("img", "convert", "-c", src.toString(), dir.resolve("o.raw").toString());

@@ -756,6 +756,7 @@ public final class Qcow2Device implements Target {
         long len = 0;
         long host = 0;
         long pos = off;
+        scan:
         while (len < max && idx < l2Entries) {
             long e = t.word(extL2 ? idx * 2 : idx);
             long inCluster = pos & (cs - 1);
@@ -770,7 +771,10 @@ public final class Qcow2Device implements Target {
                 if ((e & Qcow2Header.L2_RESERVED_MASK & ~(extL2 ? 0 : 0)) != 0 && !extL2 || (extL2
                         && (e & (Qcow2Header.L2_RESERVED_MASK | 1L)) != 0)) {
                     pieceError = "L2 entry of cluster " + (pos >>> clusterBits) + " has reserved bits set";
-                    return kind == -1 ? K_ERROR : kind;
+                    if (kind == -1) {
+                        return K_ERROR;
+                    }
+                    break scan; // the run so far is good: it ends here, pieceLen with it
                 }
                 long ho = e & OFFSET_MASK;
                 if (extL2) {
@@ -780,7 +784,10 @@ public final class Qcow2Device implements Target {
                     boolean zero = (bm & (1L << (32 + sc))) != 0;
                     if (alloc && zero) {
                         pieceError = "subcluster " + sc + " of cluster " + (pos >>> clusterBits) + " is both allocated and zero";
-                        return kind == -1 ? K_ERROR : kind;
+                        if (kind == -1) {
+                        return K_ERROR;
+                    }
+                    break scan; // the run so far is good: it ends here, pieceLen with it
                     }
                     k = zero ? K_ZERO : alloc ? K_DATA : K_UNALLOC;
                     int end = sc + 1;
@@ -791,7 +798,10 @@ public final class Qcow2Device implements Target {
                     h = ho + inCluster;
                     if (k == K_DATA && ho == 0) {
                         pieceError = "subcluster allocated in cluster without host offset";
-                        return kind == -1 ? K_ERROR : kind;
+                        if (kind == -1) {
+                        return K_ERROR;
+                    }
+                    break scan; // the run so far is good: it ends here, pieceLen with it
                     }
                 } else {
                     if ((e & OFLAG_ZERO) != 0 && header.version() == 3) {
@@ -804,10 +814,16 @@ public final class Qcow2Device implements Target {
                     h = ho + inCluster;
                     runLen = cs - inCluster;
                 }
-                if (k == K_DATA && dataFile == null && ((ho & (cs - 1)) != 0 || ho + cs > container.size())) {
+                // Only what this piece reads must lie inside the container: qemu-img leaves an
+                // extended-L2 image's last cluster short of its end (only the subclusters written).
+                if (k == K_DATA && dataFile == null && ((ho & (cs - 1)) != 0
+                        || h + Math.min(runLen, max - len) > container.size())) {
                     pieceError = "L2 entry of cluster " + (pos >>> clusterBits) + " points past the end of the image ("
                             + ho + ")";
-                    return kind == -1 ? K_ERROR : kind;
+                    if (kind == -1) {
+                        return K_ERROR;
+                    }
+                    break scan; // the run so far is good: it ends here, pieceLen with it
                 }
             }
             runLen = Math.min(runLen, max - len);
@@ -1256,7 +1272,14 @@ public final class Qcow2Device implements Target {
                 allocDone(piece, Status.IOERR, "COW read failed: " + t.getMessage(), gc, newHost, f0, t0, oldE, oldB);
                 return;
             }
-            piece.copyTo(buf.asSlice(inCluster - f0, len));
+            try {
+                piece.copyTo(buf.asSlice(inCluster - f0, len));
+            } catch (RuntimeException e) {
+                // an exception escaping this callback would be swallowed by the future: the bio
+                // would never complete
+                allocDone(piece, Status.IOERR, "COW merge failed: " + e, gc, newHost, f0, t0, oldE, oldB);
+                return;
+            }
             target.write(newHost + f0, buf).whenComplete((v2, t2) -> {
                 cowBuffers.offer(pooled); // the write is complete: the kernel is done with it
                 allocDone(piece, t2 == null ? Status.OK : Status.IOERR, t2 == null ? null : t2.getMessage(),

@@ -252,7 +252,7 @@ class Qcow2HostileImageTest {
     }
 
     private void expectReadFails(Path img) throws Exception {
-        try (Qcow2Device q = openDevice(img, true); Arena a = Arena.ofConfined()) {
+        try (Qcow2Device q = openDevice(img, true); Arena a = Arena.ofShared()) {
             MemorySegment m = a.allocate(65536, 4096);
             CompletionException e = assertThrows(CompletionException.class, () -> q.read(0, m).join());
             assertTrue(e.getCause() instanceof io.biostack.block.BioException be

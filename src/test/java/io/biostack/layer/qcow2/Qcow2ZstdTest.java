@@ -183,7 +183,7 @@ class Qcow2ZstdTest {
         byte[] patch = new byte[4096];
         new Random(3).nextBytes(patch);
         long at = 65536 * 5 + 8192;
-        try (Qcow2Device q = open(img, false); Arena a = Arena.ofConfined()) {
+        try (Qcow2Device q = open(img, false); Arena a = Arena.ofShared()) { // shared: completions run on the ring thread
             MemorySegment m = a.allocate(4096, 4096);
             MemorySegment.copy(patch, 0, m, ValueLayout.JAVA_BYTE, 0, 4096);
             q.write(at, m).get(60, java.util.concurrent.TimeUnit.SECONDS);
