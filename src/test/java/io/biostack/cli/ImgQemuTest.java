@@ -266,12 +266,8 @@ class ImgQemuTest {
     }
 
     @Test
-    void convertRefusesCompressionAndSameFileWritingNothing() throws Exception {
+    void convertRefusesABadCacheModeAndTheSameFileWritingNothing() throws Exception {
         Tools.ok(60, "qemu-img", "create", "-q", "-f", "raw", f("src.raw"), "1M");
-        CliRun c = CliRun.of("img", "convert", "-c", "-O", "qcow2", f("src.raw"), f("c.qcow2"));
-        assertThat(c.code()).isEqualTo(1);
-        assertThat(c.err()).contains("-c").contains("compressed");
-        assertThat(dir.resolve("c.qcow2")).doesNotExist();
         CliRun cache = CliRun.of("img", "convert", "-t", "bogus", f("src.raw"), f("t.raw"));
         assertThat(cache.code()).isEqualTo(1);
         assertThat(cache.err()).contains("-t takes none, writeback or unsafe");
