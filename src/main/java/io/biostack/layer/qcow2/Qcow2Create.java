@@ -285,7 +285,14 @@ public final class Qcow2Create {
         void read(long cluster, byte[] dst) throws IOException;
     }
 
-    /** What {@link #createCompressed} wrote. */
+    /**
+     * What {@link #createCompressed} wrote.
+     *
+     * @param compressed   clusters stored compressed
+     * @param uncompressed clusters stored whole, because deflate did not shrink them
+     * @param zero         clusters of zeros, left unallocated
+     * @param fileSize     the image file's size in bytes
+     */
     public record CompressedResult(long compressed, long uncompressed, long zero, long fileSize) {
     }
 
