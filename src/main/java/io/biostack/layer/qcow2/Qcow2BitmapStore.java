@@ -390,6 +390,12 @@ public final class Qcow2BitmapStore implements BitmapStore {
             MemorySegment m = Qcow2Cache.ioMemory((long) clusters * cs, a);
             m.fill((byte) 0);
             MemorySegment.copy(dir, 0, m, ValueLayout.JAVA_BYTE, 0, dir.length);
+            long end = ext.dirOffset() + (long) clusters * cs;
+            if (end > container.size()) {
+                // qemu-img leaves the file's last cluster (often the directory) short: the
+                // cluster is ours, so the container grows to hold all of it
+                io.biostack.block.Resizable.grow(container, end);
+            }
             join(container.write(ext.dirOffset(), m), "rewrite the bitmap directory");
         }
         Ext e = ext;
