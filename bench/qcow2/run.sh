@@ -183,8 +183,8 @@ fi
 if want 4; then
   echo; echo "== 4. in process: biostack bench 4k randread QD32, qcow2 against raw (same data)"
   for r in $(seq 1 "$ROUNDS"); do
-    q=$($BIOSTACK bench --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$full" 2>&1 | grep -o '[0-9.]*k\? *IOPS\|iops=[0-9.]*k\?' | head -1)
-    w=$($BIOSTACK bench --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$raw" 2>&1 | grep -o '[0-9.]*k\? *IOPS\|iops=[0-9.]*k\?' | head -1)
+    q=$($BIOSTACK bench --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$full" 2>&1 | grep -o 'IOPS=[0-9.]*k\?' | head -1)
+    w=$($BIOSTACK bench --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$raw" 2>&1 | grep -o 'IOPS=[0-9.]*k\?' | head -1)
     echo "round $r: qcow2 $q, raw $w"
   done
 fi
