@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-300}
 seed=${2:-$(date +%s)}
 if [[ -n "${JAZZER:-}" ]]; then
-  exec env JAZZER_FUZZ=1 mvn -B -ntp -o test -Dtest='Qcow2MetadataFuzzTest#imageParsers*' \
+  exec env JAZZER_FUZZ=1 mvn -B -ntp -o test -Djazzer.excluded=none -Dtest='Qcow2MetadataFuzzTest#imageParsers*' \
     -Djazzer.max_duration="${secs}s" -Dsurefire.failIfNoSpecifiedTests=false
 fi
 echo "fuzzing qcow2 metadata for ${secs}s from seed ${seed}"

@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 
@@ -33,6 +34,7 @@ class Luks2HeaderFuzzTest {
     /** Bytes that make JSON structure, for the mutations. */
     private static final String TOKENS = "{}[]\",:0123456789-\\u ";
 
+    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): it could only skip there
     @FuzzTest(maxDuration = "20s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void parserAnswersEveryInputWithAResultOrALuksException(FuzzedDataProvider in) {

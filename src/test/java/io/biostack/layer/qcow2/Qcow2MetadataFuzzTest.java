@@ -4,6 +4,7 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import io.biostack.block.BioException;
 import io.biostack.block.IoIter;
 import io.biostack.block.RamDisk;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 import org.junit.jupiter.api.io.TempDir;
@@ -65,6 +66,7 @@ class Qcow2MetadataFuzzTest {
     @TempDir
     static Path tmp;
 
+    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): it could only skip there
     @FuzzTest(maxDuration = "60s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void imageParsersAnswerEveryInputWithAResultOrAQcow2Error(byte[] image) throws Exception {
