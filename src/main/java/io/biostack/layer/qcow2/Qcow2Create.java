@@ -175,21 +175,9 @@ public final class Qcow2Create {
         }
         long l1Clusters = (l1Size * 8 + cs - 1) / cs;
         long perBlock = ((long) cs * 8) >>> order;
-        long blocks = 1;
-        long tableClusters = 1;
-        while (true) {
-            long n = 1 + tableClusters + blocks + l1Clusters + nL2 + nData;
-            long b = (n + perBlock - 1) / perBlock;
-            long t = (b * 8 + cs - 1) / cs;
-            if (b == blocks && t == tableClusters) {
-                break;
-            }
-            blocks = Math.max(b, blocks);
-            tableClusters = Math.max(t, tableClusters);
-        }
-        if (tableClusters * cs > Qcow2Header.MAX_REFTABLE_BYTES) {
-            throw new IllegalArgumentException("Image too large for this cluster size and refcount width");
-        }
+        long[] rt = refcountClusters(1 + l1Clusters + nL2 + nData, perBlock, cs);
+        long blocks = rt[0];
+        long tableClusters = rt[1];
         long reftOff = (long) cs;
         long blocksOff = reftOff + tableClusters * cs;
         long l1Off = l1Size == 0 ? 0 : blocksOff + blocks * cs;
@@ -361,21 +349,10 @@ public final class Qcow2Create {
         }
         long l1Clusters = (l1Size * 8 + cs - 1) / cs;
         long perBlock = ((long) cs * 8) >>> order;
-        long blocks = 1;
-        long tableClusters = 1;
-        while (true) {
-            long n = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + 1;
-            long b = (n + perBlock - 1) / perBlock;
-            long t = (b * 8 + cs - 1) / cs;
-            if (b == blocks && t == tableClusters) {
-                break;
-            }
-            blocks = Math.max(b, blocks);
-            tableClusters = Math.max(t, tableClusters);
-        }
-        if (tableClusters * cs > Qcow2Header.MAX_REFTABLE_BYTES) {
-            throw new IllegalArgumentException("Image too large for this cluster size and refcount width");
-        }
+        // one cluster more than the data: a compressed run may end in a cluster of its own
+        long[] rt = refcountClusters(1 + l1Clusters + nL2 + nData + 1, perBlock, cs);
+        long blocks = rt[0];
+        long tableClusters = rt[1];
         long worst = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + 1;
         if (worst > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("image too large to convert compressed (" + worst + " clusters)");
@@ -535,6 +512,32 @@ public final class Qcow2Create {
 
     private static final java.lang.invoke.VarHandle LONG =
             java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
+
+    /**
+     * How many refcount blocks and refcount table clusters cover {@code others} clusters plus
+     * themselves: both counts grow until they cover their own clusters too.
+     *
+     * @return {blocks, table clusters}
+     * @throws IllegalArgumentException when the table would pass qemu's limit
+     */
+    private static long[] refcountClusters(long others, long perBlock, int cs) {
+        long blocks = 1;
+        long tableClusters = 1;
+        while (true) {
+            long n = others + tableClusters + blocks;
+            long b = (n + perBlock - 1) / perBlock;
+            long t = (b * 8 + cs - 1) / cs;
+            if (b == blocks && t == tableClusters) {
+                break;
+            }
+            blocks = Math.max(b, blocks);
+            tableClusters = Math.max(t, tableClusters);
+        }
+        if (tableClusters * cs > Qcow2Header.MAX_REFTABLE_BYTES) {
+            throw new IllegalArgumentException("Image too large for this cluster size and refcount width");
+        }
+        return new long[] {blocks, tableClusters};
+    }
 
     /** Writes zeros over every data cluster laid out (preallocation=full). */
     private static void zeroFill(FileChannel ch, long[][] pairs, long[] hs, int cs)
