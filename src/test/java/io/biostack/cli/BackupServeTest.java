@@ -7,9 +7,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -57,30 +55,10 @@ class BackupServeTest {
 
     /** Starts {@code serve --stack} and waits for its "ready" line. */
     Process serve(Path stack) throws Exception {
-        List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                "io.biostack.cli.Main", "serve", "--stack", stack.toString(), "--export", "d",
-                "--socket", sock().toString(), "--control", ctl().toString());
-        Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
+        Process p = ServeProcess.startReady(dir, List.of("--stack", stack.toString(), "--export", "d",
+                "--socket", sock().toString(), "--control", ctl().toString()));
         started.add(p);
-        BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
-        StringBuilder seen = new StringBuilder();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        String l;
-        while ((l = r.readLine()) != null && System.nanoTime() < deadline) {
-            seen.append(l).append('\n');
-            if (l.equals("ready")) {
-                Thread.ofPlatform().daemon().start(() -> {
-                    try {
-                        r.transferTo(java.io.Writer.nullWriter());
-                    } catch (IOException e) {
-                        // gone
-                    }
-                });
-                return p;
-            }
-        }
-        throw new AssertionError("serve did not get ready: " + seen);
+        return p;
     }
 
     ControlServer.Reply dm(String... argv) throws IOException {
