@@ -96,7 +96,14 @@ class ArchitectureTest {
                     "Argon2's memory-hard KDF maps its lanes with mmap/madvise (MADV_DONTDUMP, so"
                     + " the derived key's working memory never lands in a core dump); syscalls live in"
                     + " sys alone, so the one class that needs them may call sys.Libc and sys.Mman"
-                    + " rather than repeat their downcalls (helper luks makes it do so)"));
+                    + " rather than repeat their downcalls (helper luks makes it do so)"),
+            new KnownBreak("io.biostack.block", "RamDisk.java", "io.biostack.sys.AnonymousMemory",
+                    "a ramdisk's memory is one anonymous mapping the kernel fills on first write, as"
+                    + " brd takes pages; the JDK's own native allocations count against"
+                    + " MaxDirectMemorySize (the heap's size), zero every byte and stall the writing"
+                    + " reactor in a GC near that limit (228 us per 64 KiB chunk measured). mmap is a"
+                    + " syscall and lives in sys; RamDisk falls back to arena chunks where native"
+                    + " access is off"));
 
     /** One reference from a source file to a class or package of another part. */
     record Ref(String fromPackage, String file, String to) {

@@ -21,6 +21,11 @@ public final class Mman {
     public static final int MAP_PRIVATE = 0x02;
     /** mman-common.h: MAP_ANONYMOUS 0x20. */
     public static final int MAP_ANONYMOUS = 0x20;
+    /**
+     * include/uapi/asm-generic/mman.h (x86_64 and arm64): MAP_NORESERVE 0x4000, no swap space
+     * reserved; pages are taken as they are first touched.
+     */
+    public static final int MAP_NORESERVE = 0x4000;
     /** mman-common.h: MAP_POPULATE 0x008000, prefault the page tables. */
     public static final int MAP_POPULATE = 0x008000;
 

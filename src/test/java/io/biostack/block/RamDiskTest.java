@@ -310,6 +310,76 @@ class RamDiskTest {
     }
 
     @Test
+    void concurrentFirstWritesToADiscardedChunkAllSurviveAndTheRestReadsZero() throws Exception {
+        // A discarded chunk is cleaned by its next first writer; a second first writer must wait
+        // for that, not clean again over the first one's data.
+        RamDisk d = new RamDisk("ram0", 8L * CHUNK);
+        int threads = 4;
+        for (int round = 0; round < 64; round++) {
+            long base = (long) (round % 8) * CHUNK;
+            write(d, base, patternBytes(CHUNK, 99));
+            d.discard(base, CHUNK).get(5, TimeUnit.SECONDS);
+            CountDownLatch go = new CountDownLatch(1);
+            List<Thread> ts = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                long off = base + (long) t * 8192;
+                byte[] data = patternBytes(4096, round * 10 + t);
+                ts.add(Thread.ofPlatform().start(() -> {
+                    try {
+                        go.await();
+                        write(d, off, data);
+                    } catch (Exception e) {
+                        throw new RuntimeException(e);
+                    }
+                }));
+            }
+            go.countDown();
+            for (Thread t : ts) {
+                t.join();
+            }
+            for (int t = 0; t < threads; t++) {
+                assertThat(read(d, base + (long) t * 8192, 4096)).as("round %d thread %d", round, t)
+                        .isEqualTo(patternBytes(4096, round * 10 + t));
+                assertThat(read(d, base + (long) t * 8192 + 4096, 4096)).as("gap after thread %d", t).containsOnly(0);
+            }
+        }
+    }
+
+    @Test
+    void writtenMemoryIsNotDirectBufferMemory() throws Exception {
+        // The JDK counts Arena allocations against MaxDirectMemorySize (the heap's maximum by
+        // default) and stalls the allocating thread in a GC near it; a ramdisk must not, or one
+        // larger than the heap fails its writes. Its memory is an anonymous mapping instead.
+        var direct = java.lang.management.ManagementFactory.getPlatformMXBeans(java.lang.management.BufferPoolMXBean.class)
+                .stream().filter(b -> b.getName().equals("direct")).findFirst().orElseThrow();
+        long before = direct.getMemoryUsed();
+        RamDisk d = new RamDisk("ram0", 64L << 20);
+        byte[] data = patternBytes(1 << 20, 3);
+        for (long off = 0; off < (64L << 20); off += data.length) {
+            write(d, off, data);
+        }
+        assertThat(read(d, 63L << 20, 1 << 20)).isEqualTo(data);
+        assertThat(direct.getMemoryUsed() - before).as("direct memory taken by 64 MiB of writes").isLessThan(8L << 20);
+        d.close();
+    }
+
+    @Test
+    void aRamdiskFarLargerThanTheHeapTakesWritesAnywhere() throws Exception {
+        // 256 GiB against the suite's 2 GiB heap: only the pages written are taken.
+        long size = 256L << 30;
+        RamDisk d = new RamDisk("ram0", size);
+        long[] offsets = {0, size / 3 / 4096 * 4096, size - 4096};
+        for (int i = 0; i < offsets.length; i++) {
+            write(d, offsets[i], patternBytes(4096, 40 + i));
+        }
+        for (int i = 0; i < offsets.length; i++) {
+            assertThat(read(d, offsets[i], 4096)).isEqualTo(patternBytes(4096, 40 + i));
+        }
+        assertThat(read(d, size - 8192, 4096)).containsOnly(0);
+        d.close();
+    }
+
+    @Test
     void closeDropsTheData() throws Exception {
         RamDisk d = new RamDisk("ram0", 2L * CHUNK);
         write(d, 0, patternBytes(4096, 14));
