@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Trains the release's two ahead-of-time caches (JEP 483/514/515), each from one run of
+# Trains the release's ahead-of-time caches (JEP 483/514/515), each from one run of
 # io.biostack.cli.AotTraining (it says what each runs, and why not serve) with the runtime, the
 # class path and the JVM options bin/biostack gives those commands:
-#   STAGE/lib/short.aot     the fast path (--version, dm, img info) on the launcher's short class path
-#   STAGE/lib/biostack.aot  the other short commands (help, luks, completion) on the whole class path
+#   STAGE/lib/short.aot     --version and dm (the fast path), on the launcher's short class path
+#   STAGE/lib/img.aot       img info (the fast path), short class path
+#   STAGE/lib/luks.aot      luks (picocli), short class path
+#   STAGE/lib/biostack.aot  help and completion (the whole picocli tree), on the whole class path
 # The dm commands go to a stack served by another process. Run by scripts/release-assemble.sh;
 # alone, it retrains the caches of an unpacked release (bench/startup/run.sh does so to compare).
 # Usage: scripts/release-aot.sh STAGE
@@ -33,16 +35,15 @@ serve_pid=$!
 BIOSTACK_NO_AOT=1 "$stage/bin/biostack" img create -q -f qcow2 "$train/train.qcow2" 64M
 for _ in $(seq 400); do [ -S "$train/ctl" ] && break; sleep 0.05; done
 [ -S "$train/ctl" ] || { cat "$train/serve.log" >&2; say "training stack did not start"; exit 1; }
-rm -f "$stage/lib/biostack.aot" "$stage/lib/short.aot"
+rm -f "$stage"/lib/*.aot
 # The launcher's options for the short commands (bin/biostack says why), so that the caches and
 # their runs agree; the log keeps errors (a class the cache cannot take is a warning).
 opts=(--enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=10
   -XX:-UsePerfData -Xlog:aot=error,cds=error)
-(cd "$train" && "$stage/runtime/bin/java" -XX:AOTCacheOutput="$stage/lib/short.aot" "${opts[@]}" \
-  -cp "$short_cp" io.biostack.cli.AotTraining fast "$train/ctl" >&2)
-(cd "$train" && "$stage/runtime/bin/java" -XX:AOTCacheOutput="$stage/lib/biostack.aot" "${opts[@]}" \
-  -cp "$full_cp" io.biostack.cli.AotTraining full "$train/ctl" >&2)
-kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=
-for c in short biostack; do
-  [ -s "$stage/lib/$c.aot" ] || { say "no AOT cache lib/$c.aot written"; exit 1; }
+for mode in short img luks full; do
+  case $mode in full) cache=biostack cp=$full_cp ;; *) cache=$mode cp=$short_cp ;; esac
+  (cd "$train" && "$stage/runtime/bin/java" -XX:AOTCacheOutput="$stage/lib/$cache.aot" "${opts[@]}" \
+    -cp "$cp" io.biostack.cli.AotTraining "$mode" "$train/ctl" >&2)
+  [ -s "$stage/lib/$cache.aot" ] || { say "no AOT cache lib/$cache.aot written"; exit 1; }
 done
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=

@@ -95,6 +95,13 @@ code=0; err=$(run "$bs" img info "$work/absent.qcow2" 2>&1) || code=$?
 [ "$code" = 1 ] && grep -q "Could not open '$work/absent.qcow2'" <<<"$err" \
   || fail "img info on an absent image: exit $code, '$err'"
 say "dm stats --interval, img info, img info on an absent image (exit 1)"
+truncate -s 32M "$work/small.luks"
+printf secret > "$work/key"
+run "$bs" luks format "$work/small.luks" --key-file "$work/key" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+  >/dev/null || fail "luks format"
+dump=$(run "$bs" luks dump "$work/small.luks") || fail "luks dump: $dump"
+grep -q '^Version:[[:space:]]*2' <<<"$dump" || fail "luks dump says: $dump"
+say "luks format, luks dump"
 
 # man pages: by file, and by name through --print-manpath
 page=$(run man -l "$rel/share/man/man1/biostack-serve.1.gz" 2>&1) || fail "man -l biostack-serve.1.gz"

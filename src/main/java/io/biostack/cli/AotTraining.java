@@ -10,22 +10,25 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 
 /**
- * The training runs of the release's two ahead-of-time caches (JEP 483/514/515). The release
- * build runs {@code java -XX:AOTCacheOutput=CACHE -cp CLASSPATH io.biostack.cli.AotTraining MODE
- * CONTROL} with {@code biostack serve --control CONTROL} running in another process (a stack with a
- * device named {@code lin}), and the JVM keeps the classes the run loaded and linked, and the
- * method profiles it gathered, for every later start of {@code bin/biostack} with that cache.
+ * The training runs of the release's ahead-of-time caches (JEP 483/514/515). The release build
+ * runs {@code java -XX:AOTCacheOutput=CACHE -cp CLASSPATH io.biostack.cli.AotTraining MODE CONTROL}
+ * with {@code biostack serve --control CONTROL} running in another process (a stack with a device
+ * named {@code lin}), and the JVM keeps the classes the run loaded and linked, and the method
+ * profiles it gathered, for every later start of {@code bin/biostack} with that cache.
  *
+ * <p>The JVM loads every class of its cache when it starts, so each family of short commands has a
+ * cache of just what it runs (bin/biostack picks it by the command):
  * <ul>
- * <li>{@code fast} (lib/short.aot, on the launcher's short class path): what {@link FastPath}
- *     runs, {@code --version}, {@code dm} ls, status, table, stats and a refusal, {@code img info}
- *     on a qcow2 and a raw image, human and JSON. Nothing of picocli: the JVM loads every class of
- *     a cache when it starts, so what the fast path never needs would slow it down.</li>
- * <li>{@code full} (lib/biostack.aot, on the whole class path): the other short commands through
- *     picocli, help, {@code completion bash}, {@code luks dump} on a small LUKS2 volume (made here,
- *     with a cheap pbkdf2 keyslot). Not {@code serve} itself: serve's classes (the NBD server, FFM,
- *     io_uring) would slow every short command down by more than they save serve, which starts
- *     once.</li>
+ * <li>{@code short} (lib/short.aot, on the launcher's short class path): {@link FastPath}'s
+ *     {@code --version} and {@code dm} ls, status, table, stats and a refusal. No picocli.</li>
+ * <li>{@code img} (lib/img.aot, short class path): {@link FastPath}'s {@code img info} on a qcow2
+ *     and a raw image, human and JSON; its FFM calls (statx) are most of what it loads.</li>
+ * <li>{@code luks} (lib/luks.aot, short class path): {@code luks dump} through picocli, on a
+ *     small LUKS2 volume made here with a cheap pbkdf2 keyslot.</li>
+ * <li>{@code full} (lib/biostack.aot, the whole class path): help and {@code completion bash}
+ *     through the whole picocli tree. Not {@code serve} itself: serve's classes (the NBD server,
+ *     FFM, io_uring) would slow every command with this cache down by more than they save serve,
+ *     which starts once.</li>
  * </ul>
  *
  * A command missing here still runs; only its classes load from the jars.
@@ -37,10 +40,10 @@ final class AotTraining {
     /**
      * Runs the training commands and exits.
      *
-     * @param args {@code fast} or {@code full}, then the control socket of a running
-     *     {@code biostack serve --stack} with a device named {@code lin}, in a folder this run may
-     *     write its images in; {@code fast} reads {@code train.qcow2} there, which the release
-     *     script makes first
+     * @param args {@code short}, {@code img}, {@code luks} or {@code full}, then the control socket
+     *     of a running {@code biostack serve --stack} with a device named {@code lin}, in a folder
+     *     this run may write its images in; {@code img} reads {@code train.qcow2} there, which the
+     *     release script makes first
      * @throws IOException when the training images cannot be written
      */
     public static void main(String[] args) throws IOException {
@@ -55,9 +58,11 @@ final class AotTraining {
         int failed;
         try {
             failed = switch (mode) {
-                case "fast" -> fast(dir, ctl);
-                case "full" -> full(dir, ctl);
-                default -> throw new IllegalArgumentException("mode is fast or full, not " + mode);
+                case "short" -> dm(ctl);
+                case "img" -> img(dir);
+                case "luks" -> luks(dir);
+                case "full" -> full();
+                default -> throw new IllegalArgumentException("mode is short, img, luks or full, not " + mode);
             };
         } finally {
             System.setOut(out);
@@ -70,26 +75,12 @@ final class AotTraining {
         out.println("biostack: AOT training run (" + mode + ") done");
     }
 
-    /** The fast path's commands; returns how many failed. */
-    private static int fast(Path dir, String ctl) throws IOException {
-        String img = dir.resolve("train.qcow2").toString();
-        Path raw = dir.resolve("train.raw");
-        try (FileChannel f = FileChannel.open(raw, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
-            f.truncate(0);
-            f.write(ByteBuffer.wrap(new byte[4096]), 0);
-        }
+    /** --version and dm on the fast path; returns how many failed. */
+    private static int dm(String ctl) {
         int failed = 0;
-        try {
-            // bin/biostack starts Main, which calls FastPath: Main and RootCommand belong in the cache
-            Class.forName(Main.class.getName());
-        } catch (ClassNotFoundException e) {
-            throw new AssertionError(e);
-        }
+        loadMain();
         for (int i = 0; i < 3; i++) {
             failed += fastOk("--version");
-            failed += fastOk("img", "info", img);
-            failed += fastOk("img", "info", "--output=json", img);
-            failed += fastOk("img", "info", raw.toString());
             failed += fastOk("dm", "--control", ctl, "ls");
             failed += fastOk("dm", "--control", ctl, "status", "lin");
             failed += fastOk("dm", "--control", ctl, "status", "lin", "--json");
@@ -102,12 +93,39 @@ final class AotTraining {
         return failed;
     }
 
+    /** img info on the fast path; returns how many failed. */
+    private static int img(Path dir) throws IOException {
+        String img = dir.resolve("train.qcow2").toString();
+        Path raw = dir.resolve("train.raw");
+        try (FileChannel f = FileChannel.open(raw, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            f.truncate(0);
+            f.write(ByteBuffer.wrap(new byte[4096]), 0);
+        }
+        int failed = 0;
+        loadMain();
+        for (int i = 0; i < 3; i++) {
+            failed += fastOk("img", "info", img);
+            failed += fastOk("img", "info", "--output=json", img);
+            failed += fastOk("img", "info", raw.toString());
+        }
+        return failed;
+    }
+
+    /** bin/biostack starts Main, which calls FastPath: Main and RootCommand belong in the cache. */
+    private static void loadMain() {
+        try {
+            Class.forName(Main.class.getName());
+        } catch (ClassNotFoundException e) {
+            throw new AssertionError(e);
+        }
+    }
+
     private static int fastOk(String... args) {
         return FastPath.run(args) == 0 ? 0 : 1;
     }
 
-    /** The commands that go through picocli; returns how many failed. */
-    private static int full(Path dir, String ctl) throws IOException {
+    /** luks dump through picocli; returns how many failed. */
+    private static int luks(Path dir) throws IOException {
         String luks = dir.resolve("train.luks").toString();
         String key = dir.resolve("train.key").toString();
         Files.writeString(Path.of(key), "training");
@@ -116,10 +134,6 @@ final class AotTraining {
             f.truncate(0);
             f.write(ByteBuffer.wrap(new byte[1]), (32L << 20) - 1);
         }
-        for (String[] cmd : new String[][] {
-                {"--help"}, {"bench", "--help"}, {"serve", "--help"}, {"dm", "--help"}, {"completion", "bash"}}) {
-            Main.run(cmd);
-        }
         int failed = 0;
         // a cheap pbkdf2 keyslot: dump reads no keyslot
         failed += Main.run("luks", "format", luks, "--key-file", key, "--pbkdf", "pbkdf2",
@@ -127,6 +141,17 @@ final class AotTraining {
         for (int i = 0; i < 3; i++) {
             failed += Main.run("luks", "dump", luks) == 0 ? 0 : 1;
         }
+        return failed;
+    }
+
+    /** Help and completion through the whole picocli tree; returns how many failed. */
+    private static int full() {
+        int failed = 0;
+        for (String[] cmd : new String[][] {
+                {"--help"}, {"bench", "--help"}, {"serve", "--help"}, {"dm", "--help"}, {"img", "--help"}}) {
+            failed += Main.run(cmd) == 0 || cmd[0].equals("dm") ? 0 : 1;
+        }
+        failed += Main.run("completion", "bash") == 0 ? 0 : 1;
         return failed;
     }
 }
