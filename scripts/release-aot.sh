@@ -6,6 +6,7 @@
 #   STAGE/lib/img.aot       img info (the fast path), short class path
 #   STAGE/lib/luks.aot      luks (picocli), short class path
 #   STAGE/lib/biostack.aot  help and completion (the whole picocli tree), on the whole class path
+#   STAGE/lib/serve.aot     serve up to its first NBD replies, whole class path, serve's options
 # The dm commands go to a stack served by another process. Run by scripts/release-assemble.sh;
 # alone, it retrains the caches of an unpacked release (bench/startup/run.sh does so to compare).
 # Usage: scripts/release-aot.sh STAGE
@@ -40,9 +41,15 @@ rm -f "$stage"/lib/*.aot
 # their runs agree; the log keeps errors (a class the cache cannot take is a warning).
 opts=(--enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=10
   -XX:-UsePerfData -Xlog:aot=error,cds=error)
-for mode in short img luks full; do
-  case $mode in full) cache=biostack cp=$full_cp ;; *) cache=$mode cp=$short_cp ;; esac
-  (cd "$train" && "$stage/runtime/bin/java" -XX:AOTCacheOutput="$stage/lib/$cache.aot" "${opts[@]}" \
+serve_opts=(--enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -Xlog:aot=error,cds=error)
+for mode in short img luks full serve; do
+  o=("${opts[@]}")
+  case $mode in
+    full) cache=biostack cp=$full_cp ;;
+    serve) cache=serve cp=$full_cp o=("${serve_opts[@]}") ;;
+    *) cache=$mode cp=$short_cp ;;
+  esac
+  (cd "$train" && "$stage/runtime/bin/java" -XX:AOTCacheOutput="$stage/lib/$cache.aot" "${o[@]}" \
     -cp "$cp" io.biostack.cli.AotTraining "$mode" "$train/ctl" >&2)
   [ -s "$stage/lib/$cache.aot" ] || { say "no AOT cache lib/$cache.aot written"; exit 1; }
 done

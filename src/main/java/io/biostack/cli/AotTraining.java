@@ -8,6 +8,7 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.List;
 
 /**
  * The training runs of the release's ahead-of-time caches (JEP 483/514/515). The release build
@@ -26,27 +27,33 @@ import java.nio.file.StandardOpenOption;
  * <li>{@code luks} (lib/luks.aot, short class path): {@code luks dump} through picocli, on a
  *     small LUKS2 volume made here with a cheap pbkdf2 keyslot.</li>
  * <li>{@code full} (lib/biostack.aot, the whole class path): help and {@code completion bash}
- *     through the whole picocli tree. Not {@code serve} itself: serve's classes (the NBD server,
- *     FFM, io_uring) would slow every command with this cache down by more than they save serve,
- *     which starts once.</li>
+ *     through the whole picocli tree; bench and replay start with it too.</li>
+ * <li>{@code serve} (lib/serve.aot, the whole class path, serve's JVM options): {@code serve} of
+ *     a file and of a ramdisk in this JVM, up to an NBD client's first read of each; then this
+ *     run exits, serve still running. Serve's classes (the NBD server, FFM, io_uring) would have
+ *     slowed down every command sharing a cache with it.</li>
  * </ul>
  *
  * A command missing here still runs; only its classes load from the jars.
  */
 final class AotTraining {
+    /** What went wrong, said once the standard streams are back. */
+    private static final List<String> WHY = new java.util.ArrayList<>();
+
     private AotTraining() {
     }
 
     /**
      * Runs the training commands and exits.
      *
-     * @param args {@code short}, {@code img}, {@code luks} or {@code full}, then the control socket
+     * @param args {@code short}, {@code img}, {@code luks}, {@code full} or {@code serve}, then the control socket
      *     of a running {@code biostack serve --stack} with a device named {@code lin}, in a folder
      *     this run may write its images in; {@code img} reads {@code train.qcow2} there, which the
      *     release script makes first
      * @throws IOException when the training images cannot be written
+     * @throws InterruptedException when interrupted while waiting for serve
      */
-    public static void main(String[] args) throws IOException {
+    public static void main(String[] args) throws IOException, InterruptedException {
         String mode = args[0];
         String ctl = args[1];
         Path dir = Path.of(ctl).toAbsolutePath().getParent();
@@ -62,7 +69,8 @@ final class AotTraining {
                 case "img" -> img(dir);
                 case "luks" -> luks(dir);
                 case "full" -> full();
-                default -> throw new IllegalArgumentException("mode is short, img, luks or full, not " + mode);
+                case "serve" -> serve(dir);
+                default -> throw new IllegalArgumentException("mode is short, img, luks, full or serve, not " + mode);
             };
         } finally {
             System.setOut(out);
@@ -70,9 +78,12 @@ final class AotTraining {
         }
         if (failed > 0) {
             err.println("biostack: AOT training (" + mode + "): " + failed + " commands failed (dm against " + ctl + ")");
+            WHY.forEach(w -> err.println("biostack: AOT training: " + w));
             System.exit(1);
         }
         out.println("biostack: AOT training run (" + mode + ") done");
+        // serve's threads are not daemons; the cache is written as the JVM exits
+        System.exit(0);
     }
 
     /** --version and dm on the fast path; returns how many failed. */
@@ -152,6 +163,51 @@ final class AotTraining {
             failed += Main.run(cmd) == 0 || cmd[0].equals("dm") ? 0 : 1;
         }
         failed += Main.run("completion", "bash") == 0 ? 0 : 1;
+        return failed;
+    }
+
+    /**
+     * serve of a file (the loop device on io_uring) and of a ramdisk, each on a unix socket, in
+     * threads of this JVM, and an NBD client's first read of each; returns how many failed.
+     */
+    private static int serve(Path dir) throws IOException, InterruptedException {
+        Path disk = dir.resolve("serve.img");
+        try (FileChannel f = FileChannel.open(disk, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            f.truncate(0);
+            f.write(ByteBuffer.wrap(new byte[1]), (64L << 20) - 1);
+        }
+        int failed = 0;
+        String[][] serves = {{"serve", disk.toString(), "--listen", "none", "--socket", dir.resolve("file.sock").toString()},
+                {"serve", "--ram", "64M", "--listen", "none", "--socket", dir.resolve("ram.sock").toString()}};
+        for (String[] cmd : serves) {
+            Path sock = Path.of(cmd[cmd.length - 1]);
+            Thread t = Thread.ofPlatform().daemon().name("aot-training-serve").start(() -> Main.run(cmd));
+            io.biostack.nbd.client.NbdUri uri = io.biostack.nbd.client.NbdUri.parse("nbd+unix:///?socket=" + sock);
+            // serve makes its socket file when it binds and answers once it listens: try again
+            // until it does, 30 s at most (far more than it takes)
+            io.biostack.nbd.client.NbdClient c = null;
+            IOException last = null;
+            for (int i = 0; i < 600 && c == null && t.isAlive(); i++) {
+                try {
+                    c = io.biostack.nbd.client.NbdClient.open("train", uri, io.biostack.nbd.client.NbdClient.Options.defaults());
+                } catch (IOException e) {
+                    last = e;
+                    Thread.sleep(50);
+                }
+            }
+            if (c == null) {
+                WHY.add(String.join(" ", cmd) + ": no NBD handshake: " + last);
+                failed++;
+                continue;
+            }
+            // shared: the reply is copied in on the client's thread
+            try (io.biostack.nbd.client.NbdClient client = c; java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {
+                client.read(0, arena.allocate(4096, 4096)).get(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+                WHY.add(String.join(" ", cmd) + ": the first read failed: " + e);
+                failed++;
+            }
+        }
         return failed;
     }
 }
