@@ -27,7 +27,9 @@ import java.util.Properties;
  * argument that starts with {@code -} or {@code @} (picocli's option and argument-file syntax),
  * {@code --help}. So does an {@code img info} that fails: it reads and writes nothing before it
  * prints, so picocli runs it again and says what is wrong in its own words. Nothing here loads a
- * picocli class (MainTreeTest checks it), so the picocli path costs no more than it did.
+ * picocli class (FastPathTest checks it). The launcher's cache for these commands holds no
+ * picocli either, so that fallback (help, a usage error) starts slower than before: an error
+ * path, never a different answer.
  */
 final class FastPath {
     /** What {@link #run} returns for a command line it leaves to picocli. */
