@@ -34,15 +34,36 @@ out=$(run "$bs" --version) || fail "--version exits $?"
 [ "$out" = "biostack $version" ] || fail "--version printed '$out', not 'biostack $version'"
 say "--version: $out"
 
-# The AOT cache is taken (its class path and options match the launcher's), and holds picocli:
-# the release rewrites picocli's Java 5 class files so that the cache can link them (the JVM
-# loads an unlinkable class from its jar instead, which costs every start).
+# The AOT caches are taken (their class paths and options match the launcher's). --version runs
+# the fast path from lib/short.aot and loads no picocli class; --help runs picocli from
+# lib/biostack.aot: the release rewrites picocli's Java 5 class files so that the cache can link
+# them (the JVM loads an unlinkable class from its jar instead, which costs every start).
 loads=$(run env BIOSTACK_JAVA_OPTS=-Xlog:class+load "$bs" --version) || fail "--version with -Xlog:class+load"
+for cls in io.biostack.cli.Main io.biostack.cli.FastPath; do
+  grep -qF "] $cls source: shared objects file" <<<"$loads" \
+    || fail "$cls does not come from the AOT cache: $(grep -F "] $cls source" <<<"$loads")"
+done
+grep -q 'picocli' <<<"$loads" && fail "--version loads picocli: $(grep -m 3 picocli <<<"$loads")"
+loads=$(run env BIOSTACK_JAVA_OPTS=-Xlog:class+load "$bs" --help) || fail "--help with -Xlog:class+load"
 for cls in io.biostack.cli.Main picocli.CommandLine 'picocli.CommandLine$Model$CommandSpec'; do
   grep -qF "] $cls source: shared objects file" <<<"$loads" \
     || fail "$cls does not come from the AOT cache: $(grep -F "] $cls source" <<<"$loads")"
 done
-say "AOT cache: Main and picocli from the cache"
+say "AOT caches: --version from short.aot without picocli, --help with picocli from biostack.aot"
+
+# The licences: share/doc/biostack/copyright names every jar of lib/, and the texts it points at
+# are there.
+copyright="$rel/share/doc/biostack/copyright"
+[ -s "$copyright" ] || fail "no $copyright"
+for j in "$rel"/lib/*.jar; do
+  grep -qxF "Files: lib/$(basename "$j")" "$copyright" || fail "copyright does not name lib/$(basename "$j")"
+done
+for f in $(grep -o 'share/doc/biostack/licenses/[A-Za-z0-9._-]*[A-Za-z0-9]' "$copyright" | sort -u); do
+  [ -s "$rel/$f" ] || fail "copyright points at $f, which is missing or empty"
+done
+grep -q '^License: Apache-2.0' "$copyright" && grep -q '^License: MIT' "$copyright" \
+  || fail "copyright lacks the Apache-2.0 or MIT components"
+say "copyright: $(grep -c '^Files: lib/' "$copyright") jars, texts in share/doc/biostack/licenses"
 
 # serve disk.img, and nbdinfo against it
 cd "$work"
@@ -63,6 +84,24 @@ for _ in $(seq 300); do [ -S "$work/ctl" ] && break; sleep 0.05; done
 ls_out=$(run "$bs" dm --control "$work/ctl" ls) || { cat "$work/stack.log" >&2; fail "dm ls"; }
 grep -q '^lin' <<<"$ls_out" || fail "dm ls does not list lin: $ls_out"
 say "dm ls: $(tr '\n' ' ' <<<"$ls_out")"
+# the other commands of the launcher's short class path: dm through picocli (stats --interval)
+# and img info, with the error of an absent image (the fast path leaves it to picocli)
+st=$(run "$bs" dm --control "$work/ctl" stats --interval 0.1 --count 1 --json) || fail "dm stats --interval: $st"
+grep -q '"device":"lin"' <<<"$st" || fail "dm stats --interval does not show lin: $st"
+run "$bs" img create -q -f qcow2 "$work/small.qcow2" 64M || fail "img create"
+info=$(run "$bs" img info "$work/small.qcow2") || fail "img info: $info"
+grep -qx 'virtual size: 64 MiB (67108864 bytes)' <<<"$info" || fail "img info says: $info"
+code=0; err=$(run "$bs" img info "$work/absent.qcow2" 2>&1) || code=$?
+[ "$code" = 1 ] && grep -q "Could not open '$work/absent.qcow2'" <<<"$err" \
+  || fail "img info on an absent image: exit $code, '$err'"
+say "dm stats --interval, img info, img info on an absent image (exit 1)"
+truncate -s 32M "$work/small.luks"
+printf secret > "$work/key"
+run "$bs" luks format "$work/small.luks" --key-file "$work/key" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+  >/dev/null || fail "luks format"
+dump=$(run "$bs" luks dump "$work/small.luks") || fail "luks dump: $dump"
+grep -q '^Version:[[:space:]]*2' <<<"$dump" || fail "luks dump says: $dump"
+say "luks format, luks dump"
 
 # man pages: by file, and by name through --print-manpath
 page=$(run man -l "$rel/share/man/man1/biostack-serve.1.gz" 2>&1) || fail "man -l biostack-serve.1.gz"

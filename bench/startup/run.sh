@@ -115,5 +115,5 @@ done
 
 archive=$(ls "$root"/target/biostack-*-linux-x86_64.tar.gz 2>/dev/null | head -n 1 || true)
 jdk=$(. "$root/scripts/java-env.sh" >/dev/null 2>&1 && echo "$JAVA_HOME" || true)
-echo "sizes: archive $( [ -n "$archive" ] && du -h "$archive" | cut -f1 || echo '?'), unpacked $(du -sh "$rel" | cut -f1) (runtime $(du -sh "$rel/runtime" | cut -f1), AOT cache $(du -h "$rel/lib/biostack.aot" | cut -f1))${jdk:+; JDK $jdk: $(du -sh "$jdk" | cut -f1)}"
+echo "sizes: archive $( [ -n "$archive" ] && du -h "$archive" | cut -f1 || echo '?'), unpacked $(du -sh "$rel" | cut -f1) (runtime $(du -sh "$rel/runtime" | cut -f1), AOT caches $(du -h "$rel"/lib/*.aot | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}' | sed "s|$rel/lib/||g"))${jdk:+; JDK $jdk: $(du -sh "$jdk" | cut -f1)}"
 echo "startup: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -67,7 +67,7 @@ public final class DmCommand implements Callable<Integer> {
     @Override
     public Integer call() throws InterruptedException {
         if (command.equals("stats")) {
-            return stats();
+            return stats(control, args, json, interval, count, spec.commandLine().getOut(), spec.commandLine().getErr());
         }
         if ((json && !command.equals("status")) || interval != null || count != null) {
             spec.commandLine().getErr().println("biostack dm: --interval and --count go with 'stats', --json with 'stats' and 'status'");
@@ -79,39 +79,67 @@ public final class DmCommand implements Callable<Integer> {
         if (json) {
             argv.add("--json"); // status NAME --json: targets and dirty bitmaps as one JSON object
         }
+        return send(control, argv, spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /**
+     * Sends {@code argv} to the control socket and prints the answer: the reply on {@code out}
+     * (exit 0), a refusal or an unreachable socket on {@code err} (exit 1). {@link FastPath}
+     * calls this too, so both paths print the same bytes.
+     *
+     * @param control the control socket
+     * @param argv    the request's words
+     * @param out     where the answer goes
+     * @param err     where the errors go
+     * @return the exit code
+     */
+    static int send(Path control, List<String> argv, PrintWriter out, PrintWriter err) {
         ControlServer.Reply r;
         try {
             r = ControlServer.send(control, argv);
         } catch (IOException e) {
-            spec.commandLine().getErr().println("biostack dm: can't reach the control socket " + control + ": "
+            err.println("biostack dm: can't reach the control socket " + control + ": "
                     + (e.getMessage() == null ? e.toString() : e.getMessage()) + " (is `biostack serve --control` running?)");
             return 1;
         }
         if (r.ok()) {
-            spec.commandLine().getOut().print(r.text());
-            spec.commandLine().getOut().flush();
+            out.print(r.text());
+            out.flush();
             return 0;
         }
-        spec.commandLine().getErr().print("biostack dm: " + r.text());
-        spec.commandLine().getErr().flush();
+        err.print("biostack dm: " + r.text());
+        err.flush();
         return 1;
     }
 
-    /** {@code stats}: one sample since start, or one per interval until --count or ^C. */
-    private int stats() throws InterruptedException {
-        PrintWriter out = spec.commandLine().getOut();
+    /**
+     * {@code stats}: one sample since start, or one per interval until --count or ^C.
+     * {@link FastPath} calls this too (without an interval), so both paths print the same bytes.
+     *
+     * @param control  the control socket
+     * @param args     the device names after {@code stats}
+     * @param json     print JSON
+     * @param interval seconds between samples, or null for one sample since start
+     * @param count    how many samples with an interval, or null for no end
+     * @param out      where the samples go
+     * @param err      where the errors go
+     * @return the exit code: 0, 1 when the socket fails or refuses, 2 for a bad interval or count
+     * @throws InterruptedException when interrupted between samples
+     */
+    static int stats(Path control, List<String> args, boolean json, Double interval, Integer count,
+            PrintWriter out, PrintWriter err) throws InterruptedException {
         if (interval != null && !(interval > 0)) {
-            spec.commandLine().getErr().println("biostack dm: --interval wants a positive number of seconds");
+            err.println("biostack dm: --interval wants a positive number of seconds");
             return 2;
         }
         if (count != null && count <= 0) {
-            spec.commandLine().getErr().println("biostack dm: --count wants a positive number");
+            err.println("biostack dm: --count wants a positive number");
             return 2;
         }
         List<String> argv = new ArrayList<>();
         argv.add("stats");
         argv.addAll(args);
-        List<DeviceSnapshot> prev = fetch(argv);
+        List<DeviceSnapshot> prev = fetch(control, argv, err);
         if (prev == null) {
             return 1;
         }
@@ -130,7 +158,7 @@ public final class DmCommand implements Callable<Integer> {
         for (int n = 0; count == null || n < count; n++) {
             java.util.concurrent.TimeUnit.NANOSECONDS.sleep(Math.max(0, next - System.nanoTime()));
             next += periodNs;
-            List<DeviceSnapshot> cur = fetch(argv);
+            List<DeviceSnapshot> cur = fetch(control, argv, err);
             if (cur == null) {
                 return 1;
             }
@@ -174,18 +202,18 @@ public final class DmCommand implements Callable<Integer> {
     }
 
     /** Asks the control socket for snapshots; null (and a message said) when it can't. */
-    private List<DeviceSnapshot> fetch(List<String> argv) {
+    private static List<DeviceSnapshot> fetch(Path control, List<String> argv, PrintWriter err) {
         ControlServer.Reply r;
         try {
             r = ControlServer.send(control, argv);
         } catch (IOException e) {
-            spec.commandLine().getErr().println("biostack dm: can't reach the control socket " + control + ": "
+            err.println("biostack dm: can't reach the control socket " + control + ": "
                     + (e.getMessage() == null ? e.toString() : e.getMessage()) + " (is `biostack serve --control` running?)");
             return null;
         }
         if (!r.ok()) {
-            spec.commandLine().getErr().print("biostack dm: " + r.text());
-            spec.commandLine().getErr().flush();
+            err.print("biostack dm: " + r.text());
+            err.flush();
             return null;
         }
         return DeviceSnapshot.fromWireLines(r.text());

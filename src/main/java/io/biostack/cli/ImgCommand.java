@@ -269,6 +269,21 @@ public final class ImgCommand implements Runnable {
 
         @Override
         public Integer call() throws IOException {
+            return info(file, format, chain, output);
+        }
+
+        /**
+         * Prints what {@code img info} prints; {@link FastPath} calls this too. It prints only
+         * once every layer has been read, so a failure prints nothing.
+         *
+         * @param file   the image
+         * @param format raw, qcow2, or null to probe
+         * @param chain  also every backing file
+         * @param output human or json
+         * @return the exit code, 0
+         * @throws IOException when an image can't be read
+         */
+        static int info(String file, String format, boolean chain, String output) throws IOException {
             boolean json = json(output);
             try (ImgChain c = ImgChain.open(file, format, chain)) {
                 List<String> parts = new ArrayList<>();

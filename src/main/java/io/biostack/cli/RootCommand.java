@@ -30,16 +30,7 @@ class RootCommand implements Runnable {
 
         /** The Maven project version, or "unknown" when the classes were built without resources. */
         static String version() {
-            try (var in = RootCommand.class.getResourceAsStream("version.properties")) {
-                if (in == null) {
-                    return "unknown";
-                }
-                var p = new java.util.Properties();
-                p.load(in);
-                return p.getProperty("version", "unknown");
-            } catch (java.io.IOException e) {
-                return "unknown";
-            }
+            return FastPath.version();
         }
     }
 }
