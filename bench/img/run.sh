@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# img convert (and info) against qemu-img on a 1 GiB image with half of it allocated (every other
-# MiB holds random data): raw->qcow2 and qcow2->raw, alternating tool by tool, ROUNDS times, in two
+# img convert (and info) against qemu-img on a 1 GiB image with half of it allocated (random
+# extents of 64 KiB..1 MiB of random data, holes between): raw->qcow2 and qcow2->raw, alternating tool by tool, ROUNDS times, in two
 # cache modes used alike by both tools:
 #   default: qemu-img convert's defaults (source through the page cache, destination -t unsafe:
 #            page cache, no flush at the end);
@@ -20,14 +20,23 @@ export BIOSTACK_TIMING=1
 
 src="$dir/src.raw"
 if [ ! -f "$src" ]; then
+  # Random extents of 64 KiB..1 MiB (64 KiB multiples), data or hole by turns, until half of the
+  # 1 GiB holds data; a fixed seed so that every run copies the same image.
   python3 - "$src" <<'PY'
-import os, sys
-mib = 1 << 20
+import os, random, sys
+rnd = random.Random(15)
+size, k = 1 << 30, 64 << 10
 with open(sys.argv[1], "wb") as f:
-    f.truncate(1 << 30)
-    for i in range(0, 1024, 2):
-        f.seek(i * mib)
-        f.write(os.urandom(mib))
+    f.truncate(size)
+    off, data = 0, 0
+    while off < size:
+        n = min(rnd.randint(1, 16) * k, size - off)
+        if rnd.random() < 0.5:
+            f.seek(off)
+            f.write(os.urandom(n))
+            data += n
+        off += n
+print(f"src.raw: {data >> 20} MiB of data in 1024 MiB", file=sys.stderr)
 PY
   sync
 fi
