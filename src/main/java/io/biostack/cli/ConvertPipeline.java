@@ -246,7 +246,7 @@ final class ConvertPipeline {
 
     private void failed(int i, boolean writing, Status st, String detail) {
         failure.compareAndSet(null, (writing ? "writing the destination" : "reading the source")
-                + " at guest offset " + guest[i] + ": " + st.name() + " (" + st + ")"
+                + " at guest offset " + guest[i] + ": " + st.text() + " (" + st.name() + ")"
                 + (detail == null || detail.isEmpty() ? "" : ": " + detail));
     }
 
