@@ -297,17 +297,18 @@ final class ConvertPipeline {
             }
             // Every slot back: nothing of ours is in flight any more.
             long lastDone = done.get();
+            long lastFree = free.get();
             long since = System.nanoTime();
             while (free.get() != allFree) {
                 LockSupport.parkNanos(this, TimeUnit.MILLISECONDS.toNanos(50));
                 progress.accept(done.get());
-                if (done.get() != lastDone || failure.get() != null) {
+                // Progress is a chunk done or a slot back (after an error slots come back without
+                // bytes done); nothing of either for stallNanos is a hang below us.
+                if (done.get() != lastDone || free.get() != lastFree) {
                     lastDone = done.get();
+                    lastFree = free.get();
                     since = System.nanoTime();
                 } else if (System.nanoTime() - since > stallNanos) {
-                    throw stalled();
-                }
-                if (failure.get() != null && System.nanoTime() - since > stallNanos) {
                     throw stalled();
                 }
             }
