@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# img convert (and info) against qemu-img on a 1 GiB image with half of it allocated (every other
-# MiB holds random data): raw->qcow2 and qcow2->raw, alternating tool by tool, ROUNDS times, in two
+# img convert (and info) against qemu-img on a 1 GiB image with half of it allocated (random
+# extents of 64 KiB..1 MiB of random data, holes between): raw->qcow2 and qcow2->raw, alternating tool by tool, ROUNDS times, in two
 # cache modes used alike by both tools:
 #   default: qemu-img convert's defaults (source through the page cache, destination -t unsafe:
 #            page cache, no flush at the end);
 #   none:    -t none -T none (O_DIRECT both sides, the destination flushed).
-# Prints every wall time (biostack's include the JVM's start-up; "in process" is the convert alone,
+# Prints every wall time (biostack's include the JVM's start-up, run as the launcher runs it; "in process" is the convert alone,
 # from BIOSTACK_TIMING) and ratios qemu-img/biostack (above 1: biostack is faster), and
 # `img info` wall time. Usage: bench/img/run.sh [ROUNDS] [DIR]
 # The machine may be shared: read the ratios of one run, with their raw figures beside them.
@@ -14,20 +14,35 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 rounds=${1:-3}
 dir=${2:-$(mktemp -d "${TMPDIR:-/var/tmp}/bsimg.XXXXXX")}
 mkdir -p "$dir"
-bs="$root/biostack"
-"$bs" --version >/dev/null   # builds when stale, outside the timings
+"$root/biostack" --version >/dev/null   # builds when stale, outside the timings
+# biostack runs as the launcher's last line runs it (the same JVM flags), JAVA_HOME set once here:
+# the checkout's launcher probes every JDK under /usr/lib/jvm with a JVM start of its own until
+# it finds a 25 (two JDK 17s first on this machine), which the release's bin/biostack does not.
+# Its cost is printed at the end, apart.
+. "$root/scripts/java-env.sh"
+. "$root/scripts/build-if-stale.sh"
+bs_java=("$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -cp "$BIOSTACK_CP" io.biostack.cli.Main)
 export BIOSTACK_TIMING=1
 
 src="$dir/src.raw"
 if [ ! -f "$src" ]; then
+  # Random extents of 64 KiB..1 MiB (64 KiB multiples), data or hole by turns, until half of the
+  # 1 GiB holds data; a fixed seed so that every run copies the same image.
   python3 - "$src" <<'PY'
-import os, sys
-mib = 1 << 20
+import os, random, sys
+rnd = random.Random(15)
+size, k = 1 << 30, 64 << 10
 with open(sys.argv[1], "wb") as f:
-    f.truncate(1 << 30)
-    for i in range(0, 1024, 2):
-        f.seek(i * mib)
-        f.write(os.urandom(mib))
+    f.truncate(size)
+    off, data = 0, 0
+    while off < size:
+        n = min(rnd.randint(1, 16) * k, size - off)
+        if rnd.random() < 0.5:
+            f.seek(off)
+            f.write(os.urandom(n))
+            data += n
+        off += n
+print(f"src.raw: {data >> 20} MiB of data in 1024 MiB", file=sys.stderr)
 PY
   sync
 fi
@@ -46,7 +61,7 @@ for mode in default none; do
   for r in $(seq "$rounds"); do
     for tool in qemu biostack; do
       rm -f "$dir/out.qcow2" "$dir/out.raw"
-      [ $tool = qemu ] && cmd=(qemu-img convert) || cmd=("$bs" img convert)
+      [ $tool = qemu ] && cmd=(qemu-img convert) || cmd=("${bs_java[@]}" img convert)
       t "${cmd[@]}" "${opts[@]}" -O qcow2 "$src" "$dir/out.qcow2"; aw=$W; ai=$IN
       t "${cmd[@]}" "${opts[@]}" -O raw "$dir/ref.qcow2" "$dir/out.raw"; bw=$W; bi=$IN
       qemu-img compare -q "$src" "$dir/out.qcow2"
@@ -65,7 +80,11 @@ for mode in default none; do
 done
 for r in $(seq "$rounds"); do
   t qemu-img info "$dir/ref.qcow2"; add info.qemu "$W"
-  t "$bs" img info "$dir/ref.qcow2"; add info.biostack "$W"
+  t "${bs_java[@]}" img info "$dir/ref.qcow2"; add info.biostack "$W"
+  t "${bs_java[@]}" --version; add version.java "$W"
+  t env -u JAVA_HOME "$root/biostack" --version; add version.launcher "$W"
 done
 printf 'info       qemu-img %6.3f s  biostack %6.3f s wall (JVM start-up included)\n' "$(mean info.qemu)" "$(mean info.biostack)"
+printf 'launcher   biostack --version %6.3f s through ./biostack without JAVA_HOME, %6.3f s as java directly\n' \
+  "$(mean version.launcher)" "$(mean version.java)"
 echo "(machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); images in $dir)"

@@ -1,0 +1,396 @@
+package io.biostack.cli;
+
+import io.biostack.block.Bio;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.EndIo;
+import io.biostack.block.Op;
+import io.biostack.block.Status;
+import io.biostack.layer.qcow2.Qcow2Create;
+import io.biostack.layer.qcow2.Qcow2Image;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.LongConsumer;
+
+/**
+ * The copy of {@code img convert}, as qemu-img's convert_co_do_copy runs it: the source's map is
+ * cut into chunks first (the plan), then {@code depth} slots each copy one chunk at a time, a
+ * READ bio into the slot's buffer whose completion submits the WRITE bio of the same buffer, so
+ * reads and writes of different chunks overlap and writes land out of order (raw and qcow2 both
+ * allow it: a qcow2 destination was laid out before the copy, every chunk has its place).
+ *
+ * <p>Holes of the source cost nothing on a fresh destination (it already reads as zeros); on a
+ * device that already holds data they become WRITE_ZEROES bios.
+ *
+ * <p>The copy loop allocates nothing per chunk: the plan is arrays, each slot owns one bio (re-used
+ * from its own end-io, as the bio's owner may) and one slice of a single buffer from the
+ * destination's {@link BlockDevice#allocateIoMemory}. Free slots are bits of one word that
+ * completions set and the submitting thread clears (no lock); the submitter parks until a bit
+ * comes back. The first error stops new chunks; the copy then waits, bounded, for the chunks in
+ * flight and reports the error with the offset it hit.
+ */
+final class ConvertPipeline {
+    /** Kinds of chunk. */
+    private static final byte DATA = 0;
+    private static final byte ZERO = 1;
+    private static final byte COMPRESSED = 2;
+
+    /** Most slots: one bit each in the free word. qemu-img's -m allows at most 16. */
+    static final int MAX_DEPTH = 64;
+
+    private final BlockDevice out;
+    private final Qcow2Create.Layout layout;
+    private final int depth;
+    private final int chunk;
+    /** Longest wait with no chunk completing before the copy gives up (a hung device). */
+    private final long stallNanos;
+
+    // The plan: chunk i copies len[i] bytes of guest offset guest[i].
+    private int n;
+    private long[] guest = new long[256];
+    private long[] srcOff = new long[256];
+    private long[] dstOff = new long[256];
+    private int[] len = new int[256];
+    private byte[] kind = new byte[256];
+    /** Source device of a DATA chunk; the source image and L2 entry of a COMPRESSED one. */
+    private Object[] src = new Object[256];
+    private long[] l2Entry = new long[256];
+    private long planned;
+
+    // The copy's state, shared with the completions.
+    private final AtomicLong free = new AtomicLong();
+    private final AtomicLong done = new AtomicLong();
+    private final AtomicReference<String> failure = new AtomicReference<>();
+    private volatile Thread submitter;
+
+    /**
+     * A pipeline that writes to {@code out}.
+     *
+     * @param out        the destination device
+     * @param layout     where a fresh qcow2 destination put each guest cluster, or null to write at
+     *                   guest offsets
+     * @param depth      chunks in flight, 1 to {@link #MAX_DEPTH}
+     * @param chunk      bytes per chunk, a multiple of 4096
+     * @param stallNanos how long the copy waits with nothing completing before it fails
+     */
+    ConvertPipeline(BlockDevice out, Qcow2Create.Layout layout, int depth, int chunk, long stallNanos) {
+        if (depth < 1 || depth > MAX_DEPTH) {
+            throw new IllegalArgumentException("parallel requests must be 1 to " + MAX_DEPTH + ", not " + depth);
+        }
+        if (chunk < 4096 || chunk % 4096 != 0) {
+            throw new IllegalArgumentException("chunk size must be a multiple of 4096, not " + chunk);
+        }
+        this.out = out;
+        this.layout = layout;
+        this.depth = depth;
+        this.chunk = chunk;
+        this.stallNanos = stallNanos;
+    }
+
+    /**
+     * Plans a copy of {@code length} bytes of data at {@code devOffset} of {@code dev} to guest
+     * offset {@code guestOffset}, cut into chunks (and at the destination's discontinuities).
+     *
+     * @param dev         the source device that holds the data
+     * @param devOffset   where on it
+     * @param guestOffset the guest offset the data belongs at
+     * @param length      bytes
+     */
+    void data(BlockDevice dev, long devOffset, long guestOffset, long length) {
+        for (long d = 0; d < length; ) {
+            long g = guestOffset + d;
+            long n = Math.min(chunk, length - d);
+            long target = g;
+            if (layout != null) {
+                long[] h = layout.host(g);
+                if (h == null) {
+                    throw new IllegalStateException("guest offset " + g + " was not laid out in the destination");
+                }
+                target = h[0];
+                n = Math.min(n, h[1]);
+            }
+            add(DATA, dev, devOffset + d, g, target, (int) n, 0);
+            d += n;
+        }
+    }
+
+    /**
+     * Plans zeros for a range: nothing on a fresh destination, WRITE_ZEROES otherwise.
+     *
+     * @param guestOffset the start
+     * @param length      bytes
+     * @param fresh       the destination already reads as zeros there
+     */
+    void zero(long guestOffset, long length, boolean fresh) {
+        if (fresh) {
+            planned += length;
+            return;
+        }
+        // One bio per range: WRITE_ZEROES carries no data, so no buffer limits it. Its length
+        // goes in srcOff (a ZERO chunk reads nothing).
+        add(ZERO, null, length, guestOffset, guestOffset, 0, 0);
+        planned += length;
+    }
+
+    /**
+     * Plans a compressed source cluster, inflated when its chunk starts.
+     *
+     * @param q           the source image that holds it
+     * @param entry       its L2 entry
+     * @param inCluster   where the run starts inside the cluster
+     * @param guestOffset the guest offset of the run
+     * @param length      bytes of the run (within the cluster)
+     */
+    void compressed(Qcow2Image q, long entry, long inCluster, long guestOffset, long length) {
+        for (long d = 0; d < length; ) {
+            long g = guestOffset + d;
+            long n = Math.min(chunk, length - d);
+            long target = g;
+            if (layout != null) {
+                long[] h = layout.host(g);
+                if (h == null) {
+                    throw new IllegalStateException("guest offset " + g + " was not laid out in the destination");
+                }
+                target = h[0];
+                n = Math.min(n, h[1]);
+            }
+            add(COMPRESSED, q, inCluster + d, g, target, (int) n, entry);
+            d += n;
+        }
+    }
+
+    private void add(byte k, Object source, long so, long g, long d, int length, long entry) {
+        if (n == guest.length) {
+            int c = n * 2;
+            guest = Arrays.copyOf(guest, c);
+            srcOff = Arrays.copyOf(srcOff, c);
+            dstOff = Arrays.copyOf(dstOff, c);
+            len = Arrays.copyOf(len, c);
+            kind = Arrays.copyOf(kind, c);
+            src = Arrays.copyOf(src, c);
+            l2Entry = Arrays.copyOf(l2Entry, c);
+        }
+        kind[n] = k;
+        src[n] = source;
+        srcOff[n] = so;
+        guest[n] = g;
+        dstOff[n] = d;
+        len[n] = length;
+        l2Entry[n] = entry;
+        planned += length;
+        n++;
+    }
+
+    /** Guest bytes chunk {@code i} covers. */
+    private long bytes(int i) {
+        return kind[i] == ZERO ? srcOff[i] : len[i];
+    }
+
+    /**
+     * Chunks planned so far.
+     *
+     * @return the number of bios the copy will start (reads and zeroes)
+     */
+    int chunks() {
+        return n;
+    }
+
+    /** One buffer and its bio; the bio's end-io is the slot itself (no allocation per chunk). */
+    private final class Slot implements EndIo {
+        final int id;
+        final MemorySegment buf;
+        final Bio bio = new Bio();
+        int chunk;
+        boolean writing;
+
+        Slot(int id, MemorySegment buf) {
+            this.id = id;
+            this.buf = buf;
+        }
+
+        @Override
+        public void endIo(Bio b) {
+            int i = chunk;
+            if (b.status() != Status.OK) {
+                failed(i, writing, b.status(), b.detail());
+                release(this);
+            } else if (!writing) {
+                writing = true;
+                if (failure.get() != null) {
+                    release(this);
+                    return;
+                }
+                write(this, i);
+            } else {
+                done.addAndGet(bytes(i));
+                release(this);
+            }
+        }
+    }
+
+    private void write(Slot s, int i) {
+        try {
+            s.bio.init(Op.WRITE, 0, dstOff[i], s).addSegment(s.buf).trim(len[i]);
+            out.submit(s.bio);
+        } catch (RuntimeException e) {
+            failed(i, true, Status.IOERR, e.getMessage());
+            release(s);
+        }
+    }
+
+    private void failed(int i, boolean writing, Status st, String detail) {
+        failure.compareAndSet(null, (writing ? "writing the destination" : "reading the source")
+                + " at guest offset " + guest[i] + ": " + st.text() + " (" + st.name() + ")"
+                + (detail == null || detail.isEmpty() ? "" : ": " + detail));
+    }
+
+    private void release(Slot s) {
+        long bit = 1L << s.id;
+        long m;
+        do {
+            m = free.get();
+        } while (!free.compareAndSet(m, m | bit));
+        Thread t = submitter;
+        if (t != null) {
+            LockSupport.unpark(t);
+        }
+    }
+
+    /**
+     * Runs the plan: starts every chunk, at most {@code depth} in flight, and waits for the last.
+     *
+     * @param progress called on this thread with the guest bytes done so far (planned holes on a
+     *                 fresh destination count as done from the start)
+     * @throws IOException the first error of the copy (source or destination, with the guest
+     *                     offset), or a copy that stalled
+     */
+    void run(LongConsumer progress) throws IOException {
+        int slots = (int) Math.min(depth, Math.max(1, n));
+        long holes = planned;
+        for (int i = 0; i < n; i++) {
+            holes -= bytes(i);
+        }
+        done.set(holes);
+        submitter = Thread.currentThread();
+        Arena arena = Arena.ofShared();
+        boolean quiet = false;
+        try {
+            MemorySegment all = out.allocateIoMemory((long) slots * chunk, arena);
+            Slot[] slot = new Slot[slots];
+            for (int i = 0; i < slots; i++) {
+                slot[i] = new Slot(i, all.asSlice((long) i * chunk, chunk));
+            }
+            long allFree = slots == 64 ? -1L : (1L << slots) - 1;
+            free.set(allFree);
+            for (int i = 0; i < n && failure.get() == null; i++) {
+                int id = take(progress);
+                if (id < 0) {
+                    break;
+                }
+                start(slot[id], i);
+            }
+            // Every slot back: nothing of ours is in flight any more.
+            long lastDone = done.get();
+            long lastFree = free.get();
+            long since = System.nanoTime();
+            while (free.get() != allFree) {
+                LockSupport.parkNanos(this, TimeUnit.MILLISECONDS.toNanos(50));
+                progress.accept(done.get());
+                // Progress is a chunk done or a slot back (after an error slots come back without
+                // bytes done); nothing of either for stallNanos is a hang below us.
+                if (done.get() != lastDone || free.get() != lastFree) {
+                    lastDone = done.get();
+                    lastFree = free.get();
+                    since = System.nanoTime();
+                } else if (System.nanoTime() - since > stallNanos) {
+                    throw stalled();
+                }
+            }
+            quiet = true;
+            progress.accept(done.get());
+            String f = failure.get();
+            if (f != null) {
+                throw new IOException(f);
+            }
+        } finally {
+            submitter = null;
+            // A stalled device may still write into the buffers: then they stay (the process ends soon).
+            if (quiet) {
+                arena.close();
+            }
+        }
+    }
+
+    private IOException stalled() {
+        String f = failure.get();
+        return new IOException((f != null ? f + "; " : "") + "no I/O completed for "
+                + TimeUnit.NANOSECONDS.toSeconds(stallNanos) + " s: giving up");
+    }
+
+    /** A free slot's index, or -1 once the copy failed; waits (parked) while all are busy. */
+    private int take(LongConsumer progress) throws IOException {
+        long lastDone = done.get();
+        long since = System.nanoTime();
+        while (true) {
+            long m = free.get();
+            if (m != 0) {
+                int id = Long.numberOfTrailingZeros(m);
+                if (free.compareAndSet(m, m & ~(1L << id))) {
+                    return id;
+                }
+                continue;
+            }
+            if (failure.get() != null) {
+                return -1;
+            }
+            LockSupport.parkNanos(this, TimeUnit.MILLISECONDS.toNanos(50));
+            long d = done.get();
+            progress.accept(d);
+            if (d != lastDone) {
+                lastDone = d;
+                since = System.nanoTime();
+            } else if (free.get() == 0 && System.nanoTime() - since > stallNanos) {
+                throw stalled();
+            }
+        }
+    }
+
+    private void start(Slot s, int i) throws IOException {
+        s.chunk = i;
+        try {
+            switch (kind[i]) {
+                case DATA -> {
+                    s.writing = false;
+                    s.bio.init(Op.READ, 0, srcOff[i], s).addSegment(s.buf).trim(len[i]);
+                    ((BlockDevice) src[i]).submit(s.bio);
+                }
+                case ZERO -> {
+                    s.writing = true;
+                    s.bio.init(Op.WRITE_ZEROES, 0, dstOff[i], s).setSize(bytes(i));
+                    out.submit(s.bio);
+                }
+                default -> {
+                    // Inflated here, on the submitting thread: compressed sources are rare and
+                    // their clusters small; the write still overlaps the next chunks.
+                    s.writing = true;
+                    Qcow2Image q = (Qcow2Image) src[i];
+                    byte[] plain = q.readCompressed(l2Entry[i]);
+                    MemorySegment.copy(MemorySegment.ofArray(plain), srcOff[i], s.buf, 0, len[i]);
+                    write(s, i);
+                }
+            }
+        } catch (IOException e) {
+            failure.compareAndSet(null, "reading the source at guest offset " + guest[i] + ": " + e.getMessage());
+            release(s);
+        } catch (RuntimeException e) {
+            failed(i, s.writing, Status.IOERR, e.getMessage());
+            release(s);
+        }
+    }
+}
