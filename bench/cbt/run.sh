@@ -188,22 +188,56 @@ print(f'disk floor (fio on {sys.argv[6]}): 64k randread QD16 {r16/1e6:.0f} MB/s,
       f' changed bytes at the QD64 random rate {ch/r64:.2f}s vs the device at the sequential rate {dev/sq:.2f}s: floor ratio {ch/r64/(dev/sq):.3f}')
 " "$r16" "$r64" "$sq" "$changed" "$(stat -c %s "$out/big.img")" "$out/big.img"
 # Rounds over the same view: a full nbdcopy of it (nbdcopy's defaults: multi-conn, 4 connections,
-# 64 requests each) and two incremental clients: one connection with 16 in flight (the old
-# measure) and what a backup client does on a multi-conn export (4 connections, 16 in flight
-# each). The order rotates; sync (untimed) after each so no copy pays another's writeback.
+# 64 requests each) and three incremental clients: the old measure (nbdsh, one connection, 16 in
+# flight, a new buffer and a bytearray copy per read), incremental.py on one connection (16 in
+# flight, buffers reused) and incremental.py as a backup client does on a multi-conn export (4
+# connections, 16 in flight each). The order rotates; sync (untimed) after each so no copy pays
+# another's writeback.
+old_client() {
+  PATH=/usr/bin:$PATH nbdsh -u "$iu" -c "
+import os
+fd = os.open('$out/backup.img', os.O_WRONLY)
+ranges = []
+for line in open('$out/map'):
+    f = line.split()
+    if len(f) >= 3 and f[2] == '1':
+        off, ln = int(f[0]), int(f[1])
+        pos = off
+        while pos < off + ln:
+            n = min(4 << 20, off + ln - pos)
+            ranges.append((pos, n))
+            pos += n
+inflight = 0
+def done(buf, pos, err):
+    global inflight
+    inflight -= 1
+    os.pwrite(fd, buf.to_bytearray(), pos)
+    return 1
+for pos, n in ranges:
+    while inflight >= 16:
+        h.poll(-1)
+    buf = nbd.Buffer(n)
+    inflight += 1
+    h.aio_pread(buf, pos, lambda err, b=buf, p=pos: done(b, p, err))
+while inflight > 0:
+    h.poll(-1)
+os.close(fd)
+"
+}
 declare -A t
 for r in $(seq "$rounds"); do
-  for k in 0 1 2; do
-    case $(( (r + k) % 3 )) in
+  for k in 0 1 2 3; do
+    case $(( (r + k) % 4 )) in
       0) t0=$(date +%s.%N); nbdcopy "$iu" "$out/full2.img"; t1=$(date +%s.%N); t[full]=$(secs "$t0" "$t1"); rm -f "$out/full2.img";;
       1) t0=$(date +%s.%N); o=$(/usr/bin/python3 "$root/bench/cbt/incremental.py" "$iu" "$out/map" "$out/backup.img" --connections 1 --inflight 16)
-         t1=$(date +%s.%N); t[one]=$(secs "$t0" "$t1"); read_one=${o%% *};;
+         t1=$(date +%s.%N); t[one]=$(secs "$t0" "$t1");;
       2) t0=$(date +%s.%N); o=$(/usr/bin/python3 "$root/bench/cbt/incremental.py" "$iu" "$out/map" "$out/backup.img" --connections 4 --inflight 16)
          t1=$(date +%s.%N); t[multi]=$(secs "$t0" "$t1"); read_multi=${o%% *}; conns=${o##* };;
+      3) t0=$(date +%s.%N); old_client; t1=$(date +%s.%N); t[old]=$(secs "$t0" "$t1");;
     esac
     sync
   done
-  echo "round $r: full nbdcopy ${t[full]}s; incremental 1 conn x 16: ${t[one]}s (ratio $(ratio "${t[one]}" "${t[full]}")), $conns conns x 16: ${t[multi]}s (ratio $(ratio "${t[multi]}" "${t[full]}")); read $read_multi bytes of $changed changed (ratio $(ratio "$read_multi" "$changed"))"
+  echo "round $r: full nbdcopy ${t[full]}s; incremental: old nbdsh 1 conn x 16 ${t[old]}s (ratio $(ratio "${t[old]}" "${t[full]}")), 1 conn x 16 ${t[one]}s (ratio $(ratio "${t[one]}" "${t[full]}")), $conns conns x 16 ${t[multi]}s (ratio $(ratio "${t[multi]}" "${t[full]}")); read $read_multi bytes of $changed changed (ratio $(ratio "$read_multi" "$changed"))"
 done
 dm message d "backup-end inc" >/dev/null
 stop
