@@ -5,7 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.biostack.block.Bio;
 import io.biostack.block.EndIo;
 import io.biostack.block.Op;
-import io.biostack.block.RamDisk;
+import io.biostack.block.BlockDevice;
+import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
 
 import java.lang.foreign.Arena;
@@ -23,8 +24,8 @@ class SnapshotReadAllocationTest {
 
     @Test
     void readsThroughASnapshotAllocateNothingPerIo() {
-        RamDisk origin = new RamDisk("origin", SIZE);
-        Snapshot snap = Snapshot.create("snap", origin, new RamDisk("cow", SIZE + 4L * CHUNK), false, CHUNK);
+        BlockDevice origin = new Sink("origin", SIZE);
+        Snapshot snap = Snapshot.create("snap", origin, new Sink("cow", SIZE + 4L * CHUNK), false, CHUNK);
         SnapshotOrigin handler = SnapshotOrigin.of("origin-h", origin);
         com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         try (Arena a = Arena.ofConfined()) {
@@ -42,24 +43,51 @@ class SnapshotReadAllocationTest {
                     done[0]++;
                 }
             };
-            int warm = 50_000;
-            int n = 100_000;
-            long before = 0;
-            for (int i = 0; i < warm + n; i++) {
-                if (i == warm) {
-                    before = mx.getCurrentThreadAllocatedBytes();
+            // Windows of reads, the least allocating one counts: in a JVM busy with other tests
+            // the loop may still run before C2 has compiled it (no escape analysis then); the
+            // old tables put a boxed key, an entry and a chunk state in the maps on every read,
+            // which no compiler removes.
+            int window = 20_000;
+            long least = Long.MAX_VALUE;
+            int i = 0;
+            for (int w = 0; w < 8; w++) {
+                long before = mx.getCurrentThreadAllocatedBytes();
+                for (int k = 0; k < window; k++, i++) {
+                    long off = ((long) i * 7919 % (SIZE / CHUNK)) * CHUNK + (i % 4) * 4096L;
+                    bio.init(Op.READ, 0, off, cb).addSegment(part);
+                    snap.submit(bio);
                 }
-                long off = ((long) i * 7919 % (SIZE / CHUNK)) * CHUNK + (i % 4) * 4096L;
-                bio.init(Op.READ, 0, off, cb).addSegment(part);
-                snap.submit(bio);
+                least = Math.min(least, mx.getCurrentThreadAllocatedBytes() - before);
             }
-            long allocated = mx.getCurrentThreadAllocatedBytes() - before;
-            assertThat(done[0]).isEqualTo(warm + n); // the ramdisks complete inline
-            // Well under a byte per read: what a boxed key, an entry and a chunk state cost
-            // (about 270 B per read before) would show at once.
-            assertThat(allocated).as("bytes allocated by %d reads", n).isLessThan(n / 4);
+            assertThat(done[0]).isEqualTo(i); // the leaves complete inline
+            // Well under a byte per read (about 230 B per read before).
+            assertThat(least).as("bytes allocated by the least allocating window of %d reads", window).isLessThan(window / 4);
         } finally {
             snap.close();
         }
+    }
+
+    /**
+     * A leaf that completes every bio at once, moving no data. The snapshot's own allocations are
+     * what is measured: a RamDisk leaf allocates a segment slice per copy whenever the JIT has not
+     * inlined it into this path (JFR showed RamDisk.copyOut's asSlice once other tests had run in
+     * the JVM). What the reads return is SnapshotTest's business.
+     */
+    private static final class Sink implements BlockDevice {
+        private static final QueueLimits LIMITS = QueueLimits.builder().logicalBlockSize(512).build();
+        private final String name;
+        private final long size;
+
+        Sink(String name, long size) {
+            this.name = name;
+            this.size = size;
+        }
+
+        @Override public String name() { return name; }
+        @Override public long size() { return size; }
+        @Override public QueueLimits limits() { return LIMITS; }
+        @Override public boolean isReadOnly() { return false; }
+        @Override public void submit(Bio bio) { bio.endIo(); }
+        @Override public void close() { }
     }
 }
