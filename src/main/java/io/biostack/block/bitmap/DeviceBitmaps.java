@@ -58,6 +58,9 @@ public final class DeviceBitmaps implements AutoCloseable {
     /**
      * Durable shadows of persistent bitmaps, kept across enable/disable; none when the store's
      * bitmaps rest on the in-use mark alone (qcow2: {@link BitmapStore#durableWords()} false).
+     * A shadow's bits are always a subset of its bitmap's (they are copied from it, and a clear
+     * clears the shadow first), which lets {@link #beforeWrite} skip the bitmap when the shadow
+     * has the range.
      */
     private final java.util.IdentityHashMap<DirtyBitmap, DirtyBitmap> durable = new java.util.IdentityHashMap<>();
     private final List<String> loadProblems = new ArrayList<>();
@@ -135,10 +138,15 @@ public final class DeviceBitmaps implements AutoCloseable {
                 }
                 return false;
             }
-            x.bitmap.mark(off, len);
-            if (x.durable != null && !x.durable.isMarked(off, len)) {
+            DirtyBitmap d = x.durable;
+            if (d == null) {
+                x.bitmap.mark(off, len);
+            } else if (!d.isMarked(off, len)) {
+                x.bitmap.mark(off, len);
                 hold = true;
             }
+            // else: the durable bits are a subset of the bitmap's (see durable), so the range is
+            // marked and on disk already: one load is the whole cost of a write to a marked chunk
         }
         if (!hold) {
             return true;
@@ -354,11 +362,11 @@ public final class DeviceBitmaps implements AutoCloseable {
             case "remove" -> remove(one(verb, a));
             case "clear" -> {
                 DirtyBitmap b = changeable(one(verb, a), "cleared");
-                b.clear();
                 DirtyBitmap d = durable.get(b);
                 if (d != null) {
-                    d.clear(); // the store keeps the old bits until a save: a superset, safe
+                    d.clear(); // first, so it stays a subset of b; the store keeps the old bits until a save: a superset, safe
                 }
+                b.clear();
                 saveIfPersistent(b);
             }
             case "enable", "disable" -> {

@@ -120,7 +120,23 @@ public final class DirtyBitmap implements StatusContext {
             return false;
         }
         long first = offset >>> shift;
-        long last = Math.min(offset + length - 1, deviceSize - 1) >>> shift;
+        long last = (Math.min(offset + length, deviceSize) - 1) >>> shift;
+        int w = (int) (first >>> 6);
+        if (w == (int) (last >>> 6)) {
+            // The common case (any write up to granularity*64 bytes that stays in one word): one
+            // plain load, and the atomic OR only when a bit is still clean. Java masks a long
+            // shift count to its low 6 bits, so these are the bits first..last of word w.
+            long mask = (-1L << first) & (-1L >>> (63 - (last & 63)));
+            if (((long) WORD.getOpaque(words, w) & mask) == mask) {
+                return false;
+            }
+            return ((long) WORD.getAndBitwiseOr(words, w, mask) & mask) != mask;
+        }
+        return markWords(first, last);
+    }
+
+    /** {@link #mark} over more than one word. */
+    private boolean markWords(long first, long last) {
         boolean changed = false;
         for (long w = first >>> 6; w <= last >>> 6; w++) {
             long mask = wordMask(w, first, last);
@@ -145,10 +161,15 @@ public final class DirtyBitmap implements StatusContext {
             return true;
         }
         long first = offset >>> shift;
-        long last = Math.min(offset + length - 1, deviceSize - 1) >>> shift;
-        for (long w = first >>> 6; w <= last >>> 6; w++) {
-            long mask = wordMask(w, first, last);
-            if (((long) WORD.getAcquire(words, (int) w) & mask) != mask) {
+        long last = (Math.min(offset + length, deviceSize) - 1) >>> shift;
+        int w = (int) (first >>> 6);
+        if (w == (int) (last >>> 6)) {
+            long mask = (-1L << first) & (-1L >>> (63 - (last & 63)));
+            return ((long) WORD.getAcquire(words, w) & mask) == mask;
+        }
+        for (long x = first >>> 6; x <= last >>> 6; x++) {
+            long mask = wordMask(x, first, last);
+            if (((long) WORD.getAcquire(words, (int) x) & mask) != mask) {
                 return false;
             }
         }

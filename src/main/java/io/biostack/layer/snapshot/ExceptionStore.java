@@ -13,7 +13,6 @@ import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.function.Consumer;
 
@@ -81,7 +80,7 @@ final class ExceptionStore {
      * Synchronous: for setting up, not the I/O path. A persistent store's chunk size on disk wins
      * over {@code chunkBytes}, as in dm.
      */
-    static ExceptionStore open(BlockDevice cow, boolean persistent, long chunkBytes, Map<Long, Long> into) {
+    static ExceptionStore open(BlockDevice cow, boolean persistent, long chunkBytes, LongMap<Long> into) {
         if (!persistent) {
             return new ExceptionStore(cow, false, chunkBytes);
         }
@@ -125,7 +124,7 @@ final class ExceptionStore {
         }
     }
 
-    private void load(Map<Long, Long> into) {
+    private void load(LongMap<Long> into) {
         long maxNew = 1;
         for (int a = 0; ; a++) {
             long where = areaChunk(a);

@@ -18,6 +18,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -89,9 +90,13 @@ public final class Snapshot implements Target {
     private final BioPool pool = new BioPool(256);
 
     private final Object lock = new Object();
-    // guarded by lock
-    private final HashMap<Long, Long> exceptions = new HashMap<>();
-    private final HashMap<Long, ChunkState> chunks = new HashMap<>();
+    // guarded by lock. Primitive-keyed tables and recycled chunk states: a read through the
+    // snapshot (a backup view's) looks up and tracks its chunk without allocating.
+    private final LongMap<Long> exceptions = new LongMap<>();
+    private final LongMap<ChunkState> chunks = new LongMap<>();
+    /** Idle chunk states for reuse, at most {@link #SPARE_STATES}. */
+    private final ArrayDeque<ChunkState> spare = new ArrayDeque<>();
+    private static final int SPARE_STATES = 1024;
     private volatile State state = State.ACTIVE;
     private String invalidWhy;
 
@@ -287,7 +292,8 @@ public final class Snapshot implements Target {
             st = state;
             if (st == State.INVALID) {
                 where = null;
-            } else if (deferIfBusy(c, () -> dispatch(piece))) {
+            } else if (isBusy(c)) {
+                chunks.get(c).waiters.add(() -> dispatch(piece)); // the retry is made only when needed
                 return;
             } else {
                 where = exceptions.get(c);
@@ -409,7 +415,8 @@ public final class Snapshot implements Target {
             st = state;
             if (st == State.INVALID || st == State.MERGED) {
                 fresh = -2;
-            } else if (deferIfBusy(c, () -> beforeOriginWrite(c, proceed))) {
+            } else if (isBusy(c)) {
+                chunks.get(c).waiters.add(() -> beforeOriginWrite(c, proceed));
                 return;
             } else if (exceptions.containsKey(c)) {
                 fresh = st == State.MERGING ? -3 : -2;
@@ -503,8 +510,12 @@ public final class Snapshot implements Target {
             }
             mergeFuture = new CompletableFuture<>();
             state = State.MERGING;
-            todo = new ArrayList<>(exceptions.keySet());
-            todo.sort(null);
+            long[] keys = exceptions.keys();
+            Arrays.sort(keys);
+            todo = new ArrayList<>(keys.length);
+            for (long k : keys) {
+                todo.add(k);
+            }
             mergeTotal = todo.size();
         }
         CompletableFuture<Void> f = mergeFuture;
@@ -550,7 +561,8 @@ public final class Snapshot implements Target {
     private void mergeThen(long c, Runnable then, Bio failIfError, CompletableFuture<Status> result) {
         Long from;
         synchronized (lock) {
-            if (deferIfBusy(c, () -> mergeThen(c, then, failIfError, result))) {
+            if (isBusy(c)) {
+                chunks.get(c).waiters.add(() -> mergeThen(c, then, failIfError, result));
                 return;
             }
             from = exceptions.get(c);
@@ -596,17 +608,37 @@ public final class Snapshot implements Target {
     // ---- chunk states --------------------------------------------------------------------------
 
     private ChunkState chunkState(long c) {
-        return chunks.computeIfAbsent(c, k -> new ChunkState());
+        ChunkState s = chunks.get(c);
+        if (s == null) {
+            s = spare.poll();
+            if (s == null) {
+                s = new ChunkState();
+            }
+            chunks.put(c, s);
+        }
+        return s;
     }
 
-    /** Under lock: when chunk {@code c} is busy, queues {@code retry} for when it frees. */
-    private boolean deferIfBusy(long c, Runnable retry) {
-        ChunkState s = chunks.get(c);
-        if (s != null && s.busy) {
-            s.waiters.add(retry);
-            return true;
+    /** Under lock: chunk {@code c} is idle (not busy, nothing in flight or waiting); drops its state. */
+    private void forget(long c) {
+        ChunkState s = chunks.remove(c);
+        if (s != null && spare.size() < SPARE_STATES) {
+            s.busy = false;
+            s.inflight = 0;
+            s.onIdle = null;
+            s.waiters.clear();
+            spare.push(s);
         }
-        return false;
+    }
+
+    /**
+     * Under lock: whether chunk {@code c} is busy (copied out or merged now); the caller then
+     * queues its retry on the chunk's waiters. The retry closure is built only in that case, so
+     * that a bio for an idle chunk allocates nothing.
+     */
+    private boolean isBusy(long c) {
+        ChunkState s = chunks.get(c);
+        return s != null && s.busy;
     }
 
     private void track(long c) {
@@ -622,7 +654,7 @@ public final class Snapshot implements Target {
                 idle = s.onIdle;
                 s.onIdle = null;
                 if (idle == null && !s.busy && s.waiters.isEmpty()) {
-                    chunks.remove(c);
+                    forget(c);
                 }
             }
         }
@@ -640,7 +672,7 @@ public final class Snapshot implements Target {
             retry = new ArrayList<>(s.waiters);
             s.waiters.clear();
             if (s.inflight == 0) {
-                chunks.remove(c);
+                forget(c);
             }
         }
         for (Runnable r : retry) {
@@ -667,7 +699,11 @@ public final class Snapshot implements Target {
 
     Map<Long, Long> exceptionsForTest() {
         synchronized (lock) {
-            return Map.copyOf(exceptions);
+            Map<Long, Long> m = new HashMap<>();
+            for (long k : exceptions.keys()) {
+                m.put(k, exceptions.get(k));
+            }
+            return Map.copyOf(m);
         }
     }
 

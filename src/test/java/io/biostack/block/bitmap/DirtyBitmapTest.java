@@ -95,4 +95,37 @@ class DirtyBitmapTest {
         }
         assertThat(b.dirtyBits()).isEqualTo(64 * 16);
     }
+
+    @Test
+    void markAndIsMarkedAgreeWithAModelAtEveryWordEdge() {
+        // Ranges that start and end on bits 0, 1, 62 and 63 of a word, in one word and across
+        // words, on a device whose last chunk is partial: the one-word fast path and the loop
+        // must set and test exactly the chunks a range touches.
+        long g = 4096;
+        long size = 64 * 4 * g - 100;
+        int chunks = (int) ((size + g - 1) / g);
+        long[] edges = {0, 1, 62, 63, 64, 65, 126, 127, 128, 191, 192, 255};
+        for (long f : edges) {
+            for (long l : edges) {
+                if (l < f) {
+                    continue;
+                }
+                DirtyBitmap b = new DirtyBitmap("b", g, size);
+                long off = f * g + 7;
+                long end = Math.min(size, l * g + g - 1);
+                assertThat(b.isMarked(off, end - off)).isFalse();
+                assertThat(b.mark(off, end - off)).as("%d..%d", f, l).isTrue();
+                assertThat(b.mark(off, end - off)).isFalse();
+                assertThat(b.isMarked(off, end - off)).isTrue();
+                assertThat(b.dirtyBits()).as("%d..%d", f, l).isEqualTo(l - f + 1);
+                for (int c = 0; c < chunks; c++) {
+                    assertThat(b.isMarked(c * g, 1)).as("chunk %d after %d..%d", c, f, l).isEqualTo(c >= f && c <= l);
+                }
+                if (f > 0) {
+                    assertThat(b.isMarked((f - 1) * g, 2 * g)).isFalse(); // one clean chunk spoils the range
+                    assertThat(b.mark((f - 1) * g, 2 * g)).isTrue();
+                }
+            }
+        }
+    }
 }
