@@ -233,7 +233,13 @@ public final class DeviceBitmaps implements AutoCloseable {
             }
             for (Bio bio : batch) {
                 if (error == null) {
-                    down.accept(bio);
+                    try {
+                        down.accept(bio);
+                    } catch (RuntimeException e) {
+                        // A submit that throws must not kill this thread: every write held for a
+                        // later metadata save would wait for it forever. The bio fails alone.
+                        bio.fail(Status.IOERR, "bitmaps of " + device + ": submit failed: " + e);
+                    }
                 } else {
                     bio.fail(Status.IOERR, error);
                 }
