@@ -71,6 +71,12 @@ final class Qcow2Cache {
         private volatile long seq;
         /** Set by lock-free hits (racy on purpose: a hint for eviction's second chance). */
         boolean used;
+        /**
+         * Non-zero while the waiters of its load have not looked at it yet: eviction passes it
+         * over, or a cache smaller than the tables wanted at once would evict every table before
+         * its waiters used it, and read it again, for ever (a livelock). Monitor.
+         */
+        int pins;
         /** The L1 index this entry is published at, or -1. Monitor. */
         int l1Index = -1;
 
@@ -252,11 +258,23 @@ final class Qcow2Cache {
                 if (t != null) {
                     map.remove(offset, n);
                     release(n);
+                } else {
+                    n.pins++;
                 }
                 evict();
             }
-            for (Consumer<Throwable> c : w) {
-                c.accept(t);
+            try {
+                for (Consumer<Throwable> c : w) {
+                    c.accept(t);
+                }
+            } finally {
+                if (t == null) {
+                    // the waiters have done their lookups (they run to their submit): evictable
+                    synchronized (monitor) {
+                        n.pins--;
+                        evict();
+                    }
+                }
             }
         });
     }
@@ -322,7 +340,7 @@ final class Qcow2Cache {
             Iterator<Entry> it = map.values().iterator();
             while (map.size() > capacity && it.hasNext()) {
                 Entry e = it.next();
-                if (e.dirty || e.loading) {
+                if (e.dirty || e.loading || e.pins > 0) {
                     continue;
                 }
                 if (pass == 0 && e.used) {
