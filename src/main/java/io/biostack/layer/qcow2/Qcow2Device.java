@@ -660,7 +660,9 @@ public final class Qcow2Device implements Target {
     }
 
     /**
-     * {@code cluster_size virtual_size l2_cache=CACHED/CAPACITY tables hits=N misses=N hit_rate=P}.
+     * {@code cluster_size virtual_size l2_cache=CACHED/CAPACITY tables hits=N misses=N hit_rate=P},
+     * then the bytes of metadata held in memory: the L2 cache's tables and free list
+     * ({@code l2_cache_mem}), the refcount blocks and table ({@code refcount_mem}), the L1 table.
      *
      * @return the status line
      */
@@ -672,8 +674,18 @@ public final class Qcow2Device implements Target {
             return "cluster_size=" + cs + " size=" + header.size() + " l2_cache=" + cache.size() + "/"
                     + cache.capacityTables() + " l2_cache_bytes=" + (long) cache.capacityTables() * cs + " hits=" + h
                     + " misses=" + m + String.format(java.util.Locale.ROOT, " hit_rate=%.3f",
-                    h + m == 0 ? 1.0 : (double) h / (h + m)) + " dirty=" + cache.dirtyCount();
+                    h + m == 0 ? 1.0 : (double) h / (h + m)) + " dirty=" + cache.dirtyCount()
+                    + " l2_cache_mem=" + cache.memoryBytes() + " refcount_mem=" + refcountMemory()
+                    + " l1_mem=" + (long) l1.length * 8;
         }
+    }
+
+    /**
+     * Bytes the refcounts hold in memory (monitor held): every refcount block (all of them stay
+     * loaded while the image is open) and the refcount table.
+     */
+    private long refcountMemory() {
+        return (long) refcounts.blocks.size() * cs + (long) refcounts.table.length * 8;
     }
 
     /**

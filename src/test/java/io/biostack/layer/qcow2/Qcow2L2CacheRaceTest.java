@@ -236,6 +236,11 @@ class Qcow2L2CacheRaceTest {
             // the race happened: tables were evicted and read again many times, and hit too
             assertTrue(Long.parseLong(h.group(1)) > 1_000, status);
             assertTrue(Long.parseLong(h.group(2)) > 1_000, status);
+            // the metadata memory is reported, and the cache's is its tables: whole clusters
+            Matcher mem = Pattern.compile("l2_cache_mem=(\\d+) refcount_mem=(\\d+)").matcher(status);
+            assertTrue(mem.find(), status);
+            assertEquals(0, Long.parseLong(mem.group(1)) % CS, status);
+            assertTrue(Long.parseLong(mem.group(1)) >= 2L * CS && Long.parseLong(mem.group(2)) > 0, status);
             // Every block, read back one by one, holds its own offset (the churned ones rewritten).
             try (Arena a = Arena.ofShared()) {
                 MemorySegment m = a.allocate(CS, 4096);
