@@ -174,6 +174,40 @@ class Qcow2L2CacheRaceTest {
     }
 
     @Test
+    void concurrentFirstWritesToOneNewClusterAllocateItOnceAndAllLand() throws Exception {
+        Path img = dir.resolve("once.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", img.toString(), "1M");
+        int pieces = 16;
+        try (LoopDevice c = LoopDevice.open("c", img, LoopConfig.defaults());
+             Qcow2Device q = Qcow2Device.open("q", c, new Qcow2Device.Options(false, -1, null, true, img, null,
+                     img.toString()));
+             Arena a = Arena.ofShared()) {
+            MemorySegment m = a.allocate(64L << 10, 4096);
+            List<java.util.concurrent.CompletableFuture<Void>> all = new ArrayList<>();
+            for (int i = 0; i < pieces; i++) {
+                MemorySegment p = m.asSlice(i * 4096L, 4096);
+                p.fill((byte) (i + 1));
+                all.add(q.write(i * 4096L, p)); // all in flight at once, on one new 64 KiB cluster
+            }
+            for (var f : all) {
+                f.orTimeout(10, TimeUnit.SECONDS).join();
+            }
+            q.flush().join();
+            MemorySegment back = a.allocate(64L << 10, 4096);
+            q.read(0, back).join();
+            assertEquals(-1, m.mismatch(back), "every piece landed");
+        }
+        // one L2 table and one data cluster, nothing leaked (a second allocation would leak one)
+        Tools.ok(60, "qemu-img", "check", img.toString());
+        String json = Tools.ok(60, "qemu-img", "check", "--output=json", img.toString()).out();
+        Matcher n = Pattern.compile("\"allocated-clusters\": *(\\d+)").matcher(json);
+        assertTrue(n.find(), json);
+        // one guest cluster mapped; check's exit 0 says no second host cluster leaked
+        assertEquals(1, Integer.parseInt(n.group(1)), json);
+        assertTrue(!json.contains("\"leaks\""), json);
+    }
+
+    @Test
     void lockFreeLookupsNeverUseAnEvictedOrChangedTable() throws Exception {
         Path img = image();
         ConcurrentLinkedQueue<String> errors = new ConcurrentLinkedQueue<>();
