@@ -16,6 +16,8 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -92,7 +94,14 @@ public final class Qcow2Device implements Target {
     private final int l2Entries;
     private final boolean extL2;
     private final int subBits;
+    /**
+     * The L1 table. Written under the monitor with release ({@link #setL1}), read by lock-free
+     * lookups with acquire: a reader sees an entry whole, never half of a new one.
+     */
     private final long[] l1;
+    private static final VarHandle L1 = MethodHandles.arrayElementVarHandle(long[].class);
+    /** log2 of {@link #l2Entries}. */
+    private final int l2Bits;
     private final boolean[] l1Dirty;
     private final Qcow2Cache cache;
     private final Map<Long, List<Bio>> inflight = new HashMap<>();
@@ -128,7 +137,8 @@ public final class Qcow2Device implements Target {
         this.subBits = clusterBits - 5;
         this.l1 = l1;
         this.l1Dirty = new boolean[l1.length];
-        this.cache = new Qcow2Cache(container, cs, cacheBytes);
+        this.l2Bits = Integer.numberOfTrailingZeros(l2Entries);
+        this.cache = new Qcow2Cache(container, cs, cacheBytes, l1.length);
         this.tableLine = tableLine;
         this.limits = QueueLimits.builder().logicalBlockSize(512).physicalBlockSize(512)
                 .dmaAlignment(container.limits().dmaAlignment()).maxBytes(Math.max(1L << 20, cs))
@@ -650,7 +660,9 @@ public final class Qcow2Device implements Target {
     }
 
     /**
-     * {@code cluster_size virtual_size l2_cache=CACHED/CAPACITY tables hits=N misses=N hit_rate=P}.
+     * {@code cluster_size virtual_size l2_cache=CACHED/CAPACITY tables hits=N misses=N hit_rate=P},
+     * then the bytes of metadata held in memory: the L2 cache's tables and free list
+     * ({@code l2_cache_mem}), the refcount blocks and table ({@code refcount_mem}), the L1 table.
      *
      * @return the status line
      */
@@ -662,8 +674,18 @@ public final class Qcow2Device implements Target {
             return "cluster_size=" + cs + " size=" + header.size() + " l2_cache=" + cache.size() + "/"
                     + cache.capacityTables() + " l2_cache_bytes=" + (long) cache.capacityTables() * cs + " hits=" + h
                     + " misses=" + m + String.format(java.util.Locale.ROOT, " hit_rate=%.3f",
-                    h + m == 0 ? 1.0 : (double) h / (h + m)) + " dirty=" + cache.dirtyCount();
+                    h + m == 0 ? 1.0 : (double) h / (h + m)) + " dirty=" + cache.dirtyCount()
+                    + " l2_cache_mem=" + cache.memoryBytes() + " refcount_mem=" + refcountMemory()
+                    + " l1_mem=" + (long) l1.length * 8;
         }
+    }
+
+    /**
+     * Bytes the refcounts hold in memory (monitor held): every refcount block (all of them stay
+     * loaded while the image is open) and the refcount table.
+     */
+    private long refcountMemory() {
+        return (long) refcounts.blocks.size() * cs + (long) refcounts.table.length * 8;
     }
 
     /**
@@ -690,17 +712,96 @@ public final class Qcow2Device implements Target {
             return;
         }
         switch (bio.op()) {
-            case READ -> readMore(bio);
+            case READ -> {
+                if (!fastPath(bio, false)) {
+                    readMore(bio);
+                }
+            }
             case WRITE -> {
                 if (bio.hasFlag(BioFlags.FUA)) {
                     fuaWrite(bio);
-                } else {
+                } else if (!fastPath(bio, true)) {
                     writeMore(bio);
                 }
             }
             case FLUSH -> flush(bio);
             case DISCARD, WRITE_ZEROES -> zeroMore(bio);
         }
+    }
+
+    /** Changes L1 entry {@code i} (monitor held), published for lock-free readers. */
+    private void setL1(int i, long v) {
+        L1.setRelease(l1, i, v);
+    }
+
+    // ---- the lock-free fast path ---------------------------------------------------------------
+
+    /** L2 entry bits that send a bio to the monitor's path: compressed, zero, reserved. */
+    private static final long SLOW_BITS = OFLAG_COMPRESSED | OFLAG_ZERO | Qcow2Header.L2_RESERVED_MASK;
+
+    /**
+     * The common case without the monitor and without allocating: a read, or a write in place,
+     * of clusters that are allocated, contiguous on the host and mapped by one cached L2 table
+     * (standard L2 entries; extended L2 takes the monitor's path). Returns false, having done
+     * nothing, for anything else: the monitor's path decides and reports errors.
+     *
+     * <p>A write goes in place only when the cluster has its COPIED flag (refcount 1), exactly as
+     * {@link #writeMore} decides. A cluster being allocated is never in place (its entry changes
+     * only when the allocating write has completed), so the {@code inflight} wait is not needed
+     * here. The mapping is read inside the table's seqlock: an entry evicted, reused or changed
+     * under the reader is a miss, never a stale mapping.
+     */
+    private boolean fastPath(Bio bio, boolean write) {
+        if (extL2) {
+            return false;
+        }
+        long off = bio.offset();
+        long len = bio.size();
+        long gc = off >>> clusterBits;
+        long last = (off + len - 1) >>> clusterBits;
+        long l1l = gc >>> l2Bits;
+        if (l1l >= l1.length || (last >>> l2Bits) != l1l || len <= 0) {
+            return false;
+        }
+        int l1i = (int) l1l;
+        long l1e = (long) L1.getAcquire(l1, l1i);
+        long l2off = l1e & OFFSET_MASK;
+        if (l2off == 0 || (l1e & Qcow2Header.L1_RESERVED_MASK) != 0) {
+            return false;
+        }
+        Qcow2Cache.Entry t = cache.published(l1i);
+        if (t == null || t.offset != l2off) {
+            return false;
+        }
+        long s = t.readBegin();
+        if (s < 0) {
+            return false;
+        }
+        int idx = (int) (gc & (l2Entries - 1));
+        long e = t.word(idx);
+        long ho = e & OFFSET_MASK;
+        if ((e & SLOW_BITS) != 0 || ho == 0 || (ho & (cs - 1)) != 0 || write && (e & OFLAG_COPIED) == 0) {
+            return false;
+        }
+        // Bounded by the bio: at most maxBytes / cluster size entries.
+        for (long c = gc + 1; c <= last; c++) {
+            long n = t.word(++idx);
+            if ((n & SLOW_BITS) != 0 || (n & OFFSET_MASK) != ho + ((c - gc) << clusterBits)
+                    || write && (n & OFLAG_COPIED) == 0) {
+                return false;
+            }
+        }
+        if (!t.readValid(s)) {
+            return false;
+        }
+        long host = ho + (off & (cs - 1));
+        if (dataFile == null && host + len > container.size()) {
+            return false; // the monitor's path names the bad entry
+        }
+        cache.countFastHit(t);
+        bio.setOffset(host);
+        (dataFile != null ? dataFile : container).submit(bio);
+        return true;
     }
 
     // ---- map lookups (monitor held) ------------------------------------------------------------
@@ -717,6 +818,7 @@ public final class Qcow2Device implements Target {
      * the L2 table is being read and {@code resume} runs when it is there.
      */
     private int lookup(long off, long max, Bio bio, Runnable resume) {
+        // resume null: readMore(bio), made only on a miss (no lambda per I/O)
         long gc = off >>> clusterBits;
         int l1i = (int) (gc / l2Entries);
         long l2End = ((long) (l1i + 1) * l2Entries) << clusterBits;
@@ -740,12 +842,15 @@ public final class Qcow2Device implements Target {
             cache.load(l2off, meta, err -> {
                 if (err != null) {
                     bio.fail(Status.IOERR, name + ": cannot read L2 table at " + l2off + ": " + err.getMessage());
-                } else {
+                } else if (resume != null) {
                     resume.run();
+                } else {
+                    readMore(bio);
                 }
             });
             return K_WAIT;
         }
+        cache.publish(l1i, t);
         return classify(t, off, max);
     }
 
@@ -858,7 +963,7 @@ public final class Qcow2Device implements Target {
             long host;
             String err;
             synchronized (meta) {
-                kind = lookup(off, left, bio, () -> readMore(bio));
+                kind = lookup(off, left, bio, null);
                 len = pieceLen;
                 host = pieceHost;
                 err = pieceError;
@@ -1075,8 +1180,9 @@ public final class Qcow2Device implements Target {
                 return ERROR_ENTRY;
             }
             Qcow2Cache.Entry t = cache.create(n);
-            l1[l1i] = n | OFLAG_COPIED;
+            setL1(l1i, n | OFLAG_COPIED);
             l1Dirty[l1i] = true;
+            cache.publish(l1i, t);
             return t;
         }
         if ((l2off & (cs - 1)) != 0 || l2off + cs > container.size()) {
@@ -1105,11 +1211,13 @@ public final class Qcow2Device implements Target {
             }
             Qcow2Cache.Entry c = cache.create(n);
             MemorySegment.copy(t.mem, 0, c.mem, 0, cs);
-            l1[l1i] = n | OFLAG_COPIED;
+            setL1(l1i, n | OFLAG_COPIED);
             l1Dirty[l1i] = true;
             pendingFrees.add(l2off);
+            cache.publish(l1i, c);
             return c;
         }
+        cache.publish(l1i, t);
         return t;
     }
 
@@ -1311,8 +1419,7 @@ public final class Qcow2Device implements Target {
                             bm = (oldEntry & OFLAG_COMPRESSED) != 0 ? 0 : oldBitmap & 0xffffffff00000000L;
                         }
                         bm = (bm | mask) & ~(mask << 32);
-                        t.setWord(idx * 2, newHost | OFLAG_COPIED);
-                        t.setWord(idx * 2 + 1, bm);
+                        t.setWords(idx * 2, newHost | OFLAG_COPIED, bm);
                     } else {
                         t.setWord(idx, newHost | OFLAG_COPIED);
                     }
@@ -1435,17 +1542,16 @@ public final class Qcow2Device implements Target {
                         if ((e & OFLAG_COMPRESSED) != 0) {
                             if (whole) {
                                 freeOld(e);
-                                t.setWord(idx * 2, 0);
-                                t.setWord(idx * 2 + 1, 0xffffffffL << 32);
+                                t.setWords(idx * 2, 0, 0xffffffffL << 32);
                             }
                         } else {
                             bm = (bm & ~mask) | (mask << 32);
                             if (whole && !keep) {
                                 freeOld(e);
-                                t.setWord(idx * 2, 0);
-                                bm = 0xffffffffL << 32;
+                                t.setWords(idx * 2, 0, 0xffffffffL << 32);
+                            } else {
+                                t.setWord(idx * 2 + 1, bm);
                             }
-                            t.setWord(idx * 2 + 1, bm);
                         }
                     } else if (keep) {
                         t.setWord(idx, (e & OFFSET_MASK) | OFLAG_COPIED | OFLAG_ZERO);
