@@ -64,7 +64,73 @@ public final class StatsCost {
             System.out.printf(Locale.ROOT, "two counted levels (linear over ram), same measure: "
                     + "off %.1f  on %.1f  difference %.1f ns/io, %.1f per counted device%n",
                     median(bare), median(cnt), median(diff), median(diff) / 2);
+            breakdown(ram, counted, bio, buf, rounds, ios, mx);
         }
+    }
+
+    /**
+     * Where the one-level difference goes, and why it is larger here than in {@code bench}: the
+     * same bare-against-counted pair with a caller that reads the clock at submit and at
+     * completion, as bench's load generator does for its own latency (so the pipeline drain of
+     * the clock read is already paid when counting reads it), and the bare loop with two clock
+     * reads per I/O added and nothing else (what two reads cost in this loop).
+     */
+    private static void breakdown(RamDisk ram, CountedDevice counted, Bio bio, MemorySegment buf, int rounds, int ios,
+            ThreadMXBean mx) {
+        long[] sink = new long[1];
+        EndIo timed = b -> sink[0] += System.nanoTime() - b.privateLong();
+        EndIo plain = b -> sink[0]++;
+        double[] bare = new double[rounds];
+        double[] cnt = new double[rounds];
+        double[] diff = new double[rounds];
+        double[] clk = new double[rounds];
+        double[] plainBare = new double[rounds];
+        runTimed(ram, bio, buf, timed, ios, mx);
+        runTimed(counted, bio, buf, timed, ios, mx);
+        runClock(ram, bio, buf, plain, ios, mx);
+        for (int r = 0; r < rounds; r++) {
+            bare[r] = runTimed(ram, bio, buf, timed, ios, mx);
+            cnt[r] = runTimed(counted, bio, buf, timed, ios, mx);
+            diff[r] = cnt[r] - bare[r];
+            plainBare[r] = run(ram, bio, buf, plain, ios, mx);
+            clk[r] = runClock(ram, bio, buf, plain, ios, mx) - plainBare[r];
+        }
+        System.out.printf(Locale.ROOT, "one level, a caller that reads the clock at submit and completion as bench does: "
+                + "off %.1f  on %.1f  difference %.1f ns/io%n", median(bare), median(cnt), median(diff));
+        System.out.printf(Locale.ROOT, "two System.nanoTime() reads added to the bare loop (submit, completion): %+.1f ns/io%n",
+                median(clk));
+        if (sink[0] == 42) {
+            System.out.println();
+        }
+    }
+
+    private static double runTimed(BlockDevice dev, Bio bio, MemorySegment buf, EndIo cb, int ios, ThreadMXBean mx) {
+        long off = 0;
+        long t0 = mx.getCurrentThreadCpuTime();
+        for (int i = 0; i < ios; i++) {
+            bio.init(Op.READ, 0, off, cb).addSegment(buf);
+            bio.setPrivateLong(System.nanoTime());
+            dev.submit(bio);
+            off = (off + 4096 * 97) & ((64L << 20) - 1);
+        }
+        return (double) (mx.getCurrentThreadCpuTime() - t0) / ios;
+    }
+
+    private static long clockSink;
+
+    private static double runClock(BlockDevice dev, Bio bio, MemorySegment buf, EndIo cb, int ios, ThreadMXBean mx) {
+        long off = 0;
+        long s = 0;
+        long t0 = mx.getCurrentThreadCpuTime();
+        for (int i = 0; i < ios; i++) {
+            bio.init(Op.READ, 0, off, cb).addSegment(buf);
+            s += System.nanoTime();
+            dev.submit(bio);
+            s += System.nanoTime();
+            off = (off + 4096 * 97) & ((64L << 20) - 1);
+        }
+        clockSink += s;
+        return (double) (mx.getCurrentThreadCpuTime() - t0) / ios;
     }
 
     private static double run(BlockDevice dev, Bio bio, MemorySegment buf, EndIo cb, int ios, ThreadMXBean mx) {
