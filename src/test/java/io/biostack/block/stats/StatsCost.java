@@ -17,7 +17,9 @@ import java.util.Locale;
  * A JMH-free measure of what counting costs per I/O, for bench/stats/run.sh: 4 KiB reads at QD1
  * on one thread, a bare ramdisk against the same ramdisk in a {@link CountedDevice}, alternating
  * rounds; each round's cost is the thread's CPU time per I/O (less disturbed by other processes
- * than wall time), and the result is the median of the per-round differences. Not a test (no
+ * than wall time), and the result is the median of the per-round differences. Then the same with
+ * a caller that times its own I/O as bench does (its two readings go down and come back with the
+ * bio, so counting adds none), and the cost of two bare clock readings in the loop. Not a test (no
  * Test suffix); run with {@code java -cp target/classes:target/test-classes:... 
  * io.biostack.block.stats.StatsCost [rounds] [ios-per-round]}.
  */
@@ -65,6 +67,7 @@ public final class StatsCost {
                     + "off %.1f  on %.1f  difference %.1f ns/io, %.1f per counted device%n",
                     median(bare), median(cnt), median(diff), median(diff) / 2);
             breakdown(ram, counted, bio, buf, rounds, ios, mx);
+            breakdownTwo(bareTwo, two, bio, buf, rounds, ios, mx);
         }
     }
 
@@ -78,7 +81,10 @@ public final class StatsCost {
     private static void breakdown(RamDisk ram, CountedDevice counted, Bio bio, MemorySegment buf, int rounds, int ios,
             ThreadMXBean mx) {
         long[] sink = new long[1];
-        EndIo timed = b -> sink[0] += System.nanoTime() - b.privateLong();
+        EndIo timed = b -> {
+            long end = b.completionTime(); // as bench: the counted device's reading when there is one
+            sink[0] += (end == 0 ? System.nanoTime() : end) - b.privateLong();
+        };
         EndIo plain = b -> sink[0]++;
         double[] bare = new double[rounds];
         double[] cnt = new double[rounds];
@@ -104,12 +110,40 @@ public final class StatsCost {
         }
     }
 
+    /** The two-level pair with a caller that times its I/O, as bench's l0. */
+    private static void breakdownTwo(BlockDevice bareTwo, BlockDevice two, Bio bio, MemorySegment buf, int rounds, int ios,
+            ThreadMXBean mx) {
+        long[] sink = new long[1];
+        EndIo timed = b -> {
+            long end = b.completionTime();
+            sink[0] += (end == 0 ? System.nanoTime() : end) - b.privateLong();
+        };
+        double[] bare = new double[rounds];
+        double[] cnt = new double[rounds];
+        double[] diff = new double[rounds];
+        runTimed(bareTwo, bio, buf, timed, ios, mx);
+        runTimed(two, bio, buf, timed, ios, mx);
+        for (int r = 0; r < rounds; r++) {
+            bare[r] = runTimed(bareTwo, bio, buf, timed, ios, mx);
+            cnt[r] = runTimed(two, bio, buf, timed, ios, mx);
+            diff[r] = cnt[r] - bare[r];
+        }
+        System.out.printf(Locale.ROOT, "two counted levels, a caller that times its I/O as bench does: "
+                + "off %.1f  on %.1f  difference %.1f ns/io, %.1f per counted device%n",
+                median(bare), median(cnt), median(diff), median(diff) / 2);
+        if (sink[0] == 42) {
+            System.out.println();
+        }
+    }
+
     private static double runTimed(BlockDevice dev, Bio bio, MemorySegment buf, EndIo cb, int ios, ThreadMXBean mx) {
         long off = 0;
         long t0 = mx.getCurrentThreadCpuTime();
         for (int i = 0; i < ios; i++) {
             bio.init(Op.READ, 0, off, cb).addSegment(buf);
-            bio.setPrivateLong(System.nanoTime());
+            long now = System.nanoTime();
+            bio.setPrivateLong(now);
+            bio.setIssueTime(now);
             dev.submit(bio);
             off = (off + 4096 * 97) & ((64L << 20) - 1);
         }
