@@ -94,7 +94,7 @@ public record BenchResult(Workload workload, long elapsedNs, long readIos, long 
         lat(sb, writeLat);
         sb.append('}');
         sb.append(",\"alloc_bytes_per_io\":").append(Double.isNaN(allocBytesPerIo) ? "null" : fmt(allocBytesPerIo));
-        sb.append(",\"cpu_us_per_io\":").append(Double.isNaN(cpuUsPerIo) ? "null" : String.format(Locale.ROOT, "%.2f", cpuUsPerIo));
+        sb.append(",\"cpu_us_per_io\":").append(Double.isNaN(cpuUsPerIo) ? "null" : String.format(Locale.ROOT, "%.3f", cpuUsPerIo)); // ns resolution: bench/stats compares them
         if (firstError != null) {
             sb.append(",\"first_error\":\"").append(firstError.replace("\\", "\\\\").replace("\"", "\\\"")).append('"');
         }

@@ -21,7 +21,11 @@ import java.util.concurrent.TimeUnit;
  * between. {@code ioDepth} slots each own one bio and one aligned buffer; a slot's end-io records
  * the latency and resubmits at once from the completing thread (for io_uring, the worker itself,
  * so the resubmissions of one pass go to the kernel in one {@code io_uring_enter}). The steady
- * state allocates nothing: no object per I/O, histograms and counters per slot.
+ * state allocates nothing: no object per I/O, histograms and counters per slot. Each I/O's
+ * latency takes two clock readings, shared with the stack's counting as the kernel shares one
+ * reading per request end between iostat and its latency stats: the submit reading goes down as
+ * {@link Bio#setIssueTime}, and the completion reading of a counted device comes back as
+ * {@link Bio#completionTime}.
  *
  * <p>{@link #numJobs(int)} runs N submitting threads, fio's {@code numjobs}, each with
  * {@code ioDepth} slots. With io_uring each job thread is a reactor ({@link RingLoop}) with its own
@@ -166,13 +170,16 @@ public final class LoadGenerator {
             }
             bio.init(read ? Op.READ : Op.WRITE, 0, block * w.blockSize(), this);
             bio.addSegment(buf);
-            bio.setPrivateLong(System.nanoTime());
+            long now = System.nanoTime();
+            bio.setPrivateLong(now);
+            bio.setIssueTime(now); // a counted device takes it as its start rather than read the clock again
             dev.submit(bio);
         }
 
         @Override
         public void endIo(Bio b) {
-            long lat = System.nanoTime() - b.privateLong();
+            long end = b.completionTime(); // read by the counted device that saw the completion, if any
+            long lat = (end == 0 ? System.nanoTime() : end) - b.privateLong();
             if (!measuring) {
                 // ramp: warm the JIT and the device, count nothing but errors
                 if (!b.status().isOk()) {

@@ -67,6 +67,14 @@ public final class Bio {
     private long acctStart;
     private long acctOffset;
     private long acctSize;
+    // One clock reading per end of the I/O, shared by everyone who needs it, as the kernel reads
+    // the time once per request (rq->start_time_ns, and the `now` that blk_mq_end_request hands
+    // to both accounting and the latency stats). 0 means "not read": a reading of exactly 0 only
+    // costs a second read. Neither is inherited by clones or splits: a clone may be sent down
+    // long after its parent started (delay, crypt, qcow2), and the counted device below must not
+    // count that wait as its own latency.
+    private long issueNs;
+    private long completionNs;
 
     /** Intrusive link for lock-free queues; owned by the queue that holds the bio. */
     Bio next;
@@ -108,6 +116,8 @@ public final class Bio {
         this.privateLong = 0;
         this.driverData = null;
         this.acct = null;
+        this.issueNs = 0;
+        this.completionNs = 0;
         REMAINING.setRelease(this, 1);
         return this;
     }
@@ -384,6 +394,53 @@ public final class Bio {
         return acctSize;
     }
 
+    /**
+     * Notes when the submitter issues this bio, a {@link System#nanoTime()} reading it took
+     * anyway (for its own latency), just before {@link BlockDevice#submit}. The first counted
+     * device takes it as its start instead of reading the clock again, and clears it, so a
+     * resubmission of the same bio reads the clock afresh. Cleared by {@link #init}, clones and
+     * {@link #put}.
+     *
+     * @param nanos the reading, or 0 for none
+     */
+    public void setIssueTime(long nanos) {
+        this.issueNs = nanos;
+    }
+
+    /**
+     * The submitter's reading given to {@link #setIssueTime}, until a counted device took it.
+     *
+     * @return the reading in {@link System#nanoTime()} nanoseconds, or 0 when there is none
+     */
+    public long issueTime() {
+        return issueNs;
+    }
+
+    /**
+     * When this bio completed: the {@link System#nanoTime()} reading the first counted device
+     * to hear of its completion took ({@link IoAccounting#ioDone}), or one handed up from a
+     * clone or child that completed it. The callback may use it instead of reading the clock
+     * again (the submitter's latency); 0 when nobody read the clock for this completion. Valid
+     * in the callback; cleared by {@link #init}, clones and {@link #put}.
+     *
+     * @return the reading in {@link System#nanoTime()} nanoseconds, or 0
+     */
+    public long completionTime() {
+        return completionNs;
+    }
+
+    /**
+     * Notes when this bio completed: by the counted device that read the clock for it, or by the
+     * owner of a clone or child whose completion completes this bio (hand up the clone's
+     * {@link #completionTime()}, so that the devices above need not read the clock again). Only
+     * between the completion of the I/O and the end of this bio's callback.
+     *
+     * @param nanos a {@link System#nanoTime()} reading taken at or after the I/O completed, or 0
+     */
+    public void setCompletionTime(long nanos) {
+        this.completionNs = nanos;
+    }
+
     // ---- status and completion -------------------------------------------------------------
 
     /**
@@ -554,6 +611,8 @@ public final class Bio {
         c.privateLong = 0;
         c.driverData = null;
         c.acct = null;
+        c.issueNs = 0;
+        c.completionNs = 0;
         REMAINING.setRelease(c, 1);
         return c;
     }
@@ -687,6 +746,8 @@ public final class Bio {
         driverData = null;
         chainParent = null;
         acct = null;
+        issueNs = 0;
+        completionNs = 0;
         for (int i = 0; i < vcnt; i++) {
             vecs[i] = null;
         }

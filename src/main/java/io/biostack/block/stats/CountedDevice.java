@@ -34,8 +34,14 @@ import java.lang.foreign.MemorySegment;
  * are not durable yet is held by the bitmaps until they are. Its {@link #statusContexts()} lists
  * the bitmaps ({@code qemu:dirty-bitmap:NAME}) before the inner device's contexts.
  *
- * <p>Measured with {@code bench/stats/run.sh}: the cost is dominated by the two
- * {@link System#nanoTime} reads per I/O (start, completion) that latency needs.
+ * <h2>The clock</h2>
+ * A clock reading costs more than the rest of counting, so an I/O reads it as few times as
+ * latency allows ({@link SubmitClock}): its start is the submitter's reading
+ * ({@link Bio#issueTime}) or one reading per outermost counted submit, shared by the counted
+ * devices below it in the same call; its end is read once, by the first counted device that
+ * hears of the completion, and handed up with the bio ({@link Bio#completionTime}) or through
+ * the same call, to the devices above and to the submitter's callback. Measured with
+ * {@code bench/stats/run.sh}.
  *
  * <p>Ownership is {@link BlockDevice#submit}'s: this device owns the caller's bio until it
  * completes it, on whatever thread the device underneath completes the clone. Closing closes
@@ -97,23 +103,35 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
     @Override public QueueLimits limits() { return inner.limits(); }
     @Override public boolean isReadOnly() { return inner.isReadOnly(); }
 
-    /** Counts the bio in and passes it down; see {@link BlockDevice#submit}. */
+    /**
+     * Counts the bio in and passes it down; see {@link BlockDevice#submit}. Its start time is
+     * the submitter's {@link Bio#issueTime} (taken and cleared), or the reading of the counted
+     * submit this one runs inside, or a new reading.
+     *
+     * @param bio the bio; this device owns it until it completes it
+     */
     @Override
     public void submit(Bio bio) {
-        long now = System.nanoTime();
-        if (!bio.startAccounting(this, now)) {
-            Bio c = bio.cloneShallow(POOL);
-            c.setEndIo(cloneDone);
-            c.setPrivateData(bio);
-            c.startAccounting(this, now);
-            bio = c;
+        SubmitClock.Scope scope = SubmitClock.scope();
+        try {
+            long now = SubmitClock.enter(scope, bio.issueTime());
+            bio.setIssueTime(0);
+            if (!bio.startAccounting(this, now)) {
+                Bio c = bio.cloneShallow(POOL);
+                c.setEndIo(cloneDone);
+                c.setPrivateData(bio);
+                c.startAccounting(this, now);
+                bio = c;
+            }
+            stats.start(bio.op(), now);
+            DeviceBitmaps b = bitmaps;
+            if (b != null && bio.op().changesData() && !b.beforeWrite(bio)) {
+                return; // held until its marks are durable; the bitmaps send it down
+            }
+            below.submit(bio);
+        } finally {
+            scope.depth--;
         }
-        stats.start(bio.op(), now);
-        DeviceBitmaps b = bitmaps;
-        if (b != null && bio.op().changesData() && !b.beforeWrite(bio)) {
-            return; // held until its marks are durable; the bitmaps send it down
-        }
-        below.submit(bio);
     }
 
     /**
@@ -123,7 +141,13 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
      */
     @Override
     public void ioDone(Bio bio) {
-        stats.done(bio.op(), bio.accountingOffset(), bio.accountingSize(), bio.accountingStart(), System.nanoTime());
+        long start = bio.accountingStart();
+        long end = bio.completionTime();
+        if (end == 0 || end - start <= 0) { // none handed up, or one from before this start (reused without init)
+            end = SubmitClock.end(start);
+            bio.setCompletionTime(end);
+        }
+        stats.done(bio.op(), bio.accountingOffset(), bio.accountingSize(), start, end);
     }
 
     private static void cloneDone(Bio c) {
@@ -132,6 +156,7 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
         if (s != Status.OK) {
             bio.setStatus(s, c.detail());
         }
+        bio.setCompletionTime(c.completionTime()); // read once below; the devices above reuse it
         c.put();
         bio.endIo();
     }
