@@ -189,6 +189,8 @@ public final class Layers {
         if (s != Status.OK) {
             parent.setStatus(s, clone.detail());
         }
+        // The clock reading a counted device below took at completion serves the ones above too.
+        parent.setCompletionTime(clone.completionTime());
         clone.put();
         parent.endIo();
     }
