@@ -29,7 +29,8 @@ import java.util.Random;
  *     LOWER RW BS QD SECONDS ROUNDS TUNING...
  * </pre>
  * LOWER is {@code ram} (a 256 MiB ramdisk) or {@code STACKFILE:DEVICE}; each TUNING is
- * {@code workers,inline,chunk,spin_us[,nohelp]}, or {@code plain} for LOWER alone.
+ * {@code workers,inline,chunk,spin_us[,nohelp][@SECTOR_SIZE]} (512 unless {@code @4096} says
+ * otherwise; the IV counts 512-byte units, as LUKS2 does), or {@code plain} for LOWER alone.
  */
 public final class CryptScaling {
     private CryptScaling() {
@@ -51,8 +52,11 @@ public final class CryptScaling {
         double seconds = Double.parseDouble(args[4]);
         int rounds = Integer.parseInt(args[5]);
         List<Crypt.Tuning> tunings = new ArrayList<>();
+        List<Integer> sectors = new ArrayList<>();
         for (int i = 6; i < args.length; i++) {
-            String[] p = args[i].split(",");
+            String[] at = args[i].split("@");
+            sectors.add(at.length > 1 ? Integer.parseInt(at[1]) : 512);
+            String[] p = at[0].split(",");
             if (p[0].equals("plain")) {
                 tunings.add(null);
                 continue;
@@ -71,7 +75,9 @@ public final class CryptScaling {
         for (int r = -1; r < rounds; r++) { // round -1 warms the JIT
             for (int t = 0; t < tunings.size(); t++) {
                 Crypt.Tuning tu = tunings.get(t);
-                Crypt c = tu == null ? null : Crypt.create("c0", lower, "aes-xts-plain64", key, 0, 0, 512, false, tu);
+                Crypt c = tu == null ? null
+                        : Crypt.create("c0", lower, "aes-xts-plain64", key, 0, 0, sectors.get(t), false,
+                        tu);
                 try {
                     Map<Long, Long> before = threadCpu();
                     long p0 = os.getProcessCpuTime();
@@ -115,7 +121,8 @@ public final class CryptScaling {
             Crypt.Tuning tu = tunings.get(t);
             String name = tu == null ? "plain (" + lower.name() + " alone)"
                     : String.format(Locale.ROOT, "w=%d inline=%d chunk=%d spin=%d%s", tu.workers(), tu.inlineBytes(),
-                    tu.chunkBytes(), tu.spinUs(), tu.starterHelps() ? "" : " nohelp");
+                    tu.chunkBytes(), tu.spinUs(), tu.starterHelps() ? "" : " nohelp")
+                    + (sectors.get(t) != 512 ? " ss=" + sectors.get(t) : "");
             System.out.printf(Locale.ROOT, "%-44s %8.1f %8.1f %6.2f   cpu us/io: %6.2f %6.2f %6.2f %6.2f%n", name,
                     iops[t][rounds - 1] / 1e3, iops[t][rounds / 2] / 1e3, cores[t][rounds / 2], med[0], med[1], med[2],
                     med[3]);
