@@ -22,6 +22,9 @@ done
 (cd "$work/path" && rm -f java javac jar jlink jshell jcmd jps jdeps jpackage keytool jaotc serialver \
   rmiregistry jrunscript jexec mvn mvnw)
 run() { env -i HOME="$work/home" PATH="$work/path" LANG=C.UTF-8 TERM=dumb "$@"; }
+# For `run_bg ... &`: exec makes the background job the program itself, so the cleanup's kill reaches
+# serve; with run, $! was a subshell, and serve outlived the check.
+run_bg() { exec env -i HOME="$work/home" PATH="$work/path" LANG=C.UTF-8 TERM=dumb "$@"; }
 run sh -c 'command -v java' >/dev/null 2>&1 && fail "java still on the PATH"
 run sh -c 'command -v mvn' >/dev/null 2>&1 && fail "mvn still on the PATH"
 
@@ -68,7 +71,7 @@ say "copyright: $(grep -c '^Files: lib/' "$copyright") jars, texts in share/doc/
 # serve disk.img, and nbdinfo against it
 cd "$work"
 truncate -s 64M disk.img
-run "$bs" serve disk.img --listen none --socket "$work/nbd.sock" >"$work/serve.log" 2>&1 &
+run_bg "$bs" serve disk.img --listen none --socket "$work/nbd.sock" >"$work/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do [ -S "$work/nbd.sock" ] && break; sleep 0.05; done
 size=$(run nbdinfo --size "nbd+unix:///?socket=$work/nbd.sock") || { cat "$work/serve.log" >&2; fail "nbdinfo"; }
@@ -77,7 +80,7 @@ say "serve disk.img: nbdinfo --size $size"
 
 # dm ls on a served stack
 printf 'a: ram 1M\nlin: 0 1M linear a 0\n' > s.stack
-run "$bs" serve --stack s.stack --export lin --control "$work/ctl" --listen none --socket "$work/s.sock" \
+run_bg "$bs" serve --stack s.stack --export lin --control "$work/ctl" --listen none --socket "$work/s.sock" \
   >"$work/stack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do [ -S "$work/ctl" ] && break; sleep 0.05; done
