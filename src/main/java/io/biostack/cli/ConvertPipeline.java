@@ -103,21 +103,7 @@ final class ConvertPipeline {
      * @param length      bytes
      */
     void data(BlockDevice dev, long devOffset, long guestOffset, long length) {
-        for (long d = 0; d < length; ) {
-            long g = guestOffset + d;
-            long n = Math.min(chunk, length - d);
-            long target = g;
-            if (layout != null) {
-                long[] h = layout.host(g);
-                if (h == null) {
-                    throw new IllegalStateException("guest offset " + g + " was not laid out in the destination");
-                }
-                target = h[0];
-                n = Math.min(n, h[1]);
-            }
-            add(DATA, dev, devOffset + d, g, target, (int) n, 0);
-            d += n;
-        }
+        split(DATA, dev, devOffset, guestOffset, length, 0);
     }
 
     /**
@@ -148,6 +134,14 @@ final class ConvertPipeline {
      * @param length      bytes of the run (within the cluster)
      */
     void compressed(Qcow2Image q, long entry, long inCluster, long guestOffset, long length) {
+        split(COMPRESSED, q, inCluster, guestOffset, length, entry);
+    }
+
+    /**
+     * Cuts a source run into chunks of at most {@code chunk} bytes, each also within one
+     * contiguous piece of the destination's layout, and plans each.
+     */
+    private void split(byte k, Object source, long sourceOffset, long guestOffset, long length, long entry) {
         for (long d = 0; d < length; ) {
             long g = guestOffset + d;
             long n = Math.min(chunk, length - d);
@@ -160,7 +154,7 @@ final class ConvertPipeline {
                 target = h[0];
                 n = Math.min(n, h[1]);
             }
-            add(COMPRESSED, q, inCluster + d, g, target, (int) n, entry);
+            add(k, source, sourceOffset + d, g, target, (int) n, entry);
             d += n;
         }
     }

@@ -278,30 +278,35 @@ class RamDiskTest {
         assertThat(new BioException(Status.IOERR, "disk on fire").getMessage()).isEqualTo("disk on fire (I/O error)");
     }
 
+    /** {@code threads} threads write 4 KiB each, at {@code base + t * stride}, released together. */
+    private static void writeAtOnce(RamDisk d, int threads, long base, long stride, int round) throws Exception {
+        CountDownLatch go = new CountDownLatch(1);
+        List<Thread> ts = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            long off = base + t * stride;
+            byte[] data = patternBytes(4096, round * 10 + t);
+            ts.add(Thread.ofPlatform().start(() -> {
+                try {
+                    go.await();
+                    write(d, off, data);
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            }));
+        }
+        go.countDown();
+        for (Thread t : ts) {
+            t.join();
+        }
+    }
+
     @Test
     void concurrentFirstWritesToOneChunkAllSurvive() throws Exception {
         RamDisk d = new RamDisk("ram0", 64L * CHUNK);
         int threads = 4;
         for (int round = 0; round < 64; round++) {
             long base = (long) round * CHUNK;
-            CountDownLatch go = new CountDownLatch(1);
-            List<Thread> ts = new ArrayList<>();
-            for (int t = 0; t < threads; t++) {
-                long off = base + (long) t * 4096;
-                byte[] data = patternBytes(4096, round * 10 + t);
-                ts.add(Thread.ofPlatform().start(() -> {
-                    try {
-                        go.await();
-                        write(d, off, data);
-                    } catch (Exception e) {
-                        throw new RuntimeException(e);
-                    }
-                }));
-            }
-            go.countDown();
-            for (Thread t : ts) {
-                t.join();
-            }
+            writeAtOnce(d, threads, base, 4096, round);
             for (int t = 0; t < threads; t++) {
                 assertThat(read(d, base + (long) t * 4096, 4096)).as("round %d thread %d", round, t)
                         .isEqualTo(patternBytes(4096, round * 10 + t));
@@ -319,24 +324,7 @@ class RamDiskTest {
             long base = (long) (round % 8) * CHUNK;
             write(d, base, patternBytes(CHUNK, 99));
             d.discard(base, CHUNK).get(5, TimeUnit.SECONDS);
-            CountDownLatch go = new CountDownLatch(1);
-            List<Thread> ts = new ArrayList<>();
-            for (int t = 0; t < threads; t++) {
-                long off = base + (long) t * 8192;
-                byte[] data = patternBytes(4096, round * 10 + t);
-                ts.add(Thread.ofPlatform().start(() -> {
-                    try {
-                        go.await();
-                        write(d, off, data);
-                    } catch (Exception e) {
-                        throw new RuntimeException(e);
-                    }
-                }));
-            }
-            go.countDown();
-            for (Thread t : ts) {
-                t.join();
-            }
+            writeAtOnce(d, threads, base, 8192, round);
             for (int t = 0; t < threads; t++) {
                 assertThat(read(d, base + (long) t * 8192, 4096)).as("round %d thread %d", round, t)
                         .isEqualTo(patternBytes(4096, round * 10 + t));
