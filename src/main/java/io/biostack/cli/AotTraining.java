@@ -27,7 +27,8 @@ import java.util.List;
  * <li>{@code luks} (lib/luks.aot, short class path): {@code luks dump} through picocli, on a
  *     small LUKS2 volume made here with a cheap pbkdf2 keyslot.</li>
  * <li>{@code convert} (lib/convert.aot, the whole class path: a convert may read or write an
- *     NBD export over TLS or an RBD image): {@code img convert} of a small half-allocated image,
+ *     NBD export over TLS or an RBD image): {@code img convert} on its fast path
+ *     ({@link ImgConvert#fastPath}, no picocli) of a small half-allocated image,
  *     raw to qcow2 and back, through the page cache and with {@code -t none -T none}. Without it
  *     the first file open of a convert spent 0.3 to 0.5 s loading and linking classes (the FFM
  *     downcalls most of all) that the cache holds ready.</li>
@@ -152,8 +153,9 @@ final class AotTraining {
             for (int i = 0; i < 2; i++) {
                 Files.deleteIfExists(Path.of(q));
                 Files.deleteIfExists(Path.of(back));
-                failed += Main.run(concat(new String[] {"img", "convert"}, cache, new String[] {"-O", "qcow2", src, q})) == 0 ? 0 : 1;
-                failed += Main.run(concat(new String[] {"img", "convert"}, cache, new String[] {"-O", "raw", q, back})) == 0 ? 0 : 1;
+                // bin/biostack runs these on ImgConvert's fast path (no picocli): so does the training
+                failed += ImgConvert.fastPath(concat(new String[] {"img", "convert"}, cache, new String[] {"-O", "qcow2", src, q})) == 0 ? 0 : 1;
+                failed += ImgConvert.fastPath(concat(new String[] {"img", "convert"}, cache, new String[] {"-O", "raw", q, back})) == 0 ? 0 : 1;
                 if (Files.mismatch(raw, Path.of(back)) != -1) {
                     WHY.add("img convert " + String.join(" ", cache) + ": the copy back differs from the source");
                     failed++;
