@@ -440,6 +440,11 @@ public final class BackingFile implements AutoCloseable {
         return engine instanceof UringEngine u && u.hasFixedBuffers();
     }
 
+    /** True once a bio was bounced: the bounce slab is made by the first one. Tests. */
+    boolean hasBounceSlab() {
+        return bounce.hasSlab();
+    }
+
     /**
      * Times the bounce pool ran dry (a buffer was allocated instead).
      *
