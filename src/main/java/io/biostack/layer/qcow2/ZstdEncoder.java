@@ -1,0 +1,645 @@
+package io.biostack.layer.qcow2;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+
+/**
+ * A zstd compressor (RFC 8878) for qcow2's zstd clusters: one frame per cluster, as qemu's
+ * {@code qcow2_zstd_compress} writes them (block/qcow2-threads.c: {@code ZSTD_compressStream2}
+ * with {@code ZSTD_e_end} into a buffer of {@code cluster_size - 1} bytes; a cluster that does
+ * not fit is stored uncompressed).
+ *
+ * <p>The frame is single-segment with its Frame_Content_Size set, no checksum, no dictionary
+ * (3.1.1.1). Its blocks are at most 128 KiB (Block_Maximum_Size, 3.1.1.2.3); a block that does
+ * not shrink is written raw. Matches come from a greedy LZ77 parse over one hash table of 4-byte
+ * sequences (the last offset is tried first, as the repeat code is the cheapest to encode);
+ * sequences are coded with the predefined FSE distributions (Predefined_Mode,
+ * 3.1.1.3.2.2.1-3), so no table is described in the block; literals are Huffman-coded
+ * (4.2) when their alphabet allows a direct weight header, raw otherwise.
+ *
+ * <p>Every table and buffer is allocated once, when the encoder is made: compressing a cluster
+ * allocates nothing. Not thread-safe: one encoder per thread.
+ */
+final class ZstdEncoder {
+    /** RFC 8878 3.1.1: Magic_Number, little-endian. */
+    static final int MAGIC = 0xFD2FB528;
+    /** RFC 8878 3.1.1.2.3: Block_Maximum_Size is at most 128 KiB. */
+    static final int MAX_BLOCK = 128 << 10;
+    /** Shortest match the parser takes: 4 bytes, what one hash entry proves. */
+    private static final int MIN_MATCH = 4;
+    /** Hash table of 4-byte sequences: 2^15 positions (128 KiB), enough for a 64 KiB cluster. */
+    private static final int HASH_LOG = 15;
+    /** Bytes at the end of a block the parser does not start a match in (it reads 8 at a time). */
+    private static final int TAIL = 8;
+
+    /** RFC 8878 3.1.1.3.2.2.1-3: the predefined distributions and their accuracy logs. */
+    private static final short[] LL_DEFAULT = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+            3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
+    private static final short[] ML_DEFAULT = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
+    private static final short[] OF_DEFAULT = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+            -1, -1, -1, -1, -1};
+
+    /** RFC 8878 3.1.1.3.2.1.1: literal length codes, baseline and extra bits. */
+    private static final int[] LL_BASE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28,
+            32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+    private static final int[] LL_BITS = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 6, 7,
+            8, 9, 10, 11, 12, 13, 14, 15, 16};
+    /** RFC 8878 3.1.1.3.2.1.1: match length codes, baseline (of Match_Length) and extra bits. */
+    private static final int[] ML_BASE = new int[53];
+    private static final int[] ML_BITS = new int[53];
+    /** Code of each literal length below 64 and of each match length - 3 below 128. */
+    private static final byte[] LL_CODE = new byte[64];
+    private static final byte[] ML_CODE = new byte[128];
+
+    static {
+        int[] base = {35, 37, 39, 41, 43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771,
+                65539};
+        int[] bits = {1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+        for (int i = 0; i < 32; i++) {
+            ML_BASE[i] = i + 3;
+        }
+        System.arraycopy(base, 0, ML_BASE, 32, base.length);
+        System.arraycopy(bits, 0, ML_BITS, 32, bits.length);
+        for (int v = 0, c = 0; v < LL_CODE.length; v++) {
+            while (c + 1 < LL_BASE.length && LL_BASE[c + 1] <= v) {
+                c++;
+            }
+            LL_CODE[v] = (byte) c;
+        }
+        for (int v = 0, c = 0; v < ML_CODE.length; v++) {
+            while (c + 1 < ML_BASE.length && ML_BASE[c + 1] - 3 <= v) {
+                c++;
+            }
+            ML_CODE[v] = (byte) c;
+        }
+    }
+
+    /**
+     * An FSE encoding table (the inverse of RFC 8878 4.1.1's decoding table): the states in
+     * the order the decoder numbers them, and per symbol how to find the bits to emit and the
+     * next state. Immutable once built: the three predefined ones are shared by every encoder.
+     */
+    private static final class FseTable {
+        final int log;
+        /** Encoder states ({@code tableSize + decoder state}), grouped by symbol. */
+        final short[] next;
+        /** Per symbol: {@code (maxBitsOut << 16) - minStatePlus}, whence the bits to emit. */
+        final int[] deltaBits;
+        /** Per symbol: where its group of states starts in {@link #next}, less its count. */
+        final int[] deltaState;
+
+        FseTable(short[] norm, int log) {
+            this.log = log;
+            int size = 1 << log;
+            int mask = size - 1;
+            int[] symbolAt = new int[size];
+            int[] cumul = new int[norm.length + 1];
+            int high = size - 1;
+            // RFC 8878 4.1.1: "less than 1" symbols take the last states, then the others
+            // are spread with step (size/2 + size/8 + 3), skipping those last states.
+            for (int s = 0; s < norm.length; s++) {
+                if (norm[s] == -1) {
+                    cumul[s + 1] = cumul[s] + 1;
+                    symbolAt[high--] = s;
+                } else {
+                    cumul[s + 1] = cumul[s] + norm[s];
+                }
+            }
+            int step = (size >>> 1) + (size >>> 3) + 3;
+            int pos = 0;
+            for (int s = 0; s < norm.length; s++) {
+                for (int i = 0; i < norm[s]; i++) {
+                    symbolAt[pos] = s;
+                    do {
+                        pos = (pos + step) & mask;
+                    } while (pos > high);
+                }
+            }
+            next = new short[size];
+            for (int u = 0; u < size; u++) {
+                next[cumul[symbolAt[u]]++] = (short) (size + u);
+            }
+            deltaBits = new int[norm.length];
+            deltaState = new int[norm.length];
+            int total = 0;
+            for (int s = 0; s < norm.length; s++) {
+                int n = norm[s];
+                if (n == -1 || n == 1) {
+                    deltaBits[s] = (log << 16) - size;
+                    deltaState[s] = total - 1;
+                    total++;
+                } else if (n > 1) {
+                    int maxBitsOut = log - (31 - Integer.numberOfLeadingZeros(n - 1));
+                    deltaBits[s] = (maxBitsOut << 16) - (n << maxBitsOut);
+                    deltaState[s] = total - n;
+                    total += n;
+                }
+            }
+        }
+
+        /** The state a stream starts in so that its first decoded symbol is {@code s}. */
+        int init(int s) {
+            int nbBits = (deltaBits[s] + (1 << 15)) >>> 16;
+            int value = (nbBits << 16) - deltaBits[s];
+            return next[(value >>> nbBits) + deltaState[s]];
+        }
+    }
+
+    private static final FseTable LL_TABLE = new FseTable(LL_DEFAULT, 6);
+    private static final FseTable ML_TABLE = new FseTable(ML_DEFAULT, 6);
+    private static final FseTable OF_TABLE = new FseTable(OF_DEFAULT, 5);
+
+    private static final VarHandle INT = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle LONG = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+
+    /** Positions of 4-byte sequences, plus {@link #base}: entries below it are stale. */
+    private final int[] hash = new int[1 << HASH_LOG];
+    private int base = 1;
+    private int frameBase;
+    /** The block being built: its literals, its sequences, and its encoded bytes. */
+    private final byte[] literals = new byte[MAX_BLOCK];
+    private final int[] seqLit = new int[MAX_BLOCK / MIN_MATCH + 1];
+    private final int[] seqMatch = new int[MAX_BLOCK / MIN_MATCH + 1];
+    private final int[] seqOffset = new int[MAX_BLOCK / MIN_MATCH + 1];
+    /** Worst case of a compressed block: literals and ~10 bytes of bits per 4-byte sequence. */
+    private final byte[] block = new byte[MAX_BLOCK * 4 + 64];
+    /** Huffman scratch (4.2): counts, the tree's nodes, and each symbol's code and length. */
+    private final int[] count = new int[256];
+    private final long[] sorted = new long[256];
+    private final int[] nodeFreq = new int[512];
+    private final int[] parent = new int[512];
+    private final byte[] codeLen = new byte[256];
+    private final int[] code = new int[256];
+    private int nLit;
+    private int nSeq;
+    /** Repeat offsets (RFC 8878 3.1.1.5), as the decoder will hold them. */
+    private int rep0;
+    private int rep1;
+    private int rep2;
+    /** The bit stream under construction (written forward, read backward by the decoder). */
+    private long bits;
+    private int nBits;
+    private int bitPos;
+
+    /**
+     * Compresses {@code src[0, srcLen)} as one zstd frame into {@code dst}, unless the frame
+     * would be longer than {@code dstCap} bytes.
+     *
+     * @param src    the input, at most 2^31 - 1 bytes (a qcow2 cluster is at most 2 MiB)
+     * @param srcLen how many bytes of it to compress
+     * @param dst    where the frame goes
+     * @param dstCap the most bytes of {@code dst} the frame may take
+     * @return the frame's length, or -1 when it does not fit in {@code dstCap}
+     */
+    int compress(byte[] src, int srcLen, byte[] dst, int dstCap) {
+        dstCap = Math.min(dstCap, dst.length);
+        if (dstCap < (srcLen < 256 ? 6 : srcLen < 65536 + 256 ? 7 : 9)) {
+            return -1; // not even the frame header fits
+        }
+        // Frame header (3.1.1.1): Single_Segment_Flag, Frame_Content_Size in 1, 2 or 4 bytes.
+        INT.set(dst, 0, MAGIC);
+        int op = 4;
+        if (srcLen < 256) {
+            dst[op++] = 0x20;
+            dst[op++] = (byte) srcLen;
+        } else if (srcLen < 65536 + 256) {
+            dst[op++] = 0x60;
+            dst[op++] = (byte) (srcLen - 256);
+            dst[op++] = (byte) ((srcLen - 256) >>> 8);
+        } else {
+            dst[op++] = (byte) 0xA0;
+            INT.set(dst, op, srcLen);
+            op += 4;
+        }
+        if (base > Integer.MAX_VALUE - srcLen - 1) {
+            java.util.Arrays.fill(hash, 0);
+            base = 1;
+        }
+        // This frame's positions are stored plus frameBase; entries of earlier frames (and of
+        // one that gave up half-way) are below it, so they are never taken for matches.
+        frameBase = base;
+        base += srcLen + 1;
+        rep0 = 1;
+        rep1 = 4;
+        rep2 = 8;
+        int start = 0;
+        do {
+            int end = Math.min(srcLen, start + MAX_BLOCK);
+            boolean last = end == srcLen;
+            int raw = end - start;
+            int n = compressBlock(src, start, end);
+            if (n > 0 && n < raw) {
+                if (op + 3 + n > dstCap) {
+                    return -1;
+                }
+                blockHeader(dst, op, last, 2, n);
+                System.arraycopy(block, 0, dst, op + 3, n);
+                op += 3 + n;
+            } else {
+                if (op + 3 + raw > dstCap) {
+                    return -1;
+                }
+                blockHeader(dst, op, last, 0, raw);
+                System.arraycopy(src, start, dst, op + 3, raw);
+                op += 3 + raw;
+            }
+            start = end;
+        } while (start < srcLen);
+        return op;
+    }
+
+    /** Block_Header (3.1.1.2): Last_Block, Block_Type, Block_Size, 3 bytes little-endian. */
+    private static void blockHeader(byte[] dst, int op, boolean last, int type, int size) {
+        int h = (last ? 1 : 0) | type << 1 | size << 3;
+        dst[op] = (byte) h;
+        dst[op + 1] = (byte) (h >>> 8);
+        dst[op + 2] = (byte) (h >>> 16);
+    }
+
+    /**
+     * Parses {@code src[start, end)} into literals and sequences and encodes them as a
+     * compressed block's content into {@link #block}.
+     *
+     * @return its length, or 0 when the block has no match (then it is stored raw)
+     */
+    private int compressBlock(byte[] src, int start, int end) {
+        nLit = 0;
+        nSeq = 0;
+        int saved0 = rep0;
+        int saved1 = rep1;
+        int saved2 = rep2;
+        parse(src, start, end);
+        if (nSeq == 0) {
+            return 0;
+        }
+        int op = literalsSection(block);
+        op = sequences(block, op);
+        if (op >= end - start) {
+            // Stored raw: the decoder's repeat offsets stay as they were before this block.
+            rep0 = saved0;
+            rep1 = saved1;
+            rep2 = saved2;
+        }
+        return op;
+    }
+
+    /** Greedy LZ77 parse: one candidate per position from the hash table, the last offset first. */
+    private void parse(byte[] src, int start, int end) {
+        int anchor = start;
+        int ip = start;
+        int limit = end - TAIL;
+        int b = frameBase;
+        while (ip < limit) {
+            int cur = (int) INT.get(src, ip);
+            int h = (cur * 0x9E3779B1) >>> (32 - HASH_LOG);
+            int cand = hash[h] - b;
+            hash[h] = ip + b;
+            int off;
+            int ref;
+            if (ip - rep0 >= 0 && (int) INT.get(src, ip - rep0) == cur) {
+                off = rep0;
+                ref = ip - rep0;
+            } else if (cand >= 0 && (int) INT.get(src, cand) == cur) {
+                off = ip - cand;
+                ref = cand;
+            } else {
+                // Skip faster through data that does not match (incompressible clusters).
+                ip += 1 + ((ip - anchor) >>> 6);
+                continue;
+            }
+            // Back over literals that match too, then forward to the block's end.
+            while (ip > anchor && ref > 0 && src[ip - 1] == src[ref - 1]) {
+                ip--;
+                ref--;
+            }
+            int len = MIN_MATCH + matchLength(src, ip + MIN_MATCH, ref + MIN_MATCH, end);
+            sequence(src, anchor, ip - anchor, len, off);
+            // Index inside the match too, so the next cluster of data finds these bytes.
+            int inner = ip + 2;
+            ip += len;
+            anchor = ip;
+            if (inner < limit && inner < ip) {
+                hash[((int) INT.get(src, inner) * 0x9E3779B1) >>> (32 - HASH_LOG)] = inner + b;
+            }
+            if (ip - 2 < limit && ip - 2 > inner) {
+                hash[((int) INT.get(src, ip - 2) * 0x9E3779B1) >>> (32 - HASH_LOG)] = ip - 2 + b;
+            }
+        }
+        int tail = end - anchor;
+        System.arraycopy(src, anchor, literals, nLit, tail);
+        nLit += tail;
+    }
+
+    /** How many bytes from {@code a} equal those from {@code b} (b < a), not reading past {@code end}. */
+    private static int matchLength(byte[] src, int a, int b, int end) {
+        int n = 0;
+        while (a + n + 8 <= end) {
+            long x = (long) LONG.get(src, a + n) ^ (long) LONG.get(src, b + n);
+            if (x != 0) {
+                return n + (Long.numberOfTrailingZeros(x) >>> 3);
+            }
+            n += 8;
+        }
+        while (a + n < end && src[a + n] == src[b + n]) {
+            n++;
+        }
+        return n;
+    }
+
+    /**
+     * Records one sequence: {@code lit} literals from {@code src[from]}, then a match of
+     * {@code len} bytes {@code off} back, its offset coded against the repeat offsets
+     * (3.1.1.5) as the decoder will update them.
+     */
+    private void sequence(byte[] src, int from, int lit, int len, int off) {
+        System.arraycopy(src, from, literals, nLit, lit);
+        nLit += lit;
+        int value;
+        if (lit > 0 && off == rep0) {
+            value = 1;
+        } else if (lit == 0 && off == rep1) {
+            value = 1; // with no literals, Offset_Value 1 names Repeated_Offset2: swapped to the front
+            rep1 = rep0;
+            rep0 = off;
+        } else {
+            value = off + 3;
+            rep2 = rep1;
+            rep1 = rep0;
+            rep0 = off;
+        }
+        seqLit[nSeq] = lit;
+        seqMatch[nSeq] = len;
+        seqOffset[nSeq] = value;
+        nSeq++;
+    }
+
+    /**
+     * Literals_Section (3.1.1.3.1) at the start of {@code out}: RLE when the literals are one
+     * byte repeated, Huffman-coded when that is shorter, raw otherwise.
+     *
+     * @return where the section ends
+     */
+    private int literalsSection(byte[] out) {
+        int n = nLit;
+        java.util.Arrays.fill(count, 0);
+        for (int i = 0; i < n; i++) {
+            count[literals[i] & 0xff]++;
+        }
+        int symbols = 0;
+        int last = -1;
+        for (int s = 0; s < 256; s++) {
+            if (count[s] != 0) {
+                symbols++;
+                last = s;
+            }
+        }
+        if (symbols == 1 && n > 1) {
+            int op = literalsHeader(out, 1, n);
+            out[op] = (byte) last;
+            return op + 1;
+        }
+        // The direct weight header (4.2.1.1) holds the weights of symbols 0..127; the last
+        // symbol's weight is implied. Wider alphabets would need FSE-coded weights: raw then.
+        if (symbols < 2 || last > 128 || n < 64) {
+            return rawLiterals(out);
+        }
+        int maxBits = huffmanLengths(symbols);
+        long bitsTotal = 0;
+        for (int s = 0; s <= last; s++) {
+            bitsTotal += (long) count[s] * codeLen[s];
+        }
+        int streams = n <= 1023 ? 1 : 4;
+        int tree = 1 + (last + 1) / 2;
+        long estimate = 5 + tree + (streams == 4 ? 6 : 0) + bitsTotal / 8 + 4 * streams;
+        if (estimate >= n) {
+            return rawLiterals(out);
+        }
+        int hdr = streams == 1 ? 3 : n < 1024 ? 3 : n < 16384 ? 4 : 5;
+        // Canonical codes as the decoder lays out its table (4.2.1.4): by increasing weight,
+        // then by symbol; a weight-w symbol takes 2^(w-1) entries of the 2^maxBits.
+        int pos = 0;
+        for (int w = 1; w <= maxBits; w++) {
+            int len = maxBits + 1 - w;
+            for (int s = 0; s <= last; s++) {
+                if (count[s] != 0 && codeLen[s] == len) {
+                    code[s] = pos >>> (w - 1);
+                    pos += 1 << (w - 1);
+                }
+            }
+        }
+        int op = hdr;
+        out[op++] = (byte) (127 + last); // weights of symbols 0..last-1, four bits each
+        for (int s = 0; s < last; s += 2) {
+            int hi = count[s] == 0 ? 0 : maxBits + 1 - codeLen[s];
+            int lo = s + 1 < last && count[s + 1] != 0 ? maxBits + 1 - codeLen[s + 1] : 0;
+            out[op++] = (byte) (hi << 4 | lo);
+        }
+        if (streams == 1) {
+            op = huffmanStream(out, op, 0, n);
+        } else {
+            int jump = op;
+            op += 6;
+            int seg = (n + 3) / 4;
+            for (int k = 0; k < 4; k++) {
+                int from = k * seg;
+                int to = Math.min(n, from + seg);
+                int before = op;
+                op = huffmanStream(out, op, from, to);
+                if (k < 3) {
+                    out[jump + 2 * k] = (byte) (op - before);
+                    out[jump + 2 * k + 1] = (byte) ((op - before) >>> 8);
+                }
+            }
+        }
+        int comp = op - hdr;
+        if (op >= n + 3) {
+            return rawLiterals(out);
+        }
+        // Literals_Section_Header of a Compressed_Literals_Block: type 2, Size_Format, sizes.
+        int sf = streams == 1 ? 0 : hdr - 2;
+        long h = 2 | sf << 2 | (long) n << 4 | (long) comp << (hdr == 3 ? 14 : hdr == 4 ? 18 : 22);
+        for (int i = 0; i < hdr; i++) {
+            out[i] = (byte) (h >>> (8 * i));
+        }
+        return op;
+    }
+
+    /**
+     * Huffman code lengths of the counted literals, at most 11 bits (4.2.1): a Huffman tree
+     * over the counts, and if it is too deep, again over halved counts, until it fits. The
+     * code is complete, as the implied last weight needs.
+     *
+     * @return the longest code's length
+     */
+    private int huffmanLengths(int symbols) {
+        int shift = 0;
+        while (true) {
+            int n = 0;
+            for (int s = 0; s < 256; s++) {
+                if (count[s] != 0) {
+                    long f = Math.max(1, count[s] >>> shift);
+                    sorted[n++] = f << 8 | s;
+                }
+            }
+            java.util.Arrays.sort(sorted, 0, n);
+            for (int i = 0; i < n; i++) {
+                nodeFreq[i] = (int) (sorted[i] >>> 8);
+            }
+            // Two queues: the sorted leaves, and the inner nodes, made in increasing order.
+            int leaf = 0;
+            int inner = n;
+            int made = n;
+            while (made < 2 * n - 1) {
+                int a = leaf < n && (inner >= made || nodeFreq[leaf] <= nodeFreq[inner]) ? leaf++ : inner++;
+                int b = leaf < n && (inner >= made || nodeFreq[leaf] <= nodeFreq[inner]) ? leaf++ : inner++;
+                nodeFreq[made] = nodeFreq[a] + nodeFreq[b];
+                parent[a] = made;
+                parent[b] = made;
+                made++;
+            }
+            // Depths from the root down (a parent is always made after its children).
+            int root = 2 * n - 2;
+            nodeFreq[root] = 0;
+            int max = 0;
+            for (int i = root - 1; i >= 0; i--) {
+                nodeFreq[i] = nodeFreq[parent[i]] + 1;
+                if (i < n) {
+                    codeLen[(int) (sorted[i] & 0xff)] = (byte) nodeFreq[i];
+                    max = Math.max(max, nodeFreq[i]);
+                }
+            }
+            if (max <= 11) {
+                return max;
+            }
+            shift++;
+        }
+    }
+
+    /** One Huffman stream of literals {@code [from, to)}, coded last to first (4.2.2). */
+    private int huffmanStream(byte[] out, int op, int from, int to) {
+        bits = 0;
+        nBits = 0;
+        bitPos = op;
+        for (int i = to - 1; i >= from; i--) {
+            int s = literals[i] & 0xff;
+            addBits(out, code[s], codeLen[s]);
+        }
+        return closeBits(out);
+    }
+
+    /** Literals_Section_Header of a raw (type 0) or RLE (type 1) block: 1, 2 or 3 bytes. */
+    private static int literalsHeader(byte[] out, int type, int n) {
+        int op = 0;
+        if (n < 32) {
+            out[op++] = (byte) (type | n << 3);
+        } else if (n < 4096) {
+            out[op++] = (byte) (type | 1 << 2 | n << 4);
+            out[op++] = (byte) (n >>> 4);
+        } else {
+            out[op++] = (byte) (type | 3 << 2 | n << 4);
+            out[op++] = (byte) (n >>> 4);
+            out[op++] = (byte) (n >>> 12);
+        }
+        return op;
+    }
+
+    /** Raw_Literals_Block (3.1.1.3.1.1): the header, then the literals as they are. */
+    private int rawLiterals(byte[] out) {
+        int op = literalsHeader(out, 0, nLit);
+        System.arraycopy(literals, 0, out, op, nLit);
+        return op + nLit;
+    }
+
+    /**
+     * Sequences_Section (3.1.1.3.2): the count, the modes byte (all Predefined_Mode), then the
+     * bit stream, built from the last sequence back to the first so that the decoder, reading
+     * it backward, meets them in order.
+     */
+    private int sequences(byte[] out, int op) {
+        int n = nSeq;
+        if (n < 128) {
+            out[op++] = (byte) n;
+        } else if (n < 0x7F00) {
+            out[op++] = (byte) ((n >>> 8) + 0x80);
+            out[op++] = (byte) n;
+        } else {
+            out[op++] = (byte) 0xFF;
+            out[op++] = (byte) (n - 0x7F00);
+            out[op++] = (byte) ((n - 0x7F00) >>> 8);
+        }
+        out[op++] = 0; // Literals_Lengths_Mode, Offsets_Mode, Match_Lengths_Mode: Predefined_Mode
+        bits = 0;
+        nBits = 0;
+        bitPos = op;
+        int i = n - 1;
+        int llc = llCode(seqLit[i]);
+        int mlc = mlCode(seqMatch[i] - 3);
+        int ofc = 31 - Integer.numberOfLeadingZeros(seqOffset[i]);
+        int llState = LL_TABLE.init(llc);
+        int mlState = ML_TABLE.init(mlc);
+        int ofState = OF_TABLE.init(ofc);
+        extraBits(out, i, llc, mlc, ofc);
+        for (i = n - 2; i >= 0; i--) {
+            llc = llCode(seqLit[i]);
+            mlc = mlCode(seqMatch[i] - 3);
+            ofc = 31 - Integer.numberOfLeadingZeros(seqOffset[i]);
+            // The decoder updates LL, ML, OF in that order: the encoder writes them reversed.
+            ofState = encode(out, OF_TABLE, ofState, ofc);
+            mlState = encode(out, ML_TABLE, mlState, mlc);
+            llState = encode(out, LL_TABLE, llState, llc);
+            extraBits(out, i, llc, mlc, ofc);
+        }
+        // The decoder reads the initial states LL, OF, ML: written ML, OF, LL.
+        addBits(out, mlState, ML_TABLE.log);
+        addBits(out, ofState, OF_TABLE.log);
+        addBits(out, llState, LL_TABLE.log);
+        return closeBits(out);
+    }
+
+    /** A sequence's extra bits: the decoder reads offset, match length, literal length. */
+    private void extraBits(byte[] out, int i, int llc, int mlc, int ofc) {
+        addBits(out, seqLit[i] - LL_BASE[llc], LL_BITS[llc]);
+        addBits(out, seqMatch[i] - ML_BASE[mlc], ML_BITS[mlc]);
+        addBits(out, seqOffset[i], ofc);
+    }
+
+    private int encode(byte[] out, FseTable t, int state, int s) {
+        int nb = (state + t.deltaBits[s]) >>> 16;
+        addBits(out, state, nb);
+        return t.next[(state >>> nb) + t.deltaState[s]];
+    }
+
+    private static int llCode(int ll) {
+        return ll < 64 ? LL_CODE[ll] : 31 - Integer.numberOfLeadingZeros(ll) + 19;
+    }
+
+    private static int mlCode(int mlBase) {
+        return mlBase < 128 ? ML_CODE[mlBase] : 31 - Integer.numberOfLeadingZeros(mlBase) + 36;
+    }
+
+    /** Appends the low {@code n} (at most 31) bits of {@code v} to the stream. */
+    private void addBits(byte[] out, long v, int n) {
+        bits |= (v & ((1L << n) - 1)) << nBits;
+        nBits += n;
+        if (nBits >= 32) {
+            INT.set(out, bitPos, (int) bits);
+            bitPos += 4;
+            bits >>>= 32;
+            nBits -= 32;
+        }
+    }
+
+    /** Ends the stream with its 1-bit end mark and flushes it; returns where it ends. */
+    private int closeBits(byte[] out) {
+        addBits(out, 1, 1);
+        while (nBits > 0) {
+            out[bitPos++] = (byte) bits;
+            bits >>>= 8;
+            nBits -= 8;
+        }
+        nBits = 0;
+        return bitPos;
+    }
+}
