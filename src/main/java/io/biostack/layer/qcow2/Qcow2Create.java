@@ -289,8 +289,8 @@ public final class Qcow2Create {
 
     /**
      * Creates {@code file} as a qcow2 image whose data clusters are compressed, as
-     * {@code qemu-img convert -c} writes them: each cluster of {@code mapped} is deflated on its
-     * own and packed byte after byte behind the metadata (a compressed cluster may straddle two
+     * {@code qemu-img convert -c} writes them: each cluster of {@code mapped} is compressed on its
+     * own (raw deflate, or one zstd frame by {@link ZstdEncoder} for compression_type=zstd) and packed byte after byte behind the metadata (a compressed cluster may straddle two
      * host clusters; each host cluster's refcount counts the compressed clusters in it). A cluster
      * that does not shrink is stored whole, and one of zeros is left unallocated (it reads as
      * zeros: there is no backing file).
@@ -309,7 +309,7 @@ public final class Qcow2Create {
      *
      * @param file     the image file (replaced)
      * @param size     virtual size in bytes
-     * @param o        options; zlib only, no preallocation
+     * @param o        options; zlib or zstd, no preallocation
      * @param mapped   guest cluster runs that hold data ({start, end} pairs, sorted)
      * @param src      the guest's data
      * @param progress called with the guest bytes done so far, or null
@@ -318,10 +318,6 @@ public final class Qcow2Create {
      */
     public static CompressedResult createCompressed(Path file, long size, Options o, long[] mapped, ClusterSource src,
                                                     java.util.function.LongConsumer progress) throws IOException {
-        if (o.compressionType().equals("zstd")) {
-            throw new IllegalArgumentException("compression_type=zstd: biostack compresses with zlib only "
-                    + "(it reads zstd clusters; qemu-img convert -c -o compression_type=zstd writes them)");
-        }
         if (!o.preallocation().equals("off")) {
             throw new IllegalArgumentException("Compression and preallocation not supported at the same time");
         }
@@ -379,7 +375,9 @@ public final class Qcow2Create {
             long l2Off = l2Base - cs;
             ByteBuffer l2 = null;
             byte[][] in = new byte[COMPRESS_BATCH][cs];
-            byte[][] out = new byte[COMPRESS_BATCH][];
+            byte[][] out = new byte[COMPRESS_BATCH][cs];
+            int[] outLen = new int[COMPRESS_BATCH];
+            boolean zstd = o.compressionType().equals("zstd");
             long[] guest = new long[COMPRESS_BATCH];
             for (long[] p : pairs) {
                 if (p[0] / l2Entries != curL1) {
@@ -397,14 +395,15 @@ public final class Qcow2Create {
                         guest[i] = c + i;
                         src.read(c + i, in[i]);
                     }
-                    java.util.stream.IntStream.range(0, n).parallel().forEach(i -> out[i] = deflate(in[i]));
+                    java.util.stream.IntStream.range(0, n).parallel()
+                            .forEach(i -> outLen[i] = compressCluster(zstd, in[i], out[i]));
                     for (int i = 0; i < n; i++) {
                         int j = (int) (guest[i] - curL1 * l2Entries);
-                        if (out[i] == null) {
+                        if (outLen[i] == ZERO_CLUSTER) {
                             zero++;
                             continue;
                         }
-                        if (out[i] == in[i]) {
+                        if (outLen[i] == STORE_RAW) {
                             pos = (pos + cs - 1) & -(long) cs; // a whole cluster, aligned
                             write(ch, pos, ByteBuffer.wrap(in[i]));
                             rc[(int) (pos / cs)] = 1;
@@ -416,11 +415,11 @@ public final class Qcow2Create {
                             raw++;
                             continue;
                         }
-                        int len = out[i].length;
+                        int len = outLen[i];
                         if (rc[(int) (pos / cs)] >= maxRef || rc[(int) ((pos + len - 1) / cs)] >= maxRef) {
                             pos = (pos + cs - 1) & -(long) cs; // a refcount can't count one more
                         }
-                        write(ch, pos, ByteBuffer.wrap(out[i]));
+                        write(ch, pos, ByteBuffer.wrap(out[i], 0, len));
                         for (long h = pos / cs; h <= (pos + len - 1) / cs; h++) {
                             rc[(int) h]++;
                         }
@@ -468,18 +467,44 @@ public final class Qcow2Create {
         }
     }
 
+    /** {@link #compressCluster}: the cluster is all zeros (left unallocated). */
+    private static final int ZERO_CLUSTER = -1;
+    /** {@link #compressCluster}: the cluster does not shrink (stored whole). */
+    private static final int STORE_RAW = -2;
+    /** One zstd encoder per compressing thread: its tables and buffers (about 1.2 MiB) are reused. */
+    private static final ThreadLocal<ZstdEncoder> ZSTD = ThreadLocal.withInitial(ZstdEncoder::new);
+
     /**
-     * One cluster deflated with at most 4 KiB match distances (see {@link #createCompressed}):
-     * null when it is all zeros, {@code in} itself when it does not shrink.
+     * One cluster compressed into {@code out} (one cluster long): its length, or
+     * {@link #ZERO_CLUSTER} or {@link #STORE_RAW}. zstd frames must fit in cluster_size - 1
+     * bytes, the output buffer qemu's {@code qcow2_co_pwritev_compressed_task} gives
+     * {@code qcow2_zstd_compress}; a cluster whose frame does not is stored whole, as qemu does.
      */
-    private static byte[] deflate(byte[] in) {
+    private static int compressCluster(boolean zstd, byte[] in, byte[] out) {
         boolean allZero = true;
         for (int i = 0; i < in.length && allZero; i += 8) {
             allZero = (long) LONG.get(in, i) == 0;
         }
         if (allZero) {
-            return null;
+            return ZERO_CLUSTER;
         }
+        if (zstd) {
+            int n = ZSTD.get().compress(in, in.length, out, in.length - 1);
+            return n < 0 ? STORE_RAW : n;
+        }
+        byte[] d = deflate(in);
+        if (d == in) {
+            return STORE_RAW;
+        }
+        System.arraycopy(d, 0, out, 0, d.length);
+        return d.length;
+    }
+
+    /**
+     * One cluster deflated with at most 4 KiB match distances (see {@link #createCompressed}):
+     * {@code in} itself when it does not shrink.
+     */
+    private static byte[] deflate(byte[] in) {
         java.util.zip.Deflater d = new java.util.zip.Deflater(java.util.zip.Deflater.DEFAULT_COMPRESSION, true);
         try {
             // qemu stores a cluster compressed only when it fits in cluster_size - 1 bytes
