@@ -40,7 +40,8 @@ public final class Qcow2Create {
      * @param extendedL2      extended L2 entries (subclusters)
      * @param compressionType "zlib" or "zstd"
      * @param preallocation   "off", "metadata", "falloc" or "full"
-     * @param compat          "1.1" (version 3; version 2 is refused)
+     * @param compat          "1.1" or "v3" (version 3), "0.10" or "v2" (version 2: no lazy refcounts,
+     *                        16-bit refcounts, zlib, no extended L2)
      */
     public record Options(int clusterSize, int refcountBits, boolean lazyRefcounts, boolean extendedL2,
                           String compressionType, String preallocation, String compat) {
@@ -71,16 +72,40 @@ public final class Qcow2Create {
             if (!java.util.List.of("off", "metadata", "falloc", "full").contains(preallocation)) {
                 throw new IllegalArgumentException("Parameter 'preallocation' does not accept value '" + preallocation + "'");
             }
-            if (compat.equals("0.10") || compat.equals("v2")) {
-                throw new IllegalArgumentException("compat=0.10: biostack creates version 3 images only (compat=1.1); "
-                        + "qemu-img create -o compat=0.10 makes version 2");
+            if (!List.of("0.10", "v2", "1.1", "v3").contains(compat)) {
+                throw new IllegalArgumentException("Parameter 'version' does not accept value '" + compat + "'");
             }
-            if (!compat.equals("1.1") && !compat.equals("v3")) {
-                throw new IllegalArgumentException("Invalid compatibility level: '" + compat + "'");
+            // Version 2 has none of these (qcow2.rst; qemu's qcow2_co_create refuses them, in this order).
+            if (compat.equals("0.10") || compat.equals("v2")) {
+                if (lazyRefcounts) {
+                    throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 "
+                            + "and above (use version=v3 or greater)");
+                }
+                if (refcountBits != 16) {
+                    throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility "
+                            + "level 1.1 or above (use version=v3 or greater)");
+                }
+                if (!compressionType.equals("zlib")) {
+                    throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility "
+                            + "level 1.1 and above (use version=v3 or greater)");
+                }
+                if (extendedL2) {
+                    throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility "
+                            + "level 1.1 and above (use version=v3 or greater)");
+                }
             }
             if (extendedL2 && clusterSize < 16384) {
                 throw new IllegalArgumentException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
             }
+        }
+
+        /**
+         * The qcow2 version these options make.
+         *
+         * @return 2 for compat 0.10 (v2), 3 for compat 1.1 (v3)
+         */
+        public int version() {
+            return compat.equals("0.10") || compat.equals("v2") ? 2 : 3;
         }
 
     }
@@ -617,6 +642,16 @@ public final class Qcow2Create {
             t[p + 1] = (byte) (int) (Integer) FEATURES[i][1];
             byte[] n = ((String) FEATURES[i][2]).getBytes(StandardCharsets.US_ASCII);
             System.arraycopy(n, 0, t, p + 2, n.length);
+        }
+        if (o.version() == 2) {
+            // No feature bits and no feature name table in version 2 (qemu writes that table for v3 only).
+            Qcow2Header h = Qcow2Header.createV2(cb, size).withL1((int) l1Size, l1Off)
+                    .withRefcountTable(reftOff, (int) reftClusters).withBacking(backing, backingFmt);
+            try {
+                return ByteBuffer.wrap(h.encode());
+            } catch (Qcow2Exception e) {
+                throw new IllegalArgumentException(e.getMessage());
+            }
         }
         Qcow2Header h = Qcow2Header.create(cb, size, Integer.numberOfTrailingZeros(o.refcountBits()))
                 .withL1((int) l1Size, l1Off)
