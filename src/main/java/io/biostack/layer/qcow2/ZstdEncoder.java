@@ -28,8 +28,15 @@ final class ZstdEncoder {
     static final int MAX_BLOCK = 128 << 10;
     /** Shortest match the parser takes: 4 bytes, what one hash entry proves. */
     private static final int MIN_MATCH = 4;
-    /** Hash table of 4-byte sequences: 2^15 positions (128 KiB), enough for a 64 KiB cluster. */
+    /** Hash heads of 4-byte sequences: 2^15 (128 KiB), enough for a 64 KiB cluster. */
     private static final int HASH_LOG = 15;
+    /** Hash chain: the last 64 KiB of positions (a 2 MiB cluster's matches reach back that far). */
+    private static final int CHAIN_SIZE = 1 << 16;
+    private static final int CHAIN_MASK = CHAIN_SIZE - 1;
+    /** A match this long is taken without looking one byte further. */
+    private static final int LAZY_ENOUGH = 64;
+    /** Chain entries a search follows by default: about zstd level 3's ratio at a fraction of level 9's time. */
+    static final int DEFAULT_DEPTH = 8;
     /** Bytes at the end of a block the parser does not start a match in (it reads 8 at a time). */
     private static final int TAIL = 8;
 
@@ -154,8 +161,19 @@ final class ZstdEncoder {
     private static final VarHandle INT = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle LONG = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
 
-    /** Positions of 4-byte sequences, plus {@link #base}: entries below it are stale. */
-    private final int[] hash = new int[1 << HASH_LOG];
+    /**
+     * Hash chains of 4-byte sequences: the last position of each hash, and for each position
+     * the one before it with the same hash; positions are stored plus {@link #frameBase}, so
+     * entries of earlier frames are below it and never taken.
+     */
+    private final int[] head = new int[1 << HASH_LOG];
+    private final int[] chain = new int[CHAIN_SIZE];
+    /** How many chain entries a search follows. */
+    private final int depth;
+    /** Positions below this (in the current frame) are already in the chains. */
+    private int inserted;
+    /** The offset of the match {@link #find} returned. */
+    private int matchOff;
     private int base = 1;
     private int frameBase;
     /** The block being built: its literals, its sequences, and its encoded bytes. */
@@ -182,6 +200,20 @@ final class ZstdEncoder {
     private long bits;
     private int nBits;
     private int bitPos;
+
+    /** An encoder that searches {@link #DEFAULT_DEPTH} chain entries a position. */
+    ZstdEncoder() {
+        this(DEFAULT_DEPTH);
+    }
+
+    /**
+     * An encoder that searches {@code depth} chain entries a position (more: smaller, slower).
+     *
+     * @param depth at least 1
+     */
+    ZstdEncoder(int depth) {
+        this.depth = Math.max(1, depth);
+    }
 
     /**
      * Compresses {@code src[0, srcLen)} as one zstd frame into {@code dst}, unless the frame
@@ -214,13 +246,14 @@ final class ZstdEncoder {
             op += 4;
         }
         if (base > Integer.MAX_VALUE - srcLen - 1) {
-            java.util.Arrays.fill(hash, 0);
+            java.util.Arrays.fill(head, 0);
             base = 1;
         }
         // This frame's positions are stored plus frameBase; entries of earlier frames (and of
         // one that gave up half-way) are below it, so they are never taken for matches.
         frameBase = base;
         base += srcLen + 1;
+        inserted = 0;
         rep0 = 1;
         rep1 = 4;
         rep2 = 8;
@@ -285,63 +318,112 @@ final class ZstdEncoder {
         return op;
     }
 
-    /** Greedy LZ77 parse: one candidate per position from the hash table, the last offset first. */
+    /**
+     * Lazy LZ77 parse (as zstd's "lazy" strategy): at each position the longest match among the
+     * last offset and up to {@link #depth} earlier positions of the same 4-byte hash; a match is
+     * put off by one byte when the next position has a better one (longer, for the cost of its
+     * offset). Where nothing matches the parse skips ahead faster and faster, so that
+     * incompressible clusters cost little.
+     */
     private void parse(byte[] src, int start, int end) {
         int anchor = start;
         int ip = start;
         int limit = end - TAIL;
         int b = frameBase;
+        int ins = Math.max(start, inserted);
         while (ip < limit) {
-            int cur = (int) INT.get(src, ip);
-            int h = (cur * 0x9E3779B1) >>> (32 - HASH_LOG);
-            int cand = hash[h] - b;
-            hash[h] = ip + b;
-            int off;
-            int ref;
-            if (ip - rep0 >= 0 && (int) INT.get(src, ip - rep0) == cur) {
-                off = rep0;
-                ref = ip - rep0;
-            } else if (cand >= 0 && (int) INT.get(src, cand) == cur) {
-                off = ip - cand;
-                ref = cand;
-            } else {
-                // Skip faster through data that does not match (incompressible clusters).
-                ip += 1 + ((ip - anchor) >>> 6);
+            ins = insert(src, ins, ip, b);
+            int len = find(src, ip, end, b);
+            if (len == 0) {
+                int step = 1 + ((ip - anchor) >>> 7);
+                ins = insert(src, ins, ip + 1, b);
+                ip += step;
+                ins = Math.max(ins, ip);
                 continue;
             }
-            // Back over literals that match too, then forward to the block's end.
+            int off = matchOff;
+            while (len < LAZY_ENOUGH && ip + 1 < limit) {
+                ins = insert(src, ins, ip + 1, b);
+                int len2 = find(src, ip + 1, end, b);
+                if (len2 * 4 - bitLength(matchOff) <= len * 4 - bitLength(off) + 4) {
+                    break;
+                }
+                ip++;
+                len = len2;
+                off = matchOff;
+            }
+            // Back over literals that match too.
+            int ref = ip - off;
             while (ip > anchor && ref > 0 && src[ip - 1] == src[ref - 1]) {
                 ip--;
                 ref--;
+                len++;
             }
-            int len = MIN_MATCH + matchLength(src, ip + MIN_MATCH, ref + MIN_MATCH, end);
             sequence(src, anchor, ip - anchor, len, off);
-            // Index inside the match too, so the next cluster of data finds these bytes.
-            int inner = ip + 2;
             ip += len;
             anchor = ip;
-            if (inner < limit && inner < ip) {
-                hash[((int) INT.get(src, inner) * 0x9E3779B1) >>> (32 - HASH_LOG)] = inner + b;
-            }
-            if (ip - 2 < limit && ip - 2 > inner) {
-                hash[((int) INT.get(src, ip - 2) * 0x9E3779B1) >>> (32 - HASH_LOG)] = ip - 2 + b;
-            }
         }
+        inserted = Math.min(ins, limit);
         int tail = end - anchor;
         System.arraycopy(src, anchor, literals, nLit, tail);
         nLit += tail;
     }
 
+    private static int bitLength(int v) {
+        return 32 - Integer.numberOfLeadingZeros(v);
+    }
+
+    /** Enters positions {@code [from, to)} into the hash chains; returns {@code to}. */
+    private int insert(byte[] src, int from, int to, int b) {
+        for (int p = from; p < to; p++) {
+            int h = ((int) INT.get(src, p) * 0x9E3779B1) >>> (32 - HASH_LOG);
+            chain[p & CHAIN_MASK] = head[h];
+            head[h] = p + b;
+        }
+        return Math.max(from, to);
+    }
+
+    /**
+     * The longest match at {@code ip} (at least {@link #MIN_MATCH}, up to {@code end}), its
+     * offset left in {@link #matchOff}; 0 when there is none.
+     */
+    private int find(byte[] src, int ip, int end, int b) {
+        int cur = (int) INT.get(src, ip);
+        int best = 0;
+        if (ip - rep0 >= 0 && (int) INT.get(src, ip - rep0) == cur) {
+            best = MIN_MATCH + matchLength(src, ip + MIN_MATCH, ip - rep0 + MIN_MATCH, end);
+            matchOff = rep0;
+        }
+        int cand = head[(cur * 0x9E3779B1) >>> (32 - HASH_LOG)];
+        for (int d = depth; d > 0 && cand >= b && ip + best < end; d--) {
+            int c = cand - b;
+            if (ip - c >= CHAIN_SIZE) {
+                break; // its chain entry may belong to a later position by now
+            }
+            if (src[c + best] == src[ip + best] && (int) INT.get(src, c) == cur) {
+                int len = MIN_MATCH + matchLength(src, ip + MIN_MATCH, c + MIN_MATCH, end);
+                if (len > best) {
+                    best = len;
+                    matchOff = ip - c;
+                }
+            }
+            cand = chain[c & CHAIN_MASK];
+        }
+        return best;
+    }
+
     /** How many bytes from {@code a} equal those from {@code b} (b < a), not reading past {@code end}. */
     private static int matchLength(byte[] src, int a, int b, int end) {
-        int n = 0;
-        while (a + n + 8 <= end) {
-            long x = (long) LONG.get(src, a + n) ^ (long) LONG.get(src, b + n);
+        if (a + 8 <= end) {
+            long x = (long) LONG.get(src, a) ^ (long) LONG.get(src, b);
             if (x != 0) {
-                return n + (Long.numberOfTrailingZeros(x) >>> 3);
+                return Long.numberOfTrailingZeros(x) >>> 3;
             }
-            n += 8;
+            // A long match: the JDK's vectorized compare takes the rest.
+            int m = java.util.Arrays.mismatch(src, a + 8, end, src, b + 8, b + 8 + (end - a - 8));
+            return m < 0 ? end - a : 8 + m;
         }
+        int n = 0;
         while (a + n < end && src[a + n] == src[b + n]) {
             n++;
         }
