@@ -12,10 +12,11 @@ import java.nio.ByteOrder;
  *
  * <p>The frame is single-segment with its Frame_Content_Size set, no checksum, no dictionary
  * (3.1.1.1). Its blocks are at most 128 KiB (Block_Maximum_Size, 3.1.1.2.3); a block that does
- * not shrink is written raw. Matches come from a greedy LZ77 parse over one hash table of 4-byte
+ * not shrink is written raw. Matches come from a lazy LZ77 parse over hash chains of 4-byte
  * sequences (the last offset is tried first, as the repeat code is the cheapest to encode);
- * sequences are coded with the predefined FSE distributions (Predefined_Mode,
- * 3.1.1.3.2.2.1-3), so no table is described in the block; literals are Huffman-coded
+ * each kind of sequence symbol is coded in whichever of RLE_Mode, the predefined FSE
+ * distribution (Predefined_Mode, 3.1.1.3.2.2.1-3) or a table of the block's own counts
+ * (FSE_Compressed_Mode, described as 4.1.1 says) costs fewest bits; literals are Huffman-coded
  * (4.2) when their alphabet allows a direct weight header, raw otherwise.
  *
  * <p>Every table and buffer is allocated once, when the encoder is made: compressing a cluster
@@ -86,62 +87,75 @@ final class ZstdEncoder {
     /**
      * An FSE encoding table (the inverse of RFC 8878 4.1.1's decoding table): the states in
      * the order the decoder numbers them, and per symbol how to find the bits to emit and the
-     * next state. Immutable once built: the three predefined ones are shared by every encoder.
+     * next state. Built again in place for each block that describes its own table; the three
+     * predefined ones are built once and shared.
      */
     private static final class FseTable {
-        final int log;
+        int log;
         /** Encoder states ({@code tableSize + decoder state}), grouped by symbol. */
         final short[] next;
         /** Per symbol: {@code (maxBitsOut << 16) - minStatePlus}, whence the bits to emit. */
         final int[] deltaBits;
         /** Per symbol: where its group of states starts in {@link #next}, less its count. */
         final int[] deltaState;
+        private final short[] symbolAt;
+        private final int[] cumul;
+
+        FseTable(int maxSymbols, int maxLog) {
+            next = new short[1 << maxLog];
+            symbolAt = new short[1 << maxLog];
+            deltaBits = new int[maxSymbols];
+            deltaState = new int[maxSymbols];
+            cumul = new int[maxSymbols + 1];
+        }
 
         FseTable(short[] norm, int log) {
+            this(norm.length, log);
+            build(norm, norm.length, log);
+        }
+
+        /** Builds the table of {@code norm[0, n)} (counts summing to 2^log, -1 for "less than 1"). */
+        void build(short[] norm, int n, int log) {
             this.log = log;
             int size = 1 << log;
             int mask = size - 1;
-            int[] symbolAt = new int[size];
-            int[] cumul = new int[norm.length + 1];
             int high = size - 1;
             // RFC 8878 4.1.1: "less than 1" symbols take the last states, then the others
             // are spread with step (size/2 + size/8 + 3), skipping those last states.
-            for (int s = 0; s < norm.length; s++) {
+            cumul[0] = 0;
+            for (int s = 0; s < n; s++) {
                 if (norm[s] == -1) {
                     cumul[s + 1] = cumul[s] + 1;
-                    symbolAt[high--] = s;
+                    symbolAt[high--] = (short) s;
                 } else {
                     cumul[s + 1] = cumul[s] + norm[s];
                 }
             }
             int step = (size >>> 1) + (size >>> 3) + 3;
             int pos = 0;
-            for (int s = 0; s < norm.length; s++) {
+            for (int s = 0; s < n; s++) {
                 for (int i = 0; i < norm[s]; i++) {
-                    symbolAt[pos] = s;
+                    symbolAt[pos] = (short) s;
                     do {
                         pos = (pos + step) & mask;
                     } while (pos > high);
                 }
             }
-            next = new short[size];
             for (int u = 0; u < size; u++) {
                 next[cumul[symbolAt[u]]++] = (short) (size + u);
             }
-            deltaBits = new int[norm.length];
-            deltaState = new int[norm.length];
             int total = 0;
-            for (int s = 0; s < norm.length; s++) {
-                int n = norm[s];
-                if (n == -1 || n == 1) {
+            for (int s = 0; s < n; s++) {
+                int c = norm[s];
+                if (c == -1 || c == 1) {
                     deltaBits[s] = (log << 16) - size;
                     deltaState[s] = total - 1;
                     total++;
-                } else if (n > 1) {
-                    int maxBitsOut = log - (31 - Integer.numberOfLeadingZeros(n - 1));
-                    deltaBits[s] = (maxBitsOut << 16) - (n << maxBitsOut);
-                    deltaState[s] = total - n;
-                    total += n;
+                } else if (c > 1) {
+                    int maxBitsOut = log - (31 - Integer.numberOfLeadingZeros(c - 1));
+                    deltaBits[s] = (maxBitsOut << 16) - (c << maxBitsOut);
+                    deltaState[s] = total - c;
+                    total += c;
                 }
             }
         }
@@ -157,6 +171,10 @@ final class ZstdEncoder {
     private static final FseTable LL_TABLE = new FseTable(LL_DEFAULT, 6);
     private static final FseTable ML_TABLE = new FseTable(ML_DEFAULT, 6);
     private static final FseTable OF_TABLE = new FseTable(OF_DEFAULT, 5);
+    /** RFC 8878 3.1.1.3.2.2: the largest accuracy logs a block's own tables may have. */
+    private static final int LL_MAX_LOG = 9, ML_MAX_LOG = 9, OF_MAX_LOG = 8;
+    /** Symbols of each kind: literal length codes 0..35, match length 0..52, offset 0..31. */
+    private static final int LL_SYMBOLS = 36, ML_SYMBOLS = 53, OF_SYMBOLS = 32;
 
     private static final VarHandle INT = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle LONG = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
@@ -181,6 +199,18 @@ final class ZstdEncoder {
     private final int[] seqLit = new int[MAX_BLOCK / MIN_MATCH + 1];
     private final int[] seqMatch = new int[MAX_BLOCK / MIN_MATCH + 1];
     private final int[] seqOffset = new int[MAX_BLOCK / MIN_MATCH + 1];
+    private final byte[] llCodes = new byte[MAX_BLOCK / MIN_MATCH + 1];
+    private final byte[] mlCodes = new byte[MAX_BLOCK / MIN_MATCH + 1];
+    private final byte[] ofCodes = new byte[MAX_BLOCK / MIN_MATCH + 1];
+    /** This block's own tables (FSE_Compressed_Mode or RLE_Mode), and the ones in use. */
+    private final FseTable llOwn = new FseTable(LL_SYMBOLS, LL_MAX_LOG);
+    private final FseTable mlOwn = new FseTable(ML_SYMBOLS, ML_MAX_LOG);
+    private final FseTable ofOwn = new FseTable(OF_SYMBOLS, OF_MAX_LOG);
+    private FseTable llUse;
+    private FseTable mlUse;
+    private FseTable ofUse;
+    private final int[] symCount = new int[ML_SYMBOLS];
+    private final short[] normCount = new short[ML_SYMBOLS];
     /** Worst case of a compressed block: literals and ~10 bytes of bits per 4-byte sequence. */
     private final byte[] block = new byte[MAX_BLOCK * 4 + 64];
     /** Huffman scratch (4.2): counts, the tree's nodes, and each symbol's code and length. */
@@ -651,33 +681,212 @@ final class ZstdEncoder {
             out[op++] = (byte) (n - 0x7F00);
             out[op++] = (byte) ((n - 0x7F00) >>> 8);
         }
-        out[op++] = 0; // Literals_Lengths_Mode, Offsets_Mode, Match_Lengths_Mode: Predefined_Mode
+        for (int i = 0; i < n; i++) {
+            llCodes[i] = (byte) llCode(seqLit[i]);
+            mlCodes[i] = (byte) mlCode(seqMatch[i] - 3);
+            ofCodes[i] = (byte) (31 - Integer.numberOfLeadingZeros(seqOffset[i]));
+        }
+        // Symbol_Compression_Modes, then the tables described, in the order LL, OF, ML.
+        int modes = op++;
+        long r = chooseTable(llCodes, n, LL_SYMBOLS, LL_DEFAULT, 6, LL_TABLE, llOwn, LL_MAX_LOG, out, op);
+        int llMode = (int) (r >>> 32);
+        op = (int) r;
+        llUse = llMode == 0 ? LL_TABLE : llOwn;
+        r = chooseTable(ofCodes, n, OF_SYMBOLS, OF_DEFAULT, 5, OF_TABLE, ofOwn, OF_MAX_LOG, out, op);
+        int ofMode = (int) (r >>> 32);
+        op = (int) r;
+        ofUse = ofMode == 0 ? OF_TABLE : ofOwn;
+        r = chooseTable(mlCodes, n, ML_SYMBOLS, ML_DEFAULT, 6, ML_TABLE, mlOwn, ML_MAX_LOG, out, op);
+        int mlMode = (int) (r >>> 32);
+        op = (int) r;
+        mlUse = mlMode == 0 ? ML_TABLE : mlOwn;
+        out[modes] = (byte) (llMode << 6 | ofMode << 4 | mlMode << 2);
         bits = 0;
         nBits = 0;
         bitPos = op;
         int i = n - 1;
-        int llc = llCode(seqLit[i]);
-        int mlc = mlCode(seqMatch[i] - 3);
-        int ofc = 31 - Integer.numberOfLeadingZeros(seqOffset[i]);
-        int llState = LL_TABLE.init(llc);
-        int mlState = ML_TABLE.init(mlc);
-        int ofState = OF_TABLE.init(ofc);
+        int llc = llCodes[i];
+        int mlc = mlCodes[i];
+        int ofc = ofCodes[i];
+        int llState = llUse.init(llc);
+        int mlState = mlUse.init(mlc);
+        int ofState = ofUse.init(ofc);
         extraBits(out, i, llc, mlc, ofc);
         for (i = n - 2; i >= 0; i--) {
-            llc = llCode(seqLit[i]);
-            mlc = mlCode(seqMatch[i] - 3);
-            ofc = 31 - Integer.numberOfLeadingZeros(seqOffset[i]);
+            llc = llCodes[i];
+            mlc = mlCodes[i];
+            ofc = ofCodes[i];
             // The decoder updates LL, ML, OF in that order: the encoder writes them reversed.
-            ofState = encode(out, OF_TABLE, ofState, ofc);
-            mlState = encode(out, ML_TABLE, mlState, mlc);
-            llState = encode(out, LL_TABLE, llState, llc);
+            ofState = encode(out, ofUse, ofState, ofc);
+            mlState = encode(out, mlUse, mlState, mlc);
+            llState = encode(out, llUse, llState, llc);
             extraBits(out, i, llc, mlc, ofc);
         }
         // The decoder reads the initial states LL, OF, ML: written ML, OF, LL.
-        addBits(out, mlState, ML_TABLE.log);
-        addBits(out, ofState, OF_TABLE.log);
-        addBits(out, llState, LL_TABLE.log);
+        addBits(out, mlState, mlUse.log);
+        addBits(out, ofState, ofUse.log);
+        addBits(out, llState, llUse.log);
         return closeBits(out);
+    }
+
+    /**
+     * Picks the cheapest way to code one kind of symbol in this block (3.1.1.3.2.2): RLE_Mode
+     * when every sequence has the same one, else Predefined_Mode or FSE_Compressed_Mode with a
+     * table of the block's own counts, whichever costs fewer bits, its description included.
+     *
+     * @return the mode in the high 32 bits, where the output goes on in the low ones
+     */
+    private long chooseTable(byte[] codes, int n, int symbols, short[] predefined, int preLog, FseTable pre,
+                             FseTable own, int maxLog, byte[] out, int op) {
+        java.util.Arrays.fill(symCount, 0, symbols, 0);
+        int maxSym = 0;
+        for (int i = 0; i < n; i++) {
+            int c = codes[i];
+            symCount[c]++;
+            maxSym = Math.max(maxSym, c);
+        }
+        if (symCount[maxSym] == n) {
+            // RLE_Mode: one byte, the symbol; its table has one state and costs no bits.
+            java.util.Arrays.fill(normCount, 0, maxSym + 1, (short) 0);
+            normCount[maxSym] = 1;
+            own.build(normCount, maxSym + 1, 0);
+            out[op] = (byte) maxSym;
+            return 1L << 32 | (op + 1);
+        }
+        double preCost = maxSym < predefined.length ? 0 : Double.MAX_VALUE;
+        for (int s = 0; s <= maxSym && preCost < Double.MAX_VALUE; s++) {
+            if (symCount[s] != 0) {
+                int p = predefined[s];
+                if (p == 0) {
+                    preCost = Double.MAX_VALUE;
+                } else {
+                    preCost += symCount[s] * (preLog - log2(p < 0 ? 1 : p));
+                }
+            }
+        }
+        if (n < 16 && preCost < Double.MAX_VALUE) {
+            return op; // too few to pay for a description
+        }
+        int log = Math.max(5, Math.min(maxLog, bitLength(n - 1) - 2));
+        log = Math.max(log, Math.min(maxLog, bitLength(maxSym) + 2));
+        while (!normalize(n, maxSym, log)) {
+            if (++log > maxLog) {
+                return op; // the predefined table codes everything it can
+            }
+        }
+        double ownCost = 0;
+        for (int s = 0; s <= maxSym; s++) {
+            if (symCount[s] != 0) {
+                ownCost += symCount[s] * (log - log2(normCount[s]));
+            }
+        }
+        int end = writeCounts(out, op, maxSym, log);
+        ownCost += 8.0 * (end - op);
+        if (ownCost >= preCost) {
+            return op;
+        }
+        own.build(normCount, maxSym + 1, log);
+        return 2L << 32 | end;
+    }
+
+    private static double log2(int v) {
+        return Math.log(v) * 1.4426950408889634;
+    }
+
+    /**
+     * Scales {@link #symCount} to counts summing to 2^log in {@link #normCount}: each present
+     * symbol keeps at least 1, the most frequent takes up the rounding.
+     *
+     * @return false when that one would drop below 1 (then a larger log is tried)
+     */
+    private boolean normalize(int n, int maxSym, int log) {
+        int scale = 1 << log;
+        int sum = 0;
+        int largest = 0;
+        for (int s = 0; s <= maxSym; s++) {
+            int c = symCount[s];
+            if (c == 0) {
+                normCount[s] = 0;
+                continue;
+            }
+            int v = (int) (((long) c * scale + n / 2) / n);
+            v = Math.max(1, v);
+            normCount[s] = (short) v;
+            sum += v;
+            if (c > symCount[largest]) {
+                largest = s;
+            }
+        }
+        int fixed = normCount[largest] + scale - sum;
+        if (fixed < 1) {
+            return false;
+        }
+        normCount[largest] = (short) fixed;
+        return true;
+    }
+
+    /**
+     * FSE_Table_Description (4.1.1): Accuracy_Log - 5 in 4 bits, then each symbol's count + 1 in
+     * as many bits as the probability still to give out needs (one fewer for small values), a
+     * zero count followed by 2-bit repeat flags for the zeros after it.
+     *
+     * @return where the description ends
+     */
+    private int writeCounts(byte[] out, int op, int maxSym, int log) {
+        long acc = log - 5;
+        int nb = 4;
+        int remaining = (1 << log) + 1;
+        int threshold = 1 << log;
+        int nbBits = log + 1;
+        int s = 0;
+        boolean prev0 = false;
+        while (s <= maxSym && remaining > 1) {
+            if (prev0) {
+                int start = s;
+                while (normCount[s] == 0) {
+                    s++;
+                }
+                while (s >= start + 3) {
+                    start += 3;
+                    acc |= 3L << nb;
+                    nb += 2;
+                    if (nb >= 32) {
+                        INT.set(out, op, (int) acc);
+                        op += 4;
+                        acc >>>= 32;
+                        nb -= 32;
+                    }
+                }
+                acc |= (long) (s - start) << nb;
+                nb += 2;
+            }
+            int count = normCount[s++];
+            int max = (2 * threshold - 1) - remaining;
+            remaining -= count < 0 ? -count : count;
+            count++;
+            if (count >= threshold) {
+                count += max;
+            }
+            acc |= (long) count << nb;
+            nb += nbBits - (count < max ? 1 : 0);
+            prev0 = count == 1;
+            while (remaining < threshold) {
+                nbBits--;
+                threshold >>= 1;
+            }
+            if (nb >= 32) {
+                INT.set(out, op, (int) acc);
+                op += 4;
+                acc >>>= 32;
+                nb -= 32;
+            }
+        }
+        while (nb > 0) {
+            out[op++] = (byte) acc;
+            acc >>>= 8;
+            nb -= 8;
+        }
+        return op;
     }
 
     /** A sequence's extra bits: the decoder reads offset, match length, literal length. */
