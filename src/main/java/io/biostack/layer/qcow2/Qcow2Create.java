@@ -370,11 +370,14 @@ public final class Qcow2Create {
         }
         long l1Clusters = (l1Size * 8 + cs - 1) / cs;
         long perBlock = ((long) cs * 8) >>> order;
-        // one cluster more than the data: a compressed run may end in a cluster of its own
-        long[] rt = refcountClusters(1 + l1Clusters + nL2 + nData + 1, perBlock, cs);
+        // More clusters than the data at worst: a compressed run may end in a cluster of its own,
+        // and each batch or run of guest clusters that stores some whole may leave the tail of
+        // the compressed run's last cluster unused.
+        long slack = 2 + pairs.length + nData / COMPRESS_BATCH;
+        long[] rt = refcountClusters(1 + l1Clusters + nL2 + nData + slack, perBlock, cs);
         long blocks = rt[0];
         long tableClusters = rt[1];
-        long worst = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + 1;
+        long worst = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + slack;
         if (worst > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("image too large to convert compressed (" + worst + " clusters)");
         }
@@ -395,7 +398,9 @@ public final class Qcow2Create {
         long zero = 0;
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.READ, StandardOpenOption.TRUNCATE_EXISTING)) {
-            long pos = dataStart;
+            long pos = -1; // where the next compressed cluster goes, inside a cluster taken for them
+            long next = dataStart; // the first cluster never used
+            long end = dataStart; // the end of what was written
             long curL1 = -1;
             long l2Off = l2Base - cs;
             ByteBuffer l2 = null;
@@ -422,36 +427,56 @@ public final class Qcow2Create {
                     }
                     java.util.stream.IntStream.range(0, n).parallel()
                             .forEach(i -> outLen[i] = compressCluster(zstd, in[i], out[i]));
+                    // Compressed clusters first, packed byte after byte from where the last
+                    // batch's stopped; then the ones stored whole, each in a fresh cluster behind
+                    // them (as qemu's qcow2_alloc_bytes keeps packing into its partial cluster
+                    // while whole clusters are allocated past it).
                     for (int i = 0; i < n; i++) {
                         int j = (int) (guest[i] - curL1 * l2Entries);
-                        if (outLen[i] == ZERO_CLUSTER) {
+                        int len = outLen[i];
+                        if (len == ZERO_CLUSTER) {
                             zero++;
                             continue;
                         }
-                        if (outLen[i] == STORE_RAW) {
-                            pos = (pos + cs - 1) & -(long) cs; // a whole cluster, aligned
-                            write(ch, pos, ByteBuffer.wrap(in[i]));
-                            rc[(int) (pos / cs)] = 1;
-                            l2.putLong(j * entryBytes, pos | Qcow2Header.OFLAG_COPIED);
-                            if (entryBytes == 16) {
-                                l2.putLong(j * 16 + 8, 0xffffffffL); // every subcluster allocated
-                            }
-                            pos += cs;
-                            raw++;
+                        if (len == STORE_RAW) {
                             continue;
                         }
-                        int len = outLen[i];
-                        if (rc[(int) (pos / cs)] >= maxRef || rc[(int) ((pos + len - 1) / cs)] >= maxRef) {
-                            pos = (pos + cs - 1) & -(long) cs; // a refcount can't count one more
+                        if (pos < 0 || (pos & (cs - 1)) == 0 || rc[(int) (pos / cs)] >= maxRef) {
+                            pos = next; // a fresh cluster: none in use, or its refcount can't count one more
+                            next += cs;
                         }
+                        long last = (pos + len - 1) / cs;
+                        if (last > pos / cs && next != (pos / cs + 1) * cs) {
+                            pos = next; // the cluster after it is taken: start afresh
+                            next += cs;
+                            last = (pos + len - 1) / cs;
+                        }
+                        next = Math.max(next, (last + 1) * cs);
                         write(ch, pos, ByteBuffer.wrap(out[i], 0, len));
-                        for (long h = pos / cs; h <= (pos + len - 1) / cs; h++) {
+                        for (long h = pos / cs; h <= last; h++) {
                             rc[(int) h]++;
                         }
                         long sectors = ((pos + len - 1) >>> 9) - (pos >>> 9) + 1;
                         l2.putLong(j * entryBytes, Qcow2Header.OFLAG_COMPRESSED | pos | ((sectors - 1) << shift));
                         pos += len;
+                        end = Math.max(end, (pos + 511) & ~511L);
                         compressed++;
+                    }
+                    for (int i = 0; i < n; i++) {
+                        if (outLen[i] != STORE_RAW) {
+                            continue;
+                        }
+                        int j = (int) (guest[i] - curL1 * l2Entries);
+                        long at = next;
+                        next += cs;
+                        write(ch, at, ByteBuffer.wrap(in[i]));
+                        rc[(int) (at / cs)] = 1;
+                        l2.putLong(j * entryBytes, at | Qcow2Header.OFLAG_COPIED);
+                        if (entryBytes == 16) {
+                            l2.putLong(j * 16 + 8, 0xffffffffL); // every subcluster allocated
+                        }
+                        end = Math.max(end, at + cs);
+                        raw++;
                     }
                     c += n;
                     if (progress != null) {
@@ -466,7 +491,6 @@ public final class Qcow2Create {
                 write(ch, l1Off, l1);
             }
             // qemu reads a compressed cluster's last 512-byte sector whole: the file reaches past it.
-            long end = Math.max((pos + 511) & ~511L, dataStart);
             if (ch.size() < end) {
                 write(ch, end - 1, ByteBuffer.allocate(1));
             }
