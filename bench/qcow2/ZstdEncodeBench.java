@@ -16,7 +16,7 @@ public final class ZstdEncodeBench {
         int cluster = Integer.parseInt(a[1]);
         int reps = Integer.parseInt(a[2]);
         int n = all.length / cluster;
-        ZstdEncoder e = new ZstdEncoder();
+        ZstdEncoder e = a.length > 3 ? new ZstdEncoder(Integer.parseInt(a[3])) : new ZstdEncoder();
         ZstdDecoder d = new ZstdDecoder();
         byte[] in = new byte[cluster];
         byte[] out = new byte[cluster];

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 mib=${1:-64}; reps=${2:-3}; cluster=65536
 work=$(mktemp -d /var/tmp/zstd-encode.XXXXXX); trap 'rm -rf "$work"' EXIT
 mvn -B -ntp -o -q package -DskipTests
+./biostack --version > /dev/null # builds the launcher's classpath now, not inside a timed convert
 # The same mix as zstd-decode.sh: half text-like, a quarter nearly zero, a quarter random.
 python3 - "$work/all.raw" "$mib" <<'PY'
 import os, random, sys

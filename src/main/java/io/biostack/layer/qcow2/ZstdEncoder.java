@@ -34,6 +34,8 @@ final class ZstdEncoder {
     /** Hash chain: the last 64 KiB of positions (a 2 MiB cluster's matches reach back that far). */
     private static final int CHAIN_SIZE = 1 << 16;
     private static final int CHAIN_MASK = CHAIN_SIZE - 1;
+    /** A match this long ends the search for a longer one (zstd's "sufficient length"). */
+    private static final int GOOD_ENOUGH = 48;
     /** A match this long is taken without looking one byte further. */
     private static final int LAZY_ENOUGH = 64;
     /** Chain entries a search follows by default: about zstd level 3's ratio at a fraction of level 9's time. */
@@ -435,6 +437,9 @@ final class ZstdEncoder {
                 if (len > best) {
                     best = len;
                     matchOff = ip - c;
+                    if (len >= GOOD_ENOUGH) {
+                        break; // longer candidates would save little against the search's cost
+                    }
                 }
             }
             cand = chain[c & CHAIN_MASK];
