@@ -159,7 +159,8 @@ public final class ImgCommand implements Runnable {
             }
             say("Formatting '" + file + "', fmt=qcow2 cluster_size=" + cluster + " extended_l2=" + (extl2 ? "on" : "off")
                     + " compression_type=" + opts.compressionType() + (prealloc.equals("off") ? "" : " preallocation=" + prealloc)
-                    + " size=" + size + (backing == null ? "" : " backing_file=" + backing + " backing_fmt=" + backingFormat)
+                    + " size=" + size + (o.containsKey("compat") ? " compat=" + compat : "")
+                    + (backing == null ? "" : " backing_file=" + backing + " backing_fmt=" + backingFormat)
                     + " lazy_refcounts=" + (lazy ? "on" : "off") + " refcount_bits=" + refbits);
             Qcow2Create.Layout l;
             try {

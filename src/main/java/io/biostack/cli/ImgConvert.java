@@ -64,7 +64,7 @@ final class ImgConvert implements Callable<Integer> {
     @Option(names = "-p", description = "show progress")
     boolean progress;
 
-    @Option(names = "-c", description = "compress the output (qcow2, zlib): each cluster deflated on its own, as qemu-img convert -c")
+    @Option(names = "-c", description = "compress the output (qcow2; zlib, or zstd with -o compression_type=zstd): each cluster compressed on its own, as qemu-img convert -c")
     boolean compress;
 
     @Option(names = "-f", paramLabel = "FMT", description = "source format: raw or qcow2 (probed when omitted)")

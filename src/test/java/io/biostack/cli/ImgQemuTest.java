@@ -94,7 +94,7 @@ class ImgQemuTest {
     @Test
     void badCreateOptionsAreRefusedAndCreateNothing() {
         for (String o : new String[] {"cluster_size=3000", "refcount_bits=3", "extended_l2=on,cluster_size=8k",
-                "compression_type=lz4", "preallocation=some", "compat=0.10", "nosuch=1"}) {
+                "compression_type=lz4", "preallocation=some", "compat=0.10,lazy_refcounts=on", "compat=0.9", "nosuch=1"}) {
             CliRun r = CliRun.of("img", "create", "-f", "qcow2", "-o", o, f("bad.qcow2"), "1M");
             assertThat(r.code()).as(o).isNotZero();
             assertThat(r.err()).as(o).isNotBlank();

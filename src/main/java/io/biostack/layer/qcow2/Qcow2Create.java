@@ -40,7 +40,8 @@ public final class Qcow2Create {
      * @param extendedL2      extended L2 entries (subclusters)
      * @param compressionType "zlib" or "zstd"
      * @param preallocation   "off", "metadata", "falloc" or "full"
-     * @param compat          "1.1" (version 3; version 2 is refused)
+     * @param compat          "1.1" or "v3" (version 3), "0.10" or "v2" (version 2: no lazy refcounts,
+     *                        16-bit refcounts, zlib, no extended L2)
      */
     public record Options(int clusterSize, int refcountBits, boolean lazyRefcounts, boolean extendedL2,
                           String compressionType, String preallocation, String compat) {
@@ -71,16 +72,40 @@ public final class Qcow2Create {
             if (!java.util.List.of("off", "metadata", "falloc", "full").contains(preallocation)) {
                 throw new IllegalArgumentException("Parameter 'preallocation' does not accept value '" + preallocation + "'");
             }
-            if (compat.equals("0.10") || compat.equals("v2")) {
-                throw new IllegalArgumentException("compat=0.10: biostack creates version 3 images only (compat=1.1); "
-                        + "qemu-img create -o compat=0.10 makes version 2");
+            if (!List.of("0.10", "v2", "1.1", "v3").contains(compat)) {
+                throw new IllegalArgumentException("Parameter 'version' does not accept value '" + compat + "'");
             }
-            if (!compat.equals("1.1") && !compat.equals("v3")) {
-                throw new IllegalArgumentException("Invalid compatibility level: '" + compat + "'");
+            // Version 2 has none of these (qcow2.rst; qemu's qcow2_co_create refuses them, in this order).
+            if (compat.equals("0.10") || compat.equals("v2")) {
+                if (lazyRefcounts) {
+                    throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 "
+                            + "and above (use version=v3 or greater)");
+                }
+                if (refcountBits != 16) {
+                    throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility "
+                            + "level 1.1 or above (use version=v3 or greater)");
+                }
+                if (!compressionType.equals("zlib")) {
+                    throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility "
+                            + "level 1.1 and above (use version=v3 or greater)");
+                }
+                if (extendedL2) {
+                    throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility "
+                            + "level 1.1 and above (use version=v3 or greater)");
+                }
             }
             if (extendedL2 && clusterSize < 16384) {
                 throw new IllegalArgumentException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
             }
+        }
+
+        /**
+         * The qcow2 version these options make.
+         *
+         * @return 2 for compat 0.10 (v2), 3 for compat 1.1 (v3)
+         */
+        public int version() {
+            return compat.equals("0.10") || compat.equals("v2") ? 2 : 3;
         }
 
     }
@@ -289,8 +314,8 @@ public final class Qcow2Create {
 
     /**
      * Creates {@code file} as a qcow2 image whose data clusters are compressed, as
-     * {@code qemu-img convert -c} writes them: each cluster of {@code mapped} is deflated on its
-     * own and packed byte after byte behind the metadata (a compressed cluster may straddle two
+     * {@code qemu-img convert -c} writes them: each cluster of {@code mapped} is compressed on its
+     * own (raw deflate, or one zstd frame by {@link ZstdEncoder} for compression_type=zstd) and packed byte after byte behind the metadata (a compressed cluster may straddle two
      * host clusters; each host cluster's refcount counts the compressed clusters in it). A cluster
      * that does not shrink is stored whole, and one of zeros is left unallocated (it reads as
      * zeros: there is no backing file).
@@ -309,7 +334,7 @@ public final class Qcow2Create {
      *
      * @param file     the image file (replaced)
      * @param size     virtual size in bytes
-     * @param o        options; zlib only, no preallocation
+     * @param o        options; zlib or zstd, no preallocation
      * @param mapped   guest cluster runs that hold data ({start, end} pairs, sorted)
      * @param src      the guest's data
      * @param progress called with the guest bytes done so far, or null
@@ -318,10 +343,6 @@ public final class Qcow2Create {
      */
     public static CompressedResult createCompressed(Path file, long size, Options o, long[] mapped, ClusterSource src,
                                                     java.util.function.LongConsumer progress) throws IOException {
-        if (o.compressionType().equals("zstd")) {
-            throw new IllegalArgumentException("compression_type=zstd: biostack compresses with zlib only "
-                    + "(it reads zstd clusters; qemu-img convert -c -o compression_type=zstd writes them)");
-        }
         if (!o.preallocation().equals("off")) {
             throw new IllegalArgumentException("Compression and preallocation not supported at the same time");
         }
@@ -349,11 +370,14 @@ public final class Qcow2Create {
         }
         long l1Clusters = (l1Size * 8 + cs - 1) / cs;
         long perBlock = ((long) cs * 8) >>> order;
-        // one cluster more than the data: a compressed run may end in a cluster of its own
-        long[] rt = refcountClusters(1 + l1Clusters + nL2 + nData + 1, perBlock, cs);
+        // More clusters than the data at worst: a compressed run may end in a cluster of its own,
+        // and each batch or run of guest clusters that stores some whole may leave the tail of
+        // the compressed run's last cluster unused.
+        long slack = 2 + pairs.length + nData / COMPRESS_BATCH;
+        long[] rt = refcountClusters(1 + l1Clusters + nL2 + nData + slack, perBlock, cs);
         long blocks = rt[0];
         long tableClusters = rt[1];
-        long worst = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + 1;
+        long worst = 1 + tableClusters + blocks + l1Clusters + nL2 + nData + slack;
         if (worst > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("image too large to convert compressed (" + worst + " clusters)");
         }
@@ -374,12 +398,16 @@ public final class Qcow2Create {
         long zero = 0;
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.READ, StandardOpenOption.TRUNCATE_EXISTING)) {
-            long pos = dataStart;
+            long pos = -1; // where the next compressed cluster goes, inside a cluster taken for them
+            long next = dataStart; // the first cluster never used
+            long end = dataStart; // the end of what was written
             long curL1 = -1;
             long l2Off = l2Base - cs;
             ByteBuffer l2 = null;
             byte[][] in = new byte[COMPRESS_BATCH][cs];
-            byte[][] out = new byte[COMPRESS_BATCH][];
+            byte[][] out = new byte[COMPRESS_BATCH][cs];
+            int[] outLen = new int[COMPRESS_BATCH];
+            boolean zstd = o.compressionType().equals("zstd");
             long[] guest = new long[COMPRESS_BATCH];
             for (long[] p : pairs) {
                 if (p[0] / l2Entries != curL1) {
@@ -397,37 +425,58 @@ public final class Qcow2Create {
                         guest[i] = c + i;
                         src.read(c + i, in[i]);
                     }
-                    java.util.stream.IntStream.range(0, n).parallel().forEach(i -> out[i] = deflate(in[i]));
+                    java.util.stream.IntStream.range(0, n).parallel()
+                            .forEach(i -> outLen[i] = compressCluster(zstd, in[i], out[i]));
+                    // Compressed clusters first, packed byte after byte from where the last
+                    // batch's stopped; then the ones stored whole, each in a fresh cluster behind
+                    // them (as qemu's qcow2_alloc_bytes keeps packing into its partial cluster
+                    // while whole clusters are allocated past it).
                     for (int i = 0; i < n; i++) {
                         int j = (int) (guest[i] - curL1 * l2Entries);
-                        if (out[i] == null) {
+                        int len = outLen[i];
+                        if (len == ZERO_CLUSTER) {
                             zero++;
                             continue;
                         }
-                        if (out[i] == in[i]) {
-                            pos = (pos + cs - 1) & -(long) cs; // a whole cluster, aligned
-                            write(ch, pos, ByteBuffer.wrap(in[i]));
-                            rc[(int) (pos / cs)] = 1;
-                            l2.putLong(j * entryBytes, pos | Qcow2Header.OFLAG_COPIED);
-                            if (entryBytes == 16) {
-                                l2.putLong(j * 16 + 8, 0xffffffffL); // every subcluster allocated
-                            }
-                            pos += cs;
-                            raw++;
+                        if (len == STORE_RAW) {
                             continue;
                         }
-                        int len = out[i].length;
-                        if (rc[(int) (pos / cs)] >= maxRef || rc[(int) ((pos + len - 1) / cs)] >= maxRef) {
-                            pos = (pos + cs - 1) & -(long) cs; // a refcount can't count one more
+                        if (pos < 0 || (pos & (cs - 1)) == 0 || rc[(int) (pos / cs)] >= maxRef) {
+                            pos = next; // a fresh cluster: none in use, or its refcount can't count one more
+                            next += cs;
                         }
-                        write(ch, pos, ByteBuffer.wrap(out[i]));
-                        for (long h = pos / cs; h <= (pos + len - 1) / cs; h++) {
+                        long last = (pos + len - 1) / cs;
+                        if (last > pos / cs && next != (pos / cs + 1) * cs) {
+                            pos = next; // the cluster after it is taken: start afresh
+                            next += cs;
+                            last = (pos + len - 1) / cs;
+                        }
+                        next = Math.max(next, (last + 1) * cs);
+                        write(ch, pos, ByteBuffer.wrap(out[i], 0, len));
+                        for (long h = pos / cs; h <= last; h++) {
                             rc[(int) h]++;
                         }
                         long sectors = ((pos + len - 1) >>> 9) - (pos >>> 9) + 1;
                         l2.putLong(j * entryBytes, Qcow2Header.OFLAG_COMPRESSED | pos | ((sectors - 1) << shift));
                         pos += len;
+                        end = Math.max(end, (pos + 511) & ~511L);
                         compressed++;
+                    }
+                    for (int i = 0; i < n; i++) {
+                        if (outLen[i] != STORE_RAW) {
+                            continue;
+                        }
+                        int j = (int) (guest[i] - curL1 * l2Entries);
+                        long at = next;
+                        next += cs;
+                        write(ch, at, ByteBuffer.wrap(in[i]));
+                        rc[(int) (at / cs)] = 1;
+                        l2.putLong(j * entryBytes, at | Qcow2Header.OFLAG_COPIED);
+                        if (entryBytes == 16) {
+                            l2.putLong(j * 16 + 8, 0xffffffffL); // every subcluster allocated
+                        }
+                        end = Math.max(end, at + cs);
+                        raw++;
                     }
                     c += n;
                     if (progress != null) {
@@ -442,7 +491,6 @@ public final class Qcow2Create {
                 write(ch, l1Off, l1);
             }
             // qemu reads a compressed cluster's last 512-byte sector whole: the file reaches past it.
-            long end = Math.max((pos + 511) & ~511L, dataStart);
             if (ch.size() < end) {
                 write(ch, end - 1, ByteBuffer.allocate(1));
             }
@@ -468,18 +516,44 @@ public final class Qcow2Create {
         }
     }
 
+    /** {@link #compressCluster}: the cluster is all zeros (left unallocated). */
+    private static final int ZERO_CLUSTER = -1;
+    /** {@link #compressCluster}: the cluster does not shrink (stored whole). */
+    private static final int STORE_RAW = -2;
+    /** One zstd encoder per compressing thread: its tables and buffers (about 1.2 MiB) are reused. */
+    private static final ThreadLocal<ZstdEncoder> ZSTD = ThreadLocal.withInitial(ZstdEncoder::new);
+
     /**
-     * One cluster deflated with at most 4 KiB match distances (see {@link #createCompressed}):
-     * null when it is all zeros, {@code in} itself when it does not shrink.
+     * One cluster compressed into {@code out} (one cluster long): its length, or
+     * {@link #ZERO_CLUSTER} or {@link #STORE_RAW}. zstd frames must fit in cluster_size - 1
+     * bytes, the output buffer qemu's {@code qcow2_co_pwritev_compressed_task} gives
+     * {@code qcow2_zstd_compress}; a cluster whose frame does not is stored whole, as qemu does.
      */
-    private static byte[] deflate(byte[] in) {
+    private static int compressCluster(boolean zstd, byte[] in, byte[] out) {
         boolean allZero = true;
         for (int i = 0; i < in.length && allZero; i += 8) {
             allZero = (long) LONG.get(in, i) == 0;
         }
         if (allZero) {
-            return null;
+            return ZERO_CLUSTER;
         }
+        if (zstd) {
+            int n = ZSTD.get().compress(in, in.length, out, in.length - 1);
+            return n < 0 ? STORE_RAW : n;
+        }
+        byte[] d = deflate(in);
+        if (d == in) {
+            return STORE_RAW;
+        }
+        System.arraycopy(d, 0, out, 0, d.length);
+        return d.length;
+    }
+
+    /**
+     * One cluster deflated with at most 4 KiB match distances (see {@link #createCompressed}):
+     * {@code in} itself when it does not shrink.
+     */
+    private static byte[] deflate(byte[] in) {
         java.util.zip.Deflater d = new java.util.zip.Deflater(java.util.zip.Deflater.DEFAULT_COMPRESSION, true);
         try {
             // qemu stores a cluster compressed only when it fits in cluster_size - 1 bytes
@@ -592,6 +666,16 @@ public final class Qcow2Create {
             t[p + 1] = (byte) (int) (Integer) FEATURES[i][1];
             byte[] n = ((String) FEATURES[i][2]).getBytes(StandardCharsets.US_ASCII);
             System.arraycopy(n, 0, t, p + 2, n.length);
+        }
+        if (o.version() == 2) {
+            // No feature bits and no feature name table in version 2 (qemu writes that table for v3 only).
+            Qcow2Header h = Qcow2Header.createV2(cb, size).withL1((int) l1Size, l1Off)
+                    .withRefcountTable(reftOff, (int) reftClusters).withBacking(backing, backingFmt);
+            try {
+                return ByteBuffer.wrap(h.encode());
+            } catch (Qcow2Exception e) {
+                throw new IllegalArgumentException(e.getMessage());
+            }
         }
         Qcow2Header h = Qcow2Header.create(cb, size, Integer.numberOfTrailingZeros(o.refcountBits()))
                 .withL1((int) l1Size, l1Off)

@@ -228,6 +228,21 @@ public final class Qcow2Header {
     }
 
     /**
+     * A new version 2 header ({@code compat=0.10}): 72 bytes, no feature bits, refcount_order 4,
+     * deflate only (qcow2.rst: version 2 ends before incompatible_features). Header extensions
+     * (the backing format) may still follow it.
+     *
+     * @param clusterBits log2 of the cluster size, 9..21
+     * @param size        virtual size in bytes
+     * @return the header
+     */
+    public static Qcow2Header createV2(int clusterBits, long size) {
+        Qcow2Header h = create(clusterBits, size, 4);
+        return new Qcow2Header(2, 0, 0, clusterBits, size, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, V2_HEADER_LENGTH,
+                COMPRESSION_DEFLATE, null, h.extensions);
+    }
+
+    /**
      * True when {@code first} starts with the qcow2 magic (format probing, as qemu-nbd does).
      *
      * @param first the first bytes of a file (at least 4 to say yes)
@@ -355,7 +370,8 @@ public final class Qcow2Header {
         }
         // Extensions: within the first cluster, each length checked before it is used.
         List<Extension> exts = new ArrayList<>();
-        if (version == 3) {
+        {
+            // Version 2 has header extensions too (qemu writes the backing format after byte 72).
             int end = (int) Math.min(clusterSize, buf.length);
             if (backingOff > 0 && backingOff < end) {
                 end = (int) backingOff;
@@ -479,13 +495,16 @@ public final class Qcow2Header {
      */
     public byte[] encode() {
         int hdr = version == 2 ? V2_HEADER_LENGTH : headerLength;
-        int len = (hdr + 7) & ~7;
-        if (version == 3) {
-            for (Extension e : extensions) {
-                len += 8 + ((e.data.length + 7) & ~7);
-            }
-            len += 8;
+        if (version == 2 && (incompatible | compatible | autoclear) != 0) {
+            throw new Qcow2Exception("a version 2 header has no feature bits");
         }
+        int len = (hdr + 7) & ~7;
+        // Extensions follow the header in both versions (qemu's qcow2_update_header writes the
+        // backing format and the end marker for version 2 too).
+        for (Extension e : extensions) {
+            len += 8 + ((e.data.length + 7) & ~7);
+        }
+        len += 8;
         byte[] name = backingFile == null ? new byte[0] : backingFile.getBytes(StandardCharsets.UTF_8);
         long bOff = name.length == 0 ? 0 : len;
         len += name.length;
@@ -503,14 +522,14 @@ public final class Qcow2Header {
             if (headerLength > V3_HEADER_LENGTH) {
                 b.put(104, (byte) compressionType);
             }
-            int pos = (hdr + 7) & ~7;
-            for (Extension e : extensions) {
-                b.putInt(pos, e.type).putInt(pos + 4, e.data.length);
-                b.put(pos + 8, e.data);
-                pos += 8 + ((e.data.length + 7) & ~7);
-            }
-            b.putInt(pos, EXT_END).putInt(pos + 4, 0);
         }
+        int pos = (hdr + 7) & ~7;
+        for (Extension e : extensions) {
+            b.putInt(pos, e.type).putInt(pos + 4, e.data.length);
+            b.put(pos + 8, e.data);
+            pos += 8 + ((e.data.length + 7) & ~7);
+        }
+        b.putInt(pos, EXT_END).putInt(pos + 4, 0);
         b.put((int) bOff, name);
         return b.array();
     }

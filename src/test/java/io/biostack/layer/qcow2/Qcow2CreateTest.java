@@ -113,8 +113,10 @@ class Qcow2CreateTest {
                 .hasMessageContaining("at least 16384 bytes");
         assertThatThrownBy(() -> new Qcow2Create.Options(65536, 16, false, false, "lz4", "off", "1.1"))
                 .hasMessageContaining("compression_type");
-        assertThatThrownBy(() -> new Qcow2Create.Options(65536, 16, false, false, "zlib", "off", "0.10"))
-                .hasMessageContaining("version 3 images only");
+        assertThatThrownBy(() -> new Qcow2Create.Options(65536, 16, true, false, "zlib", "off", "0.10"))
+                .hasMessageContaining("Lazy refcounts only supported with compatibility level 1.1");
+        assertThatThrownBy(() -> new Qcow2Create.Options(65536, 16, false, false, "zlib", "off", "1.0"))
+                .hasMessageContaining("Parameter 'version' does not accept value '1.0'");
     }
 
     @Test
