@@ -940,8 +940,7 @@ public final class Replayer {
     private void close() throws IOException {
         for (Slot sl : slots) {
             if (sl.running != null) {
-                sl.running.process.descendants().forEach(ProcessHandle::destroyForcibly);
-                sl.running.process.destroyForcibly();
+                sl.running.kill();
             }
             sl.scratch.close();
         }
