@@ -286,6 +286,8 @@ public final class Replayer {
 
     /** Keys of the states as they are replayed; null for the naive baseline, which checks every state. */
     private StateKey keys;
+    /** The first entry after the start mark: state keys follow the blocks written from there on. */
+    private int firstChecked;
     /** Every state checked or being checked, by its bytes' key. */
     private final Map<StateKey.Key, Verdict> seen = new HashMap<>();
     // the reordered states of the point being checked, and what their checkers said
@@ -342,6 +344,7 @@ public final class Replayer {
         report.image = o.image().toString();
         report.entries = log.size();
         int first = o.startMark() == null ? 0 : log.findMark(o.startMark()) + 1;
+        firstChecked = first;
         int last = o.endMark() == null ? log.size() - 1 : log.findMark(o.endMark());
         if (last < first - 1) {
             throw new ReplayException("--end-mark '" + o.endMark() + "' (entry " + last + ") comes before --start-mark '"
@@ -485,7 +488,8 @@ public final class Replayer {
             before.put(i, old);
         }
         window.add(i);
-        if (keys != null) {
+        boolean keyed = keys != null && i >= firstChecked;
+        if (keyed) {
             keys.beforeWrite(imageFile, off, len);
         }
         if (log.isDiscard(i)) {
@@ -494,8 +498,8 @@ public final class Replayer {
             MemorySegment d = log.data(i);
             imageFile.write(d, len, off);
         }
-        if (keys != null) {
-            keys.afterWrite(imageFile, off, len);
+        if (keyed) {
+            keys.afterWrite(imageFile, off, len, log.isDiscard(i));
         }
         for (Slot sl : slots) {
             sl.scratch.imageChanged(off, len);

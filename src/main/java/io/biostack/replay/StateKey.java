@@ -19,20 +19,27 @@ import java.util.TreeSet;
  * only writes that rewrote the same bytes; the state with every write since a flush lost, which
  * is the state checked at that flush).
  *
- * <p>The key of a state is a 128-bit sum, over the 4 KiB blocks the replay has written so far,
- * of {@code H(block, bytes now) - H(block, bytes before the replay first wrote it)}, with H the
- * first 128 bits of SHA-256 over the block number and the block's bytes: blocks the replay never
- * wrote hold the image's starting bytes in every state and add nothing. The sum is a function of
- * the state's bytes alone (a block written back to its first bytes adds zero again), so two
- * states with one key hold the same bytes, up to a 2^-128 chance; each is kept up to date as
- * blocks change, without reading the whole image. (A sum of per-element hashes is the
- * incremental "AdHash" of Bellare and Micciancio, 1997.)
+ * <p>The key of a state is a 128-bit sum, over the 4 KiB blocks written since tracking began
+ * (the first crash point's entries: everything before is the same in every state checked), of
+ * {@code H(block, bytes now) - H(block, bytes when tracking began)}, where {@code H(b, c)} is the
+ * first 128 bits of {@code SHA-256(b || SHA-256(c))}: blocks never written add nothing. The sum
+ * is a function of the state's bytes alone (a block written back to its first bytes adds zero
+ * again), so two states with one key hold the same bytes, up to a 2^-128 chance; it is kept up
+ * to date as blocks change, without reading the whole image. (A sum of per-element hashes is the
+ * incremental "AdHash" of Bellare and Micciancio, 1997.) Hashing the block's digest rather than
+ * the block lets a discarded block cost one 40-byte hash: the digest of a zero block is computed
+ * once.
+ *
+ * <p>Past {@link #MAX_BLOCKS} blocks tracked, it gives up: every key is null from then on, and
+ * every state is checked, as without it.
  *
  * <p>Single-threaded: the replaying thread owns it.
  */
 final class StateKey {
     /** The unit hashed: 4 KiB, the common file system block and page. */
     static final int BLOCK = 4096;
+    /** Blocks tracked at most (16 GiB written; some 100 bytes of heap each). */
+    static final int MAX_BLOCKS = 1 << 22;
 
     /** A state's key. */
     record Key(long lo, long hi) { }
@@ -45,7 +52,10 @@ final class StateKey {
     private final MessageDigest sha;
     private final Arena arena = Arena.ofConfined();
     private final MemorySegment buf;
-    private final byte[] heap = new byte[BLOCK + 8];
+    private final byte[] heap = new byte[BLOCK];
+    private final byte[] pair = new byte[8 + 32];
+    private final byte[] zeroDigest;
+    private boolean gaveUp;
     private long lo;
     private long hi;
 
@@ -58,11 +68,12 @@ final class StateKey {
             throw new IllegalStateException("every JDK has SHA-256", e);
         }
         this.buf = arena.allocate(BLOCK, BLOCK);
+        this.zeroDigest = sha.digest(new byte[BLOCK]);
     }
 
-    /** The key of the image as it is now. */
+    /** The key of the image as it is now, or null after giving up. */
     Key key() {
-        return new Key(lo, hi);
+        return gaveUp ? null : new Key(lo, hi);
     }
 
     /**
@@ -70,23 +81,40 @@ final class StateKey {
      * bytes of blocks written for the first time.
      */
     void beforeWrite(FileClone image, long off, long len) throws IOException {
-        for (long b = off / BLOCK; b * BLOCK < off + len; b++) {
+        if (gaveUp) {
+            return;
+        }
+        long b0 = off / BLOCK;
+        long end = Math.min((off + len + BLOCK - 1) / BLOCK * BLOCK, size);
+        boolean hole = image.nextData(b0 * BLOCK) >= end;   // no data in any of the blocks: they read as zeros
+        for (long b = b0; b * BLOCK < off + len; b++) {
             if (!blocks.containsKey(b)) {
                 long[] h = new long[4];
-                hash(image, b, h, 0);
+                mix(b, hole && full(b) ? zeroDigest : digest(image, b), h);
                 h[2] = h[0];
                 h[3] = h[1];
                 blocks.put(b, h);
             }
         }
+        if (blocks.size() > MAX_BLOCKS) {
+            gaveUp = true;
+            blocks.clear();
+        }
     }
 
-    /** Called after the replay wrote [off, off + len) of {@code image}: the key follows. */
-    void afterWrite(FileClone image, long off, long len) throws IOException {
+    /**
+     * Called after the replay wrote [off, off + len) of {@code image} ({@code zeros}: a
+     * discard, the range now reads as zeros): the key follows.
+     */
+    void afterWrite(FileClone image, long off, long len, boolean zeros) throws IOException {
+        if (gaveUp) {
+            return;
+        }
         long[] now = new long[2];
         for (long b = off / BLOCK; b * BLOCK < off + len; b++) {
             long[] h = blocks.get(b);
-            hash(image, b, now, 0);
+            boolean covered = b * BLOCK >= off && Math.min((b + 1) * BLOCK, size) <= off + len;
+            mix(b, zeros && covered ? zeroDigest : digest(image, b), now);
             lo += now[0] - h[2];
             hi += now[1] - h[3];
             h[2] = now[0];
@@ -96,10 +124,13 @@ final class StateKey {
 
     /**
      * The key of a state that equals the image except, at most, in the blocks of the given
-     * ranges (each {offset, length}, all written by the replay before): those blocks are read
-     * from {@code state}.
+     * ranges (each {offset, length}): those blocks are read from {@code state}. Null when one of
+     * them was not written since tracking began (its first bytes are not known) or after giving up.
      */
     Key keyOf(FileClone state, Iterable<long[]> ranges) throws IOException {
+        if (gaveUp) {
+            return null;
+        }
         TreeSet<Long> touched = new TreeSet<>();
         for (long[] r : ranges) {
             for (long b = r[0] / BLOCK; b * BLOCK < r[0] + r[1]; b++) {
@@ -112,26 +143,38 @@ final class StateKey {
         for (long b : touched) {
             long[] was = blocks.get(b);
             if (was == null) {
-                throw new IllegalStateException("block " + b + " differs from the image but the replay never wrote it");
+                return null;
             }
-            hash(state, b, now, 0);
+            mix(b, digest(state, b), now);
             l += now[0] - was[2];
             h += now[1] - was[3];
         }
         return new Key(l, h);
     }
 
-    private void hash(FileClone f, long block, long[] out, int at) throws IOException {
-        long off = block * BLOCK;
+    /** Whether block {@code b} is whole (the last one of an image whose size is no multiple of 4 KiB is not). */
+    private boolean full(long b) {
+        return (b + 1) * BLOCK <= size;
+    }
+
+    /** SHA-256 of block {@code b}'s bytes in {@code f}. */
+    private byte[] digest(FileClone f, long b) throws IOException {
+        long off = b * BLOCK;
         int n = (int) Math.min(BLOCK, size - off);
         f.read(buf, n, off);
-        MemorySegment.ofArray(heap).set(LE64, 0, block);
-        MemorySegment.copy(buf, 0, MemorySegment.ofArray(heap), 8, n);
-        sha.update(heap, 0, 8 + n);
-        byte[] d = sha.digest();
-        MemorySegment ds = MemorySegment.ofArray(d);
-        out[at] = ds.get(LE64, 0);
-        out[at + 1] = ds.get(LE64, 8);
+        MemorySegment.copy(buf, 0, MemorySegment.ofArray(heap), 0, n);
+        sha.update(heap, 0, n);
+        return sha.digest();
+    }
+
+    /** {@code out} = the first 128 bits of SHA-256(b || digest). */
+    private void mix(long b, byte[] digest, long[] out) {
+        MemorySegment p = MemorySegment.ofArray(pair);
+        p.set(LE64, 0, b);
+        System.arraycopy(digest, 0, pair, 8, 32);
+        MemorySegment d = MemorySegment.ofArray(sha.digest(pair));
+        out[0] = d.get(LE64, 0);
+        out[1] = d.get(LE64, 8);
     }
 
     void close() {

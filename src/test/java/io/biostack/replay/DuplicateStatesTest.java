@@ -111,13 +111,19 @@ class DuplicateStatesTest {
         int[] sectors = {1, 9, 2, 10};
         int compared = 0;
         int fewer = 0;
-        for (int round = 0; round < 12; round++) {
+        for (int round = 0; round < 16; round++) {
             KernelLog k = new KernelLog(512);
             int n = 6 + rnd.nextInt(8);
+            int mark = round % 2 == 0 ? -1 : rnd.nextInt(3);                       // half the logs check after a mark only
             for (int i = 0; i < n; i++) {
-                int p = rnd.nextInt(10);
+                if (i == mark) {
+                    k.entry(0, 0, 8, "start", null);
+                }
+                int p = rnd.nextInt(12);
                 if (p < 3) {
                     k.entry(0, 0, 1, null, null);                                   // flush
+                } else if (p >= 10) {
+                    k.entry(rnd.nextInt(12), 1 + rnd.nextInt(8), 4, null, null);    // discard
                 } else {
                     long flags = p == 9 ? 2 : 0;                                    // now and then FUA
                     k.entry(sectors[rnd.nextInt(sectors.length)], 1, flags, null, fill(512, rnd.nextInt(4)));
@@ -126,8 +132,9 @@ class DuplicateStatesTest {
             k.entry(0, 0, 1, null, null);
             Path log = write("log" + round, k.bytes());
             boolean torn = rnd.nextBoolean();
-            Report ours = Replayer.run(opts(log, "o" + round).reorder(8, round, torn).jobs(2));
-            Report naive = Replayer.run(opts(log, "n" + round).reorder(8, round, torn).jobs(2).naive(true));
+            String start = mark >= 0 ? "start" : null;
+            Report ours = Replayer.run(opts(log, "o" + round).marks(start, null).reorder(8, round, torn).jobs(2));
+            Report naive = Replayer.run(opts(log, "n" + round).marks(start, null).reorder(8, round, torn).jobs(2).naive(true));
             assertThat(ours.passed()).as("round %d: %s / %s", round, ours.toText(), naive.toText()).isEqualTo(naive.passed());
             if (!naive.passed()) {
                 Report.Failure a = ours.failures().getFirst();
