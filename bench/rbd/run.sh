@@ -81,18 +81,25 @@ jobs=(
 )
 out=$work/out
 mkdir -p "$out"
+run_fio() {
+  CEPH_CONF="$work/ceph-$mode.conf" fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin \
+      --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time="$RAMP" \
+      --randrepeat=0 --end_fsync="$endsync" --output-format=json >"$out/fio-$mode-$name-$r.json" 2>/dev/null
+}
+run_bs() {
+  "$BIOSTACK" bench --stack "$work/rbd-$mode.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
+      --size "$SIZE" --runtime "$RUNTIME" --ramp "$RAMP" "${bsflush[@]}" --json >"$out/bs-$mode-$name-$r.json" 2>"$out/bs-$mode-$name-$r.err" \
+      || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$mode-$name-$r.err" >&2; exit 1; }
+}
 for mode in $MODES; do
   endsync=0; bsflush=(); [ "$mode" = on ] && { endsync=1; bsflush=(--end-fsync); }
   for r in $(seq 1 "$ROUNDS"); do
     for j in "${jobs[@]}"; do
       set -- $j
       name=$1 rw=$2 bs=$3 qd=$4
-      CEPH_CONF="$work/ceph-$mode.conf" fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin \
-          --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time="$RAMP" \
-          --randrepeat=0 --end_fsync="$endsync" --output-format=json >"$out/fio-$mode-$name-$r.json" 2>/dev/null
-      "$BIOSTACK" bench --stack "$work/rbd-$mode.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
-          --size "$SIZE" --runtime "$RUNTIME" --ramp "$RAMP" "${bsflush[@]}" --json >"$out/bs-$mode-$name-$r.json" 2>"$out/bs-$mode-$name-$r.err" \
-          || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$mode-$name-$r.err" >&2; exit 1; }
+      # The order alternates from round to round, so that a drift of the cluster (or of the
+      # machine's other load) during a round weighs on both sides alike.
+      if [ $((r % 2)) = 1 ]; then run_fio; run_bs; else run_bs; run_fio; fi
       echo "cache $mode, round $r: $name done" >&2
     done
   done
