@@ -56,6 +56,16 @@ import java.util.SplittableRandom;
  * time on the first copy. Without {@code --keep-going} only the earliest failure is reported, as
  * a serial run would.
  *
+ * <h2>Byte-identical states checked once</h2>
+ * Each state is named by a key of its bytes ({@link StateKey}: a sum of per-block SHA-256 over
+ * the blocks written since the start mark). A state whose key was checked, or is being checked,
+ * is not checked again: it gets that run's verdict, failures included (with {@code --keep-going}
+ * a bad state that comes back is reported again, at its own entry). A reordered state's key is
+ * predicted from the writes since the flush where whole blocks decide it, so a duplicate is not
+ * even built. On bench/crash's ext4 log with {@code --reorder 20}, 102 of 307 states were
+ * duplicates (mostly the state with every write since a flush lost, which is the state checked at
+ * that flush). The naive baseline checks every state.
+ *
  * <h2>Journal recovery only where it does something</h2>
  * With {@code --recover CMD}, the recovery runs before the check only on states whose ext3/ext4
  * journal has something to replay ({@link JournalState}); on a clean journal the check runs
