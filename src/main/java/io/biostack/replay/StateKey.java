@@ -9,9 +9,13 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
+import java.util.function.IntPredicate;
 
 /**
  * Names a crash state by its bytes, so that a state byte-identical to one already checked is not
@@ -41,6 +45,9 @@ final class StateKey {
     /** Blocks tracked at most (16 GiB written; some 100 bytes of heap each). */
     static final int MAX_BLOCKS = 1 << 22;
 
+    /** Tests set this: every predicted key is checked against the state built (see Replayer). */
+    static volatile boolean VERIFY;
+
     /** A state's key. */
     record Key(long lo, long hi) { }
 
@@ -56,12 +63,29 @@ final class StateKey {
     private final byte[] pair = new byte[8 + 32];
     private final byte[] zeroDigest;
     private boolean gaveUp;
+    /** Whether {@link #predict} is wanted: the writes since the last flush are followed block by block. */
+    private final boolean followWindow;
+
+    /** One write since the last flush to a block: the block's hash after it, and whether it wrote the whole block. */
+    private record After(int entry, long lo, long hi, boolean covered) { }
+
+    /** A block written since the last flush: its hash before the first such write, and the writes. */
+    private static final class WindowBlock {
+        long lo;
+        long hi;
+        final List<After> writes = new ArrayList<>(2);
+    }
+
+    private final Map<Long, WindowBlock> window = new HashMap<>();
+    /** False when a write since the last flush came before tracking began: no prediction then. */
+    private boolean windowKnown = true;
     private long lo;
     private long hi;
 
-    /** For an image of {@code size} bytes. */
-    StateKey(long size) {
+    /** For an image of {@code size} bytes; {@code followWindow} for {@link #predict}. */
+    StateKey(long size, boolean followWindow) {
         this.size = size;
+        this.followWindow = followWindow;
         try {
             this.sha = MessageDigest.getInstance("SHA-256");
         } catch (NoSuchAlgorithmException e) {
@@ -99,6 +123,7 @@ final class StateKey {
         if (blocks.size() > MAX_BLOCKS) {
             gaveUp = true;
             blocks.clear();
+            window.clear();
         }
     }
 
@@ -106,7 +131,7 @@ final class StateKey {
      * Called after the replay wrote [off, off + len) of {@code image} ({@code zeros}: a
      * discard, the range now reads as zeros): the key follows.
      */
-    void afterWrite(FileClone image, long off, long len, boolean zeros) throws IOException {
+    void afterWrite(FileClone image, long off, long len, boolean zeros, int entry) throws IOException {
         if (gaveUp) {
             return;
         }
@@ -115,11 +140,90 @@ final class StateKey {
             long[] h = blocks.get(b);
             boolean covered = b * BLOCK >= off && Math.min((b + 1) * BLOCK, size) <= off + len;
             mix(b, zeros && covered ? zeroDigest : digest(image, b), now);
+            if (followWindow) {
+                WindowBlock w = window.get(b);
+                if (w == null) {
+                    w = new WindowBlock();
+                    w.lo = h[2];
+                    w.hi = h[3];
+                    window.put(b, w);
+                }
+                w.writes.add(new After(entry, now[0], now[1], covered));
+            }
             lo += now[0] - h[2];
             hi += now[1] - h[3];
             h[2] = now[0];
             h[3] = now[1];
         }
+    }
+
+    /** A flush: the writes since the last one start anew. */
+    void windowCleared() {
+        window.clear();
+        windowKnown = true;
+    }
+
+    /** A write since the last flush that was not tracked (before the start mark). */
+    void untrackedWrite() {
+        windowKnown = false;
+    }
+
+    /**
+     * The key of a reordered state, without building it: the image with the writes since the
+     * last flush undone, then FUA writes and the persisted units redone in log order. Per block,
+     * the state holds the bytes after the last write to it that persisted, when that write
+     * covered the whole block and all its units on the block persisted; the bytes from before
+     * the flush when none persisted. Null when some block is neither (a torn or partial write
+     * left it mixed: build the state and ask {@link #keyOf}), or when prediction is off.
+     *
+     * @param us        the units of the non-FUA writes since the last flush
+     * @param persisted which units persist
+     * @param fua       whether an entry is a FUA write (always persists)
+     */
+    Key predict(List<Report.Unit> us, BitSet persisted, IntPredicate fua) {
+        if (gaveUp || !followWindow || !windowKnown) {
+            return null;
+        }
+        // per (entry, block): units on it that persisted, and units on it
+        Map<Long, Map<Integer, int[]>> status = new HashMap<>();
+        for (int k = 0; k < us.size(); k++) {
+            Report.Unit u = us.get(k);
+            for (long b = u.offset() / BLOCK; b * BLOCK < u.offset() + u.length(); b++) {
+                int[] c = status.computeIfAbsent(b, x -> new HashMap<>()).computeIfAbsent(u.entry(), x -> new int[2]);
+                c[0] += persisted.get(k) ? 1 : 0;
+                c[1]++;
+            }
+        }
+        long l = lo;
+        long h = hi;
+        for (Map.Entry<Long, WindowBlock> e : window.entrySet()) {
+            long b = e.getKey();
+            WindowBlock w = e.getValue();
+            long sl = w.lo;
+            long sh = w.hi;
+            Map<Integer, int[]> st = status.get(b);
+            for (int k = w.writes.size() - 1; k >= 0; k--) {
+                After a = w.writes.get(k);
+                int[] c = fua.test(a.entry()) ? null : st == null ? null : st.get(a.entry());
+                if (!fua.test(a.entry()) && c == null) {
+                    return null; // a unit list that does not match the window: do not guess
+                }
+                boolean all = c == null || c[0] == c[1];
+                if (c != null && c[0] == 0) {
+                    continue;
+                }
+                if (!all || !a.covered()) {
+                    return null;
+                }
+                sl = a.lo();
+                sh = a.hi();
+                break;
+            }
+            long[] cur = blocks.get(b);
+            l += sl - cur[2];
+            h += sh - cur[3];
+        }
+        return new Key(l, h);
     }
 
     /**
