@@ -63,7 +63,8 @@ class ZstdEncoderTest {
             byte[] run = new byte[size];
             Arrays.fill(run, (byte) 'z');
             for (byte[] in : new byte[][] {text(size, size), records(size, size), random, run,
-                    ZstdEncoderProperties.mixed(size, size, 4)}) {
+                    ZstdEncoderProperties.mixed(size, size, 4), ZstdEncoderProperties.skewed(size, size, 20),
+                    ZstdEncoderProperties.skewed(size, size, 90)}) {
                 byte[] frame = new byte[in.length + 1024];
                 int n = enc.compress(in, in.length, frame, frame.length);
                 Path f = dir.resolve("f" + k + ".zst");
