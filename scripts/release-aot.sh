@@ -4,6 +4,7 @@
 # class path and the JVM options bin/biostack gives those commands:
 #   STAGE/lib/short.aot     --version and dm (the fast path), on the launcher's short class path
 #   STAGE/lib/img.aot       img info (the fast path), short class path
+#   STAGE/lib/convert.aot   img convert (picocli), on the whole class path
 #   STAGE/lib/luks.aot      luks (picocli), short class path
 #   STAGE/lib/biostack.aot  help and completion (the whole picocli tree), on the whole class path
 #   STAGE/lib/serve.aot     serve up to its first NBD replies, whole class path, serve's options
@@ -42,10 +43,11 @@ rm -f "$stage"/lib/*.aot
 opts=(--enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=10
   -XX:-UsePerfData -Xlog:aot=error,cds=error)
 serve_opts=(--enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -Xlog:aot=error,cds=error)
-for mode in short img luks full serve; do
+for mode in short img convert luks full serve; do
   o=("${opts[@]}")
   case $mode in
     full) cache=biostack cp=$full_cp ;;
+    convert) cache=convert cp=$full_cp ;;
     serve) cache=serve cp=$full_cp o=("${serve_opts[@]}") ;;
     *) cache=$mode cp=$short_cp ;;
   esac

@@ -7,7 +7,10 @@
 #   none:    -t none -T none (O_DIRECT both sides, the destination flushed).
 # Prints every wall time (biostack's include the JVM's start-up, run as the launcher runs it; "in process" is the convert alone,
 # from BIOSTACK_TIMING) and ratios qemu-img/biostack (above 1: biostack is faster), and
-# `img info` wall time. Usage: bench/img/run.sh [ROUNDS] [DIR]
+# `img info` wall time. Usage: [BIOSTACK=LAUNCHER] bench/img/run.sh [ROUNDS] [DIR]
+# BIOSTACK=target/release/biostack-*/bin/biostack (scripts/release.sh -o) times the release's
+# launcher, as users run it (its runtime, JVM options and AOT caches); by default java runs from
+# the checkout's class path.
 # The machine may be shared: read the ratios of one run, with their raw figures beside them.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,6 +25,11 @@ mkdir -p "$dir"
 . "$root/scripts/java-env.sh"
 . "$root/scripts/build-if-stale.sh"
 bs_java=("$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -cp "$BIOSTACK_CP" io.biostack.cli.Main)
+if [ -n "${BIOSTACK:-}" ]; then
+  [ -x "$BIOSTACK" ] || { echo "BIOSTACK=$BIOSTACK is not an executable launcher" >&2; exit 1; }
+  bs_java=("$BIOSTACK")
+  echo "biostack: $BIOSTACK"
+fi
 export BIOSTACK_TIMING=1
 
 src="$dir/src.raw"

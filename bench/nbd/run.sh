@@ -13,11 +13,18 @@
 # CPU per I/O: utime+stime of the server process (/proc/PID/stat, every thread) over the job,
 # divided by the job's I/Os (fio's total_ios, ramp included, as the CPU window is).
 #
+# The raw file's "cpu us/IO" is fio's own (usr+sys over the job, from its JSON): what the kernel
+# charges a process for the disk part alone, a floor under any server's CPU per I/O on the same
+# disk. At QD1 the file section also serves `serve --ram` (same --poll-us) in the same rounds, and
+# prints issue 19's QD1 check: biostack p50 - (raw p50 + ram p50), aim <= 5 us.
+#
 # Usage: bench/nbd/run.sh [--runtime SECONDS] [--rounds N] [--file PATH] [--size SIZE]
 #                         [--threads N] [--poll-us US] [--skip-file] [--skip-ram]
-#                         [--jobs "rw bs qd,rw bs qd,..."] [--skip-qemu]
+#                         [--jobs "rw bs qd,rw bs qd,..."] [--skip-qemu] [--warm SECONDS]
 #        --poll-us is passed to biostack serve (its default when not given: adaptive polling).
 #        --jobs replaces the file section's job list (default: the four below).
+#        --warm: the untimed warm-up per server (default 8 s: after 3 s the JIT still compiled
+#        in the measured window, a quarter of the server's samples in a perf profile).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
 #        BIOSTACK_BASE  a second biostack command (e.g. a build of main) served beside the first
 #                  and measured in the same rounds, job by job (rows "base", ratio "bs/base"):
@@ -35,6 +42,7 @@ SKIP_FILE=0
 SKIP_RAM=0
 SKIP_QEMU=0
 JOBS="randread 4k 1,randread 4k 32,read 1M 8,randwrite 4k 32"
+WARM=8
 BASE=${BIOSTACK_BASE:-}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -48,6 +56,7 @@ while [ $# -gt 0 ]; do
     --skip-ram) SKIP_RAM=1; shift;;
     --skip-qemu) SKIP_QEMU=1; shift;;
     --jobs) JOBS=$2; shift 2;;
+    --warm) WARM=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -95,6 +104,8 @@ d = j["write" if "write" in rw else "read"]
 p = d["lat_ns"]["percentile"]   # total latency (submission + completion), --lat_percentiles=1
 ios = d["total_ios"]
 cpu = ticks * 1e6 / hz / ios if ios and ticks else 0
+if ticks < 0 and ios:  # no server: the CPU of fio itself over its runtime
+    cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * 1e6 / d["iops"] if d["iops"] else 0
 print("%.0f %.1f %.1f %.1f %.1f" % (d["iops"], d["bw"] / 1024, p["50.000000"] / 1000, p["99.000000"] / 1000, cpu))
 ' "$1" "$2" "$TICK"
 }
@@ -105,7 +116,7 @@ raw() { echo "--ioengine=io_uring --direct=1 --filename=$1"; }
 # A short untimed job per server first: JIT warm-up for the JVM, page-ins for everyone.
 warm() {
   fio --name=warm --ioengine=nbd --uri="nbd+unix:///?socket=$1" --rw=randrw --bs=4k --iodepth=32 --size="$SIZE" \
-      --runtime=3 --time_based --output-format=terse >/dev/null 2>&1 || true
+      --runtime="$WARM" --time_based --output-format=terse >/dev/null 2>&1 || true
 }
 
 row() { printf "%-22s %-10s %10s %9s %9s %9s %12s\n" "$@"; }
@@ -117,12 +128,13 @@ field() { echo "$1" | awk -v f="$2" '{ print $f }'; }
 # $1 = pid of the server (empty: none), $2 = fio's target options, then rw bs iodepth.
 job() {
   local pid=$1 target=$2 rw=$3 bs=$4 qd=$5 c0 c1
-  c0=$(cpu_ticks "$pid")
+  [ -z "$pid" ] && { c0=1; c1=0; }   # no server: summarize takes fio's own CPU
+  [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
   # shellcheck disable=SC2086
   fio --name=j $target --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" \
       --runtime="$RUNTIME" --time_based --ramp_time=1 --randrepeat=0 --lat_percentiles=1 \
       --output-format=json >"$work/out.json" 2>/dev/null
-  c1=$(cpu_ticks "$pid")
+  [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
   summarize "$rw" "$((c1 - c0))" <"$work/out.json"
 }
 
@@ -138,6 +150,8 @@ if [ "$SKIP_FILE" = 0 ]; then
   if [ "$SKIP_QEMU" = 0 ]; then
     start "$qn_sock" qemu-nbd -f raw --cache=none --aio=io_uring --persistent --shared=8 -k "$qn_sock" "$FILE"; qn_pid=$started
   fi
+  rm_sock=$work/ram.sock
+  start "$rm_sock" $BIOSTACK serve --ram "$SIZE" --threads "$THREADS" "${POLL[@]}" --socket "$rm_sock"; rm_pid=$started
   if [ -n "$BASE" ]; then
     ba_sock=$work/base.sock
     start "$ba_sock" env BIOSTACK_JAVA_OPTS="${BIOSTACK_BASE_OPTS:-}" $BASE serve --direct-io on --threads "$THREADS" "${POLL[@]}" "$FILE" --socket "$ba_sock"; ba_pid=$started
@@ -149,6 +163,7 @@ if [ "$SKIP_FILE" = 0 ]; then
   echo "   raw:      fio --ioengine=io_uring --direct=1 --filename=$FILE"
   grep -h "nbd server:\|file engine:" "$work/biostack.sock.log" | sed 's/^/   biostack log: /' || true
   warm "$bs_sock"
+  warm "$rm_sock"
   [ "$SKIP_QEMU" = 0 ] && warm "$qn_sock"
   [ -n "$BASE" ] && warm "$ba_sock"
   header
@@ -161,8 +176,9 @@ if [ "$SKIP_FILE" = 0 ]; then
       w=$(job "" "$(raw "$FILE")" "$1" "$2" "$3")
       if [ "$SKIP_QEMU" = 0 ]; then q=$(job "$qn_pid" "$(nbd "$qn_sock")" "$1" "$2" "$3"); else q="0 0 0 0 0"; fi
       [ -n "$BASE" ] && a=$(job "$ba_pid" "$(nbd "$ba_sock")" "$1" "$2" "$3")
+      [ "$3" = 1 ] && m=$(job "$rm_pid" "$(nbd "$rm_sock")" "$1" "$2" "$3")
       row "$name" biostack $b
-      row "$name" "raw file" $(echo "$w" | awk '{ print $1, $2, $3, $4, "-" }')
+      row "$name" "raw file" $(echo "$w" | awk '{ print $1, $2, $3, $4, "fio:" $5 }')
       [ "$SKIP_QEMU" = 0 ] && row "$name" qemu-nbd $q
       if [ -n "$BASE" ]; then
         row "$name" base $a
@@ -172,6 +188,11 @@ if [ "$SKIP_FILE" = 0 ]; then
             "$(div "$(field "$b" 3)" "$(field "$a" 3)")" "" "$(div "$(field "$b" 5)" "$(field "$a" 5)")"
       fi
       if [ "$3" = 1 ]; then
+        row "$name" "serve --ram" $m
+        row "$name" "bs-raw-ram" "" "" "$(python3 -c 'import sys; print("%+.1f" % (float(sys.argv[1]) - float(sys.argv[2]) - float(sys.argv[3])))' \
+            "$(field "$b" 3)" "$(field "$w" 3)" "$(field "$m" 3)")" "" ""
+        [ -n "$BASE" ] && row "$name" "base-raw-ram" "" "" "$(python3 -c 'import sys; print("%+.1f" % (float(sys.argv[1]) - float(sys.argv[2]) - float(sys.argv[3])))' \
+            "$(field "$a" 3)" "$(field "$w" 3)" "$(field "$m" 3)")" "" ""
         row "$name" "bs/raw" "$(div "$(field "$b" 1)" "$(field "$w" 1)")" "" \
             "$(div "$(field "$b" 3)" "$(field "$w" 3)")" "" "" 
       else
@@ -183,7 +204,9 @@ if [ "$SKIP_FILE" = 0 ]; then
     done
   done
   echo "   (bs/raw: IOPS, MiB/s; at QD1 also p50 of total latency, lower is better: target <= 1.3x."
-  echo "    bs/qemu: IOPS, and CPU per I/O, lower is better: target <= 0.6x)"
+  echo "    bs/qemu: IOPS, and CPU per I/O, lower is better: target <= 0.6x"
+  echo "    bs-raw-ram: QD1 p50 beyond the disk's and a serve --ram round trip's, issue 19: <= 5 us."
+  echo "    raw file cpu: fio's own usr+sys per I/O, the kernel's charge for the disk part alone)"
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()

@@ -5,6 +5,12 @@
 # (src/test/java/io/biostack/rbd/CephCluster.java); the facts behind each key are in
 # shared/notes/test-services.md.
 #
+# memstore keeps pages (memstore_page_set = true; Ceph 16's default is false): without them an
+# object is one bufferlist that every 4k write in its middle splits further, so the OSD's CPU per
+# write grew over a run, from ~380 us to over 1000 us per 4k randwrite here within 20 minutes, and
+# whichever tool ran later in a round was measured on a slower cluster. With pages it stays near
+# 110-170 us (measured on this 2-vCPU machine, issue 19).
+#
 #   . bench/rbd/ceph-single.sh
 #   ceph_start DIR        # DIR must be new or empty; exports CEPH_CONF; creates pool "rbd"
 #   ceph_stop DIR         # kills the daemons and deletes DIR
@@ -31,6 +37,7 @@ mon data avail crit = 0
 mon warn on pool no redundancy = false
 osd objectstore = memstore
 memstore device bytes = ${CEPH_MEMSTORE_BYTES:-4294967296}
+memstore page set = true
 run dir = $dir/run
 admin socket = $dir/run/\$name.\$pid.asok
 log file = $dir/log/\$name.log

@@ -14,11 +14,17 @@
 # which never flushes, stayed write-through). Each mode runs in full, both tools reading one
 # ceph.conf written for it:
 #   off: rbd_cache = false on both;
-#   on:  rbd_cache = true and rbd_cache_writethrough_until_flush = false on both, and fio ends
-#        each job with a flush (end_fsync=1); biostack bench has no end flush, so what its cache
-#        holds at the end (at most rbd_cache_size, 32 MiB) is not counted against it.
+#   on:  rbd_cache = true and rbd_cache_writethrough_until_flush = false on both, and both end
+#        each job with one flush whose time counts in the run (fio end_fsync=1, biostack bench
+#        --end-fsync), so what the cache still holds at the end is paid for on both sides.
 #
-# Usage: bench/rbd/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE] [--modes "off on"]
+# Both sides measure at librbd's API: fio's rbd engine calls librbd from C, biostack bench submits
+# bios in process to the rbd leaf, which calls the same librbd through FFM (no NBD in between).
+# --ramp (fio ramp_time, bench --ramp; both the same) is run but not measured: the JVM compiles
+# the I/O path in its first seconds, and on a 2-vCPU machine the compiler's CPU is taken from the
+# OSD, so a short ramp measures the warm-up too.
+#
+# Usage: bench/rbd/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE] [--modes "off on"] [--ramp SECONDS]
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,12 +33,14 @@ RUNTIME=10
 ROUNDS=3
 SIZE=1G
 MODES="off on"
+RAMP=1
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) RUNTIME=$2; shift 2;;
     --rounds) ROUNDS=$2; shift 2;;
     --size) SIZE=$2; shift 2;;
     --modes) MODES=$2; shift 2;;
+    --ramp) RAMP=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -73,18 +81,25 @@ jobs=(
 )
 out=$work/out
 mkdir -p "$out"
+run_fio() {
+  CEPH_CONF="$work/ceph-$mode.conf" fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin \
+      --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time="$RAMP" \
+      --randrepeat=0 --end_fsync="$endsync" --output-format=json >"$out/fio-$mode-$name-$r.json" 2>/dev/null
+}
+run_bs() {
+  "$BIOSTACK" bench --stack "$work/rbd-$mode.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
+      --size "$SIZE" --runtime "$RUNTIME" --ramp "$RAMP" "${bsflush[@]}" --json >"$out/bs-$mode-$name-$r.json" 2>"$out/bs-$mode-$name-$r.err" \
+      || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$mode-$name-$r.err" >&2; exit 1; }
+}
 for mode in $MODES; do
-  endsync=0; [ "$mode" = on ] && endsync=1
+  endsync=0; bsflush=(); [ "$mode" = on ] && { endsync=1; bsflush=(--end-fsync); }
   for r in $(seq 1 "$ROUNDS"); do
     for j in "${jobs[@]}"; do
       set -- $j
       name=$1 rw=$2 bs=$3 qd=$4
-      CEPH_CONF="$work/ceph-$mode.conf" fio --name="$name" --ioengine=rbd --pool=rbd --rbdname=bench --clientname=admin \
-          --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time=1 \
-          --randrepeat=0 --end_fsync="$endsync" --output-format=json >"$out/fio-$mode-$name-$r.json" 2>/dev/null
-      "$BIOSTACK" bench --stack "$work/rbd-$mode.stack" --device vol --rw "$rw" --bs "$bs" --iodepth "$qd" \
-          --size "$SIZE" --runtime "$RUNTIME" --ramp 1 --json >"$out/bs-$mode-$name-$r.json" 2>"$out/bs-$mode-$name-$r.err" \
-          || { echo "bench: biostack bench failed:" >&2; cat "$out/bs-$mode-$name-$r.err" >&2; exit 1; }
+      # The order alternates from round to round, so that a drift of the cluster (or of the
+      # machine's other load) during a round weighs on both sides alike.
+      if [ $((r % 2)) = 1 ]; then run_fio; run_bs; else run_bs; run_fio; fi
       echo "cache $mode, round $r: $name done" >&2
     done
   done

@@ -50,6 +50,7 @@ public final class LoadGenerator {
     /** False during the ramp: I/O runs but is not measured (fio's ramp_time). */
     private volatile boolean measuring = true;
     private long rampNs;
+    private boolean endFsync;
     private volatile String firstError;
 
     /**
@@ -90,6 +91,21 @@ public final class LoadGenerator {
             throw new IllegalArgumentException("--ramp must not be negative");
         }
         this.rampNs = ns;
+        return this;
+    }
+
+    /**
+     * Ends the run with one FLUSH once the last I/O has completed, and counts the time until the
+     * flush completes in the run, as fio's {@code end_fsync=1} does (its job's runtime ends after
+     * the fsync). A device with a volatile write cache (librbd's {@code rbd_cache}) then pays for
+     * writing back what its cache still holds, as the fio job it is compared with does. A flush
+     * that fails counts as one error. Returns this generator.
+     *
+     * @param on true to flush at the end
+     * @return this generator
+     */
+    public LoadGenerator endFsync(boolean on) {
+        this.endFsync = on;
         return this;
     }
 
@@ -288,10 +304,21 @@ public final class LoadGenerator {
             if (!done) {
                 throw new IllegalStateException("I/Os did not complete within 60 s of the end of the run");
             }
+            long flushErrors = 0;
+            if (endFsync) {
+                String err = flush();
+                elapsed = System.nanoTime() - t0; // fio: the job's runtime ends after its end_fsync
+                if (err != null) {
+                    flushErrors = 1;
+                    if (firstError == null) {
+                        firstError = err;
+                    }
+                }
+            }
             double cpuPerIo = cpu0 >= 0 && cpu1 >= 0 && ios1 > ios0 ? (cpu1 - cpu0) / 1e3 / (ios1 - ios0) : Double.NaN;
             Histogram reads = new Histogram(60_000_000_000L, 3);
             Histogram writes = new Histogram(60_000_000_000L, 3);
-            long r = 0, wr = 0, err = 0;
+            long r = 0, wr = 0, err = flushErrors;
             for (Slot s : slots) {
                 reads.add(s.readLat);
                 writes.add(s.writeLat);
@@ -303,6 +330,17 @@ public final class LoadGenerator {
                     ? (double) (allocEnd - allocStart) / (iosEnd - iosStart) : Double.NaN;
             return new BenchResult(w, elapsed, r, wr, err, reads, writes, allocPerIo, firstError, cpuPerIo, numJobs);
         }
+    }
+
+    /** Sends one FLUSH and waits for it (60 s at most); null when it succeeded, else what failed. */
+    private String flush() throws InterruptedException {
+        CountDownLatch done = new CountDownLatch(1);
+        Bio b = new Bio().init(Op.FLUSH, 0, 0, x -> done.countDown());
+        dev.submit(b);
+        if (!done.await(60, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("the end flush did not complete within 60 s");
+        }
+        return b.status().isOk() ? null : "end flush: " + b.status() + ": " + b.detail();
     }
 
     /**

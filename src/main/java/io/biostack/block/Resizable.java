@@ -8,6 +8,10 @@ import java.io.IOException;
  * device that does not implement it cannot grow, and the format fails the allocation with
  * {@link Status#NOSPC}, saying so (DESIGN.md, "Leaves that can grow say so").
  *
+ * <p>Such a format grows its container ahead in large steps, so at a clean close it gives back
+ * what it did not use with {@link #shrinkTo}. Shrinking is optional: only a device that says so
+ * (a file under a loop device) shrinks; the others keep their size.
+ *
  * <p>Not on the I/O path: a resize may make a syscall (ftruncate) or a round trip (rbd_resize).
  * Callers grow in large steps so that it stays rare. Thread-safe.
  */
@@ -21,6 +25,21 @@ public interface Resizable {
      * @throws IOException when the device cannot grow (no space, read-only, a size limit)
      */
     long growTo(long minSize) throws IOException;
+
+    /**
+     * Shrinks the device to {@code size} bytes (rounded up to its logical block size), dropping
+     * what lies past it; a device already that small is left alone (never grown). The caller
+     * knows that nothing it needs lies past {@code size} and that no bio is in flight there.
+     * The default cannot shrink and changes nothing: a device that can overrides it.
+     *
+     * @param size the size wanted, in bytes
+     * @return true when the device is now at most {@code size} bytes rounded up to its block
+     *         size, false when it cannot shrink (nothing changed)
+     * @throws IOException when the device can shrink but the shrink failed
+     */
+    default boolean shrinkTo(long size) throws IOException {
+        return false;
+    }
 
     /**
      * Grows {@code dev} when it can, or says clearly why not.
@@ -39,5 +58,22 @@ public interface Resizable {
         }
         throw new IOException(dev.name() + " cannot grow (" + dev.size() + " bytes, " + minSize
                 + " needed): it is not a file or an image that can be resized");
+    }
+
+    /**
+     * Shrinks {@code dev} to {@code size} bytes when it can ({@link #shrinkTo}); a device that
+     * is not {@link Resizable}, or cannot shrink, is left as it is.
+     *
+     * @param dev  the device to shrink
+     * @param size the size wanted, in bytes
+     * @return true when {@code dev} is now at most {@code size} bytes (rounded up to its block
+     *         size), false when it cannot shrink
+     * @throws IOException when the device can shrink but the shrink failed
+     */
+    static boolean shrink(BlockDevice dev, long size) throws IOException {
+        if (size < 0) {
+            throw new IllegalArgumentException("cannot shrink " + dev.name() + " to " + size + " bytes");
+        }
+        return dev instanceof Resizable r && r.shrinkTo(size);
     }
 }

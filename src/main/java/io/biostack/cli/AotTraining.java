@@ -26,6 +26,12 @@ import java.util.List;
  *     and a raw image, human and JSON; its FFM calls (statx) are most of what it loads.</li>
  * <li>{@code luks} (lib/luks.aot, short class path): {@code luks dump} through picocli, on a
  *     small LUKS2 volume made here with a cheap pbkdf2 keyslot.</li>
+ * <li>{@code convert} (lib/convert.aot, the whole class path: a convert may read or write an
+ *     NBD export over TLS or an RBD image): {@code img convert} on its fast path
+ *     ({@link ImgConvert#fastPath}, no picocli) of a small half-allocated image,
+ *     raw to qcow2 and back, through the page cache and with {@code -t none -T none}. Without it
+ *     the first file open of a convert spent 0.3 to 0.5 s loading and linking classes (the FFM
+ *     downcalls most of all) that the cache holds ready.</li>
  * <li>{@code full} (lib/biostack.aot, the whole class path): help and {@code completion bash}
  *     through the whole picocli tree; bench and replay start with it too.</li>
  * <li>{@code serve} (lib/serve.aot, the whole class path, serve's JVM options): {@code serve} of
@@ -46,7 +52,7 @@ final class AotTraining {
     /**
      * Runs the training commands and exits.
      *
-     * @param args {@code short}, {@code img}, {@code luks}, {@code full} or {@code serve}, then the control socket
+     * @param args {@code short}, {@code img}, {@code convert}, {@code luks}, {@code full} or {@code serve}, then the control socket
      *     of a running {@code biostack serve --stack} with a device named {@code lin}, in a folder
      *     this run may write its images in; {@code img} reads {@code train.qcow2} there, which the
      *     release script makes first
@@ -67,10 +73,11 @@ final class AotTraining {
             failed = switch (mode) {
                 case "short" -> dm(ctl);
                 case "img" -> img(dir);
+                case "convert" -> convert(dir);
                 case "luks" -> luks(dir);
                 case "full" -> full();
                 case "serve" -> serve(dir);
-                default -> throw new IllegalArgumentException("mode is short, img, luks, full or serve, not " + mode);
+                default -> throw new IllegalArgumentException("mode is short, img, convert, luks, full or serve, not " + mode);
             };
         } finally {
             System.setOut(out);
@@ -120,6 +127,46 @@ final class AotTraining {
             failed += fastOk("img", "info", raw.toString());
         }
         return failed;
+    }
+
+    /**
+     * img convert as bench/img/run.sh times it, on 8 MiB of which every other 256 KiB holds data:
+     * raw to qcow2 and qcow2 to raw, in qemu-img's default cache modes and with -t none -T none;
+     * returns how many failed.
+     */
+    private static int convert(Path dir) throws IOException {
+        Path raw = dir.resolve("convert.raw");
+        try (FileChannel f = FileChannel.open(raw, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            byte[] data = new byte[256 << 10];
+            new java.util.Random(15).nextBytes(data);
+            for (long off = 0; off < (8L << 20); off += 512 << 10) {
+                f.write(ByteBuffer.wrap(data), off);
+            }
+            f.truncate(8L << 20);
+        }
+        String src = raw.toString();
+        String q = dir.resolve("convert.qcow2").toString();
+        String back = dir.resolve("convert.out").toString();
+        int failed = 0;
+        for (String[] cache : new String[][] {{}, {"-t", "none", "-T", "none"}}) {
+            for (int i = 0; i < 2; i++) {
+                Files.deleteIfExists(Path.of(q));
+                Files.deleteIfExists(Path.of(back));
+                // bin/biostack runs these on ImgConvert's fast path (no picocli): so does the training
+                failed += ImgConvert.fastPath(concat(new String[] {"img", "convert"}, cache, new String[] {"-O", "qcow2", src, q})) == 0 ? 0 : 1;
+                failed += ImgConvert.fastPath(concat(new String[] {"img", "convert"}, cache, new String[] {"-O", "raw", q, back})) == 0 ? 0 : 1;
+                if (Files.mismatch(raw, Path.of(back)) != -1) {
+                    WHY.add("img convert " + String.join(" ", cache) + ": the copy back differs from the source");
+                    failed++;
+                }
+            }
+        }
+        return failed;
+    }
+
+    private static String[] concat(String[]... parts) {
+        return java.util.Arrays.stream(parts).flatMap(java.util.Arrays::stream).toArray(String[]::new);
     }
 
     /** bin/biostack starts Main, which calls FastPath: Main and RootCommand belong in the cache. */

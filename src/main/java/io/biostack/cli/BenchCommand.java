@@ -53,6 +53,10 @@ public final class BenchCommand implements Callable<Integer> {
             description = "seconds to run before measuring, as fio's ramp_time (default ${DEFAULT-VALUE})")
     double ramp;
 
+    @Option(names = "--end-fsync",
+            description = "flush once the last I/O has completed, the flush's time counted in the run (fio's end_fsync=1)")
+    boolean endFsync;
+
     @Option(names = "--rwmixread", defaultValue = "50", description = "percentage of reads for randrw")
     int rwmixread;
 
@@ -151,16 +155,17 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** Runs the load and prints the result; exit code 1 when any I/O failed. */
     private int measure(BlockDevice dev, Workload w, String header, String jsonExtra) throws InterruptedException {
-        BenchResult r = run(dev, w, ramp, numjobs);
+        BenchResult r = run(dev, w, ramp, numjobs, endFsync);
         System.out.print(json ? r.toJson(jsonExtra) + "\n" : r.toText(header));
         return r.errors() == 0 ? 0 : 1;
     }
 
     /** Runs the load, with a progress line on a terminal. */
-    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds, int numJobs) throws InterruptedException {
+    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds, int numJobs, boolean endFsync)
+            throws InterruptedException {
         java.io.Console con = System.console();
         boolean tty = con != null && con.isTerminal();
-        LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9)).numJobs(numJobs);
+        LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9)).numJobs(numJobs).endFsync(endFsync);
         BenchResult r = gen.run(tty ? (ios, ns) -> {
             double secs = ns / 1e9;
             double pct = Math.min(100, 100.0 * ns / w.runtimeNs());

@@ -1,5 +1,7 @@
 package io.biostack.cli;
 
+import io.biostack.sys.Libc;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
@@ -167,6 +169,7 @@ final class FastPath {
         if (file == null || !(output == null || output.equals("human") || output.equals("json"))) {
             return NOT_HANDLED;
         }
+        prelinkStatx(file);
         try {
             return ImgCommand.Info.info(file, format, chain, output == null ? "human" : output);
         } catch (IOException | RuntimeException e) {
@@ -174,6 +177,24 @@ final class FastPath {
             // again and reports the error as it always does.
             return NOT_HANDLED;
         }
+    }
+
+    /*
+     * img info's "disk size" is st_blocks, which only statx gives (no JDK attribute holds it). Its
+     * first call links an FFM downcall: ~60 ms of CPU in generated classes that the AOT cache
+     * cannot hold, more than the rest of the command after the JVM is up. A second thread pays it
+     * while this one reads the image, so on two cores the wall time loses most of it. The thread's
+     * own result is dropped; the main thread's statx finds the handle linked (or waits for the
+     * class initialisation already under way, never links twice).
+     */
+    private static void prelinkStatx(String file) {
+        Thread.ofPlatform().daemon().name("prelink-statx").start(() -> {
+            try {
+                Libc.statx(file);
+            } catch (IOException | RuntimeException ignored) {
+                // the main thread makes the same call and reports what matters
+            }
+        });
     }
 
     /**

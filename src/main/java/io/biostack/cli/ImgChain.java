@@ -36,16 +36,39 @@ final class ImgChain implements AutoCloseable {
         final String format;
         final Qcow2Image q;
         final long size;
-        final int fd;
+        /*
+         * Opened on first use (map's lseek), not at open: info and check need no descriptor, and
+         * each libc call linked costs a short command ~20 ms of generated classes that the AOT
+         * cache cannot hold (bench/startup).
+         */
+        private int fd = -1;
         private final Map<Long, long[]> l2Cache = new HashMap<>();
 
-        Layer(String name, Path path, String format, Qcow2Image q, long size, int fd) {
+        Layer(String name, Path path, String format, Qcow2Image q, long size) {
             this.name = name;
             this.path = path;
             this.format = format;
             this.q = q;
             this.size = size;
-            this.fd = fd;
+        }
+
+        /** The image file's descriptor, read-only, opened on the first call. */
+        int fd() throws IOException {
+            if (fd < 0) {
+                int r = Libc.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
+                if (r < 0) {
+                    throw new IOException("Could not open '" + name + "': errno " + -r);
+                }
+                fd = r;
+            }
+            return fd;
+        }
+
+        void closeFd() {
+            if (fd >= 0) {
+                Libc.close(fd);
+                fd = -1;
+            }
         }
 
         long[] l2(long off) throws IOException {
@@ -116,24 +139,14 @@ final class ImgChain implements AutoCloseable {
                 if (fmt == null) {
                     fmt = Qcow2Image.probe(p) ? "qcow2" : "raw";
                 }
-                int fd = Libc.open(p.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
-                if (fd < 0) {
-                    throw new IOException("Could not open '" + name + "': errno " + -fd);
-                }
-                Layer l;
-                try {
-                    switch (fmt) {
-                        case "qcow2" -> {
-                            Qcow2Image q = Qcow2Image.open(p, false);
-                            l = new Layer(name, p, fmt, q, q.size, fd);
-                        }
-                        case "raw" -> l = new Layer(name, p, fmt, null, Files.size(p), fd);
-                        default -> throw new IOException("Unknown format '" + fmt + "' (raw or qcow2)");
+                Layer l = switch (fmt) {
+                    case "qcow2" -> {
+                        Qcow2Image q = Qcow2Image.open(p, false);
+                        yield new Layer(name, p, fmt, q, q.size);
                     }
-                } catch (IOException | RuntimeException e) {
-                    Libc.close(fd);
-                    throw e;
-                }
+                    case "raw" -> new Layer(name, p, fmt, null, Files.size(p));
+                    default -> throw new IOException("Unknown format '" + fmt + "' (raw or qcow2)");
+                };
                 layers.add(l);
                 if (!chain || l.q == null || l.q.backingFile == null) {
                     break;
@@ -244,16 +257,16 @@ final class ImgChain implements AutoCloseable {
                 throw new IOException(l.name + ": cluster offset 0x" + Long.toHexString(host) + " is not aligned");
             }
             // As qemu's bdrv_co_block_status: data whose host range is a hole in the file reads as zeros.
-            boolean hole = hostAt >= l.q.fileSize || Libc.lseek(l.fd, hostAt, Fs.SEEK_DATA) != hostAt;
+            boolean hole = hostAt >= l.q.fileSize || Libc.lseek(l.fd(), hostAt, Fs.SEEK_DATA) != hostAt;
             return new Status(off, len, d, true, hole, true, hostAt, l, 0);
         }
         return new Status(off, len, d, false, false, false, -1, l, 0);
     }
 
-    private static Status rawStatus(Layer l, int d, long off, long max) {
-        long data = Libc.lseek(l.fd, off, Fs.SEEK_DATA);
+    private static Status rawStatus(Layer l, int d, long off, long max) throws IOException {
+        long data = Libc.lseek(l.fd(), off, Fs.SEEK_DATA);
         if (data == off) {
-            long hole = Libc.lseek(l.fd, off, Fs.SEEK_HOLE);
+            long hole = Libc.lseek(l.fd(), off, Fs.SEEK_HOLE);
             long end = hole < 0 ? off + max : Math.min(hole, off + max);
             return new Status(off, end - off, d, true, false, true, off, l, 0);
         }
@@ -264,7 +277,7 @@ final class ImgChain implements AutoCloseable {
     @Override
     public void close() {
         for (Layer l : layers) {
-            Libc.close(l.fd);
+            l.closeFd();
             if (l.q != null) {
                 try {
                     l.q.close();

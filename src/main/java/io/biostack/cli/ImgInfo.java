@@ -29,7 +29,7 @@ final class ImgInfo {
 
     static long actualSize(ImgChain.Layer l) {
         try {
-            Stat s = Libc.fstatx(l.fd);
+            Stat s = Libc.statx(l.path.toString());
             return s.blocks() * 512;
         } catch (IOException e) {
             return -1;

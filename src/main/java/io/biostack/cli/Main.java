@@ -22,6 +22,13 @@ public final class Main extends RootCommand {
             System.setProperty("java.util.logging.SimpleFormatter.format", "biostack: %5$s%6$s%n");
         }
         int fast = FastPath.run(args);
+        if (fast == FastPath.NOT_HANDLED) {
+            // img convert's own fast path; its engines' threads end with the JVM, hence exit
+            int convert = ImgConvert.fastPath(args);
+            if (convert != ImgConvert.NOT_HANDLED) {
+                System.exit(convert);
+            }
+        }
         if (fast == 0) {
             // Returning ends the JVM as System.exit(0) does (the fast path starts no thread),
             // without what System.exit costs first: Runtime.exit asks System.Logger whether to

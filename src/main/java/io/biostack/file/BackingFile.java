@@ -335,6 +335,38 @@ public final class BackingFile implements AutoCloseable {
     }
 
     /**
+     * Shrinks a regular file to {@code length} bytes with ftruncate, dropping what lies past it.
+     * Never grows; a block device keeps its size.
+     *
+     * @param length the size wanted in bytes
+     * @return true when the file is now at most {@code length} bytes, false for a block device
+     *         (nothing changed)
+     * @throws IOException when the file is read-only or ftruncate fails
+     */
+    public boolean shrinkTo(long length) throws IOException {
+        Stat st;
+        try {
+            st = Libc.fstatx(fd);
+        } catch (ErrnoException e) {
+            throw new IOException("cannot stat " + path + ": " + e.getMessage(), e);
+        }
+        if (!st.isRegularFile()) {
+            return false;
+        }
+        if (st.size() <= length) {
+            return true;
+        }
+        if (readOnly) {
+            throw new IOException(path + " is open read-only; it cannot shrink");
+        }
+        int r = Libc.ftruncate(fd, length);
+        if (r < 0) {
+            throw new IOException("cannot shrink " + path + " to " + length + " bytes: errno " + (-r));
+        }
+        return true;
+    }
+
+    /**
      * The file's path as opened.
      *
      * @return the path
@@ -438,6 +470,11 @@ public final class BackingFile implements AutoCloseable {
     /** True when the engine has a fixed-buffer table. Tests. */
     boolean engineHasFixedBuffers() {
         return engine instanceof UringEngine u && u.hasFixedBuffers();
+    }
+
+    /** True once a bio was bounced: the bounce slab is made by the first one. Tests. */
+    boolean hasBounceSlab() {
+        return bounce.hasSlab();
     }
 
     /**

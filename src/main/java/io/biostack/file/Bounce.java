@@ -16,10 +16,15 @@ import java.util.concurrent.atomic.AtomicLong;
  * into an aligned native buffer before it goes down; a read lands in the buffer and is copied
  * back into the caller's memory on completion.
  *
- * <p>Buffers come from one slab allocated when the pool is made and freed when it is closed
- * (asked of the engine, so that io_uring can register it as a fixed buffer);
- * when all are taken, an extra buffer is allocated from an automatic arena (counted in
- * {@link #overflows()}) so a bio never waits. Thread-safe.
+ * <p>Buffers come from one slab, asked of the engine (so that io_uring can register it as a fixed
+ * buffer) by the first bio that needs bouncing, and freed when the pool is closed. Not when the
+ * file opens: most files never bounce (a copy whose buffers came from
+ * {@link BackingFile#allocateIoBuffers}, a server reading into registered memory), and making
+ * the 16 MiB slab at every open was most of a file's first open (0.4 to 1.2 s of
+ * {@code img convert} here: zeroed by the JDK a 4 KiB fault at a time, then pinned by the
+ * registration). When all buffers are taken, an extra one is allocated from an automatic arena
+ * (counted in {@link #overflows()}) so a bio never waits. Thread-safe: after the first bounce,
+ * taking a buffer is a read of a volatile field and a lock-free queue's poll.
  */
 final class Bounce {
     /** Size of one bounce buffer; bounced bios are split to it. */
@@ -42,16 +47,53 @@ final class Bounce {
     private final BioPool bios;
     private final AtomicLong overflows = new AtomicLong();
     private final int align;
+    private final int count;
+    private final FileEngine engine;
     private final EndIo done = this::bounceDone;
+    /** Set once, by the first bounce ({@link #slab()}); until then there is no slab. */
+    private volatile boolean slabMade;
+    /** Set by {@link #close()}: a slab made after it would never be freed. */
+    private boolean closed;
 
     Bounce(int count, int align, BioPool bios, FileEngine engine) {
         this.align = Math.max(align, 4096);
+        this.count = count;
+        this.engine = engine;
         this.free = new MpmcRing<>(count);
-        MemorySegment slab = engine.allocateIoMemory((long) count * BUFFER_SIZE, this.align, arena);
+        this.bios = bios;
+    }
+
+    /**
+     * Makes the slab and fills the free queue, once (cold: the first bounce of this file, maybe
+     * on an engine thread, where the engine answers its own registration at once). False when
+     * the pool is closed: the caller takes an overflow buffer.
+     */
+    private synchronized boolean slab() {
+        if (slabMade) {
+            return true;
+        }
+        if (closed) {
+            return false;
+        }
+        MemorySegment slab;
+        try {
+            slab = engine.allocateIoMemory((long) count * BUFFER_SIZE, align, arena);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            // No slab: every bounce takes an overflow buffer (slower, still correct), and the
+            // I/O path never comes back here.
+            slabMade = true;
+            return true;
+        }
         for (int i = 0; i < count; i++) {
             free.offer(new Slot(slab.asSlice((long) i * BUFFER_SIZE, BUFFER_SIZE), true));
         }
-        this.bios = bios;
+        slabMade = true;
+        return true;
+    }
+
+    /** Whether the slab was made (a bio was bounced). Tests. */
+    boolean hasSlab() {
+        return slabMade;
     }
 
     /**
@@ -61,7 +103,7 @@ final class Bounce {
      * owns the returned bio until it submits it.
      */
     Bio bounce(Bio orig) {
-        Slot slot = free.poll();
+        Slot slot = slabMade || slab() ? free.poll() : null;
         if (slot == null) {
             overflows.incrementAndGet();
             slot = new Slot(Arena.ofAuto().allocate(BUFFER_SIZE, align), false);
@@ -100,6 +142,9 @@ final class Bounce {
 
     /** Frees the slab (and drops its registration); no bounced bio may be in flight. */
     void close() {
+        synchronized (this) {
+            closed = true;
+        }
         arena.close();
     }
 }

@@ -295,7 +295,7 @@ final class UringEngine implements FileEngine, CqeHandler, Runnable {
         Arena region = Arena.ofShared();
         MemorySegment mem;
         try {
-            mem = region.allocate(size, Math.max(4096, align));
+            mem = FileEngine.plainIoMemory(size, align, region);
         } catch (RuntimeException | OutOfMemoryError e) {
             region.close();
             throw e;

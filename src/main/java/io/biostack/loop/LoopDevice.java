@@ -252,6 +252,29 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         return refreshCapacity();
     }
 
+    /**
+     * Shrinks the file (ftruncate) so that the device is {@code size} bytes rounded up to its
+     * logical block size, then re-reads its size. A loop device with a size limit, read-only, or
+     * over a block device does not shrink. No bio may be in flight past {@code size}.
+     *
+     * @param size the device size wanted, in bytes
+     * @return true when the device is now at most that size, false when it cannot shrink
+     * @throws IOException when ftruncate fails
+     */
+    @Override
+    public synchronized boolean shrinkTo(long size) throws IOException {
+        if (config.sizeLimit() > 0 || config.readOnly()) {
+            return false;
+        }
+        int lbs = config.logicalBlockSize();
+        long want = (size + lbs - 1) / lbs * lbs;
+        if (!file.shrinkTo(config.offset() + want)) {
+            return false;
+        }
+        refreshCapacity();
+        return true;
+    }
+
     /** Memory registered with the backing file's io_uring when it can be (see {@link BackingFile#allocateIoBuffers}). */
     @Override
     public MemorySegment allocateIoMemory(long bytes, Arena owner) {

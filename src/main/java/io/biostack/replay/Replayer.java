@@ -270,7 +270,26 @@ public final class Replayer {
         long started;
         /** The index of the reordered state it checks in {@link #pointStates}; -1 for an in-order point. */
         int state = -1;
+        /** Where its verdict goes for states byte-identical to the one it checks, or null. */
+        Verdict verdict;
     }
+
+    /**
+     * What the checker said of a state (null while it runs), and the states found byte-identical
+     * to it while it ran: they get its verdict instead of a run of their own.
+     */
+    private static final class Verdict {
+        Checker.Result result;
+        final List<Integer> alsoEntries = new ArrayList<>();
+        final List<Integer> alsoStates = new ArrayList<>();
+    }
+
+    /** Keys of the states as they are replayed; null for the naive baseline, which checks every state. */
+    private StateKey keys;
+    /** The first entry after the start mark: state keys follow the blocks written from there on. */
+    private int firstChecked;
+    /** Every state checked or being checked, by its bytes' key. */
+    private final Map<StateKey.Key, Verdict> seen = new HashMap<>();
     // the reordered states of the point being checked, and what their checkers said
     private List<BitSet> pointStates = List.of();
     private Map<BitSet, Checker.Result> pointCache = new HashMap<>();
@@ -325,6 +344,7 @@ public final class Replayer {
         report.image = o.image().toString();
         report.entries = log.size();
         int first = o.startMark() == null ? 0 : log.findMark(o.startMark()) + 1;
+        firstChecked = first;
         int last = o.endMark() == null ? log.size() - 1 : log.findMark(o.endMark());
         if (last < first - 1) {
             throw new ReplayException("--end-mark '" + o.endMark() + "' (entry " + last + ") comes before --start-mark '"
@@ -343,6 +363,9 @@ public final class Replayer {
             }
             scratch = slots.getFirst().scratch;
             report.scratchMode = scratch.mode().name().toLowerCase();
+            if (!o.naive()) {
+                keys = new StateKey(Files.size(o.image()));
+            }
         }
         boolean changedSinceCheck = true;
         for (int i = 0; i <= last && !stop; i++) {
@@ -465,11 +488,18 @@ public final class Replayer {
             before.put(i, old);
         }
         window.add(i);
+        boolean keyed = keys != null && i >= firstChecked;
+        if (keyed) {
+            keys.beforeWrite(imageFile, off, len);
+        }
         if (log.isDiscard(i)) {
             imageFile.zero(off, len, zeros);
         } else {
             MemorySegment d = log.data(i);
             imageFile.write(d, len, off);
+        }
+        if (keyed) {
+            keys.afterWrite(imageFile, off, len, log.isDiscard(i));
         }
         for (Slot sl : slots) {
             sl.scratch.imageChanged(off, len);
@@ -489,6 +519,17 @@ public final class Replayer {
      * an earlier point than others still running is the one reported (see {@link #drain()}).
      */
     private void inOrder(int i) throws IOException, InterruptedException {
+        StateKey.Key k = keys == null ? null : keys.key();
+        Verdict same = k == null ? null : seen.get(k);
+        if (same != null) {
+            report.duplicateStates++;
+            if (same.result == null) {
+                same.alsoEntries.add(i);
+            } else if (!same.result.ok()) {
+                inOrderFailure(i, same.result);
+            }
+            return;
+        }
         Slot free = freeSlot();
         if (stop) {
             return;
@@ -496,6 +537,24 @@ public final class Replayer {
         free.scratch.reset();
         free.scratch.seal();
         start(free, i, -1);
+        if (k != null) {
+            free.verdict = new Verdict();
+            seen.put(k, free.verdict);
+        }
+    }
+
+    private void inOrderFailure(int entry, Checker.Result r) {
+        report.failures.add(new Report.Failure(entry, log.markBefore(entry), "in-order", List.of(), List.of(),
+                r.reason(), r.output()));
+        stop = !o.keepGoing();
+    }
+
+    /** A reordered state of the point being checked gets its verdict. */
+    private void bookState(int state, Checker.Result r) {
+        pointCache.put(pointStates.get(state), r);
+        if (!r.ok() && (firstFail < 0 || state < firstFail)) {
+            firstFail = state;
+        }
     }
 
     private void start(Slot sl, int entry, int state) throws IOException {
@@ -551,15 +610,25 @@ public final class Replayer {
         sl.running = null;
         sl.scratch.afterChecker();
         if (sl.state >= 0) {
-            pointCache.put(pointStates.get(sl.state), r);
-            if (!r.ok() && (firstFail < 0 || sl.state < firstFail)) {
-                firstFail = sl.state;
-            }
+            bookState(sl.state, r);
             sl.state = -1;
         } else if (!r.ok()) {
-            report.failures.add(new Report.Failure(sl.entry, log.markBefore(sl.entry), "in-order", List.of(), List.of(),
-                    r.reason(), r.output()));
-            stop = !o.keepGoing();
+            inOrderFailure(sl.entry, r);
+        }
+        Verdict v = sl.verdict;
+        sl.verdict = null;
+        if (v != null) {
+            v.result = r;
+            for (int e : v.alsoEntries) {
+                if (!r.ok()) {
+                    inOrderFailure(e, r);
+                }
+            }
+            for (int st : v.alsoStates) {
+                bookState(st, r);
+            }
+            v.alsoEntries.clear();
+            v.alsoStates.clear();
         }
     }
 
@@ -611,17 +680,34 @@ public final class Replayer {
         firstFail = -1;
         int next = 0;
         // bounded: one pass per state
+        List<long[]> ranges = windowRanges();
         while (next < pointStates.size() && firstFail < 0 && !stop) {
             Slot sl = freeSlot();
             if (firstFail >= 0 || stop) {
                 break;
             }
             buildState(sl.scratch, us, pointStates.get(next));
+            StateKey.Key k = keys == null ? null : keys.keyOf(sl.scratch.file(), ranges);
+            Verdict same = k == null ? null : seen.get(k);
+            if (same != null) {
+                report.duplicateStates++;
+                if (same.result == null) {
+                    same.alsoStates.add(next);
+                } else {
+                    bookState(next, same.result);
+                }
+                next++;
+                continue;
+            }
             start(sl, point, next);
+            if (k != null) {
+                sl.verdict = new Verdict();
+                seen.put(k, sl.verdict);
+            }
             next++;
         }
         for (Slot sl : slots) {
-            if (sl.running != null && sl.state >= 0) {
+            if (sl.running != null && (sl.state >= 0 || sl.verdict != null && !sl.verdict.alsoStates.isEmpty())) {
                 finish(sl);
             }
         }
@@ -635,6 +721,15 @@ public final class Replayer {
                 shrinkAndReport(point, us, pointStates.get(firstFail), pointCache);
             }
         }
+    }
+
+    /** The ranges the entries since the last flush wrote: a reordered state differs from the image only there. */
+    private List<long[]> windowRanges() {
+        List<long[]> rs = new ArrayList<>();
+        for (int e : window) {
+            rs.add(new long[] {log.offset(e), log.length(e)});
+        }
+        return rs;
     }
 
     /** The persisted sets to try at a point: all proper subsets when few, else drops-one then random. */
@@ -677,9 +772,28 @@ public final class Replayer {
             return cached;
         }
         buildState(scratch, us, persisted);
+        StateKey.Key k = keys == null ? null : keys.keyOf(scratch.file(), windowRanges());
+        Verdict same = k == null ? null : seen.get(k);
+        if (same != null && same.result == null) {
+            for (Slot sl : slots) {
+                if (sl.verdict == same) {
+                    finish(sl);
+                }
+            }
+        }
+        if (same != null && same.result != null) {
+            report.duplicateStates++;
+            cache.put((BitSet) persisted.clone(), same.result);
+            return same.result;
+        }
         Checker.Result r = checker.run(scratch.path(), recovering(scratch));
         scratch.afterChecker();
         cache.put((BitSet) persisted.clone(), r);
+        if (k != null) {
+            Verdict v = new Verdict();
+            v.result = r;
+            seen.put(k, v);
+        }
         return r;
     }
 
@@ -830,8 +944,7 @@ public final class Replayer {
     private void close() throws IOException {
         for (Slot sl : slots) {
             if (sl.running != null) {
-                sl.running.process.descendants().forEach(ProcessHandle::destroyForcibly);
-                sl.running.process.destroyForcibly();
+                sl.running.kill();
             }
             sl.scratch.close();
         }
@@ -840,6 +953,9 @@ public final class Replayer {
         }
         if (imageFile != null) {
             imageFile.close();
+        }
+        if (keys != null) {
+            keys.close();
         }
         windowArena.close();
         buf.close();

@@ -51,6 +51,7 @@ public final class Report {
     int replayedTo = -1;
     int points;
     int sameStates;
+    int duplicateStates;
     int reorderedStates;
     int checks;
     String scratchMode = "none";
@@ -92,6 +93,13 @@ public final class Report {
      * @return how many
      */
     public int checks() { return checks; }
+    /**
+     * States not checked because they held the same bytes as a state already checked (whose
+     * verdict they share).
+     *
+     * @return how many
+     */
+    public int duplicateStates() { return duplicateStates; }
     /**
      * The last entry replayed onto the image.
      *
@@ -151,7 +159,8 @@ public final class Report {
         sb.append("replayed entries 0..").append(replayedTo).append(" of ").append(entries).append(" from ").append(log)
                 .append(" onto ").append(image).append('\n');
         sb.append("checked ").append(points).append(" crash points (").append(sameStates).append(" unchanged, not re-run) and ")
-                .append(reorderedStates).append(" reordered states with ").append(checks).append(" checker runs in ")
+                .append(reorderedStates).append(" reordered states (").append(duplicateStates)
+                .append(" states byte-identical to one already checked, not re-run) with ").append(checks).append(" checker runs in ")
                 .append(millis).append(" ms; scratch: ").append(scratchMode).append(", ").append(scratchBytesCopied)
                 .append(" bytes copied; the checker wrote to its copy in ").append(checkerWrote).append(" runs")
                 .append(recoveries + recoveriesSkipped == 0 ? "" : "; journal recovery ran on " + recoveries + " states, skipped on "
@@ -188,7 +197,8 @@ public final class Report {
         kv(sb, "image", image).append(',');
         sb.append("\"entries\":").append(entries).append(",\"replayed_to\":").append(replayedTo)
                 .append(",\"points\":").append(points).append(",\"unchanged_points\":").append(sameStates)
-                .append(",\"reordered_states\":").append(reorderedStates).append(",\"checks\":").append(checks)
+                .append(",\"reordered_states\":").append(reorderedStates).append(",\"duplicate_states\":").append(duplicateStates)
+                .append(",\"checks\":").append(checks)
                 .append(",\"millis\":").append(millis).append(',');
         kv(sb, "scratch", scratchMode).append(",\"scratch_bytes_copied\":").append(scratchBytesCopied)
                 .append(",\"scratch_bytes_compared\":").append(scratchBytesCompared).append(",\"checker_wrote\":").append(checkerWrote)

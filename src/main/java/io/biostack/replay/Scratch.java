@@ -88,6 +88,8 @@ final class Scratch implements AutoCloseable {
     }
 
     Path path() { return path; }
+    /** The scratch file, for reading the state on it. */
+    FileClone file() { return file; }
     Mode mode() { return mode; }
     long bytesCopied() { return bytesCopied; }
     long bytesCompared() { return bytesCompared; }

@@ -73,6 +73,51 @@ public final class AnonymousMemory {
     }
 
     /**
+     * Size of a transparent huge page with 4 KiB base pages (x86-64, arm64):
+     * {@code /sys/kernel/mm/transparent_hugepage/hpage_pmd_size}.
+     */
+    public static final long HUGE_PAGE = 2L << 20;
+
+    /**
+     * Like {@link #reserve}, but starting on a {@link #HUGE_PAGE} boundary and advised
+     * {@code MADV_HUGEPAGE}, so that where transparent huge pages are on ("always", or
+     * "madvise" as on most distributions) the kernel fills it a 2 MiB page per fault. Why:
+     * every first touch of a small page costs a fault, measured here at 4 to 30 µs a page in
+     * this VM, so a 16 MiB I/O buffer cost 4096 faults (20 to 120 ms, more under load) and took
+     * 2 ms with huge pages. Where huge pages are off, it is {@link #reserve} with an aligned start.
+     *
+     * @param bytes the size, more than 0
+     * @param arena owns the mapping: closing it unmaps the range
+     * @return zero-filled memory aligned to {@link #HUGE_PAGE}, or null when {@link #available()}
+     *         is false or mmap fails (the caller falls back)
+     */
+    public static MemorySegment reserveHuge(long bytes, Arena arena) {
+        if (!available() || bytes <= 0) {
+            return null;
+        }
+        long keep = (bytes + 4095) & -4096L;
+        long total = keep + HUGE_PAGE; // room to move the start up to a huge-page boundary
+        long addr = Libc.mmap(0L, total, Mman.PROT_READ | Mman.PROT_WRITE,
+                Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS | Mman.MAP_NORESERVE, -1, 0L);
+        if (addr <= 0L) {
+            return null; // -errno
+        }
+        long start = (addr + HUGE_PAGE - 1) & -HUGE_PAGE;
+        // Give back the parts before the boundary and after the range (munmap of whole pages
+        // inside a mapping we own cannot fail but for resource limits; a failure only leaves them).
+        if (start > addr) {
+            Libc.munmap(addr, start - addr);
+        }
+        long tail = addr + total - (start + keep);
+        if (tail > 0) {
+            Libc.munmap(start + keep, tail);
+        }
+        // Advice only: a kernel without THP says EINVAL and the range keeps small pages.
+        Libc.madvise(start, keep, Mman.MADV_HUGEPAGE);
+        return MemorySegment.ofAddress(start).reinterpret(bytes, arena, s -> Libc.munmap(start, keep));
+    }
+
+    /**
      * Gives the pages of {@code part} (a page-aligned slice of a {@link #reserve}d range) back to
      * the kernel; they read as zeros from now on.
      *

@@ -133,4 +133,80 @@ class LoadGeneratorTest {
         assertThatThrownBy(() -> new LoadGenerator(new RamDisk("r", 1 << 20), w(Workload.Pattern.RANDREAD, 4096, 1, 10)).numJobs(0))
                 .hasMessageContaining("--numjobs");
     }
+
+    /** A RamDisk that records the order of ops and completes FLUSH late (or fails it), from another thread. */
+    private static BlockDevice flushRecorder(RamDisk ram, java.util.List<io.biostack.block.Op> ops,
+            java.util.concurrent.atomic.AtomicInteger inflightAtFlush, long flushDelayMs, boolean failFlush) {
+        java.util.concurrent.atomic.AtomicInteger inflight = new java.util.concurrent.atomic.AtomicInteger();
+        return new BlockDevice() {
+            @Override public String name() { return "flushes"; }
+            @Override public long size() { return ram.size(); }
+            @Override public io.biostack.block.QueueLimits limits() { return ram.limits(); }
+            @Override public boolean isReadOnly() { return false; }
+            @Override public void close() { }
+            @Override public void submit(io.biostack.block.Bio bio) {
+                synchronized (ops) {
+                    ops.add(bio.op());
+                }
+                if (bio.op() == io.biostack.block.Op.FLUSH) {
+                    inflightAtFlush.set(inflight.get());
+                    Thread.ofPlatform().start(() -> {
+                        try {
+                            Thread.sleep(flushDelayMs);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
+                        if (failFlush) {
+                            bio.fail(io.biostack.block.Status.IOERR, "flush refused by the test device");
+                        } else {
+                            ram.submit(bio);
+                        }
+                    });
+                    return;
+                }
+                inflight.incrementAndGet();
+                io.biostack.block.EndIo up = bio.endIoCallback();
+                bio.setEndIo(b -> {
+                    inflight.decrementAndGet();
+                    up.endIo(b);
+                });
+                ram.submit(bio);
+            }
+        };
+    }
+
+    @Test
+    void endFsyncFlushesOnceAfterTheLastWriteAndCountsTheFlushInTheRun() throws Exception {
+        java.util.List<io.biostack.block.Op> ops = new java.util.ArrayList<>();
+        java.util.concurrent.atomic.AtomicInteger atFlush = new java.util.concurrent.atomic.AtomicInteger(-1);
+        try (RamDisk ram = new RamDisk("ram3", 8 << 20)) {
+            BenchResult r = new LoadGenerator(flushRecorder(ram, ops, atFlush, 400, false),
+                    w(Workload.Pattern.RANDWRITE, 4096, 8, 200)).endFsync(true).run(null);
+            assertThat(r.errors()).isZero();
+            assertThat(r.writeIos()).isPositive();
+            // One flush, the last op, sent when no write was in flight; its 400 ms are in the run.
+            assertThat(ops.stream().filter(o -> o == io.biostack.block.Op.FLUSH).count()).isOne();
+            assertThat(ops.getLast()).isEqualTo(io.biostack.block.Op.FLUSH);
+            assertThat(atFlush.get()).isZero();
+            assertThat(r.elapsedNs()).isGreaterThanOrEqualTo(600_000_000L);
+        }
+        ops.clear();
+        try (RamDisk ram = new RamDisk("ram4", 8 << 20)) {
+            BenchResult r = new LoadGenerator(flushRecorder(ram, ops, atFlush, 0, false),
+                    w(Workload.Pattern.RANDWRITE, 4096, 8, 100)).run(null);
+            assertThat(ops).doesNotContain(io.biostack.block.Op.FLUSH);
+            assertThat(r.elapsedNs()).isLessThan(400_000_000L);
+        }
+    }
+
+    @Test
+    void aFailedEndFsyncCountsAsAnErrorAndSaysWhy() throws Exception {
+        java.util.List<io.biostack.block.Op> ops = new java.util.ArrayList<>();
+        try (RamDisk ram = new RamDisk("ram5", 8 << 20)) {
+            BenchResult r = new LoadGenerator(flushRecorder(ram, ops, new java.util.concurrent.atomic.AtomicInteger(), 0, true),
+                    w(Workload.Pattern.RANDWRITE, 4096, 4, 100)).endFsync(true).run(null);
+            assertThat(r.errors()).isOne();
+            assertThat(r.firstError()).contains("end flush", "flush refused by the test device");
+        }
+    }
 }

@@ -136,7 +136,7 @@ class RegisteredBuffersTest {
             try (Arena a = Arena.ofShared()) {
                 List<MemorySegment> regions = new ArrayList<>();
                 for (int i = 0; i <= UringEngine.BUFFER_SLOTS; i++) {
-                    regions.add(f.allocateIoBuffers(4096, a)); // the bounce slab holds one slot too
+                    regions.add(f.allocateIoBuffers(4096, a)); // one more than the table holds
                 }
                 plain = regions.getLast(); // registration refused (-ENOSPC): plain memory
                 MemorySegment.copy(MemorySegment.ofArray(data), 0, plain, 0, data.length);

@@ -121,7 +121,10 @@ class ReplayTest {
         assertThat(r.toText()).contains("all crash states consistent");
         assertThat(r.passed()).isTrue();
         assertThat(r.points()).isEqualTo(2);
-        assertThat(r.checks()).isEqualTo(4);     // two in-order points, and at each the write before it lost
+        // two in-order points, and at each the write before it lost; at the second that is the
+        // state of the first point, already checked: three runs
+        assertThat(r.checks()).isEqualTo(3);
+        assertThat(r.duplicateStates()).isEqualTo(1);
         byte[] got = Files.readAllBytes(img);
         assertThat(Arrays.copyOfRange(got, 0, 512)).isEqualTo(fill(512, 1));
         assertThat(Arrays.copyOfRange(got, 512, 1024)).isEqualTo(fill(512, 2));
@@ -201,6 +204,25 @@ class ReplayTest {
         assertThat(r.passed()).isFalse();
         assertThat(r.failures().getFirst().reason()).isEqualTo("checker timed out");
         assertThat(r.failures().getFirst().output()).contains("started").contains("killed after 500 ms");
+    }
+
+    @Test
+    void checkerWithASyntaxErrorFailsItsStateAndTheNextStateIsCheckedAsUsual() throws Exception {
+        Path log = write("log", new KernelLog(512)
+                .entry(0, 1, 0, null, fill(512, 1)).entry(0, 0, 1, null, null)
+                .entry(0, 1, 0, null, fill(512, 2)).entry(0, 0, 1, null, null).bytes());
+        // the first state (sector 0 holds 0x01) reaches an unterminated quote; the second exits 0
+        String cmd = "b=$(od -An -tx1 -N1 {}); if [ \"$b\" = ' 01' ]; then eval 'echo \"unterminated'; fi; exit 0";
+        Report r = Replayer.run(Replayer.Options.of(log, dir.resolve("img")).createSize(4096)
+                .check(cmd, Duration.ofSeconds(10)).keepGoing(true).jobs(1));
+        assertThat(r.failures()).as(r.toText()).extracting(Report.Failure::entry).containsExactly(1);
+        assertThat(r.failures().getFirst().reason()).isEqualTo("checker exited 2");
+        assertThat(r.checks()).isEqualTo(2);
+        // a command that does not parse at all fails every state alike, and nothing hangs
+        Report bad = Replayer.run(Replayer.Options.of(log, dir.resolve("img2")).createSize(4096)
+                .check("if then (", Duration.ofSeconds(10)).keepGoing(true).jobs(2));
+        assertThat(bad.failures()).extracting(Report.Failure::entry).containsExactly(1, 3);
+        assertThat(bad.failures()).extracting(Report.Failure::reason).containsOnly("checker exited 2");
     }
 
     @Test

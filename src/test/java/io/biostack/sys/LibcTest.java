@@ -132,6 +132,37 @@ class LibcTest {
     }
 
     @Test
+    void statxOfAPathAgreesWithFstatxOfTheOpenFileAndFollowsSymlinks() throws IOException {
+        Path p = dir.resolve("bypath");
+        Files.write(p, new byte[3 * 4096 + 7]);
+        Path link = dir.resolve("bypath-link");
+        Files.createSymbolicLink(link, p);
+        int fd = Libc.open(p.toString(), Fcntl.O_RDONLY, 0);
+        try {
+            Stat byFd = Libc.fstatx(fd);
+            for (Path name : new Path[] {p, link}) {
+                Stat byPath = Libc.statx(name.toString());
+                assertThat(byPath.size()).isEqualTo(3 * 4096 + 7);
+                assertThat(byPath.blocks()).isEqualTo(byFd.blocks()).isPositive();
+                assertThat(byPath.isRegularFile()).isTrue();
+            }
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    @Test
+    void statxOfAMissingPathThrowsEnoent() {
+        try {
+            Libc.statx(dir.resolve("absent").toString());
+            throw new AssertionError("expected ErrnoException");
+        } catch (ErrnoException e) {
+            assertThat(e.errno()).isEqualTo(Errno.ENOENT);
+            assertThat(e.getMessage()).contains("absent");
+        }
+    }
+
+    @Test
     void fallocatePunchHoleKeepsSizeAndReadsBackZeros() throws IOException {
         Path p = dir.resolve("punch");
         byte[] ones = new byte[64 * 1024];

@@ -237,6 +237,18 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
         return io.biostack.block.Resizable.grow(inner, minSize);
     }
 
+    /**
+     * Shrinks the counted device when the device below can shrink ({@link io.biostack.block.Resizable#shrinkTo}).
+     *
+     * @param size the size wanted
+     * @return true when the device below shrank (or was that small already)
+     * @throws java.io.IOException when the device below failed to shrink
+     */
+    @Override
+    public boolean shrinkTo(long size) throws java.io.IOException {
+        return io.biostack.block.Resizable.shrink(inner, size);
+    }
+
     @Override
     public void close() {
         inner.close();

@@ -70,6 +70,11 @@ import java.util.concurrent.locks.LockSupport;
  * state only in zeros past the end of the file at that point: a reference into that region would
  * have pointed past the end of the file, and reads as an unwritten (zero) block instead.
  *
+ * <p>It does not shrink ({@link Resizable#shrinkTo} keeps its default): a replay takes the size
+ * at an entry as the largest resize mark before it, so a shrink logged the same way would be
+ * replayed as no change, and the final image would keep a tail the true one dropped. qcow2 above
+ * it keeps the container as grown at close, which its check counts as unused space only.
+ *
  * <p>Ownership: the caller's bio is completed exactly once, after DEV completed its clone; its
  * memory is read only before that. Log buffers belong to the target and go back to its pool when
  * their log bio completes. DEV and LOGDEV belong to whoever opened them; {@link #close()} writes a

@@ -1930,10 +1930,15 @@ public final class Qcow2Device implements Target {
     @Override
     public void close() {
         if (!readOnly) {
+            boolean clean = false;
             try {
                 flush().join();
+                clean = true;
             } catch (RuntimeException e) {
                 LOG.log(System.Logger.Level.WARNING, name + ": metadata writeback at close failed: " + e.getMessage());
+            }
+            if (clean) {
+                trimContainer();
             }
         }
         for (BlockDevice b : owned) {
@@ -1943,6 +1948,54 @@ public final class Qcow2Device implements Target {
             cache.close();
         }
         arena.close();
+    }
+
+    /**
+     * At a clean close, gives back the container's tail that {@link #allocCluster} grew ahead in
+     * {@link #GROW_STEP}s and never used: the file ends where qemu-img check's "Image end offset"
+     * says, after the highest cluster with a refcount (qemu's {@code check_refcounts}), as
+     * qemu's own files end. Never below the metadata this device holds (L1 and refcount tables,
+     * the L2 tables and refcount blocks they name), which a consistent image counts anyway.
+     * Only a container that can shrink (a file under a loop device) does; a failure is logged,
+     * not thrown: the image is whole either way, only larger.
+     */
+    private void trimContainer() {
+        long end;
+        synchronized (meta) {
+            end = usedEnd();
+        }
+        try {
+            long before = container.size();
+            if (before > end && Resizable.shrink(container, end)) {
+                LOG.log(System.Logger.Level.DEBUG, () -> name + ": container trimmed from " + before + " to "
+                        + container.size() + " bytes at close");
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, name + ": cannot trim the container at close: " + e.getMessage());
+        }
+    }
+
+    /** End of the highest cluster in use (monitor held): refcounted, or named by the tables held. */
+    private long usedEnd() {
+        long end = (refcounts.lastUsedCluster() + 1) << clusterBits;
+        end = Math.max(end, roundUp(header.l1TableOffset() + (long) header.l1Size() * 8));
+        end = Math.max(end, header.refcountTableOffset() + ((long) header.refcountTableClusters() << clusterBits));
+        for (long e : l1) {
+            long off = e & OFFSET_MASK;
+            if (off != 0) {
+                end = Math.max(end, off + cs);
+            }
+        }
+        for (long e : refcounts.table) {
+            if (e != 0) {
+                end = Math.max(end, e + cs);
+            }
+        }
+        return end;
+    }
+
+    private long roundUp(long v) {
+        return (v + cs - 1) & -(long) cs;
     }
 
     @Override
