@@ -614,7 +614,16 @@ final class ZstdEncoder {
                     sorted[n++] = f << 8 | s;
                 }
             }
-            java.util.Arrays.sort(sorted, 0, n);
+            // Insertion sort (at most 256 keys): Arrays.sort may allocate a merge buffer.
+            for (int i = 1; i < n; i++) {
+                long k = sorted[i];
+                int j = i - 1;
+                while (j >= 0 && sorted[j] > k) {
+                    sorted[j + 1] = sorted[j];
+                    j--;
+                }
+                sorted[j + 1] = k;
+            }
             for (int i = 0; i < n; i++) {
                 nodeFreq[i] = (int) (sorted[i] >>> 8);
             }

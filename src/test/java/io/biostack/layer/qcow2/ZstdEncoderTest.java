@@ -78,6 +78,24 @@ class ZstdEncoderTest {
     }
 
     @Test
+    void compressingAClusterAllocatesNothing() {
+        var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        ZstdEncoder enc = new ZstdEncoder();
+        byte[][] in = {text(1, 65536), records(2, 65536), ZstdEncoderProperties.skewed(3, 65536, 20),
+                ZstdEncoderProperties.mixed(4, 65536, 4)};
+        byte[] frame = new byte[65536];
+        for (int i = 0; i < 200; i++) { // warm up: the JIT compiles the hot paths first
+            enc.compress(in[i % 4], 65536, frame, 65535);
+        }
+        long before = mx.getCurrentThreadAllocatedBytes();
+        for (int i = 0; i < 100; i++) {
+            enc.compress(in[i % 4], 65536, frame, 65535);
+        }
+        long allocated = mx.getCurrentThreadAllocatedBytes() - before;
+        assertThat(allocated).as("bytes allocated by 100 clusters").isLessThan(4096);
+    }
+
+    @Test
     void compressibleClustersComeOutWithinAMarginOfZstdLevel3() throws Exception {
         Tools.require("zstd");
         ZstdEncoder enc = new ZstdEncoder();
