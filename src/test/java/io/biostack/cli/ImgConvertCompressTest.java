@@ -59,7 +59,7 @@ class ImgConvertCompressTest {
 
     @ParameterizedTest
     @ValueSource(strings = {"", "cluster_size=512", "cluster_size=2M", "refcount_bits=1,extended_l2=on",
-            "cluster_size=4k,refcount_bits=2"})
+            "cluster_size=4k,refcount_bits=2", "compat=0.10"})
     void compressedImagesPassQemuCheckCompareEqualAndReadBackInBiostack(String opts) throws Exception {
         Path src = source();
         String img = dir.resolve("c.qcow2").toString();

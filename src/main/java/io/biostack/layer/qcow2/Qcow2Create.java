@@ -520,7 +520,7 @@ public final class Qcow2Create {
     private static final int ZERO_CLUSTER = -1;
     /** {@link #compressCluster}: the cluster does not shrink (stored whole). */
     private static final int STORE_RAW = -2;
-    /** One zstd encoder per compressing thread: its tables and buffers (about 1.2 MiB) are reused. */
+    /** One zstd encoder per compressing thread: its tables and buffers (about 1.6 MiB) are reused. */
     private static final ThreadLocal<ZstdEncoder> ZSTD = ThreadLocal.withInitial(ZstdEncoder::new);
 
     /**

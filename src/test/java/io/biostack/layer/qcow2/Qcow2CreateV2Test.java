@@ -104,6 +104,14 @@ class Qcow2CreateV2Test {
         }
     }
 
+    @Test
+    void aVersion2HeaderWithFeatureBitsIsNotWritten() {
+        Qcow2Header h = Qcow2Header.createV2(16, 1 << 20).withFeatures(Qcow2Header.INCOMPAT_EXTL2, 0, 0);
+        org.assertj.core.api.Assertions.assertThatThrownBy(h::encode).isInstanceOf(Qcow2Exception.class)
+                .hasMessageContaining("version 2 header has no feature bits");
+        assertThat(Qcow2Header.createV2(16, 1 << 20).encode()).hasSize(80); // 72 + the end marker
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"compat=0.10,lazy_refcounts=on|Lazy refcounts only supported with compatibility level 1.1",
             "compat=0.10,refcount_bits=8|Different refcount widths than 16 bits require compatibility level 1.1",

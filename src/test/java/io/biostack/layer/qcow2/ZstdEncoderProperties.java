@@ -78,6 +78,26 @@ class ZstdEncoderProperties {
         roundTrip(mixed(seed, size, kinds));
     }
 
+    /**
+     * Bytes of a skewed distribution over the whole alphabet, with short repeats: literals
+     * whose Huffman weights need the FSE-coded description (symbols above 128).
+     */
+    static byte[] skewed(long seed, int size, int spread) {
+        Random r = new Random(seed);
+        byte[] b = new byte[size];
+        for (int i = 0; i < size; i++) {
+            b[i] = i > 16 && r.nextInt(4) == 0 ? b[i - 1 - r.nextInt(16)]
+                    : (byte) (200 + (int) (r.nextGaussian() * spread));
+        }
+        return b;
+    }
+
+    @Property(tries = 80)
+    void skewedBinaryDataRoundTrips(@ForAll("sizes") int size, @ForAll long seed,
+                                    @ForAll @IntRange(min = 1, max = 120) int spread) {
+        roundTrip(skewed(seed, size, spread));
+    }
+
     @Property(tries = 40)
     void randomBytesRoundTripAndStayNearTheirSize(@ForAll("sizes") int size, @ForAll long seed) {
         byte[] in = new byte[size];

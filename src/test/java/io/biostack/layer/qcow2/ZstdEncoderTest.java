@@ -63,7 +63,8 @@ class ZstdEncoderTest {
             byte[] run = new byte[size];
             Arrays.fill(run, (byte) 'z');
             for (byte[] in : new byte[][] {text(size, size), records(size, size), random, run,
-                    ZstdEncoderProperties.mixed(size, size, 4)}) {
+                    ZstdEncoderProperties.mixed(size, size, 4), ZstdEncoderProperties.skewed(size, size, 20),
+                    ZstdEncoderProperties.skewed(size, size, 90)}) {
                 byte[] frame = new byte[in.length + 1024];
                 int n = enc.compress(in, in.length, frame, frame.length);
                 Path f = dir.resolve("f" + k + ".zst");
@@ -74,6 +75,24 @@ class ZstdEncoderTest {
                 k++;
             }
         }
+    }
+
+    @Test
+    void compressingAClusterAllocatesNothing() {
+        var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        ZstdEncoder enc = new ZstdEncoder();
+        byte[][] in = {text(1, 65536), records(2, 65536), ZstdEncoderProperties.skewed(3, 65536, 20),
+                ZstdEncoderProperties.mixed(4, 65536, 4)};
+        byte[] frame = new byte[65536];
+        for (int i = 0; i < 200; i++) { // warm up: the JIT compiles the hot paths first
+            enc.compress(in[i % 4], 65536, frame, 65535);
+        }
+        long before = mx.getCurrentThreadAllocatedBytes();
+        for (int i = 0; i < 100; i++) {
+            enc.compress(in[i % 4], 65536, frame, 65535);
+        }
+        long allocated = mx.getCurrentThreadAllocatedBytes() - before;
+        assertThat(allocated).as("bytes allocated by 100 clusters").isLessThan(4096);
     }
 
     @Test
