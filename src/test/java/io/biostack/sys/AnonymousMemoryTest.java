@@ -37,8 +37,8 @@ class AnonymousMemoryTest {
     @Test
     void reserveHugeIsBackedByHugePagesWhereTheKernelAllowsThem() throws Exception {
         Path thp = Path.of("/sys/kernel/mm/transparent_hugepage/enabled");
-        org.junit.jupiter.api.Assumptions.assumeTrue(Files.exists(thp)
-                && !Files.readString(thp).contains("[never]"), "transparent huge pages are on");
+        io.biostack.TestEnv.require(Files.exists(thp) && !Files.readString(thp).contains("[never]"),
+                "transparent huge pages (madvise or always)");
         long size = 8 * AnonymousMemory.HUGE_PAGE;
         try (Arena a = Arena.ofShared()) {
             MemorySegment m = AnonymousMemory.reserveHuge(size, a);
