@@ -57,7 +57,9 @@ import java.util.function.Consumer;
  * too: rbd_aio_* only queue work and return. With {@code -Dbiostack.rbd.inline=false} such calls
  * are handed instead, through a lock-free queue, to the device's one submitter thread (as qemu,
  * which never nests them); measured on a quiet 2-core machine, that hop cost a third of the
- * IOPS of 4k random reads at QD32 (15.3k against 23.1k inline; fio's rbd engine 21-22k).
+ * IOPS of 4k random reads at QD32 (15.3k against 23.1k inline; fio's rbd engine 21-22k), and
+ * on 4k random writes at QD32 with rbd_cache off it lost in three rounds out of three (12.8k,
+ * 7.4k, 7.7k deferred against 15.0k, 9.3k, 8.2k inline; issue 19).
  *
  * <h2>Memory</h2>
  * librbd reads and writes the memory of a request until the request completes. Native memory is
@@ -637,8 +639,12 @@ public final class RbdDevice implements BlockDevice, io.biostack.block.Resizable
 
     /** The upcall of every completion, on a librbd thread. Must not throw into native code. */
     private static void onComplete(long c, long arg) {
-        boolean[] inCallback = IN_CALLBACK.get();
-        inCallback[0] = true;
+        // The mark is only read when calls from librbd's threads are deferred; inline (the
+        // default) the completion skips the thread-local lookup.
+        boolean[] inCallback = INLINE_FROM_CALLBACK ? null : IN_CALLBACK.get();
+        if (inCallback != null) {
+            inCallback[0] = true;
+        }
         try {
             RbdDevice d = DEVICES.get((int) (arg >>> 32));
             Librbd.Api api = d.api;
@@ -648,7 +654,9 @@ public final class RbdDevice implements BlockDevice, io.biostack.block.Resizable
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "rbd completion callback failed", t);
         } finally {
-            inCallback[0] = false;
+            if (inCallback != null) {
+                inCallback[0] = false;
+            }
         }
     }
 
