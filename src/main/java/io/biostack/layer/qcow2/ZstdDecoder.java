@@ -1,5 +1,19 @@
 package io.biostack.layer.qcow2;
 
+import static io.biostack.layer.qcow2.ZstdTables.LL_BASE;
+import static io.biostack.layer.qcow2.ZstdTables.LL_BITS;
+import static io.biostack.layer.qcow2.ZstdTables.LL_DEFAULT;
+import static io.biostack.layer.qcow2.ZstdTables.LL_MAX;
+import static io.biostack.layer.qcow2.ZstdTables.LL_MAX_LOG;
+import static io.biostack.layer.qcow2.ZstdTables.ML_BASE;
+import static io.biostack.layer.qcow2.ZstdTables.ML_BITS;
+import static io.biostack.layer.qcow2.ZstdTables.ML_DEFAULT;
+import static io.biostack.layer.qcow2.ZstdTables.ML_MAX;
+import static io.biostack.layer.qcow2.ZstdTables.ML_MAX_LOG;
+import static io.biostack.layer.qcow2.ZstdTables.OF_DEFAULT;
+import static io.biostack.layer.qcow2.ZstdTables.OF_MAX;
+import static io.biostack.layer.qcow2.ZstdTables.OF_MAX_LOG;
+
 /**
  * A minimal zstd decoder (RFC 8878, "Zstandard Compression and the application/zstd Media
  * Type"), enough for qcow2's zstd clusters: qemu's {@code qcow2_zstd_compress} writes each
@@ -23,38 +37,6 @@ final class ZstdDecoder {
     private static final int MAX_BLOCK = 128 << 10;
     /** RFC 8878 4.2.1: Huffman codes are at most 11 bits. */
     private static final int MAX_HUF_BITS = 11;
-    /** RFC 8878 4.1.1: the largest accuracy logs of the literal length, match length, offset tables. */
-    private static final int LL_MAX_LOG = 9, ML_MAX_LOG = 9, OF_MAX_LOG = 8;
-    /** Largest symbols of each table (RFC 8878 3.1.1.3.2.1.1 and .2). */
-    private static final int LL_MAX = 35, ML_MAX = 52, OF_MAX = 31;
-
-    /** RFC 8878 3.1.1.3.2.1.1: literal length codes 16..35, baseline and extra bits. */
-    private static final int[] LL_BASE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28,
-            32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
-    private static final int[] LL_BITS = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 6, 7,
-            8, 9, 10, 11, 12, 13, 14, 15, 16};
-    /** RFC 8878 3.1.1.3.2.1.1: match length codes, baseline and extra bits. */
-    private static final int[] ML_BASE = new int[ML_MAX + 1];
-    private static final int[] ML_BITS = new int[ML_MAX + 1];
-
-    static {
-        int[] base = {35, 37, 39, 41, 43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771,
-                65539};
-        int[] bits = {1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-        for (int i = 0; i < 32; i++) {
-            ML_BASE[i] = i + 3;
-        }
-        System.arraycopy(base, 0, ML_BASE, 32, base.length);
-        System.arraycopy(bits, 0, ML_BITS, 32, bits.length);
-    }
-
-    /** RFC 8878 3.1.1.3.2.2.1-3: the predefined distributions. */
-    private static final short[] LL_DEFAULT = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-            3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
-    private static final short[] ML_DEFAULT = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
-    private static final short[] OF_DEFAULT = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-            -1, -1, -1, -1, -1};
 
     /** An FSE decoding table (RFC 8878 4.1.1): per state, its symbol, bits to read, next base. */
     private static final class Fse {

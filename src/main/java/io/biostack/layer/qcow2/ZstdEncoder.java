@@ -1,5 +1,19 @@
 package io.biostack.layer.qcow2;
 
+import static io.biostack.layer.qcow2.ZstdTables.LL_BASE;
+import static io.biostack.layer.qcow2.ZstdTables.LL_BITS;
+import static io.biostack.layer.qcow2.ZstdTables.LL_DEFAULT;
+import static io.biostack.layer.qcow2.ZstdTables.LL_MAX;
+import static io.biostack.layer.qcow2.ZstdTables.LL_MAX_LOG;
+import static io.biostack.layer.qcow2.ZstdTables.ML_BASE;
+import static io.biostack.layer.qcow2.ZstdTables.ML_BITS;
+import static io.biostack.layer.qcow2.ZstdTables.ML_DEFAULT;
+import static io.biostack.layer.qcow2.ZstdTables.ML_MAX;
+import static io.biostack.layer.qcow2.ZstdTables.ML_MAX_LOG;
+import static io.biostack.layer.qcow2.ZstdTables.OF_DEFAULT;
+import static io.biostack.layer.qcow2.ZstdTables.OF_MAX;
+import static io.biostack.layer.qcow2.ZstdTables.OF_MAX_LOG;
+
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
@@ -48,35 +62,11 @@ final class ZstdEncoder {
     /** Bytes at the end of a block the parser does not start a match in (it reads 8 at a time). */
     private static final int TAIL = 8;
 
-    /** RFC 8878 3.1.1.3.2.2.1-3: the predefined distributions and their accuracy logs. */
-    private static final short[] LL_DEFAULT = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-            3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
-    private static final short[] ML_DEFAULT = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
-    private static final short[] OF_DEFAULT = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-            -1, -1, -1, -1, -1};
-
-    /** RFC 8878 3.1.1.3.2.1.1: literal length codes, baseline and extra bits. */
-    private static final int[] LL_BASE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28,
-            32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
-    private static final int[] LL_BITS = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 6, 7,
-            8, 9, 10, 11, 12, 13, 14, 15, 16};
-    /** RFC 8878 3.1.1.3.2.1.1: match length codes, baseline (of Match_Length) and extra bits. */
-    private static final int[] ML_BASE = new int[53];
-    private static final int[] ML_BITS = new int[53];
     /** Code of each literal length below 64 and of each match length - 3 below 128. */
     private static final byte[] LL_CODE = new byte[64];
     private static final byte[] ML_CODE = new byte[128];
 
     static {
-        int[] base = {35, 37, 39, 41, 43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771,
-                65539};
-        int[] bits = {1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-        for (int i = 0; i < 32; i++) {
-            ML_BASE[i] = i + 3;
-        }
-        System.arraycopy(base, 0, ML_BASE, 32, base.length);
-        System.arraycopy(bits, 0, ML_BITS, 32, bits.length);
         for (int v = 0, c = 0; v < LL_CODE.length; v++) {
             while (c + 1 < LL_BASE.length && LL_BASE[c + 1] <= v) {
                 c++;
@@ -178,10 +168,8 @@ final class ZstdEncoder {
     private static final FseTable LL_TABLE = new FseTable(LL_DEFAULT, 6);
     private static final FseTable ML_TABLE = new FseTable(ML_DEFAULT, 6);
     private static final FseTable OF_TABLE = new FseTable(OF_DEFAULT, 5);
-    /** RFC 8878 3.1.1.3.2.2: the largest accuracy logs a block's own tables may have. */
-    private static final int LL_MAX_LOG = 9, ML_MAX_LOG = 9, OF_MAX_LOG = 8;
     /** Symbols of each kind: literal length codes 0..35, match length 0..52, offset 0..31. */
-    private static final int LL_SYMBOLS = 36, ML_SYMBOLS = 53, OF_SYMBOLS = 32;
+    private static final int LL_SYMBOLS = LL_MAX + 1, ML_SYMBOLS = ML_MAX + 1, OF_SYMBOLS = OF_MAX + 1;
 
     private static final VarHandle INT = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle LONG = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
