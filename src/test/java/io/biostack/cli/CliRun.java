@@ -10,7 +10,15 @@ public record CliRun(int code, String out, String err) {
      * {@code biostack ARGS...}; System.out and System.err are captured for the call (one call at a
      * time: the streams are the JVM's).
      */
-    public static synchronized CliRun of(String... args) {
+    public static CliRun of(String... args) {
+        return capture(() -> Main.run(args));
+    }
+
+    /**
+     * What {@code supplier} printed and returned, with System.out and System.err captured (one
+     * call at a time: the streams are the JVM's).
+     */
+    public static synchronized CliRun capture(java.util.function.IntSupplier supplier) {
         PrintStream oldOut = System.out;
         PrintStream oldErr = System.err;
         ByteArrayOutputStream out = new ByteArrayOutputStream();
@@ -18,7 +26,7 @@ public record CliRun(int code, String out, String err) {
         try {
             System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
             System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = Main.run(args);
+            int code = supplier.getAsInt();
             return new CliRun(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
         } finally {
             System.setOut(oldOut);

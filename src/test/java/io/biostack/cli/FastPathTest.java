@@ -7,16 +7,13 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.function.IntSupplier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -45,27 +42,8 @@ class FastPathTest {
         stack.close();
     }
 
-    /** What {@code supplier} printed and returned, with System.out and System.err captured. */
-    private static CliRun capture(IntSupplier supplier) {
-        synchronized (CliRun.class) {
-            PrintStream oldOut = System.out;
-            PrintStream oldErr = System.err;
-            ByteArrayOutputStream out = new ByteArrayOutputStream();
-            ByteArrayOutputStream err = new ByteArrayOutputStream();
-            try {
-                System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-                System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-                int code = supplier.getAsInt();
-                return new CliRun(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-            } finally {
-                System.setOut(oldOut);
-                System.setErr(oldErr);
-            }
-        }
-    }
-
     private static CliRun fast(String... args) {
-        return capture(() -> FastPath.run(args));
+        return CliRun.capture(() -> FastPath.run(args));
     }
 
     /** The fast path handles {@code args}, and prints and returns what picocli's path does. */

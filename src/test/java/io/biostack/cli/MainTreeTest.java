@@ -4,12 +4,8 @@ import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.IntSupplier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -19,23 +15,6 @@ import static org.assertj.core.api.Assertions.assertThat;
  * completion come from) would show: the same output, messages and exit codes.
  */
 class MainTreeTest {
-    /** What {@code supplier} printed and returned, with System.out and System.err captured. */
-    private static synchronized CliRun capture(IntSupplier supplier) {
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = supplier.getAsInt();
-            return new CliRun(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-    }
-
     private static List<String> names() {
         List<String> names = new ArrayList<>();
         for (Class<?> c : Main.subcommands()) {
@@ -69,7 +48,7 @@ class MainTreeTest {
     void everySubcommandsHelpIsTheSameAsOnTheWholeTree() {
         for (String name : names()) {
             CliRun alone = CliRun.of(name, "--help");
-            CliRun whole = capture(() -> Main.commandLine().execute(name, "--help"));
+            CliRun whole = CliRun.capture(() -> Main.commandLine().execute(name, "--help"));
             // dm has no --help option: it answers with its usage on stderr and exit code 2, on both.
             assertThat(alone.code()).as(name).isEqualTo(whole.code());
             assertThat(alone.out() + alone.err()).as(name).contains("Usage: biostack " + name);
@@ -83,7 +62,7 @@ class MainTreeTest {
         for (String[] args : new String[][] {{"dm"}, {"dm", "--bogus"}, {"img", "info"}, {"serve", "--ram"},
                 {"luks", "nope"}}) {
             CliRun alone = CliRun.of(args);
-            CliRun whole = capture(() -> Main.commandLine().execute(args));
+            CliRun whole = CliRun.capture(() -> Main.commandLine().execute(args));
             assertThat(alone.code()).as(String.join(" ", args)).isEqualTo(2).isEqualTo(whole.code());
             assertThat(alone.err()).as(String.join(" ", args)).isNotEmpty().isEqualTo(whole.err());
         }
@@ -92,7 +71,7 @@ class MainTreeTest {
     @Test
     void versionAloneAndOnTheWholeTreePrintTheSameLine() {
         CliRun alone = CliRun.of("--version");
-        CliRun whole = capture(() -> Main.commandLine().execute("--version"));
+        CliRun whole = CliRun.capture(() -> Main.commandLine().execute("--version"));
         assertThat(alone.code()).isZero();
         assertThat(alone.out()).startsWith("biostack ").isEqualTo(whole.out());
         assertThat(CliRun.of("-V").out()).isEqualTo(alone.out());
