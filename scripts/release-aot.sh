@@ -4,7 +4,7 @@
 # class path and the JVM options bin/biostack gives those commands:
 #   STAGE/lib/short.aot     --version and dm (the fast path), on the launcher's short class path
 #   STAGE/lib/img.aot       img info (the fast path), short class path
-#   STAGE/lib/convert.aot   img convert (picocli), on the whole class path
+#   STAGE/lib/convert.aot   img convert (its own fast path, ImgConvert.fastPath), on the whole class path
 #   STAGE/lib/luks.aot      luks (picocli), short class path
 #   STAGE/lib/biostack.aot  help and completion (the whole picocli tree), on the whole class path
 #   STAGE/lib/serve.aot     serve up to its first NBD replies, whole class path, serve's options

@@ -29,9 +29,10 @@ import java.util.List;
  * <li>{@code convert} (lib/convert.aot, the whole class path: a convert may read or write an
  *     NBD export over TLS or an RBD image): {@code img convert} on its fast path
  *     ({@link ImgConvert#fastPath}, no picocli) of a small half-allocated image,
- *     raw to qcow2 and back, through the page cache and with {@code -t none -T none}. Without it
- *     the first file open of a convert spent 0.3 to 0.5 s loading and linking classes (the FFM
- *     downcalls most of all) that the cache holds ready.</li>
+ *     raw to qcow2 and back, through the page cache and with {@code -t none -T none}. It holds
+ *     the classes a convert loads (user CPU 0.42 s, against 0.54 s with biostack.aot); the FFM
+ *     downcall stubs the first file open links are generated anew every run, which no cache
+ *     holds (0.16 to 0.22 s of that open).</li>
  * <li>{@code full} (lib/biostack.aot, the whole class path): help and {@code completion bash}
  *     through the whole picocli tree; bench and replay start with it too.</li>
  * <li>{@code serve} (lib/serve.aot, the whole class path, serve's JVM options): {@code serve} of
