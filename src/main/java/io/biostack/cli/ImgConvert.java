@@ -9,6 +9,9 @@ import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
 import io.biostack.stack.Leaves;
+import io.biostack.sys.Fcntl;
+import io.biostack.sys.Fs;
+import io.biostack.sys.Libc;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -91,8 +94,12 @@ final class ImgConvert implements Callable<Integer> {
     @Parameters(index = "1", paramLabel = "DST")
     String dst;
 
-    /** One run of the source: data on a device, zeros, or a compressed cluster. */
-    private record Run(long length, BlockDevice dev, long devOffset, boolean zero, long l2Entry, Qcow2Image q) {
+    /**
+     * One run of the source: data on a device (or in a local file, for the in-kernel copy: then
+     * {@code dev} is null), zeros, or a compressed cluster.
+     */
+    private record Run(long length, BlockDevice dev, Path file, long devOffset, boolean zero, long l2Entry,
+                       Qcow2Image q) {
     }
 
     /** Where the source's runs come from. */
@@ -223,7 +230,11 @@ final class ImgConvert implements Callable<Integer> {
             throw new IllegalArgumentException("Unknown output format '" + dstFormat + "' (raw or qcow2)");
         }
         long t0 = System.nanoTime();
-        try (Source s = openSource()) {
+        boolean inKernel = inKernel(dstDio);
+        if (inKernel) {
+            prelink();
+        }
+        try (Source s = openSource(inKernel)) {
             phase("open source");
             long size = s.size();
             boolean remoteDst = Leaves.isRemote(dst);
@@ -267,13 +278,24 @@ final class ImgConvert implements Callable<Integer> {
                 Map<String, String> o = ImgCommand.parseOptions(options);
                 layout = Qcow2Create.create(Path.of(dst), size, qcowOptions(o), null, null, runs);
                 phase("create qcow2");
-                out = LoopDevice.open(Path.of(dst), file(dstDio));
+                out = inKernel ? null : LoopDevice.open(Path.of(dst), file(dstDio));
             } else {
                 try (RandomAccessFile f = new RandomAccessFile(dst, "rw")) {
                     f.setLength(0);
                     f.setLength(size);
                 }
-                out = LoopDevice.open(Path.of(dst), file(dstDio));
+                out = inKernel ? null : LoopDevice.open(Path.of(dst), file(dstDio));
+            }
+            if (inKernel) {
+                if (map == null) {
+                    map = map(s, size);
+                    phase("map source");
+                }
+                copyFiles(map, size, layout, !cache.equals("unsafe"));
+                phase("copy (in kernel)");
+                timing(t0);
+                daemonsOnly = true;
+                return 0;
             }
             phase("open destination");
             try {
@@ -290,6 +312,22 @@ final class ImgConvert implements Callable<Integer> {
             timing(t0);
         }
         return 0;
+    }
+
+    /** Set once a convert has finished having started no thread that keeps the JVM alive. */
+    private static volatile boolean daemonsOnly;
+
+    /**
+     * Whether returning from {@code main} ends the JVM now: the last convert ran the kernel's
+     * copy, which starts daemon threads only (its workers, joined; the prelink thread), and
+     * opened no engine. Returning skips what {@code System.exit} costs first: Runtime.exit asks
+     * System.Logger whether to log the exit, which boots java.util.logging, classes the AOT
+     * cache does not hold (measured here: 60-110 ms between the convert's end and the process's).
+     *
+     * @return true if {@code main} may return instead of calling {@code System.exit(0)}
+     */
+    static boolean endsByReturn() {
+        return daemonsOnly;
     }
 
     private static long lastPhase = System.nanoTime();
@@ -473,7 +511,55 @@ final class ImgConvert implements Callable<Integer> {
         p.done();
     }
 
-    private Source openSource() throws IOException {
+    /**
+     * Whether the kernel copies ({@link ConvertPipeline#runFiles}): both ends local files in the
+     * page cache (qemu-img's default modes), no -c, no --engine. The bios of the pipeline serve
+     * every other case: O_DIRECT, exports, RBD. {@code -Dbiostack.img.copyRange=false} turns it
+     * off, to compare.
+     */
+    private boolean inKernel(DirectIoMode dstDio) {
+        return !compress && engine == null && dstDio == DirectIoMode.OFF && srcDio == DirectIoMode.OFF
+                && !Leaves.isRemote(src) && !Leaves.isRemote(dst)
+                && Boolean.parseBoolean(System.getProperty("biostack.img.copyRange", "true"));
+    }
+
+    /**
+     * Links the three libc calls the source's map makes (open, lseek, close) on a second thread
+     * while this one reads the image's header and tables: the first FFM downcall of a process
+     * costs ~45 ms (the linker's own start) and each more ~10 ms of generated classes that the
+     * AOT cache does not hold (measured with the release's JVM options, JDK 25). The main
+     * thread's first call waits for the holder class this thread is initializing, so nothing
+     * is linked twice. The calls themselves fail harmlessly (EBADF, ENOENT).
+     */
+    private static void prelink() {
+        Thread.ofPlatform().daemon().name("prelink-map").start(() -> {
+            Libc.lseek(-1, 0, Fs.SEEK_DATA);
+            Libc.open("", Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
+            Libc.close(-1);
+        });
+    }
+
+    /** The plan of an in-kernel copy, run by {@link ConvertPipeline#runFiles}. */
+    private void copyFiles(List<Run> map, long size, Qcow2Create.Layout layout, boolean flush) throws IOException {
+        ConvertPipeline pipe = new ConvertPipeline(null, layout, parallel, CHUNK, STALL_NANOS);
+        long off = 0;
+        for (Run run : map) {
+            if (run.l2Entry() != 0) {
+                pipe.compressed(run.q(), run.l2Entry(), off & (run.q().clusterSize() - 1), off, run.length());
+            } else if (!run.zero()) {
+                pipe.fileData(run.file(), run.devOffset(), off, run.length());
+            } else {
+                pipe.zero(off, run.length(), true);
+            }
+            off += run.length();
+        }
+        phase("plan (" + pipe.chunks() + " chunks)");
+        Progress p = new Progress(progress, size);
+        pipe.runFiles(Path.of(dst), Math.min(parallel, Runtime.getRuntime().availableProcessors()), flush, p::at);
+        p.done();
+    }
+
+    private Source openSource(boolean inKernel) throws IOException {
         if (Leaves.isRemote(src)) {
             BlockDevice d = Leaves.open("src", src);
             return deviceSource(d);
@@ -484,19 +570,22 @@ final class ImgConvert implements Callable<Integer> {
         }
         String fmt = srcFormat != null ? srcFormat : Qcow2Image.probe(p) ? "qcow2" : "raw";
         phase("probe");
-        if (fmt.equals("raw")) {
+        if (fmt.equals("raw") && !inKernel) {
             return deviceSource(LoopDevice.open(p, file(srcDio).withReadOnly(true)));
         }
-        if (!fmt.equals("qcow2")) {
+        if (!fmt.equals("raw") && !fmt.equals("qcow2")) {
             throw new IllegalArgumentException("Unknown source format '" + fmt + "' (raw or qcow2)");
         }
         phase("probe");
-        ImgChain chain = ImgChain.open(src, "qcow2", true);
+        // A raw file is a chain of one layer: its map is SEEK_DATA/SEEK_HOLE, as a loop device's.
+        ImgChain chain = ImgChain.open(src, fmt, true);
         phase("chain");
         Map<ImgChain.Layer, BlockDevice> devs = new HashMap<>();
         try {
             for (ImgChain.Layer l : chain.layers) {
-                devs.put(l, LoopDevice.open(l.path, file(srcDio).withReadOnly(true)));
+                if (!inKernel) {
+                    devs.put(l, LoopDevice.open(l.path, file(srcDio).withReadOnly(true)));
+                }
             }
         } catch (IOException | RuntimeException e) {
             devs.values().forEach(BlockDevice::close);
@@ -514,7 +603,7 @@ final class ImgConvert implements Callable<Integer> {
                 ImgChain.Status st = chain.status(off, max);
                 boolean zero = !st.data() || st.zero();
                 if (st.compressed()) {
-                    return new Run(st.length(), null, 0, false, st.l2Entry(), st.layer().q);
+                    return new Run(st.length(), null, null, 0, false, st.l2Entry(), st.layer().q);
                 }
                 // Clusters come one by one: join the ones that continue this run (the copy cuts it
                 // into chunks; a run stops at MAX_RUN so that a huge image's map stays arrays of runs).
@@ -529,9 +618,9 @@ final class ImgConvert implements Callable<Integer> {
                     len += n.length();
                 }
                 if (zero) {
-                    return new Run(len, null, 0, true, 0, null);
+                    return new Run(len, null, null, 0, true, 0, null);
                 }
-                return new Run(len, devs.get(st.layer()), st.offset(), false, 0, null);
+                return new Run(len, devs.get(st.layer()), st.layer().path, st.offset(), false, 0, null);
             }
 
             @Override
@@ -554,7 +643,7 @@ final class ImgConvert implements Callable<Integer> {
                 Extent e = d.extentAt(off, max);
                 long len = Math.max(1, Math.min(e.length(), max));
                 boolean zero = (e.flags() & Extent.ZERO) != 0;
-                return new Run(len, d, off, zero, 0, null);
+                return new Run(len, d, null, off, zero, 0, null);
             }
 
             @Override
