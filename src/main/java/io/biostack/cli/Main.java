@@ -23,8 +23,12 @@ public final class Main extends RootCommand {
         }
         int fast = FastPath.run(args);
         if (fast == FastPath.NOT_HANDLED) {
-            // img convert's own fast path; its engines' threads end with the JVM, hence exit
+            // img convert's own fast path. The bio copy's engine threads end with the JVM, hence
+            // exit; the kernel's copy leaves only daemon threads, so a success returns, as below.
             int convert = ImgConvert.fastPath(args);
+            if (convert == 0 && ImgConvert.endsByReturn()) {
+                return;
+            }
             if (convert != ImgConvert.NOT_HANDLED) {
                 System.exit(convert);
             }
