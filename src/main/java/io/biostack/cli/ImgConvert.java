@@ -270,6 +270,7 @@ final class ImgConvert implements Callable<Integer> {
                 }
                 p.done();
                 timing(t0);
+                daemonsOnly = !Leaves.isRemote(src);
                 return 0;
             } else if (dstFormat.equals("qcow2")) {
                 map = map(s, size);
@@ -311,6 +312,9 @@ final class ImgConvert implements Callable<Integer> {
             }
             timing(t0);
         }
+        // Local files only: their engines' threads are daemons, shut down by the closes above.
+        // Exports and RBD keep System.exit, whatever their libraries started.
+        daemonsOnly = !Leaves.isRemote(src) && !Leaves.isRemote(dst);
         return 0;
     }
 
@@ -318,9 +322,9 @@ final class ImgConvert implements Callable<Integer> {
     private static volatile boolean daemonsOnly;
 
     /**
-     * Whether returning from {@code main} ends the JVM now: the last convert ran the kernel's
-     * copy, which starts daemon threads only (its workers, joined; the prelink thread), and
-     * opened no engine. Returning skips what {@code System.exit} costs first: Runtime.exit asks
+     * Whether returning from {@code main} ends the JVM now: the last convert copied between local
+     * files, which starts daemon threads only (the kernel copy's workers, joined, and the
+     * prelink thread; or the file engines' threads, shut down when the files closed). Returning skips what {@code System.exit} costs first: Runtime.exit asks
      * System.Logger whether to log the exit, which boots java.util.logging, classes the AOT
      * cache does not hold (measured here: 60-110 ms between the convert's end and the process's).
      *
