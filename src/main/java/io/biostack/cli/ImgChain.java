@@ -2,9 +2,9 @@ package io.biostack.cli;
 
 import io.biostack.layer.qcow2.Qcow2Header;
 import io.biostack.layer.qcow2.Qcow2Image;
+import io.biostack.sys.ColdCalls;
 import io.biostack.sys.Fcntl;
 import io.biostack.sys.Fs;
-import io.biostack.sys.Libc;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -55,7 +55,7 @@ final class ImgChain implements AutoCloseable {
         /** The image file's descriptor, read-only, opened on the first call. */
         int fd() throws IOException {
             if (fd < 0) {
-                int r = Libc.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
+                int r = ColdCalls.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
                 if (r < 0) {
                     throw new IOException("Could not open '" + name + "': errno " + -r);
                 }
@@ -78,11 +78,11 @@ final class ImgChain implements AutoCloseable {
             if (hostAt >= dataFrom && hostAt < dataTo) {
                 return false;
             }
-            long data = Libc.lseek(fd(), hostAt, Fs.SEEK_DATA);
+            long data = ColdCalls.lseek(fd(), hostAt, Fs.SEEK_DATA);
             if (data != hostAt) {
                 return true;
             }
-            long end = Libc.lseek(fd(), hostAt, Fs.SEEK_HOLE);
+            long end = ColdCalls.lseek(fd(), hostAt, Fs.SEEK_HOLE);
             dataFrom = hostAt;
             dataTo = end < 0 ? hostAt + 1 : end;
             return false;
@@ -90,7 +90,7 @@ final class ImgChain implements AutoCloseable {
 
         void closeFd() {
             if (fd >= 0) {
-                Libc.close(fd);
+                ColdCalls.close(fd);
                 fd = -1;
             }
         }
@@ -288,9 +288,9 @@ final class ImgChain implements AutoCloseable {
     }
 
     private static Status rawStatus(Layer l, int d, long off, long max) throws IOException {
-        long data = Libc.lseek(l.fd(), off, Fs.SEEK_DATA);
+        long data = ColdCalls.lseek(l.fd(), off, Fs.SEEK_DATA);
         if (data == off) {
-            long hole = Libc.lseek(l.fd(), off, Fs.SEEK_HOLE);
+            long hole = ColdCalls.lseek(l.fd(), off, Fs.SEEK_HOLE);
             long end = hole < 0 ? off + max : Math.min(hole, off + max);
             return new Status(off, end - off, d, true, false, true, off, l, 0);
         }

@@ -9,9 +9,8 @@ import io.biostack.loop.DirectIoMode;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
 import io.biostack.stack.Leaves;
-import io.biostack.sys.Fcntl;
+import io.biostack.sys.ColdCalls;
 import io.biostack.sys.Fs;
-import io.biostack.sys.Libc;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -528,19 +527,15 @@ final class ImgConvert implements Callable<Integer> {
     }
 
     /**
-     * Links the three libc calls the source's map makes (open, lseek, close) on a second thread
-     * while this one reads the image's header and tables: the first FFM downcall of a process
-     * costs ~45 ms (the linker's own start) and each more ~10 ms of generated classes that the
-     * AOT cache does not hold (measured with the release's JVM options, JDK 25). The main
-     * thread's first call waits for the holder class this thread is initializing, so nothing
-     * is linked twice. The calls themselves fail harmlessly (EBADF, ENOENT).
+     * Links the one downcall the source's map makes ({@link ColdCalls}: open, lseek and close
+     * through {@code syscall(2)}) on a second thread while this one probes the image and reads
+     * its header and tables: the first FFM downcall of a process costs ~45 ms (the linker's own
+     * start, which the AOT cache does not hold; JDK 25, the release's options). The main
+     * thread's first call waits for the holder class this thread is initializing, so nothing is
+     * linked twice. The call itself fails harmlessly (EBADF).
      */
     private static void prelink() {
-        Thread.ofPlatform().daemon().name("prelink-map").start(() -> {
-            Libc.lseek(-1, 0, Fs.SEEK_DATA);
-            Libc.open("", Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
-            Libc.close(-1);
-        });
+        Thread.ofPlatform().daemon().name("prelink-map").start(() -> ColdCalls.lseek(-1, 0, Fs.SEEK_DATA));
     }
 
     /** The plan of an in-kernel copy, run by {@link ConvertPipeline#runFiles}. */
