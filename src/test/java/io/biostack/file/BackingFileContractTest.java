@@ -17,13 +17,13 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -41,17 +41,11 @@ class BackingFileContractTest {
         return p;
     }
 
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
-
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void alignedNativeWriteIsReadBackByFileChannel(EngineKind engine) throws Exception {
         Path p = file(1 << 20);
-        byte[] data = pattern(64 * 1024, 1);
+        byte[] data = random(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(data.length, 4096);
             MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, data.length);
@@ -69,7 +63,7 @@ class BackingFileContractTest {
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void heapMemoryIsBouncedBothWays(EngineKind engine) throws Exception {
         Path p = file(4 << 20);
-        byte[] data = pattern(1 << 20, 2); // bigger than one bounce buffer: split and chained
+        byte[] data = random(1 << 20, 2); // bigger than one bounce buffer: split and chained
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
             ch.write(ByteBuffer.wrap(data), 4096);
         }
@@ -78,7 +72,7 @@ class BackingFileContractTest {
             assertThat(DirectIo.zeroCopy(f, IoIter.of(back))).isFalse();
             DirectIo.read(f, 4096, IoIter.of(back)).get(10, TimeUnit.SECONDS);
             assertThat(back).isEqualTo(data);
-            byte[] other = pattern(256 * 1024 + 4096, 3);
+            byte[] other = random(256 * 1024 + 4096, 3);
             DirectIo.write(f, 1 << 20, IoIter.of(ByteBuffer.wrap(other)), BioFlags.FUA).get(10, TimeUnit.SECONDS);
             try (FileChannel ch = FileChannel.open(p)) {
                 ByteBuffer bb = ByteBuffer.allocate(other.length);
@@ -92,7 +86,7 @@ class BackingFileContractTest {
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void misalignedNativeMemoryIsBounced(EngineKind engine) throws Exception {
         Path p = file(1 << 20);
-        byte[] data = pattern(8192, 4);
+        byte[] data = random(8192, 4);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(8192 + 8, 4096).asSlice(8, 8192);
             MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, data.length);
@@ -121,7 +115,7 @@ class BackingFileContractTest {
     void misalignedFileOffsetFailsWithInvalAndWritesNothing(EngineKind engine) throws Exception {
         Path p = file(1 << 20);
         try (BackingFile f = BackingFile.open(p, true, false, engine)) {
-            CompletableFuture<Long> w = DirectIo.write(f, 100, IoIter.of(pattern(4096, 5)), 0);
+            CompletableFuture<Long> w = DirectIo.write(f, 100, IoIter.of(random(4096, 5)), 0);
             assertThatThrownBy(() -> w.get(10, TimeUnit.SECONDS)).hasCauseInstanceOf(BioException.class)
                     .hasMessageContaining("not aligned");
             assertThat(((BioException) w.exceptionNow()).status()).isEqualTo(Status.INVAL);
@@ -134,7 +128,7 @@ class BackingFileContractTest {
     void discardPunchesAHoleAndWriteZeroesZeroes(EngineKind engine) throws Exception {
         Path p = file(1 << 20);
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
-            ch.write(ByteBuffer.wrap(pattern(1 << 20, 6)), 0);
+            ch.write(ByteBuffer.wrap(random(1 << 20, 6)), 0);
             ch.force(true);
         }
         try (BackingFile f = BackingFile.open(p, true, false, engine)) {
@@ -168,7 +162,7 @@ class BackingFileContractTest {
     void writeToReadOnlyFileFailsAndWritesNothing(EngineKind engine) throws Exception {
         Path p = file(8192);
         try (BackingFile f = BackingFile.open(p, true, true, engine)) {
-            CompletableFuture<Long> w = DirectIo.write(f, 0, IoIter.of(pattern(4096, 7)), 0);
+            CompletableFuture<Long> w = DirectIo.write(f, 0, IoIter.of(random(4096, 7)), 0);
             assertThatThrownBy(() -> w.get(10, TimeUnit.SECONDS)).hasMessageContaining("read-only");
         }
         assertThat(Files.readAllBytes(p)).containsOnly(0);

@@ -16,11 +16,11 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -39,17 +39,11 @@ class LazyBounceSlabTest {
         return p;
     }
 
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
-
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void zeroCopyIoMakesNoBounceSlab(EngineKind engine) throws Exception {
         Path p = file(1 << 20);
-        byte[] data = pattern(64 * 1024, 1);
+        byte[] data = random(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             assertThat(f.hasBounceSlab()).isFalse();
             MemorySegment buf = f.allocateIoBuffers(data.length, a);
@@ -66,7 +60,7 @@ class LazyBounceSlabTest {
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void firstHeapBioMakesTheSlabAndBouncesBothWays(EngineKind engine) throws Exception {
         Path p = file(4 << 20);
-        byte[] data = pattern(1 << 20, 2); // four bounce buffers: split, chained
+        byte[] data = random(1 << 20, 2); // four bounce buffers: split, chained
         try (BackingFile f = BackingFile.open(p, true, false, engine)) {
             assertThat(f.hasBounceSlab()).isFalse();
             DirectIo.write(f, 8192, IoIter.of(ByteBuffer.wrap(data)), BioFlags.FUA).get(10, TimeUnit.SECONDS);
@@ -100,7 +94,7 @@ class LazyBounceSlabTest {
                 ts.add(Thread.ofPlatform().start(() -> {
                     try {
                         go.await();
-                        DirectIo.write(f, (long) i * each, IoIter.of(pattern(each, 10 + i)), 0)
+                        DirectIo.write(f, (long) i * each, IoIter.of(random(each, 10 + i)), 0)
                                 .whenComplete((r, e) -> {
                                     if (e != null) {
                                         w.completeExceptionally(e);
@@ -125,7 +119,7 @@ class LazyBounceSlabTest {
             for (int t = 0; t < threads; t++) {
                 byte[] back = new byte[each];
                 DirectIo.read(f, (long) t * each, IoIter.of(back)).get(10, TimeUnit.SECONDS);
-                assertThat(back).as("thread %d's write", t).isEqualTo(pattern(each, 10 + t));
+                assertThat(back).as("thread %d's write", t).isEqualTo(random(each, 10 + t));
             }
         }
     }
@@ -135,7 +129,7 @@ class LazyBounceSlabTest {
     void ioMemoryOfHugePagesIsZeroedAlignedAndCarriesODirect(EngineKind engine) throws Exception {
         int size = (int) (2 * AnonymousMemory.HUGE_PAGE + 8192); // huge pages and a tail of small ones
         Path p = file(size);
-        byte[] data = pattern(size, 5);
+        byte[] data = random(size, 5);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = f.allocateIoBuffers(size, a);
             assertThat(buf.byteSize()).isEqualTo(size);

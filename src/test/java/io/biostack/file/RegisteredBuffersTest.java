@@ -14,9 +14,9 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import java.util.concurrent.TimeUnit;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -33,12 +33,6 @@ class RegisteredBuffersTest {
         Path p = dir.resolve("f.img");
         BackingFile.createSparse(p, 4 << 20);
         return p;
-    }
-
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     private static void write(BackingFile f, long pos, MemorySegment buf) throws Exception {
@@ -70,7 +64,7 @@ class RegisteredBuffersTest {
     @Test
     void writeThroughRegisteredBufferIsReadBackByFileChannel() throws Exception {
         Path p = file();
-        byte[] data = pattern(64 * 1024, 1);
+        byte[] data = random(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
             TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
             assertThat(f.engineDescription()).contains("fixed buffers");
@@ -90,7 +84,7 @@ class RegisteredBuffersTest {
     @Test
     void fileChannelWriteIsReadThroughRegisteredBuffer() throws Exception {
         Path p = file();
-        byte[] data = pattern(128 * 1024, 2);
+        byte[] data = random(128 * 1024, 2);
         channelWrite(p, 1 << 20, data);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
             TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
@@ -105,7 +99,7 @@ class RegisteredBuffersTest {
     @Test
     void memoryOutsideEveryRegionStillWorks() throws Exception {
         Path p = file();
-        byte[] data = pattern(32 * 1024, 3);
+        byte[] data = random(32 * 1024, 3);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
             f.allocateIoBuffers(64 * 1024, a); // a region exists, but this bio is elsewhere
             MemorySegment plain = a.allocate(data.length, 4096);
@@ -129,7 +123,7 @@ class RegisteredBuffersTest {
     @Test
     void fullTableFallsBackToPlainMemoryAndReleasedSlotsAreReused() throws Exception {
         Path p = file();
-        byte[] data = pattern(4096, 4);
+        byte[] data = random(4096, 4);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING)) {
             TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
             MemorySegment plain;
@@ -159,7 +153,7 @@ class RegisteredBuffersTest {
     @Test
     void withoutFixedBuffersTheMemoryIsPlainAndWorks() throws Exception {
         Path p = file();
-        byte[] data = pattern(64 * 1024, 5);
+        byte[] data = random(64 * 1024, 5);
         String old = System.setProperty("biostack.uring.fixedBuffers", "false");
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
             TestEnv.require(!f.engineDescription().contains("fixed buffers"), "a fresh engine (no other open file holds it)");
@@ -183,7 +177,7 @@ class RegisteredBuffersTest {
     @Test
     void threadEngineGivesPlainMemory() throws Exception {
         Path p = file();
-        byte[] data = pattern(8192, 6);
+        byte[] data = random(8192, 6);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.THREADS); Arena a = Arena.ofShared()) {
             MemorySegment buf = f.allocateIoBuffers(data.length, a);
             MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, data.length);

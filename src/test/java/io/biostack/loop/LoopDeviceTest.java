@@ -22,10 +22,10 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -33,12 +33,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 class LoopDeviceTest {
     @TempDir
     Path dir;
-
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
 
     private Path sparse(long size) throws Exception {
         Path p = dir.resolve("disk.img");
@@ -69,7 +63,7 @@ class LoopDeviceTest {
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void ioMemoryFromTheDeviceWritesAndReadsBack(EngineKind engine) throws Exception {
         Path p = sparse(4 << 20);
-        byte[] data = pattern(16384, 11);
+        byte[] data = random(16384, 11);
         LoopConfig cfg = LoopConfig.defaults().withOffset(1 << 20).withEngine(engine).withDirectIo(DirectIoMode.ON);
         try (LoopDevice dev = LoopDevice.open(p, cfg); Arena a = Arena.ofShared()) {
             MemorySegment buf = dev.allocateIoMemory(data.length, a);
@@ -88,7 +82,7 @@ class LoopDeviceTest {
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void writeThroughOffsetLandsAtFileOffsetAndReadsBack(EngineKind engine) throws Exception {
         Path p = sparse(4 << 20);
-        byte[] data = pattern(12288, 1);
+        byte[] data = random(12288, 1);
         LoopConfig cfg = LoopConfig.defaults().withOffset(1 << 20).withEngine(engine).withDirectIo(DirectIoMode.ON);
         try (LoopDevice dev = LoopDevice.open(p, cfg)) {
             assertThat(dev.size()).isEqualTo(3 << 20);
@@ -97,7 +91,7 @@ class LoopDeviceTest {
             dev.flush().get(10, TimeUnit.SECONDS);
         }
         assertThat(fileBytes(p, (1 << 20) + 8192, data.length)).isEqualTo(data);
-        byte[] other = pattern(4096, 2);
+        byte[] other = random(4096, 2);
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
             ch.write(ByteBuffer.wrap(other), (1 << 20) + 65536);
         }
@@ -114,7 +108,7 @@ class LoopDeviceTest {
         Path p = sparse(1 << 20);
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults().withLogicalBlockSize(lbs))) {
             assertThat(dev.limits().logicalBlockSize()).isEqualTo(lbs);
-            byte[] data = pattern(lbs, lbs);
+            byte[] data = random(lbs, lbs);
             dev.write(dev.size() - lbs, IoIter.of(data), 0).get(10, TimeUnit.SECONDS);
             assertThat(fileBytes(p, (1 << 20) - lbs, lbs)).isEqualTo(data);
         }
@@ -134,7 +128,7 @@ class LoopDeviceTest {
         Path p = sparse(1 << 20);
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults().withSizeLimit(512 * 1024))) {
             assertThat(dev.size()).isEqualTo(512 * 1024);
-            CompletableFuture<Void> f = dev.write(512 * 1024 - 4096, IoIter.of(pattern(8192, 3)), 0);
+            CompletableFuture<Void> f = dev.write(512 * 1024 - 4096, IoIter.of(random(8192, 3)), 0);
             assertThat(statusOf(f)).isEqualTo(Status.NOSPC);
             assertThatThrownBy(f::join).hasMessageContaining("beyond the end");
         }
@@ -153,8 +147,8 @@ class LoopDeviceTest {
     void misalignedRequestsFailWithInvalAndWriteNothing() throws Exception {
         Path p = sparse(1 << 20);
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults().withLogicalBlockSize(4096))) {
-            assertThat(statusOf(dev.write(512, IoIter.of(pattern(4096, 4)), 0))).isEqualTo(Status.INVAL);
-            assertThat(statusOf(dev.write(0, IoIter.of(pattern(1000, 4)), 0))).isEqualTo(Status.INVAL);
+            assertThat(statusOf(dev.write(512, IoIter.of(random(4096, 4)), 0))).isEqualTo(Status.INVAL);
+            assertThat(statusOf(dev.write(0, IoIter.of(random(1000, 4)), 0))).isEqualTo(Status.INVAL);
             assertThat(statusOf(dev.discard(4096, 100))).isEqualTo(Status.INVAL);
         }
         assertThat(fileBytes(p, 0, 1 << 20)).containsOnly(0);
@@ -165,7 +159,7 @@ class LoopDeviceTest {
         Path p = sparse(1 << 20);
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults().withReadOnly(true))) {
             assertThat(dev.isReadOnly()).isTrue();
-            assertThat(statusOf(dev.write(0, IoIter.of(pattern(4096, 5)), 0))).isEqualTo(Status.READONLY);
+            assertThat(statusOf(dev.write(0, IoIter.of(random(4096, 5)), 0))).isEqualTo(Status.READONLY);
             assertThat(statusOf(dev.discard(0, 4096))).isEqualTo(Status.READONLY);
             assertThat(statusOf(dev.writeZeroes(0, 4096, true))).isEqualTo(Status.READONLY);
             assertThat(statusOf(dev.read(0, IoIter.of(new byte[4096])))).isEqualTo(Status.OK);
@@ -178,13 +172,13 @@ class LoopDeviceTest {
     void capacityRefreshSeesAFileThatGrew() throws Exception {
         Path p = sparse(1 << 20);
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults())) {
-            assertThat(statusOf(dev.write(1 << 20, IoIter.of(pattern(4096, 6)), 0))).isEqualTo(Status.NOSPC);
+            assertThat(statusOf(dev.write(1 << 20, IoIter.of(random(4096, 6)), 0))).isEqualTo(Status.NOSPC);
             try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
                 ch.write(ByteBuffer.allocate(1), (2 << 20) - 1);
             }
             assertThat(dev.size()).isEqualTo(1 << 20);
             assertThat(dev.refreshCapacity()).isEqualTo(2 << 20);
-            byte[] data = pattern(4096, 7);
+            byte[] data = random(4096, 7);
             dev.write(1 << 20, IoIter.of(data), 0).get(10, TimeUnit.SECONDS);
             assertThat(fileBytes(p, 1 << 20, 4096)).isEqualTo(data);
         }
@@ -198,7 +192,7 @@ class LoopDeviceTest {
         }
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults().withDirectIo(DirectIoMode.OFF))) {
             assertThat(dev.isDirectIo()).isFalse();
-            byte[] data = pattern(4096, 8);
+            byte[] data = random(4096, 8);
             dev.write(0, IoIter.of(data), 0).get(10, TimeUnit.SECONDS);
             dev.flush().get(10, TimeUnit.SECONDS);
             assertThat(fileBytes(p, 0, 4096)).isEqualTo(data);
@@ -230,7 +224,7 @@ class LoopDeviceTest {
         try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(p.toFile(), "rw")) {
             raf.setLength(4 << 20); // sparse
             raf.seek(1 << 20);
-            raf.write(pattern(65536, 9));
+            raf.write(random(65536, 9));
         }
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults())) {
             assertThat(dev.size()).isEqualTo(4 << 20);
@@ -248,7 +242,7 @@ class LoopDeviceTest {
     @Test
     void discardReadsBackAsZerosAndLeavesAHole() throws Exception {
         Path p = dir.resolve("d.img");
-        Files.write(p, pattern(1 << 20, 10));
+        Files.write(p, random(1 << 20, 10));
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults()); Arena a = Arena.ofShared()) {
             dev.discard(0, 256 * 1024).get(10, TimeUnit.SECONDS);
             MemorySegment buf = a.allocate(256 * 1024, 4096).fill((byte) 7);
@@ -261,7 +255,7 @@ class LoopDeviceTest {
     @Test
     void preflushWriteIsWrittenAfterTheFlush() throws Exception {
         Path p = sparse(1 << 20);
-        byte[] data = pattern(4096, 11);
+        byte[] data = random(4096, 11);
         try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults()); Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(4096, 4096);
             MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, 4096);

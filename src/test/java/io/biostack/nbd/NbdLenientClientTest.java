@@ -19,8 +19,8 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
 
+import static io.biostack.TestData.random;
 import static io.biostack.nbd.proto.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -91,12 +91,6 @@ class NbdLenientClientTest {
         List<RawNbdClient.OptReply> go = askBlockSize ? c.go(OPT_GO, "disk", INFO_BLOCK_SIZE) : c.go(OPT_GO, "disk");
         assertThat(go.getLast().type()).isEqualTo(REP_ACK);
         return c;
-    }
-
-    static byte[] random(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     void write(RawNbdClient c, long offset, byte[] data) throws IOException {

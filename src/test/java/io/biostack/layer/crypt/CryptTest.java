@@ -1,5 +1,6 @@
 package io.biostack.layer.crypt;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -29,12 +30,6 @@ class CryptTest {
         byte[] k = new byte[len];
         new Random(seed).nextBytes(k);
         return k;
-    }
-
-    private static byte[] random(int len, long seed) {
-        byte[] b = new byte[len];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     private static byte[] readBytes(BlockDevice dev, long off, int len) {

@@ -1,5 +1,6 @@
 package io.biostack.layer.crypt;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.biostack.TestEnv;
@@ -55,12 +56,6 @@ class CryptWorkersTest {
         Crypt c = Crypt.create("c0", lower, SPEC, key, 0, 0, 512, false, t);
         open.add(c);
         return c;
-    }
-
-    private static byte[] random(int len, long seed) {
-        byte[] b = new byte[len];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     /** A bio submitted with a callback that counts its calls; waits for the first. */

@@ -1,5 +1,6 @@
 package io.biostack.layer.snapshot;
 
+import static io.biostack.TestData.random;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -25,12 +26,6 @@ import org.junit.jupiter.api.Test;
 class SnapshotTest {
     private static final int MiB = 1 << 20;
     private static final int CHUNK = 16 * 1024;
-
-    private static byte[] random(int len, long seed) {
-        byte[] b = new byte[len];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
 
     private static byte[] read(BlockDevice d, long off, int len) {
         byte[] b = new byte[len];
