@@ -10,6 +10,8 @@ import java.lang.foreign.MemorySegment;
  * linker's own start; JDK 25, measured with the release's options), so a command that maps a
  * file ({@code img convert}'s source, {@code img map}) links one signature here instead of
  * three. Hot paths keep {@link Libc}'s own handles, which pass ints as ints.
+ * {@code fallocate} is here for the same command: on architectures whose numbers are not known
+ * it reports -EOPNOTSUPP, which its callers take as "not preallocated".
  *
  * <p>The results follow {@link Libc}'s convention: the call's result, or {@code -errno}.
  */
@@ -18,12 +20,14 @@ public final class ColdCalls {
     }
 
     /*
-     * Syscall numbers: arch/x86/entry/syscalls/syscall_64.tbl (3 close, 8 lseek, 257 openat);
-     * include/uapi/asm-generic/unistd.h, which arm64 uses (56 openat, 57 close, 62 lseek).
+     * Syscall numbers: arch/x86/entry/syscalls/syscall_64.tbl (3 close, 8 lseek, 257 openat, 285
+     * fallocate); include/uapi/asm-generic/unistd.h, which arm64 uses (47 fallocate, 56 openat,
+     * 57 close, 62 lseek).
      */
     private static final long SYS_OPENAT = Arch.CURRENT == Arch.AARCH64 ? 56 : 257;
     private static final long SYS_CLOSE = Arch.CURRENT == Arch.AARCH64 ? 57 : 3;
     private static final long SYS_LSEEK = Arch.CURRENT == Arch.AARCH64 ? 62 : 8;
+    private static final long SYS_FALLOCATE = Arch.CURRENT == Arch.AARCH64 ? 47 : 285;
     /** Elsewhere the numbers are unknown: the libc wrappers, one signature each. */
     private static final boolean VIA_SYSCALL = Arch.CURRENT.isSupported();
 
@@ -65,5 +69,18 @@ public final class ColdCalls {
      */
     public static int close(int fd) {
         return VIA_SYSCALL ? (int) Libc.syscall(SYS_CLOSE, fd, 0, 0, 0, 0, 0) : Libc.close(fd);
+    }
+
+    /**
+     * {@code fallocate(2)}.
+     *
+     * @param fd   the descriptor, open for writing
+     * @param mode {@code Falloc.*} flags, 0 to allocate
+     * @param off  the first byte
+     * @param len  bytes
+     * @return 0, or -errno (-EOPNOTSUPP where the file system, or this architecture here, has none)
+     */
+    public static int fallocate(int fd, int mode, long off, long len) {
+        return VIA_SYSCALL ? (int) Libc.syscall(SYS_FALLOCATE, fd, mode, off, len, 0, 0) : -Errno.EOPNOTSUPP;
     }
 }
