@@ -449,7 +449,16 @@ final class ConvertPipeline {
         Thread[] helpers = new Thread[extra];
         for (int t = 0; t < extra; t++) {
             helpers[t] = Thread.ofPlatform().name("biostack-convert-" + (t + 1)).daemon(true)
-                    .start(() -> copyFiles(dst, next, null));
+                    .start(() -> {
+                        try {
+                            copyFiles(dst, next, null);
+                        } catch (Throwable e) {
+                            // An Error here would end this worker with its chunk taken and not
+                            // copied: the copy must fail, never finish without it.
+                            failure.compareAndSet(null, "copying: " + e);
+                            throw e;
+                        }
+                    });
         }
         copyFiles(dst, next, progress);
         for (Thread t : helpers) {
