@@ -31,8 +31,9 @@ import java.util.List;
  *     ({@link ImgConvert#fastPath}, no picocli) of a small half-allocated image,
  *     raw to qcow2 and back, through the page cache and with {@code -t none -T none}. It holds
  *     the classes a convert loads (user CPU 0.42 s, against 0.54 s with biostack.aot); the FFM
- *     downcall stubs the first file open links are generated anew every run, which no cache
- *     holds (0.16 to 0.22 s of that open).</li>
+ *     downcall stubs are generated anew every run, which no cache holds: 0.16 to 0.22 s of the
+ *     first file open with -t none, and ~45 ms for the one downcall (ColdCalls) that the page
+ *     cache's in-kernel copy links.</li>
  * <li>{@code full} (lib/biostack.aot, the whole class path): help and {@code completion bash}
  *     through the whole picocli tree; bench and replay start with it too.</li>
  * <li>{@code serve} (lib/serve.aot, the whole class path, serve's JVM options): {@code serve} of
