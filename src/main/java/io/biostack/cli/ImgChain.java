@@ -3,6 +3,7 @@ package io.biostack.cli;
 import io.biostack.layer.qcow2.Qcow2Header;
 import io.biostack.layer.qcow2.Qcow2Image;
 import io.biostack.sys.ColdCalls;
+import io.biostack.sys.Errno;
 import io.biostack.sys.Fcntl;
 import io.biostack.sys.Fs;
 
@@ -79,6 +80,9 @@ final class ImgChain implements AutoCloseable {
                 return false;
             }
             long data = ColdCalls.lseek(fd(), hostAt, Fs.SEEK_DATA);
+            if (data < 0 && data != -Errno.ENXIO) {
+                return false; // the file cannot tell (EINVAL: a block device): data, as qemu takes it
+            }
             if (data != hostAt) {
                 return true;
             }
@@ -168,7 +172,7 @@ final class ImgChain implements AutoCloseable {
                         Qcow2Image q = Qcow2Image.open(p, false);
                         yield new Layer(name, p, fmt, q, q.size);
                     }
-                    case "raw" -> new Layer(name, p, fmt, null, Files.size(p));
+                    case "raw" -> new Layer(name, p, fmt, null, rawSize(p));
                     default -> throw new IOException("Unknown format '" + fmt + "' (raw or qcow2)");
                 };
                 layers.add(l);
@@ -183,6 +187,19 @@ final class ImgChain implements AutoCloseable {
             throw e;
         }
         return new ImgChain(layers);
+    }
+
+    /**
+     * A raw image's size: a block device's st_size is 0 (Files.size says so), and FileChannel's
+     * size asks the device (BLKGETSIZE64) as qemu's raw driver does.
+     */
+    private static long rawSize(Path p) throws IOException {
+        if (Files.isRegularFile(p)) {
+            return Files.size(p);
+        }
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(p)) {
+            return ch.size();
+        }
     }
 
     /** qemu's path_combine: a relative backing name is relative to the image's folder. */
@@ -289,6 +306,9 @@ final class ImgChain implements AutoCloseable {
 
     private static Status rawStatus(Layer l, int d, long off, long max) throws IOException {
         long data = ColdCalls.lseek(l.fd(), off, Fs.SEEK_DATA);
+        if (data < 0 && data != -Errno.ENXIO) {
+            data = off; // the file cannot tell (EINVAL: a block device): all data, as qemu maps it
+        }
         if (data == off) {
             long hole = ColdCalls.lseek(l.fd(), off, Fs.SEEK_HOLE);
             long end = hole < 0 ? off + max : Math.min(hole, off + max);

@@ -277,4 +277,39 @@ class ImgQemuTest {
         assertThat(same.err()).contains("same file");
         assertThat(Files.size(dir.resolve("src.raw"))).isEqualTo(1L << 20);
     }
+
+    /**
+     * A raw block device (a loop device over a file) as a source and as a qcow2's backing file:
+     * its size is the device's, not its st_size of 0, so info says it; it has no holes to tell
+     * (SEEK_DATA fails with EINVAL), so map shows it all as data, as qemu-img's does; and a
+     * convert (which leaves such a source to the loop device, not the kernel's file copy) copies
+     * every byte.
+     */
+    @Test
+    void aBlockDeviceSourceAndBackingFileHaveTheDevicesSizeAndConvertWhole() throws Exception {
+        Tools.require("losetup");
+        io.biostack.TestEnv.require("root".equals(System.getProperty("user.name")), "root (to attach a loop device)");
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "raw", f("blk.img"), "8M");
+        Tools.ok(60, "qemu-io", "-f", "raw", "-c", "write -P 0x5c 0 1M", "-c", "write -P 0x6d 7M 1M", f("blk.img"));
+        String dev = Tools.ok(30, "losetup", "--find", "--show", f("blk.img")).out().trim();
+        try {
+            CliRun info = CliRun.of("img", "info", dev);
+            assertThat(info.code()).as(info.err()).isZero();
+            assertThat(info.out()).contains("virtual size: 8 MiB (8388608 bytes)");
+            CliRun conv = CliRun.of("img", "convert", "-O", "raw", dev, f("copy.raw"));
+            assertThat(conv.code()).as(conv.err()).isZero();
+            assertThat(java.util.Arrays.mismatch(Files.readAllBytes(dir.resolve("copy.raw")),
+                    Files.readAllBytes(dir.resolve("blk.img")))).as("first byte that differs").isEqualTo(-1);
+            // A block device cannot tell its holes (SEEK_DATA: EINVAL): all of it is data, as qemu maps it.
+            CliRun map = CliRun.of("img", "map", dev);
+            assertThat(map.out()).as(map.err()).isEqualTo(Tools.ok(30, "qemu-img", "map", dev).out());
+            Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", "-b", dev, "-F", "raw", f("over.qcow2"));
+            CliRun flat = CliRun.of("img", "convert", "-O", "raw", f("over.qcow2"), f("flat.raw"));
+            assertThat(flat.code()).as(flat.err()).isZero();
+            assertThat(java.util.Arrays.mismatch(Files.readAllBytes(dir.resolve("flat.raw")),
+                    Files.readAllBytes(dir.resolve("blk.img")))).as("first byte that differs").isEqualTo(-1);
+        } finally {
+            Tools.run(30, "losetup", "-d", dev);
+        }
+    }
 }
