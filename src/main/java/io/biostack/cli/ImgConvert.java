@@ -105,6 +105,11 @@ final class ImgConvert implements Callable<Integer> {
     private interface Source extends AutoCloseable {
         long size();
 
+        /** True if every run's data is in a regular file ({@link Run#file}), for the kernel's copy. */
+        default boolean files() {
+            return false;
+        }
+
         Run run(long off, long max) throws IOException;
 
         @Override
@@ -235,6 +240,7 @@ final class ImgConvert implements Callable<Integer> {
         }
         try (Source s = openSource(inKernel)) {
             phase("open source");
+            inKernel &= s.files();
             long size = s.size();
             boolean remoteDst = Leaves.isRemote(dst);
             if (remoteDst && dstFormat.equals("qcow2")) {
@@ -521,8 +527,12 @@ final class ImgConvert implements Callable<Integer> {
      * off, to compare.
      */
     private boolean inKernel(DirectIoMode dstDio) {
+        // Regular files only: a block device's size is not its st_size (Files.size says 0), and
+        // the loop device's open knows how to ask for it. A backing file that is not a regular
+        // file is caught when the chain is open (Source.files).
         return !compress && engine == null && dstDio == DirectIoMode.OFF && srcDio == DirectIoMode.OFF
                 && !Leaves.isRemote(src) && !Leaves.isRemote(dst)
+                && Files.isRegularFile(Path.of(src)) && (!Files.exists(Path.of(dst)) || Files.isRegularFile(Path.of(dst)))
                 && Boolean.parseBoolean(System.getProperty("biostack.img.copyRange", "true"));
     }
 
@@ -580,9 +590,10 @@ final class ImgConvert implements Callable<Integer> {
         ImgChain chain = ImgChain.open(src, fmt, true);
         phase("chain");
         Map<ImgChain.Layer, BlockDevice> devs = new HashMap<>();
+        boolean files = inKernel && chain.layers.stream().allMatch(l -> Files.isRegularFile(l.path));
         try {
             for (ImgChain.Layer l : chain.layers) {
-                if (!inKernel) {
+                if (!files) {
                     devs.put(l, LoopDevice.open(l.path, file(srcDio).withReadOnly(true)));
                 }
             }
@@ -595,6 +606,11 @@ final class ImgConvert implements Callable<Integer> {
             @Override
             public long size() {
                 return chain.size();
+            }
+
+            @Override
+            public boolean files() {
+                return files;
             }
 
             @Override
