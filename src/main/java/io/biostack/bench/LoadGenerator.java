@@ -52,6 +52,10 @@ public final class LoadGenerator {
     private long rampNs;
     private boolean endFsync;
     private volatile String firstError;
+    /** Interval of the IOPS log in nanoseconds, 0 for none (fio's log_avg_msec). */
+    private long logIntervalNs;
+    /** I/Os completed (measured or not) at each tick of the IOPS log since the measured start; -1 past the end. */
+    private long[] logSamples;
 
     /**
      * A load of {@code w} on {@code dev}; nothing runs until {@link #run}. The device stays the
@@ -107,6 +111,46 @@ public final class LoadGenerator {
     public LoadGenerator endFsync(boolean on) {
         this.endFsync = on;
         return this;
+    }
+
+    /**
+     * Keeps a time series of completions: every {@code ms} milliseconds of the measured run (and
+     * of its end flush), the reporting thread reads the slots' counters, as fio's
+     * {@code write_iops_log} with {@code log_avg_msec} does; nothing is added to the I/O path.
+     * Read it after {@link #run} with {@link #iopsLog()}. Returns this generator.
+     *
+     * @param ms the interval in milliseconds, at least 1
+     * @return this generator
+     * @throws IllegalArgumentException when {@code ms} is below 1
+     */
+    public LoadGenerator iopsLog(int ms) {
+        if (ms < 1) {
+            throw new IllegalArgumentException("the IOPS log interval must be at least 1 ms");
+        }
+        this.logIntervalNs = ms * 1_000_000L;
+        return this;
+    }
+
+    /**
+     * The IOPS log of the last {@link #run}: element {@code i} is the count of I/Os that completed
+     * in interval {@code i} (from {@code i} to {@code i + 1} intervals after the measured start);
+     * the last interval may be shorter. Empty when no log was asked for.
+     *
+     * @return completions per interval, a new array
+     */
+    public long[] iopsLog() {
+        if (logSamples == null) {
+            return new long[0];
+        }
+        int n = 0;
+        while (n < logSamples.length && logSamples[n] >= 0) {
+            n++;
+        }
+        long[] out = new long[Math.max(0, n - 1)];
+        for (int i = 1; i < n; i++) {
+            out[i - 1] = logSamples[i] - logSamples[i - 1];
+        }
+        return out;
     }
 
     /**
@@ -273,8 +317,17 @@ public final class LoadGenerator {
             long allocEnd = -1;
             long iosEnd = 0;
             long next = t0 + 1_000_000_000L;
+            if (logIntervalNs > 0) {
+                // One tick per interval of the run, and room for an end flush of up to 60 s.
+                long ticks = (w.runtimeNs() + (endFsync ? 60_000_000_000L : 0)) / logIntervalNs + 3;
+                logSamples = new long[Math.toIntExact(Math.min(ticks, 10_000_000L))];
+                java.util.Arrays.fill(logSamples, -1);
+                logSamples[0] = ios0;
+            }
+            int logTick = 1;
             while (true) {
                 long now = System.nanoTime();
+                logTick = sampleLog(t0, now, logTick);
                 if (now >= deadline) {
                     break;
                 }
@@ -283,6 +336,9 @@ public final class LoadGenerator {
                     iosStart = totalIos();
                 }
                 long sleepUntil = Math.min(deadline, Math.min(next, allocStart < 0 ? warm : deadline));
+                if (logSamples != null) {
+                    sleepUntil = Math.min(sleepUntil, t0 + logTick * logIntervalNs);
+                }
                 TimeUnit.NANOSECONDS.sleep(Math.max(1, sleepUntil - now));
                 if (System.nanoTime() >= next) {
                     if (progress != null) {
@@ -306,7 +362,7 @@ public final class LoadGenerator {
             }
             long flushErrors = 0;
             if (endFsync) {
-                String err = flush();
+                String err = flush(t0, logTick);
                 elapsed = System.nanoTime() - t0; // fio: the job's runtime ends after its end_fsync
                 if (err != null) {
                     flushErrors = 1;
@@ -333,13 +389,18 @@ public final class LoadGenerator {
     }
 
     /** Sends one FLUSH and waits for it (60 s at most); null when it succeeded, else what failed. */
-    private String flush() throws InterruptedException {
+    private String flush(long t0, int logTick) throws InterruptedException {
         CountDownLatch done = new CountDownLatch(1);
         Bio b = new Bio().init(Op.FLUSH, 0, 0, x -> done.countDown());
         dev.submit(b);
-        if (!done.await(60, TimeUnit.SECONDS)) {
-            throw new IllegalStateException("the end flush did not complete within 60 s");
+        long limit = System.nanoTime() + 60_000_000_000L;
+        while (!done.await(logSamples == null ? 60_000_000_000L : logIntervalNs, TimeUnit.NANOSECONDS)) {
+            if (System.nanoTime() - limit >= 0) {
+                throw new IllegalStateException("the end flush did not complete within 60 s");
+            }
+            logTick = sampleLog(t0, System.nanoTime(), logTick);
         }
+        sampleLog(t0, System.nanoTime(), logTick);
         return b.status().isOk() ? null : "end flush: " + b.status() + ": " + b.detail();
     }
 
@@ -395,6 +456,17 @@ public final class LoadGenerator {
                 l.awaitStopped(30_000);
             }
         }
+    }
+
+    /** Records the I/O count at every log tick that {@code now} has passed; returns the next tick. */
+    private int sampleLog(long t0, long now, int tick) {
+        if (logSamples == null) {
+            return tick;
+        }
+        while (tick < logSamples.length && now - (t0 + tick * logIntervalNs) >= 0) {
+            logSamples[tick++] = totalIos();
+        }
+        return tick;
     }
 
     private long totalIos() {
