@@ -52,6 +52,8 @@ public final class LoadGenerator {
     private long rampNs;
     private boolean endFsync;
     private volatile String firstError;
+    /** Each block once per pass (fio's random map), or null for independent random offsets. */
+    private BlockPermutation randomMap;
     /** Interval of the IOPS log in nanoseconds, 0 for none (fio's log_avg_msec). */
     private long logIntervalNs;
     /** I/Os completed (measured or not) at each tick of the IOPS log since the measured start; -1 past the end. */
@@ -110,6 +112,24 @@ public final class LoadGenerator {
      */
     public LoadGenerator endFsync(boolean on) {
         this.endFsync = on;
+        return this;
+    }
+
+    /**
+     * Random offsets that never repeat within a pass over the range, as fio's random map (its
+     * default for random I/O; {@code norandommap} turns it off): the slots walk one pseudo-random
+     * order of the range's blocks ({@link BlockPermutation}), slot {@code i} of {@code n} taking
+     * positions {@code i, i+n, i+2n, ...}, so every block comes once before any comes again (up to
+     * the slots' drift at the turn of a pass). Off, each slot draws offsets on its own and a block
+     * may come again at any time, which a device that orders overlapping writes makes wait (see
+     * {@link BlockPermutation}). Read and write choices for randrw are drawn as before. Returns
+     * this generator.
+     *
+     * @param on true for the random map
+     * @return this generator
+     */
+    public LoadGenerator randomMap(boolean on) {
+        this.randomMap = on ? new BlockPermutation(blocks, w.seed()) : null;
         return this;
     }
 
@@ -179,6 +199,8 @@ public final class LoadGenerator {
         final Histogram writeLat = new Histogram(60_000_000_000L, 3);
         long rng;
         long seqBlock;
+        /** This slot's next position in the random map's order. */
+        long mapPos;
         volatile long ios;
         long readIos;
         long writeIos;
@@ -211,7 +233,15 @@ public final class LoadGenerator {
                 x ^= x << 25;
                 x ^= x >>> 27;
                 rng = x;
-                block = Long.remainderUnsigned(x * 0x2545F4914F6CDD1DL, blocks);
+                if (randomMap != null) {
+                    block = randomMap.block(mapPos);
+                    mapPos += slots.length;
+                    if (mapPos >= blocks) {
+                        mapPos %= blocks; // the next pass: the same order again
+                    }
+                } else {
+                    block = Long.remainderUnsigned(x * 0x2545F4914F6CDD1DL, blocks);
+                }
             } else {
                 block = seqBlock;
                 seqBlock += slots.length;
@@ -295,6 +325,7 @@ public final class LoadGenerator {
             for (int i = 0; i < slots.length; i++) {
                 slots[i] = new Slot(all.asSlice((long) i * w.blockSize(), w.blockSize()), seedBase + i * 0xBF58476D1CE4E5B9L + 1,
                         (long) (i % w.ioDepth()) * numJobs + i / w.ioDepth());
+                slots[i].mapPos = i % blocks;
             }
             com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
             long self = Thread.currentThread().threadId();

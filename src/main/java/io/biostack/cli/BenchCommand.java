@@ -58,6 +58,10 @@ public final class BenchCommand implements Callable<Integer> {
             description = "flush once the last I/O has completed, the flush's time counted in the run (fio's end_fsync=1)")
     boolean endFsync;
 
+    @Option(names = "--randommap",
+            description = "random offsets never repeat within a pass over the range, as with fio's random map (fio's default; off here by default: each I/O draws its own offset)")
+    boolean randommap;
+
     @Option(names = "--iops-log", paramLabel = "FILE",
             description = "write a time series of completions to FILE: one line 'MSEC, IOPS' per --log-msec of the run (fio's write_iops_log with log_avg_msec)")
     Path iopsLog;
@@ -166,7 +170,7 @@ public final class BenchCommand implements Callable<Integer> {
         if (iopsLog != null && logMsec < 1) {
             throw new IllegalArgumentException("--log-msec must be at least 1");
         }
-        BenchResult r = run(dev, w, ramp, numjobs, endFsync, iopsLog == null ? 0 : logMsec, series -> {
+        BenchResult r = run(dev, w, ramp, numjobs, endFsync, randommap, iopsLog == null ? 0 : logMsec, series -> {
             if (iopsLog != null) {
                 writeIopsLog(series);
             }
@@ -177,12 +181,15 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** Runs the load, with a progress line on a terminal. */
     static BenchResult run(BlockDevice dev, Workload w, double rampSeconds, int numJobs, boolean endFsync,
-            int logMsec, Consumer<long[]> log) throws InterruptedException {
+            boolean randomMap, int logMsec, Consumer<long[]> log) throws InterruptedException {
         java.io.Console con = System.console();
         boolean tty = con != null && con.isTerminal();
         LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9)).numJobs(numJobs).endFsync(endFsync);
         if (logMsec > 0) {
             gen.iopsLog(logMsec);
+        }
+        if (randomMap) {
+            gen.randomMap(true);
         }
         BenchResult r = gen.run(tty ? (ios, ns) -> {
             double secs = ns / 1e9;
