@@ -52,6 +52,12 @@ public final class LoadGenerator {
     private long rampNs;
     private boolean endFsync;
     private volatile String firstError;
+    /** Each block once per pass (fio's random map), or null for independent random offsets. */
+    private BlockPermutation randomMap;
+    /** Interval of the IOPS log in nanoseconds, 0 for none (fio's log_avg_msec). */
+    private long logIntervalNs;
+    /** I/Os completed (measured or not) at each tick of the IOPS log since the measured start; -1 past the end. */
+    private long[] logSamples;
 
     /**
      * A load of {@code w} on {@code dev}; nothing runs until {@link #run}. The device stays the
@@ -110,6 +116,64 @@ public final class LoadGenerator {
     }
 
     /**
+     * Random offsets that never repeat within a pass over the range, as fio's random map (its
+     * default for random I/O; {@code norandommap} turns it off): the slots walk one pseudo-random
+     * order of the range's blocks ({@link BlockPermutation}), slot {@code i} of {@code n} taking
+     * positions {@code i, i+n, i+2n, ...}, so every block comes once before any comes again (up to
+     * the slots' drift at the turn of a pass). Off, each slot draws offsets on its own and a block
+     * may come again at any time, which a device that orders overlapping writes makes wait (see
+     * {@link BlockPermutation}). Read and write choices for randrw are drawn as before. Returns
+     * this generator.
+     *
+     * @param on true for the random map
+     * @return this generator
+     */
+    public LoadGenerator randomMap(boolean on) {
+        this.randomMap = on ? new BlockPermutation(blocks, w.seed()) : null;
+        return this;
+    }
+
+    /**
+     * Keeps a time series of completions: every {@code ms} milliseconds of the measured run (and
+     * of its end flush), the reporting thread reads the slots' counters, as fio's
+     * {@code write_iops_log} with {@code log_avg_msec} does; nothing is added to the I/O path.
+     * Read it after {@link #run} with {@link #iopsLog()}. Returns this generator.
+     *
+     * @param ms the interval in milliseconds, at least 1
+     * @return this generator
+     * @throws IllegalArgumentException when {@code ms} is below 1
+     */
+    public LoadGenerator iopsLog(int ms) {
+        if (ms < 1) {
+            throw new IllegalArgumentException("the IOPS log interval must be at least 1 ms");
+        }
+        this.logIntervalNs = ms * 1_000_000L;
+        return this;
+    }
+
+    /**
+     * The IOPS log of the last {@link #run}: element {@code i} is the count of I/Os that completed
+     * in interval {@code i} (from {@code i} to {@code i + 1} intervals after the measured start);
+     * the last interval may be shorter. Empty when no log was asked for.
+     *
+     * @return completions per interval, a new array
+     */
+    public long[] iopsLog() {
+        if (logSamples == null) {
+            return new long[0];
+        }
+        int n = 0;
+        while (n < logSamples.length && logSamples[n] >= 0) {
+            n++;
+        }
+        long[] out = new long[Math.max(0, n - 1)];
+        for (int i = 1; i < n; i++) {
+            out[i - 1] = logSamples[i] - logSamples[i - 1];
+        }
+        return out;
+    }
+
+    /**
      * Runs {@code n} submitting threads, each with the workload's {@code iodepth} I/Os in flight
      * (fio's {@code numjobs}). Returns this generator.
      *
@@ -135,6 +199,8 @@ public final class LoadGenerator {
         final Histogram writeLat = new Histogram(60_000_000_000L, 3);
         long rng;
         long seqBlock;
+        /** This slot's next position in the random map's order. */
+        long mapPos;
         volatile long ios;
         long readIos;
         long writeIos;
@@ -167,7 +233,15 @@ public final class LoadGenerator {
                 x ^= x << 25;
                 x ^= x >>> 27;
                 rng = x;
-                block = Long.remainderUnsigned(x * 0x2545F4914F6CDD1DL, blocks);
+                if (randomMap != null) {
+                    block = randomMap.block(mapPos);
+                    mapPos += slots.length;
+                    if (mapPos >= blocks) {
+                        mapPos %= blocks; // the next pass: the same order again
+                    }
+                } else {
+                    block = Long.remainderUnsigned(x * 0x2545F4914F6CDD1DL, blocks);
+                }
             } else {
                 block = seqBlock;
                 seqBlock += slots.length;
@@ -251,6 +325,7 @@ public final class LoadGenerator {
             for (int i = 0; i < slots.length; i++) {
                 slots[i] = new Slot(all.asSlice((long) i * w.blockSize(), w.blockSize()), seedBase + i * 0xBF58476D1CE4E5B9L + 1,
                         (long) (i % w.ioDepth()) * numJobs + i / w.ioDepth());
+                slots[i].mapPos = i % blocks;
             }
             com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
             long self = Thread.currentThread().threadId();
@@ -273,8 +348,17 @@ public final class LoadGenerator {
             long allocEnd = -1;
             long iosEnd = 0;
             long next = t0 + 1_000_000_000L;
+            if (logIntervalNs > 0) {
+                // One tick per interval of the run, and room for an end flush of up to 60 s.
+                long ticks = (w.runtimeNs() + (endFsync ? 60_000_000_000L : 0)) / logIntervalNs + 3;
+                logSamples = new long[Math.toIntExact(Math.min(ticks, 10_000_000L))];
+                java.util.Arrays.fill(logSamples, -1);
+                logSamples[0] = ios0;
+            }
+            int logTick = 1;
             while (true) {
                 long now = System.nanoTime();
+                logTick = sampleLog(t0, now, logTick);
                 if (now >= deadline) {
                     break;
                 }
@@ -283,6 +367,9 @@ public final class LoadGenerator {
                     iosStart = totalIos();
                 }
                 long sleepUntil = Math.min(deadline, Math.min(next, allocStart < 0 ? warm : deadline));
+                if (logSamples != null) {
+                    sleepUntil = Math.min(sleepUntil, t0 + logTick * logIntervalNs);
+                }
                 TimeUnit.NANOSECONDS.sleep(Math.max(1, sleepUntil - now));
                 if (System.nanoTime() >= next) {
                     if (progress != null) {
@@ -306,7 +393,7 @@ public final class LoadGenerator {
             }
             long flushErrors = 0;
             if (endFsync) {
-                String err = flush();
+                String err = flush(t0, logTick);
                 elapsed = System.nanoTime() - t0; // fio: the job's runtime ends after its end_fsync
                 if (err != null) {
                     flushErrors = 1;
@@ -333,13 +420,18 @@ public final class LoadGenerator {
     }
 
     /** Sends one FLUSH and waits for it (60 s at most); null when it succeeded, else what failed. */
-    private String flush() throws InterruptedException {
+    private String flush(long t0, int logTick) throws InterruptedException {
         CountDownLatch done = new CountDownLatch(1);
         Bio b = new Bio().init(Op.FLUSH, 0, 0, x -> done.countDown());
         dev.submit(b);
-        if (!done.await(60, TimeUnit.SECONDS)) {
-            throw new IllegalStateException("the end flush did not complete within 60 s");
+        long limit = System.nanoTime() + 60_000_000_000L;
+        while (!done.await(logSamples == null ? 60_000_000_000L : logIntervalNs, TimeUnit.NANOSECONDS)) {
+            if (System.nanoTime() - limit >= 0) {
+                throw new IllegalStateException("the end flush did not complete within 60 s");
+            }
+            logTick = sampleLog(t0, System.nanoTime(), logTick);
         }
+        sampleLog(t0, System.nanoTime(), logTick);
         return b.status().isOk() ? null : "end flush: " + b.status() + ": " + b.detail();
     }
 
@@ -395,6 +487,17 @@ public final class LoadGenerator {
                 l.awaitStopped(30_000);
             }
         }
+    }
+
+    /** Records the I/O count at every log tick that {@code now} has passed; returns the next tick. */
+    private int sampleLog(long t0, long now, int tick) {
+        if (logSamples == null) {
+            return tick;
+        }
+        while (tick < logSamples.length && now - (t0 + tick * logIntervalNs) >= 0) {
+            logSamples[tick++] = totalIos();
+        }
+        return tick;
     }
 
     private long totalIos() {

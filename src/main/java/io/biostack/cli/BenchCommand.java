@@ -18,6 +18,7 @@ import picocli.CommandLine.Parameters;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 
 /**
  * {@code biostack bench}: an fio-like load generator in the same process as the stack.
@@ -56,6 +57,17 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--end-fsync",
             description = "flush once the last I/O has completed, the flush's time counted in the run (fio's end_fsync=1)")
     boolean endFsync;
+
+    @Option(names = "--randommap",
+            description = "random offsets never repeat within a pass over the range, as with fio's random map (fio's default; off here by default: each I/O draws its own offset)")
+    boolean randommap;
+
+    @Option(names = "--iops-log", paramLabel = "FILE",
+            description = "write a time series of completions to FILE: one line 'MSEC, IOPS' per --log-msec of the run (fio's write_iops_log with log_avg_msec)")
+    Path iopsLog;
+
+    @Option(names = "--log-msec", defaultValue = "100", description = "interval of --iops-log in milliseconds (default ${DEFAULT-VALUE})")
+    int logMsec;
 
     @Option(names = "--rwmixread", defaultValue = "50", description = "percentage of reads for randrw")
     int rwmixread;
@@ -155,17 +167,30 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** Runs the load and prints the result; exit code 1 when any I/O failed. */
     private int measure(BlockDevice dev, Workload w, String header, String jsonExtra) throws InterruptedException {
-        BenchResult r = run(dev, w, ramp, numjobs, endFsync);
+        if (iopsLog != null && logMsec < 1) {
+            throw new IllegalArgumentException("--log-msec must be at least 1");
+        }
+        BenchResult r = run(dev, w, ramp, numjobs, endFsync, randommap, iopsLog == null ? 0 : logMsec, series -> {
+            if (iopsLog != null) {
+                writeIopsLog(series);
+            }
+        });
         System.out.print(json ? r.toJson(jsonExtra) + "\n" : r.toText(header));
         return r.errors() == 0 ? 0 : 1;
     }
 
     /** Runs the load, with a progress line on a terminal. */
-    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds, int numJobs, boolean endFsync)
-            throws InterruptedException {
+    static BenchResult run(BlockDevice dev, Workload w, double rampSeconds, int numJobs, boolean endFsync,
+            boolean randomMap, int logMsec, Consumer<long[]> log) throws InterruptedException {
         java.io.Console con = System.console();
         boolean tty = con != null && con.isTerminal();
         LoadGenerator gen = new LoadGenerator(dev, w).ramp((long) (rampSeconds * 1e9)).numJobs(numJobs).endFsync(endFsync);
+        if (logMsec > 0) {
+            gen.iopsLog(logMsec);
+        }
+        if (randomMap) {
+            gen.randomMap(true);
+        }
         BenchResult r = gen.run(tty ? (ios, ns) -> {
             double secs = ns / 1e9;
             double pct = Math.min(100, 100.0 * ns / w.runtimeNs());
@@ -176,7 +201,21 @@ public final class BenchCommand implements Callable<Integer> {
         if (tty) {
             System.err.print("\r\033[K");
         }
+        log.accept(gen.iopsLog());
         return r;
+    }
+
+    /** One line per interval, as fio's averaged IOPS log: the interval's end in ms, its IOPS. */
+    private void writeIopsLog(long[] series) {
+        StringBuilder sb = new StringBuilder(series.length * 12);
+        for (int i = 0; i < series.length; i++) {
+            sb.append((long) (i + 1) * logMsec).append(", ").append(series[i] * 1000 / logMsec).append('\n');
+        }
+        try {
+            java.nio.file.Files.writeString(iopsLog, sb);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException("cannot write --iops-log " + iopsLog + ": " + e.getMessage(), e);
+        }
     }
 
     private static String binary(double bytes) {

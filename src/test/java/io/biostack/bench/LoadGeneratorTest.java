@@ -209,4 +209,66 @@ class LoadGeneratorTest {
             assertThat(r.firstError()).contains("end flush", "flush refused by the test device");
         }
     }
+
+    /** A RamDisk that records the block of every write, in submission order. */
+    private static BlockDevice writeRecorder(RamDisk ram, java.util.List<Long> blocks) {
+        return new BlockDevice() {
+            @Override public String name() { return "writes"; }
+            @Override public long size() { return ram.size(); }
+            @Override public io.biostack.block.QueueLimits limits() { return ram.limits(); }
+            @Override public boolean isReadOnly() { return false; }
+            @Override public void close() { }
+            @Override public void submit(io.biostack.block.Bio bio) {
+                synchronized (blocks) {
+                    blocks.add(bio.offset() / 4096);
+                }
+                ram.submit(bio);
+            }
+        };
+    }
+
+    @Test
+    void randomMapWritesEveryBlockOnceBeforeAnyBlockAgain() throws Exception {
+        java.util.List<Long> blocks = new java.util.ArrayList<>();
+        try (RamDisk ram = new RamDisk("ram6", 1 << 20)) { // 256 blocks of 4 KiB
+            BenchResult r = new LoadGenerator(writeRecorder(ram, blocks), w(Workload.Pattern.RANDWRITE, 4096, 1, 100))
+                    .randomMap(true).run(null);
+            assertThat(r.errors()).isZero();
+        }
+        assertThat(blocks.size()).isGreaterThan(2 * 256);
+        // Each pass of 256 writes covers the 256 blocks, each once; and the order is not sequential.
+        for (int pass = 0; pass < 2; pass++) {
+            assertThat(new java.util.HashSet<>(blocks.subList(pass * 256, pass * 256 + 256))).hasSize(256);
+        }
+        assertThat(blocks.subList(0, 256)).isNotEqualTo(java.util.stream.LongStream.range(0, 256).boxed().toList());
+    }
+
+    @Test
+    void withoutTheRandomMapOffsetsRepeatWithinAPass() throws Exception {
+        java.util.List<Long> blocks = new java.util.ArrayList<>();
+        try (RamDisk ram = new RamDisk("ram7", 1 << 20)) {
+            new LoadGenerator(writeRecorder(ram, blocks), w(Workload.Pattern.RANDWRITE, 4096, 1, 100)).run(null);
+        }
+        assertThat(blocks.size()).isGreaterThan(256);
+        // 256 draws from 256 blocks: about 256/e blocks are missed (the birthday effect).
+        assertThat(new java.util.HashSet<>(blocks.subList(0, 256)).size()).isLessThan(200);
+    }
+
+    @Test
+    void iopsLogCountsEveryCompletionOfTheMeasuredRunPerInterval() throws Exception {
+        try (RamDisk ram = new RamDisk("ram8", 8 << 20)) {
+            LoadGenerator g = new LoadGenerator(ram, w(Workload.Pattern.RANDWRITE, 4096, 4, 500)).iopsLog(100);
+            BenchResult r = g.run(null);
+            long[] log = g.iopsLog();
+            // 500 ms in 100 ms intervals (the last one may be cut short or missing at the edge).
+            assertThat(log.length).isBetween(4, 6);
+            long sum = java.util.Arrays.stream(log).sum();
+            // The log counts completions up to its last tick; the run counts until the drain.
+            assertThat(sum).isPositive().isLessThanOrEqualTo(r.ios() + 4);
+            assertThat(sum).isGreaterThan(r.ios() * 7 / 10);
+        }
+        assertThatThrownBy(() -> new LoadGenerator(new RamDisk("r", 1 << 20), w(Workload.Pattern.RANDREAD, 4096, 1, 10)).iopsLog(0))
+                .hasMessageContaining("at least 1 ms");
+        assertThat(new LoadGenerator(new RamDisk("r2", 1 << 20), w(Workload.Pattern.RANDREAD, 4096, 1, 10)).iopsLog()).isEmpty();
+    }
 }

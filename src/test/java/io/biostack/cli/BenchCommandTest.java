@@ -68,4 +68,26 @@ class BenchCommandTest {
         assertThat(missing.code()).isNotZero();
         assertThat(missing.err()).contains("nope");
     }
+
+    @Test
+    void iopsLogWritesOneLinePerIntervalWithItsEndAndItsIops() throws Exception {
+        Path f = dir.resolve("l.img");
+        Path log = dir.resolve("l.iops");
+        CliRun r = CliRun.of("bench", f.toString(), "--rw", "randwrite", "--runtime", "1", "--size", "8M",
+                "--randommap", "--iops-log", log.toString(), "--log-msec", "200", "--json");
+        assertThat(r.code()).as(r.err()).isZero();
+        java.util.List<String> lines = Files.readAllLines(log);
+        assertThat(lines).hasSizeBetween(4, 6);
+        long sum = 0;
+        for (int i = 0; i < lines.size(); i++) {
+            String[] p = lines.get(i).split(", ");
+            assertThat(Long.parseLong(p[0])).isEqualTo(200L * (i + 1));
+            sum += Long.parseLong(p[1]) / 5; // IOPS over 200 ms: a fifth of it completed in the interval
+        }
+        assertThat(sum).isPositive();
+        CliRun bad = CliRun.of("bench", f.toString(), "--runtime", "1", "--size", "8M", "--iops-log", log.toString(),
+                "--log-msec", "0");
+        assertThat(bad.code()).isNotZero();
+        assertThat(bad.err()).contains("--log-msec");
+    }
 }
