@@ -58,8 +58,8 @@ fi
 
 now() { date +%s.%N; }
 # t CMD...: wall seconds; sets IN to the in-process seconds biostack printed (or the wall time)
-# sync first, outside the time: the page-cache modes leave up to 1 GiB dirty, and without it the
-# next run (of either tool) paid for its writeback (measured: both tools 0.5-1.3 s instead of 0.3).
+# sync first, outside the time: the page-cache modes leave up to 1 GiB dirty, and a run paid for
+# the writeback of what the one before left (measured: both tools 0.5-1.3 s instead of 0.3).
 t() { local s e; sync; s=$(now); "$@" >/dev/null 2>"$dir/err" || { cat "$dir/err" >&2; exit 1; }; e=$(now)
       W=$(echo "$e - $s" | bc); IN=$(sed -n 's/.*convert took \([0-9.]*\) s in process.*/\1/p' "$dir/err"); IN=${IN:-$W}; }
 declare -A sum
@@ -72,10 +72,12 @@ for mode in default none; do
     for tool in qemu biostack; do
       rm -f "$dir/out.qcow2" "$dir/out.raw"
       [ $tool = qemu ] && cmd=(qemu-img convert) || cmd=("${bs_java[@]}" img convert)
+      # Each output is checked and deleted before the next run: its dirty pages go with it, so
+      # the sync before the next run has nothing to write back.
       t "${cmd[@]}" "${opts[@]}" -O qcow2 "$src" "$dir/out.qcow2"; aw=$W; ai=$IN
+      qemu-img compare -q "$src" "$dir/out.qcow2"; rm -f "$dir/out.qcow2"
       t "${cmd[@]}" "${opts[@]}" -O raw "$dir/ref.qcow2" "$dir/out.raw"; bw=$W; bi=$IN
-      qemu-img compare -q "$src" "$dir/out.qcow2"
-      qemu-img compare -q -f raw -F raw "$src" "$dir/out.raw"
+      qemu-img compare -q -f raw -F raw "$src" "$dir/out.raw"; rm -f "$dir/out.raw"
       printf '%-7s round %d %-8s raw->qcow2 %6.2f s (in process %5.2f)  qcow2->raw %6.2f s (in process %5.2f)\n' \
         $mode "$r" $tool "$aw" "$ai" "$bw" "$bi"
       add $mode.$tool.a "$aw"; add $mode.$tool.ai "$ai"; add $mode.$tool.b "$bw"; add $mode.$tool.bi "$bi"
