@@ -134,16 +134,26 @@ class LoadGeneratorTest {
                 .hasMessageContaining("--numjobs");
     }
 
+    /** A test device over a RamDisk: its size and limits, writable; subclasses say how bios go to it. */
+    private abstract static class OverRam implements BlockDevice {
+        final RamDisk ram;
+
+        OverRam(RamDisk ram) {
+            this.ram = ram;
+        }
+
+        @Override public long size() { return ram.size(); }
+        @Override public io.biostack.block.QueueLimits limits() { return ram.limits(); }
+        @Override public boolean isReadOnly() { return false; }
+        @Override public void close() { }
+    }
+
     /** A RamDisk that records the order of ops and completes FLUSH late (or fails it), from another thread. */
     private static BlockDevice flushRecorder(RamDisk ram, java.util.List<io.biostack.block.Op> ops,
             java.util.concurrent.atomic.AtomicInteger inflightAtFlush, long flushDelayMs, boolean failFlush) {
         java.util.concurrent.atomic.AtomicInteger inflight = new java.util.concurrent.atomic.AtomicInteger();
-        return new BlockDevice() {
+        return new OverRam(ram) {
             @Override public String name() { return "flushes"; }
-            @Override public long size() { return ram.size(); }
-            @Override public io.biostack.block.QueueLimits limits() { return ram.limits(); }
-            @Override public boolean isReadOnly() { return false; }
-            @Override public void close() { }
             @Override public void submit(io.biostack.block.Bio bio) {
                 synchronized (ops) {
                     ops.add(bio.op());
@@ -212,12 +222,8 @@ class LoadGeneratorTest {
 
     /** A RamDisk that records the block of every write, in submission order. */
     private static BlockDevice writeRecorder(RamDisk ram, java.util.List<Long> blocks) {
-        return new BlockDevice() {
+        return new OverRam(ram) {
             @Override public String name() { return "writes"; }
-            @Override public long size() { return ram.size(); }
-            @Override public io.biostack.block.QueueLimits limits() { return ram.limits(); }
-            @Override public boolean isReadOnly() { return false; }
-            @Override public void close() { }
             @Override public void submit(io.biostack.block.Bio bio) {
                 synchronized (blocks) {
                     blocks.add(bio.offset() / 4096);
