@@ -329,9 +329,10 @@ final class ImgConvert implements Callable<Integer> {
     /**
      * Whether returning from {@code main} ends the JVM now: the last convert copied between local
      * files, which starts daemon threads only (the kernel copy's workers, joined, and the
-     * prelink thread; or the file engines' threads, shut down when the files closed). Returning skips what {@code System.exit} costs first: Runtime.exit asks
-     * System.Logger whether to log the exit, which boots java.util.logging, classes the AOT
-     * cache does not hold (measured here: 60-110 ms between the convert's end and the process's).
+     * prelink thread; or the file engines' threads, shut down when the files closed). Returning
+     * skips what {@code System.exit} costs first: Runtime.exit asks System.Logger whether to log
+     * the exit, which boots java.util.logging, classes the AOT cache does not hold (measured here:
+     * 60-110 ms between the convert's end and the process's).
      *
      * @return true if {@code main} may return instead of calling {@code System.exit(0)}
      */
