@@ -211,6 +211,15 @@ final class ConvertPipeline {
         return kind[i] == ZERO ? srcOff[i] : len[i];
     }
 
+    /** Guest bytes planned that no chunk copies: holes left as holes on a fresh destination, done from the start. */
+    private long holes() {
+        long h = planned;
+        for (int i = 0; i < n; i++) {
+            h -= bytes(i);
+        }
+        return h;
+    }
+
     /**
      * Chunks planned so far.
      *
@@ -291,11 +300,7 @@ final class ConvertPipeline {
      */
     void run(LongConsumer progress) throws IOException {
         int slots = (int) Math.min(depth, Math.max(1, n));
-        long holes = planned;
-        for (int i = 0; i < n; i++) {
-            holes -= bytes(i);
-        }
-        done.set(holes);
+        done.set(holes());
         submitter = Thread.currentThread();
         Arena arena = Arena.ofShared();
         boolean quiet = false;
@@ -434,14 +439,12 @@ final class ConvertPipeline {
      * @throws IOException the first error of the copy, with the guest offset it hit
      */
     void runFiles(Path dst, int threads, boolean flush, LongConsumer progress) throws IOException {
-        long holes = planned;
         for (int i = 0; i < n; i++) {
             if (kind[i] == ZERO || kind[i] == DATA) {
                 throw new IllegalStateException("runFiles copies file and compressed chunks only");
             }
-            holes -= bytes(i);
         }
-        done.set(holes);
+        done.set(holes());
         progress.accept(done.get());
         preallocate(dst);
         AtomicInteger next = new AtomicInteger();

@@ -234,6 +234,10 @@ final class ImgConvert implements Callable<Integer> {
             throw new IllegalArgumentException("Unknown output format '" + dstFormat + "' (raw or qcow2)");
         }
         long t0 = System.nanoTime();
+        // Local files only start daemon threads (the file engines', shut down when the files
+        // close; the kernel copy's workers, joined). Exports and RBD keep System.exit, whatever
+        // their libraries started. Main reads this only after a success.
+        daemonsOnly = !Leaves.isRemote(src) && !Leaves.isRemote(dst);
         boolean inKernel = inKernel(dstDio);
         if (inKernel) {
             prelink();
@@ -275,7 +279,6 @@ final class ImgConvert implements Callable<Integer> {
                 }
                 p.done();
                 timing(t0);
-                daemonsOnly = !Leaves.isRemote(src);
                 return 0;
             } else if (dstFormat.equals("qcow2")) {
                 map = map(s, size);
@@ -300,7 +303,6 @@ final class ImgConvert implements Callable<Integer> {
                 copyFiles(map, size, layout, !cache.equals("unsafe"));
                 phase("copy (in kernel)");
                 timing(t0);
-                daemonsOnly = true;
                 return 0;
             }
             phase("open destination");
@@ -317,13 +319,10 @@ final class ImgConvert implements Callable<Integer> {
             }
             timing(t0);
         }
-        // Local files only: their engines' threads are daemons, shut down by the closes above.
-        // Exports and RBD keep System.exit, whatever their libraries started.
-        daemonsOnly = !Leaves.isRemote(src) && !Leaves.isRemote(dst);
         return 0;
     }
 
-    /** Set once a convert has finished having started no thread that keeps the JVM alive. */
+    /** Whether the last convert's ends are local files, so that it starts no thread that keeps the JVM alive. */
     private static volatile boolean daemonsOnly;
 
     /**
@@ -494,8 +493,11 @@ final class ImgConvert implements Callable<Integer> {
             + "(default: threads for page-cache files, io_uring for -t/-T none)")
     String engine;
 
-    private void copy(List<Run> map, BlockDevice out, long size, Qcow2Create.Layout layout, boolean fresh,
-                      boolean flush) throws Exception {
+    /**
+     * The copy's plan, the source's runs in guest order: holes, compressed clusters, and data read
+     * from its device, or, for the kernel's copy ({@code out} null), from its file.
+     */
+    private ConvertPipeline plan(List<Run> map, BlockDevice out, Qcow2Create.Layout layout, boolean fresh) {
         ConvertPipeline pipe = new ConvertPipeline(out, layout, parallel, CHUNK, STALL_NANOS);
         long off = 0;
         for (Run run : map) {
@@ -503,12 +505,20 @@ final class ImgConvert implements Callable<Integer> {
                 pipe.zero(off, run.length(), fresh);
             } else if (run.l2Entry() != 0) {
                 pipe.compressed(run.q(), run.l2Entry(), off & (run.q().clusterSize() - 1), off, run.length());
+            } else if (out == null) {
+                pipe.fileData(run.file(), run.devOffset(), off, run.length());
             } else {
                 pipe.data(run.dev(), run.devOffset(), off, run.length());
             }
             off += run.length();
         }
         phase("plan (" + pipe.chunks() + " chunks)");
+        return pipe;
+    }
+
+    private void copy(List<Run> map, BlockDevice out, long size, Qcow2Create.Layout layout, boolean fresh,
+                      boolean flush) throws Exception {
+        ConvertPipeline pipe = plan(map, out, layout, fresh);
         Progress p = new Progress(progress, size);
         pipe.run(p::at);
         if (flush) {
@@ -549,21 +559,9 @@ final class ImgConvert implements Callable<Integer> {
         Thread.ofPlatform().daemon().name("prelink-map").start(() -> ColdCalls.lseek(-1, 0, Fs.SEEK_DATA));
     }
 
-    /** The plan of an in-kernel copy, run by {@link ConvertPipeline#runFiles}. */
+    /** The kernel's copy of the plan ({@link ConvertPipeline#runFiles}), to a fresh destination. */
     private void copyFiles(List<Run> map, long size, Qcow2Create.Layout layout, boolean flush) throws IOException {
-        ConvertPipeline pipe = new ConvertPipeline(null, layout, parallel, CHUNK, STALL_NANOS);
-        long off = 0;
-        for (Run run : map) {
-            if (run.l2Entry() != 0) {
-                pipe.compressed(run.q(), run.l2Entry(), off & (run.q().clusterSize() - 1), off, run.length());
-            } else if (!run.zero()) {
-                pipe.fileData(run.file(), run.devOffset(), off, run.length());
-            } else {
-                pipe.zero(off, run.length(), true);
-            }
-            off += run.length();
-        }
-        phase("plan (" + pipe.chunks() + " chunks)");
+        ConvertPipeline pipe = plan(map, null, layout, true);
         Progress p = new Progress(progress, size);
         pipe.runFiles(Path.of(dst), Math.min(parallel, Runtime.getRuntime().availableProcessors()), flush, p::at);
         p.done();
