@@ -3,7 +3,6 @@ package io.biostack.cli;
 import io.biostack.layer.qcow2.Qcow2Header;
 import io.biostack.layer.qcow2.Qcow2Image;
 import io.biostack.sys.ColdCalls;
-import io.biostack.sys.Errno;
 import io.biostack.sys.Fcntl;
 import io.biostack.sys.Fs;
 
@@ -79,10 +78,7 @@ final class ImgChain implements AutoCloseable {
             if (hostAt >= dataFrom && hostAt < dataTo) {
                 return false;
             }
-            long data = ColdCalls.lseek(fd(), hostAt, Fs.SEEK_DATA);
-            if (data < 0 && data != -Errno.ENXIO) {
-                return false; // the file cannot tell (EINVAL: a block device): data, as qemu takes it
-            }
+            long data = Fs.nextData(ColdCalls.lseek(fd(), hostAt, Fs.SEEK_DATA), hostAt);
             if (data != hostAt) {
                 return true;
             }
@@ -305,16 +301,13 @@ final class ImgChain implements AutoCloseable {
     }
 
     private static Status rawStatus(Layer l, int d, long off, long max) throws IOException {
-        long data = ColdCalls.lseek(l.fd(), off, Fs.SEEK_DATA);
-        if (data < 0 && data != -Errno.ENXIO) {
-            data = off; // the file cannot tell (EINVAL: a block device): all data, as qemu maps it
-        }
+        long data = Fs.nextData(ColdCalls.lseek(l.fd(), off, Fs.SEEK_DATA), off);
         if (data == off) {
             long hole = ColdCalls.lseek(l.fd(), off, Fs.SEEK_HOLE);
             long end = hole < 0 ? off + max : Math.min(hole, off + max);
             return new Status(off, end - off, d, true, false, true, off, l, 0);
         }
-        long end = data < 0 ? off + max : Math.min(data, off + max);
+        long end = Math.min(data, off + max);
         return new Status(off, end - off, d, true, true, false, off, l, 0);
     }
 

@@ -292,20 +292,15 @@ public final class BackingFile implements AutoCloseable {
     }
 
     /**
-     * The next offset at or after {@code offset} that holds data (SEEK_DATA), or -1 when none
-     * (holes to the end of the file). Where the file cannot tell, {@code offset} itself: a block
-     * device answers SEEK_DATA with EINVAL, and taking that for "no data" made every block of a
-     * loop device over one read as a hole in its map (a convert from it copied nothing).
+     * The next offset at or after {@code offset} that holds data (SEEK_DATA), as
+     * {@link Fs#nextData} reads it: {@link Long#MAX_VALUE} when none (holes to the end of the
+     * file), {@code offset} itself where the file cannot tell (a block device).
      *
      * @param offset where to start looking
-     * @return the offset of the next data, or -1
+     * @return the offset of the next data, or {@link Long#MAX_VALUE}
      */
     public long seekData(long offset) {
-        long r = Libc.lseek(fd, offset, Fs.SEEK_DATA);
-        if (r == -Errno.ENXIO) {
-            return -1;
-        }
-        return r < 0 ? offset : r;
+        return Fs.nextData(Libc.lseek(fd, offset, Fs.SEEK_DATA), offset);
     }
 
     /**

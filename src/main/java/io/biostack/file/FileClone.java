@@ -182,11 +182,7 @@ public final class FileClone implements AutoCloseable {
      *         itself when the file system cannot tell (everything is then taken as data)
      */
     public long nextData(long from) {
-        long d = Libc.lseek(fd(), from, Fs.SEEK_DATA);
-        if (d == -Errno.ENXIO) {
-            return Long.MAX_VALUE;
-        }
-        return d < 0 ? from : d;
+        return Fs.nextData(Libc.lseek(fd(), from, Fs.SEEK_DATA), from);
     }
 
     /**

@@ -293,7 +293,7 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         long fileOff = offset + config.offset();
         long fileEnd = fileOff + len;
         long data = file.seekData(fileOff);
-        if (data < 0 || data >= fileEnd) {
+        if (data >= fileEnd) {
             return Extent.hole(len); // no data up to the end of the range (or of the file)
         }
         int b = config.logicalBlockSize();

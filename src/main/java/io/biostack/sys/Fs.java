@@ -19,6 +19,25 @@ public final class Fs {
     /** linux/fs.h: SEEK_HOLE 4, next hole at or after the offset. */
     public static final int SEEK_HOLE = 4;
 
+    /**
+     * What an {@code lseek(fd, from, SEEK_DATA)} result says, in one place for every caller: the
+     * next data at or after {@code from}; {@link Long#MAX_VALUE} when there is none (-ENXIO); and
+     * {@code from} itself when the file cannot tell (any other error: a block device answers
+     * EINVAL), so that everything counts as data, as qemu takes it. Reading such an error as
+     * "no data" once made a loop device over a block device map as holes, and a convert of it
+     * copy nothing.
+     *
+     * @param result the lseek result, or -errno
+     * @param from   the offset it was asked from
+     * @return the next data offset, {@link Long#MAX_VALUE}, or {@code from}
+     */
+    public static long nextData(long result, long from) {
+        if (result == -Errno.ENXIO) {
+            return Long.MAX_VALUE;
+        }
+        return result < 0 ? from : result;
+    }
+
     /** linux/fs.h: RWF_HIPRI 0x1, high priority (polled) request. */
     public static final int RWF_HIPRI = 0x1;
     /** linux/fs.h: RWF_DSYNC 0x2, per-I/O O_DSYNC (a FUA write where the device has it). */
