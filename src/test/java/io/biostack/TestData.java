@@ -20,4 +20,17 @@ public final class TestData {
         new Random(seed).nextBytes(b);
         return b;
     }
+
+    /**
+     * {@code path}, made a sparse file of {@code size} bytes (as biostack makes a new image).
+     *
+     * @param path the file, which must not exist yet
+     * @param size its size in bytes
+     * @return {@code path}
+     * @throws java.io.IOException when it cannot be made
+     */
+    public static java.nio.file.Path sparseFile(java.nio.file.Path path, long size) throws java.io.IOException {
+        io.biostack.file.BackingFile.createSparse(path, size);
+        return path;
+    }
 }

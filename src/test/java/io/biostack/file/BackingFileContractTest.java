@@ -24,6 +24,7 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static io.biostack.TestData.random;
+import static io.biostack.TestData.sparseFile;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -35,16 +36,10 @@ class BackingFileContractTest {
     @TempDir
     Path dir;
 
-    private Path file(long size) throws Exception {
-        Path p = dir.resolve("f.img");
-        BackingFile.createSparse(p, size);
-        return p;
-    }
-
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void alignedNativeWriteIsReadBackByFileChannel(EngineKind engine) throws Exception {
-        Path p = file(1 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 1 << 20);
         byte[] data = random(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(data.length, 4096);
@@ -62,7 +57,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void heapMemoryIsBouncedBothWays(EngineKind engine) throws Exception {
-        Path p = file(4 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(1 << 20, 2); // bigger than one bounce buffer: split and chained
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
             ch.write(ByteBuffer.wrap(data), 4096);
@@ -85,7 +80,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void misalignedNativeMemoryIsBounced(EngineKind engine) throws Exception {
-        Path p = file(1 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 1 << 20);
         byte[] data = random(8192, 4);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(8192 + 8, 4096).asSlice(8, 8192);
@@ -101,7 +96,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void memoryConfinedToTheCallerIsRefusedNotHandedToAnotherThread(EngineKind engine) throws Exception {
-        Path p = file(1 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 1 << 20);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofConfined()) {
             MemorySegment buf = a.allocate(4096, 4096).fill((byte) 1);
             CompletableFuture<Long> w = DirectIo.write(f, 0, IoIter.of(buf), 0);
@@ -113,7 +108,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void misalignedFileOffsetFailsWithInvalAndWritesNothing(EngineKind engine) throws Exception {
-        Path p = file(1 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 1 << 20);
         try (BackingFile f = BackingFile.open(p, true, false, engine)) {
             CompletableFuture<Long> w = DirectIo.write(f, 100, IoIter.of(random(4096, 5)), 0);
             assertThatThrownBy(() -> w.get(10, TimeUnit.SECONDS)).hasCauseInstanceOf(BioException.class)
@@ -126,7 +121,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void discardPunchesAHoleAndWriteZeroesZeroes(EngineKind engine) throws Exception {
-        Path p = file(1 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 1 << 20);
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
             ch.write(ByteBuffer.wrap(random(1 << 20, 6)), 0);
             ch.force(true);
@@ -149,7 +144,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void readPastEndOfFileReadsZerosNotGarbage(EngineKind engine) throws Exception {
-        Path p = file(8192);
+        Path p = sparseFile(dir.resolve("f.img"), 8192);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(16384, 4096).fill((byte) 0x5a);
             DirectIo.read(f, 0, IoIter.of(buf)).get(10, TimeUnit.SECONDS);
@@ -160,7 +155,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void writeToReadOnlyFileFailsAndWritesNothing(EngineKind engine) throws Exception {
-        Path p = file(8192);
+        Path p = sparseFile(dir.resolve("f.img"), 8192);
         try (BackingFile f = BackingFile.open(p, true, true, engine)) {
             CompletableFuture<Long> w = DirectIo.write(f, 0, IoIter.of(random(4096, 7)), 0);
             assertThatThrownBy(() -> w.get(10, TimeUnit.SECONDS)).hasMessageContaining("read-only");
@@ -171,7 +166,7 @@ class BackingFileContractTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void manyBiosFromSeveralThreadsEachCompleteExactlyOnce(EngineKind engine) throws Exception {
-        Path p = file(16 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 16 << 20);
         int threads = 4;
         int perThread = 2000;
         AtomicIntegerArray done = new AtomicIntegerArray(threads * perThread);

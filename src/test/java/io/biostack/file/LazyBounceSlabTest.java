@@ -21,6 +21,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import static io.biostack.TestData.random;
+import static io.biostack.TestData.sparseFile;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -33,16 +34,10 @@ class LazyBounceSlabTest {
     @TempDir
     Path dir;
 
-    private Path file(long size) throws Exception {
-        Path p = dir.resolve("f.img");
-        BackingFile.createSparse(p, size);
-        return p;
-    }
-
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void zeroCopyIoMakesNoBounceSlab(EngineKind engine) throws Exception {
-        Path p = file(1 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 1 << 20);
         byte[] data = random(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             assertThat(f.hasBounceSlab()).isFalse();
@@ -59,7 +54,7 @@ class LazyBounceSlabTest {
     @ParameterizedTest
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void firstHeapBioMakesTheSlabAndBouncesBothWays(EngineKind engine) throws Exception {
-        Path p = file(4 << 20);
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(1 << 20, 2); // four bounce buffers: split, chained
         try (BackingFile f = BackingFile.open(p, true, false, engine)) {
             assertThat(f.hasBounceSlab()).isFalse();
@@ -82,7 +77,7 @@ class LazyBounceSlabTest {
     void manyThreadsBouncingFirstAtOnceShareOneSlab(EngineKind engine) throws Exception {
         int threads = 8;
         int each = 128 * 1024;
-        Path p = file((long) threads * each);
+        Path p = sparseFile(dir.resolve("f.img"), (long) threads * each);
         try (BackingFile f = BackingFile.open(p, true, false, engine)) {
             CountDownLatch go = new CountDownLatch(1);
             List<CompletableFuture<Long>> writes = new ArrayList<>();
@@ -128,7 +123,7 @@ class LazyBounceSlabTest {
     @EnumSource(value = EngineKind.class, names = {"URING", "THREADS"})
     void ioMemoryOfHugePagesIsZeroedAlignedAndCarriesODirect(EngineKind engine) throws Exception {
         int size = (int) (2 * AnonymousMemory.HUGE_PAGE + 8192); // huge pages and a tail of small ones
-        Path p = file(size);
+        Path p = sparseFile(dir.resolve("f.img"), size);
         byte[] data = random(size, 5);
         try (BackingFile f = BackingFile.open(p, true, false, engine); Arena a = Arena.ofShared()) {
             MemorySegment buf = f.allocateIoBuffers(size, a);

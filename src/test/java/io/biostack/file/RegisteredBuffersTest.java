@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static io.biostack.TestData.random;
+import static io.biostack.TestData.sparseFile;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -28,12 +29,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 class RegisteredBuffersTest {
     @TempDir
     Path dir;
-
-    private Path file() throws Exception {
-        Path p = dir.resolve("f.img");
-        BackingFile.createSparse(p, 4 << 20);
-        return p;
-    }
 
     private static void write(BackingFile f, long pos, MemorySegment buf) throws Exception {
         assertThat(DirectIo.write(f, pos, IoIter.of(buf), 0).get(10, TimeUnit.SECONDS)).isEqualTo(buf.byteSize());
@@ -63,7 +58,7 @@ class RegisteredBuffersTest {
 
     @Test
     void writeThroughRegisteredBufferIsReadBackByFileChannel() throws Exception {
-        Path p = file();
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(64 * 1024, 1);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
             TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
@@ -83,7 +78,7 @@ class RegisteredBuffersTest {
 
     @Test
     void fileChannelWriteIsReadThroughRegisteredBuffer() throws Exception {
-        Path p = file();
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(128 * 1024, 2);
         channelWrite(p, 1 << 20, data);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
@@ -98,7 +93,7 @@ class RegisteredBuffersTest {
 
     @Test
     void memoryOutsideEveryRegionStillWorks() throws Exception {
-        Path p = file();
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(32 * 1024, 3);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
             f.allocateIoBuffers(64 * 1024, a); // a region exists, but this bio is elsewhere
@@ -122,7 +117,7 @@ class RegisteredBuffersTest {
 
     @Test
     void fullTableFallsBackToPlainMemoryAndReleasedSlotsAreReused() throws Exception {
-        Path p = file();
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(4096, 4);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING)) {
             TestEnv.require(f.engineHasFixedBuffers(), "a kernel with sparse fixed-buffer tables (5.19)");
@@ -152,7 +147,7 @@ class RegisteredBuffersTest {
 
     @Test
     void withoutFixedBuffersTheMemoryIsPlainAndWorks() throws Exception {
-        Path p = file();
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(64 * 1024, 5);
         String old = System.setProperty("biostack.uring.fixedBuffers", "false");
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.URING); Arena a = Arena.ofShared()) {
@@ -176,7 +171,7 @@ class RegisteredBuffersTest {
 
     @Test
     void threadEngineGivesPlainMemory() throws Exception {
-        Path p = file();
+        Path p = sparseFile(dir.resolve("f.img"), 4 << 20);
         byte[] data = random(8192, 6);
         try (BackingFile f = BackingFile.open(p, true, false, EngineKind.THREADS); Arena a = Arena.ofShared()) {
             MemorySegment buf = f.allocateIoBuffers(data.length, a);
