@@ -9,18 +9,7 @@ cd "$(dirname "$0")/../.."
 mib=${1:-64}; reps=${2:-4}; cluster=65536
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mvn -B -ntp -o -q compile
-# Half text-like (compressible), a quarter zeros-ish, a quarter random: a guest disk's mix.
-python3 - "$work/all.raw" "$mib" <<'PY'
-import os, random, sys
-random.seed(15); words = [b"qcow2", b"cluster", b"the", b"of", b"refcount", b"\n", b"zstd", b"block", b"table"]
-out = bytearray()
-while len(out) < int(sys.argv[2]) << 20:
-    k = len(out) // 65536 % 4
-    if k < 2: out += b" ".join(random.choice(words) for _ in range(14000))[:65536]
-    elif k == 2: out += bytes(65000) + os.urandom(536)
-    else: out += os.urandom(65536)
-open(sys.argv[1], "wb").write(out[: int(sys.argv[2]) << 20])
-PY
+python3 bench/qcow2/mixed-data.py "$work/all.raw" "$mib"   # the mix both zstd benches use
 split -b $cluster -d -a 6 "$work/all.raw" "$work/c"
 for f in "$work"/c??????; do zstd -q -3 --rm "$f" -o "$f.zst"; done
 javac -d "$work/cls" -cp target/classes bench/qcow2/ZstdDecodeBench.java

@@ -12,18 +12,7 @@ mib=${1:-64}; reps=${2:-3}; cluster=65536
 work=$(mktemp -d /var/tmp/zstd-encode.XXXXXX); trap 'rm -rf "$work"' EXIT
 mvn -B -ntp -o -q package -DskipTests
 ./biostack --version > /dev/null # builds the launcher's classpath now, not inside a timed convert
-# The same mix as zstd-decode.sh: half text-like, a quarter nearly zero, a quarter random.
-python3 - "$work/all.raw" "$mib" <<'PY'
-import os, random, sys
-random.seed(15); words = [b"qcow2", b"cluster", b"the", b"of", b"refcount", b"\n", b"zstd", b"block", b"table"]
-out = bytearray()
-while len(out) < int(sys.argv[2]) << 20:
-    k = len(out) // 65536 % 4
-    if k < 2: out += b" ".join(random.choice(words) for _ in range(14000))[:65536]
-    elif k == 2: out += bytes(65000) + os.urandom(536)
-    else: out += os.urandom(65536)
-open(sys.argv[1], "wb").write(out[: int(sys.argv[2]) << 20])
-PY
+python3 bench/qcow2/mixed-data.py "$work/all.raw" "$mib"   # the mix both zstd benches use
 javac -d "$work/cls" -cp target/classes bench/qcow2/ZstdEncodeBench.java
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2"; }
 for round in 1 2; do
