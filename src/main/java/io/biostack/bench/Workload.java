@@ -53,6 +53,15 @@ public record Workload(Pattern rw, int blockSize, int ioDepth, long runtimeNs, l
         }
 
         /**
+         * Whether the offsets are random (the patterns fio names {@code rand*}).
+         *
+         * @return true for randread, randwrite and randrw
+         */
+        public boolean isRandom() {
+            return random;
+        }
+
+        /**
          * The name fio gives the pattern.
          *
          * @return the name in lower case, as fio's {@code --rw} takes it

@@ -59,8 +59,12 @@ public final class BenchCommand implements Callable<Integer> {
     boolean endFsync;
 
     @Option(names = "--randommap",
-            description = "random offsets never repeat within a pass over the range, as with fio's random map (fio's default; off here by default: each I/O draws its own offset)")
+            description = "random offsets never repeat within a pass over the range, as with fio's random map (the default, as fio's; kept for scripts that name it)")
     boolean randommap;
+
+    @Option(names = "--norandommap",
+            description = "each random I/O draws its own offset, so blocks may repeat within a pass (fio's norandommap)")
+    boolean norandommap;
 
     @Option(names = "--iops-log", paramLabel = "FILE",
             description = "write a time series of completions to FILE: one line 'MSEC, IOPS' per --log-msec of the run (fio's write_iops_log with log_avg_msec)")
@@ -170,12 +174,17 @@ public final class BenchCommand implements Callable<Integer> {
         if (iopsLog != null && logMsec < 1) {
             throw new IllegalArgumentException("--log-msec must be at least 1");
         }
-        BenchResult r = run(dev, w, ramp, numjobs, endFsync, randommap, iopsLog == null ? 0 : logMsec, series -> {
+        if (randommap && norandommap) {
+            throw new IllegalArgumentException("--randommap and --norandommap exclude each other");
+        }
+        BenchResult r = run(dev, w, ramp, numjobs, endFsync, !norandommap, iopsLog == null ? 0 : logMsec, series -> {
             if (iopsLog != null) {
                 writeIopsLog(series);
             }
         });
-        System.out.print(json ? r.toJson(jsonExtra) + "\n" : r.toText(header));
+        String map = w.rw().isRandom() ? (norandommap ? " norandommap" : " randommap") : "";
+        System.out.print(json ? r.toJson(jsonExtra + ",\"randommap\":" + (w.rw().isRandom() && !norandommap)) + "\n"
+                : r.toText(header + map));
         return r.errors() == 0 ? 0 : 1;
     }
 

@@ -70,6 +70,23 @@ class BenchCommandTest {
     }
 
     @Test
+    void randomOffsetsFollowTheRandomMapByDefaultAsFiosDoAndNorandommapTurnsItOff() throws Exception {
+        Path f = dir.resolve("m.img");
+        CliRun byDefault = CliRun.of("bench", f.toString(), "--rw", "randwrite", "--runtime", "0.3", "--size", "8M", "--json");
+        assertThat(byDefault.code()).as(byDefault.err()).isZero();
+        assertThat(byDefault.out()).contains("\"randommap\":true", "\"errors\":0");
+        CliRun off = CliRun.of("bench", f.toString(), "--rw", "randread", "--runtime", "0.3", "--size", "8M",
+                "--norandommap");
+        assertThat(off.code()).as(off.err()).isZero();
+        assertThat(off.out()).contains("norandommap");
+        CliRun sequential = CliRun.of("bench", f.toString(), "--rw", "write", "--runtime", "0.3", "--size", "8M", "--json");
+        assertThat(sequential.out()).contains("\"randommap\":false");
+        CliRun both = CliRun.of("bench", f.toString(), "--runtime", "0.3", "--size", "8M", "--randommap", "--norandommap");
+        assertThat(both.code()).isNotZero();
+        assertThat(both.err()).contains("--randommap and --norandommap exclude each other");
+    }
+
+    @Test
     void iopsLogWritesOneLinePerIntervalWithItsEndAndItsIops() throws Exception {
         Path f = dir.resolve("l.img");
         Path log = dir.resolve("l.iops");
