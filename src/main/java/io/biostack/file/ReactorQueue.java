@@ -49,6 +49,7 @@ final class ReactorQueue implements FileRings.Queue, CqeHandler, RingLoop.Poller
         this.files = new FileRing(loop.ring(), Arena.ofAuto(), SLOTS, RingLoop.tag(id, 0),
                 UringEngine.SUBMIT_BATCH, bufferSlots, WRITE_PLUG);
         loop.addPoller(this);
+        loop.addDeviceWait(() -> files.inflight() == 1);
     }
 
     /**
