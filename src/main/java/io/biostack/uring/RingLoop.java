@@ -179,16 +179,27 @@ public final class RingLoop implements CqeHandler {
      */
     public void addPendingCheck(java.util.function.BooleanSupplier pending) {
         checkThread();
-        java.util.function.BooleanSupplier[] n = java.util.Arrays.copyOf(pendingChecks, pendingChecks.length + 1);
-        n[pendingChecks.length] = pending;
-        pendingChecks = n;
+        pendingChecks = plus(pendingChecks, pending);
     }
 
     private java.util.function.BooleanSupplier[] pendingChecks = new java.util.function.BooleanSupplier[0];
 
     private boolean pending() {
-        for (java.util.function.BooleanSupplier p : pendingChecks) {
-            if (p.getAsBoolean()) {
+        return anyTrue(pendingChecks);
+    }
+
+    /** {@code checks} with {@code c} added: a new array, so the loop reads a whole one (cold path). */
+    private static java.util.function.BooleanSupplier[] plus(java.util.function.BooleanSupplier[] checks,
+            java.util.function.BooleanSupplier c) {
+        java.util.function.BooleanSupplier[] n = java.util.Arrays.copyOf(checks, checks.length + 1);
+        n[checks.length] = c;
+        return n;
+    }
+
+    /** Whether one of {@code checks} says true; no allocation. */
+    private static boolean anyTrue(java.util.function.BooleanSupplier[] checks) {
+        for (java.util.function.BooleanSupplier c : checks) {
+            if (c.getAsBoolean()) {
                 return true;
             }
         }
@@ -400,24 +411,14 @@ public final class RingLoop implements CqeHandler {
      */
     public void addDeviceWait(java.util.function.BooleanSupplier busyDevice) {
         checkThread();
-        java.util.function.BooleanSupplier[] n = java.util.Arrays.copyOf(deviceWaits, deviceWaits.length + 1);
-        n[deviceWaits.length] = busyDevice;
-        deviceWaits = n;
+        deviceWaits = plus(deviceWaits, busyDevice);
     }
 
     private java.util.function.BooleanSupplier[] deviceWaits = new java.util.function.BooleanSupplier[0];
 
     /** Whether an idle period now would only wait for one device I/O (see {@link #addDeviceWait}). */
     private boolean waitsOnDevice() {
-        if (POLL_ON_DEVICE) {
-            return false;
-        }
-        for (java.util.function.BooleanSupplier w : deviceWaits) {
-            if (w.getAsBoolean()) {
-                return true;
-            }
-        }
-        return false;
+        return !POLL_ON_DEVICE && anyTrue(deviceWaits);
     }
 
     /** {@code -Dbiostack.uring.pollOnDevice=true} polls through a lone device I/O too (to compare). */
