@@ -5,9 +5,13 @@
 # biostack serve --ram SIZE in the same rounds, so TLS's cost shows as server CPU per I/O
 # (utime+stime of the server process from /proc/PID/stat over the job, divided by fio's I/Os).
 #
-# Usage: bench/tls/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE] [--numjobs N]
+# Usage: bench/tls/run.sh [--runtime SECONDS] [--rounds N] [--size SIZE] [--numjobs N] [--poll-us US]
 #        --numjobs: fio jobs per measurement, each its own connection (default 2, issue 19: one
 #        fio job was the limit, not the server); their figures are summed (group_reporting).
+#        --poll-us US: passed to both biostack servers (default: serve's own, adaptive polling).
+#        A polling reactor's spins count in its CPU per I/O: at 1M over TLS the server waits on the
+#        client's decryption between requests, so with polling the TLS figure holds spin time that
+#        the busier plain server does not; --poll-us 0 shows the work alone.
 #        --jfr FILE: records the biostack TLS server with JFR (settings=profile) into FILE, for
 #        `jfr print --events jdk.ExecutionSample FILE` (where its CPU goes).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
@@ -24,6 +28,7 @@ ROUNDS=1
 SIZE=1G
 NUMJOBS=2
 JFR=
+POLL=()
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) RUNTIME=$2; shift 2;;
@@ -31,6 +36,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift 2;;
     --numjobs) NUMJOBS=$2; shift 2;;
     --jfr) JFR=$2; shift 2;;
+    --poll-us) POLL=(--poll-us "$2"); shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -132,9 +138,9 @@ bs_plain=$work/biostack-plain.sock
 nk_tls=$work/nbdkit-tls.sock
 jfr_opts=${BIOSTACK_JAVA_OPTS:-}
 [ -n "$JFR" ] && jfr_opts="$jfr_opts -XX:StartFlightRecording=filename=$JFR,settings=profile"
-start "$bs_tls" env BIOSTACK_JAVA_OPTS="$jfr_opts" $BIOSTACK serve --ram "$SIZE" --socket "$bs_tls" --tls-certificates "$pki"
+start "$bs_tls" env BIOSTACK_JAVA_OPTS="$jfr_opts" $BIOSTACK serve --ram "$SIZE" --socket "$bs_tls" --tls-certificates "$pki" "${POLL[@]}"
 bs_tls_pid=${pids[-1]}
-start "$bs_plain" $BIOSTACK serve --ram "$SIZE" --socket "$bs_plain"
+start "$bs_plain" $BIOSTACK serve --ram "$SIZE" --socket "$bs_plain" "${POLL[@]}"
 bs_plain_pid=${pids[-1]}
 start "$nk_tls" nbdkit -f -U "$nk_tls" --tls=require --tls-certificates "$pki" memory "$SIZE"
 nk_tls_pid=${pids[-1]}
