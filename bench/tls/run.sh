@@ -9,9 +9,8 @@
 #        --numjobs: fio jobs per measurement, each its own connection (default 2, issue 19: one
 #        fio job was the limit, not the server); their figures are summed (group_reporting).
 #        --poll-us US: passed to both biostack servers (default: serve's own, adaptive polling).
-#        A polling reactor's spins count in its CPU per I/O: at 1M over TLS the server waits on the
-#        client's decryption between requests, so with polling the TLS figure holds spin time that
-#        the busier plain server does not; --poll-us 0 shows the work alone.
+#        A polling reactor's spins count in its CPU per I/O; --poll-us 0 leaves them out (at 1M
+#        over TLS it made no difference here: 615-990 us per I/O without, 603-1085 with).
 #        --jfr FILE: records the biostack TLS server with JFR (settings=profile) into FILE, for
 #        `jfr print --events jdk.ExecutionSample FILE` (where its CPU goes).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
