@@ -584,7 +584,6 @@ final class ImgConvert implements Callable<Integer> {
         if (!fmt.equals("raw") && !fmt.equals("qcow2")) {
             throw new IllegalArgumentException("Unknown source format '" + fmt + "' (raw or qcow2)");
         }
-        phase("probe");
         // A raw file is a chain of one layer: its map is SEEK_DATA/SEEK_HOLE, as a loop device's.
         ImgChain chain = ImgChain.open(src, fmt, true);
         phase("chain");
