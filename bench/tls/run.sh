@@ -11,6 +11,9 @@
 #        --poll-us US: passed to both biostack servers (default: serve's own, adaptive polling).
 #        A polling reactor's spins count in its CPU per I/O; --poll-us 0 leaves them out (at 1M
 #        over TLS it made no difference here: 615-990 us per I/O without, 603-1085 with).
+#        --perf FILE: perf-records the biostack TLS server (perf record -F 1999 -g) during its 1M
+#        jobs into FILE, with the JIT's symbols (-XX:+DumpPerfMapAtExit, /tmp/perf-PID.map), for
+#        `perf report -i FILE --sort dso,sym` (where its CPU goes, kernel and JIT stubs included).
 #        --jfr FILE: records the biostack TLS server with JFR (settings=profile) into FILE, for
 #        `jfr print --events jdk.ExecutionSample FILE` (where its CPU goes).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
@@ -27,6 +30,7 @@ ROUNDS=1
 SIZE=1G
 NUMJOBS=2
 JFR=
+PERF=
 POLL=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -35,6 +39,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift 2;;
     --numjobs) NUMJOBS=$2; shift 2;;
     --jfr) JFR=$2; shift 2;;
+    --perf) PERF=$2; shift 2;;
     --poll-us) POLL=(--poll-us "$2"); shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
@@ -93,17 +98,27 @@ start() {
   echo "bench: server did not come up: $*" >&2; cat "$work/$(basename "$sock").log" >&2; exit 1
 }
 
+# The JVM under a launcher script: the pid itself when it is java, else its java child.
+java_pid() { if [ "$(cat /proc/$1/comm)" = java ]; then echo "$1"; else pgrep -P "$1" java | head -1; fi; }
+perf_runs=0
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # One fio job; prints "iops MiB/s cpu_us_per_io". $1=uri $2=server pid $3=rw $4=bs $5=iodepth
 job() {
   local t0 t1 json
   t0=$(cpu_ticks "$2")
+  local rec=
+  if [ -n "$PERF" ] && [ "$2" = "$bs_tls_pid" ] && [ "$4" = 1M ]; then
+    perf record -q -F 1999 -g -p "$(java_pid "$2")" -o "$PERF.$((++perf_runs))" >/dev/null 2>&1 &
+    rec=$!
+  fi
   json=$(as_client fio --name=j --ioengine=nbd --uri="$1" --rw="$3" --bs="$4" --iodepth="$5" --size="$SIZE" \
       --numjobs="$NUMJOBS" --group_reporting --runtime="$RUNTIME" --time_based --randrepeat=0 \
       --output-format=json 2>/dev/null) || {
     echo "bench: fio failed on $1" >&2; exit 1; }
   t1=$(cpu_ticks "$2")
+  if [ -n "$rec" ]; then kill -INT "$rec"; wait "$rec" || true; fi
   echo "$json" | python3 -c '
 import json, os, sys
 text = sys.stdin.read()
@@ -136,6 +151,7 @@ bs_tls=$work/biostack-tls.sock
 bs_plain=$work/biostack-plain.sock
 nk_tls=$work/nbdkit-tls.sock
 jfr_opts=${BIOSTACK_JAVA_OPTS:-}
+[ -n "$PERF" ] && jfr_opts="$jfr_opts -XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit"
 [ -n "$JFR" ] && jfr_opts="$jfr_opts -XX:StartFlightRecording=filename=$JFR,settings=profile"
 start "$bs_tls" env BIOSTACK_JAVA_OPTS="$jfr_opts" $BIOSTACK serve --ram "$SIZE" --socket "$bs_tls" --tls-certificates "$pki" "${POLL[@]}"
 bs_tls_pid=${pids[-1]}

@@ -1249,8 +1249,9 @@ final class NbdConnection {
             fill(plain, TLS_BATCH);
             try {
                 for (int i = 0; i < plain.pieces; i++) {
-                    tls.writeApplication(plain.view(i));
+                    plain.view(i);
                 }
+                tls.writeApplication(plain.views, 0, plain.pieces); // replies share records
             } catch (TlsException | IllegalStateException e) {
                 sent(plain);
                 reactor.giveBatch(plain);

@@ -209,4 +209,47 @@ class TlsSessionTest {
         assertThatThrownBy(() -> PskCredentials.server(bad, List.of()))
                 .isInstanceOf(TlsException.class).hasMessageContaining("line 1: the key is not hex");
     }
+    /**
+     * A batch of 8 read replies (a 16-byte header and a 4 KiB payload each, as the server's send
+     * batch holds them) given as pieces in one call goes out in 3 records (33 KiB of plaintext,
+     * 16 KiB per record), not 16, and the peer reads the pieces back in their order. Counted on
+     * the wire: every TLS record starts with a 5-byte header whose last two bytes are its length
+     * (RFC 8446 section 5.1).
+     */
+    @Test
+    void piecesGivenTogetherShareRecordsAndArriveInOrderWithBothEngines() throws Exception {
+        for (TlsCredentials[] pair : List.of(
+                new TlsCredentials[] {X509Credentials.server(tls.x509, true, List.of()), X509Credentials.client(tls.x509)},
+                new TlsCredentials[] {PskCredentials.server(tls.psk, List.of()), PskCredentials.client(tls.psk, "alice")})) {
+            TlsSession server = pair[0].newServerSession("test peer");
+            TlsSession client = pair[1].newClientSession("localhost");
+            pump(client, server);
+            assertThat(server.isHandshakeComplete()).isTrue();
+            pump(client, server); // anything the server sends after the handshake (tickets) goes first
+            ByteBuffer[] pieces = new ByteBuffer[16];
+            ByteBuffer expected = ByteBuffer.allocate(8 * (16 + 4096));
+            Random rnd = new Random(3);
+            for (int i = 0; i < pieces.length; i++) {
+                byte[] b = new byte[i % 2 == 0 ? 16 : 4096];
+                rnd.nextBytes(b);
+                expected.put(b);
+                // direct and heap pieces alike, as headers and payloads come
+                pieces[i] = i % 4 == 1 ? ByteBuffer.allocateDirect(b.length).put(b).flip() : ByteBuffer.wrap(b);
+            }
+            server.writeApplication(pieces, 0, pieces.length);
+            for (ByteBuffer p : pieces) {
+                assertThat(p.hasRemaining()).as("every piece consumed").isFalse();
+            }
+            ByteBuffer wire = ByteBuffer.allocate(64 * 1024);
+            server.readOutput(wire);
+            wire.flip();
+            int records = 0;
+            for (int at = 0; at < wire.limit(); at += 5 + (wire.getShort(at + 3) & 0xffff)) {
+                records++;
+            }
+            assertThat(records).as(server.describe() + ": records for 16 pieces of 33 KiB").isEqualTo(3);
+            client.offerInput(wire);
+            assertThat(receive(client, expected.capacity())).isEqualTo(expected.array());
+        }
+    }
 }

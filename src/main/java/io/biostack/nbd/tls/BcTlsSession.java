@@ -137,6 +137,39 @@ final class BcTlsSession implements TlsSession {
         }
     }
 
+    /**
+     * Gathers the pieces into the scratch array and hands it over a whole array at a time:
+     * BouncyCastle makes at least one record per call, so pieces given one by one would each take
+     * a record of their own.
+     */
+    @Override
+    public void writeApplication(ByteBuffer[] srcs, int offset, int length) throws TlsException {
+        if (!complete) {
+            throw new IllegalStateException("TLS handshake not complete");
+        }
+        try {
+            int n = 0;
+            for (int i = offset; i < offset + length; i++) {
+                ByteBuffer src = srcs[i];
+                while (src.hasRemaining()) {
+                    int k = Math.min(src.remaining(), scratch.length - n);
+                    src.get(scratch, n, k);
+                    n += k;
+                    if (n == scratch.length) {
+                        protocol.writeApplicationData(scratch, 0, n);
+                        n = 0;
+                    }
+                }
+            }
+            if (n > 0) {
+                protocol.writeApplicationData(scratch, 0, n);
+            }
+        } catch (IOException e) {
+            failed = true;
+            throw new TlsException(reason(e), e);
+        }
+    }
+
     @Override
     public boolean isHandshakeComplete() {
         return complete;

@@ -25,6 +25,8 @@ import java.security.cert.X509Certificate;
  */
 final class JdkTlsSession implements TlsSession {
     private static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
+    /** The one-piece array that {@link #wrap(ByteBuffer)} passes on, so a wrap allocates none. */
+    private final ByteBuffer[] one = new ByteBuffer[1];
 
     private final SSLEngine engine;
     private final String peer;
@@ -135,8 +137,18 @@ final class JdkTlsSession implements TlsSession {
     }
 
     private void wrap(ByteBuffer src) throws SSLException {
+        one[0] = src;
+        try {
+            wrap(one, 0, 1);
+        } finally {
+            one[0] = null;
+        }
+    }
+
+    /** One record (or handshake message) from {@code srcs} into netOut; returns the plaintext bytes it took. */
+    private int wrap(ByteBuffer[] srcs, int offset, int length) throws SSLException {
         while (true) {
-            SSLEngineResult r = engine.wrap(src, netOut);
+            SSLEngineResult r = engine.wrap(srcs, offset, length, netOut);
             if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW) {
                 roomOut(engine.getSession().getPacketBufferSize());
                 continue;
@@ -147,7 +159,7 @@ final class JdkTlsSession implements TlsSession {
             if (r.getHandshakeStatus() == HandshakeStatus.FINISHED) {
                 finished();
             }
-            return;
+            return r.bytesConsumed();
         }
     }
 
@@ -251,6 +263,38 @@ final class JdkTlsSession implements TlsSession {
                 }
                 if (src.remaining() == before && netOut.hasRemaining()) {
                     throw new TlsException("TLS engine made no progress");
+                }
+            }
+        } catch (SSLException e) {
+            throw new TlsException(reason(e), e);
+        }
+    }
+
+    @Override
+    public void writeApplication(ByteBuffer[] srcs, int offset, int length) throws TlsException {
+        if (!complete) {
+            throw new IllegalStateException("TLS handshake not complete");
+        }
+        if (closed) {
+            throw new TlsException("TLS session closed");
+        }
+        long left = 0;
+        for (int i = offset; i < offset + length; i++) {
+            left += srcs[i].remaining();
+        }
+        try {
+            while (left > 0) {
+                int took = wrap(srcs, offset, length);
+                if (closed) {
+                    throw new TlsException("TLS session closed");
+                }
+                if (took == 0 && netOut.hasRemaining()) {
+                    throw new TlsException("TLS engine made no progress");
+                }
+                left -= took;
+                while (length > 0 && !srcs[offset].hasRemaining()) {
+                    offset++; // pieces already in records: the engine need not look at them again
+                    length--;
                 }
             }
         } catch (SSLException e) {

@@ -76,6 +76,25 @@ public interface TlsSession extends AutoCloseable {
     void writeApplication(ByteBuffer src) throws TlsException;
 
     /**
+     * Encrypts all the remaining bytes of {@code srcs[offset .. offset + length)}, in that order,
+     * gathered into as few records as the record size allows: the pieces of a batch of NBD replies
+     * (a header, a payload, the next header...) share records instead of taking one each. Records
+     * cost per record (a header and tag on the wire, a cipher initialisation and a tag on each
+     * side), and a 4 KiB read reply is two pieces.
+     *
+     * @param srcs   plaintext pieces, each consumed in full
+     * @param offset the first piece
+     * @param length how many pieces
+     * @throws TlsException when the session failed
+     * @throws IllegalStateException before the handshake is complete
+     */
+    default void writeApplication(ByteBuffer[] srcs, int offset, int length) throws TlsException {
+        for (int i = offset; i < offset + length; i++) {
+            writeApplication(srcs[i]);
+        }
+    }
+
+    /**
      * Whether the handshake finished and the peer was accepted.
      *
      * @return true once it did
