@@ -126,6 +126,73 @@ class NbdTlsClientsTest {
         assertThat(warnings.lines()).isEmpty();
     }
 
+    /**
+     * TLS 1.2 clients, which the record sharing must serve as well as 1.3 ones: nbdcopy (libnbd's
+     * GnuTLS, told by a system priority file to leave TLS 1.3 out) copies up and down byte-exact,
+     * and qemu-io (its tls-creds priority) reads 64 small blocks at once, so that their replies
+     * share records, and checks each one's pattern. The server's own log says which version each
+     * connection negotiated.
+     */
+    @Test
+    void tls12ClientsGetBatchedRepliesInOrder() throws Exception {
+        Tools.require("qemu-io");
+        serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, true, List.of()));
+        java.util.logging.Logger nbd = java.util.logging.Logger.getLogger("io.biostack.nbd");
+        java.util.logging.Level was = nbd.getLevel();
+        List<String> versions = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        java.util.logging.Handler h = new java.util.logging.Handler() {
+            @Override
+            public void publish(java.util.logging.LogRecord r) {
+                String m = java.text.MessageFormat.format(r.getMessage(), r.getParameters());
+                if (m.contains(" TLSv1.")) {
+                    versions.add(m.replaceAll(".* (TLSv1\\.[0-9]).*", "$1"));
+                }
+            }
+
+            @Override
+            public void flush() {
+            }
+
+            @Override
+            public void close() {
+            }
+        };
+        h.setLevel(java.util.logging.Level.ALL);
+        nbd.setLevel(java.util.logging.Level.FINE);
+        nbd.addHandler(h);
+        try {
+            Path prio = Files.writeString(dir.resolve("gnutls-no-tls13.conf"), "[overrides]\ndisabled-version = tls1.3\n");
+            String uri = unix(null, "tls-certificates=" + tls.x509 + "&tls-hostname=localhost");
+            Path src = pattern(5);
+            String env = "GNUTLS_SYSTEM_PRIORITY_FILE=" + prio;
+            Tools.ok(60, "env", env, "nbdcopy", src.toString(), uri);
+            Path back = dir.resolve("back-tls12");
+            Tools.ok(60, "env", env, "nbdcopy", uri, back.toString());
+            assertThat(Files.mismatch(src, back)).as("read back over TLS 1.2").isEqualTo(-1);
+
+            List<String> cmd = new java.util.ArrayList<>(List.of("qemu-io", "--object",
+                    "tls-creds-x509,id=tls0,endpoint=client,dir=" + tls.x509 + ",priority=NORMAL:-VERS-TLS1.3",
+                    "--image-opts", "driver=nbd,server.type=unix,server.path=" + sock
+                            + ",export=disk,tls-creds=tls0,tls-hostname=localhost",
+                    "-c", "write -P 0x33 0 128k", "-c", "write -P 0x44 128k 128k"));
+            for (int i = 0; i < 64; i++) {
+                cmd.add("-c");
+                cmd.add("aio_read -P " + (i < 32 ? "0x33" : "0x44") + " " + i * 4 + "k 4k");
+            }
+            cmd.add("-c");
+            cmd.add("aio_flush");
+            Tools.Result r = Tools.ok(60, cmd.toArray(String[]::new));
+            assertThat(r.out()).as("qemu-io's pattern checks").doesNotContain("Pattern verification failed")
+                    .contains("read 4096/4096 bytes at offset 258048");
+        } finally {
+            nbd.removeHandler(h);
+            nbd.setLevel(was);
+        }
+        // nbdcopy opens one connection or more (multi-conn), qemu-io one
+        assertThat(versions).as("versions the server negotiated").hasSizeGreaterThanOrEqualTo(3).containsOnly("TLSv1.2");
+        assertThat(warnings.lines()).isEmpty();
+    }
+
     void qemu(String object, int fill) throws Exception {
         String image = "driver=nbd,server.type=unix,server.path=" + sock + ",export=disk,tls-creds=tls0,tls-hostname=localhost";
         Tools.ok(60, "qemu-io", "--object", object, "--image-opts", image,
