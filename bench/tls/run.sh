@@ -11,6 +11,8 @@
 #        --poll-us US: passed to both biostack servers (default: serve's own, adaptive polling).
 #        A polling reactor's spins count in its CPU per I/O; --poll-us 0 leaves them out (at 1M
 #        over TLS it made no difference here: 615-990 us per I/O without, 603-1085 with).
+#        --jobs "SPEC,SPEC": the fio jobs, each "RW BS IODEPTH" (default "randread 4k 32,read 1M 8";
+#        "write 1M 8" measures the decryption of large writes).
 #        --perf FILE: perf-records the biostack TLS server (perf record -F 1999 -g) during its 1M
 #        jobs into FILE, with the JIT's symbols (-XX:+DumpPerfMapAtExit, /tmp/perf-PID.map), for
 #        `perf report -i FILE --sort dso,sym` (where its CPU goes, kernel and JIT stubs included).
@@ -32,6 +34,7 @@ NUMJOBS=2
 JFR=
 PERF=
 POLL=()
+JOBS="randread 4k 32,read 1M 8"
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) RUNTIME=$2; shift 2;;
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --numjobs) NUMJOBS=$2; shift 2;;
     --jfr) JFR=$2; shift 2;;
     --perf) PERF=$2; shift 2;;
+    --jobs) JOBS=$2; shift 2;;
     --poll-us) POLL=(--poll-us "$2"); shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
@@ -100,7 +104,6 @@ start() {
 
 # The JVM under a launcher script: the pid itself when it is java, else its java child.
 java_pid() { if [ "$(cat /proc/$1/comm)" = java ]; then echo "$1"; else pgrep -P "$1" java | head -1; fi; }
-perf_runs=0
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -110,7 +113,7 @@ job() {
   t0=$(cpu_ticks "$2")
   local rec=
   if [ -n "$PERF" ] && [ "$2" = "$bs_tls_pid" ] && [ "$4" = 1M ]; then
-    perf record -q -F 1999 -g -p "$(java_pid "$2")" -o "$PERF.$((++perf_runs))" >/dev/null 2>&1 &
+    perf record -q -F 1999 -g -p "$(java_pid "$2")" -o "$PERF.$(date +%H%M%S%N)" >/dev/null 2>&1 &
     rec=$!
   fi
   json=$(as_client fio --name=j --ioengine=nbd --uri="$1" --rw="$3" --bs="$4" --iodepth="$5" --size="$SIZE" \
@@ -123,11 +126,11 @@ job() {
 import json, os, sys
 text = sys.stdin.read()
 j = json.loads(text[text.index("{"):])["jobs"][0]
-d = j["read"]
+d = j["write" if "write" in sys.argv[2] else "read"]
 ticks = int(sys.argv[1]); hz = os.sysconf("SC_CLK_TCK")
 ios = max(d["total_ios"], 1)
 print("%.0f %.1f %.1f" % (d["iops"], d["bw"] / 1024, ticks / hz * 1e6 / ios))
-' "$((t1 - t0))"
+' "$((t1 - t0))" "$3"
 }
 
 # Fills the export with data (reads of a sparse ramdisk would be holes, not data).
@@ -138,7 +141,9 @@ fill() {
 
 # Untimed jobs first: the JVM's JIT compiles the TLS and NBD paths before anything is measured.
 warm() {
-  for spec in "randread 4k 32" "read 1M 8"; do
+  local specs spec
+  IFS=, read -r -a specs <<<"$JOBS"
+  for spec in "${specs[@]}"; do
     set -- $spec
     as_client fio --name=warm --ioengine=nbd --uri="$u" --rw="$1" --bs="$2" --iodepth="$3" --size="$SIZE" \
         --runtime=3 --time_based --output-format=terse >/dev/null 2>&1 || true
@@ -171,7 +176,8 @@ echo "   plain:    $BIOSTACK serve --ram $SIZE --socket S"
 for u in "$u_bs_tls" "$u_nk_tls" "$u_bs_plain"; do fill "$u"; warm; done
 echo
 row "job" "server" "IOPS" "MiB/s" "CPU us/IO"
-for spec in "randread 4k 32" "read 1M 8"; do
+IFS=, read -r -a specs <<<"$JOBS"
+for spec in "${specs[@]}"; do
   set -- $spec
   name="$1 $2 QD$3"
   for r in $(seq 1 "$ROUNDS"); do

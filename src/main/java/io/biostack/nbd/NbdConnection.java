@@ -142,8 +142,16 @@ final class NbdConnection {
     SendBatch wireSending;
 
     // ---- TLS (after NBD_OPT_STARTTLS) -------------------------------------------------------
-    /** Ciphertext received per RECV: a TLS record and then some. */
+    /** Ciphertext received per RECV at first: a TLS record and then some. */
     static final int CIPHER_IN = 32 * 1024;
+    /**
+     * Ciphertext received per RECV at most. The buffer doubles each time a RECV fills it (the peer
+     * had more queued), so a client that writes 1 MiB payloads takes 4-8 RECVs per payload instead
+     * of 32: each RECV is a submission, a completion and often a sleep and a wake-up of the
+     * reactor, which were half of the server's CPU on 1 MiB writes over TLS (bench/tls --jobs
+     * "write 1M 8"). At most 3 growths per connection; idle and handshaking ones keep 32 KiB.
+     */
+    static final int CIPHER_IN_MAX = 256 * 1024;
     /** Plaintext encrypted per send, so the ciphertext buffer stays small. */
     static final long TLS_BATCH = 1 << 20;
     /** Most ciphertext per send: one pooled buffer's worth (a reply of the maximum payload spans several). */
@@ -1123,6 +1131,11 @@ final class NbdConnection {
         } catch (TlsException e) {
             tlsRefused(e);
             return;
+        }
+        if (n == cipherIn.capacity() && n < CIPHER_IN_MAX) {
+            // The RECV is complete, so no receive is in flight into the old buffer.
+            cipherIn = ByteBuffer.allocateDirect(n * 2);
+            cipherInSeg = MemorySegment.ofBuffer(cipherIn);
         }
         pullTls();
     }
