@@ -1249,7 +1249,7 @@ final class NbdConnection {
      * Fills {@code b} with what goes on the wire next and makes it the send in flight. With TLS,
      * replies (at most {@link #TLS_BATCH} bytes of them at a time, so the ciphertext stays small)
      * are encrypted in one call, so that they share records (a batch of 4 KiB read replies took
-     * two records each: 13-19 us of server CPU per read, against 6-11 with records shared, in
+     * two records each: 13-19 us of server CPU per read, against 4-13 with records shared, in
      * bench/tls), given back at once (the session copied them), and the ciphertext goes out of
      * a pooled buffer.
      */
