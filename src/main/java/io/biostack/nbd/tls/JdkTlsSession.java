@@ -25,7 +25,10 @@ import java.security.cert.X509Certificate;
  */
 final class JdkTlsSession implements TlsSession {
     private static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
-    /** The one-piece array that {@link #wrap(ByteBuffer)} passes on, so a wrap allocates none. */
+    /**
+     * The one-piece array that {@link #wrap(ByteBuffer)} passes on, reused (the JDK's engine still
+     * allocates per record: its result, an array for the destination, cipher state).
+     */
     private final ByteBuffer[] one = new ByteBuffer[1];
 
     private final SSLEngine engine;
