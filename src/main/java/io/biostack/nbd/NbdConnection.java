@@ -148,8 +148,9 @@ final class NbdConnection {
      * Ciphertext received per RECV at most. The buffer doubles each time a RECV fills it (the peer
      * had more queued), so a client that writes 1 MiB payloads takes 4-8 RECVs per payload instead
      * of 32: each RECV is a submission, a completion and often a sleep and a wake-up of the
-     * reactor, which were half of the server's CPU on 1 MiB writes over TLS (bench/tls --jobs
-     * "write 1M 8"). At most 3 growths per connection; idle and handshaking ones keep 32 KiB.
+     * reactor, which took over a third of the server's CPU on 1 MiB writes over TLS (bench/tls
+     * --jobs "write 1M 8"). At most 3 growths per connection; idle and handshaking ones keep
+     * 32 KiB.
      */
     static final int CIPHER_IN_MAX = 256 * 1024;
     /** Plaintext encrypted per send, so the ciphertext buffer stays small. */
