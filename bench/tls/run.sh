@@ -13,9 +13,10 @@
 #        over TLS it made no difference here: 615-990 us per I/O without, 603-1085 with).
 #        --jobs "SPEC,SPEC": the fio jobs, each "RW BS IODEPTH" (default "randread 4k 32,read 1M 8";
 #        "write 1M 8" measures the decryption of large writes).
-#        --perf FILE: perf-records the biostack TLS server (perf record -F 1999 -g) during its 1M
-#        jobs into FILE, with the JIT's symbols (-XX:+DumpPerfMapAtExit, /tmp/perf-PID.map), for
-#        `perf report -i FILE --sort dso,sym` (where its CPU goes, kernel and JIT stubs included).
+#        --perf FILE: perf-records the biostack TLS server (perf record -F 1999 -g) during each of
+#        its 1M jobs into FILE.TIME, with the JIT's symbols (-XX:+DumpPerfMapAtExit,
+#        /tmp/perf-PID.map), for `perf report -i FILE.TIME --sort dso,sym` (where its CPU goes,
+#        kernel and JIT stubs included).
 #        --jfr FILE: records the biostack TLS server with JFR (settings=profile) into FILE, for
 #        `jfr print --events jdk.ExecutionSample FILE` (where its CPU goes).
 # Env:   BIOSTACK  command that runs the biostack CLI (default: ./biostack of this checkout)
@@ -48,6 +49,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
+IFS=, read -r -a specs <<<"$JOBS"
 for t in fio nbdkit certtool python3; do
   command -v $t >/dev/null || { echo "bench: $t is not installed" >&2; exit 2; }
 done
@@ -141,8 +143,7 @@ fill() {
 
 # Untimed jobs first: the JVM's JIT compiles the TLS and NBD paths before anything is measured.
 warm() {
-  local specs spec
-  IFS=, read -r -a specs <<<"$JOBS"
+  local spec
   for spec in "${specs[@]}"; do
     set -- $spec
     as_client fio --name=warm --ioengine=nbd --uri="$u" --rw="$1" --bs="$2" --iodepth="$3" --size="$SIZE" \
@@ -176,7 +177,6 @@ echo "   plain:    $BIOSTACK serve --ram $SIZE --socket S"
 for u in "$u_bs_tls" "$u_nk_tls" "$u_bs_plain"; do fill "$u"; warm; done
 echo
 row "job" "server" "IOPS" "MiB/s" "CPU us/IO"
-IFS=, read -r -a specs <<<"$JOBS"
 for spec in "${specs[@]}"; do
   set -- $spec
   name="$1 $2 QD$3"

@@ -182,9 +182,9 @@ public final class BenchCommand implements Callable<Integer> {
                 writeIopsLog(series);
             }
         });
-        String map = w.rw().isRandom() ? (norandommap ? " norandommap" : " randommap") : "";
-        System.out.print(json ? r.toJson(jsonExtra + ",\"randommap\":" + (w.rw().isRandom() && !norandommap)) + "\n"
-                : r.toText(header + map));
+        boolean mapped = w.rw().isRandom() && !norandommap;
+        String map = w.rw().isRandom() ? (mapped ? " randommap" : " norandommap") : "";
+        System.out.print(json ? r.toJson(jsonExtra + ",\"randommap\":" + mapped) + "\n" : r.toText(header + map));
         return r.errors() == 0 ? 0 : 1;
     }
 

@@ -1135,10 +1135,15 @@ final class NbdConnection {
         }
         if (n == cipherIn.capacity() && n < CIPHER_IN_MAX) {
             // The RECV is complete, so no receive is in flight into the old buffer.
-            cipherIn = ByteBuffer.allocateDirect(n * 2);
-            cipherInSeg = MemorySegment.ofBuffer(cipherIn);
+            newCipherIn(n * 2);
         }
         pullTls();
+    }
+
+    /** A fresh ciphertext receive buffer of {@code size} bytes (no RECV may be in flight into the old one). */
+    private void newCipherIn(int size) {
+        cipherIn = ByteBuffer.allocateDirect(size);
+        cipherInSeg = MemorySegment.ofBuffer(cipherIn);
     }
 
     /** Continues after a pause: decrypted plaintext waiting, requests left in the buffer. */
@@ -1201,8 +1206,7 @@ final class NbdConnection {
         tlsAwaitingHello = false;
         try {
             tls = server.tlsCredentials().newServerSession(peer);
-            cipherIn = ByteBuffer.allocateDirect(CIPHER_IN);
-            cipherInSeg = MemorySegment.ofBuffer(cipherIn);
+            newCipherIn(CIPHER_IN);
             if (rStart < rEnd) {
                 rb.limit(rEnd).position(rStart);
                 tls.offerInput(rb);

@@ -400,14 +400,14 @@ public final class RingLoop implements CqeHandler {
      * Adds a test of whether the loop's next event is likely a whole device latency away (the
      * file engine: exactly one of its I/Os in flight; another connection on the loop may still be
      * waiting for its peer, and then waits a wake-up longer). While one says so, an idle loop
-     * sleeps instead of polling: on
-     * this VM a spinning vCPU takes the host CPU that the virtual disk's own I/O thread needs, and
-     * bench/nbd/qd1-trace.sh measured the disk step of a QD1 read at 50 us with the reactor
-     * polling against 39 us sleeping (fio alone: 40 us), while the wake-up that polling saves
-     * cost 3 us. With many I/Os in flight completions come a fraction of a latency apart and
-     * polling catches them (QD32 measured 4-8% slower without it); a wait for a peer's next
-     * request, with no device I/O in flight, still polls (it caught the client's request 7 us
-     * sooner). Loop thread only; the test runs on the loop thread and must not allocate.
+     * sleeps instead of polling: on this VM a spinning vCPU takes the host CPU that the virtual
+     * disk's own I/O thread needs, and bench/nbd/qd1-trace.sh measured the disk step of a QD1 read
+     * at 50 us with the reactor polling against 39 us sleeping (fio alone: 40 us), while the
+     * wake-up that polling saves cost 3 us. With many I/Os in flight completions come a fraction
+     * of a latency apart and polling catches them (QD32 measured 4-8% slower without it); a wait
+     * for a peer's next request, with no device I/O in flight, still polls (it caught the client's
+     * request 7 us sooner). Loop thread only; the test runs on the loop thread and must not
+     * allocate.
      *
      * @param busyDevice true while waiting would only wait for one device I/O
      */

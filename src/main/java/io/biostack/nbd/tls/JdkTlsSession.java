@@ -26,8 +26,9 @@ import java.security.cert.X509Certificate;
 final class JdkTlsSession implements TlsSession {
     private static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
     /**
-     * The one-piece array that {@link #wrap(ByteBuffer)} passes on, reused (the JDK's engine still
-     * allocates per record: its result, an array for the destination, cipher state).
+     * The one-piece array that {@link #wrap(ByteBuffer)} and {@link #writeApplication(ByteBuffer)}
+     * pass on, reused (the JDK's engine still allocates per record: its result, an array for the
+     * destination, cipher state).
      */
     private final ByteBuffer[] one = new ByteBuffer[1];
 
@@ -251,25 +252,11 @@ final class JdkTlsSession implements TlsSession {
 
     @Override
     public void writeApplication(ByteBuffer src) throws TlsException {
-        if (!complete) {
-            throw new IllegalStateException("TLS handshake not complete");
-        }
-        if (closed) {
-            throw new TlsException("TLS session closed");
-        }
+        one[0] = src;
         try {
-            while (src.hasRemaining()) {
-                int before = src.remaining();
-                wrap(src);
-                if (closed) {
-                    throw new TlsException("TLS session closed");
-                }
-                if (src.remaining() == before && netOut.hasRemaining()) {
-                    throw new TlsException("TLS engine made no progress");
-                }
-            }
-        } catch (SSLException e) {
-            throw new TlsException(reason(e), e);
+            writeApplication(one, 0, 1);
+        } finally {
+            one[0] = null;
         }
     }
 

@@ -88,11 +88,7 @@ public interface TlsSession extends AutoCloseable {
      * @throws TlsException when the session failed
      * @throws IllegalStateException before the handshake is complete
      */
-    default void writeApplication(ByteBuffer[] srcs, int offset, int length) throws TlsException {
-        for (int i = offset; i < offset + length; i++) {
-            writeApplication(srcs[i]);
-        }
-    }
+    void writeApplication(ByteBuffer[] srcs, int offset, int length) throws TlsException;
 
     /**
      * Whether the handshake finished and the peer was accepted.
