@@ -25,7 +25,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * which random bytes would never pass). The parser must answer with a {@link LuksException}
  * or a result, never another exception, a hang or an allocation the input asks for.
  *
- * <p>With Jazzer ({@code JAZZER_FUZZ=1}) it fuzzes from the seeds under
+ * <p>With Jazzer ({@code scripts/fuzz.sh luks2}: {@code JAZZER_FUZZ=1} and the class-version agent
+ * that lets Jazzer instrument Java 25 classes) it fuzzes from the seeds under
  * {@code src/test/resources/io/biostack/layer/crypt/Luks2HeaderFuzzTestInputs} for
  * {@code maxDuration}; the suite runs the seeds and their mutations without it (see below).
  */
@@ -34,7 +35,7 @@ class Luks2HeaderFuzzTest {
     /** Bytes that make JSON structure, for the mutations. */
     private static final String TOKENS = "{}[]\",:0123456789-\\u ";
 
-    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): it could only skip there
+    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): Jazzer's start-up costs about a minute
     @FuzzTest(maxDuration = "20s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void parserAnswersEveryInputWithAResultOrALuksException(FuzzedDataProvider in) {
@@ -44,9 +45,8 @@ class Luks2HeaderFuzzTest {
     /**
      * The suite's brief run: every seed, then 3000 deterministic mutations of them (bytes
      * flipped, inserted, deleted, spliced), each through the same target. Not coverage-guided:
-     * Jazzer 0.24's agent cannot read Java 25 class files (ASM: "Unsupported class file major
-     * version 69") and costs about 50 s of start-up in the suite's JVM, so the {@code @FuzzTest}
-     * above runs only with {@code JAZZER_FUZZ=1}.
+     * the {@code @FuzzTest} above is, from {@code scripts/fuzz.sh luks2}, outside the suite, since
+     * Jazzer costs about 50 s of start-up in the suite's JVM.
      */
     @Test
     void mutatedSeedsAreAnsweredWithAResultOrALuksException() throws Exception {

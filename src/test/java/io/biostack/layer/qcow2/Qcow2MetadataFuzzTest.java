@@ -40,7 +40,8 @@ import static org.junit.jupiter.api.Assertions.fail;
  * answers allowed are a result, a {@link Qcow2Exception}, or an {@link IOException} (an I/O
  * error on a read); anything else, a hang or an allocation the input asks for is a bug.
  *
- * <p>With Jazzer ({@code JAZZER_FUZZ=1}, or {@code scripts/fuzz-qcow2.sh}) it fuzzes from the
+ * <p>With Jazzer ({@code scripts/fuzz.sh qcow2}: {@code JAZZER_FUZZ=1} and the class-version agent
+ * that lets Jazzer instrument Java 25 classes) it fuzzes from the
  * seeds under {@code src/test/resources/io/biostack/layer/qcow2/Qcow2MetadataFuzzTestInputs}
  * (images qemu-img made: plain, snapshot, bitmap, zlib, zstd, extended L2, version 2, refcount
  * bits 1, an overlay) for {@code maxDuration}; the suite runs the seeds and deterministic
@@ -65,7 +66,7 @@ class Qcow2MetadataFuzzTest {
     @TempDir
     static Path tmp;
 
-    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): it could only skip there
+    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): Jazzer's start-up costs about a minute
     @FuzzTest(maxDuration = "60s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void imageParsersAnswerEveryInputWithAResultOrAQcow2Error(byte[] image) throws Exception {
@@ -75,10 +76,9 @@ class Qcow2MetadataFuzzTest {
     /**
      * The suite's brief run: every seed, then deterministic mutations of them (bytes flipped,
      * header fields set to edge values, ranges deleted or repeated, the file cut short), each
-     * through the same target, for at most 8 seconds. Not coverage-guided: Jazzer 0.24's agent
-     * cannot read Java 25 class files (ASM: "Unsupported class file major version 69"), so the
-     * {@code @FuzzTest} above runs only with {@code JAZZER_FUZZ=1}. {@code -Dqcow2.fuzz.seconds=N}
-     * runs the mutations longer (the script does).
+     * through the same target, for at most 8 seconds. Not coverage-guided: the {@code @FuzzTest}
+     * above is, from {@code scripts/fuzz.sh qcow2}, outside the suite. {@code -Dqcow2.fuzz.seconds=N}
+     * runs the mutations longer ({@code scripts/fuzz.sh --mutate qcow2 N}).
      */
     @Test
     void mutatedQemuImagesAreAnsweredWithAResultOrAQcow2Error() throws Exception {
