@@ -42,12 +42,15 @@ rm -f "$stage"/lib/*.aot
 # their runs agree; the log keeps errors (a class the cache cannot take is a warning).
 opts=(--enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=10
   -XX:-UsePerfData -Xlog:aot=error,cds=error)
+# convert's, as bin/biostack gives them: C1's usual thresholds
+convert_opts=(--enable-native-access=ALL-UNNAMED -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData
+  -Xlog:aot=error,cds=error)
 serve_opts=(--enable-native-access=ALL-UNNAMED -XX:+UseParallelGC -Xlog:aot=error,cds=error)
 for mode in short img convert luks full serve; do
   o=("${opts[@]}")
   case $mode in
     full) cache=biostack cp=$full_cp ;;
-    convert) cache=convert cp=$full_cp ;;
+    convert) cache=convert cp=$full_cp o=("${convert_opts[@]}") ;;
     serve) cache=serve cp=$full_cp o=("${serve_opts[@]}") ;;
     *) cache=$mode cp=$short_cp ;;
   esac
