@@ -1,12 +1,15 @@
 package io.biostack.nbd;
 
 import io.biostack.block.RamDisk;
+import io.biostack.nbd.tls.TlsMode;
+import io.biostack.nbd.tls.X509Credentials;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -32,7 +35,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * The requests of a batch are in flight together on disjoint ranges (the order of overlapping
  * ones is the server's to choose), and a batch moves at most 96 KiB, which the socket buffers
  * hold both ways while replies wait. A trimmed block reads back as anything (the spec leaves its
- * contents undefined) until something is written there again.
+ * contents undefined) until something is written there again. One run goes through TLS, where
+ * the replies of a batch share records.
  */
 @Timeout(60)
 class NbdRandomRequestsTest {
@@ -44,16 +48,41 @@ class NbdRandomRequestsTest {
     private static final int SLOTS = SIZE / SLOT;
 
     @TempDir
+    static Path keys;
+    static TlsFixture tls;
+    @TempDir
     Path dir;
     Path sock;
     RamDisk disk;
     NbdServer server;
 
+    @BeforeAll
+    static void keys() throws Exception {
+        tls = TlsFixture.create(keys);
+    }
+
     @BeforeEach
     void start() throws Exception {
         sock = dir.resolve("nbd.sock");
         disk = new RamDisk("disk", SIZE, BLOCK, false);
-        server = NbdServer.builder().export(NbdExport.of("disk", disk)).unixSocket(sock).maxPayload(MAX_PAYLOAD).start();
+        server = NbdServer.builder().export(NbdExport.of("disk", disk)).unixSocket(sock).maxPayload(MAX_PAYLOAD)
+                .tls(TlsMode.ON, X509Credentials.server(tls.x509, false, List.of())).start();
+    }
+
+    /** Structured replies, base:allocation, and GO agreeing to the block sizes; through TLS or not. */
+    private RawNbdClient open(boolean withTls) throws Exception {
+        RawNbdClient c = RawNbdClient.handshake(sock, FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+        if (withTls) {
+            c.startTls(X509Credentials.client(tls.nocert));
+        }
+        c.option(OPT_STRUCTURED_REPLY, new byte[0]);
+        c.expectType(c.optionReply(), REP_ACK);
+        c.structured = true;
+        c.option(OPT_SET_META_CONTEXT, RawNbdClient.metaRequest("disk", BASE_ALLOCATION));
+        c.expectType(c.optionReply(), REP_META_CONTEXT);
+        c.expectType(c.optionReply(), REP_ACK);
+        assertThat(c.go(OPT_GO, "disk", INFO_BLOCK_SIZE).getLast().type()).isEqualTo(REP_ACK);
+        return c;
     }
 
     @AfterEach
@@ -66,16 +95,16 @@ class NbdRandomRequestsTest {
     private record Req(long cookie, int flags, int type, long offset, long length, byte[] data, int expect) {
     }
 
-    @ParameterizedTest(name = "seed {0}")
-    @ValueSource(longs = {1, 2})
-    void randomPipelinedRequestsGetTheSpecsAnswersAndReadBackTheModel(long seed) throws Exception {
+    @ParameterizedTest(name = "seed {0}, tls={1}")
+    @CsvSource({"1, false", "2, true"})
+    void randomPipelinedRequestsGetTheSpecsAnswersAndReadBackTheModel(long seed, boolean withTls) throws Exception {
         Random rnd = new Random(seed);
         byte[] model = new byte[SIZE];
         boolean[] known = new boolean[SIZE / BLOCK];
         Arrays.fill(known, true); // a fresh RAM disk reads as zeros
         long cookie = 1;
         Map<String, Integer> seen = new HashMap<>();
-        try (RawNbdClient c = RawNbdClient.open(sock, "disk", true, true)) {
+        try (RawNbdClient c = open(withTls)) {
             assertThat(c.minBlock).isEqualTo(BLOCK);
             for (int batch = 0; batch < 120; batch++) {
                 List<Integer> slots = new ArrayList<>();
