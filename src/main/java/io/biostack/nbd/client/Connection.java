@@ -99,6 +99,13 @@ final class Connection {
     private final int[] lens = new int[SLOTS];
     private final long[] sentAt = new long[SLOTS];
     private final int[] errs = new int[SLOTS];     // receiver only: first error of a structured reply
+    /**
+     * Receiver only: bytes of a READ that content chunks described so far. doc/proto.md,
+     * NBD_CMD_READ: "When no error is detected, the server MUST send enough data chunks to cover
+     * the entire region"; a reply that ends in success short of that would hand the caller
+     * whatever its buffer held before.
+     */
+    private final long[] covered = new long[SLOTS];
     private final AtomicIntegerArray state = new AtomicIntegerArray(SLOTS);
     /** Free-slot bitmap: bits set by any thread (getAndBitwiseOr), cleared only by the send-flag holder. */
     private final long[] free = new long[WORDS];
@@ -374,6 +381,14 @@ final class Connection {
             int i = claim(cookie, "reply chunk");
             chunk(t, i, type, length);
             if ((flags & REPLY_FLAG_DONE) != 0) {
+                if (errs[i] == 0 && cmds[i] == CMD_READ && covered[i] != lens[i]) {
+                    // A count that is not the length is a gap or an overlap, both against the
+                    // spec, which lets the client hard-disconnect: the READ fails, never
+                    // succeeds. (Overlaps that add up to the length exactly would pass: ranges
+                    // per request would cost the I/O path memory for a server already broken.)
+                    throw new ProtocolException("the server ended a READ of " + lens[i] + " bytes at " + offs[i]
+                            + " as a success with " + covered[i] + " bytes of data and holes");
+                }
                 finish(i, errs[i]);
             }
         } else {
@@ -396,6 +411,7 @@ final class Connection {
             }
             if ((s & PHASE) == SENT && state.compareAndSet(i, s, (s & ~PHASE) | RECEIVING)) {
                 errs[i] = 0;
+                covered[i] = 0;
                 return i;
             }
             if ((s & PHASE) == ABANDONED) {
@@ -421,6 +437,7 @@ final class Connection {
                     throw new ProtocolException("OFFSET_DATA at " + off + " outside the READ of " + lens[i] + " at " + offs[i]);
                 }
                 stream(t, bios[i], pos, n);
+                covered[i] += n;
             }
             case REPLY_TYPE_OFFSET_HOLE -> {
                 if (cmd != CMD_READ || length != 12) {
@@ -434,6 +451,7 @@ final class Connection {
                     throw new ProtocolException("OFFSET_HOLE at " + off + " outside the READ of " + lens[i] + " at " + offs[i]);
                 }
                 BioMemory.copyIn(bios[i], pos, null, 0, n);
+                covered[i] += n;
             }
             case REPLY_TYPE_BLOCK_STATUS -> {
                 if (cmd != CMD_BLOCK_STATUS || length < 12 || (length - 4) % 8 != 0) {

@@ -223,6 +223,30 @@ class NbdClientFaultTest {
     }
 
     @Test
+    void aReadReplyThatEndsInSuccessWithoutAllItsDataFailsTheBio() throws Exception {
+        // The first 512 bytes come (the very bytes the buffer holds, so the helper's check of the
+        // buffer still speaks for the rest), then a final NONE chunk: "success" with 3584 bytes
+        // never sent, which the caller would otherwise take for data.
+        byte[] first = pattern(4096, 6).asSlice(0, 512).toArray(ValueLayout.JAVA_BYTE);
+        Bio b = againstBadServer((out, cookie, type, off, len) -> {
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(0);
+            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
+            out.writeLong(cookie);
+            out.writeInt(8 + first.length);
+            out.writeLong(off);
+            out.write(first);
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
+            out.writeShort(NbdProtocol.REPLY_TYPE_NONE);
+            out.writeLong(cookie);
+            out.writeInt(0);
+        }, Op.READ);
+        assertThat(b.status()).isEqualTo(Status.IOERR);
+        assertThat(b.detail()).contains("as a success with 512 bytes");
+    }
+
+    @Test
     void anErrorChunkBecomesTheBiosStatus() throws Exception {
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
             byte[] msg = "disk on fire".getBytes();
