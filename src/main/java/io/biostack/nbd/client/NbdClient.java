@@ -449,7 +449,9 @@ public final class NbdClient implements BlockDevice {
                 return Extent.data(len);
             }
             int f = sq.flags & (Extent.HOLE | Extent.ZERO);
-            return new Extent(Math.min(l, len), f);
+            // At most what was asked (q): an extent a server stretched past its query
+            // (doc/proto.md forbids it) must not make unasked bytes a hole to a copy.
+            return new Extent(Math.min(l, q), f);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return Extent.data(len);

@@ -11,7 +11,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A scripted NBD server that negotiates properly (fixed newstyle, structured replies, no meta
- * context, an export of {@link #SIZE} bytes) and then answers the first request with whatever
+ * context unless asked for base:allocation's, an export of {@link #SIZE} bytes) and then answers
+ * the first request with whatever
  * {@link Answer} writes: garbage, a reply to a cookie never sent, an oversized chunk. Counts the
  * WRITE payload bytes it received, so a test can check that nothing was written.
  */
@@ -29,8 +30,18 @@ final class BadServer implements AutoCloseable {
     final AtomicInteger requests = new AtomicInteger();
     final AtomicInteger connections = new AtomicInteger();
 
+    /** Context id it gives base:allocation when {@link #BadServer(Answer, boolean)} says so. */
+    static final int META_ID = 1;
+    private final boolean metaContext;
+
     BadServer(Answer answer) throws IOException {
+        this(answer, false);
+    }
+
+    /** With {@code metaContext}, NBD_OPT_SET_META_CONTEXT selects base:allocation as {@link #META_ID}. */
+    BadServer(Answer answer, boolean metaContext) throws IOException {
         this.answer = answer;
+        this.metaContext = metaContext;
         this.listen = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
         Thread.ofPlatform().daemon().name("bad-server").start(this::run);
     }
@@ -72,6 +83,12 @@ final class BadServer implements AutoCloseable {
                     optReply(out, opt, NbdProtocol.REP_ACK, 0);
                     out.flush();
                     break;
+                }
+                if (opt == NbdProtocol.OPT_SET_META_CONTEXT && metaContext) {
+                    byte[] name = NbdProtocol.BASE_ALLOCATION.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+                    optReply(out, opt, NbdProtocol.REP_META_CONTEXT, 4 + name.length);
+                    out.writeInt(META_ID);
+                    out.write(name);
                 }
                 optReply(out, opt, NbdProtocol.REP_ACK, 0);
                 out.flush();

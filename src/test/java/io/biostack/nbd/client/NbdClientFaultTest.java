@@ -2,6 +2,7 @@ package io.biostack.nbd.client;
 
 import io.biostack.nbd.proto.NbdProtocol;
 import io.biostack.block.Bio;
+import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.RamDisk;
 import io.biostack.block.Status;
@@ -244,6 +245,29 @@ class NbdClientFaultTest {
         }, Op.READ);
         assertThat(b.status()).isEqualTo(Status.IOERR);
         assertThat(b.detail()).contains("as a success with 512 bytes");
+    }
+
+    @Test
+    void aBlockStatusExtentLongerThanTheQueryIsCutToIt() throws Exception {
+        // The spec: the descriptors' lengths MUST NOT add up to more than the request's. A server
+        // that calls the whole export a hole must not make the next bytes past the query (data
+        // here, as far as anyone asked) read as a hole to a copy that skips holes.
+        try (BadServer bad = new BadServer((out, cookie, type, off, len) -> {
+                out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+                out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
+                out.writeShort(NbdProtocol.REPLY_TYPE_BLOCK_STATUS);
+                out.writeLong(cookie);
+                out.writeInt(12);
+                out.writeInt(BadServer.META_ID);
+                out.writeInt((int) BadServer.SIZE);
+                out.writeInt(Extent.HOLE | Extent.ZERO); // NBD_STATE_HOLE | NBD_STATE_ZERO: the same bits
+            }, true);
+             NbdClient c = NbdClient.open("bad", NbdUri.parse(bad.uri()), NbdClient.Options.defaults())) {
+            Extent e = c.extentAt(0, 4096 + 100); // the query is the whole block before it: 4096
+            assertThat(bad.requests.get()).as("one BLOCK_STATUS asked").isEqualTo(1);
+            assertThat(e.flags() & Extent.ZERO).isNotZero();
+            assertThat(e.length()).isEqualTo(4096);
+        }
     }
 
     @Test
