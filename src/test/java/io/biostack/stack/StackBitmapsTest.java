@@ -184,5 +184,17 @@ class StackBitmapsTest {
         try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
             assertThat(ctl(s, "status", "d")).contains("persistent inconsistent");
         }
+        // a data offset so large that offset + length wraps past Long.MAX_VALUE, under a header
+        // checksum that matches: the bits are missing (inconsistent), not a read far past the end
+        bad = good.clone();
+        ByteBuffer h = ByteBuffer.wrap(bad, 0, 4096);
+        h.putLong(32 + 56, Long.MAX_VALUE & ~4095L).putInt(12, 0);
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(bad, 0, 4096);
+        h.putInt(12, (int) crc.getValue());
+        Files.write(bm, bad);
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+            assertThat(ctl(s, "status", "d")).contains("persistent inconsistent");
+        }
     }
 }

@@ -149,7 +149,8 @@ public final class SideFileStore implements BitmapStore {
                 b.setPersistent(true);
                 b.setRecording((flags & F_RECORDING) != 0);
                 long bytes = dataBytes(b);
-                if (off < BLOCK || off % BLOCK != 0 || off + bytes > fileSize) {
+                // off > fileSize - bytes, not off + bytes > fileSize: a huge offset must not wrap.
+                if (off < BLOCK || off % BLOCK != 0 || off > fileSize - bytes) {
                     problems.add("bitmap " + name + ": its bits are missing from " + path + " (truncated at " + fileSize
                             + " bytes, they end at " + (off + bytes) + "): loaded inconsistent");
                     b.markInconsistent();
