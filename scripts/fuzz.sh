@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Fuzzes a format parser longer than the suite does, coverage-guided by Jazzer.
 #
-#   scripts/fuzz.sh qcow2|luks2|nbd [ROUNDS]  ROUNDS runs of the target's @FuzzTest (default 1; a
+#   scripts/fuzz.sh TARGET [ROUNDS]           ROUNDS runs of the target's @FuzzTest (default 1; a
 #                                            round lasts the annotation's maxDuration: qcow2 60 s,
-#                                            luks2 20 s, nbd 30 s), each going on from the corpus
-#                                            the last left in .cifuzz-corpus/
-#   scripts/fuzz.sh --mutate qcow2|luks2|nbd [SECONDS] [SEED]
+#                                            luks2 20 s, nbd and nbd-client 30 s), each going on
+#                                            from the corpus the last left in .cifuzz-corpus/
+#   scripts/fuzz.sh --mutate TARGET [SECONDS] [SEED]
 #                                            the suite's blind mutations of the seeds instead, no
 #                                            Jazzer (qcow2: SECONDS long, default 300, from SEED)
 #
 # Targets: qcow2 is Qcow2MetadataFuzzTest (header, extensions, snapshot table, bitmap directory,
 # L1/L2/refcount walk, compressed clusters, the device's read path); luks2 is Luks2HeaderFuzzTest
 # (binary headers and the JSON area); nbd is NbdHandshakeFuzzTest (the server's option haggling,
-# on a plain server and on one that requires TLS).
+# on a plain server and on one that requires TLS); nbd-client is ClientHandshakeFuzzTest (the NBD
+# leaf's handshake, against any server stream).
 #
 # Jazzer 0.24's agent cannot read Java 25 class files (its ASM stops at version 68), so the run
 # adds scripts/FuzzClassVersionAgent.java as a -javaagent, which relabels biostack's classes as
@@ -34,7 +35,8 @@ case "${1:-}" in
   qcow2) test=io.biostack.layer.qcow2.Qcow2MetadataFuzzTest; fuzz='imageParsers*'; blind='mutated*' ;;
   luks2) test=io.biostack.layer.crypt.Luks2HeaderFuzzTest; fuzz='parserAnswers*'; blind='mutated*' ;;
   nbd) test=io.biostack.nbd.NbdHandshakeFuzzTest; fuzz='everyClientStream*'; blind='mutated*' ;;
-  *) echo "usage: scripts/fuzz.sh [--mutate] qcow2|luks2|nbd [ROUNDS | SECONDS [SEED]]" >&2; exit 2 ;;
+  nbd-client) test=io.biostack.nbd.client.ClientHandshakeFuzzTest; fuzz='everyServerStream*'; blind='mutated*' ;;
+  *) echo "usage: scripts/fuzz.sh [--mutate] qcow2|luks2|nbd|nbd-client [ROUNDS | SECONDS [SEED]]" >&2; exit 2 ;;
 esac
 shift
 mvn -B -ntp -q -o test-compile
