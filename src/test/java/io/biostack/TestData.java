@@ -33,4 +33,26 @@ public final class TestData {
         io.biostack.file.BackingFile.createSparse(path, size);
         return path;
     }
+
+    /**
+     * Checks that the seed files a fuzz target's Jazzer run starts from ({@code dir/seed-0},
+     * {@code seed-1}, ...) hold exactly the seeds its code builds, after writing them there when
+     * the system property {@code fuzz.writeSeeds} is true (how they are made).
+     *
+     * @param dir   the target's inputs folder under src/test/resources
+     * @param seeds the seeds, in order
+     * @throws java.io.IOException when a file cannot be read or written
+     */
+    public static void seedFilesMatch(java.nio.file.Path dir, java.util.List<byte[]> seeds) throws java.io.IOException {
+        if (Boolean.getBoolean("fuzz.writeSeeds")) {
+            java.nio.file.Files.createDirectories(dir);
+            for (int i = 0; i < seeds.size(); i++) {
+                java.nio.file.Files.write(dir.resolve("seed-" + i), seeds.get(i));
+            }
+        }
+        for (int i = 0; i < seeds.size(); i++) {
+            org.assertj.core.api.Assertions.assertThat(java.nio.file.Files.readAllBytes(dir.resolve("seed-" + i)))
+                    .as("%s/seed-%d (rewrite with -Dfuzz.writeSeeds=true)", dir, i).isEqualTo(seeds.get(i));
+        }
+    }
 }

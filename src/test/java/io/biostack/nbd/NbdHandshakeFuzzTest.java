@@ -1,6 +1,7 @@
 package io.biostack.nbd;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import io.biostack.TestData;
 import io.biostack.block.RamDisk;
 import io.biostack.nbd.tls.TlsMode;
 import io.biostack.nbd.tls.X509Credentials;
@@ -13,7 +14,6 @@ import org.junit.jupiter.api.io.TempDir;
 import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -130,17 +130,7 @@ class NbdHandshakeFuzzTest {
     /** The seeds Jazzer starts from are these very streams. */
     @Test
     void seedFilesMatchTheSeeds() throws Exception {
-        List<byte[]> seeds = seeds();
-        if (Boolean.getBoolean("nbd.fuzz.writeSeeds")) {
-            Files.createDirectories(SEED_DIR);
-            for (int i = 0; i < seeds.size(); i++) {
-                Files.write(SEED_DIR.resolve("seed-" + i), seeds.get(i));
-            }
-        }
-        for (int i = 0; i < seeds.size(); i++) {
-            assertThat(Files.readAllBytes(SEED_DIR.resolve("seed-" + i)))
-                    .as("seed-%d (rewrite with -Dnbd.fuzz.writeSeeds=true)", i).isEqualTo(seeds.get(i));
-        }
+        TestData.seedFilesMatch(SEED_DIR, seeds());
     }
 
     @Test

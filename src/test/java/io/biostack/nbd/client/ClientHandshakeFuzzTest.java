@@ -1,6 +1,7 @@
 package io.biostack.nbd.client;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import io.biostack.TestData;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -15,7 +16,6 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -89,17 +89,7 @@ class ClientHandshakeFuzzTest {
     /** The seeds Jazzer starts from are these very streams. */
     @Test
     void seedFilesMatchTheSeeds() throws Exception {
-        List<byte[]> seeds = seeds();
-        if (Boolean.getBoolean("nbd.fuzz.writeSeeds")) {
-            Files.createDirectories(SEED_DIR);
-            for (int i = 0; i < seeds.size(); i++) {
-                Files.write(SEED_DIR.resolve("seed-" + i), seeds.get(i));
-            }
-        }
-        for (int i = 0; i < seeds.size(); i++) {
-            assertThat(Files.readAllBytes(SEED_DIR.resolve("seed-" + i)))
-                    .as("seed-%d (rewrite with -Dnbd.fuzz.writeSeeds=true)", i).isEqualTo(seeds.get(i));
-        }
+        TestData.seedFilesMatch(SEED_DIR, seeds());
     }
 
     @AfterAll
