@@ -94,7 +94,7 @@ class NbdHandshakeFuzzTest {
         }
     }
 
-    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): Jazzer's start-up costs about a minute
+    @Tag("jazzer") // not in the suite: see jazzer.excluded in the pom
     @FuzzTest(maxDuration = "30s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void everyClientStreamGetsWellFormedRepliesOrADisconnect(byte[] stream) {

@@ -35,7 +35,7 @@ class Luks2HeaderFuzzTest {
     /** Bytes that make JSON structure, for the mutations. */
     private static final String TOKENS = "{}[]\",:0123456789-\\u ";
 
-    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): Jazzer's start-up costs about a minute
+    @Tag("jazzer") // not in the suite: see jazzer.excluded in the pom
     @FuzzTest(maxDuration = "20s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void parserAnswersEveryInputWithAResultOrALuksException(FuzzedDataProvider in) {
@@ -45,8 +45,8 @@ class Luks2HeaderFuzzTest {
     /**
      * The suite's brief run: every seed, then 3000 deterministic mutations of them (bytes
      * flipped, inserted, deleted, spliced), each through the same target. Not coverage-guided:
-     * the {@code @FuzzTest} above is, from {@code scripts/fuzz.sh luks2}, outside the suite, since
-     * Jazzer costs about 50 s of start-up in the suite's JVM.
+     * the {@code @FuzzTest} above is, from {@code scripts/fuzz.sh luks2}, outside the suite (see the
+     * pom).
      */
     @Test
     void mutatedSeedsAreAnsweredWithAResultOrALuksException() throws Exception {

@@ -66,7 +66,7 @@ class Qcow2MetadataFuzzTest {
     @TempDir
     static Path tmp;
 
-    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): Jazzer's start-up costs about a minute
+    @Tag("jazzer") // not in the suite: see jazzer.excluded in the pom
     @FuzzTest(maxDuration = "60s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void imageParsersAnswerEveryInputWithAResultOrAQcow2Error(byte[] image) throws Exception {

@@ -53,7 +53,7 @@ class ClientHandshakeFuzzTest {
     private static ServerSocketChannel listen;
     private static UnixDomainSocketAddress address;
 
-    @Tag("jazzer") // not in the suite (pom: jazzer.excluded): Jazzer's start-up costs about a minute
+    @Tag("jazzer") // not in the suite: see jazzer.excluded in the pom
     @FuzzTest(maxDuration = "30s")
     @EnabledIfEnvironmentVariable(named = "JAZZER_FUZZ", matches = ".+")
     void everyServerStreamEndsInAnExportOrAnIoError(byte[] stream) throws Exception {
