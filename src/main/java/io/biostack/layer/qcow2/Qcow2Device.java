@@ -1120,6 +1120,7 @@ public final class Qcow2Device implements Target {
             int action;
             long host = 0;
             String err = null;
+            Qcow2Cache.Entry table = null;
             synchronized (meta) {
                 List<Bio> waiting = inflight.get(gc);
                 if (waiting != null) {
@@ -1154,6 +1155,11 @@ public final class Qcow2Device implements Target {
                     } else {
                         action = K_COMPRESSED; // meaning: allocate
                         inflight.put(gc, new ArrayList<>());
+                        // Kept in the cache until the allocation ends (finishAlloc): its entry
+                        // changes only when the data has landed, and a clean table would
+                        // otherwise be evicted meanwhile by the loads of other bios.
+                        t.pins++;
+                        table = t;
                     }
                 }
             }
@@ -1166,7 +1172,7 @@ public final class Qcow2Device implements Target {
                 piece.setOffset(host);
                 (dataFile != null ? dataFile : container).submit(piece);
             } else {
-                allocWrite(piece, gc);
+                allocWrite(piece, gc, table);
             }
             if (piece == bio) {
                 return;
@@ -1332,8 +1338,11 @@ public final class Qcow2Device implements Target {
     /** A header change (a moved refcount table) waiting for the next writeback; monitor held. */
     private Qcow2Header pendingHeader;
 
-    /** Allocating write of {@code piece} (within one cluster): COW merge, then the L2 update. */
-    private void allocWrite(Bio piece, long gc) {
+    /**
+     * Allocating write of {@code piece} (within one cluster): COW merge, then the L2 update in
+     * {@code t}, the cluster's L2 table, which {@link #writeMore} pinned in the cache for it.
+     */
+    private void allocWrite(Bio piece, long gc, Qcow2Cache.Entry t) {
         long clusterOff = gc << clusterBits;
         long inCluster = piece.offset() - clusterOff;
         long len = piece.size();
@@ -1341,10 +1350,9 @@ public final class Qcow2Device implements Target {
         long oldEntry;
         long oldBitmap = 0;
         synchronized (meta) {
-            Qcow2Cache.Entry t = cache.lookup(l1[(int) (gc / l2Entries)] & OFFSET_MASK);
             int idx = (int) (gc % l2Entries);
-            oldEntry = t == null ? 0 : t.word(extL2 ? idx * 2 : idx);
-            oldBitmap = t == null || !extL2 ? 0 : t.word(idx * 2 + 1);
+            oldEntry = t.word(extL2 ? idx * 2 : idx);
+            oldBitmap = !extL2 ? 0 : t.word(idx * 2 + 1);
             long oh = oldEntry & OFFSET_MASK;
             if (dataFile != null) {
                 newHost = clusterOff;
@@ -1354,7 +1362,7 @@ public final class Qcow2Device implements Target {
                 try {
                     newHost = allocCluster();
                 } catch (IOException e) {
-                    finishAlloc(gc);
+                    finishAlloc(gc, t);
                     piece.fail(Status.NOSPC, name + ": " + e.getMessage());
                     return;
                 }
@@ -1382,7 +1390,7 @@ public final class Qcow2Device implements Target {
         if (inCluster == from && inCluster + len == to) {
             Bio w = piece.cloneShallow(null);
             w.setOffset(newHost + from);
-            w.setEndIo(x -> allocDone(piece, x.status(), x.detail(), gc, newHost, f0, t0, oldE, oldB));
+            w.setEndIo(x -> allocDone(piece, x.status(), x.detail(), gc, t, newHost, f0, t0, oldE, oldB));
             target.submit(w);
             return;
         }
@@ -1392,63 +1400,57 @@ public final class Qcow2Device implements Target {
         }
         MemorySegment pooled = whole;
         MemorySegment buf = whole.asSlice(0, to - from);
-        readGuest(clusterOff + from, buf).whenComplete((v, t) -> {
-            if (t != null) {
+        readGuest(clusterOff + from, buf).whenComplete((v, e) -> {
+            if (e != null) {
                 // not returned to the pool: a read of another piece may still be landing in it
-                allocDone(piece, Status.IOERR, "COW read failed: " + t.getMessage(), gc, newHost, f0, t0, oldE, oldB);
+                allocDone(piece, Status.IOERR, "COW read failed: " + e.getMessage(), gc, t, newHost, f0, t0, oldE, oldB);
                 return;
             }
             try {
                 piece.copyTo(buf.asSlice(inCluster - f0, len));
-            } catch (RuntimeException e) {
+            } catch (RuntimeException x) {
                 // an exception escaping this callback would be swallowed by the future: the bio
                 // would never complete
-                allocDone(piece, Status.IOERR, "COW merge failed: " + e, gc, newHost, f0, t0, oldE, oldB);
+                allocDone(piece, Status.IOERR, "COW merge failed: " + x, gc, t, newHost, f0, t0, oldE, oldB);
                 return;
             }
             target.write(newHost + f0, buf).whenComplete((v2, t2) -> {
                 cowBuffers.offer(pooled); // the write is complete: the kernel is done with it
                 allocDone(piece, t2 == null ? Status.OK : Status.IOERR, t2 == null ? null : t2.getMessage(),
-                        gc, newHost, f0, t0, oldE, oldB);
+                        gc, t, newHost, f0, t0, oldE, oldB);
             });
         });
     }
 
-    private void allocDone(Bio piece, Status st, String why, long gc, long newHost, long from, long to, long oldEntry,
-                           long oldBitmap) {
+    private void allocDone(Bio piece, Status st, String why, long gc, Qcow2Cache.Entry t, long newHost, long from,
+                           long to, long oldEntry, long oldBitmap) {
         if (st == Status.OK) {
             synchronized (meta) {
-                Qcow2Cache.Entry t = cache.lookup(l1[(int) (gc / l2Entries)] & OFFSET_MASK);
-                if (t == null) {
-                    st = Status.IOERR;
-                    why = "L2 table left the cache during an allocation";
+                int idx = (int) (gc % l2Entries);
+                long oh = oldEntry & OFFSET_MASK;
+                if (extL2) {
+                    int s0 = (int) (from >>> subBits);
+                    int s1 = (int) (to >>> subBits);
+                    long mask = (s1 == 32 ? 0xffffffffL : (1L << s1) - 1) & ~((1L << s0) - 1);
+                    long bm = oh == newHost ? oldBitmap : 0;
+                    if (oh != newHost) {
+                        // A fresh cluster: what was not written reads as before, so keep zero
+                        // bits of a zero cluster; unallocated stays unallocated (backing).
+                        // A compressed cluster's bitmap is 0 (qcow2.rst): its zero bits are none.
+                        bm = (oldEntry & OFLAG_COMPRESSED) != 0 ? 0 : oldBitmap & 0xffffffff00000000L;
+                    }
+                    bm = (bm | mask) & ~(mask << 32);
+                    t.setWords(idx * 2, newHost | OFLAG_COPIED, bm);
                 } else {
-                    int idx = (int) (gc % l2Entries);
-                    long oh = oldEntry & OFFSET_MASK;
-                    if (extL2) {
-                        int s0 = (int) (from >>> subBits);
-                        int s1 = (int) (to >>> subBits);
-                        long mask = (s1 == 32 ? 0xffffffffL : (1L << s1) - 1) & ~((1L << s0) - 1);
-                        long bm = oh == newHost ? oldBitmap : 0;
-                        if (oh != newHost) {
-                            // A fresh cluster: what was not written reads as before, so keep zero
-                            // bits of a zero cluster; unallocated stays unallocated (backing).
-                            // A compressed cluster's bitmap is 0 (qcow2.rst): its zero bits are none.
-                            bm = (oldEntry & OFLAG_COMPRESSED) != 0 ? 0 : oldBitmap & 0xffffffff00000000L;
-                        }
-                        bm = (bm | mask) & ~(mask << 32);
-                        t.setWords(idx * 2, newHost | OFLAG_COPIED, bm);
-                    } else {
-                        t.setWord(idx, newHost | OFLAG_COPIED);
-                    }
-                    t.dirty = true;
-                    if (oh != newHost && dataFile == null) {
-                        freeOld(oldEntry);
-                    }
+                    t.setWord(idx, newHost | OFLAG_COPIED);
+                }
+                t.dirty = true;
+                if (oh != newHost && dataFile == null) {
+                    freeOld(oldEntry);
                 }
             }
         }
-        List<Bio> waiters = finishAlloc(gc);
+        List<Bio> waiters = finishAlloc(gc, t);
         if (st != Status.OK) {
             piece.fail(st, name + ": " + why);
         } else {
@@ -1466,9 +1468,12 @@ public final class Qcow2Device implements Target {
         }
     }
 
-    private List<Bio> finishAlloc(long gc) {
+    /** Ends the allocation of guest cluster {@code gc}: unpins its L2 table; returns its waiters. */
+    private List<Bio> finishAlloc(long gc, Qcow2Cache.Entry t) {
         synchronized (meta) {
             List<Bio> w = inflight.remove(gc);
+            t.pins--;
+            cache.evict();
             return w == null ? List.of() : w;
         }
     }
