@@ -1635,6 +1635,7 @@ public final class Qcow2Device implements Target {
         List<Bio> served;
         List<List<Qcow2Writeback.Write>> stages = new ArrayList<>();
         List<Long> frees;
+        List<Qcow2Cache.Entry> tables = new ArrayList<>();
         synchronized (meta) {
             served = new ArrayList<>(flushWaiters);
             flushWaiters.clear();
@@ -1645,6 +1646,10 @@ public final class Qcow2Device implements Target {
             for (Qcow2Cache.Entry e : cache.dirty()) {
                 l2.add(new Qcow2Writeback.Write(e.offset, copy(e.mem)));
                 e.dirty = false;
+                // Clean, yet not on disk until stage 3: evicted now, it would be read back
+                // from the container without its new entries (and those allocations lost).
+                e.pins++;
+                tables.add(e);
             }
             stages.add(l2);
             stages.add(snapshotL1());
@@ -1669,6 +1674,10 @@ public final class Qcow2Device implements Target {
                 })
                 .whenComplete((v, t) -> {
                     synchronized (meta) {
+                        for (Qcow2Cache.Entry e : tables) {
+                            e.pins--;
+                        }
+                        cache.evict();
                         // Reuse waits one writeback more: the clusters the previous writeback freed
                         // (their L2 entries cleared durably before that) become allocatable now, so
                         // an in-place write still in flight to a cluster it freed has had a whole

@@ -1,5 +1,7 @@
 package io.biostack.layer.qcow2;
 
+import io.biostack.layer.Delay;
+import io.biostack.layer.Leg;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
 import io.biostack.nbd.Tools;
@@ -84,5 +86,69 @@ class Qcow2WritePathTest {
                 }
             }
         }
+    }
+
+    /**
+     * An image of 4 KiB clusters whose L2 tables 0 to 3 exist, with 32 free clusters (refcount 0,
+     * qemu discarded them) below its last one: allocations take those and the container, which
+     * cannot grow under a {@link Delay}, need not grow.
+     */
+    private Path imageWithFreeClusters(String name) throws Exception {
+        Path img = dir.resolve(name);
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4096", img.toString(), "8M");
+        Tools.ok(60, "qemu-io", "-f", "qcow2", "-c", "write -P 0x01 1M 128k", "-c", "write -P 0x02 0 4k",
+                "-c", "write -P 0x03 2M 4k", "-c", "write -P 0x04 4M 4k", "-c", "write -P 0x05 6M 4k",
+                "-c", "discard 1M 128k", img.toString());
+        return img;
+    }
+
+    private static MemorySegment filled(Arena a, int len, int value) {
+        MemorySegment m = a.allocate(len, 4096);
+        m.fill((byte) value);
+        return m;
+    }
+
+    private byte[] qemuRead(Path img, String name) throws Exception {
+        Path raw = dir.resolve(name);
+        Tools.ok(60, "qemu-img", "convert", "-O", "raw", img.toString(), raw.toString());
+        return Files.readAllBytes(raw);
+    }
+
+    private static void assertFilled(byte[] b, long off, int len, int value, String what) {
+        for (int i = 0; i < len; i++) {
+            if (b[(int) off + i] != (byte) value) {
+                throw new AssertionError(what + ": byte " + (off + i) + " is " + b[(int) off + i] + ", wanted " + value);
+            }
+        }
+    }
+
+    @Test
+    void anL2TableEvictedWhileItsWritebackIsInFlightKeepsItsNewEntries() throws Exception {
+        Path img = imageWithFreeClusters("wbevict.qcow2");
+        try (LoopDevice c = LoopDevice.open("c", img, LoopConfig.defaults());
+             Delay slow = new Delay("slow", c.size(), List.of(new Delay.Path(new Leg(c, 0), 0),
+                     new Delay.Path(new Leg(c, 0), 0), new Delay.Path(new Leg(c, 0), 400)));
+             Qcow2Device q = Qcow2Device.open("q", slow, new Qcow2Device.Options(false, 2L * 4096, null, true, null,
+                     null, "slow"));
+             Arena a = Arena.ofShared()) {
+            // a new cluster in table 0: its entry is in the cached table only
+            q.write(20 << 12, filled(a, 4096, 0x61)).join();
+            // the writeback copies table 0 and waits 400 ms for its first container flush
+            CompletableFuture<Void> first = q.flush();
+            // meanwhile tables 1 and 2 are read into the cache of two: table 0 goes
+            MemorySegment m = a.allocate(4096, 4096);
+            q.read(2L << 20, m).join();
+            q.read(4L << 20, m).join();
+            // another new cluster in table 0 reads the table again, before the writeback wrote it
+            q.write(21 << 12, filled(a, 4096, 0x62)).join();
+            first.join();
+            q.flush().join();
+            q.read(20 << 12, m).join();
+            assertEquals(-1, m.mismatch(filled(a, 4096, 0x61)), "the first write reads back");
+        }
+        Tools.ok(60, "qemu-img", "check", img.toString());
+        byte[] b = qemuRead(img, "wbevict.raw");
+        assertFilled(b, 20 << 12, 4096, 0x61, "the first write");
+        assertFilled(b, 21 << 12, 4096, 0x62, "the second write");
     }
 }
