@@ -1636,9 +1636,22 @@ public final class Qcow2Device implements Target {
         List<List<Qcow2Writeback.Write>> stages = new ArrayList<>();
         List<Long> frees;
         List<Qcow2Cache.Entry> tables = new ArrayList<>();
+        // What this writeback takes out of the dirty sets: dirty again if it fails (retried).
+        List<Long> blocks = new ArrayList<>();
+        List<Integer> tableEntries;
+        List<Integer> l1Entries = new ArrayList<>();
+        boolean headerMoved;
         synchronized (meta) {
             served = new ArrayList<>(flushWaiters);
             flushWaiters.clear();
+            blocks.addAll(refcounts.dirtyBlocks);
+            tableEntries = new ArrayList<>(refcounts.dirtyTableEntries);
+            headerMoved = pendingHeader != null;
+            for (int i = 0; i < l1.length; i++) {
+                if (l1Dirty[i]) {
+                    l1Entries.add(i);
+                }
+            }
             stages.add(snapshotRefBlocks());
             stages.add(snapshotRefTable());
             stages.add(snapshotHeader());
@@ -1657,16 +1670,19 @@ public final class Qcow2Device implements Target {
             pendingFrees.clear();
         }
         List<Long> freed = new ArrayList<>();
+        boolean[] decremented = {false};
         Qcow2Writeback.run(container, stages, List.of(true, true, true, true, true))
                 .thenCompose(v -> {
                     List<Qcow2Writeback.Write> after;
                     synchronized (meta) {
+                        decremented[0] = true;
                         for (long c : frees) {
                             refcounts.decrement(c >>> clusterBits);
                             if (refcounts.get(c >>> clusterBits) == 0) {
                                 freed.add(c);
                             }
                         }
+                        blocks.addAll(refcounts.dirtyBlocks);
                         after = frees.isEmpty() ? List.of() : snapshotRefBlocks();
                     }
                     return after.isEmpty() ? CompletableFuture.completedFuture(null)
@@ -1674,6 +1690,10 @@ public final class Qcow2Device implements Target {
                 })
                 .whenComplete((v, t) -> {
                     synchronized (meta) {
+                        if (t != null) {
+                            redirty(t, blocks, tableEntries, headerMoved, tables, l1Entries,
+                                    decremented[0] ? List.of() : frees);
+                        }
                         for (Qcow2Cache.Entry e : tables) {
                             e.pins--;
                         }
@@ -1703,6 +1723,31 @@ public final class Qcow2Device implements Target {
                         startWriteback();
                     }
                 });
+    }
+
+    /**
+     * A failed writeback (monitor held): any of its writes may be missing on disk, so everything
+     * it took is dirty again and the next FLUSH writes it, in the same order, as qemu's cache
+     * keeps an entry dirty when its write fails. Without this, the FLUSH after a transient error
+     * succeeded with the new L2 entries never written: acknowledged and flushed data lost.
+     * {@code frees} not yet applied wait for the next writeback's clearing of their entries.
+     */
+    private void redirty(Throwable why, List<Long> blocks, List<Integer> tableEntries, boolean headerMoved,
+                         List<Qcow2Cache.Entry> tables, List<Integer> l1Entries, List<Long> frees) {
+        refcounts.dirtyBlocks.addAll(blocks);
+        refcounts.dirtyTableEntries.addAll(tableEntries);
+        if (headerMoved && pendingHeader == null) {
+            pendingHeader = header;
+        }
+        for (Qcow2Cache.Entry e : tables) {
+            e.dirty = true;
+        }
+        for (int i : l1Entries) {
+            l1Dirty[i] = true;
+        }
+        pendingFrees.addAll(frees);
+        LOG.log(System.Logger.Level.WARNING, name + ": metadata writeback failed (" + why.getMessage()
+                + "); the next flush writes it again");
     }
 
     private MemorySegment copy(MemorySegment m) {

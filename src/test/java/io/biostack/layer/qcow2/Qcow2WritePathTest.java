@@ -1,6 +1,7 @@
 package io.biostack.layer.qcow2;
 
 import io.biostack.layer.Delay;
+import io.biostack.layer.Flakey;
 import io.biostack.layer.Leg;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
@@ -15,9 +16,12 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The write path's allocations against the metadata cache and the container, qemu-img the oracle. */
@@ -91,7 +95,7 @@ class Qcow2WritePathTest {
     /**
      * An image of 4 KiB clusters whose L2 tables 0 to 3 exist, with 32 free clusters (refcount 0,
      * qemu discarded them) below its last one: allocations take those and the container, which
-     * cannot grow under a {@link Delay}, need not grow.
+     * cannot grow under a {@link Delay} or a {@link Flakey}, need not grow.
      */
     private Path imageWithFreeClusters(String name) throws Exception {
         Path img = dir.resolve(name);
@@ -150,5 +154,28 @@ class Qcow2WritePathTest {
         byte[] b = qemuRead(img, "wbevict.raw");
         assertFilled(b, 20 << 12, 4096, 0x61, "the first write");
         assertFilled(b, 21 << 12, 4096, 0x62, "the second write");
+    }
+
+    @Test
+    void aMetadataWritebackThatFailedIsWrittenByTheNextFlush() throws Exception {
+        Path img = imageWithFreeClusters("retry.qcow2");
+        AtomicLong now = new AtomicLong();
+        try (LoopDevice c = LoopDevice.open("c", img, LoopConfig.defaults());
+             // up for 1000 ns of the clock, then down (every bio fails) for 1000
+             Flakey f = new Flakey("f", new Leg(c, 0), c.size(), 1_000, 1_000, Flakey.Features.NONE, now::get);
+             Qcow2Device q = Qcow2Device.open("q", f, new Qcow2Device.Options(false, -1, null, true, null, null,
+                     "f"));
+             Arena a = Arena.ofShared()) {
+            q.write(20 << 12, filled(a, 4096, 0x61)).join();
+            q.discard(0, 4096).join(); // frees qemu's cluster: its refcount drops after the L2 entry
+            now.set(1_500);
+            assertThrows(CompletionException.class, () -> q.flush().join(), "the container is down");
+            now.set(2_000);
+            q.flush().join();
+        }
+        Tools.ok(60, "qemu-img", "check", img.toString());
+        byte[] b = qemuRead(img, "retry.raw");
+        assertFilled(b, 20 << 12, 4096, 0x61, "the write acknowledged before the failed flush");
+        assertFilled(b, 0, 4096, 0, "the discarded cluster");
     }
 }
