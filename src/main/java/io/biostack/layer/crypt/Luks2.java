@@ -653,6 +653,7 @@ public final class Luks2 {
         }
         repair(v);
         v.meta.removeKeyslot(id);
+        v.meta.unassignTokens(id);
         writeHeader(v, v.chosen.label(), v.chosen.subsystem());
         write(hdr, gone.areaOffset(), new byte[(int) gone.areaSize()]);
         flush(hdr);

@@ -218,6 +218,20 @@ final class Luks2Metadata {
         }
     }
 
+    /**
+     * Takes keyslot {@code id} out of every token's {@code keyslots}, the tokens themselves kept
+     * (as cryptsetup's LUKS2_keyslot_wipe unassigns them): cryptsetup refuses a header whose token
+     * names a keyslot that does not exist (validate_keyslots_array in luks2_json_metadata.c).
+     */
+    void unassignTokens(int id) {
+        String key = Integer.toString(id);
+        for (Value v : tokensObj().members().values()) {
+            if (v instanceof Obj t && t.get("keyslots") instanceof Arr a) {
+                a.removeIf(x -> x instanceof Str s && s.value.equals(key));
+            }
+        }
+    }
+
     private int id(String key, String what) {
         try {
             int i = Integer.parseInt(key);

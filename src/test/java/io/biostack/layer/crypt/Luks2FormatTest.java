@@ -138,6 +138,37 @@ class Luks2FormatTest {
     }
 
     @Test
+    void removingAKeyslotATokenNamesLeavesAHeaderCryptsetupAcceptsWithTheTokenKept() throws Exception {
+        Path f = file("v", 20 << 20);
+        Path pass = Luks2Volumes.passFile(dir);
+        Path second = keyFile("second", "second key");
+        try (LoopDevice d = loop(f)) {
+            Luks2.format(d, d, PASS, new Luks2.FormatOptions(64, FAST, 0, "", -1));
+            Luks2.addKey(d, PASS, "second key".getBytes(), FAST, -1);
+            Luks2.addKey(d, PASS, "third key".getBytes(), FAST, -1);
+        }
+        // a token bound to keyslots 1 and 2, as systemd-cryptenroll or cryptsetup token add leave one
+        ImageFiles.run("cryptsetup", "token", "add", "--key-description", "biostack-test", "--key-slot", "1",
+                f.toString());
+        ImageFiles.run("cryptsetup", "token", "add", "--key-description", "biostack-test2", "--key-slot", "2",
+                f.toString());
+        try (LoopDevice d = loop(f)) {
+            assertThat(Luks2.removeKey(d, "second key".getBytes(), -1)).isEqualTo(1);
+            assertThat(Luks2.removeKey(d, null, 2)).isEqualTo(2);
+        }
+        String dump = ImageFiles.run("cryptsetup", "luksDump", f.toString());
+        assertThat(dump).contains("luks2-keyring").contains("biostack-test").contains("biostack-test2")
+                .doesNotContain("  1: luks2\n").doesNotContain("  2: luks2\n");
+        String json = ImageFiles.run("cryptsetup", "luksDump", "--dump-json-metadata", f.toString())
+                .replaceAll("\\s", "");
+        assertThat(json).contains("\"keyslots\":[],\"key_description\":\"biostack-test\"");
+        ImageFiles.run("cryptsetup", "open", "--test-passphrase", "--key-file", pass.toString(), f.toString());
+        // and cryptsetup can go on changing it
+        ImageFiles.run("cryptsetup", "luksAddKey", "-q", "--key-file", pass.toString(), "--pbkdf", "pbkdf2",
+                "--pbkdf-force-iterations", "1000", f.toString(), second.toString());
+    }
+
+    @Test
     void dataWrittenThroughADetachedHeaderIsDecryptedByCryptsetupReencrypt() throws Exception {
         int size = 4 << 20;
         Path data = file("data", size);
