@@ -484,9 +484,23 @@ public final class LuksCommand implements Runnable {
         }
     }
 
-    /** Bytes of header and keyslots: LUKS2's 2 x hdr_size + keyslots_size, LUKS1's payload offset. */
+    /**
+     * Bytes of header and keyslots, what cryptsetup's luksHeaderBackup saves: LUKS2's 2 x hdr_size +
+     * keyslots_size; LUKS1's end of key material over all eight slots ({@code LUKS_device_sectors}),
+     * rounded up to the 4 KiB page its backup is rounded to. Not the LUKS1 payload offset: that
+     * is 0 on a detached header, and past the keyslots on most volumes.
+     */
     static long headerBytes(BlockDevice d) {
-        return Luks2.isLuks2(d) ? Luks2.headerBytes(d) : Luks.readHeader(d).payloadOffset() * 512;
+        if (Luks2.isLuks2(d)) {
+            return Luks2.headerBytes(d);
+        }
+        LuksHeader h = Luks.readHeader(d);
+        long afSectors = ((long) h.keyBytes() * LuksHeader.STRIPES + LuksHeader.SECTOR - 1) / LuksHeader.SECTOR;
+        long end = 0;
+        for (LuksHeader.KeySlot s : h.slots()) {
+            end = Math.max(end, (s.keyMaterialOffset() + afSectors) * LuksHeader.SECTOR);
+        }
+        return (end + 4095) / 4096 * 4096;
     }
 
     /** {@code luksHeaderRestore}. */
@@ -508,9 +522,12 @@ public final class LuksCommand implements Runnable {
                 RamDisk check = new RamDisk("backup", (b.length + 4095) / 4096 * 4096);
                 check.write(0, IoIter.of(Arrays.copyOf(b, (int) check.size())), 0).join();
                 long n = headerBytes(check); // refuses a file that is not a good header, before any write
-                if (n != b.length) {
+                if (b.length < n) {
                     throw new IllegalArgumentException(file + " is " + b.length + " bytes, its header says " + n);
                 }
+                // only the header and keyslots are written, as cryptsetup's restore does: a longer file
+                // (a LUKS1 backup of an older biostack, up to the payload offset) restores too
+                b = Arrays.copyOf(b, (int) n);
                 try (LoopDevice d = LoopDevice.open("dev", dev, LoopConfig.defaults())) {
                     if (d.size() < n) {
                         throw new IllegalArgumentException(dev + " is smaller than the header");

@@ -143,6 +143,41 @@ class LuksCommandTest {
     }
 
     @Test
+    void luks1HeaderBackupsAreCryptsetupsBytesAndRestoreEitherWay() throws Exception {
+        // a detached LUKS1 header: payload offset 0, key material up to 2068480 bytes
+        Path hdr = dir.resolve("hdr.img");
+        try (var ch = java.nio.channels.FileChannel.open(hdr, java.nio.file.StandardOpenOption.CREATE_NEW,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(java.nio.ByteBuffer.wrap(new byte[1]), (2 << 20) - 1);
+        }
+        assertThat(cryptsetup("luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "1000", "--header",
+                hdr.toString(), "--key-file", pass.toString(), vol.toString())).isZero();
+        Path ours = dir.resolve("ours.bak");
+        Path theirs = dir.resolve("theirs.bak");
+        CliRun r = CliRun.of(args("luks", "header-backup", hdr, "--header-backup-file", ours));
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(cryptsetup("luksHeaderBackup", hdr.toString(), "--header-backup-file", theirs.toString())).isZero();
+        assertThat(Files.size(theirs)).isEqualTo(2068480);
+        assertThat(Files.size(ours)).isEqualTo(2068480);
+        assertThat(Files.mismatch(ours, theirs)).as("first differing byte").isEqualTo(-1L);
+
+        // cryptsetup's backup of a LUKS1 volume restores a wiped header
+        assertThat(cryptsetup("luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "1000",
+                "--key-file", pass.toString(), vol.toString())).isZero();
+        Path volBackup = dir.resolve("vol.bak");
+        assertThat(cryptsetup("luksHeaderBackup", vol.toString(), "--header-backup-file", volBackup.toString()))
+                .isZero();
+        Path before = Files.copy(vol, dir.resolve("before.img"));
+        try (var ch = java.nio.channels.FileChannel.open(vol, java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(java.nio.ByteBuffer.wrap(new byte[4096]), 0);
+        }
+        r = CliRun.of(args("luks", "header-restore", vol, "--header-backup-file", volBackup));
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(Files.mismatch(vol, before)).as("first differing byte").isEqualTo(-1L);
+        assertThat(cryptsetup("open", "--test-passphrase", "--key-file", pass.toString(), vol.toString())).isZero();
+    }
+
+    @Test
     void luks1FormatOpensInCryptsetup() throws Exception {
         CliRun r = CliRun.of(args("luks", "format", "--type", "luks1", vol, "--key-file", pass,
                 "--pbkdf-force-iterations", "1000"));
