@@ -532,12 +532,40 @@ public final class LuksCommand implements Runnable {
                     if (d.size() < n) {
                         throw new IllegalArgumentException(dev + " is smaller than the header");
                     }
+                    sameLayout(d, check);
                     d.write(0, IoIter.of(b), 0).join();
                     d.flush().join();
                 }
                 System.out.println("header restored on " + dev);
                 return 0;
             });
+        }
+    }
+
+    /**
+     * Refuses a backup whose layout differs from the LUKS header already on {@code dev}, as
+     * cryptsetup's restore does: LUKS2, another data offset or header size
+     * ({@link Luks2#checkRestore}); LUKS1, another payload offset or key size
+     * ({@code LUKS_hdr_restore}). Writing it would put keyslots over the payload, or leave a
+     * header that decrypts nothing. A device without a readable header of the backup's version
+     * takes any backup.
+     */
+    private static void sameLayout(BlockDevice dev, BlockDevice backup) {
+        if (Luks2.isLuks2(backup)) {
+            Luks2.checkRestore(dev, backup);
+            return;
+        }
+        LuksHeader have;
+        try {
+            have = Luks2.isLuks2(dev) ? null : Luks.readHeader(dev);
+        } catch (LuksException e) {
+            have = null;
+        }
+        LuksHeader want = Luks.readHeader(backup);
+        if (have != null && (have.payloadOffset() != want.payloadOffset() || have.keyBytes() != want.keyBytes())) {
+            throw new IllegalArgumentException("the data offset or key size differs on " + dev.name() + " (sector "
+                    + have.payloadOffset() + ", " + have.keyBytes() + " bytes) and in the backup (sector "
+                    + want.payloadOffset() + ", " + want.keyBytes() + " bytes): restore refused, nothing written");
         }
     }
 

@@ -178,6 +178,40 @@ class LuksCommandTest {
     }
 
     @Test
+    void headerRestoreRefusesABackupOfAnotherLayoutAndWritesNothing() throws Exception {
+        // vol has a 4 MiB header; the backup is of a volume with cryptsetup's 16 MiB one
+        assertThat(cryptsetup(args("luksFormat", "-q", "--type", "luks2", "--offset", "8192", "--key-file", pass,
+                FAST, vol))).isZero();
+        Path other = dir.resolve("other.img");
+        Files.copy(vol, other);
+        assertThat(CliRun.of(args("luks", "format", other, "--key-file", pass, FAST)).code()).isZero();
+        Path backup = dir.resolve("other.bak");
+        assertThat(CliRun.of(args("luks", "header-backup", other, "--header-backup-file", backup)).code()).isZero();
+        Path before = Files.copy(vol, dir.resolve("before.img"));
+        assertThat(cryptsetup("luksHeaderRestore", "-q", vol.toString(), "--header-backup-file", backup.toString()))
+                .as("cryptsetup refuses it too").isNotZero();
+
+        CliRun r = CliRun.of(args("luks", "header-restore", vol, "--header-backup-file", backup));
+        assertThat(r.code()).isEqualTo(1);
+        assertThat(r.err()).contains("data offset differs").contains("4194304").contains("16777216");
+        assertThat(Files.mismatch(vol, before)).as("first byte written").isEqualTo(-1L);
+        assertThat(cryptsetup("open", "--test-passphrase", "--key-file", pass.toString(), vol.toString())).isZero();
+
+        // LUKS1: another key size
+        assertThat(cryptsetup("luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "1000", "-s", "256",
+                "--key-file", pass.toString(), vol.toString())).isZero();
+        assertThat(cryptsetup("luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "1000",
+                "--key-file", pass.toString(), other.toString())).isZero();
+        Path backup1 = dir.resolve("other1.bak");
+        assertThat(CliRun.of(args("luks", "header-backup", other, "--header-backup-file", backup1)).code()).isZero();
+        Files.copy(vol, before, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        r = CliRun.of(args("luks", "header-restore", vol, "--header-backup-file", backup1));
+        assertThat(r.code()).isEqualTo(1);
+        assertThat(r.err()).contains("key size differs");
+        assertThat(Files.mismatch(vol, before)).as("first byte written").isEqualTo(-1L);
+    }
+
+    @Test
     void luks1FormatOpensInCryptsetup() throws Exception {
         CliRun r = CliRun.of(args("luks", "format", "--type", "luks1", vol, "--key-file", pass,
                 "--pbkdf-force-iterations", "1000"));

@@ -777,6 +777,56 @@ public final class Luks2 {
         return read(hdr).headerBytes();
     }
 
+    /**
+     * Refuses to write the LUKS2 header backup held on {@code backup} over {@code dev} when
+     * {@code dev} already has a readable LUKS2 header with another data offset, or another size
+     * of header and keyslots area, as cryptsetup's {@code LUKS2_hdr_restore} refuses it: the
+     * backup's keyslots area would be written over the payload, or leave the old one's tail.
+     * A device without a readable LUKS2 header, or in the middle of a reencryption (whose
+     * segments move), is not compared, as in cryptsetup.
+     *
+     * @param dev    the device the backup is to be written on
+     * @param backup the backup's bytes, as a device
+     * @throws IllegalArgumentException naming both values when they differ
+     */
+    public static void checkRestore(BlockDevice dev, BlockDevice backup) {
+        Volume have;
+        try {
+            have = read(dev);
+        } catch (LuksException e) {
+            return;
+        }
+        if (have.meta.mandatoryRequirements().stream().anyMatch(r -> r.startsWith("online-reencrypt"))) {
+            return;
+        }
+        Volume want = read(backup);
+        long haveOffset = dataOffset(have);
+        long wantOffset = dataOffset(want);
+        if (haveOffset != wantOffset) {
+            throw new IllegalArgumentException("the data offset differs on " + dev.name() + " (" + haveOffset
+                    + ") and in the backup (" + wantOffset + "): restore refused, nothing written");
+        }
+        if (have.headerBytes() != want.headerBytes()) {
+            throw new IllegalArgumentException("the header and keyslots area is " + have.headerBytes() + " bytes on "
+                    + dev.name() + " and " + want.headerBytes() + " in the backup: restore refused, nothing written");
+        }
+    }
+
+    /** The smallest segment offset, as cryptsetup's LUKS2_get_data_offset (0 without segments). */
+    private static long dataOffset(Volume v) {
+        long min = Long.MAX_VALUE;
+        try {
+            for (var e : v.meta.segmentsObj().members().entrySet()) {
+                if (e.getValue() instanceof Luks2Json.Obj seg) {
+                    min = Math.min(min, Luks2Json.u64(seg, "offset", "segments." + e.getKey()));
+                }
+            }
+        } catch (Luks2Json.FieldException e) {
+            throw Luks2Metadata.corrupt(v.hdr.name(), e.getMessage());
+        }
+        return min == Long.MAX_VALUE ? 0 : min;
+    }
+
     // ---- synchronous I/O at set-up time --------------------------------------------------------
 
     static byte[] read(BlockDevice dev, long offset, int len) {
