@@ -523,12 +523,16 @@ public final class Luks2 {
             Copy c = new Copy(0, null, DEFAULT_HDR_SIZE, 0, opts.label(), "", UUID.randomUUID().toString(),
                     fresh(), "{}");
             Volume v = new Volume(hdr, c, meta, fresh(), fresh(), null, false);
+            // every refusal comes before the wipe, which destroys whatever volume was there: the
+            // KDF (an unknown pbkdf or hash, Argon2 memory or lanes out of range) and the label
+            Luks2Keyslot.Kdf kdf = opts.kdf().make(rnd);
+            Luks2Header.build(false, DEFAULT_HDR_SIZE, 1, opts.label(), "", c.uuid(), v.salt1, meta.toBytes());
             // the whole header area starts zeroed, as cryptsetup wipes it
             byte[] zeros = new byte[1 << 20];
             for (long o = 0; o < hdrArea; o += zeros.length) {
                 write(hdr, o, Arrays.copyOf(zeros, (int) Math.min(zeros.length, hdrArea - o)));
             }
-            addSlot(v, key, passphrase, opts.kdf(), 0, 0, rnd, freeArea(v, Luks2Keyslot.areaSizeFor(key.length)));
+            addSlot(v, key, passphrase, kdf, 0, 0, rnd, freeArea(v, Luks2Keyslot.areaSizeFor(key.length)));
             writeHeader(v, opts.label(), "");
             return c.uuid();
         } finally {
@@ -537,10 +541,9 @@ public final class Luks2 {
     }
 
     /** Seals {@code key} into a new area for slot {@code id}, writes it, and puts the slot in the metadata. */
-    private static void addSlot(Volume v, byte[] key, byte[] passphrase, KdfOptions kdfo, int id, int digest,
+    private static void addSlot(Volume v, byte[] key, byte[] passphrase, Luks2Keyslot.Kdf kdf, int id, int digest,
                                 SecureRandom rnd, long at) {
         long size = Luks2Keyslot.areaSizeFor(key.length);
-        Luks2Keyslot.Kdf kdf = kdfo.make(rnd);
         byte[] area = Luks2Keyslot.seal(key, passphrase, kdf, CipherSpec.AES_XTS_PLAIN64, 64, size, rnd);
         try {
             write(v.hdr, at, area);
@@ -613,8 +616,10 @@ public final class Luks2 {
         Unlocked u = unlock(v, passphrase, -1);
         try {
             int id = freeSlot(v, slot);
+            SecureRandom rnd = new SecureRandom();
+            Luks2Keyslot.Kdf k = kdf.make(rnd);
             repair(v);
-            addSlot(v, u.key(), newPassphrase, kdf, id, u.digest().id(), new SecureRandom(),
+            addSlot(v, u.key(), newPassphrase, k, id, u.digest().id(), rnd,
                     freeArea(v, Luks2Keyslot.areaSizeFor(u.key().length)));
             writeHeader(v, v.chosen.label(), v.chosen.subsystem());
             return id;
@@ -682,12 +687,14 @@ public final class Luks2 {
                     old = s;
                 }
             }
+            SecureRandom rnd = new SecureRandom();
+            Luks2Keyslot.Kdf k = kdf.make(rnd);
             repair(v);
             // the new area is chosen while the old one is still taken: a crash before the header
             // write leaves the old keyslot whole
             long at = freeArea(v, Luks2Keyslot.areaSizeFor(u.key().length));
             v.meta.removeKeyslot(u.keyslot());
-            addSlot(v, u.key(), newPassphrase, kdf, u.keyslot(), u.digest().id(), new SecureRandom(), at);
+            addSlot(v, u.key(), newPassphrase, k, u.keyslot(), u.digest().id(), rnd, at);
             writeHeader(v, v.chosen.label(), v.chosen.subsystem());
             write(hdr, old.areaOffset(), new byte[(int) old.areaSize()]);
             flush(hdr);

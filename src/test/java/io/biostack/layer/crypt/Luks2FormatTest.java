@@ -71,6 +71,30 @@ class Luks2FormatTest {
     }
 
     @Test
+    void aFormatRefusedForItsOptionsLeavesTheVolumeThatWasThere() throws Exception {
+        Path f = file("v", 20 << 20);
+        Path pass = Luks2Volumes.passFile(dir);
+        ImageFiles.run("cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "argon2id",
+                "--pbkdf-force-iterations", "4", "--pbkdf-memory", "32768", "--pbkdf-parallel", "1", "--key-file",
+                pass.toString(), f.toString());
+        Path before = Files.copy(f, dir.resolve("before"));
+        java.util.List<Luks2.FormatOptions> refused = java.util.List.of(
+                new Luks2.FormatOptions(64, new Luks2.KdfOptions("argon2id", "sha256", 2000, 5_000_000, 1, 4), 0, "", -1),
+                new Luks2.FormatOptions(64, new Luks2.KdfOptions("argon2id", "sha256", 2000, 32768, 0, 4), 0, "", -1),
+                new Luks2.FormatOptions(64, new Luks2.KdfOptions("scrypt", "sha256", 2000, 32768, 1, 4), 0, "", -1),
+                new Luks2.FormatOptions(64, new Luks2.KdfOptions("pbkdf2", "whirlpool", 2000, 0, 0, 1000), 0, "", -1),
+                new Luks2.FormatOptions(64, FAST, 0, "x".repeat(48), -1));
+        for (Luks2.FormatOptions o : refused) {
+            try (LoopDevice d = loop(f)) {
+                assertThatThrownBy(() -> Luks2.format(d, d, "new".getBytes(), o)).as(o.toString())
+                        .isInstanceOfAny(IllegalArgumentException.class, LuksException.class);
+            }
+            assertThat(Files.mismatch(f, before)).as("first byte written by " + o).isEqualTo(-1L);
+        }
+        ImageFiles.run("cryptsetup", "open", "--test-passphrase", "--key-file", pass.toString(), f.toString());
+    }
+
+    @Test
     void keysAddedByEachToolOpenInTheOtherAndRemovedKeysNoLonger() throws Exception {
         Path f = file("v", 20 << 20);
         Path pass = Luks2Volumes.passFile(dir);
