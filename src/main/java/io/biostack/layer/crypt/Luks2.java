@@ -679,6 +679,11 @@ public final class Luks2 {
     public static int changeKey(BlockDevice hdr, byte[] passphrase, byte[] newPassphrase, KdfOptions kdf) {
         Volume v = read(hdr);
         v.meta.checkUsable();
+        // as in addKey: unlock refuses an empty passphrase, so a keyslot sealed with one would
+        // never open here again (and the old passphrase is gone)
+        if (newPassphrase == null || newPassphrase.length == 0) {
+            throw new IllegalArgumentException("empty new passphrase");
+        }
         Unlocked u = unlock(v, passphrase, -1);
         try {
             Luks2Keyslot old = null;

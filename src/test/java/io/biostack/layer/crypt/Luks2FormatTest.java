@@ -95,6 +95,23 @@ class Luks2FormatTest {
     }
 
     @Test
+    void changeKeyToAnEmptyPassphraseIsRefusedWithNothingWritten() throws Exception {
+        Path f = file("v", 20 << 20);
+        try (LoopDevice d = loop(f)) {
+            Luks2.format(d, d, PASS, new Luks2.FormatOptions(64, FAST, 0, "", -1));
+        }
+        Path before = Files.copy(f, dir.resolve("before"));
+        try (LoopDevice d = loop(f)) {
+            assertThatThrownBy(() -> Luks2.changeKey(d, PASS, new byte[0], FAST))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("empty new passphrase");
+        }
+        assertThat(Files.mismatch(f, before)).as("first byte written").isEqualTo(-1L);
+        try (LoopDevice d = loop(f)) {
+            assertThat(Luks2.testPassphrase(d, PASS, -1)).isZero();
+        }
+    }
+
+    @Test
     void keysAddedByEachToolOpenInTheOtherAndRemovedKeysNoLonger() throws Exception {
         Path f = file("v", 20 << 20);
         Path pass = Luks2Volumes.passFile(dir);
