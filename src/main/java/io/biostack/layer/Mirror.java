@@ -109,6 +109,7 @@ public final class Mirror implements Target {
     private final long[][] dirty;                // per leg, one bit per region; set with getAndBitwiseOr
     private final long[] probeAt;                // prober thread only
     private final long[] probeGap;               // prober thread only
+    private long outOfSync;                      // guarded by lock: legs failed and not copied back since
 
     private final MirrorLog log;                 // null: the core log (memory only)
     private final java.util.function.Consumer<Bio> afterLog = this::afterLog;
@@ -181,9 +182,17 @@ public final class Mirror implements Target {
             log.markAll(); // a crash during the first copy must copy everything again
         }
         long[] logged = fromLog ? log.loadedBits() : null;
+        // The source of a restart's copy: the first leg the log does not say is out of sync (a
+        // leg that was away lacks acknowledged writes; copying from it would undo them).
+        long stale = fromLog ? log.loadedOutOfSync() & (this.legs.length == 64 ? -1L : (1L << this.legs.length) - 1) : 0;
+        int source = Long.numberOfTrailingZeros(~stale);
+        if (source >= this.legs.length) {
+            source = 0; // every leg out of sync: nothing better to copy from
+        }
+        this.outOfSync = stale & ~(1L << source);
         for (int i = 0; i < state.length; i++) {
             if (fromLog) {
-                state[i] = i == 0 ? LegState.IN_SYNC : LegState.RESYNCING;
+                state[i] = i == source ? LegState.IN_SYNC : LegState.RESYNCING;
                 System.arraycopy(logged, 0, dirty[i], 0, logged.length);
             } else {
                 state[i] = i == 0 || nosync ? LegState.IN_SYNC : LegState.RESYNCING;
@@ -194,6 +203,7 @@ public final class Mirror implements Target {
         this.stateVersion = 1;
         syncedRegions.set((nosync && !fromLog) || this.legs.length == 1 ? regions : 0);
         if (log != null) {
+            log.outOfSync(outOfSync);
             log.start(afterLog, r -> regionWrites.get(r) == 0, this::allInSync);
         }
         if ((!nosync || fromLog) && this.legs.length > 1) {
@@ -447,6 +457,12 @@ public final class Mirror implements Target {
         }
         if (parent.op() != Op.FLUSH) {
             leaveRegions(parent);
+            long missed = ~m & (legs.length == 64 ? -1L : (1L << legs.length) - 1);
+            if (log != null && m != 0 && (missed & ~log.outOfSyncRecorded()) != 0) {
+                // Acknowledged only once the log says which legs lack it (see MirrorLog).
+                log.completeWhenRecorded(parent);
+                return;
+            }
         }
         parent.endIo();
     }
@@ -542,6 +558,10 @@ public final class Mirror implements Target {
             state[leg] = LegState.FAILED;
             health[leg] = why;
             autoFailed[leg] = auto;
+            outOfSync |= 1L << leg;
+            if (log != null) {
+                log.outOfSync(outOfSync); // before stateVersion: a write that sees the leg down waits for it
+            }
             stateVersion++;
             if (auto && prober == null && !closed) {
                 prober = Thread.ofPlatform().daemon().name("biostack-mirror-probe-" + name).start(this::probeLoop);
@@ -862,7 +882,11 @@ public final class Mirror implements Target {
                     state[t] = LegState.IN_SYNC;
                     health[t] = 'A';
                     fullResync[t] = false;
+                    outOfSync &= ~(1L << t);
                 }
+            }
+            if (log != null) {
+                log.outOfSync(outOfSync);
             }
             stateVersion++;
         } finally {

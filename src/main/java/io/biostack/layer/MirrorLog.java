@@ -38,10 +38,19 @@ import java.util.zip.CRC32C;
  *  12  4  CRC32C of bytes 0..4095 with this field zero
  *  16  8  region size in bytes
  *  24  8  region count
+ *  32  8  legs out of sync: bit i set while leg i lacks writes the others have (it failed and
+ *         has not been copied back since); a restart copies to such a leg, never from it
+ *         (zero in a log written before this field: the first leg is the source, as before)
  * block 1..: one bit per region, 64-bit words little-endian (bit r = word r/64, bit r%64)
  * </pre>
  * A log device whose first block is all zeros is formatted; one made for another region size or
  * count is refused.
+ *
+ * <h2>Which leg a restart copies from</h2>
+ * The bits say where the legs may differ, not which leg holds the data. A leg that fails is
+ * recorded in the header (FUA) before any write that missed it completes ({@link
+ * #completeWhenRecorded}): otherwise a restart with the first leg just back would copy its old
+ * data over the acknowledged writes that only the other legs hold.
  *
  * <h2>Threads</h2>
  * {@link #needsMark} is the I/O path's check (a volatile read per word, no lock, no allocation).
@@ -83,6 +92,12 @@ public final class MirrorLog implements AutoCloseable {
     private final long[] touched;
     private final MemorySegment block = Arena.ofAuto().allocate(BLOCK, 4096);
     private final ConcurrentLinkedQueue<Bio> waiting = new ConcurrentLinkedQueue<>();
+    /** Writes that missed a leg, completed once the header records that leg out of sync. */
+    private final ConcurrentLinkedQueue<Bio> recording = new ConcurrentLinkedQueue<>();
+    /** Legs out of sync as the mirror says now; written to the header by the log thread. */
+    private volatile long outOfSync;
+    /** Legs out of sync as the header on the log device says. */
+    private volatile long outOfSyncRecorded;
     private Thread thread;
     private volatile boolean closing;
     private volatile long logWrites;
@@ -92,8 +107,10 @@ public final class MirrorLog implements AutoCloseable {
     private IntPredicate regionIdle;
     private BooleanSupplier allInSync;
 
-    private MirrorLog(BlockDevice dev, long region, int regions, boolean fresh, long[] bits) {
+    private MirrorLog(BlockDevice dev, long region, int regions, boolean fresh, long[] bits, long outOfSync) {
         this.dev = dev;
+        this.outOfSync = outOfSync;
+        this.outOfSyncRecorded = outOfSync;
         this.region = region;
         this.regions = regions;
         this.fresh = fresh;
@@ -128,7 +145,7 @@ public final class MirrorLog implements AutoCloseable {
         }
         long[] bits = new long[(int) words];
         if (zero) {
-            MirrorLog log = new MirrorLog(dev, region, regions, true, bits);
+            MirrorLog log = new MirrorLog(dev, region, regions, true, bits, 0);
             log.writeHeader();
             return log;
         }
@@ -156,20 +173,26 @@ public final class MirrorLog implements AutoCloseable {
         if (regions % 64 != 0 && bits.length > 0) {
             bits[bits.length - 1] &= (1L << (regions % 64)) - 1;
         }
-        return new MirrorLog(dev, region, regions, false, bits);
+        return new MirrorLog(dev, region, regions, false, bits, h.get(LE_LONG, 32));
     }
 
     private void writeHeader() {
+        writeHeaderBlock(outOfSyncRecorded);
+        for (int b = 0; b < (marked.length + WORDS_PER_BLOCK - 1) / WORDS_PER_BLOCK; b++) {
+            writeBlock(b);
+        }
+    }
+
+    /** Writes block 0 with {@code legs} as the legs out of sync (FUA: durable when this returns). */
+    private void writeHeaderBlock(long legs) {
         block.fill((byte) 0);
         MemorySegment.copy(MAGIC, 0, block, ValueLayout.JAVA_BYTE, 0, MAGIC.length);
         block.set(LE_INT, 8, 1);
         block.set(LE_LONG, 16, region);
         block.set(LE_LONG, 24, regions);
+        block.set(LE_LONG, 32, legs);
         block.set(LE_INT, 12, crc32c(block));
         io(dev, block, 0, true);
-        for (int b = 0; b < (marked.length + WORDS_PER_BLOCK - 1) / WORDS_PER_BLOCK; b++) {
-            writeBlock(b);
-        }
     }
 
     private static int crc32c(MemorySegment m) {
@@ -211,6 +234,46 @@ public final class MirrorLog implements AutoCloseable {
      */
     public long[] loadedBits() {
         return durable.clone();
+    }
+
+    /**
+     * The legs the log said were out of sync when it was opened (a restart copies to them).
+     *
+     * @return a mask, bit i for leg i
+     */
+    public long loadedOutOfSync() {
+        return outOfSyncRecorded;
+    }
+
+    /**
+     * Says which legs are out of sync now; the log thread records it in the header. Never blocks.
+     *
+     * @param legs a mask, bit i for leg i
+     */
+    void outOfSync(long legs) {
+        outOfSync = legs;
+        LockSupport.unpark(thread);
+    }
+
+    /**
+     * The legs the header on the log device records out of sync: a write that missed a leg not
+     * in it must wait for {@link #completeWhenRecorded}.
+     *
+     * @return a mask, bit i for leg i
+     */
+    long outOfSyncRecorded() {
+        return outOfSyncRecorded;
+    }
+
+    /**
+     * Completes a write that missed a leg once the header records the legs out of sync now (or
+     * fails it when the log device can't be written). Never blocks.
+     *
+     * @param bio a write that reached the legs in sync; the log owns it until it completes it
+     */
+    void completeWhenRecorded(Bio bio) {
+        recording.add(bio);
+        LockSupport.unpark(thread);
     }
 
     /** Marks every region (a mirror that starts with a full copy); durable when this returns. */
@@ -310,6 +373,11 @@ public final class MirrorLog implements AutoCloseable {
                 batch.clear();
                 continue;
             }
+            if ((outOfSync != outOfSyncRecorded && health == 'A') || !recording.isEmpty()) {
+                // (a log device that failed is tried again only for a write that waits for it)
+                recordOutOfSync();
+                continue;
+            }
             if (closing) {
                 return;
             }
@@ -356,6 +424,32 @@ public final class MirrorLog implements AutoCloseable {
                 BITS.getAndBitwiseOr(durable, r >>> 6, 1L << (r & 63));
             }
             down.accept(bio);
+        }
+    }
+
+    /** Writes the legs out of sync to the header, then completes the writes that waited for it. */
+    private void recordOutOfSync() {
+        List<Bio> done = new ArrayList<>();
+        Bio b;
+        while ((b = recording.poll()) != null) {
+            done.add(b);
+        }
+        long legs = outOfSync; // read after the writes: it has every leg they missed
+        String error = null;
+        if (legs != outOfSyncRecorded) {
+            try {
+                writeHeaderBlock(legs);
+                outOfSyncRecorded = legs;
+            } catch (RuntimeException e) {
+                error = e.getMessage();
+                health = 'D';
+            }
+        }
+        for (Bio bio : done) {
+            if (error != null) {
+                bio.setStatus(Status.IOERR, "mirror log: can't record a leg out of sync: " + error);
+            }
+            bio.endIo();
         }
     }
 

@@ -96,6 +96,50 @@ class MirrorDiskLogTest {
         }
     }
 
+    /** A copy of {@code d} as it is now: what a crash at this instant leaves on it. */
+    static RamDisk crashCopy(BlockDevice d, String name) throws Exception {
+        RamDisk c = new RamDisk(name, d.size());
+        c.write(0, MemorySegment.ofArray(read(d, 0, (int) d.size()))).get(10, TimeUnit.SECONDS);
+        return c;
+    }
+
+    @Test
+    void aFirstLegDownAcrossACrashIsCopiedToAndNeverCopiedFrom() throws Exception {
+        RamDisk a = new RamDisk("a", 4 << 20);
+        RamDisk b = new RamDisk("b", 4 << 20);
+        RamDisk log = new RamDisk("log", 1 << 20);
+        a.write(0, fill(4 << 20, 1)).get();
+        b.write(0, fill(4 << 20, 1)).get();
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 4 << 20, REGION, true, log);
+        RamDisk a2;
+        RamDisk b2;
+        RamDisk log2;
+        try {
+            m.message(List.of("fail", "0")); // the first leg goes away; leg 1 alone has what follows
+            m.write(2 * REGION, fill(8192, 7)).get(10, TimeUnit.SECONDS);
+            // the process dies now, the write acknowledged: what the disks hold is all there is
+            a2 = crashCopy(a, "a");
+            b2 = crashCopy(b, "b");
+            log2 = crashCopy(log, "log");
+        } finally {
+            m.close();
+        }
+        assertThat(read(a2, 2 * REGION, 4096)).containsOnly(1);
+        assertThat(read(b2, 2 * REGION, 4096)).containsOnly(7);
+
+        Mirror again = new Mirror("m", List.of(new Leg(a2, 0), new Leg(b2, 0)), 4 << 20, REGION, true, log2);
+        try {
+            assertThat(again.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(read(again, 2 * REGION, 8192)).as("the acknowledged write").containsOnly(7);
+            assertThat(read(b2, 2 * REGION, 8192)).as("the leg that had it keeps it").containsOnly(7);
+            assertThat(read(a2, 2 * REGION, 8192)).as("the leg that was away gets it").containsOnly(7);
+            assertThat(read(a2, 0, 4 << 20)).isEqualTo(read(b2, 0, 4 << 20));
+            assertThat(again.resyncBytes()).isEqualTo(REGION);
+        } finally {
+            again.close();
+        }
+    }
+
     @Test
     void aNewLogWithSyncCopiesEverythingAndACrashDuringThatCopyCopiesEverythingAgain() throws Exception {
         RamDisk a = new RamDisk("a", 1 << 20);
