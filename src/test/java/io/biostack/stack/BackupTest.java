@@ -165,4 +165,27 @@ class BackupTest {
             assertThat(s.names()).doesNotContain("v");
         }
     }
+
+    @Test
+    void aBackupBeginThatCantSaveTheBitmapChangesNothingAndWritesStayRecorded(@TempDir Path dir) throws Exception {
+        Path bm = dir.resolve("bm");
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+            BlockDevice d = s.device("d");
+            ctl(s, "message", "d", "bitmap add p persistent");
+            // the side file can't be rewritten now (its file system fills up, say): the next save fails
+            Files.createDirectory(dir.resolve("bm.new"));
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=p cow-dir=" + dir))
+                    .hasMessageContaining("bm.new");
+            assertThat(s.names()).doesNotContain("v");
+            assertThat(StackBitmapsTest.bitmapLine(s, "d", "p")).as("as it was before the backup-begin")
+                    .isEqualTo("bitmap p granularity=65536 dirty=0 recording persistent consistent");
+            write(d, 1 << 20, new byte[4096]);
+            assertThat(StackBitmapsTest.bitmapLine(s, "d", "p")).as("a write after the failed backup-begin is recorded")
+                    .startsWith("bitmap p granularity=65536 dirty=65536 recording");
+            Files.delete(dir.resolve("bm.new"));
+            ctl(s, "message", "d", "backup-begin v bitmap=p cow-dir=" + dir);
+            assertThat(dirtyRanges(s.device("v"), "p")).containsExactly(new long[]{1 << 20, 65536});
+            ctl(s, "message", "d", "backup-end v");
+        }
+    }
 }

@@ -546,7 +546,8 @@ public final class DeviceBitmaps implements AutoCloseable {
      * @param holder the backup's name, shown as the bitmap's holder
      * @param at     what makes the point in time (the view's snapshot)
      * @return the frozen bitmap
-     * @throws IOException when the store can't save the change
+     * @throws IOException when the store can't save the change; then, as when {@code at} throws,
+     *                     {@code name} records as before and {@code next} is gone
      */
     public synchronized DirtyBitmap freezeForBackup(String name, String next, String holder, Runnable at) throws IOException {
         DirtyBitmap b = all.get(name);
@@ -565,11 +566,28 @@ public final class DeviceBitmaps implements AutoCloseable {
             }
             add(add);
         }
-        at.run();
-        b.setRecording(false);
-        b.setBusy(holder);
-        retrack();
-        saveIfPersistent(b);
+        boolean wasRecording = b.isRecording();
+        try {
+            at.run();
+            b.setRecording(false);
+            b.setBusy(holder);
+            retrack();
+            saveIfPersistent(b);
+        } catch (IOException | RuntimeException e) {
+            // No backup: the bitmap records on as before, or the writes from now on would be in no
+            // bitmap at all. The caller holds writes around this call, so none went by unmarked.
+            b.setBusy(null);
+            b.setRecording(wasRecording);
+            retrack();
+            if (next != null) {
+                try {
+                    remove(next); // so that the same request can be given again
+                } catch (IOException | RuntimeException again) {
+                    e.addSuppressed(again); // gone from memory; the store drops it at the next save
+                }
+            }
+            throw e;
+        }
         return b;
     }
 
