@@ -762,8 +762,12 @@ public final class Mirror implements Target {
             for (long m = targets; m != 0; m &= m - 1) {
                 int t = Long.numberOfTrailingZeros(m);
                 boolean d = testAndClearDirty(t, r);
-                if ((d || (full & 1L << t) != 0) && legState(t) == LegState.RESYNCING) {
-                    need |= 1L << t;
+                if (d || (full & 1L << t) != 0) {
+                    if (legState(t) == LegState.RESYNCING) {
+                        need |= 1L << t;
+                    } else {
+                        setDirty(t, r); // away now: it still lacks the region when it comes back
+                    }
                 }
             }
             if (need == 0) {
@@ -772,6 +776,7 @@ public final class Mirror implements Target {
             }
             long start = (long) r * region;
             long end = Math.min(length, start + region);
+            long got = need; // the targets that took every piece of the region
             for (long pos = start; pos < end; pos += buf.byteSize()) {
                 int n = (int) Math.min(buf.byteSize(), end - pos);
                 MemorySegment piece = buf.asSlice(0, n);
@@ -790,11 +795,16 @@ public final class Mirror implements Target {
                             copied[t] += n;
                             resyncBytes.addAndGet(n);
                         } else {
-                            setDirty(t, r);
+                            got &= ~(1L << t);
                             legFailed(t, 'S', "write failed while copying region " + r);
                         }
+                    } else {
+                        got &= ~(1L << t);
                     }
                 }
+            }
+            for (long m = need & ~got; m != 0; m &= m - 1) {
+                setDirty(Long.numberOfTrailingZeros(m), r); // dropped during the copy: still to do
             }
             releaseWindow();
             regionsCopied++;
@@ -878,7 +888,9 @@ public final class Mirror implements Target {
         try {
             for (long m = targets; m != 0; m &= m - 1) {
                 int t = Long.numberOfTrailingZeros(m);
-                if (state[t] == LegState.RESYNCING) {
+                // A target that was away during the pass and is back has regions it missed
+                // (its dirty bits): it stays RESYNCING, and the worker makes another pass.
+                if (state[t] == LegState.RESYNCING && dirtyRegions(t) == 0) {
                     state[t] = LegState.IN_SYNC;
                     health[t] = 'A';
                     fullResync[t] = false;

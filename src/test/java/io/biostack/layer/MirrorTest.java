@@ -143,6 +143,38 @@ class MirrorTest {
     }
 
     @Test
+    void aLegThatFailsAgainDuringItsResyncKeepsTheRegionsItStillLacks() throws Exception {
+        long len = 2 << 20;
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), len, 65536, true);
+        b.failing = true;
+        write(m, 0, pattern(4096, 40));
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+        for (int r = 0; r < 32; r++) {
+            write(m, r * 65536L, pattern(4096, 41 + r)); // while it is away: every region
+        }
+        assertThat(m.dirtyRegions(1)).isEqualTo(32);
+        b.failFromWriteAt = 5 * 65536; // it comes back, and dies again at the copy of region 5
+        b.failing = false;
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (b.failFromWriteAt != -1 && System.nanoTime() < end) {
+            Thread.sleep(5);
+        }
+        while ((m.isResyncing() || m.legState(1) != Mirror.LegState.FAILED) && System.nanoTime() < end) {
+            Thread.sleep(5);
+        }
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+        assertThat(m.dirtyRegions(1)).as("regions 5 to 31 are still to copy").isEqualTo(27);
+        b.failing = false; // back for good
+        end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while ((m.legState(1) != Mirror.LegState.IN_SYNC || m.isResyncing()) && System.nanoTime() < end) {
+            Thread.sleep(10);
+        }
+        assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+        assertThat(read(b, 0, (int) len)).as("in sync means the same bytes").isEqualTo(read(a, 0, (int) len));
+        m.close();
+    }
+
+    @Test
     void aLegFailedByMessageStaysDownUntilReinstated() throws Exception {
         Mirror m = mirror(1 << 20);
         m.message(List.of("fail", "1"));

@@ -27,6 +27,8 @@ final class TestDevices {
         final BlockDevice lower;
         final Map<Op, AtomicLong> counts = new EnumMap<>(Op.class);
         volatile boolean failing;
+        /** When not -1, the first write at or past this offset sets {@link #failing} (a disk that dies there). */
+        volatile long failFromWriteAt = -1;
 
         Probe(BlockDevice lower) {
             this.lower = lower;
@@ -48,6 +50,11 @@ final class TestDevices {
         @Override
         public void submit(Bio bio) {
             counts.get(bio.op()).incrementAndGet();
+            long trap = failFromWriteAt;
+            if (trap >= 0 && bio.op() == Op.WRITE && bio.offset() >= trap) {
+                failFromWriteAt = -1;
+                failing = true;
+            }
             if (failing) {
                 bio.fail(Status.IOERR, "probe failing");
             } else {
