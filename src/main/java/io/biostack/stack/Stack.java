@@ -445,7 +445,20 @@ public final class Stack implements AutoCloseable {
                 nd.add(d);
             }
         }
-        m.reload(table(name, ls, specs, src));
+        MappedDevice.Table t = table(name, ls, specs, src);
+        List<String> bitmaps = counted.get(name) == null || counted.get(name).bitmaps() == null ? List.of()
+                : counted.get(name).bitmaps().names();
+        if (t.size() != m.size() && !bitmaps.isEmpty()) {
+            // A bitmap covers the size it was made for: past it, writes would mark nothing, and an
+            // incremental backup would miss them (a shrink then a grow, the same).
+            for (MappedDevice.Segment seg : t.segments()) {
+                seg.target().close();
+            }
+            throw new IllegalArgumentException(name + " has dirty bitmaps (" + String.join(", ", bitmaps) + ") of "
+                    + m.size() + " bytes; a table of " + t.size() + " bytes would change its size under them: "
+                    + "'bitmap remove' them first (and make the next backup a full one)");
+        }
+        m.reload(t);
         pendingDeps.put(name, nd);
     }
 

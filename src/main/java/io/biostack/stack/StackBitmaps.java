@@ -90,7 +90,7 @@ final class StackBitmaps {
         } else {
             store = new SideFileStore(file);
         }
-        DeviceBitmaps b = new DeviceBitmaps(c.name(), c.size(), store, c::submitBelow);
+        DeviceBitmaps b = new DeviceBitmaps(c.name(), c::size, store, c::submitBelow);
         for (String p : b.loadProblems()) {
             System.err.println("biostack: " + c.name() + ": " + p);
         }
@@ -113,7 +113,7 @@ final class StackBitmaps {
     static synchronized DeviceBitmaps of(CountedDevice c) {
         if (c.bitmaps() == null) {
             try {
-                c.setBitmaps(new DeviceBitmaps(c.name(), c.size(), null, c::submitBelow));
+                c.setBitmaps(new DeviceBitmaps(c.name(), c::size, null, c::submitBelow));
             } catch (IOException e) {
                 throw new IllegalStateException(e); // no store, nothing to read
             }

@@ -51,6 +51,41 @@ class StackBitmapsTest {
     }
 
     @Test
+    void aDeviceWithBitmapsIsNotResizedUnderThemAndABitmapAddedAfterAResizeCoversAllOfIt(@TempDir Path dir)
+            throws Exception {
+        String stack = "d: ram 8M\nlin: 0 SIZE linear d 0 bitmap-file=" + dir.resolve("bm") + "\n";
+        try (Stack s = Stack.open(stack.replace("SIZE", "4M"), "t")) {
+            ctl(s, "message", "lin", "bitmap add b persistent");
+            // grown by a reload, as dmsetup does it: the bitmap covers 4M of it
+            assertThatThrownBy(() -> ctl(s, "reload", "lin", "0 8M linear d 0"))
+                    .hasMessageContaining("lin has dirty bitmaps (b)").hasMessageContaining("'bitmap remove' them");
+            ctl(s, "resume", "lin");
+            assertThat(s.device("lin").size()).isEqualTo(4 << 20);
+            ctl(s, "reload", "lin", "0 4M linear d 4M"); // the same size is fine
+            ctl(s, "resume", "lin");
+            ctl(s, "message", "lin", "bitmap remove b");
+            ctl(s, "reload", "lin", "0 8M linear d 0");
+            ctl(s, "resume", "lin");
+            assertThat(s.device("lin").size()).isEqualTo(8 << 20);
+        }
+        // the side file, without a bitmap now, doesn't stop the grown device from opening
+        try (Stack s = Stack.open(stack.replace("SIZE", "8M"), "t")) {
+            ctl(s, "message", "lin", "bitmap add b persistent");
+            s.device("lin").write(6 << 20, StackTest.fill(4096, 1)).get();
+            assertThat(bitmapLine(s, "lin", "b")).as("a write past the old end").contains("dirty=65536");
+            ctl(s, "message", "lin", "bitmap remove b");
+            ctl(s, "reload", "lin", "0 4M linear d 0");
+            ctl(s, "resume", "lin");
+            ctl(s, "message", "lin", "bitmap add b persistent");
+            s.device("lin").write(3 << 20, StackTest.fill(4096, 1)).get();
+            assertThat(bitmapLine(s, "lin", "b")).as("made for the device as it is").contains("dirty=65536");
+        }
+        try (Stack s = Stack.open(stack.replace("SIZE", "4M"), "t")) {
+            assertThat(bitmapLine(s, "lin", "b")).isEqualTo("bitmap b granularity=65536 dirty=65536 recording persistent consistent");
+        }
+    }
+
+    @Test
     void disabledBitmapsDontRecordAndClearEnableMergeDoWhatTheySay() throws Exception {
         try (Stack s = Stack.open("d: ram 4M\n", "t")) {
             ctl(s, "message", "d", "bitmap add a disabled");

@@ -51,7 +51,8 @@ public final class DeviceBitmaps implements AutoCloseable {
     private static final Tracked HOLD = new Tracked(null, null);
 
     private final String device;
-    private final long size;
+    /** The device's bytes now: a bitmap added later covers the device as it is then. */
+    private final java.util.function.LongSupplier size;
     private final BitmapStore store;
     private final Consumer<Bio> down;
     private final LinkedHashMap<String, DirtyBitmap> all = new LinkedHashMap<>();
@@ -83,15 +84,31 @@ public final class DeviceBitmaps implements AutoCloseable {
      * @throws IOException when the store can't be read (the message says why and what to do)
      */
     public DeviceBitmaps(String device, long size, BitmapStore store, Consumer<Bio> down) throws IOException {
+        this(device, () -> size, store, down);
+    }
+
+    /**
+     * The bitmaps of a device whose size may change (a mapped device reloaded with a table of
+     * another size once it has no bitmap); loads the persistent ones from {@code store}.
+     *
+     * @param device the device's name, for messages
+     * @param size   the device's bytes now, asked when the store loads and when a bitmap is added
+     * @param store  where persistent bitmaps live, or null when the device has none
+     * @param down   sends a bio on to the device underneath (for bios held for a metadata write)
+     * @throws IOException when the store can't be read (the message says why and what to do)
+     */
+    public DeviceBitmaps(String device, java.util.function.LongSupplier size, BitmapStore store, Consumer<Bio> down)
+            throws IOException {
         this.device = device;
         this.size = size;
         this.store = store;
         this.down = down;
         if (store != null) {
-            for (DirtyBitmap b : store.load(size, loadProblems)) {
+            long bytes = size.getAsLong();
+            for (DirtyBitmap b : store.load(bytes, loadProblems)) {
                 all.put(b.bitmapName(), b);
                 if (b.isConsistent() && store.durableWords()) {
-                    DirtyBitmap d = new DirtyBitmap(b.bitmapName(), b.granularity(), size);
+                    DirtyBitmap d = new DirtyBitmap(b.bitmapName(), b.granularity(), bytes);
                     d.load(b.words());
                     durable.put(b, d);
                 }
@@ -262,6 +279,7 @@ public final class DeviceBitmaps implements AutoCloseable {
             for (Bio bio : batch) {
                 long off = bio.offset();
                 long len = bio.size();
+                long size = x.bitmap.deviceSize();
                 if (len <= 0 || off >= size || x.durable.isMarked(off, len)) {
                     continue;
                 }
@@ -439,6 +457,7 @@ public final class DeviceBitmaps implements AutoCloseable {
         if (all.containsKey(name)) {
             throw new IllegalArgumentException(device + " has a bitmap '" + name + "' already");
         }
+        long size = this.size.getAsLong();
         DirtyBitmap b = new DirtyBitmap(name, g, size);
         b.setRecording(!disabled);
         if (persistent) {

@@ -122,12 +122,16 @@ public final class SideFileStore implements BitmapStore {
                         + "trusted; move it away and make the next backup a full one");
             }
             long size = h.getLong(16);
-            if (size != deviceSize) {
-                throw new IOException(where + " was made for a device of " + size + " bytes; this device has " + deviceSize);
-            }
             int count = h.getInt(24);
             if (count < 0 || count > MAX_ENTRIES) {
                 throw new IOException(where + ": " + count + " entries (at most " + MAX_ENTRIES + ")");
+            }
+            if (count == 0) {
+                return out; // no bitmap to fit the device: one resized after its last bitmap was removed
+            }
+            if (size != deviceSize) {
+                throw new IOException(where + " was made for a device of " + size + " bytes; this device has " + deviceSize
+                        + ": its bitmaps can't be trusted; move it away and make the next backup a full one");
             }
             for (int i = 0; i < count; i++) {
                 int e = 32 + i * ENTRY;
