@@ -165,7 +165,9 @@ final class ClientHandshake {
                 } else if (info == INFO_BLOCK_SIZE && r.data.remaining() >= 12) {
                     min = r.data.getInt();
                     pref = r.data.getInt();
-                    max = r.data.getInt();
+                    // Unsigned: 0xffffffff means "no fixed limit" (doc/proto.md, "Size
+                    // constraints"), so anything past int's range is no limit (MAX_DATA caps it).
+                    max = (int) Math.min(Integer.toUnsignedLong(r.data.getInt()), Integer.MAX_VALUE);
                 }
             } else if (r.type == REP_ACK) {
                 break;

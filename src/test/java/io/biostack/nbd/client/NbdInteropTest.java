@@ -145,6 +145,18 @@ class NbdInteropTest {
     }
 
     @Test
+    void againstNbdkitWithNoFixedMaximumPayload() throws Exception {
+        Tools.require("nbdkit");
+        // nbdkit's blocksize filter advertises a maximum payload of 0xffffffff, which doc/proto.md
+        // ("Size constraints") permits for a server without a fixed limit.
+        Path sock = start("nbdkit", "-f", "-U", "SOCK", "--filter=blocksize", "memory", String.valueOf(SIZE));
+        try (NbdClient c = NbdClient.open("b", NbdUri.parse("nbd+unix:///?socket=" + sock), NbdClient.Options.defaults())) {
+            assertThat(c.limits().maxBytes()).as("no limit from the server: the leaf's own").isEqualTo(NbdClient.MAX_DATA);
+            exercise(c);
+        }
+    }
+
+    @Test
     void againstNbdkitTheLeafRefusesWhatTheServerCannotDo() throws Exception {
         Tools.require("nbdkit");
         // A read-only export without flush: writes are refused here, flushes complete at once.
