@@ -52,6 +52,13 @@ final class NbdConnection {
      * little. Replaced by one of {@link #RECV_BUFFER} when transmission starts.
      */
     static final int HANDSHAKE_RECV = 2048;
+    /**
+     * Option replies waiting to be sent past which the handshake reads no more options: a client
+     * that pipelines options and never reads the replies (each NBD_OPT_INFO takes 22 bytes and
+     * answers 86) meets TCP back-pressure, as in transmission, instead of the server holding
+     * every reply (and copying them all each time more come).
+     */
+    static final int HANDSHAKE_OUT_MAX = 64 * 1024;
     /** Oversized WRITE payloads up to this size are skipped and answered; longer ones disconnect. */
     static final long DISCARD_LIMIT = 64L << 20;
     /**
@@ -218,6 +225,9 @@ final class NbdConnection {
         }
         if (blocked()) {
             return null;
+        }
+        if (phase == HANDSHAKE && handshakeOut != null && handshakeOut.remaining() > HANDSHAKE_OUT_MAX) {
+            return null; // the client is not reading its replies: wait until they are sent
         }
         if (rStart == rEnd) {
             rStart = rEnd = 0;

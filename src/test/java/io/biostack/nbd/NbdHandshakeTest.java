@@ -303,6 +303,68 @@ class NbdHandshakeTest {
     }
 
     @Test
+    void aClientThatSendsOptionsWithoutReadingRepliesIsHeldBackAndStillAnsweredInFull() throws Exception {
+        // Each NBD_OPT_INFO is 22 bytes in and 86 out: a client that never reads its replies must
+        // meet TCP back-pressure, as in transmission, not make the server hold all of them.
+        Path s2 = dir.resolve("slow.sock");
+        try (NbdServer srv = NbdServer.builder().export("disk", disk).unixSocket(s2)
+                .handshakeTimeout(Duration.ofSeconds(30)).start();
+             RawNbdClient c = RawNbdClient.handshake(s2, FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) {
+            byte[] info = RawNbdClient.infoRequest("disk");
+            int options = (2 << 20) / (16 + info.length);
+            ByteBuffer all = ByteBuffer.allocate(options * (16 + info.length));
+            for (int i = 0; i < options; i++) {
+                all.putLong(IHAVEOPT).putInt(OPT_INFO).putInt(info.length).put(info);
+            }
+            all.flip();
+            c.ch.configureBlocking(false);
+            long lastProgress = System.nanoTime();
+            while (all.hasRemaining() && System.nanoTime() - lastProgress < 500_000_000L) {
+                if (c.ch.write(all) > 0) {
+                    lastProgress = System.nanoTime();
+                } else {
+                    Thread.sleep(5);
+                }
+            }
+            assertThat(all.position()).as("bytes of options the server took without our reading a reply")
+                    .isLessThan(1 << 20);
+            c.ch.configureBlocking(true);
+            Thread writer = Thread.ofVirtual().start(() -> {
+                try {
+                    c.write(all);
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            // Every option answered (INFO, INFO, ACK), read in bulk: a read per reply is slow.
+            int acks = 0;
+            ByteBuffer in = ByteBuffer.allocate(1 << 20);
+            while (acks < options) {
+                if (c.ch.read(in) < 0) {
+                    throw new java.io.EOFException("closed after " + acks + " answers");
+                }
+                in.flip();
+                while (in.remaining() >= 20 && in.remaining() >= 20 + in.getInt(in.position() + 16)) {
+                    long magic = in.getLong();
+                    int option = in.getInt();
+                    int type = in.getInt();
+                    if (magic != OPT_REPLY_MAGIC || option != OPT_INFO || (type != REP_INFO && type != REP_ACK)) {
+                        throw new AssertionError("answer " + acks + ": magic 0x" + Long.toHexString(magic)
+                                + ", option " + option + ", type 0x" + Integer.toHexString(type));
+                    }
+                    acks += type == REP_ACK ? 1 : 0;
+                    int len = in.getInt();
+                    in.position(in.position() + len);
+                }
+                in.compact();
+            }
+            writer.join();
+            assertThat(c.go(OPT_GO, "disk").getLast().type()).isEqualTo(REP_ACK);
+            assertThat(c.read(0, 512)).hasSize(512);
+        }
+    }
+
+    @Test
     void connectionsOverTheLimitAreRefusedAndServiceGoesOn() throws Exception {
         Path s2 = dir.resolve("small.sock");
         try (NbdServer small = NbdServer.builder().export("disk", disk).unixSocket(s2).maxConnections(2).start()) {
