@@ -106,6 +106,21 @@ final class Connection {
      * whatever its buffer held before.
      */
     private final long[] covered = new long[SLOTS];
+    /**
+     * Receiver only: a fingerprint of the ranges the content chunks of a READ described, so that
+     * chunks that overlap (which the spec forbids) are caught even when their lengths add up to
+     * the READ's: the sum over chunks [a, b) of r^b - r^a modulo the prime {@link #P}, which
+     * equals r^len - 1 when the chunks tile [0, len) exactly. The sum is (r - 1) times the
+     * polynomial whose coefficient at x counts the chunks covering byte x, so any other cover
+     * gives a different polynomial of degree at most len, which a random r (per connection)
+     * makes equal with probability at most len / P, below 2^-29. Two longs per slot; no
+     * allocation, no range list.
+     */
+    private final long[] coverHash = new long[SLOTS];
+    /** The Mersenne prime 2^61 - 1, the modulus of {@link #coverHash}. */
+    private static final long P = (1L << 61) - 1;
+    /** The point r at which {@link #coverHash} evaluates the cover, in [2, P - 2]. */
+    private final long coverBase = java.util.concurrent.ThreadLocalRandom.current().nextLong(2, P - 1);
     private final AtomicIntegerArray state = new AtomicIntegerArray(SLOTS);
     /** Free-slot bitmap: bits set by any thread (getAndBitwiseOr), cleared only by the send-flag holder. */
     private final long[] free = new long[WORDS];
@@ -384,10 +399,15 @@ final class Connection {
                 if (errs[i] == 0 && cmds[i] == CMD_READ && covered[i] != lens[i]) {
                     // A count that is not the length is a gap or an overlap, both against the
                     // spec, which lets the client hard-disconnect: the READ fails, never
-                    // succeeds. (Overlaps that add up to the length exactly would pass: ranges
-                    // per request would cost the I/O path memory for a server already broken.)
+                    // succeeds.
                     throw new ProtocolException("the server ended a READ of " + lens[i] + " bytes at " + offs[i]
                             + " as a success with " + covered[i] + " bytes of data and holes");
+                }
+                if (errs[i] == 0 && cmds[i] == CMD_READ && coverHash[i] != cover(0, lens[i])) {
+                    // As many bytes as asked, but not each once: chunks overlapped, and the
+                    // bytes they left out would be whatever the caller's buffer held.
+                    throw new ProtocolException("the server ended a READ of " + lens[i] + " bytes at " + offs[i]
+                            + " as a success with chunks that overlap and leave bytes out");
                 }
                 finish(i, errs[i]);
             }
@@ -412,6 +432,7 @@ final class Connection {
             if ((s & PHASE) == SENT && state.compareAndSet(i, s, (s & ~PHASE) | RECEIVING)) {
                 errs[i] = 0;
                 covered[i] = 0;
+                coverHash[i] = 0;
                 return i;
             }
             if ((s & PHASE) == ABANDONED) {
@@ -438,6 +459,7 @@ final class Connection {
                 }
                 stream(t, bios[i], pos, n);
                 covered[i] += n;
+                coverHash[i] = addMod(coverHash[i], cover(pos, pos + n));
             }
             case REPLY_TYPE_OFFSET_HOLE -> {
                 if (cmd != CMD_READ || length != 12) {
@@ -452,6 +474,7 @@ final class Connection {
                 }
                 BioMemory.copyIn(bios[i], pos, null, 0, n);
                 covered[i] += n;
+                coverHash[i] = addMod(coverHash[i], cover(pos, pos + n));
             }
             case REPLY_TYPE_BLOCK_STATUS -> {
                 if (cmd != CMD_BLOCK_STATUS || length < 12 || (length - 4) % 8 != 0) {
@@ -490,6 +513,38 @@ final class Connection {
                 skip(t, length - 6);
             }
         }
+    }
+
+    // ---- the cover fingerprint of a READ's chunks (see coverHash) ------------------------------
+
+    /** r^b - r^a mod P: the term of the chunk [a, b) (0 <= a <= b < 2^32). */
+    private long cover(long a, long b) {
+        return addMod(powMod(coverBase, b), P - powMod(coverBase, a));
+    }
+
+    private static long addMod(long x, long y) {
+        long s = x + y; // both below P = 2^61 - 1: no overflow
+        return s >= P ? s - P : s;
+    }
+
+    /** x * y mod P for x, y below P, with 2^61 = 1 (mod P). */
+    private static long mulMod(long x, long y) {
+        long hi = Math.multiplyHigh(x, y); // below 2^58
+        long lo = x * y;
+        long r = (lo & P) + (lo >>> 61) + (hi << 3); // 2^64 = 8 (mod P); below 2^62 + 8
+        r = (r & P) + (r >>> 61);
+        return r >= P ? r - P : r;
+    }
+
+    private static long powMod(long base, long e) {
+        long r = 1;
+        for (long b = base; e > 0; e >>>= 1) {
+            if ((e & 1) != 0) {
+                r = mulMod(r, b);
+            }
+            b = mulMod(b, b);
+        }
+        return r;
     }
 
     /** Moves {@code n} payload bytes into {@code b} at {@code pos} as they arrive. */
