@@ -32,8 +32,10 @@ import java.util.function.Consumer;
  * An exception is committed (its area chunk rewritten, with PREFLUSH and FUA so the copied data
  * is durable first) before the bio that needed it goes on; commits that arrive while an area
  * write is in flight are batched into the next one. When an area fills, the next area is zeroed
- * on disk so that a reader finds the end of the table. A COW device whose first bytes are zero
- * is formatted; one with any other header is refused.
+ * on disk first (dm's {@code persistent_commit_exception} wipes it before it writes the full
+ * one), so that a reader finds the end of the table even after a crash between the two writes,
+ * whatever the COW device held there before. A COW device whose first bytes are zero is
+ * formatted; one with any other header is refused.
  *
  * <h2>Transient</h2>
  * Exceptions live in memory only, data chunks from chunk 0.
@@ -245,12 +247,18 @@ final class ExceptionStore {
                 zeroNext = areaChunk(area) * chunk;
             }
         }
+        Runnable full = () -> writeAsync(where, img, BioFlags.PREFLUSH | BioFlags.FUA, s -> committed(batch, s));
+        if (zeroNext < 0) {
+            return full;
+        }
+        // the next area first: written full before it, this one would let a reader go on into
+        // whatever the COW device held there
         long next = zeroNext;
-        return () -> writeAsync(where, img, BioFlags.PREFLUSH | BioFlags.FUA, s1 -> {
-            if (s1.isOk() && next >= 0) {
-                writeAsync(next, new byte[(int) chunk], BioFlags.FUA, s2 -> committed(batch, s2));
+        return () -> writeAsync(next, new byte[(int) chunk], BioFlags.PREFLUSH | BioFlags.FUA, s -> {
+            if (s.isOk()) {
+                full.run();
             } else {
-                committed(batch, s1);
+                committed(batch, s);
             }
         });
     }
