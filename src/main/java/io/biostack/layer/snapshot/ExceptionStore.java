@@ -12,7 +12,9 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.TreeSet;
 import java.util.concurrent.ExecutionException;
 import java.util.function.Consumer;
 
@@ -37,6 +39,13 @@ import java.util.function.Consumer;
  * whatever the COW device held there before. A COW device whose first bytes are zero is
  * formatted; one with any other header is refused.
  *
+ * <p>A merged exception is removed from the table on disk ({@link #remove}, dm's
+ * {@code persistent_commit_merge}) before the chunk takes new writes, so that a merge stopped
+ * half way, by a crash or a restart, resumes from what is left and never copies an old chunk
+ * back over newer data. The table's last entry moves into the freed slot; the areas are
+ * rewritten in ascending order, so that a crash between the writes leaves at worst that entry
+ * twice (the loader keeps one), never one lost.
+ *
  * <h2>Transient</h2>
  * Exceptions live in memory only, data chunks from chunk 0.
  *
@@ -56,14 +65,17 @@ final class ExceptionStore {
     private long nextFree;
     private boolean valid = true;
 
-    // commit state, guarded by this
-    private int area;
-    private int usedInArea;
-    private final byte[] areaImage;
+    // the table in its on-disk order, and the commit state; guarded by this
+    private long[] oldChunks = new long[64];
+    private long[] newChunks = new long[64];
+    private int count;
+    /** Old chunk → its position in the table. */
+    private final LongMap<Integer> position = new LongMap<>();
     private boolean writing;
     private final ArrayDeque<Pending> queued = new ArrayDeque<>();
 
-    private record Pending(long oldChunk, long newChunk, Consumer<Status> done) {
+    /** An exception to add, or (remove) to drop after its merge. */
+    private record Pending(boolean remove, long oldChunk, long newChunk, Consumer<Status> done) {
     }
 
     private ExceptionStore(BlockDevice cow, boolean persistent, long chunk) {
@@ -72,7 +84,6 @@ final class ExceptionStore {
         this.chunk = chunk;
         this.perArea = (int) (chunk / EXCEPTION_SIZE);
         this.cowChunks = cow.size() / chunk;
-        this.areaImage = persistent ? new byte[(int) chunk] : new byte[0];
         this.nextFree = persistent ? 2 : 0;
     }
 
@@ -131,8 +142,6 @@ final class ExceptionStore {
         for (int a = 0; ; a++) {
             long where = areaChunk(a);
             if (where >= cowChunks) {
-                area = a;
-                usedInArea = 0;
                 break;
             }
             byte[] img = read(cow, where * chunk, (int) chunk);
@@ -144,18 +153,31 @@ final class ExceptionStore {
                 if (newChunk == 0) {
                     break;
                 }
-                into.put(oldChunk, newChunk);
                 maxNew = Math.max(maxNew, newChunk);
+                if (position.containsKey(oldChunk)) {
+                    continue; // a crash in the middle of a removal left the moved entry twice
+                }
+                into.put(oldChunk, newChunk);
+                append(oldChunk, newChunk);
             }
             if (i < perArea) {
-                area = a;
-                usedInArea = i;
-                System.arraycopy(img, 0, areaImage, 0, img.length);
                 break;
             }
         }
         nextFree = maxNew + 1;
         skipMetadata();
+    }
+
+    /** Under the monitor (or while opening): adds an entry at the end of the table. */
+    private void append(long oldChunk, long newChunk) {
+        if (count == oldChunks.length) {
+            oldChunks = Arrays.copyOf(oldChunks, count * 2);
+            newChunks = Arrays.copyOf(newChunks, count * 2);
+        }
+        oldChunks[count] = oldChunk;
+        newChunks[count] = newChunk;
+        position.put(oldChunk, count);
+        count++;
     }
 
     long chunkBytes() {
@@ -180,7 +202,9 @@ final class ExceptionStore {
     }
 
     long metadataChunks() {
-        return persistent ? 1 + area + 1 : 0;
+        synchronized (this) {
+            return persistent ? 1 + count / perArea + 1 : 0;
+        }
     }
 
     private long areaChunk(int a) {
@@ -213,9 +237,26 @@ final class ExceptionStore {
             done.accept(Status.OK);
             return;
         }
+        enqueue(new Pending(false, oldChunk, newChunk, done));
+    }
+
+    /**
+     * Drops the exception of {@code oldChunk} after its merge; {@code done} runs once the table
+     * without it is durable (persistent) or at once (transient). The caller has made the merged
+     * data durable on the origin first.
+     */
+    void remove(long oldChunk, Consumer<Status> done) {
+        if (!persistent) {
+            done.accept(Status.OK);
+            return;
+        }
+        enqueue(new Pending(true, oldChunk, 0, done));
+    }
+
+    private void enqueue(Pending p) {
         Runnable w;
         synchronized (this) {
-            queued.add(new Pending(oldChunk, newChunk, done));
+            queued.add(p);
             if (writing) {
                 return;
             }
@@ -225,41 +266,76 @@ final class ExceptionStore {
         w.run();
     }
 
-    /** Under the monitor: fills the current area with queued exceptions; returns the I/O to start. */
+    /**
+     * Under the monitor: applies the queued changes of one kind to the table and returns the I/O
+     * that writes the areas they touched: from the last area back for additions (an area is
+     * written only once the one after it is, so a reader never runs past the end of the table),
+     * from the first on for removals (an entry moved down is written before its old slot is
+     * cleared).
+     */
     private Runnable prepareWrite() {
         List<Pending> batch = new ArrayList<>();
-        ByteBuffer b = ByteBuffer.wrap(areaImage).order(ByteOrder.LITTLE_ENDIAN);
-        while (!queued.isEmpty() && usedInArea < perArea) {
+        TreeSet<Integer> dirty = new TreeSet<>();
+        boolean removing = queued.peek().remove();
+        while (!queued.isEmpty() && queued.peek().remove() == removing) {
             Pending p = queued.poll();
-            b.putLong(usedInArea * EXCEPTION_SIZE, p.oldChunk());
-            b.putLong(usedInArea * EXCEPTION_SIZE + 8, p.newChunk());
-            usedInArea++;
             batch.add(p);
-        }
-        byte[] img = areaImage.clone();
-        long where = areaChunk(area) * chunk;
-        long zeroNext = -1;
-        if (usedInArea == perArea) {
-            area++;
-            usedInArea = 0;
-            java.util.Arrays.fill(areaImage, (byte) 0);
-            if (areaChunk(area) < cowChunks) {
-                zeroNext = areaChunk(area) * chunk;
+            if (!removing) {
+                dirty.add(count / perArea);
+                append(p.oldChunk(), p.newChunk());
+                continue;
             }
-        }
-        Runnable full = () -> writeAsync(where, img, BioFlags.PREFLUSH | BioFlags.FUA, s -> committed(batch, s));
-        if (zeroNext < 0) {
-            return full;
-        }
-        // the next area first: written full before it, this one would let a reader go on into
-        // whatever the COW device held there
-        long next = zeroNext;
-        return () -> writeAsync(next, new byte[(int) chunk], BioFlags.PREFLUSH | BioFlags.FUA, s -> {
-            if (s.isOk()) {
-                full.run();
-            } else {
-                committed(batch, s);
+            Integer at = position.get(p.oldChunk());
+            if (at == null) {
+                continue;
             }
+            position.remove(p.oldChunk());
+            int last = count - 1;
+            if (at != last) {
+                oldChunks[at] = oldChunks[last];
+                newChunks[at] = newChunks[last];
+                position.put(oldChunks[at], at);
+                dirty.add(at / perArea);
+            }
+            count--;
+            dirty.add(last / perArea);
+        }
+        if (!removing && count % perArea == 0 && areaChunk(count / perArea) < cowChunks) {
+            dirty.add(count / perArea); // the area after a full one: zeroed before the full one is written
+        }
+        List<Long> where = new ArrayList<>();
+        List<byte[]> images = new ArrayList<>();
+        for (int a : removing ? dirty : dirty.descendingSet()) {
+            where.add(areaChunk(a) * chunk);
+            images.add(areaImage(a));
+        }
+        return () -> writeAreas(where, images, 0, BioFlags.PREFLUSH | BioFlags.FUA, s -> committed(batch, s));
+    }
+
+    /** Under the monitor: area {@code a} as it should be on disk, its unused slots zero. */
+    private byte[] areaImage(int a) {
+        byte[] img = new byte[(int) chunk];
+        ByteBuffer b = ByteBuffer.wrap(img).order(ByteOrder.LITTLE_ENDIAN);
+        int from = a * perArea;
+        for (int i = from; i < Math.min(count, from + perArea); i++) {
+            b.putLong((i - from) * EXCEPTION_SIZE, oldChunks[i]);
+            b.putLong((i - from) * EXCEPTION_SIZE + 8, newChunks[i]);
+        }
+        return img;
+    }
+
+    /** Writes the areas one after the other, the first with {@code flags}, the rest with FUA. */
+    private void writeAreas(List<Long> where, List<byte[]> images, int i, int flags, Consumer<Status> done) {
+        if (i == where.size()) {
+            done.accept(Status.OK);
+            return;
+        }
+        writeAsync(where.get(i), images.get(i), flags, s -> {
+            if (!s.isOk()) {
+                done.accept(s);
+                return;
+            }
+            writeAreas(where, images, i + 1, BioFlags.FUA, done);
         });
     }
 
@@ -292,9 +368,10 @@ final class ExceptionStore {
     /** Empties the store after a merge: the table is cleared on disk. Synchronous. */
     void clear() {
         synchronized (this) {
-            area = 0;
-            usedInArea = 0;
-            java.util.Arrays.fill(areaImage, (byte) 0);
+            count = 0;
+            for (long k : position.keys()) {
+                position.remove(k);
+            }
             nextFree = persistent ? 2 : 0;
         }
         if (persistent) {

@@ -57,6 +57,9 @@ import java.util.function.Consumer;
  * snapshot device passes its bios straight to the origin. During the merge, reads of unmerged
  * chunks still come from the COW device, and any write (to the snapshot, or to the origin through
  * the handler) to a chunk not yet merged merges that chunk first and then goes to the origin.
+ * With a persistent store each merged chunk is flushed on the origin and dropped from the store
+ * on disk before the chunk takes writes, so that a merge stopped half way (a crash, a restart)
+ * goes on from the chunks left and never copies an old chunk over what was written since.
  */
 public final class Snapshot implements Target {
     /** dm-snapshot's states, plus the end of a merge. */
@@ -574,22 +577,11 @@ public final class Snapshot implements Target {
             then.run(); // merged meanwhile
             return;
         }
-        Runnable copy = () -> copyChunk(cow, from << shift, origin, c << shift, s -> {
-            if (s.isOk()) {
-                synchronized (lock) {
-                    exceptions.remove(c);
-                }
-                merged.incrementAndGet();
-            }
-            release(c);
-            if (s.isOk()) {
-                then.run();
-            } else if (failIfError != null) {
-                failIfError.fail(s, "snapshot " + name + ": merging chunk " + c + " back failed");
-            } else if (result != null) {
-                result.complete(s);
+        Runnable copy = () -> copyChunk(cow, from << shift, origin, c << shift, copied -> {
+            if (copied.isOk()) {
+                dropMerged(c, s -> mergeDone(c, s, then, failIfError, result));
             } else {
-                then.run();
+                mergeDone(c, copied, then, failIfError, result);
             }
         });
         boolean now;
@@ -602,6 +594,47 @@ public final class Snapshot implements Target {
         }
         if (now) {
             copy.run();
+        }
+    }
+
+    /**
+     * Chunk {@code c} is back on the origin: makes it durable there, then drops its exception
+     * from the store (dm's merge_callback: flush the origin, then commit_merge), so that a merge
+     * stopped after this point does not copy the old chunk back over writes that come next.
+     */
+    private void dropMerged(long c, Consumer<Status> done) {
+        if (!store.persistent()) {
+            done.accept(Status.OK);
+            return;
+        }
+        Bio f = new Bio().init(Op.FLUSH, 0, 0, fb -> {
+            Status s = fb.status();
+            if (!s.isOk()) {
+                done.accept(s);
+                return;
+            }
+            store.remove(c, done);
+        });
+        origin.submit(f);
+    }
+
+    /** The end of chunk {@code c}'s merge: frees the chunk and runs {@code then}, or reports {@code s}. */
+    private void mergeDone(long c, Status s, Runnable then, Bio failIfError, CompletableFuture<Status> result) {
+        if (s.isOk()) {
+            synchronized (lock) {
+                exceptions.remove(c);
+            }
+            merged.incrementAndGet();
+        }
+        release(c);
+        if (s.isOk()) {
+            then.run();
+        } else if (failIfError != null) {
+            failIfError.fail(s, "snapshot " + name + ": merging chunk " + c + " back failed");
+        } else if (result != null) {
+            result.complete(s);
+        } else {
+            then.run();
         }
     }
 

@@ -355,6 +355,39 @@ class SnapshotTest {
     }
 
     @Test
+    void aWriteToAMergedChunkSurvivesARestartInTheMiddleOfTheMerge() throws Exception {
+        byte[] base = random(MiB, 50);
+        RamDisk origin = originWith(base);
+        RamDisk cowDisk = new RamDisk("cow", MiB);
+        Snapshot snap = Snapshot.create("snap", origin, cowDisk, true, CHUNK);
+        for (int c = 0; c < 4; c++) {
+            write(snap, (long) c * CHUNK, random(512, 51 + c));
+        }
+        long cowOfChunk2 = snap.exceptionsForTest().get(2L) * CHUNK;
+        HoldAt cow = new HoldAt(cowDisk, cowOfChunk2);   // the merge stops before chunk 2
+        snap.close();
+        Snapshot merging = Snapshot.create("snap", origin, cow, true, CHUNK);
+        CompletableFuture<Void> m = merging.merge(p -> { });
+        cow.awaitHeld();                                 // chunks 0 and 1 merged back
+        byte[] d = random(4096, 55);
+        write(merging, 0, d);                            // chunk 0 is merged: this goes to the origin
+
+        // the machine stops here; biostack starts again on what the disks hold
+        RamDisk origin2 = originWith(read(origin, 0, MiB));
+        RamDisk cow2 = new RamDisk("cow2", MiB);
+        write(cow2, 0, read(cowDisk, 0, MiB));
+        Snapshot again = Snapshot.create("snap", origin2, cow2, true, CHUNK);
+        assertThat(Arrays.mismatch(read(again, 0, 4096), d)).as("the acknowledged write to the merged chunk").isEqualTo(-1);
+        assertThat(again.exceptionCount()).as("chunks 2 and 3 are left to merge").isEqualTo(2);
+        again.merge(p -> { }).get(10, TimeUnit.SECONDS);
+        assertThat(Arrays.mismatch(read(origin2, 0, 4096), d)).isEqualTo(-1);
+
+        cow.release();
+        m.get(10, TimeUnit.SECONDS);
+        merging.close();
+    }
+
+    @Test
     void aPowerCutWhileAnAreaFillsNeverLoadsTheTableTheCowHeldBefore() {
         int chunk = 512;                                  // 32 exceptions per area
         int perArea = chunk / 16;
@@ -419,6 +452,41 @@ class SnapshotTest {
                 return;
             }
             below.submit(bio);
+        }
+    }
+
+    /** Holds the bio that starts at {@code offset} until {@link #release}; passes the rest. */
+    static final class HoldAt implements BlockDevice {
+        final BlockDevice below;
+        final long offset;
+        private final CompletableFuture<Bio> held = new CompletableFuture<>();
+
+        HoldAt(BlockDevice below, long offset) {
+            this.below = below;
+            this.offset = offset;
+        }
+
+        @Override public String name() { return below.name(); }
+        @Override public long size() { return below.size(); }
+        @Override public QueueLimits limits() { return below.limits(); }
+        @Override public boolean isReadOnly() { return false; }
+        @Override public void close() { }
+
+        @Override
+        public void submit(Bio bio) {
+            if (bio.offset() == offset && !held.isDone()) {
+                held.complete(bio);
+                return;
+            }
+            below.submit(bio);
+        }
+
+        void awaitHeld() throws Exception {
+            held.get(10, TimeUnit.SECONDS);
+        }
+
+        void release() {
+            below.submit(held.join());
         }
     }
 
