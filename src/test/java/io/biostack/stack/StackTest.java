@@ -185,6 +185,33 @@ class StackTest {
     }
 
     @Test
+    void reloadingASnapshotOntoTheCowItsLiveTableUsesIsRefusedAndTheSnapshotKeepsItsData() throws Exception {
+        String text = "o: ram 1M\ncow: ram 1M\norig: snapshot-origin o\nsnap: snapshot o cow P 16\n";
+        try (Stack s = Stack.open(text, "t")) {
+            int chunk = 8192;
+            s.device("snap").write(1024, fill(512, 1)).get(5, TimeUnit.SECONDS);
+            assertThatThrownBy(() -> s.reload("snap", "snapshot o cow P 16"))
+                    .hasMessageContaining("reload snap:1").hasMessageContaining("cow").hasMessageContaining("in use");
+            assertThat(s.mapped("snap").hasInactiveTable()).isFalse();
+            // writes go on as before: to the origin (copied out once) and to the snapshot
+            s.device("orig").write(chunk, fill(512, 2)).get(5, TimeUnit.SECONDS);
+            s.device("snap").write(2L * chunk, fill(512, 3)).get(5, TimeUnit.SECONDS);
+            s.device("orig").write(3L * chunk, fill(512, 4)).get(5, TimeUnit.SECONDS);
+            assertThat(read(s.device("snap"), 0, 512)).containsOnly(0);
+            assertThat(read(s.device("snap"), 2L * chunk, 512)).containsOnly(3);
+            assertThat(read(s.device("snap"), 3L * chunk, 512)).containsOnly(0);
+            // the way that works: take the snapshot table down, then load it again from its store
+            s.reload("snap", "0 1M zero");
+            s.resume("snap");
+            s.reload("snap", "snapshot o cow P 16");
+            s.resume("snap");
+            assertThat(read(s.device("snap"), 2L * chunk, 512)).containsOnly(3);
+            assertThat(read(s.device("snap"), 3L * chunk, 512)).containsOnly(0);
+            assertThat(read(s.device("snap"), chunk, 512)).containsOnly(0);
+        }
+    }
+
+    @Test
     void messagesReachTargetsAndMirrorStatusShowsResync() throws Exception {
         try (Stack s = Stack.open("a: ram 4M\nb: ram 4M\nd: dust a 0 512\nm: mirror core 1 128 2 a 0 b 0\n", "t")) {
             s.control(List.of("message", "d", "addbadblock 3"));

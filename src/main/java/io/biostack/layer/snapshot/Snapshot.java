@@ -19,7 +19,9 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -83,6 +85,14 @@ public final class Snapshot implements Target {
     public record MergeProgress(long mergedChunks, long totalChunks) {
     }
 
+    /**
+     * The COW device of every open snapshot. A second snapshot on a COW device in use would
+     * allocate the same free chunks and write the same table slots as the first: each would
+     * overwrite the other's copied-out data. dm lets a new table take a live snapshot's place at
+     * resume (snapshot_ctr's handover); here the first must be closed before another opens.
+     */
+    private static final Map<BlockDevice, Snapshot> COW_IN_USE = Collections.synchronizedMap(new IdentityHashMap<>());
+
     private final String name;
     private final BlockDevice origin;
     private final BlockDevice cow;
@@ -127,7 +137,18 @@ public final class Snapshot implements Target {
         this.name = name;
         this.origin = origin;
         this.cow = cow;
-        this.store = ExceptionStore.open(cow, persistent, chunkBytes, exceptions);
+        Snapshot user = COW_IN_USE.putIfAbsent(cow, this);
+        if (user != null) {
+            throw new IllegalArgumentException("the COW device " + cow.name() + " is in use by snapshot " + user.name
+                    + " (load another table into " + user.name + " and resume it first; two snapshots on one COW"
+                    + " device would overwrite each other's chunks)");
+        }
+        try {
+            this.store = ExceptionStore.open(cow, persistent, chunkBytes, exceptions);
+        } catch (RuntimeException e) {
+            COW_IN_USE.remove(cow, this);
+            throw e;
+        }
         this.chunk = store.chunkBytes();
         this.shift = Long.numberOfTrailingZeros(chunk);
         if (!store.valid()) {
@@ -740,10 +761,11 @@ public final class Snapshot implements Target {
         }
     }
 
-    /** Drops this snapshot from its origin's handler; the COW device and origin stay open. */
+    /** Drops this snapshot from its origin's handler and frees its COW device for another snapshot; the COW device and origin stay open. */
     @Override
     public void close() {
         SnapshotOrigin.unregister(origin, this);
+        COW_IN_USE.remove(cow, this);
     }
 
     @Override

@@ -166,9 +166,10 @@ class SnapshotTest {
         assertThat(read(origin, 20L * CHUNK, 4096)).isEqualTo(d);
         snap.close();
         assertThat(ByteBuffer.wrap(read(cow, 0, 512)).order(ByteOrder.LITTLE_ENDIAN).getInt(4)).isZero();
-        assertThat(Snapshot.create("again", origin, cow, true, CHUNK).state()).isEqualTo(Snapshot.State.INVALID);
-        assertThatThrownBy(() -> Snapshot.merge(Snapshot.create("x", origin, cow, true, CHUNK), p -> { }).join())
-                .hasMessageContaining("invalid");
+        try (Snapshot again = Snapshot.create("again", origin, cow, true, CHUNK)) {
+            assertThat(again.state()).isEqualTo(Snapshot.State.INVALID);
+            assertThatThrownBy(() -> Snapshot.merge(again, p -> { }).join()).hasMessageContaining("invalid");
+        }
     }
 
     @Test
