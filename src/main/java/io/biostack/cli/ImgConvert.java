@@ -112,6 +112,9 @@ final class ImgConvert implements Callable<Integer> {
 
         Run run(long off, long max) throws IOException;
 
+        /** The local files the source reads: the image and its backing files. */
+        List<Path> paths();
+
         @Override
         void close();
     }
@@ -250,9 +253,8 @@ final class ImgConvert implements Callable<Integer> {
             if (remoteDst && dstFormat.equals("qcow2")) {
                 throw new IllegalArgumentException("-O qcow2 needs a file destination, not " + dst);
             }
-            if (!remoteDst && Path.of(dst).toAbsolutePath().normalize().equals(
-                    Leaves.isRemote(src) ? null : Path.of(src).toAbsolutePath().normalize())) {
-                throw new IllegalArgumentException("source and destination are the same file");
+            if (!remoteDst) {
+                sameFile(s, Path.of(dst));
             }
             Qcow2Create.Layout layout = null;
             List<Run> map = null;
@@ -320,6 +322,24 @@ final class ImgConvert implements Callable<Integer> {
             timing(t0);
         }
         return 0;
+    }
+
+    /**
+     * Refuses a destination that is the source or one of its backing files under any name (a
+     * symlink, a hard link, a relative path): the destination is truncated before the copy, which
+     * would wipe the data still to be read, and the copy would then succeed with zeros. qemu-img
+     * refuses it as well (its create cannot take the write lock of the open source).
+     */
+    private void sameFile(Source s, Path dst) throws IOException {
+        if (!Files.exists(dst)) {
+            return;
+        }
+        for (Path p : s.paths()) {
+            if (Files.isSameFile(p, dst)) {
+                throw new IllegalArgumentException("source and destination are the same file: " + dst
+                        + (p.equals(s.paths().getFirst()) ? "" : " (a backing file of " + src + ")"));
+            }
+        }
     }
 
     /** Whether the last convert's ends are local files, so that it starts no thread that keeps the JVM alive. */
@@ -570,7 +590,7 @@ final class ImgConvert implements Callable<Integer> {
     private Source openSource(boolean inKernel) throws IOException {
         if (Leaves.isRemote(src)) {
             BlockDevice d = Leaves.open("src", src);
-            return deviceSource(d);
+            return deviceSource(d, null);
         }
         Path p = Path.of(src);
         if (!Files.exists(p)) {
@@ -579,7 +599,7 @@ final class ImgConvert implements Callable<Integer> {
         String fmt = srcFormat != null ? srcFormat : Qcow2Image.probe(p) ? "qcow2" : "raw";
         phase("probe");
         if (fmt.equals("raw") && !inKernel) {
-            return deviceSource(LoopDevice.open(p, file(srcDio).withReadOnly(true)));
+            return deviceSource(LoopDevice.open(p, file(srcDio).withReadOnly(true)), p);
         }
         if (!fmt.equals("raw") && !fmt.equals("qcow2")) {
             throw new IllegalArgumentException("Unknown source format '" + fmt + "' (raw or qcow2)");
@@ -609,6 +629,11 @@ final class ImgConvert implements Callable<Integer> {
             @Override
             public boolean files() {
                 return files;
+            }
+
+            @Override
+            public List<Path> paths() {
+                return chain.layers.stream().map(l -> l.path).toList();
             }
 
             @Override
@@ -644,8 +669,13 @@ final class ImgConvert implements Callable<Integer> {
         };
     }
 
-    private static Source deviceSource(BlockDevice d) {
+    private static Source deviceSource(BlockDevice d, Path file) {
         return new Source() {
+            @Override
+            public List<Path> paths() {
+                return file == null ? List.of() : List.of(file);
+            }
+
             @Override
             public long size() {
                 return d.size();

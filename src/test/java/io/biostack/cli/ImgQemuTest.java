@@ -279,6 +279,41 @@ class ImgQemuTest {
     }
 
     /**
+     * A destination that is the source under another name (a symlink, a hard link) or one of the
+     * source's backing files is refused before anything is written: qemu-img refuses it too (its
+     * create cannot take the write lock the open source holds). Truncating it first would wipe
+     * the source and then copy the zeros, with exit 0.
+     */
+    @Test
+    void convertRefusesTheSourceOrItsBackingFileUnderAnotherNameWritingNothing() throws Exception {
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "raw", f("src.raw"), "1M");
+        Tools.ok(60, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", f("src.raw"));
+        byte[] before = Files.readAllBytes(dir.resolve("src.raw"));
+        Files.createSymbolicLink(dir.resolve("link.raw"), dir.resolve("src.raw"));
+        Files.createLink(dir.resolve("hard.raw"), dir.resolve("src.raw"));
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "src.raw", "-F", "raw", f("top.qcow2"));
+        String[][] cases = {
+                {f("src.raw"), f("link.raw")},
+                {f("link.raw"), f("src.raw")},
+                {f("src.raw"), f("hard.raw")},
+                {f("top.qcow2"), f("src.raw")},
+                {f("top.qcow2"), f("link.raw")},
+                {"-O", "qcow2", f("top.qcow2"), f("src.raw")},
+                {"-t", "none", f("src.raw"), f("link.raw")},
+        };
+        for (String[] c : cases) {
+            String[] args = new String[c.length + 2];
+            args[0] = "img";
+            args[1] = "convert";
+            System.arraycopy(c, 0, args, 2, c.length);
+            CliRun r = CliRun.of(args);
+            assertThat(r.code()).as(String.join(" ", c) + ": " + r.err()).isEqualTo(1);
+            assertThat(r.err()).as(String.join(" ", c)).contains("same file");
+            assertThat(Files.readAllBytes(dir.resolve("src.raw"))).as(String.join(" ", c)).isEqualTo(before);
+        }
+    }
+
+    /**
      * A raw block device (a loop device over a file) as a source and as a qcow2's backing file:
      * its size is the device's, not its st_size of 0, so info says it; it has no holes to tell
      * (SEEK_DATA fails with EINVAL), so map shows it all as data, as qemu-img's does; and a
