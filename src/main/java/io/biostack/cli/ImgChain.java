@@ -185,17 +185,26 @@ final class ImgChain implements AutoCloseable {
         return new ImgChain(layers);
     }
 
+    /** qemu's BDRV_SECTOR_SIZE (include/block/block-common.h): qemu sizes every disk in these. */
+    static final long SECTOR = 512;
+
     /**
      * A raw image's size: a block device's st_size is 0 (Files.size says so), and FileChannel's
-     * size asks the device (BLKGETSIZE64) as qemu's raw driver does.
+     * size asks the device (BLKGETSIZE64) as qemu's raw driver does. A file whose size is not a
+     * whole number of sectors is, to qemu, one sector more (block.c bdrv_refresh_total_sectors:
+     * DIV_ROUND_UP(length, BDRV_SECTOR_SIZE)), its tail past the end of the file reading as zeros:
+     * info, map and convert say and copy that size.
      */
     private static long rawSize(Path p) throws IOException {
+        long bytes;
         if (Files.isRegularFile(p)) {
-            return Files.size(p);
+            bytes = Files.size(p);
+        } else {
+            try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(p)) {
+                bytes = ch.size();
+            }
         }
-        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(p)) {
-            return ch.size();
-        }
+        return (bytes + SECTOR - 1) / SECTOR * SECTOR;
     }
 
     /** qemu's path_combine: a relative backing name is relative to the image's folder. */

@@ -401,6 +401,9 @@ final class ImgConvert implements Callable<Integer> {
             if (run.l2Entry() != 0) {
                 byte[] plain = run.q().readCompressed(run.l2Entry());
                 System.arraycopy(plain, (int) (pos & (run.q().clusterSize() - 1)), out, (int) (pos - off), n);
+            } else if (!run.zero() && run.file() != null && run.devOffset() + n > run.dev().size()) {
+                // Past the loop device's last whole sector (the end of a raw file): from the file.
+                ConvertPipeline.readTail(run.file(), run.devOffset(), java.nio.ByteBuffer.wrap(out, (int) (pos - off), n));
             } else if (!run.zero()) {
                 // Direct I/O wants whole aligned sectors: read the covering aligned range.
                 long a = run.devOffset() & ~4095L;
@@ -528,7 +531,16 @@ final class ImgConvert implements Callable<Integer> {
             } else if (out == null) {
                 pipe.fileData(run.file(), run.devOffset(), off, run.length());
             } else {
-                pipe.data(run.dev(), run.devOffset(), off, run.length());
+                // A loop device ends at its file's last whole sector (as loop.c): the part sector
+                // after it is read from the file, and zeros after the file's end.
+                long whole = run.file() == null ? run.length()
+                        : Math.clamp(run.dev().size() - run.devOffset(), 0, run.length());
+                if (whole > 0) {
+                    pipe.data(run.dev(), run.devOffset(), off, whole);
+                }
+                if (whole < run.length()) {
+                    pipe.tail(run.file(), run.devOffset() + whole, off + whole, run.length() - whole);
+                }
             }
             off += run.length();
         }
@@ -598,9 +610,6 @@ final class ImgConvert implements Callable<Integer> {
         }
         String fmt = srcFormat != null ? srcFormat : Qcow2Image.probe(p) ? "qcow2" : "raw";
         phase("probe");
-        if (fmt.equals("raw") && !inKernel) {
-            return deviceSource(LoopDevice.open(p, file(srcDio).withReadOnly(true)), p);
-        }
         if (!fmt.equals("raw") && !fmt.equals("qcow2")) {
             throw new IllegalArgumentException("Unknown source format '" + fmt + "' (raw or qcow2)");
         }
@@ -658,6 +667,11 @@ final class ImgConvert implements Callable<Integer> {
                 if (zero) {
                     return new Run(len, null, null, 0, true, 0, null);
                 }
+                // Data that ends inside a sector (a raw file's last bytes) takes the rest of the
+                // sector, zeros past the end of the file, as qemu-img's convert_iteration_sectors
+                // rounds its block status up to sectors: every run stays whole sectors, as the
+                // devices it is written to want.
+                len = Math.min((off + len + ImgChain.SECTOR - 1) / ImgChain.SECTOR * ImgChain.SECTOR, off + max) - off;
                 return new Run(len, devs.get(st.layer()), st.layer().path, st.offset(), false, 0, null);
             }
 

@@ -279,6 +279,58 @@ class ImgQemuTest {
     }
 
     /**
+     * A raw file whose size is not a multiple of 512 (5000 bytes, alone and as the backing file
+     * of a bigger qcow2) is, to qemu, a disk of whole sectors: its last sector holds the file's
+     * last bytes and then zeros (virtual size 5120). Every convert, in every cache mode, writes
+     * what qemu-img convert writes, byte for byte; the loop device that reads it ends at the last
+     * whole sector, so the last bytes were once dropped (exit 0) or the copy failed.
+     */
+    @Test
+    void aRawFileOfPartSectorsConvertsWholeInEveryCacheMode() throws Exception {
+        byte[] bytes = new byte[5000];
+        new java.util.Random(5000).nextBytes(bytes);
+        Files.write(dir.resolve("odd.raw"), bytes);
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "odd.raw", "-F", "raw", f("top.qcow2"), "8k");
+        Tools.ok(60, "qemu-io", "-c", "write -P 0x77 6k 1k", f("top.qcow2"));
+        for (String src : new String[] {"odd.raw", "top.qcow2"}) {
+            Tools.ok(60, "qemu-img", "convert", "-O", "raw", f(src), f("ref." + src + ".raw"));
+            byte[] ref = Files.readAllBytes(dir.resolve("ref." + src + ".raw"));
+            for (String[] mode : new String[][] {{}, {"-t", "none"}, {"-T", "none"}, {"-t", "none", "-T", "none"},
+                    {"--engine", "threads"}, {"-O", "qcow2"}, {"-O", "qcow2", "-t", "none", "-T", "none"},
+                    {"-O", "qcow2", "-c"}}) {
+                String name = "out." + src + String.join("", mode);
+                Files.deleteIfExists(dir.resolve(name));
+                String[] args = new String[mode.length + 4];
+                args[0] = "img";
+                args[1] = "convert";
+                System.arraycopy(mode, 0, args, 2, mode.length);
+                args[mode.length + 2] = f(src);
+                args[mode.length + 3] = f(name);
+                CliRun r = CliRun.of(args);
+                assertThat(r.code()).as(name + ": " + r.err()).isZero();
+                Tools.ok(60, "qemu-img", "convert", "-O", "raw", f(name), f(name + ".back"));
+                assertThat(java.util.Arrays.mismatch(Files.readAllBytes(dir.resolve(name + ".back")), ref))
+                        .as(name + ": the first byte that differs from qemu-img convert's").isEqualTo(-1);
+            }
+        }
+    }
+
+    /** info and map of a raw file of part sectors say what qemu-img says: a size of whole sectors, the last one's tail zeros. */
+    @Test
+    void infoAndMapOfARawFileOfPartSectorsMatchQemuImg() throws Exception {
+        Files.write(dir.resolve("odd.raw"), new byte[] {1, 2, 3});
+        Files.write(dir.resolve("odd.raw"), "x".repeat(4997).getBytes(java.nio.charset.StandardCharsets.US_ASCII),
+                StandardOpenOption.APPEND);
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "odd.raw", "-F", "raw", f("top.qcow2"), "8k");
+        for (String img : new String[] {f("odd.raw"), f("top.qcow2")}) {
+            assertThat(ImgJson.parse(CliRun.of("img", "info", "--output=json", img).out()))
+                    .as(img).isEqualTo(ImgJson.parse(qemu("qemu-img", "info", "--output=json", img).out()));
+            assertThat(CliRun.of("img", "map", "--output=json", img).out()).as(img)
+                    .isEqualTo(qemu("qemu-img", "map", "--output=json", img).out());
+        }
+    }
+
+    /**
      * A destination that is the source under another name (a symlink, a hard link) or one of the
      * source's backing files is refused before anything is written: qemu-img refuses it too (its
      * create cannot take the write lock the open source holds). Truncating it first would wipe
