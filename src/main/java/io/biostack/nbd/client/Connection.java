@@ -114,9 +114,16 @@ final class Connection {
      * polynomial whose coefficient at x counts the chunks covering byte x, so any other cover
      * gives a different polynomial of degree at most len, which a random r (per connection)
      * makes equal with probability at most len / P, below 2^-29. Two longs per slot; no
-     * allocation, no range list.
+     * allocation, no range list. Computed only once chunks come out of order (see
+     * {@link #inOrder}): servers send a READ's chunks in order, and then no powMod is paid.
      */
     private final long[] coverHash = new long[SLOTS];
+    /**
+     * Receiver only: where the next chunk of a READ starts while every chunk so far has followed
+     * the one before from 0 (a cover with no gap and no overlap), or -1 once one did not: from
+     * then on {@link #coverHash} holds the cover, the prefix folded in.
+     */
+    private final long[] inOrder = new long[SLOTS];
     /** The Mersenne prime 2^61 - 1, the modulus of {@link #coverHash}. */
     private static final long P = (1L << 61) - 1;
     /** The point r at which {@link #coverHash} evaluates the cover, in [2, P - 2]. */
@@ -403,7 +410,7 @@ final class Connection {
                     throw new ProtocolException("the server ended a READ of " + lens[i] + " bytes at " + offs[i]
                             + " as a success with " + covered[i] + " bytes of data and holes");
                 }
-                if (errs[i] == 0 && cmds[i] == CMD_READ && coverHash[i] != cover(0, lens[i])) {
+                if (errs[i] == 0 && cmds[i] == CMD_READ && inOrder[i] < 0 && coverHash[i] != cover(0, lens[i])) {
                     // As many bytes as asked, but not each once: chunks overlapped, and the
                     // bytes they left out would be whatever the caller's buffer held.
                     throw new ProtocolException("the server ended a READ of " + lens[i] + " bytes at " + offs[i]
@@ -433,6 +440,7 @@ final class Connection {
                 errs[i] = 0;
                 covered[i] = 0;
                 coverHash[i] = 0;
+                inOrder[i] = 0;
                 return i;
             }
             if ((s & PHASE) == ABANDONED) {
@@ -459,7 +467,7 @@ final class Connection {
                 }
                 stream(t, bios[i], pos, n);
                 covered[i] += n;
-                coverHash[i] = addMod(coverHash[i], cover(pos, pos + n));
+                addCover(i, pos, n);
             }
             case REPLY_TYPE_OFFSET_HOLE -> {
                 if (cmd != CMD_READ || length != 12) {
@@ -474,7 +482,7 @@ final class Connection {
                 }
                 BioMemory.copyIn(bios[i], pos, null, 0, n);
                 covered[i] += n;
-                coverHash[i] = addMod(coverHash[i], cover(pos, pos + n));
+                addCover(i, pos, n);
             }
             case REPLY_TYPE_BLOCK_STATUS -> {
                 if (cmd != CMD_BLOCK_STATUS || length < 12 || (length - 4) % 8 != 0) {
@@ -516,6 +524,20 @@ final class Connection {
     }
 
     // ---- the cover fingerprint of a READ's chunks (see coverHash) ------------------------------
+
+    /** Adds the chunk [pos, pos + n) to slot {@code i}'s cover: a compare while in order, the fingerprint after. */
+    private void addCover(int i, long pos, long n) {
+        long next = inOrder[i];
+        if (next == pos) {
+            inOrder[i] = pos + n;
+            return;
+        }
+        if (next >= 0) {
+            coverHash[i] = cover(0, next); // the prefix [0, next) so far
+            inOrder[i] = -1;
+        }
+        coverHash[i] = addMod(coverHash[i], cover(pos, pos + n));
+    }
 
     /** r^b - r^a mod P: the term of the chunk [a, b) (0 <= a <= b < 2^32). */
     private long cover(long a, long b) {

@@ -270,8 +270,42 @@ class NbdClientFaultTest {
     }
 
     @Test
+    void aReadReplyInOrderUntilAChunkGoesBackOverItFails() throws Exception {
+        // [0, 2048) and [2048, 3072) in order, then [1024, 2048) again: 4096 bytes
+        // described, [3072, 4096) never sent. The in-order prefix must count in the check made
+        // once a chunk goes back.
+        byte[] data = pattern(4096, 6).toArray(ValueLayout.JAVA_BYTE);
+        Bio b = againstBadServer((out, cookie, type, off, len) -> {
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(0);
+            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
+            out.writeLong(cookie);
+            out.writeInt(8 + 2048);
+            out.writeLong(off);
+            out.write(data, 0, 2048);
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(0);
+            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
+            out.writeLong(cookie);
+            out.writeInt(8 + 1024);
+            out.writeLong(off + 2048);
+            out.write(data, 2048, 1024);
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
+            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
+            out.writeLong(cookie);
+            out.writeInt(8 + 1024);
+            out.writeLong(off + 1024);
+            out.write(data, 1024, 1024);
+        }, Op.READ);
+        assertThat(b.status()).isEqualTo(Status.IOERR);
+        assertThat(b.detail()).contains("overlap");
+    }
+
+    @Test
     void aReadReplyInChunksOutOfOrderWithAHoleSucceeds() throws Exception {
-        // Content chunks "MAY be sent in any order": the last 1024 bytes, a hole, then the first 1024.
+        // Content chunks "MAY be sent in any order": the first 1024 bytes, the last 1024, then
+        // the hole between (an in-order start, then a jump: both parts of the cover count).
         byte[] all = pattern(4096, 6).toArray(ValueLayout.JAVA_BYTE);
         java.util.Arrays.fill(all, 1024, 3072, (byte) 0);
         try (BadServer bad = new BadServer((out, cookie, type, off, len) -> {
@@ -280,22 +314,22 @@ class NbdClientFaultTest {
             out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
             out.writeLong(cookie);
             out.writeInt(8 + 1024);
+            out.writeLong(off);
+            out.write(all, 0, 1024);
+            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+            out.writeShort(0);
+            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
+            out.writeLong(cookie);
+            out.writeInt(8 + 1024);
             out.writeLong(off + 3072);
             out.write(all, 3072, 1024);
             out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(0);
+            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
             out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_HOLE);
             out.writeLong(cookie);
             out.writeInt(12);
             out.writeLong(off + 1024);
             out.writeInt(2048);
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + 1024);
-            out.writeLong(off);
-            out.write(all, 0, 1024);
         });
              NbdClient c = NbdClient.open("bad", NbdUri.parse(bad.uri()),
                      NbdClient.Options.defaults().withTimeout(Duration.ofSeconds(3)))) {
