@@ -427,12 +427,11 @@ class SnapshotTest {
         }
     }
 
-    /** Passes bios until {@link #cutAfter} writes more; then fails every write and flush, as a dead disk. */
-    static final class PowerCut implements BlockDevice {
+    /** A device over {@code below} that the fault devices of these tests extend: they decide what to pass. */
+    abstract static class Passing implements BlockDevice {
         final BlockDevice below;
-        private final java.util.concurrent.atomic.AtomicInteger left = new java.util.concurrent.atomic.AtomicInteger(Integer.MAX_VALUE);
 
-        PowerCut(BlockDevice below) {
+        Passing(BlockDevice below) {
             this.below = below;
         }
 
@@ -441,6 +440,15 @@ class SnapshotTest {
         @Override public QueueLimits limits() { return below.limits(); }
         @Override public boolean isReadOnly() { return false; }
         @Override public void close() { }
+    }
+
+    /** Passes bios until {@link #cutAfter} writes more; then fails every write and flush, as a dead disk. */
+    static final class PowerCut extends Passing {
+        private final java.util.concurrent.atomic.AtomicInteger left = new java.util.concurrent.atomic.AtomicInteger(Integer.MAX_VALUE);
+
+        PowerCut(BlockDevice below) {
+            super(below);
+        }
 
         void cutAfter(int writes) {
             left.set(writes);
@@ -457,21 +465,14 @@ class SnapshotTest {
     }
 
     /** Holds the bio that starts at {@code offset} until {@link #release}; passes the rest. */
-    static final class HoldAt implements BlockDevice {
-        final BlockDevice below;
+    static final class HoldAt extends Passing {
         final long offset;
         private final CompletableFuture<Bio> held = new CompletableFuture<>();
 
         HoldAt(BlockDevice below, long offset) {
-            this.below = below;
+            super(below);
             this.offset = offset;
         }
-
-        @Override public String name() { return below.name(); }
-        @Override public long size() { return below.size(); }
-        @Override public QueueLimits limits() { return below.limits(); }
-        @Override public boolean isReadOnly() { return false; }
-        @Override public void close() { }
 
         @Override
         public void submit(Bio bio) {
@@ -492,21 +493,14 @@ class SnapshotTest {
     }
 
     /** Holds bios (when {@link #hold} is set) until {@link #release}; can fail writes. */
-    static final class Gate implements BlockDevice {
-        final BlockDevice below;
+    static final class Gate extends Passing {
         volatile boolean hold;
         volatile boolean failWrites;
         private final List<Bio> held = new ArrayList<>();
 
         Gate(BlockDevice below) {
-            this.below = below;
+            super(below);
         }
-
-        @Override public String name() { return below.name(); }
-        @Override public long size() { return below.size(); }
-        @Override public QueueLimits limits() { return below.limits(); }
-        @Override public boolean isReadOnly() { return false; }
-        @Override public void close() { }
 
         @Override
         public void submit(Bio bio) {

@@ -13,6 +13,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.io.DataOutputStream;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -211,16 +213,33 @@ class NbdClientFaultTest {
     @Test
     void anOversizedReadReplyIsRefusedWithoutTouchingTheBuffer() throws Exception {
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + (1 << 20));
-            out.writeLong(off);
-            out.write(new byte[1 << 20]);
+            dataChunk(out, NbdProtocol.REPLY_FLAG_DONE, cookie, off, new byte[1 << 20], 0, 1 << 20);
         }, Op.READ);
         assertThat(b.status()).isEqualTo(Status.IOERR);
         assertThat(b.detail()).contains("OFFSET_DATA");
+    }
+
+    /** Writes an NBD_REPLY_TYPE_OFFSET_DATA chunk of {@code data[from, from + n)} at {@code offset}. */
+    static void dataChunk(DataOutputStream out, int flags, long cookie, long offset, byte[] data, int from, int n)
+            throws IOException {
+        out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+        out.writeShort(flags);
+        out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
+        out.writeLong(cookie);
+        out.writeInt(8 + n);
+        out.writeLong(offset);
+        out.write(data, from, n);
+    }
+
+    /** Writes an NBD_REPLY_TYPE_OFFSET_HOLE chunk of {@code n} bytes at {@code offset}. */
+    static void holeChunk(DataOutputStream out, int flags, long cookie, long offset, int n) throws IOException {
+        out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
+        out.writeShort(flags);
+        out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_HOLE);
+        out.writeLong(cookie);
+        out.writeInt(12);
+        out.writeLong(offset);
+        out.writeInt(n);
     }
 
     @Test
@@ -228,15 +247,9 @@ class NbdClientFaultTest {
         // The first 512 bytes come (the very bytes the buffer holds, so the helper's check of the
         // buffer still speaks for the rest), then a final NONE chunk: "success" with 3584 bytes
         // never sent, which the caller would otherwise take for data.
-        byte[] first = pattern(4096, 6).asSlice(0, 512).toArray(ValueLayout.JAVA_BYTE);
+        byte[] data = pattern(4096, 6).toArray(ValueLayout.JAVA_BYTE);
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(0);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + first.length);
-            out.writeLong(off);
-            out.write(first);
+            dataChunk(out, 0, cookie, off, data, 0, 512);
             out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
             out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
             out.writeShort(NbdProtocol.REPLY_TYPE_NONE);
@@ -253,17 +266,10 @@ class NbdClientFaultTest {
         // bytes described, as many as asked, yet the second half never came. doc/proto.md
         // (NBD_REPLY_TYPE_OFFSET_DATA): chunks "MUST NOT overlap with the bounds of any earlier
         // content chunk".
-        byte[] half = pattern(4096, 6).asSlice(0, 2048).toArray(ValueLayout.JAVA_BYTE);
+        byte[] data = pattern(4096, 6).toArray(ValueLayout.JAVA_BYTE);
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
-            for (int flags : new int[] {0, NbdProtocol.REPLY_FLAG_DONE}) {
-                out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-                out.writeShort(flags);
-                out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-                out.writeLong(cookie);
-                out.writeInt(8 + half.length);
-                out.writeLong(off);
-                out.write(half);
-            }
+            dataChunk(out, 0, cookie, off, data, 0, 2048);
+            dataChunk(out, NbdProtocol.REPLY_FLAG_DONE, cookie, off, data, 0, 2048);
         }, Op.READ);
         assertThat(b.status()).isEqualTo(Status.IOERR);
         assertThat(b.detail()).contains("overlap");
@@ -271,32 +277,14 @@ class NbdClientFaultTest {
 
     @Test
     void aReadReplyInOrderUntilAChunkGoesBackOverItFails() throws Exception {
-        // [0, 2048) and [2048, 3072) in order, then [1024, 2048) again: 4096 bytes
-        // described, [3072, 4096) never sent. The in-order prefix must count in the check made
-        // once a chunk goes back.
+        // [0, 2048) and [2048, 3072) in order, then [1024, 2048) again: 4096 bytes described,
+        // [3072, 4096) never sent. The in-order prefix must count in the check made once a chunk
+        // goes back.
         byte[] data = pattern(4096, 6).toArray(ValueLayout.JAVA_BYTE);
         Bio b = againstBadServer((out, cookie, type, off, len) -> {
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(0);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + 2048);
-            out.writeLong(off);
-            out.write(data, 0, 2048);
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(0);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + 1024);
-            out.writeLong(off + 2048);
-            out.write(data, 2048, 1024);
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + 1024);
-            out.writeLong(off + 1024);
-            out.write(data, 1024, 1024);
+            dataChunk(out, 0, cookie, off, data, 0, 2048);
+            dataChunk(out, 0, cookie, off + 2048, data, 2048, 1024);
+            dataChunk(out, NbdProtocol.REPLY_FLAG_DONE, cookie, off + 1024, data, 1024, 1024);
         }, Op.READ);
         assertThat(b.status()).isEqualTo(Status.IOERR);
         assertThat(b.detail()).contains("overlap");
@@ -309,27 +297,9 @@ class NbdClientFaultTest {
         byte[] all = pattern(4096, 6).toArray(ValueLayout.JAVA_BYTE);
         java.util.Arrays.fill(all, 1024, 3072, (byte) 0);
         try (BadServer bad = new BadServer((out, cookie, type, off, len) -> {
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(0);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + 1024);
-            out.writeLong(off);
-            out.write(all, 0, 1024);
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(0);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_DATA);
-            out.writeLong(cookie);
-            out.writeInt(8 + 1024);
-            out.writeLong(off + 3072);
-            out.write(all, 3072, 1024);
-            out.writeInt(NbdProtocol.STRUCTURED_REPLY_MAGIC);
-            out.writeShort(NbdProtocol.REPLY_FLAG_DONE);
-            out.writeShort(NbdProtocol.REPLY_TYPE_OFFSET_HOLE);
-            out.writeLong(cookie);
-            out.writeInt(12);
-            out.writeLong(off + 1024);
-            out.writeInt(2048);
+            dataChunk(out, 0, cookie, off, all, 0, 1024);
+            dataChunk(out, 0, cookie, off + 3072, all, 3072, 1024);
+            holeChunk(out, NbdProtocol.REPLY_FLAG_DONE, cookie, off + 1024, 2048);
         });
              NbdClient c = NbdClient.open("bad", NbdUri.parse(bad.uri()),
                      NbdClient.Options.defaults().withTimeout(Duration.ofSeconds(3)))) {
