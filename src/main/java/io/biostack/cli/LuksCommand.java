@@ -439,13 +439,8 @@ public final class LuksCommand implements Runnable {
                 byte[] pass = vol.passphrase("Enter passphrase for " + vol.dev + ": ");
                 try (LoopDevice d = vol.open(vol.dev, true);
                      LoopDevice h = vol.header == null ? null : vol.open(vol.header, true)) {
-                    if (Luks2.isLuks2(hdr(d, h))) {
-                        System.out.println("Key slot " + Luks2.testPassphrase(hdr(d, h), pass, vol.keySlot)
-                                + " unlocked.");
-                    } else {
-                        Luks.open("test", d, hdr(d, h), pass, vol.keySlot, true).close();
-                        System.out.println("Key slot unlocked.");
-                    }
+                    // the header alone, as cryptsetup: a detached header or a backup tests without its data
+                    System.out.println("Key slot " + Luks.testPassphrase(hdr(d, h), pass, vol.keySlot) + " unlocked.");
                     return 0;
                 } finally {
                     Arrays.fill(pass, (byte) 0);

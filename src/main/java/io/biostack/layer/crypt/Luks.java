@@ -101,13 +101,49 @@ public final class Luks {
         }
         LuksHeader h = readHeader(hdr);
         CipherSpec spec = check(h, hdr, data);
-        byte[] mk = unlock(h, spec, hdr, secret, keyslot);
+        if (hdr == data && h.payloadOffset() == 0) {
+            throw detachedAsData(hdr.name());
+        }
+        byte[] mk = unlock(h, spec, hdr, secret, keyslot).key();
         try {
             return Crypt.create(name, data, spec.toString(), mk, 0, h.payloadOffset() * LuksHeader.SECTOR, 512,
                     false, Crypt.Tuning.defaults(), readOnly);
         } finally {
             Arrays.fill(mk, (byte) 0);
         }
+    }
+
+    /**
+     * The key slot {@code secret} opens in the LUKS1 or LUKS2 header on {@code hdr}
+     * ({@code cryptsetup open --test-passphrase}): only the header and key slots are read, so a
+     * detached header or a header backup is tested as it is, without its data device.
+     *
+     * @param hdr     the device holding the header
+     * @param secret  the passphrase or key file content; not kept
+     * @param keyslot the only key slot to try, or -1 for any
+     * @return the key slot's number
+     * @throws LuksException when no slot opens or the header cannot be used
+     */
+    public static int testPassphrase(BlockDevice hdr, byte[] secret, int keyslot) {
+        if (Luks2.isLuks2(hdr)) {
+            return Luks2.testPassphrase(hdr, secret, keyslot);
+        }
+        LuksHeader h = readHeader(hdr);
+        Unlocked u = unlock(h, check(h, hdr, null), hdr, secret, keyslot);
+        Arrays.fill(u.key(), (byte) 0);
+        return u.slot();
+    }
+
+    /**
+     * A header whose data offset is 0 is a detached one (cryptsetup {@code --header}): opened as its
+     * own data device, the payload would start on the header, and the first write would wipe it and
+     * its key slots, the only copy of the master key. cryptsetup refuses it too ("Reduced data
+     * offset is allowed only for detached LUKS header"), read-only as well.
+     */
+    static LuksException detachedAsData(String dev) {
+        return new LuksException(Reason.CORRUPT_HEADER, "LUKS volume " + dev + " has a detached header (its data"
+                + " offset is 0): open its data device with this header apart (header=FILE, as cryptsetup --header),"
+                + " never as its own data, where writes would overwrite the header and its key slots");
     }
 
     /**
@@ -234,7 +270,10 @@ public final class Luks {
         return LuksHeader.parse(read(lower, 0, len), lower.name());
     }
 
-    /** Checks the header against itself and the device; returns its cipher. */
+    /**
+     * Checks the header against itself and the device, and against the data device unless
+     * {@code data} is null (a passphrase test); returns its cipher.
+     */
     private static CipherSpec check(LuksHeader h, BlockDevice lower, BlockDevice data) {
         String dev = lower.name();
         CipherSpec spec;
@@ -253,7 +292,7 @@ public final class Luks {
             throw new LuksException(Reason.UNSUPPORTED, "LUKS volume " + dev + ": " + e.getMessage());
         }
         long payload = h.payloadOffset() * LuksHeader.SECTOR;
-        if (payload > data.size()) {
+        if (data != null && payload > data.size()) {
             throw corrupt(dev, "payload offset " + payload + " is beyond the end of " + data.name() + " ("
                     + data.size() + " bytes)");
         }
@@ -278,7 +317,11 @@ public final class Luks {
         return spec;
     }
 
-    private static byte[] unlock(LuksHeader h, CipherSpec spec, BlockDevice lower, byte[] passphrase, int only) {
+    /** The master key a key slot gave, and that slot's number. */
+    private record Unlocked(byte[] key, int slot) {
+    }
+
+    private static Unlocked unlock(LuksHeader h, CipherSpec spec, BlockDevice lower, byte[] passphrase, int only) {
         if (passphrase == null || passphrase.length == 0) {
             throw new LuksException(Reason.WRONG_PASSPHRASE, "empty passphrase for LUKS volume " + lower.name());
         }
@@ -290,7 +333,7 @@ public final class Luks {
             tried++;
             byte[] mk = tryslot(h, spec, lower, s, passphrase);
             if (mk != null) {
-                return mk;
+                return new Unlocked(mk, s.index());
             }
         }
         throw new LuksException(Reason.WRONG_PASSPHRASE, tried == 0

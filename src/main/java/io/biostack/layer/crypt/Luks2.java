@@ -330,6 +330,9 @@ public final class Luks2 {
         Volume v = read(hdr);
         v.meta.checkUsable();
         Luks2Segment seg = v.meta.segment();
+        if (hdr == data && seg.offset() == 0) {
+            throw Luks.detachedAsData(hdr.name());
+        }
         Unlocked u = unlock(v, passphrase, keyslot);
         try {
             if (!u.digest().segments().contains(seg.id())) {
@@ -339,7 +342,7 @@ public final class Luks2 {
             if (u.key().length != keyBytesOf(v, u.keyslot())) {
                 throw Luks2Metadata.corrupt(hdr.name(), "keyslot key size differs");
             }
-            if (hdr == data && seg.offset() < v.headerBytes() && seg.offset() != 0) {
+            if (hdr == data && seg.offset() < v.headerBytes()) {
                 throw Luks2Metadata.corrupt(hdr.name(), "segment offset " + seg.offset()
                         + " lies inside the header and keyslots area (" + v.headerBytes() + " bytes)");
             }

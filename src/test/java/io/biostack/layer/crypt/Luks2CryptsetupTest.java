@@ -3,8 +3,11 @@ package io.biostack.layer.crypt;
 import static io.biostack.layer.crypt.Luks2Volumes.PASS;
 import static io.biostack.layer.crypt.Luks2Volumes.PAYLOAD;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.biostack.block.BlockDevice;
+import io.biostack.block.IoIter;
+import io.biostack.cli.CliRun;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
 
@@ -169,5 +172,72 @@ class Luks2CryptsetupTest {
         try (LoopDevice d = loop("d", f, true)) {
             assertThat(Luks2.volumeKey(d, PASS, -1)).isEqualTo(theirs);
         }
+    }
+
+    /**
+     * A detached header (its data offset 0) given as its own data device: cryptsetup refuses to
+     * open it ("Reduced data offset is allowed only for detached LUKS header"), since the payload
+     * would start on the header, and the first write would wipe the header and its keyslots, the
+     * only copy of the volume key. Read-only too: it would decrypt the header as data.
+     */
+    @Test
+    void aDetachedHeaderIsNotOpenedAsItsOwnData() throws Exception {
+        Path pass = Luks2Volumes.passFile(dir);
+        Path data = dir.resolve("data.img");
+        Files.write(data, new byte[4 << 20]);
+        for (String type : List.of("luks1", "luks2")) {
+            Path hdr = dir.resolve(type + ".hdr");
+            Files.write(hdr, new byte[16 << 20]);
+            ImageFiles.run("cryptsetup", "luksFormat", "-q", "--type", type, "--pbkdf", "pbkdf2",
+                    "--pbkdf-force-iterations", "1000", "--key-file", pass.toString(), "--header", hdr.toString(),
+                    data.toString());
+            String before = Luks2Volumes.sha256(hdr);
+            for (boolean ro : List.of(false, true)) {
+                try (LoopDevice h = loop("hdr", hdr, false)) {
+                    assertThatThrownBy(() -> {
+                        BlockDevice c = Luks.open("c", h, h, PASS, -1, ro);
+                        try {
+                            c.write(0, IoIter.of(new byte[64 << 10]), 0).join();
+                        } finally {
+                            c.close();
+                        }
+                    }).as(type + (ro ? " read-only" : "")).isInstanceOf(LuksException.class)
+                            .hasMessageContaining("detached header");
+                }
+            }
+            assertThat(Luks2Volumes.sha256(hdr)).as(type + " header untouched").isEqualTo(before);
+            ImageFiles.run("cryptsetup", "open", "--test-passphrase", "--key-file", pass.toString(), "--header",
+                    hdr.toString(), data.toString());
+            // a passphrase test reads the header alone, and so takes it without its data device, as cryptsetup's
+            CliRun r = CliRun.of("luks", "test-passphrase", hdr.toString(),
+                    "--key-file", pass.toString());
+            assertThat(r.code()).as(r.err()).isZero();
+            assertThat(r.out()).contains("Key slot 0 unlocked.");
+            // the header and its data device, apart, open as before
+            try (LoopDevice h = loop("hdr", hdr, false); LoopDevice d = loop("data", data, false);
+                 BlockDevice c = Luks.open("c", d, h, PASS, -1, false)) {
+                assertThat(c.size()).isEqualTo(4 << 20);
+            }
+        }
+    }
+
+    /**
+     * A LUKS1 header backup ends with the keyslots, before the payload offset its header names:
+     * a passphrase test reads only the header and keyslots, so it takes the backup, as cryptsetup.
+     */
+    @Test
+    void aLuks1HeaderBackupTestsItsPassphraseWithoutThePayload() throws Exception {
+        Path pass = Luks2Volumes.passFile(dir);
+        Path vol = dir.resolve("v1.img");
+        Files.write(vol, new byte[4 << 20]);
+        ImageFiles.run("cryptsetup", "luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "1000",
+                "--key-file", pass.toString(), vol.toString());
+        Path backup = dir.resolve("v1.bak");
+        ImageFiles.run("cryptsetup", "luksHeaderBackup", vol.toString(), "--header-backup-file", backup.toString());
+        assertThat(Files.size(backup)).isLessThan(2 << 20); // the payload starts at 2 MiB
+        ImageFiles.run("cryptsetup", "open", "--test-passphrase", "--key-file", pass.toString(), backup.toString());
+        CliRun r = CliRun.of("luks", "test-passphrase", backup.toString(), "--key-file", pass.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("Key slot 0 unlocked.");
     }
 }
