@@ -32,7 +32,8 @@ import java.util.function.Consumer;
  * The IV of an encryption sector is {@code plain64}: the 512-byte sector number within this
  * device plus {@code iv_offset}. With {@code sector_size:4096} the second 4 KiB sector therefore
  * has IV 8, as in dm-crypt; with {@code iv_large_sectors} the sum is counted in
- * {@code sector_size} units instead (IV 1), and {@code iv_offset} must be a multiple of them.
+ * {@code sector_size} units instead (IV 1). Either way {@code iv_offset} must be a multiple of
+ * {@code sector_size / 512}, as dm-crypt requires.
  *
  * <h2>Data path</h2>
  * <ul>
@@ -142,9 +143,12 @@ public final class Crypt implements Target {
             throw new IllegalArgumentException("negative crypt iv_offset " + ivOffset);
         }
         int shift = Integer.numberOfTrailingZeros(sectorSize / 512);
-        if (ivLargeSectors && ivOffset % (sectorSize / 512) != 0) {
-            throw new IllegalArgumentException("with iv_large_sectors the iv_offset " + ivOffset
-                    + " must be a multiple of " + sectorSize / 512 + " (sector_size in 512-byte sectors)");
+        // dm-crypt's crypt_ctr refuses it with or without iv_large_sectors ("Invalid iv_offset sector"):
+        // every IV it makes is then a multiple of sector_size/512, so data written with any other
+        // offset could never be read through the kernel
+        if (ivOffset % (sectorSize / 512) != 0) {
+            throw new IllegalArgumentException("the iv_offset " + ivOffset + " must be a multiple of "
+                    + sectorSize / 512 + " (sector_size in 512-byte sectors), as dm-crypt requires");
         }
         this.name = name;
         this.lower = lower;

@@ -186,6 +186,22 @@ class CryptTest {
     }
 
     @Test
+    void anIvOffsetThatIsNotWholeSectorsIsRefusedAsDmCryptRefusesIt() {
+        // dm-crypt: iv_offset & (sector_size/512 - 1) is "Invalid iv_offset sector", iv_large_sectors or
+        // not; the kernel makes only IVs that are multiples of 8 on 4k sectors, so IV 3 + 8n never reads back
+        RamDisk ram = new RamDisk("ram0", 1 << 16);
+        for (boolean large : new boolean[] {false, true}) {
+            assertThatThrownBy(() -> Crypt.create("c0", ram, SPEC, new byte[32], 3, 0, 4096, large))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("iv_offset 3")
+                    .hasMessageContaining("multiple of 8");
+            assertThatThrownBy(() -> Crypt.create("c0", ram, SPEC, new byte[32], 2, 0, 2048, large))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("multiple of 4");
+            assertThat(Crypt.create("c0", ram, SPEC, new byte[32], 16, 0, 4096, large).size()).isEqualTo(1 << 16);
+        }
+        assertThat(Crypt.create("c0", ram, SPEC, new byte[32], 3, 0, 512).size()).isEqualTo(1 << 16);
+    }
+
+    @Test
     void misalignedIoOn4kSectorsFailsWithInval() {
         BlockDevice c = Crypt.create("c0", new RamDisk("ram0", 1 << 16), SPEC, new byte[32], 0, 0, 4096);
         assertThatThrownBy(() -> c.write(512, MemorySegment.ofArray(new byte[4096])).join())
