@@ -94,6 +94,20 @@ public final class Layers {
         return l;
     }
 
+    /**
+     * The limits of a device made of {@code lowers} alone (striped), stacked as dm's
+     * {@code dm_calculate_queue_limits} does from {@code blk_set_stacking_limits}: a device with no
+     * limits of its own inherits everything, so DISCARD, WRITE_ZEROES and FUA stay when every
+     * device below has them. Stacking on a plain {@code QueueLimits.builder()} top instead would
+     * AND them with its "none" and take them away.
+     *
+     * @param lowers the devices the device is made of, at least one
+     * @return the first device's limits stacked with every other's
+     */
+    public static QueueLimits stackLegs(List<? extends BlockDevice> lowers) {
+        return stackAll(lowers.getFirst().limits(), lowers.subList(1, lowers.size()));
+    }
+
     // ---- bio helpers -------------------------------------------------------------------------
 
     /**

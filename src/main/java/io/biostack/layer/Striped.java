@@ -60,7 +60,7 @@ public final class Striped implements Target {
         for (Leg l : legs) {
             devs.add(l.device());
         }
-        QueueLimits lim = Layers.stackAll(QueueLimits.builder().build(), devs);
+        QueueLimits lim = Layers.stackLegs(devs);
         int lbs = lim.logicalBlockSize();
         if (chunkBytes < lbs || chunkBytes % lbs != 0) {
             throw new IllegalArgumentException(name + ": chunk size " + chunkBytes

@@ -73,4 +73,41 @@ class StripedTest {
         assertThat(statusOf(s.write(0, pattern(2 * CHUNK, 7)))).isEqualTo(io.biostack.block.Status.IOERR);
         assertThat(statusOf(s.write(2 * CHUNK, pattern(CHUNK, 7)))).isEqualTo(io.biostack.block.Status.OK);
     }
+
+    @Test
+    void discardAndWriteZeroesReachTheStripesWhenEveryStripeTakesThem() {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        RamDisk b = new RamDisk("b", 1 << 20);
+        Striped s = new Striped("s", List.of(new Leg(a, 0), new Leg(b, 0)), CHUNK, 1 << 20);
+        // dm-stripe takes both (num_discard_bios = stripes); so must an export over it (NBD TRIM)
+        assertThat(s.limits().discard()).isTrue();
+        assertThat(s.limits().writeZeroes()).isTrue();
+        assertThat(s.limits().fua()).isTrue();
+        write(s, 0, pattern(4 * CHUNK, 8));
+        assertThat(statusOf(s.discard(0, 2 * CHUNK))).isEqualTo(io.biostack.block.Status.OK);
+        assertThat(statusOf(s.writeZeroes(2 * CHUNK, 2 * CHUNK, true))).isEqualTo(io.biostack.block.Status.OK);
+        assertThat(read(a, 0, 2 * CHUNK)).containsOnly(0);
+        assertThat(read(b, 0, 2 * CHUNK)).containsOnly(0);
+        assertThat(read(s, 0, 4 * CHUNK)).containsOnly(0);
+    }
+
+    @Test
+    void aStripeWithoutDiscardTakesItAwayFromTheStripedDevice() {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        RamDisk b = new RamDisk("b", 1 << 20);
+        io.biostack.block.BlockDevice noDiscard = new io.biostack.block.BlockDevice() {
+            @Override public String name() { return "b"; }
+            @Override public long size() { return b.size(); }
+            @Override public io.biostack.block.QueueLimits limits() {
+                return b.limits().toBuilder().maxDiscardBytes(0).build();
+            }
+            @Override public boolean isReadOnly() { return false; }
+            @Override public io.biostack.block.Extent extentAt(long o, long n) { return b.extentAt(o, n); }
+            @Override public void submit(io.biostack.block.Bio bio) { b.submit(bio); }
+            @Override public void close() { }
+        };
+        Striped s = new Striped("s", List.of(new Leg(a, 0), new Leg(noDiscard, 0)), CHUNK, 1 << 20);
+        assertThat(s.limits().discard()).isFalse();
+        assertThat(statusOf(s.discard(0, 2 * CHUNK))).isEqualTo(io.biostack.block.Status.NOTSUPP);
+    }
 }
