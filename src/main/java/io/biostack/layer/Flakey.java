@@ -26,10 +26,10 @@ import java.util.function.LongSupplier;
  * <p>Table: {@code flakey <dev> <offset> <up interval> <down interval> [<#feature args>
  * [<feature>...]]} with the features {@code error_reads}, {@code error_writes},
  * {@code drop_writes} and {@code corrupt_bio_byte <Nth byte> <r|w> <value> <flags>}. While down
- * and without features every bio fails; with features only what they name happens (reads or
- * writes fail, writes are dropped yet reported done, or byte N of the data, counted from 1, is
- * replaced by {@code value} in bios carrying all of {@code flags}; a write is corrupted in a copy,
- * never in the caller's memory).
+ * and without features every bio fails; with features only what they name happens (reads fail;
+ * writes and flushes fail, or are dropped yet reported done; or byte N of the data, counted from
+ * 1, is replaced by {@code value} in bios carrying all of {@code flags}; a write is corrupted in
+ * a copy, never in the caller's memory).
  *
  * <p>While up it is a {@link Linear}: bios are moved in place and passed down. While down with
  * a corrupting read, the bio goes down as a clone so that its data can be changed on completion.
@@ -213,7 +213,9 @@ public final class Flakey implements Target {
             }
             return;
         }
-        if (op.changesData()) {
+        // dm hands a target an empty flush as a WRITE with PREFLUSH (__send_empty_flush), so
+        // error_writes fails it and drop_writes drops it, as they do writes
+        if (op.changesData() || op == Op.FLUSH) {
             if (f.dropWrites) {
                 bio.endIo();
             } else if (f.errorWrites) {

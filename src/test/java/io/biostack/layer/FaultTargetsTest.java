@@ -92,6 +92,20 @@ class FaultTargetsTest {
     }
 
     @Test
+    void flakeyErrorWritesFailsFlushesAndDropWritesDropsThem() {
+        // dm hands a target an empty flush as a WRITE with PREFLUSH: error_writes fails it, so an
+        // fsync while the device is down reports the error (drop_writes drops it: reported done)
+        var below = new TestDevices.Probe(disk);
+        Flakey ew = new Flakey("f", new Leg(below, 4096), 65536, 0, 1000,
+                Flakey.Features.parse(List.of("error_writes")), () -> 0L);
+        assertThat(statusOf(ew.flush())).isEqualTo(Status.IOERR);
+        Flakey dw = new Flakey("f", new Leg(below, 4096), 65536, 0, 1000,
+                Flakey.Features.parse(List.of("drop_writes")), () -> 0L);
+        assertThat(statusOf(dw.flush())).isEqualTo(Status.OK);
+        assertThat(below.count(Op.FLUSH)).isZero();
+    }
+
+    @Test
     void flakeyCorruptsTheNthByteOfReads() {
         MemorySegment d = pattern(4096, 7);
         write(disk, 4096, d);
