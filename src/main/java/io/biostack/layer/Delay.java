@@ -2,6 +2,7 @@ package io.biostack.layer;
 
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
+import io.biostack.block.BioFlags;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
@@ -20,7 +21,8 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Table: {@code delay <dev> <offset> <delay ms> [<write dev> <write offset> <write delay ms>
  * [<flush dev> <flush offset> <flush delay ms>]]}. Reads use the first triple; writes, discards
- * and write-zeroes the second (the first when absent); flushes the third (else the second).
+ * and write-zeroes the second (the first when absent); flushes, and writes that carry PREFLUSH,
+ * the third (else the second), as dm-delay's {@code delay_map} classes them.
  *
  * <p>Bios wait on one shared scheduler thread (no thread per bio, no sleeping): each is handed to
  * the scheduler and sent down, moved in place, when its time comes. A bio without delay goes
@@ -86,7 +88,8 @@ public final class Delay implements Target {
             return;
         }
         Op op = bio.op();
-        int cls = op == Op.READ ? 0 : op == Op.FLUSH ? 2 : 1;
+        // delay_map: a write with REQ_PREFLUSH is in the flush class, as an empty flush is
+        int cls = op == Op.READ ? 0 : op == Op.FLUSH || bio.hasFlag(BioFlags.PREFLUSH) ? 2 : 1;
         Linear to = cls == 0 ? read : cls == 1 ? write : flush;
         long ms = paths[cls].delayMillis();
         if (ms == 0) {

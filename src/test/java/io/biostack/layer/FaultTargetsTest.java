@@ -168,6 +168,24 @@ class FaultTargetsTest {
         assertThatThrownBy(() -> new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), -1)))).hasMessageContaining("negative");
     }
 
+    @Test
+    void delayTakesAWriteWithPreflushThroughTheFlushPath() {
+        // dm-delay's delay_map: a write carrying REQ_PREFLUSH is in the flush class, so it waits
+        // the flush delay (and goes to the flush device), not the write delay
+        var probe = new TestDevices.Probe(disk);
+        Delay d = new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), 0),
+                new Delay.Path(new Leg(disk, 0), 0), new Delay.Path(new Leg(probe, 0), 150)));
+        long t0 = System.nanoTime();
+        join(d.write(0, io.biostack.block.IoIter.of(pattern(4096, 12)), io.biostack.block.BioFlags.PREFLUSH));
+        assertThat(System.nanoTime() - t0).isGreaterThanOrEqualTo(150_000_000L);
+        assertThat(probe.count(Op.WRITE)).isEqualTo(1);
+        assertThat(read(disk, 0, 4096)).isEqualTo(bytes(pattern(4096, 12)));
+        t0 = System.nanoTime();
+        join(d.write(0, pattern(4096, 13)));
+        assertThat(System.nanoTime() - t0).isLessThan(150_000_000L);
+        assertThat(probe.count(Op.WRITE)).isEqualTo(1);
+    }
+
     // ---- dust ------------------------------------------------------------------------------
 
     @Test
