@@ -24,7 +24,9 @@ import java.util.stream.Collectors;
  * {@code enable} (fail reads of bad blocks), {@code disable} (bypass), {@code countbadblocks},
  * {@code listbadblocks}, {@code clearbadblocks}, {@code quiet}. While enabled, a read touching a
  * bad block fails with a medium error; a write to a bad block fails while its write fail count
- * lasts, then clears the block from the list (the disk remapped it) and goes down.
+ * lasts, then clears the block from the list (the disk remapped it) and goes down. A write is
+ * judged block by block, as dm-dust's one-block bios are: its good blocks are written even when
+ * a bad one fails it.
  */
 public final class Dust implements Target {
     private final String name;
@@ -35,6 +37,8 @@ public final class Dust implements Target {
     private final ConcurrentSkipListMap<Long, Integer> bad = new ConcurrentSkipListMap<>();
     private volatile boolean enabled;
     private volatile boolean quiet;
+    private final Layers.Boundary blockBoundary;
+    private final java.util.function.Consumer<Bio> writeBlock = this::writeBlock;
 
     /**
      * {@code length} bytes of {@code leg} in blocks of {@code blockSize}, with no bad blocks yet
@@ -56,6 +60,7 @@ public final class Dust implements Target {
         this.window = new Linear(name, leg.device(), leg.start(), length);
         this.blockSize = blockSize;
         this.blocks = length / blockSize;
+        this.blockBoundary = off -> blockSize - off % blockSize;
     }
 
     @Override public String name() { return name; }
@@ -80,15 +85,24 @@ public final class Dust implements Target {
         } else if (bio.op() == Op.READ) {
             bio.fail(Status.MEDIUM, "read of bad block " + hit.keySet().iterator().next() + " on " + name);
         } else {
-            for (Map.Entry<Long, Integer> e : hit.entrySet()) {
-                if (e.getValue() > 0) {
-                    bad.computeIfPresent(e.getKey(), (k, v) -> v - 1);
-                    bio.fail(Status.IOERR, "write to bad block " + e.getKey() + " on " + name);
-                    return;
-                }
-            }
-            hit.clear();
-            window.submit(bio);
+            // dm-dust maps one block per bio (max_io_len = its block size): the good blocks of a
+            // write go down, and each bad one fails or leaves the list on its own
+            Layers.splitAt(bio, blockBoundary, writeBlock);
+        }
+    }
+
+    /** One block of a write that touches a bad block (dust_map_write, __dust_map_write). */
+    private void writeBlock(Bio piece) {
+        long blk = piece.offset() / blockSize;
+        Integer left = bad.get(blk);
+        if (left == null) {
+            window.submit(piece);
+        } else if (left > 0) {
+            bad.computeIfPresent(blk, (k, v) -> v - 1);
+            piece.fail(Status.IOERR, "write to bad block " + blk + " on " + name);
+        } else {
+            bad.remove(blk);
+            window.submit(piece);
         }
     }
 

@@ -213,6 +213,27 @@ class FaultTargetsTest {
     }
 
     @Test
+    void dustWriteOverSeveralBlocksFailsOnlyItsBadBlocksAsDmDoes() {
+        // dm-dust maps a block per bio (max_io_len = its block size): a write over good and bad
+        // blocks writes the good ones, and each bad one spends one of its own write failures
+        Dust d = new Dust("d", new Leg(disk, 0), 65536, 4096);
+        d.message(List.of("enable"));
+        d.message(List.of("addbadblock", "1", "1"));
+        d.message(List.of("addbadblock", "3", "1"));
+        MemorySegment data = pattern(4 * 4096, 14);
+        assertThat(statusOf(d.write(0, data))).isEqualTo(Status.IOERR);
+        byte[] all = bytes(data);
+        assertThat(read(disk, 0, 4096)).isEqualTo(java.util.Arrays.copyOfRange(all, 0, 4096));
+        assertThat(read(disk, 4096, 4096)).containsOnly(0);
+        assertThat(read(disk, 8192, 4096)).isEqualTo(java.util.Arrays.copyOfRange(all, 8192, 12288));
+        assertThat(read(disk, 12288, 4096)).containsOnly(0);
+        // both spent their one failure: the next write goes through and clears them
+        assertThat(statusOf(d.write(0, data))).isEqualTo(Status.OK);
+        assertThat(d.message(List.of("countbadblocks"))).isEqualTo("countbadblocks: 0 badblock(s) found");
+        assertThat(read(disk, 0, 4 * 4096)).isEqualTo(all);
+    }
+
+    @Test
     void dustMessagesListQueryAndRefuseBadInput() {
         Dust d = new Dust("d", new Leg(disk, 0), 65536, 4096);
         d.message(List.of("addbadblock", "3"));
