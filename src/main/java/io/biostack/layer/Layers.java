@@ -49,6 +49,11 @@ public final class Layers {
      */
     public static void checkWindow(String name, BlockDevice lower, long start, long length) {
         int lbs = lower.limits().logicalBlockSize();
+        if (start > lower.size()) {
+            // before the length: a whole-device line's length (to the end of lower) is negative then
+            throw new IllegalArgumentException(name + ": offset " + start + " is beyond the end of "
+                    + lower.name() + " (" + lower.size() + " bytes)");
+        }
         if (start < 0 || length < 0) {
             throw new IllegalArgumentException(name + ": negative start or length");
         }

@@ -50,6 +50,18 @@ class LinearTest {
     }
 
     @Test
+    void aWholeDeviceLineWhoseOffsetIsPastTheEndSaysSo() throws Exception {
+        RamDisk disk = new RamDisk("disk", 1 << 20);
+        // 'NAME: linear disk 4096' (whole-device line: length -1) on a 2048-sector disk
+        var spec = Linear.parseTable(new io.biostack.block.TableArgs("linear", java.util.List.of("disk", "4096")));
+        assertThatThrownBy(() -> spec.open("lin", -1, n -> disk))
+                .hasMessageContaining("beyond the end of disk")
+                .hasMessageContaining("2097152");
+        var dust = Dust.parseTable(new io.biostack.block.TableArgs("dust", java.util.List.of("disk", "4096", "512")));
+        assertThatThrownBy(() -> dust.open("d", -1, n -> disk)).hasMessageContaining("beyond the end of disk");
+    }
+
+    @Test
     void limitsComeFromTheLowerDeviceAndReadOnlyPassesUp() {
         RamDisk disk = new RamDisk("disk", 1 << 20, 4096, true);
         Linear lin = Linear.of("lin", disk, 8192);
