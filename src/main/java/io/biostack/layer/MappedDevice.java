@@ -104,6 +104,12 @@ public final class MappedDevice implements BlockDevice {
                             + " is not aligned to the table's " + lim.logicalBlockSize() + "-byte logical blocks");
                 }
             }
+            if (pos % lim.logicalBlockSize() != 0) {
+                // validate_hardware_logical_block_alignment: the end is a boundary too; a tail
+                // shorter than a block could never be read or written
+                throw new IllegalArgumentException(device + ": the table ends at sector " + pos / Layers.SECTOR
+                        + ", not on one of its " + lim.logicalBlockSize() + "-byte logical blocks");
+            }
             if (segs.length > 1 && lim.chunkBytes() != 0) {
                 lim = lim.toBuilder().chunkBytes(0).build();
             }

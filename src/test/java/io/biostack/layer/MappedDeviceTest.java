@@ -73,6 +73,18 @@ class MappedDeviceTest {
     }
 
     @Test
+    void aTableThatEndsInsideALogicalBlockIsRefused() {
+        // dm's validate_hardware_logical_block_alignment: every target boundary, the end too,
+        // must fall on the table's logical block; else the tail can never be read or written
+        RamDisk disk4k = new RamDisk("d4k", 1 << 20, 4096, false);
+        assertThatThrownBy(() -> new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(0, 8192, new Linear("c", disk4k, 0, 8192)),
+                new MappedDevice.Segment(8192, 512, new Zero("c", 512)))))
+                .hasMessageContaining("ends at sector 17")
+                .hasMessageContaining("4096-byte logical blocks");
+    }
+
+    @Test
     void suspendedDeviceQueuesBiosAndResumeSendsThemToTheNewTable() throws Exception {
         MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", new Linear("m", a, 0, 65536)));
         m.suspend(1, TimeUnit.SECONDS);
