@@ -3,9 +3,11 @@ package io.biostack.layer;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BioFlags;
+import io.biostack.block.EndIo;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
 import io.biostack.block.TableArgs;
 import io.biostack.block.TableSpec;
 
@@ -21,8 +23,9 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Table: {@code delay <dev> <offset> <delay ms> [<write dev> <write offset> <write delay ms>
  * [<flush dev> <flush offset> <flush delay ms>]]}. Reads use the first triple; writes, discards
- * and write-zeroes the second (the first when absent); flushes, and writes that carry PREFLUSH,
- * the third (else the second), as dm-delay's {@code delay_map} classes them.
+ * and write-zeroes the second (the first when absent); flushes the third (else the second). A
+ * write with PREFLUSH goes as dm core sends it: an empty flush on the flush path, then, once it
+ * completed, the data without PREFLUSH on the write path.
  *
  * <p>Bios wait on one shared scheduler thread (no thread per bio, no sleeping): each is handed to
  * the scheduler and sent down, moved in place, when its time comes. A bio without delay goes
@@ -47,6 +50,7 @@ public final class Delay implements Target {
     private final Linear flush;
     private final Path[] paths;
     private final QueueLimits limits;
+    private final EndIo preflushDone = this::preflushDone;
 
     /**
      * {@code paths} holds 1 to 3 entries: read, write, flush, as the table's triples.
@@ -88,8 +92,20 @@ public final class Delay implements Target {
             return;
         }
         Op op = bio.op();
-        // delay_map: a write with REQ_PREFLUSH is in the flush class, as an empty flush is
-        int cls = op == Op.READ ? 0 : op == Op.FLUSH || bio.hasFlag(BioFlags.PREFLUSH) ? 2 : 1;
+        if (op != Op.FLUSH && bio.hasFlag(BioFlags.PREFLUSH)) {
+            // dm core sends a write with PREFLUSH as an empty flush and, once that completed, the
+            // data without PREFLUSH (dm_split_and_process_bio, __dm_io_complete): delay_map puts
+            // the flush in the flush class and the data in the write class
+            Bio f = Layers.POOL.get().init(Op.FLUSH, 0, 0, preflushDone);
+            f.setPrivateData(bio);
+            route(f, 2);
+            return;
+        }
+        route(bio, op == Op.READ ? 0 : op == Op.FLUSH ? 2 : 1);
+    }
+
+    /** Sends {@code bio} down the path of class {@code cls} (read, write, flush) after its delay. */
+    private void route(Bio bio, int cls) {
         Linear to = cls == 0 ? read : cls == 1 ? write : flush;
         long ms = paths[cls].delayMillis();
         if (ms == 0) {
@@ -97,6 +113,20 @@ public final class Delay implements Target {
         } else {
             TIMER.schedule(() -> to.submit(bio), ms, TimeUnit.MILLISECONDS);
         }
+    }
+
+    /** The flush in front of a write with PREFLUSH completed: the data goes next, or the error up. */
+    private void preflushDone(Bio f) {
+        Bio bio = (Bio) f.privateData();
+        Status s = f.status();
+        String why = f.detail();
+        f.put();
+        if (s != Status.OK) {
+            bio.fail(s, why);
+            return;
+        }
+        bio.setFlags(bio.flags() & ~BioFlags.PREFLUSH);
+        route(bio, 1);
     }
 
     @Override
