@@ -215,23 +215,47 @@ public final class Layers {
     }
 
     /**
-     * A write with PREFLUSH on a layer over several devices: every device gets an empty FLUSH
-     * chained to {@code bio} (writes completed before it become durable on all of them), and
-     * the PREFLUSH flag is dropped from {@code bio} itself, whose data goes only where it maps.
-     * Returns {@code bio}, still owned by the caller.
+     * A write with PREFLUSH on a layer over several devices, sent as dm core sends it
+     * ({@code dm_split_and_process_bio}, {@code __dm_io_complete}): an empty FLUSH to every device
+     * first, and the data only once they all completed, so that nothing of the write is on a disk
+     * before what completed ahead of it is durable on all of them (a journal's commit block must
+     * not land before its blocks are safe on another stripe). When the flushes are done,
+     * {@code flushed} runs with the flush bio, from which {@link #afterPreflush} gives {@code bio}
+     * back, without PREFLUSH, for the layer to map as any write.
      *
-     * @param bio a write with {@link BioFlags#PREFLUSH}, owned by the caller
+     * @param bio a bio the layer owns
      * @param devices every device the layer sits on
-     * @return {@code bio} without PREFLUSH, for the caller to map and submit
+     * @param flushed the layer's continuation (cached once: it runs on a completion thread and must
+     *         not block)
+     * @return false when {@code bio} has no PREFLUSH (the caller goes on with it); true when it
+     *         was taken: the caller must not touch it again
      */
-    public static Bio preflushAll(Bio bio, List<? extends BlockDevice> devices) {
-        if (!bio.hasFlag(BioFlags.PREFLUSH)) {
-            return bio;
+    public static boolean preflushFirst(Bio bio, List<? extends BlockDevice> devices, EndIo flushed) {
+        if (!bio.hasFlag(BioFlags.PREFLUSH) || bio.op() == Op.FLUSH) {
+            return false;
         }
-        for (BlockDevice d : devices) {
-            Bio f = POOL.get().init(Op.FLUSH, 0, 0, null);
-            f.chain(bio);
-            d.submit(f);
+        Bio f = POOL.get().init(Op.FLUSH, 0, 0, flushed);
+        f.setPrivateData(bio);
+        fanOut(f, devices);
+        return true;
+    }
+
+    /**
+     * In the continuation of {@link #preflushFirst}: the write whose flushes completed, without
+     * PREFLUSH, for the caller to map and submit; or null when a flush failed, and the write has
+     * been completed with that error (its data written nowhere).
+     *
+     * @param flush the flush bio the continuation was given; the caller gives it up
+     * @return the write, owned by the caller, or null
+     */
+    public static Bio afterPreflush(Bio flush) {
+        Bio bio = (Bio) flush.privateData();
+        Status s = flush.status();
+        String why = flush.detail();
+        flush.put();
+        if (s != Status.OK) {
+            bio.fail(s, why);
+            return null;
         }
         bio.setFlags(bio.flags() & ~BioFlags.PREFLUSH);
         return bio;

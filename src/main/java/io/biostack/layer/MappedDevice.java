@@ -31,7 +31,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * Each bio is cloned (from {@link Layers#POOL}; dm's {@code dm_io}) so the device can count it in
  * flight without touching the caller's slots; the clone is split at segment boundaries, moved to
  * its segment's offsets and handed to that segment's target. When the clone completes, the
- * caller's bio completes with the first error. FLUSH goes to every target.
+ * caller's bio completes with the first error. FLUSH goes to every target; a write with PREFLUSH
+ * flushes every target first and is mapped once they all completed, as dm core sends it.
  *
  * <h2>Suspend, reload, resume</h2>
  * {@link #suspend} stops new bios (they wait in a queue; NOWAIT bios fail with AGAIN) and waits
@@ -192,6 +193,7 @@ public final class MappedDevice implements BlockDevice {
     private final ArrayDeque<Bio> waiting = new ArrayDeque<>(); // guarded by lock
     private volatile CompletableFuture<Void> drained = CompletableFuture.completedFuture(null);
     private final EndIo cloneDone = this::cloneDone;
+    private final EndIo preflushed = this::preflushed;
 
     /**
      * A device whose live table is {@code table}; it takes ownership of the table's targets.
@@ -330,7 +332,24 @@ public final class MappedDevice implements BlockDevice {
             Layers.fanOut(clone, t.targets);
             return;
         }
-        Layers.preflushAll(clone, t.targets);
+        if (Layers.preflushFirst(clone, t.targets, preflushed)) {
+            return;
+        }
+        mapSegments(clone, t);
+    }
+
+    /** Every target's flush ahead of a write with PREFLUSH completed: now its data. */
+    private void preflushed(Bio flush) {
+        Bio clone = Layers.afterPreflush(flush);
+        if (clone != null) {
+            // the table it was admitted by: a swap waits for the bios in flight, this one too
+            mapSegments(clone, live);
+        }
+    }
+
+    /** Splits the clone at segment boundaries and hands each piece to its segment's target. */
+    private void mapSegments(Bio clone, Table t) {
+        Segment[] segs = t.segs;
         Layers.splitAt(clone, off -> {
             Segment s = segs[t.find(off)];
             return s.start() + s.length() - off;

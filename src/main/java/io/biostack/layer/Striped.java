@@ -3,6 +3,7 @@ package io.biostack.layer;
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BlockDevice;
+import io.biostack.block.EndIo;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
@@ -25,7 +26,8 @@ import java.util.function.Consumer;
  * io_opt = chunk × stripes ({@code stripe_io_hints}).
  *
  * <p>A bio is split at chunk boundaries ({@link Layers#splitAt}); each piece is moved in place to
- * its stripe and handed on. FLUSH goes to every stripe. Ownership of every piece passes to the
+ * its stripe and handed on. FLUSH goes to every stripe; a write with PREFLUSH flushes every
+ * stripe first and goes down once they all completed, as dm core sends it. Ownership of every piece passes to the
  * stripe's device.
  */
 public final class Striped implements Target {
@@ -38,6 +40,7 @@ public final class Striped implements Target {
     private final boolean readOnly;
     private final Layers.Boundary boundary;
     private final Consumer<Bio> mapPiece = this::mapPiece;
+    private final EndIo preflushed = this::preflushed;
 
     /**
      * {@code lengthBytes} striped over {@code legs} in chunks of {@code chunkBytes}; each leg
@@ -126,8 +129,18 @@ public final class Striped implements Target {
             Layers.fanOut(bio, devices);
             return;
         }
-        Layers.preflushAll(bio, devices);
+        if (Layers.preflushFirst(bio, devices, preflushed)) {
+            return;
+        }
         Layers.splitAt(bio, boundary, mapPiece);
+    }
+
+    /** Every stripe's flush ahead of a write with PREFLUSH completed: now its data. */
+    private void preflushed(Bio flush) {
+        Bio bio = Layers.afterPreflush(flush);
+        if (bio != null) {
+            Layers.splitAt(bio, boundary, mapPiece);
+        }
     }
 
     /** A piece inside one chunk: move it to its stripe and send it there. */

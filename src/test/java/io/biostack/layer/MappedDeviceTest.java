@@ -73,6 +73,25 @@ class MappedDeviceTest {
     }
 
     @Test
+    void aWriteWithPreflushAcrossSegmentsFlushesEveryTargetThenWritesBothPieces() {
+        var pa = new TestDevices.Probe(a);
+        var pb = new TestDevices.Probe(b);
+        MappedDevice c = new MappedDevice("c", new MappedDevice.Table("c", List.of(
+                new MappedDevice.Segment(0, 65536, new Linear("c", pa, 0, 65536)),
+                new MappedDevice.Segment(65536, 65536, new Linear("c", pb, 0, 65536)))));
+        MemorySegment data = pattern(8192, 21);
+        join(c.write(65536 - 4096, io.biostack.block.IoIter.of(data), BioFlags.PREFLUSH));
+        assertThat(pa.count(Op.FLUSH)).isEqualTo(1);
+        assertThat(pb.count(Op.FLUSH)).isEqualTo(1);
+        assertThat(read(c, 65536 - 4096, 8192)).isEqualTo(bytes(data));
+        assertThat(c.inFlight()).isZero();
+        pb.failing = true;
+        assertThat(statusOf(c.write(0, io.biostack.block.IoIter.of(data), BioFlags.PREFLUSH))).isEqualTo(Status.IOERR);
+        assertThat(pa.count(Op.WRITE)).isEqualTo(1); // a failed flush: the data went nowhere
+        assertThat(c.inFlight()).isZero();
+    }
+
+    @Test
     void aTableThatEndsInsideALogicalBlockIsRefused() {
         // dm's validate_hardware_logical_block_alignment: every target boundary, the end too,
         // must fall on the table's logical block; else the tail can never be read or written

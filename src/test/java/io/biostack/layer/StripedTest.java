@@ -110,4 +110,45 @@ class StripedTest {
         assertThat(s.limits().discard()).isFalse();
         assertThat(statusOf(s.discard(0, 2 * CHUNK))).isEqualTo(io.biostack.block.Status.NOTSUPP);
     }
+
+    @Test
+    void theDataOfAWriteWithPreflushGoesDownOnlyAfterEveryStripesFlushCompleted() {
+        // dm core sends the empty flush first and the data once it completed: a commit block
+        // written with PREFLUSH|FUA must not be durable on one stripe while the journal blocks
+        // before it still sit in another stripe's cache
+        RamDisk ra = new RamDisk("a", 1 << 20);
+        RamDisk rb = new RamDisk("b", 1 << 20);
+        java.util.List<io.biostack.block.Bio> held = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.concurrent.atomic.AtomicInteger writes = new java.util.concurrent.atomic.AtomicInteger();
+        class Holding implements io.biostack.block.BlockDevice {
+            final RamDisk d;
+            Holding(RamDisk d) { this.d = d; }
+            @Override public String name() { return d.name(); }
+            @Override public long size() { return d.size(); }
+            @Override public io.biostack.block.QueueLimits limits() { return d.limits(); }
+            @Override public boolean isReadOnly() { return false; }
+            @Override public io.biostack.block.Extent extentAt(long o, long n) { return d.extentAt(o, n); }
+            @Override public void submit(io.biostack.block.Bio bio) {
+                if (bio.op() == Op.FLUSH) {
+                    held.add(bio); // a slow cache flush: completes when the test says
+                } else {
+                    writes.incrementAndGet();
+                    d.submit(bio);
+                }
+            }
+            @Override public void close() { }
+        }
+        Striped s = new Striped("s", List.of(new Leg(new Holding(ra), 0), new Leg(new Holding(rb), 0)), CHUNK, 1 << 20);
+        var f = s.write(0, io.biostack.block.IoIter.of(pattern(4096, 9)),
+                io.biostack.block.BioFlags.PREFLUSH | io.biostack.block.BioFlags.FUA);
+        assertThat(held).hasSize(2);
+        assertThat(writes.get()).isZero();
+        held.get(0).endIo();
+        assertThat(writes.get()).isZero();
+        assertThat(f).isNotDone();
+        held.get(1).endIo();
+        join(f);
+        assertThat(writes.get()).isEqualTo(1);
+        assertThat(read(ra, 0, 4096)).isEqualTo(bytes(pattern(4096, 9)));
+    }
 }
