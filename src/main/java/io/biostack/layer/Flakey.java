@@ -155,11 +155,14 @@ public final class Flakey implements Target {
      * @param downNanos nanoseconds of misbehaviour that follow, 0 for none
      * @param features what happens while down
      * @param clock the time in nanoseconds, read at construction and at each bio
-     * @throws IllegalArgumentException when an interval is negative
+     * @throws IllegalArgumentException when an interval is negative, or both are 0
      */
     public Flakey(String name, Leg leg, long length, long upNanos, long downNanos, Features features, LongSupplier clock) {
         if (upNanos < 0 || downNanos < 0) {
             throw new IllegalArgumentException(name + ": intervals must not be negative");
+        }
+        if (upNanos + downNanos == 0) {
+            throw new IllegalArgumentException(name + ": the up + down interval is zero (flakey_ctr refuses it too)");
         }
         this.name = name;
         this.window = new Linear(name, leg.device(), leg.start(), length);

@@ -146,6 +146,13 @@ class FaultTargetsTest {
     }
 
     @Test
+    void flakeyWithNoUpAndNoDownIntervalIsRefusedAsDmRefusesIt() throws Exception {
+        // flakey_ctr: "Total (up + down) interval is zero"; it used to make a plain window
+        var spec = Flakey.parseTable(new io.biostack.block.TableArgs("flakey", List.of("disk", "0", "0", "0")));
+        assertThatThrownBy(() -> spec.open("f", -1, n -> disk)).hasMessageContaining("up + down interval is zero");
+    }
+
+    @Test
     void flakeyFeatureErrorsSayWhatIsWrong() {
         assertThatThrownBy(() -> Flakey.Features.parse(List.of("explode"))).hasMessageContaining("unknown flakey feature 'explode'");
         assertThatThrownBy(() -> Flakey.Features.parse(List.of("corrupt_bio_byte", "1"))).hasMessageContaining("takes");
