@@ -151,7 +151,9 @@ public final class Mirror implements Target {
             Layers.checkWindow(name, l.device(), l.start(), lengthBytes);
             devs.add(l.device());
         }
-        QueueLimits lim = Layers.stackAll(QueueLimits.builder().build(), devs);
+        // From the legs alone (as dm_calculate_queue_limits): a plain builder's "no discard, no
+        // FUA" would take them away though every leg has them and dm-raid1 passes them on.
+        QueueLimits lim = Layers.stackLegs(devs);
         if (regionBytes < lim.logicalBlockSize() || regionBytes % lim.logicalBlockSize() != 0) {
             throw new IllegalArgumentException(name + ": region size " + regionBytes
                     + " must be a positive multiple of the " + lim.logicalBlockSize() + "-byte logical block");

@@ -49,6 +49,23 @@ class MirrorTest {
     }
 
     @Test
+    void discardsAndWriteZeroesReachEveryLegWhenEveryLegTakesThem() {
+        // dm-raid1 takes discards (num_discard_bios = 1, sent to every leg): a mirror over
+        // devices that take them must offer them (fstrim, an NBD export's TRIM), and FUA too.
+        Mirror m = mirror(1 << 20);
+        assertThat(m.limits().discard()).isTrue();
+        assertThat(m.limits().writeZeroes()).isTrue();
+        assertThat(m.limits().fua()).isTrue();
+        write(m, 0, pattern(4 * 65536, 9));
+        assertThat(statusOf(m.discard(0, 2 * 65536))).isEqualTo(Status.OK);
+        assertThat(statusOf(m.writeZeroes(2 * 65536, 2 * 65536, true))).isEqualTo(Status.OK);
+        assertThat(a.count(Op.DISCARD)).isEqualTo(1);
+        assertThat(b.count(Op.DISCARD)).isEqualTo(1);
+        assertThat(read(a, 0, 4 * 65536)).containsOnly(0);
+        assertThat(read(b, 65536, 4 * 65536)).containsOnly(0);
+    }
+
+    @Test
     void aFailingLegIsDroppedAndTheDeviceKeepsServing() {
         Mirror m = mirror(1 << 20);
         b.failing = true;
