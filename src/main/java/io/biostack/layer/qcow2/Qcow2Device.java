@@ -919,7 +919,7 @@ public final class Qcow2Device implements Target {
                     }
                     runLen = ((long) end << subBits) - inCluster;
                     h = ho + inCluster;
-                    if (k == K_DATA && ho == 0) {
+                    if (k == K_DATA && !mapped(e)) {
                         pieceError = "subcluster allocated in cluster without host offset";
                         if (kind == -1) {
                         return K_ERROR;
@@ -929,7 +929,7 @@ public final class Qcow2Device implements Target {
                 } else {
                     if ((e & OFLAG_ZERO) != 0 && header.version() == 3) {
                         k = K_ZERO;
-                    } else if (ho != 0) {
+                    } else if (mapped(e)) {
                         k = K_DATA;
                     } else {
                         k = K_UNALLOC;
@@ -968,6 +968,16 @@ public final class Qcow2Device implements Target {
         pieceLen = len;
         pieceHost = host;
         return kind;
+    }
+
+    /**
+     * Whether an L2 entry (not compressed) points at a host cluster. Offset 0 is a hole in the
+     * container (the header lives there), but a valid place in an external data file, where
+     * guest cluster 0 lands: there COPIED tells them apart, since every data file cluster has
+     * refcount 1 (qemu's {@code qcow2_get_cluster_type}).
+     */
+    private boolean mapped(long e) {
+        return (e & OFFSET_MASK) != 0 || dataFile != null && (e & OFLAG_COPIED) != 0;
     }
 
     // ---- reads ---------------------------------------------------------------------------------
@@ -1138,7 +1148,7 @@ public final class Qcow2Device implements Target {
                     int idx = (int) (gc % l2Entries);
                     long e = t.word(extL2 ? idx * 2 : idx);
                     long ho = e & OFFSET_MASK;
-                    boolean inPlace = (e & OFLAG_COMPRESSED) == 0 && (e & OFLAG_COPIED) != 0 && ho != 0;
+                    boolean inPlace = (e & OFLAG_COMPRESSED) == 0 && (e & OFLAG_COPIED) != 0 && mapped(e);
                     if (extL2 && inPlace) {
                         long bm = t.word(idx * 2 + 1);
                         int s0 = (int) (inCluster >>> subBits);

@@ -127,6 +127,34 @@ class Qcow2DeviceTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"cluster_size=65536", "cluster_size=65536,extended_l2=on"})
+    void anExternalDataFileMapsTheFirstClusterAtOffsetZero(String opts) throws Exception {
+        // qemu maps guest cluster N to data-file offset N * cluster size, so cluster 0's L2 entry
+        // is offset 0 with COPIED set: allocated (qemu's qcow2_get_cluster_type), not a hole.
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image("d.qcow2", opts + ",data_file=" + dir.resolve("d.raw"), "4M");
+        qemuIo(img, "write -P 0x11 0 64k", "write -P 0x22 1M 4k");
+        byte[] model = qemuRaw(img);
+        try (Qcow2Device q = open(img, true)) {
+            assertArrayEquals(model, readAll(q));
+            assertEquals(0, q.extentAt(0, 65536).flags(), "cluster 0 is data");
+            assertEquals(1, q.statusContexts().getFirst().extentAt(0, 65536).flags(), "depth 1: this image");
+        }
+        // A write to part of cluster 0 keeps the rest of it (it went in place, not as a copy of
+        // what a hole would read).
+        try (Qcow2Device q = open(img, false); Arena a = Arena.ofShared()) {
+            MemorySegment m = a.allocate(4096, 4096);
+            m.fill((byte) 0x33);
+            q.write(8192, m).join();
+            q.flush().join();
+        }
+        Arrays.fill(model, 8192, 8192 + 4096, (byte) 0x33);
+        assertArrayEquals(model, qemuRaw(img));
+        Tools.Result check = Tools.run(60, "qemu-img", "check", img.toString());
+        assertEquals(0, check.exit(), check.all());
+    }
+
     @Test
     void aLoopInTheBackingChainIsRefused() throws Exception {
         Tools.require("qemu-img");
