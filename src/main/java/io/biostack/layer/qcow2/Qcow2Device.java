@@ -1490,6 +1490,11 @@ public final class Qcow2Device implements Target {
 
     /** Queues the refcount drop of what {@code oldEntry} pointed at (monitor held). */
     private void freeOld(long oldEntry) {
+        if (dataFile != null) {
+            // The data file has no refcounts: its offsets are not the container's clusters
+            // (qemu's qcow2_free_any_cluster returns early with a data file too).
+            return;
+        }
         if ((oldEntry & OFLAG_COMPRESSED) != 0) {
             int x = 62 - (clusterBits - 8);
             long coff = oldEntry & ((1L << x) - 1);

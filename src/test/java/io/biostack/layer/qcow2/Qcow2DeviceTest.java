@@ -156,6 +156,27 @@ class Qcow2DeviceTest {
     }
 
     @Test
+    void discardingClustersOfAnExternalDataFileLeavesTheImagesRefcountsAlone() throws Exception {
+        // The data file has no refcounts (qemu's qcow2_free_any_cluster returns early with a data
+        // file): a cluster at data-file offset X must not drop the refcount of the image's own
+        // cluster X (here the refcount table and block, the L1 and the L2 table).
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image("dd.qcow2", "data_file=" + dir.resolve("dd.raw"), "4M");
+        qemuIo(img, "write -P 0x11 0 512k");
+        try (Qcow2Device q = open(img, false)) {
+            q.discard(64 << 10, 128 << 10).join();
+            q.writeZeroes(192 << 10, 128 << 10, false).join();
+            q.flush().join();
+        }
+        Tools.Result check = Tools.run(60, "qemu-img", "check", img.toString());
+        assertEquals(0, check.exit(), check.all());
+        byte[] model = new byte[4 << 20];
+        Arrays.fill(model, 0, 64 << 10, (byte) 0x11);
+        Arrays.fill(model, 320 << 10, 512 << 10, (byte) 0x11);
+        assertArrayEquals(model, qemuRaw(img));
+    }
+
+    @Test
     void aLoopInTheBackingChainIsRefused() throws Exception {
         Tools.require("qemu-img");
         Path a = dir.resolve("a.qcow2");
