@@ -253,7 +253,9 @@ public final class Qcow2Device implements Target {
             d.checkL1(csize);
             d.nextFree = Math.max(d.refcounts.lastUsedCluster() + 1, 1) << h.clusterBits();
             d.nextFree = Math.max(d.nextFree, (csize + h.clusterSize() - 1) & -(long) h.clusterSize());
-            if (!ro) {
+            if (ro) {
+                d.fileTail = fileTail(name, container, o.imagePath());
+            } else {
                 growToWholeSector(name, container, o.imagePath());
                 d.openReadWrite();
                 if (h.isDirty()) {
@@ -388,6 +390,37 @@ public final class Qcow2Device implements Target {
             LOG.log(System.Logger.Level.DEBUG, name + ": cannot grow to a whole sector: " + e.getMessage());
         }
     }
+
+    /**
+     * The bytes of the image file past the container's last whole sector, or null when there
+     * are none: qemu ends a file mid-sector after a compressed write (qemu-io write -c, a
+     * compressing backup job) and a loop device shows whole sectors only. A read-only open
+     * cannot grow the file as {@link #growToWholeSector} does, so the part sector is read here,
+     * at open (a read-only container does not change), for the compressed cluster it ends.
+     */
+    private static byte[] fileTail(String name, BlockDevice container, java.nio.file.Path image) {
+        if (image == null) {
+            return null;
+        }
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(image)) {
+            long len = ch.size();
+            long whole = len & ~511L;
+            if (len == whole || container.size() != whole) {
+                return null;
+            }
+            ByteBuffer b = ByteBuffer.allocate((int) (len - whole));
+            while (b.hasRemaining() && ch.read(b, whole + b.position()) >= 0) {
+                // positional reads until the part sector is in
+            }
+            return b.array();
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, name + ": cannot read the file's last part sector: " + e.getMessage());
+            return null;
+        }
+    }
+
+    /** Set at a read-only open: the file's bytes past the container's end ({@link #fileTail}). */
+    private byte[] fileTail;
 
     private void checkL1(long csize) {
         for (int i = 0; i < l1.length; i++) {
@@ -1058,30 +1091,49 @@ public final class Qcow2Device implements Target {
         long clen = nsec * 512 - (coff & 511);
         long start = coff & ~511L;
         long want = (coff + clen + 511) & ~511L;
-        long end = Math.min(want, container.size() & ~511L);
+        long dev = container.size() & ~511L;
+        long devEnd = Math.min(want, dev);
+        // What the container does not show of the file's last sector (a read-only open).
+        byte[] tail = fileTail;
+        int extra = want > dev && tail != null ? (int) Math.min(want - dev, tail.length) : 0;
+        long end = devEnd + extra;
         if (coff == 0 || end <= coff) {
             piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + " lies past the end of the image");
             return;
         }
         long inCluster = piece.offset() & (cs - 1);
-        MemorySegment raw = Qcow2Cache.ioMemory(end - start, Arena.ofAuto());
+        if (devEnd <= start) {
+            // the whole run lies in that last part sector
+            inflate(piece, coff, java.util.Arrays.copyOfRange(tail, (int) (coff - dev), (int) (end - dev)), inCluster);
+            return;
+        }
+        MemorySegment raw = Qcow2Cache.ioMemory(devEnd - start, Arena.ofAuto());
         container.read(start, raw).whenComplete((v, t) -> {
             if (t != null) {
                 piece.fail(Status.IOERR, name + ": cannot read compressed cluster: " + t.getMessage());
                 return;
             }
-            try {
-                byte[] in = raw.asSlice(coff - start, end - coff).toArray(ValueLayout.JAVA_BYTE);
-                byte[] out = Qcow2Compression.decompress(header.compressionType(), in, cs);
-                piece.copyFrom(MemorySegment.ofArray(out).asSlice(inCluster));
-            } catch (RuntimeException e) {
-                // Qcow2Exception for bad data; anything else is a decoder bug, and still must
-                // complete the bio (an exception escaping this callback would lose it).
-                piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + ": " + e.getMessage());
-                return;
+            byte[] in = new byte[(int) (end - coff)];
+            MemorySegment.copy(raw, ValueLayout.JAVA_BYTE, coff - start, in, 0, (int) (devEnd - coff));
+            if (extra > 0) {
+                System.arraycopy(tail, 0, in, (int) (devEnd - coff), extra);
             }
-            piece.endIo();
+            inflate(piece, coff, in, inCluster);
         });
+    }
+
+    /** Inflates a compressed cluster's run and completes {@code piece} with its part of it. */
+    private void inflate(Bio piece, long coff, byte[] in, long inCluster) {
+        try {
+            byte[] out = Qcow2Compression.decompress(header.compressionType(), in, cs);
+            piece.copyFrom(MemorySegment.ofArray(out).asSlice(inCluster));
+        } catch (RuntimeException e) {
+            // Qcow2Exception for bad data; anything else is a decoder bug, and still must
+            // complete the bio (an exception escaping this callback would lose it).
+            piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + ": " + e.getMessage());
+            return;
+        }
+        piece.endIo();
     }
 
     /** Reads guest bytes [off, off+len) as the image shows them now into {@code dst}. */
