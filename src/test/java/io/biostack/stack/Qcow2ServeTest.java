@@ -10,7 +10,10 @@ import io.biostack.nbd.Tools;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -55,7 +58,8 @@ class Qcow2ServeTest {
                     "4194304 1048576 1 local",
                     "5242880 3145728 2 backing depth 2");
             String alloc = Tools.ok(30, "nbdinfo", "--map", uri).out();
-            assertThat(alloc).as("the zero cluster reads as zero").containsPattern("4194304\\s+1048576\\s+2\\s+zero");
+            assertThat(alloc).as("the zero cluster is a hole that reads as zero, as qemu-nbd says")
+                    .containsPattern("4194304\\s+1048576\\s+3\\s+hole,zero");
             Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 0x55 6M 64k", "-c", "flush", uri);
         } finally {
             q.close();
@@ -64,5 +68,45 @@ class Qcow2ServeTest {
         assertThat(check.exit()).as(check.all()).isZero();
         Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "read -P 0x55 6M 64k", "-c", "read -P 0x44 1M 1M",
                 "-c", "read -P 0x33 0 64k", "-c", "read -P 0 4M 1M", top.toString());
+    }
+
+    @Test
+    void blockStatusOfAChainIsQemuNbdsByteForByte() throws Exception {
+        Tools.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
+        // base.raw is shorter than the chain; mid.qcow2 holds data, a compressed and a zero
+        // cluster; top.qcow2 data, zero clusters (one over mid's data, one over the short end)
+        // and a discarded one.
+        Path base = dir.resolve("base.raw");
+        Tools.ok(30, "qemu-img", "create", "-f", "raw", base.toString(), "3M");
+        Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 0x33 0 3M", base.toString());
+        Path mid = dir.resolve("mid.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "base.raw", "-F", "raw", mid.toString(), "4M");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x44 128k 128k", "-c", "write -z 1M 64k",
+                "-c", "write -c -P 0x45 512k 64k", mid.toString());
+        Path top = dir.resolve("top.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top.toString(), "4M");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x55 0 8k", "-c", "write -z 128k 64k",
+                "-c", "write -z 2M 128k", "-c", "write -z 3M 64k", "-c", "discard 200k 64k", top.toString());
+
+        Path sock = dir.resolve("b.sock");
+        Path qsock = dir.resolve("q.sock");
+        Qcow2Device q = Qcow2Target.open("top", LoopDevice.open(top, LoopConfig.defaults().withReadOnly(true)), true);
+        Process qemu = new ProcessBuilder("qemu-nbd", "-r", "-A", "-t", "-f", "qcow2", "-k", qsock.toString(), top.toString())
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        try (NbdServer server = NbdServer.builder().export(NbdExport.of("", (BlockDevice) q)).unixSocket(sock).start()) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (!Files.exists(qsock) && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            for (String context : List.of("base:allocation", "qemu:allocation-depth")) {
+                String ours = Tools.ok(30, "nbdinfo", "--map=" + context, "nbd+unix:///?socket=" + sock).out();
+                String qemus = Tools.ok(30, "nbdinfo", "--map=" + context, "nbd+unix:///?socket=" + qsock).out();
+                assertThat(ours).as(context).isEqualTo(qemus);
+            }
+        } finally {
+            qemu.destroyForcibly();
+            qemu.waitFor(10, TimeUnit.SECONDS);
+            q.close();
+        }
     }
 }

@@ -1896,15 +1896,17 @@ public final class Qcow2Device implements Target {
     // ---- block status --------------------------------------------------------------------------
 
     /**
-     * {@code base:allocation}: data where this image or a backing file holds it, ZERO for zero
-     * clusters (and past a short backing file), a hole only where the whole chain has none.
+     * {@code base:allocation} as qemu-nbd answers it: data where this image or a backing file
+     * holds it; a hole that reads as zero for zero clusters, past a short backing file, and
+     * where the whole chain has nothing (qemu's qcow2_co_block_status sets BDRV_BLOCK_ZERO
+     * without BDRV_BLOCK_DATA for zero clusters, and nbd/server.c makes that HOLE | ZERO).
      */
     @Override
     public Extent extentAt(long offset, long maxLength) {
         long[] r = depthAt(offset, maxLength);
         int kind = (int) r[1];
         if (kind == K_ZERO) {
-            return new Extent(r[0], Extent.ZERO);
+            return Extent.hole(r[0]);
         }
         if (kind == K_DATA || kind == K_COMPRESSED) {
             return Extent.data(r[0]);
@@ -1947,15 +1949,23 @@ public final class Qcow2Device implements Target {
         }
     }
 
-    /** The allocation depth of a chain (qemu-nbd -A): 0 unallocated, 1 this image, N deeper. */
+    /**
+     * The allocation depth of a chain (qemu-nbd -A): 0 unallocated, 1 this image, N deeper. Past
+     * the end of a backing file shorter than this image, the zeros it reads are that backing
+     * file's (qemu's bdrv_co_common_block_status_above: "any zeroes that we synthesize beyond
+     * EOF behave as if they were allocated at this layer"): depth 2.
+     */
     private Extent depthExtent(long offset, long maxLength) {
         long[] r = depthAt(offset, maxLength);
         int kind = (int) r[1];
         if (kind != K_UNALLOC) {
             return new Extent(r[0], 1);
         }
-        if (backing == null || offset >= backing.size()) {
+        if (backing == null) {
             return new Extent(r[0], 0);
+        }
+        if (offset >= backing.size()) {
+            return new Extent(r[0], 2);
         }
         long n = Math.min(r[0], backing.size() - offset);
         if (backing instanceof Qcow2Device q) {
