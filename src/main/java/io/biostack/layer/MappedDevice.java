@@ -11,6 +11,7 @@ import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
+import io.biostack.block.StatusContext;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -380,6 +381,46 @@ public final class MappedDevice implements BlockDevice {
         Segment s = t.segs[t.find(offset)];
         long n = Math.min(maxLength, s.start() + s.length() - offset);
         return s.target().extentAt(offset - s.start(), n);
+    }
+
+    /**
+     * The named contexts of a table that is one target over the whole device (a stack's
+     * {@code qcow2} line: its {@code qemu:allocation-depth}), asked of the live table's target at
+     * each call, so that a reload answers from the new one (a context it does not have fails that
+     * request). A table of several segments offers none: a name may mean something else in each.
+     *
+     * @return the target's contexts, or none
+     */
+    @Override
+    public List<StatusContext> statusContexts() {
+        Segment[] segs = live.segs;
+        if (segs.length != 1 || segs[0].start() != 0) {
+            return List.of();
+        }
+        List<StatusContext> out = new ArrayList<>();
+        for (StatusContext c : segs[0].target().statusContexts()) {
+            String n = c.name();
+            out.add(new StatusContext() {
+                @Override
+                public String name() {
+                    return n;
+                }
+
+                @Override
+                public Extent extentAt(long offset, long maxLength) {
+                    Segment[] now = live.segs;
+                    if (now.length == 1 && now[0].start() == 0) {
+                        for (StatusContext d : now[0].target().statusContexts()) {
+                            if (d.name().equals(n)) {
+                                return d.extentAt(offset, maxLength);
+                            }
+                        }
+                    }
+                    throw new IllegalStateException(name + " no longer answers " + n + " (its table was reloaded)");
+                }
+            });
+        }
+        return List.copyOf(out);
     }
 
     // ---- control ---------------------------------------------------------------------------

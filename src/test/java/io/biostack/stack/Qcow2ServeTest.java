@@ -70,12 +70,12 @@ class Qcow2ServeTest {
                 "-c", "read -P 0x33 0 64k", "-c", "read -P 0 4M 1M", top.toString());
     }
 
-    @Test
-    void blockStatusOfAChainIsQemuNbdsByteForByte() throws Exception {
-        Tools.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
-        // base.raw is shorter than the chain; mid.qcow2 holds data, a compressed and a zero
-        // cluster; top.qcow2 data, zero clusters (one over mid's data, one over the short end)
-        // and a discarded one.
+    /**
+     * base.raw is shorter than the chain; mid.qcow2 holds data, a compressed and a zero
+     * cluster; top.qcow2 data, zero clusters (one over mid's data, one over the short end) and
+     * a discarded one. Returns top.qcow2.
+     */
+    private Path chain() throws Exception {
         Path base = dir.resolve("base.raw");
         Tools.ok(30, "qemu-img", "create", "-f", "raw", base.toString(), "3M");
         Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 0x33 0 3M", base.toString());
@@ -87,13 +87,16 @@ class Qcow2ServeTest {
         Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top.toString(), "4M");
         Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x55 0 8k", "-c", "write -z 128k 64k",
                 "-c", "write -z 2M 128k", "-c", "write -z 3M 64k", "-c", "discard 200k 64k", top.toString());
+        return top;
+    }
 
+    /** {@code dev} served, and {@code qemu-nbd -A} on {@code top}: the same maps, byte for byte. */
+    private void assertMapsAsQemuNbd(BlockDevice dev, Path top) throws Exception {
         Path sock = dir.resolve("b.sock");
         Path qsock = dir.resolve("q.sock");
-        Qcow2Device q = Qcow2Target.open("top", LoopDevice.open(top, LoopConfig.defaults().withReadOnly(true)), true);
         Process qemu = new ProcessBuilder("qemu-nbd", "-r", "-A", "-t", "-f", "qcow2", "-k", qsock.toString(), top.toString())
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-        try (NbdServer server = NbdServer.builder().export(NbdExport.of("", (BlockDevice) q)).unixSocket(sock).start()) {
+        try (NbdServer server = NbdServer.builder().export(NbdExport.of("", dev)).unixSocket(sock).start()) {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
             while (!Files.exists(qsock) && System.nanoTime() < deadline) {
                 Thread.sleep(20);
@@ -106,7 +109,30 @@ class Qcow2ServeTest {
         } finally {
             qemu.destroyForcibly();
             qemu.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void blockStatusOfAChainIsQemuNbdsByteForByte() throws Exception {
+        Tools.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
+        Path top = chain();
+        Qcow2Device q = Qcow2Target.open("top", LoopDevice.open(top, LoopConfig.defaults().withReadOnly(true)), true);
+        try {
+            assertMapsAsQemuNbd(q, top);
+        } finally {
             q.close();
+        }
+    }
+
+    @Test
+    void aBackingDeviceOfTheStackCountsItsOwnDepth() throws Exception {
+        // backing=NAME hands the qcow2 line the stack's device, wrapped for counting: its
+        // allocation depth is still asked through it, down to the raw file under mid.qcow2.
+        Tools.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
+        Path top = chain();
+        try (Stack s = Stack.open("mc: loop " + dir.resolve("mid.qcow2") + " read-only\nmid: qcow2 mc read-only\n"
+                + "tc: loop " + top + " read-only\ntop: qcow2 tc read-only backing=mid\n", "t")) {
+            assertMapsAsQemuNbd(s.device("top"), top);
         }
     }
 }

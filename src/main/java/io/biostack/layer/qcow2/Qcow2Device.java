@@ -1968,19 +1968,25 @@ public final class Qcow2Device implements Target {
             return new Extent(r[0], 2);
         }
         long n = Math.min(r[0], backing.size() - offset);
-        if (backing instanceof Qcow2Device q) {
-            Extent e = q.depthExtent(offset, n);
-            return new Extent(e.length(), e.flags() == 0 ? 0 : e.flags() + 1);
+        // Asked by name, not by class: a stack's backing=NAME device is wrapped (counted, mapped).
+        for (StatusContext c : backing.statusContexts()) {
+            if (c.name().equals(ALLOCATION_DEPTH)) {
+                Extent e = c.extentAt(offset, n);
+                return new Extent(e.length(), e.flags() == 0 ? 0 : e.flags() + 1);
+            }
         }
         return new Extent(n, 2);
     }
+
+    /** The context qemu-nbd -A offers (qemu's docs/interop/nbd.txt). */
+    private static final String ALLOCATION_DEPTH = "qemu:allocation-depth";
 
     @Override
     public List<StatusContext> statusContexts() {
         return List.of(new StatusContext() {
             @Override
             public String name() {
-                return "qemu:allocation-depth";
+                return ALLOCATION_DEPTH;
             }
 
             @Override
