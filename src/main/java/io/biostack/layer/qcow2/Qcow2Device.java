@@ -325,6 +325,13 @@ public final class Qcow2Device implements Target {
                             o.opener(), p.toString()), chain);
                     q.owned.add(raw);
                     return q;
+                } catch (Qcow2Exception e) {
+                    raw.close();
+                    if (e.getMessage() != null && e.getMessage().startsWith(name + "-backing: ")) {
+                        throw e; // a file deeper in the chain, named already
+                    }
+                    // the header of this backing file: say which file, or the top image seems bad
+                    throw new Qcow2Exception(name + ": backing file " + p + ": " + e.getMessage(), e);
                 } catch (IOException | RuntimeException e) {
                     raw.close();
                     throw e;

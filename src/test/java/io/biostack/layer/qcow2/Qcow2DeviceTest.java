@@ -198,6 +198,20 @@ class Qcow2DeviceTest {
     }
 
     @Test
+    void aBackingFileWhoseHeaderIsBadIsNamedInTheRefusal() throws Exception {
+        // The top image is fine; its backing_fmt says qcow2 of a file that is not: the refusal
+        // must say which file, not only "not a qcow2 image" (qemu: "Could not open backing file").
+        Tools.require("qemu-img");
+        Path notQcow2 = dir.resolve("plain.img");
+        Files.write(notQcow2, new byte[1 << 20]);
+        Path top = dir.resolve("top.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-u", "-b", "plain.img", "-F", "qcow2", top.toString(), "1M");
+        Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> open(top, true));
+        assertTrue(e.getMessage().contains("backing file " + notQcow2) && e.getMessage().contains("not a qcow2 image"),
+                e.getMessage());
+    }
+
+    @Test
     void aLoopInTheBackingChainIsRefused() throws Exception {
         Tools.require("qemu-img");
         Path a = dir.resolve("a.qcow2");
