@@ -253,6 +253,11 @@ public final class Qcow2Device implements Target {
             d.checkL1(csize);
             d.nextFree = Math.max(d.refcounts.lastUsedCluster() + 1, 1) << h.clusterBits();
             d.nextFree = Math.max(d.nextFree, (csize + h.clusterSize() - 1) & -(long) h.clusterSize());
+            if (backing != null && !(backing instanceof Qcow2Device) && o.backing() == null) {
+                // a raw backing file opened here: its last part sector, as qemu reads it
+                byte[] t = fileTail(name, backing, resolve(o.imagePath(), h.backingFile()));
+                d.backingTail = t == null ? null : java.util.Arrays.copyOf(t, 512);
+            }
             if (ro) {
                 d.fileTail = fileTail(name, container, o.imagePath());
             } else {
@@ -428,6 +433,12 @@ public final class Qcow2Device implements Target {
 
     /** Set at a read-only open: the file's bytes past the container's end ({@link #fileTail}). */
     private byte[] fileTail;
+    /**
+     * The sector of a raw backing file that its loop device leaves out because the file ends
+     * inside it, zeros after the file's end (qemu sizes a raw file in whole sectors, rounding up:
+     * block.c bdrv_refresh_total_sectors), or null.
+     */
+    private byte[] backingTail;
 
     private void checkL1(long csize) {
         for (int i = 0; i < l1.length; i++) {
@@ -1077,18 +1088,33 @@ public final class Qcow2Device implements Target {
         long bsz = backing == null ? 0 : backing.size();
         long off = piece.offset();
         if (off >= bsz) {
-            piece.zeroFill();
-            piece.endIo();
+            readPastBacking(piece, bsz);
             return;
         }
         if (off + piece.size() > bsz) {
             Bio front = splitChained(piece, bsz - off);
-            piece.zeroFill();
-            piece.endIo();
+            readPastBacking(piece, bsz);
             backing.submit(front);
             return;
         }
         backing.submit(piece);
+    }
+
+    /** Past a backing file's end: its last part sector ({@link #backingTail}), then zeros. */
+    private void readPastBacking(Bio piece, long bsz) {
+        byte[] tail = backingTail;
+        if (tail != null && piece.offset() == bsz) {
+            Bio sector = piece.size() > tail.length ? splitChained(piece, tail.length) : piece;
+            sector.copyFrom(MemorySegment.ofArray(tail).asSlice(0, sector.size()));
+            if (sector != piece) {
+                sector.endIo();
+            } else {
+                piece.endIo();
+                return;
+            }
+        }
+        piece.zeroFill();
+        piece.endIo();
     }
 
     private void readCompressed(Bio piece, long entry) {

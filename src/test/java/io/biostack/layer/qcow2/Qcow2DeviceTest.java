@@ -212,6 +212,24 @@ class Qcow2DeviceTest {
     }
 
     @Test
+    void aRawBackingFileThatEndsMidSectorReadsItsLastBytes() throws Exception {
+        // qemu sizes a raw file in whole sectors, rounding up, and reads its last bytes; the loop
+        // device under the backing file shows whole sectors only, rounding down.
+        Tools.require("qemu-img", "qemu-io");
+        byte[] b = new byte[1_000_000];
+        new Random(3).nextBytes(b);
+        Files.write(dir.resolve("odd.raw"), b);
+        Path top = dir.resolve("odd.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-f", "qcow2", "-b", "odd.raw", "-F", "raw", top.toString(), "1200000");
+        qemuIo(top, "write -P 0x11 512 512");
+        byte[] want = qemuRaw(top);
+        assertEquals(b[999_999], want[999_999], "qemu reads the backing file's last byte");
+        try (Qcow2Device q = open(top, true)) {
+            assertArrayEquals(want, readAll(q));
+        }
+    }
+
+    @Test
     void aLoopInTheBackingChainIsRefused() throws Exception {
         Tools.require("qemu-img");
         Path a = dir.resolve("a.qcow2");
