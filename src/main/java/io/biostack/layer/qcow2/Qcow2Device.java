@@ -1619,10 +1619,13 @@ public final class Qcow2Device implements Target {
             }
             boolean whole = inCluster == 0 && len == cs;
             boolean subAligned = extL2 && ((inCluster | len) & ((1L << subBits) - 1)) == 0;
-            boolean canFlag = header.version() == 3 && (whole || subAligned);
+            // A raw external data file (data_file_raw) must read as the guest's disk on its own
+            // (qcow2.rst, autoclear bit 1): a zero flag alone would leave old data in it.
+            boolean rawData = dataFile != null && (header.autoclearFeatures() & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0;
+            boolean canFlag = header.version() == 3 && (whole || subAligned) && !rawData;
             if (!canFlag) {
-                // A part of a cluster (or a version 2 image): discard may do nothing; write
-                // zeroes writes zeros.
+                // A part of a cluster, a version 2 image, a raw data file: discard may do
+                // nothing; write zeroes writes zeros.
                 Bio piece = len >= left ? bio : splitChained(bio, len);
                 if (discard) {
                     piece.endIo();

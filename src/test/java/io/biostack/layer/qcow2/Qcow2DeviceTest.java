@@ -230,6 +230,26 @@ class Qcow2DeviceTest {
     }
 
     @Test
+    void writeZeroesOnARawDataFileKeepsItAStandaloneRawImage() throws Exception {
+        // data_file_raw (qcow2.rst, autoclear bit 1): the data file reads as the guest's disk
+        // without the qcow2 metadata, so zeros must land in it, not only in a zero flag.
+        Tools.require("qemu-img", "qemu-io");
+        Path data = dir.resolve("raw.data");
+        Path img = image("raw.qcow2", "data_file=" + data + ",data_file_raw=on", "4M");
+        qemuIo(img, "write -P 0x11 0 512k");
+        try (Qcow2Device q = open(img, false)) {
+            q.writeZeroes(64 << 10, 64 << 10, false).join();
+            q.discard(128 << 10, 64 << 10).join();
+            q.flush().join();
+        }
+        Tools.ok(60, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", img.toString(), data.toString());
+        byte[] d = Files.readAllBytes(data);
+        assertEquals(0, d[(64 << 10) + 100], "the zeros are in the data file");
+        Tools.Result check = Tools.run(60, "qemu-img", "check", img.toString());
+        assertEquals(0, check.exit(), check.all());
+    }
+
+    @Test
     void aLoopInTheBackingChainIsRefused() throws Exception {
         Tools.require("qemu-img");
         Path a = dir.resolve("a.qcow2");
