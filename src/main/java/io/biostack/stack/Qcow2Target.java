@@ -32,11 +32,13 @@ public final class Qcow2Target {
      * @throws java.io.IOException when the read fails
      */
     public static boolean probe(BlockDevice container) throws java.io.IOException {
-        if (container.size() < 512) {
+        // One logical block: a device of 4096-byte sectors refuses a read of 512 bytes.
+        int block = Math.max(512, container.limits().logicalBlockSize());
+        if (container.size() < block) {
             return false;
         }
         try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofShared()) {
-            java.lang.foreign.MemorySegment m = container.allocateIoMemory(512, a);
+            java.lang.foreign.MemorySegment m = container.allocateIoMemory(block, a);
             container.read(0, m).join();
             return m.get(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0)
                     == QCOW2_MAGIC;

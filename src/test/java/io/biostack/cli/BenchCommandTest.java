@@ -56,6 +56,15 @@ class BenchCommandTest {
     }
 
     @Test
+    void aLoopDeviceOfFourKibSectorsIsMeasured() {
+        Path f = dir.resolve("4k.img");
+        CliRun r = CliRun.of("bench", f.toString(), "--rw", "randread", "--bs", "4k", "--iodepth", "4", "--runtime", "0.3",
+                "--size", "8M", "--sector-size", "4096", "--json");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains("\"errors\":0");
+    }
+
+    @Test
     void stackDeviceIsMeasuredByName() throws Exception {
         Path img = dir.resolve("s.img");
         Path stack = dir.resolve("s.stack");

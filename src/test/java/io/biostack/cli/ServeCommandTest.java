@@ -169,6 +169,25 @@ class ServeCommandTest {
     }
 
     @Test
+    void aFileWithFourKibSectorsIsServedWithoutAFormatGiven() throws Exception {
+        // Probing for the qcow2 magic read 512 bytes, which a 4096-byte-sector device refuses:
+        // serve then stopped before it started, unless -f raw skipped the probe.
+        Tools.require("qemu-io", "nbdinfo");
+        Path img = dir.resolve("4k.img");
+        Path sock = dir.resolve("4k.sock");
+        Served s = serve(img.toString(), "--size", "8M", "--sector-size", "4096", "--socket", sock.toString());
+        String uri = s.uri("nbd+unix://");
+        Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 0x4b 8192 4096", "-c", "read -P 0x4b 8192 4096", uri);
+        assertThat(Tools.ok(30, "nbdinfo", uri).out()).contains("block_size_minimum: 4096");
+        s.stop();
+        try (FileChannel ch = FileChannel.open(img)) {
+            ByteBuffer b = ByteBuffer.allocate(4096);
+            ch.read(b, 8192);
+            assertThat(b.array()).containsOnly((byte) 0x4b);
+        }
+    }
+
+    @Test
     void aTakenPortGetsAClearMessageAndNoStackTrace() throws Exception {
         try (ServerSocket taken = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
             Process p = launch("--ram", "1M", "--listen", "127.0.0.1:" + taken.getLocalPort());
