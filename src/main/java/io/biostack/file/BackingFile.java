@@ -182,6 +182,27 @@ public final class BackingFile implements AutoCloseable {
     }
 
     /**
+     * Whether {@code path}'s file system takes O_DIRECT at all. Some refuse it at open with
+     * EINVAL (ramfs, FUSE file systems without direct_io, some network file systems) while
+     * statx still reports a block size: loop.c checks the open file's FMODE_CAN_ODIRECT for this.
+     *
+     * @param path the file
+     * @return false when an O_DIRECT open fails with EINVAL, true when it succeeds
+     * @throws IOException when the file can't be opened at all
+     */
+    public static boolean directIoSupported(Path path) throws IOException {
+        int fd = Libc.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC | Fcntl.O_DIRECT, 0);
+        if (fd == -Errno.EINVAL) {
+            return false;
+        }
+        if (fd < 0) {
+            throw new IOException("cannot open " + path + ": " + Errno.describe(-fd) + " (" + Errno.name(-fd) + ")");
+        }
+        Libc.close(fd);
+        return true;
+    }
+
+    /**
      * Takes a file bio: offsets are file offsets. The file owns the bio until it completes it,
      * exactly once, on an engine thread (or at once, on this thread, when the bio is bad).
      * Memory that is on the heap, not alive, or misaligned for O_DIRECT is bounced; bios bigger

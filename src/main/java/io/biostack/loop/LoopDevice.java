@@ -126,8 +126,9 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
     }
 
     /**
-     * loop.c's {@code lo_can_use_dio}: O_DIRECT only when the offset and the logical block size are
-     * multiples of the file's direct-I/O alignment.
+     * loop.c's {@code lo_can_use_dio}: O_DIRECT only when the file system takes it at all
+     * (FMODE_CAN_ODIRECT) and the offset and the logical block size are multiples of the file's
+     * direct-I/O alignment. AUTO falls back to the page cache otherwise; ON is refused, saying why.
      */
     private static boolean decideDirect(Path file, LoopConfig c) throws IOException {
         if (c.directIo() == DirectIoMode.OFF) {
@@ -135,6 +136,13 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         }
         int align = BackingFile.directIoAlignment(file);
         boolean fits = directIoFits(c.offset(), c.logicalBlockSize(), align);
+        if ((fits || c.directIo() == DirectIoMode.ON) && !BackingFile.directIoSupported(file)) {
+            if (c.directIo() == DirectIoMode.ON) {
+                throw new IllegalArgumentException("direct I/O is not supported by the file system of " + file
+                        + " (an O_DIRECT open fails with EINVAL); use --direct-io auto or off");
+            }
+            return false;
+        }
         if (c.directIo() == DirectIoMode.ON && !fits) {
             throw new IllegalArgumentException("direct I/O needs the offset (" + c.offset() + ") and sector size ("
                     + c.logicalBlockSize() + ") to be multiples of " + file + "'s direct-I/O alignment (" + align

@@ -200,6 +200,36 @@ class LoopDeviceTest {
     }
 
     @Test
+    void directIoAutoFallsBackToThePageCacheOnAFileSystemWithoutODirectAndOnIsRefusedSayingWhy() throws Exception {
+        // ramfs refuses O_DIRECT at open (EINVAL) yet reports a 4096-byte block, which 4096-byte
+        // sectors fit: auto opened the file O_DIRECT and failed instead of using the page cache.
+        io.biostack.nbd.Tools.require("mount", "umount");
+        io.biostack.TestEnv.require("root".equals(System.getProperty("user.name")), "root (to mount a ramfs)");
+        Path mnt = dir.resolve("ramfs");
+        Files.createDirectories(mnt);
+        io.biostack.nbd.Tools.ok(30, "mount", "-t", "ramfs", "ramfs", mnt.toString());
+        try {
+            Path p = mnt.resolve("disk.img");
+            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+                ch.truncate(0).write(ByteBuffer.allocate(1), (1 << 20) - 1);
+            }
+            LoopConfig fourK = LoopConfig.defaults().withLogicalBlockSize(4096);
+            byte[] data = random(8192, 12);
+            try (LoopDevice dev = LoopDevice.open(p, fourK)) {
+                assertThat(dev.isDirectIo()).isFalse();
+                dev.write(4096, IoIter.of(data), 0).get(10, TimeUnit.SECONDS);
+                dev.flush().get(10, TimeUnit.SECONDS);
+            }
+            assertThat(fileBytes(p, 4096, data.length)).isEqualTo(data);
+            assertThatThrownBy(() -> LoopDevice.open(p, fourK.withDirectIo(DirectIoMode.ON)))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("direct I/O is not supported by the file system of " + p);
+        } finally {
+            io.biostack.nbd.Tools.run(30, "umount", mnt.toString());
+        }
+    }
+
+    @Test
     void directIoFitsFollowsLoopCsRule() {
         assertThat(LoopDevice.directIoFits(0, 4096, 4096)).isTrue();
         assertThat(LoopDevice.directIoFits(512, 4096, 4096)).isFalse();
