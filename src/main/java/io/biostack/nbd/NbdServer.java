@@ -967,10 +967,14 @@ public final class NbdServer implements AutoCloseable {
         /**
          * Most connections at once; more are refused.
          *
-         * @param n clients in transmission at most
+         * @param n clients in transmission at most, at least 1
          * @return this builder
          */
         public Builder maxConnections(int n) {
+            if (n < 1) {
+                // 0 would refuse every client's NBD_OPT_GO while the server looks ready.
+                throw new IllegalArgumentException("max connections must be at least 1, not " + n);
+            }
             this.maxConnections = n;
             return this;
         }

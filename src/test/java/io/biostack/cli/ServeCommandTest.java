@@ -200,6 +200,15 @@ class ServeCommandTest {
     }
 
     @Test
+    void zeroMaxConnectionsIsRefusedAtStartInsteadOfServingNobody() throws Exception {
+        Process p = launch("--ram", "1M", "--listen", "127.0.0.1:0", "--max-connections", "0");
+        assertThat(p.waitFor(30, TimeUnit.SECONDS)).as("serve exits instead of running").isTrue();
+        String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.exitValue()).isEqualTo(1);
+        assertThat(err).contains("max connections must be at least 1, not 0").doesNotContain("\tat ");
+    }
+
+    @Test
     void aMissingFileWithoutSizeIsRefusedClearly() throws Exception {
         Process p = launch(dir.resolve("nope.img").toString(), "--listen", "127.0.0.1:0");
         assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
