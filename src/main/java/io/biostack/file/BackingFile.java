@@ -110,8 +110,7 @@ public final class BackingFile implements AutoCloseable {
         int flags = (readOnly ? Fcntl.O_RDONLY : Fcntl.O_RDWR) | Fcntl.O_CLOEXEC | (direct ? Fcntl.O_DIRECT : 0);
         int fd = Libc.open(path.toString(), flags, 0);
         if (fd < 0) {
-            throw new IOException("cannot open " + path + (direct ? " with O_DIRECT" : "") + ": "
-                    + Errno.describe(-fd) + " (" + Errno.name(-fd) + ")");
+            throw new IOException(openFailure(path, direct, readOnly, -fd));
         }
         Stat st;
         try {
@@ -132,6 +131,31 @@ public final class BackingFile implements AutoCloseable {
             throw e;
         }
         return new BackingFile(path, fd, direct, readOnly, st, engine);
+    }
+
+    /**
+     * Why an open failed, in words that point at the fix: a file that may be read but not written
+     * (its mode, chattr +i, a read-only mount) is named as such, with the read-only option, as
+     * losetup says "write-protected"; O_DIRECT is named only when it can be the cause (EINVAL).
+     */
+    private static String openFailure(Path path, boolean direct, boolean readOnly, int errno) {
+        String why = Errno.describe(errno) + " (" + Errno.name(errno) + ")";
+        boolean writeRefused = errno == Errno.EACCES || errno == Errno.EPERM || errno == Errno.EROFS
+                || errno == Errno.ETXTBSY;
+        if (!readOnly && writeRefused && readable(path)) {
+            return "cannot open " + path + " for writing: " + why + "; open it read-only (serve --read-only,"
+                    + " the loop target's read-only) to use it as it is";
+        }
+        return "cannot open " + path + (direct && errno == Errno.EINVAL ? " with O_DIRECT" : "") + ": " + why;
+    }
+
+    private static boolean readable(Path path) {
+        int fd = Libc.open(path.toString(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
+        if (fd < 0) {
+            return false;
+        }
+        Libc.close(fd);
+        return true;
     }
 
     /**

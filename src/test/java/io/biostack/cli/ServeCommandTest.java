@@ -209,6 +209,31 @@ class ServeCommandTest {
     }
 
     @Test
+    void aFileThatCannotBeWrittenIsRefusedWithTheReadOnlyOptionNamedAndServedWithIt() throws Exception {
+        // The message named O_DIRECT ("cannot open F with O_DIRECT: Operation not permitted"),
+        // which has nothing to do with it, and not the read-only option that serves the file.
+        Tools.require("chattr", "nbdinfo");
+        io.biostack.TestEnv.require("root".equals(System.getProperty("user.name")), "root (chattr +i)");
+        Path img = dir.resolve("locked.img");
+        Files.write(img, new byte[1 << 20]);
+        Tools.ok(30, "chattr", "+i", img.toString()); // not writable, even by root
+        try {
+            Process p = launch(img.toString(), "--listen", "127.0.0.1:0");
+            assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
+            String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+            assertThat(p.exitValue()).isEqualTo(1);
+            assertThat(err).contains("cannot open " + img + " for writing").contains("--read-only")
+                    .doesNotContain("O_DIRECT").doesNotContain("\tat ");
+            Served ro = serve(img.toString(), "--socket", dir.resolve("ro.sock").toString(), "--read-only");
+            assertThat(Tools.ok(30, "nbdinfo", "--size", ro.uri("nbd+unix://")).out().strip())
+                    .isEqualTo(String.valueOf(1 << 20));
+            ro.stop();
+        } finally {
+            Tools.run(30, "chattr", "-i", img.toString());
+        }
+    }
+
+    @Test
     void aMissingFileWithoutSizeIsRefusedClearly() throws Exception {
         Process p = launch(dir.resolve("nope.img").toString(), "--listen", "127.0.0.1:0");
         assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
