@@ -30,8 +30,9 @@ import java.util.List;
  * the one named), {@link DeviceSnapshot#toWire}, which {@code biostack dm stats} turns into
  * iostat columns.
  *
- * <p>Start with {@link #start(Stack, Path)} (see {@link Stack} for the whole set-up); the socket
- * file is replaced if it exists and removed on {@link #close()}. Each connection is served on a
+ * <p>Start with {@link #start(Stack, Path)} (see {@link Stack} for the whole set-up); a stale
+ * socket file is replaced (anything else there is refused) and the socket is removed on
+ * {@link #close()}. Each connection is served on a
  * virtual thread, so a slow suspend holds up nobody else.
  */
 public final class ControlServer implements AutoCloseable {
@@ -54,7 +55,8 @@ public final class ControlServer implements AutoCloseable {
      * is {@code 0600} whatever the umask (only its owner may drive the stack).
      *
      * @param stack  the stack the requests work on, owned by the caller
-     * @param socket where the socket is made (a file there is replaced)
+     * @param socket where the socket is made (a stale socket there is replaced; any other file, or
+     *               a socket a server still listens on, is refused)
      * @return the server; close it before the stack
      * @throws IOException when the socket can't be made
      */
@@ -66,13 +68,14 @@ public final class ControlServer implements AutoCloseable {
      * As {@link #start(Stack, Path)}, with the socket's file mode.
      *
      * @param stack  the stack the requests work on, owned by the caller
-     * @param socket where the socket is made (a file there is replaced)
+     * @param socket where the socket is made (a stale socket there is replaced; any other file, or
+     *               a socket a server still listens on, is refused)
      * @param mode   the socket's permission bits, 0 to 0777, whatever the umask (0660: the group too)
      * @return the server; close it before the stack
      * @throws IOException when the socket can't be made
      */
     public static ControlServer start(Stack stack, Path socket, int mode) throws IOException {
-        Files.deleteIfExists(socket);
+        SocketFiles.removeStale(socket, "control socket");
         ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         try {
             SocketFiles.bind(socket, mode, at -> s.bind(UnixDomainSocketAddress.of(at)));

@@ -1,9 +1,12 @@
 package io.biostack.sys;
 
 import java.io.IOException;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermission;
@@ -42,6 +45,30 @@ public final class SocketFiles {
     }
 
     private SocketFiles() {
+    }
+
+    /**
+     * Makes way for a socket at {@code path}: removes a stale socket (its server died), and
+     * refuses a file that is not a socket (a mistyped path must not cost the user that file) or
+     * a socket that still answers (another server's).
+     *
+     * @param path where a socket is to be bound
+     * @param what the socket's name in messages ("control socket")
+     * @throws IOException when something other than a stale socket is at {@code path}
+     */
+    public static void removeStale(Path path, String what) throws IOException {
+        if (!Files.exists(path, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        Object type = Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        if ((((Integer) type) & 0170000) != 0140000) { // S_IFSOCK, inode(7)
+            throw new IOException("can't make the " + what + " " + path + ": a file that is not a socket is in the way");
+        }
+        try (SocketChannel c = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
+            throw new IOException("can't make the " + what + " " + path + ": another server is listening on it");
+        } catch (java.net.ConnectException e) {
+            Files.delete(path); // nobody listens: a stale socket
+        }
     }
 
     /**

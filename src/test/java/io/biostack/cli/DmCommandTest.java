@@ -73,4 +73,28 @@ class DmCommandTest {
         assertThat(noServer.code()).isEqualTo(1);
         assertThat(noServer.err()).contains("can't reach the control socket");
     }
+
+    @Test
+    void aControlPathThatHoldsAFileOrALiveSocketIsRefusedAndLeftAsItIs() throws Exception {
+        // The path was deleted whatever it held: a mistyped --control took the user's file with it,
+        // and a second serve took over the first one's control socket.
+        Path precious = dir.resolve("my.stack");
+        java.nio.file.Files.writeString(precious, "a: ram 1M\n");
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> ControlServer.start(stack, precious))
+                .isInstanceOf(java.io.IOException.class).hasMessageContaining("not a socket");
+        assertThat(java.nio.file.Files.readString(precious)).isEqualTo("a: ram 1M\n");
+
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> ControlServer.start(stack, sock))
+                .isInstanceOf(java.io.IOException.class).hasMessageContaining("another server is listening");
+        assertThat(dm("table", "lin").out()).as("the first server still answers").isEqualTo("0 2048 linear a 0\n");
+
+        // A socket whose server died is stale: it is replaced.
+        Path stale = dir.resolve("stale.sock");
+        try (var ch = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            ch.bind(java.net.UnixDomainSocketAddress.of(stale));
+        }
+        try (ControlServer second = ControlServer.start(stack, stale)) {
+            assertThat(CliRun.dm(stale, "table", "lin").out()).isEqualTo("0 2048 linear a 0\n");
+        }
+    }
 }
