@@ -78,7 +78,13 @@ public final class Metrics implements MultiCollector, AutoCloseable {
         Metrics m = new Metrics(devices, exports);
         PrometheusRegistry reg = new PrometheusRegistry();
         reg.register(m);
-        m.server = HTTPServer.builder().hostname(a.getHostString()).port(a.getPort()).registry(reg).buildAndStart();
+        try {
+            m.server = HTTPServer.builder().hostname(a.getHostString()).port(a.getPort()).registry(reg).buildAndStart();
+        } catch (java.net.BindException e) {
+            // The JDK's message alone ("Address already in use") does not say which of serve's
+            // addresses it is.
+            throw new IOException("can't serve --metrics on " + hostPort + ": " + e.getMessage(), e);
+        }
         return m;
     }
 

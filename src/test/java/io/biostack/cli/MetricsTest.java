@@ -80,4 +80,16 @@ class MetricsTest {
         assertThatThrownBy(() -> Metrics.start("localhost:http", List::of, List::of))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("HOST:PORT");
     }
+
+    @Test
+    void aTakenPortIsNamedAsTheMetricsOne() throws Exception {
+        // serve printed "biostack: Address already in use", which names neither the address nor
+        // which of its listeners (NBD, /metrics) could not start.
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            String addr = "127.0.0.1:" + taken.getLocalPort();
+            assertThatThrownBy(() -> Metrics.start(addr, List::of, List::of))
+                    .isInstanceOf(java.io.IOException.class)
+                    .hasMessageContaining("--metrics on " + addr).hasMessageContaining("in use");
+        }
+    }
 }
