@@ -165,7 +165,12 @@ public final class BenchCommand implements Callable<Integer> {
     }
 
     private Workload workload() {
-        return new Workload(Workload.Pattern.parse(rw), Math.toIntExact(bs.bytes()), iodepth,
+        if (bs.bytes() > Integer.MAX_VALUE) {
+            // Math.toIntExact's own message was all the user saw: "integer overflow".
+            throw new IllegalArgumentException("--bs " + Sizes.human(bs.bytes()) + " is too large: at most "
+                    + Integer.MAX_VALUE + " bytes");
+        }
+        return new Workload(Workload.Pattern.parse(rw), (int) bs.bytes(), iodepth,
                 (long) (runtime * 1e9), size == null ? 0 : size.bytes(), rwmixread, seed);
     }
 

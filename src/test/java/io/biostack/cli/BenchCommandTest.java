@@ -53,6 +53,9 @@ class BenchCommandTest {
         CliRun r3 = CliRun.of("bench", dir.resolve("z.img").toString(), "--size", "1M", "--rw", "diagonal", "--runtime", "1");
         assertThat(r3.code()).isNotZero();
         assertThat(r3.err()).contains("--rw");
+        CliRun r4 = CliRun.of("bench", dir.resolve("w.img").toString(), "--size", "1M", "--bs", "4G", "--runtime", "1");
+        assertThat(r4.code()).isNotZero();
+        assertThat(r4.err()).contains("--bs 4 GiB is too large");
     }
 
     @Test
