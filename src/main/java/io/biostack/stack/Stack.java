@@ -494,7 +494,14 @@ public final class Stack implements AutoCloseable {
         long sector = 0;
         List<String> msg = argv;
         if (argv.size() > 1 && argv.getFirst().chars().allMatch(Character::isDigit)) {
-            sector = Long.parseLong(argv.getFirst());
+            try {
+                sector = Long.parseLong(argv.getFirst());
+            } catch (NumberFormatException e) {
+                sector = -1; // more digits than a long holds: past any device's end, said below
+            }
+            if (sector < 0 || sector > Long.MAX_VALUE / Layers.SECTOR) {
+                throw new IllegalArgumentException(name + ": no target at sector " + argv.getFirst());
+            }
             msg = argv.subList(1, argv.size());
         }
         if (msg.isEmpty()) {

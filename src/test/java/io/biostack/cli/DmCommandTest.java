@@ -59,6 +59,10 @@ class DmCommandTest {
     void messagesGoToTheTarget() {
         assertThat(dm("message", "d", "addbadblock 7").code()).isZero();
         assertThat(dm("message", "d", "0", "listbadblocks").out()).isEqualTo("7\n");
+        // A sector too large for a long was answered 'For input string: "..."' (the JDK's words).
+        CliRun huge = dm("message", "d", "99999999999999999999", "listbadblocks");
+        assertThat(huge.code()).isEqualTo(1);
+        assertThat(huge.err()).isEqualTo("biostack dm: d: no target at sector 99999999999999999999\n");
     }
 
     @Test
