@@ -200,6 +200,25 @@ class ServeCommandTest {
     }
 
     @Test
+    void aQcow2ImageOnFourKibSectorsIsRefusedAtStartAndLeftAsItWas() throws Exception {
+        // qcow2 reads and writes its metadata in 512-byte sectors: on a 4096-byte-sector loop
+        // device serve printed 'ready', then every write failed its metadata writeback (EIO on
+        // the wire) and the image was left with leaked clusters.
+        Tools.require("qemu-img");
+        Path img = dir.resolve("q.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "8M");
+        byte[] before = Files.readAllBytes(img);
+        Process p = launch(img.toString(), "--sector-size", "4096", "--listen", "127.0.0.1:0");
+        assertThat(p.waitFor(30, TimeUnit.SECONDS)).as("serve exits instead of running").isTrue();
+        String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.exitValue()).isEqualTo(1);
+        assertThat(err).contains("a qcow2 container must take 512-byte I/O").contains("4096-byte logical blocks")
+                .doesNotContain("\tat ");
+        assertThat(Files.readAllBytes(img)).isEqualTo(before);
+        assertThat(Tools.ok(30, "qemu-img", "check", img.toString()).out()).contains("No errors");
+    }
+
+    @Test
     void zeroMaxConnectionsIsRefusedAtStartInsteadOfServingNobody() throws Exception {
         Process p = launch("--ram", "1M", "--listen", "127.0.0.1:0", "--max-connections", "0");
         assertThat(p.waitFor(30, TimeUnit.SECONDS)).as("serve exits instead of running").isTrue();

@@ -203,6 +203,13 @@ public final class Qcow2Device implements Target {
 
     private static Qcow2Device open(String name, BlockDevice container, Options o, java.util.Set<java.nio.file.Path> chain)
             throws IOException {
+        int lbs = container.limits().logicalBlockSize();
+        if (lbs > 512) {
+            // Metadata is read and written in 512-byte sectors (an L1 table of one entry, the
+            // header): such a container refuses them, so the open or the first flush would fail.
+            throw new Qcow2Exception(name + ": a qcow2 container must take 512-byte I/O; "
+                    + container.name() + " has " + lbs + "-byte logical blocks (give it 512-byte sectors)");
+        }
         long csize = container.size();
         byte[] first = readBytes(container, 0, (int) Math.min(csize, 1L << Qcow2Header.MAX_CLUSTER_BITS));
         Qcow2Header h = Qcow2Header.parse(first, csize);
