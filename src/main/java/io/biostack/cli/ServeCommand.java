@@ -551,10 +551,14 @@ public final class ServeCommand implements Callable<Integer> {
         return "'" + u + sep + "tls-certificates=" + tlsCertificates.toAbsolutePath() + "'";
     }
 
-    /** nbd:// URIs (the port left out when it is the NBD port, as qemu does) and nbd+unix://. */
+    /**
+     * nbd:// URIs (the port left out when it is the NBD port, as qemu does) and nbd+unix://, the
+     * export name and the socket path percent-encoded (as nbdkit's --print-uri does), so that a
+     * name with a space or a '#' gives a URI that libnbd and qemu parse.
+     */
     private List<String> uris(NbdServer server) {
         List<String> l = new ArrayList<>();
-        String path = "/" + exportName;
+        String path = "/" + uriQuote(exportName);
         InetSocketAddress a = server.tcpAddress();
         if (a != null) {
             String host = a.getAddress().getHostAddress();
@@ -564,8 +568,21 @@ public final class ServeCommand implements Callable<Integer> {
             l.add((tlsOn ? "nbds://" : "nbd://") + host + (a.getPort() == 10809 ? "" : ":" + a.getPort()) + (exportName.isEmpty() ? "" : path));
         }
         if (server.unixSocket() != null) {
-            l.add((tlsOn ? "nbds+unix://" : "nbd+unix://") + path + "?socket=" + server.unixSocket());
+            l.add((tlsOn ? "nbds+unix://" : "nbd+unix://") + path + "?socket=" + uriQuote(server.unixSocket().toString()));
         }
         return l;
+    }
+
+    /** RFC 3986 percent-encoding of every byte but the unreserved characters and '/'. */
+    static String uriQuote(String s) {
+        StringBuilder b = new StringBuilder();
+        for (byte c : s.getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
+            if (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || "-._~/".indexOf(c) >= 0) {
+                b.append((char) c);
+            } else {
+                b.append('%').append(String.format(Locale.ROOT, "%02X", c & 0xff));
+            }
+        }
+        return b.toString();
     }
 }

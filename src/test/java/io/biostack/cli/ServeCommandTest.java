@@ -130,6 +130,20 @@ class ServeCommandTest {
     }
 
     @Test
+    void theUrisPrintedForAnExportNameWithASpaceAndAHashConnect() throws Exception {
+        // They were printed as typed ("nbd+unix:///my disk#1?socket=..."), which libnbd refuses:
+        // "unable to parse URI".
+        Tools.require("nbdinfo");
+        Path sock = dir.resolve("s.sock");
+        Served s = serve("--ram", "1M", "--export", "my disk#1", "--socket", sock.toString());
+        String uri = s.uri("nbd+unix://");
+        assertThat(uri).isEqualTo("nbd+unix:///my%20disk%231?socket=" + sock);
+        assertThat(Tools.ok(30, "nbdinfo", "--size", uri).out().strip()).isEqualTo(String.valueOf(1 << 20));
+        assertThat(Tools.ok(30, "nbdinfo", uri).out()).contains("export=\"my disk#1\"");
+        s.stop();
+    }
+
+    @Test
     void serveWithNoFileCreatesASparseDiskImgOfOneGib() throws Exception {
         Served s = serve("--listen", "127.0.0.1:0");
         Path img = dir.resolve("disk.img");
