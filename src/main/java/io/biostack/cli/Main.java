@@ -112,12 +112,31 @@ public final class Main extends RootCommand {
     private static CommandLine configure(CommandLine cl) {
         cl.registerConverter(SizeArg.class, SizeArg::parse);
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
-            cmd.getErr().println("biostack: " + (ex.getMessage() == null ? ex.toString() : ex.getMessage()));
+            cmd.getErr().println("biostack: " + message(ex));
             if (System.getenv("BIOSTACK_DEBUG") != null) {
                 ex.printStackTrace(cmd.getErr());
             }
             return 1;
         });
         return cl;
+    }
+
+    /**
+     * What went wrong, in one line. The JDK's file exceptions often carry the path alone
+     * ({@code Files.readString} of a missing stack file said "biostack: my.stack"): their kind
+     * is said after it.
+     */
+    static String message(Exception ex) {
+        if (ex instanceof java.nio.file.FileSystemException f && f.getReason() == null && f.getFile() != null) {
+            String what = switch (f) {
+                case java.nio.file.NoSuchFileException n -> "no such file or directory";
+                case java.nio.file.AccessDeniedException a -> "permission denied";
+                case java.nio.file.FileAlreadyExistsException e -> "already exists";
+                case java.nio.file.NotDirectoryException d -> "not a directory";
+                default -> f.getClass().getSimpleName();
+            };
+            return f.getFile() + (f.getOtherFile() == null ? "" : " -> " + f.getOtherFile()) + ": " + what;
+        }
+        return ex.getMessage() == null ? ex.toString() : ex.getMessage();
     }
 }

@@ -76,6 +76,10 @@ class BenchCommandTest {
                 "--iodepth", "4", "--json");
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains("\"device\":\"lin\"", "\"errors\":0");
+        // A missing stack file was answered with its path alone: "biostack: /tmp/.../absent.stack".
+        CliRun absent = CliRun.of("bench", "--stack", dir.resolve("absent.stack").toString(), "--device", "lin");
+        assertThat(absent.code()).isEqualTo(1);
+        assertThat(absent.err()).isEqualTo("biostack: " + dir.resolve("absent.stack") + ": no such file or directory\n");
         CliRun missing = CliRun.of("bench", "--stack", stack.toString(), "--device", "nope", "--runtime", "0.5");
         assertThat(missing.code()).isNotZero();
         assertThat(missing.err()).contains("nope");
