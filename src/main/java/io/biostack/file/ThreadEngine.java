@@ -8,6 +8,7 @@ import io.biostack.sys.Libc;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -22,6 +23,13 @@ import java.util.concurrent.TimeUnit;
  */
 final class ThreadEngine implements FileEngine {
     private final BlockingQueue<Bio> queue = new ArrayBlockingQueue<>(4096);
+    /**
+     * Each worker's own bios: those its end-io callbacks submitted while the queue was full. A
+     * worker must not wait for room (it is what makes room): with every worker waiting in put,
+     * nothing drained the queue and every bio hung. Worker-confined, so no lock; it allocates
+     * only when it grows past its largest size so far.
+     */
+    private final ThreadLocal<ArrayDeque<Bio>> own = new ThreadLocal<>();
     private final Thread[] threads;
     private volatile boolean stopping;
 
@@ -49,6 +57,11 @@ final class ThreadEngine implements FileEngine {
             return;
         }
         if (!queue.offer(bio)) {
+            ArrayDeque<Bio> mine = own.get();
+            if (mine != null) {
+                mine.addLast(bio); // a worker's callback: it does this bio itself, next
+                return;
+            }
             // Full: the submitter waits for room rather than dropping the bio. Bounded by QD.
             try {
                 queue.put(bio);
@@ -60,10 +73,15 @@ final class ThreadEngine implements FileEngine {
     }
 
     private void work() {
+        ArrayDeque<Bio> mine = new ArrayDeque<>();
+        own.set(mine);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment iov = arena.allocate(UringEngine.MAX_SEGMENTS * Iovec.SIZE, 8);
             while (true) {
-                Bio bio = queue.poll();
+                Bio bio = mine.pollFirst();
+                if (bio == null) {
+                    bio = queue.poll();
+                }
                 if (bio == null) {
                     if (stopping) {
                         return; // only once the queue is empty: every bio in flight finishes

@@ -230,6 +230,45 @@ class LoopDeviceTest {
     }
 
     @Test
+    @org.junit.jupiter.api.Timeout(120)
+    void theThreadEngineNeverHangsWhenCallbacksSubmitIntoAFullQueue() throws Exception {
+        // Each read's completion (on an engine thread) reads again, with more chains than the
+        // engine's queue holds: every worker waited in put for room only workers make, and the
+        // whole engine hung (io_uring-less hosts, e.g. a container's default seccomp, run on it).
+        Path p = sparse(1 << 20);
+        int chains = 6000;
+        int reads = 20;
+        java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(chains);
+        java.util.concurrent.atomic.AtomicInteger failed = new java.util.concurrent.atomic.AtomicInteger();
+        LoopConfig cfg = LoopConfig.defaults().withEngine(EngineKind.THREADS).withDirectIo(DirectIoMode.OFF);
+        try (LoopDevice dev = LoopDevice.open(p, cfg); Arena a = Arena.ofShared()) {
+            MemorySegment buf = a.allocate(512, 4096);
+            class Chain {
+                void next(int left) {
+                    if (left == 0) {
+                        done.countDown();
+                        return;
+                    }
+                    dev.read(0, IoIter.of(buf)).whenComplete((v, e) -> {
+                        if (e != null) {
+                            failed.incrementAndGet();
+                        }
+                        next(left - 1);
+                    });
+                }
+            }
+            Thread starter = Thread.ofPlatform().start(() -> {
+                for (int i = 0; i < chains; i++) {
+                    new Chain().next(reads);
+                }
+            });
+            assertThat(done.await(60, TimeUnit.SECONDS)).as("every chain of reads completed").isTrue();
+            starter.join();
+        }
+        assertThat(failed.get()).isZero();
+    }
+
+    @Test
     void directIoFitsFollowsLoopCsRule() {
         assertThat(LoopDevice.directIoFits(0, 4096, 4096)).isTrue();
         assertThat(LoopDevice.directIoFits(512, 4096, 4096)).isFalse();
