@@ -11,7 +11,7 @@ import java.util.List;
  * device name in front.
  *
  * <pre>
- * # comment                                 (also after a line's content)
+ * # comment                                 (also after a line's content, after a blank)
  * NAME: TARGET ARGS...                      a leaf or a whole-device layer
  * NAME: START LENGTH TARGET ARGS...         a segment of a mapped device
  * </pre>
@@ -136,9 +136,18 @@ public final class StackFile {
         }
     }
 
+    /**
+     * The line without its comment: a '#' that starts the line or follows a blank, as the shell
+     * reads one. A '#' inside a word is the word's own (a path {@code d#1.img}, a
+     * {@code passphrase=}), which a comment cut short without a word of warning.
+     */
     private static String stripComment(String l) {
-        int h = l.indexOf('#');
-        return h < 0 ? l : l.substring(0, h);
+        for (int h = l.indexOf('#'); h >= 0; h = l.indexOf('#', h + 1)) {
+            if (h == 0 || Character.isWhitespace(l.charAt(h - 1))) {
+                return l.substring(0, h);
+            }
+        }
+        return l;
     }
 
     static void checkName(String name, String source, int line) {

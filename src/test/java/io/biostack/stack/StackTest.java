@@ -33,6 +33,21 @@ class StackTest {
     }
 
     @Test
+    void aHashInsideAWordIsPartOfItAndOnlyOneAfterABlankStartsAComment(@TempDir Path dir) throws Exception {
+        // Every '#' started a comment: 'loop .../d#1.img size=1M' became 'loop .../d', and a
+        // passphrase with a '#' was cut short without a word.
+        Path img = dir.resolve("d#1.img");
+        String text = "d: loop " + img + " size=1M   # the image\n#whole-line comment\nlin: linear d 0#not a comment\n";
+        assertThatThrownBy(() -> Stack.open(text, "t.conf")).isInstanceOf(StackException.class)
+                .hasMessageContaining("OFFSET '0#not'");
+        try (Stack s = Stack.open(text.replace("0#not a comment", "0 # a comment"), "t.conf")) {
+            assertThat(s.device("d").size()).isEqualTo(1 << 20);
+            assertThat(Files.size(img)).isEqualTo(1 << 20);
+            assertThat(s.device("lin").size()).isEqualTo(1 << 20);
+        }
+    }
+
+    @Test
     void opensDevicesInDependencyOrderWhateverTheFileOrder() throws Exception {
         String text = """
                 # a stack defined top-down
