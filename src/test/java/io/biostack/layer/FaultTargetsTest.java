@@ -164,7 +164,9 @@ class FaultTargetsTest {
 
     @Test
     void delayHoldsReadsAndLetsUndelayedWritesThrough() throws Exception {
-        Delay d = new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), 80), new Delay.Path(new Leg(disk, 0), 0)));
+        Delay d = new Delay("d", 65536, List.of(new Delay.Path(new Leg(disk, 0), 250), new Delay.Path(new Leg(disk, 0), 0)));
+        // 250 ms against a bound of 200 for the undelayed write: its first use took 87 ms on a
+        // machine at load 9, over the 60 ms bound this had against an 80 ms delay.
         long t0 = System.nanoTime();
         join(d.write(0, pattern(4096, 9)));
         long w = System.nanoTime() - t0;
@@ -175,9 +177,9 @@ class FaultTargetsTest {
         }
         CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get();
         long r = System.nanoTime() - t0;
-        assertThat(w).isLessThan(60_000_000L);
-        assertThat(r).isGreaterThanOrEqualTo(80_000_000L).isLessThan(2_000_000_000L);
-        assertThat(d.table()).isEqualTo("disk 0 80 disk 0 0");
+        assertThat(w).isLessThan(200_000_000L);
+        assertThat(r).isGreaterThanOrEqualTo(250_000_000L).isLessThan(2_000_000_000L);
+        assertThat(d.table()).isEqualTo("disk 0 250 disk 0 0");
     }
 
     @Test
