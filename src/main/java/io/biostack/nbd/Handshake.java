@@ -466,13 +466,16 @@ final class Handshake {
 
     /** Transmission flags for {@code e} as negotiated so far (section "Transmission flags"). */
     private int transmissionFlags(NbdExport e) {
-        int f = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_SEND_WRITE_ZEROES | FLAG_SEND_FAST_ZERO
-                | FLAG_CAN_MULTI_CONN | FLAG_SEND_CACHE;
+        int f = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_CAN_MULTI_CONN | FLAG_SEND_CACHE;
         if (e.readOnly()) {
+            // No TRIM, WRITE_ZEROES or FAST_ZERO on a read-only export, as qemu-nbd
+            // (nbd_export_create) and nbdkit offer none: they could only fail with EPERM.
             f |= FLAG_READ_ONLY;
-        }
-        if (e.device().limits().discard()) {
-            f |= FLAG_SEND_TRIM;
+        } else {
+            f |= FLAG_SEND_WRITE_ZEROES | FLAG_SEND_FAST_ZERO;
+            if (e.device().limits().discard()) {
+                f |= FLAG_SEND_TRIM;
+            }
         }
         if (structured) {
             f |= FLAG_SEND_DF; // MUST be clear without structured replies

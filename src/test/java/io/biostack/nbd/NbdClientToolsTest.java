@@ -125,6 +125,19 @@ class NbdClientToolsTest {
     }
 
     @Test
+    void aReadOnlyExportOffersNoTrimNoZeroAndNoFastZeroAsQemuNbdAndNbdkit() throws Exception {
+        // qemu-nbd -r and nbdkit -r both clear can_trim, can_zero and can_fast_zero (checked with
+        // nbdinfo against each); a client should not be told a command exists that can only fail.
+        Tools.require("nbdinfo");
+        Path roSock = dir.resolve("ro.sock");
+        try (NbdServer ro = NbdServer.builder().export(new NbdExport("ro", "", ram, true)).unixSocket(roSock).start()) {
+            Tools.Result r = Tools.ok(30, "nbdinfo", "nbd+unix:///ro?socket=" + roSock);
+            assertThat(r.out()).contains("is_read_only: true", "can_trim: false", "can_zero: false",
+                    "can_fast_zero: false", "can_flush: true", "can_cache: true");
+        }
+    }
+
+    @Test
     void nbdinfoShowsSizeFlagsBlockSizesAndMapShowsHoles() throws Exception {
         Tools.require("nbdinfo", "qemu-io");
         Tools.ok(30, "qemu-io", "-f", "raw", "-c", "write -P 1 1M 1M", "-c", "flush", fileUri);
