@@ -7,7 +7,6 @@ import io.biostack.block.EndIo;
 import io.biostack.block.Extent;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
-import io.biostack.block.Status;
 import io.biostack.block.TableArgs;
 import io.biostack.block.TableSpec;
 
@@ -117,16 +116,10 @@ public final class Delay implements Target {
 
     /** The flush in front of a write with PREFLUSH completed: the data goes next, or the error up. */
     private void preflushDone(Bio f) {
-        Bio bio = (Bio) f.privateData();
-        Status s = f.status();
-        String why = f.detail();
-        f.put();
-        if (s != Status.OK) {
-            bio.fail(s, why);
-            return;
+        Bio bio = Layers.afterPreflush(f);
+        if (bio != null) {
+            route(bio, 1);
         }
-        bio.setFlags(bio.flags() & ~BioFlags.PREFLUSH);
-        route(bio, 1);
     }
 
     @Override
