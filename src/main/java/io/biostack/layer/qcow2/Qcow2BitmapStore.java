@@ -48,7 +48,8 @@ import java.util.concurrent.CompletionException;
  * <h2>What is not loaded</h2>
  * A bitmap whose granularity is finer than biostack's 4 KiB, or whose name biostack can't
  * export, is kept in the image as it is, marked in use while the image is open read-write (its
- * bits are not kept up to date), and reported by {@link #load}. When the image's autoclear bit
+ * bits are not kept up to date) unless it is disabled (no write changes it), and reported by
+ * {@link #load}. When the image's autoclear bit
  * 0 was clear at open (a program without bitmap support wrote it), its bitmaps are stale: they
  * are reported and dropped, and their clusters leak, as qemu leaves them.
  *
@@ -175,7 +176,8 @@ public final class Qcow2BitmapStore implements BitmapStore {
             }
         }
         problems.add("bitmap " + x.name() + " is not loaded (" + why + "): it stays in the image"
-                + (readOnly ? "" : ", marked in use while biostack writes, so qemu knows it is stale"));
+                + (readOnly || (x.flags() & Qcow2Bitmaps.FLAG_AUTO) == 0 ? ""
+                : ", marked in use while biostack writes, so qemu knows it is stale"));
         return null;
     }
 
@@ -276,10 +278,15 @@ public final class Qcow2BitmapStore implements BitmapStore {
         commit(next, mine, frees);
     }
 
+    /**
+     * The foreign entries as they go on disk: a recording one in use (biostack's writes don't
+     * reach its bits); a disabled one as it was loaded, since no write changes a disabled
+     * bitmap (qcow2.rst, "auto"): marking it in use would make qemu drop bits that are right.
+     */
     private List<Entry> keptForeign() {
         List<Entry> next = new ArrayList<>();
         for (Entry f : foreign) {
-            next.add(f.withFlags(f.flags() | Qcow2Bitmaps.FLAG_IN_USE));
+            next.add((f.flags() & Qcow2Bitmaps.FLAG_AUTO) != 0 ? f.withFlags(f.flags() | Qcow2Bitmaps.FLAG_IN_USE) : f);
         }
         return next;
     }

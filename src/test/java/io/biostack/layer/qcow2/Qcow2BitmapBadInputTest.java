@@ -158,6 +158,41 @@ class Qcow2BitmapBadInputTest {
     }
 
     @Test
+    void aDisabledBitmapBiostackCantRepresentKeepsItsBitsAndIsNotInUseAfterACleanClose() throws Exception {
+        Tools.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
+        Path img = image();
+        // Bits qemu recorded at 512 B granularity, then frozen (as a checkpoint's older bitmap is).
+        Tools.ok(30, "qemu-img", "bitmap", "--add", "-g", "512", img.toString(), "small");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write 1M 1k", img.toString());
+        Tools.ok(30, "qemu-img", "bitmap", "--disable", img.toString(), "small");
+        try (Stack s = open(img, "")) {
+            assertThat(s.control(List.of("status", "q"))).doesNotContain("bitmap small");
+            try (Arena a = Arena.ofShared()) {
+                s.device("q").write(4 << 20, a.allocate(65536, 4096)).join();
+            }
+        }
+        // A disabled bitmap records no write: what biostack wrote leaves it as it was, trusted.
+        String info = Tools.ok(30, "qemu-img", "info", "--output=json", img.toString()).out().replaceAll("\\s+", "");
+        assertThat(info).contains("{\"flags\":[],\"name\":\"small\",\"granularity\":512}");
+        Tools.ok(60, "qemu-img", "check", img.toString());
+        Path sock = dir.resolve("q.sock");
+        Process p = new ProcessBuilder("qemu-nbd", "-r", "-f", "qcow2", "-B", "small", "-k", sock.toString(),
+                img.toString()).redirectErrorStream(true).start();
+        try {
+            for (int i = 0; i < 200 && !Files.exists(sock); i++) {
+                assertThat(p.isAlive()).as("qemu-nbd -B small runs").isTrue();
+                Thread.sleep(25);
+            }
+            String map = Tools.ok(30, "nbdinfo", "--map=qemu:dirty-bitmap:small", "nbd+unix:///?socket=" + sock).out();
+            assertThat(map.lines().map(String::trim).filter(l -> l.endsWith("dirty")).toList())
+                    .containsExactly("1048576        1024    1  dirty");
+        } finally {
+            p.destroy();
+            p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
     void unknownAutoclearBitsAreClearedAndTheBitmapsBitIsKeptWhileBiostackKeepsTheBitmaps() throws Exception {
         Tools.require("qemu-img", "qemu-io");
         Path img = image();
