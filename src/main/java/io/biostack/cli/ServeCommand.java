@@ -198,7 +198,10 @@ public final class ServeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("give either FILE or --ram, not both");
         }
         BlockDevice bare = ram != null ? ramDisk() : Leaves.isRemote(file) ? Leaves.open("remote0", file) : imageDevice();
-        BlockDevice device = StatsConfig.ENABLED ? new CountedDevice(bare) : bare;
+        // A qcow2 image's bitmaps hang on the counting wrapper (it marks the writes): with
+        // statistics off the image still gets one, or its bitmaps would go stale for qemu (the
+        // autoclear bit stays clear) and their clusters leak.
+        BlockDevice device = StatsConfig.ENABLED || bare instanceof Qcow2Device ? new CountedDevice(bare) : bare;
         if (bare instanceof Qcow2Device q && device instanceof CountedDevice c) {
             // The image's own bitmaps (qemu-nbd -B serves them the same way), kept up to date
             // while served and saved at a clean stop.
