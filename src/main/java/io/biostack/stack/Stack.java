@@ -50,7 +50,8 @@ import java.util.concurrent.TimeoutException;
  * {@code /sys/block/DEV/stat}): {@link #device} hands out the device wrapped in a
  * {@link CountedDevice}, and devices built on others are built on those wrappers, so a layer's
  * I/O to its leaves is counted at the leaves too. {@code -Dbiostack.stats=false} hands out the
- * bare devices instead.
+ * bare devices instead, but for a qcow2 device, whose image's bitmaps hang on the wrapper (it is
+ * not counted then: {@link #stats} is empty).
  *
  * <p>Thread-safe: control requests are serialised; I/O does not take the stack's lock.
  */
@@ -125,7 +126,8 @@ public final class Stack implements AutoCloseable {
                 List<StackFile.Line> ls = byName.get(name);
                 BlockDevice d = s.build(name, ls, specs.get(name), source);
                 s.devices.put(name, d);
-                if (StatsConfig.ENABLED) {
+                // A qcow2 image's bitmaps (IN_IMAGE) need the wrapper even with statistics off.
+                if (StatsConfig.ENABLED || bitmapFiles.get(name) == StackBitmaps.IN_IMAGE) {
                     s.counted.put(name, new CountedDevice(d, new DeviceStats(name)));
                     if (bitmapFiles.containsKey(name)) {
                         try {
@@ -294,6 +296,9 @@ public final class Stack implements AutoCloseable {
      */
     public synchronized List<DeviceStats> stats() {
         List<DeviceStats> out = new ArrayList<>();
+        if (!StatsConfig.ENABLED) {
+            return out; // a qcow2 device keeps its wrapper for its bitmaps, not to be counted
+        }
         for (String n : devices.keySet()) {
             CountedDevice c = counted.get(n);
             if (c != null) {

@@ -4,7 +4,6 @@ import io.biostack.block.bitmap.BitmapStore;
 import io.biostack.block.bitmap.DeviceBitmaps;
 import io.biostack.block.bitmap.SideFileStore;
 import io.biostack.block.stats.CountedDevice;
-import io.biostack.block.stats.StatsConfig;
 import io.biostack.layer.MappedDevice;
 import io.biostack.layer.qcow2.Qcow2BitmapStore;
 import io.biostack.layer.qcow2.Qcow2Device;
@@ -65,9 +64,9 @@ final class StackBitmaps {
                     throw new StackException(source, l.line(), l.name() + ": a qcow2 device keeps its persistent bitmaps"
                             + " in its image (where qemu reads them); bitmap-file= is refused on it");
                 }
-                if (StatsConfig.ENABLED) {
-                    files.put(l.name(), IN_IMAGE);
-                }
+                // With statistics off too: the device then keeps its counting wrapper (where
+                // bitmaps hang), or the image's bitmaps would go stale for qemu.
+                files.put(l.name(), IN_IMAGE);
             }
             out.add(args.size() == l.args().size() ? l
                     : new StackFile.Line(l.line(), l.name(), l.start(), l.length(), l.target(), List.copyOf(args)));

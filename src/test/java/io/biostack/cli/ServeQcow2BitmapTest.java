@@ -108,4 +108,36 @@ class ServeQcow2BitmapTest {
         String info = Tools.ok(60, "qemu-img", "info", "--output=json", img.toString()).out().replaceAll("\\s+", "");
         assertThat(info).contains("{\"flags\":[\"auto\"],\"name\":\"b0\",\"granularity\":65536}");
     }
+
+    @Test
+    void aStackQcow2DeviceWithStatisticsOffKeepsTheImageBitmap() throws Exception {
+        Tools.require("qemu-img", "qemu-io", "nbdinfo");
+        Path img = dir.resolve("d.qcow2");
+        Path sock = dir.resolve("nbd.sock");
+        Path stack = dir.resolve("s.stack");
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "16M");
+        Tools.ok(60, "qemu-img", "bitmap", "--add", img.toString(), "b0");
+        Files.writeString(stack, "c: loop " + img + " direct-io=off\nq: qcow2 c\n");
+        serve = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Dbiostack.stats=false", "--enable-native-access=ALL-UNNAMED", "-cp",
+                System.getProperty("java.class.path"), "io.biostack.cli.Main", "serve", "--stack", stack.toString(),
+                "--export", "q", "--listen", "none", "--socket", sock.toString())
+                .redirectErrorStream(true).redirectOutput(dir.resolve("serve.log").toFile()).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!Files.exists(sock) && System.nanoTime() < deadline && serve.isAlive()) {
+            Thread.sleep(20);
+        }
+        assertThat(sock).as(Files.readString(dir.resolve("serve.log"))).exists();
+        String uri = "nbd+unix:///q?socket=" + sock;
+        Tools.ok(60, "qemu-io", "-f", "raw", "-c", "write -P 7 3M 4k", uri);
+        assertThat(Tools.ok(60, "nbdinfo", "--map=qemu:dirty-bitmap:b0", uri).out().lines().map(String::trim)
+                .filter(l -> l.endsWith("dirty")).toList()).containsExactly("3145728       65536    1  dirty");
+        serve.destroy();
+        assertThat(serve.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        serve = null;
+        Tools.Result check = Tools.run(60, "qemu-img", "check", img.toString());
+        assertThat(check.exit()).as(check.out() + check.err()).isZero();
+        String info = Tools.ok(60, "qemu-img", "info", "--output=json", img.toString()).out().replaceAll("\\s+", "");
+        assertThat(info).contains("{\"flags\":[\"auto\"],\"name\":\"b0\",\"granularity\":65536}");
+    }
 }
