@@ -609,16 +609,34 @@ public final class Qcow2BitmapStore implements BitmapStore {
     /**
      * Reads {@code len} bytes at {@code off}. Bytes past the container's end (the file's last,
      * partial sector) are made readable by growing the container to the cluster's end, read-write;
-     * read-only, such a read is refused rather than read as zeros (zeros would be clean bits).
+     * read-only, they come from the part sector the device read from the file at open (where qemu
+     * leaves its directory after {@code qemu-img bitmap}), and a read past that is refused rather
+     * than read as zeros (zeros would be clean bits).
      */
     private byte[] read(long off, int len) throws IOException {
+        byte[] tail = null;
         if (off + len > container.size()) {
             if (readOnly) {
-                throw new Qcow2Exception("bytes " + off + " to " + (off + len) + " lie past the part of the image"
-                        + " a read-only open can read (" + container.size() + " bytes)");
+                tail = dev.fileTail();
+                if (tail == null || off + len > container.size() + tail.length) {
+                    throw new Qcow2Exception("bytes " + off + " to " + (off + len) + " lie past the part of the image"
+                            + " a read-only open can read (" + container.size() + " bytes)");
+                }
+            } else {
+                io.biostack.block.Resizable.grow(container, (off + len + cs - 1) & -(long) cs);
             }
-            io.biostack.block.Resizable.grow(container, (off + len + cs - 1) & -(long) cs);
         }
+        byte[] out = readContainer(off, len);
+        if (tail != null) {
+            long dsz = container.size();
+            int from = (int) Math.max(0, dsz - off);
+            System.arraycopy(tail, (int) (off + from - dsz), out, from, len - from);
+        }
+        return out;
+    }
+
+    /** Reads {@code len} bytes at {@code off}; bytes past the container's end are left zero. */
+    private byte[] readContainer(long off, int len) throws IOException {
         byte[] out = new byte[len];
         long start = off & ~511L;
         long end = Math.min((off + len + 511) & ~511L, container.size() & ~511L);

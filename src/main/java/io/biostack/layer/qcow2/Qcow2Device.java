@@ -440,6 +440,11 @@ public final class Qcow2Device implements Target {
 
     /** Set at a read-only open: the file's bytes past the container's end ({@link #fileTail}). */
     private byte[] fileTail;
+
+    /** The file's bytes past the container's last whole sector at a read-only open, or null; never written to. */
+    byte[] fileTail() {
+        return fileTail;
+    }
     /**
      * The sector of a raw backing file that its loop device leaves out because the file ends
      * inside it, zeros after the file's end (qemu sizes a raw file in whole sectors, rounding up:
