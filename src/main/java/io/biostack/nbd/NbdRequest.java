@@ -3,6 +3,7 @@ package io.biostack.nbd;
 import io.biostack.nbd.proto.NbdProtocol;
 import io.biostack.block.Bio;
 import io.biostack.block.EndIo;
+import io.biostack.block.Extent;
 import io.biostack.block.Status;
 
 /**
@@ -105,12 +106,22 @@ final class NbdRequest {
         }
     }
 
-    /** Data pieces this request's reply adds to a send (READ data runs; none for other replies). */
+    /**
+     * Data pieces this request's reply adds to a send (READ data runs; none for other replies).
+     * Hole runs are headers only: counting them asked 65 pieces of a 64-piece batch for a READ of
+     * {@link #MAX_RUNS} alternating runs, which no batch had room for, and its reply never went.
+     */
     int dataPieces() {
         if (type != NbdProtocol.CMD_READ || error != 0) {
             return 0;
         }
-        return Math.max(1, nruns);
+        int data = 0;
+        for (int i = 0; i < nruns; i++) {
+            if ((runs[2 * i + 1] & Extent.ZERO) == 0) {
+                data++;
+            }
+        }
+        return Math.max(1, data);
     }
 
     void addRun(long len, int extentFlags) {

@@ -140,6 +140,41 @@ class NbdTransmissionTest {
         }
     }
 
+    /**
+     * A READ across 32 alternating holes and data runs, the most the hole probe splits a READ
+     * into (NbdRequest.MAX_RUNS): its reply is 32 chunks, 16 with data, and must go out. It
+     * never did: a batch was thought to need two pieces per run (65 > 64), so no batch had room
+     * for it and the client waited for ever.
+     */
+    @Test
+    void structuredReadOfThirtyTwoRunsIsAnswered() throws Exception {
+        Path s2 = dir.resolve("runs.sock");
+        int n = NbdRequest.MAX_RUNS;
+        try (RamDisk disk = new RamDisk("runs", 4L << 20);
+             NbdServer srv = NbdServer.builder().export(NbdExport.of("runs", disk)).unixSocket(s2)
+                     .maxPayload(n * RamDisk.CHUNK).start();
+             RawNbdClient c = RawNbdClient.open(s2, "runs", true, false)) {
+            byte[] expect = new byte[n * RamDisk.CHUNK];
+            for (int i = 1; i < n; i += 2) {
+                byte[] data = pattern(RamDisk.CHUNK, i);
+                assertThat(c.writeAndWait((long) i * RamDisk.CHUNK, data)).isZero();
+                System.arraycopy(data, 0, expect, i * RamDisk.CHUNK, data.length);
+            }
+            c.request(0, CMD_READ, 9, 0, expect.length);
+            CompletableFuture<List<RawNbdClient.Reply>> reply = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return c.chunks(9);
+                } catch (IOException e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            List<RawNbdClient.Reply> r = reply.get(5, java.util.concurrent.TimeUnit.SECONDS);
+            assertThat(r).hasSize(n);
+            assertThat(r).extracting(RawNbdClient.Reply::type).containsOnly(REPLY_TYPE_OFFSET_HOLE, REPLY_TYPE_OFFSET_DATA);
+            assertThat(c.read(0, expect.length)).isEqualTo(expect);
+        }
+    }
+
     int countReads() {
         return (int) dev.log.stream().filter(s -> s.startsWith("READ")).count();
     }
