@@ -138,6 +138,15 @@ final class BufferPool {
         return made;
     }
 
+    /** Buffers idle in the pool now, over all size classes (tests: none is lost). */
+    int idle() {
+        int n = 0;
+        for (int t : top) {
+            n += t;
+        }
+        return n;
+    }
+
     /** Buffers this pool dropped (no room to keep them) so far. */
     long dropped() {
         return dropped;

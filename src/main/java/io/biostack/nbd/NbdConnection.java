@@ -889,19 +889,25 @@ final class NbdConnection {
         reactor.buffers().put(r.edges);
         r.edges = null;
         rmwActive = null;
-        NbdRequest next = rmwHead;
-        if (next != null) {
+        if (phase == CLOSED) {
+            // Nothing more is written: give back every one still waiting its turn, not only the
+            // next (the others kept their payload buffers, registered with the ring, for ever).
+            for (NbdRequest next = rmwHead; next != null; ) {
+                NbdRequest after = next.rmwNext;
+                next.rmwNext = null;
+                next.stage = NbdRequest.RMW_NONE;
+                completed(next); // gives it back
+                next = after;
+            }
+            rmwHead = rmwTail = null;
+        } else if (rmwHead != null) {
+            NbdRequest next = rmwHead;
             rmwHead = next.rmwNext;
             if (rmwHead == null) {
                 rmwTail = null;
             }
             next.rmwNext = null;
-            if (phase == CLOSED) {
-                next.stage = NbdRequest.RMW_NONE;
-                completed(next); // gives it back
-            } else {
-                rmwQueue(next);
-            }
+            rmwQueue(next);
         }
         completed(r);
     }

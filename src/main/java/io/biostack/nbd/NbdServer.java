@@ -422,6 +422,23 @@ public final class NbdServer implements AutoCloseable {
         return a;
     }
 
+    /**
+     * Payload buffers taken from the reactors' pools and not given back, for tests: 0 once every
+     * connection is gone, or a request's buffer was lost. Asks each reactor on its own thread.
+     */
+    long payloadBuffersOut() throws Exception {
+        long n = 0;
+        for (Reactor r : reactors) {
+            java.util.concurrent.CompletableFuture<Long> f = new java.util.concurrent.CompletableFuture<>();
+            r.execute(() -> {
+                BufferPool p = r.buffers();
+                f.complete(p.made() - p.dropped() - p.idle());
+            });
+            n += f.get(5, java.util.concurrent.TimeUnit.SECONDS);
+        }
+        return n;
+    }
+
     private NbdConnection newConnection(Reactor r, String peer) {
         NbdConnection c = new NbdConnection(this, r, nextId.incrementAndGet(), peer);
         open.incrementAndGet();

@@ -478,6 +478,35 @@ class NbdTransmissionTest {
         assertThat(server.connectionCount()).isZero();
     }
 
+    /**
+     * A client whose connection ends (here by a bad magic) while unaligned WRITEs wait their turn
+     * behind a read-modify-write in flight: each is given back with its buffer, none is written.
+     * Only the first waiting one was: the rest kept their payload buffers (registered with the
+     * ring, pinned) for ever.
+     */
+    @Test
+    void readModifyWritesWaitingWhenTheConnectionEndsAreAllGivenBack() throws Exception {
+        try (RawNbdClient c = RawNbdClient.handshake(sock, FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) {
+            assertThat(c.go(OPT_GO, "disk").getLast().type()).isEqualTo(REP_ACK); // no block sizes: lenient
+            c.writeAndWait(0, pattern(4096, 1)); // the pool is warm
+            dev.holding = true;
+            for (int i = 0; i < 4; i++) {
+                c.write(0, 10 + i, 100 + 1000L * i, pattern(10, i)); // unaligned: read-modify-write
+            }
+            assertThat(dev.awaitHeld(1, 5000)).isEqualTo(1); // the first one's head read
+            c.write(ByteBuffer.allocate(28).putInt(0, 0x12345678));
+            assertThat(c.closedByServer()).isTrue();
+            dev.releaseReversed();
+        }
+        long end = System.currentTimeMillis() + 5000;
+        while (server.connectionCount() > 0 && System.currentTimeMillis() < end) {
+            Thread.sleep(10);
+        }
+        Thread.sleep(100);
+        assertThat(server.payloadBuffersOut()).isZero();
+        assertThat(dev.log.stream().filter(s -> s.startsWith("WRITE")).count()).as(dev.log.toString()).isEqualTo(1);
+    }
+
     @Test
     void badRequestMagicDisconnects() throws Exception {
         try (RawNbdClient c = simple()) {
