@@ -738,7 +738,13 @@ final class NbdConnection {
             return;
         }
         if (structured && (flags & CMD_FLAG_DF) == 0 && length >= server.holeProbeMin()) {
-            probeHoles(r);
+            try {
+                probeHoles(r);
+            } catch (RuntimeException e) {
+                // The probe only saves sending zeros: when the device can't say (a qcow2 image
+                // whose L2 table can't be read), read it all as data, and the READ tells the truth.
+                r.nruns = 0;
+            }
             if (r.nruns == 1 && (r.runs[1] & Extent.ZERO) != 0) {
                 completed(r); // all zeros: one OFFSET_HOLE chunk, no I/O
                 return;

@@ -175,6 +175,28 @@ class NbdTransmissionTest {
         }
     }
 
+    /**
+     * The hole probe of a structured READ fails (a qcow2 image whose L2 table can't be read throws
+     * from extentAt): the READ is served as plain data, as BLOCK_STATUS answers EIO. The exception
+     * went up through the reactor, the request was never answered and the client waited for ever.
+     */
+    @Test
+    void structuredReadWhoseHoleProbeFailsIsStillAnswered() throws Exception {
+        byte[] data = pattern(RamDisk.CHUNK, 3);
+        try (RawNbdClient c = structured()) {
+            assertThat(c.writeAndWait(0, data)).isZero();
+            dev.extentFailure = new java.io.UncheckedIOException(new IOException("L2 table unreadable"));
+            CompletableFuture<byte[]> read = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return c.read(0, 2 * RamDisk.CHUNK);
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            assertThat(read.get(5, java.util.concurrent.TimeUnit.SECONDS)).isEqualTo(concat(data, new byte[RamDisk.CHUNK]));
+        }
+    }
+
     int countReads() {
         return (int) dev.log.stream().filter(s -> s.startsWith("READ")).count();
     }

@@ -29,6 +29,8 @@ final class ProbeDevice implements BlockDevice {
     final AtomicInteger flushes = new AtomicInteger();
     volatile boolean holding;
     volatile Status failWith;
+    /** Thrown by {@link #extentAt} when set, as a qcow2 image's does when an L2 table can't be read. */
+    volatile RuntimeException extentFailure;
 
     ProbeDevice(long size) {
         this(size, null);
@@ -43,7 +45,14 @@ final class ProbeDevice implements BlockDevice {
     @Override public long size() { return ram.size(); }
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return false; }
-    @Override public Extent extentAt(long offset, long maxLength) { return ram.extentAt(offset, maxLength); }
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        RuntimeException e = extentFailure;
+        if (e != null) {
+            throw e;
+        }
+        return ram.extentAt(offset, maxLength);
+    }
     @Override public void close() { ram.close(); }
 
     @Override
