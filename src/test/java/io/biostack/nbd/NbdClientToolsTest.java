@@ -16,6 +16,7 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.List;
 import java.util.Random;
 
 import static io.biostack.nbd.proto.NbdProtocol.*;
@@ -60,6 +61,25 @@ class NbdClientToolsTest {
         server.close();
         loop.close();
         ram.close();
+    }
+
+    /**
+     * qemu-io reads 128 KiB of a sparse file whose 4 KiB blocks alternate hole and data: the
+     * server's structured reply is 32 chunks (16 holes, 16 data). It hung: that reply was thought
+     * to need more pieces than a send batch holds, so it never went out.
+     */
+    @Test
+    void qemuIoReadsARangeOfThirtyTwoAlternatingHolesAndDataRuns() throws Exception {
+        Tools.require("qemu-io");
+        List<String> cmd = new java.util.ArrayList<>(List.of("qemu-io", "-f", "raw"));
+        for (int i = 1; i < 32; i += 2) {
+            cmd.addAll(List.of("-c", "write -P 0x5a " + i * 4 + "k 4k"));
+        }
+        cmd.add(fileUri);
+        Tools.ok(30, cmd.toArray(String[]::new));
+        Tools.Result r = Tools.ok(30, "qemu-io", "-f", "raw", "-c", "read 0 128k",
+                "-c", "read -P 0 0 4k", "-c", "read -P 0x5a 4k 4k", "-c", "read -P 0x5a 124k 4k", fileUri);
+        assertThat(r.out()).contains("read 131072/131072 bytes at offset 0").doesNotContain("Pattern verification failed");
     }
 
     @Test
