@@ -100,6 +100,9 @@ public final class Qcow2Check {
      */
     public static Result check(Qcow2Image img, PrintStream msg, int fix) throws IOException {
         Result r = new Qcow2Check(img, msg, fix).run();
+        if (fix != 0 && r.failure() == null && r.checkErrors() == 0 && r.corruptions() == 0) {
+            markCleanAndConsistent(img);
+        }
         if (fix == 0 || r.failure() != null || (r.corruptionsFixed() == 0 && r.leaksFixed() == 0)) {
             return r;
         }
@@ -112,6 +115,23 @@ public final class Qcow2Check {
         return new Result(again.corruptions(), again.leaks(), again.checkErrors(), r.corruptionsFixed(),
                 r.leaksFixed(), again.imageEndOffset(), again.totalClusters(), again.allocatedClusters(),
                 again.fragmentedClusters(), again.compressedClusters(), again.failure());
+    }
+
+    /**
+     * Clears the dirty and corrupt bits once a repair left no corruption, as qcow2_co_check_locked
+     * does (qcow2_mark_clean, qcow2_mark_consistent): the refcounts are now right, and an image
+     * still marked corrupt is one qemu (and {@link Qcow2Device}) refuse to open for writing.
+     */
+    private static void markCleanAndConsistent(Qcow2Image img) throws IOException {
+        long bits = Qcow2Header.INCOMPAT_DIRTY | Qcow2Header.INCOMPAT_CORRUPT;
+        if ((img.incompat & bits) == 0) {
+            return; // also every version 2 image: its header has no feature bits
+        }
+        img.sync();
+        ByteBuffer b = ByteBuffer.allocate(8);
+        b.putLong(0, img.incompat & ~bits);
+        img.write(72, b); // incompatible_features (qcow2.rst "Header", bytes 72-79)
+        img.sync();
     }
 
     private Result run() throws IOException {

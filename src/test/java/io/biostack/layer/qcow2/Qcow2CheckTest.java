@@ -107,6 +107,34 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void aRepairThatLeavesNoCorruptionClearsTheCorruptAndDirtyBitsAsQemuImgCheckDoes() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path p = image();
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(11L * 65536);
+        }
+        setRefcount(p, 10, 1); // a leak, as a crash leaves one
+        long bits = Qcow2Header.INCOMPAT_DIRTY | Qcow2Header.INCOMPAT_CORRUPT;
+        poke(p, 72, ByteBuffer.allocate(8).putLong(0, bits));
+        assertThat(Tools.run(30, "qemu-io", "-c", "write 0 4k", p.toString()).all())
+                .contains("Image is corrupt; cannot be opened read/write");
+        Path leaksOnly = dir.resolve("l.qcow2");
+        java.nio.file.Files.copy(p, leaksOnly);
+        Qcow2Check.Result r = check(p, Qcow2Check.REPAIR_ALL);
+        assertThat(r.leaksFixed()).isEqualTo(1);
+        assertThat(r.exitCode()).isZero();
+        try (Qcow2Image img = Qcow2Image.open(p, false)) {
+            assertThat(img.incompat & bits).as("dirty and corrupt bits after -r all").isZero();
+        }
+        Tools.ok(30, "qemu-io", "-c", "write -P 7 0 4k", p.toString());
+        Tools.ok(30, "qemu-img", "check", p.toString());
+        assertThat(check(leaksOnly, Qcow2Check.REPAIR_LEAKS).exitCode()).isZero();
+        try (Qcow2Image img = Qcow2Image.open(leaksOnly, false)) {
+            assertThat(img.incompat & bits).as("dirty and corrupt bits after -r leaks").isZero();
+        }
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
