@@ -135,6 +135,27 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void aRefcountBlockPastTheEndOfTheFileIsACorruptionThatRepairRebuildsAsQemuImgCheckSays() throws Exception {
+        Tools.require("qemu-img");
+        Path p = image();
+        poke(p, 65536, ByteBuffer.allocate(8).putLong(0, 100L * 65536)); // reftable[0]: a block far past the end
+        Path copy = dir.resolve("q.qcow2");
+        java.nio.file.Files.copy(p, copy);
+        assertThat(Tools.run(30, "qemu-img", "check", copy.toString()).exit()).as("qemu-img's verdict").isEqualTo(2);
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.checkErrors()).isZero();
+        assertThat(r.corruptions()).isGreaterThanOrEqualTo(10);
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(msgs.toString()).contains("ERROR cluster 4 refcount=0 reference=1");
+        Qcow2Check.Result all = check(p, Qcow2Check.REPAIR_ALL);
+        assertThat(all.failure()).isNull();
+        assertThat(all.checkErrors()).isZero();
+        assertThat(all.exitCode()).isZero();
+        Tools.ok(60, "qemu-img", "check", p.toString());
+        Tools.ok(60, "qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", p.toString(), copy.toString());
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
