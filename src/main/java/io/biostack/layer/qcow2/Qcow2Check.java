@@ -475,7 +475,10 @@ public final class Qcow2Check {
 
     private void checkCopiedFlags() throws IOException {
         int step = img.extendedL2() ? 2 : 1;
-        boolean fixIt = (fix & REPAIR_ERRORS) != 0;
+        // As qemu's check_oflag_copied: -r all always repairs; -r leaks too when nothing else is
+        // wrong, for the refcounts (their leaks just fixed) are then right and the flag must follow.
+        boolean fixIt = (fix & REPAIR_ERRORS) != 0
+                || ((fix & REPAIR_LEAKS) != 0 && checkErrors == 0 && corruptions == 0 && leaks == 0);
         long[] l1 = img.l1;
         boolean l1Dirty = false;
         for (int i = 0; i < l1.length; i++) {

@@ -156,6 +156,27 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void repairingLeaksAlsoFixesAWrongCopiedFlagWhenNothingElseIsWrongAsQemuImgCheckDoes() throws Exception {
+        Tools.require("qemu-img");
+        Path p = image();
+        long l2e = 4L * 65536; // L2[0], the data cluster at 5 (refcount 1)
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+            ByteBuffer b = ByteBuffer.allocate(8);
+            ch.read(b, l2e);
+            poke(p, l2e, ByteBuffer.allocate(8).putLong(0, b.getLong(0) & ~Qcow2Header.OFLAG_COPIED));
+        }
+        Path copy = dir.resolve("q.qcow2");
+        java.nio.file.Files.copy(p, copy);
+        assertThat(Tools.run(30, "qemu-img", "check", "-r", "leaks", copy.toString()).exit()).as("qemu-img's verdict")
+                .isZero();
+        Qcow2Check.Result r = check(p, Qcow2Check.REPAIR_LEAKS);
+        assertThat(msgs.toString()).contains("Repairing OFLAG_COPIED data cluster");
+        assertThat(r.corruptionsFixed()).isEqualTo(1);
+        assertThat(r.exitCode()).isZero();
+        Tools.ok(60, "qemu-img", "check", p.toString());
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
