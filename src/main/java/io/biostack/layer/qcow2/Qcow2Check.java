@@ -313,6 +313,12 @@ public final class Qcow2Check {
             }
             long off = e & Qcow2Header.OFFSET_MASK;
             if (off == 0) {
+                if (step == 2 && (l2[j + 1] & 0xffffffffL) != 0) {
+                    // Subclusters allocated in a cluster with no host offset: qemu reads them as
+                    // QCOW2_SUBCLUSTER_INVALID (EIO) and check_refcounts_l2 reports a corruption.
+                    msg.println("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+                    corruptions++;
+                }
                 continue;
             }
             if (step == 2) {

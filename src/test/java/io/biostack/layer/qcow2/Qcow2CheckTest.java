@@ -177,6 +177,25 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void anUnallocatedExtendedL2EntryWithAllocatedSubclustersIsACorruptionAsQemuImgCheckSays() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path p = dir.resolve("x.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "extended_l2=on", p.toString(), "8M");
+        Tools.ok(30, "qemu-io", "-c", "write -P 0x11 0 64k", p.toString());
+        long l2;
+        try (Qcow2Image img = Qcow2Image.open(p, false)) {
+            l2 = img.l1[0] & Qcow2Header.OFFSET_MASK;
+        }
+        poke(p, l2 + 16 + 8, ByteBuffer.allocate(8).putLong(0, 0xfL)); // entry 1: no offset, subclusters 0-3 allocated
+        assertThat(Tools.run(30, "qemu-img", "check", p.toString()).exit()).as("qemu-img's verdict").isEqualTo(2);
+        assertThat(Tools.run(30, "qemu-io", "-c", "read 64k 4k", p.toString()).all()).contains("Input/output error");
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.corruptions()).isEqualTo(1);
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(msgs.toString()).contains("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
