@@ -74,6 +74,11 @@ public final class ImgCommand implements Runnable {
         public Integer call() throws IOException {
             Map<String, String> o = parseOptions(options);
             Long size = sizeText == null ? null : Sizes.parse(sizeText);
+            if (format.equals("qcow2")) {
+                // -o backing_file=, backing_fmt= are -b and -F (qemu-img's options): the same checks apply.
+                backing = o.containsKey("backing_file") ? o.remove("backing_file") : backing;
+                backingFormat = o.containsKey("backing_fmt") ? o.remove("backing_fmt") : backingFormat;
+            }
             if (backing != null) {
                 if (!format.equals("qcow2")) {
                     throw bad("-b is only supported with -f qcow2");
@@ -88,10 +93,12 @@ public final class ImgCommand implements Runnable {
                 if (!backingFormat.equals("raw") && !backingFormat.equals("qcow2")) {
                     throw bad("Unknown backing format '" + backingFormat + "' (raw or qcow2)");
                 }
-                if (size == null) {
-                    try (ImgChain c = ImgChain.open(full, backingFormat, false)) {
-                        size = c.size();
-                    }
+                // Opened even when the size is given, as bdrv_img_create does (qemu-img create without
+                // -u): a backing file that is missing or not of its format is refused, not recorded.
+                try (ImgChain c = ImgChain.open(full, backingFormat, false)) {
+                    size = size == null ? c.size() : size;
+                } catch (IOException e) {
+                    throw new IOException(file + ": " + e.getMessage() + "\nCould not open backing image.", e);
                 }
             }
             if (size == null) {
@@ -146,8 +153,6 @@ public final class ImgCommand implements Runnable {
                     case "compression_type" -> ctype = v;
                     case "preallocation" -> prealloc = v;
                     case "compat" -> compat = v;
-                    case "backing_file" -> backing = v;
-                    case "backing_fmt" -> backingFormat = v;
                     default -> throw bad("Invalid parameter '" + e.getKey() + "'");
                 }
             }

@@ -92,6 +92,36 @@ class ImgQemuTest {
     }
 
     @Test
+    void aBackingFileThatCannotBeOpenedIsRefusedEvenWithASizeOrGivenByDashOAsQemuImgDoes() throws Exception {
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "raw", f("base.raw"), "5M");
+        String[][] refused = {
+            {"-b", "nope.qcow2", "-F", "qcow2"},
+            {"-b", "base.raw", "-F", "qcow2"},
+            {"-o", "backing_file=nope.qcow2,backing_fmt=qcow2"},
+            {"-o", "backing_file=base.raw"},
+        };
+        for (String[] args : refused) {
+            java.util.List<String> tail = new java.util.ArrayList<>(java.util.List.of(args));
+            tail.addAll(java.util.List.of(f("top.qcow2"), "1M"));
+            java.util.List<String> ours = new java.util.ArrayList<>(java.util.List.of("img", "create", "-q", "-f", "qcow2"));
+            ours.addAll(tail);
+            java.util.List<String> theirs = new java.util.ArrayList<>(java.util.List.of("qemu-img", "create", "-q", "-f", "qcow2"));
+            theirs.addAll(tail);
+            assertThat(Tools.run(60, theirs.toArray(String[]::new)).exit()).as("qemu-img " + tail).isNotZero();
+            assertThat(dir.resolve("top.qcow2")).as("qemu-img " + tail).doesNotExist();
+            CliRun r = CliRun.of(ours.toArray(String[]::new));
+            assertThat(r.code()).as(String.join(" ", tail)).isNotZero();
+            assertThat(r.err()).as(String.join(" ", tail)).isNotBlank();
+            assertThat(dir.resolve("top.qcow2")).as(String.join(" ", tail)).doesNotExist();
+        }
+        CliRun ok = CliRun.of("img", "create", "-q", "-f", "qcow2", "-o", "backing_file=base.raw,backing_fmt=raw",
+                f("top.qcow2"));
+        assertThat(ok.code()).as(ok.err()).isZero();
+        Map<String, Object> info = ImgJson.object(Tools.ok(60, "qemu-img", "info", "--output=json", f("top.qcow2")).out());
+        assertThat(info).containsEntry("virtual-size", 5L << 20).containsEntry("backing-filename-format", "raw");
+    }
+
+    @Test
     void badCreateOptionsAreRefusedAndCreateNothing() {
         for (String o : new String[] {"cluster_size=3000", "refcount_bits=3", "extended_l2=on,cluster_size=8k",
                 "compression_type=lz4", "preallocation=some", "compat=0.10,lazy_refcounts=on", "compat=0.9", "nosuch=1"}) {
