@@ -479,6 +479,19 @@ public final class Qcow2Check {
         return true;
     }
 
+    /**
+     * A stored refcount for the OFLAG_COPIED pass, or -1 when it can't be read: compare already
+     * counted that as a check error, and check_oflag_copied skips the entry without a message, so
+     * the check still ends with its result (and its JSON) rather than an exception.
+     */
+    private long refcountOrMinusOne(long cluster) {
+        try {
+            return img.storedRefcount(cluster);
+        } catch (IOException e) {
+            return -1;
+        }
+    }
+
     private void checkCopiedFlags() throws IOException {
         int step = img.extendedL2() ? 2 : 1;
         // As qemu's check_oflag_copied: -r all always repairs; -r leaks too when nothing else is
@@ -492,7 +505,10 @@ public final class Qcow2Check {
             if (l2Off == 0 || (l2Off & (clusterSize - 1)) != 0 || l2Off + clusterSize > img.currentFileSize()) {
                 continue;
             }
-            long rc = img.storedRefcount(l2Off / clusterSize);
+            long rc = refcountOrMinusOne(l2Off / clusterSize);
+            if (rc < 0) {
+                continue;
+            }
             if ((rc == 1) != ((l1[i] & Qcow2Header.OFLAG_COPIED) != 0)) {
                 msg.printf("%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d%n",
                         fixIt ? "Repairing" : "ERROR", i, l1[i], rc);
@@ -512,7 +528,10 @@ public final class Qcow2Check {
                 if ((e & Qcow2Header.OFLAG_COMPRESSED) != 0 || off == 0 || img.dataFile != null) {
                     continue;
                 }
-                long r = img.storedRefcount(off / clusterSize);
+                long r = refcountOrMinusOne(off / clusterSize);
+                if (r < 0) {
+                    continue;
+                }
                 if ((r == 1) != ((e & Qcow2Header.OFLAG_COPIED) != 0)) {
                     msg.printf("%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%d%n",
                             fixIt ? "Repairing" : "ERROR", e, r);

@@ -196,6 +196,21 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void aMisalignedRefcountBlockEndsTheCheckWithItsResultAsQemuImgCheckDoes() throws Exception {
+        Path p = image();
+        poke(p, 65536, ByteBuffer.allocate(8).putLong(0, 2L * 65536 + 512)); // reftable[0] misaligned
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.checkErrors()).isGreaterThanOrEqualTo(10);
+        assertThat(r.corruptions()).isEqualTo(1);
+        assertThat(r.exitCode()).isEqualTo(1);
+        assertThat(msgs.toString()).contains("refcount block 0 is not cluster aligned");
+        Tools.require("qemu-img");
+        Tools.Result q = Tools.run(30, "qemu-img", "check", "--output=json", p.toString());
+        assertThat(q.exit()).isEqualTo(1);
+        assertThat(q.out()).contains("\"check-errors\"").contains("\"corruptions\": 1");
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
