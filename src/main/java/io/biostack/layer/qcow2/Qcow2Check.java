@@ -312,7 +312,9 @@ public final class Qcow2Check {
                 corruptions++;
             }
             long off = e & Qcow2Header.OFFSET_MASK;
-            if (off == 0) {
+            // Offset 0 is unallocated, except in an external data file where it is a cluster like
+            // any other, told apart by OFLAG_COPIED (qemu's qcow2_get_cluster_type).
+            if (off == 0 && !(external && (e & Qcow2Header.OFLAG_COPIED) != 0)) {
                 if (step == 2 && (l2[j + 1] & 0xffffffffL) != 0) {
                     // Subclusters allocated in a cluster with no host offset: qemu reads them as
                     // QCOW2_SUBCLUSTER_INVALID (EIO) and check_refcounts_l2 reports a corruption.

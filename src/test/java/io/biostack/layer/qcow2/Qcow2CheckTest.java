@@ -211,6 +211,19 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void theFirstClusterOfARawExternalDataFileIsCountedAllocatedAsQemuImgCheckCountsIt() throws Exception {
+        Tools.require("qemu-img");
+        Path p = dir.resolve("df.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                "data_file=" + dir.resolve("d.raw") + ",data_file_raw=on", p.toString(), "4M");
+        assertThat(Tools.ok(30, "qemu-img", "check", "--output=json", p.toString()).out())
+                .contains("\"allocated-clusters\": 64,");
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.exitCode()).isZero();
+        assertThat(r.allocatedClusters()).isEqualTo(64);
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
