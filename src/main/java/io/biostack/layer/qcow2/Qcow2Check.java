@@ -280,6 +280,7 @@ public final class Qcow2Check {
 
     private void checkL2(long[] l2, boolean active) throws IOException {
         int step = img.extendedL2() ? 2 : 1;
+        nextContiguous = 0; // per L2 table, as check_refcounts_l2's local next_contiguous_offset
         boolean external = img.dataFile != null;
         for (int j = 0; j < l2.length; j += step) {
             long e = l2[j];

@@ -224,6 +224,20 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void fragmentationIsCountedWithinEachL2TableAsQemuImgCheckCountsIt() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path p = dir.resolve("f.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", p.toString(), "8M");
+        // An L2 table maps 2 MiB: the write at 3M allocates a second L2 table between the two runs of data.
+        Tools.ok(30, "qemu-io", "-c", "write 0 64k", "-c", "write 3M 8k", p.toString());
+        assertThat(Tools.ok(30, "qemu-img", "check", "--output=json", p.toString()).out())
+                .doesNotContain("fragmented-clusters");
+        Qcow2Check.Result r = check(p, 0);
+        assertThat(r.allocatedClusters()).isEqualTo(18);
+        assertThat(r.fragmentedClusters()).isZero();
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
