@@ -24,6 +24,8 @@ import java.util.List;
 public final class Qcow2Image implements AutoCloseable {
     /** Refcount table entries: bits 9-63 hold the refcount block offset (qcow2.rst "Refcount table"). */
     public static final long REFT_OFFSET_MASK = ~Qcow2Header.REFT_RESERVED_MASK;
+    /** qemu's lock byte for "does not share BLK_PERM_WRITE" (block/file-posix.c: 200 + bit 1). */
+    private static final long WRITE_UNSHARED_LOCK_BYTE = 201;
     /** qemu's QCOW_MAX_SNAPSHOTS. */
     static final int MAX_SNAPSHOTS = 65536;
     /** qemu's QCOW2_MAX_BITMAPS. */
@@ -206,6 +208,12 @@ public final class Qcow2Image implements AutoCloseable {
                 ? FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
                 : FileChannel.open(path, StandardOpenOption.READ);
         try {
+            if (writable && ch.tryLock(WRITE_UNSHARED_LOCK_BYTE, 1, false) == null) {
+                // qemu holds a read lock on this byte while it writes the image without sharing
+                // writes (raw_apply_lock_bytes: 200 + the bit of BLK_PERM_WRITE): a repair now
+                // would write metadata under a running qemu. The lock is held until close.
+                throw new IOException(path + ": Failed to get \"write\" lock\nIs another process using the image?");
+            }
             return new Qcow2Image(ch, path);
         } catch (IOException | RuntimeException e) {
             ch.close();

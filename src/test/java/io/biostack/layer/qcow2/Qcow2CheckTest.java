@@ -238,6 +238,30 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void aRepairRefusesAnImageQemuIsWritingAsQemuImgCheckDoes() throws Exception {
+        Tools.require("qemu-img", "qemu-nbd");
+        Path p = image();
+        byte[] before = java.nio.file.Files.readAllBytes(p);
+        Path sock = dir.resolve("nbd.sock");
+        Process nbd = new ProcessBuilder("qemu-nbd", "-k", sock.toString(), "-f", "qcow2", p.toString())
+                .redirectErrorStream(true).redirectOutput(dir.resolve("nbd.log").toFile()).start();
+        try {
+            for (int i = 0; i < 100 && !java.nio.file.Files.exists(sock); i++) {
+                Thread.sleep(50);
+            }
+            assertThat(Tools.run(30, "qemu-img", "check", "-r", "all", p.toString()).all())
+                    .contains("Failed to get \"write\" lock");
+            assertThatThrownBy(() -> check(p, Qcow2Check.REPAIR_ALL)).isInstanceOf(IOException.class)
+                    .hasMessageContaining("Failed to get \"write\" lock");
+            assertThat(java.nio.file.Files.readAllBytes(p)).isEqualTo(before);
+        } finally {
+            nbd.destroy();
+            nbd.waitFor();
+        }
+        assertThat(check(p, Qcow2Check.REPAIR_ALL).exitCode()).isZero();
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
