@@ -8,6 +8,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -76,6 +78,7 @@ class ServeQcow2BitmapTest {
             q.waitFor(10, TimeUnit.SECONDS);
         }
     }
+
     @Test
     void withStatisticsOffTheImageBitmapIsStillKeptAndNoClusterLeaks() throws Exception {
         Tools.require("qemu-img", "qemu-io", "nbdinfo");
@@ -85,17 +88,27 @@ class ServeQcow2BitmapTest {
         Tools.ok(60, "qemu-img", "bitmap", "--add", img.toString(), "b0");
         // -Dbiostack.stats=false only drops the I/O counters (docs/statistics.md): the image's
         // bitmaps must still be offered, record and be saved, not be left stale for qemu.
-        serve = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        servedWithStatisticsOffKeepsB0(img, sock, "nbd+unix:///?socket=" + sock,
+                "serve", img.toString(), "--socket", sock.toString(), "-B", "b0");
+    }
+
+    /**
+     * Runs {@code args} with -Dbiostack.stats=false, writes 4 KiB at 3 MiB through {@code uri},
+     * checks that bitmap b0 shows it dirty, stops the server, and checks that qemu-img finds the
+     * image clean with b0 kept (auto, not in use).
+     */
+    private void servedWithStatisticsOffKeepsB0(Path img, Path sock, String uri, String... args) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Dbiostack.stats=false", "--enable-native-access=ALL-UNNAMED", "-cp",
-                System.getProperty("java.class.path"), "io.biostack.cli.Main", "serve", img.toString(), "--socket",
-                sock.toString(), "-B", "b0")
+                System.getProperty("java.class.path"), "io.biostack.cli.Main"));
+        cmd.addAll(List.of(args));
+        serve = new ProcessBuilder(cmd)
                 .redirectErrorStream(true).redirectOutput(dir.resolve("serve.log").toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (!Files.exists(sock) && System.nanoTime() < deadline && serve.isAlive()) {
             Thread.sleep(20);
         }
         assertThat(sock).as(Files.readString(dir.resolve("serve.log"))).exists();
-        String uri = "nbd+unix:///?socket=" + sock;
         Tools.ok(60, "qemu-io", "-f", "raw", "-c", "write -P 7 3M 4k", uri);
         assertThat(Tools.ok(60, "nbdinfo", "--map=qemu:dirty-bitmap:b0", uri).out().lines().map(String::trim)
                 .filter(l -> l.endsWith("dirty")).toList()).containsExactly("3145728       65536    1  dirty");
@@ -118,26 +131,7 @@ class ServeQcow2BitmapTest {
         Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "16M");
         Tools.ok(60, "qemu-img", "bitmap", "--add", img.toString(), "b0");
         Files.writeString(stack, "c: loop " + img + " direct-io=off\nq: qcow2 c\n");
-        serve = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Dbiostack.stats=false", "--enable-native-access=ALL-UNNAMED", "-cp",
-                System.getProperty("java.class.path"), "io.biostack.cli.Main", "serve", "--stack", stack.toString(),
-                "--export", "q", "--listen", "none", "--socket", sock.toString())
-                .redirectErrorStream(true).redirectOutput(dir.resolve("serve.log").toFile()).start();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (!Files.exists(sock) && System.nanoTime() < deadline && serve.isAlive()) {
-            Thread.sleep(20);
-        }
-        assertThat(sock).as(Files.readString(dir.resolve("serve.log"))).exists();
-        String uri = "nbd+unix:///q?socket=" + sock;
-        Tools.ok(60, "qemu-io", "-f", "raw", "-c", "write -P 7 3M 4k", uri);
-        assertThat(Tools.ok(60, "nbdinfo", "--map=qemu:dirty-bitmap:b0", uri).out().lines().map(String::trim)
-                .filter(l -> l.endsWith("dirty")).toList()).containsExactly("3145728       65536    1  dirty");
-        serve.destroy();
-        assertThat(serve.waitFor(30, TimeUnit.SECONDS)).isTrue();
-        serve = null;
-        Tools.Result check = Tools.run(60, "qemu-img", "check", img.toString());
-        assertThat(check.exit()).as(check.out() + check.err()).isZero();
-        String info = Tools.ok(60, "qemu-img", "info", "--output=json", img.toString()).out().replaceAll("\\s+", "");
-        assertThat(info).contains("{\"flags\":[\"auto\"],\"name\":\"b0\",\"granularity\":65536}");
+        servedWithStatisticsOffKeepsB0(img, sock, "nbd+unix:///q?socket=" + sock,
+                "serve", "--stack", stack.toString(), "--export", "q", "--listen", "none", "--socket", sock.toString());
     }
 }
