@@ -231,15 +231,7 @@ public final class NbdServer implements AutoCloseable {
     }
 
     private void listenUnix(Path path, int mode) throws IOException {
-        if (Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-            if (!isSocket(path)) {
-                throw new IOException("can't listen on " + path + ": a file that is not a socket is in the way");
-            }
-            if (socketAnswers(path)) {
-                throw new IOException("can't listen on " + path + ": socket already in use by another server");
-            }
-            Files.delete(path); // a stale socket left by a server that died
-        }
+        SocketFiles.removeStale(path, "can't listen on " + path);
         if (uring) {
             int fd = Sockets.socket(Sockets.AF_UNIX);
             int r = fd < 0 ? fd : bindUnix(fd, path, mode);
@@ -299,23 +291,6 @@ public final class NbdServer implements AutoCloseable {
                 LOG.log(Level.WARNING, "nbd: can't accept on {0}: {1}", kind, e.toString());
             }
         });
-    }
-
-    private static boolean isSocket(Path p) {
-        try {
-            Object mode = Files.getAttribute(p, "unix:mode", java.nio.file.LinkOption.NOFOLLOW_LINKS);
-            return (((Integer) mode) & 0170000) == 0140000; // S_IFSOCK
-        } catch (IOException | UnsupportedOperationException | IllegalArgumentException e) {
-            return false;
-        }
-    }
-
-    private static boolean socketAnswers(Path p) {
-        try (SocketChannel c = SocketChannel.open(UnixDomainSocketAddress.of(p))) {
-            return c.isConnected();
-        } catch (IOException e) {
-            return false;
-        }
     }
 
     // ---- accepting (on the first reactor) ------------------------------------------------------

@@ -75,7 +75,7 @@ public final class ControlServer implements AutoCloseable {
      * @throws IOException when the socket can't be made
      */
     public static ControlServer start(Stack stack, Path socket, int mode) throws IOException {
-        SocketFiles.removeStale(socket, "control socket");
+        SocketFiles.removeStale(socket, "can't make the control socket " + socket);
         ServerSocketChannel s = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         try {
             SocketFiles.bind(socket, mode, at -> s.bind(UnixDomainSocketAddress.of(at)));

@@ -53,19 +53,19 @@ public final class SocketFiles {
      * a socket that still answers (another server's).
      *
      * @param path where a socket is to be bound
-     * @param what the socket's name in messages ("control socket")
+     * @param cant what failed, as messages begin ("can't listen on /run/x.sock")
      * @throws IOException when something other than a stale socket is at {@code path}
      */
-    public static void removeStale(Path path, String what) throws IOException {
+    public static void removeStale(Path path, String cant) throws IOException {
         if (!Files.exists(path, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
         Object type = Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
         if ((((Integer) type) & 0170000) != 0140000) { // S_IFSOCK, inode(7)
-            throw new IOException("can't make the " + what + " " + path + ": a file that is not a socket is in the way");
+            throw new IOException(cant + ": a file that is not a socket is in the way");
         }
         try (SocketChannel c = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
-            throw new IOException("can't make the " + what + " " + path + ": another server is listening on it");
+            throw new IOException(cant + ": socket already in use: another server is listening on it");
         } catch (java.net.ConnectException e) {
             Files.delete(path); // nobody listens: a stale socket
         }
