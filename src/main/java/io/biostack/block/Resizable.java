@@ -42,6 +42,19 @@ public interface Resizable {
     }
 
     /**
+     * Shows the last part block of what lies under the device, when that ends inside a block,
+     * without changing it: the block reads as what is there, then zeros (a file that qemu left
+     * ending mid-sector, read as qemu reads it). The default has no part block and changes
+     * nothing: a device that can overrides it.
+     *
+     * @return the device's size afterwards, in bytes; -1 when it has no part block to show
+     * @throws IOException when the device can show one but finding it failed
+     */
+    default long showPartBlock() throws IOException {
+        return -1;
+    }
+
+    /**
      * Grows {@code dev} when it can, or says clearly why not.
      *
      * @param dev     the device to grow
@@ -58,6 +71,18 @@ public interface Resizable {
         }
         throw new IOException(dev.name() + " cannot grow (" + dev.size() + " bytes, " + minSize
                 + " needed): it is not a file or an image that can be resized");
+    }
+
+    /**
+     * Shows {@code dev}'s last part block when it has one ({@link #showPartBlock}); a device that
+     * is not {@link Resizable} is left as it is.
+     *
+     * @param dev the device
+     * @return the device's size afterwards, or -1 when it has no part block to show
+     * @throws IOException when the device can show one but finding it failed
+     */
+    static long showPart(BlockDevice dev) throws IOException {
+        return dev instanceof Resizable r ? r.showPartBlock() : -1;
     }
 
     /**

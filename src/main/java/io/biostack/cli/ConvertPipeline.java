@@ -52,8 +52,6 @@ final class ConvertPipeline {
     private static final byte COMPRESSED = 2;
     /** Data in a local file, copied by the kernel ({@link #runFiles}). */
     private static final byte FILE = 3;
-    /** The last, part sector of a source file, past its loop device's end: read from the file. */
-    private static final byte TAIL = 4;
 
     /** Most slots: one bit each in the free word. qemu-img's -m allows at most 16. */
     static final int MAX_DEPTH = 64;
@@ -131,45 +129,6 @@ final class ConvertPipeline {
      */
     void fileData(Path file, long fileOffset, long guestOffset, long length) {
         split(FILE, file, fileOffset, guestOffset, length, 0);
-    }
-
-    /**
-     * Plans the copy of a source file's last sector, the one its loop device leaves out because
-     * the file ends inside it (loop.c sizes a device in whole sectors): read with a positional
-     * read of the file when its chunk starts, zeros after the file's end.
-     *
-     * @param file        the source file
-     * @param fileOffset  where in it (a sector boundary)
-     * @param guestOffset the guest offset the data belongs at
-     * @param length      bytes, whole sectors: those the file has and the zeros after them
-     */
-    void tail(Path file, long fileOffset, long guestOffset, long length) {
-        split(TAIL, file, fileOffset, guestOffset, length, 0);
-    }
-
-    /**
-     * Fills {@code into} from {@code file} at {@code offset}; what lies past the file's end reads
-     * as zeros, as qemu's raw driver reads the last sector of a file that ends inside it.
-     *
-     * @param file   the file
-     * @param offset where in it
-     * @param into   the bytes wanted (position to limit), filled whole
-     * @throws IOException when the file can't be read
-     */
-    static void readTail(Path file, long offset, ByteBuffer into) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            long at = offset;
-            while (into.hasRemaining()) {
-                int k = ch.read(into, at);
-                if (k < 0) {
-                    break;
-                }
-                at += k;
-            }
-        }
-        while (into.hasRemaining()) {
-            into.put((byte) 0);
-        }
     }
 
     /**
@@ -440,12 +399,6 @@ final class ConvertPipeline {
                     s.bio.init(Op.WRITE_ZEROES, 0, dstOff[i], s).setSize(bytes(i));
                     out.submit(s.bio);
                 }
-                case TAIL -> {
-                    // One sector per file, read here on the submitting thread, as a compressed cluster.
-                    s.writing = true;
-                    readTail((Path) src[i], srcOff[i], s.buf.asSlice(0, len[i]).asByteBuffer());
-                    write(s, i);
-                }
                 default -> {
                     // Inflated here, on the submitting thread: compressed sources are rare and
                     // their clusters small; the write still overlaps the next chunks.
@@ -487,7 +440,7 @@ final class ConvertPipeline {
      */
     void runFiles(Path dst, int threads, boolean flush, LongConsumer progress) throws IOException {
         for (int i = 0; i < n; i++) {
-            if (kind[i] == ZERO || kind[i] == DATA || kind[i] == TAIL) {
+            if (kind[i] == ZERO || kind[i] == DATA) {
                 throw new IllegalStateException("runFiles copies file and compressed chunks only");
             }
         }

@@ -401,9 +401,6 @@ final class ImgConvert implements Callable<Integer> {
             if (run.l2Entry() != 0) {
                 byte[] plain = run.q().readCompressed(run.l2Entry());
                 System.arraycopy(plain, (int) (pos & (run.q().clusterSize() - 1)), out, (int) (pos - off), n);
-            } else if (!run.zero() && run.file() != null && run.devOffset() + n > run.dev().size()) {
-                // Past the loop device's last whole sector (the end of a raw file): from the file.
-                ConvertPipeline.readTail(run.file(), run.devOffset(), java.nio.ByteBuffer.wrap(out, (int) (pos - off), n));
             } else if (!run.zero()) {
                 // Direct I/O wants whole aligned sectors: read the covering aligned range.
                 long a = run.devOffset() & ~4095L;
@@ -531,16 +528,7 @@ final class ImgConvert implements Callable<Integer> {
             } else if (out == null) {
                 pipe.fileData(run.file(), run.devOffset(), off, run.length());
             } else {
-                // A loop device ends at its file's last whole sector (as loop.c): the part sector
-                // after it is read from the file, and zeros after the file's end.
-                long whole = run.file() == null ? run.length()
-                        : Math.clamp(run.dev().size() - run.devOffset(), 0, run.length());
-                if (whole > 0) {
-                    pipe.data(run.dev(), run.devOffset(), off, whole);
-                }
-                if (whole < run.length()) {
-                    pipe.tail(run.file(), run.devOffset() + whole, off + whole, run.length() - whole);
-                }
+                pipe.data(run.dev(), run.devOffset(), off, run.length());
             }
             off += run.length();
         }
@@ -621,7 +609,10 @@ final class ImgConvert implements Callable<Integer> {
         try {
             for (ImgChain.Layer l : chain.layers) {
                 if (!files) {
-                    devs.put(l, LoopDevice.open(l.path, file(srcDio).withReadOnly(true)));
+                    LoopDevice d = LoopDevice.open(l.path, file(srcDio).withReadOnly(true));
+                    devs.put(l, d);
+                    // a raw file that ends mid-sector: its last sector, then zeros, as qemu reads it
+                    d.showPartBlock();
                 }
             }
         } catch (IOException | RuntimeException e) {

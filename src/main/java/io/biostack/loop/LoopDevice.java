@@ -114,7 +114,7 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         boolean direct = decideDirect(file, config);
         BackingFile bf = BackingFile.open(file, direct, config.readOnly(), config.engine());
         try {
-            long size = deviceSize(bf.size(), config);
+            long size = deviceSize(bf.size(), config, false);
             LoopDevice dev = new LoopDevice(name, bf, config, size);
             LOG.log(System.Logger.Level.DEBUG, () -> name + ": " + file + " " + Sizes.human(size)
                     + " direct-io=" + (direct ? "on" : "off") + " engine=" + bf.engineDescription());
@@ -156,12 +156,20 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         return offset % align == 0 && lbs % align == 0;
     }
 
-    private static long deviceSize(long fileSize, LoopConfig c) {
+    /**
+     * The device's size for a file of {@code fileSize} bytes: whole logical blocks, as loop.c
+     * counts them, or, once a read-only device {@link #growTo shows the part block}, rounded up.
+     */
+    private static long deviceSize(long fileSize, LoopConfig c, boolean showPart) {
         long avail = Math.max(0, fileSize - c.offset());
+        int lbs = c.logicalBlockSize();
+        if (showPart) {
+            avail = (avail + lbs - 1) / lbs * lbs;
+        }
         if (c.sizeLimit() > 0) {
             avail = Math.min(avail, c.sizeLimit());
         }
-        return avail / c.logicalBlockSize() * c.logicalBlockSize();
+        return avail / lbs * lbs;
     }
 
     @Override
@@ -234,9 +242,30 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
      * @return the device size in bytes after the re-read
      * @throws IOException when the file's size can't be read
      */
-    public long refreshCapacity() throws IOException {
-        size = deviceSize(file.size(), config);
+    public synchronized long refreshCapacity() throws IOException {
+        size = deviceSize(file.size(), config, showPart);
         return size;
+    }
+
+    /** Set by {@link #showPartBlock}: the file's last part block is shown. */
+    private volatile boolean showPart;
+
+    /**
+     * From now on, shows the file's last block when the file ends inside it, without changing
+     * the file: it reads as the file's bytes, then zeros, as qemu's file-posix reads a file that
+     * it sizes in whole sectors, rounded up (block.c {@code bdrv_refresh_total_sectors}), and a
+     * write there extends the file. Read-only devices too. This is how a qemu format reads a
+     * file that qemu left ending mid-sector (a compressed last cluster, an odd-sized raw backing
+     * file), through the one path every read takes. Until then the device ends at the file's
+     * last whole block, as loop.c's does.
+     *
+     * @return the device size afterwards
+     * @throws IOException when the file's size can't be read
+     */
+    @Override
+    public synchronized long showPartBlock() throws IOException {
+        showPart = true;
+        return refreshCapacity();
     }
 
     /**

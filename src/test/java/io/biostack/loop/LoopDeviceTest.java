@@ -168,6 +168,64 @@ class LoopDeviceTest {
         assertThat(fileBytes(p, 0, 1 << 20)).containsOnly(0);
     }
 
+    /** Engines, page cache or O_DIRECT, and sector sizes, for the file's last part block. */
+    static java.util.stream.Stream<org.junit.jupiter.params.provider.Arguments> partBlockCases() {
+        java.util.List<org.junit.jupiter.params.provider.Arguments> l = new java.util.ArrayList<>();
+        for (EngineKind e : new EngineKind[] {EngineKind.URING, EngineKind.THREADS}) {
+            for (DirectIoMode d : new DirectIoMode[] {DirectIoMode.ON, DirectIoMode.OFF}) {
+                for (int lbs : new int[] {512, 4096}) {
+                    l.add(org.junit.jupiter.params.provider.Arguments.of(e, d, lbs));
+                }
+            }
+        }
+        return l.stream();
+    }
+
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.MethodSource("partBlockCases")
+    void aReadOnlyDeviceShowingItsFilesPartBlockReadsTheFileThenZeros(EngineKind engine, DirectIoMode dio, int lbs)
+            throws Exception {
+        int whole = 3 * 4096;
+        byte[] data = random(whole + 300, 12);
+        Path p = dir.resolve("odd.img");
+        Files.write(p, data);
+        LoopConfig cfg = LoopConfig.defaults().withReadOnly(true).withEngine(engine).withDirectIo(dio)
+                .withLogicalBlockSize(lbs);
+        try (LoopDevice dev = LoopDevice.open(p, cfg); Arena a = Arena.ofShared()) {
+            assertThat(dev.size()).as("loop.c's habit: whole blocks only").isEqualTo(whole);
+            assertThatThrownBy(() -> dev.growTo(whole + 1)).isInstanceOf(java.io.IOException.class)
+                    .hasMessageContaining("read-only");
+            assertThat(dev.size()).isEqualTo(whole);
+            assertThat(dev.showPartBlock()).isEqualTo(whole + lbs);
+            assertThat(dev.refreshCapacity()).as("a re-read keeps the part block").isEqualTo(whole + lbs);
+            MemorySegment buf = dev.allocateIoMemory(2 * lbs, a);
+            buf.fill((byte) 0x5a); // what the file does not hold must read as zeros, not as this
+            dev.read(whole - lbs, buf).get(10, TimeUnit.SECONDS);
+            byte[] want = new byte[2 * lbs];
+            System.arraycopy(data, whole - lbs, want, 0, lbs + 300);
+            assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(want);
+            assertThat(statusOf(dev.read(whole + lbs, IoIter.of(new byte[lbs])))).isEqualTo(Status.INVAL);
+        }
+        assertThat(Files.readAllBytes(p)).as("the file is unchanged").isEqualTo(data);
+    }
+
+    @Test
+    void aWritableDeviceShowsItsFilesPartBlockWithoutChangingTheFileAndAWriteThereExtendsIt() throws Exception {
+        byte[] data = random(8192 + 100, 13);
+        Path p = dir.resolve("odd.img");
+        Files.write(p, data);
+        try (LoopDevice dev = LoopDevice.open(p, LoopConfig.defaults().withDirectIo(DirectIoMode.ON))) {
+            assertThat(dev.showPartBlock()).isEqualTo(8192 + 512);
+            assertThat(Files.readAllBytes(p)).as("showing the part block changes nothing").isEqualTo(data);
+            byte[] sector = random(512, 14);
+            dev.write(8192, IoIter.of(sector), 0).get(10, TimeUnit.SECONDS);
+            assertThat(Files.size(p)).isEqualTo(8192 + 512);
+            assertThat(fileBytes(p, 8192, 512)).isEqualTo(sector);
+            assertThat(dev.growTo(3 * 4096)).as("past the part block the file grows").isEqualTo(3 * 4096);
+            assertThat(Files.size(p)).isEqualTo(3 * 4096);
+        }
+    }
+
     @Test
     void capacityRefreshSeesAFileThatGrew() throws Exception {
         Path p = sparse(1 << 20);

@@ -249,6 +249,17 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
         return io.biostack.block.Resizable.shrink(inner, size);
     }
 
+    /**
+     * Shows the last part block of the device below, when it has one ({@link io.biostack.block.Resizable#showPartBlock}).
+     *
+     * @return the size afterwards, or -1 when there is none
+     * @throws java.io.IOException when the device below failed to find it
+     */
+    @Override
+    public long showPartBlock() throws java.io.IOException {
+        return io.biostack.block.Resizable.showPart(inner);
+    }
+
     @Override
     public void close() {
         inner.close();

@@ -221,6 +221,25 @@ public final class LogWrites implements Target, Resizable {
         }
     }
 
+    /**
+     * Shows DEV's last part block ({@link Resizable#showPartBlock}) and logs the new size as a
+     * mark, as {@link #growTo} does, so a replay sees the size the layers above saw.
+     *
+     * @return DEV's size afterwards, or -1 when it has no part block to show
+     * @throws IOException when DEV can show one but finding it failed
+     */
+    @Override
+    public long showPartBlock() throws IOException {
+        synchronized (growLock) {
+            long before = dev.size();
+            long after = Resizable.showPart(dev);
+            if (after > before && enabled && running) {
+                push(markRecord(RESIZE_MARK + after, null));
+            }
+            return after;
+        }
+    }
+
     // ---- data path -----------------------------------------------------------------------------
 
     @Override

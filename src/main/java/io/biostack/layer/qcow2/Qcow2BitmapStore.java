@@ -110,7 +110,7 @@ public final class Qcow2BitmapStore implements BitmapStore {
             return out;
         }
         try {
-            long csize = limit();
+            long csize = container.size(); // the file's end, its last part sector shown
             Ext e = Ext.parse(raw, cs, csize);
             List<Entry> entries = Qcow2Bitmaps.parseDirectory(read(e.dirOffset(), (int) e.dirSize()), e, cs,
                     deviceSize, csize);
@@ -183,7 +183,7 @@ public final class Qcow2BitmapStore implements BitmapStore {
 
     /** Reads a consistent bitmap's bits through its table; every entry is checked first. */
     private long[] readBits(Entry x, DirtyBitmap b, long csize) throws IOException {
-        // csize: the image's end as limit() says
+        // csize: the image's end, its last part sector shown
         long[] table = readTable(x);
         long[] offs = new long[table.length];
         for (int i = 0; i < table.length; i++) {
@@ -495,7 +495,7 @@ public final class Qcow2BitmapStore implements BitmapStore {
     /** The clusters an entry holds: its table's and its data's (what its table names, checked). */
     private List<Long> clustersOf(Entry x) {
         List<Long> out = new ArrayList<>();
-        long csize = limit();
+        long csize = container.size(); // the file's end, its last part sector shown
         try {
             long[] table = readTable(x);
             for (int i = 0; i < table.length; i++) {
@@ -598,41 +598,20 @@ public final class Qcow2BitmapStore implements BitmapStore {
     // ---- I/O helpers (blocking; never on the I/O path) ---------------------------------------
 
     /**
-     * Where the image's file may end: the container rounds the file down to whole sectors, and
-     * qemu writes its bitmap directory without padding, so the file may end up to a sector
-     * later (the bytes there are read after {@link #read} grew the container).
-     */
-    private long limit() {
-        return (container.size() + 512) & ~511L;
-    }
-
-    /**
-     * Reads {@code len} bytes at {@code off}. Bytes past the container's end (the file's last,
-     * partial sector) are made readable by growing the container to the cluster's end, read-write;
-     * read-only, they come from the part sector the device read from the file at open (where qemu
-     * leaves its directory after {@code qemu-img bitmap}), and a read past that is refused rather
-     * than read as zeros (zeros would be clean bits).
+     * Reads {@code len} bytes at {@code off}. The container shows the file's last part sector
+     * (the device asked it to at open), where qemu leaves its directory after
+     * {@code qemu-img bitmap}. Past that, a read-write store grows the container to the cluster's
+     * end; a read-only one refuses the read rather than read zeros (zeros would be clean bits).
      */
     private byte[] read(long off, int len) throws IOException {
-        byte[] tail = null;
         if (off + len > container.size()) {
             if (readOnly) {
-                tail = dev.fileTail();
-                if (tail == null || off + len > container.size() + tail.length) {
-                    throw new Qcow2Exception("bytes " + off + " to " + (off + len) + " lie past the part of the image"
-                            + " a read-only open can read (" + container.size() + " bytes)");
-                }
-            } else {
-                io.biostack.block.Resizable.grow(container, (off + len + cs - 1) & -(long) cs);
+                throw new Qcow2Exception("bytes " + off + " to " + (off + len) + " lie past the end of the image ("
+                        + container.size() + " bytes)");
             }
+            io.biostack.block.Resizable.grow(container, (off + len + cs - 1) & -(long) cs);
         }
-        byte[] out = readContainer(off, len);
-        if (tail != null) {
-            long dsz = container.size();
-            int from = (int) Math.max(0, dsz - off);
-            System.arraycopy(tail, (int) (off + from - dsz), out, from, len - from);
-        }
-        return out;
+        return readContainer(off, len);
     }
 
     /** Reads {@code len} bytes at {@code off}; bytes past the container's end are left zero. */

@@ -210,8 +210,11 @@ public final class Qcow2Device implements Target {
             throw new Qcow2Exception(name + ": a qcow2 container must take 512-byte I/O; "
                     + container.name() + " has " + lbs + "-byte logical blocks (give it 512-byte sectors)");
         }
+        long whole = container.size();
+        showWholeLastSector(name, container);
         long csize = container.size();
-        byte[] first = readBytes(container, 0, (int) Math.min(csize, 1L << Qcow2Header.MAX_CLUSTER_BITS));
+        // the header from whole sectors: a file cut inside it is called truncated, not read as zeros
+        byte[] first = readBytes(container, 0, (int) Math.min(whole, 1L << Qcow2Header.MAX_CLUSTER_BITS));
         Qcow2Header h = Qcow2Header.parse(first, csize);
         checkTablesAtOpen(container, h, csize);
         boolean ro = o.readOnly() || container.isReadOnly();
@@ -262,13 +265,9 @@ public final class Qcow2Device implements Target {
             d.nextFree = Math.max(d.nextFree, (csize + h.clusterSize() - 1) & -(long) h.clusterSize());
             if (backing != null && !(backing instanceof Qcow2Device) && o.backing() == null) {
                 // a raw backing file opened here: its last part sector, as qemu reads it
-                byte[] t = fileTail(name, backing, resolve(o.imagePath(), h.backingFile()));
-                d.backingTail = t == null ? null : java.util.Arrays.copyOf(t, 512);
+                showWholeLastSector(name, backing);
             }
-            if (ro) {
-                d.fileTail = fileTail(name, container, o.imagePath());
-            } else {
-                growToWholeSector(name, container, o.imagePath());
+            if (!ro) {
                 d.openReadWrite();
                 if (h.isDirty()) {
                     try {
@@ -376,11 +375,11 @@ public final class Qcow2Device implements Target {
      * What qemu's {@code qcow2_do_open} refuses beyond the header itself: an L1 table that starts
      * past the end of the image, a snapshot table or a bitmap directory that is bad (the same
      * parsers as {@code img info}'s, so the device and the tools refuse the same images). The
-     * container shows whole sectors, and qemu ends a file mid-sector, so the image may end up to
-     * 511 bytes past {@code csize}; those bytes read as zeros here, which only names can hold.
+     * bound is the container's size, its last part sector shown ({@link #showWholeLastSector}),
+     * as qemu's is the file's length in whole sectors, rounded up.
      */
     private static void checkTablesAtOpen(BlockDevice container, Qcow2Header h, long csize) throws IOException {
-        long bound = csize + 511;
+        long bound = csize;
         if (h.l1Size() > 0 && h.l1TableOffset() > csize) {
             throw new Qcow2Exception("L1 table at 0x" + Long.toHexString(h.l1TableOffset())
                     + " starts past the end of the image (" + csize + " bytes)");
@@ -391,66 +390,22 @@ public final class Qcow2Device implements Target {
     }
 
     /**
-     * qemu ends a compressed image mid-sector, and a loop device shows whole sectors only, so the
-     * last compressed cluster would be cut. A read-write open grows the file to its whole last
-     * sector (zeros), here at open: growing from a read's completion would block the ring thread
-     * that completes it.
+     * qemu ends a file mid-sector (a compressed last cluster, a bitmap directory written without
+     * padding, an odd-sized raw backing file) and sizes it in whole sectors, rounded up (block.c
+     * {@code bdrv_refresh_total_sectors}), while a loop device shows whole sectors only. So the
+     * container, and a raw backing file opened here, are asked at open to show that last part
+     * sector: a loop device does so without changing the file, reading it as the file's bytes,
+     * then zeros ({@link Resizable#showPartBlock}). At open, not from a read's completion, which
+     * must not block the ring thread that completes it.
      */
-    private static void growToWholeSector(String name, BlockDevice container, java.nio.file.Path image) {
-        if (image == null) {
-            return;
-        }
+    private static void showWholeLastSector(String name, BlockDevice dev) {
         try {
-            long len = java.nio.file.Files.size(image);
-            if ((len & 511) != 0 && container.size() < ((len + 511) & ~511L)) {
-                Resizable.grow(container, (len + 511) & ~511L);
-            }
-        } catch (IOException | RuntimeException e) {
-            LOG.log(System.Logger.Level.DEBUG, name + ": cannot grow to a whole sector: " + e.getMessage());
+            Resizable.showPart(dev);
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.DEBUG, name + ": cannot show the last part sector of " + dev.name()
+                    + ": " + e.getMessage());
         }
     }
-
-    /**
-     * The bytes of the image file past the container's last whole sector, or null when there
-     * are none: qemu ends a file mid-sector after a compressed write (qemu-io write -c, a
-     * compressing backup job) and a loop device shows whole sectors only. A read-only open
-     * cannot grow the file as {@link #growToWholeSector} does, so the part sector is read here,
-     * at open (a read-only container does not change), for the compressed cluster it ends.
-     */
-    private static byte[] fileTail(String name, BlockDevice container, java.nio.file.Path image) {
-        if (image == null) {
-            return null;
-        }
-        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(image)) {
-            long len = ch.size();
-            long whole = len & ~511L;
-            if (len == whole || container.size() != whole) {
-                return null;
-            }
-            ByteBuffer b = ByteBuffer.allocate((int) (len - whole));
-            while (b.hasRemaining() && ch.read(b, whole + b.position()) >= 0) {
-                // positional reads until the part sector is in
-            }
-            return b.array();
-        } catch (IOException | RuntimeException e) {
-            LOG.log(System.Logger.Level.DEBUG, name + ": cannot read the file's last part sector: " + e.getMessage());
-            return null;
-        }
-    }
-
-    /** Set at a read-only open: the file's bytes past the container's end ({@link #fileTail}). */
-    private byte[] fileTail;
-
-    /** The file's bytes past the container's last whole sector at a read-only open, or null; never written to. */
-    byte[] fileTail() {
-        return fileTail;
-    }
-    /**
-     * The sector of a raw backing file that its loop device leaves out because the file ends
-     * inside it, zeros after the file's end (qemu sizes a raw file in whole sectors, rounding up:
-     * block.c bdrv_refresh_total_sectors), or null.
-     */
-    private byte[] backingTail;
 
     private void checkL1(long csize) {
         for (int i = 0; i < l1.length; i++) {
@@ -1096,37 +1051,23 @@ public final class Qcow2Device implements Target {
         }
     }
 
+    /** From the backing device; past its end (its last part sector is in, {@link #showWholeLastSector}), zeros. */
     private void readBacking(Bio piece) {
         long bsz = backing == null ? 0 : backing.size();
         long off = piece.offset();
         if (off >= bsz) {
-            readPastBacking(piece, bsz);
+            piece.zeroFill();
+            piece.endIo();
             return;
         }
         if (off + piece.size() > bsz) {
             Bio front = splitChained(piece, bsz - off);
-            readPastBacking(piece, bsz);
+            piece.zeroFill();
+            piece.endIo();
             backing.submit(front);
             return;
         }
         backing.submit(piece);
-    }
-
-    /** Past a backing file's end: its last part sector ({@link #backingTail}), then zeros. */
-    private void readPastBacking(Bio piece, long bsz) {
-        byte[] tail = backingTail;
-        if (tail != null && piece.offset() == bsz) {
-            Bio sector = piece.size() > tail.length ? splitChained(piece, tail.length) : piece;
-            sector.copyFrom(MemorySegment.ofArray(tail).asSlice(0, sector.size()));
-            if (sector != piece) {
-                sector.endIo();
-            } else {
-                piece.endIo();
-                return;
-            }
-        }
-        piece.zeroFill();
-        piece.endIo();
     }
 
     private void readCompressed(Bio piece, long entry) {
@@ -1136,33 +1077,21 @@ public final class Qcow2Device implements Target {
         long clen = nsec * 512 - (coff & 511);
         long start = coff & ~511L;
         long want = (coff + clen + 511) & ~511L;
-        long dev = container.size() & ~511L;
-        long devEnd = Math.min(want, dev);
-        // What the container does not show of the file's last sector (a read-only open).
-        byte[] tail = fileTail;
-        int extra = want > dev && tail != null ? (int) Math.min(want - dev, tail.length) : 0;
-        long end = devEnd + extra;
+        // The sector count may overstate the run: qemu reads what the image holds of it.
+        long end = Math.min(want, container.size() & ~511L);
         if (coff == 0 || end <= coff) {
             piece.fail(Status.IOERR, name + ": compressed cluster at " + coff + " lies past the end of the image");
             return;
         }
         long inCluster = piece.offset() & (cs - 1);
-        if (devEnd <= start) {
-            // the whole run lies in that last part sector
-            inflate(piece, coff, java.util.Arrays.copyOfRange(tail, (int) (coff - dev), (int) (end - dev)), inCluster);
-            return;
-        }
-        MemorySegment raw = Qcow2Cache.ioMemory(devEnd - start, Arena.ofAuto());
+        MemorySegment raw = Qcow2Cache.ioMemory(end - start, Arena.ofAuto());
         container.read(start, raw).whenComplete((v, t) -> {
             if (t != null) {
                 piece.fail(Status.IOERR, name + ": cannot read compressed cluster: " + t.getMessage());
                 return;
             }
             byte[] in = new byte[(int) (end - coff)];
-            MemorySegment.copy(raw, ValueLayout.JAVA_BYTE, coff - start, in, 0, (int) (devEnd - coff));
-            if (extra > 0) {
-                System.arraycopy(tail, 0, in, (int) (devEnd - coff), extra);
-            }
+            MemorySegment.copy(raw, ValueLayout.JAVA_BYTE, coff - start, in, 0, in.length);
             inflate(piece, coff, in, inCluster);
         });
     }
