@@ -1,6 +1,7 @@
 package io.biostack.layer.crypt;
 
 import io.biostack.block.BlockDevice;
+import io.biostack.block.stats.CountedDevice;
 import io.biostack.layer.crypt.LuksException.Reason;
 import io.biostack.layer.crypt.LuksHeader.KeySlot;
 import io.biostack.loop.LoopConfig;
@@ -221,7 +222,7 @@ public final class Luks {
             BlockDevice hdr = d;
             BlockDevice c = null;
             try {
-                if (hf != null) {
+                if (hf != null && !sameFile(d, Path.of(hf))) {
                     hdr = LoopDevice.open(name + "-header", Path.of(hf),
                             LoopConfig.defaults().withReadOnly(readOnly || d.isReadOnly()));
                 }
@@ -244,6 +245,20 @@ public final class Luks {
                 }
             }
         });
+    }
+
+    /**
+     * True when {@code header} is the very file under {@code d} from its first byte: the same path,
+     * another path to it, or a hard link. The header is then {@code d} itself, as cryptsetup takes
+     * {@code --header} naming the data device ({@code crypt_init_data_device}); opened apart, a
+     * detached header (data offset 0) would pass as detached, and the first write to its payload
+     * would overwrite the header and its key slots, the only copy of the volume key.
+     */
+    private static boolean sameFile(BlockDevice d, Path header) throws java.io.IOException {
+        // a stack hands out its devices in their statistics wrapper
+        BlockDevice bare = d instanceof CountedDevice c ? c.inner() : d;
+        return bare instanceof LoopDevice l && l.config().offset() == 0 && Files.exists(header)
+                && Files.isSameFile(l.backingFile().path(), header);
     }
 
     private static String need(TableArgs a, String k, String v) {

@@ -222,6 +222,41 @@ class Luks2CryptsetupTest {
     }
 
     /**
+     * A stack's {@code luks DEV header=FILE} whose FILE is DEV's own file, by its path, another path
+     * or a hard link: the header is DEV, as cryptsetup takes {@code --header} naming the data device,
+     * so a detached header is refused as its own data. Opened as a second device, it passed as
+     * detached, and the first write to the payload wiped the header and its keyslots.
+     */
+    @Test
+    void aDetachedHeaderNamedAgainAsItsOwnHeaderFileIsRefusedInAStack() throws Exception {
+        Path pass = Luks2Volumes.passFile(dir);
+        Path data = dir.resolve("data.img");
+        Files.write(data, new byte[4 << 20]);
+        Path hdr = dir.resolve("v.hdr");
+        Files.write(hdr, new byte[16 << 20]);
+        ImageFiles.run("cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2",
+                "--pbkdf-force-iterations", "1000", "--key-file", pass.toString(), "--header", hdr.toString(),
+                data.toString());
+        Path link = dir.resolve("link.hdr");
+        Files.createLink(link, hdr);
+        String before = Luks2Volumes.sha256(hdr);
+        for (Path named : List.of(hdr, link, dir.resolve(".").resolve("v.hdr"))) {
+            String text = "h: loop " + hdr + "\nc: luks h keyfile=" + pass + " header=" + named + "\n";
+            assertThatThrownBy(() -> {
+                try (io.biostack.stack.Stack s = io.biostack.stack.Stack.open(text, "t")) {
+                    s.device("c").write(0, IoIter.of(new byte[64 << 10]), 0).join();
+                }
+            }).as(named.toString()).hasMessageContaining("detached header");
+            assertThat(Luks2Volumes.sha256(hdr)).as("header untouched, " + named).isEqualTo(before);
+        }
+        // its data device with the header apart opens as before
+        String apart = "d: loop " + data + "\nc: luks d keyfile=" + pass + " header=" + hdr + "\n";
+        try (io.biostack.stack.Stack s = io.biostack.stack.Stack.open(apart, "t")) {
+            assertThat(s.device("c").size()).isEqualTo(4 << 20);
+        }
+    }
+
+    /**
      * A LUKS1 header backup ends with the keyslots, before the payload offset its header names:
      * a passphrase test reads only the header and keyslots, so it takes the backup, as cryptsetup.
      */
