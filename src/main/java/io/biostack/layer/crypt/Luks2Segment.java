@@ -81,6 +81,14 @@ record Luks2Segment(String id, long offset, long size, long ivTweak, CipherSpec 
             throw new LuksException(Reason.CORRUPT_HEADER, "LUKS2 segment " + id + " starts at " + offset
                     + ", beyond the end of " + data.name() + " (" + data.size() + " bytes)");
         }
+        // dm-crypt's crypt_ctr refuses an iv_offset that is not a multiple of sector_size/512
+        // ("Invalid iv_offset sector"), so cryptsetup cannot activate such a segment either; its
+        // header validation (hdr_validate_crypt_segment) does not look, so say here what is wrong
+        if (ivTweak % (sectorSize / 512) != 0) {
+            throw new LuksException(Reason.CORRUPT_HEADER, "LUKS2 segment " + id + " of " + data.name()
+                    + " has iv_tweak " + ivTweak + ", not a multiple of " + sectorSize / 512 + " (its " + sectorSize
+                    + "-byte sectors in 512-byte units): dm-crypt cannot open it, and neither does biostack");
+        }
         BlockDevice lower = data;
         long start = offset;
         if (size >= 0) {

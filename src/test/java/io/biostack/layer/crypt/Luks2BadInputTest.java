@@ -154,6 +154,21 @@ class Luks2BadInputTest {
         refused(f, PASS, Reason.UNSUPPORTED, "segment 0 has integrity {\"type\":\"hmac(sha256)\"");
     }
 
+    /**
+     * An iv_tweak that is not a multiple of the segment's sector size in 512-byte units, which
+     * dm-crypt refuses ("Invalid iv_offset sector"): a LuksException that names the field, not an
+     * IllegalArgumentException from the crypt layer; the passphrase still tests, as in cryptsetup.
+     */
+    @Test
+    void anIvTweakNotAMultipleOfTheSectorSizeIsRefusedByName() throws Exception {
+        Path f = copy();
+        editJson(f, j -> j.replace("\"iv_tweak\":\"0\"", "\"iv_tweak\":\"3\""));
+        refused(f, PASS, Reason.CORRUPT_HEADER, "segment 0 of vol has iv_tweak 3, not a multiple of 8");
+        try (LoopDevice d = LoopDevice.open("vol", f, LoopConfig.defaults().withReadOnly(true))) {
+            assertThat(Luks.testPassphrase(d, PASS, -1)).isZero();
+        }
+    }
+
     @Test
     void twoSegmentsAnUnknownCipherAndHugeArgon2MemoryAreRefused() throws Exception {
         Path f = copy();
