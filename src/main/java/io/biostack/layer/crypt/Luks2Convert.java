@@ -28,7 +28,8 @@ import java.util.List;
  * Each is checked before anything is written, with cryptsetup's reason: to LUKS1, a sector size
  * other than 512, a keyslot that is not pbkdf2 (argon2), whose hashes differ from the digest's or
  * whose area is not LUKS1-sized, a keyslot above 7, an unbound keyslot, tokens, more than one
- * digest or segment, requirements, and a layout whose key material would run into the payload;
+ * digest or segment, a segment with an {@code iv_tweak} (which cryptsetup lets through, to a volume that
+ * decrypts to garbage), requirements, and a layout whose key material would run into the payload;
  * to LUKS2, key material not starting at 4 KiB (a LUKS1 header that was itself converted from a
  * LUKS2 header bigger than 16 KiB), a cipher LUKS2 keyslots cannot use, too little room before the
  * payload for the 28 KiB shift, and {@code luksmeta} data after the keyslots.
@@ -256,6 +257,14 @@ public final class Luks2Convert {
         }
         if (seg.sectorSize() != LuksHeader.SECTOR) {
             throw refused(dev, 1, "its segment has " + seg.sectorSize() + "-byte sectors; LUKS1 has only 512");
+        }
+        // LUKS1's IV is the sector number from the payload's start, with no offset (dm-crypt's
+        // iv_offset 0): a segment whose IVs start elsewhere (cryptsetup's reencryption writes
+        // iv_tweak) would decrypt with the wrong IVs, every sector garbage. cryptsetup converts it
+        // regardless (LUKS2_luks2_to_luks1 never reads iv_tweak); biostack refuses.
+        if (seg.ivTweak() != 0) {
+            throw refused(dev, 1, "its segment has iv_tweak " + seg.ivTweak() + ", and LUKS1 has none: its"
+                    + " data would decrypt with the wrong IVs");
         }
         if (seg.offset() % LuksHeader.SECTOR != 0 || seg.offset() / LuksHeader.SECTOR > 0xffffffffL) {
             throw refused(dev, 1, "its data offset " + seg.offset() + " does not fit a LUKS1 header");

@@ -291,6 +291,28 @@ class Luks2ConvertTest {
         refused(f, true, "1 token(s)", true);
     }
 
+    /**
+     * A segment whose IVs start at iv_tweak: LUKS1 has no place for it, so the converted volume
+     * would decrypt every sector with the wrong IV. cryptsetup converts it regardless; biostack
+     * refuses, writing nothing.
+     */
+    @Test
+    void anIvTweakDoesNotGoToLuks1() throws Exception {
+        Path f = luks2With(a -> a.addAll(List.of("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+                "--sector-size", "512")));
+        byte[] all = Files.readAllBytes(f);
+        Luks2Header.Copy c = Luks2Header.parse(Arrays.copyOf(all, 16384), 0, false);
+        byte[] json = c.json().replace("\"iv_tweak\":\"0\"", "\"iv_tweak\":\"2048\"")
+                .getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        try (var ch = java.nio.channels.FileChannel.open(f, java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(java.nio.ByteBuffer.wrap(Luks2Header.build(false, c.hdrSize(), c.seqid(), "", "", c.uuid(),
+                    c.salt(), json)), 0);
+            ch.write(java.nio.ByteBuffer.wrap(Luks2Header.build(true, c.hdrSize(), c.seqid(), "", "", c.uuid(),
+                    c.salt(), json)), c.hdrSize());
+        }
+        refused(f, true, "its segment has iv_tweak 2048, and LUKS1 has none", false);
+    }
+
     @Test
     void aLuks1HeaderConvertedFromABigLuks2HeaderDoesNotGoBack() throws Exception {
         Path f = luks2With(a -> a.addAll(List.of("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
