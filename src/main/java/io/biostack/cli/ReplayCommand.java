@@ -67,7 +67,7 @@ public final class ReplayCommand implements Callable<Integer> {
     @Option(names = "--seed", paramLabel = "S", defaultValue = "1", description = "seed of the reordered states (same seed, same states)")
     long seed;
 
-    @Option(names = "--torn", description = "with --reorder: writes longer than 4k may be torn at 4k boundaries")
+    @Option(names = "--torn", description = "with --reorder: writes spanning 4k blocks may be torn at the device's 4k boundaries")
     boolean torn;
 
     @Option(names = "--scratch-dir", paramLabel = "DIR", description = "where the scratch copies live (default: /dev/shm when it has room, else IMAGE's directory)")

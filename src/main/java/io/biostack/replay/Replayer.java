@@ -37,8 +37,9 @@ import java.util.SplittableRandom;
  * copy: the writes since the last flush are undone there from those saved bytes, in reverse order,
  * then the persisted ones (FUA writes and the chosen subset) are written again in log order. The
  * scratch then goes back to the image by copying back only the chunks touched (see Scratch for the
- * checker's own writes). With {@code --torn}, writes longer than a physical block (4 KiB) are cut
- * at block boundaries, and each block may or may not have reached the disk.
+ * checker's own writes). With {@code --torn}, writes that span more than one physical block
+ * (4 KiB) are cut at the device's block boundaries, and each piece may or may not have reached
+ * the disk.
  *
  * <h2>Choosing and shrinking states</h2>
  * When the writes since the flush have at most {@code log2(N+1)} pieces, every subset is tried;
@@ -117,7 +118,7 @@ public final class Replayer {
      * @param keepGoing    go on after a failing state
      * @param reorder      reordered states per crash point (0: in order only)
      * @param seed         seed of the reordered states
-     * @param torn         writes longer than 4 KiB may be torn at 4 KiB boundaries
+     * @param torn         writes spanning 4 KiB blocks may be torn at the device's 4 KiB boundaries
      * @param scratchDir   where scratch copies live, or null for /dev/shm when it has room
      * @param progress     told after each entry, or null
      * @param naive        the benchmark baseline: cp the whole image before every check
@@ -197,7 +198,7 @@ public final class Replayer {
          *
          * @param n reordered states per crash point
          * @param s the seed (same seed, same states)
-         * @param t writes longer than 4 KiB may be torn
+         * @param t writes spanning 4 KiB blocks may be torn at the device's 4 KiB boundaries
          * @return a copy with that change
          */
         public Options reorder(int n, long s, boolean t) {
@@ -664,9 +665,14 @@ public final class Replayer {
             }
             long off = log.offset(e);
             long len = log.length(e);
-            if (o.torn() && !log.isDiscard(e) && len > TEAR) {
-                for (long p = 0; p < len; p += TEAR) {
-                    us.add(new Report.Unit(e, off + p, Math.min(TEAR, len - p)));
+            if (o.torn() && !log.isDiscard(e) && off / TEAR != (off + len - 1) / TEAR) {
+                // cut at the device's block boundaries, not every 4 KiB from the write's start: a
+                // disk writes each physical block whole or not at all, so a write not aligned to
+                // them tears at them (its first and last pieces shorter), and nowhere else
+                for (long p = off; p < off + len; ) {
+                    long end = Math.min(off + len, (p / TEAR + 1) * TEAR);
+                    us.add(new Report.Unit(e, p, end - p));
+                    p = end;
                 }
             } else {
                 us.add(new Report.Unit(e, off, len));

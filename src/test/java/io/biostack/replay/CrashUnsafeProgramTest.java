@@ -113,6 +113,34 @@ class CrashUnsafeProgramTest {
         assertThat(f.persisted()).containsExactly(new Report.Unit(1, COMMIT, 4096));
     }
 
+    /**
+     * A write not aligned to 4 KiB tears at the device's 4 KiB boundaries, as a disk writes each
+     * physical block whole or not at all: 8 KiB at 30 KiB gives 2, 4 and 2 KiB pieces, and the
+     * lost block 8 the commit vouches for is named exactly. Cut every 4 KiB from the write's start,
+     * the pieces straddled blocks, states no disk can produce.
+     */
+    @Test
+    void aMisalignedWriteTearsAtTheDevicesBlockBoundaries() throws Exception {
+        Path log = dir.resolve("log-misaligned");
+        try (LoopDevice logDev = LoopDevice.open(log, LoopConfig.defaults().withCreateSize(4 << 20));
+             RamDisk disk = new RamDisk("disk", 1 << 20)) {
+            LogWrites lw = new LogWrites("lw", disk, logDev);
+            MemorySegment data = Arena.ofAuto().allocate(8192, 4096);
+            for (int i = 0; i < 8192; i++) {
+                data.set(ValueLayout.JAVA_BYTE, i, (byte) (i * 7 + 1));
+            }
+            lw.write(DATA - 2048, data).get(5, TimeUnit.SECONDS);
+            lw.write(COMMIT, data.asSlice(2048, 4096)).get(5, TimeUnit.SECONDS); // vouches for block 8
+            lw.flush().get(5, TimeUnit.SECONDS);
+            lw.close();
+        }
+        Report r = Replayer.run(opts(log, "img-m").reorder(16, 5, true));
+        assertThat(r.passed()).isFalse();
+        Report.Failure f = r.failures().getFirst();
+        assertThat(f.dropped()).containsExactly(new Report.Unit(0, DATA, 4096));
+        assertThat(f.persisted()).containsExactly(new Report.Unit(1, COMMIT, 4096));
+    }
+
     @Test
     void reorderedStatesCheckedInParallelFindTheSameFailingStateAsOneAtATime() throws Exception {
         // The commit vouches for the data's last block, so the first failing state is not the
