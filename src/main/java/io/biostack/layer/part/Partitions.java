@@ -304,8 +304,10 @@ public final class Partitions {
                     if (size == 0 || type == 0 || isExtended(type)) {
                         continue;
                     }
-                    // msdos.c: the 3rd and 4th entries of an EBR sometimes hold garbage
-                    if (i >= 2 && (offs + size > thisSize || thisLba + offs > first + firstSize)) {
+                    // msdos.c: the 3rd and 4th entries of an EBR sometimes hold garbage; one is
+                    // taken only when it lies within its EBR's link and, whole, within the
+                    // extended partition (next + size > first_sector + first_size)
+                    if (i >= 2 && (offs + size > thisSize || thisLba + offs + size > first + firstSize)) {
                         continue;
                     }
                     put(next++, thisLba + offs, size, mbrType(type));

@@ -198,6 +198,27 @@ class PartitionsTest {
         assertThat(t.warnings()).singleElement().asString().contains("loops back");
     }
 
+    /**
+     * A 3rd or 4th EBR entry (where garbage lives, msdos.c says) that starts inside the extended
+     * partition but runs past its end is skipped, as the kernel's parse_extended does
+     * ({@code next + size > first_sector + first_size}); its start alone inside was let through.
+     */
+    @Test
+    void ebrGarbageEntryRunningPastTheExtendedPartitionIsSkipped() {
+        RamDisk d = new RamDisk("disk0", 8 * MiB);
+        byte[] mbr = new byte[512];
+        mbrEntry(mbr, 0, 0x05, 2048, 8192);         // the extended partition: sectors [2048, 10240)
+        put(d, 0, mbr);
+        byte[] ebr = new byte[512];
+        mbrEntry(ebr, 0, 0x83, 64, 128);
+        mbrEntry(ebr, 1, 0x05, 4096, 8192);         // next EBR at 6144, its link running to 14336
+        put(d, 2048 * 512L, ebr);
+        byte[] ebr2 = new byte[512];
+        mbrEntry(ebr2, 2, 0x83, 2048, 4096);        // [8192, 12288): inside the link, past the extended
+        put(d, 6144 * 512L, ebr2);
+        assertThat(Partitions.scan(d)).extracting(Partition::number).containsExactly(1, 5);
+    }
+
     @Test
     void ebrWithoutSignatureEndsTheChain() {
         RamDisk d = new RamDisk("disk0", 8 * MiB);
