@@ -284,12 +284,11 @@ public final class Flakey implements Target {
     public String table() {
         StringBuilder sb = new StringBuilder(window.table()).append(' ')
                 .append(seconds(upNanos)).append(' ').append(seconds(downNanos));
+        // dm-flakey's flakey_status prints the feature count always, 0 included
         List<String> fa = features.args();
-        if (!fa.isEmpty()) {
-            sb.append(' ').append(fa.size());
-            for (String a : fa) {
-                sb.append(' ').append(a);
-            }
+        sb.append(' ').append(fa.size());
+        for (String a : fa) {
+            sb.append(' ').append(a);
         }
         return sb.toString();
     }

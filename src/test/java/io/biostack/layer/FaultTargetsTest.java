@@ -69,6 +69,10 @@ class FaultTargetsTest {
         write(f, 0, d);
         assertThat(read(disk, 4096, 4096)).isEqualTo(bytes(d));
         assertThat(f.status()).isEqualTo("up");
+        // as dm-flakey's table: the feature count is there when it is 0 too
+        Flakey oneSecondUp = new Flakey("f", new Leg(disk, 4096), 65536, 1_000_000_000L, 0, Flakey.Features.NONE,
+                () -> 0L);
+        assertThat(oneSecondUp.table()).isEqualTo("disk 8 1 0 0");
     }
 
     @Test
