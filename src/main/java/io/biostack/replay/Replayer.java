@@ -339,6 +339,11 @@ public final class Replayer {
         if (o.at() != null && o.check() == null) {
             throw new ReplayException("--at needs --check");
         }
+        // torn writes are cut only into reordered states: alone, --torn would check nothing torn
+        // and report every state consistent
+        if (o.torn() && o.reorder() == 0) {
+            throw new ReplayException("--torn needs --reorder N: torn writes are checked in reordered states only");
+        }
         try (WriteLog log = WriteLog.open(o.log())) {
             Replayer r = new Replayer(o, log);
             try {

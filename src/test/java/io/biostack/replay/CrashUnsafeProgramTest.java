@@ -171,6 +171,15 @@ class CrashUnsafeProgramTest {
         assertThat(dir.resolve("img-r")).doesNotExist();
     }
 
+    /** Torn writes live in reordered states only: {@code --torn} without {@code --reorder} checked nothing torn and passed. */
+    @Test
+    void tornWithoutReorderIsRefused() throws Exception {
+        Path log = record(16384, false);
+        assertThatThrownBy(() -> Replayer.run(opts(log, "img-t").reorder(0, 1, true)))
+                .isInstanceOf(ReplayException.class).hasMessageContaining("--torn needs --reorder N");
+        assertThat(dir.resolve("img-t")).doesNotExist();
+    }
+
     @Test
     void withAFlushBetweenEveryReorderedStatePasses() throws Exception {
         Path log = record(16384, true);
