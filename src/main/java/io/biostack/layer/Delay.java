@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicIntegerArray;
 
 /**
  * Holds bios back for a while before passing them down, per op (dm-delay,
@@ -50,6 +51,8 @@ public final class Delay implements Target {
     private final Path[] paths;
     private final QueueLimits limits;
     private final EndIo preflushDone = this::preflushDone;
+    /** Bios of each class waiting for their time (dm-delay's {@code delay_class.ops}), for {@link #status()}. */
+    private final AtomicIntegerArray held = new AtomicIntegerArray(3);
 
     /**
      * {@code paths} holds 1 to 3 entries: read, write, flush, as the table's triples.
@@ -110,7 +113,11 @@ public final class Delay implements Target {
         if (ms == 0) {
             to.submit(bio);
         } else {
-            TIMER.schedule(() -> to.submit(bio), ms, TimeUnit.MILLISECONDS);
+            held.incrementAndGet(cls);
+            TIMER.schedule(() -> {
+                held.decrementAndGet(cls);
+                to.submit(bio);
+            }, ms, TimeUnit.MILLISECONDS);
         }
     }
 
@@ -140,6 +147,15 @@ public final class Delay implements Target {
             parts.add(paths[i].leg().table() + " " + paths[i].delayMillis());
         }
         return String.join(" ", parts);
+    }
+
+    /**
+     * The bios of each class held back now: {@code READS WRITES FLUSHES}, as dm-delay's
+     * {@code delay_status} prints them ({@code dc->read.ops, dc->write.ops, dc->flush.ops}).
+     */
+    @Override
+    public String status() {
+        return held.get(0) + " " + held.get(1) + " " + held.get(2);
     }
 
     @Override

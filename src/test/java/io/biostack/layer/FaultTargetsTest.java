@@ -178,8 +178,13 @@ class FaultTargetsTest {
         List<CompletableFuture<Void>> fs = new ArrayList<>();
         for (int i = 0; i < 200; i++) {
             fs.add(d.read(0, buffer(4096)));
+            if (i == 0) {
+                // dm-delay's status: the reads, writes and flushes held back now
+                assertThat(d.status()).isEqualTo("1 0 0");
+            }
         }
         CompletableFuture.allOf(fs.toArray(new CompletableFuture[0])).get();
+        assertThat(d.status()).isEqualTo("0 0 0");
         long r = System.nanoTime() - t0;
         assertThat(w).isLessThan(200_000_000L);
         assertThat(r).isGreaterThanOrEqualTo(250_000_000L).isLessThan(2_000_000_000L);
