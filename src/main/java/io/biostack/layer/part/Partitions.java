@@ -256,7 +256,9 @@ public final class Partitions {
                 long start = startLba(mbr, i);
                 long size = sectors(mbr, i);
                 int type = type(mbr, i);
-                if (size == 0 || type == 0) {
+                // msdos.c skips an entry without sectors only: one of type 0 with sectors is a
+                // partition (partx shows it too), and skipping it would renumber the logical ones
+                if (size == 0) {
                     continue;
                 }
                 if (isExtended(type)) {
@@ -301,7 +303,7 @@ public final class Partitions {
                     long offs = startLba(ebr, i);
                     long size = sectors(ebr, i);
                     int type = type(ebr, i);
-                    if (size == 0 || type == 0 || isExtended(type)) {
+                    if (size == 0 || isExtended(type)) {
                         continue;
                     }
                     // msdos.c: the 3rd and 4th entries of an EBR sometimes hold garbage; one is

@@ -82,6 +82,35 @@ class PartitionsTest {
         assertThat(t.partitions().get(2).isExtended()).isTrue();
     }
 
+    /**
+     * An entry of type 0 with sectors is a partition to the kernel (msdos.c skips only an entry
+     * without sectors), primary or logical, and to partx, the oracle here; it was skipped, so
+     * {@code partition DEV 2} failed where losetup -P shows p2.
+     */
+    @Test
+    void entriesOfType0WithSectorsArePartitionsAsPartxShowsThem() throws Exception {
+        requireTool("sfdisk");
+        requireTool("partx");
+        Path img = sfdisk(image("t0.img", 64 * MiB), """
+                label: dos
+                start=2048, size=4096, type=83
+                start=6144, size=4096, type=0
+                start=32768, type=5
+                start=34816, size=4096, type=0
+                start=40960, size=4096, type=83
+                """);
+        RamDisk disk = ImageFiles.load(img, "disk0");
+        assertThat(Partitions.scan(disk)).containsExactly(
+                new Partition(1, 2048 * 512L, 4096 * 512L, "0x83"),
+                new Partition(2, 6144 * 512L, 4096 * 512L, "0x00"),
+                new Partition(3, 32768 * 512L, 1024, "0x05"),
+                new Partition(5, 34816 * 512L, 4096 * 512L, "0x00"),
+                new Partition(6, 40960 * 512L, 4096 * 512L, "0x83"));
+        String partx = run("partx", "--show", "-g", "-o", "NR,START", img.toString());
+        assertThat(partx.lines().map(String::trim).toList())
+                .containsExactly("1  2048", "2  6144", "3 32768", "5 34816", "6 40960");
+    }
+
     @Test
     void gptFromSgdisk() throws Exception {
         requireTool("sgdisk");
