@@ -103,10 +103,8 @@ final class NbdConnection {
     private boolean fastZero;
     /** The client did not agree to our block sizes: the spec's defaults apply (RMW, oversized requests). */
     private boolean lenient;
-    /** The read-modify-write in flight (one per connection at a time), and those waiting behind it. */
-    private NbdRequest rmwActive;
-    private NbdRequest rmwHead;
-    private NbdRequest rmwTail;
+    /** Serialises the read-modify-writes of the device over every connection (cold path only). */
+    private RmwGate rmwGate;
     private long size;
     private int minBlock;
 
@@ -507,6 +505,7 @@ final class NbdConnection {
         minBlock = export.minimumBlock();
         fastZero = device.limits().writeZeroes();
         lenient = !s.blockSizeAgreed();
+        rmwGate = server.rmwGate(device);
         phase = TRANSMISSION;
     }
 
@@ -814,8 +813,9 @@ final class NbdConnection {
      * bytes go into a pooled buffer of the aligned range around them, at their place in it; once
      * they are there the request waits its turn ({@link #rmwQueue}), the head and tail blocks are
      * read into a small pooled buffer, copied around the new bytes, and the aligned range is
-     * written. One read-modify-write at a time per connection, so two writes into one block never
-     * lose each other's bytes (as nbdkit's blocksize filter serialises them).
+     * written. One read-modify-write of the device at a time over all connections ({@link RmwGate}),
+     * so two writes into one block never lose each other's bytes, even from two connections of a
+     * multi-conn client (as nbdkit's blocksize filter serialises them).
      */
     private void rmwWrite(long cookie, int type, int flags, long offset, int length) {
         NbdRequest r = take(cookie, type, flags, offset, length);
@@ -834,17 +834,14 @@ final class NbdConnection {
         rmwQueue(r);
     }
 
+    /** Starts {@code r} now, or when the read-modify-write before it is done (its reactor is told). */
     private void rmwQueue(NbdRequest r) {
-        if (rmwActive != null) {
-            if (rmwTail == null) {
-                rmwHead = r;
-            } else {
-                rmwTail.rmwNext = r;
-            }
-            rmwTail = r;
-            return;
+        if (rmwGate.enter(r)) {
+            rmwStart(r);
         }
-        rmwActive = r;
+    }
+
+    private void rmwStart(NbdRequest r) {
         r.edges = reactor.buffers().get(2 * minBlock);
         if (r.dataOff != 0) {
             rmwRead(r, NbdRequest.RMW_HEAD, r.ioOffset, 0);
@@ -885,35 +882,33 @@ final class NbdConnection {
         submit(bio);
     }
 
-    /** A bio of a read-modify-write completed: go on, or (done or failed) start the next one. */
+    /**
+     * A bio of a read-modify-write completed, or its turn came ({@link NbdRequest#RMW_GRANTED}):
+     * go on, or (done, failed, or the connection closed) let the next one of the device start.
+     */
     private void rmwCompleted(NbdRequest r) {
-        if (r.error == 0 && phase != CLOSED && r.stage != NbdRequest.RMW_WRITE) {
+        if (r.stage == NbdRequest.RMW_GRANTED) {
+            if (phase != CLOSED) {
+                r.stage = NbdRequest.RMW_WAITING;
+                rmwStart(r);
+                return;
+            }
+            // Closed while it waited: nothing more is written; it is given back below.
+        } else if (r.error == 0 && phase != CLOSED && r.stage != NbdRequest.RMW_WRITE) {
             rmwNextStage(r);
             return;
         }
         r.stage = NbdRequest.RMW_NONE;
-        reactor.buffers().put(r.edges);
-        r.edges = null;
-        rmwActive = null;
-        if (phase == CLOSED) {
-            // Nothing more is written: give back every one still waiting its turn, not only the
-            // next (the others kept their payload buffers, registered with the ring, for ever).
-            for (NbdRequest next = rmwHead; next != null; ) {
-                NbdRequest after = next.rmwNext;
-                next.rmwNext = null;
-                next.stage = NbdRequest.RMW_NONE;
-                completed(next); // gives it back
-                next = after;
-            }
-            rmwHead = rmwTail = null;
-        } else if (rmwHead != null) {
-            NbdRequest next = rmwHead;
-            rmwHead = next.rmwNext;
-            if (rmwHead == null) {
-                rmwTail = null;
-            }
-            next.rmwNext = null;
-            rmwQueue(next);
+        if (r.edges != null) {
+            reactor.buffers().put(r.edges);
+            r.edges = null;
+        }
+        NbdRequest next = rmwGate.leave();
+        if (next != null) {
+            // Its own reactor starts it (it may be another connection's, on another thread),
+            // through the queue completions take: no recursion here, no allocation.
+            next.stage = NbdRequest.RMW_GRANTED;
+            next.conn.reactor.handOver(next);
         }
         completed(r);
     }

@@ -42,7 +42,7 @@ final class NbdRequest {
     int stage;
     /** Read-modify-write: the head and tail blocks as they were on the device. */
     BufferPool.Buf edges;
-    /** Link in the connection's queue of read-modify-writes waiting their turn. */
+    /** Link in the device's queue of read-modify-writes waiting their turn ({@link RmwGate}). */
     NbdRequest rmwNext;
     /** Bytes charged against the connection's in-flight budget. */
     long charged;
@@ -85,7 +85,7 @@ final class NbdRequest {
 
     /** No read-modify-write, or it is done. */
     static final int RMW_NONE = 0;
-    /** The payload is being received or the request waits for the connection's RMW in flight. */
+    /** The payload is being received or the request waits for the device's RMW in flight. */
     static final int RMW_WAITING = 1;
     /** The head block is being read into {@link #edges}. */
     static final int RMW_HEAD = 2;
@@ -93,6 +93,8 @@ final class NbdRequest {
     static final int RMW_TAIL = 3;
     /** The aligned range is being written. */
     static final int RMW_WRITE = 4;
+    /** Its turn came ({@link RmwGate}): handed to its reactor to start. */
+    static final int RMW_GRANTED = 5;
 
     void fail(int nbdError, String why) {
         this.error = nbdError;

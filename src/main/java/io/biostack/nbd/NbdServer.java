@@ -528,6 +528,16 @@ public final class NbdServer implements AutoCloseable {
         return submitters.get(d);
     }
 
+    /** The read-modify-writes of each device, made on first use (cold: a connection's start). */
+    private final Map<BlockDevice, RmwGate> rmwGates = new IdentityHashMap<>();
+
+    /** The gate that serialises the read-modify-writes of {@code d} over all connections. */
+    RmwGate rmwGate(BlockDevice d) {
+        synchronized (rmwGates) {
+            return rmwGates.computeIfAbsent(d, x -> new RmwGate());
+        }
+    }
+
     /**
      * Adds an export while the server runs (a backup view that {@code backup-begin} made).
      *

@@ -95,6 +95,21 @@ abstract class Reactor {
         }
     }
 
+    /**
+     * Gives {@code r} to this reactor's thread, from any thread, always through the queue (never
+     * at once, even on this thread): a read-modify-write whose turn came starts on the next pass.
+     */
+    final void handOver(NbdRequest r) {
+        NbdRequest h;
+        do {
+            h = remote.get();
+            r.next = h;
+        } while (!remote.compareAndSet(h, r));
+        if (h == null && !inLoop()) {
+            wakeLoop();
+        }
+    }
+
     final void markDirty(NbdConnection c) {
         if (!c.dirty) {
             c.dirty = true;

@@ -174,6 +174,45 @@ class NbdLenientClientTest {
         assertThat(server.exportStats().getFirst().snapshot().errors()).containsEntry("EOVERFLOW", 3L);
     }
 
+    /**
+     * The export offers NBD_FLAG_CAN_MULTI_CONN, so two connections may write disjoint bytes of one
+     * block at once: their read-modify-writes must not both read the block as it was and each
+     * write back its own bytes over the other's (nbdkit's blocksize filter takes one lock for all).
+     * The device holds every bio, so both head reads would be in flight together if nothing
+     * serialised them; the second connection's zero-length READ, answered in order after its
+     * WRITE was parsed and its payload received, says when it has had its chance to read.
+     */
+    @Test
+    void unalignedWritesFromTwoConnectionsIntoOneBlockKeepBothWrites() throws Exception {
+        sock = dir.resolve("nbd.sock");
+        ProbeDevice dev = new ProbeDevice(1 << 20);
+        server = NbdServer.builder().export(NbdExport.of("disk", dev)).unixSocket(sock).threads(2).start();
+        try (RawNbdClient a = client(false, false, false); RawNbdClient b = client(false, false, false)) {
+            dev.holding = true;
+            a.write(0, 1, 10, new byte[] {0x11});
+            assertThat(dev.awaitHeld(1, 5000)).as("a's head read").isEqualTo(1);
+            b.write(0, 2, 20, new byte[] {0x22});
+            b.request(0, CMD_READ, 3, 0, 0);
+            assertThat(b.replyError(3)).isZero();
+            int reads = dev.held.size();
+            dev.release(reads); // the head reads in flight see the block as it was
+            assertThat(dev.awaitHeld(reads, 5000)).as("their writes").isEqualTo(reads);
+            dev.releaseReversed();
+            assertThat(a.replyError(1)).isZero();
+            assertThat(b.replyError(2)).isZero();
+            byte[] head = new byte[32];
+            head[10] = 0x11;
+            head[20] = 0x22;
+            assertThat(Arrays.copyOf(a.read(0, 512), 32)).as("both bytes, from the device").isEqualTo(head);
+        } finally {
+            dev.holding = false;
+            dev.releaseReversed();
+            server.close();
+            server = null;
+            dev.close();
+        }
+    }
+
     @Test
     void clientsThatAskedForBlockSizesKeepTheStrictChecks() throws Exception {
         serve(false);
