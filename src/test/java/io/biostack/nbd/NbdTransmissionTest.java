@@ -141,6 +141,32 @@ class NbdTransmissionTest {
     }
 
     /**
+     * An error chunk's message is UTF-8 (doc/proto.md, "NBD_REPLY_TYPE_ERROR"); one longer than the
+     * 1024 bytes the server sends is cut, and the cut must fall between characters. An export
+     * named with 1300 '€' (3 bytes each) makes a TRIM's EPERM message 26 + 3900 bytes, whose byte
+     * 1024 is inside a '€'.
+     */
+    @Test
+    void aLongErrorMessageIsCutBetweenUtf8Characters() throws Exception {
+        String name = "\u20ac".repeat(1300);
+        server.addExport(new NbdExport(name, "", ro, true));
+        try (RawNbdClient c = RawNbdClient.open(sock, name, true, false)) {
+            c.request(0, CMD_TRIM, 5, 0, 4096);
+            RawNbdClient.Reply r = c.chunks(5).getFirst();
+            assertThat(r.type()).isEqualTo(REPLY_TYPE_ERROR);
+            ByteBuffer b = r.buf();
+            assertThat(b.getInt()).isEqualTo(EPERM);
+            byte[] msg = new byte[Short.toUnsignedInt(b.getShort())];
+            b.get(msg);
+            String text = java.nio.charset.StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(msg)).toString(); // throws on a cut character
+            assertThat(msg.length).isBetween(1022, 1024);
+            assertThat(text).startsWith("TRIM on read-only export '\u20ac\u20ac").endsWith("\u20ac");
+        }
+    }
+
+    /**
      * A READ across 32 alternating holes and data runs, the most the hole probe splits a READ
      * into (NbdRequest.MAX_RUNS): its reply is 32 chunks, 16 with data, and must go out. It
      * never did: a batch was thought to need two pieces per run (65 > 64), so no batch had room
