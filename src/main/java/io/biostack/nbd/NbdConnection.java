@@ -171,6 +171,8 @@ final class NbdConnection {
      * and stall cost little more than their socket (issue 19).
      */
     private boolean tlsAwaitingHello;
+    /** Our close_notify is queued: the last thing sent before the socket closes. */
+    private boolean tlsClosing;
     private ByteBuffer cipherIn;
     private MemorySegment cipherInSeg;
     private BufferPool.Buf cipherOut;
@@ -400,6 +402,16 @@ final class NbdConnection {
     boolean finished() {
         if (phase == DRAINING && outstanding == 0 && doneHead == null && sending == null && wireSending == null
                 && (handshakeOut == null || !handshakeOut.hasRemaining()) && (tls == null || tls.pendingOutput() == 0)) {
+            if (tls != null && !tlsClosing && tls.isHandshakeComplete()) {
+                // Every reply is out: end TLS with our close_notify before the socket closes, as
+                // RFC 8446 (section 6.1) asks and nbdkit (gnutls_bye) does; without it GnuTLS
+                // clients see "The TLS connection was non-properly terminated".
+                tlsClosing = true;
+                tls.close();
+                if (tls.pendingOutput() > 0) {
+                    return false; // the transport sends it, then asks again
+                }
+            }
             close(endReason);
         }
         return phase == CLOSED;

@@ -114,6 +114,24 @@ class NbdTlsClientsTest {
         assertThat(warnings.lines()).isEmpty();
     }
 
+    /**
+     * libnbd ends with NBD_CMD_DISC and reads on until the server's end; the server ends TLS with
+     * close_notify before the socket closes (RFC 8446, section 6.1; nbdkit's gnutls_bye). Without
+     * it GnuTLS reports "The TLS connection was non-properly terminated" (in libnbd's debug log).
+     * X.509 runs on the JDK's engine, PSK on BouncyCastle: both.
+     */
+    @Test
+    void libnbdSeesTheServerEndTlsWithCloseNotify() throws Exception {
+        serve(TlsMode.REQUIRE, X509Credentials.server(tls.x509, false, List.of()));
+        Tools.Result x509 = Tools.ok(30, "env", "LIBNBD_DEBUG=1", "nbdinfo",
+                unix(null, "tls-certificates=" + tls.x509 + "&tls-hostname=localhost"));
+        assertThat(x509.err()).contains("connection is using TLS").doesNotContain("non-properly terminated");
+        server.close();
+        serve(TlsMode.REQUIRE, PskCredentials.server(tls.psk, List.of()));
+        Tools.Result psk = Tools.ok(30, "env", "LIBNBD_DEBUG=1", "nbdinfo", unix("alice", "tls-psk-file=" + tls.psk));
+        assertThat(psk.err()).contains("connection is using TLS").doesNotContain("non-properly terminated");
+    }
+
     @Test
     void qemuImgAndQemuIoWithX509AndPskCredentials() throws Exception {
         Tools.require("qemu-img", "qemu-io");

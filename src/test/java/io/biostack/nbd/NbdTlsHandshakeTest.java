@@ -1,6 +1,7 @@
 package io.biostack.nbd;
 
 import io.biostack.block.RamDisk;
+import io.biostack.nbd.tls.TlsChannel;
 import io.biostack.nbd.tls.TlsMode;
 import io.biostack.nbd.tls.TlsSession;
 import io.biostack.nbd.tls.X509Credentials;
@@ -15,6 +16,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 
+import java.util.Arrays;
 import java.util.List;
 
 import static io.biostack.nbd.proto.NbdProtocol.*;
@@ -196,6 +198,58 @@ class NbdTlsHandshakeTest {
         }
         awaitNoConnections();
         servesAGoodClient();
+    }
+
+    /**
+     * NBD_CMD_DISC: "the server MUST handle all outstanding requests, shut down the TLS session
+     * (if one is running), and close the connection" (doc/proto.md). The server's close_notify
+     * comes before its EOF, as nbdkit's gnutls_bye sends it, so the client's read ends on the
+     * TLS session's close and not on a bare EOF (GnuTLS: "non-properly terminated").
+     */
+    @Test
+    void disconnectEndsWithTheServersCloseNotify() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.go(OPT_GO, "disk");
+            assertThat(c.writeAndWait(0, new byte[4096])).isZero();
+            c.disconnect();
+            TlsChannel t = (TlsChannel) c.io;
+            assertThat(t.read(ByteBuffer.allocate(16))).as("no bytes after DISC").isEqualTo(-1);
+            assertThat(t.session().isClosed()).as("ended by close_notify, not by EOF alone").isTrue();
+        }
+    }
+
+    /**
+     * A client that sends close_notify right after its last request, without NBD_CMD_DISC (as a
+     * GnuTLS client's gnutls_bye(GNUTLS_SHUT_WR) does): in TLS 1.3 that closes its direction only
+     * (RFC 8446, section 6.1), so the reply to the request still comes, then our close_notify.
+     * The reply was lost: the session refused to write once the peer had closed.
+     */
+    @Test
+    void aClientsCloseNotifyStillGetsTheRepliesInFlight() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.go(OPT_GO, "disk");
+            TlsChannel t = (TlsChannel) c.io;
+            assertThat(t.session().describe()).startsWith("TLSv1.3");
+            byte[] data = new byte[4096];
+            Arrays.fill(data, (byte) 0x6b);
+            ByteBuffer req = ByteBuffer.allocate(REQUEST_SIZE + data.length);
+            req.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) CMD_WRITE).putLong(7).putLong(8192)
+                    .putInt(data.length).put(data).flip();
+            t.writeThenCloseNotify(req);
+            assertThat(c.replyError(7)).as("the WRITE's reply").isZero();
+            assertThat(t.read(ByteBuffer.allocate(16))).isEqualTo(-1);
+            assertThat(t.session().isClosed()).as("then the server's close_notify").isTrue();
+        }
+        awaitNoConnections();
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(X509Credentials.client(tls.nocert));
+            c.go(OPT_GO, "disk");
+            assertThat(c.read(8192, 4096)).as("written").containsOnly((byte) 0x6b);
+        }
     }
 
     void awaitNoConnections() throws InterruptedException {

@@ -42,7 +42,14 @@ final class JdkTlsSession implements TlsSession {
     private int netOutRead;
     private boolean sawInput;
     private boolean complete;
+    /** No more input: the peer sent close_notify, or the session failed ({@link #isClosed}). */
     private boolean closed;
+    /**
+     * No more output: our close_notify is queued ({@link #close}), the engine closed its outbound
+     * side, or the session failed. Apart from {@link #closed}: TLS 1.3 closes each direction on
+     * its own (RFC 8446, section 6.1), so replies still go after the peer's close_notify.
+     */
+    private boolean outClosed;
     private String identity;
 
     JdkTlsSession(SSLEngine engine, String peer, AllowList allow) throws TlsException {
@@ -92,6 +99,9 @@ final class JdkTlsSession implements TlsSession {
                     continue;
                 }
                 if (hs == HandshakeStatus.NEED_WRAP) {
+                    if (engine.isOutboundDone()) {
+                        return; // nothing can be sent any more: don't ask again
+                    }
                     wrap(EMPTY);
                     continue;
                 }
@@ -158,7 +168,7 @@ final class JdkTlsSession implements TlsSession {
                 continue;
             }
             if (r.getStatus() == SSLEngineResult.Status.CLOSED) {
-                closed = true;
+                outClosed = true;
             }
             if (r.getHandshakeStatus() == HandshakeStatus.FINISHED) {
                 finished();
@@ -195,6 +205,7 @@ final class JdkTlsSession implements TlsSession {
     /** After a failure: let the engine put its alert in netOut, so the peer learns why. */
     private void fail() {
         closed = true;
+        outClosed = true;
         try {
             engine.closeOutbound();
             for (int i = 0; i < 4 && engine.getHandshakeStatus() == HandshakeStatus.NEED_WRAP; i++) {
@@ -265,7 +276,7 @@ final class JdkTlsSession implements TlsSession {
         if (!complete) {
             throw new IllegalStateException("TLS handshake not complete");
         }
-        if (closed) {
+        if (outClosed) {
             throw new TlsException("TLS session closed");
         }
         long left = 0;
@@ -275,7 +286,7 @@ final class JdkTlsSession implements TlsSession {
         try {
             while (left > 0) {
                 int took = wrap(srcs, offset, length);
-                if (closed) {
+                if (outClosed) {
                     throw new TlsException("TLS session closed");
                 }
                 if (took == 0 && netOut.hasRemaining()) {
@@ -315,8 +326,8 @@ final class JdkTlsSession implements TlsSession {
 
     @Override
     public void close() {
-        if (closed && !complete) {
-            return;
+        if (outClosed) {
+            return; // sent already, or failed (the alert is queued)
         }
         engine.closeOutbound();
         try {
@@ -326,7 +337,7 @@ final class JdkTlsSession implements TlsSession {
         } catch (SSLException | RuntimeException e) {
             // close_notify is a courtesy
         }
-        closed = true;
+        outClosed = true; // input goes on: the peer may still send until its own close_notify
     }
 
     // ---- helpers -------------------------------------------------------------------------

@@ -119,7 +119,10 @@ public interface TlsSession extends AutoCloseable {
      */
     String describe();
 
-    /** Queues close_notify (send {@link #readOutput} once more), then forgets the keys. */
+    /**
+     * Queues close_notify (send {@link #readOutput} once more); nothing can be written after it.
+     * Input may still come: in TLS 1.3 each side closes its own direction (RFC 8446, section 6.1).
+     */
     @Override
     void close();
 }

@@ -204,6 +204,27 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         return ch.isOpen();
     }
 
+    /**
+     * Encrypts {@code src}, then close_notify, and sends both in one socket write: a client that
+     * ends its side of TLS right after its last request (gnutls_bye with GNUTLS_SHUT_WR). Reading
+     * goes on until the peer's close_notify or EOF.
+     */
+    public void writeThenCloseNotify(ByteBuffer src) throws IOException {
+        sendLock.lock();
+        try {
+            sessionLock.lock();
+            try {
+                session.writeApplication(src);
+                session.close();
+            } finally {
+                sessionLock.unlock();
+            }
+            sendLocked();
+        } finally {
+            sendLock.unlock();
+        }
+    }
+
     /** Sends close_notify (best effort), then closes the socket. */
     @Override
     public void close() throws IOException {
