@@ -213,6 +213,43 @@ class NbdLenientClientTest {
         }
     }
 
+    /**
+     * A connection cut (a bad request magic) while its read-modify-write waits behind another
+     * connection's: when its turn comes nothing of it is written, and the device's next
+     * read-modify-write, from a third connection, still gets its turn.
+     */
+    @Test
+    void aReadModifyWriteOfAClosedConnectionIsDroppedAndTheNextOneStillRuns() throws Exception {
+        sock = dir.resolve("nbd.sock");
+        ProbeDevice dev = new ProbeDevice(1 << 20);
+        server = NbdServer.builder().export(NbdExport.of("disk", dev)).unixSocket(sock).threads(2).start();
+        try (RawNbdClient a = client(false, false, false); RawNbdClient b = client(false, false, false)) {
+            dev.holding = true;
+            a.write(0, 1, 10, new byte[] {0x11});
+            assertThat(dev.awaitHeld(1, 5000)).as("a's head read").isEqualTo(1);
+            b.write(0, 2, 20, new byte[] {0x22});
+            b.request(0, CMD_READ, 3, 0, 0);
+            assertThat(b.replyError(3)).isZero();
+            b.write(java.nio.ByteBuffer.allocate(REQUEST_SIZE)); // no magic: the server cuts b
+            assertThat(b.closedByServer()).isTrue();
+            dev.releaseReversed();
+            assertThat(a.replyError(1)).isZero();
+            try (RawNbdClient c = client(false, false, false)) {
+                assertThat(c.writeAndWait(30, new byte[] {0x33})).isZero();
+                byte[] head = new byte[32];
+                head[10] = 0x11;
+                head[30] = 0x33;
+                assertThat(Arrays.copyOf(c.read(0, 512), 32)).as("a's and c's bytes, not b's").isEqualTo(head);
+            }
+        } finally {
+            dev.holding = false;
+            dev.releaseReversed();
+            server.close();
+            server = null;
+            dev.close();
+        }
+    }
+
     @Test
     void clientsThatAskedForBlockSizesKeepTheStrictChecks() throws Exception {
         serve(false);
