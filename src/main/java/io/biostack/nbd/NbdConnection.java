@@ -927,6 +927,13 @@ final class NbdConnection {
 
     private void submitNoData(long cookie, int type, int flags, long offset, long length, Op op, int bioFlags) {
         NbdRequest r = take(cookie, type, flags, offset, length);
+        // FUA on TRIM or WRITE_ZEROES: "the server MUST NOT send its reply until the change is
+        // persisted" (doc/proto.md, "NBD_CMD_FLAG_FUA"). A bio's FUA is a promise for writes
+        // only (the kernel's submit_bio_noacct, blk-core.c, refused it on discards and
+        // write-zeroes), and a qcow2 image kept the L2 change in its cache: a FLUSH follows
+        // before the reply, as qemu-nbd does for TRIM (nbd/server.c) and qemu's block layer for
+        // zeroes a driver can't make FUA.
+        r.flushAfter = (flags & CMD_FLAG_FUA) != 0 && op != Op.FLUSH;
         Bio bio = server.bios().get().init(op, bioFlags, offset, r.endIo);
         if (op != Op.FLUSH) {
             bio.setSize(length);
@@ -1049,6 +1056,13 @@ final class NbdConnection {
         if (r.stage >= NbdRequest.RMW_HEAD) {
             rmwCompleted(r);
             return;
+        }
+        if (r.flushAfter) {
+            r.flushAfter = false;
+            if (r.error == 0 && phase != CLOSED) {
+                submit(server.bios().get().init(Op.FLUSH, 0, 0, r.endIo)); // then the reply
+                return;
+            }
         }
         if (phase == CLOSED) {
             recycle(r);

@@ -44,6 +44,11 @@ final class NbdRequest {
     BufferPool.Buf edges;
     /** Link in the device's queue of read-modify-writes waiting their turn ({@link RmwGate}). */
     NbdRequest rmwNext;
+    /**
+     * A TRIM or WRITE_ZEROES with FUA: a FLUSH follows it before the reply (a bio's FUA is for
+     * writes; DISCARD and WRITE_ZEROES make no promise of it).
+     */
+    boolean flushAfter;
     /** Bytes charged against the connection's in-flight budget. */
     long charged;
     /** NBD error (section "Error values"), 0 for success. */
@@ -81,6 +86,7 @@ final class NbdRequest {
         this.dataOff = 0;
         this.stage = 0;
         this.rmwNext = null;
+        this.flushAfter = false;
     }
 
     /** No read-modify-write, or it is done. */
