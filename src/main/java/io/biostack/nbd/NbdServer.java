@@ -528,8 +528,12 @@ public final class NbdServer implements AutoCloseable {
         return submitters.get(d);
     }
 
-    /** The read-modify-writes of each device, made on first use (cold: a connection's start). */
-    private final Map<BlockDevice, RmwGate> rmwGates = new IdentityHashMap<>();
+    /**
+     * The read-modify-writes of each device, made on first use (cold: a connection's start).
+     * Weak keys (no device overrides equals): a removed export's device, a backup view's, is not
+     * kept once its connections are gone; they hold the gate themselves while they last.
+     */
+    private final Map<BlockDevice, RmwGate> rmwGates = new java.util.WeakHashMap<>();
 
     /** The gate that serialises the read-modify-writes of {@code d} over all connections. */
     RmwGate rmwGate(BlockDevice d) {
