@@ -96,6 +96,8 @@ final class NbdConnection {
     private ExportStats stats;
     private boolean statsOpen;
     private BlockDevice device;
+    /** Where this connection's bios go (the server's submitter for the device, held from the start). */
+    private java.util.function.Consumer<Bio> submitter;
     private boolean structured;
     private boolean blockStatus;
     /** The metadata contexts the client selected, in the order their chunks go out. */
@@ -510,6 +512,9 @@ final class NbdConnection {
         stats.connectionOpened();
         statsOpen = true;
         device = export.device();
+        // Kept: the export may be removed while we serve it (or was, since the handshake chose it).
+        java.util.function.Consumer<Bio> sub = server.submitter(device);
+        submitter = sub != null ? sub : device::submit;
         structured = s.structured();
         contexts = s.contexts();
         blockStatus = contexts.length > 0;
@@ -996,7 +1001,7 @@ final class NbdConnection {
     }
 
     private void submit(Bio bio) {
-        BioSplitter.submitSplit(bio, device.limits(), server.bios(), server.submitter(device));
+        BioSplitter.submitSplit(bio, device.limits(), server.bios(), submitter);
     }
 
     /** Answers a request without I/O: an error, a zero-length request, a CACHE. */

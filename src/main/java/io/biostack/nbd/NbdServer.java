@@ -574,8 +574,15 @@ public final class NbdServer implements AutoCloseable {
             return false;
         }
         Map<String, NbdExport> ex = new LinkedHashMap<>(exports);
-        ex.remove(name);
+        BlockDevice gone = ex.remove(name).device();
         exports = ex;
+        if (ex.values().stream().noneMatch(e -> e.device() == gone)) {
+            // Connections still on it keep their own submitter; the server keeps nothing of a
+            // device no export offers (a backup view's snapshot tables and frozen bitmap).
+            Map<BlockDevice, Consumer<Bio>> subs = new IdentityHashMap<>(submitters);
+            subs.remove(gone);
+            submitters = subs;
+        }
         return true;
     }
 

@@ -141,6 +141,34 @@ class NbdTransmissionTest {
     }
 
     /**
+     * A backup view comes and goes as an export (addExport at backup-begin, removeExport at
+     * backup-end); once removed and its clients gone, the server must not keep the device (a view
+     * holds its snapshot's tables and a frozen bitmap): a long-running server that kept every
+     * view grew with every backup.
+     */
+    @Test
+    void aRemovedExportsDeviceIsNotKeptOnceItsClientsAreGone() throws Exception {
+        RamDisk view = new RamDisk("view", 1 << 20);
+        java.lang.ref.WeakReference<RamDisk> ref = new java.lang.ref.WeakReference<>(view);
+        server.addExport(new NbdExport("view", "backup view", view, true));
+        try (RawNbdClient c = RawNbdClient.open(sock, "view", false, false)) {
+            assertThat(c.read(0, 4096)).hasSize(4096);
+            assertThat(server.removeExport("view")).isTrue();
+            assertThat(c.read(4096, 4096)).as("a client of a removed export is still served").hasSize(4096);
+        }
+        view.close();
+        view = null;
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (server.connectionCount() > 0 && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        for (int i = 0; i < 20 && ref.get() != null; i++) {
+            System.gc();
+        }
+        assertThat(ref.get()).as("the removed export's device").isNull();
+    }
+
+    /**
      * An error chunk's message is UTF-8 (doc/proto.md, "NBD_REPLY_TYPE_ERROR"); one longer than the
      * 1024 bytes the server sends is cut, and the cut must fall between characters. An export
      * named with 1300 '€' (3 bytes each) makes a TRIM's EPERM message 26 + 3900 bytes, whose byte
