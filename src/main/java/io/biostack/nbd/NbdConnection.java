@@ -1384,8 +1384,10 @@ final class NbdConnection {
         } else if (r.error != 0 && structured) {
             byte[] msg = r.message == null ? new byte[0] : r.message.getBytes(StandardCharsets.UTF_8);
             int n = Math.min(msg.length, 1024);
+            // The message is UTF-8 (section "NBD_REPLY_TYPE_ERROR"): cut before a character, not
+            // inside one (10xxxxxx is a continuation byte).
             while (n < msg.length && n > 0 && (msg[n] & 0xc0) == 0x80) {
-                n--; // the message is UTF-8 (section "NBD_REPLY_TYPE_ERROR"): cut before a character, not inside
+                n--;
             }
             chunkHeader(out, r.cookie, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, 6 + n);
             out.putInt(r.error);
