@@ -48,6 +48,7 @@ class NbdLenientClientTest {
     NbdServer server;
     /** What the file must hold. */
     byte[] model;
+    ProbeDevice probe;
 
     @BeforeAll
     static void credentials() throws Exception {
@@ -67,13 +68,28 @@ class NbdLenientClientTest {
         server = b.start();
     }
 
+    /** A device that holds its bios until the test lets them go ({@link ProbeDevice}), served on two reactors. */
+    ProbeDevice serveProbe() throws Exception {
+        sock = dir.resolve("nbd.sock");
+        probe = new ProbeDevice(1 << 20);
+        server = NbdServer.builder().export(NbdExport.of("disk", probe)).unixSocket(sock).threads(2).start();
+        return probe;
+    }
+
     @AfterEach
     void stop() {
+        if (probe != null) {
+            probe.holding = false;
+            probe.releaseReversed(); // nothing held back blocks the server's close
+        }
         if (server != null) {
             server.close();
         }
         if (loop != null) {
             loop.close();
+        }
+        if (probe != null) {
+            probe.close();
         }
     }
 
@@ -184,9 +200,7 @@ class NbdLenientClientTest {
      */
     @Test
     void unalignedWritesFromTwoConnectionsIntoOneBlockKeepBothWrites() throws Exception {
-        sock = dir.resolve("nbd.sock");
-        ProbeDevice dev = new ProbeDevice(1 << 20);
-        server = NbdServer.builder().export(NbdExport.of("disk", dev)).unixSocket(sock).threads(2).start();
+        ProbeDevice dev = serveProbe();
         try (RawNbdClient a = client(false, false, false); RawNbdClient b = client(false, false, false)) {
             dev.holding = true;
             a.write(0, 1, 10, new byte[] {0x11});
@@ -204,12 +218,6 @@ class NbdLenientClientTest {
             head[10] = 0x11;
             head[20] = 0x22;
             assertThat(Arrays.copyOf(a.read(0, 512), 32)).as("both bytes, from the device").isEqualTo(head);
-        } finally {
-            dev.holding = false;
-            dev.releaseReversed();
-            server.close();
-            server = null;
-            dev.close();
         }
     }
 
@@ -220,9 +228,7 @@ class NbdLenientClientTest {
      */
     @Test
     void aReadModifyWriteOfAClosedConnectionIsDroppedAndTheNextOneStillRuns() throws Exception {
-        sock = dir.resolve("nbd.sock");
-        ProbeDevice dev = new ProbeDevice(1 << 20);
-        server = NbdServer.builder().export(NbdExport.of("disk", dev)).unixSocket(sock).threads(2).start();
+        ProbeDevice dev = serveProbe();
         try (RawNbdClient a = client(false, false, false); RawNbdClient b = client(false, false, false)) {
             dev.holding = true;
             a.write(0, 1, 10, new byte[] {0x11});
@@ -241,12 +247,6 @@ class NbdLenientClientTest {
                 head[30] = 0x33;
                 assertThat(Arrays.copyOf(c.read(0, 512), 32)).as("a's and c's bytes, not b's").isEqualTo(head);
             }
-        } finally {
-            dev.holding = false;
-            dev.releaseReversed();
-            server.close();
-            server = null;
-            dev.close();
         }
     }
 
