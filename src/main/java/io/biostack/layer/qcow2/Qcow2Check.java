@@ -108,10 +108,9 @@ public final class Qcow2Check {
         }
         img.sync();
         img.dropRefcountCache();
-        Result again;
-        try (Qcow2Image fresh = Qcow2Image.open(img.path, false)) {
-            again = new Qcow2Check(fresh, msg, 0).run();
-        }
+        // On the same descriptor: closing another one would release the repair's write lock while
+        // the image is still open for writing (POSIX locks are per process), letting a qemu in.
+        Result again = new Qcow2Check(img.reread(), msg, 0).run();
         return new Result(again.corruptions(), again.leaks(), again.checkErrors(), r.corruptionsFixed(),
                 r.leaksFixed(), again.imageEndOffset(), again.totalClusters(), again.allocatedClusters(),
                 again.fragmentedClusters(), again.compressedClusters(), again.failure());

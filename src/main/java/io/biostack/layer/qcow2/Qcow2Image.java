@@ -222,6 +222,19 @@ public final class Qcow2Image implements AutoCloseable {
     }
 
     /**
+     * Reads the metadata again from this image's own descriptor: a new view that shares the
+     * channel (and its lock) and must not be closed. A second descriptor would drop the lock when
+     * closed, since POSIX record locks belong to the process and any close of the file releases
+     * them (fcntl(2), "Advisory record locking").
+     *
+     * @return the image as the file holds it now
+     * @throws IOException when it can't be read or is no longer valid
+     */
+    Qcow2Image reread() throws IOException {
+        return new Qcow2Image(ch, path);
+    }
+
+    /**
      * True when {@code path} starts with the qcow2 magic.
      *
      * @param path a file

@@ -262,6 +262,28 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void aRepairKeepsItsWriteLockThroughTheReCheckUntilTheImageIsClosed() throws Exception {
+        Tools.require("qemu-io");
+        Path p = image();
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(11L * 65536);
+        }
+        setRefcount(p, 10, 1); // a leak: the repair writes, then checks again
+        try (Qcow2Image img = Qcow2Image.open(p, true)) {
+            Qcow2Check.Result r = Qcow2Check.check(img, new PrintStream(msgs, true), Qcow2Check.REPAIR_LEAKS);
+            assertThat(r.leaksFixed()).isEqualTo(1);
+            // The re-check is done and the image still open for writing: a POSIX lock is dropped
+            // by any close of the file in this process, so a re-check on its own descriptor let
+            // a qemu in here.
+            Tools.Result q = Tools.run(30, "qemu-io", "-c", "write 0 4k", p.toString());
+            assertThat(q.exit()).as(q.all()).isNotZero();
+            // qemu-io takes its own lock on byte 201 first (raw_apply_lock_bytes) and fails there.
+            assertThat(q.all()).containsAnyOf("Failed to lock byte 201", "Failed to get \"write\" lock");
+        }
+        assertThat(Tools.run(30, "qemu-io", "-c", "write 0 4k", p.toString()).exit()).isZero();
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
