@@ -266,14 +266,11 @@ public final class Qcow2Check {
             if ((l2Off & (clusterSize - 1)) != 0) {
                 msg.printf("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted%n", l2Off);
                 corruptions++;
-                continue;
             }
-            if (l2Off + clusterSize > img.currentFileSize()) {
-                msg.printf("ERROR l2_offset=%x: L2 table is outside the image%n", l2Off);
-                corruptions++;
-                continue;
-            }
-            checkL2(img.readL2(l2Off), active);
+            // As qemu's check_refcounts_l1: the table is walked even where it is misaligned or past
+            // the end (inc reported that; the read gives zeros there, as qemu's reads past EOF), so
+            // the counts, the leaks and the exit code are the ones qemu-img check gives.
+            checkL2(img.longs(l2Off, (int) (clusterSize / 8)), active);
         }
     }
 
@@ -504,9 +501,13 @@ public final class Qcow2Check {
         boolean l1Dirty = false;
         for (int i = 0; i < l1.length; i++) {
             long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
-            if (l2Off == 0 || (l2Off & (clusterSize - 1)) != 0 || l2Off + clusterSize > img.currentFileSize()) {
+            if (l2Off == 0) {
                 continue;
             }
+            // A misaligned or outside table's flag is checked too, as check_oflag_copied does (its
+            // refcount is 0 past the refcount table): qemu counts that corruption. Its entries are
+            // not: rewriting flags in a table that is not one would write into whatever is there.
+            boolean table = (l2Off & (clusterSize - 1)) == 0 && l2Off + clusterSize <= img.currentFileSize();
             long rc = refcountOrMinusOne(l2Off / clusterSize);
             if (rc < 0) {
                 continue;
@@ -521,6 +522,9 @@ public final class Qcow2Check {
                 } else {
                     corruptions++;
                 }
+            }
+            if (!table) {
+                continue;
             }
             long[] l2 = img.readL2(l2Off);
             boolean l2Dirty = false;

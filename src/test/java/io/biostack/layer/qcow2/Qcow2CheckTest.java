@@ -283,13 +283,44 @@ class Qcow2CheckTest {
         assertThat(Tools.run(30, "qemu-io", "-c", "write 0 4k", p.toString()).exit()).isZero();
     }
 
+    /** A JSON number of qemu-img check's output, 0 when absent (qemu leaves zero counts out). */
+    private static long jsonNum(String json, String key) {
+        var m = java.util.regex.Pattern.compile("\"" + key + "\": (\\d+)").matcher(json);
+        return m.find() ? Long.parseLong(m.group(1)) : 0;
+    }
+
+    @Test
+    void aMisalignedL1EntryGivesTheCountsQemuImgCheckGives() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path clean = dir.resolve("m.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", clean.toString(), "64M");
+        // L1 at cluster 3, the L2 table at cluster 4, data at 5-7: the misaligned table runs into data.
+        Tools.ok(30, "qemu-io", "-c", "write -P 1 0 128k", "-c", "write -P 2 32M 64k", clean.toString());
+        // Inside the file (the table read there is data) and past its end (read as zeros).
+        for (long l2 : new long[] {0x40200, 0x90200}) {
+            Path p = dir.resolve("m" + Long.toHexString(l2) + ".qcow2");
+            java.nio.file.Files.copy(clean, p);
+            poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, l2 | Long.MIN_VALUE));
+            Tools.Result q = Tools.run(30, "qemu-img", "check", "--output=json", p.toString());
+            msgs.reset();
+            Qcow2Check.Result r = check(p, 0);
+            String what = "L2 at 0x" + Long.toHexString(l2) + ": " + q.out();
+            assertThat(r.corruptions()).as(what).isEqualTo(jsonNum(q.out(), "corruptions"));
+            assertThat(r.leaks()).as(what).isEqualTo(jsonNum(q.out(), "leaks"));
+            assertThat(r.allocatedClusters()).as(what).isEqualTo(jsonNum(q.out(), "allocated-clusters"));
+            assertThat(r.fragmentedClusters()).as(what).isEqualTo(jsonNum(q.out(), "fragmented-clusters"));
+            assertThat(r.exitCode()).as(what).isEqualTo(q.exit());
+            assertThat(msgs.toString()).contains("Table is not cluster aligned; L1 entry corrupted");
+        }
+    }
+
     @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
         Qcow2Check.Result r = check(p, 0);
         assertThat(r.exitCode()).isEqualTo(2);
-        assertThat(msgs.toString()).contains("L2 table is outside the image");
+        assertThat(msgs.toString()).contains("exceeding the end of the file").contains("OFLAG_COPIED L2 cluster: l1_index=0");
     }
 
     @Test
