@@ -286,10 +286,21 @@ public final class Qcow2Check {
                             compressedOffset(e));
                     corruptions++;
                 }
+                // As check_refcounts_l2: a compressed entry in an image with a data file (which
+                // holds no compressed clusters) or with subclusters allocated is a corruption and
+                // not counted: its offset is no reference, and a repair that counted it raised a
+                // refcount of whatever metadata cluster it points into.
+                if (external) {
+                    msg.printf("ERROR compressed cluster %d with data file, entry=0x%x%n",
+                            j / step, e & ~Qcow2Header.OFLAG_COPIED);
+                    corruptions++;
+                    continue;
+                }
                 if (step == 2 && l2[j + 1] != 0) {
                     msg.printf("ERROR compressed cluster %d with non-zero subcluster allocation bitmap, entry=0x%x%n",
-                            j / step, e);
+                            j / step, e & ~Qcow2Header.OFLAG_COPIED);
                     corruptions++;
+                    continue;
                 }
                 if (active) {
                     allocated++;

@@ -315,6 +315,29 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void aCompressedEntryWithAnExternalDataFileIsACorruptionThatARepairLeavesAsQemuImgCheckDoes() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path p = dir.resolve("d.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("d.raw"), p.toString(), "64M");
+        Tools.ok(30, "qemu-io", "-c", "write -P 7 0 64k", p.toString());
+        // The L2 table is at cluster 4: entry 0 becomes compressed, 4 sectors at 0x200 (in the header's cluster).
+        poke(p, 4L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 62) | (3L << 54) | 0x200));
+        Path q = dir.resolve("q.qcow2");
+        java.nio.file.Files.copy(p, q);
+        Tools.Result qemu = Tools.run(30, "qemu-img", "check", "-r", "all", "--output=json", q.toString());
+        assertThat(qemu.err()).contains("ERROR compressed cluster 0 with data file");
+        byte[] refblock = java.nio.file.Files.readAllBytes(p);
+        Qcow2Check.Result r = check(p, Qcow2Check.REPAIR_ALL);
+        assertThat(msgs.toString()).contains("ERROR compressed cluster 0 with data file, entry=0x40c0000000000200");
+        assertThat(r.corruptions()).as(qemu.out()).isEqualTo(jsonNum(qemu.out(), "corruptions")).isEqualTo(1);
+        assertThat(r.corruptionsFixed()).isEqualTo(jsonNum(qemu.out(), "corruptions-fixed")).isZero();
+        assertThat(r.allocatedClusters()).isEqualTo(jsonNum(qemu.out(), "allocated-clusters"));
+        assertThat(r.exitCode()).isEqualTo(qemu.exit()).isEqualTo(2);
+        // The header's refcount was not raised for a reference into the data file.
+        assertThat(java.nio.file.Files.readAllBytes(p)).isEqualTo(refblock);
+    }
+
+    @Test
     void anL2TableOutsideTheFileIsReportedNotThrown() throws IOException {
         Path p = image();
         poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, (1L << 40) | Long.MIN_VALUE)); // L1[0] far away
