@@ -39,6 +39,10 @@ public final class LoadGenerator {
     private static final int IDLE = 0;
     private static final int SUBMITTING = 1;
     private static final int RESTART = 2;
+    /** The longest latency a histogram records: 60 s. */
+    private static final long MAX_LATENCY_NS = 60_000_000_000L;
+    /** Heap bytes of one slot's latency histogram (HdrHistogram's counts for 60 s at 3 digits: about 220 KiB). */
+    private static final long HISTOGRAM_BYTES = new Histogram(MAX_LATENCY_NS, 3).getEstimatedFootprintInBytes();
 
     private final BlockDevice dev;
     private final Workload w;
@@ -58,6 +62,8 @@ public final class LoadGenerator {
     private long logIntervalNs;
     /** I/Os completed (measured or not) at each tick of the IOPS log since the measured start; -1 past the end. */
     private long[] logSamples;
+    /** Never recorded into: the histogram of a direction the workload does not do. */
+    private final Histogram none = new Histogram(MAX_LATENCY_NS, 3);
 
     /**
      * A load of {@code w} on {@code dev}; nothing runs until {@link #run}. The device stays the
@@ -81,8 +87,31 @@ public final class LoadGenerator {
         if (dev.isReadOnly() && w.rw().reads != 100) {
             throw new IllegalArgumentException(dev.name() + " is read-only: use --rw read or randread");
         }
-        this.slots = new Slot[w.ioDepth()];
+        this.slots = newSlots(1);
         this.finished = new CountDownLatch(w.ioDepth());
+    }
+
+    /**
+     * The slots of {@code jobs} jobs, refused before anything is allocated when their latency
+     * histograms cannot fit in the heap: each slot keeps its own (one per direction it does), so
+     * that its completions record without a lock, and thousands of slots are GiBs, which ended in
+     * an OutOfMemoryError deep in the run.
+     */
+    private Slot[] newSlots(int jobs) {
+        long n = (long) jobs * w.ioDepth();
+        int reads = w.rw().reads;
+        long need = n * (reads == 0 || reads == 100 ? 1 : 2) * HISTOGRAM_BYTES;
+        Runtime rt = Runtime.getRuntime();
+        long free = rt.maxMemory() - (rt.totalMemory() - rt.freeMemory());
+        // A quarter of the free heap stays for the rest of the run (buffers of the merge, the
+        // collector's own room): without it the histograms that just fit still ran out of heap.
+        if (n > Integer.MAX_VALUE - 8 || need > free / 4 * 3) {
+            throw new IllegalArgumentException(String.format(java.util.Locale.ROOT,
+                    "--iodepth %d x --numjobs %d = %d I/Os in flight need %d MiB of heap for their latency histograms,"
+                            + " more than three quarters of the %d MiB free: lower --iodepth or --numjobs (or raise the heap: BIOSTACK_JAVA_OPTS=-Xmx...)",
+                    w.ioDepth(), jobs, n, need >> 20, free >> 20));
+        }
+        return new Slot[(int) n];
     }
 
     /**
@@ -185,8 +214,8 @@ public final class LoadGenerator {
         if (n < 1) {
             throw new IllegalArgumentException("--numjobs must be at least 1");
         }
+        this.slots = newSlots(n);
         this.numJobs = n;
-        this.slots = new Slot[n * w.ioDepth()];
         this.finished = new CountDownLatch(slots.length);
         return this;
     }
@@ -195,8 +224,9 @@ public final class LoadGenerator {
     private final class Slot implements EndIo {
         final Bio bio = new Bio();
         final MemorySegment buf;
-        final Histogram readLat = new Histogram(60_000_000_000L, 3);
-        final Histogram writeLat = new Histogram(60_000_000_000L, 3);
+        /** Only the directions the workload does have their own: the other is the shared empty one. */
+        final Histogram readLat = w.rw().reads != 0 ? new Histogram(MAX_LATENCY_NS, 3) : none;
+        final Histogram writeLat = w.rw().reads != 100 ? new Histogram(MAX_LATENCY_NS, 3) : none;
         long rng;
         long seqBlock;
         /** This slot's next position in the random map's order. */

@@ -134,6 +134,23 @@ class LoadGeneratorTest {
                 .hasMessageContaining("--numjobs");
     }
 
+    @Test
+    void moreIosInFlightThanTheHeapHoldsHistogramsForAreRefusedBeforeAllocating() throws Exception {
+        // Each I/O in flight keeps its own latency histogram (about 220 KiB): 256 x 1024 of them
+        // are about 56 GiB, 3000000 x 1024 overflow an int.
+        try (BlockDevice dev = new RamDisk("r", 1 << 20)) {
+            for (int jobs : new int[] {256, 3_000_000}) {
+                LoadGenerator g = new LoadGenerator(dev, w(Workload.Pattern.RANDREAD, 4096, 1024, 10));
+                assertThatThrownBy(() -> g.numJobs(jobs)).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("--iodepth 1024 x --numjobs " + jobs).hasMessageContaining("MiB of heap");
+            }
+            // What fits still runs.
+            BenchResult r = new LoadGenerator(dev, w(Workload.Pattern.RANDREAD, 4096, 64, 50)).numJobs(2).run(null);
+            assertThat(r.errors()).isZero();
+            assertThat(r.readIos()).isPositive();
+        }
+    }
+
     /** A test device over a RamDisk: its size and limits, writable; subclasses say how bios go to it. */
     private abstract static class OverRam implements BlockDevice {
         final RamDisk ram;
