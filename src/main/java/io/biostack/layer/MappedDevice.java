@@ -505,33 +505,33 @@ public final class MappedDevice implements BlockDevice {
      * @throws InterruptedException when the waiting thread is interrupted
      */
     public void resume(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
-        boolean swap;
-        lock.lock();
-        try {
-            swap = inactive != null;
-        } finally {
-            lock.unlock();
-        }
-        if (swap) {
-            suspend(timeout, unit);
-        }
         Table old = null;
-        List<Bio> go;
-        lock.lock();
-        try {
-            if (state == State.CLOSED) {
-                throw new IllegalStateException(name + " is closed");
+        List<Bio> go = null;
+        while (go == null) {
+            lock.lock();
+            try {
+                if (state == State.CLOSED) {
+                    throw new IllegalStateException(name + " is closed");
+                }
+                // Whether to swap is decided in the section that swaps: decided apart, a table
+                // loaded in between went live on a running device, and the old table's targets
+                // were closed under the bios still in flight on them.
+                if (inactive == null || state == State.SUSPENDED && drained.isDone()) {
+                    if (inactive != null) {
+                        old = live;
+                        live = inactive;
+                        inactive = null;
+                    }
+                    state = State.RUNNING;
+                    go = new ArrayList<>(waiting);
+                    waiting.clear();
+                }
+            } finally {
+                lock.unlock();
             }
-            if (inactive != null) {
-                old = live;
-                live = inactive;
-                inactive = null;
+            if (go == null) {
+                suspend(timeout, unit); // then decide again: the table may have changed meanwhile
             }
-            state = State.RUNNING;
-            go = new ArrayList<>(waiting);
-            waiting.clear();
-        } finally {
-            lock.unlock();
         }
         if (old != null) {
             old.close();

@@ -143,6 +143,95 @@ class MappedDeviceTest {
         m.resume(1, TimeUnit.SECONDS);
     }
 
+    /** A target that keeps its bios until {@link #release}, and tells whether it was closed holding one. */
+    static final class Holding implements Target {
+        final RamDisk ram = new RamDisk("h", 65536);
+        final java.util.concurrent.ConcurrentLinkedQueue<Bio> held = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        volatile boolean closedHolding;
+
+        @Override public String targetType() { return "holding"; }
+        @Override public String table() { return ""; }
+        @Override public String name() { return "h"; }
+        @Override public long size() { return ram.size(); }
+        @Override public io.biostack.block.QueueLimits limits() { return ram.limits(); }
+        @Override public boolean isReadOnly() { return false; }
+        @Override public void submit(Bio bio) { held.add(bio); }
+        @Override public void close() { closedHolding |= !held.isEmpty(); }
+
+        void release() {
+            for (Bio x; (x = held.poll()) != null; ) {
+                ram.submit(x);
+            }
+        }
+    }
+
+    /**
+     * The device's lock, made to stop one thread before its second acquisition until told to go
+     * on: resume's decision (swap or not) and its swap were two sections of the lock.
+     */
+    static final class PausingLock extends java.util.concurrent.locks.ReentrantLock {
+        volatile Thread who;
+        final CountDownLatch paused = new CountDownLatch(1);
+        final CountDownLatch go = new CountDownLatch(1);
+        int calls;
+
+        @Override
+        public void lock() {
+            if (Thread.currentThread() == who && ++calls == 2) {
+                paused.countDown();
+                try {
+                    go.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            super.lock();
+        }
+    }
+
+    @Test
+    @org.junit.jupiter.api.Timeout(30)
+    void aReloadDuringTheResumeOfARunningDeviceNeverSwapsUnderABioInFlight() throws Exception {
+        Holding old = new Holding();
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", old));
+        PausingLock lock = new PausingLock();
+        var f = MappedDevice.class.getDeclaredField("lock");
+        f.setAccessible(true);
+        f.set(m, lock);
+        var read = m.read(0, buffer(512)); // in flight on the old table
+        CountDownLatch resumed = new CountDownLatch(1);
+        Thread r = Thread.ofPlatform().unstarted(() -> {
+            try {
+                m.resume(10, TimeUnit.SECONDS); // a running device, no table loaded: nothing to swap yet
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            } finally {
+                resumed.countDown();
+            }
+        });
+        lock.who = r;
+        r.start();
+        // Either resume stops before a second section (the window) or it is already done.
+        while (lock.paused.getCount() > 0 && resumed.getCount() > 0) {
+            Thread.onSpinWait();
+        }
+        m.reload(MappedDevice.Table.of("m", new Linear("m", b, 0, 65536))); // dmsetup reload, meanwhile
+        lock.go.countDown();
+        // The new table may go live only once the bio on the old one has completed: resume must
+        // now wait for the drain (a timed wait), not return with the table swapped.
+        while (resumed.getCount() > 0 && r.getState() != Thread.State.TIMED_WAITING) {
+            Thread.onSpinWait();
+        }
+        assertThat(old.closedHolding).as("the old table's target closed with a bio in flight").isFalse();
+        old.release();
+        resumed.await();
+        r.join();
+        assertThat(statusOf(read)).isEqualTo(Status.OK);
+        m.resume(1, TimeUnit.SECONDS);
+        assertThat(m.liveTable().targets()).doesNotContain(old);
+        assertThat(old.closedHolding).isFalse();
+    }
+
     /**
      * Four threads keep bios going while the table is swapped back and forth; each bio's
      * callback counts itself, and every bio must complete exactly once with OK.
