@@ -64,6 +64,9 @@ public final class Qcow2Check {
         }
     }
 
+    /** qemu's L1E_RESERVED_MASK (block/qcow2.h): L1 bits 0-8 and 56-62 (qcow2.rst "L1 table entry"). */
+    private static final long L1E_RESERVED_MASK = 0x7f000000000001ffL;
+
     private final Qcow2Image img;
     private final PrintStream msg;
     private final int fix;
@@ -258,10 +261,16 @@ public final class Qcow2Check {
     private void checkL1(long l1Off, int l1Size, long[] l1, boolean active) throws IOException {
         inc(l1Off, (long) l1Size * 8);
         for (int i = 0; i < l1Size; i++) {
-            long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
-            if (l2Off == 0) {
+            // As check_refcounts_l1: only an entry that is all zero is skipped; one with offset 0
+            // and other bits set has its table walked at 0 (the header), as qemu walks it.
+            if (l1[i] == 0) {
                 continue;
             }
+            if ((l1[i] & L1E_RESERVED_MASK) != 0) {
+                msg.printf("ERROR found L1 entry with reserved bits set: %x%n", l1[i]);
+                corruptions++;
+            }
+            long l2Off = l1[i] & Qcow2Header.OFFSET_MASK;
             inc(l2Off, clusterSize);
             if ((l2Off & (clusterSize - 1)) != 0) {
                 msg.printf("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted%n", l2Off);
@@ -270,11 +279,39 @@ public final class Qcow2Check {
             // As qemu's check_refcounts_l1: the table is walked even where it is misaligned or past
             // the end (inc reported that; the read gives zeros there, as qemu's reads past EOF), so
             // the counts, the leaks and the exit code are the ones qemu-img check gives.
-            checkL2(img.longs(l2Off, (int) (clusterSize / 8)), active);
+            boolean table = (l2Off & (clusterSize - 1)) == 0 && l2Off + clusterSize <= fileLen && !otherMetadata(l2Off);
+            checkL2(img.longs(l2Off, (int) (clusterSize / 8)), active, table ? l2Off : -1);
         }
     }
 
-    private void checkL2(long[] l2, boolean active) throws IOException {
+    /**
+     * Whether the cluster at {@code off} holds the header, the active L1 table, the refcount table
+     * or a refcount block, the snapshot table or the bitmap directory: an L1 entry that points
+     * there is corrupt, and a repair must not write into what its "table" really is (qemu's
+     * qcow2_pre_write_overlap_check refuses that write).
+     */
+    private boolean otherMetadata(long off) throws IOException {
+        long end = off + clusterSize;
+        if (off < clusterSize || overlaps(off, end, img.l1Offset, (long) img.l1.length * 8)
+                || overlaps(off, end, img.reftOffset, (long) img.reftClusters * clusterSize)
+                || img.nbSnapshots > 0 && overlaps(off, end, img.snapshotsOffset, img.snapshotTableSize())
+                || overlaps(off, end, img.bitmapDirOffset, img.bitmapDirSize)) {
+            return true;
+        }
+        for (long r : img.refcountTable()) {
+            if ((r & Qcow2Image.REFT_OFFSET_MASK) == off) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static boolean overlaps(long off, long end, long start, long len) {
+        return len > 0 && off < start + len && start < end;
+    }
+
+    /** One L2 table's entries; {@code l2Off} is where it lies, or -1 when it is no table (nothing is written there). */
+    private void checkL2(long[] l2, boolean active, long l2Off) throws IOException {
         int step = img.extendedL2() ? 2 : 1;
         nextContiguous = 0; // per L2 table, as check_refcounts_l2's local next_contiguous_offset
         boolean external = img.dataFile != null;
@@ -346,9 +383,25 @@ public final class Qcow2Check {
                 nextContiguous = off + clusterSize;
             }
             if ((off & (clusterSize - 1)) != 0) {
-                msg.printf("ERROR offset=%x: Cluster is not properly aligned; L2 entry corrupted.%n", off);
+                // As check_refcounts_l2: reported, and still counted as a reference, except that
+                // -r all makes a preallocated one (no data) a plain zero cluster and counts nothing.
+                boolean data = step == 2 ? (l2[j + 1] & 0xffffffffL) != 0 : (e & Qcow2Header.OFLAG_ZERO) == 0;
+                boolean repair = !data && (fix & REPAIR_ERRORS) != 0;
+                msg.printf("%s offset=%x: %s cluster is not properly aligned; L2 entry corrupted.%n",
+                        repair && l2Off >= 0 ? "Repairing" : "ERROR", off, data ? "Data" : "Preallocated");
                 corruptions++;
-                continue;
+                if (repair) {
+                    // Only in a real table: qemu's overlap check keeps its write off the header
+                    // and other metadata that a misaligned L1 entry makes it walk.
+                    if (l2Off >= 0) {
+                        l2[j] = step == 2 ? 0 : Qcow2Header.OFLAG_ZERO;
+                        img.write(l2Off + (long) j * 8, ByteBuffer.allocate(8).putLong(0, l2[j]));
+                        img.sync();
+                        corruptions--;
+                        corruptionsFixed++;
+                    }
+                    continue;
+                }
             }
             if (!external) {
                 inc(off, clusterSize);

@@ -315,6 +315,69 @@ class Qcow2CheckTest {
     }
 
     @Test
+    void anL1EntryWithReservedBitsOrNoOffsetGivesTheVerdictQemuImgCheckGives() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path clean = dir.resolve("r.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", clean.toString(), "64M");
+        Tools.ok(30, "qemu-io", "-c", "write -P 1 0 128k", "-c", "write -P 2 32M 64k", clean.toString());
+        // Bit 1 and bit 0 (both reserved in an L1 entry, qcow2.rst bits 0-8), and an entry with
+        // only OFLAG_COPIED: qemu walks the header's cluster as its L2 table.
+        for (long e : new long[] {0x8000000000040002L, 0x8000000000040001L, 0x8000000000000000L}) {
+            Path p = dir.resolve("r" + Long.toHexString(e) + ".qcow2");
+            java.nio.file.Files.copy(clean, p);
+            poke(p, 3L * 65536, ByteBuffer.allocate(8).putLong(0, e));
+            Tools.Result q = Tools.run(30, "qemu-img", "check", "--output=json", p.toString());
+            msgs.reset();
+            Qcow2Check.Result r = check(p, 0);
+            String what = "L1[0] = 0x" + Long.toHexString(e) + ": " + q.out();
+            assertThat(r.corruptions()).as(what).isEqualTo(jsonNum(q.out(), "corruptions"));
+            assertThat(r.leaks()).as(what).isEqualTo(jsonNum(q.out(), "leaks"));
+            assertThat(r.allocatedClusters()).as(what).isEqualTo(jsonNum(q.out(), "allocated-clusters"));
+            assertThat(r.exitCode()).as(what).isEqualTo(q.exit()).isEqualTo(2);
+        }
+        assertThat(msgs.toString()).doesNotContain("reserved bits set: 8000000000000000");
+        // -r all on that last one never writes into the header it walked as a table (qemu's
+        // overlap check refuses that write; its check then fails).
+        Path h = dir.resolve("r8000000000000000.qcow2");
+        byte[] header = java.util.Arrays.copyOf(java.nio.file.Files.readAllBytes(h), 65536);
+        check(h, Qcow2Check.REPAIR_ALL);
+        assertThat(java.util.Arrays.copyOf(java.nio.file.Files.readAllBytes(h), 65536)).isEqualTo(header);
+    }
+
+    @Test
+    void aMisalignedDataClusterIsCountedAndAMisalignedPreallocatedOneRepairedToZeroAsQemuImgCheckDoes() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path clean = dir.resolve("a.qcow2");
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", clean.toString(), "64M");
+        Tools.ok(30, "qemu-io", "-c", "write -P 1 0 128k", clean.toString()); // L2 at cluster 4, data at 5 and 6
+        for (long e : new long[] {0x8000000000050200L, 0x8000000000050201L}) { // data, then preallocated (zero flag)
+            for (int fix : new int[] {0, Qcow2Check.REPAIR_ALL}) {
+                Path p = dir.resolve("x" + Long.toHexString(e) + fix + ".qcow2");
+                Path q = dir.resolve("y" + Long.toHexString(e) + fix + ".qcow2");
+                java.nio.file.Files.copy(clean, p);
+                poke(p, 4L * 65536, ByteBuffer.allocate(8).putLong(0, e));
+                java.nio.file.Files.copy(p, q);
+                Tools.Result qemu = fix == 0 ? Tools.run(30, "qemu-img", "check", "--output=json", q.toString())
+                        : Tools.run(30, "qemu-img", "check", "-r", "all", "--output=json", q.toString());
+                msgs.reset();
+                Qcow2Check.Result r = check(p, fix);
+                String what = "L2[0] = 0x" + Long.toHexString(e) + " fix " + fix + ": " + qemu.out() + msgs;
+                assertThat(r.corruptions()).as(what).isEqualTo(jsonNum(qemu.out(), "corruptions"));
+                assertThat(r.corruptionsFixed()).as(what).isEqualTo(jsonNum(qemu.out(), "corruptions-fixed"));
+                assertThat(r.leaks()).as(what).isEqualTo(jsonNum(qemu.out(), "leaks"));
+                assertThat(r.leaksFixed()).as(what).isEqualTo(jsonNum(qemu.out(), "leaks-fixed"));
+                assertThat(r.allocatedClusters()).as(what).isEqualTo(jsonNum(qemu.out(), "allocated-clusters"));
+                assertThat(r.exitCode()).as(what).isEqualTo(qemu.exit());
+                // The L2 table as qemu left it (the preallocated entry a plain zero cluster after -r all).
+                byte[] ours = java.nio.file.Files.readAllBytes(p);
+                byte[] theirs = java.nio.file.Files.readAllBytes(q);
+                assertThat(java.util.Arrays.copyOfRange(ours, 4 * 65536, 5 * 65536)).as(what)
+                        .isEqualTo(java.util.Arrays.copyOfRange(theirs, 4 * 65536, 5 * 65536));
+            }
+        }
+    }
+
+    @Test
     void aCompressedEntryWithAnExternalDataFileIsACorruptionThatARepairLeavesAsQemuImgCheckDoes() throws Exception {
         Tools.require("qemu-img", "qemu-io");
         Path p = dir.resolve("d.qcow2");
