@@ -945,7 +945,17 @@ public final class Qcow2Device implements Target {
                     break scan; // the run so far is good: it ends here, pieceLen with it
                     }
                 } else {
-                    if ((e & OFLAG_ZERO) != 0 && header.version() == 3) {
+                    if ((e & OFLAG_ZERO) != 0 && header.version() < 3) {
+                        // qcow2.rst: bit 0 is the zero flag from version 3 on; qemu fails the
+                        // read ("Zero cluster entry found in pre-v3 image", qcow2_get_host_offset).
+                        pieceError = "L2 entry of cluster " + (pos >>> clusterBits)
+                                + " has the zero flag, which a version 2 image cannot have";
+                        if (kind == -1) {
+                            return K_ERROR;
+                        }
+                        break scan; // the run so far is good: it ends here, pieceLen with it
+                    }
+                    if ((e & OFLAG_ZERO) != 0) {
                         k = K_ZERO;
                     } else if (mapped(e)) {
                         k = K_DATA;
@@ -1175,6 +1185,8 @@ public final class Qcow2Device implements Target {
                     long e = t.word(extL2 ? idx * 2 : idx);
                     long ho = e & OFFSET_MASK;
                     boolean inPlace = (e & OFLAG_COMPRESSED) == 0 && (e & OFLAG_COPIED) != 0 && mapped(e);
+                    // as the read path: qemu fails it too (qcow2_get_host_offset)
+                    boolean v2Zero = (e & OFLAG_COMPRESSED) == 0 && (e & OFLAG_ZERO) != 0 && header.version() < 3;
                     if (extL2 && inPlace) {
                         long bm = t.word(idx * 2 + 1);
                         int s0 = (int) (inCluster >>> subBits);
@@ -1185,7 +1197,10 @@ public final class Qcow2Device implements Target {
                     } else if (inPlace && (e & OFLAG_ZERO) != 0) {
                         inPlace = false;
                     }
-                    if (inPlace) {
+                    if (v2Zero) {
+                        action = K_ERROR;
+                        err = "L2 entry of cluster " + gc + " has the zero flag, which a version 2 image cannot have";
+                    } else if (inPlace) {
                         action = K_DATA;
                         host = ho + inCluster;
                     } else {

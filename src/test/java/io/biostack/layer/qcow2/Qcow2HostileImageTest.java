@@ -24,6 +24,7 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.CompletionException;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -76,10 +77,12 @@ class Qcow2HostileImageTest {
         /** PLAIN with an internal snapshot "s1". */
         SNAPSHOT,
         /**
-         * PLAIN with a persistent bitmap "b0", padded to whole clusters: qemu leaves the bitmap
-         * directory as the file's last bytes, which a loop container (whole sectors) cannot show.
+         * PLAIN with a persistent bitmap "b0": qemu leaves the bitmap directory as the file's
+         * last bytes, mid-sector, which the container shows as the qcow2 open asks it to.
          */
-        BITMAP
+        BITMAP,
+        /** PLAIN as a version 2 image ({@code compat=0.10}). */
+        V2
     }
 
     @TempDir
@@ -99,7 +102,9 @@ class Qcow2HostileImageTest {
         Path bm = bases.resolve(Base.BITMAP.name());
         Files.copy(plain, bm);
         Tools.ok(30, "qemu-img", "bitmap", "--add", bm.toString(), "b0");
-        truncate(bm, (Files.size(bm) + 0xffff) & ~0xffffL);
+        Path v2 = bases.resolve(Base.V2.name());
+        Tools.ok(30, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", v2.toString(), "64M");
+        Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", v2.toString());
     }
 
     @FunctionalInterface
@@ -182,6 +187,9 @@ class Qcow2HostileImageTest {
                 new Case("data cluster at a huge offset", Outcome.READ, "", (p, d) -> u64(p, L2, 0x800000ffffff0000L)),
                 new Case("misaligned data cluster", Outcome.READ, "", (p, d) -> u64(p, L2, 0x8000000000050200L)),
                 new Case("reserved bits in an L2 entry", Outcome.READ, "", (p, d) -> u64(p, L2, 0x8000000000050002L)),
+                // qcow2.rst: the zero flag (bit 0) is version 3 only; qemu-io fails the read.
+                new Case("zero flag in a version 2 image", Outcome.READ, "", Base.V2,
+                        (p, d) -> u64(p, L2, 0x8000000000050001L)),
                 // Compressed runs past the end: the whole run, and a run that starts in the last sector.
                 new Case("compressed cluster past the end", Outcome.READ, "",
                         (p, d) -> u64(p, L2, (1L << 62) | (3L << 54) | 0x7fff0000L)),
@@ -204,6 +212,25 @@ class Qcow2HostileImageTest {
             }
         }, c.name() + " did not finish in time");
         assertEquals(sha, sha256(img), "the image was written");
+    }
+
+    @Test
+    void aWriteToAVersion2ClusterWithTheZeroFlagFailsAndWritesNothing() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = dir.resolve("v2.qcow2");
+        Files.copy(bases.resolve(Base.V2.name()), img);
+        u64(img, L2, 0x8000000000050001L);
+        byte[] cluster = read(img, 0x50000, 65536);
+        try (Qcow2Device q = openDevice(img, false); Arena a = Arena.ofShared()) {
+            MemorySegment m = a.allocate(4096, 4096);
+            m.fill((byte) 0x77);
+            CompletionException e = assertThrows(CompletionException.class, () -> q.write(0, m).join());
+            assertTrue(e.getCause() instanceof io.biostack.block.BioException be
+                    && be.status() == io.biostack.block.Status.IOERR && be.getMessage().contains("version 2"),
+                    String.valueOf(e.getCause()));
+        }
+        assertArrayEquals(cluster, read(img, 0x50000, 65536), "the data cluster was written");
+        assertEquals(0x8000000000050001L, ByteBuffer.wrap(read(img, L2, 8)).getLong(), "the L2 entry changed");
     }
 
     @Test
