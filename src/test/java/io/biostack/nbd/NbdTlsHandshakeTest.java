@@ -1,6 +1,7 @@
 package io.biostack.nbd;
 
 import io.biostack.block.RamDisk;
+import io.biostack.nbd.tls.PskCredentials;
 import io.biostack.nbd.tls.TlsChannel;
 import io.biostack.nbd.tls.TlsMode;
 import io.biostack.nbd.tls.TlsSession;
@@ -249,6 +250,39 @@ class NbdTlsHandshakeTest {
             c.startTls(X509Credentials.client(tls.nocert));
             c.go(OPT_GO, "disk");
             assertThat(c.read(8192, 4096)).as("written").containsOnly((byte) 0x6b);
+        }
+    }
+
+    /**
+     * The same with a pre-shared key, whose sessions run on BouncyCastle: its TlsProtocol answered
+     * a close_notify by closing both directions (RFC 5246's rule, section 7.2.1), so under TLS 1.3
+     * the WRITE's reply was dropped and the connection cut. GnuTLS clients (nbdcopy with
+     * tls-psk-file) end that way.
+     */
+    @Test
+    void aPskClientsCloseNotifyStillGetsTheRepliesInFlight() throws Exception {
+        server = NbdServer.builder().export(NbdExport.of("disk", disk)).unixSocket(sock)
+                .tls(TlsMode.REQUIRE, PskCredentials.server(tls.psk, List.of())).start();
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(PskCredentials.client(tls.psk, "alice"));
+            c.go(OPT_GO, "disk");
+            TlsChannel t = (TlsChannel) c.io;
+            assertThat(t.session().describe()).startsWith("TLSv1.3");
+            byte[] data = new byte[4096];
+            Arrays.fill(data, (byte) 0x5c);
+            ByteBuffer req = ByteBuffer.allocate(REQUEST_SIZE + data.length);
+            req.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) CMD_WRITE).putLong(9).putLong(4096)
+                    .putInt(data.length).put(data).flip();
+            t.writeThenCloseNotify(req);
+            assertThat(c.replyError(9)).as("the WRITE's reply").isZero();
+            assertThat(t.read(ByteBuffer.allocate(16))).isEqualTo(-1);
+            assertThat(t.session().isClosed()).as("then the server's close_notify").isTrue();
+        }
+        awaitNoConnections();
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(PskCredentials.client(tls.psk, "alice"));
+            c.go(OPT_GO, "disk");
+            assertThat(c.read(4096, 4096)).as("written").containsOnly((byte) 0x5c);
         }
     }
 

@@ -11,6 +11,7 @@ import org.bouncycastle.tls.TlsPSKExternal;
 import org.bouncycastle.tls.TlsPSKIdentityManager;
 import org.bouncycastle.tls.TlsProtocol;
 import org.bouncycastle.tls.TlsServerProtocol;
+import org.bouncycastle.tls.TlsUtils;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -25,6 +26,12 @@ import java.util.Vector;
  * <p>Refusals: the PSK callbacks note why a peer was turned away (unknown identity, not in
  * --tls-allow); when BouncyCastle then fails the handshake the note is the message, and a
  * decrypt_error after a known identity was chosen means the peer's key differs from ours.
+ *
+ * <p>Closing: BouncyCastle answers a close_notify by closing both directions at once (RFC 5246's
+ * rule, section 7.2.1). Under TLS 1.3 each side closes only its own direction (RFC 8446, section
+ * 6.1), so there the protocol classes below take the peer's close_notify as the end of input
+ * only, and replies in flight still go out (a GnuTLS client's gnutls_bye(GNUTLS_SHUT_WR) right
+ * after its last request); and our {@link #close} sends close_notify and keeps reading.
  */
 final class BcTlsSession implements TlsSession {
     private static final int SCRATCH = 64 * 1024;
@@ -35,6 +42,16 @@ final class BcTlsSession implements TlsSession {
     private boolean sawInput;
     volatile boolean complete;
     private boolean failed;
+    /** TLS 1.3: the peer sent close_notify; our direction stays open until {@link #close}. */
+    private boolean peerClosed;
+    /**
+     * Once {@link #peerClosed}: the plaintext that came before the close_notify and is not read
+     * yet. Anything after it is ignored (RFC 8446, section 6.1: "Any data received after a
+     * closure alert has been received MUST be ignored").
+     */
+    private int appBeforeClose;
+    /** TLS 1.3: our close_notify is queued; input goes on until the peer's. */
+    private boolean outClosed;
     /** Why the PSK callbacks refused the peer, or null. */
     String refusal;
     /** The identity the handshake chose. */
@@ -47,8 +64,9 @@ final class BcTlsSession implements TlsSession {
     }
 
     static BcTlsSession server(PskCredentials creds, String peer) throws TlsException {
-        TlsServerProtocol p = new TlsServerProtocol();
+        ServerProtocol p = new ServerProtocol();
         BcTlsSession s = new BcTlsSession(p, true);
+        p.session = s;
         try {
             p.accept(new Server(creds, s));
         } catch (IOException e) {
@@ -58,8 +76,9 @@ final class BcTlsSession implements TlsSession {
     }
 
     static BcTlsSession client(PskCredentials creds, String user) throws TlsException {
-        TlsClientProtocol p = new TlsClientProtocol();
+        ClientProtocol p = new ClientProtocol();
         BcTlsSession s = new BcTlsSession(p, false);
+        p.session = s;
         s.identity = user;
         try {
             p.connect(new Client(creds, s));
@@ -71,7 +90,7 @@ final class BcTlsSession implements TlsSession {
 
     @Override
     public void offerInput(ByteBuffer net) throws TlsException {
-        if (failed || protocol.isClosed()) {
+        if (isClosed()) {
             net.position(net.limit());
             return;
         }
@@ -80,7 +99,7 @@ final class BcTlsSession implements TlsSession {
             sawInput = true;
         }
         try {
-            while (net.hasRemaining()) {
+            while (net.hasRemaining() && !peerClosed) {
                 int n = Math.min(net.remaining(), scratch.length);
                 net.get(scratch, 0, n);
                 protocol.offerInput(scratch, 0, n);
@@ -90,6 +109,16 @@ final class BcTlsSession implements TlsSession {
             net.position(net.limit());
             throw new TlsException(reason(e), e);
         }
+        net.position(net.limit()); // what followed a close_notify is ignored
+    }
+
+    /**
+     * The peer's close_notify under TLS 1.3 (called by the protocol classes while they process
+     * it): input ends here, output goes on.
+     */
+    void peerClosed() {
+        peerClosed = true;
+        appBeforeClose = protocol.getAvailableInputBytes();
     }
 
     @Override
@@ -105,19 +134,28 @@ final class BcTlsSession implements TlsSession {
 
     @Override
     public int availableApplication() {
-        return protocol.getAvailableInputBytes();
+        return peerClosed ? appBeforeClose : protocol.getAvailableInputBytes();
     }
 
     @Override
     public int readApplication(ByteBuffer dst) {
-        int n = Math.min(dst.remaining(), protocol.getAvailableInputBytes());
-        return n == 0 ? 0 : protocol.readInput(dst, n);
+        int n = Math.min(dst.remaining(), availableApplication());
+        if (n == 0) {
+            return 0;
+        }
+        if (peerClosed) {
+            appBeforeClose -= n;
+        }
+        return protocol.readInput(dst, n);
     }
 
     @Override
     public void writeApplication(ByteBuffer src) throws TlsException {
         if (!complete) {
             throw new IllegalStateException("TLS handshake not complete");
+        }
+        if (outClosed) {
+            throw new TlsException("TLS session closed");
         }
         try {
             if (src.hasArray()) {
@@ -146,6 +184,9 @@ final class BcTlsSession implements TlsSession {
     public void writeApplication(ByteBuffer[] srcs, int offset, int length) throws TlsException {
         if (!complete) {
             throw new IllegalStateException("TLS handshake not complete");
+        }
+        if (outClosed) {
+            throw new TlsException("TLS session closed");
         }
         try {
             int n = 0;
@@ -177,7 +218,7 @@ final class BcTlsSession implements TlsSession {
 
     @Override
     public boolean isClosed() {
-        return failed || protocol.isClosed();
+        return failed || peerClosed || protocol.isClosed();
     }
 
     @Override
@@ -201,8 +242,16 @@ final class BcTlsSession implements TlsSession {
 
     @Override
     public void close() {
+        if (outClosed) {
+            return;
+        }
         try {
-            protocol.close();
+            if (complete && !peerClosed && !isClosed() && ((HalfClose) protocol).isTls13()) {
+                outClosed = true;
+                ((HalfClose) protocol).closeOutput(); // the peer may still send: TLS 1.3 half-close
+            } else {
+                protocol.close();
+            }
         } catch (IOException e) {
             // close_notify is a courtesy
         }
@@ -232,6 +281,71 @@ final class BcTlsSession implements TlsSession {
             return "peer refused the handshake: " + AlertDescription.getText(d);
         }
         return m == null ? e.getClass().getSimpleName() : m;
+    }
+
+    // ---- TLS 1.3 half-close -------------------------------------------------------------------
+
+    /**
+     * Whether {@code description} is a close_notify to take as the end of input only: under TLS
+     * 1.3 once the handshake is complete (before it, BouncyCastle's handshake_failure stands).
+     */
+    static boolean halfClose(short description, BcTlsSession session, org.bouncycastle.tls.TlsContext context) {
+        if (description != AlertDescription.close_notify || !session.complete || !TlsUtils.isTLSv13(context)) {
+            return false;
+        }
+        session.peerClosed();
+        return true;
+    }
+
+    /** Sends close_notify and leaves the input open (TLS 1.3). */
+    private interface HalfClose {
+        void closeOutput() throws IOException;
+
+        boolean isTls13();
+    }
+
+    /** The server's protocol, closing only the input on a TLS 1.3 close_notify. */
+    private static final class ServerProtocol extends TlsServerProtocol implements HalfClose {
+        BcTlsSession session;
+
+        @Override
+        public void closeOutput() throws IOException {
+            raiseAlertWarning(AlertDescription.close_notify, "Connection closed");
+        }
+
+        @Override
+        public boolean isTls13() {
+            return TlsUtils.isTLSv13(getContext());
+        }
+
+        @Override
+        protected void handleAlertWarningMessage(short description) throws IOException {
+            if (!halfClose(description, session, getContext())) {
+                super.handleAlertWarningMessage(description);
+            }
+        }
+    }
+
+    /** The client's protocol (the NBD leaf), the same. */
+    private static final class ClientProtocol extends TlsClientProtocol implements HalfClose {
+        BcTlsSession session;
+
+        @Override
+        public void closeOutput() throws IOException {
+            raiseAlertWarning(AlertDescription.close_notify, "Connection closed");
+        }
+
+        @Override
+        public boolean isTls13() {
+            return TlsUtils.isTLSv13(getContext());
+        }
+
+        @Override
+        protected void handleAlertWarningMessage(short description) throws IOException {
+            if (!halfClose(description, session, getContext())) {
+                super.handleAlertWarningMessage(description);
+            }
+        }
     }
 
     // ---- the BouncyCastle peers ---------------------------------------------------------------
