@@ -1323,8 +1323,16 @@ final class NbdConnection {
             } catch (TlsException | IllegalStateException e) {
                 sent(plain);
                 reactor.giveBatch(plain);
-                close("TLS failed: " + e.getMessage());
-                return;
+                if (tls.pendingOutput() == 0 || (phase != TRANSMISSION && phase != DRAINING)) {
+                    close("TLS failed: " + e.getMessage());
+                    return;
+                }
+                // The session queued its last record: the close_notify answering a TLS 1.2
+                // client's, which "MUST respond with a close_notify alert of its own" while the
+                // replies may be discarded (RFC 5246, section 7.2.1), or an alert. It goes out
+                // below; the connection ends once the requests in flight are done (finished()).
+                tlsClosing = true;
+                inputEnded("TLS failed: " + e.getMessage());
             }
             sent(plain);
             reactor.giveBatch(plain);

@@ -3,6 +3,7 @@ package io.biostack.nbd;
 import io.biostack.block.RamDisk;
 import io.biostack.nbd.tls.PskCredentials;
 import io.biostack.nbd.tls.TlsChannel;
+import io.biostack.nbd.tls.Tls12Client;
 import io.biostack.nbd.tls.TlsMode;
 import io.biostack.nbd.tls.TlsSession;
 import io.biostack.nbd.tls.X509Credentials;
@@ -283,6 +284,33 @@ class NbdTlsHandshakeTest {
             c.startTls(PskCredentials.client(tls.psk, "alice"));
             c.go(OPT_GO, "disk");
             assertThat(c.read(4096, 4096)).as("written").containsOnly((byte) 0x5c);
+        }
+    }
+
+    /**
+     * TLS 1.2 has no half-close: "the other party MUST respond with a close_notify alert of its
+     * own and close down the connection immediately, discarding any pending writes" (RFC 5246,
+     * section 7.2.1). The reply to the WRITE may be dropped, but the close_notify must go before
+     * the socket closes; the engine had it queued when the reply failed to encrypt, and the
+     * connection closed without sending it.
+     */
+    @Test
+    void aTls12ClientsCloseNotifyIsAnsweredWithTheServers() throws Exception {
+        serve(TlsMode.REQUIRE);
+        try (RawNbdClient c = hello(sock)) {
+            c.startTls(Tls12Client.session(tls.nocert));
+            c.go(OPT_GO, "disk");
+            TlsChannel t = (TlsChannel) c.io;
+            assertThat(t.session().describe()).startsWith("TLSv1.2");
+            ByteBuffer req = ByteBuffer.allocate(REQUEST_SIZE + 4096);
+            req.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) CMD_WRITE).putLong(11).putLong(0)
+                    .putInt(4096).put(new byte[4096]).flip();
+            t.writeThenCloseNotify(req);
+            ByteBuffer rest = ByteBuffer.allocate(64);
+            while (t.read(rest) >= 0 && rest.hasRemaining()) {
+                // a reply, if the server sent it before it saw the close_notify
+            }
+            assertThat(t.session().isClosed()).as("the server's close_notify came before its EOF").isTrue();
         }
     }
 

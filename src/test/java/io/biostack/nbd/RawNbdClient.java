@@ -48,6 +48,13 @@ final class RawNbdClient implements AutoCloseable {
         io = TlsChannel.handshake(ch, creds.newClientSession("localhost"));
     }
 
+    /** The same with a session made by the caller (a TLS version held, say). */
+    void startTls(io.biostack.nbd.tls.TlsSession session) throws IOException {
+        option(OPT_STARTTLS, new byte[0]);
+        expectType(optionReply(), REP_ACK);
+        io = TlsChannel.handshake(ch, session);
+    }
+
     static RawNbdClient connect(Path socket) throws IOException {
         return new RawNbdClient(SocketChannel.open(UnixDomainSocketAddress.of(socket)));
     }
