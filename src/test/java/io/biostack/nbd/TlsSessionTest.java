@@ -11,10 +11,12 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.TimeUnit;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -251,5 +253,25 @@ class TlsSessionTest {
             client.offerInput(wire);
             assertThat(receive(client, expected.capacity())).isEqualTo(expected.array());
         }
+    }
+
+    /**
+     * TLS 1.3 keys wear out: the JDK's engine updates its sending key (a KeyUpdate message,
+     * RFC 8446 section 4.6.3) once a key has encrypted jdk.tls.keyLimits' bytes, 2^37 for AES-GCM
+     * by default. That wrap gives the KeyUpdate and takes no plaintext, and writeApplication took
+     * it for a stuck engine ("TLS engine made no progress"): a connection that had carried
+     * 128 GiB one way (an nbdcopy of a large disk over X.509) was cut. A child JVM with a 64 KiB
+     * limit ({@link KeyLimitProbe}) sends 256 KiB each way.
+     */
+    @Test
+    void sessionsGoOnThroughKeyUpdatesAtTheKeyLimit() throws Exception {
+        String jvm = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Process p = new ProcessBuilder(jvm, "-XX:TieredStopAtLevel=1", "-cp",
+                System.getProperty("java.class.path"), KeyLimitProbe.class.getName(), dir.toString())
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        assertThat(out).as("the probe's output").startsWith("ok TLSv1.3");
+        assertThat(p.exitValue()).isZero();
     }
 }

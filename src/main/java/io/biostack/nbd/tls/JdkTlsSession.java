@@ -50,6 +50,8 @@ final class JdkTlsSession implements TlsSession {
      * its own (RFC 8446, section 6.1), so replies still go after the peer's close_notify.
      */
     private boolean outClosed;
+    /** Ciphertext bytes the last {@link #wrap(ByteBuffer[], int, int)} made. */
+    private int produced;
     private String identity;
 
     JdkTlsSession(SSLEngine engine, String peer, AllowList allow) throws TlsException {
@@ -173,6 +175,7 @@ final class JdkTlsSession implements TlsSession {
             if (r.getHandshakeStatus() == HandshakeStatus.FINISHED) {
                 finished();
             }
+            produced = r.bytesProduced();
             return r.bytesConsumed();
         }
     }
@@ -289,7 +292,10 @@ final class JdkTlsSession implements TlsSession {
                 if (outClosed) {
                     throw new TlsException("TLS session closed");
                 }
-                if (took == 0 && netOut.hasRemaining()) {
+                if (took == 0 && produced == 0) {
+                    // A wrap that takes no plaintext but makes a record is a handshake message
+                    // going first: the KeyUpdate of a key at its limit (RFC 8446 section 4.6.3;
+                    // jdk.tls.keyLimits, 2^37 bytes per AES-GCM key). Only nothing at all is stuck.
                     throw new TlsException("TLS engine made no progress");
                 }
                 left -= took;
