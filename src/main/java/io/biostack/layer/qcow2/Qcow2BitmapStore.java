@@ -255,7 +255,9 @@ public final class Qcow2BitmapStore implements BitmapStore {
         if (readOnly) {
             return;
         }
-        List<Entry> next = keptForeign();
+        // Nothing written since the open: the foreign bitmaps' bits are still right, so they go
+        // back as they were loaded, rather than in use (which makes qemu drop them for good).
+        List<Entry> next = dev.changedSinceOpen() ? keptForeign() : new ArrayList<>(foreign);
         Map<String, Entry> mine = new LinkedHashMap<>();
         List<Long> frees = freesOfRemoved(bitmaps.stream().map(DirtyBitmap::bitmapName)
                 .collect(java.util.stream.Collectors.toSet()));

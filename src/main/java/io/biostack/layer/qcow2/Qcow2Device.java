@@ -747,6 +747,9 @@ public final class Qcow2Device implements Target {
         if (!BioChecks.admit(bio, name, header.size(), limits, readOnly)) {
             return;
         }
+        if (bio.op() != Op.READ && bio.op() != Op.FLUSH && !changed) {
+            changed = true; // once: read-mostly afterwards, so no line bounces between cores
+        }
         switch (bio.op()) {
             case READ -> {
                 if (!fastPath(bio, false)) {
@@ -763,6 +766,14 @@ public final class Qcow2Device implements Target {
             case FLUSH -> flush(bio);
             case DISCARD, WRITE_ZEROES -> zeroMore(bio);
         }
+    }
+
+    /** A write, discard or write-zeroes came since the open: the guest's data may have changed. */
+    private volatile boolean changed;
+
+    /** Whether a write, discard or write-zeroes came since the open (the bitmap store's clean close). */
+    boolean changedSinceOpen() {
+        return changed;
     }
 
     /** Changes L1 entry {@code i} (monitor held), published for lock-free readers. */

@@ -158,6 +158,23 @@ class Qcow2BitmapBadInputTest {
     }
 
     @Test
+    void bitmapsBiostackCantRepresentGoBackAsTheyWereWhenNothingWasWritten() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image();
+        Tools.ok(30, "qemu-img", "bitmap", "--add", "-g", "512", img.toString(), "fine");
+        try (Stack s = open(img, "")) {
+            try (Arena a = Arena.ofShared()) {
+                s.device("q").read(1 << 20, a.allocate(65536, 4096)).join();
+            }
+        }
+        // Read only: its bits are still right, so it is not left in use (qemu would drop it).
+        String info = Tools.ok(30, "qemu-img", "info", "--output=json", img.toString()).out().replaceAll("\\s+", "");
+        assertThat(info).contains("{\"flags\":[\"auto\"],\"name\":\"fine\",\"granularity\":512}")
+                .contains("{\"flags\":[\"auto\"],\"name\":\"b0\",\"granularity\":65536}");
+        Tools.ok(60, "qemu-img", "check", img.toString());
+    }
+
+    @Test
     void aDisabledBitmapBiostackCantRepresentKeepsItsBitsAndIsNotInUseAfterACleanClose() throws Exception {
         Tools.require("qemu-img", "qemu-io", "qemu-nbd", "nbdinfo");
         Path img = image();
