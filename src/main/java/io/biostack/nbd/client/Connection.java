@@ -99,6 +99,13 @@ final class Connection {
     private final int[] lens = new int[SLOTS];
     private final long[] sentAt = new long[SLOTS];
     private final int[] errs = new int[SLOTS];     // receiver only: first error of a structured reply
+    /** A FLUSH's: the device's count of acknowledged writes when it was sent (see {@link NbdClient#flushDone}). */
+    private final long[] flushMark = new long[SLOTS];
+    /**
+     * Writes (WRITE, TRIM, WRITE_ZEROES without FUA) this connection's receivers have acknowledged
+     * to their callers: written by the one receiver alive at a time, summed by the device.
+     */
+    volatile long acked;
     /**
      * Receiver only: bytes of a READ that content chunks described so far. doc/proto.md,
      * NBD_CMD_READ: "When no error is detected, the server MUST send enough data chunks to cover
@@ -258,6 +265,9 @@ final class Connection {
         cmds[i] = cmd;
         cflags[i] = f;
         offs[i] = cmd == CMD_FLUSH ? 0 : b.offset();
+        if (cmd == CMD_FLUSH) {
+            flushMark[i] = dev.ackedWrites();
+        }
         lens[i] = cmd == CMD_FLUSH ? 0 : (int) b.size();
         sentAt[i] = System.nanoTime();
     }
@@ -605,6 +615,20 @@ final class Connection {
             release(i);
             b.endIo();
             return;
+        }
+        if (cmds[i] == CMD_FLUSH && !dev.flushDone(flushMark[i])) {
+            // The server answered, but it is not the one that acknowledged the writes this flush
+            // had to make stable: they may have died with its cache. Said once, here.
+            b.setStatus(Status.IOERR, dev.uri + ": FLUSH after a reconnect: writes acknowledged before the"
+                    + " connection was lost had not been flushed, and may be lost if the server restarted");
+            release(i);
+            b.endIo();
+            return;
+        }
+        if (cmds[i] == CMD_WRITE || cmds[i] == CMD_TRIM || cmds[i] == CMD_WRITE_ZEROES) {
+            if ((cflags[i] & CMD_FLAG_FUA) == 0) {
+                acked = acked + 1; // before endIo: a FLUSH the callback sends must count this write
+            }
         }
         if (cmds[i] == CMD_FLUSH && b.op() != Op.FLUSH) {
             // The PREFLUSH half is done: send the data half (the supervisor does; we never send).

@@ -57,7 +57,9 @@ import static io.biostack.nbd.proto.NbdProtocol.*;
  * <h2>Faults</h2>
  * When a connection drops (EOF, reset, a request unanswered while nothing arrives for half the
  * timeout), it reconnects with backoff (0.1 s doubling to 2 s) and sends again every request that
- * had no reply; an NBD request can be repeated without harm. Requests older than the timeout
+ * had no reply; an NBD request can be repeated without harm. Writes already acknowledged are not
+ * sent again: if none was flushed since, the next FLUSH fails with IOERR, once, because a server
+ * that restarted meanwhile may have lost them from its cache. Requests older than the timeout
  * fail with {@link Status#TIMEOUT} and a message that names the URI and the last reason, never a
  * hang. A server that breaks the protocol (garbage, an oversized chunk, a reply to a cookie never
  * sent) gets its connection dropped and the requests in flight on it fail with IOERR; nothing
@@ -164,6 +166,20 @@ public final class NbdClient implements BlockDevice {
     volatile boolean closed;
     private volatile String lastFailure = "";
     private final java.util.concurrent.atomic.AtomicLong reconnects = new java.util.concurrent.atomic.AtomicLong();
+    /**
+     * Acknowledged writes (counted as {@link #ackedWrites}) that a completed FLUSH has made stable,
+     * or that a failed FLUSH has reported as possibly lost.
+     */
+    private final java.util.concurrent.atomic.AtomicLong flushed = new java.util.concurrent.atomic.AtomicLong();
+    /**
+     * The supervisor's, at each reconnect: acknowledged writes up to this count may have been in
+     * the cache of a server that has since restarted. NBD can't tell a restart from a dropped
+     * link, and a server with a write cache (NBD_FLAG_SEND_FLUSH) loses unflushed writes when it
+     * dies (qemu-nbd on qcow2 keeps new L2 entries in memory until a flush): the next FLUSH
+     * fails with IOERR once instead of saying they are stable, as the kernel reports a writeback
+     * error to the next fsync (errseq).
+     */
+    private volatile long maybeLost;
     private final Thread watchdog;
     private final Thread supervisor;
     private final Options opts;
@@ -369,6 +385,36 @@ public final class NbdClient implements BlockDevice {
         c.queue(bio);
     }
 
+    /** Writes acknowledged to callers so far, on every connection (see {@link #flushed}). */
+    long ackedWrites() {
+        long n = 0;
+        for (Connection c : conns) {
+            n += c.acked;
+        }
+        return n;
+    }
+
+    /**
+     * A FLUSH sent when {@code mark} writes had been acknowledged was answered with success:
+     * true when it made them stable, false when writes acknowledged before a reconnect were
+     * never flushed (it must fail; the next one no longer does for them).
+     */
+    boolean flushDone(long mark) {
+        while (true) {
+            long f = flushed.get();
+            long lost = maybeLost;
+            if (lost > f) {
+                if (flushed.compareAndSet(f, lost)) {
+                    return false;
+                }
+                continue;
+            }
+            if (mark <= f || flushed.compareAndSet(f, mark)) {
+                return true;
+            }
+        }
+    }
+
     /** Marks a bio that carries NBD_CMD_CACHE (the block layer has no op for it). */
     static final Object CACHE = new Object();
 
@@ -512,6 +558,10 @@ public final class NbdClient implements BlockDevice {
                     if (n.info().metaId() != info.metaId()) {
                         n.transport().close();
                         throw new IOException("the server gave base:allocation a new id");
+                    }
+                    long acked = ackedWrites(); // the old receiver is gone: nothing more counts
+                    if (info.has(FLAG_SEND_FLUSH) && acked > flushed.get() && acked > maybeLost) {
+                        maybeLost = acked;
                     }
                     reconnects.incrementAndGet(); // before the resent requests can complete
                     int resent = startConnection(c, n.transport());

@@ -171,4 +171,58 @@ class NbdInteropTest {
         }
         new File(sock.toString()).delete();
     }
+
+    /** Kills the server (SIGKILL: what it had only in memory is gone) and starts it again on the same socket. */
+    void restart(Path sock, NbdClient c, String... cmd) throws Exception {
+        long before = c.reconnects();
+        server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+        Files.deleteIfExists(sock);
+        start(cmd);
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (c.reconnects() == before && System.nanoTime() < end) {
+            Thread.sleep(10);
+        }
+        assertThat(c.reconnects()).as("the leaf reconnected").isGreaterThan(before);
+    }
+
+    @Test
+    void aFlushAfterTheServerRestartedFailsRatherThanVouchForWritesItLost() throws Exception {
+        Tools.require("qemu-nbd");
+        Tools.require("qemu-img");
+        Path img = dir.resolve("disk.qcow2");
+        assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "8M")
+                .inheritIO().start().waitFor()).isZero();
+        // qemu-nbd's default cache is writeback: a new cluster's L2 entry stays in its memory
+        // until a flush, so a SIGKILL loses acknowledged, unflushed writes.
+        String[] cmd = {"qemu-nbd", "-f", "qcow2", "--socket=SOCK", "--persistent", img.toString()};
+        Path sock = start(cmd);
+        try (NbdClient c = NbdClient.open("q", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                NbdClient.Options.defaults().withTimeout(java.time.Duration.ofSeconds(5)))) {
+            MemorySegment d = pattern(64 * 1024, 7);
+            c.write(0, d).get(5, TimeUnit.SECONDS);
+            c.flush().get(5, TimeUnit.SECONDS);
+            restart(sock, c, cmd);
+            c.flush().get(5, TimeUnit.SECONDS); // everything was flushed: nothing to report
+
+            MemorySegment e = pattern(64 * 1024, 8);
+            c.write(1L << 20, e).get(5, TimeUnit.SECONDS);
+            restart(sock, c, cmd);
+            MemorySegment back = arena.allocate(64 * 1024, 4096);
+            c.read(1L << 20, back).get(5, TimeUnit.SECONDS);
+            assertThat(back.mismatch(e)).as("the precondition: qemu-nbd lost the acknowledged write").isNotEqualTo(-1);
+            assertThat(c.flush()).as("the flush must not say the lost write is stable")
+                    .failsWithin(5, TimeUnit.SECONDS)
+                    .withThrowableThat().withMessageContaining("may be lost");
+            c.flush().get(5, TimeUnit.SECONDS); // said once; the leaf goes on
+
+            c.write(1L << 20, e).get(5, TimeUnit.SECONDS); // the caller writes it again
+            c.flush().get(5, TimeUnit.SECONDS);
+            restart(sock, c, cmd);
+            c.read(1L << 20, back).get(5, TimeUnit.SECONDS);
+            assertThat(back.mismatch(e)).as("flushed: it survives the kill").isEqualTo(-1);
+            c.read(0, back).get(5, TimeUnit.SECONDS);
+            assertThat(back.mismatch(d)).isEqualTo(-1);
+            c.flush().get(5, TimeUnit.SECONDS);
+        }
+    }
 }
