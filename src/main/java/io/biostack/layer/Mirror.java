@@ -55,7 +55,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * {@link #PROBE_MAX_NANOS}; when it answers (a network leaf that reconnected by itself, a disk
  * that is back) the leg is taken back and only its dirty regions are copied, with no command
  * given. {@code message reinstate} still copies every region (the admin may have replaced the
- * disk). Progress is the {@code in-sync/total} count of the status either way.
+ * disk), and so does taking back a leg whose FLUSH failed: writes it had acknowledged since its
+ * last good flush may be lost, wherever they went. Progress is the {@code in-sync/total} count of the status either way.
  *
  * <h2>A disk log</h2>
  * With a {@link MirrorLog} ({@code mirror disk 2|3 LOGDEV REGION [sync|nosync] ...}) a region is
@@ -443,6 +444,16 @@ public final class Mirror implements Target {
             Bio parent = (Bio) master.privateData();
             if (parent.op() != Op.FLUSH) {
                 markDirty(leg, parent.offset(), parent.size());
+            }
+            if (parent.op() == Op.FLUSH || parent.hasFlag(io.biostack.block.BioFlags.PREFLUSH)) {
+                // A failed flush: any write the leg acknowledged since its last good flush may be
+                // gone (an NBD server that restarted without its cache), and no bitmap says which.
+                lock.lock();
+                try {
+                    fullResync[leg] = true;
+                } finally {
+                    lock.unlock();
+                }
             }
             legFailed(leg, 'D', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
         }

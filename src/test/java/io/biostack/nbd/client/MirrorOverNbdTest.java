@@ -100,4 +100,71 @@ class MirrorOverNbdTest {
                 .singleElement()
                 .satisfies(e -> assertThat(e.getLong("bytes")).isEqualTo(dirty * 64 * 1024));
     }
+
+    @Test
+    void aRemoteLegWhoseServerLostUnflushedWritesIsCopiedWholeBeforeItServesReads() throws Exception {
+        io.biostack.nbd.Tools.require("qemu-nbd");
+        io.biostack.nbd.Tools.require("qemu-img");
+        long size = 1L << 20;
+        Path img = dir.resolve("far.qcow2");
+        Path sock = dir.resolve("far.sock");
+        assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), String.valueOf(size))
+                .inheritIO().start().waitFor()).isZero();
+        // qemu-nbd's default writeback cache keeps a new cluster's L2 entry in memory until a
+        // flush: a SIGKILL loses writes it had acknowledged, as a crashed host loses its cache.
+        java.util.function.Supplier<Process> qemu = () -> {
+            try {
+                java.nio.file.Files.deleteIfExists(sock);
+                Process p = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "--socket=" + sock, "--persistent", img.toString())
+                        .redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd.log").toFile()).start();
+                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                while (!java.nio.file.Files.exists(sock) && p.isAlive() && System.nanoTime() < end) {
+                    Thread.sleep(10);
+                }
+                return p;
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+        };
+        Process server = qemu.get();
+        try (RamDisk local = new RamDisk("local", size);
+             Arena arena = Arena.ofShared();
+             NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                     NbdClient.Options.defaults().withTimeout(Duration.ofSeconds(5)))) {
+            Mirror m = new Mirror("pair", List.of(new Leg(local, 0), new Leg(leaf, 0)), size, 64 * 1024, true);
+            try {
+                MemorySegment a = arena.allocate(size, 4096);
+                a.fill((byte) 0x5a);
+                m.write(0, a).get(5, TimeUnit.SECONDS); // both legs acknowledge it; no flush yet
+
+                server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+                server = qemu.get();
+                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                while (leaf.reconnects() == 0 && System.nanoTime() < end) {
+                    Thread.sleep(10);
+                }
+                assertThat(leaf.reconnects()).isEqualTo(1);
+                m.flush().get(5, TimeUnit.SECONDS); // the local leg has it: the mirror's flush holds
+
+                end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while ((m.legState(1) != Mirror.LegState.IN_SYNC || m.isResyncing()) && System.nanoTime() < end) {
+                    Thread.sleep(20);
+                }
+                assertThat(m.legState(1)).as("taken back by itself").isEqualTo(Mirror.LegState.IN_SYNC);
+                m.flush().get(5, TimeUnit.SECONDS);
+                MemorySegment f = arena.allocate(size, 4096);
+                leaf.read(0, f).get(5, TimeUnit.SECONDS);
+                assertThat(f.mismatch(a)).as("the remote leg has what its server lost").isEqualTo(-1);
+                for (int i = 0; i < 4; i++) { // reads go round robin: each leg serves some
+                    MemorySegment r = arena.allocate(size, 4096);
+                    m.read(0, r).get(5, TimeUnit.SECONDS);
+                    assertThat(r.mismatch(a)).as("read %d", i).isEqualTo(-1);
+                }
+            } finally {
+                m.close();
+            }
+        } finally {
+            server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+        }
+    }
 }
