@@ -559,6 +559,19 @@ public final class NbdClient implements BlockDevice {
                         n.transport().close();
                         throw new IOException("the server gave base:allocation a new id");
                     }
+                    // The flags the queue limits and the connection count were made from: a
+                    // server that now has a write cache would never see our FLUSHes (submit
+                    // completes them at once), one without FUA may ignore the flag, and without
+                    // NBD_FLAG_CAN_MULTI_CONN a FLUSH on one connection need not cover writes
+                    // acknowledged on the others (doc/proto.md). The layers above can't learn it.
+                    int kept = FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES
+                            | (conns.length > 1 ? FLAG_CAN_MULTI_CONN : 0);
+                    if ((n.info().flags() & kept) != (info.flags() & kept)) {
+                        n.transport().close();
+                        throw new IOException("the export changed (transmission flags 0x"
+                                + Integer.toHexString(n.info().flags() & kept) + ", were 0x"
+                                + Integer.toHexString(info.flags() & kept) + ")");
+                    }
                     long acked = ackedWrites(); // the old receiver is gone: nothing more counts
                     if (info.has(FLAG_SEND_FLUSH) && acked > flushed.get() && acked > maybeLost) {
                         maybeLost = acked;

@@ -225,4 +225,26 @@ class NbdInteropTest {
             c.flush().get(5, TimeUnit.SECONDS);
         }
     }
+
+    @Test
+    void aServerRestartedWithoutMultiConnIsNotTakenUpByAMultiConnLeaf() throws Exception {
+        Tools.require("nbdkit");
+        Path sock = start("nbdkit", "-f", "-U", "SOCK", "memory", String.valueOf(SIZE));
+        try (NbdClient c = NbdClient.open("k", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                NbdClient.Options.defaults().withConnections(4).withTimeout(java.time.Duration.ofMillis(300)))) {
+            assertThat(c.connections()).isEqualTo(4);
+            MemorySegment d = pattern(64 * 1024, 9);
+            c.write(0, d).get(5, TimeUnit.SECONDS);
+            server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+            Files.deleteIfExists(sock);
+            // The same export, now without NBD_FLAG_CAN_MULTI_CONN: a FLUSH on one of the four
+            // connections would no longer cover the writes acknowledged on the other three.
+            start("nbdkit", "-f", "-U", "SOCK", "--filter=multi-conn", "memory", String.valueOf(SIZE),
+                    "multi-conn-mode=disable");
+            assertThat(c.write(0, d)).failsWithin(5, TimeUnit.SECONDS)
+                    .withThrowableThat().withMessageContaining("the export changed");
+            assertThat(c.reconnects()).as("no connection went to the changed export").isZero();
+        }
+        new File(sock.toString()).delete();
+    }
 }
