@@ -156,6 +156,12 @@ public final class NbdClient implements BlockDevice {
     final NbdUri uri;
     final ExportInfo info;
     private final QueueLimits limits;
+    /**
+     * The export's size rounded up to whole logical blocks, as qemu's NBD client shows an export
+     * of 1000 bytes as 1024: reads of the tail past the real end give zeros (the NBD request
+     * stops at the end), writes that reach past it fail.
+     */
+    private final long size;
     private final long timeoutNanos;
     private final long stallNanos;
     private final String timeoutText;
@@ -193,6 +199,8 @@ public final class NbdClient implements BlockDevice {
         this.stallNanos = Math.clamp(timeoutNanos / 2, TimeUnit.SECONDS.toNanos(1), TimeUnit.SECONDS.toNanos(10));
         this.timeoutText = uri + ": no reply within " + fmt(o.timeout());
         this.limits = limitsOf(info);
+        int lbs = limits.logicalBlockSize();
+        this.size = info.size() % lbs == 0 ? info.size() : (info.size() / lbs + 1) * lbs;
         int n = 1;
         if (o.connections() > 1) {
             if (info.has(FLAG_CAN_MULTI_CONN)) {
@@ -311,7 +319,7 @@ public final class NbdClient implements BlockDevice {
     }
 
     @Override public String name() { return name; }
-    @Override public long size() { return info.size(); }
+    @Override public long size() { return size; }
     @Override public QueueLimits limits() { return limits; }
     @Override public boolean isReadOnly() { return info.has(FLAG_READ_ONLY); }
 
@@ -364,10 +372,15 @@ public final class NbdClient implements BlockDevice {
             bio.fail(Status.CANCELLED, name + " (" + uri + ") is closed");
             return;
         }
-        if (!BioChecks.admit(bio, name, info.size(), limits, isReadOnly())) {
+        if (!BioChecks.admit(bio, name, size, limits, isReadOnly())) {
             return;
         }
         Op op = bio.op();
+        if (op != Op.READ && op != Op.FLUSH && bio.offset() + bio.size() > info.size()) {
+            bio.fail(Status.IOERR, op + " of " + bio.size() + " bytes at " + bio.offset() + " on " + name
+                    + " reaches past the end of " + uri + " at " + info.size() + " bytes (the rest of its last block is not there)");
+            return;
+        }
         if (op == Op.FLUSH && !info.has(FLAG_SEND_FLUSH)) {
             bio.endIo(); // no write cache on the server: every completed write is already stable
             return;
@@ -473,12 +486,16 @@ public final class NbdClient implements BlockDevice {
      */
     @Override
     public Extent extentAt(long offset, long maxLength) {
-        long len = Math.min(maxLength, info.size() - offset);
+        long len = Math.min(maxLength, size - offset);
+        if (len > 0 && offset >= info.size()) {
+            return new Extent(len, Extent.HOLE | Extent.ZERO); // past the export's end: reads as zeros
+        }
         if (len <= 0 || info.metaId() < 0 || closed) {
             return Extent.data(Math.max(0, len));
         }
         int lbs = limits.logicalBlockSize();
-        long q = Math.min(len, 0xffff_ffffL) / lbs * lbs;
+        // Whole blocks within the export (its last block, when partial, is answered as data).
+        long q = Math.min(Math.min(len, info.size() - offset), 0xffff_ffffL) / lbs * lbs;
         if (q == 0 || offset % lbs != 0) {
             return Extent.data(len);
         }

@@ -247,4 +247,44 @@ class NbdInteropTest {
         }
         new File(sock.toString()).delete();
     }
+
+    @Test
+    void anExportWhoseSizeIsNotWholeSectorsIsReadToItsEndWithTheTailZero() throws Exception {
+        Tools.require("nbdkit");
+        // 1000 bytes, 9s at 990..992: nbdkit-data-plugin. qemu's NBD client shows such an export
+        // as 1024 bytes and reads the 24 past its end as zeros (qemu-img convert copies them).
+        Path sock = start("nbdkit", "-f", "-U", "SOCK", "data", "1 2 3 @990 9 9 9", "size=1000");
+        try (NbdClient c = NbdClient.open("d", NbdUri.parse("nbd+unix:///?socket=" + sock), NbdClient.Options.defaults())) {
+            assertThat(c.size()).isEqualTo(1024);
+            MemorySegment b = arena.allocate(1024, 4096);
+            b.fill((byte) 0x77);
+            c.read(0, b).get(5, TimeUnit.SECONDS);
+            byte[] want = new byte[1024];
+            want[0] = 1;
+            want[1] = 2;
+            want[2] = 3;
+            want[990] = 9;
+            want[991] = 9;
+            want[992] = 9;
+            assertThat(b.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(want);
+            MemorySegment last = arena.allocate(512, 4096);
+            last.fill((byte) 0x77);
+            c.read(512, last).get(5, TimeUnit.SECONDS);
+            assertThat(last.mismatch(MemorySegment.ofArray(want).asSlice(512))).isEqualTo(-1);
+            long at = 0;
+            while (at < c.size()) { // a copy's walk ends
+                Extent e = c.extentAt(at, c.size() - at);
+                assertThat(e.length()).as("extent at %d", at).isPositive();
+                assertThat(e.length() % 512).as("whole blocks: a copy reads what it is told").isZero();
+                at += e.length();
+            }
+            assertThat(at).isEqualTo(1024);
+            assertThat(c.write(512, last)).as("past the export's end there is nothing to write to")
+                    .failsWithin(5, TimeUnit.SECONDS).withThrowableThat().withMessageContaining("1000");
+            c.write(0, last).get(5, TimeUnit.SECONDS);
+            c.read(0, b).get(5, TimeUnit.SECONDS);
+            assertThat(b.asSlice(0, 512).mismatch(last)).isEqualTo(-1);
+        }
+        new File(sock.toString()).delete();
+    }
 }
