@@ -56,7 +56,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * that is back) the leg is taken back and only its dirty regions are copied, with no command
  * given. {@code message reinstate} still copies every region (the admin may have replaced the
  * disk), and so does taking back a leg whose FLUSH failed: writes it had acknowledged since its
- * last good flush may be lost, wherever they went. Progress is the {@code in-sync/total} count of the status either way.
+ * last good flush may be lost, wherever they went. A copied leg is flushed before it is called
+ * in sync, so a leg that lost such writes while away is caught before it serves a read. Progress is the {@code in-sync/total} count of the status either way.
  *
  * <h2>A disk log</h2>
  * With a {@link MirrorLog} ({@code mirror disk 2|3 LOGDEV REGION [sync|nosync] ...}) a region is
@@ -726,6 +727,7 @@ public final class Mirror implements Target {
             long[] copied = new long[legs.length];
             boolean done = copyAll(src, targets, buf, copied);
             if (done) {
+                flushTargets(targets);
                 markInSync(targets);
             }
             for (long m = targets; m != 0; m &= m - 1) {
@@ -824,6 +826,35 @@ public final class Mirror implements Target {
             syncedRegions.set(regions - toCopy + Math.min(regionsCopied, toCopy));
         }
         return !closed;
+    }
+
+    /**
+     * Flushes each target before it is called in sync: the copy must be stable, and a leg whose
+     * flush fails may have lost writes it acknowledged before it went away, which no dirty bit
+     * records (an NBD leaf whose server restarted without its cache says so here, once): it is
+     * dropped and copied whole when it answers again, never read from meanwhile.
+     */
+    private void flushTargets(long targets) {
+        for (long m = targets; m != 0; m &= m - 1) {
+            int t = Long.numberOfTrailingZeros(m);
+            if (legState(t) != LegState.RESYNCING) {
+                continue;
+            }
+            try {
+                legs[t].device().flush().get(60, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (Exception e) {
+                lock.lock();
+                try {
+                    fullResync[t] = true;
+                } finally {
+                    lock.unlock();
+                }
+                legFailed(t, 'S', "flush failed after copying: " + e.getMessage());
+            }
+        }
     }
 
     /** Marks region {@code r} as being copied and waits for the writes in it to finish. */

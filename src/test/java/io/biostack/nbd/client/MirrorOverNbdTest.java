@@ -54,6 +54,7 @@ class MirrorOverNbdTest {
                 MemorySegment a = arena.allocate(64 * 1024, 4096);
                 a.fill((byte) 1);
                 m.write(0, a).get(5, TimeUnit.SECONDS);
+                m.flush().get(5, TimeUnit.SECONDS); // stable on both: only what it misses is copied back
 
                 server.close(); // the remote host goes away
                 List<CompletableFuture<Void>> fs = new ArrayList<>();
@@ -110,23 +111,7 @@ class MirrorOverNbdTest {
         Path sock = dir.resolve("far.sock");
         assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), String.valueOf(size))
                 .inheritIO().start().waitFor()).isZero();
-        // qemu-nbd's default writeback cache keeps a new cluster's L2 entry in memory until a
-        // flush: a SIGKILL loses writes it had acknowledged, as a crashed host loses its cache.
-        java.util.function.Supplier<Process> qemu = () -> {
-            try {
-                java.nio.file.Files.deleteIfExists(sock);
-                Process p = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "--socket=" + sock, "--persistent", img.toString())
-                        .redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd.log").toFile()).start();
-                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                while (!java.nio.file.Files.exists(sock) && p.isAlive() && System.nanoTime() < end) {
-                    Thread.sleep(10);
-                }
-                return p;
-            } catch (Exception e) {
-                throw new AssertionError(e);
-            }
-        };
-        Process server = qemu.get();
+        Process server = qemuNbd(img, sock);
         try (RamDisk local = new RamDisk("local", size);
              Arena arena = Arena.ofShared();
              NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
@@ -138,7 +123,7 @@ class MirrorOverNbdTest {
                 m.write(0, a).get(5, TimeUnit.SECONDS); // both legs acknowledge it; no flush yet
 
                 server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
-                server = qemu.get();
+                server = qemuNbd(img, sock);
                 long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
                 while (leaf.reconnects() == 0 && System.nanoTime() < end) {
                     Thread.sleep(10);
@@ -160,6 +145,63 @@ class MirrorOverNbdTest {
                     m.read(0, r).get(5, TimeUnit.SECONDS);
                     assertThat(r.mismatch(a)).as("read %d", i).isEqualTo(-1);
                 }
+            } finally {
+                m.close();
+            }
+        } finally {
+            server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+        }
+    }
+
+    /**
+     * qemu-nbd on a qcow2 image. Its default writeback cache keeps a new cluster's L2 entry in
+     * memory until a flush: a SIGKILL loses writes it had acknowledged, as a crashed host loses
+     * its cache.
+     */
+    Process qemuNbd(Path img, Path sock) throws Exception {
+        java.nio.file.Files.deleteIfExists(sock);
+        Process p = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "--socket=" + sock, "--persistent", img.toString())
+                .redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd.log").toFile()).start();
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!java.nio.file.Files.exists(sock) && p.isAlive() && System.nanoTime() < end) {
+            Thread.sleep(10);
+        }
+        return p;
+    }
+
+    @Test
+    void aRemoteLegTakenBackAfterItsServerDiedIsInSyncOnlyOnceAFlushSaysItKeptWhatItHad() throws Exception {
+        io.biostack.nbd.Tools.require("qemu-nbd");
+        io.biostack.nbd.Tools.require("qemu-img");
+        long size = 1L << 20;
+        Path img = dir.resolve("far.qcow2");
+        Path sock = dir.resolve("far.sock");
+        assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), String.valueOf(size))
+                .inheritIO().start().waitFor()).isZero();
+        Process server = qemuNbd(img, sock);
+        try (RamDisk local = new RamDisk("local", size);
+             Arena arena = Arena.ofShared();
+             NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                     NbdClient.Options.defaults().withTimeout(Duration.ofMillis(500)))) {
+            Mirror m = new Mirror("pair", List.of(new Leg(local, 0), new Leg(leaf, 0)), size, 64 * 1024, true);
+            try {
+                MemorySegment a = arena.allocate(size, 4096);
+                a.fill((byte) 0x5a);
+                m.write(0, a.asSlice(0, 512 * 1024)).get(5, TimeUnit.SECONDS); // on both legs, not flushed
+
+                server.destroyForcibly().waitFor(5, TimeUnit.SECONDS); // the remote host dies
+                m.write(512 * 1024, a.asSlice(512 * 1024)).get(5, TimeUnit.SECONDS); // the remote leg misses it
+                assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+                server = qemuNbd(img, sock);
+
+                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while ((m.legState(1) != Mirror.LegState.IN_SYNC || m.isResyncing()) && System.nanoTime() < end) {
+                    Thread.sleep(20);
+                }
+                assertThat(m.legState(1)).as("taken back by itself").isEqualTo(Mirror.LegState.IN_SYNC);
+                MemorySegment f = arena.allocate(size, 4096);
+                leaf.read(0, f).get(5, TimeUnit.SECONDS);
+                assertThat(f.mismatch(a)).as("in sync, with no flush from above: the remote leg has every byte").isEqualTo(-1);
             } finally {
                 m.close();
             }
