@@ -227,6 +227,42 @@ class StackTest {
     }
 
     @Test
+    void reloadingAQcow2OntoTheImageItsLiveTableHasOpenIsRefusedAndNoWriteIsLost(@TempDir Path dir) throws Exception {
+        // The reload opened a second qcow2 device on the image while the first was live: a write
+        // before the resume allocated an L2 table the second never saw, and after the resume the
+        // data read as zeros, on the stack and in the image qemu-io reads.
+        io.biostack.nbd.Tools.require("qemu-img", "qemu-io");
+        Path img = dir.resolve("d.qcow2");
+        io.biostack.nbd.Tools.ok(30, "qemu-img", "create", "-f", "qcow2", img.toString(), "64M");
+        String text = "disk: loop " + img + "\nq: qcow2 disk\n";
+        assertThatThrownBy(() -> Stack.open(text + "q2: qcow2 disk\n", "t")).isInstanceOf(StackException.class)
+                .hasMessageContaining("t:3").hasMessageContaining("opened already by q");
+        try (Stack s = Stack.open(text, "t")) {
+            assertThatThrownBy(() -> s.reload("q", "qcow2 disk l2-cache-size=1M"))
+                    .hasMessageContaining("reload q:1").hasMessageContaining("live table of q");
+            assertThat(s.mapped("q").hasInactiveTable()).isFalse();
+            s.device("q").write(0, fill(65536, 1)).get(5, TimeUnit.SECONDS);
+            s.resume("q");
+            s.device("q").write(32L << 20, fill(65536, 2)).get(5, TimeUnit.SECONDS);
+            assertThat(read(s.device("q"), 0, 65536)).containsOnly(1);
+            // the way that works: another table first, then the image again, opened after the first closed
+            s.reload("q", "0 64M zero");
+            s.resume("q");
+            s.reload("q", "qcow2 disk");
+            assertThatThrownBy(() -> s.reload("q", "qcow2 disk l2-cache-size=1M")).hasMessageContaining("clear q first");
+            s.control(List.of("clear", "q"));
+            s.reload("q", "qcow2 disk l2-cache-size=1M");
+            s.resume("q");
+            assertThat(s.table("q")).containsExactly("0 131072 qcow2 disk l2-cache-size=1M");
+            assertThat(read(s.device("q"), 0, 65536)).containsOnly(1);
+            assertThat(read(s.device("q"), 32L << 20, 65536)).containsOnly(2);
+        }
+        io.biostack.nbd.Tools.Result check = io.biostack.nbd.Tools.run(60, "qemu-img", "check", img.toString());
+        assertThat(check.exit()).as(check.all()).isZero();
+        io.biostack.nbd.Tools.ok(30, "qemu-io", "-f", "qcow2", "-c", "read -P 1 0 64k", "-c", "read -P 2 32M 64k", img.toString());
+    }
+
+    @Test
     void messagesReachTargetsAndMirrorStatusShowsResync() throws Exception {
         try (Stack s = Stack.open("a: ram 4M\nb: ram 4M\nd: dust a 0 512\nm: mirror core 1 128 2 a 0 b 0\n", "t")) {
             s.control(List.of("message", "d", "addbadblock 3"));
