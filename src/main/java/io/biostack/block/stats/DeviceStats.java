@@ -83,6 +83,13 @@ public final class DeviceStats {
     private volatile Cells[] cells = new Cells[0];
     private final long[] retired = new long[GROUPS * FIELDS];                       // guarded by this
     private final long[] retiredHist = new long[GROUPS * LatencyBuckets.COUNT];     // guarded by this
+    /**
+     * Starts minus completions of the threads that have ended, for {@link #inFlight} on the I/O
+     * path, which can't take the lock {@link #retired} needs: a thread that started I/O and ended
+     * (an NBD connection's) leaves its completions in another thread's cells. Written under the
+     * lock before {@link #cells} drops the ended cells.
+     */
+    private volatile long retiredInFlight;
     @SuppressWarnings("unused") // through STAMP
     private volatile long stamp;
     private final AtomicLong ioTicks = new AtomicLong();
@@ -137,9 +144,13 @@ public final class DeviceStats {
                 if (live == null) {
                     live = new ArrayList<>(Arrays.asList(cs).subList(0, i));
                 }
+                long open = 0;
                 for (int k = 0; k < retired.length; k++) {
-                    retired[k] += (long) LONGS.getAcquire(cs[i].c, PAD + k);
+                    long v = (long) LONGS.getAcquire(cs[i].c, PAD + k);
+                    retired[k] += v;
+                    open += k % FIELDS == ISSUED ? v : k % FIELDS == IOS ? -v : 0;
                 }
+                retiredInFlight += open;
                 for (int k = 0; k < retiredHist.length; k++) {
                     retiredHist[k] += (long) LONGS.getAcquire(cs[i].h, k);
                 }
@@ -227,7 +238,7 @@ public final class DeviceStats {
     public long inFlight() {
         Cells[] cs = cells;
         long completed = 0;
-        long issued = 0;
+        long issued = retiredInFlight; // after cells: what was folded out of that array is in it
         // Completions first: each completion's start happened before it, so issued >= completed.
         for (Cells c : cs) {
             for (int g = 0; g < GROUPS; g++) {

@@ -116,6 +116,31 @@ class DeviceStatsTest {
     }
 
     @Test
+    void busyTimeCountsAfterTheThreadThatStartedAnIoHasEnded() {
+        // An NBD connection's thread starts I/O and ends; the ring's thread completes it. Once the
+        // ended thread's cells were folded, the in-flight count that busy time asks at each start
+        // left out its starts but kept their completions: it read 0 with I/O in flight, and the
+        // busy time (io_ticks, %util) before each start was lost from then on.
+        DeviceStats s = new DeviceStats("d", Long.MAX_VALUE);
+        long tick = 1L << 20; // DeviceStats' io_ticks granularity
+        long t0 = ((System.nanoTime() >> 20) + 1000) * tick;
+        Thread t = Thread.ofPlatform().start(() -> s.start(Op.READ, t0));
+        try {
+            t.join();
+        } catch (InterruptedException e) {
+            throw new AssertionError(e);
+        }
+        s.snapshot(); // folds the ended thread's cells
+        s.done(Op.READ, 0, 4096, t0, t0 + 10 * tick);                 // busy 0..10
+        s.start(Op.READ, t0 + 20 * tick);                             // idle 10..20
+        s.start(Op.READ, t0 + 30 * tick);                             // busy 20..30: one in flight
+        s.done(Op.READ, 0, 4096, t0 + 20 * tick, t0 + 40 * tick);     // busy 30..40
+        s.done(Op.READ, 0, 4096, t0 + 30 * tick, t0 + 50 * tick);     // busy 40..50
+        assertThat(s.snapshot().busyNs()).isEqualTo(40 * tick);
+        assertThat(s.inFlight()).isZero();
+    }
+
+    @Test
     void busyTimeCountsOnlyWhileSomethingIsInFlight() throws Exception {
         DeviceStats s = new DeviceStats("d", Long.MAX_VALUE);
         long t0 = System.nanoTime();
