@@ -238,7 +238,8 @@ public final class ServeCommand implements Callable<Integer> {
         }
         Metrics m;
         try {
-            m = startMetrics(device instanceof CountedDevice c ? List.of(c.stats()) : List.of(), server.exportStats());
+            List<DeviceStats> counted = device instanceof CountedDevice c ? List.of(c.stats()) : List.of();
+            m = startMetrics(() -> counted, server.exportStats());
         } catch (Exception e) {
             server.close();
             closeDevice(device);
@@ -273,11 +274,12 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     /** Starts /metrics when --metrics was given (null otherwise): these devices and exports. */
-    private Metrics startMetrics(List<DeviceStats> devices, List<ExportStats> exports) throws java.io.IOException {
+    private Metrics startMetrics(java.util.function.Supplier<List<DeviceStats>> devices, List<ExportStats> exports)
+            throws java.io.IOException {
         if (metrics == null) {
             return null;
         }
-        return Metrics.start(metrics, () -> devices, () -> exports);
+        return Metrics.start(metrics, devices, () -> exports);
     }
 
     private void printMetrics(PrintWriter out, Metrics m) {
@@ -330,7 +332,8 @@ public final class ServeCommand implements Callable<Integer> {
                 counters.add(es);
                 b.exportStats(es); // the server counts into the ones /metrics reads
             }
-            met = startMetrics(stack.stats(), counters);
+            // Read at each scrape, as dm stats reads them: backup views come and go while it runs.
+            met = startMetrics(stack::stats, counters);
             server = b.start();
             NbdServer srv = server;
             // Backup views (dm message DEV backup-begin EXPORT ...) are served read-only while they last.

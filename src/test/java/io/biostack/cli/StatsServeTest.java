@@ -114,6 +114,37 @@ class StatsServeTest {
     }
 
     @Test
+    void metricsShowABackupViewWhileItLastsAsDmStatsDoes() throws Exception {
+        // /metrics read the stack's devices once, at start: a backup view (a device made at run
+        // time) was in dm stats and never in /metrics.
+        Tools.require("qemu-io", "curl");
+        Path stack = dir.resolve("s.stack");
+        Path sock = dir.resolve("nbd.sock");
+        Path ctl = dir.resolve("ctl.sock");
+        Files.writeString(stack, "r0: ram 4M\n");
+        List<String> lines = start("--stack", stack.toString(), "--export", "r0", "--listen", "none",
+                "--socket", sock.toString(), "--control", ctl.toString(), "--metrics", "127.0.0.1:0");
+        String metricsUrl = lines.stream().filter(l -> l.startsWith("metrics: ")).findFirst().orElseThrow().substring(9);
+        var dm = (java.util.function.Function<String, io.biostack.stack.ControlServer.Reply>) w -> {
+            try {
+                return io.biostack.stack.ControlServer.send(ctl, List.of(w.split("\\|")));
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        };
+        assertThat(dm.apply("message|r0|bitmap add b0").ok()).isTrue();
+        io.biostack.stack.ControlServer.Reply begin = dm.apply("message|r0|backup-begin view bitmap=b0 cow-dir=" + dir);
+        assertThat(begin.ok()).as(begin.text()).isTrue();
+        Tools.ok(30, "qemu-io", "-f", "raw", "-r", "-c", "read 0 64k", "nbd+unix:///view?socket=" + sock);
+        assertThat(dm.apply("stats|view").text()).startsWith("view ");
+        assertThat(Tools.ok(30, "curl", "-sf", metricsUrl).out())
+                .containsPattern("biostack_device_reads_completed_total\\{device=\"view\"} [1-9]");
+        assertThat(dm.apply("message|r0|backup-end view").ok()).isTrue();
+        assertThat(Tools.ok(30, "curl", "-sf", metricsUrl).out()).doesNotContain("device=\"view\"")
+                .contains("device=\"r0\"");
+    }
+
+    @Test
     void withStatsOffDevicesAreServedUncountedAndDmStatsSaysSo() throws Exception {
         Tools.require("qemu-io");
         Path stack = dir.resolve("s.stack");
