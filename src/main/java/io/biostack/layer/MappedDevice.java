@@ -192,7 +192,8 @@ public final class MappedDevice implements BlockDevice {
     private final AtomicLong inFlight = new AtomicLong();
     private final ReentrantLock lock = new ReentrantLock();
     private final ArrayDeque<Bio> waiting = new ArrayDeque<>(); // guarded by lock
-    private volatile CompletableFuture<Void> drained = CompletableFuture.completedFuture(null);
+    /** The last suspend's wait: true once its bios in flight completed, false when a resume came first. */
+    private volatile CompletableFuture<Boolean> drained = CompletableFuture.completedFuture(true);
     private final EndIo cloneDone = this::cloneDone;
     private final EndIo preflushed = this::preflushed;
 
@@ -368,7 +369,7 @@ public final class MappedDevice implements BlockDevice {
 
     private void dropInFlight() {
         if (inFlight.decrementAndGet() == 0 && state != State.RUNNING) {
-            drained.complete(null);
+            drained.complete(true);
         }
     }
 
@@ -435,9 +436,21 @@ public final class MappedDevice implements BlockDevice {
      * @throws TimeoutException when bios are still in flight after {@code timeout}
      * @throws InterruptedException when the waiting thread is interrupted; the device stays
      *         suspended
+     * @throws IllegalStateException when the device is closed, or a {@link #resume} came before
+     *         the bios in flight completed (the device runs then)
      */
     public void suspend(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
-        CompletableFuture<Void> d;
+        if (!awaitSuspended(timeout, unit)) {
+            // dm serialises suspend and resume; here a resume is the way out of a stuck suspend,
+            // and the device runs again: saying that it stays suspended would be wrong.
+            throw new IllegalStateException(name + " was resumed while the suspend waited for "
+                    + inFlight.get() + " bios in flight; it runs");
+        }
+    }
+
+    /** Suspends; true once the bios in flight completed, false when a resume came first. */
+    private boolean awaitSuspended(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
+        CompletableFuture<Boolean> d;
         lock.lock();
         try {
             if (state == State.CLOSED) {
@@ -452,10 +465,10 @@ public final class MappedDevice implements BlockDevice {
             lock.unlock();
         }
         if (inFlight.get() == 0) {
-            d.complete(null);
+            d.complete(true);
         }
         try {
-            d.get(timeout, unit);
+            return d.get(timeout, unit);
         } catch (ExecutionException e) {
             throw new IllegalStateException(e);
         } catch (TimeoutException e) {
@@ -523,6 +536,7 @@ public final class MappedDevice implements BlockDevice {
                         inactive = null;
                     }
                     state = State.RUNNING;
+                    drained.complete(false); // a suspend still waiting for its bios hears of it
                     go = new ArrayList<>(waiting);
                     waiting.clear();
                 }
@@ -530,7 +544,7 @@ public final class MappedDevice implements BlockDevice {
                 lock.unlock();
             }
             if (go == null) {
-                suspend(timeout, unit); // then decide again: the table may have changed meanwhile
+                awaitSuspended(timeout, unit); // then decide again: the table may have changed meanwhile
             }
         }
         if (old != null) {

@@ -143,6 +143,34 @@ class MappedDeviceTest {
         m.resume(1, TimeUnit.SECONDS);
     }
 
+    @Test
+    @org.junit.jupiter.api.Timeout(30)
+    void aSuspendOvertakenByAResumeSaysSoAtOnceRatherThanThatTheDeviceStaysSuspended() throws Exception {
+        // dm suspend waiting on a stuck bio, then dm resume from another terminal: the suspend
+        // waited out its whole timeout and then said the device stays suspended, while it ran.
+        Holding h = new Holding();
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", h));
+        var f = m.read(0, buffer(512));
+        var suspend = java.util.concurrent.CompletableFuture.runAsync(() -> {
+            try {
+                m.suspend(20, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                throw new java.util.concurrent.CompletionException(e);
+            }
+        });
+        while (m.state() != MappedDevice.State.SUSPENDED) {
+            Thread.onSpinWait();
+        }
+        m.resume(1, TimeUnit.SECONDS);
+        assertThatThrownBy(() -> suspend.get(5, TimeUnit.SECONDS)).hasRootCauseInstanceOf(IllegalStateException.class)
+                .rootCause().hasMessageContaining("m was resumed");
+        assertThat(m.state()).isEqualTo(MappedDevice.State.RUNNING);
+        h.release();
+        assertThat(statusOf(f)).isEqualTo(Status.OK);
+        m.suspend(1, TimeUnit.SECONDS); // a suspend after it waits for its own bios as before
+        m.resume(1, TimeUnit.SECONDS);
+    }
+
     /** A target that keeps its bios until {@link #release}, and tells whether it was closed holding one. */
     static final class Holding implements Target {
         final RamDisk ram = new RamDisk("h", 65536);
