@@ -36,8 +36,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * flushes every target first and is mapped once they all completed, as dm core sends it.
  *
  * <h2>Suspend, reload, resume</h2>
- * {@link #suspend} stops new bios (they wait in a queue; NOWAIT bios fail with AGAIN) and waits
- * until every bio in flight has completed. {@link #reload} loads an inactive table; {@link #resume}
+ * {@link #suspend} stops new bios (they wait in a queue; NOWAIT bios fail with AGAIN), waits
+ * until every bio in flight has completed, and flushes the targets (dm's postsuspend). {@link #reload} loads an inactive table; {@link #resume}
  * swaps it in (suspending first if needed), closes the old table's targets and sends the waiting
  * bios to the new table. While the device runs, the submit path is lock-free: one atomic
  * increment and one volatile read decide between the fast path and the queue (a Dekker pair with
@@ -427,25 +427,76 @@ public final class MappedDevice implements BlockDevice {
     // ---- control ---------------------------------------------------------------------------
 
     /**
-     * Stops new bios (they queue) and waits until every bio in flight has completed
-     * ({@code dm_suspend}). Suspending a suspended device does nothing. When bios are still in
-     * flight after {@code timeout}, throws {@link TimeoutException}; the device stays suspended.
+     * Stops new bios (they queue), waits until every bio in flight has completed
+     * ({@code dm_suspend}), then flushes every target of the live table, so that what they keep
+     * in memory (a qcow2 target's metadata) is on the devices below while the device is
+     * suspended. Suspending a suspended device flushes again. When bios or the flushes are still
+     * in flight after {@code timeout}, throws {@link TimeoutException}; the device stays
+     * suspended.
      *
      * @param timeout the longest wait for bios in flight to complete
      * @param unit the unit of {@code timeout}
      * @throws TimeoutException when bios are still in flight after {@code timeout}
      * @throws InterruptedException when the waiting thread is interrupted; the device stays
      *         suspended
-     * @throws IllegalStateException when the device is closed, or a {@link #resume} came before
-     *         the bios in flight completed (the device runs then)
+     * @throws IllegalStateException when the device is closed, a {@link #resume} came before
+     *         the bios in flight completed (the device runs then), or a target's flush failed
+     *         (the device stays suspended)
      */
     public void suspend(long timeout, TimeUnit unit) throws TimeoutException, InterruptedException {
+        long deadline = System.nanoTime() + unit.toNanos(timeout);
         if (!awaitSuspended(timeout, unit)) {
             // dm serialises suspend and resume; here a resume is the way out of a stuck suspend,
             // and the device runs again: saying that it stays suspended would be wrong.
-            throw new IllegalStateException(name + " was resumed while the suspend waited for "
-                    + inFlight.get() + " bios in flight; it runs");
+            throw resumedMeanwhile();
         }
+        // What the targets keep in memory goes to the devices below, as dm's postsuspend commits
+        // a thin pool's or a cache's metadata (and a filesystem above is synced by lockfs): a
+        // qcow2 target's L2 tables and refcounts, without which a copy of its image taken while
+        // the device is suspended lacks the last writes. Counted in flight, so that a table swap
+        // waits for them as for any bio.
+        List<Target> targets;
+        CompletableFuture<Boolean> d;
+        lock.lock();
+        try {
+            if (state != State.SUSPENDED) {
+                throw state == State.CLOSED ? new IllegalStateException(name + " is closed") : resumedMeanwhile();
+            }
+            targets = live.targets;
+            d = drained = new CompletableFuture<>();
+            inFlight.addAndGet(targets.size());
+        } finally {
+            lock.unlock();
+        }
+        List<CompletableFuture<Void>> flushes = new ArrayList<>();
+        for (Target t : targets) {
+            flushes.add(t.flush().whenComplete((v, e) -> dropInFlight()));
+        }
+        boolean suspended;
+        try {
+            suspended = d.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e);
+        } catch (TimeoutException e) {
+            throw new TimeoutException(name + ": suspended, and the flush of its targets still runs after "
+                    + unit.toMillis(timeout) + " ms; the device stays suspended");
+        }
+        if (!suspended) {
+            throw resumedMeanwhile();
+        }
+        for (int i = 0; i < flushes.size(); i++) {
+            if (flushes.get(i).isCompletedExceptionally()) {
+                Throwable why = flushes.get(i).exceptionNow();
+                throw new IllegalStateException(name + " is suspended, but the flush of its target "
+                        + targets.get(i).targetType() + " failed: " + (why.getMessage() == null ? why : why.getMessage())
+                        + "; what it holds in memory may not be on the devices below");
+            }
+        }
+    }
+
+    private IllegalStateException resumedMeanwhile() {
+        return new IllegalStateException(name + " was resumed while the suspend waited for " + inFlight.get()
+                + " bios in flight; it runs");
     }
 
     /** Suspends; true once the bios in flight completed, false when a resume came first. */

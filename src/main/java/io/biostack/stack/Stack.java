@@ -408,7 +408,8 @@ public final class Stack implements AutoCloseable {
 
     /**
      * Suspends mapped device {@code name}: new bios wait, and this returns once those in flight
-     * have completed.
+     * have completed and its targets have been flushed (a qcow2 image on its container is then
+     * whole: a copy of it taken while suspended holds every write before).
      *
      * @param name a mapped device of the stack
      * @throws TimeoutException when bios are still in flight after {@link #SUSPEND_TIMEOUT_MS}; the

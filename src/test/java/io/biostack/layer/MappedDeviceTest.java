@@ -167,8 +167,6 @@ class MappedDeviceTest {
         assertThat(m.state()).isEqualTo(MappedDevice.State.RUNNING);
         h.release();
         assertThat(statusOf(f)).isEqualTo(Status.OK);
-        m.suspend(1, TimeUnit.SECONDS); // a suspend after it waits for its own bios as before
-        m.resume(1, TimeUnit.SECONDS);
     }
 
     /** A target that keeps its bios until {@link #release}, and tells whether it was closed holding one. */

@@ -263,6 +263,27 @@ class StackTest {
     }
 
     @Test
+    void aCopyOfAQcow2ImageTakenWhileItsDeviceIsSuspendedHoldsTheWritesBefore(@TempDir Path dir) throws Exception {
+        // dm suspend only waited for the bios in flight: the qcow2 target kept the new L2 table
+        // in memory, and the image copied while suspended read zeros where the write was.
+        io.biostack.nbd.Tools.require("qemu-img", "qemu-io");
+        Path img = dir.resolve("d.qcow2");
+        Path copy = dir.resolve("copy.qcow2");
+        io.biostack.nbd.Tools.ok(30, "qemu-img", "create", "-f", "qcow2", img.toString(), "64M");
+        try (Stack s = Stack.open("disk: loop " + img + "\nq: qcow2 disk\n", "t")) {
+            s.device("q").write(1 << 20, fill(65536, 5)).get(5, TimeUnit.SECONDS);
+            assertThat(s.control(List.of("suspend", "q"))).isEmpty();
+            Files.copy(img, copy);
+            s.control(List.of("resume", "q"));
+            s.device("q").write(0, fill(4096, 6)).get(5, TimeUnit.SECONDS);
+            assertThat(read(s.device("q"), 1 << 20, 65536)).containsOnly(5);
+        }
+        io.biostack.nbd.Tools.Result check = io.biostack.nbd.Tools.run(60, "qemu-img", "check", copy.toString());
+        assertThat(check.exit()).as(check.all()).isZero();
+        io.biostack.nbd.Tools.ok(30, "qemu-io", "-r", "-f", "qcow2", "-c", "read -P 5 1M 64k", copy.toString());
+    }
+
+    @Test
     void messagesReachTargetsAndMirrorStatusShowsResync() throws Exception {
         try (Stack s = Stack.open("a: ram 4M\nb: ram 4M\nd: dust a 0 512\nm: mirror core 1 128 2 a 0 b 0\n", "t")) {
             s.control(List.of("message", "d", "addbadblock 3"));
