@@ -245,7 +245,7 @@ public final class Stack implements AutoCloseable {
             } catch (IllegalArgumentException | IllegalStateException e) {
                 throw new StackException(src, ls.getFirst().line(), name + ": " + e.getMessage());
             } catch (IOException e) {
-                throw new StackException(src + ":" + ls.getFirst().line() + ": " + name + ": can't open: " + e.getMessage(), e);
+                throw new StackException(src + ":" + ls.getFirst().line() + ": " + name + ": can't open: " + why(e), e);
             }
         }
         return new MappedDevice(name, table(name, ls, specs, src));
@@ -265,7 +265,7 @@ public final class Stack implements AutoCloseable {
                 } catch (IllegalArgumentException | IllegalStateException e) {
                     throw new StackException(src, l.line(), name + ": " + l.target() + ": " + e.getMessage());
                 } catch (IOException e) {
-                    throw new StackException(src + ":" + l.line() + ": " + name + ": " + l.target() + ": " + e.getMessage(), e);
+                    throw new StackException(src + ":" + l.line() + ": " + name + ": " + l.target() + ": " + why(e), e);
                 }
                 long start = l.isSegment() ? l.start() : pos;
                 segs.add(new MappedDevice.Segment(start, t.size(), t));
@@ -286,6 +286,22 @@ public final class Stack implements AutoCloseable {
             }
             throw e;
         }
+    }
+
+    /**
+     * What went wrong with a file: the JDK's exceptions for a missing or forbidden file carry
+     * only its path ("m: luks: /etc/key" said nothing about the key file being absent).
+     */
+    private static String why(IOException e) {
+        if (e instanceof java.nio.file.FileSystemException f && f.getReason() == null && f.getFile() != null) {
+            String reason = e instanceof java.nio.file.NoSuchFileException ? "no such file"
+                    : e instanceof java.nio.file.AccessDeniedException ? "permission denied"
+                    : e instanceof java.nio.file.NotDirectoryException ? "not a directory" : null;
+            if (reason != null) {
+                return f.getFile() + ": " + reason;
+            }
+        }
+        return e.getMessage();
     }
 
     // ---- lookup ----------------------------------------------------------------------------

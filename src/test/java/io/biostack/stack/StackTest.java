@@ -284,6 +284,20 @@ class StackTest {
     }
 
     @Test
+    void aMissingKeyFileIsSaidToBeMissingAndAFailedReloadLeavesTheLiveTable(@TempDir Path dir) throws Exception {
+        // The JDK's NoSuchFileException holds only the path: "m: luks: /dir/none.key".
+        Path key = dir.resolve("none.key");
+        try (Stack s = Stack.open("a: ram 4M\nb: ram 4M\nm: linear a 0\n", "t")) {
+            assertThatThrownBy(() -> s.reload("m", "0 1M linear a 0; 1M 3M luks b keyfile=" + key))
+                    .hasMessage("reload m:2: m: luks: " + key + ": no such file");
+            assertThat(s.table("m")).containsExactly("0 8192 linear a 0");
+            assertThat(s.mapped("m").hasInactiveTable()).isFalse();
+        }
+        assertThatThrownBy(() -> Stack.open("a: ram 4M\nm: luks a keyfile=" + key + "\n", "t"))
+                .hasMessage("t:2: m: luks: " + key + ": no such file");
+    }
+
+    @Test
     void messagesReachTargetsAndMirrorStatusShowsResync() throws Exception {
         try (Stack s = Stack.open("a: ram 4M\nb: ram 4M\nd: dust a 0 512\nm: mirror core 1 128 2 a 0 b 0\n", "t")) {
             s.control(List.of("message", "d", "addbadblock 3"));
