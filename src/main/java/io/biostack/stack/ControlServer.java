@@ -111,10 +111,10 @@ public final class ControlServer implements AutoCloseable {
 
     private void serve(SocketChannel c) {
         try (c) {
-            List<String> argv = readRequest(c);
             String out;
             boolean ok;
             try {
+                List<String> argv = readRequest(c);
                 out = !argv.isEmpty() && argv.getFirst().equals("stats") ? stats(stack, argv) : stack.control(argv);
                 ok = true;
             } catch (InterruptedException e) {
@@ -165,13 +165,19 @@ public final class ControlServer implements AutoCloseable {
     private static List<String> readRequest(SocketChannel c) throws IOException {
         ByteArrayOutputStream all = new ByteArrayOutputStream();
         ByteBuffer b = ByteBuffer.allocate(8192);
+        boolean tooLarge = false;
         while (c.read(b) >= 0) {
             b.flip();
-            all.write(b.array(), 0, b.limit());
-            b.clear();
-            if (all.size() > MAX_REQUEST) {
-                throw new IOException("request too large");
+            tooLarge |= all.size() + b.limit() > MAX_REQUEST;
+            if (!tooLarge) {
+                all.write(b.array(), 0, b.limit());
             }
+            b.clear();
+        }
+        if (tooLarge) {
+            // Read to the end and answer: closed under a client still writing, the socket gave it
+            // a broken pipe, which it took for a server that is not there.
+            throw new IllegalArgumentException("request of more than " + MAX_REQUEST + " bytes refused");
         }
         List<String> argv = new ArrayList<>();
         byte[] bytes = all.toByteArray();

@@ -66,6 +66,16 @@ class DmCommandTest {
     }
 
     @Test
+    void aRequestOverTheLimitIsAnsweredAndTheServerGoesOn() {
+        // The server closed the socket on the client still writing: 'can't reach the control
+        // socket ...: Broken pipe (is `biostack serve --control` running?)', while it ran.
+        CliRun big = dm("reload", "lin", "0 1024 linear b 0;".repeat(70_000));
+        assertThat(big.code()).isEqualTo(1);
+        assertThat(big.err()).isEqualTo("biostack dm: request of more than 1048576 bytes refused\n");
+        assertThat(dm("table", "lin").out()).isEqualTo("0 2048 linear a 0\n");
+    }
+
+    @Test
     void errorsExitNonZeroAndSayWhy() {
         CliRun r = dm("table", "nosuch");
         assertThat(r.code()).isEqualTo(1);
