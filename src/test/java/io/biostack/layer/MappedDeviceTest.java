@@ -268,12 +268,14 @@ class MappedDeviceTest {
         Delay d = new Delay("m", 1 << 20, List.of(new Delay.Path(new Leg(a, 0), 1)));
         MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", d));
         int threads = 4;
-        int perThread = 20000;
+        // ids to spare: the load runs until the swaps are done (stop), so every swap is under load
+        int perThread = 250_000;
         AtomicIntegerArray done = new AtomicIntegerArray(threads * perThread);
         AtomicLong errors = new AtomicLong();
         AtomicLong twice = new AtomicLong();
         AtomicLong completed = new AtomicLong();
         AtomicBoolean stop = new AtomicBoolean();
+        AtomicLong submitted = new AtomicLong();
         MemorySegment page = buffer(4096);
         CountDownLatch started = new CountDownLatch(threads);
         Thread[] ts = new Thread[threads];
@@ -282,8 +284,9 @@ class MappedDeviceTest {
             ts[t] = Thread.ofPlatform().daemon().start(() -> {
                 started.countDown();
                 java.util.concurrent.Semaphore window = new java.util.concurrent.Semaphore(64);
-                for (int i = 0; i < perThread; i++) {
+                for (int i = 0; i < perThread && !stop.get(); i++) {
                     window.acquireUninterruptibly();
+                    submitted.incrementAndGet();
                     int id = base + i;
                     Bio bio = new Bio().init(i % 2 == 0 ? Op.READ : Op.WRITE, 0, (long) (id % 256) * 4096, x -> {
                         if (done.getAndIncrement((int) x.privateLong()) != 0) {
@@ -303,7 +306,7 @@ class MappedDeviceTest {
         }
         started.await();
         int swaps = 0;
-        while (completed.get() < (long) threads * perThread && swaps < 200) {
+        while (completed.get() < (long) threads * perThread && swaps < 20) {
             RamDisk target = swaps % 2 == 0 ? b : a;
             m.reload(MappedDevice.Table.of("m", new Delay("m", 1 << 20, List.of(new Delay.Path(new Leg(target, 0), swaps % 3)))));
             m.suspend(5, TimeUnit.SECONDS);
@@ -311,21 +314,24 @@ class MappedDeviceTest {
             m.resume(5, TimeUnit.SECONDS);
             swaps++;
         }
+        stop.set(true);
         for (Thread t : ts) {
             t.join(30_000);
         }
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (completed.get() < (long) threads * perThread && System.nanoTime() < end) {
+        while (completed.get() < submitted.get() && System.nanoTime() < end) {
             Thread.sleep(5);
         }
-        stop.set(true);
-        assertThat(completed.get()).isEqualTo((long) threads * perThread);
+        assertThat(completed.get()).isEqualTo(submitted.get());
         assertThat(twice.get()).isZero();
         assertThat(errors.get()).isZero();
+        long n = 0;
         for (int i = 0; i < done.length(); i++) {
-            assertThat(done.get(i)).as("bio %d", i).isEqualTo(1);
+            assertThat(done.get(i)).as("bio %d", i).isLessThanOrEqualTo(1);
+            n += done.get(i);
         }
-        assertThat(swaps).isGreaterThan(5);
+        assertThat(n).as("bios completed once each").isEqualTo(submitted.get());
+        assertThat(swaps).as("swaps under load").isEqualTo(20);
         m.close();
     }
 }
