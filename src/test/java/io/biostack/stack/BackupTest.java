@@ -188,4 +188,28 @@ class BackupTest {
             ctl(s, "message", "d", "backup-end v");
         }
     }
+
+    @Test
+    void aCrashMidBackupLeavesNoBitmapAnIncrementalCanBeTakenFrom(@TempDir Path dir) throws Exception {
+        Path bm = dir.resolve("bm");
+        Path crashed = dir.resolve("crashed");
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+            BlockDevice d = s.device("d");
+            ctl(s, "message", "d", "bitmap add b1 persistent");
+            write(d, 0, new byte[4096]);
+            ctl(s, "message", "d", "backup-begin inc1 bitmap=b1 new=b2 cow-dir=" + dir);
+            // a write during the backup: b2's, not b1's
+            write(d, 4 << 20, new byte[4096]);
+            Files.copy(bm, crashed); // kill -9 now: the side file as the stopped process left it
+        }
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + crashed + "\n", "t")) {
+            // b1 holds only the changes up to the first backup-begin: an incremental from it now
+            // would miss the write at 4 MiB (b2 had it, and b2 was recording at the crash)
+            for (String b : List.of("b1", "b2")) {
+                assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin again bitmap=" + b + " cow-dir=" + dir))
+                        .as(b).hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
+            }
+            assertThat(s.names()).doesNotContain("again");
+        }
+    }
 }

@@ -12,7 +12,9 @@ import java.util.List;
  * <h2>The contract, as md's write-intent bitmap and qemu's {@code in_use} flag make it</h2>
  * <ul>
  * <li>{@link #saveLayout} writes which bitmaps exist, with every recording one marked in use,
- *     durably, before the device takes a write that they record;
+ *     durably, before the device takes a write that they record, and every one a backup holds
+ *     ({@link DirtyBitmap#busy()}) too: after a crash mid-backup the writes since its instant
+ *     were in the new bitmap only, so the frozen one alone must not pass for a basis;
  * <li>{@link #saveWords} makes some words of one bitmap durable before the writes that set them
  *     go down (FUA/DSYNC, not a later flush), for a store whose {@link #durableWords()} says so;
  * <li>{@link #closeClean} saves every bit, checksums them, and clears the in-use marks: only then
@@ -44,7 +46,7 @@ public interface BitmapStore extends AutoCloseable {
     List<DirtyBitmap> load(long deviceSize, List<String> problems) throws IOException;
 
     /**
-     * Saves which persistent bitmaps exist and their bits, recording ones marked in use.
+     * Saves which persistent bitmaps exist and their bits, recording and busy ones marked in use.
      *
      * @param bitmaps every persistent bitmap of the device
      * @throws IOException when the store can't be written

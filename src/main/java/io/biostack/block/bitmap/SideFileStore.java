@@ -213,7 +213,11 @@ public final class SideFileStore implements BitmapStore {
             int e = 32 + i * ENTRY;
             h.put(e, (byte) nb.length).put(e + 1, nb);
             h.put(e + 48, (byte) Long.numberOfTrailingZeros(b.granularity()));
-            int flags = (b.isRecording() ? F_RECORDING : 0) | ((!clean && b.isRecording()) || !b.isConsistent() ? F_IN_USE : 0);
+            // In use too while a backup holds it frozen: after a crash mid-backup its bits end at
+            // the backup's instant and the writes since were only in the new bitmap, which loads
+            // inconsistent; this one loaded consistent would give a silently partial incremental.
+            boolean inUse = !clean && (b.isRecording() || b.busy() != null);
+            int flags = (b.isRecording() ? F_RECORDING : 0) | (inUse || !b.isConsistent() ? F_IN_USE : 0);
             h.put(e + 49, (byte) flags);
             long[] w = b.words();
             data.add(w);
