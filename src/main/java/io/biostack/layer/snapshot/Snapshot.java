@@ -736,7 +736,12 @@ public final class Snapshot implements Target {
 
     /** Copies one chunk from {@code src} to {@code dst} through a buffer (the slow path: it allocates). */
     private void copyChunk(BlockDevice src, long srcOff, BlockDevice dst, long dstOff, Consumer<Status> done) {
-        MemorySegment buf = Arena.ofAuto().allocate(chunk, 4096);
+        // The origin's last chunk may be partial (a size that is no multiple of the chunk): the
+        // copy stops at its end, as dm-snap's start_copy clips it (count = min(chunk_size,
+        // dev_size - sector)); a whole chunk there was an invalid request that made the snapshot
+        // invalid at the first write to the origin's tail.
+        long len = Math.min(chunk, Math.min(src.size() - srcOff, dst.size() - dstOff));
+        MemorySegment buf = Arena.ofAuto().allocate(chunk, 4096).asSlice(0, len);
         Bio r = new Bio().init(Op.READ, 0, srcOff, rb -> {
             Status s = rb.status();
             if (!s.isOk()) {
