@@ -131,6 +131,7 @@ final class Backups {
                     + String.join(", ", running.keySet()) + ")"));
         }
         stack.removeDevice(export);
+        b.view.end(); // a client still connected reads no live byte as the backup's
         CountedDevice c = (CountedDevice) stack.device(b.device);
         DeviceBitmaps bitmaps = c.bitmaps();
         bitmaps.holdWrites();

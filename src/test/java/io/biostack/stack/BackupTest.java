@@ -264,4 +264,27 @@ class BackupTest {
         d.read(0, m).get(10, TimeUnit.SECONDS);
         return m.toArray(ValueLayout.JAVA_BYTE);
     }
+
+    /**
+     * A client still reading the view at backup-end (an nbdcopy the script did not wait for, a
+     * connection the server keeps): its reads must fail, never give the live device's bytes as
+     * the backup's.
+     */
+    @Test
+    void readsOfAViewAfterBackupEndFailInsteadOfGivingTheLiveDevice(@TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("d: ram 8M\n", "t")) {
+            BlockDevice d = s.device("d");
+            ctl(s, "message", "d", "bitmap add b");
+            ctl(s, "message", "d", "backup-begin v bitmap=b cow-dir=" + dir);
+            BlockDevice view = s.device("v"); // what a connected NBD client keeps
+            ctl(s, "message", "d", "backup-end v");
+            byte[] live = new byte[65536];
+            java.util.Arrays.fill(live, (byte) 0x5a);
+            write(d, 0, live);
+            MemorySegment m = Arena.ofAuto().allocate(65536, 4096);
+            assertThatThrownBy(() -> view.read(0, m).get(10, TimeUnit.SECONDS))
+                    .hasMessageContaining("backup v").hasMessageContaining("ended");
+            assertThat(m.get(ValueLayout.JAVA_BYTE, 0)).as("no live byte passed for the backup's").isZero();
+        }
+    }
 }

@@ -4,6 +4,7 @@ import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.QueueLimits;
+import io.biostack.block.Status;
 import io.biostack.block.StatusContext;
 import io.biostack.block.bitmap.DirtyBitmap;
 
@@ -26,6 +27,12 @@ public final class BackupView implements BlockDevice {
     private final BlockDevice cow;
     private final DirtyBitmap bitmap;
     private final QueueLimits limits;
+    /**
+     * Set at backup-end, before the origin stops copying out: from then on the snapshot's
+     * unremapped chunks read the live device, so a client still connected (the NBD server keeps
+     * a connection's device after its export is removed) must get an error, not those bytes.
+     */
+    private volatile boolean ended;
 
     /**
      * A view over {@code snapshot}.
@@ -72,7 +79,16 @@ public final class BackupView implements BlockDevice {
         if (!BioChecks.admit(bio, name, size(), limits, true)) {
             return;
         }
+        if (ended) {
+            bio.fail(Status.IOERR, "backup " + name + " has ended (backup-end): its point-in-time view is gone");
+            return;
+        }
         snapshot.submit(bio);
+    }
+
+    /** Refuses every I/O from now on (the backup is ending); call before the origin stops copying out. */
+    public void end() {
+        ended = true;
     }
 
     /**
@@ -88,6 +104,7 @@ public final class BackupView implements BlockDevice {
     /** Drops the snapshot from its origin and closes the COW device. */
     @Override
     public void close() {
+        ended = true;
         snapshot.close();
         cow.close();
     }
