@@ -287,4 +287,27 @@ class BackupTest {
             assertThat(m.get(ValueLayout.JAVA_BYTE, 0)).as("no live byte passed for the backup's").isZero();
         }
     }
+
+    /**
+     * A write-zeroes to the live device during a backup (a guest's fallocate ZERO_RANGE, mkfs, an
+     * NBD client's WRITE_ZEROES) is a write: it succeeds, the view keeps the instant's bytes and
+     * the next bitmap has it. (The kernel's NBD client turns a failed one into EIO for the guest.)
+     */
+    @Test
+    void writeZeroesDuringABackupSucceedsAndTheViewKeepsTheInstant(@TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("d: ram 8M\n", "t")) {
+            BlockDevice d = s.device("d");
+            byte[] init = new byte[SIZE];
+            new Random(5).nextBytes(init);
+            write(d, 0, init);
+            ctl(s, "message", "d", "bitmap add b0");
+            ctl(s, "message", "d", "backup-begin v bitmap=b0 new=b1 cow-dir=" + dir);
+            d.writeZeroes((1 << 20) + 4096, 3 * 65536, false).get(10, TimeUnit.SECONDS);
+            assertThat(java.util.Arrays.mismatch(readAll(s.device("v")), init)).as("the view: first differing byte").isEqualTo(-1);
+            byte[] live = readAll(d);
+            assertThat(java.util.Arrays.copyOfRange(live, (1 << 20) + 4096, (1 << 20) + 4096 + 3 * 65536)).containsOnly(0);
+            assertThat(StackBitmapsTest.bitmapLine(s, "d", "b1")).contains("dirty=262144");
+            ctl(s, "message", "d", "backup-end v");
+        }
+    }
 }

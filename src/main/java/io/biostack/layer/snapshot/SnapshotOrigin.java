@@ -25,7 +25,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Snapshots find their origin handler through a registry keyed by the origin device's
  * identity (dm's {@code _origins} table): {@link Snapshot#create} registers, closing or merging
  * a snapshot unregisters. Bios written to the origin device around this handler are not copied
- * out. DISCARD and WRITE_ZEROES pass through only while the origin has no snapshot.
+ * out. WRITE_ZEROES is a write like the others (copy-outs first): dm's origin takes none, and
+ * the kernel then writes zeroed pages in its place, but a device of this stack has advertised it
+ * (to an NBD client, say) before a backup's snapshot comes and goes, and the kernel's NBD client
+ * gives a failed one to the guest as EIO. DISCARD passes through only while the origin has no
+ * snapshot (an fstrim would copy out the whole device; a discard may be refused).
  */
 public final class SnapshotOrigin implements Target {
     private static final Snapshot[] NONE = new Snapshot[0];
@@ -91,8 +95,8 @@ public final class SnapshotOrigin implements Target {
             return;
         }
         Snapshot[] snaps = snapshotsOf(origin);
-        if (bio.op() != Op.WRITE || snaps.length == 0) {
-            if ((bio.op() == Op.DISCARD || bio.op() == Op.WRITE_ZEROES) && snaps.length > 0) {
+        if ((bio.op() != Op.WRITE && bio.op() != Op.WRITE_ZEROES) || snaps.length == 0) {
+            if (bio.op() == Op.DISCARD && snaps.length > 0) {
                 bio.fail(Status.NOTSUPP, bio.op() + " on " + name + " while it has snapshots");
                 return;
             }
