@@ -34,8 +34,9 @@ import java.util.Map;
  * {@link Stack#setExportListener}).
  *
  * <p>The COW file is a sparse file of the device's size, deleted at once (the open descriptor
- * keeps it) so a crash leaves nothing behind. While a backup runs, the device refuses discard
- * (the snapshot origin handler does; dm's does too); write-zeroes copies out as a write does.
+ * keeps it) so a crash leaves nothing behind. While a backup runs, a discard to the device is
+ * completed without being done (the snapshot origin handler's rule); write-zeroes copies out as
+ * a write does.
  */
 final class Backups {
     /** How long the instant may wait for writes in flight. */

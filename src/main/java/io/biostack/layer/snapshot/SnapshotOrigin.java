@@ -6,7 +6,6 @@ import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
-import io.biostack.block.Status;
 import io.biostack.block.TableArgs;
 import io.biostack.block.TableSpec;
 import io.biostack.layer.Target;
@@ -28,8 +27,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * out. WRITE_ZEROES is a write like the others (copy-outs first): dm's origin takes none, and
  * the kernel then writes zeroed pages in its place, but a device of this stack has advertised it
  * (to an NBD client, say) before a backup's snapshot comes and goes, and the kernel's NBD client
- * gives a failed one to the guest as EIO. DISCARD passes through only while the origin has no
- * snapshot (an fstrim would copy out the whole device; a discard may be refused).
+ * gives a failed one to the guest as EIO. A DISCARD while the origin has snapshots completes
+ * without going down: copying out what it drops would copy a whole device for an fstrim, and a
+ * failed one is an EIO for that guest too, while a trim may leave the data as it is (NBD's
+ * TRIM: "a client MUST NOT make any assumptions about the contents of the export affected by
+ * this command"; the block layer's discard promises no zeroes either).
  */
 public final class SnapshotOrigin implements Target {
     private static final Snapshot[] NONE = new Snapshot[0];
@@ -97,7 +99,7 @@ public final class SnapshotOrigin implements Target {
         Snapshot[] snaps = snapshotsOf(origin);
         if ((bio.op() != Op.WRITE && bio.op() != Op.WRITE_ZEROES) || snaps.length == 0) {
             if (bio.op() == Op.DISCARD && snaps.length > 0) {
-                bio.fail(Status.NOTSUPP, bio.op() + " on " + name + " while it has snapshots");
+                bio.endIo(); // kept, not dropped: see the class comment
                 return;
             }
             origin.submit(bio);
