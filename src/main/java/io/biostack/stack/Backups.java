@@ -133,6 +133,15 @@ final class Backups {
         }
         stack.removeDevice(export);
         b.view.end(); // a client still connected reads no live byte as the backup's
+        // Nor does a read of the view in flight now: the origin copies out until it is done.
+        long deadline = System.nanoTime() + QUIESCE_MS * 1_000_000L;
+        while (b.view.inFlight() > 0) {
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("backup-end " + export + ": reads of the view did not complete within "
+                        + QUIESCE_MS + " ms; try again");
+            }
+            Thread.sleep(0, 200_000);
+        }
         CountedDevice c = (CountedDevice) stack.device(b.device);
         DeviceBitmaps bitmaps = c.bitmaps();
         bitmaps.holdWrites();

@@ -2,6 +2,7 @@ package io.biostack.layer.snapshot;
 
 import io.biostack.block.Bio;
 import io.biostack.block.BioChecks;
+import io.biostack.block.BioPool;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Status;
@@ -33,6 +34,10 @@ public final class BackupView implements BlockDevice {
      * a connection's device after its export is removed) must get an error, not those bytes.
      */
     private volatile boolean ended;
+    /** Reads sent to the snapshot and not yet completed: backup-end waits for none (see {@link #inFlight}). */
+    private final java.util.concurrent.atomic.AtomicLong inFlight = new java.util.concurrent.atomic.AtomicLong();
+    private final BioPool pool = new BioPool(256);
+    private final io.biostack.block.EndIo done = this::done;
 
     /**
      * A view over {@code snapshot}.
@@ -79,11 +84,36 @@ public final class BackupView implements BlockDevice {
         if (!BioChecks.admit(bio, name, size(), limits, true)) {
             return;
         }
+        // Counted before ended is read, and end() sets ended before reading the count: either
+        // this read sees ended, or backup-end sees it in flight and waits for it.
+        inFlight.incrementAndGet();
         if (ended) {
+            inFlight.decrementAndGet();
             bio.fail(Status.IOERR, "backup " + name + " has ended (backup-end): its point-in-time view is gone");
             return;
         }
-        snapshot.submit(bio);
+        Bio clone = bio.cloneShallow(pool);
+        clone.setPrivateData(bio);
+        clone.setEndIo(done);
+        snapshot.submit(clone);
+    }
+
+    private void done(Bio clone) {
+        Bio bio = (Bio) clone.privateData();
+        bio.setStatus(clone.status(), clone.detail());
+        clone.put();
+        inFlight.decrementAndGet();
+        bio.endIo();
+    }
+
+    /**
+     * Returns the reads of the view not completed yet: once {@link #end} has been called and
+     * this is zero, no read of the view can see what the origin is written with from then on.
+     *
+     * @return the reads of the view not completed yet
+     */
+    public long inFlight() {
+        return inFlight.get();
     }
 
     /** Refuses every I/O from now on (the backup is ending); call before the origin stops copying out. */
