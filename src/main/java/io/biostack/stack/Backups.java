@@ -180,7 +180,18 @@ final class Backups {
     }
 
     private static BlockDevice openCow(String export, Path dir, long bytes) throws IOException {
-        Path f = Files.createTempFile(dir, "biostack-" + export + "-", ".cow");
+        // The control socket shows an exception's message alone, and a NoSuchFileException's or
+        // AccessDeniedException's is a bare path: say what it is and what was wrong.
+        if (!Files.isDirectory(dir)) {
+            throw new IllegalArgumentException("cow-dir " + dir + " is not a directory (backup " + export
+                    + " keeps its copy-on-write file there)");
+        }
+        Path f;
+        try {
+            f = Files.createTempFile(dir, "biostack-" + export + "-", ".cow");
+        } catch (IOException e) {
+            throw new IOException("can't make the copy-on-write file of backup " + export + " in cow-dir " + dir + ": " + e, e);
+        }
         try {
             try (RandomAccessFile r = new RandomAccessFile(f.toFile(), "rw")) {
                 r.setLength(bytes);

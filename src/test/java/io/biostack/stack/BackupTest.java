@@ -157,6 +157,10 @@ class BackupTest {
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=zz")).hasMessageContaining("no bitmap 'zz'");
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin d bitmap=p")).hasMessageContaining("already");
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-end nope")).hasMessageContaining("no backup named 'nope'");
+            // the control socket shows the message alone: a bare path said nothing of what was wrong
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=p cow-dir=" + dir.resolve("missing")))
+                    .hasMessageContaining("cow-dir " + dir.resolve("missing")).hasMessageContaining("not a directory");
+            assertThat(s.names()).doesNotContain("v");
             Files.copy(bm, dir.resolve("crashed"));
         }
         try (Stack s = Stack.open("d: ram 8M bitmap-file=" + dir.resolve("crashed") + "\n", "t")) {
