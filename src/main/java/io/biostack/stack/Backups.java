@@ -47,6 +47,11 @@ final class Backups {
 
     private final Stack stack;
     private final Map<String, Backup> running = new HashMap<>();
+    /**
+     * Device to backup, read without this object's lock by the stack's reload and resume (which
+     * hold the stack's, taken inside this one's by begin and end).
+     */
+    private final Map<String, String> byDevice = new java.util.concurrent.ConcurrentHashMap<>();
 
     Backups(Stack stack) {
         this.stack = stack;
@@ -96,6 +101,7 @@ final class Backups {
         BlockDevice cow = openCow(export, dir, c.size() + 2 * chunk);
         Snapshot[] snap = new Snapshot[1];
         boolean held = false;
+        byDevice.put(name, export);
         try {
             bitmaps.holdWrites();
             held = true;
@@ -111,6 +117,7 @@ final class Backups {
                 snap[0].close();
             }
             cow.close();
+            byDevice.remove(name);
             throw e;
         } finally {
             if (held) {
@@ -154,7 +161,16 @@ final class Backups {
         b.view.close();
         bitmaps.endBackup(b.bitmap, export);
         running.remove(export);
+        byDevice.remove(b.device);
         return "";
+    }
+
+    /**
+     * The backup running on {@code device}, or null: a table loaded into it while one runs would
+     * change what the view reads (its snapshot is of the device's table, not of what lies below).
+     */
+    String runningOn(String device) {
+        return byDevice.get(device);
     }
 
     /** Ends every backup (the stack is closing). */

@@ -455,6 +455,11 @@ public final class Stack implements AutoCloseable {
         synchronized (this) {
             m = mapped(name);
         }
+        String backup = backups.runningOn(name);
+        if (backup != null && m.hasInactiveTable()) {
+            throw new IllegalArgumentException(name + " has backup " + backup + " running, whose view reads " + name
+                    + "'s table: 'clear' the loaded table, or backup-end " + backup + " before resuming with it");
+        }
         m.resume(SUSPEND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         synchronized (this) {
             Set<String> p = pendingDeps.remove(name);
@@ -481,6 +486,13 @@ public final class Stack implements AutoCloseable {
      */
     public synchronized void reload(String name, String table) throws IOException {
         MappedDevice m = mapped(name);
+        String backup = backups.runningOn(name);
+        if (backup != null) {
+            // The view's snapshot is of this device's table: another table under it would change
+            // the point in time the backup copies (dm's snapshot is of the origin's own device).
+            throw new IllegalArgumentException(name + " has backup " + backup + " running, whose view reads " + name
+                    + "'s table: backup-end " + backup + " before reloading it");
+        }
         String src = "reload " + name;
         List<StackFile.Line> ls = StackFile.parseTable(table, src);
         List<TableSpec> specs = check(name, ls, src, true);

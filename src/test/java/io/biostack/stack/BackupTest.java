@@ -340,4 +340,25 @@ class BackupTest {
             assertThat(m.toArray(ValueLayout.JAVA_BYTE)).as("the instant's bytes, not the write after backup-end").containsOnly(0);
         }
     }
+
+    /** A table loaded into the device backed up (now, or before and resumed now) would change the view's instant. */
+    @Test
+    void aReloadOfTheDeviceDuringABackupIsRefusedAndTheViewKeepsTheInstant(@TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("a: ram 8M\nb: ram 8M\nd: linear a 0\n", "t")) {
+            byte[] x = new byte[4096];
+            java.util.Arrays.fill(x, (byte) 7);
+            write(s.device("b"), 0, x);
+            ctl(s, "message", "d", "bitmap add bm");
+            ctl(s, "reload", "d", "0 16384 linear b 0"); // loaded before the backup, not yet live
+            ctl(s, "message", "d", "backup-begin v bitmap=bm cow-dir=" + dir);
+            assertThatThrownBy(() -> ctl(s, "reload", "d", "0 16384 linear b 0")).hasMessageContaining("backup-end v");
+            ctl(s, "suspend", "d");
+            assertThatThrownBy(() -> ctl(s, "resume", "d")).hasMessageContaining("'clear' the loaded table");
+            ctl(s, "clear", "d");
+            ctl(s, "resume", "d");
+            assertThat(readAll(s.device("v"))[0]).as("the instant's byte, from a").isZero();
+            ctl(s, "message", "d", "backup-end v");
+            ctl(s, "reload", "d", "0 16384 linear b 0");
+        }
+    }
 }
