@@ -68,6 +68,21 @@ class NbdLenientClientTest {
         server = b.start();
     }
 
+    /**
+     * {@code a} writes byte 10 (cookie 1) and its head read is held by {@code dev}; then {@code b}
+     * writes byte 20 (cookie 2), and its zero-length READ (cookie 3), answered in order after that
+     * WRITE's payload is in, says when {@code b} has had its chance to read the block too.
+     */
+    static void bothWriteIntoBlock0WhileAsHeadReadIsHeld(ProbeDevice dev, RawNbdClient a, RawNbdClient b)
+            throws Exception {
+        dev.holding = true;
+        a.write(0, 1, 10, new byte[] {0x11});
+        assertThat(dev.awaitHeld(1, 5000)).as("a's head read").isEqualTo(1);
+        b.write(0, 2, 20, new byte[] {0x22});
+        b.request(0, CMD_READ, 3, 0, 0);
+        assertThat(b.replyError(3)).isZero();
+    }
+
     /** A device that holds its bios until the test lets them go ({@link ProbeDevice}), served on two reactors. */
     ProbeDevice serveProbe() throws Exception {
         sock = dir.resolve("nbd.sock");
@@ -202,12 +217,7 @@ class NbdLenientClientTest {
     void unalignedWritesFromTwoConnectionsIntoOneBlockKeepBothWrites() throws Exception {
         ProbeDevice dev = serveProbe();
         try (RawNbdClient a = client(false, false, false); RawNbdClient b = client(false, false, false)) {
-            dev.holding = true;
-            a.write(0, 1, 10, new byte[] {0x11});
-            assertThat(dev.awaitHeld(1, 5000)).as("a's head read").isEqualTo(1);
-            b.write(0, 2, 20, new byte[] {0x22});
-            b.request(0, CMD_READ, 3, 0, 0);
-            assertThat(b.replyError(3)).isZero();
+            bothWriteIntoBlock0WhileAsHeadReadIsHeld(dev, a, b);
             int reads = dev.held.size();
             dev.release(reads); // the head reads in flight see the block as it was
             assertThat(dev.awaitHeld(reads, 5000)).as("their writes").isEqualTo(reads);
@@ -230,12 +240,7 @@ class NbdLenientClientTest {
     void aReadModifyWriteOfAClosedConnectionIsDroppedAndTheNextOneStillRuns() throws Exception {
         ProbeDevice dev = serveProbe();
         try (RawNbdClient a = client(false, false, false); RawNbdClient b = client(false, false, false)) {
-            dev.holding = true;
-            a.write(0, 1, 10, new byte[] {0x11});
-            assertThat(dev.awaitHeld(1, 5000)).as("a's head read").isEqualTo(1);
-            b.write(0, 2, 20, new byte[] {0x22});
-            b.request(0, CMD_READ, 3, 0, 0);
-            assertThat(b.replyError(3)).isZero();
+            bothWriteIntoBlock0WhileAsHeadReadIsHeld(dev, a, b);
             b.write(java.nio.ByteBuffer.allocate(REQUEST_SIZE)); // no magic: the server cuts b
             assertThat(b.closedByServer()).isTrue();
             dev.releaseReversed();

@@ -104,14 +104,10 @@ class MirrorOverNbdTest {
 
     @Test
     void aRemoteLegWhoseServerLostUnflushedWritesIsCopiedWholeBeforeItServesReads() throws Exception {
-        io.biostack.nbd.Tools.require("qemu-nbd");
-        io.biostack.nbd.Tools.require("qemu-img");
         long size = 1L << 20;
         Path img = dir.resolve("far.qcow2");
         Path sock = dir.resolve("far.sock");
-        assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), String.valueOf(size))
-                .inheritIO().start().waitFor()).isZero();
-        Process server = qemuNbd(img, sock);
+        Process server = farImage(img, sock, size);
         try (RamDisk local = new RamDisk("local", size);
              Arena arena = Arena.ofShared();
              NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
@@ -153,6 +149,15 @@ class MirrorOverNbdTest {
         }
     }
 
+    /** A new qcow2 image of {@code size} bytes at {@code img}, served by {@link #qemuNbd} at {@code sock}. */
+    Process farImage(Path img, Path sock, long size) throws Exception {
+        io.biostack.nbd.Tools.require("qemu-nbd");
+        io.biostack.nbd.Tools.require("qemu-img");
+        assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), String.valueOf(size))
+                .inheritIO().start().waitFor()).isZero();
+        return qemuNbd(img, sock);
+    }
+
     /**
      * qemu-nbd on a qcow2 image. Its default writeback cache keeps a new cluster's L2 entry in
      * memory until a flush: a SIGKILL loses writes it had acknowledged, as a crashed host loses
@@ -171,14 +176,10 @@ class MirrorOverNbdTest {
 
     @Test
     void aRemoteLegTakenBackAfterItsServerDiedIsInSyncOnlyOnceAFlushSaysItKeptWhatItHad() throws Exception {
-        io.biostack.nbd.Tools.require("qemu-nbd");
-        io.biostack.nbd.Tools.require("qemu-img");
         long size = 1L << 20;
         Path img = dir.resolve("far.qcow2");
         Path sock = dir.resolve("far.sock");
-        assertThat(new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), String.valueOf(size))
-                .inheritIO().start().waitFor()).isZero();
-        Process server = qemuNbd(img, sock);
+        Process server = farImage(img, sock, size);
         try (RamDisk local = new RamDisk("local", size);
              Arena arena = Arena.ofShared();
              NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
