@@ -247,8 +247,8 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
         return size;
     }
 
-    /** Set by {@link #showPartBlock}: the file's last part block is shown. */
-    private volatile boolean showPart;
+    /** Set by {@link #showPartBlock}: the file's last part block is shown. Guarded by this. */
+    private boolean showPart;
 
     /**
      * From now on, shows the file's last block when the file ends inside it, without changing
