@@ -65,14 +65,6 @@ public final class Stack implements AutoCloseable {
     private final Map<String, CountedDevice> counted = new HashMap<>();
     private final Map<String, Set<String>> deps = new HashMap<>();
     private final Map<String, Set<String>> pendingDeps = new HashMap<>();
-    /**
-     * The containers that each device's live table opens as qcow2 images, and those of its
-     * loaded table. A qcow2 device keeps the image's metadata (L1 table, refcounts, the free
-     * clusters) in memory: a second one opened on the same container allocates the clusters the
-     * first allocated after it read them, and each writes back its own tables over the other's.
-     */
-    private final Map<String, Set<String>> images = new HashMap<>();
-    private final Map<String, Set<String>> pendingImages = new HashMap<>();
     private boolean closed;
     private final Backups backups = new Backups(this);
     private volatile java.util.function.BiConsumer<String, BlockDevice> exportAdded = (n, d) -> { };
@@ -128,20 +120,7 @@ public final class Stack implements AutoCloseable {
             }
         }
         List<String> order = order(byName, deps, source);
-        Map<String, String> imageOf = new HashMap<>();
-        for (var e : byName.entrySet()) {
-            for (int i = 0; i < e.getValue().size(); i++) {
-                StackFile.Line l = e.getValue().get(i);
-                String c = image(l, specs.get(e.getKey()).get(i));
-                if (c != null && imageOf.putIfAbsent(c, e.getKey()) != null) {
-                    throw new StackException(source, l.line(), e.getKey() + ": the qcow2 image on " + c + " is opened already by "
-                            + imageOf.get(c) + " (two qcow2 devices on one image allocate the same clusters and "
-                            + "overwrite each other's tables)");
-                }
-            }
-        }
         Stack s = new Stack(source);
-        imageOf.forEach((c, n) -> s.images.computeIfAbsent(n, k -> new HashSet<>()).add(c));
         try {
             for (String name : order) {
                 List<StackFile.Line> ls = byName.get(name);
@@ -199,11 +178,6 @@ public final class Stack implements AutoCloseable {
         }
         assert !whole || out.size() == 1;
         return out;
-    }
-
-    /** The container a qcow2 line opens as an image (its DEV), or null for any other line. */
-    private static String image(StackFile.Line l, TableSpec spec) {
-        return l.target().equals("qcow2") ? spec.deps().getFirst() : null;
     }
 
     /** Dependency order: every device after the devices it is built on; refuses cycles. */
@@ -466,10 +440,6 @@ public final class Stack implements AutoCloseable {
             if (p != null) {
                 deps.put(name, p);
             }
-            Set<String> im = pendingImages.remove(name);
-            if (im != null) {
-                images.put(name, im);
-            }
         }
     }
 
@@ -497,7 +467,6 @@ public final class Stack implements AutoCloseable {
         List<StackFile.Line> ls = StackFile.parseTable(table, src);
         List<TableSpec> specs = check(name, ls, src, true);
         Set<String> nd = new HashSet<>();
-        Set<String> ni = new HashSet<>();
         for (int i = 0; i < ls.size(); i++) {
             for (String d : specs.get(i).deps()) {
                 if (!devices.containsKey(d)) {
@@ -508,22 +477,6 @@ public final class Stack implements AutoCloseable {
                             + (d.equals(name) ? "that is itself" : d + " is built on " + name));
                 }
                 nd.add(d);
-            }
-            String c = image(ls.get(i), specs.get(i));
-            if (c != null) {
-                for (var e : List.of(images, pendingImages)) {
-                    for (var u : e.entrySet()) {
-                        if (u.getValue().contains(c)) {
-                            boolean live = e == images;
-                            throw new StackException(src, ls.get(i).line(), "the qcow2 image on " + c + " is open in the "
-                                    + (live ? "live" : "loaded") + " table of " + u.getKey()
-                                    + "; a second qcow2 device on it would allocate the clusters the first allocates "
-                                    + "meanwhile and overwrite its tables (" + (live ? "load another table into " + u.getKey()
-                                    + " and resume it first" : "clear " + u.getKey() + " first") + ")");
-                        }
-                    }
-                }
-                ni.add(c);
             }
         }
         MappedDevice.Table t = table(name, ls, specs, src);
@@ -541,7 +494,6 @@ public final class Stack implements AutoCloseable {
         }
         m.reload(t);
         pendingDeps.put(name, nd);
-        pendingImages.put(name, ni);
     }
 
     private boolean dependsOn(String dev, String on, Set<String> seen) {
@@ -644,7 +596,6 @@ public final class Stack implements AutoCloseable {
                 synchronized (this) {
                     mapped(name).clear();
                     pendingDeps.remove(name);
-                    pendingImages.remove(name);
                 }
                 return "";
             case "message":

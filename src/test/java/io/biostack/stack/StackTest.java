@@ -236,10 +236,11 @@ class StackTest {
         io.biostack.nbd.Tools.ok(30, "qemu-img", "create", "-f", "qcow2", img.toString(), "64M");
         String text = "disk: loop " + img + "\nq: qcow2 disk\n";
         assertThatThrownBy(() -> Stack.open(text + "q2: qcow2 disk\n", "t")).isInstanceOf(StackException.class)
-                .hasMessageContaining("t:3").hasMessageContaining("opened already by q");
+                .hasMessageContaining("t:3").hasMessageContaining("open already in q");
         try (Stack s = Stack.open(text, "t")) {
             assertThatThrownBy(() -> s.reload("q", "qcow2 disk l2-cache-size=1M"))
-                    .hasMessageContaining("reload q:1").hasMessageContaining("live table of q");
+                    .hasMessageContaining("reload q:1").hasMessageContaining("open already in q")
+                    .hasMessageContaining("load another table into q and resume it");
             assertThat(s.mapped("q").hasInactiveTable()).isFalse();
             s.device("q").write(0, fill(65536, 1)).get(5, TimeUnit.SECONDS);
             s.resume("q");
@@ -249,7 +250,7 @@ class StackTest {
             s.reload("q", "0 64M zero");
             s.resume("q");
             s.reload("q", "qcow2 disk");
-            assertThatThrownBy(() -> s.reload("q", "qcow2 disk l2-cache-size=1M")).hasMessageContaining("clear q first");
+            assertThatThrownBy(() -> s.reload("q", "qcow2 disk l2-cache-size=1M")).hasMessageContaining("or clear its loaded table");
             s.control(List.of("clear", "q"));
             s.reload("q", "qcow2 disk l2-cache-size=1M");
             s.resume("q");

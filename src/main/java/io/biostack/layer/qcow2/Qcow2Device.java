@@ -196,12 +196,55 @@ public final class Qcow2Device implements Target {
      * @return the device
      * @throws IOException    when reading the container or opening a backing file fails
      * @throws Qcow2Exception when the image is bad, naming what is wrong
+     * @throws IllegalStateException when another qcow2 device has {@code container} open (until it closes)
      */
     public static Qcow2Device open(String name, BlockDevice container, Options o) throws IOException {
         return open(name, container, o, new java.util.HashSet<>());
     }
 
+    /**
+     * The containers open as qcow2 images, each with the claim of the device that has it. A
+     * qcow2 device keeps the image's metadata (L1 table, refcounts, free clusters) in memory: a
+     * second one on the same container would allocate the clusters the first allocated after it
+     * read them, and each would write its own tables back over the other's (a flushed write read
+     * as zeros after a reload onto the live image). qemu's image locking refuses the same.
+     * Identity: the same container object, whoever opens it (a stack's table, serve, a library user).
+     */
+    private static final Map<BlockDevice, Claim> IN_USE = java.util.Collections.synchronizedMap(new java.util.IdentityHashMap<>());
+
+    /** One device's hold on its container in {@link #IN_USE}; identity, so only its holder removes it. */
+    private static final class Claim {
+        final String name;
+
+        Claim(String name) {
+            this.name = name;
+        }
+    }
+
+    private Claim claim;
+
     private static Qcow2Device open(String name, BlockDevice container, Options o, java.util.Set<java.nio.file.Path> chain)
+            throws IOException {
+        Claim c = new Claim(name);
+        Claim user = IN_USE.putIfAbsent(container, c);
+        if (user != null) {
+            // a state of the stack, not of the image: refused the way a busy device is
+            throw new IllegalStateException("the qcow2 image on " + container.name() + " is open already in "
+                    + user.name + " (in a live or a loaded table); a second qcow2 device on it would allocate the"
+                    + " clusters the first allocates meanwhile and overwrite its tables: load another table into "
+                    + user.name + " and resume it, or clear its loaded table, first");
+        }
+        try {
+            Qcow2Device d = openClaimed(name, container, o, chain);
+            d.claim = c;
+            return d;
+        } catch (IOException | RuntimeException e) {
+            IN_USE.remove(container, c);
+            throw e;
+        }
+    }
+
+    private static Qcow2Device openClaimed(String name, BlockDevice container, Options o, java.util.Set<java.nio.file.Path> chain)
             throws IOException {
         int lbs = container.limits().logicalBlockSize();
         if (lbs > 512) {
@@ -2111,6 +2154,7 @@ public final class Qcow2Device implements Target {
             cache.close();
         }
         arena.close();
+        IN_USE.remove(container, claim);
     }
 
     /**
