@@ -2147,14 +2147,18 @@ public final class Qcow2Device implements Target {
                 trimContainer();
             }
         }
-        for (BlockDevice b : owned) {
-            b.close();
+        try {
+            for (BlockDevice b : owned) {
+                b.close();
+            }
+            synchronized (meta) {
+                cache.close();
+            }
+            arena.close();
+        } finally {
+            // a close that failed on the way still gives the image back: reopening is the way on
+            IN_USE.remove(container, claim);
         }
-        synchronized (meta) {
-            cache.close();
-        }
-        arena.close();
-        IN_USE.remove(container, claim);
     }
 
     /**

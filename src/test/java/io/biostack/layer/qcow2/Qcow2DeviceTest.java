@@ -198,6 +198,31 @@ class Qcow2DeviceTest {
     }
 
     @Test
+    void aSecondQcow2DeviceOnAnOpenContainerIsRefusedUntilTheFirstCloses() throws Exception {
+        // Each keeps the L1 table, refcounts and free clusters in memory: a second one would
+        // allocate what the first allocates meanwhile and write its tables over the other's.
+        Tools.require("qemu-img", "qemu-io");
+        Path img = image("one.qcow2", "cluster_size=65536", "4M");
+        try (LoopDevice c = LoopDevice.open("c", img, LoopConfig.defaults())) {
+            Qcow2Device.Options o = new Qcow2Device.Options(false, -1, null, false, img, Qcow2DeviceTest::file, "one");
+            try (Qcow2Device q = Qcow2Device.open("q", c, o); Arena a = Arena.ofShared()) {
+                MemorySegment m = a.allocate(65536, 4096);
+                q.write(0, m.fill((byte) 0x31)).join();
+                q.flush().join();
+                byte[] before = Files.readAllBytes(img);
+                IllegalStateException e = assertThrows(IllegalStateException.class, () -> Qcow2Device.open("q2", c, o));
+                assertTrue(e.getMessage().contains("the qcow2 image on c is open already in q"), e.getMessage());
+                assertArrayEquals(before, Files.readAllBytes(img), "the refused open wrote to the image");
+                q.write(1 << 20, m.fill((byte) 0x32)).join();
+            }
+            try (Qcow2Device again = Qcow2Device.open("q2", c, o)) {
+                assertArrayEquals(filled(0x32, 65536), Arrays.copyOfRange(readAll(again), 1 << 20, (1 << 20) + 65536));
+            }
+        }
+        qemuIo(img, "read -P 0x31 0 64k", "read -P 0x32 1M 64k");
+    }
+
+    @Test
     void aBackingFileWhoseHeaderIsBadIsNamedInTheRefusal() throws Exception {
         // The top image is fine; its backing_fmt says qcow2 of a file that is not: the refusal
         // must say which file, not only "not a qcow2 image" (qemu: "Could not open backing file").
