@@ -425,6 +425,21 @@ public final class BackingFile implements AutoCloseable {
     }
 
     /**
+     * Takes qemu's image locks on this file for a format over it ({@link QemuLocks}): give them
+     * back before closing this file.
+     *
+     * @param write true when the format writes
+     * @return the locks, owned by the caller
+     * @throws IOException when another user of the file conflicts
+     */
+    public io.biostack.block.ImageLocking.Held lockImage(boolean write) throws IOException {
+        if (closed) {
+            throw new IOException(path + " is closed");
+        }
+        return QemuLocks.take(fd, path, write);
+    }
+
+    /**
      * Whether the file is open O_DIRECT.
      *
      * @return true when the file is open O_DIRECT (no page cache)

@@ -29,7 +29,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * io_uring worker, or a pool thread of the threads engine), or on the submitting thread when
  * they are refused. Owns its {@link BackingFile}, which {@link #close()} closes.
  */
-public final class LoopDevice implements BlockDevice, io.biostack.block.Resizable {
+public final class LoopDevice implements BlockDevice, io.biostack.block.Resizable, io.biostack.block.ImageLocking {
     private static final System.Logger LOG = System.getLogger("biostack.loop");
     private static final AtomicInteger NEXT_INDEX = new AtomicInteger();
 
@@ -245,6 +245,20 @@ public final class LoopDevice implements BlockDevice, io.biostack.block.Resizabl
     public synchronized long refreshCapacity() throws IOException {
         size = deviceSize(file.size(), config, showPart);
         return size;
+    }
+
+    /**
+     * Takes qemu's image locks on the file for a format over this device (qcow2): qemu's tools
+     * and a second biostack then refuse to write the image meanwhile, and this is refused when
+     * one of them writes it. The file's locks, whatever this device's offset into it.
+     *
+     * @param write true when the format writes
+     * @return the locks; close them before this device
+     * @throws IOException when another user of the file conflicts
+     */
+    @Override
+    public io.biostack.block.ImageLocking.Held lockImage(boolean write) throws IOException {
+        return file.lockImage(write);
     }
 
     /** Set by {@link #showPartBlock}: the file's last part block is shown. Guarded by this. */

@@ -38,6 +38,32 @@ public final class Fcntl {
     /** asm-generic/fcntl.h: __O_SYNC 04000000 | O_DSYNC. */
     public static final int O_SYNC = 04000000 | O_DSYNC;
 
+    /** asm-generic/fcntl.h: F_OFD_GETLK 36, the lock an open file description would conflict with. */
+    public static final int F_OFD_GETLK = 36;
+    /** asm-generic/fcntl.h: F_OFD_SETLK 37, take or drop a lock of this open file description, not waiting. */
+    public static final int F_OFD_SETLK = 37;
+    /** asm-generic/fcntl.h: F_RDLCK 0, a shared lock. */
+    public static final short F_RDLCK = 0;
+    /** asm-generic/fcntl.h: F_WRLCK 1, an exclusive lock. */
+    public static final short F_WRLCK = 1;
+    /** asm-generic/fcntl.h: F_UNLCK 2, no lock. */
+    public static final short F_UNLCK = 2;
+    /**
+     * asm-generic/fcntl.h {@code struct flock} on 64-bit targets (x86_64, arm64): short l_type,
+     * short l_whence, then off_t l_start and l_len at 8 and 16, pid_t l_pid at 24; 32 bytes.
+     */
+    public static final long FLOCK_SIZE = 32;
+    /** Offset of {@code l_type} in {@code struct flock}. */
+    public static final long FLOCK_TYPE = 0;
+    /** Offset of {@code l_whence} (SEEK_SET 0) in {@code struct flock}. */
+    public static final long FLOCK_WHENCE = 2;
+    /** Offset of {@code l_start} in {@code struct flock}. */
+    public static final long FLOCK_START = 8;
+    /** Offset of {@code l_len} in {@code struct flock}. */
+    public static final long FLOCK_LEN = 16;
+    /** Offset of {@code l_pid} in {@code struct flock} (0 for open file description locks). */
+    public static final long FLOCK_PID = 24;
+
     /** include/uapi/linux/fcntl.h: the "current directory" fd for the *at calls. */
     public static final int AT_FDCWD = -100;
     /** include/uapi/linux/fcntl.h: 0x100. */

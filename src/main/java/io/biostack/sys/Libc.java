@@ -135,6 +135,10 @@ public final class Libc {
         static final MethodHandle H = variadic("ioctl", 2,
                     FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
     }
+    private static final class HFcntl {
+        static final MethodHandle H = variadic("fcntl", 2,
+                    FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    }
     private static final class HStatx {
         static final MethodHandle H = optional("statx", FunctionDescriptor.of(
                     JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG));
@@ -387,6 +391,16 @@ public final class Libc {
         MemorySegment cs = CAPTURE.get();
         try {
             return ret((int) HIoctl.H.invokeExact(cs, fd, request, arg), cs);
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+    }
+
+    /** {@code fcntl(2)} with a pointer (or integer) argument ({@code struct flock *} for locks): the result, or -errno. */
+    public static int fcntl(int fd, int cmd, long arg) {
+        MemorySegment cs = CAPTURE.get();
+        try {
+            return ret((int) HFcntl.H.invokeExact(cs, fd, cmd, arg), cs);
         } catch (Throwable t) {
             throw fail(t);
         }

@@ -47,7 +47,8 @@ import java.lang.foreign.MemorySegment;
  * completes it, on whatever thread the device underneath completes the clone. Closing closes
  * the device underneath.
  */
-public final class CountedDevice implements BlockDevice, IoAccounting , io.biostack.block.Resizable {
+public final class CountedDevice implements BlockDevice, IoAccounting, io.biostack.block.Resizable,
+        io.biostack.block.ImageLocking {
     /** Enough idle clones for a deep queue; more in flight are allocated, as any BioPool does. */
     private static final BioPool POOL = new BioPool(4096);
 
@@ -258,6 +259,18 @@ public final class CountedDevice implements BlockDevice, IoAccounting , io.biost
     @Override
     public long showPartBlock() throws java.io.IOException {
         return io.biostack.block.Resizable.showPart(inner);
+    }
+
+    /**
+     * The image locks of the device below, when it is over a file ({@link io.biostack.block.ImageLocking}).
+     *
+     * @param write true when the format writes
+     * @return the locks, or none held
+     * @throws java.io.IOException when another user of the file conflicts
+     */
+    @Override
+    public io.biostack.block.ImageLocking.Held lockImage(boolean write) throws java.io.IOException {
+        return io.biostack.block.ImageLocking.lock(inner, write);
     }
 
     @Override

@@ -5,6 +5,7 @@ import io.biostack.block.BioChecks;
 import io.biostack.block.BioFlags;
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
+import io.biostack.block.ImageLocking;
 import io.biostack.block.Op;
 import io.biostack.block.QueueLimits;
 import io.biostack.block.Resizable;
@@ -222,6 +223,8 @@ public final class Qcow2Device implements Target {
     }
 
     private Claim claim;
+    /** qemu's locks on the container's file, given back at close before the container may close. */
+    private ImageLocking.Held lock = ImageLocking.NONE;
 
     private static Qcow2Device open(String name, BlockDevice container, Options o, java.util.Set<java.nio.file.Path> chain)
             throws IOException {
@@ -234,11 +237,17 @@ public final class Qcow2Device implements Target {
                     + " clusters the first allocates meanwhile and overwrite its tables: load another table into "
                     + user.name + " and resume it, or clear its loaded table, first");
         }
+        ImageLocking.Held lock = ImageLocking.NONE;
         try {
+            // qemu's locks on the image's file, before anything is read: a qemu or another
+            // biostack writing it is refused here, and they are refused while this device has it
+            lock = ImageLocking.lock(container, !(o.readOnly() || container.isReadOnly()));
             Qcow2Device d = openClaimed(name, container, o, chain);
             d.claim = c;
+            d.lock = lock;
             return d;
         } catch (IOException | RuntimeException e) {
+            lock.close();
             IN_USE.remove(container, c);
             throw e;
         }
@@ -2148,6 +2157,7 @@ public final class Qcow2Device implements Target {
             }
         }
         try {
+            lock.close();
             for (BlockDevice b : owned) {
                 b.close();
             }
