@@ -208,7 +208,7 @@ public final class Mirror implements Target {
         syncedRegions.set((nosync && !fromLog) || this.legs.length == 1 ? regions : 0);
         if (log != null) {
             log.outOfSync(outOfSync);
-            log.start(afterLog, r -> regionWrites.get(r) == 0, this::allInSync);
+            log.start(afterLog, r -> regionWrites.get(r) == 0, this::allInSync, this::flushLegs);
         }
         if ((!nosync || fromLog) && this.legs.length > 1) {
             startResync();
@@ -230,6 +230,40 @@ public final class Mirror implements Target {
         } finally {
             lock.unlock();
         }
+    }
+
+    /**
+     * Flushes every leg before the disk log clears bits (the log's thread, synchronously). A leg
+     * whose flush fails is dropped as after a failed FLUSH from above: it may have lost writes it
+     * completed, which no bit records, so it is copied whole when it answers again.
+     *
+     * @return true when every leg is in sync and flushed
+     */
+    private boolean flushLegs() {
+        List<java.util.concurrent.CompletableFuture<Void>> fs = new ArrayList<>(legs.length);
+        for (Leg l : legs) {
+            fs.add(l.device().flush());
+        }
+        boolean ok = true;
+        for (int i = 0; i < legs.length; i++) {
+            try {
+                fs.get(i).get(60, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            } catch (Exception e) {
+                ok = false;
+                lock.lock();
+                try {
+                    fullResync[i] = true;
+                } finally {
+                    lock.unlock();
+                }
+                legFailed(i, 'D', "flush failed before the log cleared regions: "
+                        + (e.getCause() != null ? e.getCause().getMessage() : e.getMessage()));
+            }
+        }
+        return ok && allInSync();
     }
 
     /** A write whose regions the log has marked durably (or failed to: then it fails here). */

@@ -26,7 +26,8 @@ import java.util.zip.CRC32C;
  * A mirror's dirty-region log on a device of its own: dm-raid1's {@code disk} log, kept the way
  * md keeps its write-intent bitmap. A region's bit is set, and durable on the log device (a FUA
  * write of the log block that holds it), before the first write to the region goes to the legs;
- * it is cleared lazily, once every leg is in sync and no write is in flight in the region. After a
+ * it is cleared lazily, once every leg is in sync, no write is in flight in the region and every
+ * leg has flushed (a leg with a volatile write cache may still lose a write it completed). After a
  * crash, the set bits are the only regions whose legs may differ: a restart copies those and
  * nothing else.
  *
@@ -106,6 +107,7 @@ public final class MirrorLog implements AutoCloseable {
     private Consumer<Bio> down;
     private IntPredicate regionIdle;
     private BooleanSupplier allInSync;
+    private BooleanSupplier flushLegs;
 
     private MirrorLog(BlockDevice dev, long region, int regions, boolean fresh, long[] bits, long outOfSync) {
         this.dev = dev;
@@ -293,11 +295,13 @@ public final class MirrorLog implements AutoCloseable {
      * @param down       sends a held write on to the legs
      * @param regionIdle whether no write is in flight in a region
      * @param allInSync  whether every leg is in sync (bits may be cleared only then)
+     * @param flushLegs  flushes every leg and says whether all of them did (synchronous)
      */
-    void start(Consumer<Bio> down, IntPredicate regionIdle, BooleanSupplier allInSync) {
+    void start(Consumer<Bio> down, IntPredicate regionIdle, BooleanSupplier allInSync, BooleanSupplier flushLegs) {
         this.down = down;
         this.regionIdle = regionIdle;
         this.allInSync = allInSync;
+        this.flushLegs = flushLegs;
         thread = Thread.ofPlatform().daemon().name("biostack-mirror-log-" + dev.name()).start(this::loop);
     }
 
@@ -477,12 +481,21 @@ public final class MirrorLog implements AutoCloseable {
      * so a write that arrives meanwhile takes the slow path and is marked again by this thread;
      * then the region is checked idle once more (the write counts itself in the region before it
      * reads the durable bit: one of the two sees the other).
+     *
+     * <p>A region's writes have completed, but a leg with a volatile write cache may not have them
+     * on stable media yet: a log that said the region clean before they were would let a power cut
+     * leave the legs different where no bit says so, and a restart would copy nothing. So every
+     * leg is flushed first, as dm-log's {@code disk_flush} calls the mirror's {@code mirror_flush}
+     * (a PREFLUSH to every leg) before it writes a log that clears bits; when a flush fails the
+     * bits stay, as there (its {@code flush_failed} keeps every region dirty). One flush per pass
+     * that clears something, off the write path.
      */
     private void clean() {
         if (!allInSync.getAsBoolean()) {
             return;
         }
         java.util.BitSet blocks = new java.util.BitSet();
+        long[] cleared = new long[marked.length];
         for (int w = 0; w < marked.length; w++) {
             long bits = marked[w];
             while (bits != 0) {
@@ -495,11 +508,22 @@ public final class MirrorLog implements AutoCloseable {
                 BITS.getAndBitwiseAnd(durable, w, ~bit);
                 if (regionIdle.test(r) && allInSync.getAsBoolean()) {
                     marked[w] &= ~bit;
+                    cleared[w] |= bit;
                     blocks.set(w / WORDS_PER_BLOCK);
                 } else {
                     BITS.getAndBitwiseOr(durable, w, bit); // still on disk: it stays durable
                 }
             }
+        }
+        if (blocks.isEmpty()) {
+            return;
+        }
+        if (!flushLegs.getAsBoolean()) {
+            for (int w = 0; w < cleared.length; w++) { // still on disk: they stay, and durable
+                marked[w] |= cleared[w];
+                BITS.getAndBitwiseOr(durable, w, cleared[w]);
+            }
+            return;
         }
         try {
             for (int blk = blocks.nextSetBit(0); blk >= 0; blk = blocks.nextSetBit(blk + 1)) {
