@@ -366,7 +366,7 @@ public final class MirrorLog implements AutoCloseable {
 
     private void loop() {
         List<Bio> batch = new ArrayList<>();
-        long nextClean = System.nanoTime() + clearDelayNanos;
+        long lastClean = System.nanoTime();
         while (true) {
             Bio b;
             while ((b = waiting.poll()) != null) {
@@ -385,9 +385,11 @@ public final class MirrorLog implements AutoCloseable {
             if (closing) {
                 return;
             }
-            if (System.nanoTime() - nextClean >= 0) {
+            // (the delay read each time: one set after the start, as a table's clear_delay= is, counts
+            // from the first pass on, not after a default one)
+            if (System.nanoTime() - lastClean - clearDelayNanos >= 0) {
                 clean();
-                nextClean = System.nanoTime() + clearDelayNanos;
+                lastClean = System.nanoTime();
             }
             LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
         }
