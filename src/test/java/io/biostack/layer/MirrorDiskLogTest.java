@@ -213,6 +213,31 @@ class MirrorDiskLogTest {
     }
 
     @Test
+    void aLegWhoseFlushFailsBeforeTheLogClearsIsDroppedAndTheRegionStaysMarked() throws Exception {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        TestDevices.Probe b = new TestDevices.Probe(new RamDisk("b", 1 << 20));
+        RamDisk log = new RamDisk("log", 1 << 20);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, true, log);
+        m.log().clearDelay(5);
+        try {
+            m.write(3 * REGION, fill(4096, 7)).get(10, TimeUnit.SECONDS);
+            b.failing = true; // the write is in its cache; the flush that would make it stable fails
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            // (the pass that dropped the leg puts the bit back once its flush has answered)
+            while ((m.legState(1) != Mirror.LegState.FAILED || m.log().markedRegions() == 0) && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+            assertThat(b.count(io.biostack.block.Op.FLUSH)).isPositive();
+            assertThat(logWord(log, 0)).as("region 3 stays marked on the log").isEqualTo(1L << 3);
+            assertThat(m.status()).contains(" 1 AD 3 disk log A marked=1 ");
+        } finally {
+            m.close();
+        }
+        assertThat(logWord(log, 0)).isEqualTo(1L << 3);
+    }
+
+    @Test
     void aNewLogWithSyncCopiesEverythingAndACrashDuringThatCopyCopiesEverythingAgain() throws Exception {
         RamDisk a = new RamDisk("a", 1 << 20);
         RamDisk b = new RamDisk("b", 1 << 20);
