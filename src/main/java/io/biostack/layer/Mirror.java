@@ -505,12 +505,14 @@ public final class Mirror implements Target {
         }
         if (parent.op() != Op.FLUSH) {
             leaveRegions(parent);
-            long missed = ~m & (legs.length == 64 ? -1L : (1L << legs.length) - 1);
-            if (log != null && m != 0 && (missed & ~log.outOfSyncRecorded()) != 0) {
-                // Acknowledged only once the log says which legs lack it (see MirrorLog).
-                log.completeWhenRecorded(parent);
-                return;
-            }
+        }
+        long missed = ~m & (legs.length == 64 ? -1L : (1L << legs.length) - 1);
+        if (log != null && m != 0 && (missed & ~log.outOfSyncRecorded()) != 0) {
+            // Acknowledged only once the log says which legs lack it (see MirrorLog). A flush too:
+            // a leg whose flush failed may have lost writes it acknowledged, and a restart that
+            // still took it for in sync would copy it over the legs that flushed them.
+            log.completeWhenRecorded(parent);
+            return;
         }
         parent.endIo();
     }

@@ -238,6 +238,48 @@ class MirrorDiskLogTest {
     }
 
     @Test
+    void aFlushThatFailsOnTheFirstLegIsAcknowledgedOnlyOnceTheLogSaysThatLegIsOutOfSync() throws Exception {
+        // Leg a is a server that restarted without its cache: it lost a write it had acknowledged,
+        // and says so when the next flush fails. Leg b flushed. A flush acknowledged now promises
+        // the write, so from then on a crash must not let a restart copy a over b.
+        TestDevices.Probe a = new TestDevices.Probe(new RamDisk("a", 1 << 20));
+        RamDisk b = new RamDisk("b", 1 << 20);
+        TestDevices.Probe log = new TestDevices.Probe(new RamDisk("log", 1 << 20));
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, true, log);
+        m.log().clearDelay(60_000);
+        RamDisk a2;
+        RamDisk b2;
+        RamDisk log2;
+        try {
+            m.write(2 * REGION, fill(4096, 7)).get(10, TimeUnit.SECONDS);
+            a.lower.write(2 * REGION, fill(4096, 0)).get(10, TimeUnit.SECONDS); // gone from a's cache
+            a.failing = true;
+            log.holdWrites(); // the log device is slow to take the header that records leg a
+            java.util.concurrent.CompletableFuture<Void> f = m.flush();
+            if (!f.isDone()) {
+                log.release();
+                f.get(10, TimeUnit.SECONDS);
+            }
+            assertThat(f).isCompleted();
+            // the process dies as the flush is acknowledged: what the disks hold is all there is
+            a2 = crashCopy(a.lower, "a");
+            b2 = crashCopy(b, "b");
+            log2 = crashCopy(log.lower, "log");
+        } finally {
+            log.release();
+            m.close();
+        }
+        Mirror again = new Mirror("m", List.of(new Leg(a2, 0), new Leg(b2, 0)), 1 << 20, REGION, true, log2);
+        try {
+            assertThat(again.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(read(b2, 2 * REGION, 4096)).as("the flushed write stays on the leg that had it").containsOnly(7);
+            assertThat(read(a2, 2 * REGION, 4096)).as("and the leg that lost it gets it back").containsOnly(7);
+        } finally {
+            again.close();
+        }
+    }
+
+    @Test
     void aNewLogWithSyncCopiesEverythingAndACrashDuringThatCopyCopiesEverythingAgain() throws Exception {
         RamDisk a = new RamDisk("a", 1 << 20);
         RamDisk b = new RamDisk("b", 1 << 20);

@@ -29,6 +29,9 @@ final class TestDevices {
         volatile boolean failing;
         /** When not -1, the first write at or past this offset sets {@link #failing} (a disk that dies there). */
         volatile long failFromWriteAt = -1;
+        /** While set, writes wait in {@link #held} until {@link #release} (a device slow to answer). */
+        private boolean holdWrites;
+        private final java.util.ArrayDeque<Bio> held = new java.util.ArrayDeque<>();
 
         Probe(BlockDevice lower) {
             this.lower = lower;
@@ -57,9 +60,30 @@ final class TestDevices {
             }
             if (failing) {
                 bio.fail(Status.IOERR, "probe failing");
-            } else {
-                lower.submit(bio);
+                return;
             }
+            synchronized (this) {
+                if (holdWrites && bio.op() == Op.WRITE) {
+                    held.add(bio);
+                    return;
+                }
+            }
+            lower.submit(bio);
+        }
+
+        synchronized void holdWrites() {
+            holdWrites = true;
+        }
+
+        /** Stops holding writes and sends on those held. */
+        void release() {
+            java.util.List<Bio> go;
+            synchronized (this) {
+                holdWrites = false;
+                go = new java.util.ArrayList<>(held);
+                held.clear();
+            }
+            go.forEach(lower::submit);
         }
 
         @Override
