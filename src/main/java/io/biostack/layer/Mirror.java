@@ -1037,6 +1037,17 @@ public final class Mirror implements Target {
                 return "";
             }
             case "reinstate", "add" -> {
+                if (legState(leg) != LegState.FAILED) {
+                    throw new IllegalArgumentException("leg " + argv.get(1) + " is " + legState(leg)
+                            + "; only a failed leg can be reinstated");
+                }
+                if (log != null) {
+                    // The leg is copied whole (it may be a new disk), but the log marks only the
+                    // regions written while it was away: a restart after a crash during the copy
+                    // would copy those alone and call the leg in sync. Every region is marked first,
+                    // as for a new log with sync; the bits go once every leg is in sync again.
+                    log.markAllRegions();
+                }
                 lock.lock();
                 try {
                     if (state[leg] != LegState.FAILED) {

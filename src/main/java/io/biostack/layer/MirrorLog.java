@@ -93,6 +93,8 @@ public final class MirrorLog implements AutoCloseable {
     private final long[] touched;
     private final MemorySegment block = Arena.ofAuto().allocate(BLOCK, 4096);
     private final ConcurrentLinkedQueue<Bio> waiting = new ConcurrentLinkedQueue<>();
+    /** Control paths waiting for every region to be marked (by the log thread: it alone writes bits). */
+    private final ConcurrentLinkedQueue<java.util.concurrent.CompletableFuture<Void>> markingAll = new ConcurrentLinkedQueue<>();
     /** Writes that missed a leg, completed once the header records that leg out of sync. */
     private final ConcurrentLinkedQueue<Bio> recording = new ConcurrentLinkedQueue<>();
     /** Legs out of sync as the mirror says now; written to the header by the log thread. */
@@ -278,6 +280,28 @@ public final class MirrorLog implements AutoCloseable {
         LockSupport.unpark(thread);
     }
 
+    /**
+     * Marks every region from a control path, through the log's thread; durable when this returns.
+     * For a leg that is about to be copied whole (a new disk put in): a crash during the copy must
+     * copy everything again, not just the regions written while the leg was away.
+     *
+     * @throws IllegalStateException when the log device can't be written
+     */
+    void markAllRegions() {
+        java.util.concurrent.CompletableFuture<Void> f = new java.util.concurrent.CompletableFuture<>();
+        markingAll.add(f);
+        LockSupport.unpark(thread);
+        try {
+            f.get(60, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while marking every region on the log");
+        } catch (Exception e) {
+            throw new IllegalStateException("mirror log: can't mark every region: "
+                    + (e.getCause() != null ? e.getCause().getMessage() : e.getMessage()), e);
+        }
+    }
+
     /** Marks every region (a mirror that starts with a full copy); durable when this returns. */
     void markAll() {
         for (int r = 0; r < regions; r++) {
@@ -286,7 +310,9 @@ public final class MirrorLog implements AutoCloseable {
         for (int b = 0; b < (marked.length + WORDS_PER_BLOCK - 1) / WORDS_PER_BLOCK; b++) {
             writeBlock(b);
         }
-        System.arraycopy(marked, 0, durable, 0, marked.length);
+        for (int w = 0; w < marked.length; w++) {
+            BITS.getAndBitwiseOr(durable, w, marked[w]);
+        }
     }
 
     /**
@@ -375,6 +401,24 @@ public final class MirrorLog implements AutoCloseable {
             if (!batch.isEmpty()) {
                 markAndRelease(batch);
                 batch.clear();
+                continue;
+            }
+            if (!markingAll.isEmpty()) {
+                java.util.concurrent.CompletableFuture<Void> f;
+                RuntimeException error = null;
+                try {
+                    markAll();
+                } catch (RuntimeException e) {
+                    error = e;
+                    health = 'D';
+                }
+                while ((f = markingAll.poll()) != null) {
+                    if (error == null) {
+                        f.complete(null);
+                    } else {
+                        f.completeExceptionally(error);
+                    }
+                }
                 continue;
             }
             if ((outOfSync != outOfSyncRecorded && health == 'A') || !recording.isEmpty()) {

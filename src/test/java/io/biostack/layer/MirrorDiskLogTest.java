@@ -280,6 +280,41 @@ class MirrorDiskLogTest {
     }
 
     @Test
+    void aCrashDuringTheCopyToAReinstatedLegCopiesEverythingAgain() throws Exception {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        TestDevices.Probe b = new TestDevices.Probe(new RamDisk("b", 1 << 20));
+        RamDisk log = new RamDisk("log", 1 << 20);
+        a.write(0, fill(1 << 20, 1)).get(10, TimeUnit.SECONDS);
+        b.lower.write(0, fill(1 << 20, 1)).get(10, TimeUnit.SECONDS);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, true, log);
+        RamDisk a2;
+        RamDisk b2;
+        RamDisk log2;
+        try {
+            m.message(List.of("fail", "1"));
+            m.write(2 * REGION, fill(4096, 7)).get(10, TimeUnit.SECONDS);
+            b.lower.write(0, fill(1 << 20, 0)).get(10, TimeUnit.SECONDS); // the admin puts in a new disk
+            b.holdWrites(); // the copy to it is slow
+            m.message(List.of("reinstate", "1"));
+            // the process dies during the copy
+            a2 = crashCopy(a, "a");
+            b2 = crashCopy(b.lower, "b");
+            log2 = crashCopy(log, "log");
+        } finally {
+            b.release();
+            m.close();
+        }
+        Mirror again = new Mirror("m", List.of(new Leg(a2, 0), new Leg(b2, 0)), 1 << 20, REGION, true, log2);
+        try {
+            assertThat(again.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(again.status()).contains(" 16/16 1 AA ");
+            assertThat(read(b2, 0, 1 << 20)).as("the new disk has every region").isEqualTo(read(a2, 0, 1 << 20));
+        } finally {
+            again.close();
+        }
+    }
+
+    @Test
     void aNewLogWithSyncCopiesEverythingAndACrashDuringThatCopyCopiesEverythingAgain() throws Exception {
         RamDisk a = new RamDisk("a", 1 << 20);
         RamDisk b = new RamDisk("b", 1 << 20);
