@@ -436,7 +436,12 @@ public final class BackingFile implements AutoCloseable {
         if (closed) {
             throw new IOException(path + " is closed");
         }
-        return QemuLocks.take(fd, path, write);
+        return QemuLocks.take(this, write);
+    }
+
+    /** True once {@link #close} began: the descriptor is closed or about to be. */
+    boolean isClosed() {
+        return closed;
     }
 
     /**

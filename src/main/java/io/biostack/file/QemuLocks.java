@@ -46,13 +46,15 @@ final class QemuLocks implements ImageLocking.Held {
     /** Set once open file description locks turned out to be unsupported (Linux before 3.15). */
     private static volatile boolean unsupported;
 
+    private final BackingFile file;
     private final int fd;
     private final int perm;
     private final int unshared;
     private boolean released;
 
-    private QemuLocks(int fd, int perm, int unshared) {
-        this.fd = fd;
+    private QemuLocks(BackingFile file, int perm, int unshared) {
+        this.file = file;
+        this.fd = file.fd();
         this.perm = perm;
         this.unshared = unshared;
     }
@@ -61,13 +63,14 @@ final class QemuLocks implements ImageLocking.Held {
      * Takes the locks of a qcow2-like format on {@code fd}: consistent read (and write and
      * resize when {@code write}), write and resize not shared.
      */
-    static ImageLocking.Held take(int fd, Path path, boolean write) throws IOException {
+    static ImageLocking.Held take(BackingFile file, boolean write) throws IOException {
+        Path path = file.path();
         if (unsupported) {
             return ImageLocking.NONE;
         }
         int perm = CONSISTENT_READ | (write ? WRITE | RESIZE : 0);
         int unshared = WRITE | RESIZE;
-        QemuLocks l = new QemuLocks(fd, perm, unshared);
+        QemuLocks l = new QemuLocks(file, perm, unshared);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment f = a.allocate(Fcntl.FLOCK_SIZE, 8);
             for (int i = 0; i < PERM_BITS; i++) {
@@ -142,10 +145,13 @@ final class QemuLocks implements ImageLocking.Held {
         Libc.fcntl(fd, Fcntl.F_OFD_SETLK, f.address()); // a byte this description does not hold: a no-op
     }
 
-    /** Gives the bytes back; the file's descriptor must still be open (the holder closes this first). */
+    /**
+     * Gives the bytes back. After the file closed there is nothing to give (closing its
+     * descriptor dropped them), and its number may name another file by now: nothing is done.
+     */
     @Override
     public synchronized void close() {
-        if (released) {
+        if (released || file.isClosed()) {
             return;
         }
         released = true;
