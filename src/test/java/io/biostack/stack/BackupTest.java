@@ -217,6 +217,37 @@ class BackupTest {
         }
     }
 
+    @Test
+    void aBitmapLeftFrozenAfterBackupEndStaysInUseOnDiskUntilRemoved(@TempDir Path dir) throws Exception {
+        // docs/backup.md: after backup-end, remove BM, or merge it into BM2 if the backup failed.
+        // Until it is removed its bits end at the backup's instant and the writes since are in
+        // BM2 alone: another save of the side file (here the merge) must not mark it clean.
+        Path bm = dir.resolve("bm");
+        Path crashed = dir.resolve("crashed");
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+            BlockDevice d = s.device("d");
+            ctl(s, "message", "d", "bitmap add b1 persistent");
+            write(d, 0, new byte[4096]);
+            ctl(s, "message", "d", "backup-begin inc1 bitmap=b1 new=b2 cow-dir=" + dir);
+            ctl(s, "message", "d", "backup-end inc1"); // the copy failed
+            ctl(s, "message", "d", "bitmap merge b1 b2");
+            write(d, 4 << 20, new byte[4096]); // b2's alone
+            Files.copy(bm, crashed); // kill -9 now
+        }
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + crashed + "\n", "t")) {
+            // b1 loaded consistent would give an incremental without the write at 4 MiB
+            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin again bitmap=b1 cow-dir=" + dir))
+                    .hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
+            assertThat(s.names()).doesNotContain("again");
+            ctl(s, "message", "d", "bitmap remove b1");
+        }
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+            // a clean stop: b1 saved consistent (frozen, its bits up to the backup's instant)
+            assertThat(StackBitmapsTest.bitmapLine(s, "d", "b1"))
+                    .isEqualTo("bitmap b1 granularity=65536 dirty=65536 disabled persistent consistent");
+        }
+    }
+
     /**
      * A device whose size ends in a partial chunk (of the bitmap and of the view's COW), written
      * there and at odd 512-byte offsets during the backups: the view is the point in time and the

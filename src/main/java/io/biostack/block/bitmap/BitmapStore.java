@@ -13,8 +13,9 @@ import java.util.List;
  * <ul>
  * <li>{@link #saveLayout} writes which bitmaps exist, with every recording one marked in use,
  *     durably, before the device takes a write that they record, and every one a backup holds
- *     ({@link DirtyBitmap#busy()}) too: after a crash mid-backup the writes since its instant
- *     were in the new bitmap only, so the frozen one alone must not pass for a basis;
+ *     ({@link DirtyBitmap#busy()}) or held until its {@code backup-end} and not removed since
+ *     ({@link DirtyBitmap#isBackedUp()}) too: after a crash the writes since its instant were in
+ *     the new bitmap only, so the frozen one alone must not pass for a basis;
  * <li>{@link #saveWords} makes some words of one bitmap durable before the writes that set them
  *     go down (FUA/DSYNC, not a later flush), for a store whose {@link #durableWords()} says so;
  * <li>{@link #closeClean} saves every bit, checksums them, and clears the in-use marks: only then

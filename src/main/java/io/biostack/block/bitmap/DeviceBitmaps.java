@@ -397,6 +397,9 @@ public final class DeviceBitmaps implements AutoCloseable {
                 DirtyBitmap b = changeable(one(verb, a), verb + "d");
                 b.setRecording(verb.equals("enable"));
                 if (verb.equals("enable")) {
+                    b.setBackedUp(false); // it records again: in use as any recording bitmap
+                }
+                if (verb.equals("enable")) {
                     saveIfPersistent(b);
                     retrack();
                 } else {
@@ -586,16 +589,19 @@ public final class DeviceBitmaps implements AutoCloseable {
             add(add);
         }
         boolean wasRecording = b.isRecording();
+        boolean wasBackedUp = b.isBackedUp();
         try {
             at.run();
             b.setRecording(false);
             b.setBusy(holder);
+            b.setBackedUp(true); // in use on disk until removed (or enabled), not only until backup-end
             retrack();
             saveIfPersistent(b);
         } catch (IOException | RuntimeException e) {
             // No backup: the bitmap records on as before, or the writes from now on would be in no
             // bitmap at all. The caller holds writes around this call, so none went by unmarked.
             b.setBusy(null);
+            b.setBackedUp(wasBackedUp);
             b.setRecording(wasRecording);
             retrack();
             if (next != null) {

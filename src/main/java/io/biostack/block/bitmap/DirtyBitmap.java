@@ -25,7 +25,9 @@ import java.lang.invoke.VarHandle;
  * <li><b>consistent</b>: false when a persistent bitmap was loaded in use (biostack stopped
  *     without closing it): its bits can't be trusted, it may only be removed, and an incremental
  *     backup from it is refused (qemu's {@code in_use} / {@code inconsistent});
- * <li><b>busy</b>: frozen for a backup that exports it; no changes until the backup ends.
+ * <li><b>busy</b>: frozen for a backup that exports it; no changes until the backup ends;
+ * <li><b>backed up</b>: a backup froze it, and it has not recorded since: its bits end at that
+ *     backup's instant, the writes since are in the backup's new bitmap alone.
  * </ul>
  * Thread-safe.
  */
@@ -51,6 +53,7 @@ public final class DirtyBitmap implements StatusContext {
     private volatile boolean persistent;
     private volatile boolean consistent;
     private volatile String busy;
+    private volatile boolean backedUp;
 
     /**
      * An empty bitmap.
@@ -294,6 +297,25 @@ public final class DirtyBitmap implements StatusContext {
      */
     public void setBusy(String holder) {
         busy = holder;
+    }
+
+    /**
+     * Whether a backup froze the bitmap and it has not recorded since (its bits end at that
+     * backup's instant).
+     *
+     * @return whether a backup froze the bitmap and it has not recorded since
+     */
+    public boolean isBackedUp() {
+        return backedUp;
+    }
+
+    /**
+     * Sets whether a backup froze the bitmap (cleared when it records again).
+     *
+     * @param on whether a backup froze the bitmap
+     */
+    public void setBackedUp(boolean on) {
+        backedUp = on;
     }
 
     /**

@@ -31,7 +31,8 @@ import java.util.zip.CRC32C;
  *        0  1  name length (1..47)
  *        1 47  name, ASCII, zero-padded
  *       48  1  log2 of the granularity (12..31)
- *       49  1  flags: 1 IN_USE (open and recording: bits not to be trusted after a crash),
+ *       49  1  flags: 1 IN_USE (open and recording, or frozen by a backup: bits not to be
+ *                     trusted after a crash),
  *                     2 RECORDING
  *       50  2  reserved, 0
  *       52  4  CRC32C of the bitmap's data bytes (checked when IN_USE is clear: the clean flag)
@@ -213,10 +214,12 @@ public final class SideFileStore implements BitmapStore {
             int e = 32 + i * ENTRY;
             h.put(e, (byte) nb.length).put(e + 1, nb);
             h.put(e + 48, (byte) Long.numberOfTrailingZeros(b.granularity()));
-            // In use too while a backup holds it frozen: after a crash mid-backup its bits end at
-            // the backup's instant and the writes since were only in the new bitmap, which loads
-            // inconsistent; this one loaded consistent would give a silently partial incremental.
-            boolean inUse = !clean && (b.isRecording() || b.busy() != null);
+            // In use too while a backup holds it frozen, and after its backup-end until it is
+            // removed (docs/backup.md: remove it, or merge it into the new bitmap): its bits end
+            // at the backup's instant and the writes since were only in the new bitmap, which
+            // loads inconsistent after a crash; this one loaded consistent would give a silently
+            // partial incremental.
+            boolean inUse = !clean && (b.isRecording() || b.busy() != null || b.isBackedUp());
             int flags = (b.isRecording() ? F_RECORDING : 0) | (inUse || !b.isConsistent() ? F_IN_USE : 0);
             h.put(e + 49, (byte) flags);
             long[] w = b.words();
