@@ -217,6 +217,7 @@ public final class ServeCommand implements Callable<Integer> {
         String what = ram != null ? "ramdisk" : String.valueOf(file != null ? file : Path.of(DEFAULT_FILE));
         NbdServer server;
         try {
+            refuseInconsistentBitmaps(device, "qemu-img bitmap --remove " + what + " NAME (with the image not served)");
             NbdServer.Builder b = NbdServer.builder()
                     .export(new NbdExport(exportName, description, device, readOnly))
                     .bitmaps(bitmaps)
@@ -313,6 +314,7 @@ public final class ServeCommand implements Callable<Integer> {
                     throw new IllegalArgumentException(stackFile + " has no device '" + name + "' (it has "
                             + String.join(", ", stack.names()) + ")");
                 }
+                refuseInconsistentBitmaps(dev, "biostack dm --control CTL message " + name + " 'bitmap remove NAME'");
                 b.export(new NbdExport(name, description, dev, readOnly));
             }
             InetSocketAddress tcp = tcpAddress();
@@ -466,6 +468,26 @@ public final class ServeCommand implements Callable<Integer> {
                     + "-byte sector size");
         }
         return new RamDisk("ram0", n, sectorSize, readOnly);
+    }
+
+    /**
+     * Refuses a {@code -B NAME} whose bitmap {@code dev} has but loaded inconsistent: the server
+     * never offers such a bitmap, and would say the device has no bitmap of that name.
+     *
+     * @param remove how the user removes a bitmap of this device, NAME standing for its name
+     */
+    private void refuseInconsistentBitmaps(BlockDevice dev, String remove) {
+        if (bitmaps == null || !(dev instanceof CountedDevice c) || c.bitmaps() == null) {
+            return;
+        }
+        for (String bm : bitmaps) {
+            if (c.bitmaps().names().contains(bm) && !c.bitmaps().get(bm).isConsistent()) {
+                throw new IllegalArgumentException("bitmap " + bm + " of " + c.name() + " is inconsistent (it was in use "
+                        + "when its last user stopped without closing it, or its stored bits are damaged): -B " + bm
+                        + " can't offer it, as its bits may miss writes; remove it (" + remove.replace("NAME", bm)
+                        + "), add a new one, and make the next backup a full one");
+            }
+        }
     }
 
     /** Saves the device's bitmaps while the device below is still open, then closes it. */

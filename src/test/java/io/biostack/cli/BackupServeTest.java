@@ -140,6 +140,24 @@ class BackupServeTest {
     }
 
     @Test
+    void serveBOnAnInconsistentBitmapSaysSoAndWhatToDo() throws Exception {
+        Path bm = dir.resolve("d.bitmaps");
+        Path st = stackFile(dir.resolve("d.img"), bm);
+        try (io.biostack.stack.Stack s = io.biostack.stack.Stack.open(st)) {
+            s.control(List.of("message", "d", "bitmap add b persistent"));
+            s.control(List.of("message", "d", "bitmap add ok persistent disabled"));
+            Files.copy(bm, dir.resolve("crashed")); // the side file as a SIGKILL leaves it: b in use
+        }
+        Files.move(dir.resolve("crashed"), bm, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        CliRun r = CliRun.of("serve", "--stack", st.toString(), "--export", "d", "--socket", sock().toString(), "-B", "b");
+        assertThat(r.code()).isNotZero();
+        // it has a bitmap b, and one other: "(it has ok)" said nothing of why b was not offered
+        assertThat(r.err()).contains("bitmap b of d is inconsistent", "bitmap remove b", "full")
+                .doesNotContain("it has ok").doesNotContain("\tat ");
+        assertThat(sock()).doesNotExist();
+    }
+
+    @Test
     void aCleanStopKeepsTheBitmapConsistentAcrossARestart() throws Exception {
         Tools.require("qemu-io");
         Path st = stackFile(dir.resolve("d.img"), dir.resolve("d.bitmaps"));

@@ -80,6 +80,24 @@ class ServeQcow2BitmapTest {
     }
 
     @Test
+    void serveBOnAnImageBitmapLeftInUseSaysItIsInconsistentAsQemuNbdDoes() throws Exception {
+        Tools.require("qemu-img", "qemu-io");
+        Path img = dir.resolve("d.qcow2");
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "16M");
+        Tools.ok(60, "qemu-img", "bitmap", "--add", img.toString(), "b0");
+        // qemu killed with the image open: b0 stays in use (qemu-nbd -B b0 then refuses it,
+        // "Bitmap 'b0' is inconsistent and cannot be used")
+        new ProcessBuilder("qemu-io", "-f", "qcow2", "-c", "write 0 4k", "-c", "sigraise 9", img.toString())
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor(60, TimeUnit.SECONDS);
+        assertThat(Tools.ok(60, "qemu-img", "info", img.toString()).out()).contains("in-use");
+        CliRun r = CliRun.of("serve", img.toString(), "--socket", dir.resolve("nbd.sock").toString(), "-B", "b0");
+        assertThat(r.code()).isNotZero();
+        assertThat(r.err()).contains("bitmap b0 of", "is inconsistent", "qemu-img bitmap --remove " + img + " b0", "full")
+                .doesNotContain("it has none").doesNotContain("\tat ");
+        assertThat(dir.resolve("nbd.sock")).doesNotExist();
+    }
+
+    @Test
     void withStatisticsOffTheImageBitmapIsStillKeptAndNoClusterLeaks() throws Exception {
         Tools.require("qemu-img", "qemu-io", "nbdinfo");
         Path img = dir.resolve("d.qcow2");
