@@ -131,6 +131,21 @@ final class Backups {
                 + " began\n";
     }
 
+    /**
+     * {@code message DEVICE backup-end EXPORT}: as {@link #end(String)}, for a backup of
+     * {@code device} only. A message goes to the device it names (dm's rule): a backup-end sent to
+     * another device (a slip of the name, or a script's loop over devices) is refused and changes
+     * nothing, rather than ending a backup someone else is copying from.
+     */
+    synchronized String end(String device, String export) throws InterruptedException {
+        Backup b = running.get(export);
+        if (b != null && !b.device.equals(device)) {
+            throw new IllegalArgumentException("backup " + export + " is of " + b.device + ", not of " + device
+                    + ": send backup-end " + export + " to " + b.device + " (nothing was ended)");
+        }
+        return end(export);
+    }
+
     /** {@code backup-end EXPORT}: drops the view and its copy-on-write; thaws the bitmap. */
     synchronized String end(String export) throws InterruptedException {
         Backup b = running.get(export);

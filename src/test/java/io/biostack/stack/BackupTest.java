@@ -372,6 +372,33 @@ class BackupTest {
         }
     }
 
+    /**
+     * Two devices each with a backup: {@code message b backup-end va} (va is a's) must not end
+     * a's backup. Driven on Backups itself: Stack.control's {@code message NAME backup-end EXPORT}
+     * is to call {@code end(NAME, EXPORT)} (it calls {@code end(EXPORT)} still).
+     */
+    @Test
+    void aBackupEndSentToAnotherDeviceIsRefusedAndEndsNothing(@TempDir Path dir) throws Exception {
+        try (Stack s = Stack.open("a: ram 8M\nb: ram 8M\n", "t")) {
+            ctl(s, "message", "a", "bitmap add p");
+            ctl(s, "message", "b", "bitmap add q");
+            Backups bk = new Backups(s);
+            bk.begin("a", (io.biostack.block.stats.CountedDevice) s.device("a"), List.of("va", "bitmap=p", "cow-dir=" + dir));
+            bk.begin("b", (io.biostack.block.stats.CountedDevice) s.device("b"), List.of("vb", "bitmap=q", "cow-dir=" + dir));
+            byte[] x = new byte[4096];
+            java.util.Arrays.fill(x, (byte) 9);
+            assertThatThrownBy(() -> bk.end("b", "va")).hasMessageContaining("backup va is of a, not of b")
+                    .hasMessageContaining("send backup-end va to a");
+            assertThat(s.names()).contains("va", "vb");
+            write(s.device("a"), 0, x);
+            assertThat(readAll(s.device("va"))[0]).as("va still the point in time").isZero();
+            assertThat(StackBitmapsTest.bitmapLine(s, "a", "p")).endsWith("busy=va");
+            bk.end("a", "va");
+            bk.end("b", "vb");
+            assertThat(s.names()).doesNotContain("va", "vb");
+        }
+    }
+
     /** A table loaded into the device backed up (now, or before and resumed now) would change the view's instant. */
     @Test
     void aReloadOfTheDeviceDuringABackupIsRefusedAndTheViewKeepsTheInstant(@TempDir Path dir) throws Exception {
