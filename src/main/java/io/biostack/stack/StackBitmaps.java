@@ -55,6 +55,17 @@ final class StackBitmaps {
                     if (prev != null && !prev.equals(Path.of(p))) {
                         throw new StackException(source, l.line(), l.name() + ": two bitmap files (" + prev + ", " + p + ")");
                     }
+                    // A store rewrites the whole file with its device's bitmaps: two devices on
+                    // one file would each drop the other's, and at the next open both would load
+                    // the same bitmaps (an incremental of one copying what the other changed).
+                    Path same = Path.of(p).toAbsolutePath().normalize();
+                    for (Map.Entry<String, Path> f : files.entrySet()) {
+                        if (!f.getKey().equals(l.name()) && f.getValue() != IN_IMAGE
+                                && f.getValue().toAbsolutePath().normalize().equals(same)) {
+                            throw new StackException(source, l.line(), l.name() + ": bitmap-file=" + p + " is " + f.getKey()
+                                    + "'s too: the file holds one device's bitmaps (one file per device)");
+                        }
+                    }
                 } else {
                     args.add(a);
                 }

@@ -187,6 +187,24 @@ class StackBitmapsTest {
     }
 
     @Test
+    void twoDevicesNamingOneBitmapFileAreRefusedBeforeEitherWritesIt(@TempDir Path dir) throws Exception {
+        // Each device's store rewrites the whole file with its own bitmaps: with one file for two,
+        // the last save wins, and at the next open both devices load the same bitmaps, so an
+        // incremental backup of one copies what the other changed (a script's "nightly" on both).
+        Path bm = dir.resolve("stack.bitmaps");
+        String text = "a: ram 8M bitmap-file=" + bm + "\nb: ram 8M bitmap-file=" + dir + "/./stack.bitmaps\n";
+        assertThatThrownBy(() -> Stack.open(text, "t")).isInstanceOf(StackException.class)
+                .hasMessageContaining("t:2: b: bitmap-file=")
+                .hasMessageContaining("is a's too").hasMessageContaining("one file per device");
+        assertThat(bm).doesNotExist();
+        // one device on several lines (segments) naming its one file is fine
+        try (Stack s = Stack.open("a: 0 8192 zero bitmap-file=" + bm + "\na: 8192 8192 zero bitmap-file=" + bm + "\n", "t")) {
+            ctl(s, "message", "a", "bitmap add p persistent");
+        }
+        assertThat(bm).exists();
+    }
+
+    @Test
     void aDamagedBitmapFileIsRefusedWithWhatToDo(@TempDir Path dir) throws Exception {
         Path bm = dir.resolve("b");
         try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
