@@ -63,6 +63,11 @@ final class Backups {
             throw new IllegalArgumentException("backup-begin EXPORT bitmap=BM [new=BM2] [chunk=SIZE] [cow-dir=DIR]");
         }
         String export = a.getFirst();
+        if (!export.matches("[A-Za-z0-9_.-]+")) {
+            // It becomes a device of the stack (StackFile's rule for names) and names the COW file.
+            throw new IllegalArgumentException("backup name '" + export + "' may hold only letters, digits, '_', '-' and '.'"
+                    + " (it is a device of the stack and an NBD export while the backup runs)");
+        }
         String bm = null;
         String next = null;
         long chunk = 64 * 1024;

@@ -157,6 +157,13 @@ class BackupTest {
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=zz")).hasMessageContaining("no bitmap 'zz'");
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin d bitmap=p")).hasMessageContaining("already");
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-end nope")).hasMessageContaining("no backup named 'nope'");
+            // the name becomes a device of the stack and an export: a device name's rule, said as
+            // such (a '/' came back as the JDK's "Invalid prefix or suffix" of the COW file's name)
+            for (String bad : List.of("a/b", "x:y")) {
+                assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin " + bad + " bitmap=p cow-dir=" + dir))
+                        .hasMessageContaining("backup name '" + bad + "' may hold only letters, digits, '_', '-' and '.'");
+            }
+            assertThat(s.names()).containsExactly("d");
             // the control socket shows the message alone: a bare path said nothing of what was wrong
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=p cow-dir=" + dir.resolve("missing")))
                     .hasMessageContaining("cow-dir " + dir.resolve("missing")).hasMessageContaining("not a directory");
