@@ -249,9 +249,14 @@ class BackupTest {
             ctl(s, "message", "d", "bitmap remove b1");
         }
         try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
-            // a clean stop: b1 saved consistent (frozen, its bits up to the backup's instant)
+            // a clean stop: b1 saved consistent (frozen, its bits up to the backup's instant)...
             assertThat(StackBitmapsTest.bitmapLine(s, "d", "b1"))
                     .isEqualTo("bitmap b1 granularity=65536 dirty=65536 disabled persistent consistent");
+            Files.copy(bm, crashed, java.nio.file.StandardCopyOption.REPLACE_EXISTING); // ...and a kill -9 in this run
+        }
+        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + crashed + "\n", "t")) {
+            assertThat(StackBitmapsTest.bitmapLine(s, "d", "b1")).as("still not removed: in use across the restart")
+                    .isEqualTo("bitmap b1 granularity=65536 dirty=0 disabled persistent inconsistent");
         }
     }
 

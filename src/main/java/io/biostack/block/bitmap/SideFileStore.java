@@ -33,7 +33,10 @@ import java.util.zip.CRC32C;
  *       48  1  log2 of the granularity (12..31)
  *       49  1  flags: 1 IN_USE (open and recording, or frozen by a backup: bits not to be
  *                     trusted after a crash),
- *                     2 RECORDING
+ *                     2 RECORDING,
+ *                     4 BACKED_UP (a backup froze it and it has not recorded since: in use
+ *                       again from the next open, until it is removed; a reader that
+ *                       ignores this bit only loses that)
  *       50  2  reserved, 0
  *       52  4  CRC32C of the bitmap's data bytes (checked when IN_USE is clear: the clean flag)
  *       56  8  data offset, a multiple of 4096
@@ -62,6 +65,7 @@ public final class SideFileStore implements BitmapStore {
     public static final int MAX_NAME = 47;
     static final int F_IN_USE = 1;
     static final int F_RECORDING = 2;
+    static final int F_BACKED_UP = 4;
 
     private final Path path;
     private FileChannel ch;
@@ -153,6 +157,7 @@ public final class SideFileStore implements BitmapStore {
                 DirtyBitmap b = new DirtyBitmap(name, 1L << g, deviceSize);
                 b.setPersistent(true);
                 b.setRecording((flags & F_RECORDING) != 0);
+                b.setBackedUp((flags & F_BACKED_UP) != 0); // a clean stop doesn't end it: only a remove does
                 long bytes = dataBytes(b);
                 // off > fileSize - bytes, not off + bytes > fileSize: a huge offset must not wrap.
                 if (off < BLOCK || off % BLOCK != 0 || off > fileSize - bytes) {
@@ -220,7 +225,8 @@ public final class SideFileStore implements BitmapStore {
             // loads inconsistent after a crash; this one loaded consistent would give a silently
             // partial incremental.
             boolean inUse = !clean && (b.isRecording() || b.busy() != null || b.isBackedUp());
-            int flags = (b.isRecording() ? F_RECORDING : 0) | (inUse || !b.isConsistent() ? F_IN_USE : 0);
+            int flags = (b.isRecording() ? F_RECORDING : 0) | (inUse || !b.isConsistent() ? F_IN_USE : 0)
+                    | (b.isBackedUp() ? F_BACKED_UP : 0);
             h.put(e + 49, (byte) flags);
             long[] w = b.words();
             data.add(w);
