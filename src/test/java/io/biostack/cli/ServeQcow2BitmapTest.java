@@ -95,6 +95,9 @@ class ServeQcow2BitmapTest {
         assertThat(r.err()).contains("bitmap b0 of", "is inconsistent", "qemu-img bitmap --remove " + img + " b0", "full")
                 .doesNotContain("it has none").doesNotContain("\tat ");
         assertThat(dir.resolve("nbd.sock")).doesNotExist();
+        // the image as qemu left it: b0 still in use, nothing leaked
+        Tools.ok(60, "qemu-img", "check", img.toString());
+        assertThat(Tools.ok(60, "qemu-img", "info", img.toString()).out()).contains("in-use");
     }
 
     @Test
