@@ -314,7 +314,8 @@ public final class ServeCommand implements Callable<Integer> {
                     throw new IllegalArgumentException(stackFile + " has no device '" + name + "' (it has "
                             + String.join(", ", stack.names()) + ")");
                 }
-                refuseInconsistentBitmaps(dev, "biostack dm --control CTL message " + name + " 'bitmap remove NAME'");
+                refuseInconsistentBitmaps(dev, "serve without -B NAME, then biostack dm --control CTL message " + name
+                        + " 'bitmap remove NAME'");
                 b.export(new NbdExport(name, description, dev, readOnly));
             }
             InetSocketAddress tcp = tcpAddress();
