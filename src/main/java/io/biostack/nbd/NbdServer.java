@@ -99,6 +99,8 @@ public final class NbdServer implements AutoCloseable {
     private final TlsCredentials tlsCredentials;
     /** The dirty bitmaps offered (qemu-nbd's -B), or null to offer every bitmap a device answers. */
     private final List<String> bitmaps;
+    /** The exports given to the builder: those {@link #bitmaps} filters (by identity). */
+    private final java.util.Set<NbdExport> builtExports;
 
     private final BioPool bios = new BioPool(1024);
     private final MemorySegment zeros = Arena.ofAuto().allocate(1 << 20, 4096);
@@ -139,6 +141,8 @@ public final class NbdServer implements AutoCloseable {
         this.tlsMode = b.tlsMode;
         this.tlsCredentials = b.tlsCredentials;
         this.bitmaps = b.bitmaps;
+        this.builtExports = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+        this.builtExports.addAll(b.exports.values());
         for (NbdExport e : exports.values()) {
             BlockDevice d = e.device();
             submitters.computeIfAbsent(d, dev -> dev::submit);
@@ -441,11 +445,14 @@ public final class NbdServer implements AutoCloseable {
     /**
      * The metadata contexts export {@code e} offers beyond {@code base:allocation}: what its device
      * answers now ({@link BlockDevice#statusContexts()}), its dirty bitmaps only those named by
-     * {@link Builder#bitmaps} when that was given. Cold path (option haggling).
+     * {@link Builder#bitmaps} when that was given (for the exports given to the builder; one added later, a
+     * backup view, offers its own). Cold path (option haggling).
      */
     List<StatusContext> contextsOf(NbdExport e) {
         List<StatusContext> all = e.device().statusContexts();
-        if (bitmaps == null) {
+        if (bitmaps == null || !builtExports.contains(e)) {
+            // -B names bitmaps of the devices it was given: an export added later (a backup
+            // view) offers its own bitmap, which -B could not name
             return all;
         }
         List<StatusContext> kept = new ArrayList<>();

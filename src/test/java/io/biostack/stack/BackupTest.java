@@ -72,6 +72,33 @@ class BackupTest {
         return out;
     }
 
+    @Test
+    void aBackupViewOffersItsBitmapOnAServerWhoseDashBNamedOthers(@TempDir Path dir) throws Exception {
+        // serve --stack -B b0: the filter was applied to the views added later too, so the view's
+        // qemu:dirty-bitmap:b1 was not offered, and a script reading the map copied nothing.
+        io.biostack.nbd.Tools.require("nbdinfo");
+        try (Stack s = Stack.open("d: ram 8M\n", "t")) {
+            ctl(s, "message", "d", "bitmap add b0");
+            ctl(s, "message", "d", "bitmap add b1");
+            write(s.device("d"), 1 << 20, new byte[65536]);
+            Path sock = dir.resolve("nbd.sock");
+            try (io.biostack.nbd.NbdServer srv = io.biostack.nbd.NbdServer.builder()
+                    .export(new io.biostack.nbd.NbdExport("d", null, s.device("d"), false))
+                    .bitmaps(List.of("b0")).unixSocket(sock).start()) {
+                s.setExportListener((n, dev) -> srv.addExport(new io.biostack.nbd.NbdExport(n, "backup view", dev, true)),
+                        srv::removeExport);
+                ctl(s, "message", "d", "backup-begin inc bitmap=b1 cow-dir=" + dir);
+                String map = io.biostack.nbd.Tools.ok(30, "nbdinfo", "--map=qemu:dirty-bitmap:b1",
+                        "nbd+unix:///inc?socket=" + sock).out();
+                assertThat(map).containsPattern("1048576\\s+65536\\s+1");
+                io.biostack.nbd.Tools.Result d = io.biostack.nbd.Tools.run(30, "nbdinfo", "--map=qemu:dirty-bitmap:b1",
+                        "nbd+unix:///d?socket=" + sock);
+                assertThat(d.exit()).as("the device itself offers what -B named only: %s", d.all()).isNotZero();
+                ctl(s, "message", "d", "backup-end inc");
+            }
+        }
+    }
+
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"ram 8M", "loop FILE size=8M direct-io=off", "loop FILE size=8M direct-io=on"})
     void aFullBackupAndIncrementalsGiveEachPointInTimeWhileWritesGoOn(String leaf, @TempDir Path dir) throws Exception {
