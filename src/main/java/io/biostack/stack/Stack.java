@@ -64,7 +64,8 @@ public final class Stack implements AutoCloseable {
     /** The counted face of each device (empty when statistics are off). */
     private final Map<String, CountedDevice> counted = new HashMap<>();
     private final Map<String, Set<String>> deps = new HashMap<>();
-    private final Map<String, Set<String>> pendingDeps = new HashMap<>();
+    /** The table each device has loaded and not resumed, with what it is built on. */
+    private final Map<String, Pending> pending = new HashMap<>();
     private boolean closed;
     private final Backups backups = new Backups(this);
     private volatile java.util.function.BiConsumer<String, BlockDevice> exportAdded = (n, d) -> { };
@@ -436,10 +437,26 @@ public final class Stack implements AutoCloseable {
         }
         m.resume(SUSPEND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         synchronized (this) {
-            Set<String> p = pendingDeps.remove(name);
-            if (p != null) {
-                deps.put(name, p);
-            }
+            settle(name, pending.get(name));
+        }
+    }
+
+    /** A loaded table of a mapped device and the devices it is built on. */
+    private record Pending(MappedDevice.Table table, Set<String> deps) {
+    }
+
+    /**
+     * Records {@code p}'s devices as those {@code name} is built on if {@code p}'s table is live:
+     * the swap is the device's (in {@link MappedDevice#resume}, outside the stack's lock), so
+     * what is live is asked of the device, not assumed from the order of the calls here. A
+     * reload or clear in between a resume's swap and its record would otherwise leave the live
+     * table's devices recorded nowhere (then a cycle through them was let in), or a dropped
+     * table's recorded as live. Call with the stack's lock held.
+     */
+    private void settle(String name, Pending p) {
+        if (p != null && devices.get(name) instanceof MappedDevice m && m.liveTable() == p.table()) {
+            deps.put(name, p.deps());
+            pending.remove(name, p);
         }
     }
 
@@ -492,16 +509,22 @@ public final class Stack implements AutoCloseable {
                     + m.size() + " bytes; a table of " + t.size() + " bytes would change its size under them: "
                     + "'bitmap remove' them first (and make the next backup a full one)");
         }
+        Pending before = pending.get(name);
         m.reload(t);
-        pendingDeps.put(name, nd);
+        settle(name, before); // it went live before this reload replaced it
+        pending.put(name, new Pending(t, nd));
     }
 
     private boolean dependsOn(String dev, String on, Set<String> seen) {
         if (!seen.add(dev)) {
             return false;
         }
+        settle(dev, pending.get(dev));
         Set<String> all = new HashSet<>(deps.getOrDefault(dev, Set.of()));
-        all.addAll(pendingDeps.getOrDefault(dev, Set.of()));
+        Pending p = pending.get(dev);
+        if (p != null) {
+            all.addAll(p.deps());
+        }
         for (String d : all) {
             if (d.equals(on) || dependsOn(d, on, seen)) {
                 return true;
@@ -594,8 +617,10 @@ public final class Stack implements AutoCloseable {
                 return "";
             case "clear":
                 synchronized (this) {
+                    Pending before = pending.get(name);
                     mapped(name).clear();
-                    pendingDeps.remove(name);
+                    settle(name, before); // it went live before the clear
+                    pending.remove(name);
                 }
                 return "";
             case "message":

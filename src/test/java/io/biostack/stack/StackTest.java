@@ -181,6 +181,54 @@ class StackTest {
         }
     }
 
+    /**
+     * A resume swaps the table outside the stack's lock, then records what the device is built
+     * on: a reload of the same device in between used to take that record for its own table, so
+     * the stack forgot that the live table is built on b, and let b be built on it (a cycle).
+     * A bio held below (a suspended) keeps the resume waiting for its drain; the test then takes
+     * the stack's monitor (reentrant for its own resume and reload) to stop the resume after its
+     * swap.
+     */
+    @Test
+    @org.junit.jupiter.api.Timeout(30)
+    void aReloadWhileAResumeSwapsKeepsTrackOfWhatTheLiveTableIsBuiltOn() throws Exception {
+        try (Stack s = Stack.open("l1: ram 1M\nl2: ram 1M\na: linear l1 0\nb: linear l2 0\ntop: linear a 0\n", "t")) {
+            MappedDevice top = s.mapped("top");
+            MappedDevice.Table before = top.liveTable();
+            s.reload("top", "linear b 0");
+            s.suspend("a");
+            var held = s.device("top").write(0, fill(512, 5)); // in flight on top, waiting in a
+            Thread r = Thread.ofPlatform().start(() -> {
+                try {
+                    s.resume("top");
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (top.state() != MappedDevice.State.SUSPENDED) { // the resume waits for the drain
+                assertThat(System.nanoTime()).isLessThan(end);
+                Thread.onSpinWait();
+            }
+            synchronized (s) {
+                s.resume("a"); // the bio completes: the resume swaps, then waits for the monitor
+                while (top.liveTable() == before) {
+                    assertThat(System.nanoTime()).isLessThan(end);
+                    Thread.onSpinWait();
+                }
+                s.reload("top", "linear a 0"); // dmsetup reload, meanwhile
+            }
+            r.join();
+            held.get(5, TimeUnit.SECONDS);
+            assertThat(s.table("top")).containsExactly("0 2048 linear b 0");
+            assertThatThrownBy(() -> s.reload("b", "linear top 0")).isInstanceOf(StackException.class)
+                    .hasMessageContaining("top is built on b");
+            s.control(List.of("clear", "top"));
+            assertThatThrownBy(() -> s.reload("b", "linear top 0")).hasMessageContaining("top is built on b");
+            s.reload("a", "linear top 0"); // a is under neither of top's tables now: no cycle
+        }
+    }
+
     @Test
     void reloadRefusesLeavesCyclesUnknownDevicesAndBadTables() throws Exception {
         try (Stack s = Stack.open("a: ram 1M\nm: linear a 0\ntop: linear m 0\n", "t")) {
