@@ -462,7 +462,8 @@ public final class Stack implements AutoCloseable {
 
     /**
      * Loads {@code table} (the device's lines without the {@code NAME:} prefix, separated by
-     * newlines or ';') as the inactive table of {@code name}; {@link #resume} makes it live.
+     * newlines, or by ';' in a table of one line: {@link StackFile#parseTable}) as the inactive
+     * table of {@code name}; {@link #resume} makes it live.
      * Refuses leaves, unknown devices and tables that would make a device depend on itself.
      *
      * @param name a mapped device of the stack

@@ -73,8 +73,19 @@ public final class StackFile {
     }
 
     /**
-     * Splits a reload table (the device's lines without the {@code NAME:} prefix; lines
-     * separated by newlines or ';').
+     * A ';' inside a word's {@code KEY=VALUE} with more after it: in a one-line table it can't be
+     * told whether it ends the line or belongs to the value ({@code passphrase=a;b}).
+     */
+    private static final java.util.regex.Pattern SEMICOLON_IN_VALUE =
+            java.util.regex.Pattern.compile("(?:^|[\\s;])([A-Za-z][A-Za-z0-9_-]*=[^\\s;]*;\\S+)");
+
+    /**
+     * Splits a reload table (the device's lines without the {@code NAME:} prefix). A table with
+     * newlines is split at them only, as a stack file and dmsetup's table file are, so a ';' in
+     * it is an ordinary character (a {@code passphrase=}, a path); a one-line table (what a
+     * command line holds) is split at ';'. There, a ';' with more after it inside an option's
+     * value is refused: split, {@code passphrase=a;b} opened a volume with the passphrase
+     * {@code a}, or {@code keyfile=/k;x} another key file.
      *
      * @param text the table's lines
      * @param source the name of the table in messages
@@ -83,7 +94,19 @@ public final class StackFile {
      */
     public static List<Line> parseTable(String text, String source) {
         List<Line> out = new ArrayList<>();
-        String[] lines = text.split("\r?\n|;", -1);
+        boolean multiLine = text.indexOf('\n') >= 0;
+        if (!multiLine) {
+            java.util.regex.Matcher m = SEMICOLON_IN_VALUE.matcher(text);
+            if (m.find()) {
+                String word = m.group(1);
+                String key = word.substring(0, word.indexOf('=') + 1);
+                throw new StackException(source, 0, "'" + (key.equals("passphrase=") ? "passphrase=..." : word)
+                        + "' holds a ';', which separates the lines of a one-line table: write the table with a "
+                        + "newline after each line (';' is then part of the text), end a line with '; ' (a blank after "
+                        + "the ';'), or give a passphrase with keyfile=");
+            }
+        }
+        String[] lines = text.split(multiLine ? "\r?\n" : ";", -1);
         for (int i = 0; i < lines.length; i++) {
             String l = stripComment(lines[i]);
             if (!l.isBlank()) {

@@ -229,6 +229,30 @@ class StackTest {
         }
     }
 
+    /**
+     * A reload table was split at every ';', a passphrase's too: 'passphrase=pa;ss' opened with
+     * the passphrase 'pa' and a line 'ss'. A table with newlines is split at them only; in a
+     * one-line table a ';' inside a value is refused, saying what to write instead.
+     */
+    @Test
+    void aSemicolonInAReloadedPassphraseIsItsOwnOnSeparateLinesAndRefusedOnOne() throws Exception {
+        try (Stack s = Stack.open("d: ram 4M\nz: ram 4M\nm: linear z 0\n", "t")) {
+            io.biostack.layer.crypt.Luks.format(s.device("d"), "pa;ss".getBytes(java.nio.charset.StandardCharsets.UTF_8),
+                    io.biostack.layer.crypt.Luks.FormatOptions.defaults());
+            assertThatThrownBy(() -> s.control(List.of("reload", "m", "luks d passphrase=pa;ss")))
+                    .isInstanceOf(StackException.class).hasMessageContaining("'passphrase=...' holds a ';'")
+                    .hasMessageContaining("newline").hasMessageContaining("keyfile=").hasMessageNotContaining("pa;ss");
+            assertThat(s.mapped("m").hasInactiveTable()).isFalse();
+            s.control(List.of("reload", "m", "luks d passphrase=pa;ss\n"));
+            s.control(List.of("resume", "m"));
+            assertThat(s.table("m")).containsExactly("0 " + s.device("m").size() / 512 + " luks d passphrase=-");
+            assertThat(s.device("m").size()).isPositive().isLessThan(4 << 20); // the payload, opened
+            s.control(List.of("reload", "m", "0 2M zero;2M 2M zero")); // a ';' that ends a line, as before
+            s.control(List.of("resume", "m"));
+            assertThat(s.table("m")).containsExactly("0 4096 zero ", "4096 4096 zero ");
+        }
+    }
+
     @Test
     void reloadRefusesLeavesCyclesUnknownDevicesAndBadTables() throws Exception {
         try (Stack s = Stack.open("a: ram 1M\nm: linear a 0\ntop: linear m 0\n", "t")) {
