@@ -443,20 +443,28 @@ final class Connection {
         }
         int i = (int) slot;
         int s = state.get(i);
-        if (s >>> 3 == (gen & 0x1fff_ffff)) {
+        // A failed CAS means the watchdog (or abandonInFlight) moved the slot meanwhile: decide on
+        // the word it left, not the one read before. Deciding on the stale SENT took a late reply
+        // to a request that had just timed out for a protocol error, which fails every other
+        // request on the connection with EIO instead of sending it again.
+        while (s >>> 3 == (gen & 0x1fff_ffff)) {
             if ((s & PHASE) == RECEIVING) {
                 return i;
             }
-            if ((s & PHASE) == SENT && state.compareAndSet(i, s, (s & ~PHASE) | RECEIVING)) {
+            if ((s & PHASE) == ABANDONED) {
+                throw new IOException("a late reply to a request that timed out");
+            }
+            if ((s & PHASE) != SENT) {
+                break;
+            }
+            if (state.compareAndSet(i, s, (s & ~PHASE) | RECEIVING)) {
                 errs[i] = 0;
                 covered[i] = 0;
                 coverHash[i] = 0;
                 inOrder[i] = 0;
                 return i;
             }
-            if ((s & PHASE) == ABANDONED) {
-                throw new IOException("a late reply to a request that timed out");
-            }
+            s = state.get(i);
         }
         throw new ProtocolException(what + " for cookie 0x" + Long.toHexString(cookie) + ", which was never sent");
     }
