@@ -78,7 +78,8 @@ import java.util.concurrent.locks.LockSupport;
  * <p>Ownership: the caller's bio is completed exactly once, after DEV completed its clone; its
  * memory is read only before that. Log buffers belong to the target and go back to its pool when
  * their log bio completes. DEV and LOGDEV belong to whoever opened them; {@link #close()} writes a
- * last mark {@code dm-log-writes-end} (as the kernel's destructor) and stops the logger.
+ * last mark {@code dm-log-writes-end} (as the kernel's destructor) when anything was logged, and
+ * stops the logger.
  */
 public final class LogWrites implements Target, Resizable {
     private static final System.Logger LOG = System.getLogger("biostack.layer.logwrites");
@@ -110,6 +111,10 @@ public final class LogWrites implements Target, Resizable {
     private volatile boolean parked;
     private volatile boolean running = true;
     private volatile boolean enabled = true;
+    /** Set by the first entry put in line: until then nothing is written to LOGDEV. */
+    private volatile boolean used;
+    /** The logger has written the fresh super block (logger thread only). */
+    private boolean started;
     private volatile String disabledWhy;
     private volatile long loggedEntries;
     private volatile long nextByte;
@@ -132,8 +137,11 @@ public final class LogWrites implements Target, Resizable {
     private final java.util.function.Consumer<Bio> logged = this::submitLogged;
 
     /**
-     * A log-writes device over {@code dev}, logging to {@code logDev} from its first byte: writes
-     * the log's super block (blocking) and starts the logger thread.
+     * A log-writes device over {@code dev}, logging to {@code logDev} from its first byte; starts
+     * the logger thread. Nothing is written to {@code logDev} until the first entry (a write, a
+     * flush, a mark): dm-log-writes' constructor writes nothing either, and a table that never
+     * goes live (a reload whose other line fails, a loaded table cleared) must leave the log the
+     * live table is writing as it was.
      *
      * @param name   the device's name
      * @param dev    the device written through (not owned)
@@ -178,7 +186,6 @@ public final class LogWrites implements Target, Resizable {
         this.nextByte = sectorSize;
         this.maxLogBio = Math.min(unlimited(l.maxBytes()), MAX_LOG_BIO);
         this.maxLogSegs = l.maxSegments() > 0 ? Math.min(l.maxSegments(), 256) : 256;
-        writeSuperNow(0);
         this.logger = Thread.ofPlatform().daemon().name("biostack-log-writes-" + name).start(this::loggerLoop);
     }
 
@@ -376,6 +383,9 @@ public final class LogWrites implements Target, Resizable {
 
     /** Treiber push: lock-free, no allocation; the logger reverses what it takes. */
     private void push(Record r) {
+        if (!used) {
+            used = true;
+        }
         Record h;
         do {
             h = pushed.get();
@@ -452,6 +462,20 @@ public final class LogWrites implements Target, Resizable {
                 done.countDown();
             }
             return;
+        }
+        if (!started) {
+            // A fresh super block (0 entries) before the first entry lands over an older log, so
+            // a log read after a crash before the first flush is empty, not the older one's count
+            // over new entries (the kernel leaves the old super until its first FUA or mark).
+            started = true;
+            writeSuperNow(0);
+            if (!enabled) {
+                recycle(r);
+                if (done != null) {
+                    done.countDown();
+                }
+                return;
+            }
         }
         long at = nextByte;
         if (at + r.bytes > logSize) {
@@ -544,7 +568,7 @@ public final class LogWrites implements Target, Resizable {
     /**
      * Writes the super block with {@code nr} entries, PREFLUSH|FUA so the entries it counts are on
      * LOGDEV before it, and waits (the kernel waits too: an older super must not land after it).
-     * Runs on the logger thread, or in the constructor before the logger starts.
+     * Runs on the logger thread.
      */
     private void writeSuperNow(long nr) {
         synchronized (superLock) {
@@ -635,7 +659,9 @@ public final class LogWrites implements Target, Resizable {
         if (!running) {
             return;
         }
-        if (enabled) {
+        if (enabled && used) {
+            // The kernel's destructor logs the end mark even for a table that never went live;
+            // here a target that logged nothing ends nothing, so a failed reload writes nothing.
             try {
                 mark(END_MARK);
             } catch (RuntimeException e) {

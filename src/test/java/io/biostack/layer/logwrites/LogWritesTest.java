@@ -306,7 +306,9 @@ class LogWritesTest {
                 Thread.sleep(10);
             }
             assertThat(lw.status()).endsWith("logging_disabled");
-            assertThatThrownBy(() -> lw.message(List.of("mark", "x"))).hasMessageContaining("log write failed");
+            // the first write to the log device fails: the fresh super block, written before the first entry
+            assertThatThrownBy(() -> lw.message(List.of("mark", "x"))).hasMessageContaining("logging is disabled")
+                    .hasMessageContaining("failing WRITE");
             lw.write(8192, a).get(5, TimeUnit.SECONDS);
         }
         MemorySegment back = Arena.ofAuto().allocate(4096, 4096);
@@ -350,5 +352,33 @@ class LogWritesTest {
             assertThat(s.status("lw")).singleElement().asString().contains("log-writes 2 ");
             assertThat(superEntries(s.device("l"))).isEqualTo(2);
         }
+    }
+
+    /**
+     * The table line wrote a fresh super block (0 entries) as it opened, and the table's close
+     * an end mark over the first entry: a reload whose other line failed, or a loaded table
+     * cleared, reset the log the live table was writing. Nothing is written to the log device
+     * until an entry is put in line.
+     */
+    @Test
+    void aReloadThatFailsOrIsClearedLeavesTheLogOnTheLogDeviceAsItWas() throws Exception {
+        try (Stack s = Stack.open("d: ram 1M\nl: ram 1M\nz: ram 1M\nlw: log-writes d l\n", "t")) {
+            s.device("lw").write(0, pattern(4096, 9)).get(5, TimeUnit.SECONDS);
+            s.message("lw", List.of("mark", "kept"));
+            byte[] before = read(s.device("l"));
+            assertThatThrownBy(() -> s.reload("lw", "0 2048 log-writes d l\n2048 8 linear z 2044")) // opens, then fails
+                    .hasMessageContaining("reload lw:2").hasMessageContaining("beyond the end of z");
+            assertThat(read(s.device("l"))).as("the log after a failed reload").isEqualTo(before);
+            s.reload("lw", "log-writes z l");
+            s.control(List.of("clear", "lw"));
+            assertThat(read(s.device("l"))).as("the log after a cleared reload").isEqualTo(before);
+            assertThat(superEntries(s.device("l"))).isEqualTo(2);
+        }
+    }
+
+    static byte[] read(BlockDevice d) throws Exception {
+        MemorySegment m = Arena.ofAuto().allocate(d.size(), 4096);
+        d.read(0, m).get(5, TimeUnit.SECONDS);
+        return bytes(m);
     }
 }
