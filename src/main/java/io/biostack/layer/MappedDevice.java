@@ -190,7 +190,7 @@ public final class MappedDevice implements BlockDevice {
     private Table inactive;                          // guarded by lock
     private volatile State state = State.RUNNING;
     private final AtomicLong inFlight = new AtomicLong();
-    private final ReentrantLock lock = new ReentrantLock();
+    private final ReentrantLock lock;
     private final ArrayDeque<Bio> waiting = new ArrayDeque<>(); // guarded by lock
     /** The last suspend's wait: true once its bios in flight completed, false when a resume came first. */
     private volatile CompletableFuture<Boolean> drained = CompletableFuture.completedFuture(true);
@@ -205,8 +205,17 @@ public final class MappedDevice implements BlockDevice {
      *         {@link #close}
      */
     public MappedDevice(String name, Table table) {
+        this(name, table, new ReentrantLock());
+    }
+
+    /**
+     * A device guarded by {@code lock}: tests pass a lock that stops a thread at a chosen
+     * acquisition, to force an interleaving between two sections.
+     */
+    MappedDevice(String name, Table table, ReentrantLock lock) {
         this.name = name;
         this.live = table;
+        this.lock = lock;
     }
 
     @Override public String name() { return name; }

@@ -219,11 +219,8 @@ class MappedDeviceTest {
     @org.junit.jupiter.api.Timeout(30)
     void aReloadDuringTheResumeOfARunningDeviceNeverSwapsUnderABioInFlight() throws Exception {
         Holding old = new Holding();
-        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", old));
         PausingLock lock = new PausingLock();
-        var f = MappedDevice.class.getDeclaredField("lock");
-        f.setAccessible(true);
-        f.set(m, lock);
+        MappedDevice m = new MappedDevice("m", MappedDevice.Table.of("m", old), lock);
         var read = m.read(0, buffer(512)); // in flight on the old table
         CountDownLatch resumed = new CountDownLatch(1);
         Thread r = Thread.ofPlatform().unstarted(() -> {
