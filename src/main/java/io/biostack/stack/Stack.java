@@ -639,7 +639,7 @@ public final class Stack implements AutoCloseable {
                     if (msg.size() != 2) {
                         throw new IllegalArgumentException("backup-end EXPORT");
                     }
-                    return backups.end(msg.get(1));
+                    return backups.end(name, msg.get(1));
                 }
                 return message(name, msg);
             default:

@@ -421,19 +421,18 @@ class BackupTest {
         try (Stack s = Stack.open("a: ram 8M\nb: ram 8M\n", "t")) {
             ctl(s, "message", "a", "bitmap add p");
             ctl(s, "message", "b", "bitmap add q");
-            Backups bk = new Backups(s);
-            bk.begin("a", (io.biostack.block.stats.CountedDevice) s.device("a"), List.of("va", "bitmap=p", "cow-dir=" + dir));
-            bk.begin("b", (io.biostack.block.stats.CountedDevice) s.device("b"), List.of("vb", "bitmap=q", "cow-dir=" + dir));
+            ctl(s, "message", "a", "backup-begin va bitmap=p cow-dir=" + dir);
+            ctl(s, "message", "b", "backup-begin vb bitmap=q cow-dir=" + dir);
             byte[] x = new byte[4096];
             java.util.Arrays.fill(x, (byte) 9);
-            assertThatThrownBy(() -> bk.end("b", "va")).hasMessageContaining("backup va is of a, not of b")
+            assertThatThrownBy(() -> ctl(s, "message", "b", "backup-end va")).hasMessageContaining("backup va is of a, not of b")
                     .hasMessageContaining("send backup-end va to a");
             assertThat(s.names()).contains("va", "vb");
             write(s.device("a"), 0, x);
             assertThat(readAll(s.device("va"))[0]).as("va still the point in time").isZero();
             assertThat(StackBitmapsTest.bitmapLine(s, "a", "p")).endsWith("busy=va");
-            bk.end("a", "va");
-            bk.end("b", "vb");
+            ctl(s, "message", "a", "backup-end va");
+            ctl(s, "message", "b", "backup-end vb");
             assertThat(s.names()).doesNotContain("va", "vb");
         }
     }
