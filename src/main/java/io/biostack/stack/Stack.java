@@ -600,8 +600,12 @@ public final class Stack implements AutoCloseable {
                 return lines(table(name));
             case "status":
                 if (rest.equals(List.of("--json"))) {
-                    List<String> t = bare(name) instanceof MappedDevice m ? m.status() : List.of();
-                    return StackBitmaps.statusJson(name, t, counted.get(name));
+                    // under the stack's lock, as status(name): a backup view added or removed
+                    // meanwhile changes these maps
+                    synchronized (this) {
+                        List<String> t = bare(name) instanceof MappedDevice m ? m.status() : List.of();
+                        return StackBitmaps.statusJson(name, t, counted.get(name));
+                    }
                 }
                 return lines(status(name));
             case "suspend":
