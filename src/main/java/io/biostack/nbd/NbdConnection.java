@@ -939,6 +939,7 @@ final class NbdConnection {
         // before the reply, as qemu-nbd does for TRIM (nbd/server.c) and qemu's block layer for
         // zeroes a driver can't make FUA.
         r.flushAfter = (flags & CMD_FLAG_FUA) != 0 && op != Op.FLUSH;
+        r.zeroOp = op == Op.WRITE_ZEROES;
         Bio bio = server.bios().get().init(op, bioFlags, offset, r.endIo);
         if (op != Op.FLUSH) {
             bio.setSize(length);
@@ -953,9 +954,13 @@ final class NbdConnection {
             return;
         }
         // The device can't zero: write zeros from one shared zero buffer (slow, hence no FAST_ZERO).
-        NbdRequest r = take(cookie, CMD_WRITE_ZEROES, flags, offset, length);
-        Bio bio = server.bios().get().init(Op.WRITE, fua(flags), offset, r.endIo);
-        for (long left = length; left > 0; ) {
+        writeZeros(take(cookie, CMD_WRITE_ZEROES, flags, offset, length));
+    }
+
+    /** Writes {@code r}'s range from one shared zero buffer, with FUA when asked. */
+    private void writeZeros(NbdRequest r) {
+        Bio bio = server.bios().get().init(Op.WRITE, fua(r.flags), r.offset, r.endIo);
+        for (long left = r.length; left > 0; ) {
             long n = Math.min(left, server.zeros().byteSize());
             bio.addSegment(server.zeros().asSlice(0, n));
             left -= n;
@@ -1061,6 +1066,20 @@ final class NbdConnection {
         if (r.stage >= NbdRequest.RMW_HEAD) {
             rmwCompleted(r);
             return;
+        }
+        if (r.zeroOp) {
+            r.zeroOp = false;
+            if (r.error == ENOTSUP && (r.flags & CMD_FLAG_FAST_ZERO) == 0 && phase != CLOSED) {
+                // The device has no way to zero this range (fallocate's ZERO_RANGE on tmpfs or
+                // NFS, for NO_HOLE): write the zeros, as qemu's block layer falls back
+                // (bdrv_co_do_pwrite_zeroes) and the kernel's blkdev_issue_zeroout do. ENOTSUP is
+                // only for FAST_ZERO (doc/proto.md, "Error values"); nbdcopy --allocated failed on it.
+                r.error = 0;
+                r.message = null;
+                r.flushAfter = false; // the write carries FUA itself
+                writeZeros(r);
+                return;
+            }
         }
         if (r.flushAfter) {
             r.flushAfter = false;

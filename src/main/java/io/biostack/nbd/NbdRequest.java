@@ -49,6 +49,11 @@ final class NbdRequest {
      * writes; DISCARD and WRITE_ZEROES make no promise of it).
      */
     boolean flushAfter;
+    /**
+     * A WRITE_ZEROES sent down as such: when the device can't zero that way (NOTSUPP), its zeros
+     * are written instead ({@link NbdConnection#completed}).
+     */
+    boolean zeroOp;
     /** Bytes charged against the connection's in-flight budget. */
     long charged;
     /** NBD error (section "Error values"), 0 for success. */
@@ -87,6 +92,7 @@ final class NbdRequest {
         this.stage = 0;
         this.rmwNext = null;
         this.flushAfter = false;
+        this.zeroOp = false;
     }
 
     /** No read-modify-write, or it is done. */

@@ -1,5 +1,6 @@
 package io.biostack.nbd;
 
+import io.biostack.TestEnv;
 import io.biostack.block.RamDisk;
 import io.biostack.loop.LoopConfig;
 import io.biostack.loop.LoopDevice;
@@ -16,6 +17,7 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
@@ -188,6 +190,49 @@ class NbdClientToolsTest {
             Tools.ok(30, "nbdcopy", "--connections=" + conns, "--flush", src.toString(), ramUri);
             Tools.ok(30, "nbdcopy", "--connections=" + conns, ramUri, back.toString());
             assertThat(Files.mismatch(src, back)).isEqualTo(-1);
+        }
+    }
+
+    /**
+     * A file on tmpfs has no fallocate ZERO_RANGE (EOPNOTSUPP), which a WRITE_ZEROES with NO_HOLE
+     * asks for. The server answered it ENOTSUP, which the spec keeps for FAST_ZERO, and
+     * {@code nbdcopy --allocated} (zeroes with NO_HOLE) failed with "write at offset 262144
+     * failed: Operation not supported" where qemu-nbd, on the same file, writes the zeros.
+     */
+    @Test
+    void writeZeroesWithNoHoleOnAFileSystemThatCantZeroARangeWritesTheZeros() throws Exception {
+        Tools.require("nbdcopy");
+        Path shmRoot = Path.of("/dev/shm");
+        TestEnv.require(Files.isDirectory(shmRoot) && Files.isWritable(shmRoot), "a writable tmpfs at /dev/shm");
+        Path shm = Files.createTempDirectory(shmRoot, "biostack-nbd-");
+        Path img = shm.resolve("disk.img");
+        long size = 8 << 20;
+        try (LoopDevice tmpfs = LoopDevice.open(img, LoopConfig.defaults().withCreateSize(size))) {
+            server.addExport(NbdExport.of("tmpfs", tmpfs));
+            try (RawNbdClient c = RawNbdClient.open(sock, "tmpfs", true, false)) {
+                byte[] data = new byte[64 * 1024];
+                Arrays.fill(data, (byte) 0x5a);
+                assertThat(c.writeAndWait(1 << 20, data)).isZero();
+                assertThat(c.command(CMD_FLAG_NO_HOLE | CMD_FLAG_FUA, CMD_WRITE_ZEROES, 1 << 20, data.length)).isZero();
+                assertThat(c.read(1 << 20, data.length)).isEqualTo(new byte[data.length]);
+                // FAST_ZERO still fails fast where the zeros would have to be written.
+                assertThat(c.command(CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO, CMD_WRITE_ZEROES, 0, 4096)).isEqualTo(ENOTSUP);
+            }
+            Path src = dir.resolve("src.img");
+            try (FileChannel ch = FileChannel.open(src, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+                byte[] d = new byte[1 << 20];
+                new Random(42).nextBytes(d);
+                ch.write(ByteBuffer.wrap(d), 3L << 20);
+                ch.write(ByteBuffer.allocate(1), size - 1); // the rest reads as zeros
+            }
+            Tools.ok(30, "nbdcopy", "--allocated", "--flush", src.toString(), "nbd+unix:///tmpfs?socket=" + sock);
+            assertThat(Files.mismatch(src, img)).isEqualTo(-1);
+            assertThat(server.exportStats().stream().filter(s -> s.name().equals("tmpfs")).findFirst().orElseThrow()
+                    .snapshot().errors()).containsOnlyKeys("ENOTSUP").containsEntry("ENOTSUP", 1L);
+        } finally {
+            server.removeExport("tmpfs");
+            Files.deleteIfExists(img);
+            Files.deleteIfExists(shm);
         }
     }
 
