@@ -55,9 +55,12 @@ import java.util.concurrent.locks.ReentrantLock;
  * {@link #PROBE_MAX_NANOS}; when it answers (a network leaf that reconnected by itself, a disk
  * that is back) the leg is taken back and only its dirty regions are copied, with no command
  * given. {@code message reinstate} still copies every region (the admin may have replaced the
- * disk), and so does taking back a leg whose FLUSH failed: writes it had acknowledged since its
- * last good flush may be lost, wherever they went. A copied leg is flushed before it is called
- * in sync, so a leg that lost such writes while away is caught before it serves a read. Progress is the {@code in-sync/total} count of the status either way.
+ * disk), and so does taking back a leg whose FLUSH failed under the core log: writes it had
+ * acknowledged since its last good flush may be lost, wherever they went. A disk log knows where:
+ * its marked regions (see {@link MirrorLog#markedBits}); such a leg gets those and its dirty ones.
+ * A copied leg is flushed before it is called in sync, so a leg that lost such writes while away
+ * is caught before it serves a read. Progress is the {@code in-sync/total} count of the status
+ * either way.
  *
  * <h2>A disk log</h2>
  * With a {@link MirrorLog} ({@code mirror disk 2|3 LOGDEV REGION [sync|nosync] ...}) a region is
@@ -108,6 +111,7 @@ public final class Mirror implements Target {
     private Thread prober;                       // guarded by lock
     private final boolean[] autoFailed;          // guarded by lock: dropped after an error, probed
     private final boolean[] fullResync;          // guarded by lock: copy every region, not the dirty ones
+    private final boolean[] logResync;           // guarded by lock: copy the disk log's marked regions too
     private final long[][] dirty;                // per leg, one bit per region; set with getAndBitwiseOr
     private final long[] probeAt;                // prober thread only
     private final long[] probeGap;               // prober thread only
@@ -177,6 +181,7 @@ public final class Mirror implements Target {
         this.regionWrites = new AtomicIntegerArray(Math.max(1, regions));
         this.autoFailed = new boolean[this.legs.length];
         this.fullResync = new boolean[this.legs.length];
+        this.logResync = new boolean[this.legs.length];
         this.dirty = new long[this.legs.length][(regions + 63) / 64];
         this.probeAt = new long[this.legs.length];
         this.probeGap = new long[this.legs.length];
@@ -234,8 +239,7 @@ public final class Mirror implements Target {
 
     /**
      * Flushes every leg before the disk log clears bits (the log's thread, synchronously). A leg
-     * whose flush fails is dropped as after a failed FLUSH from above: it may have lost writes it
-     * completed, which no bit records, so it is copied whole when it answers again.
+     * whose flush fails is dropped as after a failed FLUSH from above (see {@link #flushFailed}).
      *
      * @return true when every leg is in sync and flushed
      */
@@ -253,12 +257,7 @@ public final class Mirror implements Target {
                 return false;
             } catch (Exception e) {
                 ok = false;
-                lock.lock();
-                try {
-                    fullResync[i] = true;
-                } finally {
-                    lock.unlock();
-                }
+                flushFailed(i);
                 legFailed(i, 'D', "flush failed before the log cleared regions: "
                         + (e.getCause() != null ? e.getCause().getMessage() : e.getMessage()));
             }
@@ -481,14 +480,7 @@ public final class Mirror implements Target {
                 markDirty(leg, parent.offset(), parent.size());
             }
             if (parent.op() == Op.FLUSH || parent.hasFlag(io.biostack.block.BioFlags.PREFLUSH)) {
-                // A failed flush: any write the leg acknowledged since its last good flush may be
-                // gone (an NBD server that restarted without its cache), and no bitmap says which.
-                lock.lock();
-                try {
-                    fullResync[leg] = true;
-                } finally {
-                    lock.unlock();
-                }
+                flushFailed(leg);
             }
             legFailed(leg, 'D', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
         }
@@ -560,6 +552,27 @@ public final class Mirror implements Target {
         long r1 = (offset + size - 1) / region;
         for (long r = r0; r <= r1; r++) {
             setDirty(leg, (int) r);
+        }
+    }
+
+    /**
+     * Leg {@code leg} failed a flush: any write it acknowledged since its last good flush may be
+     * gone (an NBD server that restarted without its cache). The core log has no record of which
+     * regions those were: the leg is copied whole. A disk log's marks are a record: a region is
+     * marked before its first write and goes clean only after every leg has flushed it, and no
+     * bit goes while a leg is out of sync; so the marked regions, taken when the copy begins, and
+     * the leg's dirty ones are all it may lack (as a restart after a crash copies those alone).
+     */
+    private void flushFailed(int leg) {
+        lock.lock();
+        try {
+            if (log == null) {
+                fullResync[leg] = true;
+            } else {
+                logResync[leg] = true;
+            }
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -709,8 +722,17 @@ public final class Mirror implements Target {
         }
         System.err.println("biostack: mirror " + name + ": leg " + leg + " (" + legs[leg].device().name()
                 + ") answers again; copying the " + (fullResyncOf(leg) ? "whole device" : dirtyRegions(leg)
-                + " region(s) written while it was away"));
+                + " region(s) written while it was away" + (logResyncOf(leg) ? " and those the log marks (its flush failed)" : "")));
         startResync();
+    }
+
+    private boolean logResyncOf(int leg) {
+        lock.lock();
+        try {
+            return logResync[leg];
+        } finally {
+            lock.unlock();
+        }
     }
 
     private boolean fullResyncOf(int leg) {
@@ -782,16 +804,49 @@ public final class Mirror implements Target {
      */
     private boolean copyAll(int src, long targets, MemorySegment buf, long[] copied) {
         long full = 0;
+        long fromLog = 0;
         lock.lock();
         try {
             for (long m = targets; m != 0; m &= m - 1) {
                 int t = Long.numberOfTrailingZeros(m);
                 if (fullResync[t]) {
                     full |= 1L << t;
+                } else if (logResync[t]) {
+                    fromLog |= 1L << t;
                 }
+                // (taken now, before the marks are read: a flush that fails later sets it again,
+                // and the leg gets another pass; a whole copy covers it)
+                logResync[t] = false;
             }
         } finally {
             lock.unlock();
+        }
+        if (fromLog != 0) {
+            // A target whose flush failed gets the log's marked regions too (see flushFailed).
+            long[] marks;
+            try {
+                marks = log.markedBits();
+            } catch (IllegalStateException e) {
+                marks = null; // no record to trust: every region, as the core log does
+            }
+            for (long m = fromLog; m != 0; m &= m - 1) {
+                int t = Long.numberOfTrailingZeros(m);
+                if (marks == null) {
+                    full |= 1L << t;
+                    lock.lock();
+                    try {
+                        fullResync[t] = true; // stays whole if this pass stops early
+                    } finally {
+                        lock.unlock();
+                    }
+                    continue;
+                }
+                for (int w = 0; w < marks.length; w++) {
+                    if (marks[w] != 0) {
+                        BITS.getAndBitwiseOr(dirty[t], w, marks[w]);
+                    }
+                }
+            }
         }
         long toCopy = regions;
         if (full == 0) {
@@ -882,12 +937,7 @@ public final class Mirror implements Target {
                 Thread.currentThread().interrupt();
                 return;
             } catch (Exception e) {
-                lock.lock();
-                try {
-                    fullResync[t] = true;
-                } finally {
-                    lock.unlock();
-                }
+                flushFailed(t);
                 legFailed(t, 'S', "flush failed after copying: " + e.getMessage());
             }
         }
@@ -970,7 +1020,8 @@ public final class Mirror implements Target {
                 int t = Long.numberOfTrailingZeros(m);
                 // A target that was away during the pass and is back has regions it missed
                 // (its dirty bits): it stays RESYNCING, and the worker makes another pass.
-                if (state[t] == LegState.RESYNCING && dirtyRegions(t) == 0) {
+                // So does one whose flush failed during the pass and is not dropped yet.
+                if (state[t] == LegState.RESYNCING && dirtyRegions(t) == 0 && !logResync[t]) {
                     state[t] = LegState.IN_SYNC;
                     health[t] = 'A';
                     fullResync[t] = false;

@@ -95,6 +95,8 @@ public final class MirrorLog implements AutoCloseable {
     private final ConcurrentLinkedQueue<Bio> waiting = new ConcurrentLinkedQueue<>();
     /** Control paths waiting for every region to be marked (by the log thread: it alone writes bits). */
     private final ConcurrentLinkedQueue<java.util.concurrent.CompletableFuture<Void>> markingAll = new ConcurrentLinkedQueue<>();
+    /** Control paths waiting for a copy of the marked bits (taken by the log thread: see {@link #markedBits}). */
+    private final ConcurrentLinkedQueue<java.util.concurrent.CompletableFuture<long[]>> snapshots = new ConcurrentLinkedQueue<>();
     /** Writes that missed a leg, completed once the header records that leg out of sync. */
     private final ConcurrentLinkedQueue<Bio> recording = new ConcurrentLinkedQueue<>();
     /** Legs out of sync as the mirror says now; written to the header by the log thread. */
@@ -302,6 +304,34 @@ public final class MirrorLog implements AutoCloseable {
         }
     }
 
+    /**
+     * A copy of the marked bits, from a control path, taken by the log's thread. A region whose
+     * bit is clear has had no write since a flush that held on every leg (a clean pass clears bits
+     * only then), so these are, with a leg's dirty bits, every region a leg that failed a flush
+     * may have lost. Only the log's thread sees them whole: a clean pass takes bits out before
+     * it flushes the legs and puts them back when a flush fails.
+     *
+     * @return the words, bit r for region r
+     * @throws IllegalStateException when the log's thread does not answer
+     */
+    long[] markedBits() {
+        Thread t = thread;
+        if (t == null || !t.isAlive()) {
+            throw new IllegalStateException("mirror log: its thread has stopped");
+        }
+        java.util.concurrent.CompletableFuture<long[]> f = new java.util.concurrent.CompletableFuture<>();
+        snapshots.add(f);
+        LockSupport.unpark(thread);
+        try {
+            return f.get(60, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while reading the log's marks");
+        } catch (Exception e) {
+            throw new IllegalStateException("mirror log: can't read its marks: " + e.getMessage(), e);
+        }
+    }
+
     /** Marks every region (a mirror that starts with a full copy); durable when this returns. */
     void markAll() {
         for (int r = 0; r < regions; r++) {
@@ -418,6 +448,13 @@ public final class MirrorLog implements AutoCloseable {
                     } else {
                         f.completeExceptionally(error);
                     }
+                }
+                continue;
+            }
+            if (!snapshots.isEmpty()) {
+                java.util.concurrent.CompletableFuture<long[]> f;
+                while ((f = snapshots.poll()) != null) {
+                    f.complete(marked.clone());
                 }
                 continue;
             }

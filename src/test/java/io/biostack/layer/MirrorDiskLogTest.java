@@ -314,6 +314,85 @@ class MirrorDiskLogTest {
         }
     }
 
+    /**
+     * Leg b is a remote disk with a volatile write cache (its log-writes log says what it had
+     * flushed): its server restarts and loses the writes it had not flushed, and the mirror's next
+     * flush fails on it. What it may lack is on the log (every region written since the last
+     * flush that held on every leg) or in its dirty bits (written while it was away): when it
+     * answers again only those are copied, not the whole device.
+     */
+    @Test
+    void aLegWhoseFlushFailedGetsOnlyTheMarkedAndDirtyRegionsWhenItAnswersAgain(@TempDir Path dir) throws Exception {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        RamDisk bDisk = new RamDisk("b", 1 << 20);
+        RamDisk bLog = new RamDisk("b-log", 4 << 20);
+        LogWrites bw = new LogWrites("bw", bDisk, bLog);
+        TestDevices.Probe b = new TestDevices.Probe(bw);
+        RamDisk log = new RamDisk("log", 1 << 20);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, true, log);
+        m.log().clearDelay(5);
+        try {
+            m.write(1 * REGION, fill(4096, 3)).get(10, TimeUnit.SECONDS);
+            m.write(5 * REGION, fill(4096, 3)).get(10, TimeUnit.SECONDS);
+            m.flush().get(10, TimeUnit.SECONDS);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (logWord(log, 0) != 0 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(logWord(log, 0)).as("regions 1 and 5 went clean: every leg flushed them").isZero();
+            m.log().clearDelay(60_000); // no clean pass from here on
+            m.write(2 * REGION, fill(4096, 7)).get(10, TimeUnit.SECONDS); // in b's cache only
+            m.write(9 * REGION + 8192, fill(4096, 7)).get(10, TimeUnit.SECONDS);
+            b.failing = true; // b's server restarts without its cache: the flush says so
+            m.flush().get(10, TimeUnit.SECONDS); // held by leg a
+            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+            m.write(12 * REGION, fill(4096, 8)).get(10, TimeUnit.SECONDS); // while b is away
+            // b as its restarted server has it: what it had flushed, no more
+            RamDisk b2 = afterPowerCut(bLog, "b2", 1 << 20, dir);
+            assertThat(read(b2, 1 * REGION, 4096)).containsOnly(3);
+            assertThat(read(b2, 2 * REGION, 4096)).as("acknowledged, never flushed: lost").containsOnly(0);
+            bDisk.write(0, MemorySegment.ofArray(read(b2, 0, 1 << 20))).get(10, TimeUnit.SECONDS);
+            b.failing = false; // it answers again: the prober takes it back
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (m.legState(1) == Mirror.LegState.FAILED && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+            assertThat(m.resyncBytes()).as("regions 2, 9 (marked) and 12 (dirty), not all 16").isEqualTo(3 * REGION);
+            assertThat(m.status()).contains(" 16/16 1 AA ").endsWith(" resync_bytes=" + 3 * REGION);
+            assertThat(read(bDisk, 0, 1 << 20)).as("b holds every byte a holds").isEqualTo(read(a, 0, 1 << 20));
+            assertThat(read(bDisk, 2 * REGION, 4096)).containsOnly(7);
+            assertThat(read(bDisk, 12 * REGION, 4096)).containsOnly(8);
+        } finally {
+            m.close();
+            bw.close();
+        }
+    }
+
+    @Test
+    void aLegWhoseFlushFailedIsStillCopiedWholeWhenReinstated() throws Exception {
+        RamDisk a = new RamDisk("a", 1 << 20);
+        TestDevices.Probe b = new TestDevices.Probe(new RamDisk("b", 1 << 20));
+        RamDisk log = new RamDisk("log", 1 << 20);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, true, log);
+        m.log().clearDelay(60_000);
+        try {
+            m.write(2 * REGION, fill(4096, 7)).get(10, TimeUnit.SECONDS);
+            b.failing = true;
+            m.flush().get(10, TimeUnit.SECONDS);
+            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+            b.lower.write(0, fill(1 << 20, 9)).get(10, TimeUnit.SECONDS); // the admin puts in another disk
+            b.failing = false;
+            m.message(List.of("reinstate", "1")); // before the prober's first look (500 ms)
+            assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(m.resyncBytes()).as("a reinstated leg may be a new disk: every region").isEqualTo(1 << 20);
+            assertThat(read(b.lower, 0, 1 << 20)).isEqualTo(read(a, 0, 1 << 20));
+        } finally {
+            m.close();
+        }
+    }
+
     @Test
     void aNewLogWithSyncCopiesEverythingAndACrashDuringThatCopyCopiesEverythingAgain() throws Exception {
         RamDisk a = new RamDisk("a", 1 << 20);
