@@ -149,6 +149,67 @@ class MirrorOverNbdTest {
         }
     }
 
+    @Test
+    void withADiskLogARemoteLegWhoseServerLostUnflushedWritesGetsOnlyTheMarkedRegions() throws Exception {
+        long size = 1L << 20;
+        long region = 64 * 1024; // one qcow2 cluster
+        Path img = dir.resolve("far.qcow2");
+        Path sock = dir.resolve("far.sock");
+        Process server = farImage(img, sock, size);
+        try (RamDisk local = new RamDisk("local", size);
+             RamDisk log = new RamDisk("log", 1 << 20);
+             Arena arena = Arena.ofShared();
+             NbdClient leaf = NbdClient.open("remote", NbdUri.parse("nbd+unix:///?socket=" + sock),
+                     NbdClient.Options.defaults().withTimeout(Duration.ofSeconds(5)))) {
+            Mirror m = new Mirror("pair", List.of(new Leg(local, 0), new Leg(leaf, 0)), size, region, true, log);
+            m.log().clearDelay(5);
+            try {
+                MemorySegment one = arena.allocate(region, 4096);
+                one.fill((byte) 0x11);
+                m.write(1 * region, one).get(5, TimeUnit.SECONDS);
+                m.write(5 * region, one).get(5, TimeUnit.SECONDS);
+                m.flush().get(5, TimeUnit.SECONDS);
+                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                while (m.log().markedRegions() != 0 && System.nanoTime() < end) {
+                    Thread.sleep(5);
+                }
+                assertThat(m.log().markedRegions()).as("flushed on both legs: clean on the log").isZero();
+                m.log().clearDelay(60_000);
+                MemorySegment a = arena.allocate(region, 4096);
+                a.fill((byte) 0x5a);
+                m.write(2 * region, a).get(5, TimeUnit.SECONDS); // new clusters: their L2 entries in
+                m.write(9 * region, a).get(5, TimeUnit.SECONDS); // qemu-nbd's memory, not flushed
+
+                server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+                server = qemuNbd(img, sock);
+                end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                while (leaf.reconnects() == 0 && System.nanoTime() < end) {
+                    Thread.sleep(10);
+                }
+                MemorySegment f = arena.allocate(region, 4096);
+                leaf.read(2 * region, f).get(5, TimeUnit.SECONDS);
+                assertThat(f.get(ValueLayout.JAVA_BYTE, 0)).as("the restarted server lost the write").isZero();
+                m.flush().get(5, TimeUnit.SECONDS); // fails on the remote leg, holds on the local one
+
+                end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while ((m.legState(1) != Mirror.LegState.IN_SYNC || m.isResyncing()) && System.nanoTime() < end) {
+                    Thread.sleep(20);
+                }
+                assertThat(m.legState(1)).as("taken back by itself").isEqualTo(Mirror.LegState.IN_SYNC);
+                assertThat(m.resyncBytes()).as("regions 2 and 9, not all 16").isEqualTo(2 * region);
+                MemorySegment mine = arena.allocate(size, 4096);
+                MemorySegment theirs = arena.allocate(size, 4096);
+                local.read(0, mine).get(5, TimeUnit.SECONDS);
+                leaf.read(0, theirs).get(5, TimeUnit.SECONDS);
+                assertThat(theirs.mismatch(mine)).as("the remote leg has every byte").isEqualTo(-1);
+            } finally {
+                m.close();
+            }
+        } finally {
+            server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+        }
+    }
+
     /** A new qcow2 image of {@code size} bytes at {@code img}, served by {@link #qemuNbd} at {@code sock}. */
     Process farImage(Path img, Path sock, long size) throws Exception {
         io.biostack.nbd.Tools.require("qemu-nbd");
