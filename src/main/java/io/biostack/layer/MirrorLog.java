@@ -424,6 +424,11 @@ public final class MirrorLog implements AutoCloseable {
         List<Bio> batch = new ArrayList<>();
         long lastClean = System.nanoTime();
         while (true) {
+            // (first: a steady stream of writes to new regions must not keep a resync waiting)
+            java.util.concurrent.CompletableFuture<long[]> snap;
+            while ((snap = snapshots.poll()) != null) {
+                snap.complete(marked.clone());
+            }
             Bio b;
             while ((b = waiting.poll()) != null) {
                 batch.add(b);
@@ -448,13 +453,6 @@ public final class MirrorLog implements AutoCloseable {
                     } else {
                         f.completeExceptionally(error);
                     }
-                }
-                continue;
-            }
-            if (!snapshots.isEmpty()) {
-                java.util.concurrent.CompletableFuture<long[]> f;
-                while ((f = snapshots.poll()) != null) {
-                    f.complete(marked.clone());
                 }
                 continue;
             }
