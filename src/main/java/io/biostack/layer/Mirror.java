@@ -55,9 +55,11 @@ import java.util.concurrent.locks.ReentrantLock;
  * {@link #PROBE_MAX_NANOS}; when it answers (a network leaf that reconnected by itself, a disk
  * that is back) the leg is taken back and only its dirty regions are copied, with no command
  * given. {@code message reinstate} still copies every region (the admin may have replaced the
- * disk), and so does taking back a leg whose FLUSH failed under the core log: writes it had
- * acknowledged since its last good flush may be lost, wherever they went. A disk log knows where:
- * its marked regions (see {@link MirrorLog#markedBits}); such a leg gets those and its dirty ones.
+ * disk). A leg whose FLUSH failed may have lost any write it had acknowledged since its last good
+ * flush: it gets, besides its dirty regions, those the disk log marks (see
+ * {@link MirrorLog#markedBits}) or, with the core log, those it completed writes in since its last
+ * good flush (two bitmaps per leg, see {@code unflushed}: an atomic OR per region the first time a
+ * leg completes a write there after a flush, an opaque read after that, and a CAS per flush).
  * A copied leg is flushed before it is called in sync, so a leg that lost such writes while away
  * is caught before it serves a read. Progress is the {@code in-sync/total} count of the status
  * either way.
@@ -111,8 +113,20 @@ public final class Mirror implements Target {
     private Thread prober;                       // guarded by lock
     private final boolean[] autoFailed;          // guarded by lock: dropped after an error, probed
     private final boolean[] fullResync;          // guarded by lock: copy every region, not the dirty ones
-    private final boolean[] logResync;           // guarded by lock: copy the disk log's marked regions too
+    private final boolean[] flushLost;           // guarded by lock: a flush failed: copy what it may have lost too
     private final long[][] dirty;                // per leg, one bit per region; set with getAndBitwiseOr
+    /**
+     * Core log only (null with a disk log, whose marks say the same): per leg, two bitmaps of the
+     * regions it completed writes in. Completed writes go to the current one; a flush sent to
+     * the leg while none of these is in flight makes the other current and, once it succeeds,
+     * clears the old one (every write in it completed before that flush was sent). So the two
+     * hold every region written since the leg's last good flush: what a failed flush may have lost.
+     */
+    private final long[][][] unflushed;
+    private final AtomicIntegerArray unflushedCur;  // per leg: which bitmap takes completed writes
+    private final AtomicIntegerArray clearing;      // per leg: 1 while the flush that clears the other is in flight
+    /** In a leg clone's private long, next to the leg index: this flush clears the old bitmap. */
+    private static final long CLEARS = 1L << 32;
     private final long[] probeAt;                // prober thread only
     private final long[] probeGap;               // prober thread only
     private long outOfSync;                      // guarded by lock: legs failed and not copied back since
@@ -181,8 +195,11 @@ public final class Mirror implements Target {
         this.regionWrites = new AtomicIntegerArray(Math.max(1, regions));
         this.autoFailed = new boolean[this.legs.length];
         this.fullResync = new boolean[this.legs.length];
-        this.logResync = new boolean[this.legs.length];
+        this.flushLost = new boolean[this.legs.length];
         this.dirty = new long[this.legs.length][(regions + 63) / 64];
+        this.unflushed = logDevice == null ? new long[this.legs.length][2][(regions + 63) / 64] : null;
+        this.unflushedCur = new AtomicIntegerArray(this.legs.length);
+        this.clearing = new AtomicIntegerArray(this.legs.length);
         this.probeAt = new long[this.legs.length];
         this.probeGap = new long[this.legs.length];
         this.log = logDevice == null ? null : MirrorLog.open(logDevice, regionBytes, regions);
@@ -461,7 +478,7 @@ public final class Mirror implements Target {
             Bio c = master.cloneShallow(Layers.POOL);
             c.setEndIo(legWriteDone);
             c.setPrivateData(master);
-            c.setPrivateLong(i);
+            c.setPrivateLong(i | (startsClearing(i, bio) ? CLEARS : 0));
             if (ranged) {
                 c.setOffset(legs[i].start() + bio.offset());
             }
@@ -473,14 +490,26 @@ public final class Mirror implements Target {
 
     private void legWriteDone(Bio c) {
         Bio master = (Bio) c.privateData();
+        int leg = (int) c.privateLong();
+        if (c.status() == Status.OK && unflushed != null) {
+            Bio parent = (Bio) master.privateData();
+            if ((c.privateLong() & CLEARS) != 0) {
+                clearOld(leg);
+            }
+            if (parent.op() != Op.FLUSH) {
+                markUnflushed(leg, parent.offset(), parent.size());
+            }
+        }
         if (c.status() != Status.OK) {
-            int leg = (int) c.privateLong();
             Bio parent = (Bio) master.privateData();
             if (parent.op() != Op.FLUSH) {
                 markDirty(leg, parent.offset(), parent.size());
             }
             if (parent.op() == Op.FLUSH || parent.hasFlag(io.biostack.block.BioFlags.PREFLUSH)) {
                 flushFailed(leg);
+            }
+            if ((c.privateLong() & CLEARS) != 0) {
+                clearing.set(leg, 0); // (after flushFailed: the old bitmap is in the dirty bits)
             }
             legFailed(leg, 'D', c.status() + (c.detail() == null ? "" : ": " + c.detail()));
         }
@@ -557,22 +586,72 @@ public final class Mirror implements Target {
 
     /**
      * Leg {@code leg} failed a flush: any write it acknowledged since its last good flush may be
-     * gone (an NBD server that restarted without its cache). The core log has no record of which
-     * regions those were: the leg is copied whole. A disk log's marks are a record: a region is
-     * marked before its first write and goes clean only after every leg has flushed it, and no
-     * bit goes while a leg is out of sync; so the marked regions, taken when the copy begins, and
-     * the leg's dirty ones are all it may lack (as a restart after a crash copies those alone).
+     * gone (an NBD server that restarted without its cache). A disk log's marks hold them: a
+     * region is marked before its first write and goes clean only after every leg has flushed
+     * it, and no bit goes while a leg is out of sync; so the marked regions, taken when the copy
+     * begins, and the leg's dirty ones are all it may lack (as a restart after a crash copies
+     * those alone). The core log's unflushed bitmaps hold them too: they go into the dirty bits
+     * now (before a flush that succeeds later clears one; NBD reports a loss to one flush only)
+     * and again when the copy begins (a write whose completion ran after this).
      */
     private void flushFailed(int leg) {
+        if (log == null) {
+            unflushedToDirty(leg);
+        }
         lock.lock();
         try {
-            if (log == null) {
-                fullResync[leg] = true;
-            } else {
-                logResync[leg] = true;
-            }
+            flushLost[leg] = true;
         } finally {
             lock.unlock();
+        }
+    }
+
+    private void unflushedToDirty(int leg) {
+        long[] d = dirty[leg];
+        for (int w = 0; w < d.length; w++) {
+            long u = (long) BITS.getVolatile(unflushed[leg][0], w) | (long) BITS.getVolatile(unflushed[leg][1], w);
+            if (u != 0) {
+                BITS.getAndBitwiseOr(d, w, u);
+            }
+        }
+    }
+
+    /**
+     * For a flush (or a write with PREFLUSH) about to go to leg {@code leg}: when no flush that
+     * clears is in flight on it, this one is; completed writes go to the other bitmap from now.
+     * A CAS per flush per leg, none per plain write.
+     */
+    private boolean startsClearing(int leg, Bio bio) {
+        if (unflushed == null || (bio.op() != Op.FLUSH && !bio.hasFlag(io.biostack.block.BioFlags.PREFLUSH))
+                || !clearing.compareAndSet(leg, 0, 1)) {
+            return false;
+        }
+        unflushedCur.set(leg, 1 - unflushedCur.get(leg));
+        return true;
+    }
+
+    /** The flush that clears succeeded: the writes in the old bitmap are stable on the leg. */
+    private void clearOld(int leg) {
+        long[] old = unflushed[leg][1 - unflushedCur.get(leg)];
+        for (int w = 0; w < old.length; w++) {
+            if ((long) BITS.getOpaque(old, w) != 0) {
+                BITS.setVolatile(old, w, 0L);
+            }
+        }
+        clearing.set(leg, 0);
+    }
+
+    /** Leg {@code leg} completed a write in [offset, offset + size): unflushed until its next good flush. */
+    private void markUnflushed(int leg, long offset, long size) {
+        if (size <= 0) {
+            return;
+        }
+        long[] u = unflushed[leg][unflushedCur.get(leg)];
+        for (long r = offset / region; r <= (offset + size - 1) / region; r++) {
+            long bit = 1L << (r & 63);
+            if (((long) BITS.getOpaque(u, (int) (r >>> 6)) & bit) == 0) {
+                BITS.getAndBitwiseOr(u, (int) (r >>> 6), bit);
+            }
         }
     }
 
@@ -722,14 +801,14 @@ public final class Mirror implements Target {
         }
         System.err.println("biostack: mirror " + name + ": leg " + leg + " (" + legs[leg].device().name()
                 + ") answers again; copying the " + (fullResyncOf(leg) ? "whole device" : dirtyRegions(leg)
-                + " region(s) written while it was away" + (logResyncOf(leg) ? " and those the log marks (its flush failed)" : "")));
+                + " region(s) written while it was away" + (flushLostOf(leg) ? " and those its failed flush may have lost" : "")));
         startResync();
     }
 
-    private boolean logResyncOf(int leg) {
+    private boolean flushLostOf(int leg) {
         lock.lock();
         try {
-            return logResync[leg];
+            return flushLost[leg];
         } finally {
             lock.unlock();
         }
@@ -804,32 +883,35 @@ public final class Mirror implements Target {
      */
     private boolean copyAll(int src, long targets, MemorySegment buf, long[] copied) {
         long full = 0;
-        long fromLog = 0;
+        long lost = 0;
         lock.lock();
         try {
             for (long m = targets; m != 0; m &= m - 1) {
                 int t = Long.numberOfTrailingZeros(m);
                 if (fullResync[t]) {
                     full |= 1L << t;
-                } else if (logResync[t]) {
-                    fromLog |= 1L << t;
+                } else if (flushLost[t]) {
+                    lost |= 1L << t;
                 }
-                // (taken now, before the marks are read: a flush that fails later sets it again,
+                // (taken now, before the bits are read: a flush that fails later sets it again,
                 // and the leg gets another pass; a whole copy covers it)
-                logResync[t] = false;
+                flushLost[t] = false;
             }
         } finally {
             lock.unlock();
         }
-        if (fromLog != 0) {
+        for (long m = log == null ? lost : 0; m != 0; m &= m - 1) {
+            unflushedToDirty(Long.numberOfTrailingZeros(m)); // see flushFailed
+        }
+        if (lost != 0 && log != null) {
             // A target whose flush failed gets the log's marked regions too (see flushFailed).
             long[] marks;
             try {
                 marks = log.markedBits();
             } catch (IllegalStateException e) {
-                marks = null; // no record to trust: every region, as the core log does
+                marks = null; // no record to trust: every region
             }
-            for (long m = fromLog; m != 0; m &= m - 1) {
+            for (long m = lost; m != 0; m &= m - 1) {
                 int t = Long.numberOfTrailingZeros(m);
                 if (marks == null) {
                     full |= 1L << t;
@@ -898,6 +980,9 @@ public final class Mirror implements Target {
                     int t = Long.numberOfTrailingZeros(m);
                     if (legState(t) == LegState.RESYNCING) {
                         if (io(legs[t].device(), Op.WRITE, legs[t].start() + pos, piece)) {
+                            if (unflushed != null) {
+                                markUnflushed(t, pos, n); // lost too if its flush fails
+                            }
                             copied[t] += n;
                             resyncBytes.addAndGet(n);
                         } else {
@@ -923,7 +1008,8 @@ public final class Mirror implements Target {
      * Flushes each target before it is called in sync: the copy must be stable, and a leg whose
      * flush fails may have lost writes it acknowledged before it went away, which no dirty bit
      * records (an NBD leaf whose server restarted without its cache says so here, once): it is
-     * dropped and copied whole when it answers again, never read from meanwhile.
+     * dropped and gets what it may have lost when it answers again (see flushFailed), never read
+     * from meanwhile.
      */
     private void flushTargets(long targets) {
         for (long m = targets; m != 0; m &= m - 1) {
@@ -1021,7 +1107,7 @@ public final class Mirror implements Target {
                 // A target that was away during the pass and is back has regions it missed
                 // (its dirty bits): it stays RESYNCING, and the worker makes another pass.
                 // So does one whose flush failed during the pass and is not dropped yet.
-                if (state[t] == LegState.RESYNCING && dirtyRegions(t) == 0 && !logResync[t]) {
+                if (state[t] == LegState.RESYNCING && dirtyRegions(t) == 0 && !flushLost[t]) {
                     state[t] = LegState.IN_SYNC;
                     health[t] = 'A';
                     fullResync[t] = false;

@@ -3,9 +3,12 @@ package io.biostack.layer;
 import io.biostack.block.Op;
 import io.biostack.block.RamDisk;
 import io.biostack.block.Status;
+import io.biostack.layer.logwrites.LogWrites;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -189,6 +192,56 @@ class MirrorTest {
         assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
         assertThat(read(b, 0, (int) len)).as("in sync means the same bytes").isEqualTo(read(a, 0, (int) len));
         m.close();
+    }
+
+    /**
+     * The core log's version of MirrorDiskLogTest's: leg b is a disk with a volatile write cache
+     * whose server restarts and loses what it had not flushed; the mirror's next flush fails on
+     * it. The regions written since its last good flush (kept per leg in memory) and those
+     * written while it was away are copied when it answers again, not the whole device.
+     */
+    @Test
+    void aLegWhoseFlushFailedGetsOnlyTheRegionsWrittenSinceItsLastGoodFlush(@TempDir Path dir) throws Exception {
+        long region = 64 * 1024;
+        RamDisk a = new RamDisk("a", 1 << 20);
+        RamDisk bDisk = new RamDisk("b", 1 << 20);
+        RamDisk bLog = new RamDisk("b-log", 4 << 20);
+        LogWrites bw = new LogWrites("bw", bDisk, bLog);
+        Probe b = new Probe(bw);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, region, true);
+        try {
+            write(m, 1 * region, pattern(4096, 1));
+            write(m, 5 * region, pattern(4096, 5));
+            join(m.flush()); // stable on both legs
+            write(m, 2 * region, pattern(4096, 2)); // in b's cache only
+            write(m, 9 * region + 8192, pattern(4096, 9));
+            b.failing = true; // b's server restarts without its cache: the flush says so
+            join(m.flush()); // held by leg a
+            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
+            write(m, 12 * region, pattern(4096, 12)); // while b is away
+            // (LogWrites records the good flush on its log a moment after it completes)
+            RamDisk b2 = MirrorDiskLogTest.afterPowerCut(bLog, "b2", 1 << 20, dir);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (!java.util.Arrays.equals(read(b2, 1 * region, 4096), bytes(pattern(4096, 1))) && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+                b2 = MirrorDiskLogTest.afterPowerCut(bLog, "b2", 1 << 20, dir);
+            }
+            assertThat(read(b2, 1 * region, 4096)).isEqualTo(bytes(pattern(4096, 1)));
+            assertThat(read(b2, 2 * region, 4096)).as("acknowledged, never flushed: lost").containsOnly(0);
+            write(bDisk, 0, MemorySegment.ofArray(read(b2, 0, 1 << 20)));
+            b.failing = false; // it answers again: the prober takes it back
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (m.legState(1) == Mirror.LegState.FAILED && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+            assertThat(m.resyncBytes()).as("regions 2, 9 (unflushed) and 12 (dirty), not all 16").isEqualTo(3 * region);
+            assertThat(read(bDisk, 0, 1 << 20)).as("b holds every byte a holds").isEqualTo(read(a, 0, 1 << 20));
+        } finally {
+            m.close();
+            bw.close();
+        }
     }
 
     @Test
