@@ -123,6 +123,8 @@ public final class Mirror implements Target {
      * hold every region written since the leg's last good flush: what a failed flush may have lost.
      */
     private final long[][][] unflushed;
+    /** Per leg and bitmap, a bit per word of {@code unflushed} that may be non-zero: a flush clears only those. */
+    private final long[][][] unflushedWords;
     private final AtomicIntegerArray unflushedCur;  // per leg: which bitmap takes completed writes
     private final AtomicIntegerArray clearing;      // per leg: 1 while the flush that clears the other is in flight
     /** In a leg clone's private long, next to the leg index: this flush clears the old bitmap. */
@@ -198,6 +200,7 @@ public final class Mirror implements Target {
         this.flushLost = new boolean[this.legs.length];
         this.dirty = new long[this.legs.length][(regions + 63) / 64];
         this.unflushed = logDevice == null ? new long[this.legs.length][2][(regions + 63) / 64] : null;
+        this.unflushedWords = logDevice == null ? new long[this.legs.length][2][((regions + 63) / 64 + 63) / 64] : null;
         this.unflushedCur = new AtomicIntegerArray(this.legs.length);
         this.clearing = new AtomicIntegerArray(this.legs.length);
         this.probeAt = new long[this.legs.length];
@@ -630,12 +633,20 @@ public final class Mirror implements Target {
         return true;
     }
 
-    /** The flush that clears succeeded: the writes in the old bitmap are stable on the leg. */
+    /**
+     * The flush that clears succeeded: the writes in the old bitmap are stable on the leg. Only
+     * the words written since the last clear are visited (a flush costs what was written, not
+     * the device's size). A bit that a write completed before the flip sets only now stays until
+     * the next clear: more to copy, never less.
+     */
     private void clearOld(int leg) {
-        long[] old = unflushed[leg][1 - unflushedCur.get(leg)];
-        for (int w = 0; w < old.length; w++) {
-            if ((long) BITS.getOpaque(old, w) != 0) {
-                BITS.setVolatile(old, w, 0L);
+        int b = 1 - unflushedCur.get(leg);
+        long[] old = unflushed[leg][b];
+        long[] words = unflushedWords[leg][b];
+        for (int s = 0; s < words.length; s++) {
+            long m = (long) BITS.getAndSet(words, s, 0L);
+            for (; m != 0; m &= m - 1) {
+                BITS.setVolatile(old, s * 64 + Long.numberOfTrailingZeros(m), 0L);
             }
         }
         clearing.set(leg, 0);
@@ -646,11 +657,13 @@ public final class Mirror implements Target {
         if (size <= 0) {
             return;
         }
-        long[] u = unflushed[leg][unflushedCur.get(leg)];
+        int b = unflushedCur.get(leg);
+        long[] u = unflushed[leg][b];
         for (long r = offset / region; r <= (offset + size - 1) / region; r++) {
             long bit = 1L << (r & 63);
-            if (((long) BITS.getOpaque(u, (int) (r >>> 6)) & bit) == 0) {
-                BITS.getAndBitwiseOr(u, (int) (r >>> 6), bit);
+            int w = (int) (r >>> 6);
+            if (((long) BITS.getOpaque(u, w) & bit) == 0 && (long) BITS.getAndBitwiseOr(u, w, bit) == 0) {
+                BITS.getAndBitwiseOr(unflushedWords[leg][b], w >>> 6, 1L << (w & 63)); // the word's first bit
             }
         }
     }
