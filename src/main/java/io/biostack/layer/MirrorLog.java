@@ -89,6 +89,11 @@ public final class MirrorLog implements AutoCloseable {
     private final long[] marked;
     /** Bits known durable: the I/O path's fast check. */
     private final long[] durable;
+    /**
+     * The bits a clean pass has taken out of {@link #durable} and not yet cleared on the log
+     * device (null between passes): still marked as far as {@link #markedRegions} is concerned.
+     */
+    private volatile long[] clearingBits;
     /** Regions written since the last clean pass (set by the I/O path, aged by the log thread). */
     private final long[] touched;
     private final MemorySegment block = Arena.ofAuto().allocate(BLOCK, 4096);
@@ -577,6 +582,15 @@ public final class MirrorLog implements AutoCloseable {
         }
         java.util.BitSet blocks = new java.util.BitSet();
         long[] cleared = new long[marked.length];
+        clearingBits = cleared;
+        try {
+            cleanPass(blocks, cleared);
+        } finally {
+            clearingBits = null;
+        }
+    }
+
+    private void cleanPass(java.util.BitSet blocks, long[] cleared) {
         for (int w = 0; w < marked.length; w++) {
             long bits = marked[w];
             while (bits != 0) {
@@ -586,13 +600,14 @@ public final class MirrorLog implements AutoCloseable {
                 if (((long) BITS.getAndBitwiseAnd(touched, w, ~bit) & bit) != 0 || !regionIdle.test(r)) {
                     continue; // written since the last pass: keep it one pass more
                 }
+                BITS.getAndBitwiseOr(cleared, w, bit); // (for the status: before it leaves durable)
                 BITS.getAndBitwiseAnd(durable, w, ~bit);
                 if (regionIdle.test(r) && allInSync.getAsBoolean()) {
                     marked[w] &= ~bit;
-                    cleared[w] |= bit;
                     blocks.set(w / WORDS_PER_BLOCK);
                 } else {
                     BITS.getAndBitwiseOr(durable, w, bit); // still on disk: it stays durable
+                    BITS.getAndBitwiseAnd(cleared, w, ~bit);
                 }
             }
         }
@@ -616,14 +631,16 @@ public final class MirrorLog implements AutoCloseable {
     }
 
     /**
-     * Returns regions marked now (on disk, or being written).
+     * Returns regions marked now (on disk, or being written), counting those a clean pass is
+     * about to clear until it has cleared them on the log device.
      *
      * @return regions marked now (on disk, or being written)
      */
     public long markedRegions() {
+        long[] c = clearingBits;
         long n = 0;
         for (int w = 0; w < durable.length; w++) {
-            n += Long.bitCount((long) BITS.getVolatile(durable, w));
+            n += Long.bitCount((long) BITS.getVolatile(durable, w) | (c == null ? 0 : (long) BITS.getVolatile(c, w)));
         }
         return n;
     }

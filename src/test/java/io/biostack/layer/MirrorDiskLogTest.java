@@ -238,6 +238,40 @@ class MirrorDiskLogTest {
     }
 
     @Test
+    void theStatusCountsARegionMarkedUntilACleanPassHasClearedItOnTheLogDevice() throws Exception {
+        // A clean pass takes region 3's bit out and waits for the legs' flush: the log device
+        // still holds the bit, and the bit comes back if the flush fails. "marked=0" now would
+        // say the log is clean when a crash would still copy region 3.
+        RamDisk a = new RamDisk("a", 1 << 20);
+        TestDevices.Probe b = new TestDevices.Probe(new RamDisk("b", 1 << 20));
+        RamDisk log = new RamDisk("log", 1 << 20);
+        Mirror m = new Mirror("m", List.of(new Leg(a, 0), new Leg(b, 0)), 1 << 20, REGION, true, log);
+        m.log().clearDelay(5);
+        try {
+            b.holdFlushes(); // leg b is slow to empty its cache
+            m.write(3 * REGION, fill(4096, 7)).get(10, TimeUnit.SECONDS);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (b.count(io.biostack.block.Op.FLUSH) == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(b.count(io.biostack.block.Op.FLUSH)).as("a clean pass waits for b's flush").isOne();
+            assertThat(logWord(log, 0)).isEqualTo(1L << 3);
+            assertThat(m.log().markedRegions()).as("still marked on the log device").isOne();
+            assertThat(m.status()).contains(" marked=1 ");
+            b.release();
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (m.log().markedRegions() != 0 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(m.log().markedRegions()).isZero();
+            assertThat(logWord(log, 0)).as("cleared on the device once it says so").isZero();
+        } finally {
+            b.release();
+            m.close();
+        }
+    }
+
+    @Test
     void aFlushThatFailsOnTheFirstLegIsAcknowledgedOnlyOnceTheLogSaysThatLegIsOutOfSync() throws Exception {
         // Leg a is a server that restarted without its cache: it lost a write it had acknowledged,
         // and says so when the next flush fails. Leg b flushed. A flush acknowledged now promises

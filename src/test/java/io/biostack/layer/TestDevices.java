@@ -31,6 +31,8 @@ final class TestDevices {
         volatile long failFromWriteAt = -1;
         /** While set, writes wait in {@link #held} until {@link #release} (a device slow to answer). */
         private boolean holdWrites;
+        /** While set, flushes wait in {@link #held} too (a disk slow to empty its cache). */
+        private boolean holdFlushes;
         private final java.util.ArrayDeque<Bio> held = new java.util.ArrayDeque<>();
 
         Probe(BlockDevice lower) {
@@ -63,7 +65,7 @@ final class TestDevices {
                 return;
             }
             synchronized (this) {
-                if (holdWrites && bio.op() == Op.WRITE) {
+                if (holdWrites && bio.op() == Op.WRITE || holdFlushes && bio.op() == Op.FLUSH) {
                     held.add(bio);
                     return;
                 }
@@ -75,11 +77,16 @@ final class TestDevices {
             holdWrites = true;
         }
 
+        synchronized void holdFlushes() {
+            holdFlushes = true;
+        }
+
         /** Stops holding writes and sends on those held. */
         void release() {
             java.util.List<Bio> go;
             synchronized (this) {
                 holdWrites = false;
+                holdFlushes = false;
                 go = new java.util.ArrayList<>(held);
                 held.clear();
             }
