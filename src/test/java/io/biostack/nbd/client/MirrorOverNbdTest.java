@@ -103,7 +103,7 @@ class MirrorOverNbdTest {
     }
 
     @Test
-    void aRemoteLegWhoseServerLostUnflushedWritesIsCopiedWholeBeforeItServesReads() throws Exception {
+    void aRemoteLegWhoseServerLostUnflushedWritesGetsThemBackBeforeItServesReads() throws Exception {
         long size = 1L << 20;
         Path img = dir.resolve("far.qcow2");
         Path sock = dir.resolve("far.sock");
@@ -116,7 +116,7 @@ class MirrorOverNbdTest {
             try {
                 MemorySegment a = arena.allocate(size, 4096);
                 a.fill((byte) 0x5a);
-                m.write(0, a).get(5, TimeUnit.SECONDS); // both legs acknowledge it; no flush yet
+                m.write(0, a).get(5, TimeUnit.SECONDS); // both legs acknowledge it, every region; no flush yet
 
                 server.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
                 server = qemuNbd(img, sock);
