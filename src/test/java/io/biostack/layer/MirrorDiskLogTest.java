@@ -387,12 +387,7 @@ class MirrorDiskLogTest {
             assertThat(read(b2, 2 * REGION, 4096)).as("acknowledged, never flushed: lost").containsOnly(0);
             bDisk.write(0, MemorySegment.ofArray(read(b2, 0, 1 << 20))).get(10, TimeUnit.SECONDS);
             b.failing = false; // it answers again: the prober takes it back
-            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (m.legState(1) == Mirror.LegState.FAILED && System.nanoTime() < deadline) {
-                Thread.sleep(5);
-            }
-            assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
-            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+            MirrorTest.awaitTakenBackInSync(m, 1);
             assertThat(m.resyncBytes()).as("regions 2, 9 (marked) and 12 (dirty), not all 16").isEqualTo(3 * REGION);
             assertThat(m.status()).contains(" 16/16 1 AA ").endsWith(" resync_bytes=" + 3 * REGION);
             assertThat(read(bDisk, 0, 1 << 20)).as("b holds every byte a holds").isEqualTo(read(a, 0, 1 << 20));
@@ -423,12 +418,7 @@ class MirrorDiskLogTest {
             assertThat(m.legState(1)).isEqualTo(Mirror.LegState.FAILED);
             b.lower.write(3 * REGION, fill(4096, 0)).get(10, TimeUnit.SECONDS); // gone with its cache
             b.failing = false;
-            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (m.legState(1) == Mirror.LegState.FAILED && System.nanoTime() < deadline) {
-                Thread.sleep(5);
-            }
-            assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
-            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+            MirrorTest.awaitTakenBackInSync(m, 1);
             assertThat(m.resyncBytes()).as("region 3, not all 16").isEqualTo(REGION);
             assertThat(read(b.lower, 3 * REGION, 4096)).containsOnly(7);
             assertThat(read(b.lower, 0, 1 << 20)).isEqualTo(read(a, 0, 1 << 20));

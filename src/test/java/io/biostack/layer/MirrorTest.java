@@ -230,12 +230,7 @@ class MirrorTest {
             assertThat(read(b2, 2 * region, 4096)).as("acknowledged, never flushed: lost").containsOnly(0);
             write(bDisk, 0, MemorySegment.ofArray(read(b2, 0, 1 << 20)));
             b.failing = false; // it answers again: the prober takes it back
-            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (m.legState(1) == Mirror.LegState.FAILED && System.nanoTime() < deadline) {
-                Thread.sleep(5);
-            }
-            assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
-            assertThat(m.legState(1)).isEqualTo(Mirror.LegState.IN_SYNC);
+            MirrorTest.awaitTakenBackInSync(m, 1);
             assertThat(m.resyncBytes()).as("regions 2, 9 (unflushed) and 12 (dirty), not all 16").isEqualTo(3 * region);
             assertThat(read(bDisk, 0, 1 << 20)).as("b holds every byte a holds").isEqualTo(read(a, 0, 1 << 20));
         } finally {
@@ -263,5 +258,15 @@ class MirrorTest {
         assertThatThrownBy(() -> m.message(List.of("explode", "0"))).hasMessageContaining("unknown mirror message");
         assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 8 << 20, 65536, true)).hasMessageContaining("beyond the end");
         assertThatThrownBy(() -> new Mirror("m", List.of(new Leg(a, 0)), 1 << 20, 100, true)).hasMessageContaining("region size");
+    }
+
+    /** Waits (10 s at most) for the prober to take {@code leg} back and its copy to end, in sync. */
+    static void awaitTakenBackInSync(Mirror m, int leg) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (m.legState(leg) == Mirror.LegState.FAILED && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        assertThat(m.awaitResync(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(m.legState(leg)).isEqualTo(Mirror.LegState.IN_SYNC);
     }
 }
