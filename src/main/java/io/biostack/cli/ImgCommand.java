@@ -1,6 +1,8 @@
 package io.biostack.cli;
 
+import io.biostack.block.ImageLocking;
 import io.biostack.block.Sizes;
+import io.biostack.file.QemuLocks;
 import io.biostack.layer.qcow2.Qcow2Check;
 import io.biostack.layer.qcow2.Qcow2Create;
 import io.biostack.layer.qcow2.Qcow2Image;
@@ -127,11 +129,12 @@ public final class ImgCommand implements Runnable {
             }
             say("Formatting '" + file + "', fmt=raw size=" + size
                     + (prealloc.equals("off") ? "" : " preallocation=" + prealloc));
-            try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            try (ImageLocking.Held lock = QemuLocks.onFile(file, true);
+                 RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
                 f.setLength(0);
                 f.setLength(size);
+                preallocate(prealloc, 0, size);
             }
-            preallocate(prealloc, 0, size);
         }
 
         private void createQcow2(Map<String, String> o, long size) throws IOException {
@@ -167,14 +170,18 @@ public final class ImgCommand implements Runnable {
                     + " size=" + size + (o.containsKey("compat") ? " compat=" + compat : "")
                     + (backing == null ? "" : " backing_file=" + backing + " backing_fmt=" + backingFormat)
                     + " lazy_refcounts=" + (lazy ? "on" : "off") + " refcount_bits=" + refbits);
-            Qcow2Create.Layout l;
-            try {
-                l = Qcow2Create.create(file, size, opts, backing, backing == null ? null : backingFormat, null);
-            } catch (IllegalArgumentException e) {
-                throw bad(e.getMessage());
-            }
-            if (prealloc.equals("falloc")) {
-                preallocate(prealloc, 0, l.end);
+            // qemu's write locks before the truncate (QemuLocks.onFile): an image that qemu-nbd,
+            // qemu or a biostack stack has open is refused, not emptied under it.
+            try (ImageLocking.Held lock = QemuLocks.onFile(file, true)) {
+                Qcow2Create.Layout l;
+                try {
+                    l = Qcow2Create.create(file, size, opts, backing, backing == null ? null : backingFormat, null);
+                } catch (IllegalArgumentException e) {
+                    throw bad(e.getMessage());
+                }
+                if (prealloc.equals("falloc")) {
+                    preallocate(prealloc, 0, l.end);
+                }
             }
         }
 

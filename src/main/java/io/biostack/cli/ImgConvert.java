@@ -2,6 +2,8 @@ package io.biostack.cli;
 
 import io.biostack.block.BlockDevice;
 import io.biostack.block.Extent;
+import io.biostack.block.ImageLocking;
+import io.biostack.file.QemuLocks;
 import io.biostack.file.EngineKind;
 import io.biostack.layer.qcow2.Qcow2Create;
 import io.biostack.layer.qcow2.Qcow2Image;
@@ -245,6 +247,11 @@ final class ImgConvert implements Callable<Integer> {
         if (inKernel) {
             prelink();
         }
+        // The destination file's write locks (QemuLocks.onFile), taken just before it is
+        // truncated and held to the end of the copy, as qemu-img convert's create and open of
+        // it: a destination that qemu-nbd, qemu or a biostack stack has open is refused, not
+        // emptied and overwritten.
+        ImageLocking.Held dstLock = ImageLocking.NONE;
         try (Source s = openSource(inKernel)) {
             phase("open source");
             inKernel &= s.files();
@@ -274,9 +281,11 @@ final class ImgConvert implements Callable<Integer> {
                 long[] runs = dataClusters(map(s, size), cs);
                 Map<String, String> o = ImgCommand.parseOptions(options);
                 Progress p = new Progress(progress, size);
+                Qcow2Create.Options qo = qcowOptions(o);
+                dstLock = QemuLocks.onFile(Path.of(dst), true);
                 try (Arena arena = Arena.ofShared()) {
                     MemorySegment io = arena.allocate(cs + 8192, 4096); // a cluster, widened to whole sectors
-                    Qcow2Create.createCompressed(Path.of(dst), size, qcowOptions(o), runs,
+                    Qcow2Create.createCompressed(Path.of(dst), size, qo, runs,
                             (c, buf) -> readCluster(s, size, c, buf, io), p::at);
                 }
                 p.done();
@@ -287,10 +296,13 @@ final class ImgConvert implements Callable<Integer> {
                 long[] runs = dataClusters(map, 1L << clusterBits());
                 phase("map source");
                 Map<String, String> o = ImgCommand.parseOptions(options);
-                layout = Qcow2Create.create(Path.of(dst), size, qcowOptions(o), null, null, runs);
+                Qcow2Create.Options qo = qcowOptions(o);
+                dstLock = QemuLocks.onFile(Path.of(dst), true);
+                layout = Qcow2Create.create(Path.of(dst), size, qo, null, null, runs);
                 phase("create qcow2");
                 out = inKernel ? null : LoopDevice.open(Path.of(dst), file(dstDio));
             } else {
+                dstLock = QemuLocks.onFile(Path.of(dst), true);
                 try (RandomAccessFile f = new RandomAccessFile(dst, "rw")) {
                     f.setLength(0);
                     f.setLength(size);
@@ -320,6 +332,8 @@ final class ImgConvert implements Callable<Integer> {
                 phase("close destination");
             }
             timing(t0);
+        } finally {
+            dstLock.close();
         }
         return 0;
     }

@@ -30,7 +30,7 @@ import java.nio.file.Path;
  * refuse an image biostack has open for writing, as they refuse one qemu has open, and biostack
  * refuses theirs.
  */
-final class QemuLocks implements ImageLocking.Held {
+public final class QemuLocks implements ImageLocking.Held {
     private static final System.Logger LOG = System.getLogger("biostack.file");
     /** block/file-posix.c. */
     static final int RAW_LOCK_PERM_BASE = 100;
@@ -46,15 +46,16 @@ final class QemuLocks implements ImageLocking.Held {
     /** Set once open file description locks turned out to be unsupported (Linux before 3.15). */
     private static volatile boolean unsupported;
 
+    /** The device's file whose descriptor this locks, or null when the locks own {@link #fd}. */
     private final BackingFile file;
     private final int fd;
     private final int perm;
     private final int unshared;
     private boolean released;
 
-    private QemuLocks(BackingFile file, int perm, int unshared) {
+    private QemuLocks(BackingFile file, int fd, int perm, int unshared) {
         this.file = file;
-        this.fd = file.fd();
+        this.fd = fd;
         this.perm = perm;
         this.unshared = unshared;
     }
@@ -64,13 +65,50 @@ final class QemuLocks implements ImageLocking.Held {
      * resize when {@code write}), write and resize not shared.
      */
     static ImageLocking.Held take(BackingFile file, boolean write) throws IOException {
-        Path path = file.path();
+        return take(file, file.fd(), file.path(), write);
+    }
+
+    /**
+     * Opens {@code path} and takes on it the locks of a qcow2-like format that writes it (when
+     * {@code write}) or reads it, for a command that has no device over the file: img create
+     * and img convert's destination, which truncate it and write it through descriptors of
+     * their own, and the images img info, map, check and convert read. qemu-img takes the same
+     * bytes before it truncates an image (block/file-posix.c {@code raw_co_create}: "Step one:
+     * Take locks", then the check, then the truncate) or reads its metadata, so a refusal here
+     * has changed nothing. Opening for writing creates a missing file, as {@code raw_co_create}
+     * does (O_CREAT, no O_TRUNC).
+     *
+     * @param path  the image
+     * @param write true to write it (it is created when missing)
+     * @return the locks; closing them closes the descriptor that holds them
+     * @throws IOException when the file can't be opened, or another user conflicts (qemu-img's
+     *                     words)
+     */
+    public static ImageLocking.Held onFile(Path path, boolean write) throws IOException {
+        int fd = Libc.open(path.toString(), (write ? Fcntl.O_RDWR | Fcntl.O_CREAT : Fcntl.O_RDONLY) | Fcntl.O_CLOEXEC,
+                0644);
+        if (fd < 0) {
+            throw new IOException(path + ": Could not open: " + Errno.describe(-fd));
+        }
+        try {
+            ImageLocking.Held l = take(null, fd, path, write);
+            if (l == ImageLocking.NONE) {
+                Libc.close(fd); // no locks here: nothing to hold the descriptor for
+            }
+            return l;
+        } catch (IOException | RuntimeException e) {
+            Libc.close(fd); // take gave back what it took; the descriptor is this method's
+            throw e;
+        }
+    }
+
+    private static ImageLocking.Held take(BackingFile file, int fd, Path path, boolean write) throws IOException {
         if (unsupported) {
             return ImageLocking.NONE;
         }
         int perm = CONSISTENT_READ | (write ? WRITE | RESIZE : 0);
         int unshared = WRITE | RESIZE;
-        QemuLocks l = new QemuLocks(file, perm, unshared);
+        QemuLocks l = new QemuLocks(file, fd, perm, unshared);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment f = a.allocate(Fcntl.FLOCK_SIZE, 8);
             for (int i = 0; i < PERM_BITS; i++) {
@@ -93,7 +131,7 @@ final class QemuLocks implements ImageLocking.Held {
                 }
             }
         } catch (IOException | RuntimeException e) {
-            l.close();
+            l.unlockAll();
             throw e;
         }
         return l;
@@ -146,15 +184,24 @@ final class QemuLocks implements ImageLocking.Held {
     }
 
     /**
-     * Gives the bytes back. After the file closed there is nothing to give (closing its
-     * descriptor dropped them), and its number may name another file by now: nothing is done.
+     * Gives the bytes back (from {@link #onFile}: closes their own descriptor). After the file
+     * closed there is nothing to give (closing its descriptor dropped them), and its number may
+     * name another file by now: nothing is done.
      */
     @Override
     public synchronized void close() {
-        if (released || file.isClosed()) {
+        if (released || file != null && file.isClosed()) {
             return;
         }
         released = true;
+        if (file == null) {
+            Libc.close(fd); // the locks' own descriptor: closing it drops them all
+            return;
+        }
+        unlockAll();
+    }
+
+    private void unlockAll() {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment f = a.allocate(Fcntl.FLOCK_SIZE, 8);
             for (int i = 0; i < PERM_BITS; i++) {
