@@ -1,5 +1,7 @@
 package io.biostack.cli;
 
+import io.biostack.block.ImageLocking;
+import io.biostack.file.QemuLocks;
 import io.biostack.layer.qcow2.Qcow2Header;
 import io.biostack.layer.qcow2.Qcow2Image;
 import io.biostack.sys.ColdCalls;
@@ -43,6 +45,8 @@ final class ImgChain implements AutoCloseable {
          */
         private int fd = -1;
         private final Map<Long, long[]> l2Cache = new HashMap<>();
+        /** qemu's reader locks on the image, held while the chain is open (none with -U). */
+        private ImageLocking.Held lock = ImageLocking.NONE;
 
         Layer(String name, Path path, String format, Qcow2Image q, long size) {
             this.name = name;
@@ -144,6 +148,23 @@ final class ImgChain implements AutoCloseable {
      * @throws IOException when an image can't be opened, or the chain loops
      */
     static ImgChain open(String file, String format, boolean chain) throws IOException {
+        return open(file, format, chain, false);
+    }
+
+    /**
+     * Opens {@code file} and its backing chain, each image under qemu's reader locks unless
+     * {@code forceShare}: as qemu-img info, map, check and convert without {@code -U}, an image
+     * that someone writes (qemu-nbd, qemu, a biostack stack) is refused, its metadata changing
+     * under the reader ("Failed to get shared "write" lock").
+     *
+     * @param file       the top image as the user named it
+     * @param format     "raw", "qcow2", or null to probe
+     * @param chain      false to open only the top image
+     * @param forceShare qemu-img's -U: take no locks, read whatever the image holds now
+     * @return the chain; the caller closes it
+     * @throws IOException when an image can't be opened or is in use, or the chain loops
+     */
+    static ImgChain open(String file, String format, boolean chain, boolean forceShare) throws IOException {
         List<Layer> layers = new ArrayList<>();
         Set<Path> seen = new HashSet<>();
         String name = file;
@@ -163,14 +184,22 @@ final class ImgChain implements AutoCloseable {
                 if (fmt == null) {
                     fmt = Qcow2Image.probe(p) ? "qcow2" : "raw";
                 }
-                Layer l = switch (fmt) {
-                    case "qcow2" -> {
-                        Qcow2Image q = Qcow2Image.open(p, false);
-                        yield new Layer(name, p, fmt, q, q.size);
-                    }
-                    case "raw" -> new Layer(name, p, fmt, null, rawSize(p));
-                    default -> throw new IOException("Unknown format '" + fmt + "' (raw or qcow2)");
-                };
+                ImageLocking.Held lock = forceShare ? ImageLocking.NONE : QemuLocks.onFile(p, false);
+                Layer l;
+                try {
+                    l = switch (fmt) {
+                        case "qcow2" -> {
+                            Qcow2Image q = Qcow2Image.open(p, false);
+                            yield new Layer(name, p, fmt, q, q.size);
+                        }
+                        case "raw" -> new Layer(name, p, fmt, null, rawSize(p));
+                        default -> throw new IOException("Unknown format '" + fmt + "' (raw or qcow2)");
+                    };
+                } catch (IOException | RuntimeException e) {
+                    lock.close();
+                    throw e;
+                }
+                l.lock = lock;
                 layers.add(l);
                 if (!chain || l.q == null || l.q.backingFile == null) {
                     break;
@@ -331,6 +360,7 @@ final class ImgChain implements AutoCloseable {
                     // read-only: nothing to lose
                 }
             }
+            l.lock.close();
         }
     }
 }

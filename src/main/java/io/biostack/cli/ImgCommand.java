@@ -97,7 +97,9 @@ public final class ImgCommand implements Runnable {
                 }
                 // Opened even when the size is given, as bdrv_img_create does (qemu-img create without
                 // -u): a backing file that is missing or not of its format is refused, not recorded.
-                try (ImgChain c = ImgChain.open(full, backingFormat, false)) {
+                // Shared, as bdrv_img_create opens it (BDRV_OPT_FORCE_SHARE): an overlay over an
+                // image in use is how a live snapshot starts.
+                try (ImgChain c = ImgChain.open(full, backingFormat, false, true)) {
                     size = size == null ? c.size() : size;
                 } catch (IOException e) {
                     throw new IOException(file + ": " + e.getMessage() + "\nCould not open backing image.", e);
@@ -277,12 +279,19 @@ public final class ImgCommand implements Runnable {
         @Option(names = "--backing-chain", description = "also every backing file")
         boolean chain;
 
+        @Option(names = {"-U", "--force-share"}, description = "read an image that another process writes (qemu-img's -U): no locks, no consistency")
+        boolean forceShare;
+
         @Parameters(index = "0", paramLabel = "FILE")
         String file;
 
         @Override
         public Integer call() throws IOException {
-            return info(file, format, chain, output);
+            return info(file, format, chain, output, forceShare);
+        }
+
+        static int info(String file, String format, boolean chain, String output) throws IOException {
+            return info(file, format, chain, output, false);
         }
 
         /**
@@ -293,12 +302,13 @@ public final class ImgCommand implements Runnable {
          * @param format raw, qcow2, or null to probe
          * @param chain  also every backing file
          * @param output human or json
+         * @param forceShare -U: no locks, so an image another process writes is read anyway
          * @return the exit code, 0
          * @throws IOException when an image can't be read
          */
-        static int info(String file, String format, boolean chain, String output) throws IOException {
+        static int info(String file, String format, boolean chain, String output, boolean forceShare) throws IOException {
             boolean json = json(output);
-            try (ImgChain c = ImgChain.open(file, format, chain)) {
+            try (ImgChain c = ImgChain.open(file, format, chain, forceShare)) {
                 List<String> parts = new ArrayList<>();
                 for (ImgChain.Layer l : c.layers) {
                     parts.add(json ? ImgInfo.json(l, chain ? 1 : 0) : ImgInfo.human(l));
@@ -337,6 +347,9 @@ public final class ImgCommand implements Runnable {
         @Option(names = {"-q"}, description = "quiet")
         boolean quiet;
 
+        @Option(names = {"-U", "--force-share"}, description = "read an image that another process writes (qemu-img's -U): no locks, no consistency")
+        boolean forceShare;
+
         @Parameters(index = "0", paramLabel = "FILE")
         String file;
 
@@ -355,8 +368,14 @@ public final class ImgCommand implements Runnable {
                 System.err.println("qemu-img: This image format does not support checks");
                 return 63;
             }
+            if (forceShare && fix != 0) {
+                throw new IllegalArgumentException("force-share=on can only be used with read-only images"); // qemu-img's words
+            }
             Qcow2Check.Result r;
-            try (Qcow2Image img = Qcow2Image.open(p, fix != 0)) {
+            // -r: Qcow2Image's own write lock. Else qemu's reader locks, as qemu-img check's
+            // read-only open without -U: metadata that a writer changes would check as corrupt.
+            try (ImageLocking.Held lock = fix != 0 || forceShare ? ImageLocking.NONE : QemuLocks.onFile(p, false);
+                 Qcow2Image img = Qcow2Image.open(p, fix != 0)) {
                 r = Qcow2Check.check(img, System.err, fix);
             }
             if (r.failure() != null) {
@@ -385,13 +404,16 @@ public final class ImgCommand implements Runnable {
         @Option(names = "-f", paramLabel = "FMT", description = "raw or qcow2 (probed when omitted)")
         String format;
 
+        @Option(names = {"-U", "--force-share"}, description = "read an image that another process writes (qemu-img's -U): no locks, no consistency")
+        boolean forceShare;
+
         @Parameters(index = "0", paramLabel = "FILE")
         String file;
 
         @Override
         public Integer call() throws IOException {
             boolean json = json(output);
-            try (ImgChain c = ImgChain.open(file, format, true)) {
+            try (ImgChain c = ImgChain.open(file, format, true, forceShare)) {
                 return ImgInfo.map(c, json, System.out);
             }
         }

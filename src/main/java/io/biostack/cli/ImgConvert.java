@@ -71,6 +71,9 @@ final class ImgConvert implements Callable<Integer> {
     @Option(names = "-c", description = "compress the output (qcow2; zlib, or zstd with -o compression_type=zstd): each cluster compressed on its own, as qemu-img convert -c")
     boolean compress;
 
+    @Option(names = {"-U", "--force-share"}, description = "read a source that another process writes (qemu-img's -U): no locks, no consistency")
+    boolean forceShare;
+
     @Option(names = "-f", paramLabel = "FMT", description = "source format: raw or qcow2 (probed when omitted)")
     String srcFormat;
 
@@ -134,7 +137,7 @@ final class ImgConvert implements Callable<Integer> {
      * ({@code biostack: message}, exit 1: the convert may have created the destination, so it is
      * not run again).
      *
-     * <p>Known: {@code -p -W -c} alone, {@code -m -f -O -t -T -o --engine} each followed by its
+     * <p>Known: {@code -p -W -c -U} alone, {@code -m -f -O -t -T -o --engine} each followed by its
      * value ({@code --engine=E} too), {@code -o} as often as wanted, the others once, then SRC
      * and DST. Anything else goes to picocli before anything is done: {@code --help}, a cluster
      * ({@code -pW}), an unknown option, a value or an argument that starts with {@code -} or
@@ -163,7 +166,7 @@ final class ImgConvert implements Callable<Integer> {
             } else if (a.startsWith("-") || a.startsWith("@")) {
                 boolean takesValue = switch (a) {
                     case "-m", "-f", "-O", "-t", "-T", "-o", "--engine" -> true;
-                    case "-p", "-W", "-c" -> false;
+                    case "-p", "-W", "-c", "-U" -> false;
                     default -> {
                         opt = null;
                         yield false;
@@ -204,6 +207,7 @@ final class ImgConvert implements Callable<Integer> {
                 case "--engine" -> c.engine = value;
                 case "-p" -> c.progress = true;
                 case "-W" -> c.outOfOrder = true;
+                case "-U" -> c.forceShare = true;
                 default -> c.compress = true; // -c
             }
         }
@@ -616,7 +620,7 @@ final class ImgConvert implements Callable<Integer> {
             throw new IllegalArgumentException("Unknown source format '" + fmt + "' (raw or qcow2)");
         }
         // A raw file is a chain of one layer: its map is SEEK_DATA/SEEK_HOLE, as a loop device's.
-        ImgChain chain = ImgChain.open(src, fmt, true);
+        ImgChain chain = ImgChain.open(src, fmt, true, forceShare);
         phase("chain");
         Map<ImgChain.Layer, BlockDevice> devs = new HashMap<>();
         boolean files = inKernel && chain.layers.stream().allMatch(l -> Files.isRegularFile(l.path));

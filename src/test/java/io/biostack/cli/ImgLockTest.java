@@ -73,6 +73,42 @@ class ImgLockTest {
     }
 
     @Test
+    void readersOfAnImageQemuNbdWritesAreRefusedUnlessForceShareAsQemuImgs() throws Exception {
+        Path out = dir.resolve("out.raw");
+        String img = served.toString();
+        String[][] readers = {
+            {"img", "info", img},
+            {"img", "info", "--output=json", "--backing-chain", img},
+            {"img", "map", img},
+            {"img", "check", img},
+            {"img", "convert", "-O", "raw", img, out.toString()},
+        };
+        for (String[] args : readers) {
+            String[] qemuArgs = args.clone();
+            qemuArgs[0] = "qemu-img";
+            Tools.Result q = Tools.run(30, qemuArgs);
+            assertThat(q.exit()).as("qemu-img refuses it: " + q.all()).isNotZero();
+            assertThat(q.all()).contains("Failed to get shared \"write\" lock");
+            CliRun r = CliRun.of(args);
+            assertThat(r.code()).as(String.join(" ", args) + ": " + r.out() + r.err()).isNotZero();
+            assertThat(r.err()).contains(img + ": Failed to get shared \"write\" lock");
+            String[] shared = new String[args.length + 1];
+            shared[0] = "img";
+            shared[1] = args[1];
+            shared[2] = "-U";
+            System.arraycopy(args, 2, shared, 3, args.length - 2);
+            CliRun u = CliRun.of(shared);
+            assertThat(u.code()).as(String.join(" ", shared) + ": " + u.out() + u.err()).isZero();
+        }
+        assertThat(Files.size(out)).isEqualTo(4 << 20);
+        // an overlay over an image in use is how a live snapshot starts: qemu-img create opens
+        // the backing file shared
+        Path top = dir.resolve("top.qcow2");
+        CliRun c = CliRun.of("img", "create", "-q", "-f", "qcow2", "-b", img, "-F", "qcow2", top.toString());
+        assertThat(c.code()).as(c.err()).isZero();
+    }
+
+    @Test
     void createAndConvertTakeTheImageOnceTheServerIsGone() throws Exception {
         stop();
         assertThat(CliRun.of("img", "create", "-q", "-f", "qcow2", served.toString(), "1M").code()).isZero();
