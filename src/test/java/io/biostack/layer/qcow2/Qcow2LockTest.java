@@ -103,4 +103,28 @@ class Qcow2LockTest {
             open(b, img, false).close();
         }
     }
+
+    @Test
+    void imgCommandsOfThisProcessAreRefusedAnImageAStackWritesAndChangeNothing() throws Exception {
+        Tools.require("qemu-img");
+        Path img = image();
+        String f = img.toString();
+        try (LoopDevice c = LoopDevice.open("c", img, LoopConfig.defaults()); Qcow2Device q = open(c, img, false)) {
+            byte[] before = Files.readAllBytes(img);
+            // check -r's lock is the JDK's (a POSIX lock on byte 201): it conflicts with the
+            // stack's open file description locks although both are this process's
+            io.biostack.cli.CliRun r = io.biostack.cli.CliRun.of("img", "check", "-r", "all", f);
+            assertThat(r.code()).as(r.err()).isNotZero();
+            assertThat(r.err()).contains("Failed to get \"write\" lock");
+            r = io.biostack.cli.CliRun.of("img", "create", "-q", "-f", "qcow2", f, "1M");
+            assertThat(r.err()).contains(f + ": Failed to get \"write\" lock");
+            r = io.biostack.cli.CliRun.of("img", "info", f);
+            assertThat(r.err()).contains(f + ": Failed to get shared \"write\" lock");
+            r = io.biostack.cli.CliRun.of("img", "info", "-U", f);
+            assertThat(r.code()).as(r.err()).isZero();
+            assertThat(Files.readAllBytes(img)).as("the refused commands wrote nothing").isEqualTo(before);
+        }
+        io.biostack.cli.CliRun r = io.biostack.cli.CliRun.of("img", "check", "-r", "all", f);
+        assertThat(r.code()).as(r.err()).isZero();
+    }
 }
