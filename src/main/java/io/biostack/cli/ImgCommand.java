@@ -87,6 +87,12 @@ public final class ImgCommand implements Runnable {
                 }
                 String full = ImgChain.fullBackingName(file.toString(), backing);
                 Path bp = Path.of(full);
+                // The image is truncated next: as its own backing file, the data it was to be an
+                // overlay of would be gone. qemu-img compares the names (bdrv_img_create) and
+                // misses an absolute path or a symlink; the files are compared here.
+                if (Files.exists(file) && Files.exists(bp) && Files.isSameFile(file, bp)) {
+                    throw new IOException(file + ": Error: Trying to create an image with the same filename as the backing file");
+                }
                 if (backingFormat == null) {
                     String detected = Files.exists(bp) && Qcow2Image.probe(bp) ? "qcow2" : "raw";
                     throw new IOException(file + ": Backing file specified without backing format\nDetected format of "

@@ -92,6 +92,24 @@ class ImgQemuTest {
     }
 
     @Test
+    void anImageIsNotCreatedOverItsOwnBackingFileUnderAnyName() throws Exception {
+        Path img = dir.resolve("a.qcow2");
+        Tools.ok(60, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "4M");
+        Tools.ok(60, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", img.toString());
+        Files.createSymbolicLink(dir.resolve("link.qcow2"), img);
+        byte[] before = Files.readAllBytes(img);
+        // qemu-img refuses the same name (bdrv_img_create's strcmp); under another one it empties the image
+        Tools.Result q = qemu("qemu-img", "create", "-q", "-f", "qcow2", "-b", img.toString(), "-F", "qcow2", img.toString());
+        assertThat(q.all()).contains("Trying to create an image with the same filename as the backing file");
+        for (String b : new String[] {"a.qcow2", img.toString(), "link.qcow2"}) {
+            CliRun r = CliRun.of("img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", img.toString());
+            assertThat(r.code()).as(b).isNotZero();
+            assertThat(r.err()).as(b).contains("Trying to create an image with the same filename as the backing file");
+            assertThat(Files.readAllBytes(img)).as(b + ": the image and its data are still there").isEqualTo(before);
+        }
+    }
+
+    @Test
     void aBackingFileThatCannotBeOpenedIsRefusedEvenWithASizeOrGivenByDashOAsQemuImgDoes() throws Exception {
         Tools.ok(60, "qemu-img", "create", "-q", "-f", "raw", f("base.raw"), "5M");
         String[][] refused = {
