@@ -13,6 +13,13 @@ public final class BioFlags {
     public static final int NOUNMAP = 1 << 2;
     /** Fail with {@link Status#AGAIN} rather than wait for resources ({@code REQ_NOWAIT}). */
     public static final int NOWAIT = 1 << 3;
+    /**
+     * WRITE_ZEROES that must not be done by writing data: a device that can't zero this range
+     * faster than it would write it fails it with {@link Status#NOTSUPP} (qemu's
+     * {@code BDRV_REQ_NO_FALLBACK}, NBD's {@code FAST_ZERO}); the caller then writes the zeros
+     * itself, or not at all. Parts zeroed before the refusal may stay zeroed.
+     */
+    public static final int NOFALLBACK = 1 << 4;
 
     private BioFlags() {
     }
@@ -32,6 +39,7 @@ public final class BioFlags {
         append(sb, flags, PREFLUSH, "PREFLUSH");
         append(sb, flags, NOUNMAP, "NOUNMAP");
         append(sb, flags, NOWAIT, "NOWAIT");
+        append(sb, flags, NOFALLBACK, "NOFALLBACK");
         return sb.toString();
     }
 

@@ -948,7 +948,8 @@ final class NbdConnection {
     }
 
     private void writeZeroes(long cookie, int flags, long offset, long length) {
-        int bioFlags = fua(flags) | ((flags & CMD_FLAG_NO_HOLE) != 0 ? BioFlags.NOUNMAP : 0);
+        int bioFlags = fua(flags) | ((flags & CMD_FLAG_NO_HOLE) != 0 ? BioFlags.NOUNMAP : 0)
+                | ((flags & CMD_FLAG_FAST_ZERO) != 0 ? BioFlags.NOFALLBACK : 0); // a device that would write the zeros says NOTSUPP
         if (fastZero) {
             submitNoData(cookie, CMD_WRITE_ZEROES, flags, offset, length, Op.WRITE_ZEROES, bioFlags);
             return;

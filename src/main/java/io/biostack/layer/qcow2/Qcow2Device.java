@@ -1648,6 +1648,8 @@ public final class Qcow2Device implements Target {
                 Bio piece = len >= left ? bio : splitChained(bio, len);
                 if (discard) {
                     piece.endIo();
+                } else if (bio.hasFlag(BioFlags.NOFALLBACK)) {
+                    piece.fail(Status.NOTSUPP, noFallback());
                 } else {
                     writeZeroData(piece);
                 }
@@ -1711,6 +1713,8 @@ public final class Qcow2Device implements Target {
             Bio piece = len >= left ? bio : splitChained(bio, len);
             if (err != null) {
                 piece.fail(Status.IOERR, name + ": " + err);
+            } else if (asData && !discard && bio.hasFlag(BioFlags.NOFALLBACK)) {
+                piece.fail(Status.NOTSUPP, noFallback());
             } else if (asData && !discard) {
                 writeZeroData(piece);
             } else {
@@ -1720,6 +1724,16 @@ public final class Qcow2Device implements Target {
                 return;
             }
         }
+    }
+
+    /**
+     * Why a WRITE_ZEROES with {@link BioFlags#NOFALLBACK} (NBD's FAST_ZERO) is refused: the
+     * range would be zeroed by writing data (qemu's qcow2_co_pwrite_zeroes answers -ENOTSUP
+     * the same way for what it can't flag).
+     */
+    private String noFallback() {
+        return name + ": zeroing this range writes data (" + (header.version() < 3 ? "a version 2 image has no zero flag"
+                : "a part of a cluster, a compressed cluster, or a raw data file") + ")";
     }
 
     private void writeZeroData(Bio piece) {
