@@ -178,7 +178,7 @@ class BackupTest {
     @Test
     void badBackupRequestsAreRefusedClearly(@TempDir Path dir) throws Exception {
         Path bm = dir.resolve("bm");
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+        try (Stack s = onSideFile(bm)) {
             ctl(s, "message", "d", "bitmap add p persistent");
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v")).hasMessageContaining("needs bitmap=BM");
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=zz")).hasMessageContaining("no bitmap 'zz'");
@@ -197,7 +197,7 @@ class BackupTest {
             assertThat(s.names()).doesNotContain("v");
             Files.copy(bm, dir.resolve("crashed"));
         }
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + dir.resolve("crashed") + "\n", "t")) {
+        try (Stack s = onSideFile(dir.resolve("crashed"))) {
             assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin v bitmap=p cow-dir=" + dir))
                     .hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
             assertThat(s.names()).doesNotContain("v");
@@ -207,7 +207,7 @@ class BackupTest {
     @Test
     void aBackupBeginThatCantSaveTheBitmapChangesNothingAndWritesStayRecorded(@TempDir Path dir) throws Exception {
         Path bm = dir.resolve("bm");
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+        try (Stack s = onSideFile(bm)) {
             BlockDevice d = s.device("d");
             ctl(s, "message", "d", "bitmap add p persistent");
             // the side file can't be rewritten now (its file system fills up, say): the next save fails
@@ -227,11 +227,23 @@ class BackupTest {
         }
     }
 
+    /** Device d, an 8 MiB ram disk whose bitmaps persist in {@code sideFile}. */
+    static Stack onSideFile(Path sideFile) throws java.io.IOException {
+        return Stack.open("d: ram 8M bitmap-file=" + sideFile + "\n", "t");
+    }
+
+    /** An incremental backup from {@code bm} is refused as inconsistent, and no view is made. */
+    static void assertIncrementalRefused(Stack s, String bm, Path dir) {
+        assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin again bitmap=" + bm + " cow-dir=" + dir))
+                .as(bm).hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
+        assertThat(s.names()).doesNotContain("again");
+    }
+
     @Test
     void aCrashMidBackupLeavesNoBitmapAnIncrementalCanBeTakenFrom(@TempDir Path dir) throws Exception {
         Path bm = dir.resolve("bm");
         Path crashed = dir.resolve("crashed");
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+        try (Stack s = onSideFile(bm)) {
             BlockDevice d = s.device("d");
             ctl(s, "message", "d", "bitmap add b1 persistent");
             write(d, 0, new byte[4096]);
@@ -240,14 +252,12 @@ class BackupTest {
             write(d, 4 << 20, new byte[4096]);
             Files.copy(bm, crashed); // kill -9 now: the side file as the stopped process left it
         }
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + crashed + "\n", "t")) {
+        try (Stack s = onSideFile(crashed)) {
             // b1 holds only the changes up to the first backup-begin: an incremental from it now
             // would miss the write at 4 MiB (b2 had it, and b2 was recording at the crash)
             for (String b : List.of("b1", "b2")) {
-                assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin again bitmap=" + b + " cow-dir=" + dir))
-                        .as(b).hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
+                assertIncrementalRefused(s, b, dir);
             }
-            assertThat(s.names()).doesNotContain("again");
         }
     }
 
@@ -258,7 +268,7 @@ class BackupTest {
         // BM2 alone: another save of the side file (here the merge) must not mark it clean.
         Path bm = dir.resolve("bm");
         Path crashed = dir.resolve("crashed");
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+        try (Stack s = onSideFile(bm)) {
             BlockDevice d = s.device("d");
             ctl(s, "message", "d", "bitmap add b1 persistent");
             write(d, 0, new byte[4096]);
@@ -268,20 +278,18 @@ class BackupTest {
             write(d, 4 << 20, new byte[4096]); // b2's alone
             Files.copy(bm, crashed); // kill -9 now
         }
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + crashed + "\n", "t")) {
+        try (Stack s = onSideFile(crashed)) {
             // b1 loaded consistent would give an incremental without the write at 4 MiB
-            assertThatThrownBy(() -> ctl(s, "message", "d", "backup-begin again bitmap=b1 cow-dir=" + dir))
-                    .hasMessageContaining("inconsistent").hasMessageContaining("the next backup must be a full one");
-            assertThat(s.names()).doesNotContain("again");
+            assertIncrementalRefused(s, "b1", dir);
             ctl(s, "message", "d", "bitmap remove b1");
         }
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + bm + "\n", "t")) {
+        try (Stack s = onSideFile(bm)) {
             // a clean stop: b1 saved consistent (frozen, its bits up to the backup's instant)...
             assertThat(StackBitmapsTest.bitmapLine(s, "d", "b1"))
                     .isEqualTo("bitmap b1 granularity=65536 dirty=65536 disabled persistent consistent");
             Files.copy(bm, crashed, java.nio.file.StandardCopyOption.REPLACE_EXISTING); // ...and a kill -9 in this run
         }
-        try (Stack s = Stack.open("d: ram 8M bitmap-file=" + crashed + "\n", "t")) {
+        try (Stack s = onSideFile(crashed)) {
             assertThat(StackBitmapsTest.bitmapLine(s, "d", "b1")).as("still not removed: in use across the restart")
                     .isEqualTo("bitmap b1 granularity=65536 dirty=0 disabled persistent inconsistent");
         }
